@@ -1,0 +1,324 @@
+"""Decode link, network and transport headers into `Packet`s.
+
+Link types: Ethernet with 802.1Q/QinQ (1), BSD NULL and LOOP (0, 108), raw IP (12, 14, 101, 228,
+229), Linux SLL (113) and SLL2 (276), 802.11 (105) and 802.11 with radiotap (127). IP fragments
+other than the first are kept as packets without a transport header, never reassembled.
+A frame too short for its headers is counted as malformed, never raised.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dronewatch.capture.base import RawPacket
+from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Packet
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_OPENBSD = 12
+LINKTYPE_RAW_14 = 14
+LINKTYPE_RAW = 101
+LINKTYPE_IEEE802_11 = 105
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IEEE802_11_RADIOTAP = 127
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+LINKTYPE_NAMES = {
+    LINKTYPE_NULL: "null",
+    LINKTYPE_ETHERNET: "ethernet",
+    LINKTYPE_RAW_OPENBSD: "raw",
+    LINKTYPE_RAW_14: "raw",
+    LINKTYPE_RAW: "raw",
+    LINKTYPE_IEEE802_11: "802.11",
+    LINKTYPE_LOOP: "loop",
+    LINKTYPE_LINUX_SLL: "linux-sll",
+    LINKTYPE_IEEE802_11_RADIOTAP: "802.11-radiotap",
+    LINKTYPE_IPV4: "ipv4",
+    LINKTYPE_IPV6: "ipv6",
+    LINKTYPE_LINUX_SLL2: "linux-sll2",
+}
+
+ETH_TYPE_IP = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_IP6 = 0x86DD
+ETH_TYPE_8021Q = 0x8100
+ETH_TYPE_8021AD = 0x88A8
+ETH_TYPE_QINQ_OLD = 0x9100
+VLAN_TYPES = frozenset((ETH_TYPE_8021Q, ETH_TYPE_8021AD, ETH_TYPE_QINQ_OLD))
+
+# IPv6 extension headers that are skipped to reach the transport header (RFC 8200 4.1).
+IP6_EXT_HEADERS = frozenset((0, 43, 60, 135, 139, 140))
+IP6_FRAGMENT = 44
+IP6_AH = 51
+
+# Radiotap fields before "antenna signal" (bit 5), as (alignment, size) (radiotap.org/fields).
+RADIOTAP_FIELDS = ((8, 8), (1, 1), (1, 1), (2, 4), (2, 2), (1, 1))
+RADIOTAP_FLAGS_FCS = 0x10
+
+_ETH = struct.Struct("!6s6sH")
+_IP4 = struct.Struct("!BBHHHBBH4s4s")
+_IP6 = struct.Struct("!IHBB16s16s")
+_PORTS_TCP = struct.Struct("!HHIIBB")
+_PORTS_UDP = struct.Struct("!HHH")
+
+
+@dataclass(slots=True)
+class DecodeStats:
+    """Frames that did not become IP packets, by kind."""
+
+    ip: int = 0
+    non_ip: Counter[str] = field(default_factory=Counter)
+    malformed: int = 0
+    fragments: int = 0
+
+
+class Decoder:
+    """Turns raw frames into `Packet`s; keeps counts of what was not IP."""
+
+    def __init__(self) -> None:
+        self.stats = DecodeStats()
+
+    def decode(self, raw: RawPacket) -> Packet | None:
+        """A `Packet` for an IP frame or an 802.11 management frame; None for anything else."""
+        lt = raw.linktype
+        data = raw.data
+        pkt = Packet(raw.ts, raw.frame, raw.wirelen, len(data), lt, raw.iface)
+        try:
+            if lt == LINKTYPE_ETHERNET:
+                return self._ethernet(pkt, data, 0)
+            if lt in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW_14):
+                return self._ip(pkt, data, 0)
+            if lt == LINKTYPE_RAW_OPENBSD:
+                return self._ip(pkt, data, 0)
+            if lt == LINKTYPE_LINUX_SLL:
+                return self._sll(pkt, data)
+            if lt == LINKTYPE_LINUX_SLL2:
+                return self._sll2(pkt, data)
+            if lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
+                return self._null(pkt, data, lt)
+            if lt == LINKTYPE_IEEE802_11_RADIOTAP:
+                return self._radiotap(pkt, data)
+            if lt == LINKTYPE_IEEE802_11:
+                return self._dot11(pkt, data, False)
+        except (struct.error, IndexError):
+            self.stats.malformed += 1
+            return None
+        self.stats.non_ip[f"linktype-{lt}"] += 1
+        return None
+
+    def _ethernet(self, pkt: Packet, data: bytes, off: int) -> Packet | None:
+        dst, src, etype = _ETH.unpack_from(data, off)
+        pkt.dst_mac = dst
+        pkt.src_mac = src
+        off += 14
+        while etype in VLAN_TYPES:
+            tci, etype = struct.unpack_from("!HH", data, off)
+            if pkt.vlan is None:
+                pkt.vlan = tci & 0x0FFF
+            off += 4
+        return self._ethertype(pkt, data, off, etype)
+
+    def _ethertype(self, pkt: Packet, data: bytes, off: int, etype: int) -> Packet | None:
+        if etype == ETH_TYPE_IP or etype == ETH_TYPE_IP6:
+            return self._ip(pkt, data, off)
+        self.stats.non_ip["arp" if etype == ETH_TYPE_ARP else f"ethertype-0x{etype:04x}"] += 1
+        return None
+
+    def _sll(self, pkt: Packet, data: bytes) -> Packet | None:
+        # Linux cooked v1: packet type, ARPHRD, address length, 8-byte address, protocol.
+        _ptype, hatype, alen, addr, proto = struct.unpack_from("!HHH8sH", data, 0)
+        if hatype == 1 and alen == 6:
+            pkt.src_mac = addr[:6]
+        return self._ethertype(pkt, data, 16, proto)
+
+    def _sll2(self, pkt: Packet, data: bytes) -> Packet | None:
+        # Linux cooked v2: protocol, reserved, ifindex, ARPHRD, packet type, address length, address.
+        proto, _res, _ifindex, hatype, _ptype, alen, addr = struct.unpack_from(
+            "!HHIHBB8s", data, 0
+        )
+        if hatype == 1 and alen == 6:
+            pkt.src_mac = addr[:6]
+        return self._ethertype(pkt, data, 20, proto)
+
+    def _null(self, pkt: Packet, data: bytes, lt: int) -> Packet | None:
+        if lt == LINKTYPE_LOOP:
+            family = struct.unpack_from("!I", data, 0)[0]
+        else:
+            # DLT_NULL stores the family in the capturing host's byte order.
+            family = struct.unpack_from("<I", data, 0)[0]
+            if family > 0xFFFF:
+                family = struct.unpack_from(">I", data, 0)[0]
+        if family == 2 or family in (10, 24, 28, 30):
+            return self._ip(pkt, data, 4)
+        self.stats.non_ip[f"null-family-{family}"] += 1
+        return None
+
+    def _radiotap(self, pkt: Packet, data: bytes) -> Packet | None:
+        _ver, _pad, rlen, present = struct.unpack_from("<BBHI", data, 0)
+        # Skip extended presence bitmaps (bit 31 chains another 32-bit word).
+        off = 8
+        word = present
+        while word & 0x80000000:
+            word = struct.unpack_from("<I", data, off)[0]
+            off += 4
+        flags = 0
+        rssi: int | None = None
+        freq: int | None = None
+        for bit, (align, size) in enumerate(RADIOTAP_FIELDS):
+            if not present & (1 << bit):
+                continue
+            off = (off + align - 1) & ~(align - 1)
+            if bit == 1:
+                flags = data[off]
+            elif bit == 3:
+                freq = struct.unpack_from("<H", data, off)[0]
+            off += size
+        if present & (1 << 5):
+            rssi = struct.unpack_from("<b", data, off)[0]
+        frame = data[rlen:]
+        if flags & RADIOTAP_FLAGS_FCS:
+            frame = frame[:-4]
+        out = self._dot11(pkt, frame, True)
+        if out is not None and out.dot11 is not None:
+            out.dot11.rssi_dbm = rssi
+            out.dot11.freq_mhz = freq
+        return out
+
+    def _dot11(self, pkt: Packet, data: bytes, _radiotap: bool) -> Packet | None:
+        fc0 = data[0]
+        fc1 = data[1]
+        ftype = (fc0 >> 2) & 3
+        subtype = fc0 >> 4
+        if ftype == 0:
+            if len(data) < 24:
+                self.stats.malformed += 1
+                return None
+            addr2 = data[10:16]
+            pkt.src_mac = addr2
+            pkt.dst_mac = data[4:10]
+            pkt.dot11 = Dot11Frame(subtype, addr2, data[16:22], data[24:])
+            self.stats.non_ip[f"dot11-mgmt-{subtype}"] += 1
+            return pkt
+        if ftype != 2:
+            self.stats.non_ip["dot11-ctrl" if ftype == 1 else "dot11-other"] += 1
+            return None
+        to_ds = fc1 & 1
+        from_ds = fc1 & 2
+        hdr = 30 if (to_ds and from_ds) else 24
+        if subtype & 0x8:  # QoS data
+            hdr += 2
+            if fc1 & 0x80:  # +HTC
+                hdr += 4
+        if subtype & 0x4:  # null function: no body
+            self.stats.non_ip["dot11-null"] += 1
+            return None
+        if fc1 & 0x40:
+            self.stats.non_ip["dot11-protected"] += 1
+            return None
+        addr1, addr2, addr3 = data[4:10], data[10:16], data[16:22]
+        if from_ds and not to_ds:
+            pkt.dst_mac, pkt.src_mac = addr1, addr3
+        elif to_ds and not from_ds:
+            pkt.dst_mac, pkt.src_mac = addr3, addr2
+        else:
+            pkt.dst_mac, pkt.src_mac = addr1, addr2
+        # LLC/SNAP: AA AA 03 00 00 00 then the EtherType.
+        if data[hdr : hdr + 6] != b"\xaa\xaa\x03\x00\x00\x00":
+            self.stats.non_ip["dot11-non-snap"] += 1
+            return None
+        etype = struct.unpack_from("!H", data, hdr + 6)[0]
+        return self._ethertype(pkt, data, hdr + 8, etype)
+
+    def _ip(self, pkt: Packet, data: bytes, off: int) -> Packet | None:
+        version = data[off] >> 4
+        if version == 4:
+            vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _IP4.unpack_from(
+                data, off
+            )
+            ihl = (vihl & 0x0F) * 4
+            if ihl < 20:
+                self.stats.malformed += 1
+                return None
+            pkt.ip_version = 4
+            pkt.src = src
+            pkt.dst = dst
+            pkt.proto = proto
+            # Captures with TSO may carry total length 0: fall back to the captured size.
+            pkt.ip_len = total if total >= ihl else len(data) - off
+            l4 = off + ihl
+            end = off + pkt.ip_len
+            if frag & 0x1FFF:
+                pkt.fragment = True
+                self.stats.fragments += 1
+                self.stats.ip += 1
+                return pkt
+        elif version == 6:
+            _vtf, plen, nxt, _hop, src, dst = _IP6.unpack_from(data, off)
+            pkt.ip_version = 6
+            pkt.src = src
+            pkt.dst = dst
+            pkt.ip_len = plen + 40
+            end = off + 40 + plen
+            l4 = off + 40
+            while True:
+                if nxt in IP6_EXT_HEADERS:
+                    nxt2, hlen = data[l4], data[l4 + 1]
+                    l4 += (hlen + 1) * 8
+                    nxt = nxt2
+                elif nxt == IP6_AH:
+                    nxt2, hlen = data[l4], data[l4 + 1]
+                    l4 += (hlen + 2) * 4
+                    nxt = nxt2
+                elif nxt == IP6_FRAGMENT:
+                    nxt2 = data[l4]
+                    offset_flags = struct.unpack_from("!H", data, l4 + 2)[0]
+                    l4 += 8
+                    nxt = nxt2
+                    if offset_flags & 0xFFF8:
+                        pkt.proto = nxt
+                        pkt.fragment = True
+                        self.stats.fragments += 1
+                        self.stats.ip += 1
+                        return pkt
+                else:
+                    break
+            pkt.proto = nxt
+        else:
+            self.stats.malformed += 1
+            return None
+        self.stats.ip += 1
+        proto = pkt.proto
+        if proto == IP_PROTO_TCP:
+            sport, dport, seq, _ack, doff, flags = _PORTS_TCP.unpack_from(data, l4)
+            pkt.sport = sport
+            pkt.dport = dport
+            pkt.tcp_seq = seq
+            pkt.tcp_flags = flags
+            start = l4 + (doff >> 4) * 4
+        elif proto == IP_PROTO_UDP:
+            sport, dport, _ulen = _PORTS_UDP.unpack_from(data, l4)
+            pkt.sport = sport
+            pkt.dport = dport
+            start = l4 + 8
+        elif proto == 1 or proto == 58:
+            # ICMP type and code stand in for ports, as Zeek and Community ID do.
+            pkt.sport = data[l4]
+            pkt.dport = data[l4 + 1]
+            start = l4 + 4
+        else:
+            return pkt
+        if end < start:
+            end = start
+        pkt.payload_len = end - start
+        pkt.payload = data[start:end]
+        return pkt
+
+
+def linktype_name(lt: int) -> str:
+    """A short name for a link type number."""
+    return LINKTYPE_NAMES.get(lt, f"linktype-{lt}")

@@ -1,0 +1,327 @@
+"""Capture files: pcap (both byte orders, micro/nanosecond), pcapng, gzip-compressed, and stdin.
+
+Damage never raises out of `packets()`: the reader stops at the first unreadable byte, records a
+message naming the file and the byte offset in `stats.errors`, and keeps every packet before it.
+Offsets are counted in the uncompressed stream.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import struct
+import sys
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from dronewatch.capture.base import RawPacket, SourceStats
+from dronewatch.exceptions import CaptureError
+
+logger = logging.getLogger(__name__)
+
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BOM = 0x1A2B3C4D
+PCAPNG_IDB = 0x00000001
+PCAPNG_PB = 0x00000002
+PCAPNG_SPB = 0x00000003
+PCAPNG_ISB = 0x00000005
+PCAPNG_EPB = 0x00000006
+GZIP_MAGIC = b"\x1f\x8b"
+
+CHUNK = 1 << 22
+MAX_RECORD = 1 << 24
+"""Largest packet record accepted; anything larger is treated as corruption."""
+
+
+class _Stream:
+    """A byte stream read in large chunks, with the absolute offset of the read position."""
+
+    def __init__(self, raw: BinaryIO, position: BinaryIO) -> None:
+        self._raw = raw
+        self._position = position
+        self.buf = b""
+        self.pos = 0
+        self.base = 0
+        self.eof = False
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    def consumed(self) -> int:
+        """Bytes of the underlying file consumed (compressed bytes for gzip)."""
+        try:
+            return self._position.tell()
+        except (OSError, ValueError):
+            return self.offset
+
+    def need(self, n: int) -> bool:
+        """Make `n` bytes available at `pos`; False when the stream ends first."""
+        while len(self.buf) - self.pos < n:
+            if self.eof:
+                return False
+            chunk = self._raw.read(max(CHUNK, n))
+            if not chunk:
+                self.eof = True
+                return False
+            self.base += self.pos
+            self.buf = self.buf[self.pos :] + chunk
+            self.pos = 0
+        return True
+
+    def remaining(self) -> int:
+        return len(self.buf) - self.pos
+
+
+class FileSource:
+    """Packets from a pcap or pcapng file (gzip-compressed or not), or `-` for stdin."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stats = SourceStats(name=path)
+        self._size: int | None = None
+        self._stream: _Stream | None = None
+        self._fh: BinaryIO | None = None
+
+    def progress(self) -> tuple[int, int | None]:
+        if self._stream is None:
+            return 0, self._size
+        return self._stream.consumed(), self._size
+
+    def _open(self) -> _Stream:
+        if self.path == "-":
+            fh: BinaryIO = sys.stdin.buffer
+        else:
+            try:
+                fh = open(self.path, "rb")  # noqa: SIM115 - closed in packets()
+                self._size = os.fstat(fh.fileno()).st_size
+            except OSError as exc:
+                raise CaptureError(exc.strerror or str(exc), path=self.path) from None
+        self._fh = fh
+        peek = _peek(fh, 2)
+        raw: BinaryIO = fh
+        if peek == GZIP_MAGIC:
+            raw = gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[assignment]
+            self.stats.format = "-gzip"
+        return _Stream(raw, fh)
+
+    def packets(self) -> Iterator[RawPacket]:
+        """Every packet up to the end of the file or the first damage."""
+        stream = self._open()
+        self._stream = stream
+        try:
+            yield from self._read(stream)
+        except CaptureError as exc:
+            self.stats.errors.append(str(exc))
+            logger.debug("%s", exc)
+        except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            err = CaptureError(f"read failed: {exc}", path=self.path, offset=stream.offset)
+            self.stats.errors.append(str(err))
+            logger.debug("%s", err)
+        finally:
+            if self._fh is not None and self._fh is not sys.stdin.buffer:
+                self._fh.close()
+
+    def _read(self, s: _Stream) -> Iterator[RawPacket]:
+        if not s.need(4):
+            if s.remaining() == 0:
+                raise CaptureError("empty file: no capture header", path=self.path, offset=0)
+            raise CaptureError("file too short for a capture header", path=self.path, offset=0)
+        magic_le = struct.unpack_from("<I", s.buf, s.pos)[0]
+        magic_be = struct.unpack_from(">I", s.buf, s.pos)[0]
+        if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+            yield from self._read_pcap(s, "<", magic_le == PCAP_MAGIC_NS)
+        elif magic_be in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+            yield from self._read_pcap(s, ">", magic_be == PCAP_MAGIC_NS)
+        elif magic_le == PCAPNG_SHB:
+            yield from self._read_pcapng(s)
+        else:
+            raise CaptureError(
+                f"not a pcap or pcapng file (magic 0x{bytes(s.buf[s.pos:s.pos + 4]).hex()})",
+                path=self.path,
+                offset=0,
+            )
+
+    def _damage(self, s: _Stream, msg: str, offset: int | None = None) -> CaptureError:
+        return CaptureError(msg, path=self.path, offset=s.offset if offset is None else offset)
+
+    def _read_pcap(self, s: _Stream, endian: str, nano: bool) -> Iterator[RawPacket]:
+        self.stats.format = "pcap" + self.stats.format
+        if not s.need(24):
+            raise self._damage(s, "truncated pcap file header")
+        _, _, _, _, _, snaplen, linktype = struct.unpack_from(endian + "IHHiIII", s.buf, s.pos)
+        # The top bits of the link-type field may carry FCS information (pcap spec, LinkType).
+        linktype &= 0x0FFFFFFF
+        s.pos += 24
+        rec = struct.Struct(endian + "IIII")
+        scale = 1e-9 if nano else 1e-6
+        stats = self.stats
+        frame = 0
+        limit = max(snaplen, 262144, MAX_RECORD) if snaplen else MAX_RECORD
+        while True:
+            if not s.need(16):
+                if s.remaining():
+                    raise self._damage(s, "truncated packet record header at end of file")
+                return
+            sec, frac, incl, orig = rec.unpack_from(s.buf, s.pos)
+            if incl > limit:
+                raise self._damage(s, f"corrupt packet record: captured length {incl} bytes")
+            if not s.need(16 + incl):
+                raise self._damage(
+                    s, f"truncated packet {frame + 1}: {incl} bytes announced, file ends first"
+                )
+            start = s.pos + 16
+            data = s.buf[start : start + incl]
+            s.pos = start + incl
+            frame += 1
+            ts = sec + frac * scale
+            stats.packets += 1
+            stats.bytes += orig
+            if incl < orig:
+                stats.truncated += 1
+            yield RawPacket(ts, linktype, data, orig, 0, frame)
+
+    def _read_pcapng(self, s: _Stream) -> Iterator[RawPacket]:
+        self.stats.format = "pcapng" + self.stats.format
+        endian = "<"
+        ifaces: list[tuple[int, float, float, int]] = []  # linktype, scale, offset, snaplen
+        drops: dict[int, int] = {}
+        frame = 0
+        stats = self.stats
+        while True:
+            block_offset = s.offset
+            if not s.need(12):
+                if s.remaining():
+                    raise self._damage(s, "truncated block header at end of file")
+                break
+            btype_raw = bytes(s.buf[s.pos : s.pos + 4])
+            if struct.unpack("<I", btype_raw)[0] == PCAPNG_SHB:
+                bom = bytes(s.buf[s.pos + 8 : s.pos + 12])
+                if struct.unpack("<I", bom)[0] == PCAPNG_BOM:
+                    endian = "<"
+                elif struct.unpack(">I", bom)[0] == PCAPNG_BOM:
+                    endian = ">"
+                else:
+                    raise self._damage(s, "section header with an unknown byte-order magic")
+                ifaces = []
+            btype, blen = struct.unpack_from(endian + "II", s.buf, s.pos)
+            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                raise self._damage(s, f"corrupt block: length {blen}", block_offset)
+            if not s.need(blen):
+                raise self._damage(
+                    s, f"truncated block (type 0x{btype:x}, {blen} bytes announced)", block_offset
+                )
+            body = s.buf[s.pos + 8 : s.pos + blen - 4]
+            s.pos += blen
+            if btype == PCAPNG_EPB:
+                if len(body) < 20:
+                    raise self._damage(s, "enhanced packet block too short", block_offset)
+                iface, hi, lo, incl, orig = struct.unpack_from(endian + "IIIII", body, 0)
+                if iface >= len(ifaces):
+                    raise self._damage(s, f"packet names unknown interface {iface}", block_offset)
+                if incl > len(body) - 20:
+                    raise self._damage(s, "captured length exceeds its block", block_offset)
+                lt, scale, tsoff, _ = ifaces[iface]
+                frame += 1
+                stats.packets += 1
+                stats.bytes += orig
+                if incl < orig:
+                    stats.truncated += 1
+                yield RawPacket(
+                    ((hi << 32) | lo) * scale + tsoff, lt, body[20 : 20 + incl], orig, iface, frame
+                )
+            elif btype == PCAPNG_SPB:
+                if not ifaces or len(body) < 4:
+                    raise self._damage(s, "simple packet block without an interface", block_offset)
+                orig = struct.unpack_from(endian + "I", body, 0)[0]
+                lt, _, _, snaplen = ifaces[0]
+                incl = min(orig, len(body) - 4, snaplen or orig)
+                frame += 1
+                stats.packets += 1
+                stats.bytes += orig
+                if incl < orig:
+                    stats.truncated += 1
+                # Simple packet blocks carry no timestamp (pcapng spec 4.4): keep the last one.
+                ts = stats.last_ts or 0.0
+                yield RawPacket(ts, lt, body[4 : 4 + incl], orig, 0, frame)
+            elif btype == PCAPNG_PB:
+                if len(body) < 20:
+                    raise self._damage(s, "packet block too short", block_offset)
+                iface, _drops, hi, lo, incl, orig = struct.unpack_from(endian + "HHIIII", body, 0)
+                if iface >= len(ifaces):
+                    raise self._damage(s, f"packet names unknown interface {iface}", block_offset)
+                lt, scale, tsoff, _ = ifaces[iface]
+                incl = min(incl, len(body) - 20)
+                frame += 1
+                stats.packets += 1
+                stats.bytes += orig
+                yield RawPacket(
+                    ((hi << 32) | lo) * scale + tsoff, lt, body[20 : 20 + incl], orig, iface, frame
+                )
+            elif btype == PCAPNG_IDB:
+                if len(body) < 8:
+                    raise self._damage(s, "interface description block too short", block_offset)
+                lt, _, snaplen = struct.unpack_from(endian + "HHI", body, 0)
+                scale, tsoff = _idb_options(bytes(body[8:]), endian)
+                ifaces.append((lt, scale, tsoff, snaplen))
+            elif btype == PCAPNG_ISB:
+                if len(body) >= 12:
+                    iface = struct.unpack_from(endian + "I", body, 0)[0]
+                    dropped = _isb_drops(bytes(body[12:]), endian)
+                    if dropped is not None:
+                        drops[iface] = dropped
+            # Other blocks (name resolution, custom, decryption secrets...) carry no packets.
+        if drops:
+            stats.drops = sum(drops.values())
+
+
+def _options(data: bytes, endian: str) -> Iterator[tuple[int, bytes]]:
+    """Walk pcapng options (code, length, value padded to 32 bits)."""
+    pos = 0
+    while pos + 4 <= len(data):
+        code, length = struct.unpack_from(endian + "HH", data, pos)
+        if code == 0:
+            return
+        yield code, data[pos + 4 : pos + 4 + length]
+        pos += 4 + ((length + 3) & ~3)
+
+
+def _idb_options(data: bytes, endian: str) -> tuple[float, float]:
+    """Timestamp scale (if_tsresol) and offset (if_tsoffset) of an interface."""
+    scale = 1e-6
+    offset = 0.0
+    for code, value in _options(data, endian):
+        if code == 9 and value:
+            v = value[0]
+            scale = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+        elif code == 14 and len(value) == 8:
+            offset = float(struct.unpack(endian + "q", value)[0])
+    return scale, offset
+
+
+def _isb_drops(data: bytes, endian: str) -> int | None:
+    """The isb_ifdrop count of an interface statistics block, when present."""
+    for code, value in _options(data, endian):
+        if code == 5 and len(value) == 8:
+            return int(struct.unpack(endian + "Q", value)[0])
+    return None
+
+
+def _peek(fh: BinaryIO, n: int) -> bytes:
+    """The first `n` bytes of a stream without consuming them (stdin included)."""
+    if isinstance(fh, io.BufferedReader):
+        return fh.peek(n)[:n]
+    pos = fh.tell()
+    head = fh.read(n)
+    fh.seek(pos)
+    return head
+
+
+def open_source(path: str) -> FileSource:
+    """A source for a capture file path, or `-` for a pcap stream on stdin."""
+    return FileSource(path)

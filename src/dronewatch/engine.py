@@ -1,0 +1,292 @@
+"""The flow table: assigns packets to bidirectional flows, expires them, and dispatches hooks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from dronewatch.flow import (
+    IP_PROTO_TCP,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    Flow,
+    Packet,
+)
+from dronewatch.hooks import Analyzer, Context
+
+logger = logging.getLogger(__name__)
+
+FlowKey = tuple[int, bytes, int, bytes, int]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """Flow-table tunables."""
+
+    tcp_idle_s: float = 300.0
+    """A TCP flow with no packet for this long ends (Zeek's tcp_inactivity_timeout)."""
+    udp_idle_s: float = 60.0
+    """A UDP flow with no packet for this long ends."""
+    other_idle_s: float = 60.0
+    """ICMP and other protocols."""
+    active_s: float = 1800.0
+    """A flow longer than this is cut into a new flow (NFStream's active timeout)."""
+    close_linger_s: float = 5.0
+    """A TCP flow closed by FIN/RST ends this long after, to keep its final ACKs."""
+    inspect_packets: int = 32
+    """Payload packets per flow handed to analyzers, unless an analyzer makes the flow sticky."""
+    sweep_every_s: float = 5.0
+    """How often (in network time) idle flows are looked for."""
+    max_flows: int = 2_000_000
+    """Most flows kept at once; the longest idle are ended first beyond it."""
+
+
+class Engine:
+    """Assembles flows from packets and calls the analyzers' hooks."""
+
+    def __init__(
+        self,
+        analyzers: Iterable[Analyzer],
+        ctx: Context,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.options = options or EngineOptions()
+        self.ctx = ctx
+        self.analyzers = list(analyzers)
+        self.flows: dict[FlowKey, Flow] = {}
+        self._closing: dict[FlowKey, float] = {}
+        self._next_sweep = 0.0
+        self._now = 0.0
+        self.flows_total = 0
+        self.packets = 0
+        self.first_ts: float | None = None
+        self._on_start: list[Callable[[Flow, Packet], None]] = _hooks(self.analyzers, "flow_start")
+        self._on_packet: list[Callable[[Flow, Packet], None]] = _hooks(self.analyzers, "packet")
+        self._on_end: list[Callable[[Flow], None]] = _hooks(self.analyzers, "flow_end")
+        self._on_frame: list[Callable[[Packet], None]] = _hooks(self.analyzers, "frame")
+        self._on_done: list[Callable[[], None]] = _hooks(self.analyzers, "done")
+
+    @property
+    def now(self) -> float:
+        """Network time of the latest packet."""
+        return self._now
+
+    def process(self, pkt: Packet) -> None:
+        """Account one decoded packet."""
+        self.packets += 1
+        ts = pkt.ts
+        if self.first_ts is None:
+            self.first_ts = ts
+        if ts > self._now:
+            self._now = ts
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+        if pkt.ip_version == 0:
+            for hook in self._on_frame:
+                hook(pkt)
+            return
+        src, dst, sport, dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
+        if (src, sport) <= (dst, dport):
+            key: FlowKey = (pkt.proto, src, sport, dst, dport)
+        else:
+            key = (pkt.proto, dst, dport, src, sport)
+        flow = self.flows.get(key)
+        if flow is not None and ts - flow.first_ts > self.options.active_s:
+            self._end(key, flow, "active")
+            flow = None
+        if flow is None:
+            flow = self._start(key, pkt)
+        from_orig = src == flow.orig_h and sport == flow.orig_p
+        if ts > flow.last_ts:
+            flow.last_ts = ts
+        if from_orig:
+            flow.orig_pkts += 1
+            flow.orig_bytes += pkt.ip_len
+            flow.orig_payload_bytes += pkt.payload_len
+        else:
+            flow.resp_pkts += 1
+            flow.resp_bytes += pkt.ip_len
+            flow.resp_payload_bytes += pkt.payload_len
+        if pkt.proto == IP_PROTO_TCP:
+            self._tcp(key, flow, pkt, from_orig)
+        if pkt.payload and (flow.sticky or flow.inspected < self.options.inspect_packets):
+            flow.inspected += 1
+            for hook in self._on_packet:
+                hook(flow, pkt)
+
+    def _start(self, key: FlowKey, pkt: Packet) -> Flow:
+        swap = False
+        if pkt.proto == IP_PROTO_TCP:
+            flags = pkt.tcp_flags
+            if flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK):
+                swap = True
+            elif not flags & TCP_SYN and pkt.sport < 1024 <= pkt.dport:
+                swap = True  # a capture that starts mid-connection: the low port serves
+        elif pkt.sport < 1024 <= pkt.dport and pkt.sport not in (67, 68, 123, 137, 138):
+            swap = True
+        if swap:
+            orig_h, orig_p, resp_h, resp_p = pkt.dst, pkt.dport, pkt.src, pkt.sport
+            orig_mac, resp_mac = pkt.dst_mac, pkt.src_mac
+        else:
+            orig_h, orig_p, resp_h, resp_p = pkt.src, pkt.sport, pkt.dst, pkt.dport
+            orig_mac, resp_mac = pkt.src_mac, pkt.dst_mac
+        flow = Flow(
+            uid=flow_uid(key, pkt.ts),
+            proto=pkt.proto,
+            orig_h=orig_h,
+            orig_p=orig_p,
+            resp_h=resp_h,
+            resp_p=resp_p,
+            first_ts=pkt.ts,
+            last_ts=pkt.ts,
+            orig_mac=orig_mac,
+            resp_mac=resp_mac,
+            vlan=pkt.vlan,
+            iface=pkt.iface,
+        )
+        name = self.ctx.dns.name_for(resp_h)
+        if name:
+            flow.meta["dns_name"] = name
+        self.flows[key] = flow
+        self.flows_total += 1
+        if len(self.flows) > self.options.max_flows:
+            self._evict()
+        for hook in self._on_start:
+            hook(flow, pkt)
+        return flow
+
+    def _tcp(self, key: FlowKey, flow: Flow, pkt: Packet, from_orig: bool) -> None:
+        flags = pkt.tcp_flags
+        hist = flow.history
+        if flags & TCP_SYN:
+            letter = ("S" if from_orig else "s") if not flags & TCP_ACK else ("H" if from_orig else "h")
+        elif flags & TCP_RST:
+            letter = "R" if from_orig else "r"
+        elif flags & TCP_FIN:
+            letter = "F" if from_orig else "f"
+        elif pkt.payload_len:
+            letter = "D" if from_orig else "d"
+        elif flags & TCP_ACK:
+            letter = "A" if from_orig else "a"
+        else:
+            letter = ""
+        if letter and letter not in hist:
+            flow.history = hist + letter
+        if flags & TCP_RST or (
+            flags & TCP_FIN and ("F" in flow.history and "f" in flow.history)
+        ):
+            self._closing.setdefault(key, pkt.ts)
+
+    def _idle_limit(self, flow: Flow) -> float:
+        if flow.proto == IP_PROTO_TCP:
+            return self.options.tcp_idle_s
+        if flow.proto == 17:
+            return self.options.udp_idle_s
+        return self.options.other_idle_s
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.options.sweep_every_s
+        linger = self.options.close_linger_s
+        for key, closed_at in list(self._closing.items()):
+            if now - closed_at >= linger:
+                flow = self.flows.get(key)
+                if flow is not None:
+                    self._end(key, flow, "tcp_close")
+                else:
+                    del self._closing[key]
+        expired = [
+            (key, flow)
+            for key, flow in self.flows.items()
+            if now - flow.last_ts > self._idle_limit(flow)
+        ]
+        for key, flow in expired:
+            self._end(key, flow, "idle")
+
+    def _evict(self) -> None:
+        count = max(1, len(self.flows) // 100)
+        oldest = sorted(self.flows.items(), key=lambda kv: kv[1].last_ts)[:count]
+        logger.warning("flow table full (%d flows): ending %d idle flows", len(self.flows), count)
+        for key, flow in oldest:
+            self._end(key, flow, "evicted")
+
+    def _end(self, key: FlowKey, flow: Flow, reason: str) -> None:
+        self.flows.pop(key, None)
+        self._closing.pop(key, None)
+        flow.end_reason = reason
+        for hook in self._on_end:
+            hook(flow)
+
+    def finish(self) -> None:
+        """End every open flow (end of capture) and tell the analyzers."""
+        for key, flow in list(self.flows.items()):
+            reason = "tcp_close" if key in self._closing else "eof"
+            self._end(key, flow, reason)
+        for hook in self._on_done:
+            hook()
+
+
+def flow_uid(key: FlowKey, first_ts: float) -> str:
+    """A Zeek-like flow id, stable for the same capture: derived from the key and first time."""
+    proto, a, ap, b, bp = key
+    digest = hashlib.sha1(
+        struct.pack("!BHH", proto, ap, bp) + a + b + struct.pack("!d", first_ts)
+    ).digest()
+    return "C" + base64.b32encode(digest).decode("ascii")[:17]
+
+
+def conn_state(flow: Flow) -> str:
+    """Zeek-style connection state from the TCP history (OTH for UDP and other protocols)."""
+    if flow.proto != IP_PROTO_TCP:
+        return "OTH" if flow.resp_pkts else "S0"
+    h = flow.history
+    if "S" in h and "h" not in h:
+        if "r" in h:
+            return "REJ"
+        if "R" in h:
+            return "RSTOS0"
+        return "S0"
+    if "S" in h and "h" in h:
+        if "R" in h:
+            return "RSTO"
+        if "r" in h:
+            return "RSTR"
+        if "F" in h and "f" in h:
+            return "SF"
+        if "F" in h:
+            return "S2"
+        if "f" in h:
+            return "S3"
+        return "S1"
+    return "OTH"
+
+
+def _hooks(analyzers: list[Analyzer], name: str) -> list[Callable[..., None]]:
+    """The bound hook methods of the analyzers that implement `name`."""
+    out: list[Callable[..., None]] = []
+    for analyzer in analyzers:
+        fn = getattr(analyzer, name, None)
+        if callable(fn):
+            out.append(_guarded(analyzer.name, name, fn))
+    return out
+
+
+def _guarded(analyzer: str, hook: str, fn: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a hook so one analyzer's bug is logged once per analyzer, never fatal."""
+    failed = False
+
+    def call(*args: object) -> None:
+        nonlocal failed
+        try:
+            fn(*args)
+        except Exception:
+            if not failed:
+                failed = True
+                logger.exception("analyzer %s failed in %s; continuing", analyzer, hook)
+
+    return call

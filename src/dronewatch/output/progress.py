@@ -1,0 +1,51 @@
+"""A progress line on stderr for long reads (wall-clock is fine here: it never reaches records)."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from dronewatch.capture.base import Source
+
+PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+"""Files smaller than this get no progress line."""
+
+
+class Progress:
+    """Rewrites one stderr line with percent done, packets and read rate."""
+
+    def __init__(self, stream: TextIO, *, interval_s: float = 0.5, tty: bool | None = None) -> None:
+        self.stream = stream
+        self.interval_s = interval_s
+        self.tty = stream.isatty() if tty is None else tty
+        self._start = time.monotonic()
+        self._last = 0.0
+        self._shown = False
+
+    def wants(self, source: Source) -> bool:
+        """True when the source is large (or of unknown size) and worth a progress line."""
+        _, total = source.progress()
+        return total is None or total >= PROGRESS_MIN_BYTES
+
+    def __call__(self, source: Source, packets: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            return
+        self._last = now
+        done, total = source.progress()
+        rate = done / max(now - self._start, 1e-6) / 1e6
+        pct = f"{100.0 * done / total:5.1f}% " if total else ""
+        line = f"{source.stats.name}: {pct}{packets:,} packets, {rate:.1f} MB/s"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(78))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown and self.tty:
+            self.stream.write("\r" + " " * 78 + "\r")
+            self.stream.flush()
+        self._shown = False
+        self._start = time.monotonic()

@@ -1,0 +1,160 @@
+"""The readable per-device, per-flow summary that `dronewatch analyze` prints."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from dronewatch.flowlog import FlowRecord
+from dronewatch.hooks import Record
+from dronewatch.pipeline import CaptureRecord
+
+
+@dataclass(slots=True)
+class DeviceSummary:
+    """Totals for one originating host, and its largest flows."""
+
+    ip: str
+    mac: str | None = None
+    hostname: str | None = None
+    flows: int = 0
+    pkts_out: int = 0
+    pkts_in: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    top: list[tuple[int, int, FlowRecord]] = field(default_factory=list)
+
+
+class SummaryCollector:
+    """Consumes records and keeps bounded totals for the terminal summary."""
+
+    def __init__(self, top_flows: int = 15) -> None:
+        self.top_flows = top_flows
+        self.devices: dict[str, DeviceSummary] = {}
+        self.captures: list[CaptureRecord] = []
+        self.logs: Counter[str] = Counter()
+        self._seq = 0
+        self._hostnames: dict[str, str] = {}
+
+    def add(self, record: Record) -> None:
+        self.logs[record.log] += 1
+        if isinstance(record, FlowRecord):
+            self._flow(record)
+        elif isinstance(record, CaptureRecord):
+            self.captures.append(record)
+        elif record.log == "dhcp":
+            mac = getattr(record, "client_mac", None)
+            host = getattr(record, "hostname", None)
+            if host and mac:
+                for dev in self.devices.values():
+                    if dev.mac == mac:
+                        dev.hostname = host
+                self._hostnames[mac] = host
+
+    def _flow(self, rec: FlowRecord) -> None:
+        dev = self.devices.get(rec.orig_h)
+        if dev is None:
+            dev = DeviceSummary(ip=rec.orig_h, mac=rec.orig_mac)
+            self.devices[rec.orig_h] = dev
+        if dev.mac is None and rec.orig_mac:
+            dev.mac = rec.orig_mac
+        dev.flows += 1
+        dev.pkts_out += rec.orig_pkts
+        dev.pkts_in += rec.resp_pkts
+        dev.bytes_out += rec.orig_bytes
+        dev.bytes_in += rec.resp_bytes
+        self._seq += 1
+        item = (rec.orig_bytes + rec.resp_bytes, -self._seq, rec)
+        if len(dev.top) < self.top_flows:
+            heapq.heappush(dev.top, item)
+        else:
+            heapq.heappushpop(dev.top, item)
+
+    def render(self, out: TextIO) -> None:
+        """Print captures, then devices by bytes sent, each with its largest flows."""
+        for cap in self.captures:
+            out.write(_capture_line(cap) + "\n")
+        if not self.devices:
+            out.write("No IP flows.\n")
+        devices = sorted(self.devices.values(), key=lambda d: (-d.bytes_out, d.ip))
+        for dev in devices:
+            host = dev.hostname or (self._hostnames.get(dev.mac, "") if dev.mac else "")
+            ident = ", ".join(x for x in (dev.mac, host and f"hostname {host}") if x)
+            out.write(
+                f"\nDevice {dev.ip}{f' ({ident})' if ident else ''}: {dev.flows} flows, "
+                f"{_n(dev.pkts_out)}/{_n(dev.pkts_in)} packets out/in, "
+                f"{_bytes(dev.bytes_out)} out, {_bytes(dev.bytes_in)} in\n"
+            )
+            rows = [r for _, _, r in sorted(dev.top, key=lambda t: (-t[0], -t[1]))]
+            table = [
+                ("PROTO", "DESTINATION", "PORT", "SERVICE", "NAME", "PKTS OUT/IN", "BYTES OUT/IN",
+                 "DURATION")
+            ]
+            for r in rows:
+                table.append(
+                    (
+                        r.proto,
+                        r.resp_h,
+                        str(r.resp_p),
+                        r.service or r.link or "-",
+                        _clip(r.server_name or "-", 36),
+                        f"{_n(r.orig_pkts)}/{_n(r.resp_pkts)}",
+                        f"{_bytes(r.orig_bytes)}/{_bytes(r.resp_bytes)}",
+                        f"{r.duration_s:.1f}s",
+                    )
+                )
+            _table(out, table, indent="  ")
+            if dev.flows > len(rows):
+                out.write(f"  ... and {dev.flows - len(rows)} smaller flows\n")
+        if self.logs:
+            parts = ", ".join(f"{k} {v}" for k, v in sorted(self.logs.items()))
+            out.write(f"\nRecords: {parts}\n")
+
+
+def _capture_line(cap: CaptureRecord) -> str:
+    span = (cap.last_ts - cap.ts) if cap.last_ts else 0.0
+    links = ", ".join(f"{k} {_n(v)}" for k, v in cap.linktypes.items())
+    drops = "drops not reported" if cap.drops is None else f"{_n(cap.drops)} drops"
+    line = (
+        f"Capture {cap.source} ({cap.format or 'unknown'}): {_n(cap.packets)} packets over "
+        f"{span:.1f}s [{links or 'none'}], {_n(cap.ip_packets)} IP, {_n(cap.flows)} flows, {drops}"
+    )
+    if cap.truncated:
+        line += f", {_n(cap.truncated)} cut by snap length"
+    if cap.malformed:
+        line += f", {_n(cap.malformed)} malformed"
+    for err in cap.errors:
+        line += f"\n  DAMAGED: {err} (records before it kept)"
+    return line
+
+
+def _table(out: TextIO, rows: list[tuple[str, ...]], indent: str = "") -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    numeric = {2, 5, 6, 7}
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        out.write(indent + "  ".join(cells).rstrip() + "\n")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _bytes(value: int) -> str:
+    if value < 1024:
+        return f"{value}B"
+    scaled = float(value)
+    for unit in ("KB", "MB", "GB", "TB"):
+        scaled /= 1024
+        if scaled < 1024 or unit == "TB":
+            break
+    return f"{scaled:.1f}{unit}"

@@ -1,0 +1,121 @@
+"""Builders for packets, flows and an analyzer context, to drive analyzer hooks directly."""
+
+from __future__ import annotations
+
+import socket
+
+from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Flow, Packet
+from dronewatch.hooks import Context, Record
+
+
+def ip(text: str) -> bytes:
+    """Pack a textual IPv4 or IPv6 address."""
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
+    return socket.inet_pton(family, text)
+
+
+class MemoryDns:
+    """A DNS cache kept in a dict."""
+
+    def __init__(self) -> None:
+        self.names: dict[bytes, str] = {}
+
+    def name_for(self, addr: bytes) -> str | None:
+        return self.names.get(addr)
+
+    def remember(self, addr: bytes, name: str, ts: float) -> None:
+        self.names[addr] = name
+
+
+class RecordingContext(Context):
+    """A context that keeps every emitted record in `records`."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        super().__init__(emit=self.records.append, dns=MemoryDns())
+
+    def of(self, log: str) -> list[Record]:
+        """The records written to one log."""
+        return [r for r in self.records if r.log == log]
+
+
+def make_packet(
+    payload: bytes = b"",
+    *,
+    src: str = "192.168.1.3",
+    dst: str = "203.0.113.10",
+    sport: int = 50000,
+    dport: int = 443,
+    proto: int = IP_PROTO_TCP,
+    ts: float = 1_700_000_000.0,
+    tcp_flags: int = 0x18,
+    tcp_seq: int = 1000,
+    frame: int = 1,
+) -> Packet:
+    """A decoded IP packet carrying `payload`."""
+    version = 6 if ":" in src else 4
+    header = 20 if proto == IP_PROTO_TCP else 8
+    ip_len = len(payload) + header + (40 if version == 6 else 20)
+    return Packet(
+        ts=ts,
+        frame=frame,
+        wirelen=ip_len + 14,
+        caplen=ip_len + 14,
+        linktype=1,
+        ip_version=version,
+        src=ip(src),
+        dst=ip(dst),
+        proto=proto,
+        sport=sport,
+        dport=dport,
+        ip_len=ip_len,
+        tcp_flags=tcp_flags if proto == IP_PROTO_TCP else 0,
+        tcp_seq=tcp_seq,
+        payload=payload,
+        payload_len=len(payload),
+    )
+
+
+def make_udp(payload: bytes = b"", **kwargs: object) -> Packet:
+    """A decoded UDP packet carrying `payload`."""
+    kwargs.setdefault("dport", 53)
+    return make_packet(payload, proto=IP_PROTO_UDP, **kwargs)  # type: ignore[arg-type]
+
+
+def make_flow(pkt: Packet, uid: str = "CTESTFLOW000000001") -> Flow:
+    """The flow that `pkt` opens, with `pkt`'s sender as originator."""
+    return Flow(
+        uid=uid,
+        proto=pkt.proto,
+        orig_h=pkt.src,
+        orig_p=pkt.sport,
+        resp_h=pkt.dst,
+        resp_p=pkt.dport,
+        first_ts=pkt.ts,
+        last_ts=pkt.ts,
+        orig_mac=pkt.src_mac,
+        resp_mac=pkt.dst_mac,
+    )
+
+
+def make_beacon(body: bytes, *, addr2: bytes = b"\x60\x60\x1f\x00\x00\x01", ts: float = 1.0) -> Packet:
+    """An 802.11 beacon whose body (fixed fields + IEs) is `body`."""
+    return Packet(
+        ts=ts,
+        frame=1,
+        wirelen=len(body) + 24,
+        caplen=len(body) + 24,
+        linktype=127,
+        dot11=Dot11Frame(subtype=8, addr2=addr2, bssid=addr2, body=body),
+    )
+
+
+__all__ = [
+    "MemoryDns",
+    "RecordingContext",
+    "ip",
+    "make_beacon",
+    "make_flow",
+    "make_packet",
+    "make_udp",
+]
