@@ -31,10 +31,6 @@ class SourceStats:
     """Packets cut by the snap length (captured length below wire length)."""
     drops: int | None = None
     """Packets the kernel or capture tool dropped; None when the source cannot know."""
-    linktypes: dict[int, int] = field(default_factory=dict)
-    """Packets per link type."""
-    first_ts: float | None = None
-    last_ts: float | None = None
     errors: list[str] = field(default_factory=list)
     """Damage found while reading; the packets before it are kept."""
     format: str = ""

@@ -56,8 +56,9 @@ IP6_EXT_HEADERS = frozenset((0, 43, 60, 135, 139, 140))
 IP6_FRAGMENT = 44
 IP6_AH = 51
 
-# Radiotap fields before "antenna signal" (bit 5), as (alignment, size) (radiotap.org/fields).
-RADIOTAP_FIELDS = ((8, 8), (1, 1), (1, 1), (2, 4), (2, 2), (1, 1))
+# Radiotap fields before "antenna signal" (bit 5), as (alignment, size) (radiotap.org/fields):
+# TSFT, Flags, Rate, Channel (frequency + flags), FHSS (hop set + pattern).
+RADIOTAP_FIELDS = ((8, 8), (1, 1), (1, 1), (2, 4), (1, 2))
 RADIOTAP_FLAGS_FCS = 0x10
 
 _ETH = struct.Struct("!6s6sH")
@@ -137,10 +138,8 @@ class Decoder:
         return self._ethertype(pkt, data, 16, proto)
 
     def _sll2(self, pkt: Packet, data: bytes) -> Packet | None:
-        # Linux cooked v2: protocol, reserved, ifindex, ARPHRD, packet type, address length, address.
-        proto, _res, _ifindex, hatype, _ptype, alen, addr = struct.unpack_from(
-            "!HHIHBB8s", data, 0
-        )
+        # Linux cooked v2: protocol, reserved, ifindex, ARPHRD, packet type, address length/value.
+        proto, _res, _ifindex, hatype, _ptype, alen, addr = struct.unpack_from("!HHIHBB8s", data, 0)
         if hatype == 1 and alen == 6:
             pkt.src_mac = addr[:6]
         return self._ethertype(pkt, data, 20, proto)
@@ -237,9 +236,7 @@ class Decoder:
     def _ip(self, pkt: Packet, data: bytes, off: int) -> Packet | None:
         version = data[off] >> 4
         if version == 4:
-            vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _IP4.unpack_from(
-                data, off
-            )
+            vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _IP4.unpack_from(data, off)
             ihl = (vihl & 0x0F) * 4
             if ihl < 20:
                 self.stats.malformed += 1

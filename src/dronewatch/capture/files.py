@@ -142,7 +142,7 @@ class FileSource:
             yield from self._read_pcapng(s)
         else:
             raise CaptureError(
-                f"not a pcap or pcapng file (magic 0x{bytes(s.buf[s.pos:s.pos + 4]).hex()})",
+                f"not a pcap or pcapng file (magic 0x{bytes(s.buf[s.pos : s.pos + 4]).hex()})",
                 path=self.path,
                 offset=0,
             )
@@ -192,6 +192,7 @@ class FileSource:
         ifaces: list[tuple[int, float, float, int]] = []  # linktype, scale, offset, snaplen
         drops: dict[int, int] = {}
         frame = 0
+        last_ts = 0.0
         stats = self.stats
         while True:
             block_offset = s.offset
@@ -232,9 +233,8 @@ class FileSource:
                 stats.bytes += orig
                 if incl < orig:
                     stats.truncated += 1
-                yield RawPacket(
-                    ((hi << 32) | lo) * scale + tsoff, lt, body[20 : 20 + incl], orig, iface, frame
-                )
+                last_ts = ((hi << 32) | lo) * scale + tsoff
+                yield RawPacket(last_ts, lt, body[20 : 20 + incl], orig, iface, frame)
             elif btype == PCAPNG_SPB:
                 if not ifaces or len(body) < 4:
                     raise self._damage(s, "simple packet block without an interface", block_offset)
@@ -247,8 +247,7 @@ class FileSource:
                 if incl < orig:
                     stats.truncated += 1
                 # Simple packet blocks carry no timestamp (pcapng spec 4.4): keep the last one.
-                ts = stats.last_ts or 0.0
-                yield RawPacket(ts, lt, body[4 : 4 + incl], orig, 0, frame)
+                yield RawPacket(last_ts, lt, body[4 : 4 + incl], orig, 0, frame)
             elif btype == PCAPNG_PB:
                 if len(body) < 20:
                     raise self._damage(s, "packet block too short", block_offset)
@@ -260,9 +259,8 @@ class FileSource:
                 frame += 1
                 stats.packets += 1
                 stats.bytes += orig
-                yield RawPacket(
-                    ((hi << 32) | lo) * scale + tsoff, lt, body[20 : 20 + incl], orig, iface, frame
-                )
+                last_ts = ((hi << 32) | lo) * scale + tsoff
+                yield RawPacket(last_ts, lt, body[20 : 20 + incl], orig, iface, frame)
             elif btype == PCAPNG_IDB:
                 if len(body) < 8:
                     raise self._damage(s, "interface description block too short", block_offset)
@@ -298,7 +296,7 @@ def _idb_options(data: bytes, endian: str) -> tuple[float, float]:
     for code, value in _options(data, endian):
         if code == 9 and value:
             v = value[0]
-            scale = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+            scale = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
         elif code == 14 and len(value) == 8:
             offset = float(struct.unpack(endian + "q", value)[0])
     return scale, offset
