@@ -1,0 +1,482 @@
+"""QUIC: decrypt the client's Initial packets and read the TLS ClientHello into quic.jsonl.
+
+Initial packets are encrypted, but with keys anyone can derive from the Destination Connection
+ID the client chose (RFC 9001 section 5.2, RFC 9369 section 3.3 for version 2), so the server
+name, ALPN offer and JA4 fingerprint are visible to a passive observer. Only the first few
+Initial packets of a flow are decrypted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from dronewatch.analyzers._tls_hello import ClientHello, ja4, parse_client_hello
+from dronewatch.exceptions import DecodeError
+from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
+from dronewatch.hooks import Context, Record
+
+logger = logging.getLogger(__name__)
+
+QUIC_VERSION_1 = 0x00000001
+QUIC_VERSION_2 = 0x6B3343CF
+
+# RFC 9001 5.2 and RFC 9369 3.3.1.
+QUIC_V1_INITIAL_SALT = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
+QUIC_V2_INITIAL_SALT = bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9")
+
+QUIC_FRAME_PADDING = 0x00
+QUIC_FRAME_PING = 0x01
+QUIC_FRAME_ACK = 0x02
+QUIC_FRAME_ACK_ECN = 0x03
+QUIC_FRAME_CRYPTO = 0x06
+
+QUIC_MAX_CID = 20
+"""Longest connection ID in versions 1 and 2 (RFC 9000 17.2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _VersionParams:
+    salt: bytes
+    initial_type: int
+    """Long Header type bits of an Initial packet."""
+    retry_type: int
+    labels: tuple[bytes, bytes, bytes]
+    """HKDF labels for the packet key, IV and header-protection key."""
+    name: str
+
+
+_VERSIONS = {
+    QUIC_VERSION_1: _VersionParams(
+        QUIC_V1_INITIAL_SALT, 0b00, 0b11, (b"quic key", b"quic iv", b"quic hp"), "1"
+    ),
+    # RFC 9369 3.2: every Long Header type moved; Initial is 0b01, Retry 0b00.
+    QUIC_VERSION_2: _VersionParams(
+        QUIC_V2_INITIAL_SALT, 0b01, 0b00, (b"quicv2 key", b"quicv2 iv", b"quicv2 hp"), "2"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QuicOptions:
+    """Tunables of the QUIC analyzer."""
+
+    max_initial_packets: int = 8
+    """Initial packets per flow to try to decrypt before giving up."""
+    max_crypto_bytes: int = 64 * 1024
+    """Highest CRYPTO stream offset kept while reassembling the ClientHello."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuicRecord(Record):
+    """The ClientHello of a QUIC connection, read from the client's Initial packets.
+
+    `ts` is the time of the first client Initial packet that decrypted.
+    """
+
+    log: ClassVar[str] = "quic"
+    uid: str
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    version: str
+    """QUIC version: `1`, `2`."""
+    dcid: str
+    """Destination Connection ID of the client's first Initial packet, hex."""
+    scid: str = ""
+    """Source Connection ID the client chose, hex."""
+    server_name: str | None = None
+    """Host name from the ClientHello server_name extension (SNI)."""
+    alpn: tuple[str, ...] = ()
+    """Application protocols the client offered (`h3`)."""
+    ja4: str | None = None
+    """FoxIO JA4 fingerprint of the ClientHello, with the `q` prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class InitialKeys:
+    """Packet protection keys for one direction of the Initial packets."""
+
+    key: bytes
+    iv: bytes
+    hp: bytes
+
+
+def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
+    # RFC 8446 7.1 HkdfLabel: uint16 length, opaque label<7..255>, opaque context<0..255>.
+    full = b"tls13 " + label
+    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
+    return HKDFExpand(algorithm=hashes.SHA256(), length=length, info=info).derive(secret)
+
+
+def client_initial_keys(dcid: bytes, version: int) -> InitialKeys:
+    """Keys protecting the client's Initial packets, derived from the client-chosen DCID."""
+    params = _VERSIONS.get(version)
+    if params is None:
+        raise DecodeError(f"quic: no Initial keys for version 0x{version:08x}")
+    # HKDF-Extract is HMAC with the salt as key (RFC 5869 2.2).
+    initial_secret = hmac.new(params.salt, dcid, hashlib.sha256).digest()
+    secret = _expand_label(initial_secret, b"client in", 32)
+    key_label, iv_label, hp_label = params.labels
+    return InitialKeys(
+        key=_expand_label(secret, key_label, 16),
+        iv=_expand_label(secret, iv_label, 12),
+        hp=_expand_label(secret, hp_label, 16),
+    )
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A QUIC variable-length integer (RFC 9000 16) at `pos`, and the position after it."""
+    if pos >= len(data):
+        raise DecodeError("quic: truncated variable-length integer")
+    size = 1 << (data[pos] >> 6)
+    if pos + size > len(data):
+        raise DecodeError("quic: truncated variable-length integer")
+    value = int.from_bytes(data[pos : pos + size], "big") & ((1 << (8 * size - 2)) - 1)
+    return value, pos + size
+
+
+@dataclass(frozen=True, slots=True)
+class LongHeader:
+    """The parts of a Long Header packet read before removing header protection."""
+
+    version: int
+    packet_type: int
+    """The two type bits as sent; their meaning depends on the version."""
+    dcid: bytes
+    scid: bytes
+    token: bytes
+    pn_offset: int
+    """Offset of the protected packet number from the start of the datagram."""
+    end: int
+    """Offset just past this packet in the datagram (coalesced packets follow)."""
+    is_initial: bool
+
+
+def parse_long_header(datagram: bytes, pos: int = 0) -> LongHeader:
+    """Read the Long Header packet of QUIC version 1 or 2 that starts at `pos`."""
+    if len(datagram) - pos < 7 or not datagram[pos] & 0x80:
+        raise DecodeError("quic: not a long header packet")
+    first = datagram[pos]
+    version = int.from_bytes(datagram[pos + 1 : pos + 5], "big")
+    params = _VERSIONS.get(version)
+    if params is None:
+        raise DecodeError(f"quic: unsupported version 0x{version:08x}")
+    cursor = pos + 5
+    dcid_len = datagram[cursor]
+    if dcid_len > QUIC_MAX_CID:
+        raise DecodeError(f"quic: destination connection ID of {dcid_len} bytes")
+    dcid = datagram[cursor + 1 : cursor + 1 + dcid_len]
+    cursor += 1 + dcid_len
+    if cursor >= len(datagram) or len(dcid) != dcid_len:
+        raise DecodeError("quic: truncated connection IDs")
+    scid_len = datagram[cursor]
+    if scid_len > QUIC_MAX_CID:
+        raise DecodeError(f"quic: source connection ID of {scid_len} bytes")
+    scid = datagram[cursor + 1 : cursor + 1 + scid_len]
+    cursor += 1 + scid_len
+    if len(scid) != scid_len:
+        raise DecodeError("quic: truncated connection IDs")
+    packet_type = (first >> 4) & 0x03
+    if packet_type == params.retry_type:  # no Length field: a Retry fills the datagram
+        return LongHeader(version, packet_type, dcid, scid, b"", cursor, len(datagram), False)
+    token = b""
+    is_initial = packet_type == params.initial_type
+    if is_initial:
+        token_len, cursor = _varint(datagram, cursor)
+        token = datagram[cursor : cursor + token_len]
+        if len(token) != token_len:
+            raise DecodeError("quic: truncated token")
+        cursor += token_len
+    length, cursor = _varint(datagram, cursor)
+    if cursor + length > len(datagram):
+        raise DecodeError(f"quic: packet length {length} runs past the datagram")
+    return LongHeader(version, packet_type, dcid, scid, token, cursor, cursor + length, is_initial)
+
+
+def decrypt_initial(
+    datagram: bytes, header: LongHeader, keys: InitialKeys, pos: int = 0
+) -> tuple[int, bytes]:
+    """Remove header protection and decrypt an Initial packet; returns (packet number, frames).
+
+    `pos` is where the packet starts in `datagram`. The packet number is the truncated one, which
+    is the real one for the first packets of a connection.
+    """
+    pn_offset, end = header.pn_offset, header.end
+    # RFC 9001 5.4.2: the sample starts 4 bytes after the packet number field starts.
+    sample = datagram[pn_offset + 4 : pn_offset + 20]
+    if len(sample) != 16 or pn_offset + 20 > end:
+        raise DecodeError("quic: packet too short to sample for header protection")
+    encryptor = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
+    mask = encryptor.update(sample) + encryptor.finalize()
+    first = datagram[pos] ^ (mask[0] & 0x0F)  # long header: the low 4 bits are protected
+    pn_len = (first & 0x03) + 1
+    protected = datagram[pn_offset : pn_offset + pn_len]
+    pn_bytes = bytes(b ^ m for b, m in zip(protected, mask[1 : 1 + pn_len], strict=True))
+    packet_number = int.from_bytes(pn_bytes, "big")
+    aad = bytes([first]) + datagram[pos + 1 : pn_offset] + pn_bytes
+    nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(12, "big")
+    ciphertext = datagram[pn_offset + pn_len : end]  # at least 16 bytes: the sample check
+    try:
+        return packet_number, AESGCM(keys.key).decrypt(nonce, ciphertext, aad)
+    except InvalidTag:
+        raise DecodeError("quic: Initial packet does not authenticate") from None
+
+
+def crypto_frames(payload: bytes) -> list[tuple[int, bytes]]:
+    """The (offset, data) of each CRYPTO frame, reading PADDING, PING and ACK frames past.
+
+    Reading stops at the first other frame type; frames after it are not looked at.
+    """
+    found: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos < len(payload):
+        frame_type, after = _varint(payload, pos)
+        if frame_type == QUIC_FRAME_PADDING:
+            # Client Initials are padded to 1200 bytes: skip the whole run of zeros at once.
+            pos = len(payload) - len(payload[after:].lstrip(b"\x00"))
+        elif frame_type == QUIC_FRAME_PING:
+            pos = after
+        elif frame_type in (QUIC_FRAME_ACK, QUIC_FRAME_ACK_ECN):
+            # RFC 9000 19.3: largest, delay, range count, first range, then gap/length pairs.
+            _, pos = _varint(payload, after)
+            _, pos = _varint(payload, pos)
+            ranges, pos = _varint(payload, pos)
+            _, pos = _varint(payload, pos)
+            if ranges > len(payload):
+                raise DecodeError(f"quic: ACK frame with {ranges} ranges")
+            for _ in range(2 * ranges + (3 if frame_type == QUIC_FRAME_ACK_ECN else 0)):
+                _, pos = _varint(payload, pos)
+        elif frame_type == QUIC_FRAME_CRYPTO:
+            offset, pos = _varint(payload, after)
+            length, pos = _varint(payload, pos)
+            data = payload[pos : pos + length]
+            if len(data) != length:
+                raise DecodeError("quic: CRYPTO frame runs past the packet")
+            found.append((offset, data))
+            pos += length
+        else:
+            break
+    return found
+
+
+class _CryptoStream:
+    """The Initial CRYPTO stream, reassembled by offset."""
+
+    __slots__ = ("chunks", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: dict[int, bytes] = {}
+        self.limit = limit
+
+    def add(self, offset: int, data: bytes) -> None:
+        if not data or offset + len(data) > self.limit:
+            return
+        if len(self.chunks.get(offset, b"")) < len(data):
+            self.chunks[offset] = data
+
+    def contiguous(self) -> bytes:
+        out = bytearray()
+        for offset in sorted(self.chunks):
+            if offset > len(out):
+                break
+            chunk = self.chunks[offset]
+            if offset + len(chunk) > len(out):
+                out += chunk[len(out) - offset :]
+        return bytes(out)
+
+    def client_hello(self) -> ClientHello | None:
+        """The ClientHello at the start of the stream, once all of it is there."""
+        data = self.contiguous()
+        if len(data) < 4:
+            return None
+        needed = 4 + int.from_bytes(data[1:4], "big")
+        if needed > self.limit:
+            raise DecodeError(f"quic: handshake message of {needed} bytes")
+        if len(data) < needed:
+            if data[0] != 1:
+                raise DecodeError(f"quic: CRYPTO stream starts with handshake type {data[0]}")
+            return None
+        return parse_client_hello(data[:needed])
+
+
+class _QuicState:
+    """What the analyzer knows about one UDP flow that carries QUIC."""
+
+    __slots__ = (
+        "version",
+        "dcid",
+        "scid",
+        "keys",
+        "crypto",
+        "tried",
+        "ts",
+        "decrypted",
+        "done",
+        "emitted",
+    )
+
+    def __init__(self, limit: int) -> None:
+        self.version = 0
+        self.dcid = b""
+        """DCID whose keys decrypted the first Initial packet."""
+        self.scid = b""
+        self.keys: dict[tuple[bytes, int], InitialKeys] = {}
+        """Keys derived so far, by (DCID, version)."""
+        self.crypto = _CryptoStream(limit)
+        self.tried = 0
+        """Initial packets we tried to decrypt."""
+        self.ts = 0.0
+        """Time of the first Initial packet that decrypted."""
+        self.decrypted = False
+        self.done = False
+        self.emitted = False
+
+    def keys_for(self, dcid: bytes, version: int) -> InitialKeys:
+        keys = self.keys.get((dcid, version))
+        if keys is None:
+            keys = self.keys[(dcid, version)] = client_initial_keys(dcid, version)
+        return keys
+
+
+def _is_quic_long_header(payload: bytes) -> bool:
+    return (
+        len(payload) >= 7
+        and bool(payload[0] & 0x80)
+        and int.from_bytes(payload[1:5], "big") in _VERSIONS
+    )
+
+
+class QuicAnalyzer:
+    """Decrypt QUIC v1/v2 client Initial packets and log the ClientHello into quic.jsonl."""
+
+    name = "quic"
+
+    def __init__(self, ctx: Context, options: QuicOptions | None = None) -> None:
+        self.ctx = ctx
+        self.options = options or QuicOptions()
+        self._state: dict[str, _QuicState] = {}  # keyed by flow.uid, dropped in flow_end
+
+    def packet(self, flow: Flow, pkt: Packet) -> None:
+        """Decrypt the client's Initial packets until the ClientHello is complete."""
+        if flow.proto != IP_PROTO_UDP or not pkt.payload:
+            return
+        if pkt.src != flow.orig_h or pkt.sport != flow.orig_p:
+            return  # server Initials use other keys and carry no ClientHello
+        state = self._state.get(flow.uid)
+        if state is None:
+            if not _is_quic_long_header(pkt.payload):
+                return
+            state = self._state[flow.uid] = _QuicState(self.options.max_crypto_bytes)
+        if state.done:
+            return
+        hello: ClientHello | None = None
+        try:
+            hello = self._datagram(state, pkt)
+        except DecodeError as exc:
+            logger.debug("%s: no QUIC ClientHello: %s", flow.uid, exc)
+            state.done = True
+        if hello is not None:
+            state.done = True
+            self._publish(flow, state, hello)
+        elif state.tried >= self.options.max_initial_packets:
+            state.done = True
+        if state.done:
+            state.crypto.chunks.clear()
+
+    def flow_end(self, flow: Flow) -> None:
+        """Log a connection whose ClientHello was never complete, and drop the flow's state."""
+        state = self._state.pop(flow.uid, None)
+        if state is not None and state.decrypted and not state.emitted:
+            self._emit(flow, state, None)
+
+    def _datagram(self, state: _QuicState, pkt: Packet) -> ClientHello | None:
+        """Walk the coalesced packets of one datagram; CRYPTO data goes to the flow's stream."""
+        datagram = pkt.payload
+        pos = 0
+        while pos < len(datagram) and state.tried < self.options.max_initial_packets:
+            try:
+                header = parse_long_header(datagram, pos)
+            except DecodeError:
+                break  # short header packet, padding or junk: nothing more to read
+            if header.is_initial:
+                state.tried += 1
+                self._initial(state, header, datagram, pos, pkt.ts)
+            pos = header.end
+        return state.crypto.client_hello()
+
+    def _initial(
+        self, state: _QuicState, header: LongHeader, datagram: bytes, pos: int, ts: float
+    ) -> None:
+        # Keys come from the DCID of the client's first Initial (RFC 9001 5.2), which later
+        # packets no longer carry; after a Retry they come from the packet's own DCID.
+        candidates = [state.dcid, header.dcid] if state.decrypted else [header.dcid]
+        for dcid in dict.fromkeys(candidates):
+            try:
+                keys = state.keys_for(dcid, header.version)
+                _, frames = decrypt_initial(datagram, header, keys, pos)
+            except DecodeError:
+                continue
+            break
+        else:
+            logger.debug("quic Initial at offset %d does not decrypt", pos)
+            return
+        if not state.decrypted:
+            state.decrypted, state.ts = True, ts
+            state.version, state.dcid, state.scid = header.version, dcid, header.scid
+        for offset, data in crypto_frames(frames):
+            state.crypto.add(offset, data)
+
+    def _publish(self, flow: Flow, state: _QuicState, hello: ClientHello) -> None:
+        flow.service = "quic"
+        version = _VERSIONS[state.version].name
+        flow.add_meta("quic_version", version)
+        if hello.server_name:
+            flow.add_meta("quic_sni", hello.server_name)
+            flow.add_meta("sni", hello.server_name)
+        for protocol in hello.alpn:
+            flow.add_meta_item("quic_alpn", protocol)
+        flow.add_meta("ja4", ja4(hello, "q"))
+        self._emit(flow, state, hello)
+
+    def _emit(self, flow: Flow, state: _QuicState, hello: ClientHello | None) -> None:
+        state.emitted = True
+        self.ctx.emit(
+            QuicRecord(
+                ts=state.ts,
+                uid=flow.uid,
+                orig_h=flow.orig_ip,
+                orig_p=flow.orig_p,
+                resp_h=flow.resp_ip,
+                resp_p=flow.resp_p,
+                version=_VERSIONS[state.version].name,
+                dcid=state.dcid.hex(),
+                scid=state.scid.hex(),
+                server_name=hello.server_name if hello else None,
+                alpn=hello.alpn if hello else (),
+                ja4=ja4(hello, "q") if hello else None,
+            )
+        )
+
+
+__all__ = [
+    "InitialKeys",
+    "LongHeader",
+    "QuicAnalyzer",
+    "QuicOptions",
+    "QuicRecord",
+    "client_initial_keys",
+    "crypto_frames",
+    "decrypt_initial",
+    "parse_long_header",
+]
