@@ -1,0 +1,1 @@
+"""The HTTP service: devices, policies and alerts for dashboards and SIEMs."""

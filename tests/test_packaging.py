@@ -1,0 +1,63 @@
+"""A non-editable install carries every subpackage, the rule packs and the bundled GeoIP data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _listed_packages() -> list[str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages: list[str] = data["tool"]["setuptools"]["packages"]
+    return packages
+
+
+def test_every_source_package_is_listed() -> None:
+    """Each directory with an __init__.py under src/ is in pyproject's package list."""
+    found = {
+        ".".join(p.parent.relative_to(ROOT / "src").parts)
+        for p in (ROOT / "src").rglob("__init__.py")
+    }
+    assert found - set(_listed_packages()) == set()
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("dronewatch-*.whl")
+    return zipfile.ZipFile(built)
+
+
+def test_wheel_carries_rule_packs(wheel: zipfile.ZipFile) -> None:
+    """Every pack in rules/ is inside the wheel as dronewatch/rules/<name>.yaml."""
+    names = set(wheel.namelist())
+    packs = {f"dronewatch/rules/{p.name}" for p in (ROOT / "rules").glob("*.yaml")}
+    assert packs and packs <= names
+
+
+def test_wheel_carries_geoip_data(wheel: zipfile.ZipFile) -> None:
+    """The bundled databases and their provenance file are inside the wheel."""
+    names = set(wheel.namelist())
+    for f in ("dbip-country-lite.mmdb", "ip-location-db-asn.mmdb", "SOURCES.json"):
+        assert f"dronewatch/geoip/data/{f}" in names
+
+
+def test_wheel_carries_every_module(wheel: zipfile.ZipFile) -> None:
+    """Every .py file under src/dronewatch is in the wheel."""
+    names = set(wheel.namelist())
+    modules = {
+        p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src" / "dronewatch").rglob("*.py")
+    }
+    assert modules - names == set()
