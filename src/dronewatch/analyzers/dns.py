@@ -1,0 +1,567 @@
+"""DNS over UDP and TCP port 53: pair each query with its answer into dns.jsonl records.
+
+Every A/AAAA answer also goes into the context's DNS cache under the name the client asked for,
+so a later flow to that address is named even when it is encrypted end to end.
+
+Messages are read here (RFC 1035 4.1) rather than with `dpkt.dns.DNS`, which rejects a whole
+message as soon as one record has a type it does not know (HTTPS, SVCB, NSEC, RRSIG: common in
+answers today) or a label that is not UTF-8, and decodes every compression pointer anew (so a
+crafted message pointing thousands of times at one long name costs thousands of decodes); the
+type and flag constants are dpkt's. `parse_dns_message` raises only `DecodeError`; the mDNS
+analyzer reuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+import dpkt
+
+from dronewatch.exceptions import DecodeError
+from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
+from dronewatch.hooks import Context, Record
+
+logger = logging.getLogger(__name__)
+
+DNS_PORT = 53
+DNS_HEADER_LEN = 12
+DNS_MAX_NAME_LEN = 255
+"""RFC 1035 2.3.4: a name is at most 255 bytes on the wire."""
+DNS_MAX_POINTER_HOPS = 128
+"""Compression pointers followed in a row; a real name needs at most one per label."""
+
+DNS_TYPE_A: int = dpkt.dns.DNS_A
+DNS_TYPE_NS: int = dpkt.dns.DNS_NS
+DNS_TYPE_CNAME: int = dpkt.dns.DNS_CNAME
+DNS_TYPE_PTR: int = dpkt.dns.DNS_PTR
+DNS_TYPE_MX: int = dpkt.dns.DNS_MX
+DNS_TYPE_AAAA: int = dpkt.dns.DNS_AAAA
+DNS_TYPE_SRV: int = dpkt.dns.DNS_SRV
+DNS_TYPE_DNAME = 39
+DNS_FLAG_QR: int = dpkt.dns.DNS_QR
+
+DNS_TYPE_NAMES: dict[int, str] = {
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    6: "SOA",
+    12: "PTR",
+    13: "HINFO",
+    15: "MX",
+    16: "TXT",
+    28: "AAAA",
+    33: "SRV",
+    35: "NAPTR",
+    39: "DNAME",
+    41: "OPT",
+    43: "DS",
+    46: "RRSIG",
+    47: "NSEC",
+    48: "DNSKEY",
+    50: "NSEC3",
+    64: "SVCB",
+    65: "HTTPS",
+    99: "SPF",
+    252: "AXFR",
+    255: "ANY",
+    257: "CAA",
+}
+"""IANA names of the resource record types met in practice."""
+
+DNS_RCODE_NAMES: dict[int, str] = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    6: "YXDOMAIN",
+    7: "YXRRSET",
+    8: "NXRRSET",
+    9: "NOTAUTH",
+    10: "NOTZONE",
+}
+"""IANA names of the header response codes (RFC 1035, RFC 2136)."""
+
+_HEADER = struct.Struct(">HHHHHH")
+_QUESTION = struct.Struct(">HH")
+_RR_FIXED = struct.Struct(">HHIH")
+_NAME_TYPES = frozenset({DNS_TYPE_CNAME, DNS_TYPE_NS, DNS_TYPE_PTR, DNS_TYPE_DNAME})
+_ANSWER_TYPES = frozenset({DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_CNAME, DNS_TYPE_PTR})
+_SEQ_MOD = 1 << 32
+
+
+def dns_type_name(rtype: int) -> str:
+    """The mnemonic of a record type, or `TYPE<n>` (RFC 3597) when it has none here."""
+    return DNS_TYPE_NAMES.get(rtype) or f"TYPE{rtype}"
+
+
+def dns_rcode_name(rcode: int) -> str:
+    """The mnemonic of a response code, or `RCODE<n>`."""
+    return DNS_RCODE_NAMES.get(rcode) or f"RCODE{rcode}"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsQuestion:
+    """One entry of the question section."""
+
+    name: str
+    """Name as sent (case kept), without the trailing dot."""
+    qtype: int
+    qclass: int
+    """Class; mDNS uses the top bit as the unicast-response flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResource:
+    """One resource record of the answer, authority or additional section."""
+
+    name: str
+    """Owner name as sent (case kept), without the trailing dot."""
+    rtype: int
+    rclass: int
+    """Class; mDNS uses the top bit as the cache-flush flag."""
+    ttl: int
+    """Time to live, seconds."""
+    rdata: bytes
+    value: str | None = None
+    """Text of the data: the address of A/AAAA, the target name of CNAME, DNAME, NS, PTR, SRV
+    and MX; None for other types."""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsMessage:
+    """A decoded DNS (or mDNS) message."""
+
+    trans_id: int
+    flags: int
+    questions: tuple[DnsQuestion, ...]
+    answers: tuple[DnsResource, ...]
+    extra: tuple[DnsResource, ...] = ()
+    """Authority and additional records, read only when asked for and only as far as they parse."""
+
+    @property
+    def is_response(self) -> bool:
+        """The QR bit: a response rather than a query."""
+        return bool(self.flags & DNS_FLAG_QR)
+
+    @property
+    def rcode(self) -> int:
+        """Response code from the header (the low 4 bits of the flags)."""
+        return self.flags & 0x000F
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags >> 11) & 0x000F
+
+
+_Names = dict[int, tuple[str, int]]
+"""Names already decoded in one message, by offset: (text, wire length)."""
+
+
+def _read_name(data: bytes, off: int, names: _Names, depth: int = 0) -> tuple[str, int, int]:
+    """The name at `off`: its text, its wire length, and the offset just past it (RFC 1035 4.1.4).
+
+    A compression pointer's target is decoded once per message and then reused from `names`, so
+    a message pointing many times at one long name (or at a chain of pointers) costs no more
+    than one naming it once.
+    """
+    labels: list[str] = []
+    size = len(data)
+    wire_len = 1
+    while True:
+        if off >= size:
+            raise DecodeError("name runs past the end of the message")
+        n = data[off]
+        if n == 0:
+            return ".".join(labels), wire_len, off + 1
+        kind = n & 0xC0
+        if kind == 0xC0:
+            if off + 1 >= size:
+                raise DecodeError("truncated compression pointer")
+            target = ((n & 0x3F) << 8) | data[off + 1]
+            known = names.get(target)
+            if known is None:
+                if depth >= DNS_MAX_POINTER_HOPS:
+                    raise DecodeError("compression pointer loop")
+                text, length, _ = _read_name(data, target, names, depth + 1)
+                known = names[target] = (text, length)
+            wire_len += known[1] - 1
+            if wire_len > DNS_MAX_NAME_LEN:
+                raise DecodeError("name longer than 255 bytes")
+            if known[0]:
+                labels.append(known[0])
+            return ".".join(labels), wire_len, off + 2
+        if kind:
+            raise DecodeError(f"unsupported label type {n:#04x}")
+        start = off + 1
+        off = start + n
+        if off > size:
+            raise DecodeError("label runs past the end of the message")
+        wire_len += n + 1
+        if wire_len > DNS_MAX_NAME_LEN:
+            raise DecodeError("name longer than 255 bytes")
+        # Labels are bytes; real names are ASCII or UTF-8, anything else is kept escaped.
+        labels.append(data[start:off].decode("utf-8", "backslashreplace"))
+
+
+def _read_resource(data: bytes, off: int, names: _Names) -> tuple[DnsResource, int]:
+    """The resource record at `off` and the offset just past it (RFC 1035 4.1.3)."""
+    name, _, off = _read_name(data, off, names)
+    if off + _RR_FIXED.size > len(data):
+        raise DecodeError("truncated resource record")
+    rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, off)
+    start = off + _RR_FIXED.size
+    end = start + rdlen
+    if end > len(data):
+        raise DecodeError("record data runs past the end of the message")
+    rdata = data[start:end]
+    value: str | None = None
+    if (rtype == DNS_TYPE_A and rdlen == 4) or (rtype == DNS_TYPE_AAAA and rdlen == 16):
+        value = ip_str(rdata)
+    elif rtype in _NAME_TYPES and rdlen:
+        value = _read_name(data, start, names)[0]
+    elif rtype == DNS_TYPE_SRV and rdlen > 6:  # priority, weight, port, target (RFC 2782)
+        value = _read_name(data, start + 6, names)[0]
+    elif rtype == DNS_TYPE_MX and rdlen > 2:  # preference, exchange
+        value = _read_name(data, start + 2, names)[0]
+    return DnsResource(name, rtype, rclass, ttl, rdata, value), end
+
+
+def parse_dns_message(data: bytes, *, extra: bool = False) -> DnsMessage:
+    """Decode a DNS message: header, questions and answers; with `extra`, the other records too.
+
+    Raises:
+        DecodeError: the header, a question or an answer does not parse.
+    """
+    if len(data) < DNS_HEADER_LEN:
+        raise DecodeError(f"{len(data)} bytes is shorter than a DNS header")
+    trans_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    off = DNS_HEADER_LEN
+    names: _Names = {}
+    questions: list[DnsQuestion] = []
+    for _ in range(qdcount):
+        name, _, off = _read_name(data, off, names)
+        if off + _QUESTION.size > len(data):
+            raise DecodeError("truncated question")
+        qtype, qclass = _QUESTION.unpack_from(data, off)
+        off += _QUESTION.size
+        questions.append(DnsQuestion(name, qtype, qclass))
+    answers: list[DnsResource] = []
+    for _ in range(ancount):
+        rr, off = _read_resource(data, off, names)
+        answers.append(rr)
+    others: list[DnsResource] = []
+    if extra:
+        try:
+            for _ in range(nscount + arcount):
+                rr, off = _read_resource(data, off, names)
+                others.append(rr)
+        except DecodeError:
+            pass  # keep what parsed: a damaged additional section does not spoil the answers
+    return DnsMessage(trans_id, flags, tuple(questions), tuple(answers), tuple(others))
+
+
+def _norm(name: str) -> str:
+    """A name as logged: lower case, no trailing dot."""
+    return name.lower().rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class DnsOptions:
+    """Tunables of the DNS analyzer."""
+
+    max_pending: int = 64
+    """Unanswered queries kept per flow; past that the oldest is written out as unanswered."""
+    max_answers: int = 32
+    """Answers (and TTLs) kept in one record."""
+    max_tcp_buffer_bytes: int = 2 + 65535
+    """Most bytes buffered per direction of a TCP flow while a message is incomplete."""
+    max_failures: int = 4
+    """Undecodable messages on a port-53 flow, with no valid one yet, before giving up on it."""
+    follow_flow: bool = True
+    """Mark DNS flows sticky, so a long-lived flow (a forwarder's fixed port, a TCP connection
+    carrying many queries) is read past the engine's first inspected packets."""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsRecord(Record):
+    """One DNS exchange: a query and its answer, or a query never answered, or an answer alone.
+
+    `ts` is the time of the query (of the answer when the query was not seen).
+    """
+
+    log: ClassVar[str] = "dns"
+    uid: str
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    proto: str
+    """Transport: udp or tcp."""
+    trans_id: int
+    """DNS transaction id."""
+    query: str | None = None
+    """Name asked for, lower case, no trailing dot."""
+    qtype_name: str | None = None
+    """Record type asked for (A, AAAA, HTTPS, TYPE<n>...)."""
+    rcode_name: str | None = None
+    """Response code (NOERROR, NXDOMAIN...); None when unanswered."""
+    answers: tuple[str, ...] = ()
+    """A/AAAA addresses and CNAME/PTR targets of the answer section, in order."""
+    ttls: tuple[int, ...] = ()
+    """Time to live of each entry of `answers`, seconds."""
+    rtt_s: float | None = None
+    """Time from query to answer, seconds; None when either was not seen."""
+    answered: bool = False
+    """An answer was seen."""
+
+
+class _Pending:
+    """A query waiting for its answer."""
+
+    __slots__ = ("ts", "query", "qtype")
+
+    def __init__(self, ts: float, query: str | None, qtype: int | None) -> None:
+        self.ts = ts
+        self.query = query
+        self.qtype = qtype
+
+
+class _TcpStream:
+    """One direction of DNS over TCP: 2-byte length-prefixed messages (RFC 1035 4.2.2)."""
+
+    __slots__ = ("buf", "next_seq")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.next_seq: int | None = None
+
+    def feed(self, seq: int, data: bytes, limit: int) -> tuple[list[bytes], bool]:
+        """Add a segment; returns the messages it completes, and False on broken framing."""
+        end = (seq + len(data)) % _SEQ_MOD
+        if self.next_seq is not None:
+            diff = (seq - self.next_seq) % _SEQ_MOD
+            if diff >= _SEQ_MOD // 2:  # starts before what we have: a retransmission
+                overlap = _SEQ_MOD - diff
+                if overlap >= len(data):
+                    return [], True
+                data = data[overlap:]
+            elif diff:  # bytes were lost: the message being buffered cannot be completed
+                self.buf.clear()
+        self.next_seq = end
+        buf = self.buf
+        buf += data
+        messages: list[bytes] = []
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if size < DNS_HEADER_LEN:
+                buf.clear()
+                return messages, False
+            if len(buf) < 2 + size:
+                break
+            messages.append(bytes(buf[2 : 2 + size]))
+            del buf[: 2 + size]
+        if len(buf) > limit:
+            buf.clear()
+        return messages, True
+
+
+class _DnsState:
+    """What the analyzer keeps about one port-53 flow."""
+
+    __slots__ = ("pending", "orig", "resp", "good", "bad", "dead")
+
+    def __init__(self) -> None:
+        self.pending: dict[int, _Pending] = {}
+        """Queries by transaction id, oldest first."""
+        self.orig: _TcpStream | None = None
+        self.resp: _TcpStream | None = None
+        self.good = 0
+        self.bad = 0
+        self.dead = False
+
+
+class DnsAnalyzer:
+    """Decode DNS queries and answers on port 53 into dns.jsonl records; feed the DNS cache."""
+
+    name = "dns"
+
+    def __init__(self, ctx: Context, options: DnsOptions | None = None) -> None:
+        self.ctx = ctx
+        self.options = options or DnsOptions()
+        self._state: dict[str, _DnsState] = {}  # keyed by flow.uid, dropped in flow_end
+
+    def packet(self, flow: Flow, pkt: Packet) -> None:
+        """Read the DNS message(s) of a UDP datagram or TCP segment on port 53."""
+        if (flow.resp_p != DNS_PORT and flow.orig_p != DNS_PORT) or not pkt.payload:
+            return
+        if flow.proto not in (IP_PROTO_UDP, IP_PROTO_TCP):
+            return
+        state = self._state.get(flow.uid)
+        if state is None:
+            state = self._state[flow.uid] = _DnsState()
+        if state.dead:
+            return
+        if flow.proto == IP_PROTO_UDP:
+            self._message(flow, state, pkt.payload, pkt.ts)
+            return
+        from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
+        if from_orig:
+            stream = state.orig = state.orig or _TcpStream()
+        else:
+            stream = state.resp = state.resp or _TcpStream()
+        messages, framed = stream.feed(pkt.tcp_seq, pkt.payload, self.options.max_tcp_buffer_bytes)
+        for data in messages:
+            self._message(flow, state, data, pkt.ts)
+        if not framed:
+            self._failed(flow, state, "DNS over TCP length prefix shorter than a header")
+
+    def flow_end(self, flow: Flow) -> None:
+        """Write out the queries that were never answered, and drop the flow's state."""
+        state = self._state.pop(flow.uid, None)
+        if state is None:
+            return
+        for trans_id, query in state.pending.items():
+            self._emit_unanswered(flow, trans_id, query)
+
+    def _failed(self, flow: Flow, state: _DnsState, why: str) -> None:
+        state.bad += 1
+        logger.debug("%s: undecodable DNS message: %s", flow.uid, why)
+        if not state.good and state.bad >= self.options.max_failures:
+            state.dead = True  # something else is using port 53
+            state.orig = state.resp = None
+
+    def _message(self, flow: Flow, state: _DnsState, data: bytes, ts: float) -> None:
+        try:
+            msg = parse_dns_message(data)
+        except DecodeError as exc:
+            self._failed(flow, state, str(exc))
+            return
+        state.good += 1
+        flow.service = "dns"
+        if self.options.follow_flow:
+            flow.sticky = True
+        for question in msg.questions:
+            name = _norm(question.name)
+            if name:
+                flow.add_meta_item("dns_query", name)
+        if msg.is_response:
+            self._answer(flow, state, msg, ts)
+        else:
+            self._query(flow, state, msg, ts)
+
+    def _query(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
+        question = msg.questions[0] if msg.questions else None
+        name = _norm(question.name) if question else None
+        pending = state.pending
+        previous = pending.get(msg.trans_id)
+        if previous is not None:
+            if previous.query == name:
+                return  # a retransmission: the first send time is the one that counts
+            del pending[msg.trans_id]
+            self._emit_unanswered(flow, msg.trans_id, previous)
+        elif len(pending) >= self.options.max_pending:
+            oldest = next(iter(pending))
+            self._emit_unanswered(flow, oldest, pending.pop(oldest))
+        pending[msg.trans_id] = _Pending(ts, name, question.qtype if question else None)
+
+    def _answer(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
+        question = msg.questions[0] if msg.questions else None
+        asked = _norm(question.name) if question else None
+        query = state.pending.pop(msg.trans_id, None)
+        if query is not None and asked is not None and query.query != asked:
+            # Same id, other name: not this query's answer.
+            self._emit_unanswered(flow, msg.trans_id, query)
+            query = None
+        name = query.query if query is not None else asked
+        qtype = query.qtype if query is not None else (question.qtype if question else None)
+        answers: list[str] = []
+        ttls: list[int] = []
+        for rr in msg.answers:
+            if rr.value is None or rr.rtype not in _ANSWER_TYPES:
+                continue
+            if len(answers) >= self.options.max_answers:
+                break
+            is_name = rr.rtype in _NAME_TYPES
+            answers.append(_norm(rr.value) if is_name else rr.value)
+            ttls.append(rr.ttl)
+        self._remember(msg, name, ts)
+        self.ctx.emit(
+            DnsRecord(
+                ts=query.ts if query is not None else ts,
+                uid=flow.uid,
+                orig_h=flow.orig_ip,
+                orig_p=flow.orig_p,
+                resp_h=flow.resp_ip,
+                resp_p=flow.resp_p,
+                proto=flow.proto_name,
+                trans_id=msg.trans_id,
+                query=name,
+                qtype_name=dns_type_name(qtype) if qtype is not None else None,
+                rcode_name=dns_rcode_name(msg.rcode),
+                answers=tuple(answers),
+                ttls=tuple(ttls),
+                rtt_s=round(ts - query.ts, 6) if query is not None else None,
+                answered=True,
+            )
+        )
+
+    def _remember(self, msg: DnsMessage, name: str | None, ts: float) -> None:
+        """Map the addresses the query resolved to, through any CNAME chain, to the asked name."""
+        if name is None:
+            if not msg.answers:
+                return
+            name = _norm(msg.answers[0].name)
+        if not name:
+            return
+        targets: dict[str, list[str]] = {}
+        for rr in msg.answers:
+            if rr.rtype == DNS_TYPE_CNAME and rr.value is not None:
+                targets.setdefault(_norm(rr.name), []).append(_norm(rr.value))
+        chain = {name}
+        todo = [name]
+        while todo:  # each name enters once, so cycles end
+            for target in targets.get(todo.pop(), ()):
+                if target not in chain:
+                    chain.add(target)
+                    todo.append(target)
+        for rr in msg.answers:
+            if rr.rtype in (DNS_TYPE_A, DNS_TYPE_AAAA) and rr.value and _norm(rr.name) in chain:
+                self.ctx.dns.remember(rr.rdata, name, ts)
+
+    def _emit_unanswered(self, flow: Flow, trans_id: int, query: _Pending) -> None:
+        self.ctx.emit(
+            DnsRecord(
+                ts=query.ts,
+                uid=flow.uid,
+                orig_h=flow.orig_ip,
+                orig_p=flow.orig_p,
+                resp_h=flow.resp_ip,
+                resp_p=flow.resp_p,
+                proto=flow.proto_name,
+                trans_id=trans_id,
+                query=query.query,
+                qtype_name=dns_type_name(query.qtype) if query.qtype is not None else None,
+                answered=False,
+            )
+        )
+
+
+__all__ = [
+    "DNS_PORT",
+    "DNS_RCODE_NAMES",
+    "DNS_TYPE_NAMES",
+    "DnsAnalyzer",
+    "DnsMessage",
+    "DnsOptions",
+    "DnsQuestion",
+    "DnsRecord",
+    "DnsResource",
+    "dns_rcode_name",
+    "dns_type_name",
+    "parse_dns_message",
+]
