@@ -98,7 +98,9 @@ def make_flow(pkt: Packet, uid: str = "CTESTFLOW000000001") -> Flow:
     )
 
 
-def make_beacon(body: bytes, *, addr2: bytes = b"\x60\x60\x1f\x00\x00\x01", ts: float = 1.0) -> Packet:
+def make_beacon(
+    body: bytes, *, addr2: bytes = b"\x60\x60\x1f\x00\x00\x01", ts: float = 1.0
+) -> Packet:
     """An 802.11 beacon whose body (fixed fields + IEs) is `body`."""
     return Packet(
         ts=ts,

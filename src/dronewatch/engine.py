@@ -88,8 +88,8 @@ class Engine:
         if ts >= self._next_sweep:
             self._sweep(ts)
         if pkt.ip_version == 0:
-            for hook in self._on_frame:
-                hook(pkt)
+            for on_frame in self._on_frame:
+                on_frame(pkt)
             return
         src, dst, sport, dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
         if (src, sport) <= (dst, dport):
@@ -165,7 +165,9 @@ class Engine:
         flags = pkt.tcp_flags
         hist = flow.history
         if flags & TCP_SYN:
-            letter = ("S" if from_orig else "s") if not flags & TCP_ACK else ("H" if from_orig else "h")
+            letter = (
+                ("S" if from_orig else "s") if not flags & TCP_ACK else ("H" if from_orig else "h")
+            )
         elif flags & TCP_RST:
             letter = "R" if from_orig else "r"
         elif flags & TCP_FIN:
@@ -178,9 +180,7 @@ class Engine:
             letter = ""
         if letter and letter not in hist:
             flow.history = hist + letter
-        if flags & TCP_RST or (
-            flags & TCP_FIN and ("F" in flow.history and "f" in flow.history)
-        ):
+        if flags & TCP_RST or (flags & TCP_FIN and ("F" in flow.history and "f" in flow.history)):
             self._closing.setdefault(key, pkt.ts)
 
     def _idle_limit(self, flow: Flow) -> float:

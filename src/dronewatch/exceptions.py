@@ -1,11 +1,11 @@
 """The one exception tree of dronewatch.
 
-    DronewatchError
-    +-- DecodeError      a packet or protocol message that cannot be decoded
-    +-- CaptureError     a capture file or interface that cannot be read
-    +-- RulePackError    a rule pack that fails its schema
-    +-- GeoIPError       a GeoIP database that cannot be opened
-    +-- PolicyError      a device policy file that fails its schema
+DronewatchError
++-- DecodeError      a packet or protocol message that cannot be decoded
++-- CaptureError     a capture file or interface that cannot be read
++-- RulePackError    a rule pack that fails its schema
++-- GeoIPError       a GeoIP database that cannot be opened
++-- PolicyError      a device policy file that fails its schema
 """
 
 from __future__ import annotations

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dronewatch.classify import Classification
 from dronewatch.community_id import community_id
 from dronewatch.engine import conn_state
 from dronewatch.flow import Flow, mac_str
-from dronewatch.hooks import Context, Record
+from dronewatch.geoip.base import GeoInfo
+from dronewatch.hooks import Record
 
 NAME_KEYS = ("sni", "quic_sni", "http_host", "dns_name")
 """Meta keys naming the destination, best first."""
@@ -45,6 +47,16 @@ class FlowRecord(Record):
     """The destination's name: TLS/QUIC SNI, HTTP host, or the DNS name that resolved to it."""
     link: str | None = None
     """Drone-link protocol when the flow is a local drone link."""
+    vendor: str | None = None
+    app: str | None = None
+    category: str | None = None
+    rule_id: str | None = None
+    confidence: float | None = None
+    resp_scope: str | None = None
+    """local or public: whether the responder is off the local network."""
+    resp_country: str | None = None
+    resp_asn: int | None = None
+    resp_as_org: str | None = None
 
 
 def server_name(flow: Flow) -> str | None:
@@ -56,8 +68,10 @@ def server_name(flow: Flow) -> str | None:
     return None
 
 
-def flow_record(flow: Flow) -> FlowRecord:
-    """The flows.jsonl record of a flow."""
+def flow_record(
+    flow: Flow, cls: Classification | None = None, geo: GeoInfo | None = None
+) -> FlowRecord:
+    """The flows.jsonl record of a flow, with its classification and the responder's geo."""
     link = flow.meta.get("link")
     return FlowRecord(
         ts=flow.first_ts,
@@ -84,16 +98,13 @@ def flow_record(flow: Flow) -> FlowRecord:
         service=flow.service or None,
         server_name=server_name(flow),
         link=link if isinstance(link, str) else None,
+        vendor=cls.vendor if cls else None,
+        app=cls.app if cls else None,
+        category=cls.category if cls else None,
+        rule_id=cls.rule_id if cls else None,
+        confidence=cls.confidence if cls else None,
+        resp_scope=geo.scope if geo else None,
+        resp_country=geo.country_code if geo else None,
+        resp_asn=geo.asn if geo else None,
+        resp_as_org=geo.as_org if geo else None,
     )
-
-
-class FlowLogger:
-    """Writes a FlowRecord when a flow ends; runs after every other analyzer."""
-
-    name = "flows"
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    def flow_end(self, flow: Flow) -> None:
-        self.ctx.emit(flow_record(flow))

@@ -158,8 +158,10 @@ class DevicePolicy:
             return False
         if not self.windows:
             return True
-        return any(start <= (w_end if w_end is not None else end) and end >= w_start
-                   for w_start, w_end in self.windows)
+        return any(
+            start <= (w_end if w_end is not None else end) and end >= w_start
+            for w_start, w_end in self.windows
+        )
 
     def allows(self, category: str, name: str | None, ip: str) -> bool:
         """Whether a destination is exempt while LDM is on (e.g. a map-only exemption)."""
@@ -174,8 +176,9 @@ class DevicePolicy:
                     continue
             elif dest == ip:
                 return True
-            elif name and (name == dest or (dest.startswith(".") and
-                                            (name.endswith(dest) or name == dest[1:]))):
+            elif name and (
+                name == dest or (dest.startswith(".") and (name.endswith(dest) or name == dest[1:]))
+            ):
                 return True
         return False
 
@@ -218,15 +221,20 @@ def _merge(defaults: _PolicyFields, dev: _PolicyFields, **ident: object) -> Devi
             value = getattr(defaults, name)
         return fallback if value is None else value
 
+    def pick_list(name: str) -> list[str]:
+        value = pick(name, [])
+        return [str(v) for v in value] if isinstance(value, list) else []
+
     windows = pick("ldm_windows", [])
     assert isinstance(windows, list)
+    scope = pick("scope", "dedicated")
     return DevicePolicy(
         ldm=bool(pick("ldm", False)),
         windows=tuple((w.start, w.end) for w in windows),
-        scope=pick("scope", "dedicated"),  # type: ignore[arg-type]
-        allowed_categories=frozenset(pick("allowed_categories", [])),  # type: ignore[arg-type]
-        allowed_destinations=tuple(pick("allowed_destinations", [])),  # type: ignore[arg-type]
-        local_subnets=tuple(pick("local_subnets", [])),  # type: ignore[arg-type]
+        scope="shared" if scope == "shared" else "dedicated",
+        allowed_categories=frozenset(pick_list("allowed_categories")),
+        allowed_destinations=tuple(pick_list("allowed_destinations")),
+        local_subnets=tuple(pick_list("local_subnets")),
         **ident,  # type: ignore[arg-type]
     )
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from dronewatch.alert import Alert, to_ecs, to_ocsf
 from dronewatch.exceptions import DronewatchError
 from dronewatch.hooks import Record
 
@@ -27,22 +28,42 @@ class JsonlWriter:
         self._files: dict[str, IO[str]] = {}
         self.counts: dict[str, int] = {}
 
-    def write(self, record: Record) -> None:
-        log = record.log
-        fh = self._files.get(log)
+    def _open(self, stem: str) -> IO[str]:
+        fh = self._files.get(stem)
         if fh is None:
-            path = self.directory / f"{log}.jsonl"
+            path = self.directory / f"{stem}.jsonl"
             try:
                 fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
             except OSError as exc:
                 raise DronewatchError(f"cannot write {path}: {exc}") from None
-            self._files[log] = fh
-            self.counts[log] = 0
+            self._files[stem] = fh
+            self.counts[stem] = 0
+        return fh
+
+    def write(self, record: Record) -> None:
+        fh = self._open(record.log)
         fh.write(dumps(record))
         fh.write("\n")
-        self.counts[log] += 1
+        self.counts[record.log] += 1
 
     def close(self) -> None:
         for fh in self._files.values():
             fh.close()
         self._files.clear()
+
+
+class AlertExportWriter(JsonlWriter):
+    """A JsonlWriter that also writes every alert as ECS (`alerts.ecs.jsonl`) and as an OCSF
+    Detection Finding (`alerts.ocsf.jsonl`)."""
+
+    def write(self, record: Record) -> None:
+        super().write(record)
+        if isinstance(record, Alert):
+            self._line("alerts.ecs", to_ecs(record))
+            self._line("alerts.ocsf", to_ocsf(record))
+
+    def _line(self, stem: str, doc: dict[str, Any]) -> None:
+        fh = self._open(stem)
+        fh.write(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        fh.write("\n")
+        self.counts[stem] += 1

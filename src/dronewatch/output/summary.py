@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from dronewatch.alert import Alert
 from dronewatch.flowlog import FlowRecord
 from dronewatch.hooks import Record
+from dronewatch.monitor import VerdictRecord
 from dronewatch.pipeline import CaptureRecord
 
 
@@ -37,6 +40,9 @@ class SummaryCollector:
         self.logs: Counter[str] = Counter()
         self._seq = 0
         self._hostnames: dict[str, str] = {}
+        self.verdicts: list[VerdictRecord] = []
+        self.alerts: list[Alert] = []
+        self.broadcasts: dict[str, set[str]] = {}
 
     def add(self, record: Record) -> None:
         self.logs[record.log] += 1
@@ -44,6 +50,14 @@ class SummaryCollector:
             self._flow(record)
         elif isinstance(record, CaptureRecord):
             self.captures.append(record)
+        elif isinstance(record, VerdictRecord):
+            self.verdicts.append(record)
+        elif isinstance(record, Alert):
+            self.alerts.append(record)
+        elif record.log in ("remoteid", "dji_droneid"):
+            serial = getattr(record, "serial", None)
+            if serial and len(self.broadcasts.setdefault(record.log, set())) < 50:
+                self.broadcasts[record.log].add(str(serial))
         elif record.log == "dhcp":
             mac = getattr(record, "client_mac", None)
             host = getattr(record, "hostname", None)
@@ -89,8 +103,16 @@ class SummaryCollector:
             )
             rows = [r for _, _, r in sorted(dev.top, key=lambda t: (-t[0], -t[1]))]
             table = [
-                ("PROTO", "DESTINATION", "PORT", "SERVICE", "NAME", "PKTS OUT/IN", "BYTES OUT/IN",
-                 "DURATION")
+                (
+                    "PROTO",
+                    "DESTINATION",
+                    "PORT",
+                    "SERVICE",
+                    "NAME",
+                    "PKTS OUT/IN",
+                    "BYTES OUT/IN",
+                    "DURATION",
+                )
             ]
             for r in rows:
                 table.append(
@@ -108,6 +130,62 @@ class SummaryCollector:
             _table(out, table, indent="  ")
             if dev.flows > len(rows):
                 out.write(f"  ... and {dev.flows - len(rows)} smaller flows\n")
+        for log, serials in sorted(self.broadcasts.items()):
+            kind = "Remote ID" if log == "remoteid" else "DJI DroneID"
+            out.write(f"\nAircraft broadcasts ({kind}, not leaks): {', '.join(sorted(serials))}\n")
+        if self.alerts:
+            out.write(f"\nAlerts ({len(self.alerts)}):\n")
+            arows: list[tuple[str, ...]] = [
+                (
+                    "SEVERITY",
+                    "DEVICE",
+                    "CATEGORY",
+                    "DESTINATION",
+                    "COUNTRY/ASN",
+                    "BYTES OUT",
+                    "RULE",
+                )
+            ]
+            for a in sorted(
+                self.alerts,
+                key=lambda a: (
+                    -_SEV.get(a.severity, 0),
+                    a.device_ip,
+                    a.category,
+                    a.dest_name or "",
+                ),
+            ):
+                where = (
+                    "/".join(x for x in (a.dest_country, a.dest_asn and f"AS{a.dest_asn}") if x)
+                    or "-"
+                )
+                dest = a.dest_name or a.dest_ip or "-"
+                if a.dest_port and a.note != "ldm.vendor_dns_lookup":
+                    dest = f"{dest}:{a.dest_port}"
+                if a.note == "ldm.vendor_dns_lookup":
+                    dest = f"DNS lookup {dest}"
+                arows.append(
+                    (
+                        a.severity,
+                        a.device_ip,
+                        a.category,
+                        _clip(dest, 44),
+                        where,
+                        _bytes(a.bytes_out),
+                        a.rule_id or "-",
+                    )
+                )
+            _table(out, arows, indent="  ", numeric={5})
+        if self.verdicts:
+            out.write("\nVerdicts:\n")
+            for v in self.verdicts:
+                who = v.device_ip + (f" ({v.device_name})" if v.device_name else "")
+                out.write(f"  {who}: {v.verdict.upper()}: {v.msg}\n")
+        elif self.captures:
+            out.write(
+                "\nVerdicts: no ground-station device found (no drone link, no drone-vendor "
+                "traffic, no policy device)\n"
+            )
         if self.logs:
             parts = ", ".join(f"{k} {v}" for k, v in sorted(self.logs.items()))
             out.write(f"\nRecords: {parts}\n")
@@ -130,9 +208,16 @@ def _capture_line(cap: CaptureRecord) -> str:
     return line
 
 
-def _table(out: TextIO, rows: list[tuple[str, ...]], indent: str = "") -> None:
+_SEV = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+def _table(
+    out: TextIO,
+    rows: Sequence[tuple[str, ...]],
+    indent: str = "",
+    numeric: frozenset[int] | set[int] = frozenset({2, 5, 6, 7}),
+) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    numeric = {2, 5, 6, 7}
     for row in rows:
         cells = [
             cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])

@@ -1,0 +1,23 @@
+"""Analyzers: one protocol per module; `default_analyzers()` lists the ones a run uses."""
+
+from __future__ import annotations
+
+from dronewatch.analyzers.dhcp import DhcpAnalyzer
+from dronewatch.analyzers.dns import DnsAnalyzer
+from dronewatch.analyzers.http import HttpAnalyzer
+from dronewatch.analyzers.mdns import MdnsAnalyzer
+from dronewatch.analyzers.quic import QuicAnalyzer
+from dronewatch.analyzers.tls import TlsAnalyzer
+from dronewatch.hooks import Analyzer, Context
+
+
+def default_analyzers(ctx: Context) -> list[Analyzer]:
+    """Every built-in analyzer, in dispatch order: the commonest protocols first."""
+    return [
+        TlsAnalyzer(ctx),
+        QuicAnalyzer(ctx),
+        DnsAnalyzer(ctx),
+        MdnsAnalyzer(ctx),
+        HttpAnalyzer(ctx),
+        DhcpAnalyzer(ctx),
+    ]
