@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Time dronewatch and its peers on the same capture, in one run, and print packets/s and peak RSS.
+
+Every tool reads the same file the same number of times; the table gives the median packets per
+second, the ratio of dronewatch's speed to each peer's, and the peak resident memory of the
+process. A second table gives dronewatch's speed on each capture under pcaps/.
+
+    .venv/bin/python bench/run.py --install      # as root: Debian peers + NFStream, then measure
+    .venv/bin/python bench/run.py                # measure with whatever peers are installed
+    .venv/bin/python bench/run.py --repeat 5 --capture other.pcap
+
+Peers: `tcpdump -r F -w /dev/null` (the read floor), tshark field extraction, ndpiReader (Debian
+libndpi-bin), NFStream (PyPI) and Suricata when it is on PATH. A peer that is missing is listed as
+such, not skipped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEFAULT_CAPTURE = ROOT / "bench" / "data" / "bench.pcap"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+DEBIAN_PEERS = ("tcpdump", "tshark", "libndpi-bin")
+NFSTREAM_SCRIPT = (
+    "import sys; from nfstream import NFStreamer; "
+    "print(sum(1 for _ in NFStreamer(source=sys.argv[1], n_dissections=20)))"
+)
+
+
+@dataclass(slots=True)
+class Measurement:
+    tool: str
+    command: str
+    seconds: list[float]
+    peak_rss_kb: int
+    error: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+
+def _run_once(argv: Sequence[str], cwd: Path) -> tuple[float, int, int, str]:
+    """Wall seconds, peak RSS (KiB), exit status and stderr tail of one run."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        tail = err.read()[-400:].decode("utf-8", "replace")
+    return elapsed, usage.ru_maxrss, proc.returncode, tail
+
+
+def measure(tool: str, argv: list[str], repeat: int, ok_codes: Sequence[int] = (0,)) -> Measurement:
+    """Run one command `repeat` times (after one warm-up read of the file cache)."""
+    seconds: list[float] = []
+    peak = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            elapsed, rss, code, tail = _run_once(argv, Path(tmp))
+            if code not in ok_codes:
+                return Measurement(tool, " ".join(argv), [], 0, f"exit {code}: {tail.strip()}")
+            seconds.append(elapsed)
+            peak = max(peak, rss)
+    return Measurement(tool, " ".join(argv), seconds, peak)
+
+
+def peers(capture: Path) -> list[tuple[str, list[str] | None, str]]:
+    """(tool, command or None when missing, note) for every peer."""
+    f = str(capture)
+    out: list[tuple[str, list[str] | None, str]] = []
+
+    def have(name: str) -> str | None:
+        return shutil.which(name)
+
+    out.append(
+        (
+            "tcpdump (read floor)",
+            ["tcpdump", "-n", "-r", f, "-w", "/dev/null"] if have("tcpdump") else None,
+            "apt install tcpdump",
+        )
+    )
+    out.append(
+        (
+            "ndpiReader",
+            ["ndpiReader", "-i", f, "-q"] if have("ndpiReader") else None,
+            "apt install libndpi-bin",
+        )
+    )
+    out.append(
+        (
+            "suricata",
+            ["suricata", "-r", f, "-k", "none", "-l", "."] if have("suricata") else None,
+            "not in Debian's default sources",
+        )
+    )
+    has_nfstream = (
+        subprocess.run([sys.executable, "-c", "import nfstream"], capture_output=True).returncode
+        == 0
+    )
+    out.append(
+        (
+            "NFStream",
+            [sys.executable, "-c", NFSTREAM_SCRIPT, f] if has_nfstream else None,
+            "pip install nfstream",
+        )
+    )
+    tshark = [
+        "tshark",
+        "-n",
+        "-r",
+        f,
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "tls.handshake.extensions_server_name",
+        "-e",
+        "dns.qry.name",
+    ]
+    out.append(("tshark fields", tshark if have("tshark") else None, "apt install tshark"))
+    return out
+
+
+def count_packets(capture: Path) -> int:
+    """Packets in the capture, counted by dronewatch's own reader."""
+    from dronewatch.capture.files import open_source
+
+    source = open_source(str(capture))
+    return sum(1 for _ in source.packets())
+
+
+def install() -> None:
+    """Install the peers this machine can get: Debian packages (as root) and NFStream."""
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PEERS],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    else:
+        print("bench: not root: Debian peers not installed", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "nfstream"], check=False)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Time dronewatch and its peers on the same capture, in one run."
+    )
+    parser.add_argument(
+        "--capture",
+        type=Path,
+        default=DEFAULT_CAPTURE,
+        help="capture to time (default: bench/data/bench.pcap, built if missing)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool (3)")
+    parser.add_argument("--install", action="store_true", help="install the peers first")
+    parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = parser.parse_args()
+    if args.install:
+        install()
+    if not args.capture.exists():
+        if args.capture != DEFAULT_CAPTURE:
+            parser.error(f"{args.capture}: no such file")
+        subprocess.run([sys.executable, str(ROOT / "bench" / "make_capture.py")], check=True)
+    packets = count_packets(args.capture)
+    dw = measure(
+        "dronewatch analyze",
+        [str(BIN / "dronewatch"), "analyze", "--quiet", "--no-progress", str(args.capture)],
+        args.repeat,
+        ok_codes=(0, 1),
+    )
+    results = [dw]
+    missing: list[str] = []
+    for tool, argv, note in peers(args.capture):
+        if argv is None:
+            missing.append(f"{tool} ({note})")
+            continue
+        print(f"bench: {tool} ...", file=sys.stderr)
+        results.append(measure(tool, argv, args.repeat))
+    rows: list[tuple[str, ...]] = [
+        ("tool", "median s", "packets/s", "dronewatch is", "peak RSS MB")
+    ]
+    for m in results:
+        if m.error:
+            rows.append((m.tool, "failed", m.error[:60], "", ""))
+            continue
+        pps = packets / m.median
+        ratio = "1.00x" if m is dw else f"{m.median / dw.median:.2f}x as fast"
+        rows.append(
+            (m.tool, f"{m.median:.2f}", f"{pps:,.0f}", ratio, f"{m.peak_rss_kb / 1024:.0f}")
+        )
+    per_capture: list[tuple[str, ...]] = [("capture", "packets", "seconds", "packets/s")]
+    captures = sorted(p for p in (ROOT / "pcaps").rglob("*") if p.is_file() and ".pcap" in p.name)
+    for cap in captures:
+        n = count_packets(cap)
+        m = measure(
+            "dronewatch",
+            [str(BIN / "dronewatch"), "analyze", "--quiet", "--no-progress", str(cap)],
+            1,
+            ok_codes=(0, 1, 3),
+        )
+        if m.error:
+            per_capture.append((str(cap.relative_to(ROOT)), f"{n:,}", "failed", m.error[:40]))
+            continue
+        per_capture.append(
+            (str(cap.relative_to(ROOT)), f"{n:,}", f"{m.median:.2f}", f"{n / m.median:,.0f}")
+        )
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report = (
+        f"Measured {when} on {machine()}.\n\n"
+        f"Capture: `{args.capture.name}`, {packets:,} packets, "
+        f"{args.capture.stat().st_size / 1e6:.0f} MB; median of {args.repeat} runs each.\n\n"
+        f"{table(rows)}\n\n"
+        + (f"Not installed: {', '.join(missing)}.\n\n" if missing else "")
+        + "dronewatch on each capture under `pcaps/` (one run, process start-up included):\n\n"
+        + f"{table(per_capture)}\n"
+    )
+    print(report)
+    if not args.no_write:
+        RESULTS.write_text("# Benchmark results\n\n" + report, encoding="utf-8")
+        print(f"bench: wrote {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
