@@ -4,11 +4,11 @@ traffic that left a device while its local-data mode was on into alerts and per-
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from dronewatch.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert, alert_id
-from dronewatch.classify import Classification, Classifier
+from dronewatch.classify import Classification, Classifier, FlowFacts
 from dronewatch.community_id import community_id
 from dronewatch.devices import DeviceBook, Host
 from dronewatch.flow import Flow, ip_str, mac_str
@@ -137,7 +137,11 @@ class Monitor:
         resp_local = resp_geo.scope == "local"
         cls = None
         if self.classifier is not None:
-            cls = self.classifier.classify(flow, asn=resp_geo.asn)
+            facts = FlowFacts.from_flow(flow, asn=resp_geo.asn)
+            if flow.service in ("dns", "mdns"):
+                # A lookup is not traffic to the name looked up: that is judged in _dns().
+                facts = replace(facts, dns_query=())
+            cls = self.classifier.classify_facts(facts)
             if cls is None and not resp_local:
                 cls = self.classifier.behavioural_label(flow)
         self.ctx.emit(flow_record(flow, cls, resp_geo))

@@ -14,6 +14,19 @@ from dronewatch.hooks import Record
 from dronewatch.monitor import VerdictRecord
 from dronewatch.pipeline import CaptureRecord
 
+_ZERO_MAC = "00:00:00:00:00:00"
+_PLACEHOLDER_IPS = ("0.0.0.0", "::")
+
+
+def _primary(ips: Counter[str]) -> str:
+    """The address to name a device by: its busiest, preferring routable over link-local ones."""
+
+    def rank(ip: str) -> tuple[int, int]:
+        weak = ip in _PLACEHOLDER_IPS or ip.startswith(("fe80:", "169.254."))
+        return (0 if weak else 1, ips[ip])
+
+    return max(ips, key=rank)
+
 
 @dataclass(slots=True)
 class DeviceSummary:
@@ -21,6 +34,8 @@ class DeviceSummary:
 
     ip: str
     mac: str | None = None
+    ips: Counter[str] = field(default_factory=Counter)
+    """Bytes sent from each address of the device (one MAC can use several)."""
     hostname: str | None = None
     flows: int = 0
     pkts_out: int = 0
@@ -68,12 +83,16 @@ class SummaryCollector:
                 self._hostnames[mac] = host
 
     def _flow(self, rec: FlowRecord) -> None:
-        dev = self.devices.get(rec.orig_h)
+        # One device per MAC (its DHCP, link-local and routable addresses together); per address
+        # when the capture has no usable MAC (raw IP, loopback).
+        mac = rec.orig_mac if rec.orig_mac and rec.orig_mac != _ZERO_MAC else None
+        key = mac or rec.orig_h
+        dev = self.devices.get(key)
         if dev is None:
             dev = DeviceSummary(ip=rec.orig_h, mac=rec.orig_mac)
-            self.devices[rec.orig_h] = dev
-        if dev.mac is None and rec.orig_mac:
-            dev.mac = rec.orig_mac
+            self.devices[key] = dev
+        dev.ips[rec.orig_h] += rec.orig_bytes + 1
+        dev.ip = _primary(dev.ips)
         dev.flows += 1
         dev.pkts_out += rec.orig_pkts
         dev.pkts_in += rec.resp_pkts
@@ -96,6 +115,9 @@ class SummaryCollector:
         for dev in devices:
             host = dev.hostname or (self._hostnames.get(dev.mac, "") if dev.mac else "")
             ident = ", ".join(x for x in (dev.mac, host and f"hostname {host}") if x)
+            also = sorted(ip for ip in dev.ips if ip != dev.ip)
+            if also:
+                ident = ", ".join(x for x in (ident, f"also {', '.join(also)}") if x)
             out.write(
                 f"\nDevice {dev.ip}{f' ({ident})' if ident else ''}: {dev.flows} flows, "
                 f"{_n(dev.pkts_out)}/{_n(dev.pkts_in)} packets out/in, "

@@ -1,0 +1,155 @@
+"""The product's promise on recorded scenarios: which alerts and verdicts each capture gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+import pytest
+
+from dronewatch.alert import NOTE_DNS, NOTE_LEAK, Alert
+from dronewatch.capture.files import FileSource
+from dronewatch.classify import Classifier
+from dronewatch.geoip.maxmind import MaxMindResolver
+from dronewatch.hooks import Record
+from dronewatch.monitor import VerdictRecord
+from dronewatch.pipeline import AnalysisConfig, run_source
+from dronewatch.policy import Policy
+from tests.pcaps import PCAPS
+
+SCENARIOS = PCAPS / "scenarios"
+PHONE_CLOUD = "10.77.0.2"
+"""The phone's uplink (cellular) address in the scenario namespaces."""
+
+
+@cache
+def _classifier() -> Classifier:
+    return Classifier.load()
+
+
+@cache
+def _resolver() -> MaxMindResolver:
+    return MaxMindResolver.bundled()
+
+
+def analyze(name: str, policy: Policy) -> dict[str, list[Record]]:
+    """Every record of one scenario capture, by log."""
+    records: dict[str, list[Record]] = {}
+    config = AnalysisConfig(policy=policy, classifier=_classifier(), resolver=_resolver())
+    run_source(
+        FileSource(str(SCENARIOS / name)), lambda r: records.setdefault(r.log, []).append(r), config
+    )
+    return records
+
+
+def ldm(on: bool, **changes: object) -> Policy:
+    return Policy(defaults=replace(Policy().defaults, ldm=on, **changes))  # type: ignore[arg-type]
+
+
+def verdicts(records: dict[str, list[Record]]) -> dict[str, VerdictRecord]:
+    return {v.device_ip: v for v in records.get("verdicts", []) if isinstance(v, VerdictRecord)}
+
+
+def alerts(records: dict[str, list[Record]]) -> list[Alert]:
+    return [a for a in records.get("alerts", []) if isinstance(a, Alert)]
+
+
+def test_violation_raises_one_high_alert_for_the_upload() -> None:
+    """LDM on + a 500 KB TLS upload to mydjiflight.dji.com: one high alert with its evidence."""
+    recs = analyze("dji_fly_ldm_on_violation.pcap", ldm(True))
+    (alert,) = alerts(recs)
+    assert (alert.note, alert.device_ip, alert.dest_name, alert.dest_port) == (
+        NOTE_LEAK,
+        PHONE_CLOUD,
+        "mydjiflight.dji.com",
+        443,
+    )
+    assert (alert.vendor, alert.rule_id, alert.severity) == ("DJI", "dji.mydjiflight.api", "high")
+    assert alert.bytes_out > 500_000
+    assert (alert.dest_country, alert.dest_asn) == ("US", 45102)
+    assert alert.evidence["sni"] == "mydjiflight.dji.com"
+    assert verdicts(recs)[PHONE_CLOUD].verdict == "violation"
+
+
+def test_same_traffic_with_ldm_off_is_not_applicable() -> None:
+    """With LDM off the upload is reported in the verdict, but raises no alert."""
+    recs = analyze("dji_fly_ldm_on_violation.pcap", ldm(False))
+    assert alerts(recs) == []
+    v = verdicts(recs)[PHONE_CLOUD]
+    assert (v.verdict, v.destinations) == ("not_applicable", 1)
+
+
+def test_ldm_off_session_reaches_six_cloud_destinations() -> None:
+    """The LDM-off session's verdict counts each cloud destination and category it used."""
+    recs = analyze("dji_fly_ldm_off.pcap", ldm(False))
+    v = verdicts(recs)[PHONE_CLOUD]
+    assert v.verdict == "not_applicable"
+    assert v.destinations == 6
+    assert v.bytes_out > 2_000_000
+
+
+def test_ldm_off_session_under_ldm_on_alerts_per_destination() -> None:
+    """Had LDM been on, every cloud destination of that session would be an alert."""
+    recs = analyze("dji_fly_ldm_off.pcap", ldm(True))
+    names = {a.dest_name for a in alerts(recs) if a.note == NOTE_LEAK}
+    assert names == {
+        "www.skypixel.com",
+        "live.example-user-stream.net",
+        "api.mapbox.com",
+        "flysafe-api.dji.com",
+        "account-api.dji.com",
+        "statistical-report.djiservice.org",
+    }
+    by_name = {a.dest_name: a for a in alerts(recs)}
+    assert by_name["www.skypixel.com"].category == "media_sync"
+    assert by_name["flysafe-api.dji.com"].category == "geofence"
+
+
+def test_maps_only_is_clean_when_maps_are_allowed() -> None:
+    """A map-tile fetch under a maps exemption: no alert, the bytes counted as allowed."""
+    recs = analyze(
+        "dji_fly_ldm_on_maps_only.pcap", ldm(True, allowed_categories=frozenset({"maps"}))
+    )
+    assert alerts(recs) == []
+    v = verdicts(recs)[PHONE_CLOUD]
+    assert v.verdict == "clean" and v.allowed_bytes > 2000
+
+
+def test_maps_only_without_exemption_is_a_maps_alert() -> None:
+    """The same map fetch without the exemption is a violation in the maps category."""
+    recs = analyze("dji_fly_ldm_on_maps_only.pcap", ldm(True))
+    (alert,) = alerts(recs)
+    assert (alert.category, alert.dest_name, alert.vendor) == ("maps", "api.mapbox.com", "Mapbox")
+
+
+def test_lookup_of_a_contacted_name_is_folded_into_its_leak() -> None:
+    """The DNS lookup before an upload does not raise a second alert for the same name."""
+    recs = analyze("dji_fly_ldm_on_violation.pcap", ldm(True))
+    assert [a.note for a in alerts(recs)] == [NOTE_LEAK]
+    assert "dns" in recs and recs["dns"][0].to_dict()["query"] == "mydjiflight.dji.com"
+
+
+def test_clean_session_has_no_alert() -> None:
+    """Only the drone link: no alerts, and the capture is read completely."""
+    recs = analyze("dji_fly_ldm_on_clean.pcap", ldm(True))
+    assert alerts(recs) == []
+    (capture,) = recs["capture"]
+    assert capture.to_dict()["complete"] is True
+
+
+def test_cloud_api_mqtt_is_a_violation() -> None:
+    """DJI Cloud API MQTT telemetry to a broker while LDM is on raises an alert."""
+    recs = analyze("dji_cloud_api_mqtt.pcap", ldm(True))
+    (alert,) = alerts(recs)
+    assert (alert.dest_name, alert.dest_port) == ("mqtt.fleet.example.org", 1883)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.pcap")))
+def test_every_alert_is_traceable(name: str) -> None:
+    """Each alert names flows (uids) and Community IDs that appear in flows.jsonl."""
+    recs = analyze(name, ldm(True))
+    flows = {r.to_dict()["uid"]: r.to_dict()["community_id"] for r in recs["flows"]}
+    for a in alerts(recs):
+        assert a.uids and set(a.uids) <= set(flows)
+        if a.note == NOTE_LEAK:
+            assert set(a.community_ids) <= set(flows.values())
