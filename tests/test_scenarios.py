@@ -7,7 +7,7 @@ from functools import cache
 
 import pytest
 
-from dronewatch.alert import NOTE_DNS, NOTE_LEAK, Alert
+from dronewatch.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
 from dronewatch.capture.files import FileSource
 from dronewatch.classify import Classifier
 from dronewatch.geoip.maxmind import MaxMindResolver
@@ -153,3 +153,87 @@ def test_every_alert_is_traceable(name: str) -> None:
         assert a.uids and set(a.uids) <= set(flows)
         if a.note == NOTE_LEAK:
             assert set(a.community_ids) <= set(flows.values())
+
+
+def test_parrot_session_alerts_on_academy_upload() -> None:
+    """Parrot FreeFlight: the ARSDK link is local; the academy sync is a flight_log leak."""
+    recs = analyze("parrot_freeflight.pcap", ldm(True))
+    by_name = {a.dest_name: a for a in alerts(recs)}
+    assert set(by_name) == {"academy.parrot.com", "appcentral.parrot.com"}
+    assert by_name["academy.parrot.com"].category == "flight_log"
+    assert verdicts(recs)["192.168.42.10"].verdict == "clean"
+    assert verdicts(recs)["192.168.42.10"].aircraft == ("192.168.42.1",)
+
+
+def test_qgc_session_alerts_on_tiles_and_firmware() -> None:
+    """QGroundControl: MAVLink stays local; map tiles and the firmware manifest leave."""
+    recs = analyze("qgc_mavlink.pcap", ldm(True))
+    cats = {a.dest_name: a.category for a in alerts(recs)}
+    assert cats == {"server.arcgisonline.com": "maps", "firmware.ardupilot.org": "firmware"}
+    assert verdicts(recs)["192.168.2.20"].verdict == "clean"
+
+
+def test_drone_link_marks_ground_station_and_aircraft() -> None:
+    """The DUML link makes the phone a ground station and 192.168.2.1 the aircraft."""
+    recs = analyze("dji_fly_ldm_on_clean.pcap", ldm(True))
+    v = verdicts(recs)["192.168.2.20"]
+    assert (v.verdict, v.aircraft) == ("clean", ("192.168.2.1",))
+    assert v.local_link_packets > 0
+    roles = {d.to_dict()["ip"]: d.to_dict()["roles"] for d in recs["devices"]}
+    assert roles["192.168.2.1"] == ["aircraft"]
+
+
+FLIGHT5 = "third_party/wsensing2021/Normal_Flights_Flight5.pcapng.gz"
+
+
+def analyze_path(rel: str, policy: Policy) -> dict[str, list[Record]]:
+    records: dict[str, list[Record]] = {}
+    config = AnalysisConfig(policy=policy, classifier=_classifier(), resolver=_resolver())
+    run_source(
+        FileSource(str(PCAPS / rel)), lambda r: records.setdefault(r.log, []).append(r), config
+    )
+    return records
+
+
+def test_flight5_shared_scope_only_the_vendor_lookup_is_a_violation() -> None:
+    """AR.Drone Flight5, phone shared with other apps: the data.ardrone.com lookup (never
+    answered) is the one violation; the other apps' DNS is reported at low severity."""
+    recs = analyze_path(FLIGHT5, ldm(True, scope="shared"))
+    by_note: dict[str, list[Alert]] = {}
+    for a in alerts(recs):
+        by_note.setdefault(a.note, []).append(a)
+    (lookup,) = by_note[NOTE_DNS]
+    assert (lookup.dest_name, lookup.vendor, lookup.device_ip) == (
+        "data.ardrone.com",
+        "Parrot",
+        "192.168.1.2",
+    )
+    assert NOTE_LEAK not in by_note
+    assert {a.severity for a in by_note[NOTE_OTHER_APP]} == {"low"}
+    v = verdicts(recs)["192.168.1.2"]
+    assert (v.verdict, v.vendor_dns_lookups, v.aircraft) == ("violation", 1, ("192.168.1.1",))
+
+
+def test_flight5_dedicated_scope_counts_the_dns_traffic_too() -> None:
+    """On a dedicated ground station the queries to 8.8.8.8 are bytes off the device too."""
+    recs = analyze_path(FLIGHT5, ldm(True))
+    leak = {a.dest_ip for a in alerts(recs) if a.note == NOTE_LEAK}
+    assert leak == {"8.8.8.8", "8.8.4.4"}
+
+
+@pytest.mark.parametrize("n", ["01", "02", "03"])
+def test_ardrone_takeoff_captures_are_clean(n: str) -> None:
+    """AR.Drone take-off and landing: only the local link, so LDM on is clean."""
+    recs = analyze_path(
+        f"third_party/wsensing2021/Normal_Takeoff_and_landing_{n}.pcapng", ldm(True)
+    )
+    assert alerts(recs) == []
+    v = verdicts(recs)["192.168.1.3"]
+    assert (v.verdict, v.device_name, v.aircraft) == ("clean", "drwxr", ("192.168.1.1",))
+    assert {r.log for r in recs["parrot"]} == {"parrot"} and len(recs["mavlink"]) == 1
+
+
+def test_remote_id_beacons_are_broadcasts_not_leaks() -> None:
+    """Remote ID beacons of an aircraft raise no alert and give no ground station."""
+    recs = analyze_path("third_party/opendroneid/odid_wifi_bcn_sample.pcap", ldm(True))
+    assert alerts(recs) == [] and "verdicts" not in recs

@@ -37,7 +37,7 @@ AIRCRAFT_PORTS = {
     "dji_wifi": frozenset({9003}),
     "tello": frozenset({8889}),
     "parrot_arsdk": frozenset({44444, 2233, 54321}),
-    "ardrone": frozenset({5554}),
+    "ardrone": frozenset({5554, 5556}),
 }
 """The port the aircraft listens on, per link (the other end is the ground station)."""
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dronewatch.analyzers.dhcp import DhcpAnalyzer
+from dronewatch.analyzers.dji_wifi import DjiWifiAnalyzer
 from dronewatch.analyzers.dns import DnsAnalyzer
 from dronewatch.analyzers.http import HttpAnalyzer
+from dronewatch.analyzers.mavlink import MavlinkAnalyzer
 from dronewatch.analyzers.mdns import MdnsAnalyzer
+from dronewatch.analyzers.parrot import ParrotAnalyzer
 from dronewatch.analyzers.quic import QuicAnalyzer
+from dronewatch.analyzers.tello import TelloAnalyzer
 from dronewatch.analyzers.tls import TlsAnalyzer
 from dronewatch.hooks import Analyzer, Context
 
@@ -20,4 +24,8 @@ def default_analyzers(ctx: Context) -> list[Analyzer]:
         MdnsAnalyzer(ctx),
         HttpAnalyzer(ctx),
         DhcpAnalyzer(ctx),
+        MavlinkAnalyzer(ctx),
+        DjiWifiAnalyzer(ctx),
+        TelloAnalyzer(ctx),
+        ParrotAnalyzer(ctx),
     ]
