@@ -52,6 +52,8 @@ class FlowRecord(Record):
     category: str | None = None
     rule_id: str | None = None
     confidence: float | None = None
+    orig_scope: str | None = None
+    """local or public: whether the originator is on the local network."""
     resp_scope: str | None = None
     """local or public: whether the responder is off the local network."""
     resp_country: str | None = None
@@ -69,7 +71,10 @@ def server_name(flow: Flow) -> str | None:
 
 
 def flow_record(
-    flow: Flow, cls: Classification | None = None, geo: GeoInfo | None = None
+    flow: Flow,
+    cls: Classification | None = None,
+    geo: GeoInfo | None = None,
+    orig_geo: GeoInfo | None = None,
 ) -> FlowRecord:
     """The flows.jsonl record of a flow, with its classification and the responder's geo."""
     link = flow.meta.get("link")
@@ -103,6 +108,7 @@ def flow_record(
         category=cls.category if cls else None,
         rule_id=cls.rule_id if cls else None,
         confidence=cls.confidence if cls else None,
+        orig_scope=orig_geo.scope if orig_geo else None,
         resp_scope=geo.scope if geo else None,
         resp_country=geo.country_code if geo else None,
         resp_asn=geo.asn if geo else None,

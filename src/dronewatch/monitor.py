@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from dronewatch.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert, alert_id
+from dronewatch.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
 from dronewatch.classify import Classification, Classifier, FlowFacts
 from dronewatch.community_id import community_id
 from dronewatch.devices import DeviceBook, Host
+from dronewatch.egress import MAX_UIDS, Egress, build_alert
 from dronewatch.flow import Flow, ip_str, mac_str
 from dronewatch.flowlog import flow_record, server_name
 from dronewatch.geoip.base import GeoInfo, Resolver
@@ -18,36 +19,6 @@ from dronewatch.hooks import Context, Record
 from dronewatch.policy import DevicePolicy, Policy
 
 logger = logging.getLogger(__name__)
-
-MAX_UIDS = 20
-
-
-@dataclass(slots=True)
-class _Egress:
-    """Traffic from one host to one destination in one category, with one LDM state."""
-
-    host_ip: str
-    host_mac: str | None
-    dest: str
-    category: str
-    note: str
-    ldm: bool
-    first: float
-    last: float
-    dest_ip: str | None = None
-    dest_port: int | None = None
-    proto: str | None = None
-    dest_name: str | None = None
-    cls: Classification | None = None
-    geo: GeoInfo | None = None
-    bytes_out: int = 0
-    bytes_in: int = 0
-    pkts_out: int = 0
-    pkts_in: int = 0
-    flows: int = 0
-    uids: list[str] = field(default_factory=list)
-    cids: list[str] = field(default_factory=list)
-    evidence: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -121,7 +92,7 @@ class Monitor:
         self.classifier = classifier
         self.resolver = resolver
         self.devices = DeviceBook()
-        self._egress: dict[tuple[str, str, str, str, bool], _Egress] = {}
+        self._egress: dict[tuple[str, str, str, str, bool], Egress] = {}
         self._traffic: dict[str, _HostTraffic] = {}
         self._first_ts: float | None = None
         self._last_ts = 0.0
@@ -144,7 +115,7 @@ class Monitor:
             cls = self.classifier.classify_facts(facts)
             if cls is None and not resp_local:
                 cls = self.classifier.behavioural_label(flow)
-        self.ctx.emit(flow_record(flow, cls, resp_geo))
+        self.ctx.emit(flow_record(flow, cls, resp_geo, orig_geo))
         hostname = flow.meta.get("dhcp_hostname")
         if isinstance(hostname, str) and flow.orig_mac:
             self._dhcp[mac_str(flow.orig_mac)] = hostname
@@ -211,7 +182,7 @@ class Monitor:
         key = (host_ip, dest, category, NOTE_LEAK, ldm)
         entry = self._egress.get(key)
         if entry is None:
-            entry = _Egress(
+            entry = Egress(
                 host_ip=host_ip,
                 host_mac=mac,
                 dest=dest,
@@ -228,18 +199,16 @@ class Monitor:
                 geo=geo,
             )
             self._egress[key] = entry
-        entry.first = min(entry.first, flow.first_ts)
-        entry.last = max(entry.last, flow.last_ts)
-        entry.bytes_out += out_b
-        entry.bytes_in += in_b
-        entry.pkts_out += out_p
-        entry.pkts_in += in_p
-        entry.flows += 1
-        if len(entry.uids) < MAX_UIDS:
-            entry.uids.append(flow.uid)
-            entry.cids.append(
-                community_id(flow.proto, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p)
-            )
+        entry.add_flow(
+            first=flow.first_ts,
+            last=flow.last_ts,
+            bytes_out=out_b,
+            bytes_in=in_b,
+            pkts_out=out_p,
+            pkts_in=in_p,
+            uid=flow.uid,
+            cid=community_id(flow.proto, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p),
+        )
         if cls is not None:
             for k, v in cls.matched.items():
                 entry.evidence.setdefault(k, v)
@@ -265,7 +234,7 @@ class Monitor:
             key = (host_ip, qname, cls.category, NOTE_DNS, ldm)
             entry = self._egress.get(key)
             if entry is None:
-                entry = _Egress(
+                entry = Egress(
                     host_ip=host_ip,
                     host_mac=mac,
                     dest=qname,
@@ -337,7 +306,7 @@ class Monitor:
                 continue
             if e.note == NOTE_DNS and e.dest_name in leaked_names:
                 continue
-            alerts.append(self._alert(e, policy, name))
+            alerts.append(build_alert(e, policy.scope, name))
         traffic = self._traffic.get(ip, _HostTraffic())
         violations = [a for a in alerts if a.note != NOTE_OTHER_APP]
         leak = [a for a in violations if a.note == NOTE_LEAK]
@@ -417,66 +386,3 @@ class Monitor:
             )
         )
         return alerts
-
-    def _alert(self, e: _Egress, policy: DevicePolicy, name: str | None) -> Alert:
-        cls = e.cls
-        drone_related = cls is not None and not cls.behavioural
-        note = e.note
-        if note == NOTE_LEAK and policy.scope == "shared" and not drone_related:
-            note = NOTE_OTHER_APP
-        if note == NOTE_OTHER_APP:
-            severity = "low"
-        elif note == NOTE_DNS:
-            severity = "medium"
-        elif cls is not None and not cls.behavioural:
-            severity = cls.severity
-        else:
-            severity = "high" if e.bytes_out > 1_000_000 else "medium"
-        who = f"{cls.vendor} " if drone_related and cls is not None else ""
-        if note == NOTE_DNS:
-            msg = f"{e.host_ip} looked up {who}cloud name {e.dest} while local-data mode was on"
-        elif note == NOTE_OTHER_APP:
-            msg = (
-                f"{e.host_ip} sent {e.bytes_out:,} bytes to {e.dest} (not attributed to the "
-                "drone app) while local-data mode was on"
-            )
-        else:
-            msg = (
-                f"{e.host_ip} sent {e.bytes_out:,} bytes of {e.category} data to {who}"
-                f"{e.dest} while local-data mode was on"
-            )
-        geo = e.geo
-        return Alert(
-            ts=e.first,
-            id=alert_id(e.host_ip, e.dest, e.category, note),
-            note=note,
-            msg=msg,
-            first_seen=e.first,
-            last_seen=e.last,
-            device_ip=e.host_ip,
-            device_mac=e.host_mac,
-            device_name=name,
-            category=e.category,
-            severity=severity,
-            dest_ip=e.dest_ip,
-            dest_port=e.dest_port,
-            dest_name=e.dest_name,
-            proto=e.proto,
-            vendor=cls.vendor if cls else None,
-            app=cls.app if cls else None,
-            rule_id=cls.rule_id if cls else None,
-            confidence=cls.confidence if cls else None,
-            evidence_tag=cls.evidence if cls else None,
-            evidence=dict(e.evidence),
-            dest_country=geo.country_code if geo else None,
-            dest_asn=geo.asn if geo else None,
-            dest_as_org=geo.as_org if geo else None,
-            bytes_out=e.bytes_out,
-            bytes_in=e.bytes_in,
-            pkts_out=e.pkts_out,
-            pkts_in=e.pkts_in,
-            flows=e.flows,
-            uids=tuple(e.uids),
-            community_ids=tuple(e.cids),
-            ldm="on",
-        )
