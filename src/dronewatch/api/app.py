@@ -1,0 +1,85 @@
+"""The FastAPI application: routers, CORS, the web page, and start-up/shut-down."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from dronewatch import __version__
+from dronewatch.api.routers import alerts, devices, health, ingest, keys
+from dronewatch.api.service import Service
+from dronewatch.api.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WEB_DIR = Path(str(resources.files("dronewatch.api") / "web"))
+
+
+def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
+    """The application over `service` (opened from `settings` when not given)."""
+    svc = service or Service.open(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hooks = getattr(app.state, "startup_hooks", [])
+        for hook in hooks:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(getattr(app.state, "shutdown_hooks", [])):
+                await hook(app)
+            if service is None:
+                svc.close()
+
+    app = FastAPI(
+        title="dronewatch",
+        version=__version__,
+        description=(
+            "Alerts when data leaves a drone ground-station device while its local-data mode is "
+            "on. Authenticate with `Authorization: Bearer <API key>`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = svc
+    app.state.store = svc.store
+    app.state.startup_hooks = []
+    app.state.shutdown_hooks = []
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "If-None-Match",
+                "Last-Event-ID",
+            ],
+            expose_headers=["ETag"],
+        )
+    for router in (health.router, alerts.router, devices.router, ingest.router, keys.router):
+        app.include_router(router)
+    if (WEB_DIR / "index.html").is_file():
+        app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+        @app.get("/", include_in_schema=False)
+        def index() -> FileResponse:
+            return FileResponse(WEB_DIR / "index.html")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        def docs() -> RedirectResponse:
+            return RedirectResponse("/docs")
+
+    return app

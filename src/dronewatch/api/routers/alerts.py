@@ -1,0 +1,165 @@
+"""/api/v1/alerts: list and poll, stream, get with evidence, acknowledge and resolve."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from dronewatch.api.auth import Admin, Reader
+from dronewatch.api.schemas import AlertDetail, AlertPage, StatusChange
+from dronewatch.api.store import AlertFilter, NotFound, Store
+
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+
+HEARTBEAT_S = 15.0
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+@router.get("", response_model=AlertPage)
+def list_alerts(
+    request: Request,
+    response: Response,
+    _key: Reader,
+    device: Annotated[str | None, Query(description="device IP or MAC")] = None,
+    vendor: str | None = None,
+    category: str | None = None,
+    severity: str | None = None,
+    status: Annotated[str | None, Query(description="open, acknowledged or resolved")] = None,
+    start: Annotated[float | None, Query(description="last seen at or after (epoch s)")] = None,
+    end: Annotated[float | None, Query(description="first seen before (epoch s)")] = None,
+    since: Annotated[
+        int | None, Query(ge=0, description="only alerts changed after this seq, oldest first")
+    ] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+) -> Any:
+    """Alerts, newest change first; with `since`, what changed after that seq, oldest first.
+
+    A dashboard polls with `since=<last_seq of the previous answer>`: every new or updated alert
+    comes exactly once. Answers carry an ETag; send it back as If-None-Match to get 304.
+    """
+    if since is not None and cursor is not None:
+        raise HTTPException(422, "use either since (polling) or cursor (paging), not both")
+    cur: int | None = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise HTTPException(422, "cursor must be the next_cursor of a previous page")
+        cur = int(cursor)
+    limit = min(limit, request.app.state.settings.max_page)
+    flt = AlertFilter(device, vendor, category, severity, status, start, end)
+    items = _store(request).list_alerts(flt, since=since, cursor=cur, limit=limit + 1)
+    has_more = len(items) > limit
+    items = items[:limit]
+    last_seq = max((a["seq"] for a in items), default=since or 0)
+    page = {
+        "items": items,
+        "next_cursor": str(items[-1]["seq"]) if has_more and since is None else None,
+        "last_seq": last_seq,
+        "has_more": has_more,
+    }
+    body = json.dumps(page, sort_keys=True, default=str).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-cache"
+    return page
+
+
+@router.get("/stream", responses={200: {"content": {"text/event-stream": {}}}})
+async def stream_alerts(
+    request: Request,
+    _key: Reader,
+    since: Annotated[int | None, Query(ge=0, description="start after this seq")] = None,
+) -> StreamingResponse:
+    """Server-sent events: one `alert` event per new or updated alert, `id` = its seq.
+
+    Reconnecting with the Last-Event-ID header (browsers do it) resumes where the stream left.
+    """
+    last = request.headers.get("last-event-id")
+    start = int(last) if last and last.isdigit() else since
+    store = _store(request)
+    if start is None:
+        start = await anyio.to_thread.run_sync(store.max_alert_seq)
+    poll = request.app.state.settings.sse_poll_s
+
+    async def events() -> AsyncIterator[str]:
+        seq = start
+        idle = 0.0
+        yield f"retry: {int(poll * 1000)}\n\n"
+        while not await request.is_disconnected():
+            items = await anyio.to_thread.run_sync(_changed_after, store, seq)
+            for item in items:
+                seq = item["seq"]
+                yield f"id: {seq}\nevent: alert\ndata: {json.dumps(item, default=str)}\n\n"
+            if items:
+                idle = 0.0
+                continue
+            await asyncio.sleep(poll)
+            idle += poll
+            if idle >= HEARTBEAT_S:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _changed_after(store: Store, seq: int) -> list[dict[str, Any]]:
+    return store.list_alerts(AlertFilter(), since=seq, cursor=None, limit=200)
+
+
+@router.get("/{alert_id}", response_model=AlertDetail)
+def get_alert(alert_id: str, request: Request, _key: Reader) -> Any:
+    """One alert, with the flows it was raised on (their records as stored)."""
+    store = _store(request)
+    try:
+        alert = store.get_alert(alert_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    alert["evidence_flows"] = store.flows_by_uid(alert.get("uids", []))
+    return alert
+
+
+def _set_status(
+    request: Request, alert_id: str, status: str, by: str, body: StatusChange | None
+) -> Any:
+    comment = body.comment if body is not None else None
+    try:
+        return _store(request).set_alert_status(alert_id, status, by=by, comment=comment)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/{alert_id}/ack", response_model=AlertDetail)
+def acknowledge(
+    alert_id: str, request: Request, key: Admin, body: StatusChange | None = None
+) -> Any:
+    """Acknowledge: someone is looking at it (records who and when)."""
+    return _set_status(request, alert_id, "acknowledged", key.name, body)
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertDetail)
+def resolve(alert_id: str, request: Request, key: Admin, body: StatusChange | None = None) -> Any:
+    """Resolve: dealt with. New traffic on the same alert reopens it."""
+    return _set_status(request, alert_id, "resolved", key.name, body)
+
+
+@router.post("/{alert_id}/reopen", response_model=AlertDetail)
+def reopen(alert_id: str, request: Request, key: Admin, body: StatusChange | None = None) -> Any:
+    """Reopen an acknowledged or resolved alert."""
+    return _set_status(request, alert_id, "open", key.name, body)

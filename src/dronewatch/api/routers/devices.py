@@ -1,0 +1,131 @@
+"""/api/v1/devices: ground stations, their local-data mode and policy, flows and verdicts."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from dronewatch.api.auth import Admin, Reader
+from dronewatch.api.schemas import DeviceIn, DeviceOut, DevicePatch, FlowPage, LdmChange, VerdictOut
+from dronewatch.api.store import AlertFilter, Conflict, NotFound, Store
+from dronewatch.api.verdict import device_verdict
+
+router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _device(request: Request, device_id: int) -> dict[str, Any]:
+    try:
+        return _store(request).get_device(device_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("", response_model=list[DeviceOut])
+def list_devices(request: Request, _key: Reader) -> Any:
+    """Every device, declared or discovered in the traffic, with its LDM state and history."""
+    return _store(request).list_devices()
+
+
+@router.post("", response_model=DeviceOut, status_code=201)
+def create_device(body: DeviceIn, request: Request, key: Admin) -> Any:
+    """Declare a device by MAC and/or IP, with its policy; `ldm` sets its mode from now."""
+    if body.mac is None and body.ip is None:
+        raise HTTPException(422, "a device needs a mac or an ip")
+    try:
+        return _store(request).create_device(body.model_dump(), by=key.name)
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/{device_id}", response_model=DeviceOut)
+def get_device(device_id: int, request: Request, _key: Reader) -> Any:
+    return _device(request, device_id)
+
+
+@router.patch("/{device_id}", response_model=DeviceOut)
+def update_device(device_id: int, body: DevicePatch, request: Request, key: Admin) -> Any:
+    """Change a device's identity or policy; fields left out keep their value."""
+    fields = body.model_dump(exclude_unset=True)
+    for k in ("scope", "local_subnets", "allowed_categories", "allowed_destinations"):
+        if k in fields and fields[k] is None:
+            fields.pop(k)
+    try:
+        return _store(request).update_device(device_id, fields, by=key.name)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.delete("/{device_id}", status_code=204)
+def delete_device(device_id: int, request: Request, _key: Admin) -> Response:
+    """Forget a device and its LDM history (its alerts stay)."""
+    try:
+        _store(request).delete_device(device_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    return Response(status_code=204)
+
+
+@router.put("/{device_id}/ldm", response_model=DeviceOut)
+def set_ldm(device_id: int, body: LdmChange, request: Request, key: Admin) -> Any:
+    """Turn local-data mode on or off; traffic from `at` (default now) on is judged by it."""
+    at = body.at if body.at is not None else time.time()
+    try:
+        return _store(request).set_ldm(device_id, body.on, at, by=key.name)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("/{device_id}/flows", response_model=FlowPage)
+def device_flows(
+    device_id: int,
+    request: Request,
+    _key: Reader,
+    start: Annotated[float | None, Query(description="epoch s")] = None,
+    end: Annotated[float | None, Query(description="epoch s")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 200,
+) -> Any:
+    """The device's flows in a time window, oldest first."""
+    device = _device(request, device_id)
+    if not device["ip"]:
+        return {"items": [], "next_cursor": None}
+    cur = None
+    if cursor:
+        ts, _, uid = cursor.partition(":")
+        try:
+            cur = (float(ts), uid)
+        except ValueError:
+            raise HTTPException(422, "cursor must be the next_cursor of a previous page") from None
+    limit = min(limit, request.app.state.settings.max_page)
+    items = _store(request).flows_for(device["ip"], start, end, limit + 1, cur)
+    more = len(items) > limit
+    items = items[:limit]
+    nxt = f"{items[-1]['ts']}:{items[-1]['uid']}" if more else None
+    return {"items": items, "next_cursor": nxt}
+
+
+@router.get("/{device_id}/verdict", response_model=VerdictOut)
+def verdict(
+    device_id: int,
+    request: Request,
+    _key: Reader,
+    start: Annotated[float | None, Query(description="epoch s")] = None,
+    end: Annotated[float | None, Query(description="epoch s")] = None,
+) -> Any:
+    """ "Nothing left the device", or the destinations that were reached, with coverage."""
+    device = _device(request, device_id)
+    store = _store(request)
+    alerts = []
+    if device["ip"] or device["mac"]:
+        flt = AlertFilter(device=device["ip"] or device["mac"], start=start, end=end)
+        alerts = store.list_alerts(flt, since=None, cursor=None, limit=10000)
+    return device_verdict(store, device, alerts, start, end)

@@ -1,0 +1,35 @@
+"""/api/v1/ingest: agents post batches of pipeline records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, HTTPException, Request
+
+from dronewatch.api.auth import Agent
+from dronewatch.api.schemas import IngestIn, IngestOut
+from dronewatch.api.service import Service
+
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+
+@router.post("/ingest", response_model=IngestOut)
+async def ingest(body: IngestIn, request: Request, key: Agent) -> Any:
+    """Apply a batch: flows are stored, devices discovered, alerts raised under the service's
+    policy. Idempotent: a batch id seen before changes nothing (`duplicate: true`)."""
+    service: Service = request.app.state.service
+    agent = body.agent if body.agent != "agent" else key.name
+    if body.discovered_ldm is not None and key.role != "admin":
+        raise HTTPException(403, "discovered_ldm sets policy: it needs an admin key")
+    result = await anyio.to_thread.run_sync(
+        lambda: service.ingest(body.batch_id, agent, body.records, body.discovered_ldm)
+    )
+    return {
+        "batch_id": result.batch_id,
+        "duplicate": result.duplicate,
+        "records": result.records,
+        "flows_new": result.flows_new,
+        "devices_discovered": result.devices_discovered,
+        "alerts_changed": len(result.alerts),
+    }

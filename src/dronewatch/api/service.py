@@ -1,0 +1,78 @@
+"""The service's state: store, rules and GeoIP, ingest, metrics, and who hears of new alerts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dronewatch.api.db import make_engine
+from dronewatch.api.ingest import Ingestor, IngestResult
+from dronewatch.api.metrics import Metrics
+from dronewatch.api.migrations import migrate
+from dronewatch.api.settings import Settings
+from dronewatch.api.store import Store
+from dronewatch.classify import Classifier
+from dronewatch.geoip.base import Resolver
+from dronewatch.geoip.local import LocalNets
+from dronewatch.geoip.maxmind import MaxMindResolver
+
+logger = logging.getLogger(__name__)
+
+AlertListener = Callable[[list[dict[str, Any]]], None]
+
+
+@dataclass(slots=True)
+class Service:
+    """Everything a request or a replay needs."""
+
+    settings: Settings
+    store: Store
+    classifier: Classifier
+    resolver: Resolver
+    ingestor: Ingestor
+    metrics: Metrics
+    listeners: list[AlertListener] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Service:
+        """Open (and migrate) the database, load the rule packs and GeoIP data.
+
+        Raises DronewatchError subclasses (StorageError, RulePackError, GeoIPError) with a
+        message that names what is wrong.
+        """
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        store = Store(engine)
+        classifier = Classifier.load(settings.rules)
+        local = LocalNets(settings.local_subnets)
+        if settings.geoip_dir is not None:
+            resolver: Resolver = MaxMindResolver.from_dir(settings.geoip_dir, local=local)
+        else:
+            resolver = MaxMindResolver.bundled(local=local)
+        return cls(
+            settings, store, classifier, resolver, Ingestor(store, classifier), Metrics(store)
+        )
+
+    def ingest(
+        self,
+        batch_id: str,
+        agent: str,
+        records: Sequence[dict[str, Any]],
+        discovered_ldm: bool | None = None,
+    ) -> IngestResult:
+        """Apply a batch, count it, and tell the listeners (sinks) of the alerts it changed."""
+        result = self.ingestor.ingest(batch_id, agent, records, discovered_ldm)
+        drops = sum(int(r.get("drops") or 0) for r in records if r.get("log") == "capture")
+        self.metrics.observe(result, drops)
+        if result.alerts:
+            for listener in self.listeners:
+                try:
+                    listener(result.alerts)
+                except Exception:  # a sink must never break ingest
+                    logger.exception("alert listener failed")
+        return result
+
+    def close(self) -> None:
+        self.store.engine.dispose()

@@ -1,0 +1,610 @@
+"""Queries of the service: API keys, devices and their LDM history, alerts, flows, captures.
+
+Every method opens its own transaction. Alerts carry a `seq` that grows by one on every insert or
+update, from a counter row that serialises writers: a client that polls with `since=<last seq>`
+sees every new or changed alert exactly once, in order, however the writes interleave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from dronewatch.api import db
+from dronewatch.exceptions import DronewatchError
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["reader", "agent", "admin"]
+ROLES: tuple[Role, ...] = ("reader", "agent", "admin")
+KEY_PREFIX = "dw_"
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+
+
+class NotFound(DronewatchError):
+    """The resource asked for does not exist."""
+
+
+class Conflict(DronewatchError):
+    """The write would break a uniqueness rule (a MAC, IP or key name already in use)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An API key as the service sees it (never the secret itself)."""
+
+    id: int
+    name: str
+    role: Role
+    prefix: str
+    created_at: float
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+def hash_key(token: str) -> str:
+    """SHA-256 of a key: keys are 32 random bytes, so a fast hash is enough and no salt needed."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts a list returns."""
+
+    device: str | None = None
+    """Device IP or MAC."""
+    vendor: str | None = None
+    category: str | None = None
+    severity: str | None = None
+    status: str | None = None
+    start: float | None = None
+    """Alerts last seen at or after this time."""
+    end: float | None = None
+    """Alerts first seen before this time."""
+
+
+class Store:
+    """The service database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- API keys --------------------------------------------------------------------------
+
+    def create_key(self, name: str, role: Role) -> tuple[KeyInfo, str]:
+        """A new key; returns its info and the secret, which is shown once and never stored."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        token = KEY_PREFIX + secrets.token_urlsafe(32)
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                res = conn.execute(
+                    insert(db.api_keys).values(
+                        name=name,
+                        role=role,
+                        prefix=token[:10],
+                        key_hash=hash_key(token),
+                        created_at=now,
+                    )
+                )
+                key_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+        except IntegrityError:
+            raise Conflict(f"an API key named {name!r} already exists") from None
+        return KeyInfo(key_id, name, role, token[:10], now, None, None), token
+
+    def verify_key(self, token: str) -> KeyInfo | None:
+        """The live key with this secret, or None."""
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(select(db.api_keys).where(db.api_keys.c.key_hash == hash_key(token)))
+                .mappings()
+                .first()
+            )
+            if row is None or row["revoked_at"] is not None:
+                return None
+            now = time.time()
+            if row["last_used_at"] is None or now - row["last_used_at"] > 60:
+                conn.execute(
+                    update(db.api_keys)
+                    .where(db.api_keys.c.id == row["id"])
+                    .values(last_used_at=now)
+                )
+        return _key(row)
+
+    def list_keys(self) -> list[KeyInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(db.api_keys).order_by(db.api_keys.c.id)).mappings()
+            return [_key(r) for r in rows]
+
+    def revoke_key(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(db.api_keys)
+                .where(db.api_keys.c.name == name, db.api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+        if res.rowcount == 0:
+            raise NotFound(f"no live API key named {name!r}")
+
+    def count_keys(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(db.api_keys)).scalar_one())
+
+    # --- devices ---------------------------------------------------------------------------
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(db.devices).order_by(db.devices.c.id)).mappings().all()
+            return [self._device(conn, r) for r in rows]
+
+    def get_device(self, device_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(db.devices).where(db.devices.c.id == device_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFound(f"no device {device_id}")
+            return self._device(conn, row)
+
+    def find_device(self, ip: str | None, mac: str | None) -> dict[str, Any] | None:
+        """The device with this MAC, else this IP."""
+        with self.engine.connect() as conn:
+            return self._find(conn, ip, mac)
+
+    def _find(self, conn: Connection, ip: str | None, mac: str | None) -> dict[str, Any] | None:
+        for col, value in ((db.devices.c.mac, mac), (db.devices.c.ip, ip)):
+            if value:
+                row = conn.execute(select(db.devices).where(col == value)).mappings().first()
+                if row is not None:
+                    return self._device(conn, row)
+        return None
+
+    def create_device(self, fields: dict[str, Any], *, by: str) -> dict[str, Any]:
+        """A new device; `ldm` in fields sets its initial local-data mode from now."""
+        now = time.time()
+        ldm = fields.pop("ldm", None)
+        values = {
+            "scope": "dedicated",
+            "local_subnets": [],
+            "allowed_categories": [],
+            "allowed_destinations": [],
+            "roles": [],
+            "discovered": False,
+            **fields,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self.engine.begin() as conn:
+                res = conn.execute(insert(db.devices).values(**values))
+                device_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+                if ldm is not None:
+                    self._ldm(conn, device_id, bool(ldm), now, by)
+        except IntegrityError:
+            raise Conflict("a device with this MAC or IP already exists") from None
+        return self.get_device(device_id)
+
+    def update_device(self, device_id: int, fields: dict[str, Any], *, by: str) -> dict[str, Any]:
+        ldm = fields.pop("ldm", None)
+        try:
+            with self.engine.begin() as conn:
+                res = conn.execute(
+                    update(db.devices)
+                    .where(db.devices.c.id == device_id)
+                    .values(**fields, updated_at=time.time())
+                )
+                if res.rowcount == 0:
+                    raise NotFound(f"no device {device_id}")
+                if ldm is not None:
+                    self._ldm(conn, device_id, bool(ldm), time.time(), by)
+        except IntegrityError:
+            raise Conflict("a device with this MAC or IP already exists") from None
+        return self.get_device(device_id)
+
+    def delete_device(self, device_id: int) -> None:
+        with self.engine.begin() as conn:
+            res = conn.execute(delete(db.devices).where(db.devices.c.id == device_id))
+        if res.rowcount == 0:
+            raise NotFound(f"no device {device_id}")
+
+    def set_ldm(self, device_id: int, on: bool, at: float, *, by: str) -> dict[str, Any]:
+        """Record an LDM change effective at `at` (traffic from then on is judged by it)."""
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(db.devices.c.id).where(db.devices.c.id == device_id)
+            ).first()
+            if exists is None:
+                raise NotFound(f"no device {device_id}")
+            self._ldm(conn, device_id, on, at, by)
+        return self.get_device(device_id)
+
+    @staticmethod
+    def _ldm(conn: Connection, device_id: int, on: bool, at: float, by: str) -> None:
+        conn.execute(
+            insert(db.ldm_changes).values(
+                device_id=device_id, at=at, ldm_on=on, changed_by=by, recorded_at=time.time()
+            )
+        )
+
+    def _device(self, conn: Connection, row: RowMapping) -> dict[str, Any]:
+        changes = (
+            conn.execute(
+                select(db.ldm_changes)
+                .where(db.ldm_changes.c.device_id == row["id"])
+                .order_by(db.ldm_changes.c.at, db.ldm_changes.c.id)
+            )
+            .mappings()
+            .all()
+        )
+        history = [
+            {
+                "at": c["at"],
+                "on": c["ldm_on"],
+                "by": c["changed_by"],
+                "recorded_at": c["recorded_at"],
+            }
+            for c in changes
+        ]
+        out = {k: row[k] for k in row.keys()}
+        out["ldm"] = history[-1]["on"] if history else False
+        out["ldm_history"] = history
+        return out
+
+    # --- alerts ----------------------------------------------------------------------------
+
+    def _next_seq(self, conn: Connection) -> int:
+        res = conn.execute(
+            update(db.counters)
+            .where(db.counters.c.name == "alert_seq")
+            .values(value=db.counters.c.value + 1)
+            .returning(db.counters.c.value)
+        ).first()
+        if res is not None:
+            return int(res[0])
+        conn.execute(insert(db.counters).values(name="alert_seq", value=1))
+        return 1
+
+    def get_alert_doc(self, conn: Connection, alert_id: str) -> RowMapping | None:
+        return conn.execute(select(db.alerts).where(db.alerts.c.id == alert_id)).mappings().first()
+
+    def upsert_alert(self, conn: Connection, doc: dict[str, Any], device_id: int | None) -> int:
+        """Insert or replace an alert (by id) inside the caller's transaction; returns its seq.
+
+        The status an operator set (acknowledged/resolved) is kept; a resolved alert whose
+        traffic continues is reopened.
+        """
+        seq = self._next_seq(conn)
+        now = time.time()
+        existing = self.get_alert_doc(conn, doc["id"])
+        status = "open"
+        if existing is not None:
+            status = existing["status"]
+            if status == "resolved" and doc["last_seen"] > existing["last_seen"]:
+                status = "open"
+        doc = {**doc, "status": status}
+        values = {
+            "seq": seq,
+            "device_id": device_id,
+            "device_ip": doc["device_ip"],
+            "device_mac": doc.get("device_mac"),
+            "note": doc["note"],
+            "category": doc["category"],
+            "severity": doc["severity"],
+            "vendor": doc.get("vendor"),
+            "rule_id": doc.get("rule_id"),
+            "dest_name": doc.get("dest_name"),
+            "dest_ip": doc.get("dest_ip"),
+            "dest_country": doc.get("dest_country"),
+            "first_seen": doc["first_seen"],
+            "last_seen": doc["last_seen"],
+            "bytes_out": doc.get("bytes_out", 0),
+            "status": status,
+            "doc": doc,
+            "updated_at": now,
+        }
+        if existing is None:
+            conn.execute(insert(db.alerts).values(id=doc["id"], **values))
+        else:
+            conn.execute(update(db.alerts).where(db.alerts.c.id == doc["id"]).values(**values))
+        return seq
+
+    def list_alerts(
+        self, flt: AlertFilter, *, since: int | None, cursor: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Alerts matching `flt`.
+
+        With `since`: those changed after that seq, oldest change first (for polling). Otherwise
+        newest change first, continuing below `cursor` (a seq from the previous page).
+        """
+        a = db.alerts.c
+        conds = []
+        if flt.device:
+            conds.append(or_(a.device_ip == flt.device, a.device_mac == flt.device.lower()))
+        for col, value in (
+            (a.vendor, flt.vendor),
+            (a.category, flt.category),
+            (a.severity, flt.severity),
+            (a.status, flt.status),
+        ):
+            if value:
+                conds.append(col == value)
+        if flt.start is not None:
+            conds.append(a.last_seen >= flt.start)
+        if flt.end is not None:
+            conds.append(a.first_seen < flt.end)
+        q = select(db.alerts)
+        if since is not None:
+            q = q.where(a.seq > since, *conds).order_by(a.seq.asc())
+        else:
+            if cursor is not None:
+                conds.append(a.seq < cursor)
+            q = q.where(*conds).order_by(a.seq.desc())
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.limit(limit)).mappings().all()
+        return [_alert(r) for r in rows]
+
+    def get_alert(self, alert_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = self.get_alert_doc(conn, alert_id)
+        if row is None:
+            raise NotFound(f"no alert {alert_id}")
+        return _alert(row)
+
+    def set_alert_status(
+        self, alert_id: str, status: str, *, by: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Acknowledge, resolve or reopen an alert, recording who and when."""
+        if status not in ALERT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(ALERT_STATUSES)}")
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = self.get_alert_doc(conn, alert_id)
+            if row is None:
+                raise NotFound(f"no alert {alert_id}")
+            values: dict[str, Any] = {
+                "status": status,
+                "seq": self._next_seq(conn),
+                "updated_at": now,
+                "doc": {**row["doc"], "status": status, "status_comment": comment},
+            }
+            if status == "acknowledged":
+                values |= {"acked_by": by, "acked_at": now}
+            elif status == "resolved":
+                values |= {"resolved_by": by, "resolved_at": now}
+            conn.execute(update(db.alerts).where(db.alerts.c.id == alert_id).values(**values))
+        return self.get_alert(alert_id)
+
+    def flows_by_uid(self, uids: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored records of these flows, in the order given (unknown uids left out)."""
+        if not uids:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(db.flows.c.uid, db.flows.c.doc).where(db.flows.c.uid.in_(list(uids)))
+            ).all()
+        docs = {r[0]: dict(r[1]) for r in rows}
+        return [docs[u] for u in uids if u in docs]
+
+    def max_alert_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.coalesce(func.max(db.alerts.c.seq), 0))).scalar_one()
+            )
+
+    def alert_counts(self) -> dict[tuple[str, str], int]:
+        """Alerts by (category, status), for the metrics."""
+        a = db.alerts.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(a.category, a.status, func.count()).group_by(a.category, a.status)
+            ).all()
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    # --- flows, captures, batches -----------------------------------------------------------
+
+    def insert_flows(
+        self, conn: Connection, rows: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Store flows not stored yet (by uid); returns the rows that were new."""
+        if not rows:
+            return []
+        uids = [r["uid"] for r in rows]
+        known = set(conn.execute(select(db.flows.c.uid).where(db.flows.c.uid.in_(uids))).scalars())
+        new = [r for r in rows if r["uid"] not in known]
+        unique = list({r["uid"]: r for r in new}.values())
+        if unique:
+            conn.execute(insert(db.flows), unique)
+        return unique
+
+    def flows_for(
+        self,
+        device_ip: str,
+        start: float | None,
+        end: float | None,
+        limit: int,
+        cursor: tuple[float, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        f = db.flows.c
+        conds = [f.device_ip == device_ip]
+        if start is not None:
+            conds.append(f.last_ts >= start)
+        if end is not None:
+            conds.append(f.ts < end)
+        if cursor is not None:
+            conds.append(or_(f.ts > cursor[0], and_(f.ts == cursor[0], f.uid > cursor[1])))
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(select(f.doc).where(*conds).order_by(f.ts, f.uid).limit(limit))
+                .scalars()
+                .all()
+            )
+        return [dict(r) for r in rows]
+
+    def egress_summary(
+        self, device_ip: str, start: float | None, end: float | None
+    ) -> list[dict[str, Any]]:
+        """Off-device traffic of a device in a window, by destination and category."""
+        f = db.flows.c
+        conds = [f.device_ip == device_ip, f.scope == "public"]
+        if start is not None:
+            conds.append(f.last_ts >= start)
+        if end is not None:
+            conds.append(f.ts < end)
+        dest = func.coalesce(f.server_name, f.resp_h)
+        q = (
+            select(
+                dest.label("destination"),
+                f.category,
+                func.sum(f.bytes_out),
+                func.sum(f.bytes_in),
+                func.count(),
+                func.min(f.ts),
+                func.max(f.last_ts),
+            )
+            .where(*conds)
+            .group_by(dest, f.category)
+            .order_by(func.sum(f.bytes_out).desc())
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [
+            {
+                "destination": r[0],
+                "category": r[1] or "other",
+                "bytes_out": int(r[2] or 0),
+                "bytes_in": int(r[3] or 0),
+                "flows": int(r[4]),
+                "first_seen": r[5],
+                "last_seen": r[6],
+            }
+            for r in rows
+        ]
+
+    def add_capture(self, conn: Connection, values: dict[str, Any]) -> None:
+        conn.execute(insert(db.captures).values(**values, received_at=time.time()))
+
+    def coverage(self, start: float | None, end: float | None) -> dict[str, Any]:
+        """Packets, drops and completeness of the captures overlapping a window."""
+        c = db.captures.c
+        conds = []
+        if start is not None:
+            conds.append(func.coalesce(c.last_ts, c.first_ts) >= start)
+        if end is not None:
+            conds.append(c.first_ts < end)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.packets, c.drops, c.complete).where(*conds)).all()
+        drops = [r[1] for r in rows]
+        return {
+            "captures": len(rows),
+            "packets": sum(int(r[0]) for r in rows),
+            "drops": None if not rows or any(d is None for d in drops) else sum(drops),
+            "complete": all(bool(r[2]) for r in rows),
+        }
+
+    def claim_batch(self, conn: Connection, batch_id: str, agent: str, records: int) -> bool:
+        """Record a batch id; False when it was already ingested (the re-send is ignored)."""
+        exists = conn.execute(
+            select(db.ingest_batches.c.batch_id).where(db.ingest_batches.c.batch_id == batch_id)
+        ).first()
+        if exists is not None:
+            return False
+        conn.execute(
+            insert(db.ingest_batches).values(
+                batch_id=batch_id, agent=agent, records=records, received_at=time.time()
+            )
+        )
+        return True
+
+    def ldm_changes_for(self, conn: Connection, device_id: int) -> list[tuple[float, bool]]:
+        rows = conn.execute(
+            select(db.ldm_changes.c.at, db.ldm_changes.c.ldm_on)
+            .where(db.ldm_changes.c.device_id == device_id)
+            .order_by(db.ldm_changes.c.at, db.ldm_changes.c.id)
+        ).all()
+        return [(float(r[0]), bool(r[1])) for r in rows]
+
+    def discover_devices(
+        self,
+        conn: Connection,
+        hosts: Iterable[dict[str, Any]],
+        *,
+        ldm: bool | None = None,
+        by: str = "discovery",
+    ) -> int:
+        """Add ground stations found in the traffic that no one declared; returns how many were
+        new. Their LDM is off until set, or `ldm` from the start of time when given."""
+        now = time.time()
+        added = 0
+        for h in hosts:
+            if self._find(conn, h.get("ip"), h.get("mac")) is not None:
+                continue
+            added += 1
+            res = conn.execute(
+                insert(db.devices).values(
+                    name=None,
+                    mac=h.get("mac"),
+                    ip=h.get("ip"),
+                    hostname=h.get("hostname"),
+                    scope="dedicated",
+                    local_subnets=[],
+                    allowed_categories=[],
+                    allowed_destinations=[],
+                    roles=list(h.get("roles", [])),
+                    discovered=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            if ldm is not None:
+                device_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+                self._ldm(conn, device_id, ldm, 0.0, by)
+        return added
+
+
+def _key(row: RowMapping) -> KeyInfo:
+    return KeyInfo(
+        row["id"],
+        row["name"],
+        row["role"],
+        row["prefix"],
+        row["created_at"],
+        row["revoked_at"],
+        row["last_used_at"],
+    )
+
+
+def _alert(row: RowMapping) -> dict[str, Any]:
+    doc = dict(row["doc"])
+    doc.update(
+        seq=row["seq"],
+        status=row["status"],
+        device_id=row["device_id"],
+        acked_by=row["acked_by"],
+        acked_at=row["acked_at"],
+        resolved_by=row["resolved_by"],
+        resolved_at=row["resolved_at"],
+        updated_at=row["updated_at"],
+    )
+    return doc
+
+
+def ldm_on_at(changes: Sequence[tuple[float, bool]], ts: float) -> bool:
+    """The LDM state in force at network time `ts`, from (at, on) changes sorted by time."""
+    state = False
+    for at, on in changes:
+        if at > ts:
+            break
+        state = on
+    return state

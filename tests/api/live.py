@@ -1,0 +1,82 @@
+"""A real service for tests: uvicorn on a free loopback port over a fresh database."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from dronewatch.api.app import create_app
+from dronewatch.api.replay import replay
+from dronewatch.api.service import Service
+from dronewatch.api.settings import Settings
+from dronewatch.capture.files import FileSource
+from dronewatch.pipeline import AnalysisConfig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveService:
+    """A running service: its URL, an admin key and the in-process service object."""
+
+    url: str
+    admin_key: str
+    service: Service
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        """An HTTP client for the API, authenticated with `key` (admin when not given)."""
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"} if key != "" else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def key(self, role: str, name: str) -> str:
+        """A new API key of `role`."""
+        _, secret = self.service.store.create_key(name, role)  # type: ignore[arg-type]
+        return secret
+
+    def replay(self, capture: Path, *, ldm: bool | None = True) -> None:
+        """Feed a capture into the service, in-process, as `serve --replay` does."""
+        config = AnalysisConfig(classifier=self.service.classifier, resolver=self.service.resolver)
+
+        def send(batch: str, records: list[dict[str, Any]]) -> None:
+            self.service.ingest(batch, "test-replay", records, ldm)
+
+        replay(FileSource(str(capture)), send, config)
+
+
+def run_service(settings: Settings) -> Iterator[LiveService]:
+    """Start uvicorn in a thread; stop it when the generator is closed."""
+    service = Service.open(settings)
+    _, admin = service.store.create_key("test-admin", "admin")
+    app = create_app(settings, service)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveService(f"http://127.0.0.1:{settings.port}", admin, service)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        service.close()
+
+
+def sqlite_settings(tmp: Path, **kw: Any) -> Settings:
+    return Settings(data_dir=tmp, port=free_port(), sse_poll_s=0.1, **kw)
