@@ -128,6 +128,7 @@ class FlowFacts:
     """Autonomous system of the responder, from GeoIP."""
     ja4: str | None = None
     link: str | None = None
+    service: str | None = None
     payload: bytes = b""
     """First payload bytes, when the caller kept them (flows do not)."""
 
@@ -158,6 +159,7 @@ class FlowFacts:
             asn=asn,
             ja4=_meta_str(meta, "ja4"),
             link=_meta_str(meta, "link"),
+            service=flow.service or None,
             payload=payload,
         )
 
@@ -178,6 +180,7 @@ class FlowFacts:
             asn=case.asn,
             ja4=case.ja4,
             link=case.link,
+            service=case.service,
             payload=bytes.fromhex(case.payload) if case.payload else b"",
         )
 
@@ -384,6 +387,7 @@ class _Compiled:
     ja4: frozenset[str] | None
     payload: bytes | None
     link: str | None
+    service: str | None
     paths: tuple[Callable[[str], bool], ...] | None
     topics: tuple[str, ...] | None
     local: bool
@@ -403,6 +407,7 @@ class _Compiled:
             ja4=frozenset(m.ja4) if m.ja4 else None,
             payload=bytes.fromhex(m.payload_prefix) if m.payload_prefix else None,
             link=m.link,
+            service=m.service,
             paths=tuple(_path_matcher(p) for p in m.http_path) if m.http_path else None,
             topics=tuple(m.mqtt_topic) if m.mqtt_topic else None,
             local=m.local,
@@ -424,6 +429,10 @@ class _Compiled:
             if f.link != self.link:
                 return False
             matched["link"] = self.link
+        if self.service is not None:
+            if f.service != self.service:
+                return False
+            matched["service"] = self.service
         if self.local and is_local_address(f.resp_ip) is False:
             return False
         if self.nets is not None:
@@ -478,6 +487,7 @@ class Classifier:
         self._by_port: dict[int, list[int]] = {}
         self._port_ranges: list[tuple[int, int, int]] = []
         self._by_link: dict[str, list[int]] = {}
+        self._by_service: dict[str, list[int]] = {}
         self._unindexed: list[int] = []
         for c in self._rules:
             self._index(c)
@@ -519,6 +529,8 @@ class Classifier:
                     self._port_ranges.append((lo, hi, c.index))
         elif c.link is not None:
             self._by_link.setdefault(c.link, []).append(c.index)
+        elif c.service is not None:
+            self._by_service.setdefault(c.service, []).append(c.index)
         else:
             self._unindexed.append(c.index)
 
@@ -566,6 +578,8 @@ class Classifier:
             others.extend(i for lo, hi, i in self._port_ranges if lo <= port <= hi)
         if facts.link is not None:
             others.extend(self._by_link.get(facts.link, ()))
+        if facts.service is not None:
+            others.extend(self._by_service.get(facts.service, ()))
         others.extend(self._unindexed)
 
         best: tuple[int, int, int, float, int] | None = None

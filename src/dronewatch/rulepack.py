@@ -281,6 +281,8 @@ class MatchSpec(_Model):
     """The first payload bytes, as hex; only known when the caller passes the payload."""
     link: LinkName | None = None
     """Drone-link protocol, as an analyzer publishes it in meta `link`."""
+    service: LinkName | None = None
+    """Application protocol an analyzer recognised (flow service: rtmp, rtsp, mqtt, tls...)."""
     local: StrictBool = False
     """The rule describes a local drone-link flow: it never matches a public responder."""
 
@@ -319,6 +321,7 @@ class RuleCase(_Model):
     asn: StrictInt | None = None
     ja4: StrictStr | None = None
     link: StrictStr | None = None
+    service: StrictStr | None = None
     payload: HexBytes | None = None
 
     @model_validator(mode="after")
