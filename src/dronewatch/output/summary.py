@@ -18,6 +18,15 @@ _ZERO_MAC = "00:00:00:00:00:00"
 _PLACEHOLDER_IPS = ("0.0.0.0", "::")
 
 
+def _category(rec: FlowRecord) -> str:
+    """`category (vendor)` of a classified flow, `-` otherwise."""
+    if not rec.category:
+        return "-"
+    if rec.vendor and rec.vendor not in ("any", "unknown"):
+        return _clip(f"{rec.category} ({rec.vendor})", 30)
+    return rec.category
+
+
 def _primary(ips: Counter[str]) -> str:
     """The address to name a device by: its busiest, preferring routable over link-local ones."""
 
@@ -131,6 +140,7 @@ class SummaryCollector:
                     "PORT",
                     "SERVICE",
                     "NAME",
+                    "CATEGORY",
                     "PKTS OUT/IN",
                     "BYTES OUT/IN",
                     "DURATION",
@@ -144,6 +154,7 @@ class SummaryCollector:
                         str(r.resp_p),
                         r.service or r.link or "-",
                         _clip(r.server_name or "-", 36),
+                        _category(r),
                         f"{_n(r.orig_pkts)}/{_n(r.resp_pkts)}",
                         f"{_bytes(r.orig_bytes)}/{_bytes(r.resp_bytes)}",
                         f"{r.duration_s:.1f}s",
@@ -237,7 +248,7 @@ def _table(
     out: TextIO,
     rows: Sequence[tuple[str, ...]],
     indent: str = "",
-    numeric: frozenset[int] | set[int] = frozenset({2, 5, 6, 7}),
+    numeric: frozenset[int] | set[int] = frozenset({2, 6, 7, 8}),
 ) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
