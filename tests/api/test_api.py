@@ -129,7 +129,7 @@ def test_device_crud_and_validation(api: Api) -> None:
     cat = api.post("/api/v1/devices", json={"ip": "10.1.1.1", "allowed_categories": ["weather"]})
     assert cat.status_code == 422 and "weather" in cat.text
     nothing = api.post("/api/v1/devices", json={"name": "ghost"})
-    assert nothing.status_code == 422
+    assert nothing.status_code == 400
     patched = api.patch(f"/api/v1/devices/{dev['id']}", json={"ip": "10.1.1.2"}).json()
     assert patched["ip"] == "10.1.1.2" and patched["allowed_categories"] == ["maps"]
     assert api.delete(f"/api/v1/devices/{dev['id']}").status_code == 204

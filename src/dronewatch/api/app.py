@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import compile_path
 
 from dronewatch import __version__
 from dronewatch.api.routers import alerts, devices, health, ingest, keys
+from dronewatch.api.schemas import AUTH_ERRORS, BAD_REQUEST
 from dronewatch.api.service import Service
 from dronewatch.api.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(str(resources.files("dronewatch.api") / "web"))
+
+
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each documented path as a regex, with its methods (built once per app)."""
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "paths", None)
+    if cached is None:
+        cached = []
+        for template, ops in app.openapi()["paths"].items():
+            regex, _, _ = compile_path(template)
+            cached.append((regex, {m.upper() for m in ops}))
+        app.state.paths = cached
+    return cached
 
 
 def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
@@ -68,8 +84,23 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
             ],
             expose_headers=["ETag"],
         )
-    for router in (health.router, alerts.router, devices.router, ingest.router, keys.router):
-        app.include_router(router)
+
+    @app.middleware("http")
+    async def allow_header(request: Request, call_next: Any) -> Response:
+        """A 405 lists every method of the path, not only those of the first route matched."""
+        response: Response = await call_next(request)
+        if response.status_code == 405:
+            methods: set[str] = set()
+            for regex, verbs in _path_methods(app):
+                if regex.fullmatch(request.url.path):
+                    methods |= verbs
+            if methods:
+                response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
+
+    app.include_router(health.router)
+    for router in (alerts.router, devices.router, ingest.router, keys.router):
+        app.include_router(router, responses={**AUTH_ERRORS, **BAD_REQUEST})
     if (WEB_DIR / "index.html").is_file():
         app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

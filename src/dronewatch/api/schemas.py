@@ -76,14 +76,14 @@ class AlertDetail(AlertOut):
 class StatusChange(BaseModel):
     """An operator's note on an acknowledgement or resolution."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     comment: str | None = Field(None, max_length=1000)
 
 
 class DeviceIn(BaseModel):
     """A ground-station device and its policy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str | None = Field(None, max_length=200)
     mac: str | None = Field(None, description="aa:bb:cc:dd:ee:ff")
     ip: str | None = None
@@ -150,7 +150,7 @@ class DevicePatch(DeviceIn):
 class LdmChange(BaseModel):
     """Turn local-data mode on or off."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     on: bool
     at: float | None = Field(
         None, description="When the change took effect (epoch seconds); default: now."
@@ -222,6 +222,8 @@ class FlowPage(BaseModel):
 class IngestIn(BaseModel):
     """A batch of pipeline records (flows, dns, devices, capture, alerts...) from an agent."""
 
+    model_config = ConfigDict(strict=True)
+
     batch_id: str = Field(
         min_length=1, max_length=100, description="Unique per batch; a re-sent batch is ignored."
     )
@@ -244,7 +246,7 @@ class IngestOut(BaseModel):
 
 
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: Literal["reader", "agent", "admin"]
 
@@ -261,6 +263,23 @@ class KeyOut(BaseModel):
 
 class NewKey(KeyOut):
     key: str = Field(description="The secret: shown this once, stored only hashed.")
+
+
+class Problem(BaseModel):
+    """Why a request was refused."""
+
+    detail: str
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no key, or an unknown or revoked key"},
+    403: {"model": Problem, "description": "the key's role may not do this"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "no such"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "in use"}}
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "parameters that do not go together"}
+}
 
 
 class Health(BaseModel):

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dronewatch.api.auth import Admin, Reader
-from dronewatch.api.schemas import AlertDetail, AlertPage, StatusChange
+from dronewatch.api.schemas import BAD_REQUEST, NOT_FOUND, AlertDetail, AlertPage, StatusChange
 from dronewatch.api.store import AlertFilter, NotFound, Store
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -26,7 +26,9 @@ def _store(request: Request) -> Store:
     return store
 
 
-@router.get("", response_model=AlertPage)
+@router.get(
+    "", response_model=AlertPage, responses={**BAD_REQUEST, 304: {"description": "unchanged"}}
+)
 def list_alerts(
     request: Request,
     response: Response,
@@ -39,7 +41,8 @@ def list_alerts(
     start: Annotated[float | None, Query(description="last seen at or after (epoch s)")] = None,
     end: Annotated[float | None, Query(description="first seen before (epoch s)")] = None,
     since: Annotated[
-        int | None, Query(ge=0, description="only alerts changed after this seq, oldest first")
+        int | None,
+        Query(ge=0, le=2**62, description="only alerts changed after this seq, oldest first"),
     ] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
@@ -49,12 +52,12 @@ def list_alerts(
     A dashboard polls with `since=<last_seq of the previous answer>`: every new or updated alert
     comes exactly once. Answers carry an ETag; send it back as If-None-Match to get 304.
     """
-    if since is not None and cursor is not None:
-        raise HTTPException(422, "use either since (polling) or cursor (paging), not both")
+    if since is not None and cursor:
+        raise HTTPException(400, "use either since (polling) or cursor (paging), not both")
     cur: int | None = None
-    if cursor is not None:
+    if cursor:
         if not cursor.isdigit():
-            raise HTTPException(422, "cursor must be the next_cursor of a previous page")
+            raise HTTPException(400, "cursor must be the next_cursor of a previous page")
         cur = int(cursor)
     limit = min(limit, request.app.state.settings.max_page)
     flt = AlertFilter(device, vendor, category, severity, status, start, end)
@@ -81,7 +84,7 @@ def list_alerts(
 async def stream_alerts(
     request: Request,
     _key: Reader,
-    since: Annotated[int | None, Query(ge=0, description="start after this seq")] = None,
+    since: Annotated[int | None, Query(ge=0, le=2**62, description="start after this seq")] = None,
 ) -> StreamingResponse:
     """Server-sent events: one `alert` event per new or updated alert, `id` = its seq.
 
@@ -123,7 +126,7 @@ def _changed_after(store: Store, seq: int) -> list[dict[str, Any]]:
     return store.list_alerts(AlertFilter(), since=seq, cursor=None, limit=200)
 
 
-@router.get("/{alert_id}", response_model=AlertDetail)
+@router.get("/{alert_id}", response_model=AlertDetail, responses=NOT_FOUND)
 def get_alert(alert_id: str, request: Request, _key: Reader) -> Any:
     """One alert, with the flows it was raised on (their records as stored)."""
     store = _store(request)
@@ -145,7 +148,7 @@ def _set_status(
         raise HTTPException(404, str(exc)) from None
 
 
-@router.post("/{alert_id}/ack", response_model=AlertDetail)
+@router.post("/{alert_id}/ack", response_model=AlertDetail, responses=NOT_FOUND)
 def acknowledge(
     alert_id: str, request: Request, key: Admin, body: StatusChange | None = None
 ) -> Any:
@@ -153,13 +156,13 @@ def acknowledge(
     return _set_status(request, alert_id, "acknowledged", key.name, body)
 
 
-@router.post("/{alert_id}/resolve", response_model=AlertDetail)
+@router.post("/{alert_id}/resolve", response_model=AlertDetail, responses=NOT_FOUND)
 def resolve(alert_id: str, request: Request, key: Admin, body: StatusChange | None = None) -> Any:
     """Resolve: dealt with. New traffic on the same alert reopens it."""
     return _set_status(request, alert_id, "resolved", key.name, body)
 
 
-@router.post("/{alert_id}/reopen", response_model=AlertDetail)
+@router.post("/{alert_id}/reopen", response_model=AlertDetail, responses=NOT_FOUND)
 def reopen(alert_id: str, request: Request, key: Admin, body: StatusChange | None = None) -> Any:
     """Reopen an acknowledged or resolved alert."""
     return _set_status(request, alert_id, "open", key.name, body)

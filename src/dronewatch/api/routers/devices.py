@@ -5,14 +5,26 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from dronewatch.api.auth import Admin, Reader
-from dronewatch.api.schemas import DeviceIn, DeviceOut, DevicePatch, FlowPage, LdmChange, VerdictOut
+from dronewatch.api.schemas import (
+    BAD_REQUEST,
+    CONFLICT,
+    NOT_FOUND,
+    DeviceIn,
+    DeviceOut,
+    DevicePatch,
+    FlowPage,
+    LdmChange,
+    VerdictOut,
+)
 from dronewatch.api.store import AlertFilter, Conflict, NotFound, Store
 from dronewatch.api.verdict import device_verdict
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+DeviceId = Annotated[int, Path(ge=1, le=2**31 - 1, description="device id")]
 
 
 def _store(request: Request) -> Store:
@@ -20,7 +32,7 @@ def _store(request: Request) -> Store:
     return store
 
 
-def _device(request: Request, device_id: int) -> dict[str, Any]:
+def _device(request: Request, device_id: DeviceId) -> dict[str, Any]:
     try:
         return _store(request).get_device(device_id)
     except NotFound as exc:
@@ -33,29 +45,32 @@ def list_devices(request: Request, _key: Reader) -> Any:
     return _store(request).list_devices()
 
 
-@router.post("", response_model=DeviceOut, status_code=201)
+@router.post("", response_model=DeviceOut, status_code=201, responses={**CONFLICT, **BAD_REQUEST})
 def create_device(body: DeviceIn, request: Request, key: Admin) -> Any:
     """Declare a device by MAC and/or IP, with its policy; `ldm` sets its mode from now."""
     if body.mac is None and body.ip is None:
-        raise HTTPException(422, "a device needs a mac or an ip")
+        raise HTTPException(400, "a device needs a mac or an ip")
     try:
         return _store(request).create_device(body.model_dump(), by=key.name)
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None
 
 
-@router.get("/{device_id}", response_model=DeviceOut)
-def get_device(device_id: int, request: Request, _key: Reader) -> Any:
+@router.get("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
+def get_device(device_id: DeviceId, request: Request, _key: Reader) -> Any:
     return _device(request, device_id)
 
 
-@router.patch("/{device_id}", response_model=DeviceOut)
-def update_device(device_id: int, body: DevicePatch, request: Request, key: Admin) -> Any:
+@router.patch("/{device_id}", response_model=DeviceOut, responses={**NOT_FOUND, **CONFLICT})
+def update_device(device_id: DeviceId, body: DevicePatch, request: Request, key: Admin) -> Any:
     """Change a device's identity or policy; fields left out keep their value."""
     fields = body.model_dump(exclude_unset=True)
     for k in ("scope", "local_subnets", "allowed_categories", "allowed_destinations"):
         if k in fields and fields[k] is None:
             fields.pop(k)
+    current = _device(request, device_id)
+    if not fields.get("mac", current["mac"]) and not fields.get("ip", current["ip"]):
+        raise HTTPException(400, "a device needs a mac or an ip")
     try:
         return _store(request).update_device(device_id, fields, by=key.name)
     except NotFound as exc:
@@ -64,8 +79,8 @@ def update_device(device_id: int, body: DevicePatch, request: Request, key: Admi
         raise HTTPException(409, str(exc)) from None
 
 
-@router.delete("/{device_id}", status_code=204)
-def delete_device(device_id: int, request: Request, _key: Admin) -> Response:
+@router.delete("/{device_id}", status_code=204, responses=NOT_FOUND)
+def delete_device(device_id: DeviceId, request: Request, _key: Admin) -> Response:
     """Forget a device and its LDM history (its alerts stay)."""
     try:
         _store(request).delete_device(device_id)
@@ -74,8 +89,8 @@ def delete_device(device_id: int, request: Request, _key: Admin) -> Response:
     return Response(status_code=204)
 
 
-@router.put("/{device_id}/ldm", response_model=DeviceOut)
-def set_ldm(device_id: int, body: LdmChange, request: Request, key: Admin) -> Any:
+@router.put("/{device_id}/ldm", response_model=DeviceOut, responses=NOT_FOUND)
+def set_ldm(device_id: DeviceId, body: LdmChange, request: Request, key: Admin) -> Any:
     """Turn local-data mode on or off; traffic from `at` (default now) on is judged by it."""
     at = body.at if body.at is not None else time.time()
     try:
@@ -84,9 +99,9 @@ def set_ldm(device_id: int, body: LdmChange, request: Request, key: Admin) -> An
         raise HTTPException(404, str(exc)) from None
 
 
-@router.get("/{device_id}/flows", response_model=FlowPage)
+@router.get("/{device_id}/flows", response_model=FlowPage, responses={**NOT_FOUND, **BAD_REQUEST})
 def device_flows(
-    device_id: int,
+    device_id: DeviceId,
     request: Request,
     _key: Reader,
     start: Annotated[float | None, Query(description="epoch s")] = None,
@@ -104,7 +119,7 @@ def device_flows(
         try:
             cur = (float(ts), uid)
         except ValueError:
-            raise HTTPException(422, "cursor must be the next_cursor of a previous page") from None
+            raise HTTPException(400, "cursor must be the next_cursor of a previous page") from None
     limit = min(limit, request.app.state.settings.max_page)
     items = _store(request).flows_for(device["ip"], start, end, limit + 1, cur)
     more = len(items) > limit
@@ -113,9 +128,9 @@ def device_flows(
     return {"items": items, "next_cursor": nxt}
 
 
-@router.get("/{device_id}/verdict", response_model=VerdictOut)
+@router.get("/{device_id}/verdict", response_model=VerdictOut, responses=NOT_FOUND)
 def verdict(
-    device_id: int,
+    device_id: DeviceId,
     request: Request,
     _key: Reader,
     start: Annotated[float | None, Query(description="epoch s")] = None,

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from dronewatch.api.auth import Admin
-from dronewatch.api.schemas import KeyIn, KeyOut, NewKey
+from dronewatch.api.schemas import CONFLICT, NOT_FOUND, KeyIn, KeyOut, NewKey
 from dronewatch.api.store import Conflict, NotFound, Store
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
@@ -25,7 +25,7 @@ def list_keys(request: Request, _key: Admin) -> Any:
     return [asdict(k) for k in _store(request).list_keys()]
 
 
-@router.post("", response_model=NewKey, status_code=201)
+@router.post("", response_model=NewKey, status_code=201, responses=CONFLICT)
 def create_key(body: KeyIn, request: Request, _key: Admin) -> Any:
     """A new key for a dashboard (reader), an agent, or an administrator."""
     try:
@@ -35,7 +35,7 @@ def create_key(body: KeyIn, request: Request, _key: Admin) -> Any:
     return {**asdict(info), "key": secret}
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, responses={**NOT_FOUND, **CONFLICT})
 def revoke_key(name: str, request: Request, key: Admin) -> Response:
     """Revoke a key; requests with it are refused from now on."""
     if name == key.name:
