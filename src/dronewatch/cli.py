@@ -190,6 +190,11 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--top", type=int, default=15, metavar="N", help="largest flows listed per device (15)"
     )
     p.add_argument("--quiet", action="store_true", help="print no summary table")
+    p.add_argument(
+        "--evidence",
+        action="store_true",
+        help="with --out: keep the first frames of each flow that left a device (evidence.jsonl)",
+    )
     prog = p.add_mutually_exclusive_group()
     prog.add_argument(
         "--progress", action="store_true", help="always show progress (default: large files)"
@@ -205,6 +210,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from dronewatch.pipeline import run_source
 
     config = analysis_config(args)
+    if args.evidence:
+        from dronewatch.evidence import EvidenceOptions
+
+        config.evidence = EvidenceOptions()
     writer = AlertExportWriter(args.out) if args.out else None
     summary = SummaryCollector(top_flows=max(1, args.top))
 

@@ -91,6 +91,8 @@ class Packet:
     fragment: bool = False
     """True for an IP fragment other than the first (no transport header)."""
     dot11: Dot11Frame | None = None
+    raw: bytes = b""
+    """The frame as captured (link header included), kept for evidence."""
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from dronewatch.classify import Classification, Classifier, FlowFacts
 from dronewatch.community_id import community_id
 from dronewatch.devices import DeviceBook, Host
 from dronewatch.egress import MAX_UIDS, Egress, build_alert
+from dronewatch.evidence import EvidenceKeeper
 from dronewatch.flow import Flow, ip_str, mac_str
 from dronewatch.flowlog import flow_record, server_name
 from dronewatch.geoip.base import GeoInfo, Resolver
@@ -86,8 +87,10 @@ class Monitor:
         policy: Policy,
         classifier: Classifier | None,
         resolver: Resolver,
+        evidence: EvidenceKeeper | None = None,
     ) -> None:
         self.ctx = ctx
+        self.evidence = evidence
         self.policy = policy
         self.classifier = classifier
         self.resolver = resolver
@@ -130,6 +133,13 @@ class Monitor:
             self._egress_flow(flow, cls, resp_geo, outbound=True)
         elif resp_local and not orig_local:
             self._egress_flow(flow, cls, orig_geo, outbound=False)
+        if self.evidence is not None:
+            if orig_local != resp_local:
+                record = self.evidence.take(flow)
+                if record is not None:
+                    self.ctx.emit(record)
+            else:
+                self.evidence.drop(flow)
         if orig_local and flow.service == "dns":
             self._dns(flow)
 

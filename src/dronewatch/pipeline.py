@@ -15,8 +15,9 @@ from dronewatch.capture.decode import Decoder, linktype_name
 from dronewatch.classify import Classifier
 from dronewatch.dnscache import DnsNameCache
 from dronewatch.engine import Engine, EngineOptions
+from dronewatch.evidence import EvidenceKeeper, EvidenceOptions
 from dronewatch.geoip.base import Resolver
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import Analyzer, Context, Record
 from dronewatch.monitor import Monitor
 from dronewatch.policy import Policy
 
@@ -58,6 +59,8 @@ class AnalysisConfig:
     classifier: Classifier | None = None
     resolver: Resolver | None = None
     engine: EngineOptions | None = None
+    evidence: EvidenceOptions | None = None
+    """Keep the first frames of flows that leave a device (evidence.jsonl); None: off."""
 
 
 @dataclass(slots=True)
@@ -84,8 +87,10 @@ def run_source(
         from dronewatch.geoip.null import NullResolver
 
         resolver = NullResolver()
-    monitor = Monitor(ctx, config.policy, config.classifier, resolver)
-    engine = Engine([*default_analyzers(ctx), monitor], ctx, config.engine)
+    keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
+    monitor = Monitor(ctx, config.policy, config.classifier, resolver, keeper)
+    first: list[Analyzer] = [keeper] if keeper is not None else []
+    engine = Engine([*first, *default_analyzers(ctx), monitor], ctx, config.engine)
     decoder = Decoder()
     decode = decoder.decode
     process = engine.process

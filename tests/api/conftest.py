@@ -16,6 +16,7 @@ from dronewatch.api.service import Service
 from dronewatch.api.settings import Settings
 from dronewatch.capture.files import FileSource
 from dronewatch.classify import Classifier
+from dronewatch.evidence import EvidenceOptions
 from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.pipeline import AnalysisConfig, run_source
 from tests.api.live import free_port
@@ -28,7 +29,11 @@ SCENARIOS = PCAPS / "scenarios"
 def records_of(name: str) -> tuple[dict[str, Any], ...]:
     """The pipeline records of a scenario capture, as an agent would post them."""
     out: list[dict[str, Any]] = []
-    config = AnalysisConfig(classifier=Classifier.load(), resolver=MaxMindResolver.bundled())
+    config = AnalysisConfig(
+        classifier=Classifier.load(),
+        resolver=MaxMindResolver.bundled(),
+        evidence=EvidenceOptions(),
+    )
     run_source(FileSource(str(SCENARIOS / name)), lambda r: out.append(record_dict(r)), config)
     return tuple(out)
 

@@ -18,6 +18,7 @@ from dronewatch.api.replay import replay
 from dronewatch.api.service import Service
 from dronewatch.api.settings import Settings
 from dronewatch.capture.files import FileSource
+from dronewatch.evidence import EvidenceOptions
 from dronewatch.pipeline import AnalysisConfig
 
 
@@ -47,7 +48,11 @@ class LiveService:
 
     def replay(self, capture: Path, *, ldm: bool | None = True) -> None:
         """Feed a capture into the service, in-process, as `serve --replay` does."""
-        config = AnalysisConfig(classifier=self.service.classifier, resolver=self.service.resolver)
+        config = AnalysisConfig(
+            classifier=self.service.classifier,
+            resolver=self.service.resolver,
+            evidence=EvidenceOptions(),
+        )
 
         def send(batch: str, records: list[dict[str, Any]]) -> None:
             self.service.ingest(batch, "test-replay", records, ldm)

@@ -366,3 +366,41 @@ def test_openapi_lists_every_resource(api: Api) -> None:
         "/metrics",
     ):
         assert p in paths
+
+
+def test_evidence_is_dissected(api: Api) -> None:
+    """The frames behind an alert come back dissected: TLS with its SNI when tshark is there."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    (alert,) = all_alerts(api)
+    (ev,) = api.get(f"/api/v1/alerts/{alert['id']}/evidence").json()
+    assert ev["uid"] == alert["uids"][0] and len(ev["frames"]) == 4
+    first = ev["frames"][0]["layers"]
+    if ev["dissector"] == "tshark":
+        assert first["tcp"]["flags_syn"] in ("1", "True")
+        tls = [f["layers"]["tls"] for f in ev["frames"] if "tls" in f["layers"]]
+        assert any(t.get("handshake_extensions_server_name") == "mydjiflight.dji.com" for t in tls)
+    else:
+        assert first["ipv4"]["dst"] == alert["dest_ip"]
+
+
+def test_evidence_without_tshark_uses_own_fields() -> None:
+    """Without tshark the evidence frames are decoded by dronewatch itself."""
+    import base64
+
+    from dronewatch.api.dissect import dissect
+    from tests.pcaps import PCAPS
+
+    data = (PCAPS / "lab" / "http.pcap").read_bytes()[40 : 40 + 74]
+    out = dissect(
+        {
+            "uid": "C1",
+            "linktype": 1,
+            "frames": [
+                {"ts": 1.0, "frame": 1, "wirelen": 74, "data": base64.b64encode(data).decode()}
+            ],
+        },
+        use_tshark=False,
+    )
+    assert out["dissector"] == "dronewatch"
+    assert out["frames"][0]["layers"]["transport"]["dport"] == 80

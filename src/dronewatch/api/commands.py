@@ -180,12 +180,15 @@ def _safe(url: str) -> str:
 def _replay_hook(service: Any, args: argparse.Namespace) -> Any:
     from dronewatch.api.replay import replay
     from dronewatch.capture.files import open_source
+    from dronewatch.evidence import EvidenceOptions
     from dronewatch.pipeline import AnalysisConfig
 
     ldm = None if args.ldm is None else args.ldm == "on"
 
     def work() -> None:
-        config = AnalysisConfig(classifier=service.classifier, resolver=service.resolver)
+        config = AnalysisConfig(
+            classifier=service.classifier, resolver=service.resolver, evidence=EvidenceOptions()
+        )
         for path in args.replay:
 
             def send(batch: str, records: list[dict[str, Any]]) -> None:
@@ -260,6 +263,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from dronewatch.api.replay import HttpSender, replay
     from dronewatch.capture.files import open_source
     from dronewatch.classify import Classifier
+    from dronewatch.evidence import EvidenceOptions
     from dronewatch.exceptions import CaptureError
     from dronewatch.geoip.maxmind import MaxMindResolver
     from dronewatch.output.progress import Progress
@@ -273,7 +277,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     resolver = (
         MaxMindResolver.from_dir(args.geoip_dir) if args.geoip_dir else MaxMindResolver.bundled()
     )
-    config = AnalysisConfig(classifier=Classifier.load(args.rules), resolver=resolver)
+    config = AnalysisConfig(
+        classifier=Classifier.load(args.rules), resolver=resolver, evidence=EvidenceOptions()
+    )
     sender = HttpSender(
         args.api,
         key,

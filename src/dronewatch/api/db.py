@@ -158,6 +158,15 @@ ingest_batches = Table(
     Column("received_at", Float, nullable=False),
 )
 
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("uid", String(32), primary_key=True),
+    Column("agent", String(100), nullable=False),
+    Column("linktype", Integer, nullable=False),
+    Column("frames", JSON, nullable=False),
+)
+
 counters = Table(
     "counters",
     metadata,

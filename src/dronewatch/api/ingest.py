@@ -125,6 +125,19 @@ class Ingestor:
             devices = _DeviceCache(self.store, conn)
             leaked: set[tuple[str, str]] = set()
             new_flows = self._flows(conn, agent, by_log.get("flows", []), result)
+            self.store.insert_evidence(
+                conn,
+                [
+                    {
+                        "uid": e["uid"],
+                        "agent": agent,
+                        "linktype": int(e.get("linktype", 1)),
+                        "frames": list(e.get("frames", [])),
+                    }
+                    for e in by_log.get("evidence", [])
+                    if isinstance(e.get("uid"), str)
+                ],
+            )
             for flow in new_flows:
                 self._judge_flow(conn, flow, devices, result, leaked)
             for rec in by_log.get("dns", []):

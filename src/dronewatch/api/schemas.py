@@ -73,6 +73,21 @@ class AlertDetail(AlertOut):
     evidence_flows: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class EvidenceFrame(BaseModel):
+    ts: float
+    frame: int = Field(description="position of the frame in its capture")
+    wirelen: int
+    layers: dict[str, dict[str, Any]] = Field(description="layer name -> field -> value")
+
+
+class EvidenceOut(BaseModel):
+    """The dissected first frames of one evidence flow."""
+
+    uid: str | None
+    dissector: str = Field(description="tshark (Wireshark's dissectors) or dronewatch")
+    frames: list[EvidenceFrame]
+
+
 class StatusChange(BaseModel):
     """An operator's note on an acknowledgement or resolution."""
 

@@ -397,6 +397,31 @@ class Store:
         docs = {r[0]: dict(r[1]) for r in rows}
         return [docs[u] for u in uids if u in docs]
 
+    def insert_evidence(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Store the evidence frames of flows not stored yet (by uid)."""
+        if not rows:
+            return
+        uids = [r["uid"] for r in rows]
+        known = set(
+            conn.execute(select(db.evidence.c.uid).where(db.evidence.c.uid.in_(uids))).scalars()
+        )
+        new = list({r["uid"]: r for r in rows if r["uid"] not in known}.values())
+        if new:
+            conn.execute(insert(db.evidence), new)
+
+    def evidence_for(self, uids: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored evidence of these flows, in the order given."""
+        if not uids:
+            return []
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(select(db.evidence).where(db.evidence.c.uid.in_(list(uids))))
+                .mappings()
+                .all()
+            )
+        found = {r["uid"]: dict(r) for r in rows}
+        return [found[u] for u in uids if u in found]
+
     def max_alert_seq(self) -> int:
         with self.engine.connect() as conn:
             return int(

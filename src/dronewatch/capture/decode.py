@@ -89,6 +89,7 @@ class Decoder:
         lt = raw.linktype
         data = raw.data
         pkt = Packet(raw.ts, raw.frame, raw.wirelen, len(data), lt, raw.iface)
+        pkt.raw = data
         try:
             if lt == LINKTYPE_ETHERNET:
                 return self._ethernet(pkt, data, 0)

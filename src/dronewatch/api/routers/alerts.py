@@ -13,7 +13,15 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dronewatch.api.auth import Admin, Reader
-from dronewatch.api.schemas import BAD_REQUEST, NOT_FOUND, AlertDetail, AlertPage, StatusChange
+from dronewatch.api.dissect import dissect
+from dronewatch.api.schemas import (
+    BAD_REQUEST,
+    NOT_FOUND,
+    AlertDetail,
+    AlertPage,
+    EvidenceOut,
+    StatusChange,
+)
 from dronewatch.api.store import AlertFilter, NotFound, Store
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -136,6 +144,19 @@ def get_alert(alert_id: str, request: Request, _key: Reader) -> Any:
         raise HTTPException(404, str(exc)) from None
     alert["evidence_flows"] = store.flows_by_uid(alert.get("uids", []))
     return alert
+
+
+@router.get("/{alert_id}/evidence", response_model=list[EvidenceOut], responses=NOT_FOUND)
+async def alert_evidence(alert_id: str, request: Request, _key: Reader) -> Any:
+    """The first frames of the alert's flows, dissected (Wireshark layers via pyshark/tshark
+    when installed, else dronewatch's own fields). Empty when the agent sent no evidence."""
+    store = _store(request)
+    try:
+        alert = await anyio.to_thread.run_sync(store.get_alert, alert_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    stored = await anyio.to_thread.run_sync(store.evidence_for, alert.get("uids", [])[:5])
+    return [await anyio.to_thread.run_sync(dissect, e) for e in stored]
 
 
 def _set_status(
