@@ -312,11 +312,18 @@ def test_bundled_rules_dir_holds_the_packs() -> None:
     assert (directory / "dji.yaml").is_file()
 
 
-def test_categories_match_the_policy() -> None:
-    """The rule categories are the same fixed set the device policy accepts."""
-    from dronewatch.policy import CATEGORIES as POLICY_CATEGORIES
+def test_policy_accepts_exactly_the_rule_categories(tmp_path: Path) -> None:
+    """A policy may allow every rule category, and nothing else."""
+    from dronewatch.exceptions import PolicyError
+    from dronewatch.policy import load_policy
 
-    assert tuple(CATEGORIES) == tuple(POLICY_CATEGORIES)
+    good = tmp_path / "good.yaml"
+    good.write_text(f"defaults:\n  allowed_categories: [{', '.join(CATEGORIES)}]\n")
+    assert load_policy(good).defaults.allowed_categories == frozenset(CATEGORIES)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("defaults:\n  allowed_categories: [weather]\n")
+    with pytest.raises(PolicyError, match="weather"):
+        load_policy(bad)
 
 
 def test_anchors_and_merge_keys_are_allowed(tmp_path: Path) -> None:

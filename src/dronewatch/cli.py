@@ -129,7 +129,8 @@ def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
     from dronewatch.classify import Classifier
     from dronewatch.geoip.local import LocalNets
     from dronewatch.geoip.maxmind import MaxMindResolver
-    from dronewatch.policy import CATEGORIES, Policy, parse_windows
+    from dronewatch.policy import Policy, parse_windows
+    from dronewatch.rulepack import CATEGORIES
 
     policy = load_policy(args.policy) if args.policy else Policy()
     windows = parse_windows(args.ldm_window)

@@ -29,22 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dronewatch.exceptions import PolicyError
-
-CATEGORIES = (
-    "flight_log",
-    "media_sync",
-    "telemetry",
-    "livestream",
-    "firmware",
-    "geofence",
-    "maps",
-    "account",
-    "analytics",
-    "crash_report",
-    "ads",
-    "local_link",
-    "other",
-)
+from dronewatch.rulepack import CATEGORIES
 
 Scope = Literal["dedicated", "shared"]
 

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -39,22 +39,6 @@ from dronewatch.exceptions import RulePackError
 
 logger = logging.getLogger(__name__)
 
-CATEGORIES = (
-    "flight_log",
-    "media_sync",
-    "telemetry",
-    "livestream",
-    "firmware",
-    "geofence",
-    "maps",
-    "account",
-    "analytics",
-    "crash_report",
-    "ads",
-    "local_link",
-    "other",
-)
-"""The fixed category set of the research catalogue (endpoints.md)."""
 
 Category = Literal[
     "flight_log",
@@ -71,6 +55,9 @@ Category = Literal[
     "local_link",
     "other",
 ]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+"""The fixed category set of the research catalogue (endpoints.md)."""
+
 Evidence = Literal["E", "E-w", "I"]
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
