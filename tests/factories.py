@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from pathlib import Path
 
+from dronewatch.capture.decode import Decoder
+from dronewatch.capture.files import FileSource
+from dronewatch.engine import Engine
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Flow, Packet
 from dronewatch.hooks import Context, Record
 
@@ -98,6 +103,20 @@ def make_flow(pkt: Packet, uid: str = "CTESTFLOW000000001") -> Flow:
     )
 
 
+def capture_records(path: Path, make: Callable[[Context], object]) -> list[Record]:
+    """Every record the analyzer built by `make(ctx)` writes for a capture read through the
+    decoder and the engine."""
+    ctx = RecordingContext()
+    engine = Engine([make(ctx)], ctx)  # type: ignore[list-item]
+    decoder = Decoder()
+    for raw in FileSource(str(path)).packets():
+        pkt = decoder.decode(raw)
+        if pkt is not None:
+            engine.process(pkt)
+    engine.finish()
+    return ctx.records
+
+
 def make_beacon(
     body: bytes, *, addr2: bytes = b"\x60\x60\x1f\x00\x00\x01", ts: float = 1.0
 ) -> Packet:
@@ -115,6 +134,7 @@ def make_beacon(
 __all__ = [
     "MemoryDns",
     "RecordingContext",
+    "capture_records",
     "ip",
     "make_beacon",
     "make_flow",

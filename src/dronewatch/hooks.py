@@ -31,6 +31,28 @@ class Record:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class ConnRecord(Record):
+    """Base of the records about one flow: its uid and connection, Zeek-style."""
+
+    uid: str
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+
+
+def conn(flow: Flow) -> dict[str, Any]:
+    """The `uid` and connection fields of a `ConnRecord`, for `Record(**conn(flow), ...)`."""
+    return {
+        "uid": flow.uid,
+        "orig_h": flow.orig_ip,
+        "orig_p": flow.orig_p,
+        "resp_h": flow.resp_ip,
+        "resp_p": flow.resp_p,
+    }
+
+
 class DnsCache(Protocol):
     """IP-to-name memory built from DNS answers."""
 

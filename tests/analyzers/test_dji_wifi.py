@@ -21,12 +21,9 @@ from dronewatch.analyzers.dji_wifi import (
     find_duml,
     parse_duml_frame,
 )
-from dronewatch.capture.decode import Decoder
-from dronewatch.capture.files import FileSource
-from dronewatch.engine import Engine
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import Flow, Packet
-from tests.factories import RecordingContext, make_flow, make_udp
+from tests.factories import RecordingContext, capture_records, make_flow, make_udp
 from tests.pcaps import PCAPS
 
 SCENARIOS = PCAPS / "scenarios"
@@ -85,15 +82,8 @@ def feed(
 
 def run_capture(path: Path) -> list[DjiWifiRecord]:
     """The dji_wifi records of a capture read through the engine."""
-    ctx = RecordingContext()
-    engine = Engine([DjiWifiAnalyzer(ctx)], ctx)
-    decoder = Decoder()
-    for raw in FileSource(str(path)).packets():
-        pkt = decoder.decode(raw)
-        if pkt is not None:
-            engine.process(pkt)
-    engine.finish()
-    return [r for r in ctx.records if isinstance(r, DjiWifiRecord)]
+    records = capture_records(path, DjiWifiAnalyzer)
+    return [r for r in records if isinstance(r, DjiWifiRecord)]
 
 
 def test_checksums_match_the_published_frame() -> None:

@@ -23,12 +23,9 @@ from dronewatch.analyzers.mavlink import (
     mavlink_msg_name,
     parse_mavlink_frame,
 )
-from dronewatch.capture.decode import Decoder
-from dronewatch.capture.files import FileSource
-from dronewatch.engine import Engine
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import Flow, Packet
-from tests.factories import RecordingContext, make_flow, make_packet, make_udp
+from tests.factories import RecordingContext, capture_records, make_flow, make_packet, make_udp
 from tests.pcaps import PCAPS, THIRD_PARTY
 
 IPAL = THIRD_PARTY / "mavlink" / "ipal_MAVLink.pcap"
@@ -115,15 +112,8 @@ def feed(
 
 def run_capture(path: Path) -> list[MavlinkRecord]:
     """The mavlink records of a capture read through the engine."""
-    ctx = RecordingContext()
-    engine = Engine([MavlinkAnalyzer(ctx)], ctx)
-    decoder = Decoder()
-    for raw in FileSource(str(path)).packets():
-        pkt = decoder.decode(raw)
-        if pkt is not None:
-            engine.process(pkt)
-    engine.finish()
-    return [r for r in ctx.records if isinstance(r, MavlinkRecord)]
+    records = capture_records(path, MavlinkAnalyzer)
+    return [r for r in records if isinstance(r, MavlinkRecord)]
 
 
 def test_crc_check_value() -> None:

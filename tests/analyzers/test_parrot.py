@@ -24,12 +24,10 @@ from dronewatch.analyzers.parrot import (
     parse_at_commands,
     parse_navdata,
 )
-from dronewatch.capture.decode import Decoder
-from dronewatch.capture.files import FileSource
 from dronewatch.engine import Engine
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import Flow, Packet
-from tests.factories import RecordingContext, make_flow, make_packet, make_udp
+from tests.factories import RecordingContext, capture_records, make_flow, make_packet, make_udp
 from tests.pcaps import PCAPS, THIRD_PARTY
 
 FREEFLIGHT = PCAPS / "scenarios" / "parrot_freeflight.pcap"
@@ -97,16 +95,9 @@ def feed(
 
 def run_capture(path: Path) -> dict[str, list[ParrotRecord]]:
     """The parrot records of a capture read through the engine, by protocol."""
-    ctx = RecordingContext()
-    engine = Engine([ParrotAnalyzer(ctx)], ctx)
-    decoder = Decoder()
-    for raw in FileSource(str(path)).packets():
-        pkt = decoder.decode(raw)
-        if pkt is not None:
-            engine.process(pkt)
-    engine.finish()
+    records = capture_records(path, ParrotAnalyzer)
     out: dict[str, list[ParrotRecord]] = {}
-    for rec in ctx.records:
+    for rec in records:
         assert isinstance(rec, ParrotRecord)
         out.setdefault(rec.protocol, []).append(rec)
     return out

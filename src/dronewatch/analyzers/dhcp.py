@@ -17,7 +17,7 @@ import dpkt
 
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet, ip_str, mac_str
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +125,10 @@ def _address(value: bytes | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class DhcpRecord(Record):
+class DhcpRecord(ConnRecord):
     """One DHCP message."""
 
     log: ClassVar[str] = "dhcp"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     trans_id: int
     """Transaction id (xid), shared by the messages of one exchange."""
     msg_type: str | None = None
@@ -188,11 +183,7 @@ class DhcpAnalyzer:
         self.ctx.emit(
             DhcpRecord(
                 ts=pkt.ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 trans_id=msg.xid,
                 msg_type=dhcp_msg_type_name(msg_type) if msg_type is not None else None,
                 client_mac=mac or None,

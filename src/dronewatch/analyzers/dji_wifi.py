@@ -32,7 +32,7 @@ from typing import ClassVar
 from dronewatch.devices import AIRCRAFT_PORTS
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -246,15 +246,10 @@ class DjiWifiOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class DjiWifiRecord(Record):
+class DjiWifiRecord(ConnRecord):
     """One DJI Wi-Fi link flow, written when it ends; `ts` is the time of its first frame."""
 
     log: ClassVar[str] = "dji_wifi"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     frames: int
     """DUML frames that passed both checksums."""
     crc_errors: int
@@ -358,11 +353,7 @@ class DjiWifiAnalyzer:
         self.ctx.emit(
             DjiWifiRecord(
                 ts=state.first_ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 frames=state.frames,
                 crc_errors=state.crc_errors,
                 requests=state.frames - state.responses,

@@ -22,7 +22,7 @@ import dpkt
 
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -288,18 +288,13 @@ class DnsOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class DnsRecord(Record):
+class DnsRecord(ConnRecord):
     """One DNS exchange: a query and its answer, or a query never answered, or an answer alone.
 
     `ts` is the time of the query (of the answer when the query was not seen).
     """
 
     log: ClassVar[str] = "dns"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     proto: str
     """Transport: udp or tcp."""
     trans_id: int
@@ -493,11 +488,7 @@ class DnsAnalyzer:
         self.ctx.emit(
             DnsRecord(
                 ts=query.ts if query is not None else ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 proto=flow.proto_name,
                 trans_id=msg.trans_id,
                 query=name,
@@ -537,11 +528,7 @@ class DnsAnalyzer:
         self.ctx.emit(
             DnsRecord(
                 ts=query.ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 proto=flow.proto_name,
                 trans_id=trans_id,
                 query=query.query,

@@ -22,7 +22,7 @@ import dpkt
 
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -167,15 +167,10 @@ class HttpOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class HttpRecord(Record):
+class HttpRecord(ConnRecord):
     """One HTTP request and, when seen, the status of its response. `ts` is the request's time."""
 
     log: ClassVar[str] = "http"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     method: str
     uri: str
     """Request target as sent."""
@@ -384,11 +379,7 @@ class HttpAnalyzer:
         self.ctx.emit(
             HttpRecord(
                 ts=request.ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 method=request.head.method,
                 uri=request.head.uri,
                 version=request.head.version,

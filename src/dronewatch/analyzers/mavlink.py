@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -504,15 +504,10 @@ class MavlinkOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class MavlinkRecord(Record):
+class MavlinkRecord(ConnRecord):
     """One MAVLink flow, written when it ends; `ts` is the time of its first valid frame."""
 
     log: ClassVar[str] = "mavlink"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     version: str
     """`1`, `2`, or `1+2` when both were seen."""
     frames: int
@@ -745,11 +740,7 @@ class MavlinkAnalyzer:
         self.ctx.emit(
             MavlinkRecord(
                 ts=state.first_ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 version="+".join(str(v) for v in sorted(state.versions)),
                 frames=state.frames,
                 crc_errors=state.crc_errors,

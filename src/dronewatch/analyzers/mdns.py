@@ -20,7 +20,7 @@ from dronewatch.analyzers.dns import (
 )
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet, ip_str
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +40,10 @@ class MdnsOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class MdnsRecord(Record):
+class MdnsRecord(ConnRecord):
     """One mDNS message with names not seen before on its flow."""
 
     log: ClassVar[str] = "mdns"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     src_h: str
     """Sender of the message (the originator, or the responder of a unicast exchange)."""
     is_response: bool
@@ -156,11 +151,7 @@ class MdnsAnalyzer:
                 services.add(kind)
         return MdnsRecord(
             ts=pkt.ts,
-            uid=flow.uid,
-            orig_h=flow.orig_ip,
-            orig_p=flow.orig_p,
-            resp_h=flow.resp_ip,
-            resp_p=flow.resp_p,
+            **conn(flow),
             src_h=ip_str(pkt.src),
             is_response=msg.is_response,
             queries=queries.out(),

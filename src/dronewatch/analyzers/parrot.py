@@ -30,7 +30,7 @@ from typing import ClassVar, TypeVar
 from dronewatch.devices import AIRCRAFT_PORTS
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -403,15 +403,10 @@ class ParrotOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class ParrotRecord(Record):
+class ParrotRecord(ConnRecord):
     """One Parrot link flow, written when it ends; `ts` is the time of its first message."""
 
     log: ClassVar[str] = "parrot"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     protocol: str
     """`arsdk_discovery`, `arsdk`, `ardrone_at` or `ardrone_navdata`."""
     messages: int
@@ -748,11 +743,7 @@ class ParrotAnalyzer:
         self.ctx.emit(
             ParrotRecord(
                 ts=state.first_ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 protocol=protocol,
                 messages=state.messages,
                 commands=dict(state.commands.most_common()) if state.commands else None,

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from dronewatch.analyzers._tls_hello import ClientHello, ja4, parse_client_hello
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -77,18 +77,13 @@ class QuicOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class QuicRecord(Record):
+class QuicRecord(ConnRecord):
     """The ClientHello of a QUIC connection, read from the client's Initial packets.
 
     `ts` is the time of the first client Initial packet that decrypted.
     """
 
     log: ClassVar[str] = "quic"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     version: str
     """QUIC version: `1`, `2`."""
     dcid: str
@@ -454,11 +449,7 @@ class QuicAnalyzer:
         self.ctx.emit(
             QuicRecord(
                 ts=state.ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 version=_VERSIONS[state.version].name,
                 dcid=state.dcid.hex(),
                 scid=state.scid.hex(),

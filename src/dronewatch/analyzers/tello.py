@@ -29,7 +29,7 @@ from typing import ClassVar, TypeVar
 from dronewatch.devices import AIRCRAFT_PORTS
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -276,15 +276,10 @@ class TelloOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class TelloRecord(Record):
+class TelloRecord(ConnRecord):
     """One Tello flow, written when it ends; `ts` is the time of its first recognised datagram."""
 
     log: ClassVar[str] = "tello"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     channel: str
     """`sdk` (text commands), `binary` (the app's protocol), `state` or `video`."""
     commands: tuple[str, ...] | None = None
@@ -481,11 +476,7 @@ class TelloAnalyzer:
         self.ctx.emit(
             TelloRecord(
                 ts=state.first_ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 channel=channel,
                 commands=tuple(state.commands) if sdk else None,
                 command_counts=dict(state.verbs.most_common()) if sdk else None,

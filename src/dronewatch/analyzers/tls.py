@@ -26,7 +26,7 @@ from dronewatch.analyzers._tls_hello import (
 )
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, TCP_ACK, TCP_SYN, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class TlsOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class TlsRecord(Record):
+class TlsRecord(ConnRecord):
     """One TLS handshake: what the client offered and what the server chose.
 
     `ts` is the time of the packet that completed the ClientHello (or the ServerHello when the
@@ -57,11 +57,6 @@ class TlsRecord(Record):
     """
 
     log: ClassVar[str] = "tls"
-    uid: str
-    orig_h: str
-    orig_p: int
-    resp_h: str
-    resp_p: int
     server_name: str | None = None
     """Host name from the ClientHello server_name extension (SNI)."""
     alpn: tuple[str, ...] = ()
@@ -304,11 +299,7 @@ class TlsAnalyzer:
         self.ctx.emit(
             TlsRecord(
                 ts=state.client_ts if client is not None else state.server_ts,
-                uid=flow.uid,
-                orig_h=flow.orig_ip,
-                orig_p=flow.orig_p,
-                resp_h=flow.resp_ip,
-                resp_p=flow.resp_p,
+                **conn(flow),
                 server_name=client.server_name if client else None,
                 alpn=client.alpn if client else (),
                 version=tls_version_name(server.version) if server else None,
