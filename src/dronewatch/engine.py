@@ -222,6 +222,14 @@ class Engine:
         for hook in self._on_end:
             hook(flow)
 
+    def tick(self, now: float) -> None:
+        """Expire idle flows as of time `now`: a live source calls this while no packet comes,
+        so flows still end (and are reported) during silence."""
+        if now > self._now:
+            self._now = now
+        if now >= self._next_sweep:
+            self._sweep(now)
+
     def finish(self) -> None:
         """End every open flow (end of capture) and tell the analyzers."""
         for key, flow in list(self.flows.items()):

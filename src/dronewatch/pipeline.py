@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from dronewatch.alert import Alert
 from dronewatch.analyzers import default_analyzers
-from dronewatch.capture.base import Source
+from dronewatch.capture.base import RawPacket, Source, SourceStats
 from dronewatch.capture.decode import Decoder, linktype_name
 from dronewatch.classify import Classifier
 from dronewatch.dnscache import DnsNameCache
@@ -71,6 +71,65 @@ class RunResult:
     alerts: list[Alert]
 
 
+class Pipeline:
+    """Decoder, flow engine, analyzers and policy monitor over one stream of raw packets."""
+
+    def __init__(self, emit: Callable[[Record], None], config: AnalysisConfig | None = None):
+        config = config or AnalysisConfig()
+        self.emit = emit
+        self.ctx = Context(emit=emit, dns=DnsNameCache())
+        resolver = config.resolver
+        if resolver is None:
+            from dronewatch.geoip.null import NullResolver
+
+            resolver = NullResolver()
+        keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
+        self.monitor = Monitor(self.ctx, config.policy, config.classifier, resolver, keeper)
+        first: list[Analyzer] = [keeper] if keeper is not None else []
+        self.engine = Engine(
+            [*first, *default_analyzers(self.ctx), self.monitor], self.ctx, config.engine
+        )
+        self.decoder = Decoder()
+        self.linktypes: Counter[int] = Counter()
+
+    def feed(self, raw: RawPacket) -> None:
+        """Analyze one raw packet."""
+        self.linktypes[raw.linktype] += 1
+        pkt = self.decoder.decode(raw)
+        if pkt is not None:
+            self.engine.process(pkt)
+
+    def tick(self, now: float) -> None:
+        """Let idle flows end as of time `now` (live sources, while no packet comes)."""
+        self.engine.tick(now)
+
+    def finish(self, stats: SourceStats) -> RunResult:
+        """End every flow, write the capture record, devices, alerts and verdicts."""
+        engine, decoder = self.engine, self.decoder
+        engine.finish()
+        record = CaptureRecord(
+            ts=engine.first_ts if engine.first_ts is not None else 0.0,
+            source=stats.name,
+            format=stats.format,
+            packets=stats.packets,
+            bytes=stats.bytes,
+            ip_packets=decoder.stats.ip,
+            flows=engine.flows_total,
+            linktypes={linktype_name(lt): n for lt, n in sorted(self.linktypes.items())},
+            non_ip=dict(sorted(decoder.stats.non_ip.items())),
+            malformed=decoder.stats.malformed,
+            fragments=decoder.stats.fragments,
+            truncated=stats.truncated,
+            drops=stats.drops,
+            last_ts=engine.now or None,
+            errors=tuple(stats.errors),
+            complete=not stats.errors,
+        )
+        self.emit(record)
+        alerts = self.monitor.finish(drops=stats.drops, complete=record.complete)
+        return RunResult(record, alerts)
+
+
 def run_source(
     source: Source,
     emit: Callable[[Record], None],
@@ -80,21 +139,10 @@ def run_source(
     progress_every: int = 65536,
 ) -> RunResult:
     """Analyze every packet of one source: records go to `emit`; returns coverage and alerts."""
-    config = config or AnalysisConfig()
-    ctx = Context(emit=emit, dns=DnsNameCache())
-    resolver = config.resolver
-    if resolver is None:
-        from dronewatch.geoip.null import NullResolver
-
-        resolver = NullResolver()
-    keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
-    monitor = Monitor(ctx, config.policy, config.classifier, resolver, keeper)
-    first: list[Analyzer] = [keeper] if keeper is not None else []
-    engine = Engine([*first, *default_analyzers(ctx), monitor], ctx, config.engine)
-    decoder = Decoder()
-    decode = decoder.decode
-    process = engine.process
-    linktypes: Counter[int] = Counter()
+    pipe = Pipeline(emit, config)
+    decode = pipe.decoder.decode
+    process = pipe.engine.process
+    linktypes = pipe.linktypes
     count = 0
     for raw in source.packets():
         count += 1
@@ -104,26 +152,4 @@ def run_source(
             process(pkt)
         if progress is not None and count % progress_every == 0:
             progress(source, count)
-    engine.finish()
-    stats = source.stats
-    record = CaptureRecord(
-        ts=engine.first_ts if engine.first_ts is not None else 0.0,
-        source=stats.name,
-        format=stats.format,
-        packets=stats.packets,
-        bytes=stats.bytes,
-        ip_packets=decoder.stats.ip,
-        flows=engine.flows_total,
-        linktypes={linktype_name(lt): n for lt, n in sorted(linktypes.items())},
-        non_ip=dict(sorted(decoder.stats.non_ip.items())),
-        malformed=decoder.stats.malformed,
-        fragments=decoder.stats.fragments,
-        truncated=stats.truncated,
-        drops=stats.drops,
-        last_ts=engine.now or None,
-        errors=tuple(stats.errors),
-        complete=not stats.errors,
-    )
-    emit(record)
-    alerts = monitor.finish(drops=stats.drops, complete=record.complete)
-    return RunResult(record, alerts)
+    return pipe.finish(source.stats)

@@ -43,6 +43,7 @@ class _Stream:
 
     def __init__(self, raw: BinaryIO, position: BinaryIO) -> None:
         self._raw = raw
+        self._read1 = getattr(raw, "read1", raw.read)
         self._position = position
         self.buf = b""
         self.pos = 0
@@ -65,7 +66,8 @@ class _Stream:
         while len(self.buf) - self.pos < n:
             if self.eof:
                 return False
-            chunk = self._raw.read(max(CHUNK, n))
+            # read1: what is there now (up to a chunk), so a live pipe is not waited on.
+            chunk = self._read1(max(CHUNK, n))
             if not chunk:
                 self.eof = True
                 return False
@@ -81,12 +83,15 @@ class _Stream:
 class FileSource:
     """Packets from a pcap or pcapng file (gzip-compressed or not), or `-` for stdin."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, stream: BinaryIO | None = None) -> None:
+        """`stream`: read this already open binary stream (a pipe) instead of opening `path`,
+        which then only names the source in messages."""
         self.path = path
         self.stats = SourceStats(name=path)
         self._size: int | None = None
         self._stream: _Stream | None = None
         self._fh: BinaryIO | None = None
+        self._given = stream
 
     def progress(self) -> tuple[int, int | None]:
         if self._stream is None:
@@ -94,8 +99,10 @@ class FileSource:
         return self._stream.consumed(), self._size
 
     def _open(self) -> _Stream:
-        if self.path == "-":
-            fh: BinaryIO = sys.stdin.buffer
+        if self._given is not None:
+            fh: BinaryIO = self._given
+        elif self.path == "-":
+            fh = sys.stdin.buffer
         else:
             try:
                 fh = open(self.path, "rb")  # noqa: SIM115 - closed in packets()
