@@ -63,11 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _plugin_commands() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ]:
+    from dronewatch.agent.commands import register as agent_register
     from dronewatch.api.commands import register as api_register
     from dronewatch.geoip.commands import register as geoip_register
     from dronewatch.rules_commands import register as rules_register
 
-    return [api_register, geoip_register, rules_register]
+    return [api_register, agent_register, geoip_register, rules_register]
 
 
 def _add_policy_args(p: argparse.ArgumentParser) -> None:

@@ -88,8 +88,14 @@ class Monitor:
         classifier: Classifier | None,
         resolver: Resolver,
         evidence: EvidenceKeeper | None = None,
+        *,
+        announce: bool = False,
     ) -> None:
+        """`announce`: write device records when ground stations are found, not only at the end
+        (a live capture has no end for the service to wait for)."""
         self.ctx = ctx
+        self.announce = announce
+        self._announced: set[str] = set()
         self.evidence = evidence
         self.policy = policy
         self.classifier = classifier
@@ -133,6 +139,8 @@ class Monitor:
             self._egress_flow(flow, cls, resp_geo, outbound=True)
         elif resp_local and not orig_local:
             self._egress_flow(flow, cls, orig_geo, outbound=False)
+        if self.announce:
+            self._announce()
         if self.evidence is not None:
             if orig_local != resp_local:
                 record = self.evidence.take(flow)
@@ -267,6 +275,26 @@ class Monitor:
             if len(entry.uids) < MAX_UIDS:
                 entry.uids.append(flow.uid)
 
+    def _device_record(self, host: Host) -> DeviceRecord:
+        if host.mac and not host.hostname:
+            host.hostname = self._dhcp.get(host.mac)
+        return DeviceRecord(
+            ts=self._first_ts or 0.0,
+            ip=host.ip,
+            mac=host.mac,
+            hostname=host.hostname,
+            vendor_oui=host.vendor_oui,
+            roles=tuple(sorted(host.roles)),
+            reasons=tuple(host.reasons),
+        )
+
+    def _announce(self) -> None:
+        """Write a device record as soon as a ground station is found (live capture)."""
+        for host in self.devices.ground_stations():
+            if host.ip not in self._announced:
+                self._announced.add(host.ip)
+                self.ctx.emit(self._device_record(host))
+
     def finish(self, *, drops: int | None, complete: bool) -> list[Alert]:
         """Emit devices, alerts and one verdict per ground station; returns the alerts."""
         stations = {h.ip: h for h in self.devices.ground_stations()}
@@ -280,19 +308,7 @@ class Monitor:
             host.mark("ground_station", "declared in the policy")
             stations[ip] = host
         for host in sorted(self.devices.hosts.values(), key=lambda h: h.ip):
-            if host.mac and not host.hostname:
-                host.hostname = self._dhcp.get(host.mac)
-            self.ctx.emit(
-                DeviceRecord(
-                    ts=self._first_ts or 0.0,
-                    ip=host.ip,
-                    mac=host.mac,
-                    hostname=host.hostname,
-                    vendor_oui=host.vendor_oui,
-                    roles=tuple(sorted(host.roles)),
-                    reasons=tuple(host.reasons),
-                )
-            )
+            self.ctx.emit(self._device_record(host))
         alerts: list[Alert] = []
         for ip, host in sorted(stations.items()):
             alerts.extend(self._verdict(ip, host, drops=drops, complete=complete))

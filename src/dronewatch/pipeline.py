@@ -61,6 +61,8 @@ class AnalysisConfig:
     engine: EngineOptions | None = None
     evidence: EvidenceOptions | None = None
     """Keep the first frames of flows that leave a device (evidence.jsonl); None: off."""
+    announce_devices: bool = False
+    """Write device records as ground stations are found (live capture), not only at the end."""
 
 
 @dataclass(slots=True)
@@ -84,7 +86,14 @@ class Pipeline:
 
             resolver = NullResolver()
         keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
-        self.monitor = Monitor(self.ctx, config.policy, config.classifier, resolver, keeper)
+        self.monitor = Monitor(
+            self.ctx,
+            config.policy,
+            config.classifier,
+            resolver,
+            keeper,
+            announce=config.announce_devices,
+        )
         first: list[Analyzer] = [keeper] if keeper is not None else []
         self.engine = Engine(
             [*first, *default_analyzers(self.ctx), self.monitor], self.ctx, config.engine

@@ -1,0 +1,194 @@
+"""`dronewatch agent`: capture on interfaces and feed the alert service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dronewatch.exceptions import DronewatchError
+
+logger = logging.getLogger(__name__)
+
+KEY_ENV = "DRONEWATCH_API_KEY"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "agent",
+        help="capture on network interfaces (a mirrored port) and feed the alert service",
+        description=(
+            "Capture on one or more interfaces (e.g. fed by a mirrored switch port), rebuild and "
+            "classify flows, and send them in batches to a dronewatch service, which raises the "
+            "alerts under its device policy. Batches wait in a durable on-disk spool while the "
+            "service is unreachable and are delivered in order, once each, when it is back. "
+            "SIGTERM or Ctrl-C stops cleanly: open flows are flushed and the spool drained."
+        ),
+        epilog="exit codes: 0 stopped cleanly, 2 bad usage or the capture could not start",
+    )
+    p.add_argument(
+        "--interface",
+        "-i",
+        action="append",
+        required=True,
+        metavar="IF",
+        help="interface to capture on; repeatable",
+    )
+    p.add_argument("--api", required=True, metavar="URL", help="service URL")
+    p.add_argument("--key", metavar="KEY", help=f"agent API key (default ${KEY_ENV})")
+    p.add_argument(
+        "--name", default=None, help="this agent's name in the service (default: the key's name)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=["dumpcap", "scapy"],
+        help="capture backend (default: dumpcap when installed, else scapy)",
+    )
+    f = p.add_mutually_exclusive_group()
+    f.add_argument("--filter", metavar="BPF", default="", help="capture filter (BPF syntax)")
+    f.add_argument(
+        "--devices-only",
+        action="store_true",
+        help="capture only the devices declared in the service (BPF from their IPs and MACs)",
+    )
+    p.add_argument("--snaplen", type=int, default=262144, help="bytes kept per packet")
+    p.add_argument(
+        "--spool",
+        type=Path,
+        metavar="DIR",
+        help="spool directory (default ~/.local/share/dronewatch/spool)",
+    )
+    p.add_argument("--spool-max-mb", type=int, default=512, help="spool size limit (512 MB)")
+    p.add_argument(
+        "--flush-s", type=float, default=2.0, help="longest a record waits before it is sent (2 s)"
+    )
+    p.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="extra rule-pack directory; repeatable",
+    )
+    p.add_argument(
+        "--geoip-dir",
+        type=Path,
+        metavar="DIR",
+        help="MaxMind .mmdb files instead of the bundled DB-IP data",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default="json",
+        help="stderr log lines as JSON objects (default) or text",
+    )
+    p.set_defaults(func=cmd_agent)
+
+
+def _devices_filter(api: str, key: str) -> str:
+    import httpx
+
+    from dronewatch.capture.live import bpf_for
+
+    try:
+        resp = httpx.get(
+            api.rstrip("/") + "/api/v1/devices",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DronewatchError(
+            f"--devices-only: cannot read the devices from {api}: {exc}"
+        ) from None
+    devices: list[dict[str, Any]] = resp.json()
+    bpf = bpf_for(
+        [d["ip"] for d in devices if d.get("ip")], [d["mac"] for d in devices if d.get("mac")]
+    )
+    if not bpf:
+        raise DronewatchError("--devices-only: the service has no device with an IP or MAC yet")
+    return bpf
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from dronewatch.agent.runner import Agent, AgentOptions
+    from dronewatch.agent.shipper import Shipper
+    from dronewatch.agent.spool import Spool
+    from dronewatch.api.replay import HttpSender
+    from dronewatch.api.settings import default_data_dir
+    from dronewatch.capture.live import LiveSource
+    from dronewatch.classify import Classifier
+    from dronewatch.evidence import EvidenceOptions
+    from dronewatch.geoip.maxmind import MaxMindResolver
+    from dronewatch.pipeline import AnalysisConfig
+
+    if args.log_format == "json":
+        root = logging.getLogger()
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+        if root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+    key = args.key or os.environ.get(KEY_ENV)
+    if not key:
+        raise DronewatchError(f"an API key is needed: --key KEY or ${KEY_ENV}")
+    if args.flush_s <= 0:
+        raise DronewatchError("--flush-s must be above 0")
+    bpf = _devices_filter(args.api, key) if args.devices_only else args.filter
+    source = LiveSource(args.interface, bpf=bpf, backend=args.backend, snaplen=args.snaplen)
+    resolver = (
+        MaxMindResolver.from_dir(args.geoip_dir) if args.geoip_dir else MaxMindResolver.bundled()
+    )
+    config = AnalysisConfig(
+        classifier=Classifier.load(args.rules),
+        resolver=resolver,
+        evidence=EvidenceOptions(),
+        announce_devices=True,
+    )
+    spool = Spool(args.spool or default_data_dir() / "spool", args.spool_max_mb * 1024 * 1024)
+    name = args.name or "agent"
+    sender = HttpSender(args.api, key, agent=name, retries=0)
+    agent = Agent(source, config, spool, Shipper(spool, sender), AgentOptions(flush_s=args.flush_s))
+    agent.install_signals()
+    logger.info(
+        "capturing on %s with %s%s; sending to %s",
+        ",".join(args.interface),
+        source.backend,
+        f" (filter: {bpf})" if bpf else "",
+        args.api,
+    )
+    try:
+        result = agent.run()
+    finally:
+        sender.close()
+        spool.close()
+    cap = result.capture
+    logger.info(
+        "stopped: %d packets, %d flows, drops %s",
+        cap.packets,
+        cap.flows,
+        "not reported" if cap.drops is None else cap.drops,
+    )
+    if cap.errors:
+        for err in cap.errors:
+            print(f"dronewatch: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,70 @@
+"""Sends spooled batches to the service, oldest first, one at a time, until each is taken.
+
+A batch is removed from the spool only when the service answered 2xx; a failure is retried with
+exponential backoff, so batches arrive in order, and since the service ignores a batch id it has
+seen, a batch re-sent after a lost answer is not counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from dronewatch.agent.spool import Spool
+from dronewatch.api.replay import HttpSender, ReplayError
+
+logger = logging.getLogger(__name__)
+
+
+class Shipper:
+    """A thread that drains the spool into the service."""
+
+    def __init__(self, spool: Spool, sender: HttpSender, *, max_backoff_s: float = 30.0) -> None:
+        self.spool = spool
+        self.sender = sender
+        self.max_backoff_s = max_backoff_s
+        self.sent = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shipper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            batch = self.spool.peek(timeout=0.5)
+            if batch is None:
+                continue
+            try:
+                self.sender(batch.batch_id, batch.records)
+            except ReplayError as exc:
+                self.failures += 1
+                if str(exc) != self.last_error:
+                    logger.warning("service not taking batches: %s; retrying", exc)
+                self.last_error = str(exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.max_backoff_s)
+                continue
+            self.spool.ack(batch.seq)
+            self.sent += 1
+            if self.last_error is not None:
+                logger.warning("service reachable again; delivering the spool")
+            self.last_error = None
+            delay = 0.5
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until the spool is empty (True) or the timeout passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.spool.pending()[0] == 0:
+                return True
+            time.sleep(0.1)
+        return self.spool.pending()[0] == 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)

@@ -1,0 +1,318 @@
+"""The live agent on real traffic: a phone and a cloud in network namespaces this test creates,
+joined by a bridge the agent captures on, as a mirrored switch port would show them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from dronewatch.agent.spool import Spool
+from tests.api.live import LiveService, free_port, run_service, sqlite_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DRONEWATCH = Path(sys.executable).parent / "dronewatch"
+PHONE_IP = "10.200.0.2"
+CLOUD_IP = "198.51.100.10"
+SNI = "flysafe-api.dji.com"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("dumpcap") is None,
+    reason="needs root, iproute2 and dumpcap to build namespaces and capture",
+)
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@dataclass
+class Lab:
+    phone: str
+    cloud: str
+    bridge: str
+    tmp: Path
+
+    def in_ns(self, ns: str, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", ns, *args]
+
+    def upload(self, size: int = 200_000) -> None:
+        """A real TLS client in the phone namespace uploads `size` bytes to the cloud."""
+        subprocess.run(
+            self.in_ns(
+                self.phone,
+                sys.executable,
+                "-m",
+                "tests.netns_peer",
+                "client",
+                CLOUD_IP,
+                "443",
+                SNI,
+                str(size),
+            ),
+            check=True,
+            cwd=ROOT,
+            timeout=30,
+            capture_output=True,
+        )
+
+
+def _cert(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SNI)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """phone (10.200.0.2) and cloud (198.51.100.10) namespaces on a bridge in this namespace."""
+    s = uuid.uuid4().hex[:6]
+    phone, cloud, br = f"dwph{s}", f"dwcl{s}", f"dwbr{s}"
+    made: list[list[str]] = []
+    try:
+        for ns in (phone, cloud):
+            sh("ip", "netns", "add", ns)
+            made.append(["ip", "netns", "del", ns])
+        sh("ip", "link", "add", br, "type", "bridge")
+        made.append(["ip", "link", "del", br])
+        for ns, host_if, addrs in (
+            (phone, f"dwp{s}", [f"{PHONE_IP}/24"]),
+            (cloud, f"dwc{s}", ["10.200.0.1/24", f"{CLOUD_IP}/32"]),
+        ):
+            sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", host_if, "master", br, "up")
+            for addr in addrs:
+                sh("ip", "-n", ns, "addr", "add", addr, "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "link", "set", br, "up")
+        sh("ip", "-n", phone, "route", "add", "198.51.100.0/24", "via", "10.200.0.1")
+        cert, key = _cert(tmp_path)
+        server = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                cloud,
+                sys.executable,
+                "-m",
+                "tests.netns_peer",
+                "server",
+                str(cert),
+                str(key),
+                "443",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        try:
+            yield Lab(phone, cloud, br, tmp_path)
+        finally:
+            server.terminate()
+            server.wait(5)
+            server.stdout.close()
+    finally:
+        for cmd in reversed(made):
+            subprocess.run(cmd, capture_output=True)
+
+
+def start_agent(lab: Lab, api: str, key: str, spool: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            str(DRONEWATCH),
+            "agent",
+            "-i",
+            lab.bridge,
+            "--api",
+            api,
+            "--key",
+            key,
+            "--spool",
+            str(spool),
+            "--flush-s",
+            "0.5",
+            "--name",
+            "lab-sensor",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "capturing on" in line:
+            time.sleep(1.0)  # dumpcap opens the interface right after
+            return proc
+        if proc.poll() is not None:
+            break
+    raise AssertionError(f"agent did not start: {proc.stderr.read()}")
+
+
+def stop_agent(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    finally:
+        assert proc.stderr is not None
+        rest = proc.stderr.read()
+        proc.stderr.close()
+    return rest
+
+
+def wait_for_alerts(live: LiveService, n: int, timeout: float = 30) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    alerts: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        with live.client() as c:
+            alerts = c.get("/api/v1/alerts", params={"limit": 100}).json()["items"]
+        if len(alerts) >= n:
+            return alerts
+        time.sleep(0.3)
+    return alerts
+
+
+def declare_phone(live: LiveService, ldm: bool) -> None:
+    with live.client() as c:
+        dev = c.post("/api/v1/devices", json={"ip": PHONE_IP, "name": "pilot-phone"}).json()
+        c.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": ldm, "at": 0}).raise_for_status()
+
+
+def test_agent_raises_alert_for_real_upload(lab: Lab) -> None:
+    """LDM on: a TLS upload from the phone namespace reaches the API as an alert, with evidence."""
+    for live in run_service(sqlite_settings(lab.tmp / "svc")):
+        declare_phone(live, ldm=True)
+        agent = start_agent(lab, live.url, live.key("agent", "sensor"), lab.tmp / "spool")
+        try:
+            lab.upload()
+            alerts = wait_for_alerts(live, 1)
+        finally:
+            log = stop_agent(agent)
+        assert len(alerts) == 1, log
+        alert = alerts[0]
+        assert (alert["device_ip"], alert["dest_name"], alert["dest_ip"]) == (
+            PHONE_IP,
+            SNI,
+            CLOUD_IP,
+        )
+        assert (alert["vendor"], alert["category"]) == ("DJI", "geofence")
+        assert int(str(alert["bytes_out"])) > 200_000
+        with live.client() as c:
+            (ev,) = c.get(f"/api/v1/alerts/{alert['id']}/evidence").json()
+        assert ev["frames"] and ev["uid"] == alert["uids"][0]  # type: ignore[index]
+
+
+def test_agent_ldm_off_stores_flows_without_alert(lab: Lab) -> None:
+    """LDM off: the same upload is stored as a flow of the device, and raises nothing."""
+    for live in run_service(sqlite_settings(lab.tmp / "svc")):
+        declare_phone(live, ldm=False)
+        agent = start_agent(lab, live.url, live.key("agent", "sensor"), lab.tmp / "spool")
+        try:
+            lab.upload()
+            deadline = time.monotonic() + 30
+            flows: list[dict[str, object]] = []
+            while time.monotonic() < deadline and not flows:
+                with live.client() as c:
+                    flows = c.get("/api/v1/devices/1/flows").json()["items"]
+                time.sleep(0.3)
+        finally:
+            stop_agent(agent)
+        assert [f["server_name"] for f in flows] == [SNI]
+        assert wait_for_alerts(live, 1, timeout=1) == []
+
+
+def test_spool_delivers_once_when_service_returns(lab: Lab) -> None:
+    """Service down while traffic flows: the batches wait in the spool and arrive once, later."""
+    settings = sqlite_settings(lab.tmp / "svc")
+    url = f"http://127.0.0.1:{settings.port}"
+    spool_dir = lab.tmp / "spool"
+    agent = start_agent(lab, url, "dw_not_yet", spool_dir)
+    try:
+        lab.upload()
+        spool = Spool(spool_dir)
+        deadline = time.monotonic() + 20
+        while spool.pending()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert spool.pending()[0] > 0, "nothing reached the spool"
+        spool.close()
+    finally:
+        stop_agent(agent)
+    # The service comes up (with the key the agent will use), then a new agent run ships it.
+    for live in run_service(settings):
+        declare_phone(live, ldm=True)
+        live.service.store.engine.dispose()
+        key = live.key("agent", "sensor")
+        agent = start_agent(lab, live.url, key, spool_dir)
+        try:
+            alerts = wait_for_alerts(live, 1)
+            time.sleep(1.5)
+            again = wait_for_alerts(live, 1)
+        finally:
+            stop_agent(agent)
+        assert len(alerts) == 1 and len(again) == 1
+        assert alerts[0]["flows"] == 1
+        with httpx.Client(base_url=live.url) as c:
+            assert c.get("/readyz").status_code == 200
+        assert Spool(spool_dir).pending()[0] == 0
+
+
+def test_agent_refuses_missing_interface(tmp_path: Path) -> None:
+    """A wrong interface name is a one-line error and exit 2."""
+    proc = subprocess.run(
+        [
+            str(DRONEWATCH),
+            "agent",
+            "-i",
+            "nosuchif0",
+            "--api",
+            f"http://127.0.0.1:{free_port()}",
+            "--key",
+            "k",
+            "--spool",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "no network interface named 'nosuchif0'" in proc.stderr
+    assert "Traceback" not in proc.stderr
