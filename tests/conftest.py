@@ -22,3 +22,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when the run was asked to rewrite golden files."""
     return bool(request.config.getoption("--update-golden"))
+
+
+pytest_plugins = ["tests.servers"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,6 +32,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 def _cleanup() -> object:
     yield None
     _service.close()
+    shutil.rmtree(_tmp, ignore_errors=True)
 
 
 @schema.exclude(path="/api/v1/alerts/stream").parametrize()
