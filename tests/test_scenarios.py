@@ -142,6 +142,11 @@ def test_cloud_api_mqtt_is_a_violation() -> None:
     recs = analyze("dji_cloud_api_mqtt.pcap", ldm(True))
     (alert,) = alerts(recs)
     assert (alert.dest_name, alert.dest_port) == ("mqtt.fleet.example.org", 1883)
+    assert (alert.rule_id, alert.category, alert.vendor) == (
+        "dji.cloud_api.osd",
+        "telemetry",
+        "DJI",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.pcap")))

@@ -8,6 +8,7 @@ from dronewatch.analyzers.dns import DnsAnalyzer
 from dronewatch.analyzers.http import HttpAnalyzer
 from dronewatch.analyzers.mavlink import MavlinkAnalyzer
 from dronewatch.analyzers.mdns import MdnsAnalyzer
+from dronewatch.analyzers.mqtt import MqttAnalyzer
 from dronewatch.analyzers.parrot import ParrotAnalyzer
 from dronewatch.analyzers.quic import QuicAnalyzer
 from dronewatch.analyzers.tello import TelloAnalyzer
@@ -24,6 +25,7 @@ def default_analyzers(ctx: Context) -> list[Analyzer]:
         MdnsAnalyzer(ctx),
         HttpAnalyzer(ctx),
         DhcpAnalyzer(ctx),
+        MqttAnalyzer(ctx),
         MavlinkAnalyzer(ctx),
         DjiWifiAnalyzer(ctx),
         TelloAnalyzer(ctx),
