@@ -103,6 +103,9 @@ def test_ldm_off_session_under_ldm_on_alerts_per_destination() -> None:
     by_name = {a.dest_name: a for a in alerts(recs)}
     assert by_name["www.skypixel.com"].category == "media_sync"
     assert by_name["flysafe-api.dji.com"].category == "geofence"
+    assert by_name["live.example-user-stream.net"].category == "livestream"
+    assert by_name["statistical-report.djiservice.org"].category == "analytics"
+    assert by_name["account-api.dji.com"].category == "account"
 
 
 def test_maps_only_is_clean_when_maps_are_allowed() -> None:

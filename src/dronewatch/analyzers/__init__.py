@@ -11,6 +11,8 @@ from dronewatch.analyzers.mdns import MdnsAnalyzer
 from dronewatch.analyzers.mqtt import MqttAnalyzer
 from dronewatch.analyzers.parrot import ParrotAnalyzer
 from dronewatch.analyzers.quic import QuicAnalyzer
+from dronewatch.analyzers.rtmp import RtmpAnalyzer
+from dronewatch.analyzers.rtsp import RtspAnalyzer
 from dronewatch.analyzers.tello import TelloAnalyzer
 from dronewatch.analyzers.tls import TlsAnalyzer
 from dronewatch.hooks import Analyzer, Context
@@ -26,6 +28,8 @@ def default_analyzers(ctx: Context) -> list[Analyzer]:
         HttpAnalyzer(ctx),
         DhcpAnalyzer(ctx),
         MqttAnalyzer(ctx),
+        RtmpAnalyzer(ctx),
+        RtspAnalyzer(ctx),
         MavlinkAnalyzer(ctx),
         DjiWifiAnalyzer(ctx),
         TelloAnalyzer(ctx),
