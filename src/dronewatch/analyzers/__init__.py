@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dronewatch.analyzers.dhcp import DhcpAnalyzer
+from dronewatch.analyzers.dji_droneid import DjiDroneIdAnalyzer
 from dronewatch.analyzers.dji_wifi import DjiWifiAnalyzer
 from dronewatch.analyzers.dns import DnsAnalyzer
 from dronewatch.analyzers.http import HttpAnalyzer
@@ -11,6 +12,7 @@ from dronewatch.analyzers.mdns import MdnsAnalyzer
 from dronewatch.analyzers.mqtt import MqttAnalyzer
 from dronewatch.analyzers.parrot import ParrotAnalyzer
 from dronewatch.analyzers.quic import QuicAnalyzer
+from dronewatch.analyzers.remoteid import RemoteIdAnalyzer
 from dronewatch.analyzers.rtmp import RtmpAnalyzer
 from dronewatch.analyzers.rtsp import RtspAnalyzer
 from dronewatch.analyzers.tello import TelloAnalyzer
@@ -34,4 +36,6 @@ def default_analyzers(ctx: Context) -> list[Analyzer]:
         DjiWifiAnalyzer(ctx),
         TelloAnalyzer(ctx),
         ParrotAnalyzer(ctx),
+        RemoteIdAnalyzer(ctx),
+        DjiDroneIdAnalyzer(ctx),
     ]
