@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from dronewatch.api.routers import alerts, devices, health, ingest, keys
 from dronewatch.api.schemas import AUTH_ERRORS, BAD_REQUEST
 from dronewatch.api.service import Service
 from dronewatch.api.settings import Settings
+from dronewatch.api.sinks import SinkDispatcher, alert_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +47,28 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hooks = getattr(app.state, "startup_hooks", [])
-        for hook in hooks:
+        dispatcher = SinkDispatcher.from_configs(svc.sinks) if svc.sinks else None
+        listener = None
+        if dispatcher is not None:
+            await dispatcher.start()
+            loop = asyncio.get_running_loop()
+
+            def listener(docs: list[dict[str, Any]]) -> None:
+                for doc in docs:
+                    loop.call_soon_threadsafe(dispatcher.submit, alert_from_dict(doc))
+
+            svc.listeners.append(listener)
+            app.state.sinks = dispatcher
+        for hook in getattr(app.state, "startup_hooks", []):
             await hook(app)
         try:
             yield
         finally:
             for hook in reversed(getattr(app.state, "shutdown_hooks", [])):
                 await hook(app)
+            if dispatcher is not None:
+                svc.listeners.remove(listener)
+                await dispatcher.stop()
             if service is None:
                 svc.close()
 

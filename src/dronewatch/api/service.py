@@ -12,6 +12,7 @@ from dronewatch.api.ingest import Ingestor, IngestResult
 from dronewatch.api.metrics import Metrics
 from dronewatch.api.migrations import migrate
 from dronewatch.api.settings import Settings
+from dronewatch.api.sinks import SinkConfig, parse_sink_configs
 from dronewatch.api.store import Store
 from dronewatch.classify import Classifier
 from dronewatch.geoip.base import Resolver
@@ -33,6 +34,7 @@ class Service:
     resolver: Resolver
     ingestor: Ingestor
     metrics: Metrics
+    sinks: list[SinkConfig] = field(default_factory=list)
     listeners: list[AlertListener] = field(default_factory=list)
 
     @classmethod
@@ -42,6 +44,7 @@ class Service:
         Raises DronewatchError subclasses (StorageError, RulePackError, GeoIPError) with a
         message that names what is wrong.
         """
+        sinks = parse_sink_configs(settings.sinks)
         engine = make_engine(settings.database_url)
         migrate(engine)
         store = Store(engine)
@@ -52,7 +55,13 @@ class Service:
         else:
             resolver = MaxMindResolver.bundled(local=local)
         return cls(
-            settings, store, classifier, resolver, Ingestor(store, classifier), Metrics(store)
+            settings,
+            store,
+            classifier,
+            resolver,
+            Ingestor(store, classifier),
+            Metrics(store),
+            sinks,
         )
 
     def ingest(
