@@ -37,8 +37,13 @@ Point = tuple[float, float]
 
 def npm_file(spec: str, member: str, tmp: Path) -> Any:
     """One JSON file out of an npm package tarball."""
-    out = subprocess.run(["npm", "pack", spec, "--silent"], cwd=tmp, check=True,
-                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            ["npm", "pack", spec, "--silent"], cwd=tmp, check=True, capture_output=True, text=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     with tarfile.open(tmp / out) as tar:
         fh = tar.extractfile(f"package/{member}")
         assert fh is not None, f"{member} not in {spec}"
@@ -119,20 +124,25 @@ def build(tmp: Path) -> dict[str, Any]:
         raw = geom["arcs"] if geom["type"] == "MultiPolygon" else [geom["arcs"]]
         polygons = [[ring(r, arcs) for r in poly] for poly in raw]
         largest = max((area_centroid(poly[0]) for poly in polygons), key=lambda t: abs(t[0]))
-        countries.append({
-            "iso2": alpha2, "name": geom.get("properties", {}).get("name", alpha2),
-            "d": path_of(polygons), "cx": round(largest[1], 1), "cy": round(largest[2], 1),
-        })
+        countries.append(
+            {
+                "iso2": alpha2,
+                "name": geom.get("properties", {}).get("name", alpha2),
+                "d": path_of(polygons),
+                "cx": round(largest[1], 1),
+                "cy": round(largest[2], 1),
+            }
+        )
     countries.sort(key=lambda c: c["iso2"])
     return {
         "viewBox": "0 0 360 180",
         "projection": "equirectangular: x = longitude + 180, y = 90 - latitude",
         "source": {
             "shapes": f"{ATLAS} countries-110m.json (Natural Earth 1:110m, public domain; "
-                      "package ISC licence)",
+            "package ISC licence)",
             "codes": f"{CODES} codes.json (MIT licence)",
             "attribution": "Made with Natural Earth. Free vector and raster map data @ "
-                           "naturalearthdata.com",
+            "naturalearthdata.com",
         },
         "countries": countries,
     }
@@ -143,8 +153,10 @@ def main() -> int:
         doc = build(Path(tmp))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
-    print(f"{OUT.relative_to(ROOT)}: {len(doc['countries'])} countries, "
-          f"{OUT.stat().st_size / 1024:.0f} KB")
+    print(
+        f"{OUT.relative_to(ROOT)}: {len(doc['countries'])} countries, "
+        f"{OUT.stat().st_size / 1024:.0f} KB"
+    )
     return 0
 
 
