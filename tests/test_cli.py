@@ -39,7 +39,24 @@ def read_jsonl(path: Path) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["analyze"], ["diff"], ["geoip"], ["geoip", "lookup"], ["rules"], ["rules", "lint"]],
+    [
+        [],
+        ["analyze"],
+        ["diff"],
+        ["geoip"],
+        ["geoip", "info"],
+        ["geoip", "lookup"],
+        ["rules"],
+        ["rules", "lint"],
+        ["rules", "list"],
+        ["serve"],
+        ["replay"],
+        ["agent"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     """`--help` works on every command and describes it."""
