@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dronewatch.engine import Engine, EngineOptions, conn_state, flow_uid
 from dronewatch.flow import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Flow, Packet
 from tests.factories import RecordingContext, ip, make_packet, make_udp
@@ -112,15 +114,29 @@ def test_active_timeout_cuts_long_flows() -> None:
     assert sum(f.orig_pkts for f in spy.ended) == 5
 
 
-def test_inspection_budget_and_sticky() -> None:
-    """Analyzers see only the first N payload packets unless the flow is sticky."""
-    eng, spy = engine(inspect_packets=3)
+def test_inspection_budget_and_followers() -> None:
+    """Every analyzer sees the first N payload packets; after them only the analyzers that
+    follow the flow do, and a packet without payload reaches none."""
+    spy, other = Spy(), Spy()
+    other.name = "other"
+    eng = Engine([spy, other], RecordingContext(), EngineOptions(inspect_packets=3))  # type: ignore[list-item]
     for i in range(10):
         eng.process(make_udp(b"p", ts=float(i) * 0.01))
-    assert sum(1 for c in spy.calls if c[0] == "packet") == 3
-    next(iter(eng.flows.values())).sticky = True
+    assert [len(s.calls) for s in (spy, other)] == [4, 4]  # start + 3 packets each
+    flow = next(iter(eng.flows.values()))
+    flow.follow("other")
+    flow.follow("other")
+    assert flow.followers == ("other",) and flow.sticky
     eng.process(make_udp(b"p", ts=1.0))
-    assert sum(1 for c in spy.calls if c[0] == "packet") == 4
+    eng.process(make_udp(b"", ts=1.1))
+    assert [len(s.calls) for s in (spy, other)] == [4, 5]
+    assert flow.inspected == 3
+
+
+def test_two_analyzers_with_one_name_are_refused() -> None:
+    """Followers are found by analyzer name, so names must be unique."""
+    with pytest.raises(ValueError, match="spy"):
+        Engine([Spy(), Spy()], RecordingContext())  # type: ignore[list-item]
 
 
 def test_non_ip_frames_go_to_frame_hook() -> None:

@@ -40,7 +40,8 @@ class EngineOptions:
     close_linger_s: float = 5.0
     """A TCP flow closed by FIN/RST ends this long after, to keep its final ACKs."""
     inspect_packets: int = 32
-    """Payload packets per flow handed to analyzers, unless an analyzer makes the flow sticky."""
+    """Payload packets per flow handed to every analyzer; after them only the analyzers that
+    follow the flow (`Flow.follow`) see its packets, and the rest only update counters."""
     sweep_every_s: float = 5.0
     """How often (in network time) idle flows are looked for."""
     max_flows: int = 2_000_000
@@ -67,7 +68,10 @@ class Engine:
         self.packets = 0
         self.first_ts: float | None = None
         self._on_start: list[Callable[[Flow, Packet], None]] = _hooks(self.analyzers, "flow_start")
-        self._on_packet: list[Callable[[Flow, Packet], None]] = _hooks(self.analyzers, "packet")
+        self._followers: dict[str, Callable[[Flow, Packet], None]] = _named_hooks(
+            self.analyzers, "packet"
+        )
+        self._on_packet: list[Callable[[Flow, Packet], None]] = list(self._followers.values())
         self._on_end: list[Callable[[Flow], None]] = _hooks(self.analyzers, "flow_end")
         self._on_frame: list[Callable[[Packet], None]] = _hooks(self.analyzers, "frame")
         self._on_done: list[Callable[[], None]] = _hooks(self.analyzers, "done")
@@ -115,10 +119,14 @@ class Engine:
             flow.resp_payload_bytes += pkt.payload_len
         if pkt.proto == IP_PROTO_TCP:
             self._tcp(key, flow, pkt, from_orig)
-        if pkt.payload and (flow.sticky or flow.inspected < self.options.inspect_packets):
-            flow.inspected += 1
-            for hook in self._on_packet:
-                hook(flow, pkt)
+        if pkt.payload:
+            if flow.inspected < self.options.inspect_packets:
+                flow.inspected += 1
+                for hook in self._on_packet:
+                    hook(flow, pkt)
+            elif flow.followers:
+                for name in flow.followers:
+                    self._followers[name](flow, pkt)
 
     def _start(self, key: FlowKey, pkt: Packet) -> Flow:
         swap = False
@@ -276,11 +284,18 @@ def conn_state(flow: Flow) -> str:
 
 def _hooks(analyzers: list[Analyzer], name: str) -> list[Callable[..., None]]:
     """The bound hook methods of the analyzers that implement `name`."""
-    out: list[Callable[..., None]] = []
+    return list(_named_hooks(analyzers, name).values())
+
+
+def _named_hooks(analyzers: list[Analyzer], name: str) -> dict[str, Callable[..., None]]:
+    """The hook `name` of each analyzer that implements it, by analyzer name, in order."""
+    out: dict[str, Callable[..., None]] = {}
     for analyzer in analyzers:
         fn = getattr(analyzer, name, None)
         if callable(fn):
-            out.append(_guarded(analyzer.name, name, fn))
+            if analyzer.name in out:
+                raise ValueError(f"two analyzers named {analyzer.name!r}")
+            out[analyzer.name] = _guarded(analyzer.name, name, fn)
     return out
 
 

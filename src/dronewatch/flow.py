@@ -125,8 +125,9 @@ class Flow:
     """Why the flow was closed: tcp_close, idle, active, eof."""
     inspected: int = 0
     """Payload packets handed to analyzers so far."""
-    sticky: bool = False
-    """Set by an analyzer that must see every packet of the flow (drone links)."""
+    followers: tuple[str, ...] = ()
+    """Analyzers that see every payload packet of the flow, past the inspected ones (drone links,
+    long-lived DNS): set with `follow`."""
     service: str = ""
     """Application protocol recognised by an analyzer (tls, http, quic, dns, mqtt, mavlink...)."""
     meta: dict[str, str | list[str]] = field(default_factory=dict)
@@ -147,6 +148,17 @@ class Flow:
     @property
     def proto_name(self) -> str:
         return PROTO_NAMES.get(self.proto, str(self.proto))
+
+    @property
+    def sticky(self) -> bool:
+        """True when some analyzer follows the flow to its end."""
+        return bool(self.followers)
+
+    def follow(self, analyzer: str) -> None:
+        """Have the named analyzer see every payload packet of this flow from now on; the others
+        stop after the inspected packets."""
+        if analyzer not in self.followers:
+            self.followers = (*self.followers, analyzer)
 
     def add_meta(self, key: str, value: str) -> None:
         """Record a single-valued fact about the flow; the first value wins."""

@@ -332,7 +332,7 @@ class DjiWifiAnalyzer:
             flow.service = "dji_wifi"
             flow.add_meta("link", "dji_wifi")
             if self.options.follow_flow:
-                flow.sticky = True
+                flow.follow(self.name)
         state.frames += 1
         state.responses += frame.is_response
         state.cmd_sets[frame.cmd_set] += 1

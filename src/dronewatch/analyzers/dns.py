@@ -439,7 +439,7 @@ class DnsAnalyzer:
         state.good += 1
         flow.service = "dns"
         if self.options.follow_flow:
-            flow.sticky = True
+            flow.follow(self.name)
         for question in msg.questions:
             name = _norm(question.name)
             if name:

@@ -695,7 +695,7 @@ class MavlinkAnalyzer:
             flow.service = "mavlink"
             flow.add_meta("link", "mavlink")
             if self.options.follow_flow:
-                flow.sticky = True
+                flow.follow(self.name)
         state.frames += 1
         state.versions.add(frame.version)
         max_ids = self.options.max_ids

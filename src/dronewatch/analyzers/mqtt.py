@@ -329,7 +329,7 @@ class MqttAnalyzer:
     def _confirm(self, flow: Flow) -> None:
         flow.service = "mqtt"
         if self.options.follow_flow:
-            flow.sticky = True
+            flow.follow(self.name)
 
     def _give_up(self, flow: Flow) -> None:
         self._state.pop(flow.uid, None)

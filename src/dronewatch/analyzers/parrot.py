@@ -576,7 +576,7 @@ class ParrotAnalyzer:
         flow.service = link
         flow.add_meta("link", link)
         if self.options.follow_flow:
-            flow.sticky = True
+            flow.follow(self.name)
 
     def _count(self, state: _ParrotState, name: str) -> None:
         if name in state.commands or len(state.commands) < self.options.max_names:

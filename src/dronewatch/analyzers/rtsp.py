@@ -177,7 +177,7 @@ class RtspAnalyzer:
                 return
             state = self._state[flow.uid] = _State()
             flow.service = "rtsp"
-            flow.sticky = True  # TEARDOWN comes after the whole stream
+            flow.follow(self.name)  # TEARDOWN comes after the whole stream
         d = state.dirs[side]
         data = pkt.payload
         if d.next_seq is not None:

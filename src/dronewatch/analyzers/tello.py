@@ -398,7 +398,7 @@ class TelloAnalyzer:
         flow.service = "tello"
         flow.add_meta("link", "tello")
         if sticky and self.options.follow_flow:
-            flow.sticky = True
+            flow.follow(self.name)
         if channel in ("sdk", "binary"):
             drone = flow.resp_h if flow.resp_p in TELLO_SDK_PORTS else flow.orig_h
             _remember(self._drones, drone, self.options.max_hosts)
