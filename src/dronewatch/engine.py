@@ -71,7 +71,12 @@ class Engine:
         self._followers: dict[str, Callable[[Flow, Packet], None]] = _named_hooks(
             self.analyzers, "packet"
         )
-        self._on_packet: list[Callable[[Flow, Packet], None]] = list(self._followers.values())
+        self._on_packet: list[tuple[Callable[[Flow], bool] | None, Callable[[Flow, Packet], None]]]
+        self._on_packet = [
+            (getattr(analyzer, "wants", None), self._followers[analyzer.name])
+            for analyzer in self.analyzers
+            if analyzer.name in self._followers
+        ]
         self._on_end: list[Callable[[Flow], None]] = _hooks(self.analyzers, "flow_end")
         self._on_frame: list[Callable[[Packet], None]] = _hooks(self.analyzers, "frame")
         self._on_done: list[Callable[[], None]] = _hooks(self.analyzers, "done")
@@ -122,11 +127,29 @@ class Engine:
         if pkt.payload:
             if flow.inspected < self.options.inspect_packets:
                 flow.inspected += 1
-                for hook in self._on_packet:
+                for hook in flow.inspectors:
                     hook(flow, pkt)
             elif flow.followers:
                 for name in flow.followers:
                     self._followers[name](flow, pkt)
+
+    def sweep_at(self, ts: float) -> None:
+        """Sweep as a packet at time `ts` would (the bulk path, for a packet it counts itself)."""
+        if ts > self._now:
+            self._now = ts
+        if ts >= self._next_sweep:
+            self._sweep(ts)
+
+    def count_bulk(self, packets: int, latest_ts: float) -> None:
+        """Account packets whose flows the bulk path has updated itself."""
+        self.packets += packets
+        if latest_ts > self._now:
+            self._now = latest_ts
+
+    @property
+    def next_sweep(self) -> float:
+        """Capture time at or after which the next packet makes the engine look for idle flows."""
+        return self._next_sweep
 
     def _start(self, key: FlowKey, pkt: Packet) -> Flow:
         swap = False
@@ -157,6 +180,9 @@ class Engine:
             resp_mac=resp_mac,
             vlan=pkt.vlan,
             iface=pkt.iface,
+        )
+        flow.inspectors = tuple(
+            hook for wants, hook in self._on_packet if wants is None or wants(flow)
         )
         name = self.ctx.dns.name_for(resp_h)
         if name:
@@ -297,6 +323,17 @@ def _named_hooks(analyzers: list[Analyzer], name: str) -> dict[str, Callable[...
                 raise ValueError(f"two analyzers named {analyzer.name!r}")
             out[analyzer.name] = _guarded(analyzer.name, name, fn)
     return out
+
+
+def _wants(wants: Callable[[Flow], bool] | None, flow: Flow) -> bool:
+    """An analyzer's interest in a new flow; one that does not say, or fails, sees it."""
+    if wants is None:
+        return True
+    try:
+        return bool(wants(flow))
+    except Exception:
+        logger.exception("analyzer interest check failed; it sees the flow")
+        return True
 
 
 def _guarded(analyzer: str, hook: str, fn: Callable[..., None]) -> Callable[..., None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 IP_PROTO_ICMP = 1
@@ -125,6 +126,10 @@ class Flow:
     """Why the flow was closed: tcp_close, idle, active, eof."""
     inspected: int = 0
     """Payload packets handed to analyzers so far."""
+    inspectors: tuple[Callable[[Flow, Packet], None], ...] = field(
+        default=(), repr=False, compare=False
+    )
+    """The packet hooks of the analyzers that want this flow (`wants`), set by the engine."""
     followers: tuple[str, ...] = ()
     """Analyzers that see every payload packet of the flow, past the inspected ones (drone links,
     long-lived DNS): set with `follow`."""

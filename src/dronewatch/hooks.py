@@ -81,6 +81,13 @@ class FlowStartHook(Protocol):
     def flow_start(self, flow: Flow, pkt: Packet) -> None: ...
 
 
+class WantsHook(Protocol):
+    """Called once as a flow starts: False spares the analyzer every packet of the flow. Decide
+    on the protocol and ports only, which never change during a flow."""
+
+    def wants(self, flow: Flow) -> bool: ...
+
+
 class PacketHook(Protocol):
     """Called for payload-carrying packets while the flow is inspected (or sticky)."""
 

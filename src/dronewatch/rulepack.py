@@ -530,7 +530,7 @@ class _Document:
 
 def _compose(text: str) -> _Document | None:
     """Parse one YAML document, keeping the lines of its nodes; None for an empty document."""
-    loader = yaml.SafeLoader(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when built with it
     try:
         node = loader.get_single_node()
         if node is None:

@@ -157,6 +157,12 @@ class DhcpAnalyzer:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
+    def wants(self, flow: Flow) -> bool:
+        """Only UDP flows between the DHCP ports."""
+        return (
+            flow.proto == IP_PROTO_UDP and flow.orig_p in _DHCP_PORTS and flow.resp_p in _DHCP_PORTS
+        )
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Write one record per DHCP message; put a client's hostname and vendor on its flow."""
         if flow.proto != IP_PROTO_UDP or not pkt.payload:

@@ -292,6 +292,12 @@ class DjiWifiAnalyzer:
         self._state: dict[str, _DjiState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()
 
+    def wants(self, flow: Flow) -> bool:
+        """Only UDP flows on the DJI Wi-Fi ports."""
+        return flow.proto == IP_PROTO_UDP and (
+            flow.resp_p in DJI_WIFI_PORTS or flow.orig_p in DJI_WIFI_PORTS
+        )
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Read the DUML frames of one datagram."""
         if flow.proto != IP_PROTO_UDP or not pkt.payload:

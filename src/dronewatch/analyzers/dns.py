@@ -390,6 +390,10 @@ class DnsAnalyzer:
         self.options = options or DnsOptions()
         self._state: dict[str, _DnsState] = {}  # keyed by flow.uid, dropped in flow_end
 
+    def wants(self, flow: Flow) -> bool:
+        """Only flows on port 53."""
+        return flow.proto in (IP_PROTO_UDP, IP_PROTO_TCP) and DNS_PORT in (flow.resp_p, flow.orig_p)
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Read the DNS message(s) of a UDP datagram or TCP segment on port 53."""
         if (flow.resp_p != DNS_PORT and flow.orig_p != DNS_PORT) or not pkt.payload:

@@ -258,6 +258,10 @@ class HttpAnalyzer:
         self.options = options or HttpOptions()
         self._state: dict[str, _HttpState] = {}  # keyed by flow.uid, dropped in flow_end
 
+    def wants(self, flow: Flow) -> bool:
+        """HTTP/1.x runs over TCP."""
+        return flow.proto == IP_PROTO_TCP
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Buffer heads by direction, read each complete one, and pass over bodies."""
         if flow.proto != IP_PROTO_TCP or not pkt.payload:

@@ -609,6 +609,10 @@ class MavlinkAnalyzer:
         self._state: dict[str, _MavState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()  # flows probed without a valid frame
 
+    def wants(self, flow: Flow) -> bool:
+        """MAVLink runs over UDP or TCP on any port."""
+        return flow.proto in (IP_PROTO_UDP, IP_PROTO_TCP)
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Frame the datagram or segment and account every frame in it."""
         payload = pkt.payload

@@ -95,6 +95,10 @@ class MdnsAnalyzer:
         self.options = options or MdnsOptions()
         self._seen: dict[str, set[int]] = {}  # per flow.uid: hashes of records written; flow_end
 
+    def wants(self, flow: Flow) -> bool:
+        """Only UDP flows on port 5353."""
+        return flow.proto == IP_PROTO_UDP and MDNS_PORT in (flow.resp_p, flow.orig_p)
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Read one mDNS message and write it unless its flow already wrote the same names."""
         if flow.proto != IP_PROTO_UDP or MDNS_PORT not in (flow.resp_p, flow.orig_p):

@@ -543,6 +543,12 @@ class ParrotAnalyzer:
             return "arsdk"
         return None
 
+    def wants(self, flow: Flow) -> bool:
+        """UDP flows (ARSDK ends are learned later) and TCP discovery."""
+        return flow.proto == IP_PROTO_UDP or (
+            flow.proto == IP_PROTO_TCP and ARSDK_DISCOVERY_PORT in (flow.orig_p, flow.resp_p)
+        )
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Read one datagram or segment of a flow on a Parrot port."""
         if not pkt.payload:

@@ -362,6 +362,10 @@ class QuicAnalyzer:
         self.options = options or QuicOptions()
         self._state: dict[str, _QuicState] = {}  # keyed by flow.uid, dropped in flow_end
 
+    def wants(self, flow: Flow) -> bool:
+        """QUIC runs over UDP."""
+        return flow.proto == IP_PROTO_UDP
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Decrypt the client's Initial packets until the ClientHello is complete."""
         if flow.proto != IP_PROTO_UDP or not pkt.payload:

@@ -166,6 +166,10 @@ class RtspAnalyzer:
         self._state: dict[str, _State] = {}
         self._rejected: set[str] = set()
 
+    def wants(self, flow: Flow) -> bool:
+        """RTSP requests run over TCP."""
+        return flow.proto == IP_PROTO_TCP
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         if pkt.proto != IP_PROTO_TCP or flow.uid in self._rejected:
             return

@@ -339,6 +339,10 @@ class TelloAnalyzer:
         self._drones: dict[bytes, None] = {}  # addresses of recognised Tellos, oldest first
         self._video_ends: dict[tuple[bytes, int], None] = {}  # from conn_req handshakes
 
+    def wants(self, flow: Flow) -> bool:
+        """The Tello SDK runs over UDP (video ends are learned later, so any UDP flow)."""
+        return flow.proto == IP_PROTO_UDP
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Read one datagram of a flow on a Tello port."""
         if flow.proto != IP_PROTO_UDP or not pkt.payload:

@@ -205,6 +205,10 @@ class TlsAnalyzer:
         stream = state.resp if syn_ack else state.orig
         stream.anchor((pkt.tcp_seq + 1) % _SEQ_MOD)
 
+    def wants(self, flow: Flow) -> bool:
+        """TLS runs over TCP (QUIC has its own analyzer)."""
+        return flow.proto == IP_PROTO_TCP
+
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Buffer handshake bytes by direction and read the hellos once they are complete."""
         if flow.proto != IP_PROTO_TCP or not pkt.payload:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from dronewatch.capture.base import RawPacket, SourceStats
+from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.exceptions import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ PCAPNG_ISB = 0x00000005
 PCAPNG_EPB = 0x00000006
 GZIP_MAGIC = b"\x1f\x8b"
 
-CHUNK = 1 << 22
+CHUNK = 1 << 24
 MAX_RECORD = 1 << 24
 """Largest packet record accepted; anything larger is treated as corruption."""
 
@@ -75,6 +76,12 @@ class _Stream:
             self.buf = self.buf[self.pos :] + chunk
             self.pos = 0
         return True
+
+    def fill(self, n: int) -> None:
+        """Read until `n` bytes are buffered or the stream ends (regular files only: a pipe
+        would be waited on)."""
+        if self.remaining() < n:
+            self.need(n)
 
     def remaining(self) -> int:
         return len(self.buf) - self.pos
@@ -119,10 +126,21 @@ class FileSource:
 
     def packets(self) -> Iterator[RawPacket]:
         """Every packet up to the end of the file or the first damage."""
+        for item in self._guarded(batch=False):
+            assert isinstance(item, RawPacket)
+            yield item
+
+    def batches(self) -> Iterator[PcapBatch | RawPacket]:
+        """The same packets, with the records of a classic pcap file grouped into `PcapBatch`es
+        (every record whole in the read buffer) for the bulk path; pcapng comes packet by packet.
+        Stats and damage messages are those of `packets()`."""
+        return self._guarded(batch=True)
+
+    def _guarded(self, batch: bool) -> Iterator[PcapBatch | RawPacket]:
         stream = self._open()
         self._stream = stream
         try:
-            yield from self._read(stream)
+            yield from self._read(stream, batch)
         except CaptureError as exc:
             self.stats.errors.append(str(exc))
             logger.debug("%s", exc)
@@ -134,17 +152,18 @@ class FileSource:
             if self._fh is not None and self._fh is not sys.stdin.buffer:
                 self._fh.close()
 
-    def _read(self, s: _Stream) -> Iterator[RawPacket]:
+    def _read(self, s: _Stream, batch: bool = False) -> Iterator[PcapBatch | RawPacket]:
         if not s.need(4):
             if s.remaining() == 0:
                 raise CaptureError("empty file: no capture header", path=self.path, offset=0)
             raise CaptureError("file too short for a capture header", path=self.path, offset=0)
         magic_le = struct.unpack_from("<I", s.buf, s.pos)[0]
         magic_be = struct.unpack_from(">I", s.buf, s.pos)[0]
+        read_pcap = self._read_pcap_batches if batch else self._read_pcap
         if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
-            yield from self._read_pcap(s, "<", magic_le == PCAP_MAGIC_NS)
+            yield from read_pcap(s, "<", magic_le == PCAP_MAGIC_NS)
         elif magic_be in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
-            yield from self._read_pcap(s, ">", magic_be == PCAP_MAGIC_NS)
+            yield from read_pcap(s, ">", magic_be == PCAP_MAGIC_NS)
         elif magic_le == PCAPNG_SHB:
             yield from self._read_pcapng(s)
         else:
@@ -157,31 +176,40 @@ class FileSource:
     def _damage(self, s: _Stream, msg: str, offset: int | None = None) -> CaptureError:
         return CaptureError(msg, path=self.path, offset=s.offset if offset is None else offset)
 
-    def _read_pcap(self, s: _Stream, endian: str, nano: bool) -> Iterator[RawPacket]:
+    def _pcap_header(self, s: _Stream, endian: str) -> tuple[int, int]:
+        """Read the pcap file header: (link type, largest acceptable record)."""
         self.stats.format = "pcap" + self.stats.format
         if not s.need(24):
             raise self._damage(s, "truncated pcap file header")
         _, _, _, _, _, snaplen, linktype = struct.unpack_from(endian + "IHHiIII", s.buf, s.pos)
-        # The top bits of the link-type field may carry FCS information (pcap spec, LinkType).
-        linktype &= 0x0FFFFFFF
         s.pos += 24
+        # The top bits of the link-type field may carry FCS information (pcap spec, LinkType).
+        limit = max(snaplen, 262144, MAX_RECORD) if snaplen else MAX_RECORD
+        return linktype & 0x0FFFFFFF, limit
+
+    def _next_record(self, s: _Stream, rec: struct.Struct, limit: int, frame: int) -> bool:
+        """Make the next whole record available at `s.pos`; False at a clean end of file."""
+        if not s.need(16):
+            if s.remaining():
+                raise self._damage(s, "truncated packet record header at end of file")
+            return False
+        incl = rec.unpack_from(s.buf, s.pos)[2]
+        if incl > limit:
+            raise self._damage(s, f"corrupt packet record: captured length {incl} bytes")
+        if not s.need(16 + incl):
+            raise self._damage(
+                s, f"truncated packet {frame + 1}: {incl} bytes announced, file ends first"
+            )
+        return True
+
+    def _read_pcap(self, s: _Stream, endian: str, nano: bool) -> Iterator[RawPacket]:
+        linktype, limit = self._pcap_header(s, endian)
         rec = struct.Struct(endian + "IIII")
         scale = 1e-9 if nano else 1e-6
         stats = self.stats
         frame = 0
-        limit = max(snaplen, 262144, MAX_RECORD) if snaplen else MAX_RECORD
-        while True:
-            if not s.need(16):
-                if s.remaining():
-                    raise self._damage(s, "truncated packet record header at end of file")
-                return
+        while self._next_record(s, rec, limit, frame):
             sec, frac, incl, orig = rec.unpack_from(s.buf, s.pos)
-            if incl > limit:
-                raise self._damage(s, f"corrupt packet record: captured length {incl} bytes")
-            if not s.need(16 + incl):
-                raise self._damage(
-                    s, f"truncated packet {frame + 1}: {incl} bytes announced, file ends first"
-                )
             start = s.pos + 16
             data = s.buf[start : start + incl]
             s.pos = start + incl
@@ -192,6 +220,32 @@ class FileSource:
             if incl < orig:
                 stats.truncated += 1
             yield RawPacket(ts, linktype, data, orig, 0, frame)
+
+    def _read_pcap_batches(self, s: _Stream, endian: str, nano: bool) -> Iterator[PcapBatch]:
+        linktype, limit = self._pcap_header(s, endian)
+        rec = struct.Struct(endian + "IIII")
+        incl_at = struct.Struct(endian + "I").unpack_from
+        frame = 0
+        while self._next_record(s, rec, limit, frame):
+            if self._size is not None:
+                s.fill(CHUNK)
+            # Every record that lies whole in the buffer; the check above has made one available.
+            buf, pos, end = s.buf, s.pos, len(s.buf)
+            offsets: list[int] = []
+            add = offsets.append
+            while pos + 16 <= end:
+                after = pos + 16 + incl_at(buf, pos + 8)[0]
+                if after > end or after - pos - 16 > limit:
+                    break
+                add(pos)
+                pos = after
+            s.pos = pos
+            batch = PcapBatch.build(buf, offsets, endian, nano, linktype, frame)
+            frame += len(offsets)
+            self.stats.packets += len(offsets)
+            self.stats.bytes += batch.wire_bytes
+            self.stats.truncated += batch.truncated
+            yield batch
 
     def _read_pcapng(self, s: _Stream) -> Iterator[RawPacket]:
         self.stats.format = "pcapng" + self.stats.format
