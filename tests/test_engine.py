@@ -187,3 +187,38 @@ def test_max_flows_evicts_the_most_idle() -> None:
     assert len(eng.flows) <= 5
     assert all(f.end_reason == "evicted" for f in spy.ended)
     assert min(f.orig_p for f in eng.flows.values()) > 1000
+
+
+def test_analyzer_that_does_not_want_a_flow_sees_none_of_its_packets() -> None:
+    """`wants` is asked once per flow; a refusing analyzer gets no packet of it, others do."""
+
+    class Picky(Spy):
+        name = "picky"
+
+        def wants(self, flow: Flow) -> bool:
+            self.calls.append(("wants", str(flow.resp_p)))
+            return flow.resp_p == 53
+
+    spy, picky = Spy(), Picky()
+    eng = Engine([spy, picky], RecordingContext())  # type: ignore[list-item]
+    for _ in range(3):
+        eng.process(make_udp(b"q", dport=53))
+        eng.process(make_udp(b"q", dport=5353))
+    picky_packets = [c for c in picky.calls if c[0] == "packet"]
+    assert [c for c in picky.calls if c[0] == "wants"] == [("wants", "53"), ("wants", "5353")]
+    assert len(picky_packets) == 3 and len([c for c in spy.calls if c[0] == "packet"]) == 6
+
+
+def test_failing_wants_means_the_analyzer_sees_the_flow() -> None:
+    """A bug in `wants` does not hide traffic from the analyzer."""
+
+    class Broken(Spy):
+        name = "broken"
+
+        def wants(self, flow: Flow) -> bool:
+            raise RuntimeError("bug")
+
+    broken = Broken()
+    eng = Engine([broken], RecordingContext())  # type: ignore[list-item]
+    eng.process(make_udp(b"q"))
+    assert ("packet", next(iter(eng.flows.values())).uid) in broken.calls

@@ -65,7 +65,7 @@ class Headers:
         self.flags, self.ip_len, self.payload_len, self.letter = zero, zero, zero, zero
         self.key = np.zeros((n, 38), dtype=np.uint8)
         """Version, protocol, lower end (16-byte address, port), higher end, per row."""
-        if l3 is not None and n:
+        if l3 is not None and n and len(batch.buf) >= HEAD:
             self._read(batch, l3)
 
     def _read(self, batch: PcapBatch, l3: int) -> None:

@@ -181,9 +181,7 @@ class Engine:
             vlan=pkt.vlan,
             iface=pkt.iface,
         )
-        flow.inspectors = tuple(
-            hook for wants, hook in self._on_packet if wants is None or wants(flow)
-        )
+        flow.inspectors = tuple(hook for wants, hook in self._on_packet if _wants(wants, flow))
         name = self.ctx.dns.name_for(resp_h)
         if name:
             flow.meta["dns_name"] = name

@@ -75,6 +75,8 @@ class RunResult:
 
     capture: CaptureRecord
     alerts: list[Alert]
+    bulk_packets: int = 0
+    """Packets the bulk path counted without the per-packet decoder (a measure, not a record)."""
 
 
 class Pipeline:
@@ -154,8 +156,10 @@ def run_source(
     """Analyze every packet of one source: records go to `emit`; returns coverage and alerts."""
     pipe = Pipeline(emit, config)
     if (config is None or config.bulk) and isinstance(source, FileSource):
-        _run_batches(pipe, source, progress, progress_every)
-        return pipe.finish(source.stats)
+        bulk = _run_batches(pipe, source, progress, progress_every)
+        result = pipe.finish(source.stats)
+        result.bulk_packets = bulk
+        return result
     decode = pipe.decoder.decode
     process = pipe.engine.process
     linktypes = pipe.linktypes
@@ -173,7 +177,7 @@ def run_source(
 
 def _run_batches(
     pipe: Pipeline, source: FileSource, progress: ProgressFn | None, progress_every: int
-) -> None:
+) -> int:
     from dronewatch.bulk import BulkRunner
 
     runner = BulkRunner(pipe)
@@ -189,3 +193,4 @@ def _run_batches(
             reported = count - count % progress_every
             progress(source, count)
     logger.debug("%s: %d of %d packets counted in bulk", source.path, runner.bulk_packets, count)
+    return runner.bulk_packets
