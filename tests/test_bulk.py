@@ -172,3 +172,16 @@ def test_random_traffic_same_on_both_paths(
         inspect_packets=inspect, udp_idle_s=10.0, tcp_idle_s=20.0, active_s=30.0, sweep_every_s=1.0
     )
     both(path, engine)
+
+
+def test_flow_cut_by_active_timeout_within_a_segment(tmp_path: Path) -> None:
+    """Packets counted in bulk reach their flow before a later packet of it ends the flow."""
+    frames = [
+        (1000.0 + i, raw(ETH() / IP(src=PHONE, dst=CLOUD) / UDP(sport=50000, dport=7000) / b"d"))
+        for i in range(40)
+    ]
+    path = tmp_path / "active.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    engine = EngineOptions(inspect_packets=1, active_s=30.0, udp_idle_s=100.0, sweep_every_s=500.0)
+    ref, bulk = both(path, engine)
+    assert bulk.bulk_packets > 30

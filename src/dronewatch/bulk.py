@@ -65,6 +65,10 @@ class Headers:
         self.flags, self.ip_len, self.payload_len, self.letter = zero, zero, zero, zero
         self.key = np.zeros((n, 38), dtype=np.uint8)
         """Version, protocol, lower end (16-byte address, port), higher end, per row."""
+        self.udp: Mask = no
+        self.payload_at, self.payload_stop = zero, zero
+        """Where the transport payload starts and ends in each frame (as captured)."""
+        self.l3 = l3 if l3 is not None else -1
         if l3 is not None and n and len(batch.buf) >= HEAD:
             self._read(batch, l3)
 
@@ -89,6 +93,7 @@ class Headers:
         proto = np.where(v4, h[:, l3 + 9], h[:, l3 + 6])
         frag = ((h[:, l3 + 6] & 0x1F) << 8 | h[:, l3 + 7]) != 0
         tcp = proto == IP_PROTO_TCP
+        self.udp = proto == IP_PROTO_UDP
         l4 = l3 + ihl
         ok = (v4 & (ihl >= 20) & ~frag) | v6
         ok &= tcp | (proto == IP_PROTO_UDP)
@@ -111,6 +116,8 @@ class Headers:
         start = l4 + np.where(tcp, (at(l4c + 12) >> 4) * 4, 8)
         end = np.maximum(l3 + self.ip_len, start)
         self.payload_len = end - start
+        self.payload_at = start  # within the frame
+        self.payload_stop = np.maximum(np.minimum(end, caplen), start)
         self.has_payload = np.minimum(end, caplen) > start
         # Addresses, 16 bytes each (IPv4 in the first 4, the rest zero), then the port.
         src_at = np.where(v4, l3 + 12, l3 + 8)
@@ -341,12 +348,14 @@ class _Segment:
         ts = batch.ts[start:stop].tolist()
         low = heads.src_low[start:stop].tolist()
         letter = heads.letter[start:stop].tolist()
+        udp = heads.udp[start:stop].tolist()
         keys = self.keys
         seen: list[Flow | None] = [None] * len(keys)
         seen_slot = [0] * len(keys)
         orig_low = self.orig_low
         counted, counted_slot = self.counted.append, self.counted_slot.append
         process = engine.process
+        follow = engine.to_followers
         decode = self.runner.pipe.decoder.decode
         decoded = self.decoded
         get = engine.flows.get
@@ -355,28 +364,70 @@ class _Segment:
         for j, g in enumerate(group_of.tolist()):
             if g >= 0:
                 flow = get(keys[g])
-                if (
-                    flow is not None
-                    and (not payload[j] or (flow.inspected >= limit and not flow.followers))
-                    and ts[j] - flow.first_ts <= active
-                ):
-                    if flow is not seen[g]:
-                        seen[g] = flow
-                        seen_slot[g] = self._add_slot(flow, keys[g])
-                    slot = seen_slot[g]
-                    code = letter[j]
-                    if not code or ("DA" if low[j] == orig_low[slot] else "da")[code - 1] in (
-                        flow.history
-                    ):
-                        counted(start + j)
-                        counted_slot(slot)
-                        continue
+                if flow is not None and ts[j] - flow.first_ts <= active:
+                    followed = False
+                    if payload[j] and (flow.inspected < limit or flow.followers):
+                        # Only the followers of a UDP flow past its inspection are served here.
+                        if not (udp[j] and flow.inspected >= limit):
+                            flow = None
+                        followed = True
+                    if flow is not None:
+                        if flow is not seen[g]:
+                            seen[g] = flow
+                            seen_slot[g] = self._add_slot(flow, keys[g])
+                        slot = seen_slot[g]
+                        code = letter[j]
+                        if not code or ("DA" if low[j] == orig_low[slot] else "da")[code - 1] in (
+                            flow.history
+                        ):
+                            if followed:
+                                follow(
+                                    flow, self._packet(start + j, flow, low[j] == orig_low[slot])
+                                )
+                            counted(start + j)
+                            counted_slot(slot)
+                            continue
+                elif flow is not None and self.counted:
+                    # This packet ends its flow (active timeout): counts first, as they came first.
+                    self._apply()
+                    seen[:] = [None] * len(keys)
             elif g == -2:
                 continue
             i = start + j
             pkt = decoded[i] if i in decoded else decode(batch.raw(i))
             if pkt is not None:
                 process(pkt)
+
+    def _packet(self, i: int, flow: Flow, from_orig: bool) -> Packet:
+        """The `Packet` the per-packet decoder makes of row `i` (a UDP datagram without VLAN tag,
+        IP options or extension headers), for a flow's followers."""
+        heads, batch = self.heads, self.batch
+        at = int(batch.data_at[i])
+        caplen = int(batch.caplen[i])
+        buf = batch.buf
+        frame = buf[at : at + caplen]
+        src, dst = (flow.orig_h, flow.resp_h) if from_orig else (flow.resp_h, flow.orig_h)
+        sport, dport = (flow.orig_p, flow.resp_p) if from_orig else (flow.resp_p, flow.orig_p)
+        mac = heads.l3 == 14
+        return Packet(
+            ts=float(batch.ts[i]),
+            frame=batch.first_frame + i + 1,
+            wirelen=int(batch.wirelen[i]),
+            caplen=caplen,
+            linktype=batch.linktype,
+            src_mac=frame[6:12] if mac else b"",
+            dst_mac=frame[0:6] if mac else b"",
+            ip_version=int(heads.key[i, 0]),
+            src=src,
+            dst=dst,
+            proto=IP_PROTO_UDP,
+            sport=sport,
+            dport=dport,
+            ip_len=int(heads.ip_len[i]),
+            payload=frame[int(heads.payload_at[i]) : int(heads.payload_stop[i])],
+            payload_len=int(heads.payload_len[i]),
+            raw=frame,
+        )
 
     def _apply(self) -> None:
         """Add the counted rows to their flows."""
@@ -410,6 +461,10 @@ class _Segment:
             latest = float(last[k])
             if latest > flow.last_ts:
                 flow.last_ts = latest
+        self.counted.clear()
+        self.counted_slot.clear()
+        self.flows.clear()
+        self.orig_low.clear()
         n = len(rows)
         self.engine.count_bulk(n, float(ts.max()))
         self.runner.pipe.decoder.stats.ip += n

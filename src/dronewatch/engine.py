@@ -130,8 +130,12 @@ class Engine:
                 for hook in flow.inspectors:
                     hook(flow, pkt)
             elif flow.followers:
-                for name in flow.followers:
-                    self._followers[name](flow, pkt)
+                self.to_followers(flow, pkt)
+
+    def to_followers(self, flow: Flow, pkt: Packet) -> None:
+        """Hand a packet past a flow's inspected ones to the analyzers that follow the flow."""
+        for name in flow.followers:
+            self._followers[name](flow, pkt)
 
     def sweep_at(self, ts: float) -> None:
         """Sweep as a packet at time `ts` would (the bulk path, for a packet it counts itself)."""

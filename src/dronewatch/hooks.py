@@ -89,7 +89,9 @@ class WantsHook(Protocol):
 
 
 class PacketHook(Protocol):
-    """Called for payload-carrying packets while the flow is inspected (or sticky)."""
+    """Called for payload-carrying packets while the flow is inspected, and after that for the
+    analyzers that follow it. The flow's packet and byte counters may lag behind here (the bulk
+    path adds them per batch); they are exact in flow_end."""
 
     def packet(self, flow: Flow, pkt: Packet) -> None: ...
 
