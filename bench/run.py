@@ -143,6 +143,43 @@ def peers(capture: Path) -> list[tuple[str, list[str] | None, str]]:
     return out
 
 
+STAGE_NAMES = {
+    "read": "read pcap records in batches",
+    "headers": "+ link/IP/transport headers with numpy",
+    "flows": "+ flow table (bulk path), no analyzer",
+    "analyzers": "+ every analyzer",
+}
+
+
+def stage_table(capture: Path, packets: int, repeat: int, total: float) -> list[tuple[str, ...]]:
+    """Seconds per stage of the analysis (bench/stages.py), and what each adds."""
+    rows: list[tuple[str, ...]] = [("stage", "seconds", "adds", "packets/s up to here")]
+    before = 0.0
+    for stage, name in STAGE_NAMES.items():
+        print(f"bench: stage {stage} ...", file=sys.stderr)
+        times = []
+        for _ in range(repeat):
+            out = subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "stages.py"), stage, str(capture)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times.append(float(out.stdout.strip()))
+        took = statistics.median(times)
+        rows.append((name, f"{took:.2f}", f"{took - before:.2f}", f"{packets / took:,.0f}"))
+        before = took
+    rows.append(
+        (
+            "+ classification, GeoIP, policy, output, start-up",
+            f"{total:.2f}",
+            f"{total - before:.2f}",
+            f"{packets / total:,.0f}",
+        )
+    )
+    return rows
+
+
 def count_packets(capture: Path) -> int:
     """Packets in the capture, counted by dronewatch's own reader."""
     from dronewatch.capture.files import open_source
@@ -213,7 +250,20 @@ def main() -> int:
         args.repeat,
         ok_codes=(0, 1),
     )
-    results = [dw]
+    per_packet = measure(
+        "dronewatch --per-packet",
+        [
+            str(BIN / "dronewatch"),
+            "analyze",
+            "--quiet",
+            "--no-progress",
+            "--per-packet",
+            str(args.capture),
+        ],
+        args.repeat,
+        ok_codes=(0, 1),
+    )
+    results = [dw, per_packet]
     missing: list[str] = []
     for tool, argv, note in peers(args.capture):
         if argv is None:
@@ -233,6 +283,7 @@ def main() -> int:
         rows.append(
             (m.tool, f"{m.median:.2f}", f"{pps:,.0f}", ratio, f"{m.peak_rss_kb / 1024:.0f}")
         )
+    stage_rows = stage_table(args.capture, packets, args.repeat, dw.median)
     per_capture: list[tuple[str, ...]] = [("capture", "packets", "seconds", "packets/s")]
     captures = sorted(p for p in (ROOT / "pcaps").rglob("*") if p.is_file() and ".pcap" in p.name)
     for cap in captures:
@@ -256,6 +307,9 @@ def main() -> int:
         f"{args.capture.stat().st_size / 1e6:.0f} MB; median of {args.repeat} runs each.\n\n"
         f"{table(rows)}\n\n"
         + (f"Not installed: {', '.join(missing)}.\n\n" if missing else "")
+        + "Where dronewatch's time goes (each stage includes the ones above it; median seconds "
+        + "inside the process, so without start-up):\n\n"
+        + f"{table(stage_rows)}\n\n"
         + "dronewatch on each capture under `pcaps/` (one run, process start-up included):\n\n"
         + f"{table(per_capture)}\n"
     )

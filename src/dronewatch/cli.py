@@ -197,6 +197,14 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         action="store_true",
         help="with --out: keep the first frames of each flow that left a device (evidence.jsonl)",
     )
+    p.add_argument(
+        "--per-packet",
+        action="store_true",
+        help=(
+            "decode every packet one by one instead of counting the packets of settled flows in "
+            "bulk (slower, same records; for checking)"
+        ),
+    )
     prog = p.add_mutually_exclusive_group()
     prog.add_argument(
         "--progress", action="store_true", help="always show progress (default: large files)"
@@ -212,6 +220,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from dronewatch.pipeline import run_source
 
     config = analysis_config(args)
+    config.bulk = not args.per_packet
     if args.evidence:
         from dronewatch.evidence import EvidenceOptions
 
