@@ -1,4 +1,5 @@
-"""Real servers for the tests: a PostgreSQL cluster started in a temporary directory.
+"""Real servers for the tests: a PostgreSQL cluster and NATS JetStream servers, each started in a
+temporary directory.
 
 The cluster listens on 127.0.0.1 only, on a free port, with a password; it is created once per
 test session and stopped at its end. PostgreSQL refuses to run as root, so under root the cluster
@@ -149,3 +150,54 @@ def pg_db_url(postgres_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class NatsServer:
+    """A nats-server with JetStream on loopback, storing in its own temporary directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.proc = subprocess.Popen(
+            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "server.log").open("ab"),
+        )
+        deadline = time.monotonic() + 15
+        import socket
+
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        log = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"nats-server did not start:\n{log}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A fresh JetStream server for one test (its stream starts empty)."""
+    if not (shutil.which("nats-server") or Path("/usr/sbin/nats-server").exists()):
+        _need("nats-server", "nats-server")
+    workdir = Path(tempfile.mkdtemp(prefix="dronewatch-nats-"))
+    server = NatsServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

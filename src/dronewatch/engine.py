@@ -63,6 +63,8 @@ class Engine:
         self.flows: dict[FlowKey, Flow] = {}
         self._closing: dict[FlowKey, float] = {}
         self._next_sweep = 0.0
+        self._oldest = [float("inf")] * 3
+        """A lower bound of the last packet time of the TCP, UDP and other flows."""
         self._now = 0.0
         self.flows_total = 0
         self.packets = 0
@@ -190,6 +192,9 @@ class Engine:
         if name:
             flow.meta["dns_name"] = name
         self.flows[key] = flow
+        kind = _KIND.get(flow.proto, 2)
+        if flow.last_ts < self._oldest[kind]:
+            self._oldest[kind] = flow.last_ts
         self.flows_total += 1
         if len(self.flows) > self.options.max_flows:
             self._evict()
@@ -219,13 +224,6 @@ class Engine:
         if flags & TCP_RST or (flags & TCP_FIN and ("F" in flow.history and "f" in flow.history)):
             self._closing.setdefault(key, pkt.ts)
 
-    def _idle_limit(self, flow: Flow) -> float:
-        if flow.proto == IP_PROTO_TCP:
-            return self.options.tcp_idle_s
-        if flow.proto == 17:
-            return self.options.udp_idle_s
-        return self.options.other_idle_s
-
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.options.sweep_every_s
         linger = self.options.close_linger_s
@@ -236,11 +234,25 @@ class Engine:
                     self._end(key, flow, "tcp_close")
                 else:
                     del self._closing[key]
-        expired = [
-            (key, flow)
-            for key, flow in self.flows.items()
-            if now - flow.last_ts > self._idle_limit(flow)
-        ]
+        # No flow has been idle long enough while the oldest last packet of each protocol is
+        # recent: skip the scan. The bounds only fall behind the truth (last_ts only grows).
+        opts = self.options
+        if (
+            now - self._oldest[0] <= opts.tcp_idle_s
+            and now - self._oldest[1] <= opts.udp_idle_s
+            and now - self._oldest[2] <= opts.other_idle_s
+        ):
+            return
+        expired = []
+        oldest = [float("inf")] * 3
+        for key, flow in self.flows.items():
+            kind = _KIND.get(flow.proto, 2)
+            last = flow.last_ts
+            if now - last > (opts.tcp_idle_s, opts.udp_idle_s, opts.other_idle_s)[kind]:
+                expired.append((key, flow))
+            elif last < oldest[kind]:
+                oldest[kind] = last
+        self._oldest = oldest
         for key, flow in expired:
             self._end(key, flow, "idle")
 
@@ -273,6 +285,10 @@ class Engine:
             self._end(key, flow, reason)
         for hook in self._on_done:
             hook()
+
+
+_KIND = {IP_PROTO_TCP: 0, 17: 1}
+"""Index of a protocol's idle bound: TCP, UDP, then every other protocol."""
 
 
 def flow_uid(key: FlowKey, first_ts: float) -> str:

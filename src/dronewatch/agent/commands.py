@@ -8,9 +8,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dronewatch.exceptions import DronewatchError
+
+if TYPE_CHECKING:
+    from dronewatch.bus.publisher import NatsPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +56,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="IF",
         help="interface to capture on; repeatable",
     )
-    p.add_argument("--api", required=True, metavar="URL", help="service URL")
-    p.add_argument("--key", metavar="KEY", help=f"agent API key (default ${KEY_ENV})")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--api", metavar="URL", help="service URL: batches go to its ingest API")
+    dest.add_argument(
+        "--publish",
+        metavar="NATS_URL",
+        help=(
+            "publish batches to NATS JetStream instead (nats://HOST:PORT), for services that "
+            "consume them with serve --consume"
+        ),
+    )
+    p.add_argument("--key", metavar="KEY", help=f"agent API key for --api (default ${KEY_ENV})")
     p.add_argument(
         "--name", default=None, help="this agent's name in the service (default: the key's name)"
     )
@@ -148,11 +160,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
         if root.level > logging.INFO:
             root.setLevel(logging.INFO)
     key = args.key or os.environ.get(KEY_ENV)
-    if not key:
+    if args.api and not key:
         raise DronewatchError(f"an API key is needed: --key KEY or ${KEY_ENV}")
     if args.flush_s <= 0:
         raise DronewatchError("--flush-s must be above 0")
-    bpf = _devices_filter(args.api, key) if args.devices_only else args.filter
+    if args.devices_only and not args.api:
+        raise DronewatchError("--devices-only reads the devices from the service: it needs --api")
+    bpf = _devices_filter(args.api, key or "") if args.devices_only else args.filter
     source = LiveSource(args.interface, bpf=bpf, backend=args.backend, snaplen=args.snaplen)
     resolver = (
         MaxMindResolver.from_dir(args.geoip_dir) if args.geoip_dir else MaxMindResolver.bundled()
@@ -165,7 +179,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
     )
     spool = Spool(args.spool or default_data_dir() / "spool", args.spool_max_mb * 1024 * 1024)
     name = args.name or "agent"
-    sender = HttpSender(args.api, key, agent=name, retries=0)
+    sender: HttpSender | NatsPublisher
+    if args.publish:
+        from dronewatch.bus.publisher import NatsPublisher
+
+        sender = NatsPublisher(args.publish, agent=name)
+    else:
+        sender = HttpSender(args.api, key or "", agent=name, retries=0)
     agent = Agent(source, config, spool, Shipper(spool, sender), AgentOptions(flush_s=args.flush_s))
     agent.install_signals()
     logger.info(
@@ -173,7 +193,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         ",".join(args.interface),
         source.backend,
         f" (filter: {bpf})" if bpf else "",
-        args.api,
+        args.api or args.publish,
     )
     try:
         result = agent.run()

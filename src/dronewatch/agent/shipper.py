@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from dronewatch.agent.spool import Spool
-from dronewatch.api.replay import HttpSender, ReplayError
+from dronewatch.api.replay import ReplayError
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +22,14 @@ logger = logging.getLogger(__name__)
 class Shipper:
     """A thread that drains the spool into the service."""
 
-    def __init__(self, spool: Spool, sender: HttpSender, *, max_backoff_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        sender: Callable[[str, list[dict[str, Any]]], None],
+        *,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        """`sender` delivers one batch or raises ReplayError (HttpSender, NatsPublisher)."""
         self.spool = spool
         self.sender = sender
         self.max_backoff_s = max_backoff_s

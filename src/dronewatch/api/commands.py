@@ -11,9 +11,12 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dronewatch.exceptions import DronewatchError
+
+if TYPE_CHECKING:
+    from dronewatch.bus.publisher import NatsPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,14 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="DIR",
         help="MaxMind .mmdb files instead of the bundled DB-IP data",
     )
+    p.add_argument(
+        "--consume",
+        metavar="NATS_URL",
+        help=(
+            "also take batches from NATS JetStream (nats://HOST:PORT), shared with every other "
+            "service consuming the same stream (scale-out; see the README)"
+        ),
+    )
     r = p.add_argument_group("replay a capture into the service once it is up")
     r.add_argument(
         "--replay",
@@ -130,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from dronewatch.api.settings import load_settings
 
     settings = load_settings(
-        _flags(args, "host", "port", "open_reads", "cors_origins", "rules", "geoip_dir"),
+        _flags(args, "host", "port", "open_reads", "cors_origins", "rules", "geoip_dir", "consume"),
         args.config,
     )
     for path in args.replay:
@@ -152,6 +163,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = create_app(settings, service)
+    if settings.consume:
+        _consume_hooks(app, service, settings.consume, settings.consume_ack_wait_s)
     if args.replay:
         app.state.startup_hooks.append(_replay_hook(service, args))
     url = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}"
@@ -169,6 +182,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         service.close()
     return 0
+
+
+def _consume_hooks(app: Any, service: Any, url: str, ack_wait_s: float) -> None:
+    """Check the NATS server now (a clear error, not a failed start-up), then consume from it
+    while the service runs."""
+    from dronewatch.bus.consumer import NatsConsumer
+    from dronewatch.bus.jetstream import connect, ensure_stream
+
+    async def probe() -> None:
+        nc = await connect(url, name="dronewatch-serve-check")
+        try:
+            await ensure_stream(nc.jetstream())
+        finally:
+            await nc.close()
+
+    asyncio.run(probe())
+    consumer = NatsConsumer(
+        url, service, name=f"dronewatch-serve-{os.getpid()}", ack_wait_s=ack_wait_s
+    )
+
+    async def start(app: Any) -> None:
+        await consumer.start()
+
+    async def stop(app: Any) -> None:
+        await consumer.stop()
+
+    app.state.startup_hooks.append(start)
+    app.state.shutdown_hooks.append(stop)
+    app.state.consumer = consumer
 
 
 def _safe(url: str) -> str:
@@ -229,13 +271,20 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         epilog="exit codes: 0 all sent, 2 bad usage, unreadable capture or refused by the service",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="capture file, or - for stdin")
-    p.add_argument(
-        "--api", required=True, metavar="URL", help="service URL, e.g. http://127.0.0.1:8470"
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--api", metavar="URL", help="service URL, e.g. http://127.0.0.1:8470")
+    dest.add_argument(
+        "--publish",
+        metavar="NATS_URL",
+        help="publish the batches to NATS JetStream (nats://HOST:PORT) for serve --consume",
     )
     p.add_argument("--key", metavar="KEY", help=f"agent or admin API key (default ${KEY_ENV})")
     p.add_argument("--agent", default="replay", help="name of this agent in the service")
     p.add_argument("--realtime", action="store_true", help="at the capture's own pace")
     p.add_argument("--speed", type=float, default=1.0, help="pace multiplier with --realtime")
+    p.add_argument(
+        "--batch-size", type=int, default=500, metavar="N", help="records per batch (500)"
+    )
     p.add_argument(
         "--ldm",
         choices=["on", "off"],
@@ -270,32 +319,51 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from dronewatch.pipeline import AnalysisConfig
 
     key = args.key or os.environ.get(KEY_ENV)
-    if not key:
+    if args.api and not key:
         raise DronewatchError(f"an API key is needed: --key KEY or ${KEY_ENV}")
+    if args.publish and args.ldm is not None:
+        raise DronewatchError("--ldm sets policy through the API (admin key): not with --publish")
     if args.speed <= 0:
         raise DronewatchError("--speed must be above 0")
+    if args.batch_size < 1:
+        raise DronewatchError("--batch-size must be at least 1")
     resolver = (
         MaxMindResolver.from_dir(args.geoip_dir) if args.geoip_dir else MaxMindResolver.bundled()
     )
     config = AnalysisConfig(
         classifier=Classifier.load(args.rules), resolver=resolver, evidence=EvidenceOptions()
     )
-    sender = HttpSender(
-        args.api,
-        key,
-        agent=args.agent,
-        discovered_ldm=None if args.ldm is None else args.ldm == "on",
-    )
+    sender: HttpSender | NatsPublisher
+    if args.publish:
+        from dronewatch.bus.publisher import NatsPublisher
+
+        sender = NatsPublisher(args.publish, agent=args.agent)
+    else:
+        sender = HttpSender(
+            args.api,
+            key or "",
+            agent=args.agent,
+            discovered_ldm=None if args.ldm is None else args.ldm == "on",
+        )
     code = 0
     progress = Progress(sys.stderr)
+    batches = 0
+
+    def send(batch: str, records: list[dict[str, Any]]) -> None:
+        nonlocal batches
+        sender(batch, records)
+        batches += 1
+
     try:
         for path in args.files:
             try:
                 source = open_source(path)
+                batches = 0
                 result = replay(
                     source,
-                    sender,
+                    send,
                     config,
+                    batch_size=args.batch_size,
                     realtime=args.realtime,
                     speed=args.speed,
                     progress=progress if progress.wants(source) else None,
@@ -309,7 +377,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             cap = result.capture
             for err in cap.errors:
                 print(f"dronewatch: {err}", file=sys.stderr)
-            print(f"{path}: {cap.packets:,} packets, {cap.flows:,} flows sent to {args.api}")
+            print(
+                f"{path}: {cap.packets:,} packets, {cap.flows:,} flows sent to "
+                f"{args.api or args.publish} in {batches:,} batches"
+            )
     finally:
         sender.close()
     return code

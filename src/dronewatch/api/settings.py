@@ -74,6 +74,23 @@ class Settings(BaseSettings):
     """How often the alert stream looks for new alerts."""
     max_page: int = Field(default=500, ge=1, le=10000)
     """Largest page the list endpoints return."""
+    consume: str | None = None
+    """NATS URL (nats://HOST:PORT) to take batches from JetStream as well as from the API."""
+    consume_ack_wait_s: float = Field(default=30.0, gt=0, le=3600)
+    """How long a batch taken by a service that then died waits before another service gets it
+    (set when the shared consumer is first created)."""
+
+    @field_validator("consume")
+    @classmethod
+    def _consume(cls, value: str | None) -> str | None:
+        if value is not None:
+            from dronewatch.bus.jetstream import BusError, check_url
+
+            try:
+                check_url(value)
+            except BusError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("db")
     @classmethod
