@@ -163,10 +163,11 @@ class NatsServer:
 
     def start(self) -> None:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self._log = (self.workdir / "server.log").open("ab")
         self.proc = subprocess.Popen(
             [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.workdir)],
             stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "server.log").open("ab"),
+            stderr=self._log,
         )
         deadline = time.monotonic() + 15
         import socket
@@ -186,6 +187,7 @@ class NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+        self._log.close()
 
 
 @pytest.fixture

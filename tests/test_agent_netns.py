@@ -23,7 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dronewatch.agent.spool import Spool
-from tests.api.live import LiveService, free_port, run_service, sqlite_settings
+from tests.api.live import (
+    LiveService,
+    free_port,
+    run_service,
+    spawn_service,
+    sqlite_settings,
+    stop_service,
+)
+from tests.servers import NatsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DRONEWATCH = Path(sys.executable).parent / "dronewatch"
@@ -154,17 +162,17 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             subprocess.run(cmd, capture_output=True)
 
 
-def start_agent(lab: Lab, api: str, key: str, spool: Path) -> subprocess.Popen[str]:
+def start_agent(
+    lab: Lab, api: str, key: str, spool: Path, publish: str | None = None
+) -> subprocess.Popen[str]:
+    dest = ["--publish", publish] if publish else ["--api", api, "--key", key]
     proc = subprocess.Popen(
         [
             str(DRONEWATCH),
             "agent",
             "-i",
             lab.bridge,
-            "--api",
-            api,
-            "--key",
-            key,
+            *dest,
             "--spool",
             str(spool),
             "--flush-s",
@@ -257,6 +265,31 @@ def test_agent_ldm_off_stores_flows_without_alert(lab: Lab) -> None:
             stop_agent(agent)
         assert [f["server_name"] for f in flows] == [SNI]
         assert wait_for_alerts(live, 1, timeout=1) == []
+
+
+def test_agent_publishes_to_nats_for_a_consuming_service(lab: Lab, nats_server: NatsServer) -> None:
+    """agent --publish and serve --consume: the upload's alert arrives through JetStream."""
+    port = free_port()
+    proc, admin = spawn_service(lab.tmp / "svc", port, "--consume", nats_server.url)
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {admin}"}
+        ) as c:
+            dev = c.post("/api/v1/devices", json={"ip": PHONE_IP, "name": "pilot-phone"}).json()
+            c.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": True, "at": 0}).raise_for_status()
+            agent = start_agent(lab, "", "", lab.tmp / "spool", publish=nats_server.url)
+            try:
+                lab.upload()
+                deadline = time.monotonic() + 30
+                alerts: list[dict[str, object]] = []
+                while time.monotonic() < deadline and not alerts:
+                    alerts = c.get("/api/v1/alerts").json()["items"]
+                    time.sleep(0.3)
+            finally:
+                log = stop_agent(agent)
+        assert [(a["device_ip"], a["dest_name"]) for a in alerts] == [(PHONE_IP, SNI)], log
+    finally:
+        stop_service(proc)
 
 
 def test_spool_delivers_once_when_service_returns(lab: Lab) -> None:

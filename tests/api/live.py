@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +23,8 @@ from dronewatch.api.settings import Settings
 from dronewatch.capture.files import FileSource
 from dronewatch.evidence import EvidenceOptions
 from dronewatch.pipeline import AnalysisConfig
+
+DRONEWATCH = str(Path(sys.executable).parent / "dronewatch")
 
 
 def free_port() -> int:
@@ -85,3 +90,44 @@ def run_service(settings: Settings) -> Iterator[LiveService]:
 
 def sqlite_settings(tmp: Path, **kw: Any) -> Settings:
     return Settings(data_dir=tmp, port=free_port(), sse_poll_s=0.1, **kw)
+
+
+def spawn_service(
+    data: Path, port: int, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`dronewatch serve` as a process on `port`, ready; and the admin key it printed ("" when the
+    database already had keys)."""
+    proc = subprocess.Popen(
+        [DRONEWATCH, "serve", "--data-dir", str(data), "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stderr is not None
+    key, lines = "", []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if line.strip().startswith("dw_"):
+            key = line.strip()
+        if "serving on" in line or (not line and proc.poll() is not None):
+            break
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, key
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("serve did not become ready:\n" + "".join(lines))
+
+
+def stop_service(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(15)
+    if proc.stderr is not None:
+        proc.stderr.close()

@@ -152,6 +152,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     problem = _port_free(settings.host, settings.port)
     if problem:
         raise DronewatchError(problem)
+    if settings.consume:
+        _probe_nats(settings.consume)  # before anything is created: a clean stop
     service = Service.open(settings)
     if service.store.count_keys() == 0:
         _, secret = service.store.create_key("admin", "admin")
@@ -184,10 +186,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _consume_hooks(app: Any, service: Any, url: str, ack_wait_s: float) -> None:
-    """Check the NATS server now (a clear error, not a failed start-up), then consume from it
-    while the service runs."""
-    from dronewatch.bus.consumer import NatsConsumer
+def _probe_nats(url: str) -> None:
+    """Reach the NATS server and set up the stream, or raise BusError with a clear message."""
     from dronewatch.bus.jetstream import connect, ensure_stream
 
     async def probe() -> None:
@@ -198,6 +198,12 @@ def _consume_hooks(app: Any, service: Any, url: str, ack_wait_s: float) -> None:
             await nc.close()
 
     asyncio.run(probe())
+
+
+def _consume_hooks(app: Any, service: Any, url: str, ack_wait_s: float) -> None:
+    """Consume batches from NATS while the service runs."""
+    from dronewatch.bus.consumer import NatsConsumer
+
     consumer = NatsConsumer(
         url, service, name=f"dronewatch-serve-{os.getpid()}", ack_wait_s=ack_wait_s
     )

@@ -44,6 +44,11 @@ class NatsConsumer:
 
     async def start(self) -> None:
         """Connect and start pulling; raises BusError when the server cannot be reached."""
+        await self._subscribe()
+        self._task = asyncio.create_task(self._run(), name="nats-consumer")
+        logger.info("consuming batches from %s (durable %s)", self.url, DURABLE)
+
+    async def _subscribe(self) -> None:
         from nats.js.api import AckPolicy, ConsumerConfig
 
         self._nc = await connect(self.url, name=self.name)
@@ -57,8 +62,6 @@ class NatsConsumer:
                 ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s, max_deliver=-1
             ),
         )
-        self._task = asyncio.create_task(self._run(), name="nats-consumer")
-        logger.info("consuming batches from %s (durable %s)", self.url, DURABLE)
 
     async def _run(self) -> None:
         from nats.errors import TimeoutError as NatsTimeout
@@ -68,11 +71,17 @@ class NatsConsumer:
                 msgs = await self._sub.fetch(8, timeout=1)
             except NatsTimeout:
                 continue
-            except Exception as exc:  # connection trouble: nats-py reconnects by itself
+            except Exception as exc:  # connection trouble
                 if self._stopping:
                     return
                 logger.warning("fetching batches from %s: %s", self.url, exc)
                 await asyncio.sleep(1)
+                if self._nc.is_closed:
+                    try:
+                        await self._subscribe()
+                        logger.warning("consuming from %s again", self.url)
+                    except Exception as again:
+                        logger.warning("NATS %s still unreachable: %s", self.url, again)
                 continue
             for msg in msgs:
                 await self._handle(msg)
@@ -104,6 +113,7 @@ class NatsConsumer:
         self.consumed += 1
 
     async def stop(self) -> None:
+        """Stop pulling and close; a batch taken but not acknowledged goes to another service."""
         self._stopping = True
         if self._task is not None:
             try:
@@ -111,4 +121,4 @@ class NatsConsumer:
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+            await self._nc.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from dronewatch.exceptions import DronewatchError
+
+logger = logging.getLogger(__name__)
 
 STREAM = "DRONEWATCH"
 SUBJECT_PREFIX = "dronewatch.batches"
@@ -39,18 +42,26 @@ async def connect(url: str, *, name: str) -> Any:
     from nats.errors import NoServersError
 
     try:
+        # A few quick attempts, then give up: callers reconnect themselves (the shipper with its
+        # backoff, the consumer on its next pull), so a dead server is reported, not waited on.
         return await nats.connect(
             check_url(url),
             name=name,
-            connect_timeout=5,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
+            connect_timeout=3,
+            max_reconnect_attempts=3,
+            reconnect_time_wait=0.5,
             allow_reconnect=True,
+            error_cb=_log_error,
         )
     except (NoServersError, OSError, TimeoutError) as exc:
         raise BusError(
             f"cannot reach the NATS server at {url}: {exc or type(exc).__name__}"
         ) from None
+
+
+async def _log_error(exc: Exception) -> None:
+    """nats-py's errors, in one line (its default prints a traceback)."""
+    logger.warning("NATS: %s", exc or type(exc).__name__)
 
 
 async def ensure_stream(js: Any) -> None:

@@ -31,12 +31,13 @@ class NatsPublisher:
         self._thread.start()
         self._nc: Any = None
         self._js: Any = None
-        self._call(self._open())
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout_s + 5)
 
     async def _open(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            return
         self._nc = await connect(self.url, name=f"dronewatch-agent-{self.agent}")
         self._js = self._nc.jetstream()
         try:
@@ -45,6 +46,7 @@ class NatsPublisher:
             raise BusError(f"{self.url}: cannot set up the stream: {exc}") from None
 
     async def _publish(self, batch_id: str, body: bytes) -> bool:
+        await self._open()
         ack = await self._js.publish(
             self.subject, body, timeout=self.timeout_s, headers={"Nats-Msg-Id": batch_id}
         )
@@ -63,12 +65,13 @@ class NatsPublisher:
             logger.info("batch %s was already in the stream", batch_id)
 
     def close(self) -> None:
-        async def drain() -> None:
+        async def close() -> None:
             if self._nc is not None and not self._nc.is_closed:
-                await self._nc.drain()
+                await self._nc.flush(timeout=5)
+                await self._nc.close()
 
         try:
-            self._call(drain())
+            self._call(close())
         except Exception:
             logger.debug("NATS drain", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
