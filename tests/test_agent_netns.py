@@ -163,7 +163,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def start_agent(
-    lab: Lab, api: str, key: str, spool: Path, publish: str | None = None
+    lab: Lab,
+    api: str,
+    key: str,
+    spool: Path,
+    publish: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[str]:
     dest = ["--publish", publish] if publish else ["--api", api, "--key", key]
     proc = subprocess.Popen(
@@ -179,6 +184,7 @@ def start_agent(
             "0.5",
             "--name",
             "lab-sensor",
+            *extra,
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -290,6 +296,36 @@ def test_agent_publishes_to_nats_for_a_consuming_service(lab: Lab, nats_server: 
         assert [(a["device_ip"], a["dest_name"]) for a in alerts] == [(PHONE_IP, SNI)], log
     finally:
         stop_service(proc)
+
+
+def test_afpacket_workers_share_the_interface_and_report_coverage(lab: Lab) -> None:
+    """Two AF_PACKET workers in one fanout group: the upload's flow is seen once (one alert, the
+    full byte count), and coverage reports with kernel drop counts arrive while they run."""
+    for live in run_service(sqlite_settings(lab.tmp / "svc")):
+        declare_phone(live, ldm=True)
+        agent = start_agent(
+            lab,
+            live.url,
+            live.key("agent", "sensor"),
+            lab.tmp / "spool",
+            extra=("--workers", "2", "--report-s", "0.5"),
+        )
+        try:
+            lab.upload(300_000)
+            alerts = wait_for_alerts(live, 1)
+            time.sleep(1.5)
+            with live.client() as c:
+                verdict = c.get("/api/v1/devices/1/verdict").json()
+                flows = c.get("/api/v1/devices/1/flows").json()["items"]
+        finally:
+            log = stop_agent(agent)
+        # Both directions of the connection went to one worker: one whole flow, not two halves.
+        tls = [f for f in flows if f["resp_p"] == 443]
+        assert len(alerts) == 1 and len(tls) == 1 and tls[0]["server_name"] == SNI, log
+        assert alerts[0]["dest_name"] == SNI and int(str(alerts[0]["bytes_out"])) > 300_000
+        coverage = verdict["coverage"]
+        assert coverage["captures"] >= 2 and coverage["drops"] == 0, verdict
+        assert log.count("stopped: ") == 2, log  # both workers ended cleanly
 
 
 def test_spool_delivers_once_when_service_returns(lab: Lab) -> None:

@@ -404,3 +404,31 @@ def test_evidence_without_tshark_uses_own_fields() -> None:
     )
     assert out["dissector"] == "dronewatch"
     assert out["frames"][0]["layers"]["transport"]["dport"] == 80
+
+
+def test_coverage_gap_makes_a_clean_window_incomplete(api: Api) -> None:
+    """A sensor that stopped for a while: its coverage reports leave a hole, and a window over
+    the hole cannot be called clean."""
+    phone = api.device(PHONE)
+
+    def report(start: float, end: float, packets: int) -> dict[str, object]:
+        return {
+            "log": "capture",
+            "ts": start,
+            "last_ts": end,
+            "source": "live:eth1",
+            "format": "live",
+            "packets": packets,
+            "drops": 0,
+            "complete": True,
+        }
+
+    api.ingest([report(1000.0, 1010.0, 50), report(1010.0, 1020.0, 40)], batch="c1")
+    api.ingest([report(1100.0, 1110.0, 30)], batch="c2")  # the agent was down 1020-1100
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    covered = api.get(url, params={"start": 1000, "end": 1020}).json()
+    assert covered["verdict"] == "clean" and covered["coverage"]["gaps"] == []
+    holed = api.get(url, params={"start": 1000, "end": 1110}).json()
+    assert holed["verdict"] == "incomplete"
+    assert holed["coverage"]["gaps"] == [[1020.0, 1100.0]]
+    assert "1 coverage gaps (80 s not captured)" in holed["msg"]

@@ -72,9 +72,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=["dumpcap", "scapy"],
-        help="capture backend (default: dumpcap when installed, else scapy)",
+        choices=["dumpcap", "afpacket", "scapy"],
+        help=(
+            "capture backend: dumpcap (default when installed), afpacket (Linux raw sockets; "
+            "drops reported while running; needed for --workers), scapy (portable, slower)"
+        ),
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "processes sharing the interfaces by flow hash (AF_PACKET fanout; implies "
+            "--backend afpacket); each has its own spool under the spool directory (1)"
+        ),
+    )
+    p.add_argument(
+        "--report-s",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how often coverage (packets, drops) is reported to the service (10 s)",
+    )
+    p.add_argument("--fanout-group", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     f = p.add_mutually_exclusive_group()
     f.add_argument("--filter", metavar="BPF", default="", help="capture filter (BPF syntax)")
     f.add_argument(
@@ -164,10 +186,24 @@ def cmd_agent(args: argparse.Namespace) -> int:
         raise DronewatchError(f"an API key is needed: --key KEY or ${KEY_ENV}")
     if args.flush_s <= 0:
         raise DronewatchError("--flush-s must be above 0")
+    if args.report_s <= 0:
+        raise DronewatchError("--report-s must be above 0")
+    if args.workers < 1:
+        raise DronewatchError("--workers must be at least 1")
+    if args.workers > 1:
+        if args.backend not in (None, "afpacket"):
+            raise DronewatchError("--workers shares interfaces with AF_PACKET: --backend afpacket")
+        return _run_workers(args)
     if args.devices_only and not args.api:
         raise DronewatchError("--devices-only reads the devices from the service: it needs --api")
     bpf = _devices_filter(args.api, key or "") if args.devices_only else args.filter
-    source = LiveSource(args.interface, bpf=bpf, backend=args.backend, snaplen=args.snaplen)
+    source = LiveSource(
+        args.interface,
+        bpf=bpf,
+        backend=args.backend,
+        snaplen=args.snaplen,
+        fanout_group=args.fanout_group,
+    )
     resolver = (
         MaxMindResolver.from_dir(args.geoip_dir) if args.geoip_dir else MaxMindResolver.bundled()
     )
@@ -177,8 +213,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         evidence=EvidenceOptions(),
         announce_devices=True,
     )
-    spool = Spool(args.spool or default_data_dir() / "spool", args.spool_max_mb * 1024 * 1024)
+    spool_dir = args.spool or default_data_dir() / "spool"
     name = args.name or "agent"
+    if args.worker_index is not None:
+        spool_dir = spool_dir / f"worker-{args.worker_index}"
+        name = f"{name}-w{args.worker_index}"
+    spool = Spool(spool_dir, args.spool_max_mb * 1024 * 1024)
     sender: HttpSender | NatsPublisher
     if args.publish:
         from dronewatch.bus.publisher import NatsPublisher
@@ -186,7 +226,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
         sender = NatsPublisher(args.publish, agent=name)
     else:
         sender = HttpSender(args.api, key or "", agent=name, retries=0)
-    agent = Agent(source, config, spool, Shipper(spool, sender), AgentOptions(flush_s=args.flush_s))
+    agent = Agent(
+        source,
+        config,
+        spool,
+        Shipper(spool, sender),
+        AgentOptions(flush_s=args.flush_s, report_s=args.report_s),
+    )
     agent.install_signals()
     logger.info(
         "capturing on %s with %s%s; sending to %s",
@@ -212,3 +258,57 @@ def cmd_agent(args: argparse.Namespace) -> int:
             print(f"dronewatch: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """Start `--workers` copies of this agent in one AF_PACKET fanout group; pass on signals."""
+    import signal
+    import subprocess
+
+    group = os.getpid() & 0xFFFF
+    argv = _without_workers(sys.argv[1:])
+    procs = []
+    for index in range(args.workers):
+        cmd = [
+            sys.executable,
+            "-m",
+            "dronewatch.cli",
+            *argv,
+            "--backend",
+            "afpacket",
+            "--fanout-group",
+            str(group),
+            "--worker-index",
+            str(index),
+        ]
+        procs.append(subprocess.Popen(cmd))
+    logger.info(
+        "%d workers sharing %s (fanout group %d)", len(procs), ",".join(args.interface), group
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [proc.wait() for proc in procs]
+    return max(codes)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    """The command line minus --workers and --backend (the workers get their own)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--workers", "--backend"):
+            skip = True
+            continue
+        if arg.startswith(("--workers=", "--backend=")):
+            continue
+        out.append(arg)
+    return out

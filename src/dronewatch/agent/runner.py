@@ -13,10 +13,14 @@ from typing import Any
 
 from dronewatch.agent.shipper import Shipper
 from dronewatch.agent.spool import Spool
+from dronewatch.analyzers.dns import parse_dns_message, remember_answers
 from dronewatch.api.replay import Batcher
-from dronewatch.capture.live import LiveSource
+from dronewatch.capture.base import RawPacket
+from dronewatch.capture.decode import Decoder
+from dronewatch.capture.live import SIDE_CHANNEL, LiveSource
+from dronewatch.exceptions import DecodeError
 from dronewatch.hooks import Record
-from dronewatch.pipeline import AnalysisConfig, Pipeline, RunResult
+from dronewatch.pipeline import AnalysisConfig, CaptureRecord, Pipeline, RunResult
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,8 @@ class AgentOptions:
     batch_size: int = 500
     drain_s: float = 10.0
     """On stop, how long to keep shipping what is spooled before exiting."""
+    report_s: float = 10.0
+    """How often a coverage record (packets and drops of the interval) is sent."""
 
 
 class Agent:
@@ -50,10 +56,18 @@ class Agent:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.result: RunResult | None = None
+        self.coverage = _Coverage(source.stats.name)
+        self._names = _NameChannel()
 
     def _emit(self, record: Record) -> None:
+        if isinstance(record, CaptureRecord):
+            # The pipeline's record covers the whole run; the service gets the last interval.
+            record = self.coverage.interval(self.source, None, final=record)
         with self._lock:
             self.batcher(record)
+
+    def _report(self, pipe: Pipeline) -> None:
+        self._emit(self.coverage.interval(self.source, pipe))
 
     def _flush(self) -> None:
         with self._lock:
@@ -78,15 +92,21 @@ class Agent:
         if self.shipper is not None:
             self.shipper.start()
         pipe = Pipeline(self._emit, self.config)
-        last_flush = time.monotonic()
+        last_flush = last_report = time.monotonic()
         self.source.start()
+        self.coverage.start(time.time())
         try:
             for raw in self.source.packets():
                 if raw is None:
                     pipe.tick(time.time())
+                elif raw.iface == SIDE_CHANNEL:
+                    self._names.feed(pipe, raw)
                 else:
                     pipe.feed(raw)
                 now = time.monotonic()
+                if now - last_report >= self.options.report_s:
+                    self._report(pipe)
+                    last_report = now
                 if now - last_flush >= self.options.flush_s:
                     self._flush()
                     last_flush = now
@@ -106,3 +126,71 @@ class Agent:
                     )
                 self.shipper.stop()
         return self.result
+
+
+class _Coverage:
+    """Cuts the capture's counters into intervals, one coverage (capture) record each, so the
+    service sees coverage while the agent runs, and a stopped agent as a gap."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.since = 0.0
+        self.packets = 0
+        self.bytes = 0
+        self.truncated = 0
+        self.drops: int | None = 0
+        self.ip = 0
+        self.flows = 0
+
+    def start(self, now: float) -> None:
+        self.since = now
+
+    def interval(
+        self, source: LiveSource, pipe: Pipeline | None, final: CaptureRecord | None = None
+    ) -> CaptureRecord:
+        stats = source.stats
+        now = time.time()
+        drops = source.drops_so_far()
+        ip = pipe.decoder.stats.ip if pipe is not None else (final.ip_packets if final else 0)
+        flows = pipe.engine.flows_total if pipe is not None else (final.flows if final else 0)
+        record = CaptureRecord(
+            ts=self.since,
+            source=self.name,
+            format="live",
+            packets=stats.packets - self.packets,
+            bytes=stats.bytes - self.bytes,
+            ip_packets=ip - self.ip,
+            flows=flows - self.flows,
+            linktypes=final.linktypes if final else {},
+            non_ip=final.non_ip if final else {},
+            malformed=final.malformed if final else 0,
+            fragments=final.fragments if final else 0,
+            truncated=stats.truncated - self.truncated,
+            drops=None if drops is None or self.drops is None else drops - self.drops,
+            last_ts=now,
+            errors=final.errors if final else (),
+            complete=final.complete if final else True,
+        )
+        self.since = now
+        self.packets, self.bytes, self.truncated = stats.packets, stats.bytes, stats.truncated
+        self.drops, self.ip, self.flows = drops, ip, flows
+        return record
+
+
+class _NameChannel:
+    """DNS responses seen on the side channel: a worker that shares its interface learns every
+    name, including those resolved in flows another worker owns."""
+
+    def __init__(self) -> None:
+        self.decoder = Decoder()  # its own: these packets are not counted in the coverage
+
+    def feed(self, pipe: Pipeline, raw: RawPacket) -> None:
+        pkt = self.decoder.decode(raw)
+        if pkt is None or not pkt.payload or pkt.sport != 53:
+            return
+        try:
+            msg = parse_dns_message(pkt.payload)
+        except DecodeError:
+            return
+        if msg.is_response:
+            remember_answers(pipe.ctx.dns, msg, None, pkt.ts)

@@ -22,7 +22,7 @@ import dpkt
 
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
-from dronewatch.hooks import ConnRecord, Context, conn
+from dronewatch.hooks import ConnRecord, Context, DnsCache, conn
 
 logger = logging.getLogger(__name__)
 
@@ -506,27 +506,7 @@ class DnsAnalyzer:
         )
 
     def _remember(self, msg: DnsMessage, name: str | None, ts: float) -> None:
-        """Map the addresses the query resolved to, through any CNAME chain, to the asked name."""
-        if name is None:
-            if not msg.answers:
-                return
-            name = _norm(msg.answers[0].name)
-        if not name:
-            return
-        targets: dict[str, list[str]] = {}
-        for rr in msg.answers:
-            if rr.rtype == DNS_TYPE_CNAME and rr.value is not None:
-                targets.setdefault(_norm(rr.name), []).append(_norm(rr.value))
-        chain = {name}
-        todo = [name]
-        while todo:  # each name enters once, so cycles end
-            for target in targets.get(todo.pop(), ()):
-                if target not in chain:
-                    chain.add(target)
-                    todo.append(target)
-        for rr in msg.answers:
-            if rr.rtype in (DNS_TYPE_A, DNS_TYPE_AAAA) and rr.value and _norm(rr.name) in chain:
-                self.ctx.dns.remember(rr.rdata, name, ts)
+        remember_answers(self.ctx.dns, msg, name, ts)
 
     def _emit_unanswered(self, flow: Flow, trans_id: int, query: _Pending) -> None:
         self.ctx.emit(
@@ -556,3 +536,28 @@ __all__ = [
     "dns_type_name",
     "parse_dns_message",
 ]
+
+
+def remember_answers(cache: DnsCache, msg: DnsMessage, name: str | None, ts: float) -> None:
+    """Map the addresses a response resolved, through any CNAME chain, to the asked name (the
+    first answer's name when the question is not known)."""
+    if name is None:
+        if not msg.answers:
+            return
+        name = _norm(msg.answers[0].name)
+    if not name:
+        return
+    targets: dict[str, list[str]] = {}
+    for rr in msg.answers:
+        if rr.rtype == DNS_TYPE_CNAME and rr.value is not None:
+            targets.setdefault(_norm(rr.name), []).append(_norm(rr.value))
+    chain = {name}
+    todo = [name]
+    while todo:  # each name enters once, so cycles end
+        for target in targets.get(todo.pop(), ()):
+            if target not in chain:
+                chain.add(target)
+                todo.append(target)
+    for rr in msg.answers:
+        if rr.rtype in (DNS_TYPE_A, DNS_TYPE_AAAA) and rr.value and _norm(rr.name) in chain:
+            cache.remember(rr.rdata, name, ts)

@@ -212,6 +212,11 @@ class Coverage(BaseModel):
     packets: int
     drops: int | None = Field(description="null when a capture did not report drops")
     complete: bool
+    gaps: list[list[float]] = Field(
+        default_factory=list,
+        description="[from, to] times of the window no capture covered (a stopped or restarted "
+        "sensor); given for windows with both start and end",
+    )
 
 
 class VerdictOut(BaseModel):

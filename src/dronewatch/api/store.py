@@ -72,6 +72,24 @@ class AlertFilter:
     """Alerts first seen before this time."""
 
 
+def coverage_gaps(
+    spans: list[tuple[float, float]], start: float, end: float, slack_s: float = 1.0
+) -> list[list[float]]:
+    """The parts of [start, end] that no capture span covers, ignoring holes up to `slack_s`
+    (the time between two packets is not a gap)."""
+    gaps: list[list[float]] = []
+    at = start
+    for lo, hi in sorted(spans):
+        if lo - at > slack_s:
+            gaps.append([at, min(lo, end)])
+        at = max(at, hi)
+        if at >= end:
+            break
+    if end - at > slack_s:
+        gaps.append([at, end])
+    return [g for g in gaps if g[1] > g[0]]
+
+
 class Store:
     """The service database."""
 
@@ -529,13 +547,21 @@ class Store:
         if end is not None:
             conds.append(c.first_ts < end)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(c.packets, c.drops, c.complete).where(*conds)).all()
+            rows = conn.execute(
+                select(c.packets, c.drops, c.complete, c.first_ts, c.last_ts).where(*conds)
+            ).all()
         drops = [r[1] for r in rows]
+        gaps = (
+            coverage_gaps([(float(r[3]), float(r[4] or r[3])) for r in rows], start, end)
+            if start is not None and end is not None
+            else []
+        )
         return {
             "captures": len(rows),
             "packets": sum(int(r[0]) for r in rows),
             "drops": None if not rows or any(d is None for d in drops) else sum(drops),
             "complete": all(bool(r[2]) for r in rows),
+            "gaps": gaps,
         }
 
     def claim_batch(self, conn: Connection, batch_id: str, agent: str, records: int) -> bool:

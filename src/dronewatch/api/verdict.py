@@ -27,6 +27,9 @@ def device_verdict(
     cover = f"{coverage['packets']:,} packets in {coverage['captures']} captures, " + (
         "drops not reported" if coverage["drops"] is None else f"{coverage['drops']:,} drops"
     )
+    if coverage["gaps"]:
+        missing = sum(b - a for a, b in coverage["gaps"])
+        cover += f", {len(coverage['gaps'])} coverage gaps ({missing:,.0f} s not captured)"
     if not ldm:
         total = sum(d["bytes_out"] for d in dests)
         verdict = "not_applicable"
@@ -38,7 +41,12 @@ def device_verdict(
         verdict = "violation"
         n_dest = len({a.get("dest_name") or a.get("dest_ip") for a in leak})
         msg = f"LDM on: {sent:,} bytes to {n_dest} destinations in {len(cats)} categories ({cover})"
-    elif coverage["captures"] == 0 or not coverage["complete"] or coverage["drops"]:
+    elif (
+        coverage["captures"] == 0
+        or not coverage["complete"]
+        or coverage["drops"]
+        or coverage["gaps"]
+    ):
         verdict = "incomplete"
         msg = f"LDM on: nothing seen leaving the device, but coverage is incomplete ({cover})"
     else:
