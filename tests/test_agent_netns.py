@@ -169,7 +169,9 @@ def start_agent(
     spool: Path,
     publish: str | None = None,
     extra: tuple[str, ...] = (),
+    workers: int = 1,
 ) -> subprocess.Popen[str]:
+    """Start the agent; return once each of its `workers` has opened the capture."""
     dest = ["--publish", publish] if publish else ["--api", api, "--key", key]
     proc = subprocess.Popen(
         [
@@ -191,10 +193,14 @@ def start_agent(
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 20
+    ready = 0
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
-        if "capturing on" in line:
-            time.sleep(1.0)  # dumpcap opens the interface right after
+        ready += "capturing on" in line
+        if ready == workers:
+            # dumpcap opens the interface right after; fanout workers must all have joined, or
+            # the kernel would re-spread the flows when the late one joins.
+            time.sleep(1.0)
             return proc
         if proc.poll() is not None:
             break
@@ -309,6 +315,7 @@ def test_afpacket_workers_share_the_interface_and_report_coverage(lab: Lab) -> N
             live.key("agent", "sensor"),
             lab.tmp / "spool",
             extra=("--workers", "2", "--report-s", "0.5"),
+            workers=2,
         )
         try:
             lab.upload(300_000)
@@ -317,12 +324,16 @@ def test_afpacket_workers_share_the_interface_and_report_coverage(lab: Lab) -> N
             with live.client() as c:
                 verdict = c.get("/api/v1/devices/1/verdict").json()
                 flows = c.get("/api/v1/devices/1/flows").json()["items"]
+                alerts = c.get("/api/v1/alerts").json()["items"]
         finally:
             log = stop_agent(agent)
         # Both directions of the connection went to one worker: one whole flow, not two halves.
         tls = [f for f in flows if f["resp_p"] == 443]
         assert len(alerts) == 1 and len(tls) == 1 and tls[0]["server_name"] == SNI, log
-        assert alerts[0]["dest_name"] == SNI and int(str(alerts[0]["bytes_out"])) > 300_000
+        # The handshake both ways in that worker, and every byte of the flow in the alert.
+        assert str(tls[0]["history"]).startswith("Sh"), tls
+        assert alerts[0]["dest_name"] == SNI
+        assert int(str(alerts[0]["bytes_out"])) == tls[0]["orig_bytes"] > 100_000
         coverage = verdict["coverage"]
         assert coverage["captures"] >= 2 and coverage["drops"] == 0, verdict
         assert log.count("stopped: ") == 2, log  # both workers ended cleanly

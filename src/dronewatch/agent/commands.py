@@ -234,15 +234,18 @@ def cmd_agent(args: argparse.Namespace) -> int:
         AgentOptions(flush_s=args.flush_s, report_s=args.report_s),
     )
     agent.install_signals()
-    logger.info(
-        "capturing on %s with %s%s; sending to %s",
-        ",".join(args.interface),
-        source.backend,
-        f" (filter: {bpf})" if bpf else "",
-        args.api or args.publish,
-    )
+
+    def started() -> None:
+        logger.info(
+            "capturing on %s with %s%s; sending to %s",
+            ",".join(args.interface),
+            source.backend,
+            f" (filter: {bpf})" if bpf else "",
+            args.api or args.publish,
+        )
+
     try:
-        result = agent.run()
+        result = agent.run(on_started=started)
     finally:
         sender.close()
         spool.close()

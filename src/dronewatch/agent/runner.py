@@ -87,14 +87,21 @@ class Agent:
         self._stopping.set()
         self.source.stop()
 
-    def run(self, on_tick: Callable[[Agent], Any] | None = None) -> RunResult:
-        """Capture until stopped; returns the capture's coverage and the local alerts."""
+    def run(
+        self,
+        on_tick: Callable[[Agent], Any] | None = None,
+        on_started: Callable[[], Any] | None = None,
+    ) -> RunResult:
+        """Capture until stopped; returns the capture's coverage and the local alerts.
+        `on_started` is called once the capture is open."""
         if self.shipper is not None:
             self.shipper.start()
         pipe = Pipeline(self._emit, self.config)
         last_flush = last_report = time.monotonic()
         self.source.start()
         self.coverage.start(time.time())
+        if on_started is not None:
+            on_started()
         try:
             for raw in self.source.packets():
                 if raw is None:
