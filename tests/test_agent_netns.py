@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dronewatch.agent.spool import Spool
+from dronewatch.capture.files import FileSource
 from tests.api.live import (
     LiveService,
     free_port,
@@ -238,15 +239,25 @@ def declare_phone(live: LiveService, ldm: bool) -> None:
 
 def test_agent_raises_alert_for_real_upload(lab: Lab) -> None:
     """LDM on: a TLS upload from the phone namespace reaches the API as an alert, with evidence."""
+    ring = lab.tmp / "ring"
     for live in run_service(sqlite_settings(lab.tmp / "svc")):
         declare_phone(live, ldm=True)
-        agent = start_agent(lab, live.url, live.key("agent", "sensor"), lab.tmp / "spool")
+        agent = start_agent(
+            lab,
+            live.url,
+            live.key("agent", "sensor"),
+            lab.tmp / "spool",
+            extra=("--ring", str(ring)),
+        )
         try:
             lab.upload()
             alerts = wait_for_alerts(live, 1)
         finally:
             log = stop_agent(agent)
         assert len(alerts) == 1, log
+        # The pcap ring kept the packets: the upload's ClientHello is in it.
+        kept = [p for f in sorted(ring.glob("ring-*.pcap")) for p in FileSource(str(f)).packets()]
+        assert any(SNI.encode() in p.data for p in kept)
         alert = alerts[0]
         assert (alert["device_ip"], alert["dest_name"], alert["dest_ip"]) == (
             PHONE_IP,
@@ -337,6 +348,28 @@ def test_afpacket_workers_share_the_interface_and_report_coverage(lab: Lab) -> N
         coverage = verdict["coverage"]
         assert coverage["captures"] >= 2 and coverage["drops"] == 0, verdict
         assert log.count("stopped: ") == 2, log  # both workers ended cleanly
+
+
+def test_serve_captures_on_an_interface(lab: Lab) -> None:
+    """The all-in-one sensor: serve --interface raises the upload's alert by itself."""
+    port = free_port()
+    proc, admin = spawn_service(lab.tmp / "svc", port, "--interface", lab.bridge)
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {admin}"}
+        ) as c:
+            dev = c.post("/api/v1/devices", json={"ip": PHONE_IP, "name": "pilot-phone"}).json()
+            c.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": True, "at": 0}).raise_for_status()
+            time.sleep(1.0)  # dumpcap opens the interface
+            lab.upload()
+            deadline = time.monotonic() + 30
+            alerts: list[dict[str, object]] = []
+            while time.monotonic() < deadline and not alerts:
+                alerts = c.get("/api/v1/alerts").json()["items"]
+                time.sleep(0.3)
+        assert [(a["device_ip"], a["dest_name"]) for a in alerts] == [(PHONE_IP, SNI)]
+    finally:
+        stop_service(proc)
 
 
 def test_spool_delivers_once_when_service_returns(lab: Lab) -> None:

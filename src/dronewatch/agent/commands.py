@@ -95,6 +95,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="how often coverage (packets, drops) is reported to the service (10 s)",
     )
+    ring = p.add_argument_group("pcap ring (raw evidence, bounded on disk)")
+    ring.add_argument(
+        "--ring", type=Path, metavar="DIR", help="keep the captured packets in rotating pcap files"
+    )
+    ring.add_argument("--ring-mb", type=int, default=64, metavar="MB", help="size of a file (64)")
+    ring.add_argument(
+        "--ring-files", type=int, default=8, metavar="N", help="files kept, oldest dropped (8)"
+    )
     p.add_argument("--fanout-group", type=int, help=argparse.SUPPRESS)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     f = p.add_mutually_exclusive_group()
@@ -226,12 +234,26 @@ def cmd_agent(args: argparse.Namespace) -> int:
         sender = NatsPublisher(args.publish, agent=name)
     else:
         sender = HttpSender(args.api, key or "", agent=name, retries=0)
+    ring = None
+    if args.ring:
+        from dronewatch.capture.ring import PcapRing
+
+        ring_dir = args.ring
+        if args.worker_index is not None:
+            ring_dir = ring_dir / f"worker-{args.worker_index}"
+        ring = PcapRing(
+            ring_dir,
+            file_bytes=args.ring_mb * 1024 * 1024,
+            files=args.ring_files,
+            snaplen=args.snaplen,
+        )
     agent = Agent(
         source,
         config,
         spool,
         Shipper(spool, sender),
         AgentOptions(flush_s=args.flush_s, report_s=args.report_s),
+        ring=ring,
     )
     agent.install_signals()
 

@@ -18,7 +18,8 @@ from dronewatch.api.replay import Batcher
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.live import SIDE_CHANNEL, LiveSource
-from dronewatch.exceptions import DecodeError
+from dronewatch.capture.ring import PcapRing
+from dronewatch.exceptions import CaptureError, DecodeError
 from dronewatch.hooks import Record
 from dronewatch.pipeline import AnalysisConfig, CaptureRecord, Pipeline, RunResult
 
@@ -46,7 +47,9 @@ class Agent:
         spool: Spool,
         shipper: Shipper | None,
         options: AgentOptions | None = None,
+        ring: PcapRing | None = None,
     ) -> None:
+        """`ring`: also keep every captured packet in this rotating pcap ring."""
         self.source = source
         self.config = config
         self.spool = spool
@@ -56,6 +59,7 @@ class Agent:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.result: RunResult | None = None
+        self.ring = ring
         self.coverage = _Coverage(source.stats.name)
         self._names = _NameChannel()
 
@@ -65,6 +69,15 @@ class Agent:
             record = self.coverage.interval(self.source, None, final=record)
         with self._lock:
             self.batcher(record)
+
+    def _keep(self, raw: RawPacket) -> None:
+        assert self.ring is not None
+        try:
+            self.ring.write(raw)
+        except CaptureError as exc:
+            logger.error("%s; the pcap ring is off, the capture goes on", exc)
+            self.ring.close()
+            self.ring = None
 
     def _report(self, pipe: Pipeline) -> None:
         self._emit(self.coverage.interval(self.source, pipe))
@@ -110,6 +123,8 @@ class Agent:
                     self._names.feed(pipe, raw)
                 else:
                     pipe.feed(raw)
+                    if self.ring is not None:
+                        self._keep(raw)
                 now = time.monotonic()
                 if now - last_report >= self.options.report_s:
                     self._report(pipe)
@@ -120,6 +135,8 @@ class Agent:
                     if on_tick is not None:
                         on_tick(self)
         finally:
+            if self.ring is not None:
+                self.ring.close()
             self.result = pipe.finish(self.source.stats)
             self._flush()
             if self.shipper is not None:

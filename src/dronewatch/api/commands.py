@@ -100,6 +100,21 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "service consuming the same stream (scale-out; see the README)"
         ),
     )
+    cap = p.add_argument_group("capture on interfaces too (an all-in-one sensor)")
+    cap.add_argument(
+        "--interface",
+        "-i",
+        action="append",
+        default=[],
+        metavar="IF",
+        help="capture on this interface into the service; repeatable",
+    )
+    cap.add_argument(
+        "--backend",
+        choices=["dumpcap", "afpacket", "scapy"],
+        help="capture backend (default: dumpcap when installed, else scapy)",
+    )
+    cap.add_argument("--filter", metavar="BPF", default="", help="capture filter (BPF syntax)")
     r = p.add_argument_group("replay a capture into the service once it is up")
     r.add_argument(
         "--replay",
@@ -154,6 +169,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise DronewatchError(problem)
     if settings.consume:
         _probe_nats(settings.consume)  # before anything is created: a clean stop
+    capture = None
+    if args.interface:
+        from dronewatch.capture.live import LiveSource
+
+        capture = LiveSource(args.interface, bpf=args.filter, backend=args.backend)
     service = Service.open(settings)
     if service.store.count_keys() == 0:
         _, secret = service.store.create_key("admin", "admin")
@@ -167,6 +187,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, service)
     if settings.consume:
         _consume_hooks(app, service, settings.consume, settings.consume_ack_wait_s)
+    if capture is not None:
+        _capture_hooks(app, service, capture, settings.data_dir / "spool")
     if args.replay:
         app.state.startup_hooks.append(_replay_hook(service, args))
     url = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}"
@@ -184,6 +206,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         service.close()
     return 0
+
+
+def _capture_hooks(app: Any, service: Any, source: Any, spool_dir: Path) -> None:
+    """Run an agent inside the service: capture, analyze, spool, ingest directly."""
+    from dronewatch.agent.runner import Agent
+    from dronewatch.agent.shipper import Shipper
+    from dronewatch.agent.spool import Spool
+    from dronewatch.evidence import EvidenceOptions
+    from dronewatch.pipeline import AnalysisConfig
+
+    config = AnalysisConfig(
+        classifier=service.classifier,
+        resolver=service.resolver,
+        evidence=EvidenceOptions(),
+        announce_devices=True,
+    )
+    spool = Spool(spool_dir, 512 * 1024 * 1024)
+
+    def send(batch: str, records: list[dict[str, Any]]) -> None:
+        service.ingest(batch, "local", records, None)
+
+    agent = Agent(source, config, spool, Shipper(spool, send))
+    thread = threading.Thread(target=agent.run, name="capture", daemon=True)
+
+    def started() -> None:
+        print(f"dronewatch: capturing on {', '.join(source.interfaces)}", file=sys.stderr)
+
+    async def start(app: Any) -> None:
+        thread.start()
+        started()
+
+    async def stop(app: Any) -> None:
+        agent.stop()
+        await asyncio.to_thread(thread.join, 30)
+        spool.close()
+
+    app.state.startup_hooks.append(start)
+    app.state.shutdown_hooks.append(stop)
 
 
 def _probe_nats(url: str) -> None:
