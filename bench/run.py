@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEFAULT_CAPTURE = ROOT / "bench" / "data" / "bench.pcap"
 RESULTS = ROOT / "bench" / "RESULTS.md"
-DEBIAN_PEERS = ("tcpdump", "tshark", "libndpi-bin")
+DEBIAN_PEERS = ("tcpdump", "tshark", "libndpi-bin", "time")
 NFSTREAM_SCRIPT = (
     "import sys; from nfstream import NFStreamer; "
     "print(sum(1 for _ in NFStreamer(source=sys.argv[1], n_dissections=20)))"
@@ -55,16 +55,24 @@ class Measurement:
 
 
 def _run_once(argv: Sequence[str], cwd: Path) -> tuple[float, int, int, str]:
-    """Wall seconds, peak RSS (KiB), exit status and stderr tail of one run."""
-    with tempfile.TemporaryFile() as err:
+    """Wall seconds, peak RSS (KiB), exit status and stderr tail of one run.
+
+    The peak RSS comes from GNU time, which starts the command itself: the kernel's count for a
+    process forked from this (large) Python process would include pages of ours it never used.
+    """
+    timer = shutil.which("time") or "/usr/bin/time"
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
+        cmd = [timer, "-f", "%M", "-o", rss.name, *argv] if Path(timer).exists() else list(argv)
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read()[-400:].decode("utf-8", "replace")
-    return elapsed, usage.ru_maxrss, proc.returncode, tail
+        lines = [line for line in rss.read().splitlines() if line.strip().isdigit()]
+        peak = int(lines[-1]) if lines else usage.ru_maxrss
+    return elapsed, peak, proc.returncode, tail
 
 
 def measure(tool: str, argv: list[str], repeat: int, ok_codes: Sequence[int] = (0,)) -> Measurement:

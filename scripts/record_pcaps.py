@@ -337,20 +337,35 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+BRIDGES = ("dwbrwifi", "dwbrup")
+"""Root-namespace bridges of the mirrored topology: the drone Wi-Fi, the uplink."""
+
+
 def topology_down() -> None:
     for ns in NAMESPACES:
         util.netns_delete(ns)
+    for bridge in BRIDGES:
+        run(["ip", "link", "del", bridge], check=False)
 
 
-def topology_up(sc: Scenario) -> None:
+def topology_up(sc: Scenario, mirrored: bool = False) -> None:
     """dwphone: wlan0 <-> dwdrone ap0 (the aircraft's Wi-Fi), rmnet0 <-> dwcloud eth0 (the
     uplink; dwcloud is the router and holds every cloud address). Only the documentation
-    ranges are routed, via 10.77.0.1: there is no default route anywhere."""
+    ranges are routed, via 10.77.0.1: there is no default route anywhere.
+
+    `mirrored`: each link goes through a bridge in the root namespace (BRIDGES) instead of a
+    direct veth pair, so a capture on the host sees all of it (the live agent's tests)."""
     topology_down()
     for ns in NAMESPACES:
         util.netns_create(ns)
-    util.veth("dwphone", "wlan0", MAC_PHONE_WLAN, "dwdrone", "ap0", sc.drone_mac)
-    util.veth("dwphone", "rmnet0", sc.uplink_mac, "dwcloud", "eth0", MAC_CLOUD)
+    if mirrored:
+        util.veth_to_bridge("dwphone", "wlan0", MAC_PHONE_WLAN, "dwpwifi", BRIDGES[0])
+        util.veth_to_bridge("dwdrone", "ap0", sc.drone_mac, "dwdwifi", BRIDGES[0])
+        util.veth_to_bridge("dwphone", "rmnet0", sc.uplink_mac, "dwpup", BRIDGES[1])
+        util.veth_to_bridge("dwcloud", "eth0", MAC_CLOUD, "dwcup", BRIDGES[1])
+    else:
+        util.veth("dwphone", "wlan0", MAC_PHONE_WLAN, "dwdrone", "ap0", sc.drone_mac)
+        util.veth("dwphone", "rmnet0", sc.uplink_mac, "dwcloud", "eth0", MAC_CLOUD)
     util.addr("dwphone", "wlan0", f"{sc.wifi}.{sc.phone}/24")
     util.addr("dwdrone", "ap0", f"{sc.wifi}.{sc.drone}/24")
     util.addr("dwphone", "rmnet0", "10.77.0.2/24")
@@ -379,48 +394,59 @@ def cloud_up(c: Ctx, sc: Scenario) -> None:
 
 
 def record_scenario(name: str, c: Ctx) -> None:
+    sc = stage_scenario(name, c)
+    with c.captures(["wlan0", "rmnet0"], netns="dwphone"):
+        play_scenario(name, c, sc)
+
+
+def stage_scenario(name: str, c: Ctx, mirrored: bool = False) -> Scenario:
+    """The scenario's namespaces, cloud servers and aircraft, up and waiting for the phone."""
     sc = SCENARIOS[name]
-    topology_up(sc)
+    topology_up(sc, mirrored)
     cloud_up(c, sc)
     if sc.drone_role:
         c.agent("drone", *sc.drone_role, netns="dwdrone")
-    with c.captures(["wlan0", "rmnet0"], netns="dwphone"):
-        phone = c.procs.start("phone", [PY, "-u", str(util.AGENT), "phone", name], "dwphone")
-        if name == "qgc_mavlink":
-            phone.wait_for("GCS LISTENING")
-            c.agent(
-                "vehicle",
-                "vehicle",
-                "192.168.2.1:14555",
-                f"{sc.wifi}.{sc.phone}:14550",
-                "--secs",
-                "6",
-                netns="dwdrone",
-            )
-        if name == "dji_cloud_api_mqtt":
-            phone.wait_for("SUBSCRIBED")
-            run(
-                [
-                    "mosquitto_pub",
-                    "-h",
-                    "127.0.0.1",
-                    "-V",
-                    "mqttv5",
-                    "-q",
-                    "1",
-                    "-i",
-                    "fleet-server-01",
-                    "-t",
-                    zone.TOPIC_SERVICES,
-                    "-m",
-                    '{"tid":"9c1f0b2e","bid":"77aa0c3d","method":"flighttask_prepare",'
-                    '"data":{"flight_id":"lab-0001"}}',
-                ],
-                netns="dwcloud",
-            )
-        rc = phone.wait(sc.secs)
-        if rc != 0 or "PHONE DONE" not in phone.output():
-            raise RuntimeError(f"phone program failed ({rc}):\n{phone.output()[-3000:]}")
+    return sc
+
+
+def play_scenario(name: str, c: Ctx, sc: Scenario) -> None:
+    """Run the phone's program (the real clients) to its end; raise if it failed."""
+    phone = c.procs.start("phone", [PY, "-u", str(util.AGENT), "phone", name], "dwphone")
+    if name == "qgc_mavlink":
+        phone.wait_for("GCS LISTENING")
+        c.agent(
+            "vehicle",
+            "vehicle",
+            "192.168.2.1:14555",
+            f"{sc.wifi}.{sc.phone}:14550",
+            "--secs",
+            "6",
+            netns="dwdrone",
+        )
+    if name == "dji_cloud_api_mqtt":
+        phone.wait_for("SUBSCRIBED")
+        run(
+            [
+                "mosquitto_pub",
+                "-h",
+                "127.0.0.1",
+                "-V",
+                "mqttv5",
+                "-q",
+                "1",
+                "-i",
+                "fleet-server-01",
+                "-t",
+                zone.TOPIC_SERVICES,
+                "-m",
+                '{"tid":"9c1f0b2e","bid":"77aa0c3d","method":"flighttask_prepare",'
+                '"data":{"flight_id":"lab-0001"}}',
+            ],
+            netns="dwcloud",
+        )
+    rc = phone.wait(sc.secs)
+    if rc != 0 or "PHONE DONE" not in phone.output():
+        raise RuntimeError(f"phone program failed ({rc}):\n{phone.output()[-3000:]}")
 
 
 # --- driver -----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ joined by a bridge the agent captures on, as a mirrored switch port would show t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -290,29 +291,41 @@ def test_agent_ldm_off_stores_flows_without_alert(lab: Lab) -> None:
         assert wait_for_alerts(live, 1, timeout=1) == []
 
 
-def test_agent_publishes_to_nats_for_a_consuming_service(lab: Lab, nats_server: NatsServer) -> None:
-    """agent --publish and serve --consume: the upload's alert arrives through JetStream."""
+@contextlib.contextmanager
+def spawned(lab: Lab, *args: str) -> Iterator[httpx.Client]:
+    """`dronewatch serve ARGS` as a process, the phone declared with LDM on; an admin client."""
     port = free_port()
-    proc, admin = spawn_service(lab.tmp / "svc", port, "--consume", nats_server.url)
+    proc, admin = spawn_service(lab.tmp / "svc", port, *args)
     try:
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {admin}"}
         ) as c:
             dev = c.post("/api/v1/devices", json={"ip": PHONE_IP, "name": "pilot-phone"}).json()
             c.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": True, "at": 0}).raise_for_status()
-            agent = start_agent(lab, "", "", lab.tmp / "spool", publish=nats_server.url)
-            try:
-                lab.upload()
-                deadline = time.monotonic() + 30
-                alerts: list[dict[str, object]] = []
-                while time.monotonic() < deadline and not alerts:
-                    alerts = c.get("/api/v1/alerts").json()["items"]
-                    time.sleep(0.3)
-            finally:
-                log = stop_agent(agent)
-        assert [(a["device_ip"], a["dest_name"]) for a in alerts] == [(PHONE_IP, SNI)], log
+            yield c
     finally:
         stop_service(proc)
+
+
+def first_alerts(c: httpx.Client, timeout: float = 30) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    alerts: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not alerts:
+        alerts = c.get("/api/v1/alerts").json()["items"]
+        time.sleep(0.3)
+    return alerts
+
+
+def test_agent_publishes_to_nats_for_a_consuming_service(lab: Lab, nats_server: NatsServer) -> None:
+    """agent --publish and serve --consume: the upload's alert arrives through JetStream."""
+    with spawned(lab, "--consume", nats_server.url) as c:
+        agent = start_agent(lab, "", "", lab.tmp / "spool", publish=nats_server.url)
+        try:
+            lab.upload()
+            alerts = first_alerts(c)
+        finally:
+            log = stop_agent(agent)
+    assert [(a["device_ip"], a["dest_name"]) for a in alerts] == [(PHONE_IP, SNI)], log
 
 
 def test_afpacket_workers_share_the_interface_and_report_coverage(lab: Lab) -> None:
@@ -352,24 +365,11 @@ def test_afpacket_workers_share_the_interface_and_report_coverage(lab: Lab) -> N
 
 def test_serve_captures_on_an_interface(lab: Lab) -> None:
     """The all-in-one sensor: serve --interface raises the upload's alert by itself."""
-    port = free_port()
-    proc, admin = spawn_service(lab.tmp / "svc", port, "--interface", lab.bridge)
-    try:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {admin}"}
-        ) as c:
-            dev = c.post("/api/v1/devices", json={"ip": PHONE_IP, "name": "pilot-phone"}).json()
-            c.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": True, "at": 0}).raise_for_status()
-            time.sleep(1.0)  # dumpcap opens the interface
-            lab.upload()
-            deadline = time.monotonic() + 30
-            alerts: list[dict[str, object]] = []
-            while time.monotonic() < deadline and not alerts:
-                alerts = c.get("/api/v1/alerts").json()["items"]
-                time.sleep(0.3)
-        assert [(a["device_ip"], a["dest_name"]) for a in alerts] == [(PHONE_IP, SNI)]
-    finally:
-        stop_service(proc)
+    with spawned(lab, "--interface", lab.bridge) as c:
+        time.sleep(1.0)  # dumpcap opens the interface
+        lab.upload()
+        alerts = first_alerts(c)
+    assert [(a["device_ip"], a["dest_name"]) for a in alerts] == [(PHONE_IP, SNI)]
 
 
 def test_spool_delivers_once_when_service_returns(lab: Lab) -> None:
@@ -429,3 +429,66 @@ def test_agent_refuses_missing_interface(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "no network interface named 'nosuchif0'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "2", "--backend", "dumpcap"], "--backend afpacket"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--report-s", "0"], "--report-s must be above 0"),
+        (["--ring-mb", "0", "--ring", "RING"], "at least 4 KB"),
+    ],
+)
+def test_agent_refuses_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
+    """Bad combinations are one-line errors with exit 2, before any capture starts."""
+    args = [a.replace("RING", str(tmp_path / "ring")) for a in args]
+    proc = subprocess.run(
+        [str(DRONEWATCH), "agent", "-i", "lo", "--publish", "nats://127.0.0.1:1", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_workers_command_line_drops_its_own_options() -> None:
+    from dronewatch.agent.commands import _without_workers
+
+    argv = ["agent", "-i", "eth1", "--workers", "3", "--backend=afpacket", "--api", "http://x"]
+    assert _without_workers(argv) == ["agent", "-i", "eth1", "--api", "http://x"]
+
+
+def test_coverage_reports_add_up_to_the_capture(tmp_path: Path) -> None:
+    """Interval coverage records, then the last one at stop: together they count every packet
+    the capture took, each interval starting where the one before ended."""
+    import threading
+
+    from dronewatch.agent.runner import Agent, AgentOptions
+    from dronewatch.capture.live import LiveSource
+    from dronewatch.pipeline import AnalysisConfig
+
+    source = LiveSource(["lo"], backend="dumpcap", bpf="udp port 9999")
+    spool = Spool(tmp_path / "spool", 10**7)
+    agent = Agent(source, AnalysisConfig(), spool, None, AgentOptions(report_s=0.5))
+    runner = threading.Thread(target=agent.run)
+    runner.start()
+    time.sleep(1.5)
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(40):
+            s.sendto(b"x", ("127.0.0.1", 9999))
+            time.sleep(0.05)
+    time.sleep(1.0)
+    agent.stop()
+    runner.join(30)
+    reports = []
+    while (batch := spool.peek(timeout=0.1)) is not None:
+        reports += [r for r in batch.records if r.get("log") == "capture"]
+        spool.ack(batch.seq)
+    spool.close()
+    assert len(reports) >= 3
+    assert sum(int(r["packets"]) for r in reports) == source.stats.packets == 40
+    assert all(a["last_ts"] == b["ts"] for a, b in zip(reports, reports[1:], strict=False))

@@ -122,6 +122,8 @@ class Proc:
                 os.kill(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
         self._reader.join(5)
+        if self.popen.stdout is not None and not self._reader.is_alive():
+            self.popen.stdout.close()
         if not self._logf.closed:
             self._logf.close()
         return self.popen.returncode
@@ -270,6 +272,27 @@ def veth(ns_a: str, if_a: str, mac_a: str, ns_b: str, if_b: str, mac_b: str) -> 
             check=False,
         )
         run(["ip", "link", "set", dev, "up"], netns=ns)
+
+
+def veth_to_bridge(ns: str, dev: str, mac: str, host_dev: str, bridge: str) -> None:
+    """`dev` in namespace `ns`, its peer `host_dev` in the root namespace on `bridge` (created
+    when missing): the host sees the namespace's traffic there, like a switch's mirror port."""
+    if not Path(f"/sys/class/net/{bridge}").exists():
+        run(["ip", "link", "add", bridge, "type", "bridge"])
+        run(["ip", "link", "set", bridge, "up"])
+    run(
+        [
+            "ip", "link", "add", host_dev, "type", "veth",
+            "peer", "name", dev, "netns", ns, "address", mac,
+        ]
+    )  # fmt: skip
+    run(["ip", "link", "set", host_dev, "master", bridge, "up"])
+    run(
+        ["ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off"],
+        netns=ns,
+        check=False,
+    )
+    run(["ip", "link", "set", dev, "up"], netns=ns)
 
 
 def addr(ns: str, dev: str, cidr: str) -> None:

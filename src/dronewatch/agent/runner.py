@@ -80,7 +80,9 @@ class Agent:
             self.ring = None
 
     def _report(self, pipe: Pipeline) -> None:
-        self._emit(self.coverage.interval(self.source, pipe))
+        record = self.coverage.interval(self.source, pipe)
+        with self._lock:
+            self.batcher(record)
 
     def _flush(self) -> None:
         with self._lock:

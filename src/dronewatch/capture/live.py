@@ -169,6 +169,7 @@ class LiveSource:
                 self._put(raw)
             if self._proc is not None and self._proc.stderr is not None:
                 err = self._proc.stderr.read().decode("utf-8", "replace").strip()
+                self._proc.stderr.close()
                 code = self._proc.wait()
                 if code not in (0, -15) and not self._stop.is_set():
                     self._error = _dumpcap_error(err, code)
