@@ -465,6 +465,7 @@ def test_coverage_reports_add_up_to_the_capture(tmp_path: Path) -> None:
     the capture took, each interval starting where the one before ended."""
     import threading
 
+    from dronewatch.agent.metrics import serve_metrics
     from dronewatch.agent.runner import Agent, AgentOptions
     from dronewatch.capture.live import LiveSource
     from dronewatch.pipeline import AnalysisConfig
@@ -472,6 +473,8 @@ def test_coverage_reports_add_up_to_the_capture(tmp_path: Path) -> None:
     source = LiveSource(["lo"], backend="dumpcap", bpf="udp port 9999")
     spool = Spool(tmp_path / "spool", 10**7)
     agent = Agent(source, AnalysisConfig(), spool, None, AgentOptions(report_s=0.5))
+    port = free_port()
+    metrics = serve_metrics(agent, "127.0.0.1", port)
     runner = threading.Thread(target=agent.run)
     runner.start()
     time.sleep(1.5)
@@ -482,8 +485,13 @@ def test_coverage_reports_add_up_to_the_capture(tmp_path: Path) -> None:
             s.sendto(b"x", ("127.0.0.1", 9999))
             time.sleep(0.05)
     time.sleep(1.0)
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert "dronewatch_agent_packets_total 40.0" in scraped
+    assert "dronewatch_agent_flows_total" in scraped and "dronewatch_agent_spool_batches" in scraped
     agent.stop()
     runner.join(30)
+    metrics.shutdown()
+    metrics.server_close()
     reports = []
     while (batch := spool.peek(timeout=0.1)) is not None:
         reports += [r for r in batch.records if r.get("log") == "capture"]

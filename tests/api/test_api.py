@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dronewatch.api.ingest import ldm_on_during
+from dronewatch.capture.files import FileSource
 from tests.api.conftest import Api, records_of
 
 PHONE = "10.77.0.2"
@@ -382,6 +384,32 @@ def test_evidence_is_dissected(api: Api) -> None:
         assert any(t.get("handshake_extensions_server_name") == "mydjiflight.dji.com" for t in tls)
     else:
         assert first["ipv4"]["dst"] == alert["dest_ip"]
+
+
+def test_evidence_downloads_as_pcap(api: Api, tmp_path: Path) -> None:
+    """The kept frames come back as a pcap file that dronewatch (and Wireshark) reads: the
+    upload's handshake, with the SNI, addressed to the alert's destination."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    (alert,) = all_alerts(api)
+    resp = api.get(f"/api/v1/alerts/{alert['id']}/evidence.pcap")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/vnd.tcpdump.pcap"
+    assert f"alert-{alert['id']}.pcap" in resp.headers["content-disposition"]
+    path = tmp_path / "evidence.pcap"
+    path.write_bytes(resp.content)
+    frames = list(FileSource(str(path)).packets())
+    assert len(frames) == 4 and b"mydjiflight.dji.com" in b"".join(f.data for f in frames)
+    assert api.get("/api/v1/alerts/nosuchalert/evidence.pcap").status_code == 404
+
+
+def test_evidence_pcap_is_404_without_kept_frames(api: Api) -> None:
+    api.device(PHONE)
+    records = [r for r in records_of("dji_fly_ldm_on_violation.pcap") if r["log"] != "evidence"]
+    api.ingest(records)
+    (alert,) = all_alerts(api)
+    resp = api.get(f"/api/v1/alerts/{alert['id']}/evidence.pcap")
+    assert resp.status_code == 404 and "no frames" in resp.json()["detail"]
 
 
 def test_evidence_without_tshark_uses_own_fields() -> None:

@@ -103,6 +103,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ring.add_argument(
         "--ring-files", type=int, default=8, metavar="N", help="files kept, oldest dropped (8)"
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help=(
+            "serve the agent's Prometheus metrics on this port (worker K of --workers on PORT+K)"
+        ),
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
+    )
     p.add_argument("--fanout-group", type=int, help=argparse.SUPPRESS)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     f = p.add_mutually_exclusive_group()
@@ -256,6 +267,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         ring=ring,
     )
     agent.install_signals()
+    metrics = None
+    if args.metrics_port is not None:
+        from dronewatch.agent.metrics import serve_metrics
+
+        port = args.metrics_port + (args.worker_index or 0)
+        metrics = serve_metrics(agent, args.metrics_host, port)
 
     def started() -> None:
         logger.info(
@@ -269,6 +286,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     try:
         result = agent.run(on_started=started)
     finally:
+        if metrics is not None:
+            metrics.shutdown()
         sender.close()
         spool.close()
     cap = result.capture

@@ -60,6 +60,7 @@ class Agent:
         self._stopping = threading.Event()
         self.result: RunResult | None = None
         self.ring = ring
+        self.pipeline: Pipeline | None = None
         self.coverage = _Coverage(source.stats.name)
         self._names = _NameChannel()
 
@@ -111,7 +112,7 @@ class Agent:
         `on_started` is called once the capture is open."""
         if self.shipper is not None:
             self.shipper.start()
-        pipe = Pipeline(self._emit, self.config)
+        pipe = self.pipeline = Pipeline(self._emit, self.config)
         last_flush = last_report = time.monotonic()
         self.source.start()
         self.coverage.start(time.time())

@@ -9,19 +9,15 @@ Wireshark and tcpdump, so the capture around an alert can be pulled for a closer
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from pathlib import Path
 from typing import BinaryIO
 
 from dronewatch.capture.base import RawPacket
+from dronewatch.capture.pcapwrite import file_header, record
 from dronewatch.exceptions import CaptureError
 
 logger = logging.getLogger(__name__)
-
-_HEADER = struct.Struct("<IHHiIII")
-_RECORD = struct.Struct("<IIII")
-PCAP_MAGIC_US = 0xA1B2C3D4
 
 
 class PcapRing:
@@ -59,10 +55,10 @@ class PcapRing:
         path = self.directory / f"ring-{self._stamp}-{self._count:06d}.pcap"
         try:
             self._fh = path.open("wb")
-            self._fh.write(_HEADER.pack(PCAP_MAGIC_US, 2, 4, 0, 0, self.snaplen, self.linktype))
+            self._fh.write(file_header(self.linktype, self.snaplen))
         except OSError as exc:
             raise CaptureError(f"pcap ring {path}: {exc.strerror or exc}") from None
-        self._size = _HEADER.size
+        self._size = 24
         self._prune()
 
     def _prune(self) -> None:
@@ -81,14 +77,12 @@ class PcapRing:
             self.close()
             self._open()
         assert self._fh is not None
-        sec = int(raw.ts)
-        usec = min(999_999, round((raw.ts - sec) * 1e6))
-        data = raw.data[: self.snaplen]
+        chunk = record(raw.ts, raw.data[: self.snaplen], raw.wirelen)
         try:
-            self._fh.write(_RECORD.pack(sec, usec, len(data), raw.wirelen) + data)
+            self._fh.write(chunk)
         except OSError as exc:
             raise CaptureError(f"pcap ring {self.directory}: {exc.strerror or exc}") from None
-        self._size += _RECORD.size + len(data)
+        self._size += len(chunk)
         self.written += 1
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from dronewatch.api.schemas import (
     StatusChange,
 )
 from dronewatch.api.store import AlertFilter, NotFound, Store
+from dronewatch.capture.pcapwrite import pcap_bytes
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -157,6 +159,42 @@ async def alert_evidence(alert_id: str, request: Request, _key: Reader) -> Any:
         raise HTTPException(404, str(exc)) from None
     stored = await anyio.to_thread.run_sync(store.evidence_for, alert.get("uids", [])[:5])
     return [await anyio.to_thread.run_sync(dissect, e) for e in stored]
+
+
+@router.get(
+    "/{alert_id}/evidence.pcap",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/vnd.tcpdump.pcap": {}},
+            "description": "The kept frames of the alert's flows, as a pcap file",
+        },
+        **NOT_FOUND,
+    },
+)
+async def alert_evidence_pcap(alert_id: str, request: Request, _key: Reader) -> Response:
+    """Download the kept frames of the alert's flows as a pcap file (Wireshark, tcpdump,
+    dronewatch analyze); 404 when no frames were kept."""
+    store = _store(request)
+    try:
+        alert = await anyio.to_thread.run_sync(store.get_alert, alert_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    stored = await anyio.to_thread.run_sync(store.evidence_for, alert.get("uids", []))
+    if not stored:
+        raise HTTPException(404, "no frames were kept for this alert's flows")
+    linktype = int(stored[0]["linktype"])
+    frames = sorted(
+        (float(f["ts"]), base64.b64decode(f["data"]), int(f.get("wirelen", 0)))
+        for e in stored
+        if int(e["linktype"]) == linktype
+        for f in e["frames"]
+    )
+    return Response(
+        pcap_bytes(linktype, frames),
+        media_type="application/vnd.tcpdump.pcap",
+        headers={"Content-Disposition": f'attachment; filename="alert-{alert_id}.pcap"'},
+    )
 
 
 def _set_status(
