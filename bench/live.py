@@ -145,7 +145,7 @@ def main() -> int:
     veth(True)
     try:
         for backend in args.backends.split(","):
-            best, lossy = "0", "none up to the highest rate tried"
+            best, lossy = f"below {rates[0]:,}", "none up to the highest rate tried"
             for rate in rates:
                 print(f"bench: {backend} at {rate:,} packets/s ...", file=sys.stderr)
                 got = run_rate(backend, pcap, args.packets, rate, args.seconds)

@@ -23,6 +23,7 @@ import pytest
 
 from dronewatch.alert import NOTE_LEAK
 from tests.api.live import LiveService, run_service, sqlite_settings
+from tests.servers import _need
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -33,15 +34,16 @@ util = record_pcaps.util
 DRONEWATCH = Path(sys.executable).parent / "dronewatch"
 PHONE_UPLINK = "10.77.0.2"
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "dumpcap", "ffmpeg")),
-    reason="needs root, iproute2, dumpcap and ffmpeg for the namespace scenario",
-)
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+TOOLS = {"ip": "iproute2", "dumpcap": "tshark", "ffmpeg": "ffmpeg", "mosquitto": "mosquitto"}
 
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> Iterator[record_pcaps.Ctx]:
     """A recording context (scratch directory, processes, certificate); everything torn down."""
+    for tool, package in TOOLS.items():
+        if shutil.which(tool) is None:
+            _need(tool, package)
     cert, key = util.make_cert(tmp_path, record_pcaps.zone.CERT_NAMES)
     os.chmod(tmp_path, 0o755)
     procs = util.Procs(tmp_path)
@@ -137,3 +139,19 @@ def test_ldm_off_session_stores_flows_and_raises_nothing(
             verdict = c.get(f"/api/v1/devices/{device}/verdict").json()
         assert "mydjiflight.dji.com" in {f.get("server_name") for f in flows}
         assert verdict["verdict"] == "not_applicable"
+
+
+def test_cloud_api_telemetry_over_mqtt_is_an_alert(
+    scenario: record_pcaps.Ctx, tmp_path: Path
+) -> None:
+    """A smart controller publishing DJI Cloud API telemetry to an MQTT broker (mosquitto) while
+    LDM is on: the telemetry topic's flow is the alert."""
+    for live in run_service(sqlite_settings(tmp_path / "svc")):
+        declare(live, PHONE_UPLINK, ldm=True)
+        alerts, log = run_session("dji_cloud_api_mqtt", scenario, live, tmp_path / "spool")
+        leaks = {
+            (a["dest_name"], a["dest_port"], a["category"])
+            for a in alerts
+            if a["note"] == NOTE_LEAK
+        }
+        assert leaks == {("mqtt.fleet.example.org", 1883, "telemetry")}, log

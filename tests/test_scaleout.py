@@ -1,17 +1,22 @@
-"""Scale-out over NATS JetStream, with real servers: publishers, two services, one PostgreSQL.
+"""Scale-out over NATS JetStream, with real servers: agents, two services, one PostgreSQL.
 
-Two publishers (`dronewatch replay --publish`, the agent's delivery path) send batches to a real
-nats-server; two `dronewatch serve --consume` processes share the durable consumer and write into
-one PostgreSQL database. One service is killed (SIGKILL) while it is consuming: every batch still
-arrives, exactly once, and the database holds exactly the flows the captures contain.
+Two agents capture traffic that tcpreplay sends into veth pairs and publish their batches to a
+real nats-server; two `dronewatch serve --consume` processes share the durable consumer and write
+into one PostgreSQL database. One service is killed (SIGKILL) while it is consuming: every batch
+the agents delivered still arrives, exactly once, with every flow they reported.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +25,7 @@ import sqlalchemy as sa
 
 from tests.api.live import free_port, spawn_service, stop_service
 from tests.pcaps import PCAPS
-from tests.servers import NatsServer
+from tests.servers import NatsServer, _need
 
 DRONEWATCH = Path(sys.executable).parent / "dronewatch"
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,16 +121,94 @@ def bench_capture(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.fixture
+def veths() -> Iterator[list[tuple[str, str]]]:
+    """Two veth pairs in this namespace: (send end, capture end) each."""
+    if os.geteuid() != 0 or shutil.which("tcpreplay") is None:
+        _need("root and tcpreplay", "tcpreplay")
+    suffix = uuid.uuid4().hex[:5]
+    pairs = [(f"dwso{k}{suffix}", f"dwsi{k}{suffix}") for k in range(2)]
+    try:
+        for send, capture in pairs:
+            subprocess.run(
+                ["ip", "link", "add", send, "type", "veth", "peer", "name", capture], check=True
+            )
+            for name in (send, capture):
+                subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield pairs
+    finally:
+        for send, _ in pairs:
+            subprocess.run(["ip", "link", "del", send], capture_output=True)
+
+
+def start_agent(interface: str, nats: str, name: str, spool: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            str(DRONEWATCH),
+            "agent",
+            "-i",
+            interface,
+            "--publish",
+            nats,
+            "--name",
+            name,
+            "--spool",
+            str(spool),
+            "--flush-s",
+            "0.2",
+            "--report-s",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    while "capturing on" not in proc.stderr.readline():
+        assert proc.poll() is None and time.monotonic() < deadline, "agent did not start"
+    return proc
+
+
+def stop_agent(proc: subprocess.Popen[str]) -> tuple[int, int]:
+    """SIGTERM; the (flows, batches) the agent says it delivered."""
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    assert proc.stderr is not None
+    log = proc.stderr.read()
+    proc.stderr.close()
+    found = re.findall(
+        r"stopped: \d+ packets, (\d+) flows, drops \S+, (\d+) batches delivered", log
+    )
+    assert found, log
+    return int(found[-1][0]), int(found[-1][1])
+
+
 def test_killed_service_loses_and_duplicates_nothing(
-    tmp_path: Path, pg_db_url: str, nats_server: NatsServer, bench_capture: Path
+    tmp_path: Path,
+    pg_db_url: str,
+    nats_server: NatsServer,
+    bench_capture: Path,
+    veths: list[tuple[str, str]],
 ) -> None:
+    """Two agents capture replayed traffic and publish to JetStream; two services consume into
+    one PostgreSQL; one service is SIGKILLed while it works. Every batch and every flow the
+    agents sent is in the database once."""
     ports = [free_port(), free_port()]
     first = start_service(pg_db_url, nats_server.url, ports[0], tmp_path / "s1")
     second = start_service(pg_db_url, nats_server.url, ports[1], tmp_path / "s2")
+    agents = [
+        start_agent(veths[k][1], nats_server.url, f"sensor-{k}", tmp_path / f"spool{k}")
+        for k in range(2)
+    ]
     try:
-        publishers = [
-            publish(nats_server.url, "sensor-a", [bench_capture]),
-            publish(nats_server.url, "sensor-b", SCENARIOS),
+        time.sleep(1.0)  # dumpcap opens the interfaces
+        replays = [
+            subprocess.Popen(
+                ["tcpreplay", "-q", "-i", veths[k][0], "--pps", "2000", *map(str, files)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for k, files in enumerate([[bench_capture], SCENARIOS])
         ]
         deadline = time.monotonic() + 60
         while consumed(ports[0]) < 3 and time.monotonic() < deadline:
@@ -133,7 +216,10 @@ def test_killed_service_loses_and_duplicates_nothing(
         assert consumed(ports[0]) >= 3, "the first service never took a batch"
         first.kill()  # mid-stream: batches it holds are not acknowledged
         first.wait(10)
-        totals = [sent(p) for p in publishers]
+        for replay in replays:
+            assert replay.wait(120) == 0
+        time.sleep(1.0)
+        totals = [stop_agent(a) for a in agents]
         flows = sum(f for f, _ in totals)
         batches = sum(b for _, b in totals)
         deadline = time.monotonic() + 90
@@ -142,10 +228,14 @@ def test_killed_service_loses_and_duplicates_nothing(
         time.sleep(4)  # past the ack wait: a redelivered batch would show as a duplicate now
         got_batches, records, got_flows = counts(pg_db_url)
         assert got_batches == batches
-        assert got_flows == flows
+        assert got_flows == flows > 50
         assert records >= flows
         assert consumed(ports[1]) > 0
     finally:
+        for agent in agents:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait(10)
         for proc in (first, second):
             stop_service(proc)
 
@@ -182,3 +272,19 @@ def test_bad_nats_url_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "not a NATS URL" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_replay_publishes_every_batch(tmp_path: Path, nats_server: NatsServer) -> None:
+    """`replay --publish`: a lab's capture goes through JetStream into a consuming service."""
+    port = free_port()
+    service, _ = spawn_service(tmp_path / "svc", port, "--consume", nats_server.url)
+    try:
+        flows, batches = sent(publish(nats_server.url, "lab", SCENARIOS))
+        deadline = time.monotonic() + 60
+        while consumed(port) < batches and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert consumed(port) == batches
+        db = f"sqlite:///{tmp_path / 'svc' / 'dronewatch.db'}"
+        assert counts(db)[1:] >= (flows, flows) and counts(db)[2] == flows
+    finally:
+        stop_service(service)

@@ -292,10 +292,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
         spool.close()
     cap = result.capture
     logger.info(
-        "stopped: %d packets, %d flows, drops %s",
+        "stopped: %d packets, %d flows, drops %s, %d batches delivered",
         cap.packets,
         cap.flows,
         "not reported" if cap.drops is None else cap.drops,
+        agent.shipper.sent if agent.shipper is not None else 0,
     )
     if cap.errors:
         for err in cap.errors:
