@@ -277,7 +277,7 @@ def test_bad_nats_url_is_refused(tmp_path: Path) -> None:
 def test_replay_publishes_every_batch(tmp_path: Path, nats_server: NatsServer) -> None:
     """`replay --publish`: a lab's capture goes through JetStream into a consuming service."""
     port = free_port()
-    service, _ = spawn_service(tmp_path / "svc", port, "--consume", nats_server.url)
+    service, _ = spawn_service(tmp_path / "svc", port, "--consume", nats_server.url, "--open-reads")
     try:
         flows, batches = sent(publish(nats_server.url, "lab", SCENARIOS))
         deadline = time.monotonic() + 60
