@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,8 +28,10 @@ from tests.api.live import (
     LiveService,
     free_port,
     run_service,
+    spawn_agent,
     spawn_service,
     sqlite_settings,
+    stop_agent,
     stop_service,
 )
 from tests.servers import NatsServer
@@ -175,49 +176,19 @@ def start_agent(
 ) -> subprocess.Popen[str]:
     """Start the agent; return once each of its `workers` has opened the capture."""
     dest = ["--publish", publish] if publish else ["--api", api, "--key", key]
-    proc = subprocess.Popen(
-        [
-            str(DRONEWATCH),
-            "agent",
-            "-i",
-            lab.bridge,
-            *dest,
-            "--spool",
-            str(spool),
-            "--flush-s",
-            "0.5",
-            "--name",
-            "lab-sensor",
-            *extra,
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    return spawn_agent(
+        "-i",
+        lab.bridge,
+        *dest,
+        "--spool",
+        str(spool),
+        "--flush-s",
+        "0.5",
+        "--name",
+        "lab-sensor",
+        *extra,
+        workers=workers,
     )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 20
-    ready = 0
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        ready += "capturing on" in line
-        if ready == workers:
-            # dumpcap opens the interface right after; fanout workers must all have joined, or
-            # the kernel would re-spread the flows when the late one joins.
-            time.sleep(1.0)
-            return proc
-        if proc.poll() is not None:
-            break
-    raise AssertionError(f"agent did not start: {proc.stderr.read()}")
-
-
-def stop_agent(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    finally:
-        assert proc.stderr is not None
-        rest = proc.stderr.read()
-        proc.stderr.close()
-    return rest
 
 
 def wait_for_alerts(live: LiveService, n: int, timeout: float = 30) -> list[dict[str, object]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.api.live import free_port, spawn_service, stop_service
+from tests.api.live import free_port, spawn_agent, spawn_service, stop_agent, stop_service
 from tests.pcaps import PCAPS
 from tests.servers import NatsServer, _need
 
@@ -142,40 +141,25 @@ def veths() -> Iterator[list[tuple[str, str]]]:
 
 
 def start_agent(interface: str, nats: str, name: str, spool: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            str(DRONEWATCH),
-            "agent",
-            "-i",
-            interface,
-            "--publish",
-            nats,
-            "--name",
-            name,
-            "--spool",
-            str(spool),
-            "--flush-s",
-            "0.2",
-            "--report-s",
-            "1",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    return spawn_agent(
+        "-i",
+        interface,
+        "--publish",
+        nats,
+        "--name",
+        name,
+        "--spool",
+        str(spool),
+        "--flush-s",
+        "0.2",
+        "--report-s",
+        "1",
     )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 20
-    while "capturing on" not in proc.stderr.readline():
-        assert proc.poll() is None and time.monotonic() < deadline, "agent did not start"
-    return proc
 
 
-def stop_agent(proc: subprocess.Popen[str]) -> tuple[int, int]:
-    """SIGTERM; the (flows, batches) the agent says it delivered."""
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
-    assert proc.stderr is not None
-    log = proc.stderr.read()
-    proc.stderr.close()
+def delivered(proc: subprocess.Popen[str]) -> tuple[int, int]:
+    """Stop the agent: the (flows, batches) it says it delivered."""
+    log = stop_agent(proc)
     found = re.findall(
         r"stopped: \d+ packets, (\d+) flows, drops \S+, (\d+) batches delivered", log
     )
@@ -201,7 +185,6 @@ def test_killed_service_loses_and_duplicates_nothing(
         for k in range(2)
     ]
     try:
-        time.sleep(1.0)  # dumpcap opens the interfaces
         replays = [
             subprocess.Popen(
                 ["tcpreplay", "-q", "-i", veths[k][0], "--pps", "2000", *map(str, files)],
@@ -219,7 +202,7 @@ def test_killed_service_loses_and_duplicates_nothing(
         for replay in replays:
             assert replay.wait(120) == 0
         time.sleep(1.0)
-        totals = [stop_agent(a) for a in agents]
+        totals = [delivered(a) for a in agents]
         flows = sum(f for f, _ in totals)
         batches = sum(b for _, b in totals)
         deadline = time.monotonic() + 90

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -131,3 +132,35 @@ def stop_service(proc: subprocess.Popen[str]) -> None:
         proc.wait(15)
     if proc.stderr is not None:
         proc.stderr.close()
+
+
+def spawn_agent(*args: str, workers: int = 1) -> subprocess.Popen[str]:
+    """`dronewatch agent ARGS` as a process; returns once each of its `workers` has opened the
+    capture (plus a second for dumpcap, which opens the interface right after it says so)."""
+    proc = subprocess.Popen([DRONEWATCH, "agent", *args], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    ready = 0
+    while time.monotonic() < deadline and ready < workers:
+        line = proc.stderr.readline()
+        ready += "capturing on" in line
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"agent did not start: {proc.stderr.read()}")
+    if ready < workers:
+        proc.kill()
+        raise AssertionError("agent did not start in time")
+    # Fanout workers must all have joined before traffic, or the kernel re-spreads the flows.
+    time.sleep(1.0)
+    return proc
+
+
+def stop_agent(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """SIGTERM the agent, wait for it; its remaining log."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    finally:
+        assert proc.stderr is not None
+        rest = proc.stderr.read()
+        proc.stderr.close()
+    return rest
