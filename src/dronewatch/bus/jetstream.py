@@ -60,8 +60,9 @@ async def connect(url: str, *, name: str) -> Any:
 
 
 async def _log_error(exc: Exception) -> None:
-    """nats-py's errors, in one line (its default prints a traceback)."""
-    logger.warning("NATS: %s", exc or type(exc).__name__)
+    """nats-py's errors, in one line at debug level (its default prints a traceback); the
+    shipper and the consumer report a failure that matters once, in their own words."""
+    logger.debug("NATS: %s", exc or type(exc).__name__)
 
 
 async def ensure_stream(js: Any) -> None:
