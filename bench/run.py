@@ -188,6 +188,29 @@ def stage_table(capture: Path, packets: int, repeat: int, total: float) -> list[
     return rows
 
 
+def split_capture(capture: Path) -> list[Path]:
+    """The capture cut in two files of half the packets each (kept next to it for reruns), to
+    time `analyze --workers` on several files."""
+    from dronewatch.capture.files import open_source
+    from dronewatch.capture.pcapwrite import file_header, record
+
+    halves = [capture.with_name(f"{capture.stem}.half{k}.pcap") for k in (1, 2)]
+    if all(h.exists() and h.stat().st_mtime >= capture.stat().st_mtime for h in halves):
+        return halves
+    total = count_packets(capture)
+    outs = [h.open("wb") for h in halves]
+    try:
+        for i, raw in enumerate(open_source(str(capture)).packets()):
+            out = outs[0] if i < total // 2 else outs[1]
+            if out.tell() == 0:
+                out.write(file_header(raw.linktype))
+            out.write(record(raw.ts, raw.data, raw.wirelen))
+    finally:
+        for out in outs:
+            out.close()
+    return halves
+
+
 def count_packets(capture: Path) -> int:
     """Packets in the capture, counted by dronewatch's own reader."""
     from dronewatch.capture.files import open_source
@@ -272,6 +295,24 @@ def main() -> int:
         ok_codes=(0, 1),
     )
     results = [dw, per_packet]
+    halves = split_capture(args.capture)
+    for workers in (1, 2):
+        results.append(
+            measure(
+                f"dronewatch, 2 halves, --workers {workers}",
+                [
+                    str(BIN / "dronewatch"),
+                    "analyze",
+                    "--quiet",
+                    "--no-progress",
+                    "--workers",
+                    str(workers),
+                    *map(str, halves),
+                ],
+                args.repeat,
+                ok_codes=(0, 1),
+            )
+        )
     missing: list[str] = []
     for tool, argv, note in peers(args.capture):
         if argv is None:

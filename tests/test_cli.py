@@ -230,3 +230,30 @@ def test_diff_unreadable_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     """diff against a missing capture is exit 2 with the name in the message."""
     assert main(["diff", str(LDM_OFF), str(tmp_path / "missing.pcap")]) == EXIT_USAGE
     assert "missing.pcap" in capsys.readouterr().err
+
+
+def test_workers_give_the_output_of_one_process(tmp_path: Path) -> None:
+    """Several files over two processes: the same summary, records and exit code as one."""
+    files = [str(p) for p in sorted((PCAPS / "scenarios").glob("*.pcap"))]
+    one = run("analyze", *files, "--ldm", "on", "--out", str(tmp_path / "one"))
+    two = run("analyze", *files, "--ldm", "on", "--out", str(tmp_path / "two"), "--workers", "2")
+    assert one.returncode == two.returncode == EXIT_VIOLATION
+    assert one.stdout.replace("/one/", "/two/") == two.stdout
+    logs = sorted(p.name for p in (tmp_path / "one").glob("*.jsonl"))
+    assert logs and logs == sorted(p.name for p in (tmp_path / "two").glob("*.jsonl"))
+    for name in logs:
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def test_workers_with_one_file_says_so() -> None:
+    proc = run("analyze", str(PCAPS / "lab" / "dns.pcap"), "--workers", "2", "--quiet")
+    assert proc.returncode == EXIT_OK and "one file, or stdin" in proc.stderr
+
+
+def test_workers_report_a_bad_file_and_go_on(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all")
+    good = str(PCAPS / "lab" / "dns.pcap")
+    proc = run("analyze", str(bad), good, "--workers", "2", "--quiet")
+    assert proc.returncode == EXIT_USAGE
+    assert "not a pcap or pcapng file" in proc.stderr and "Traceback" not in proc.stderr

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from dronewatch import __version__
 from dronewatch.alert import NOTE_OTHER_APP
@@ -198,6 +199,13 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="with --out: keep the first frames of each flow that left a device (evidence.jsonl)",
     )
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="analyze up to N files at once, one process each (same output as one process)",
+    )
+    p.add_argument(
         "--per-packet",
         action="store_true",
         help=(
@@ -214,17 +222,37 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=cmd_analyze)
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    """Run the analysis pipeline over every file given."""
-    from dronewatch.capture.files import open_source
-    from dronewatch.pipeline import run_source
-
+def _analyze_config(args: argparse.Namespace) -> AnalysisConfig:
     config = analysis_config(args)
     config.bulk = not args.per_packet
     if args.evidence:
         from dronewatch.evidence import EvidenceOptions
 
         config.evidence = EvidenceOptions()
+    return config
+
+
+def _analyze_one(path: str, args: argparse.Namespace) -> tuple[list[Record], Any, str | None]:
+    """One file in a worker process: its records, its result, or the error that stopped it."""
+    from dronewatch.capture.files import open_source
+    from dronewatch.pipeline import run_source
+
+    records: list[Record] = []
+    try:
+        result = run_source(open_source(path), records.append, _analyze_config(args))
+    except CaptureError as exc:
+        return records, None, str(exc)
+    return records, result, None
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Run the analysis pipeline over every file given."""
+    from dronewatch.capture.files import open_source
+    from dronewatch.pipeline import RunResult, run_source
+
+    config = _analyze_config(args)
+    if args.workers < 1:
+        raise PolicyError("--workers must be at least 1")
     writer = AlertExportWriter(args.out) if args.out else None
     summary = SummaryCollector(top_flows=max(1, args.top))
 
@@ -234,26 +262,44 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             writer.write(record)
 
     code = EXIT_OK
+
+    def outcome(result: RunResult | None, error: str | None) -> None:
+        nonlocal code
+        if result is None:
+            print(f"dronewatch: {error}", file=sys.stderr)
+            code = worst(code, EXIT_USAGE)
+            return
+        cap = result.capture
+        for err in cap.errors:
+            print(f"dronewatch: {err}", file=sys.stderr)
+        if not cap.complete:
+            code = worst(code, EXIT_USAGE if cap.packets == 0 else EXIT_DAMAGED)
+        if any(a.note != NOTE_OTHER_APP for a in result.alerts):
+            code = worst(code, EXIT_VIOLATION)
+
+    parallel = args.workers > 1 and len(args.files) > 1 and "-" not in args.files
+    if args.workers > 1 and not parallel:
+        print(
+            "dronewatch: --workers analyzes several files at once (one process each); "
+            "one file, or stdin, is read by one process",
+            file=sys.stderr,
+        )
     progress = Progress(sys.stderr)
     try:
-        for path in args.files:
-            source = open_source(path)
-            show = not args.no_progress and (args.progress or progress.wants(source))
-            try:
-                result = run_source(source, emit, config, progress=progress if show else None)
-            except CaptureError as exc:
-                print(f"dronewatch: {exc}", file=sys.stderr)
-                code = worst(code, EXIT_USAGE)
-                continue
-            finally:
-                progress.close()
-            cap = result.capture
-            for err in cap.errors:
-                print(f"dronewatch: {err}", file=sys.stderr)
-            if not cap.complete:
-                code = worst(code, EXIT_USAGE if cap.packets == 0 else EXIT_DAMAGED)
-            if any(a.note != NOTE_OTHER_APP for a in result.alerts):
-                code = worst(code, EXIT_VIOLATION)
+        if parallel:
+            _analyze_parallel(args, emit, outcome)
+        else:
+            for path in args.files:
+                source = open_source(path)
+                show = not args.no_progress and (args.progress or progress.wants(source))
+                try:
+                    result = run_source(source, emit, config, progress=progress if show else None)
+                except CaptureError as exc:
+                    outcome(None, str(exc))
+                    continue
+                finally:
+                    progress.close()
+                outcome(result, None)
     except KeyboardInterrupt:
         print("dronewatch: interrupted; records so far were written", file=sys.stderr)
         code = 130
@@ -265,6 +311,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if writer is not None:
             print(f"Records written to {args.out}/")
     return code
+
+
+def _analyze_parallel(
+    args: argparse.Namespace,
+    emit: Callable[[Record], None],
+    outcome: Callable[[Any, str | None], None],
+) -> None:
+    """Analyze the files in `args.workers` processes; records and outcomes in file order, so
+    the output is the one a single process gives."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(args.workers, len(args.files))) as pool:
+        futures = [pool.submit(_analyze_one, path, args) for path in args.files]
+        try:
+            for path, future in zip(args.files, futures, strict=True):
+                records, result, error = future.result()
+                for record in records:
+                    emit(record)
+                outcome(result, error)
+                if args.progress:
+                    print(f"dronewatch: {path}: done", file=sys.stderr)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def worst(a: int, b: int) -> int:
