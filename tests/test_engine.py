@@ -222,3 +222,26 @@ def test_failing_wants_means_the_analyzer_sees_the_flow() -> None:
     eng = Engine([broken], RecordingContext())  # type: ignore[list-item]
     eng.process(make_udp(b"q"))
     assert ("packet", next(iter(eng.flows.values())).uid) in broken.calls
+
+
+def test_declined_analyzer_sees_no_more_packets() -> None:
+    """An analyzer that declines a flow gets none of its later packets; the others still do;
+    the packets still count against the flow's inspection budget."""
+
+    class Decliner(Spy):
+        name = "decliner"
+
+        def packet(self, flow: Flow, pkt: Packet) -> None:
+            super().packet(flow, pkt)
+            flow.decline(self.name)
+
+    spy, decliner = Spy(), Decliner()
+    eng = Engine([decliner, spy], RecordingContext(), EngineOptions(inspect_packets=5))  # type: ignore[list-item]
+    for i in range(4):
+        eng.process(make_udp(b"p", ts=float(i)))
+    flow = next(iter(eng.flows.values()))
+    assert [len([c for c in s.calls if c[0] == "packet"]) for s in (decliner, spy)] == [1, 4]
+    assert flow.inspector_names == ("spy",) and flow.inspected == 4
+    flow.decline("spy")
+    flow.decline("nobody")
+    assert flow.inspectors == () and flow.inspector_names == ()

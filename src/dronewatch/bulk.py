@@ -318,7 +318,7 @@ class _Segment:
             flow = flows.get(key)
             if flow is None or last[g] - flow.first_ts > active:
                 continue
-            if payload[g] and (flow.inspected < limit or flow.followers):
+            if payload[g] and ((flow.inspected < limit and flow.inspectors) or flow.followers):
                 continue
             if flow.proto == IP_PROTO_TCP:
                 lo = flow.orig_h == key[1] and flow.orig_p == key[2]
@@ -366,9 +366,11 @@ class _Segment:
                 flow = get(keys[g])
                 if flow is not None and ts[j] - flow.first_ts <= active:
                     followed = False
-                    if payload[j] and (flow.inspected < limit or flow.followers):
+                    if payload[j] and (
+                        (flow.inspected < limit and flow.inspectors) or flow.followers
+                    ):
                         # Only the followers of a UDP flow past its inspection are served here.
-                        if not (udp[j] and flow.inspected >= limit):
+                        if not (udp[j] and flow.inspected >= limit and flow.followers):
                             flow = None
                         followed = True
                     if flow is not None:
@@ -451,7 +453,12 @@ class _Segment:
         o_plen, r_plen = total(plen, orig), total(plen, ~orig)
         last = np.full(count, -np.inf)
         np.maximum.at(last, slot, ts)
+        # Payload packets of a flow nobody inspects still use up its inspected budget.
+        payloads = total(ones, heads.has_payload[rows])
+        limit = self.engine.options.inspect_packets
         for k, flow in enumerate(self.flows):
+            if payloads[k] and flow.inspected < limit:
+                flow.inspected = min(limit, flow.inspected + payloads[k])
             flow.orig_pkts += o_pkts[k]
             flow.resp_pkts += r_pkts[k]
             flow.orig_bytes += o_bytes[k]

@@ -73,9 +73,11 @@ class Engine:
         self._followers: dict[str, Callable[[Flow, Packet], None]] = _named_hooks(
             self.analyzers, "packet"
         )
-        self._on_packet: list[tuple[Callable[[Flow], bool] | None, Callable[[Flow, Packet], None]]]
+        self._on_packet: list[
+            tuple[str, Callable[[Flow], bool] | None, Callable[[Flow, Packet], None]]
+        ]
         self._on_packet = [
-            (getattr(analyzer, "wants", None), self._followers[analyzer.name])
+            (analyzer.name, getattr(analyzer, "wants", None), self._followers[analyzer.name])
             for analyzer in self.analyzers
             if analyzer.name in self._followers
         ]
@@ -187,7 +189,9 @@ class Engine:
             vlan=pkt.vlan,
             iface=pkt.iface,
         )
-        flow.inspectors = tuple(hook for wants, hook in self._on_packet if _wants(wants, flow))
+        wanted = [(name, hook) for name, wants, hook in self._on_packet if _wants(wants, flow)]
+        flow.inspector_names = tuple(name for name, _ in wanted)
+        flow.inspectors = tuple(hook for _, hook in wanted)
         name = self.ctx.dns.name_for(resp_h)
         if name:
             flow.meta["dns_name"] = name

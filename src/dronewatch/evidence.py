@@ -52,6 +52,8 @@ class EvidenceKeeper:
         kept = self._frames.get(flow.uid)
         if kept is not None and len(kept) < self.options.packets and kept[-1] is not pkt:
             kept.append(pkt)
+        if kept is None or len(kept) >= self.options.packets:
+            flow.decline(self.name)
 
     def take(self, flow: Flow) -> EvidenceRecord | None:
         """The evidence record of a flow (and forget it)."""

@@ -130,6 +130,8 @@ class Flow:
         default=(), repr=False, compare=False
     )
     """The packet hooks of the analyzers that want this flow (`wants`), set by the engine."""
+    inspector_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """The names of those analyzers, in the same order."""
     followers: tuple[str, ...] = ()
     """Analyzers that see every payload packet of the flow, past the inspected ones (drone links,
     long-lived DNS): set with `follow`."""
@@ -164,6 +166,14 @@ class Flow:
         stop after the inspected packets."""
         if analyzer not in self.followers:
             self.followers = (*self.followers, analyzer)
+
+    def decline(self, analyzer: str) -> None:
+        """The named analyzer is done with this flow (not its protocol, or nothing more to read):
+        it sees no more of its packets. A flow nobody inspects any more costs only counters."""
+        if analyzer in self.inspector_names:
+            keep = [i for i, name in enumerate(self.inspector_names) if name != analyzer]
+            self.inspectors = tuple(self.inspectors[i] for i in keep)
+            self.inspector_names = tuple(self.inspector_names[i] for i in keep)
 
     def add_meta(self, key: str, value: str) -> None:
         """Record a single-valued fact about the flow; the first value wins."""

@@ -331,6 +331,7 @@ class DjiWifiAnalyzer:
                 logger.debug("%s: no DUML frame on a DJI port, not followed", flow.uid)
                 del self._state[flow.uid]
                 self._rejected.add(flow.uid)
+                flow.decline(self.name)
 
     def _frame(self, flow: Flow, state: _DjiState, frame: DumlFrame, ts: float) -> None:
         if state.first_ts is None:

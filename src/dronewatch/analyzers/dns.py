@@ -432,6 +432,7 @@ class DnsAnalyzer:
         logger.debug("%s: undecodable DNS message: %s", flow.uid, why)
         if not state.good and state.bad >= self.options.max_failures:
             state.dead = True  # something else is using port 53
+            flow.decline(self.name)
             state.orig = state.resp = None
 
     def _message(self, flow: Flow, state: _DnsState, data: bytes, ts: float) -> None:

@@ -269,6 +269,9 @@ class HttpAnalyzer:
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         state = self._state.get(flow.uid)
         if state is None:
+            if flow.service and flow.service != "http":
+                flow.decline(self.name)  # another protocol (TLS, MQTT, RTSP...) was recognised
+                return
             if not from_orig or not _may_start(pkt.payload, _REQUEST_STARTS):
                 return
             state = self._state[flow.uid] = _HttpState()
@@ -334,6 +337,7 @@ class HttpAnalyzer:
             logger.debug("%s: not an HTTP request: %s", flow.uid, exc)
             if not state.requests:
                 state.dead = True  # e.g. `OPTIONS rtsp://... RTSP/1.0`
+                flow.decline(self.name)
                 state.orig.buf.clear()
             return None
         state.requests += 1

@@ -622,6 +622,9 @@ class MavlinkAnalyzer:
         if state is None:
             if flow.uid in self._rejected or flow.proto not in (IP_PROTO_UDP, IP_PROTO_TCP):
                 return
+            if flow.service and flow.service != "mavlink":
+                flow.decline(self.name)  # another protocol was recognised on it
+                return
             if payload[0] not in _MAGICS and not (
                 flow.proto == IP_PROTO_TCP
                 and (flow.resp_p in MAVLINK_TCP_PORTS or flow.orig_p in MAVLINK_TCP_PORTS)
@@ -646,6 +649,7 @@ class MavlinkAnalyzer:
                 logger.debug("%s: no valid MAVLink frame, not followed", flow.uid)
                 del self._state[flow.uid]
                 self._rejected.add(flow.uid)
+                flow.decline(self.name)
 
     def _scan(
         self, flow: Flow, state: _MavState, data: bytes | bytearray, ts: float, whole: bool

@@ -305,7 +305,10 @@ class MqttAnalyzer:
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         state = self._state.get(flow.uid)
         if state is None:
-            if not from_orig or (flow.service and flow.service != "mqtt"):
+            if flow.service and flow.service != "mqtt":
+                flow.decline(self.name)  # another protocol was recognised on it
+                return
+            if not from_orig:
                 return
             state = self._recognise(flow, pkt)
             if state is None:
@@ -316,12 +319,14 @@ class MqttAnalyzer:
         data = pkt.payload
         if not data or data[0] >> 4 != CONNECT:
             self._rejected.add(flow.uid)
+            flow.decline(self.name)
             return None
         try:
             split = split_packet(data)
             level = parse_connect(data[split[1] : split[2]]).level if split else 0
         except DecodeError:
             self._rejected.add(flow.uid)
+            flow.decline(self.name)
             return None
         # level 0: the CONNECT is cut over segments; it is confirmed once whole (_packet).
         state = _State(level)
@@ -338,6 +343,7 @@ class MqttAnalyzer:
     def _give_up(self, flow: Flow) -> None:
         self._state.pop(flow.uid, None)
         self._rejected.add(flow.uid)
+        flow.decline(self.name)
 
     def _feed(self, flow: Flow, pkt: Packet, state: _State, side: int) -> None:
         d = state.dirs[side]

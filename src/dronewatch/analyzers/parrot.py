@@ -555,6 +555,9 @@ class ParrotAnalyzer:
             return
         state = self._state.get(flow.uid)
         if state is None:
+            if flow.service and flow.service not in ("ardrone", "parrot_arsdk"):
+                flow.decline(self.name)  # another protocol was recognised on it
+                return
             protocol = self._protocol(flow)
             if protocol is None or flow.uid in self._rejected:
                 return
@@ -573,6 +576,7 @@ class ParrotAnalyzer:
             if state.probed >= self.options.probe_packets:
                 del self._state[flow.uid]
                 self._rejected.add(flow.uid)
+                flow.decline(self.name)
 
     def _recognise(self, flow: Flow, state: _ParrotState, ts: float) -> None:
         if state.first_ts is not None:

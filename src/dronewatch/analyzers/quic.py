@@ -373,6 +373,9 @@ class QuicAnalyzer:
         if pkt.src != flow.orig_h or pkt.sport != flow.orig_p:
             return  # server Initials use other keys and carry no ClientHello
         state = self._state.get(flow.uid)
+        if state is None and flow.service and flow.service != "quic":
+            flow.decline(self.name)  # another protocol was recognised on it
+            return
         if state is None:
             if not _is_quic_long_header(pkt.payload):
                 return
@@ -392,6 +395,7 @@ class QuicAnalyzer:
             state.done = True
         if state.done:
             state.crypto.chunks.clear()
+            flow.decline(self.name)
 
     def flow_end(self, flow: Flow) -> None:
         """Log a connection whose ClientHello was never complete, and drop the flow's state."""

@@ -264,6 +264,7 @@ class RtmpAnalyzer:
         if state is None:
             if flow.service or not pkt.payload or pkt.payload[0] != RTMP_VERSION:
                 self._rejected.add(flow.uid)
+                flow.decline(self.name)
                 return
             # Not sticky: connect and publish come within the first packets the engine shows.
             state = self._state[flow.uid] = _State(first_ts=pkt.ts)
@@ -332,10 +333,12 @@ class RtmpAnalyzer:
         if why:
             logger.debug("%s: RTMP reading stopped: %s", flow.uid, why)
         state.done = True
+        flow.decline(self.name)
         state.buf.clear()
         if state.app is None and state.tc_url is None:
             self._state.pop(flow.uid, None)
             self._rejected.add(flow.uid)
+            flow.decline(self.name)
 
     def flow_end(self, flow: Flow) -> None:
         self._rejected.discard(flow.uid)

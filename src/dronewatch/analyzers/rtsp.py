@@ -178,6 +178,7 @@ class RtspAnalyzer:
         if state is None:
             if side or flow.service or not _looks_like_request(pkt.payload):
                 self._rejected.add(flow.uid)
+                flow.decline(self.name)
                 return
             state = self._state[flow.uid] = _State()
             flow.service = "rtsp"

@@ -347,6 +347,9 @@ class TelloAnalyzer:
         """Read one datagram of a flow on a Tello port."""
         if flow.proto != IP_PROTO_UDP or not pkt.payload:
             return
+        if flow.service and flow.service != "tello" and flow.uid not in self._state:
+            flow.decline(self.name)  # another protocol was recognised on it
+            return
         ports = (flow.orig_p, flow.resp_p)
         if TELLO_STATE_PORT in ports:
             channel = "state"
@@ -381,6 +384,7 @@ class TelloAnalyzer:
             if state.probed >= self.options.probe_packets:
                 del self._state[flow.uid]
                 self._rejected.add(flow.uid)
+                flow.decline(self.name)
 
     def _is_video(self, flow: Flow) -> bool:
         if (flow.orig_h, flow.orig_p) in self._video_ends:

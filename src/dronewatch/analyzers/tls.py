@@ -216,6 +216,9 @@ class TlsAnalyzer:
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         state = self._state.get(flow.uid)
         if state is None:
+            if flow.service and flow.service not in ("tls", "http"):
+                flow.decline(self.name)  # another protocol (HTTP CONNECT may precede TLS)
+                return
             # Responder bytes before any originator bytes only matter if they look like TLS.
             if not from_orig and not looks_like_handshake(pkt.payload[:3]):
                 return
@@ -297,6 +300,7 @@ class TlsAnalyzer:
 
     def _emit(self, flow: Flow, state: _TlsState) -> None:
         state.emitted = True
+        flow.decline(self.name)
         state.orig.clear()
         state.resp.clear()
         client, server = state.client, state.server
