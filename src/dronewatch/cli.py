@@ -11,6 +11,7 @@ from typing import Any
 
 from dronewatch import __version__
 from dronewatch.alert import NOTE_OTHER_APP
+from dronewatch.cliargs import add_rules_and_geoip
 from dronewatch.exceptions import CaptureError, DronewatchError, PolicyError
 from dronewatch.hooks import Record
 from dronewatch.output.jsonl import AlertExportWriter
@@ -108,20 +109,7 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="extra subnet that counts as the device's local network; repeatable",
     )
-    g.add_argument(
-        "--rules",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="DIR",
-        help="extra rule-pack directory, loaded after the bundled packs; repeatable",
-    )
-    g.add_argument(
-        "--geoip-dir",
-        type=Path,
-        metavar="DIR",
-        help="MaxMind GeoLite2/GeoIP2 .mmdb files to use instead of the bundled DB-IP data",
-    )
+    add_rules_and_geoip(g, rules_default=[])
 
 
 def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
@@ -162,10 +150,7 @@ def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
         local = LocalNets(list(policy.local_subnets))
     except ValueError as exc:
         raise PolicyError(f"local subnet: {exc}") from None
-    if args.geoip_dir:
-        resolver = MaxMindResolver.from_dir(args.geoip_dir, local=local)
-    else:
-        resolver = MaxMindResolver.bundled(local=local)
+    resolver = MaxMindResolver.open(args.geoip_dir, local=local)
     classifier = Classifier.load(args.rules)
     return AnalysisConfig(policy=policy, classifier=classifier, resolver=resolver)
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dronewatch.cliargs import add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
 
 if TYPE_CHECKING:
@@ -134,20 +135,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--flush-s", type=float, default=2.0, help="longest a record waits before it is sent (2 s)"
     )
-    p.add_argument(
-        "--rules",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="DIR",
-        help="extra rule-pack directory; repeatable",
-    )
-    p.add_argument(
-        "--geoip-dir",
-        type=Path,
-        metavar="DIR",
-        help="MaxMind .mmdb files instead of the bundled DB-IP data",
-    )
+    add_rules_and_geoip(p, rules_default=[])
     p.add_argument(
         "--log-format",
         choices=["json", "text"],
@@ -223,9 +211,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         snaplen=args.snaplen,
         fanout_group=args.fanout_group,
     )
-    resolver = (
-        MaxMindResolver.from_dir(args.geoip_dir) if args.geoip_dir else MaxMindResolver.bundled()
-    )
+    resolver = MaxMindResolver.open(args.geoip_dir)
     config = AnalysisConfig(
         classifier=Classifier.load(args.rules),
         resolver=resolver,

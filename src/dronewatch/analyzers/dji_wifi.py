@@ -242,7 +242,7 @@ class DjiWifiOptions:
     top_commands: int = 16
     """Most frequent commands listed in `commands`."""
     follow_flow: bool = True
-    """Make a recognised flow sticky, so every frame of it is counted."""
+    """Follow a recognised flow to its end, so every frame of it is counted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,8 +283,8 @@ class DnsOptions:
     max_failures: int = 4
     """Undecodable messages on a port-53 flow, with no valid one yet, before giving up on it."""
     follow_flow: bool = True
-    """Mark DNS flows sticky, so a long-lived flow (a forwarder's fixed port, a TCP connection
-    carrying many queries) is read past the engine's first inspected packets."""
+    """Follow DNS flows to their end, so a long-lived flow (a forwarder's fixed port, a TCP
+    connection carrying many queries) is read past the engine's first inspected packets."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -500,7 +500,7 @@ class MavlinkOptions:
     max_tcp_buffer_bytes: int = 4096
     """Most bytes buffered per direction of a TCP flow while a frame is incomplete."""
     follow_flow: bool = True
-    """Make a recognised flow sticky, so every frame of it is counted."""
+    """Follow a recognised flow to its end, so every frame of it is counted."""
 
 
 @dataclass(frozen=True, slots=True)

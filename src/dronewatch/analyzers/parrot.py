@@ -399,7 +399,7 @@ class ParrotOptions:
     max_discovery_bytes: int = 8192
     """Most bytes buffered per direction of a discovery connection."""
     follow_flow: bool = True
-    """Make recognised flows sticky, so every packet is read."""
+    """Follow recognised flows to their end, so every packet is read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,7 +266,7 @@ class RtmpAnalyzer:
                 self._rejected.add(flow.uid)
                 flow.decline(self.name)
                 return
-            # Not sticky: connect and publish come within the first packets the engine shows.
+            # Not followed: connect and publish come within the first packets the engine shows.
             state = self._state[flow.uid] = _State(first_ts=pkt.ts)
         if state.done:
             return

@@ -272,7 +272,7 @@ class TelloOptions:
     max_hosts: int = 64
     """Tello addresses and video endpoints remembered to recognise their video flows."""
     follow_flow: bool = True
-    """Make recognised command and state flows sticky, so every datagram is read."""
+    """Follow recognised command and state flows to their end, so every datagram is read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +372,7 @@ class TelloAnalyzer:
             if state.first_ts is None and (
                 self._is_video(flow) or pkt.payload.startswith(H264_START_CODE)
             ):
-                self._recognise(flow, state, "video", pkt.ts, sticky=False)
+                self._recognise(flow, state, "video", pkt.ts, follow=False)
         elif pkt.payload[0] == TELLO_SOF or pkt.payload.startswith(
             (TELLO_CONN_REQ, TELLO_CONN_ACK)
         ):
@@ -397,7 +397,7 @@ class TelloAnalyzer:
         )
 
     def _recognise(
-        self, flow: Flow, state: _TelloState, channel: str, ts: float, sticky: bool = True
+        self, flow: Flow, state: _TelloState, channel: str, ts: float, follow: bool = True
     ) -> None:
         if state.first_ts is not None:
             return
@@ -405,7 +405,7 @@ class TelloAnalyzer:
         state.channel = channel
         flow.service = "tello"
         flow.add_meta("link", "tello")
-        if sticky and self.options.follow_flow:
+        if follow and self.options.follow_flow:
             flow.follow(self.name)
         if channel in ("sdk", "binary"):
             drone = flow.resp_h if flow.resp_p in TELLO_SDK_PORTS else flow.orig_h

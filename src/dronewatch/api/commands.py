@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dronewatch.cliargs import add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
 
 if TYPE_CHECKING:
@@ -79,19 +80,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="ORIGIN",
         help="browser origin allowed to call the API; repeatable",
     )
-    p.add_argument(
-        "--rules",
-        action="append",
-        type=Path,
-        metavar="DIR",
-        help="extra rule-pack directory; repeatable",
-    )
-    p.add_argument(
-        "--geoip-dir",
-        type=Path,
-        metavar="DIR",
-        help="MaxMind .mmdb files instead of the bundled DB-IP data",
-    )
+    add_rules_and_geoip(p)
     p.add_argument(
         "--consume",
         metavar="NATS_URL",
@@ -356,20 +345,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         choices=["on", "off"],
         help="LDM of the devices the replay discovers (needs an admin key)",
     )
-    p.add_argument(
-        "--rules",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="DIR",
-        help="extra rule-pack directory; repeatable",
-    )
-    p.add_argument(
-        "--geoip-dir",
-        type=Path,
-        metavar="DIR",
-        help="MaxMind .mmdb files instead of the bundled DB-IP data",
-    )
+    add_rules_and_geoip(p, rules_default=[])
     p.set_defaults(func=cmd_replay)
 
 
@@ -393,9 +369,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise DronewatchError("--speed must be above 0")
     if args.batch_size < 1:
         raise DronewatchError("--batch-size must be at least 1")
-    resolver = (
-        MaxMindResolver.from_dir(args.geoip_dir) if args.geoip_dir else MaxMindResolver.bundled()
-    )
+    resolver = MaxMindResolver.open(args.geoip_dir)
     config = AnalysisConfig(
         classifier=Classifier.load(args.rules), resolver=resolver, evidence=EvidenceOptions()
     )

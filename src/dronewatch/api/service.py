@@ -50,10 +50,7 @@ class Service:
         store = Store(engine)
         classifier = Classifier.load(settings.rules)
         local = LocalNets(settings.local_subnets)
-        if settings.geoip_dir is not None:
-            resolver: Resolver = MaxMindResolver.from_dir(settings.geoip_dir, local=local)
-        else:
-            resolver = MaxMindResolver.bundled(local=local)
+        resolver: Resolver = MaxMindResolver.open(settings.geoip_dir, local=local)
         return cls(
             settings,
             store,

@@ -55,9 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _resolver(args: argparse.Namespace, local: LocalNets | None = None) -> MaxMindResolver:
-    if args.geoip_dir:
-        return MaxMindResolver.from_dir(args.geoip_dir, local=local)
-    return MaxMindResolver.bundled(local=local)
+    return MaxMindResolver.open(args.geoip_dir, local=local)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

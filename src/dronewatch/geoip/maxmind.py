@@ -120,6 +120,13 @@ class MaxMindResolver:
         return cls(country=data / BUNDLED_COUNTRY, asn=data / BUNDLED_ASN, local=local)
 
     @classmethod
+    def open(cls, directory: Path | None, *, local: LocalNets | None = None) -> MaxMindResolver:
+        """The databases in `directory` (`--geoip-dir`), else the bundled ones."""
+        if directory is not None:
+            return cls.from_dir(directory, local=local)
+        return cls.bundled(local=local)
+
+    @classmethod
     def from_dir(cls, directory: Path, *, local: LocalNets | None = None) -> MaxMindResolver:
         """Every usable .mmdb in `directory`: a City database is preferred over a Country one.
 
