@@ -7,10 +7,10 @@ so the cost of tshark is paid per look at an alert, never per packet of the traf
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 MAX_FIELDS = 400
 """Fields kept per layer, so one odd frame cannot make a huge answer."""
+
+TSHARK_TIMEOUT_S = 30.0
+"""How long tshark may take over the few frames of one evidence record."""
 
 
 def _frames(evidence: dict[str, Any]) -> list[tuple[float, bytes, int, int]]:
@@ -62,7 +65,11 @@ def dissect(evidence: dict[str, Any], *, use_tshark: bool = True) -> dict[str, A
 
 
 def _tshark(linktype: int, frames: list[tuple[float, bytes, int, int]]) -> list[dict[str, Any]]:
-    import pyshark
+    # tshark runs as a plain child process and its PDML is read with pyshark's parser: pyshark's
+    # own asyncio process handling loses track of the child when the request runs in a worker
+    # thread (it then reports a crash, even from its destructor).
+    import lxml.objectify
+    from pyshark.tshark.output_parser.tshark_xml import packet_from_xml_packet
 
     with tempfile.TemporaryDirectory(prefix="dronewatch-evidence-") as tmp:
         path = Path(tmp) / "evidence.pcap"
@@ -70,20 +77,30 @@ def _tshark(linktype: int, frames: list[tuple[float, bytes, int, int]]) -> list[
             writer = dpkt.pcap.Writer(fh, snaplen=65535, linktype=linktype)
             for ts, data, _, _ in frames:
                 writer.writepkt(data, ts=ts)
-        loop = asyncio.new_event_loop()
-        cap = pyshark.FileCapture(str(path), eventloop=loop, keep_packets=False)
-        out = []
-        try:
-            for (ts, _, wirelen, number), pkt in zip(frames, cap, strict=False):
-                layers = {}
-                for layer in pkt.layers:
-                    names = [n for n in layer.field_names if n][:MAX_FIELDS]
-                    layers[layer.layer_name] = {n: str(layer.get_field_value(n)) for n in names}
-                out.append({"ts": ts, "frame": number, "wirelen": wirelen, "layers": layers})
-        finally:
-            cap.close()
-            loop.close()
+        proc = subprocess.run(
+            ["tshark", "-n", "-r", str(path), "-T", "pdml"],
+            capture_output=True,
+            timeout=TSHARK_TIMEOUT_S,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"tshark exited with {proc.returncode}: {_last_line(proc.stderr)}")
+    parser = lxml.objectify.makeparser(huge_tree=True, recover=True)
+    root = lxml.objectify.fromstring(proc.stdout, parser)
+    out = []
+    for (ts, _, wirelen, number), xml_pkt in zip(frames, root.findall("packet"), strict=False):
+        pkt = packet_from_xml_packet(xml_pkt)
+        layers = {}
+        for layer in pkt.layers:
+            names = [n for n in layer.field_names if n][:MAX_FIELDS]
+            layers[layer.layer_name] = {n: str(layer.get_field_value(n)) for n in names}
+        out.append({"ts": ts, "frame": number, "wirelen": wirelen, "layers": layers})
     return out
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
 
 
 def _own(linktype: int, frames: list[tuple[float, bytes, int, int]]) -> list[dict[str, Any]]:
