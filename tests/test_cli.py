@@ -257,3 +257,19 @@ def test_workers_report_a_bad_file_and_go_on(tmp_path: Path) -> None:
     proc = run("analyze", str(bad), good, "--workers", "2", "--quiet")
     assert proc.returncode == EXIT_USAGE
     assert "not a pcap or pcapng file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("capture", "shown"),
+    [
+        ("odid_wifi_bcn_sample.pcap", "MFG1A0123456789"),
+        # The early 90:3A:E6 format has no serial: the transmitter is named by its MAC.
+        ("beacon_sample.pcap", "MAC 84:cc:a8:60:43:24"),
+    ],
+)
+def test_summary_lists_aircraft_broadcasts(capture: str, shown: str) -> None:
+    """Every aircraft heard broadcasting is listed apart from the leaks, with or without serial."""
+    proc = run("analyze", str(PCAPS / "third_party" / "opendroneid" / capture))
+    assert proc.returncode == EXIT_OK, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Aircraft broadcasts"))
+    assert "Remote ID, not leaks" in line and shown in line

@@ -79,9 +79,11 @@ class SummaryCollector:
         elif isinstance(record, Alert):
             self.alerts.append(record)
         elif record.log in ("remoteid", "dji_droneid"):
+            # The early 90:3A:E6 beacons carry no serial: name the transmitter by its MAC.
             serial = getattr(record, "serial", None)
-            if serial and len(self.broadcasts.setdefault(record.log, set())) < 50:
-                self.broadcasts[record.log].add(str(serial))
+            name = str(serial) if serial else f"MAC {getattr(record, 'mac', '?')}"
+            if len(self.broadcasts.setdefault(record.log, set())) < 50:
+                self.broadcasts[record.log].add(name)
         elif record.log == "dhcp":
             mac = getattr(record, "client_mac", None)
             host = getattr(record, "hostname", None)
