@@ -50,3 +50,14 @@ def test_oui_vendor() -> None:
     assert oui_vendor("90:03:b7:38:f5:b8") == "Parrot"
     assert oui_vendor("0c:84:dc:d5:5f:4d") is None
     assert oui_vendor(None) is None
+
+
+def test_link_content_beats_fixed_addresses() -> None:
+    """What the link's analyzer read (a MAVLink heartbeat, system 255) wins over the address
+    table: a ground station at 192.168.2.1 (DJI's aircraft address) is still the ground station."""
+    f = link_flow("192.168.2.2", 45815, "192.168.2.1", 14550)
+    f.add_meta("link_gcs_side", "resp")
+    assert ground_station_side(f, "mavlink") is False
+    g = link_flow("192.168.2.1", 14550, "192.168.2.2", 46561)
+    g.add_meta("link_gcs_side", "orig")
+    assert ground_station_side(g, "mavlink") is True

@@ -52,7 +52,12 @@ def oui_vendor(mac: str | None) -> str | None:
 
 def ground_station_side(flow: Flow, link: str) -> bool | None:
     """True when the originator is the ground station of a drone-link flow, False for the
-    responder, None when the flow does not say."""
+    responder, None when the flow does not say.
+
+    What the link's analyzer read from its content wins over the fixed addresses and ports."""
+    side = flow.meta.get("link_gcs_side")
+    if side in ("orig", "resp"):
+        return side == "orig"  # the link's own content said (a MAVLink heartbeat, system 255)
     orig, resp = flow.orig_ip, flow.resp_ip
     if resp in AIRCRAFT_ADDRESSES and orig not in AIRCRAFT_ADDRESSES:
         return True

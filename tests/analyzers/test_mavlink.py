@@ -310,7 +310,9 @@ def test_udp_flow_record() -> None:
         "last_relative_alt_m": 0.0,
         "signed": False,
     }
-    assert flow.service == "mavlink" and flow.meta == {"link": "mavlink"} and flow.sticky
+    # The vehicle's heartbeats came from the originator: the ground station is the responder.
+    assert flow.meta == {"link": "mavlink", "link_gcs_side": "resp"}
+    assert flow.service == "mavlink" and flow.sticky
 
 
 def test_ground_station_heartbeat_is_not_the_vehicle() -> None:
@@ -609,3 +611,20 @@ def test_fuzz_analyzer_raises_nothing(chunks: list[bytes], over_tcp: bool) -> No
         seq += len(chunk)
     _, records = feed([p for p in packets if p.payload] or [udp(b"\xfe")])
     assert len(records) <= 1
+
+
+@needs(IPAL)
+def test_heartbeat_and_system_255_say_which_end_is_the_gcs(tmp_path: Path) -> None:
+    """ipal_MAVLink.pcap through analyze: the camera's heartbeats make 192.168.2.2 the aircraft
+    and the MANUAL_CONTROL from system 255 makes 192.168.2.1 the ground station, although
+    192.168.2.1 is the address a DJI aircraft takes on its own Wi-Fi."""
+    import json
+
+    from dronewatch.cli import main
+
+    assert main(["analyze", "--out", str(tmp_path), str(IPAL)]) == 0
+    roles = {
+        d["ip"]: d["roles"]
+        for d in map(json.loads, (tmp_path / "devices.jsonl").read_text().splitlines())
+    }
+    assert roles == {"192.168.2.1": ["ground_station"], "192.168.2.2": ["aircraft"]}

@@ -38,6 +38,8 @@ MAVLINK_CRC_LEN = 2
 MAVLINK_SIGNATURE_LEN = 13
 MAVLINK_IFLAG_SIGNED = 0x01
 """The only incompatibility flag defined: a 13-byte signature follows the checksum."""
+MAVLINK_GCS_SYSID = 255
+"""The system id ground stations send as, by convention."""
 MAVLINK_MSG_HEARTBEAT = 0
 MAVLINK_MSG_GLOBAL_POSITION_INT = 33
 MAVLINK_TCP_PORTS = frozenset({5760, 5762, 5763})
@@ -631,15 +633,15 @@ class MavlinkAnalyzer:
             ):
                 return
             state = self._state[flow.uid] = _MavState()
+        from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         if flow.proto == IP_PROTO_UDP:
-            self._scan(flow, state, payload, pkt.ts, True)
+            self._scan(flow, state, payload, pkt.ts, True, from_orig)
         else:
-            from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
             stream = state.streams.get(from_orig)
             if stream is None:
                 stream = state.streams[from_orig] = _Stream()
             stream.feed(pkt.tcp_seq, payload)
-            used = self._scan(flow, state, stream.buf, pkt.ts, False)
+            used = self._scan(flow, state, stream.buf, pkt.ts, False, from_orig)
             del stream.buf[:used]
             if len(stream.buf) > self.options.max_tcp_buffer_bytes:
                 stream.buf.clear()
@@ -652,7 +654,13 @@ class MavlinkAnalyzer:
                 flow.decline(self.name)
 
     def _scan(
-        self, flow: Flow, state: _MavState, data: bytes | bytearray, ts: float, whole: bool
+        self,
+        flow: Flow,
+        state: _MavState,
+        data: bytes | bytearray,
+        ts: float,
+        whole: bool,
+        from_orig: bool,
     ) -> int:
         """Account the frames in `data`; returns the bytes used (the rest is incomplete).
 
@@ -687,12 +695,14 @@ class MavlinkAnalyzer:
                 pos += 1
                 aligned = False
                 continue
-            self._frame(flow, state, frame, ts)
+            self._frame(flow, state, frame, ts, from_orig)
             pos += size
             aligned = True
         return pos
 
-    def _frame(self, flow: Flow, state: _MavState, frame: MavlinkFrame, ts: float) -> None:
+    def _frame(
+        self, flow: Flow, state: _MavState, frame: MavlinkFrame, ts: float, from_orig: bool
+    ) -> None:
         if not frame.crc_verified:
             if not state.recognised:
                 return  # an unknown id proves nothing until a checksum has matched
@@ -716,26 +726,33 @@ class MavlinkAnalyzer:
         state.signed = state.signed or frame.signed
         if not frame.crc_verified:
             return
+        if frame.sysid == MAVLINK_GCS_SYSID:
+            # By convention a ground station sends as system 255 (QGroundControl, Mission Planner).
+            flow.add_meta("link_gcs_side", "orig" if from_orig else "resp")
         if frame.msgid == MAVLINK_MSG_HEARTBEAT:
-            self._heartbeat(state, frame)
+            gcs = self._heartbeat(state, frame)
+            # Who sends which heartbeat says which end is the vehicle, whatever the addresses.
+            flow.add_meta("link_gcs_side", "orig" if from_orig == gcs else "resp")
         elif frame.msgid == MAVLINK_MSG_GLOBAL_POSITION_INT:
             position = decode_global_position_int(frame.payload)
             if abs(position.lat) >= _NO_FIX_DEG or abs(position.lon) >= _NO_FIX_DEG:
                 state.position = position
 
     @staticmethod
-    def _heartbeat(state: _MavState, frame: MavlinkFrame) -> None:
+    def _heartbeat(state: _MavState, frame: MavlinkFrame) -> bool:
+        """Account a heartbeat; True when a ground station sent it."""
         state.heartbeats += 1
         beat = decode_heartbeat(frame.payload)
         if beat.type == MAV_TYPE_GCS:
             state.gcs_seen = True
-            return
+            return True
         # The vehicle is the autopilot component; a camera or gimbal only stands in for it.
         rank = (beat.autopilot != MAV_AUTOPILOT_INVALID) * 2 + (
             frame.compid == MAV_COMP_ID_AUTOPILOT1
         )
         if rank >= state.vehicle_rank:
             state.vehicle, state.vehicle_rank = beat, rank
+        return False
 
     def flow_end(self, flow: Flow) -> None:
         """Write the flow's record if it carried MAVLink, and drop its state."""
