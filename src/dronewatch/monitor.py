@@ -309,15 +309,21 @@ class Monitor:
             stations[ip] = host
         for host in sorted(self.devices.hosts.values(), key=lambda h: h.ip):
             self.ctx.emit(self._device_record(host))
+        by_host: dict[str, list[Egress]] = {}
+        for e in self._egress.values():
+            by_host.setdefault(e.host_ip, []).append(e)
         alerts: list[Alert] = []
         for ip, host in sorted(stations.items()):
-            alerts.extend(self._verdict(ip, host, drops=drops, complete=complete))
+            entries = by_host.get(ip, [])
+            alerts.extend(self._verdict(ip, host, entries, drops=drops, complete=complete))
         return alerts
 
-    def _verdict(self, ip: str, host: Host, *, drops: int | None, complete: bool) -> list[Alert]:
+    def _verdict(
+        self, ip: str, host: Host, entries: list[Egress], *, drops: int | None, complete: bool
+    ) -> list[Alert]:
+        """The verdict of one ground station from its egress entries, and its alerts."""
         policy = self._policy(ip, host.mac)
         name = policy.name or host.hostname
-        entries = [e for e in self._egress.values() if e.host_ip == ip]
         alerts: list[Alert] = []
         allowed_bytes = 0
         # A lookup of a name the device then sent data to is part of that leak, not news.

@@ -103,7 +103,6 @@ class SummaryCollector:
             dev = DeviceSummary(ip=rec.orig_h, mac=rec.orig_mac)
             self.devices[key] = dev
         dev.ips[rec.orig_h] += rec.orig_bytes + 1
-        dev.ip = _primary(dev.ips)
         dev.flows += 1
         dev.pkts_out += rec.orig_pkts
         dev.pkts_in += rec.resp_pkts
@@ -122,6 +121,8 @@ class SummaryCollector:
             out.write(_capture_line(cap) + "\n")
         if not self.devices:
             out.write("No IP flows.\n")
+        for dev in self.devices.values():
+            dev.ip = _primary(dev.ips)  # once, here: a MAC may have sent from many addresses
         devices = sorted(self.devices.values(), key=lambda d: (-d.bytes_out, d.ip))
         for dev in devices:
             host = dev.hostname or (self._hostnames.get(dev.mac, "") if dev.mac else "")
