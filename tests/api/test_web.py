@@ -58,7 +58,18 @@ def page(browser: Any, live: LiveService) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.hosts = set()
+    page.failed = []
     page.on("request", lambda r: page.hosts.add(urlparse(r.url).netloc))
+    # The page's first, keyless call is refused on purpose (it learns whether reads are open);
+    # every other request must succeed.
+    page.on(
+        "response",
+        lambda r: (
+            page.failed.append(f"{r.status} {r.url}")
+            if r.status >= 400 and (r.status != 401 or "authorization" in r.request.headers)
+            else None
+        ),
+    )
     yield page
     context.close()
 
@@ -92,6 +103,7 @@ def test_alerts_table_map_and_only_own_requests(page: Any, live: LiveService) ->
     assert page.locator("#legend li").count() == 13
     assert page.locator("#map path.land").count() > 150
     assert page.hosts == {urlparse(live.url).netloc}
+    assert page.failed == []  # no missing asset (favicon included), no refused call
 
 
 def test_new_alert_appears_without_reload(page: Any, live: LiveService) -> None:
