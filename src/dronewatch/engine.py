@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -69,6 +70,12 @@ class Engine:
         self.flows_total = 0
         self.packets = 0
         self.first_ts: float | None = None
+        self._shared: dict[bytes, bytes] = {}
+        """One object per address or MAC value seen, for the flows to share."""
+        self._inspector_sets: dict[
+            tuple[str, ...], tuple[tuple[str, ...], tuple[Callable[[Flow, Packet], None], ...]]
+        ] = {}
+        """The (names, hooks) tuples of each set of analyzers that want a flow, shared."""
         self._on_start: list[Callable[[Flow, Packet], None]] = _hooks(self.analyzers, "flow_start")
         self._followers: dict[str, Callable[[Flow, Packet], None]] = _named_hooks(
             self.analyzers, "packet"
@@ -169,12 +176,26 @@ class Engine:
                 swap = True  # a capture that starts mid-connection: the low port serves
         elif pkt.sport < 1024 <= pkt.dport and pkt.sport not in (67, 68, 123, 137, 138):
             swap = True
+        # A flow keeps the addresses, MACs and ports of its packets: one shared object for each
+        # value (a phone's address and MAC are in all of its flows), so a flow costs less memory.
+        share = self._shared.setdefault
+        if len(self._shared) > _MAX_SHARED:
+            self._shared.clear()  # bounded; values seen again are simply shared anew
+        src, dst = share(pkt.src, pkt.src), share(pkt.dst, pkt.dst)
+        src_mac, dst_mac = share(pkt.src_mac, pkt.src_mac), share(pkt.dst_mac, pkt.dst_mac)
+        sport, dport = pkt.sport, pkt.dport
+        if 0 <= sport < 65536 and 0 <= dport < 65536:
+            sport, dport = _PORTS[sport], _PORTS[dport]
         if swap:
-            orig_h, orig_p, resp_h, resp_p = pkt.dst, pkt.dport, pkt.src, pkt.sport
-            orig_mac, resp_mac = pkt.dst_mac, pkt.src_mac
+            orig_h, orig_p, resp_h, resp_p = dst, dport, src, sport
+            orig_mac, resp_mac = dst_mac, src_mac
         else:
-            orig_h, orig_p, resp_h, resp_p = pkt.src, pkt.sport, pkt.dst, pkt.dport
-            orig_mac, resp_mac = pkt.src_mac, pkt.dst_mac
+            orig_h, orig_p, resp_h, resp_p = src, sport, dst, dport
+            orig_mac, resp_mac = src_mac, dst_mac
+        if (src, sport) <= (dst, dport):
+            key = (key[0], src, sport, dst, dport)
+        else:
+            key = (key[0], dst, dport, src, sport)
         flow = Flow(
             uid=flow_uid(key, pkt.ts),
             proto=pkt.proto,
@@ -189,9 +210,13 @@ class Engine:
             vlan=pkt.vlan,
             iface=pkt.iface,
         )
-        wanted = [(name, hook) for name, wants, hook in self._on_packet if _wants(wants, flow)]
-        flow.inspector_names = tuple(name for name, _ in wanted)
-        flow.inspectors = tuple(hook for _, hook in wanted)
+        names = tuple(name for name, wants, _ in self._on_packet if _wants(wants, flow))
+        # Flows wanted by the same analyzers share one pair of tuples: memory per flow counts.
+        shared = self._inspector_sets.get(names)
+        if shared is None:
+            hooks = tuple(hook for name, _, hook in self._on_packet if name in names)
+            shared = self._inspector_sets[names] = (names, hooks)
+        flow.inspector_names, flow.inspectors = shared
         name = self.ctx.dns.name_for(resp_h)
         if name:
             flow.meta["dns_name"] = name
@@ -224,7 +249,7 @@ class Engine:
         else:
             letter = ""
         if letter and letter not in hist:
-            flow.history = hist + letter
+            flow.history = sys.intern(hist + letter)  # a few dozen histories, shared by all
         if flags & TCP_RST or (flags & TCP_FIN and ("F" in flow.history and "f" in flow.history)):
             self._closing.setdefault(key, pkt.ts)
 
@@ -290,6 +315,11 @@ class Engine:
         for hook in self._on_done:
             hook()
 
+
+_PORTS = tuple(range(65536))
+"""One int object per port number, shared by every flow's key and fields."""
+_MAX_SHARED = 200_000
+"""Most distinct addresses and MACs kept for sharing before the table starts anew."""
 
 _KIND = {IP_PROTO_TCP: 0, 17: 1}
 """Index of a protocol's idle bound: TCP, UDP, then every other protocol."""

@@ -234,8 +234,8 @@ def test_syn_ack_anchors_the_responder_stream(tls13: tuple[bytes, bytes]) -> Non
     )
     flow = make_flow(from_client(b"", CLIENT_ISN))
     analyzer.flow_start(flow, syn_ack)
-    assert analyzer._state[flow.uid].resp.known_start
     analyzer.packet(flow, from_server(tls13[1][30:], SERVER_ISN + 31))
+    assert analyzer._state[flow.uid].resp.known_start
     analyzer.packet(flow, from_client(tls13[0], CLIENT_ISN + 1))
     analyzer.packet(flow, from_server(tls13[1][:30], SERVER_ISN + 1))
     [rec] = tls_records(ctx)
@@ -311,7 +311,8 @@ def test_non_tls_without_syn_is_given_up_after_probing() -> None:
     for i in range(3):
         analyzer.packet(flow, from_client(b"x" * 100, CLIENT_ISN + 1 + 100 * i))
     state = analyzer._state[flow.uid]
-    assert state.client_done and state.orig.size == 0
+    # Given up: the flow's buffers are gone, a shared placeholder says it is done.
+    assert state.emitted and state.orig.size == 0 and state.client is None
     analyzer.flow_end(flow)
     assert ctx.records == []
 
@@ -350,7 +351,7 @@ def test_a_hello_too_big_for_the_buffer_is_dropped() -> None:
     for offset, data in segments(stream, 20):
         analyzer.packet(flow, from_client(data, CLIENT_ISN + 1 + offset))
         assert analyzer._state[flow.uid].orig.size <= 4096
-    assert analyzer._state[flow.uid].client_done
+    assert analyzer._state[flow.uid].emitted  # given up, buffers dropped
     analyzer.flow_end(flow)
     assert ctx.records == []
 
@@ -408,3 +409,21 @@ def test_fuzz_any_delivery_order_reads_the_hello(order: list[int], repeats: list
     analyzer.flow_end(flow)
     [rec] = tls_records(ctx)
     assert rec.ja4 == "t13d1516h2_8daaf6152771_e5627efa2ab1"
+
+
+def test_state_is_made_by_payload_and_dropped_when_done(tls13: tuple[bytes, bytes]) -> None:
+    """A SYN costs only its sequence number; once the hellos are written the flow's buffers and
+    hellos are let go and the analyzer declines the flow (memory per flow stays small)."""
+    ctx = RecordingContext()
+    analyzer = TlsAnalyzer(ctx)
+    flow = open_flow(analyzer)
+    assert flow.uid not in analyzer._state and flow.uid in analyzer._syn
+    analyzer.packet(flow, from_client(tls13[0], CLIENT_ISN + 1))
+    analyzer.packet(flow, from_server(tls13[1], SERVER_ISN + 1))
+    [rec] = tls_records(ctx)
+    assert rec.established and rec.server_name == "drone.example"
+    done = analyzer._state[flow.uid]
+    assert done.emitted and done.client is None and done.server is None
+    assert flow.uid not in analyzer._syn
+    analyzer.flow_end(flow)
+    assert analyzer._state == {} and analyzer._syn == {} and len(tls_records(ctx)) == 1

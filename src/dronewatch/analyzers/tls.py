@@ -183,6 +183,11 @@ class _TlsState:
         self.emitted = False
 
 
+_DONE = _TlsState()
+_DONE.emitted = True
+"""The state of every flow whose hellos are written (or that is not TLS): nothing more to do."""
+
+
 class TlsAnalyzer:
     """Decode TLS ClientHello/ServerHello pairs on any TCP port into tls.jsonl records."""
 
@@ -192,6 +197,10 @@ class TlsAnalyzer:
         self.ctx = ctx
         self.options = options or TlsOptions()
         self._state: dict[str, _TlsState] = {}  # keyed by flow.uid, dropped in flow_end
+        self._syn: dict[str, int] = {}
+        """Where a flow's stream starts, kept until its first payload (most flows never carry a
+        handshake, so their state is made only when bytes come): the sequence number after a
+        SYN, or minus one less the number after a SYN-ACK (the responder's stream)."""
 
     def flow_start(self, flow: Flow, pkt: Packet) -> None:
         """Remember where a byte stream starts when the flow opens with a SYN (or SYN-ACK)."""
@@ -201,9 +210,8 @@ class TlsAnalyzer:
         syn_ack = bool(pkt.tcp_flags & TCP_ACK)
         if from_orig == syn_ack:  # a SYN comes from the originator, a SYN-ACK from the responder
             return
-        state = self._state.setdefault(flow.uid, _TlsState())
-        stream = state.resp if syn_ack else state.orig
-        stream.anchor((pkt.tcp_seq + 1) % _SEQ_MOD)
+        seq = (pkt.tcp_seq + 1) % _SEQ_MOD
+        self._syn[flow.uid] = -1 - seq if syn_ack else seq
 
     def wants(self, flow: Flow) -> bool:
         """TLS runs over TCP (QUIC has its own analyzer)."""
@@ -216,13 +224,21 @@ class TlsAnalyzer:
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         state = self._state.get(flow.uid)
         if state is None:
-            if flow.service and flow.service not in ("tls", "http"):
-                flow.decline(self.name)  # another protocol (HTTP CONNECT may precede TLS)
-                return
-            # Responder bytes before any originator bytes only matter if they look like TLS.
-            if not from_orig and not looks_like_handshake(pkt.payload[:3]):
-                return
+            syn = self._syn.pop(flow.uid, None)
+            if syn is None:
+                if flow.service and flow.service not in ("tls", "http"):
+                    flow.decline(self.name)  # another protocol (HTTP CONNECT may precede TLS)
+                    return
+                # Responder bytes before any originator bytes only matter if they look like TLS.
+                if not from_orig and not looks_like_handshake(pkt.payload[:3]):
+                    return
             state = self._state[flow.uid] = _TlsState()
+            if syn is not None:
+                # The stream start is known: every byte counts, whatever comes first.
+                if syn < 0:
+                    state.resp.anchor(-1 - syn)
+                else:
+                    state.orig.anchor(syn)
         if state.emitted:
             return
         # Data on a SYN (TCP Fast Open) starts one past the SYN's sequence number.
@@ -237,11 +253,16 @@ class TlsAnalyzer:
             # The originator does not speak TLS: stop looking at the flow.
             state.server_done = True
             state.resp.clear()
-        if state.client_done and state.server_done and (state.client or state.server):
-            self._emit(flow, state)
+        if state.client_done and state.server_done:
+            if state.client or state.server:
+                self._emit(flow, state)
+            # The hellos and buffers go now; one shared placeholder says the flow is done.
+            self._state[flow.uid] = _DONE
+            flow.decline(self.name)
 
     def flow_end(self, flow: Flow) -> None:
         """Write the record of a handshake seen only in part, and drop the flow's state."""
+        self._syn.pop(flow.uid, None)
         state = self._state.pop(flow.uid, None)
         if state is not None and not state.emitted and (state.client or state.server):
             self._emit(flow, state)
@@ -300,9 +321,6 @@ class TlsAnalyzer:
 
     def _emit(self, flow: Flow, state: _TlsState) -> None:
         state.emitted = True
-        flow.decline(self.name)
-        state.orig.clear()
-        state.resp.clear()
         client, server = state.client, state.server
         self.ctx.emit(
             TlsRecord(
