@@ -245,3 +245,19 @@ def test_declined_analyzer_sees_no_more_packets() -> None:
     flow.decline("spy")
     flow.decline("nobody")
     assert flow.inspectors == () and flow.inspector_names == ()
+
+
+def test_flows_share_addresses_ports_and_inspector_tuples() -> None:
+    """Flows of one phone keep one object per address, port and set of inspecting analyzers,
+    not a copy each (memory per live flow), and their keys still find them."""
+    eng, _ = engine()
+    a = make_packet(b"x", sport=50001, dport=8443, ts=1.0)
+    b = make_packet(b"y", sport=50002, dport=8443, ts=2.0)
+    eng.process(a)
+    eng.process(b)
+    f1, f2 = eng.flows.values()
+    assert f1.orig_h is f2.orig_h and f1.resp_h is f2.resp_h
+    assert f1.resp_p is f2.resp_p  # 8443: not one of Python's small cached ints
+    assert f1.inspectors is f2.inspectors and f1.inspector_names is f2.inspector_names
+    eng.process(make_packet(b"z", sport=50001, dport=8443, ts=3.0))
+    assert len(eng.flows) == 2 and f1.orig_pkts == 2
