@@ -335,7 +335,7 @@ class MavlinkCrcError(DecodeError):
     """A well-framed MAVLink frame whose checksum does not match."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class MavlinkFrame:
     """One MAVLink frame."""
 
@@ -426,7 +426,7 @@ def parse_mavlink_frame(data: bytes | bytearray, offset: int = 0) -> MavlinkFram
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class Heartbeat:
     """HEARTBEAT (#0): what a component is and what state it is in."""
 
@@ -456,7 +456,7 @@ class Heartbeat:
         return bool(self.base_mode & MAV_MODE_FLAG_SAFETY_ARMED)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class GlobalPosition:
     """GLOBAL_POSITION_INT (#33): the fused global position."""
 

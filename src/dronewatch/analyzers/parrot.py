@@ -181,7 +181,7 @@ def parse_arsdk_json(data: bytes) -> dict[str, object]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class ArNetFrame:
     """One ARNetworkAL frame."""
 
@@ -216,7 +216,7 @@ def parse_arnetworkal(data: bytes) -> list[ArNetFrame]:
     return frames
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class ArCommand:
     """An ARCommand carried by a data frame."""
 
@@ -244,7 +244,7 @@ def parse_arcommand(payload: bytes) -> ArCommand:
 # --- AR.Drone 1/2 ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class AtCommand:
     """One AT command: `AT*NAME=seq,arg,...`."""
 
@@ -293,7 +293,7 @@ def parse_at_commands(data: bytes) -> list[AtCommand]:
     return commands
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class NavdataDemo:
     """Navdata option 0 (demo): the state a controller shows."""
 
@@ -329,7 +329,7 @@ def decode_navdata_demo(option: bytes) -> NavdataDemo:
     return NavdataDemo(*_NAVDATA_DEMO.unpack_from(option))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per frame: not frozen, which costs 5x
 class Navdata:
     """One navdata packet."""
 
