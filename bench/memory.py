@@ -18,7 +18,6 @@ by GNU time. Flows end as the capture goes on, so the peak should not grow with 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import dpkt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import BIN, DEFAULT_CAPTURE, _run_once, machine, table  # noqa: E402
+from run import BIN, DEFAULT_CAPTURE, _run_once, measured_on, table  # noqa: E402
 
 RESULTS = ROOT / "bench" / "MEMORY.md"
 SIZES = (20_000, 100_000)
@@ -132,9 +131,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dronewatch-mem-") as tmp:
         flows, per_flow = per_flow_table(Path(tmp))
         growth = growth_table(args.capture, Path(tmp))
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
-        f"Measured {when} on {machine()} (bench/memory.py).\n\n"
+        f"{measured_on()} (bench/memory.py).\n\n"
         f"Bytes per live flow (TCP connections to port 443, all open at the end; Python's "
         f"allocations read with tracemalloc, fixed costs taken out): **{per_flow:,.0f} bytes**.\n\n"
         f"{table(flows)}\n\nPeak RSS as the capture grows:\n\n{table(growth)}\n"

@@ -233,6 +233,12 @@ def install() -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "nfstream"], check=False)
 
 
+def measured_on() -> str:
+    """'Measured <UTC time> on <machine>': the first words of every results file."""
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Measured {when} on {machine()}"
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -349,9 +355,8 @@ def main() -> int:
         per_capture.append(
             (str(cap.relative_to(ROOT)), f"{n:,}", f"{m.median:.2f}", f"{n / m.median:,.0f}")
         )
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report = (
-        f"Measured {when} on {machine()}.\n\n"
+        f"{measured_on()}.\n\n"
         f"Capture: `{args.capture.name}`, {packets:,} packets, "
         f"{args.capture.stat().st_size / 1e6:.0f} MB; median of {args.repeat} runs each.\n\n"
         f"{table(rows)}\n\n"

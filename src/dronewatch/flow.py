@@ -167,6 +167,14 @@ class Flow:
         if analyzer not in self.followers:
             self.followers = (*self.followers, analyzer)
 
+    def recognise_link(self, link: str, follower: str | None) -> None:
+        """A drone link was recognised on this flow: its service and `link` fact, and the
+        analyzer to follow it to the end (None: not followed)."""
+        self.service = link
+        self.add_meta("link", link)
+        if follower is not None:
+            self.follow(follower)
+
     def decline(self, analyzer: str) -> None:
         """The named analyzer is done with this flow (not its protocol, or nothing more to read):
         it sees no more of its packets. A flow nobody inspects any more costs only counters."""

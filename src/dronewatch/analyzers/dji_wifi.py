@@ -347,10 +347,7 @@ class DjiWifiAnalyzer:
                 break
             if state.first_ts is None:
                 state.first_ts = ts
-                flow.service = "dji_wifi"
-                flow.add_meta("link", "dji_wifi")
-                if self.options.follow_flow:
-                    flow.follow(self.name)
+                flow.recognise_link("dji_wifi", self.name if self.options.follow_flow else None)
             state.frames += 1
             if data[pos + 8] & DUML_RESPONSE:
                 state.responses += 1

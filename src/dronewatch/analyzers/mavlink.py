@@ -710,10 +710,7 @@ class MavlinkAnalyzer:
         elif not state.recognised:
             state.recognised = True
             state.first_ts = ts
-            flow.service = "mavlink"
-            flow.add_meta("link", "mavlink")
-            if self.options.follow_flow:
-                flow.follow(self.name)
+            flow.recognise_link("mavlink", self.name if self.options.follow_flow else None)
         state.frames += 1
         state.versions.add(frame.version)
         max_ids = self.options.max_ids

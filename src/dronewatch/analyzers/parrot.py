@@ -583,10 +583,7 @@ class ParrotAnalyzer:
             return
         state.first_ts = ts
         link = "ardrone" if state.protocol.startswith("ardrone") else "parrot_arsdk"
-        flow.service = link
-        flow.add_meta("link", link)
-        if self.options.follow_flow:
-            flow.follow(self.name)
+        flow.recognise_link(link, self.name if self.options.follow_flow else None)
 
     def _count(self, state: _ParrotState, name: str) -> None:
         if name in state.commands or len(state.commands) < self.options.max_names:

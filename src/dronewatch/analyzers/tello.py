@@ -403,10 +403,7 @@ class TelloAnalyzer:
             return
         state.first_ts = ts
         state.channel = channel
-        flow.service = "tello"
-        flow.add_meta("link", "tello")
-        if follow and self.options.follow_flow:
-            flow.follow(self.name)
+        flow.recognise_link("tello", self.name if follow and self.options.follow_flow else None)
         if channel in ("sdk", "binary"):
             drone = flow.resp_h if flow.resp_p in TELLO_SDK_PORTS else flow.orig_h
             _remember(self._drones, drone, self.options.max_hosts)
