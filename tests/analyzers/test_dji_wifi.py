@@ -308,3 +308,64 @@ def test_fuzz_analyzer_raises_nothing(datagrams: list[bytes]) -> None:
     """Arbitrary datagrams on 9003, with or without frames, raise nothing from the analyzer."""
     _, records = feed([to_aircraft(d) for d in datagrams if d] or [to_aircraft(b"\x55")])
     assert len(records) <= 1
+
+
+def reference_count(data: bytes) -> tuple[int, int, list[tuple[int, int]]]:
+    """Frames, CRC errors and (cmd set, cmd id) of one datagram, read with `parse_duml_frame`:
+    what the analyzer's in-place counting must agree with."""
+    frames, errors, commands = 0, 0, []
+    pos = find_duml(data)
+    while 0 <= pos < len(data) and data[pos] == 0x55:
+        try:
+            frame = parse_duml_frame(data, pos)
+        except DumlCrcError:
+            errors += 1
+            break
+        except DecodeError:
+            break
+        frames += 1
+        commands.append((frame.cmd_set, frame.cmd_id))
+        pos += frame.size
+    return frames, errors, commands
+
+
+frame_st = st.builds(
+    duml,
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(frame_st, min_size=1, max_size=4),
+    st.binary(max_size=6),
+    st.binary(max_size=6),
+    st.integers(0, 200),
+    st.integers(0, 255),
+)
+def test_in_place_counting_agrees_with_the_decoder(
+    frames: list[bytes], wrapper: bytes, tail: bytes, flip_at: int, flip: int
+) -> None:
+    """Whole, wrapped, cut and corrupted datagrams: the analyzer counts exactly the frames,
+    checksum errors and commands that `parse_duml_frame` reads (its fast path checks the same)."""
+    data = bytearray(wrapper.replace(b"\x55", b"\x00") + b"".join(frames) + tail)
+    if flip_at < len(data):
+        data[flip_at] ^= flip
+    datagram = bytes(data)
+    n, errors, commands = reference_count(datagram)
+    _, records = feed([to_aircraft(datagram)] * 3)
+    if n == 0:
+        assert records == []  # no valid frame: the flow is not a DUML link
+        return
+    (rec,) = records
+    assert (rec.frames, rec.crc_errors) == (3 * n, 3 * errors)
+    expected: dict[str, int] = {}
+    for cmd_set, cmd_id in commands:
+        key = f"{duml_cmd_set_name(cmd_set)}/{cmd_id:#04x}"
+        expected[key] = expected.get(key, 0) + 3
+    assert rec.commands == expected
