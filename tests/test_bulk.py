@@ -1,4 +1,7 @@
-"""The bulk path gives exactly the per-packet path's records, alerts and coverage."""
+"""The bulk path gives exactly the per-packet path's records, alerts and coverage.
+
+Every test here runs twice: with the C walk (`dronewatch._fastpath`, the usual case) and with the
+numpy path that stands in for it where the extension was not built."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.all import ARP, IP, TCP, UDP, Dot1Q, Ether, IPv6, raw
 
+import dronewatch.bulk
 from dronewatch.capture.files import FileSource
 from dronewatch.classify import Classifier
 from dronewatch.engine import EngineOptions
@@ -26,6 +30,22 @@ PHONE6, CLOUD6 = "2001:db8::2", "2001:db8:1::7"
 
 def ETH() -> Ether:  # noqa: N802 - reads like the scapy layer it stands for
     return Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+
+
+@pytest.fixture(autouse=True, params=["c", "numpy"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which bulk walk the test runs on."""
+    if request.param == "numpy":
+        monkeypatch.setattr(dronewatch.bulk, "_fastpath", None)
+    return str(request.param)
+
+
+def test_c_walk_is_built() -> None:
+    """The install built the C extension (a compiler is part of the set-up): without it the
+    numpy path runs, with the same records but slower."""
+    from dronewatch import _fastpath
+
+    assert callable(_fastpath.walk) and callable(_fastpath.record_offsets)
 
 
 @functools.cache

@@ -10,6 +10,11 @@ anything too short) goes through the per-packet decoder and `Engine.process` in 
 Flows are only touched between two sweeps of the flow table (the engine's idle check every
 `sweep_every_s` of capture time), so a batch is cut into segments at the packets that trigger a
 sweep; within a segment a settled flow can only gain packets and bytes, which commute.
+
+Where the C extension `dronewatch._fastpath` is built (the usual case), its `walk` makes the same
+decisions row by row in C instead: it keeps the counts of settled flows itself and writes them to
+the flows before any Python code runs (a handed-over packet, a follower, a sweep), so Python always
+sees exact counters. Without it (no compiler at install time) the numpy path below does the work.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ from dronewatch.flow import (
     Flow,
     Packet,
 )
+
+try:
+    from dronewatch import _fastpath
+except ImportError:  # not built (no C compiler at install time): the numpy path does the work
+    _fastpath = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from dronewatch.pipeline import Pipeline
@@ -204,10 +214,10 @@ def group_rows(key: npt.NDArray[np.uint8]) -> tuple[Ints, Ints]:
     return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
 
 
-def flow_key(row: npt.NDArray[np.uint8]) -> FlowKey:
+def flow_key(row: npt.NDArray[np.uint8] | bytes) -> FlowKey:
     """The engine's key of a flow from a key row (version, proto, low end, high end)."""
-    size = 4 if row[0] == 4 else 16
-    raw = row.tobytes()
+    raw = row if isinstance(row, bytes) else row.tobytes()
+    size = 4 if raw[0] == 4 else 16
     return (
         raw[1],
         raw[2 : 2 + size],
@@ -220,8 +230,10 @@ def flow_key(row: npt.NDArray[np.uint8]) -> FlowKey:
 class BulkRunner:
     """Feeds pcap batches to a pipeline's decoder and engine, counting settled flows in bulk."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, native: bool = True) -> None:
         self.pipe = pipeline
+        self.native = native and _fastpath is not None
+        """Walk batches with the C extension (else with numpy)."""
         self.bulk_packets = 0
         """Packets counted in bulk (the rest went through the per-packet path)."""
 
@@ -229,6 +241,11 @@ class BulkRunner:
         pipe = self.pipe
         engine = pipe.engine
         pipe.linktypes[batch.linktype] += len(batch)
+        l3 = L3_OFFSET.get(batch.linktype)
+        room = len(engine.flows) + len(batch) <= engine.options.max_flows
+        if self.native and l3 is not None and room:
+            self._walk(batch, l3)
+            return
         heads = Headers(batch)
         # Packets not read in bulk are decoded now (decoding keeps no state but counts).
         decoded: dict[int, Packet | None] = {}
@@ -243,6 +260,97 @@ class BulkRunner:
             if sweep_at is not None:
                 engine.sweep_at(sweep_at)
             _Segment(self, batch, heads, decoded, start, stop).run()
+
+    def _walk(self, batch: PcapBatch, l3: int) -> None:
+        """The batch through the C walk; Python sees only the rows it hands back."""
+        assert _fastpath is not None
+        pipe = self.pipe
+        engine = pipe.engine
+        decode, process, to_followers = pipe.decoder.decode, engine.process, engine.to_followers
+        get = engine.flows.get
+        stats = pipe.decoder.stats
+        raw = batch.raw
+
+        def lookup(key: bytes) -> Flow | None:
+            return get(flow_key(key))
+
+        def handle(i: int) -> tuple[float, int]:
+            pkt = decode(raw(i))
+            if pkt is not None:
+                process(pkt)
+            return engine.next_sweep, engine.flows_ended
+
+        def follow(
+            i: int, flow: Flow, from_orig: bool, ip_len: int, at: int, stop: int, plen: int
+        ) -> tuple[float, int]:
+            to_followers(flow, follower_packet(batch, i, flow, from_orig, ip_len, at, stop, plen))
+            return engine.next_sweep, engine.flows_ended
+
+        def sweep(ts: float) -> tuple[float, int]:
+            engine.sweep_at(ts)
+            return engine.next_sweep, engine.flows_ended
+
+        def counted(n: int, latest: float) -> None:
+            engine.count_bulk(n, latest)
+            stats.ip += n
+            self.bulk_packets += n
+
+        opts = engine.options
+        _fastpath.walk(
+            batch.buf,
+            batch.data_at,
+            batch.caplen,
+            batch.ts,
+            l3,
+            engine.next_sweep,
+            engine.flows_ended,
+            opts.inspect_packets,
+            opts.active_s,
+            lookup,
+            handle,
+            follow,
+            sweep,
+            counted,
+        )
+
+
+def follower_packet(
+    batch: PcapBatch,
+    i: int,
+    flow: Flow,
+    from_orig: bool,
+    ip_len: int,
+    payload_at: int,
+    payload_stop: int,
+    payload_len: int,
+) -> Packet:
+    """The `Packet` the per-packet decoder makes of row `i` (a UDP datagram without VLAN tag,
+    IP options or extension headers), for a flow's followers."""
+    at = int(batch.data_at[i])
+    caplen = int(batch.caplen[i])
+    frame = batch.buf[at : at + caplen]
+    src, dst = (flow.orig_h, flow.resp_h) if from_orig else (flow.resp_h, flow.orig_h)
+    sport, dport = (flow.orig_p, flow.resp_p) if from_orig else (flow.resp_p, flow.orig_p)
+    mac = batch.linktype == LINKTYPE_ETHERNET
+    return Packet(
+        ts=float(batch.ts[i]),
+        frame=batch.first_frame + i + 1,
+        wirelen=int(batch.wirelen[i]),
+        caplen=caplen,
+        linktype=batch.linktype,
+        src_mac=frame[6:12] if mac else b"",
+        dst_mac=frame[0:6] if mac else b"",
+        ip_version=4 if len(src) == 4 else 6,
+        src=src,
+        dst=dst,
+        proto=IP_PROTO_UDP,
+        sport=sport,
+        dport=dport,
+        ip_len=ip_len,
+        payload=frame[payload_at:payload_stop],
+        payload_len=payload_len,
+        raw=frame,
+    )
 
 
 class _Segment:
@@ -401,34 +509,16 @@ class _Segment:
                 process(pkt)
 
     def _packet(self, i: int, flow: Flow, from_orig: bool) -> Packet:
-        """The `Packet` the per-packet decoder makes of row `i` (a UDP datagram without VLAN tag,
-        IP options or extension headers), for a flow's followers."""
-        heads, batch = self.heads, self.batch
-        at = int(batch.data_at[i])
-        caplen = int(batch.caplen[i])
-        buf = batch.buf
-        frame = buf[at : at + caplen]
-        src, dst = (flow.orig_h, flow.resp_h) if from_orig else (flow.resp_h, flow.orig_h)
-        sport, dport = (flow.orig_p, flow.resp_p) if from_orig else (flow.resp_p, flow.orig_p)
-        mac = heads.l3 == 14
-        return Packet(
-            ts=float(batch.ts[i]),
-            frame=batch.first_frame + i + 1,
-            wirelen=int(batch.wirelen[i]),
-            caplen=caplen,
-            linktype=batch.linktype,
-            src_mac=frame[6:12] if mac else b"",
-            dst_mac=frame[0:6] if mac else b"",
-            ip_version=int(heads.key[i, 0]),
-            src=src,
-            dst=dst,
-            proto=IP_PROTO_UDP,
-            sport=sport,
-            dport=dport,
-            ip_len=int(heads.ip_len[i]),
-            payload=frame[int(heads.payload_at[i]) : int(heads.payload_stop[i])],
-            payload_len=int(heads.payload_len[i]),
-            raw=frame,
+        heads = self.heads
+        return follower_packet(
+            self.batch,
+            i,
+            flow,
+            from_orig,
+            int(heads.ip_len[i]),
+            int(heads.payload_at[i]),
+            int(heads.payload_stop[i]),
+            int(heads.payload_len[i]),
         )
 
     def _apply(self) -> None:

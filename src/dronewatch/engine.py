@@ -68,6 +68,8 @@ class Engine:
         """A lower bound of the last packet time of the TCP, UDP and other flows."""
         self._now = 0.0
         self.flows_total = 0
+        self.flows_ended = 0
+        """Flows ended so far (on a change, the bulk path's C walk drops its flow references)."""
         self.packets = 0
         self.first_ts: float | None = None
         self._shared: dict[bytes, bytes] = {}
@@ -295,6 +297,7 @@ class Engine:
     def _end(self, key: FlowKey, flow: Flow, reason: str) -> None:
         self.flows.pop(key, None)
         self._closing.pop(key, None)
+        self.flows_ended += 1
         flow.end_reason = reason
         for hook in self._on_end:
             hook(flow)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from dronewatch.capture.base import RawPacket, SourceStats
-from dronewatch.capture.pcapbatch import PcapBatch
+from dronewatch.capture.pcapbatch import PcapBatch, record_offsets
 from dronewatch.exceptions import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -224,23 +224,13 @@ class FileSource:
     def _read_pcap_batches(self, s: _Stream, endian: str, nano: bool) -> Iterator[PcapBatch]:
         linktype, limit = self._pcap_header(s, endian)
         rec = struct.Struct(endian + "IIII")
-        incl_at = struct.Struct(endian + "I").unpack_from
         frame = 0
         while self._next_record(s, rec, limit, frame):
             if self._size is not None:
                 s.fill(CHUNK)
             # Every record that lies whole in the buffer; the check above has made one available.
-            buf, pos, end = s.buf, s.pos, len(s.buf)
-            offsets: list[int] = []
-            add = offsets.append
-            while pos + 16 <= end:
-                after = pos + 16 + incl_at(buf, pos + 8)[0]
-                if after > end or after - pos - 16 > limit:
-                    break
-                add(pos)
-                pos = after
-            s.pos = pos
-            batch = PcapBatch.build(buf, offsets, endian, nano, linktype, frame)
+            offsets, s.pos = record_offsets(s.buf, s.pos, limit, endian == ">")
+            batch = PcapBatch.build(s.buf, offsets, endian, nano, linktype, frame)
             frame += len(offsets)
             self.stats.packets += len(offsets)
             self.stats.bytes += batch.wire_bytes

@@ -7,6 +7,7 @@ for the packets that still need the per-packet path.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,8 +15,32 @@ import numpy.typing as npt
 
 from dronewatch.capture.base import RawPacket
 
+try:
+    from dronewatch._fastpath import record_offsets as _c_record_offsets
+except ImportError:  # not built: the Python loop below
+    _c_record_offsets = None  # type: ignore[assignment]
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+
+
+def record_offsets(buf: bytes, pos: int, limit: int, big_endian: bool) -> tuple[IntArray, int]:
+    """Offsets of the pcap records that lie whole in `buf` from `pos` on, and where the first one
+    that does not (cut by the buffer's end, or longer than `limit`) starts."""
+    if _c_record_offsets is not None:
+        raw, pos = _c_record_offsets(buf, pos, limit, big_endian)
+        return np.frombuffer(raw, dtype=np.int64), pos
+    incl_at = struct.Struct(">I" if big_endian else "<I").unpack_from
+    end = len(buf)
+    offsets: list[int] = []
+    add = offsets.append
+    while pos + 16 <= end:
+        after = pos + 16 + incl_at(buf, pos + 8)[0]
+        if after > end or after - pos - 16 > limit:
+            break
+        add(pos)
+        pos = after
+    return np.asarray(offsets, dtype=np.int64), pos
 
 
 @dataclass(slots=True)
@@ -37,7 +62,7 @@ class PcapBatch:
     def build(
         cls,
         buf: bytes,
-        offsets: list[int],
+        offsets: IntArray | list[int],
         endian: str,
         nano: bool,
         linktype: int,
