@@ -153,9 +153,9 @@ def peers(capture: Path) -> list[tuple[str, list[str] | None, str]]:
 
 STAGE_NAMES = {
     "read": "read pcap records in batches",
-    "headers": "+ link/IP/transport headers with numpy",
-    "flows": "+ flow table (bulk path), no analyzer",
-    "analyzers": "+ every analyzer",
+    "flows": "+ headers and flow table (C walk), no analyzer",
+    "inspect": "+ analyzers on the first packets, drone links not followed",
+    "analyzers": "+ following the drone links to their end",
 }
 
 
@@ -300,7 +300,21 @@ def main() -> int:
         args.repeat,
         ok_codes=(0, 1),
     )
-    results = [dw, per_packet]
+    numpy_walk = measure(
+        "dronewatch, numpy walk (no C)",
+        [
+            "env",
+            "DRONEWATCH_NUMPY_WALK=1",
+            str(BIN / "dronewatch"),
+            "analyze",
+            "--quiet",
+            "--no-progress",
+            str(args.capture),
+        ],
+        args.repeat,
+        ok_codes=(0, 1),
+    )
+    results = [dw, numpy_walk, per_packet]
     halves = split_capture(args.capture)
     for workers in (1, 2):
         results.append(

@@ -205,3 +205,14 @@ def test_flow_cut_by_active_timeout_within_a_segment(tmp_path: Path) -> None:
     engine = EngineOptions(inspect_packets=1, active_s=30.0, udp_idle_s=100.0, sweep_every_s=500.0)
     ref, bulk = both(path, engine)
     assert bulk.bulk_packets > 30
+
+
+def test_numpy_walk_chosen_by_environment(monkeypatch: pytest.MonkeyPatch, walk: str) -> None:
+    """DRONEWATCH_NUMPY_WALK set: the numpy walk runs even where the C extension is built."""
+    from dronewatch.bulk import NUMPY_WALK_ENV, BulkRunner
+    from dronewatch.pipeline import Pipeline
+
+    monkeypatch.delenv(NUMPY_WALK_ENV, raising=False)
+    assert BulkRunner(Pipeline(lambda record: None)).native is (walk == "c")
+    monkeypatch.setenv(NUMPY_WALK_ENV, "1")
+    assert BulkRunner(Pipeline(lambda record: None)).native is False

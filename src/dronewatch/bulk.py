@@ -19,6 +19,7 @@ sees exact counters. Without it (no compiler at install time) the numpy path bel
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,10 @@ except ImportError:  # not built (no C compiler at install time): the numpy path
 
 if TYPE_CHECKING:
     from dronewatch.pipeline import Pipeline
+
+NUMPY_WALK_ENV = "DRONEWATCH_NUMPY_WALK"
+"""Set (to anything) in the environment: walk batches with numpy even where the C extension is
+built (same records, slower; for comparing the two)."""
 
 # Where the IP header starts, for the link types read here in bulk.
 L3_OFFSET = {LINKTYPE_ETHERNET: 14, LINKTYPE_RAW: 0, LINKTYPE_IPV4: 0, LINKTYPE_IPV6: 0}
@@ -230,8 +235,10 @@ def flow_key(row: npt.NDArray[np.uint8] | bytes) -> FlowKey:
 class BulkRunner:
     """Feeds pcap batches to a pipeline's decoder and engine, counting settled flows in bulk."""
 
-    def __init__(self, pipeline: Pipeline, native: bool = True) -> None:
+    def __init__(self, pipeline: Pipeline, native: bool | None = None) -> None:
         self.pipe = pipeline
+        if native is None:
+            native = not os.environ.get(NUMPY_WALK_ENV)
         self.native = native and _fastpath is not None
         """Walk batches with the C extension (else with numpy)."""
         self.bulk_packets = 0
