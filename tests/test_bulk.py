@@ -40,14 +40,6 @@ def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     return str(request.param)
 
 
-def test_c_walk_is_built() -> None:
-    """The install built the C extension (a compiler is part of the set-up): without it the
-    numpy path runs, with the same records but slower."""
-    from dronewatch import _fastpath
-
-    assert callable(_fastpath.walk) and callable(_fastpath.record_offsets)
-
-
 @functools.cache
 def classifier() -> Classifier:
     return Classifier.load()

@@ -61,3 +61,23 @@ def test_wheel_carries_every_module(wheel: zipfile.ZipFile) -> None:
         p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src" / "dronewatch").rglob("*.py")
     }
     assert modules - names == set()
+
+
+def test_c_extension_is_built() -> None:
+    """The install built dronewatch._fastpath (gcc is part of the set-up): without it the numpy
+    walk runs, with the same records but slower, and nothing else would notice."""
+    try:
+        from dronewatch import _fastpath
+    except ImportError as exc:
+        pytest.fail(
+            f"the C extension was not built ({exc}): install gcc and the Python headers, then "
+            "pip install -e . again"
+        )
+    assert callable(_fastpath.walk) and callable(_fastpath.record_offsets)
+
+
+def test_wheel_carries_the_c_extension(wheel: zipfile.ZipFile) -> None:
+    """The wheel holds the compiled extension and its type stub."""
+    names = wheel.namelist()
+    assert any(n.startswith("dronewatch/_fastpath.") and n.endswith(".so") for n in names)
+    assert "dronewatch/_fastpath.pyi" in names

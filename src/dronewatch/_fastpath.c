@@ -313,15 +313,18 @@ typedef struct {
     long long ended;
 } Engine;
 
-/* Read `(next_sweep, ended)` from a call back's result; a change in `ended` drops every
- * reference to a flow (ended flows must not be counted). */
-static int after_call(Table *t, Engine *eng, PyObject *r) {
+/* Read `(next_sweep, ended[, touched])` from a call back's result; a change in `ended` drops
+ * every reference to a flow (ended flows must not be counted). `touched` (if given): whether the
+ * call reached a flow at all (False for a frame that is not IP). */
+static int after_call(Table *t, Engine *eng, PyObject *r, int *touched) {
     if (r == NULL) return -1;
     double next_sweep;
     long long ended;
-    int ok = PyArg_ParseTuple(r, "dL", &next_sweep, &ended);
+    int reached = 1;
+    int ok = PyArg_ParseTuple(r, "dL|p", &next_sweep, &ended, &reached);
     Py_DECREF(r);
     if (!ok) return -1;
+    if (touched != NULL) *touched = reached;
     eng->next_sweep = next_sweep;
     if (ended != eng->ended) {
         eng->ended = ended;
@@ -413,7 +416,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         goto done;
     }
     if (table_init(&t, 1024) < 0) goto done;
-    long long soft = 0; /* bumped when Python touched a flow not known here: re-read all */
+    long long soft = 0; /* bumped when Python may have touched a flow not known here: re-read all */
     Row r;
     for (Py_ssize_t i = 0; i < n; i++) {
         double now = ts[i];
@@ -423,14 +426,16 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             goto done;
         }
         parse(b + at[i], cap, l3, &r);
-        if (!r.ok) { /* the per-packet decoder's; it may touch any flow */
-            if (flush(&t) < 0 || after_call(&t, &eng, PyObject_CallFunction(handle, "n", i)) < 0)
+        if (!r.ok) { /* the per-packet decoder's; an IP packet of it may touch any flow */
+            int touched;
+            if (flush(&t) < 0 ||
+                after_call(&t, &eng, PyObject_CallFunction(handle, "n", i), &touched) < 0)
                 goto done;
-            soft++;
+            if (touched) soft++;
             continue;
         }
         if (now >= eng.next_sweep) {
-            if (flush(&t) < 0 || after_call(&t, &eng, PyObject_CallFunction(sweep, "d", now)) < 0)
+            if (flush(&t) < 0 || after_call(&t, &eng, PyObject_CallFunction(sweep, "d", now), NULL) < 0)
                 goto done;
         }
         Entry *e = NULL;
@@ -460,7 +465,8 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             }
         }
         if (go_python) {
-            if (flush(&t) < 0 || after_call(&t, &eng, PyObject_CallFunction(handle, "n", i)) < 0)
+            if (flush(&t) < 0 ||
+                after_call(&t, &eng, PyObject_CallFunction(handle, "n", i), NULL) < 0)
                 goto done;
             if (e != NULL) e->checked = 0; /* the flow may have changed */
             continue;
@@ -498,7 +504,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             PyObject *res = PyObject_CallFunction(follow, "nOiLLLL", i, flow, from_orig, r.ip_len,
                                                   r.payload_at, r.payload_stop, r.payload_len);
             Py_DECREF(flow);
-            if (after_call(&t, &eng, res) < 0) goto done;
+            if (after_call(&t, &eng, res, NULL) < 0) goto done;
             e->checked = 0; /* a follower may have declined */
         }
         if ((i & 0xFFFF) == 0 && PyErr_CheckSignals() < 0) goto done;

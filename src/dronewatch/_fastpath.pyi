@@ -19,7 +19,7 @@ def walk(
     limit: int,
     active_s: float,
     lookup: Callable[[bytes], Flow | None],
-    handle: Callable[[int], tuple[float, int]],
+    handle: Callable[[int], tuple[float, int, bool]],
     follow: Callable[[int, Flow, bool, int, int, int, int], tuple[float, int]],
     sweep: Callable[[float], tuple[float, int]],
     counted: Callable[[int, float], None],

@@ -281,11 +281,12 @@ class BulkRunner:
         def lookup(key: bytes) -> Flow | None:
             return get(flow_key(key))
 
-        def handle(i: int) -> tuple[float, int]:
+        def handle(i: int) -> tuple[float, int, bool]:
             pkt = decode(raw(i))
             if pkt is not None:
                 process(pkt)
-            return engine.next_sweep, engine.flows_ended
+            # Whether a flow may have changed: not for a frame that is not IP.
+            return engine.next_sweep, engine.flows_ended, pkt is not None and pkt.ip_version != 0
 
         def follow(
             i: int, flow: Flow, from_orig: bool, ip_len: int, at: int, stop: int, plen: int

@@ -1,0 +1,108 @@
+"""The C walk's contract with the engine, driven directly: what it counts, what it hands back."""
+
+from __future__ import annotations
+
+import numpy as np
+from scapy.all import IP, UDP, Dot1Q, Ether, raw
+
+from dronewatch import _fastpath
+from dronewatch.flow import Flow
+
+PHONE, DRONE = "192.168.2.20", "192.168.2.1"
+LIMIT = 4
+
+
+def datagram(vlan: bool = False) -> bytes:
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    if vlan:
+        eth = eth / Dot1Q(vlan=7)
+    return bytes(raw(eth / IP(src=PHONE, dst=DRONE) / UDP(sport=50000, dport=9003) / b"frame"))
+
+
+class Engine:
+    """Stands in for the engine's side of the call backs and records what reached it."""
+
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+        self.handled: list[int] = []
+        self.followed: list[int] = []
+        self.counted = 0
+
+    def lookup(self, key: bytes) -> Flow:
+        return self.flow
+
+    def handle(self, i: int) -> tuple[float, int, bool]:
+        # As `Engine.process` does for a payload packet of a flow that nobody inspects.
+        self.handled.append(i)
+        self.flow.orig_pkts += 1
+        if self.flow.inspected < LIMIT:
+            self.flow.inspected += 1
+        return 1e18, 0, True
+
+    def follow(self, i: int, flow: Flow, *rest: object) -> tuple[float, int]:
+        self.followed.append(i)
+        return 1e18, 0
+
+    def sweep(self, ts: float) -> tuple[float, int]:
+        raise AssertionError("no sweep is due")
+
+    def count(self, n: int, latest: float) -> None:
+        self.counted += n
+
+    def walk(self, frames: list[bytes]) -> None:
+        buf = b"".join(frames)
+        at = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.int64)
+        caplen = np.array([len(f) for f in frames], dtype=np.int64)
+        ts = np.arange(len(frames), dtype=np.float64) + 1000.0
+        _fastpath.walk(
+            buf, at, caplen, ts, 14, 1e18, 0, LIMIT, 1800.0, self.lookup, self.handle,
+            self.follow, self.sweep, self.count,
+        )  # fmt: skip
+
+
+def flow(inspected: int) -> Flow:
+    f = Flow("C1", 17, bytes([192, 168, 2, 20]), 50000, bytes([192, 168, 2, 1]), 9003, 999.0, 999.0)
+    f.inspected = inspected
+    f.followers = ("dji_wifi",)
+    return f
+
+
+def test_settled_packets_are_counted_and_written_back() -> None:
+    """Past its inspected packets, a flow's packets that nobody follows are counted in C and
+    reach the flow's counters."""
+    f = flow(LIMIT)
+    f.followers = ()
+    eng = Engine(f)
+    eng.walk([datagram()] * 5)
+    assert (eng.handled, eng.followed, eng.counted) == ([], [], 5)
+    assert f.orig_pkts == 5 and f.orig_bytes == 5 * (len(datagram()) - 14)
+    assert f.last_ts == 1004.0
+
+
+def test_followed_packets_reach_the_followers_with_exact_counts() -> None:
+    """A followed flow's datagram goes to its followers after its counts are on the flow."""
+    f = flow(LIMIT)
+    seen: list[int] = []
+    eng = Engine(f)
+
+    def follow(i: int, fl: Flow, *rest: object) -> tuple[float, int]:
+        seen.append(fl.orig_pkts)
+        return 1e18, 0
+
+    eng.follow = follow  # type: ignore[method-assign]
+    eng.walk([datagram()] * 3)
+    assert seen == [1, 2, 3]
+
+
+def test_python_touching_the_flow_is_read_back() -> None:
+    """A packet Python decoded changes the flow; the walk reads the flow again before its next
+    packet: counted (inspected 2 -> 3), handed to Python for its VLAN tag (3 -> 4, the limit),
+    then past the inspected packets, so to the follower rather than counted on stale state."""
+    f = flow(LIMIT - 2)
+    eng = Engine(f)
+    eng.walk([datagram(), datagram(vlan=True), datagram()])
+    assert eng.handled == [1]
+    assert eng.followed == [2]
+    assert eng.counted == 2
+    assert f.inspected == LIMIT
+    assert f.orig_pkts == 3
