@@ -32,7 +32,7 @@ def run(stage: str, path: str) -> float:
     if stage == "flows":
         pipeline.default_analyzers = lambda ctx: []  # type: ignore[assignment]
     if stage == "inspect":
-        Flow.follow = lambda self, analyzer: None  # type: ignore[method-assign]
+        Flow.follow = lambda self, analyzer, counter=None: None  # type: ignore[method-assign]
     start = time.perf_counter()  # after the imports: the stage's own time
     if stage == "read":
         for _ in FileSource(path).batches():

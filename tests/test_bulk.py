@@ -1,7 +1,8 @@
 """The bulk path gives exactly the per-packet path's records, alerts and coverage.
 
-Every test here runs twice: with the C walk (`dronewatch._fastpath`, the usual case) and with the
-numpy path that stands in for it where the extension was not built."""
+Every test here runs twice: with the C walk and frame counters (`dronewatch._fastpath`, the usual
+case), and with the numpy walk and Python counters that stand in where the extension was not
+built."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dronewatch.classify import Classifier
 from dronewatch.engine import EngineOptions
 from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.hooks import Record
+from dronewatch.native import NUMPY_WALK_ENV
 from dronewatch.pipeline import AnalysisConfig, RunResult, run_source
 from dronewatch.policy import Policy
 from tests.capture.captures import pcap_bytes
@@ -37,6 +39,7 @@ def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     """Which bulk walk the test runs on."""
     if request.param == "numpy":
         monkeypatch.setattr(dronewatch.bulk, "_fastpath", None)
+        monkeypatch.setenv(NUMPY_WALK_ENV, "1")  # and the analyzers' Python frame counters
     return str(request.param)
 
 

@@ -106,3 +106,61 @@ def test_python_touching_the_flow_is_read_back() -> None:
     assert eng.counted == 2
     assert f.inspected == LIMIT
     assert f.orig_pkts == 3
+
+
+def duml_datagram() -> bytes:
+    """A datagram carrying one DUML frame (the public duml-packet example)."""
+    from tests.analyzers.test_dji_wifi import PUBLISHED
+
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    return bytes(raw(eth / IP(src=PHONE, dst=DRONE) / UDP(sport=50000, dport=9003) / PUBLISHED))
+
+
+def test_followers_with_c_counters_are_fed_in_c() -> None:
+    """Past its inspected packets, a flow whose followers all keep C frame counters has its
+    datagrams counted and fed here: no call into Python at all."""
+    f = flow(LIMIT)
+    counter = _fastpath.DumlCounter()
+    f.counters = (counter,)
+    eng = Engine(f)
+    eng.walk([duml_datagram()] * 3)
+    assert (eng.handled, eng.followed, eng.counted) == ([], [], 3)
+    assert (counter.frames, f.orig_pkts) == (3, 3)
+
+
+def test_inspected_packets_go_to_the_counters_when_only_followers_inspect() -> None:
+    """Still inspected, but inspected only by its followers: the hooks would feed the same
+    counters, so the walk feeds them and counts the packets as inspected."""
+    f = flow(LIMIT - 2)
+    counter = _fastpath.DumlCounter()
+    f.counters = (counter,)
+    f.inspector_names = ("dji_wifi",)
+    f.inspectors = (lambda flow, pkt: None,)
+    eng = Engine(f)
+    eng.walk([duml_datagram()] * 3)
+    assert (eng.handled, eng.followed) == ([], [])
+    assert (counter.frames, f.inspected) == (3, LIMIT)
+
+
+def test_counters_are_not_fed_when_python_must_see_the_packet() -> None:
+    """Another analyzer still inspects the flow, a follower has no C counter (a Python twin, or
+    none), or the packet is TCP-like work for Python: the hooks run in Python as before."""
+    from dronewatch.analyzers.dji_wifi import DumlCounter
+
+    f = flow(LIMIT - 1)
+    c = _fastpath.DumlCounter()
+    f.counters = (c,)
+    f.inspector_names = ("dji_wifi", "mavlink")
+    f.inspectors = (lambda flow, pkt: None,) * 2
+    eng = Engine(f)
+    eng.walk([duml_datagram()])
+    assert (eng.handled, c.frames) == ([0], 0)
+    for counters, followers in (
+        ((DumlCounter(),), ("dji_wifi",)),
+        ((c, None), ("dji_wifi", "dns")),
+    ):
+        g = flow(LIMIT)
+        g.followers, g.counters = followers, counters
+        eng = Engine(g)
+        eng.walk([duml_datagram()] * 2)
+        assert eng.followed == [0, 1] and c.frames == 0

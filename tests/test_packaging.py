@@ -64,8 +64,9 @@ def test_wheel_carries_every_module(wheel: zipfile.ZipFile) -> None:
 
 
 def test_c_extension_is_built() -> None:
-    """The install built dronewatch._fastpath (gcc is part of the set-up): without it the numpy
-    walk runs, with the same records but slower, and nothing else would notice."""
+    """The install built dronewatch._fastpath with its frame counters (gcc is part of the set-up):
+    without it the numpy walk and the Python counters run, with the same records but slower, and
+    nothing else would notice."""
     try:
         from dronewatch import _fastpath
     except ImportError as exc:
@@ -74,6 +75,8 @@ def test_c_extension_is_built() -> None:
             "pip install -e . again"
         )
     assert callable(_fastpath.walk) and callable(_fastpath.record_offsets)
+    for counter in (_fastpath.DumlCounter, _fastpath.ArsdkCounter, _fastpath.MavlinkCounter):
+        assert issubclass(counter, _fastpath.FrameCounter)
 
 
 def test_wheel_carries_the_c_extension(wheel: zipfile.ZipFile) -> None:

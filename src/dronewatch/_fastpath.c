@@ -5,13 +5,14 @@
  * headers of each one, and adds the packets of settled flows to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
  * kept here have been written to their `Flow` objects, so Python code always sees exact counts.
+ * A datagram of a drone link whose followers all keep their state in frame counters
+ * (`_counters.h`) is fed to those counters here, without a call into Python.
  * The decisions are the same as those of `dronewatch.bulk` (the numpy path); the tests compare
  * both with the per-packet path on every capture. Facts only: what is parsed here is fixed by
  * the formats, what to count is decided by the `Flow` state the engine keeps.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
+#include "_counters.h"
+
 #include <string.h>
 
 #define KEY_LEN 38 /* version, protocol, lower end (16-byte address, port), higher end */
@@ -26,6 +27,7 @@
 #define HAS_a 8
 
 static PyObject *s_first_ts, *s_last_ts, *s_inspected, *s_inspectors, *s_followers, *s_history,
+    *s_counters, *s_inspector_names,
     *s_orig_h, *s_orig_p, *s_orig_pkts, *s_resp_pkts, *s_orig_bytes, *s_resp_bytes,
     *s_orig_payload_bytes, *s_resp_payload_bytes;
 
@@ -68,6 +70,8 @@ static PyObject *record_offsets(PyObject *self, PyObject *args) {
 typedef struct {
     uint8_t key[KEY_LEN];
     uint8_t used, checked, orig_low, inspectors, followers, letters;
+    uint8_t native_inspect; /* the inspectors are the followers, and `counters` is set */
+    PyObject *counters; /* the followers' frame counters (strong), when every follower has one */
     uint64_t hash;
     long long epoch; /* the walk's `soft` count when the state was read */
     PyObject *flow; /* strong reference; NULL while the engine has no flow for the key */
@@ -106,7 +110,10 @@ static int table_init(Table *t, size_t cap) {
 
 static void table_clear(Table *t) {
     for (size_t i = 0; i < t->cap; i++) {
-        if (t->slots[i].used) Py_CLEAR(t->slots[i].flow);
+        if (t->slots[i].used) {
+            Py_CLEAR(t->slots[i].flow);
+            Py_CLEAR(t->slots[i].counters);
+        }
     }
     memset(t->slots, 0, t->cap * sizeof(Entry));
     t->used = 0;
@@ -247,6 +254,38 @@ static int read_len(PyObject *obj, PyObject *name) {
     return truth;
 }
 
+/* The followers' frame counters, kept when every follower of the flow has one (the walk then
+ * feeds them itself), and whether the flow's inspectors are exactly its followers (so a packet
+ * still inspected goes to the same hooks, which feed the same counters). */
+static int read_counters(PyObject *f, Entry *e) {
+    Py_CLEAR(e->counters);
+    e->native_inspect = 0;
+    if (!e->followers) return 0;
+    PyObject *fols = PyObject_GetAttr(f, s_followers), *ctrs = NULL, *names = NULL;
+    int rc = -1, native = 0;
+    if (fols == NULL || (ctrs = PyObject_GetAttr(f, s_counters)) == NULL) goto out;
+    if (PyTuple_Check(fols) && PyTuple_Check(ctrs) &&
+        PyTuple_GET_SIZE(ctrs) == PyTuple_GET_SIZE(fols)) {
+        native = 1;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ctrs); i++)
+            native &= PyObject_TypeCheck(PyTuple_GET_ITEM(ctrs, i), &dw_FrameCounterType);
+    }
+    if (native) {
+        if ((names = PyObject_GetAttr(f, s_inspector_names)) == NULL) goto out;
+        int same = PyObject_RichCompareBool(names, fols, Py_EQ);
+        if (same < 0) goto out;
+        e->native_inspect = (uint8_t)same;
+        Py_INCREF(ctrs);
+        e->counters = ctrs;
+    }
+    rc = 0;
+out:
+    Py_XDECREF(fols);
+    Py_XDECREF(ctrs);
+    Py_XDECREF(names);
+    return rc;
+}
+
 /* Read the state of an entry's flow (looking the flow up when the entry has none): 1 with a
  * flow, 0 without, -1 on error. */
 static int check(Table *t, Entry *e) {
@@ -282,6 +321,7 @@ static int check(Table *t, Entry *e) {
     if (ins < 0 || fol < 0 || read_double(f, s_first_ts, &e->first_ts) < 0) return -1;
     e->inspectors = (uint8_t)ins;
     e->followers = (uint8_t)fol;
+    if (read_counters(f, e) < 0) return -1;
     PyObject *v = PyObject_GetAttr(f, s_inspected);
     if (v == NULL) return -1;
     e->inspected = PyLong_AsLongLong(v) + e->new_inspected;
@@ -448,7 +488,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             if (got < 0) goto done;
             go_python = got == 0 || now - e->first_ts > t.active_s;
         }
-        int from_orig = 0, to_follow = 0;
+        int from_orig = 0, to_follow = 0, to_count = 0;
         if (!go_python) {
             from_orig = r.low == e->orig_low;
             if (r.letter) {
@@ -458,9 +498,13 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         }
         if (!go_python && r.has_payload) {
             if (e->inspected < t.limit) {
-                if (e->inspectors) go_python = 1;
+                if (e->inspectors) {
+                    if (e->native_inspect && !r.tcp) to_count = 1;
+                    else go_python = 1;
+                }
             } else if (e->followers) {
                 if (r.tcp) go_python = 1;
+                else if (e->counters != NULL) to_count = 1;
                 else to_follow = 1;
             }
         }
@@ -494,6 +538,14 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         }
         if (t.counted == 0 || now > t.latest) t.latest = now;
         t.counted++;
+        if (to_count) { /* what the followers' packet hooks would do, done here */
+            const uint8_t *payload = b + at[i] + r.payload_at;
+            Py_ssize_t len = (Py_ssize_t)(r.payload_stop - r.payload_at);
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(e->counters); k++) {
+                dw_FrameCounter *c = (dw_FrameCounter *)PyTuple_GET_ITEM(e->counters, k);
+                c->feed(c, payload, len, from_orig);
+            }
+        }
         if (to_follow) {
             PyObject *flow = e->flow;
             Py_INCREF(flow);
@@ -554,6 +606,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     INTERN(s_inspectors, "inspectors");
     INTERN(s_followers, "followers");
     INTERN(s_history, "history");
+    INTERN(s_counters, "counters");
+    INTERN(s_inspector_names, "inspector_names");
     INTERN(s_orig_h, "orig_h");
     INTERN(s_orig_p, "orig_p");
     INTERN(s_orig_pkts, "orig_pkts");
@@ -563,5 +617,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     INTERN(s_orig_payload_bytes, "orig_payload_bytes");
     INTERN(s_resp_payload_bytes, "resp_payload_bytes");
 #undef INTERN
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && dw_add_counters(m) < 0) Py_CLEAR(m);
+    return m;
 }

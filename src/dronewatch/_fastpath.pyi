@@ -25,3 +25,56 @@ def walk(
     counted: Callable[[int, float], None],
     /,
 ) -> float: ...
+
+class FrameCounter:
+    """Per-flow frame counter of a drone-link follower, which the C walk feeds itself."""
+
+    def feed(self, payload: bytes, from_orig: bool = True, /) -> int: ...
+
+class DumlCounter(FrameCounter):
+    """Twin of dronewatch.analyzers.dji_wifi.DumlCounter (src/dronewatch/_duml.c)."""
+
+    window: int
+    frames: int
+    crc_errors: int
+    responses: int
+    wrapper_len: int | None
+    senders: frozenset[int]
+    receivers: frozenset[int]
+    cmd_sets: dict[int, int]
+    commands: dict[tuple[int, int], int]
+    def __init__(self, window: int = 16) -> None: ...
+
+class ArsdkCounter(FrameCounter):
+    """Twin of dronewatch.analyzers.parrot.ArsdkCounter (src/dronewatch/_arsdk.c)."""
+
+    max_names: int
+    messages: int
+    commands: list[tuple[tuple[int, int, int], int]]
+    battery: int | None
+    altitude: float | None
+    max_altitude: float | None
+    position: tuple[float, float] | None
+    flying_state: int | None
+    def __init__(self, max_names: int = 64) -> None: ...
+
+class MavlinkCounter(FrameCounter):
+    """Twin of dronewatch.analyzers.mavlink.MavlinkCounter (src/dronewatch/_mavlink.c)."""
+
+    max_ids: int
+    recognised: bool
+    frames: int
+    crc_errors: int
+    unverified: int
+    heartbeats: int
+    versions: frozenset[int]
+    sysids: frozenset[int]
+    compids: frozenset[int]
+    msgs: dict[int, int]
+    signed: bool
+    gcs_seen: bool
+    gcs_side: str | None
+    vehicle: tuple[int, int, int, int, int, int] | None
+    position: tuple[int, float, float, float, float] | None
+    def __init__(self, crc_extras: dict[int, int], max_ids: int = 32) -> None: ...
+    def scan(self, data: bytes | bytearray, whole: bool, from_orig: bool = True) -> int: ...

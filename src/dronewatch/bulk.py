@@ -14,7 +14,9 @@ sweep; within a segment a settled flow can only gain packets and bytes, which co
 Where the C extension `dronewatch._fastpath` is built (the usual case), its `walk` makes the same
 decisions row by row in C instead: it keeps the counts of settled flows itself and writes them to
 the flows before any Python code runs (a handed-over packet, a follower, a sweep), so Python always
-sees exact counters. Without it (no compiler at install time) the numpy path below does the work.
+sees exact counters; and a drone link whose followers all keep their state in C frame counters
+(`Flow.counters`) has its datagrams fed to them there, without a call into Python. Without it (no
+compiler at install time) the numpy path below does the work, and the followers are called.
 """
 
 from __future__ import annotations
@@ -45,12 +47,11 @@ try:
 except ImportError:  # not built (no C compiler at install time): the numpy path does the work
     _fastpath = None  # type: ignore[assignment]
 
+from dronewatch.native import NUMPY_WALK_ENV
+
 if TYPE_CHECKING:
     from dronewatch.pipeline import Pipeline
 
-NUMPY_WALK_ENV = "DRONEWATCH_NUMPY_WALK"
-"""Set (to anything) in the environment: walk batches with numpy even where the C extension is
-built (same records, slower; for comparing the two)."""
 
 # Where the IP header starts, for the link types read here in bulk.
 L3_OFFSET = {LINKTYPE_ETHERNET: 14, LINKTYPE_RAW: 0, LINKTYPE_IPV4: 0, LINKTYPE_IPV6: 0}

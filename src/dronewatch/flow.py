@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 IP_PROTO_ICMP = 1
 IP_PROTO_TCP = 6
@@ -96,6 +97,15 @@ class Packet:
     """The frame as captured (link header included), kept for evidence."""
 
 
+class FrameCounter(Protocol):
+    """A drone-link follower's state for one flow, fed the flow's datagrams (`Flow.follow`)."""
+
+    def feed(self, payload: bytes, from_orig: bool = True, /) -> int:
+        """Count the frames of one datagram's payload (sent by the flow's originator or not):
+        how many, or -1 when the protocol rejects it."""
+        ...
+
+
 @dataclass(slots=True)
 class Flow:
     """A bidirectional conversation keyed by its 5-tuple; the originator sent the first packet."""
@@ -135,6 +145,9 @@ class Flow:
     followers: tuple[str, ...] = ()
     """Analyzers that see every payload packet of the flow, past the inspected ones (drone links,
     long-lived DNS): set with `follow`."""
+    counters: tuple[FrameCounter | None, ...] = field(default=(), repr=False, compare=False)
+    """The followers' frame counters, in the order of `followers` (None for a follower without
+    one): where every follower has a C counter, the bulk path feeds them itself."""
     service: str = ""
     """Application protocol recognised by an analyzer (tls, http, quic, dns, mqtt, mavlink...)."""
     meta: dict[str, str | list[str]] = field(default_factory=dict)
@@ -161,19 +174,27 @@ class Flow:
         """True when some analyzer follows the flow to its end."""
         return bool(self.followers)
 
-    def follow(self, analyzer: str) -> None:
+    def follow(self, analyzer: str, counter: FrameCounter | None = None) -> None:
         """Have the named analyzer see every payload packet of this flow from now on; the others
-        stop after the inspected packets."""
+        stop after the inspected packets.
+
+        `counter`: the analyzer keeps the flow's state in this frame counter, and from now on its
+        `packet` hook does nothing for the flow but `counter.feed(pkt.payload)` on a UDP payload.
+        The bulk path may then feed a C counter (`dronewatch._fastpath.FrameCounter`) itself
+        instead of calling the hook."""
         if analyzer not in self.followers:
             self.followers = (*self.followers, analyzer)
+            self.counters = (*self.counters, counter)
 
-    def recognise_link(self, link: str, follower: str | None) -> None:
+    def recognise_link(
+        self, link: str, follower: str | None, counter: FrameCounter | None = None
+    ) -> None:
         """A drone link was recognised on this flow: its service and `link` fact, and the
-        analyzer to follow it to the end (None: not followed)."""
+        analyzer to follow it to the end (None: not followed), with its frame counter (`follow`)."""
         self.service = link
         self.add_meta("link", link)
         if follower is not None:
-            self.follow(follower)
+            self.follow(follower, counter)
 
     def decline(self, analyzer: str) -> None:
         """The named analyzer is done with this flow (not its protocol, or nothing more to read):

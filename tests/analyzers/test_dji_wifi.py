@@ -43,6 +43,9 @@ def needs(path: Path) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is not there")
 
 
+pytestmark = pytest.mark.usefixtures("both_counters")
+
+
 def duml(
     sender: int, receiver: int, seq: int, cmd_set: int, cmd_id: int, payload: bytes = b"", **kw: int
 ) -> bytes:

@@ -34,6 +34,8 @@ QGC = PCAPS / "scenarios" / "qgc_mavlink.pcap"
 TAKEOFF = THIRD_PARTY / "wsensing2021" / "Normal_Takeoff_and_landing_01.pcapng"
 FLIGHT5 = THIRD_PARTY / "wsensing2021" / "Normal_Flights_Flight5.pcapng.gz"
 
+pytestmark = pytest.mark.usefixtures("both_counters")
+
 # Real frames, copied from the captures.
 V2_CAMERA_HEARTBEAT = bytes.fromhex("fd090000020164000000000000001e00000303754a")
 """ipal_MAVLink.pcap frame 1: sysid 1, compid 100 (camera), HEARTBEAT, MAV_TYPE_CAMERA."""

@@ -59,6 +59,9 @@ def needs(path: Path) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is not there")
 
 
+pytestmark = pytest.mark.usefixtures("both_counters")
+
+
 def arnet(ftype: int, buffer: int, seq: int, payload: bytes) -> bytes:
     """An ARNetworkAL frame (its size counts the 7-byte header)."""
     return struct.pack("<BBBI", ftype, buffer, seq, 7 + len(payload)) + payload

@@ -33,6 +33,7 @@ from dronewatch.devices import AIRCRAFT_PORTS
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
 from dronewatch.hooks import ConnRecord, Context, conn
+from dronewatch.native import counter_type
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ DUML_MIN_LEN = DUML_HEADER_LEN + DUML_CRC_LEN
 DUML_CRC8_INIT = 0x77
 DUML_CRC16_INIT = 0x3692
 DUML_RESPONSE = 0x80
+_MAX_COMMANDS = 256  # distinct (cmd set, cmd id) counted per flow, as in _duml.c
 DJI_WIFI_PORTS = AIRCRAFT_PORTS["dji_wifi"] | {9004}
 """The aircraft's DUML port (9003), and 9004 which some models use alongside it."""
 
@@ -267,69 +269,66 @@ class DjiWifiRecord(ConnRecord):
     """Bytes of wrapper before the DUML frame, when the frames were not bare."""
 
 
-@dataclass(slots=True)
-class _DjiState:
-    first_ts: float | None = None
-    probed: int = 0
-    frames: int = 0
-    crc_errors: int = 0
-    responses: int = 0
-    cmd_sets: Counter[int] = field(default_factory=Counter)
-    commands: Counter[tuple[int, int]] = field(default_factory=Counter)
-    senders: set[int] = field(default_factory=set)
-    """Device types (the address byte's low five bits) that sent frames; named at the end."""
-    receivers: set[int] = field(default_factory=set)
-    wrapper_len: int | None = None
+class DumlCounter:
+    """The DUML frames of one flow, counted: what `parse_duml_frame` checks, read in place.
 
+    The Python twin of `dronewatch._fastpath.DumlCounter`, which the bulk path feeds itself (a
+    followed link is a fifth of a drone session's packets); the tests hold both to the same
+    counts. `feed` searches a datagram's first `window` bytes for a valid header, then counts
+    whole frames from there while each passes both checksums."""
 
-class DjiWifiAnalyzer:
-    """Read DUML frames on the DJI Wi-Fi ports into one dji_wifi.jsonl record per flow."""
+    __slots__ = (
+        "_commands",
+        "_senders",
+        "_receivers",
+        "cmd_sets_counter",
+        "crc_errors",
+        "frames",
+        "responses",
+        "window",
+        "wrapper_len",
+    )
 
-    name = "dji_wifi"
+    def __init__(self, window: int = 16) -> None:
+        if window < 0:
+            raise ValueError("DumlCounter: window must be 0 or more bytes")
+        self.window = window
+        self.frames = 0
+        self.crc_errors = 0
+        self.responses = 0
+        self.wrapper_len: int | None = None
+        self.cmd_sets_counter: Counter[int] = Counter()
+        self._commands: Counter[tuple[int, int]] = Counter()
+        self._senders: set[int] = set()
+        self._receivers: set[int] = set()
 
-    def __init__(self, ctx: Context, options: DjiWifiOptions | None = None) -> None:
-        self.ctx = ctx
-        self.options = options or DjiWifiOptions()
-        self._state: dict[str, _DjiState] = {}  # keyed by flow.uid, dropped in flow_end
-        self._rejected: set[str] = set()
+    @property
+    def cmd_sets(self) -> dict[int, int]:
+        return dict(self.cmd_sets_counter)
 
-    def wants(self, flow: Flow) -> bool:
-        """Only UDP flows on the DJI Wi-Fi ports."""
-        return flow.proto == IP_PROTO_UDP and (
-            flow.resp_p in DJI_WIFI_PORTS or flow.orig_p in DJI_WIFI_PORTS
-        )
+    @property
+    def commands(self) -> dict[tuple[int, int], int]:
+        """Frames per (command set, command id), the first 256 distinct ones."""
+        return dict(self._commands)
 
-    def packet(self, flow: Flow, pkt: Packet) -> None:
-        """Read the DUML frames of one datagram."""
-        if flow.proto != IP_PROTO_UDP or not pkt.payload:
-            return
-        if flow.resp_p not in DJI_WIFI_PORTS and flow.orig_p not in DJI_WIFI_PORTS:
-            return
-        if flow.uid in self._rejected:
-            return
-        state = self._state.get(flow.uid)
-        if state is None:
-            state = self._state[flow.uid] = _DjiState()
-        data = pkt.payload
-        pos = find_duml(data, self.options.search_window)
-        if pos >= 0:
-            if pos and state.wrapper_len is None:
-                state.wrapper_len = pos
-            self._frames(flow, state, data, pos, pkt.ts)
-        if state.first_ts is None:
-            state.probed += 1
-            if state.probed >= self.options.probe_packets:
-                logger.debug("%s: no DUML frame on a DJI port, not followed", flow.uid)
-                del self._state[flow.uid]
-                self._rejected.add(flow.uid)
-                flow.decline(self.name)
+    @property
+    def senders(self) -> frozenset[int]:
+        """Device types (the address byte's low five bits) that sent frames."""
+        return frozenset(self._senders)
 
-    def _frames(self, flow: Flow, state: _DjiState, data: bytes, pos: int, ts: float) -> None:
-        """Count the frames from `pos` on: what `parse_duml_frame` checks, read in place.
+    @property
+    def receivers(self) -> frozenset[int]:
+        return frozenset(self._receivers)
 
-        A followed link sends every frame through here (a fifth of a drone session's packets),
-        so the fields are read off the bytes without building a `DumlFrame` each."""
-        crc8, end_of_data = _CRC8_TABLE, len(data)
+    def feed(self, data: bytes, from_orig: bool = True) -> int:
+        """Count the frames of one datagram; returns how many passed both checksums (either
+        direction counts the same)."""
+        pos = find_duml(data, self.window)
+        if pos < 0:
+            return 0
+        if pos and self.wrapper_len is None:
+            self.wrapper_len = pos
+        crc8, end_of_data, counted = _CRC8_TABLE, len(data), 0
         while pos < end_of_data and data[pos] == DUML_SOF:
             if end_of_data - pos < 4:
                 break
@@ -342,23 +341,79 @@ class DjiWifiAnalyzer:
                 break
             sent = data[end - 2] | (data[end - 1] << 8)
             if duml_crc16(data[pos : end - 2]) != sent:
-                state.crc_errors += 1
-                logger.debug("%s: DUML frame checksum %#06x does not match", flow.uid, sent)
+                self.crc_errors += 1
                 break
-            if state.first_ts is None:
-                state.first_ts = ts
-                flow.recognise_link("dji_wifi", self.name if self.options.follow_flow else None)
-            state.frames += 1
+            counted += 1
+            self.frames += 1
             if data[pos + 8] & DUML_RESPONSE:
-                state.responses += 1
+                self.responses += 1
             cmd_set = data[pos + 9]
-            state.cmd_sets[cmd_set] += 1
+            self.cmd_sets_counter[cmd_set] += 1
             key = (cmd_set, data[pos + 10])
-            if key in state.commands or len(state.commands) < 256:
-                state.commands[key] += 1
-            state.senders.add(data[pos + 4] & 0x1F)
-            state.receivers.add(data[pos + 5] & 0x1F)
+            if key in self._commands or len(self._commands) < _MAX_COMMANDS:
+                self._commands[key] += 1
+            self._senders.add(data[pos + 4] & 0x1F)
+            self._receivers.add(data[pos + 5] & 0x1F)
             pos = end
+        return counted
+
+
+@dataclass(slots=True)
+class _DjiState:
+    counter: DumlCounter
+    first_ts: float | None = None
+    probed: int = 0
+
+
+class DjiWifiAnalyzer:
+    """Read DUML frames on the DJI Wi-Fi ports into one dji_wifi.jsonl record per flow."""
+
+    name = "dji_wifi"
+
+    def __init__(self, ctx: Context, options: DjiWifiOptions | None = None) -> None:
+        self.ctx = ctx
+        self.options = options or DjiWifiOptions()
+        self._state: dict[str, _DjiState] = {}  # keyed by flow.uid, dropped in flow_end
+        self._rejected: set[str] = set()
+        self._counter = counter_type("DumlCounter", DumlCounter)
+
+    def wants(self, flow: Flow) -> bool:
+        """Only UDP flows on the DJI Wi-Fi ports."""
+        return flow.proto == IP_PROTO_UDP and (
+            flow.resp_p in DJI_WIFI_PORTS or flow.orig_p in DJI_WIFI_PORTS
+        )
+
+    def packet(self, flow: Flow, pkt: Packet) -> None:
+        """Read the DUML frames of one datagram (once the link is recognised, only
+        `counter.feed`: see `Flow.follow`)."""
+        if flow.proto != IP_PROTO_UDP or not pkt.payload:
+            return
+        if flow.resp_p not in DJI_WIFI_PORTS and flow.orig_p not in DJI_WIFI_PORTS:
+            return
+        if flow.uid in self._rejected:
+            return
+        state = self._state.get(flow.uid)
+        if state is None:
+            counter = self._counter(self.options.search_window)
+            state = self._state[flow.uid] = _DjiState(counter)
+        counter = state.counter
+        if state.first_ts is not None:
+            counter.feed(pkt.payload)
+            return
+        errors = counter.crc_errors
+        if counter.feed(pkt.payload):
+            state.first_ts = pkt.ts
+            follower = self.name if self.options.follow_flow else None
+            flow.recognise_link("dji_wifi", follower, counter)
+            return
+        if counter.crc_errors != errors:
+            logger.debug("%s: a DUML frame checksum does not match", flow.uid)
+        state.probed += 1
+        if state.probed >= self.options.probe_packets:
+            logger.debug("%s: no DUML frame on a DJI port, not followed", flow.uid)
+            del self._state[flow.uid]
+            self._rejected.add(flow.uid)
+            flow.decline(self.name)
 
     def flow_end(self, flow: Flow) -> None:
         """Write the flow's record if it carried DUML, and drop its state."""
@@ -366,24 +421,25 @@ class DjiWifiAnalyzer:
         state = self._state.pop(flow.uid, None)
         if state is None or state.first_ts is None:
             return
-        sets = sorted(state.cmd_sets.items(), key=lambda kv: (-kv[1], kv[0]))
-        cmds = sorted(state.commands.items(), key=lambda kv: (-kv[1], kv[0]))
+        counter = state.counter
+        sets = sorted(counter.cmd_sets.items(), key=lambda kv: (-kv[1], kv[0]))
+        cmds = sorted(counter.commands.items(), key=lambda kv: (-kv[1], kv[0]))
         self.ctx.emit(
             DjiWifiRecord(
                 ts=state.first_ts,
                 **conn(flow),
-                frames=state.frames,
-                crc_errors=state.crc_errors,
-                requests=state.frames - state.responses,
-                responses=state.responses,
+                frames=counter.frames,
+                crc_errors=counter.crc_errors,
+                requests=counter.frames - counter.responses,
+                responses=counter.responses,
                 cmd_sets={duml_cmd_set_name(s): n for s, n in sets},
                 commands={
                     f"{duml_cmd_set_name(s)}/{i:#04x}": n
                     for (s, i), n in cmds[: self.options.top_commands]
                 },
-                senders=tuple(sorted({duml_device_name(k) for k in state.senders})),
-                receivers=tuple(sorted({duml_device_name(k) for k in state.receivers})),
-                wrapper_len=state.wrapper_len,
+                senders=tuple(sorted({duml_device_name(k) for k in counter.senders})),
+                receivers=tuple(sorted({duml_device_name(k) for k in counter.receivers})),
+                wrapper_len=counter.wrapper_len,
             )
         )
 
@@ -395,6 +451,7 @@ __all__ = [
     "DjiWifiAnalyzer",
     "DjiWifiOptions",
     "DjiWifiRecord",
+    "DumlCounter",
     "DumlCrcError",
     "DumlFrame",
     "duml_cmd_set_name",

@@ -20,13 +20,13 @@ from __future__ import annotations
 import binascii
 import logging
 import struct
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
 from dronewatch.hooks import ConnRecord, Context, conn
+from dronewatch.native import counter_type
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +297,10 @@ MAV_STATE_NAMES: tuple[str, ...] = tuple(
 )
 """MAV_STATE names by value (common.xml)."""
 
+MAVLINK_CRC_EXTRAS: dict[int, int] = {
+    msgid: extra for msgid, (_, extra) in MAVLINK_MESSAGES.items()
+}
+"""Message id -> CRC_EXTRA, for the frame counters."""
 _MAGICS = frozenset({MAVLINK_V1_MAGIC, MAVLINK_V2_MAGIC})
 _BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 _HEARTBEAT = struct.Struct("<IBBBBB")
@@ -569,26 +573,189 @@ class _Stream:
         self.buf += data
 
 
+class MavlinkCounter:
+    """The MAVLink frames of one flow, counted, and what its heartbeats and positions say.
+
+    The Python twin of `dronewatch._fastpath.MavlinkCounter`, which the bulk path feeds itself;
+    the tests hold both to the same results. A frame is verified when its message id is in
+    `crc_extras` and its checksum matches; the flow is recognised at its first verified frame,
+    and frames of unknown ids count (as unverified) only from then on."""
+
+    __slots__ = (
+        "_extras",
+        "compids",
+        "crc_errors",
+        "frames",
+        "gcs_seen",
+        "gcs_side",
+        "heartbeats",
+        "max_ids",
+        "msgs",
+        "position",
+        "recognised",
+        "signed",
+        "sysids",
+        "unverified",
+        "vehicle",
+        "vehicle_rank",
+        "versions",
+    )
+
+    def __init__(self, crc_extras: dict[int, int], max_ids: int = 32) -> None:
+        if max_ids < 0:
+            raise ValueError("MavlinkCounter: max_ids must be 0 or more")
+        if any(not 0 <= k < 1 << 24 or not 0 <= v <= 255 for k, v in crc_extras.items()):
+            raise ValueError("MavlinkCounter: crc_extras maps message ids (24 bits) to bytes")
+        self._extras = dict(crc_extras)
+        self.max_ids = max_ids
+        self.recognised = False
+        self.frames = self.crc_errors = self.unverified = self.heartbeats = 0
+        self.versions: set[int] = set()
+        self.sysids: set[int] = set()
+        self.compids: set[int] = set()
+        self.msgs: dict[int, int] = {}
+        self.signed = False
+        self.gcs_seen = False
+        self.gcs_side: str | None = None
+        """Which end the content says is the ground station: `orig`, `resp` or None."""
+        self.vehicle: tuple[int, int, int, int, int, int] | None = None
+        """The vehicle's HEARTBEAT fields (see `Heartbeat`)."""
+        self.vehicle_rank = -1
+        self.position: tuple[int, float, float, float, float] | None = None
+        """The last GLOBAL_POSITION_INT with a fix (see `GlobalPosition`)."""
+
+    def feed(self, data: bytes, from_orig: bool = True) -> int:
+        """Account the frames of a datagram; returns how many were counted."""
+        before = self.frames
+        self.scan(data, True, from_orig)
+        return self.frames - before
+
+    def scan(self, data: bytes | bytearray, whole: bool, from_orig: bool = True) -> int:
+        """Account the frames in `data`; returns the bytes used (the rest is incomplete).
+
+        `whole` is True for a datagram, which never continues in the next one."""
+        pos, end = 0, len(data)
+        aligned = True  # at the start of the data or right after a valid frame
+        while pos < end:
+            if data[pos] not in _MAGICS:
+                pos = _next_magic(data, pos + 1)
+                if pos < 0:
+                    return end
+                aligned = False
+                continue
+            size = mavlink_frame_size(data, pos)
+            if size is None or pos + size > end:
+                if not whole:
+                    return pos  # wait for the segments that complete it
+                pos += 1  # a datagram holds whole frames: this magic was not one
+                aligned = False
+                continue
+            if data[pos] == MAVLINK_V2_MAGIC and data[pos + 2] & ~MAVLINK_IFLAG_SIGNED:
+                pos += 1  # unknown incompatibility flags
+                aligned = False
+                continue
+            frame = self._frame_at(data, pos, size)
+            if frame is None:
+                if aligned:
+                    self.crc_errors += 1
+                pos += 1
+                aligned = False
+                continue
+            self._count(frame, from_orig)
+            pos += size
+            aligned = True
+        return pos
+
+    def _frame_at(self, data: bytes | bytearray, pos: int, size: int) -> MavlinkFrame | None:
+        """The frame at `pos` (`size` bytes, all there), or None when its checksum is wrong."""
+        v1 = data[pos] == MAVLINK_V1_MAGIC
+        header_len = MAVLINK_V1_HEADER_LEN if v1 else MAVLINK_V2_HEADER_LEN
+        body_end = pos + header_len + data[pos + 1]
+        if v1:
+            seq, sysid, compid, msgid = data[pos + 2 : pos + 6]
+        else:
+            seq, sysid, compid = data[pos + 4 : pos + 7]
+            msgid = int.from_bytes(data[pos + 7 : pos + 10], "little")
+        extra = self._extras.get(msgid)
+        if extra is not None:
+            crc = mavlink_crc(bytes((extra,)), mavlink_crc(data[pos + 1 : body_end]))
+            if crc != data[body_end] | (data[body_end + 1] << 8):
+                return None
+        return MavlinkFrame(
+            version=1 if v1 else 2,
+            seq=seq,
+            sysid=sysid,
+            compid=compid,
+            msgid=msgid,
+            payload=bytes(data[pos + header_len : body_end]),
+            size=size,
+            signed=not v1 and bool(data[pos + 2] & MAVLINK_IFLAG_SIGNED),
+            crc_verified=extra is not None,
+        )
+
+    def _count(self, frame: MavlinkFrame, from_orig: bool) -> None:
+        if not frame.crc_verified:
+            if not self.recognised:
+                return  # an unknown id proves nothing until a checksum has matched
+            self.unverified += 1
+        self.recognised = True
+        self.frames += 1
+        self.versions.add(frame.version)
+        if frame.sysid not in self.sysids and len(self.sysids) < self.max_ids:
+            self.sysids.add(frame.sysid)
+        if frame.compid not in self.compids and len(self.compids) < self.max_ids:
+            self.compids.add(frame.compid)
+        if frame.msgid in self.msgs:
+            self.msgs[frame.msgid] += 1
+        elif len(self.msgs) < 256:
+            self.msgs[frame.msgid] = 1
+        self.signed = self.signed or frame.signed
+        if not frame.crc_verified:
+            return
+        if frame.sysid == MAVLINK_GCS_SYSID and self.gcs_side is None:
+            # By convention a ground station sends as system 255 (QGroundControl, Mission Planner).
+            self.gcs_side = "orig" if from_orig else "resp"
+        if frame.msgid == MAVLINK_MSG_HEARTBEAT:
+            gcs = self._heartbeat(frame)
+            # Who sends which heartbeat says which end is the vehicle, whatever the addresses.
+            if self.gcs_side is None:
+                self.gcs_side = "orig" if from_orig == gcs else "resp"
+        elif frame.msgid == MAVLINK_MSG_GLOBAL_POSITION_INT:
+            p = decode_global_position_int(frame.payload)
+            if abs(p.lat) >= _NO_FIX_DEG or abs(p.lon) >= _NO_FIX_DEG:
+                self.position = (p.time_boot_ms, p.lat, p.lon, p.alt_m, p.relative_alt_m)
+
+    def _heartbeat(self, frame: MavlinkFrame) -> bool:
+        """Account a heartbeat; True when a ground station sent it."""
+        self.heartbeats += 1
+        beat = decode_heartbeat(frame.payload)
+        if beat.type == MAV_TYPE_GCS:
+            self.gcs_seen = True
+            return True
+        # The vehicle is the autopilot component; a camera or gimbal only stands in for it.
+        rank = (beat.autopilot != MAV_AUTOPILOT_INVALID) * 2 + (
+            frame.compid == MAV_COMP_ID_AUTOPILOT1
+        )
+        if rank >= self.vehicle_rank:
+            self.vehicle_rank = rank
+            self.vehicle = (
+                beat.custom_mode,
+                beat.type,
+                beat.autopilot,
+                beat.base_mode,
+                beat.system_status,
+                beat.mavlink_version,
+            )
+        return False
+
+
 @dataclass(slots=True)
 class _MavState:
     """What one flow has shown so far."""
 
+    counter: MavlinkCounter
     first_ts: float | None = None
-    recognised: bool = False
     probed: int = 0
-    frames: int = 0
-    crc_errors: int = 0
-    unverified: int = 0
-    versions: set[int] = field(default_factory=set)
-    sysids: set[int] = field(default_factory=set)
-    compids: set[int] = field(default_factory=set)
-    msgs: Counter[int] = field(default_factory=Counter)
-    heartbeats: int = 0
-    vehicle: Heartbeat | None = None
-    vehicle_rank: int = -1
-    gcs_seen: bool = False
-    position: GlobalPosition | None = None
-    signed: bool = False
     streams: dict[bool, _Stream] = field(default_factory=dict)
 
 
@@ -610,13 +777,15 @@ class MavlinkAnalyzer:
         self.options = options or MavlinkOptions()
         self._state: dict[str, _MavState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()  # flows probed without a valid frame
+        self._counter = counter_type("MavlinkCounter", MavlinkCounter)
 
     def wants(self, flow: Flow) -> bool:
         """MAVLink runs over UDP or TCP on any port."""
         return flow.proto in (IP_PROTO_UDP, IP_PROTO_TCP)
 
     def packet(self, flow: Flow, pkt: Packet) -> None:
-        """Frame the datagram or segment and account every frame in it."""
+        """Frame the datagram or segment and account every frame in it (a followed UDP flow:
+        only `counter.feed`, see `Flow.follow`)."""
         payload = pkt.payload
         if not payload:
             return
@@ -632,20 +801,35 @@ class MavlinkAnalyzer:
                 and (flow.resp_p in MAVLINK_TCP_PORTS or flow.orig_p in MAVLINK_TCP_PORTS)
             ):
                 return
-            state = self._state[flow.uid] = _MavState()
+            counter = self._counter(MAVLINK_CRC_EXTRAS, self.options.max_ids)
+            state = self._state[flow.uid] = _MavState(counter)
+        counter = state.counter
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
-        if flow.proto == IP_PROTO_UDP:
-            self._scan(flow, state, payload, pkt.ts, True, from_orig)
+        udp = flow.proto == IP_PROTO_UDP
+        if udp and state.first_ts is not None:
+            counter.feed(payload, from_orig)
+            return
+        errors = counter.crc_errors
+        if udp:
+            counter.feed(payload, from_orig)
         else:
             stream = state.streams.get(from_orig)
             if stream is None:
                 stream = state.streams[from_orig] = _Stream()
             stream.feed(pkt.tcp_seq, payload)
-            used = self._scan(flow, state, stream.buf, pkt.ts, False, from_orig)
+            used = counter.scan(stream.buf, False, from_orig)
             del stream.buf[:used]
             if len(stream.buf) > self.options.max_tcp_buffer_bytes:
                 stream.buf.clear()
-        if not state.recognised:
+        if counter.crc_errors != errors:
+            logger.debug("%s: a MAVLink frame checksum does not match", flow.uid)
+        if state.first_ts is None and counter.recognised:
+            state.first_ts = pkt.ts
+            follower = self.name if self.options.follow_flow else None
+            flow.recognise_link("mavlink", follower, counter if udp else None)
+        if counter.gcs_side is not None:
+            flow.add_meta("link_gcs_side", counter.gcs_side)
+        if state.first_ts is None:
             state.probed += 1
             if state.probed >= self.options.probe_packets:
                 logger.debug("%s: no valid MAVLink frame, not followed", flow.uid)
@@ -653,141 +837,48 @@ class MavlinkAnalyzer:
                 self._rejected.add(flow.uid)
                 flow.decline(self.name)
 
-    def _scan(
-        self,
-        flow: Flow,
-        state: _MavState,
-        data: bytes | bytearray,
-        ts: float,
-        whole: bool,
-        from_orig: bool,
-    ) -> int:
-        """Account the frames in `data`; returns the bytes used (the rest is incomplete).
-
-        `whole` is True for a datagram, which never continues in the next one.
-        """
-        pos, end = 0, len(data)
-        aligned = True  # at the start of the data or right after a valid frame
-        while pos < end:
-            if data[pos] not in _MAGICS:
-                pos = _next_magic(data, pos + 1)
-                if pos < 0:
-                    return end
-                aligned = False
-                continue
-            size = mavlink_frame_size(data, pos)
-            if size is None or pos + size > end:
-                if not whole:
-                    return pos  # wait for the segments that complete it
-                pos += 1  # a datagram holds whole frames: this magic was not one
-                aligned = False
-                continue
-            try:
-                frame = parse_mavlink_frame(data, pos)
-            except MavlinkCrcError as exc:
-                if aligned:
-                    state.crc_errors += 1
-                    logger.debug("%s: %s", flow.uid, exc)
-                pos += 1
-                aligned = False
-                continue
-            except DecodeError:
-                pos += 1
-                aligned = False
-                continue
-            self._frame(flow, state, frame, ts, from_orig)
-            pos += size
-            aligned = True
-        return pos
-
-    def _frame(
-        self, flow: Flow, state: _MavState, frame: MavlinkFrame, ts: float, from_orig: bool
-    ) -> None:
-        if not frame.crc_verified:
-            if not state.recognised:
-                return  # an unknown id proves nothing until a checksum has matched
-            state.unverified += 1
-        elif not state.recognised:
-            state.recognised = True
-            state.first_ts = ts
-            flow.recognise_link("mavlink", self.name if self.options.follow_flow else None)
-        state.frames += 1
-        state.versions.add(frame.version)
-        max_ids = self.options.max_ids
-        if frame.sysid not in state.sysids and len(state.sysids) < max_ids:
-            state.sysids.add(frame.sysid)
-        if frame.compid not in state.compids and len(state.compids) < max_ids:
-            state.compids.add(frame.compid)
-        if frame.msgid in state.msgs or len(state.msgs) < 256:
-            state.msgs[frame.msgid] += 1
-        state.signed = state.signed or frame.signed
-        if not frame.crc_verified:
-            return
-        if frame.sysid == MAVLINK_GCS_SYSID:
-            # By convention a ground station sends as system 255 (QGroundControl, Mission Planner).
-            flow.add_meta("link_gcs_side", "orig" if from_orig else "resp")
-        if frame.msgid == MAVLINK_MSG_HEARTBEAT:
-            gcs = self._heartbeat(state, frame)
-            # Who sends which heartbeat says which end is the vehicle, whatever the addresses.
-            flow.add_meta("link_gcs_side", "orig" if from_orig == gcs else "resp")
-        elif frame.msgid == MAVLINK_MSG_GLOBAL_POSITION_INT:
-            position = decode_global_position_int(frame.payload)
-            if abs(position.lat) >= _NO_FIX_DEG or abs(position.lon) >= _NO_FIX_DEG:
-                state.position = position
-
-    @staticmethod
-    def _heartbeat(state: _MavState, frame: MavlinkFrame) -> bool:
-        """Account a heartbeat; True when a ground station sent it."""
-        state.heartbeats += 1
-        beat = decode_heartbeat(frame.payload)
-        if beat.type == MAV_TYPE_GCS:
-            state.gcs_seen = True
-            return True
-        # The vehicle is the autopilot component; a camera or gimbal only stands in for it.
-        rank = (beat.autopilot != MAV_AUTOPILOT_INVALID) * 2 + (
-            frame.compid == MAV_COMP_ID_AUTOPILOT1
-        )
-        if rank >= state.vehicle_rank:
-            state.vehicle, state.vehicle_rank = beat, rank
-        return False
-
     def flow_end(self, flow: Flow) -> None:
         """Write the flow's record if it carried MAVLink, and drop its state."""
         self._rejected.discard(flow.uid)
         state = self._state.pop(flow.uid, None)
-        if state is None or not state.recognised or state.first_ts is None:
+        if state is None or state.first_ts is None:
             return
-        top = sorted(state.msgs.items(), key=lambda kv: (-kv[1], kv[0]))
-        vehicle, position = state.vehicle, state.position
+        counter = state.counter
+        if counter.gcs_side is not None:  # the bulk path may have fed the counter itself
+            flow.add_meta("link_gcs_side", counter.gcs_side)
+        top = sorted(counter.msgs.items(), key=lambda kv: (-kv[1], kv[0]))
+        vehicle = Heartbeat(*counter.vehicle) if counter.vehicle is not None else None
+        position = GlobalPosition(*counter.position) if counter.position is not None else None
         self.ctx.emit(
             MavlinkRecord(
                 ts=state.first_ts,
                 **conn(flow),
-                version="+".join(str(v) for v in sorted(state.versions)),
-                frames=state.frames,
-                crc_errors=state.crc_errors,
-                crc_unverified=state.unverified,
-                sysids=tuple(sorted(state.sysids)),
-                compids=tuple(sorted(state.compids)),
+                version="+".join(str(v) for v in sorted(counter.versions)),
+                frames=counter.frames,
+                crc_errors=counter.crc_errors,
+                crc_unverified=counter.unverified,
+                sysids=tuple(sorted(counter.sysids)),
+                compids=tuple(sorted(counter.compids)),
                 msg_counts={
                     mavlink_msg_name(msgid): n for msgid, n in top[: self.options.top_messages]
                 },
-                heartbeats=state.heartbeats,
+                heartbeats=counter.heartbeats,
                 vehicle_type=vehicle.type_name if vehicle else None,
                 autopilot=vehicle.autopilot_name if vehicle else None,
                 system_status=vehicle.status_name if vehicle else None,
                 armed=vehicle.armed if vehicle else None,
-                gcs_seen=state.gcs_seen,
+                gcs_seen=counter.gcs_seen,
                 last_lat=position.lat if position else None,
                 last_lon=position.lon if position else None,
                 last_alt_m=position.alt_m if position else None,
                 last_relative_alt_m=position.relative_alt_m if position else None,
-                signed=state.signed,
+                signed=counter.signed,
             )
         )
 
 
 __all__ = [
+    "MAVLINK_CRC_EXTRAS",
     "MAVLINK_MESSAGES",
     "MAV_AUTOPILOT_NAMES",
     "MAV_STATE_NAMES",
@@ -795,6 +886,7 @@ __all__ = [
     "GlobalPosition",
     "Heartbeat",
     "MavlinkAnalyzer",
+    "MavlinkCounter",
     "MavlinkCrcError",
     "MavlinkFrame",
     "MavlinkOptions",

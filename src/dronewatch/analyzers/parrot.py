@@ -31,6 +31,7 @@ from dronewatch.devices import AIRCRAFT_PORTS
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
 from dronewatch.hooks import ConnRecord, Context, conn
+from dronewatch.native import counter_type
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +240,91 @@ def parse_arcommand(payload: bytes) -> ArCommand:
     if len(payload) < 4:
         raise DecodeError(f"ARCommand of {len(payload)} bytes")
     return ArCommand(payload[0], payload[1], payload[2] | (payload[3] << 8), payload[4:])
+
+
+class ArsdkCounter:
+    """The ARNetworkAL frames of one ARSDK flow, counted, and the state its commands report.
+
+    The Python twin of `dronewatch._fastpath.ArsdkCounter`, which the bulk path feeds itself; the
+    tests hold both to the same results. A datagram that is not whole frames counts nothing."""
+
+    __slots__ = (
+        "_commands",
+        "altitude",
+        "battery",
+        "flying_state",
+        "max_altitude",
+        "max_names",
+        "messages",
+        "position",
+    )
+
+    def __init__(self, max_names: int = 64) -> None:
+        if not 0 <= max_names <= 1 << 20:
+            raise ValueError("ArsdkCounter: max_names must be 0 to 1048576")
+        self.max_names = max_names
+        self.messages = 0
+        self._commands: dict[tuple[int, int, int], int] = {}
+        self.battery: int | None = None
+        self.altitude: float | None = None
+        self.max_altitude: float | None = None
+        self.position: tuple[float, float] | None = None
+        self.flying_state: int | None = None
+
+    @property
+    def commands(self) -> list[tuple[tuple[int, int, int], int]]:
+        """((project, class, command), frames) in first-seen order, `max_names` of them."""
+        return list(self._commands.items())
+
+    def feed(self, data: bytes, from_orig: bool = True) -> int:
+        """Count the frames of one datagram: how many, or -1 when it is not ARNetworkAL (either
+        direction counts the same)."""
+        try:
+            frames = parse_arnetworkal(data)
+        except DecodeError:
+            return -1
+        self.messages += len(frames)
+        commands = self._commands
+        for frame in frames:
+            if frame.type not in (ARNETWORKAL_DATA, ARNETWORKAL_DATA_WITH_ACK):
+                continue  # acks, and low-latency video
+            if frame.buffer in (ARNETWORK_PING_BUFFER, ARNETWORK_PONG_BUFFER):
+                continue
+            try:
+                command = parse_arcommand(frame.payload)
+            except DecodeError:
+                continue
+            key = (command.project, command.klass, command.cmd)
+            if key in commands:
+                commands[key] += 1
+            elif len(commands) < self.max_names:
+                commands[key] = 1
+            try:
+                self._values(key, command.args)
+            except struct.error:
+                pass  # arguments too short for the command: nothing to read
+        return len(frames)
+
+    def _values(self, key: tuple[int, int, int], args: bytes) -> None:
+        if key == (0, 5, 1):  # common.CommonState.BatteryStateChanged(percent u8)
+            self.battery = args[0] if args else self.battery
+        elif key == (1, 4, 8):  # ardrone3.PilotingState.AltitudeChanged(altitude double)
+            (altitude,) = struct.unpack_from("<d", args)
+            self.altitude = altitude
+            if self.max_altitude is None or altitude > self.max_altitude:
+                self.max_altitude = altitude
+        elif key == (1, 4, 4):  # ardrone3.PilotingState.PositionChanged(lat, lon, alt double)
+            lat, lon, _alt = struct.unpack_from("<ddd", args)
+            if lat != ARSDK_POSITION_UNKNOWN and lon != ARSDK_POSITION_UNKNOWN:
+                self.position = (lat, lon)
+        elif key == (1, 4, 1):  # ardrone3.PilotingState.FlyingStateChanged(state enum i32)
+            (self.flying_state,) = struct.unpack_from("<i", args)
+
+
+def arsdk_flying_state_name(value: int) -> str:
+    """The name of a FlyingStateChanged value, or its number as text."""
+    names = ARSDK_FLYING_STATES
+    return names[value] if 0 <= value < len(names) else str(value)
 
 
 # --- AR.Drone 1/2 ---------------------------------------------------------------------------
@@ -495,6 +581,8 @@ class _ParrotState:
     flew: bool = False
     checksum_errors: int = 0
     streams: dict[bool, _Stream] = field(default_factory=dict)
+    counter: ArsdkCounter | None = None
+    """An ARSDK flow's frames and the state they report (the other protocols use the fields)."""
 
 
 def _remember(table: dict[_K, None], key: _K, limit: int) -> None:
@@ -522,6 +610,7 @@ class ParrotAnalyzer:
         self._state: dict[str, _ParrotState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()
         self._arsdk_ends: dict[tuple[bytes, int], None] = {}  # learned from discovery
+        self._counter = counter_type("ArsdkCounter", ArsdkCounter)
 
     def _protocol(self, flow: Flow) -> str | None:
         """Which Parrot protocol a flow's ports (or a learned endpoint) point to."""
@@ -562,6 +651,8 @@ class ParrotAnalyzer:
             if protocol is None or flow.uid in self._rejected:
                 return
             state = self._state[flow.uid] = _ParrotState(protocol)
+            if protocol == "arsdk":
+                state.counter = self._counter(self.options.max_names)
         protocol = state.protocol
         if protocol == "ardrone_at":
             self._at(flow, state, pkt)
@@ -583,7 +674,8 @@ class ParrotAnalyzer:
             return
         state.first_ts = ts
         link = "ardrone" if state.protocol.startswith("ardrone") else "parrot_arsdk"
-        flow.recognise_link(link, self.name if self.options.follow_flow else None)
+        follower = self.name if self.options.follow_flow else None
+        flow.recognise_link(link, follower, state.counter)
 
     def _count(self, state: _ParrotState, name: str) -> None:
         if name in state.commands or len(state.commands) < self.options.max_names:
@@ -648,42 +740,11 @@ class ParrotAnalyzer:
             state.max_altitude = altitude
 
     def _arsdk(self, flow: Flow, state: _ParrotState, pkt: Packet) -> None:
-        try:
-            frames = parse_arnetworkal(pkt.payload)
-        except DecodeError:
-            return
-        self._recognise(flow, state, pkt.ts)
-        for frame in frames:
-            state.messages += 1
-            if frame.type not in (ARNETWORKAL_DATA, ARNETWORKAL_DATA_WITH_ACK):
-                continue  # acks, and low-latency video
-            if frame.buffer in (ARNETWORK_PING_BUFFER, ARNETWORK_PONG_BUFFER):
-                continue
-            try:
-                command = parse_arcommand(frame.payload)
-            except DecodeError:
-                continue
-            self._count(state, command.name)
-            try:
-                self._arcommand_values(state, command)
-            except struct.error:
-                logger.debug("%s: short arguments for %s", flow.uid, command.name)
-
-    def _arcommand_values(self, state: _ParrotState, command: ArCommand) -> None:
-        key = (command.project, command.klass, command.cmd)
-        args = command.args
-        if key == (0, 5, 1):  # common.CommonState.BatteryStateChanged(percent u8)
-            state.battery = args[0] if args else state.battery
-        elif key == (1, 4, 8):  # ardrone3.PilotingState.AltitudeChanged(altitude double)
-            self._altitude(state, struct.unpack_from("<d", args)[0])
-        elif key == (1, 4, 4):  # ardrone3.PilotingState.PositionChanged(lat, lon, alt double)
-            lat, lon, _alt = struct.unpack_from("<ddd", args)
-            if lat != ARSDK_POSITION_UNKNOWN and lon != ARSDK_POSITION_UNKNOWN:
-                state.position = (lat, lon)
-        elif key == (1, 4, 1):  # ardrone3.PilotingState.FlyingStateChanged(state enum i32)
-            (value,) = struct.unpack_from("<i", args)
-            names = ARSDK_FLYING_STATES
-            state.flight_state = names[value] if 0 <= value < len(names) else str(value)
+        """An ARSDK datagram: counted by the flow's counter (all that happens once the flow is
+        followed: see `Flow.follow`)."""
+        assert state.counter is not None
+        if state.counter.feed(pkt.payload) >= 0:
+            self._recognise(flow, state, pkt.ts)
 
     def _discovery(self, flow: Flow, state: _ParrotState, pkt: Packet) -> None:
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
@@ -747,6 +808,14 @@ class ParrotAnalyzer:
         at, navdata = protocol == "ardrone_at", protocol == "ardrone_navdata"
         disc = state.discovery
         drone_state = state.drone_state
+        counter = state.counter
+        if counter is not None:  # an ARSDK flow: what its frames said
+            state.messages = counter.messages
+            state.commands = Counter({arsdk_command_name(*key): n for key, n in counter.commands})
+            state.battery, state.altitude = counter.battery, counter.altitude
+            state.max_altitude, state.position = counter.max_altitude, counter.position
+            if counter.flying_state is not None:
+                state.flight_state = arsdk_flying_state_name(counter.flying_state)
         self.ctx.emit(
             ParrotRecord(
                 ts=state.first_ts,
@@ -788,7 +857,9 @@ __all__ = [
     "ParrotAnalyzer",
     "ParrotOptions",
     "ParrotRecord",
+    "ArsdkCounter",
     "ardrone_state_flags",
+    "arsdk_flying_state_name",
     "arsdk_command_name",
     "decode_navdata_demo",
     "parse_arcommand",
