@@ -154,8 +154,8 @@ def peers(capture: Path) -> list[tuple[str, list[str] | None, str]]:
 STAGE_NAMES = {
     "read": "read pcap records in batches",
     "flows": "+ headers and flow table (C walk), no analyzer",
-    "inspect": "+ analyzers on the first packets, drone links not followed",
-    "analyzers": "+ following the drone links to their end",
+    "others": "+ analyzers of TLS, QUIC, DNS, HTTP, MQTT, RTMP...",
+    "analyzers": "+ drone-link analyzers (C frame counters)",
 }
 
 

@@ -40,6 +40,25 @@ PyTypeObject dw_FrameCounterType = {
     .tp_methods = counter_methods,
 };
 
+PyObject *dw_bit_set(const uint8_t *bits, int n) {
+    PyObject *out = PyFrozenSet_New(NULL);
+    for (int i = 0; out != NULL && i < n; i++) {
+        if (!(bits[i >> 3] & (1 << (i & 7)))) continue;
+        PyObject *v = PyLong_FromLong(i);
+        if (v == NULL || PySet_Add(out, v) < 0) Py_CLEAR(out);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
+int dw_dict_count(PyObject *dict, PyObject *key, long long count) {
+    PyObject *v = key != NULL ? PyLong_FromLongLong(count) : NULL;
+    int rc = v != NULL ? PyDict_SetItem(dict, key, v) : -1;
+    Py_XDECREF(key);
+    Py_XDECREF(v);
+    return rc;
+}
+
 static int add_type(PyObject *module, PyTypeObject *type, const char *name) {
     if (PyType_Ready(type) < 0) return -1;
     Py_INCREF(type);

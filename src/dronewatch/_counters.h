@@ -31,6 +31,14 @@ extern PyTypeObject dw_DumlCounterType;
 extern PyTypeObject dw_ArsdkCounterType;
 extern PyTypeObject dw_MavlinkCounterType;
 
+/* The indexes of the bits set in `bits` (n bits, least significant first in each byte), as a
+ * frozenset of ints; NULL with an exception set on failure. */
+PyObject *dw_bit_set(const uint8_t *bits, int n);
+
+/* dict[key] = count; takes the reference to `key` (which may be NULL after a failed build).
+ * 0, or -1 with an exception set. */
+int dw_dict_count(PyObject *dict, PyObject *key, long long count);
+
 /* Ready the counter types and add them to the module: 0, or -1 with an exception set. */
 int dw_add_counters(PyObject *module);
 

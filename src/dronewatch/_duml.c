@@ -52,7 +52,7 @@ typedef struct {
     Py_ssize_t window;
     long long frames, crc_errors, responses;
     Py_ssize_t wrapper_len; /* -1: none seen */
-    uint32_t senders, receivers; /* device types (low five bits) as bits */
+    uint8_t senders[4], receivers[4]; /* device types (low five bits) as bit sets */
     long long cmd_sets[256];
     int ncommands;
     uint16_t command_keys[DUML_MAX_COMMANDS]; /* cmd set << 8 | cmd id, in first-seen order */
@@ -95,8 +95,8 @@ static Py_ssize_t duml_feed(dw_FrameCounter *self_, const uint8_t *d, Py_ssize_t
             s->command_counts[k] = 1;
             s->ncommands++;
         }
-        s->senders |= 1u << (f[4] & 0x1F);
-        s->receivers |= 1u << (f[5] & 0x1F);
+        s->senders[(f[4] & 0x1F) >> 3] |= (uint8_t)(1 << (f[4] & 7));
+        s->receivers[(f[5] & 0x1F) >> 3] |= (uint8_t)(1 << (f[5] & 7));
         pos = end;
     }
     return counted;
@@ -124,28 +124,12 @@ static int duml_init(PyObject *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *bits_to_set(uint32_t bits) {
-    PyObject *out = PyFrozenSet_New(NULL);
-    if (out == NULL) return NULL;
-    for (int i = 0; i < 32; i++) {
-        if (!(bits & (1u << i))) continue;
-        PyObject *v = PyLong_FromLong(i);
-        if (v == NULL || PySet_Add(out, v) < 0) {
-            Py_XDECREF(v);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(v);
-    }
-    return out;
-}
-
 static PyObject *get_senders(PyObject *self, void *closure) {
-    return bits_to_set(((DumlCounter *)self)->senders);
+    return dw_bit_set(((DumlCounter *)self)->senders, 32);
 }
 
 static PyObject *get_receivers(PyObject *self, void *closure) {
-    return bits_to_set(((DumlCounter *)self)->receivers);
+    return dw_bit_set(((DumlCounter *)self)->receivers, 32);
 }
 
 static PyObject *get_wrapper_len(PyObject *self, void *closure) {
@@ -158,16 +142,9 @@ static PyObject *get_cmd_sets(PyObject *self, void *closure) {
     DumlCounter *s = (DumlCounter *)self;
     PyObject *out = PyDict_New();
     if (out == NULL) return NULL;
-    for (int i = 0; i < 256; i++) {
-        if (!s->cmd_sets[i]) continue;
-        PyObject *k = PyLong_FromLong(i), *v = PyLong_FromLongLong(s->cmd_sets[i]);
-        int rc = (k && v) ? PyDict_SetItem(out, k, v) : -1;
-        Py_XDECREF(k);
-        Py_XDECREF(v);
-        if (rc < 0) {
-            Py_DECREF(out);
-            return NULL;
-        }
+    for (int i = 0; out != NULL && i < 256; i++) {
+        if (s->cmd_sets[i] && dw_dict_count(out, PyLong_FromLong(i), s->cmd_sets[i]) < 0)
+            Py_CLEAR(out);
     }
     return out;
 }
@@ -176,16 +153,10 @@ static PyObject *get_commands(PyObject *self, void *closure) {
     DumlCounter *s = (DumlCounter *)self;
     PyObject *out = PyDict_New();
     if (out == NULL) return NULL;
-    for (int i = 0; i < s->ncommands; i++) {
-        PyObject *k = Py_BuildValue("(ii)", s->command_keys[i] >> 8, s->command_keys[i] & 0xFF);
-        PyObject *v = PyLong_FromLongLong(s->command_counts[i]);
-        int rc = (k && v) ? PyDict_SetItem(out, k, v) : -1;
-        Py_XDECREF(k);
-        Py_XDECREF(v);
-        if (rc < 0) {
-            Py_DECREF(out);
-            return NULL;
-        }
+    for (int i = 0; out != NULL && i < s->ncommands; i++) {
+        uint16_t key = s->command_keys[i];
+        PyObject *k = Py_BuildValue("(ii)", key >> 8, key & 0xFF);
+        if (dw_dict_count(out, k, s->command_counts[i]) < 0) Py_CLEAR(out);
     }
     return out;
 }

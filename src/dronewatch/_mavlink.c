@@ -43,7 +43,7 @@ typedef struct {
     Py_ssize_t nhigh;
     int recognised, signed_, gcs_seen, gcs_side; /* gcs_side: 0 unknown, 1 orig, 2 resp */
     long long frames, crc_errors, unverified, heartbeats;
-    uint32_t versions;
+    uint8_t versions[1]; /* bit set of the versions seen (1, 2) */
     uint8_t sysids[32], compids[32]; /* bit sets */
     Py_ssize_t nsysids, ncompids;
     Py_ssize_t nmsgs;
@@ -98,7 +98,7 @@ static void frame(MavlinkCounter *s, const uint8_t *payload, Py_ssize_t plen, in
         s->recognised = 1;
     }
     s->frames++;
-    s->versions |= 1u << version;
+    s->versions[0] |= (uint8_t)(1 << version);
     add_id(s->sysids, &s->nsysids, s->max_ids, sysid);
     add_id(s->compids, &s->ncompids, s->max_ids, compid);
     Py_ssize_t k = 0;
@@ -280,46 +280,24 @@ static void mavlink_dealloc(PyObject *self) {
     Py_TYPE(self)->tp_free(self);
 }
 
-static PyObject *bitset(const uint8_t *set) {
-    PyObject *out = PyFrozenSet_New(NULL);
-    for (int v = 0; out != NULL && v < 256; v++) {
-        if (!(set[v >> 3] & (1 << (v & 7)))) continue;
-        PyObject *o = PyLong_FromLong(v);
-        if (o == NULL || PySet_Add(out, o) < 0) Py_CLEAR(out);
-        Py_XDECREF(o);
-    }
-    return out;
-}
-
 static PyObject *get_sysids(PyObject *self, void *c) {
-    return bitset(((MavlinkCounter *)self)->sysids);
+    return dw_bit_set(((MavlinkCounter *)self)->sysids, 256);
 }
 
 static PyObject *get_compids(PyObject *self, void *c) {
-    return bitset(((MavlinkCounter *)self)->compids);
+    return dw_bit_set(((MavlinkCounter *)self)->compids, 256);
 }
 
 static PyObject *get_versions(PyObject *self, void *c) {
-    uint32_t v = ((MavlinkCounter *)self)->versions;
-    PyObject *out = PyFrozenSet_New(NULL);
-    for (int version = 1; out != NULL && version <= 2; version++) {
-        if (!(v & (1u << version))) continue;
-        PyObject *o = PyLong_FromLong(version);
-        if (o == NULL || PySet_Add(out, o) < 0) Py_CLEAR(out);
-        Py_XDECREF(o);
-    }
-    return out;
+    return dw_bit_set(((MavlinkCounter *)self)->versions, 8);
 }
 
 static PyObject *get_msgs(PyObject *self, void *c) {
     MavlinkCounter *s = (MavlinkCounter *)self;
     PyObject *out = PyDict_New();
     for (Py_ssize_t i = 0; out != NULL && i < s->nmsgs; i++) {
-        PyObject *k = PyLong_FromUnsignedLong(s->msg_ids[i]);
-        PyObject *v = PyLong_FromLongLong(s->msg_counts[i]);
-        if (k == NULL || v == NULL || PyDict_SetItem(out, k, v) < 0) Py_CLEAR(out);
-        Py_XDECREF(k);
-        Py_XDECREF(v);
+        if (dw_dict_count(out, PyLong_FromUnsignedLong(s->msg_ids[i]), s->msg_counts[i]) < 0)
+            Py_CLEAR(out);
     }
     return out;
 }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import binascii
 import logging
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -386,8 +387,11 @@ def mavlink_frame_size(data: bytes | bytearray, offset: int = 0) -> int | None:
     raise DecodeError(f"no MAVLink magic ({magic:#04x})")
 
 
-def parse_mavlink_frame(data: bytes | bytearray, offset: int = 0) -> MavlinkFrame:
-    """Decode the frame at `offset` and check its CRC when the message id is known.
+def parse_mavlink_frame(
+    data: bytes | bytearray, offset: int = 0, crc_extras: Mapping[int, int] | None = None
+) -> MavlinkFrame:
+    """Decode the frame at `offset` and check its CRC when the message id is known (in
+    `crc_extras`, MAVLINK_CRC_EXTRAS by default).
 
     Raises:
         MavlinkCrcError: the checksum does not match the message's CRC_EXTRA.
@@ -410,13 +414,14 @@ def parse_mavlink_frame(data: bytes | bytearray, offset: int = 0) -> MavlinkFram
         msgid = int.from_bytes(data[offset + 7 : offset + 10], "little")
         header_len = MAVLINK_V2_HEADER_LEN
     body_end = offset + header_len + length
-    known = MAVLINK_MESSAGES.get(msgid)
-    if known is not None:
+    extra = (MAVLINK_CRC_EXTRAS if crc_extras is None else crc_extras).get(msgid)
+    if extra is not None:
         crc = mavlink_crc(data[offset + 1 : body_end])
-        crc = mavlink_crc(bytes((known[1],)), crc)
+        crc = mavlink_crc(bytes((extra,)), crc)
         sent = data[body_end] | (data[body_end + 1] << 8)
         if crc != sent:
-            raise MavlinkCrcError(f"{known[0]}: checksum {sent:#06x}, expected {crc:#06x}")
+            name = mavlink_msg_name(msgid)
+            raise MavlinkCrcError(f"{name}: checksum {sent:#06x}, expected {crc:#06x}")
     return MavlinkFrame(
         version=version,
         seq=seq,
@@ -426,7 +431,7 @@ def parse_mavlink_frame(data: bytes | bytearray, offset: int = 0) -> MavlinkFram
         payload=bytes(data[offset + header_len : body_end]),
         size=size,
         signed=signed,
-        crc_verified=known is not None,
+        crc_verified=extra is not None,
     )
 
 
@@ -650,14 +655,15 @@ class MavlinkCounter:
                 pos += 1  # a datagram holds whole frames: this magic was not one
                 aligned = False
                 continue
-            if data[pos] == MAVLINK_V2_MAGIC and data[pos + 2] & ~MAVLINK_IFLAG_SIGNED:
-                pos += 1  # unknown incompatibility flags
-                aligned = False
-                continue
-            frame = self._frame_at(data, pos, size)
-            if frame is None:
+            try:
+                frame = parse_mavlink_frame(data, pos, self._extras)
+            except MavlinkCrcError:
                 if aligned:
                     self.crc_errors += 1
+                pos += 1
+                aligned = False
+                continue
+            except DecodeError:  # unknown incompatibility flags
                 pos += 1
                 aligned = False
                 continue
@@ -665,33 +671,6 @@ class MavlinkCounter:
             pos += size
             aligned = True
         return pos
-
-    def _frame_at(self, data: bytes | bytearray, pos: int, size: int) -> MavlinkFrame | None:
-        """The frame at `pos` (`size` bytes, all there), or None when its checksum is wrong."""
-        v1 = data[pos] == MAVLINK_V1_MAGIC
-        header_len = MAVLINK_V1_HEADER_LEN if v1 else MAVLINK_V2_HEADER_LEN
-        body_end = pos + header_len + data[pos + 1]
-        if v1:
-            seq, sysid, compid, msgid = data[pos + 2 : pos + 6]
-        else:
-            seq, sysid, compid = data[pos + 4 : pos + 7]
-            msgid = int.from_bytes(data[pos + 7 : pos + 10], "little")
-        extra = self._extras.get(msgid)
-        if extra is not None:
-            crc = mavlink_crc(bytes((extra,)), mavlink_crc(data[pos + 1 : body_end]))
-            if crc != data[body_end] | (data[body_end + 1] << 8):
-                return None
-        return MavlinkFrame(
-            version=1 if v1 else 2,
-            seq=seq,
-            sysid=sysid,
-            compid=compid,
-            msgid=msgid,
-            payload=bytes(data[pos + header_len : body_end]),
-            size=size,
-            signed=not v1 and bool(data[pos + 2] & MAVLINK_IFLAG_SIGNED),
-            crc_verified=extra is not None,
-        )
 
     def _count(self, frame: MavlinkFrame, from_orig: bool) -> None:
         if not frame.crc_verified:
