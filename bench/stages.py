@@ -28,7 +28,6 @@ def run(stage: str, path: str) -> float:
     import dronewatch.analyzers
     import dronewatch.pipeline as pipeline
     from dronewatch.capture.files import FileSource
-
     from dronewatch.monitor import Monitor
 
     every = dronewatch.analyzers.default_analyzers
