@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -154,9 +155,26 @@ def peers(capture: Path) -> list[tuple[str, list[str] | None, str]]:
 STAGE_NAMES = {
     "read": "read pcap records in batches",
     "flows": "+ headers and flow table (C walk), no analyzer",
-    "others": "+ analyzers of TLS, QUIC, DNS, HTTP, MQTT, RTMP...",
-    "analyzers": "+ drone-link analyzers (C frame counters)",
+    "analyzers": "+ analyzers (packets handed to Python; drone links' frames counted in C)",
 }
+
+
+def handed_table(capture: Path) -> list[tuple[str, ...]]:
+    """Packets handed to Python, by the service of their flow, with their share of all."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "stages.py"), "handed", str(capture)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    counts = json.loads(out.stdout)
+    total = counts.pop("packets")
+    rows: list[tuple[str, ...]] = [("flows of", "packets handed to Python", "of all packets")]
+    for service, n in counts.items():
+        rows.append((service, f"{n:,}", f"{100 * n / total:.1f}%"))
+    handed = sum(counts.values())
+    rows.append(("all", f"{handed:,}", f"{100 * handed / total:.1f}%"))
+    return rows
 
 
 def stage_table(capture: Path, packets: int, repeat: int, total: float) -> list[tuple[str, ...]]:
@@ -353,6 +371,7 @@ def main() -> int:
             (m.tool, f"{m.median:.2f}", f"{pps:,.0f}", ratio, f"{m.peak_rss_kb / 1024:.0f}")
         )
     stage_rows = stage_table(args.capture, packets, args.repeat, dw.median)
+    handed_rows = handed_table(args.capture)
     per_capture: list[tuple[str, ...]] = [("capture", "packets", "seconds", "packets/s")]
     captures = sorted(p for p in (ROOT / "pcaps").rglob("*") if p.is_file() and ".pcap" in p.name)
     for cap in captures:
@@ -378,6 +397,9 @@ def main() -> int:
         + "Where dronewatch's time goes (each stage includes the ones above it; median seconds "
         + "inside the process, so without start-up):\n\n"
         + f"{table(stage_rows)}\n\n"
+        + "Packets the C walk hands to Python (decoded one by one, through the engine and the "
+        + "analyzers), by the service of their flow (bench/stages.py handed):\n\n"
+        + f"{table(handed_rows)}\n\n"
         + "dronewatch on each capture under `pcaps/` (one run, process start-up included):\n\n"
         + f"{table(per_capture)}\n"
     )

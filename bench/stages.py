@@ -2,14 +2,14 @@
 """Time one stage of dronewatch's analysis on a capture, in a fresh process: where the time goes.
 
     .venv/bin/python bench/stages.py STAGE FILE     # prints the seconds the stage took
+    .venv/bin/python bench/stages.py handed FILE    # prints, as JSON, the packets handed to
+                                                    # Python by the service of their flow
 
 Stages, each including the ones before it:
   read      walk the pcap records a batch at a time (no decoding)
   flows     + read the headers and assemble flows (the bulk path's C walk), with no analyzer
-  others    + every analyzer but the drone-link ones (TLS, QUIC, DNS, HTTP, MQTT, RTMP...), on the
-            packets the walk hands to Python
-  analyzers + the drone-link analyzers (DJI Wi-Fi, Parrot, MAVLink, Tello): a link's first
-            packets in Python, the rest counted by the C frame counters
+  analyzers + every analyzer, on the packets the walk hands to Python (a flow's first packets,
+            TCP control packets); the drone links' later datagrams go to the C frame counters
   No stage classifies, geolocates or checks policy at a flow's end (the monitor's flow_end is
   turned off), and records are dropped, not written: those, and start-up, are the rest of the
   whole `dronewatch analyze`, timed by bench/run.py itself.
@@ -17,11 +17,11 @@ Stages, each including the ones before it:
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
-STAGES = ("read", "flows", "others", "analyzers")
-DRONE_LINKS = ("mavlink", "dji_wifi", "tello", "parrot")
+STAGES = ("read", "flows", "analyzers")
 
 
 def run(stage: str, path: str) -> float:
@@ -35,10 +35,6 @@ def run(stage: str, path: str) -> float:
     Monitor.flow_end = lambda self, flow: None  # type: ignore[method-assign]
     if stage == "flows":
         pipeline.default_analyzers = lambda ctx: []  # type: ignore[assignment]
-    if stage == "others":
-        pipeline.default_analyzers = lambda ctx: [  # type: ignore[assignment]
-            a for a in every(ctx) if a.name not in DRONE_LINKS
-        ]
     start = time.perf_counter()  # after the imports: the stage's own time
     if stage == "read":
         for _ in FileSource(path).batches():
@@ -48,10 +44,49 @@ def run(stage: str, path: str) -> float:
     return time.perf_counter() - start
 
 
+def handed(path: str) -> dict[str, int]:
+    """Packets the bulk path handed to the per-packet decoder and `Engine.process`, by the
+    service of their flow at its end (`not IP`: frames that are not, which the walk always hands
+    to the decoder)."""
+    from collections import Counter
+
+    import dronewatch.pipeline as pipeline
+    from dronewatch.capture.files import FileSource
+    from dronewatch.engine import Engine
+    from dronewatch.flow import Flow, Packet
+
+    per_flow: Counter[int] = Counter()
+    by_service: Counter[str] = Counter()
+    process, end = Engine.process, Engine._end
+
+    def counting_process(self: Engine, pkt: Packet) -> None:
+        process(self, pkt)
+        if not pkt.ip_version:
+            return  # counted below, with the frames the decoder gave no packet for
+        ends = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
+        low, high = min(ends), max(ends)
+        flow = self.flows.get((pkt.proto, *low, *high))
+        if flow is not None:
+            per_flow[id(flow)] += 1
+
+    def counting_end(self: Engine, key: object, flow: Flow, reason: str) -> None:
+        by_service[flow.service or "unrecognised"] += per_flow.pop(id(flow), 0)
+        end(self, key, flow, reason)  # type: ignore[arg-type]
+
+    Engine.process = counting_process  # type: ignore[method-assign]
+    Engine._end = counting_end  # type: ignore[method-assign]
+    result = pipeline.run_source(FileSource(path), lambda record: None)
+    by_service["not IP"] += sum(result.capture.non_ip.values())
+    return {"packets": result.capture.packets, **dict(by_service.most_common())}
+
+
 def main() -> int:
-    if len(sys.argv) != 3 or sys.argv[1] not in STAGES:
-        print(f"usage: stages.py {{{','.join(STAGES)}}} FILE", file=sys.stderr)
+    if len(sys.argv) != 3 or sys.argv[1] not in (*STAGES, "handed"):
+        print(f"usage: stages.py {{{','.join(STAGES)},handed}} FILE", file=sys.stderr)
         return 2
+    if sys.argv[1] == "handed":
+        print(json.dumps(handed(sys.argv[2])))
+        return 0
     print(f"{run(sys.argv[1], sys.argv[2]):.4f}")
     return 0
 
