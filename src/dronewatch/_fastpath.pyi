@@ -1,5 +1,6 @@
 """Types of the C extension `dronewatch._fastpath` (src/dronewatch/_fastpath.c)."""
 
+import mmap
 from collections.abc import Callable
 
 import numpy as np
@@ -7,9 +8,11 @@ import numpy.typing as npt
 
 from dronewatch.flow import Flow
 
-def record_offsets(buf: bytes, pos: int, limit: int, big_endian: bool, /) -> tuple[bytes, int]: ...
+def record_offsets(
+    buf: bytes | mmap.mmap, pos: int, limit: int, big_endian: bool, /
+) -> tuple[bytes, int]: ...
 def walk(
-    buf: bytes,
+    buf: bytes | mmap.mmap,
     data_at: npt.NDArray[np.int64],
     caplen: npt.NDArray[np.int64],
     ts: npt.NDArray[np.float64],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import mmap
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import IP, UDP, Ether, raw
 
+from dronewatch.capture.base import RawPacket
 from dronewatch.capture.files import FileSource
+from dronewatch.capture.mapped import map_file
 from tests.capture import captures as cap
 
 SHARED = Path(__file__).resolve().parents[2] / "pcaps" / "third_party"
@@ -171,3 +174,89 @@ def test_arbitrary_bytes_never_raise(tmp_path_factory: pytest.TempPathFactory, b
         src = FileSource(str(f))
         for _ in src.packets():
             pass
+
+
+def _read_both(path: Path, batch: bool) -> tuple[list[tuple[float, int, bytes, int]], ...]:
+    """What the mapped reader (a regular file we open) and the chunked reader (the same bytes
+    from a stream) give: packets, then errors and counts."""
+    out = []
+    for mapped in (True, False):
+        with open(path, "rb") as fh:
+            src = FileSource(str(path)) if mapped else FileSource(str(path), stream=fh)
+            items = src.batches() if batch else src.packets()
+            pkts = []
+            for item in items:
+                for p in [item] if isinstance(item, RawPacket) else map(item.raw, range(len(item))):
+                    pkts.append((p.ts, p.linktype, bytes(p.data), p.wirelen, p.frame))
+            stats = src.stats
+            out.append((pkts, stats.errors, stats.packets, stats.bytes, stats.truncated))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_mapped_file_reads_as_the_stream_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: bool
+) -> None:
+    """A regular file is read through memory-mapped windows; with windows far smaller than the
+    capture (records cut by a window's end), the packets, counts and damage messages are those of
+    the chunked reader, for pcap and pcapng, whole and cut."""
+    monkeypatch.setattr("dronewatch.capture.files.CHUNK", 1000)
+    frames = [(1.0 + i, FRAME + bytes(i % 300)) for i in range(200)]
+    pcap = cap.pcap_bytes(frames)
+    pcapng = cap.shb() + cap.idb(1) + b"".join(cap.epb(0, i, f) for i, (_, f) in enumerate(frames))
+    for name, data in (("a.pcap", pcap), ("a.pcapng", pcapng)):
+        for cut in (0, 7, 5000):
+            f = tmp_path / f"{cut}{name}"
+            f.write_bytes(data[: len(data) - cut])
+            mapped, streamed = _read_both(f, batch)
+            assert mapped == streamed
+            assert len(mapped[0]) == (200 if cut == 0 else len(mapped[0])) and mapped[0]
+            assert bool(mapped[1]) == (cut > 0)
+
+
+@pytest.mark.parametrize("path", sorted(SHARED.rglob("*.pcap*")), ids=lambda p: p.name)
+def test_mapped_shared_captures_read_as_streamed(path: Path) -> None:
+    """Every shared capture reads the same mapped as streamed, record by record."""
+    for batch in (False, True):
+        mapped, streamed = _read_both(path, batch)
+        assert mapped == streamed and mapped[0]
+
+
+def test_mapped_file_that_grows_is_read_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records appended while the file is read (a capture still being written) are read too."""
+    monkeypatch.setattr("dronewatch.capture.files.CHUNK", 1000)
+    data = cap.pcap_bytes([(1.0 + i, FRAME) for i in range(100)])
+    half = 24 + 50 * (16 + len(FRAME))
+    f = tmp_path / "growing.pcap"
+    f.write_bytes(data[:half])
+    packets = FileSource(str(f)).packets()
+    first = [next(packets) for _ in range(10)]
+    with f.open("ab") as out:
+        out.write(data[half:])
+    rest = list(packets)
+    assert [p.ts for p in first + rest] == [1.0 + i for i in range(100)]
+
+
+def test_mapped_stream_maps_aligned_windows(tmp_path: Path) -> None:
+    """Windows start at the mapping granularity at or before the read position, and `need`
+    answers False (the file ends) without losing the bytes still there."""
+    f = tmp_path / "x.bin"
+    data = bytes(range(256)) * 100
+    f.write_bytes(data)
+    with f.open("rb") as fh:
+        s = map_file(fh, 1000)
+        assert s is not None and s.base == 0 and s.remaining() == 1000
+        s.pos = 999
+        assert s.need(10) and s.base == 0 and s.buf[s.pos] == 999 % 256
+        s.pos = s.remaining() + s.pos - 3  # three bytes before the end of the window
+        end = s.offset
+        assert s.need(2000)
+        assert s.offset == end and s.base % mmap.ALLOCATIONGRANULARITY == 0
+        while s.need(1000):
+            assert s.buf[s.pos : s.pos + 1000] == data[s.offset : s.offset + 1000]
+            s.pos += 1000
+        assert s.remaining() == len(data) - s.offset < 1000 and s.buf[s.pos :] == data[s.offset :]
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    with empty.open("rb") as fh:
+        assert map_file(fh, 1000) is None

@@ -15,9 +15,10 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 from dronewatch.capture.base import RawPacket, SourceStats
+from dronewatch.capture.mapped import MappedStream, map_file
 from dronewatch.capture.pcapbatch import PcapBatch, record_offsets
 from dronewatch.exceptions import CaptureError
 
@@ -87,6 +88,10 @@ class _Stream:
         return len(self.buf) - self.pos
 
 
+_Bytes: TypeAlias = "_Stream | MappedStream"
+"""Where the readers take a capture's bytes from: read in chunks, or mapped (regular files)."""
+
+
 class FileSource:
     """Packets from a pcap or pcapng file (gzip-compressed or not), or `-` for stdin."""
 
@@ -96,7 +101,7 @@ class FileSource:
         self.path = path
         self.stats = SourceStats(name=path)
         self._size: int | None = None
-        self._stream: _Stream | None = None
+        self._stream: _Bytes | None = None
         self._fh: BinaryIO | None = None
         self._given = stream
 
@@ -105,7 +110,7 @@ class FileSource:
             return 0, self._size
         return self._stream.consumed(), self._size
 
-    def _open(self) -> _Stream:
+    def _open(self) -> _Bytes:
         if self._given is not None:
             fh: BinaryIO = self._given
         elif self.path == "-":
@@ -122,6 +127,10 @@ class FileSource:
         if peek == GZIP_MAGIC:
             raw = gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[assignment]
             self.stats.format = "-gzip"
+        elif self._size is not None:
+            mapped = map_file(fh, CHUNK)  # a file we opened: read it mapped, without copies
+            if mapped is not None:
+                return mapped
         return _Stream(raw, fh)
 
     def packets(self) -> Iterator[RawPacket]:
@@ -152,7 +161,7 @@ class FileSource:
             if self._fh is not None and self._fh is not sys.stdin.buffer:
                 self._fh.close()
 
-    def _read(self, s: _Stream, batch: bool = False) -> Iterator[PcapBatch | RawPacket]:
+    def _read(self, s: _Bytes, batch: bool = False) -> Iterator[PcapBatch | RawPacket]:
         if not s.need(4):
             if s.remaining() == 0:
                 raise CaptureError("empty file: no capture header", path=self.path, offset=0)
@@ -173,10 +182,10 @@ class FileSource:
                 offset=0,
             )
 
-    def _damage(self, s: _Stream, msg: str, offset: int | None = None) -> CaptureError:
+    def _damage(self, s: _Bytes, msg: str, offset: int | None = None) -> CaptureError:
         return CaptureError(msg, path=self.path, offset=s.offset if offset is None else offset)
 
-    def _pcap_header(self, s: _Stream, endian: str) -> tuple[int, int]:
+    def _pcap_header(self, s: _Bytes, endian: str) -> tuple[int, int]:
         """Read the pcap file header: (link type, largest acceptable record)."""
         self.stats.format = "pcap" + self.stats.format
         if not s.need(24):
@@ -187,7 +196,7 @@ class FileSource:
         limit = max(snaplen, 262144, MAX_RECORD) if snaplen else MAX_RECORD
         return linktype & 0x0FFFFFFF, limit
 
-    def _next_record(self, s: _Stream, rec: struct.Struct, limit: int, frame: int) -> bool:
+    def _next_record(self, s: _Bytes, rec: struct.Struct, limit: int, frame: int) -> bool:
         """Make the next whole record available at `s.pos`; False at a clean end of file."""
         if not s.need(16):
             if s.remaining():
@@ -202,7 +211,7 @@ class FileSource:
             )
         return True
 
-    def _read_pcap(self, s: _Stream, endian: str, nano: bool) -> Iterator[RawPacket]:
+    def _read_pcap(self, s: _Bytes, endian: str, nano: bool) -> Iterator[RawPacket]:
         linktype, limit = self._pcap_header(s, endian)
         rec = struct.Struct(endian + "IIII")
         scale = 1e-9 if nano else 1e-6
@@ -221,7 +230,7 @@ class FileSource:
                 stats.truncated += 1
             yield RawPacket(ts, linktype, data, orig, 0, frame)
 
-    def _read_pcap_batches(self, s: _Stream, endian: str, nano: bool) -> Iterator[PcapBatch]:
+    def _read_pcap_batches(self, s: _Bytes, endian: str, nano: bool) -> Iterator[PcapBatch]:
         linktype, limit = self._pcap_header(s, endian)
         rec = struct.Struct(endian + "IIII")
         frame = 0
@@ -237,7 +246,7 @@ class FileSource:
             self.stats.truncated += batch.truncated
             yield batch
 
-    def _read_pcapng(self, s: _Stream) -> Iterator[RawPacket]:
+    def _read_pcapng(self, s: _Bytes) -> Iterator[RawPacket]:
         self.stats.format = "pcapng" + self.stats.format
         endian = "<"
         ifaces: list[tuple[int, float, float, int]] = []  # linktype, scale, offset, snaplen

@@ -7,8 +7,10 @@ for the packets that still need the per-packet path.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -20,11 +22,13 @@ try:
 except ImportError:  # not built: the Python loop below
     _c_record_offsets = None  # type: ignore[assignment]
 
+Buffer: TypeAlias = "bytes | mmap.mmap"
+"""Where a batch's records lie: a read buffer, or a window of a mapped file (slices are bytes)."""
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
-def record_offsets(buf: bytes, pos: int, limit: int, big_endian: bool) -> tuple[IntArray, int]:
+def record_offsets(buf: Buffer, pos: int, limit: int, big_endian: bool) -> tuple[IntArray, int]:
     """Offsets of the pcap records that lie whole in `buf` from `pos` on, and where the first one
     that does not (cut by the buffer's end, or longer than `limit`) starts."""
     if _c_record_offsets is not None:
@@ -47,7 +51,7 @@ def record_offsets(buf: bytes, pos: int, limit: int, big_endian: bool) -> tuple[
 class PcapBatch:
     """Records of one pcap file held in `buf`: record `i` has its frame at `data_at[i]`."""
 
-    buf: bytes
+    buf: Buffer
     linktype: int
     first_frame: int
     """Frame number (1-based) of record 0, minus one."""
@@ -61,7 +65,7 @@ class PcapBatch:
     @classmethod
     def build(
         cls,
-        buf: bytes,
+        buf: Buffer,
         offsets: IntArray | list[int],
         endian: str,
         nano: bool,
