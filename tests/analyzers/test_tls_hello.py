@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import ssl
@@ -15,9 +16,11 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dronewatch.analyzers import _tls_hello
 from dronewatch.analyzers._tls_hello import (
     ClientHello,
     client_hello_from_records,
+    fingerprints,
     is_grease,
     ja3_hash,
     ja3_string,
@@ -517,3 +520,70 @@ def test_fuzz_mutated_spec_hello(position: int, value: int) -> None:
         return
     assert ja4(hello).count("_") == 2
     ja3_hash(hello)
+
+
+U16S = st.lists(st.sampled_from([0x0A0A, 0x1301, 0x1302, 0xC02B, 0x0000, 0x0010, 0x002B, 0x000D]))
+
+
+@given(
+    base=st.builds(
+        ClientHello,
+        legacy_version=st.sampled_from([0x0301, 0x0303]),
+        random=st.binary(min_size=32, max_size=32),
+        session_id=st.binary(max_size=32),
+        cipher_suites=U16S.map(tuple),
+        compression_methods=st.just(b"\x00"),
+        extensions=U16S.map(tuple),
+        server_name=st.none() | st.just("drone.example"),
+        alpn_ids=st.lists(st.sampled_from([b"h2", b"http/1.1", b"\x00q"]), max_size=2).map(tuple),
+        supported_versions=st.lists(st.sampled_from([0x0304, 0x0303, 0x2A2A])).map(tuple),
+        supported_groups=U16S.map(tuple),
+        ec_point_formats=st.lists(st.integers(0, 2), max_size=2).map(tuple),
+        signature_algorithms=U16S.map(tuple),
+    ),
+    field=st.sampled_from(
+        [
+            "legacy_version",
+            "cipher_suites",
+            "extensions",
+            "alpn_ids",
+            "supported_versions",
+            "supported_groups",
+            "ec_point_formats",
+            "signature_algorithms",
+            "random",
+            "server_name",
+        ]
+    ),
+    transport=st.sampled_from(["t", "q"]),
+)
+def test_fingerprints_are_computed_once_per_distinct_hello(
+    base: ClientHello, field: str, transport: str
+) -> None:
+    """The memo gives what JA3 and JA4 compute, for a hello and for one that differs from it in
+    any single field: a field left out of the memo's key would give the first hello's prints."""
+    other = {
+        "legacy_version": 0x0302,
+        "cipher_suites": (*base.cipher_suites, 0x009C),
+        "extensions": (*base.extensions, 0x0017),
+        "alpn_ids": (b"h3",),
+        "supported_versions": (0x0302,),
+        "supported_groups": (*base.supported_groups, 0x0018),
+        "ec_point_formats": (*base.ec_point_formats, 1),
+        "signature_algorithms": (*base.signature_algorithms, 0x0804),
+        "random": bytes(32),
+        "server_name": "other.example",
+    }[field]
+    for hello in (base, dataclasses.replace(base, **{field: other})):
+        prints = fingerprints(hello, transport)
+        assert prints.ja3 == ja3_string(hello)
+        assert prints.ja3_hash == ja3_hash(hello)
+        assert prints.ja4 == ja4(hello, transport)
+
+
+def test_fingerprint_memo_is_bounded() -> None:
+    hello = parse_client_hello(spec_hello())
+    for version in range(_tls_hello._MAX_FINGERPRINTS + 10):
+        fingerprints(dataclasses.replace(hello, legacy_version=version))
+    assert 0 < len(_tls_hello._FINGERPRINTS) <= _tls_hello._MAX_FINGERPRINTS
+    assert fingerprints(hello).ja4 == SPEC_JA4

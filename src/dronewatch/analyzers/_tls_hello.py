@@ -483,10 +483,55 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
     return f"{part_a}_{part_b}_{part_c}"
 
 
+@dataclass(frozen=True, slots=True)
+class Fingerprints:
+    """The fingerprints of one ClientHello."""
+
+    ja3: str
+    """JA3 text (`ja3_string`)."""
+    ja3_hash: str
+    ja4: str
+
+
+_FINGERPRINTS: dict[tuple[object, ...], Fingerprints] = {}
+_MAX_FINGERPRINTS = 4096
+"""Distinct hellos remembered; the memo starts anew past this many (it only saves work)."""
+
+
+def fingerprints(hello: ClientHello, transport: str = "t") -> Fingerprints:
+    """JA3, its hash and JA4 (`transport` as for `ja4`), computed once per distinct hello: an
+    app's connections repeat the same hello but for random, session id, key shares and names,
+    which no fingerprint reads. The memo's key is every field that one does read."""
+    key = (
+        transport,
+        hello.legacy_version,
+        hello.cipher_suites,
+        hello.extensions,
+        hello.supported_groups,
+        hello.ec_point_formats,
+        hello.signature_algorithms,
+        hello.supported_versions,
+        hello.alpn_ids[:1],
+    )
+    found = _FINGERPRINTS.get(key)
+    if found is None:
+        if len(_FINGERPRINTS) >= _MAX_FINGERPRINTS:
+            _FINGERPRINTS.clear()
+        text = ja3_string(hello)
+        found = _FINGERPRINTS[key] = Fingerprints(
+            ja3=text,
+            ja3_hash=hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
+            ja4=ja4(hello, transport),
+        )
+    return found
+
+
 __all__ = [
     "ClientHello",
+    "Fingerprints",
     "ServerHello",
     "client_hello_from_records",
+    "fingerprints",
     "is_grease",
     "ja3_hash",
     "ja3_string",

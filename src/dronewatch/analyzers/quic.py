@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from dronewatch.analyzers._tls_hello import ClientHello, ja4, parse_client_hello
+from dronewatch.analyzers._tls_hello import ClientHello, fingerprints, parse_client_hello
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
 from dronewatch.hooks import ConnRecord, Context, conn
@@ -449,7 +449,7 @@ class QuicAnalyzer:
             flow.add_meta("sni", hello.server_name)
         for protocol in hello.alpn:
             flow.add_meta_item("quic_alpn", protocol)
-        flow.add_meta("ja4", ja4(hello, "q"))
+        flow.add_meta("ja4", fingerprints(hello, "q").ja4)
         self._emit(flow, state, hello)
 
     def _emit(self, flow: Flow, state: _QuicState, hello: ClientHello | None) -> None:
@@ -463,7 +463,7 @@ class QuicAnalyzer:
                 scid=state.scid.hex(),
                 server_name=hello.server_name if hello else None,
                 alpn=hello.alpn if hello else (),
-                ja4=ja4(hello, "q") if hello else None,
+                ja4=fingerprints(hello, "q").ja4 if hello else None,
             )
         )
 

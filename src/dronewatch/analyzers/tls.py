@@ -16,9 +16,7 @@ from dronewatch.analyzers._tls_hello import (
     ClientHello,
     ServerHello,
     client_hello_from_records,
-    ja3_hash,
-    ja3_string,
-    ja4,
+    fingerprints,
     looks_like_handshake,
     server_hello_from_records,
     tls_cipher_name,
@@ -298,8 +296,9 @@ class TlsAnalyzer:
             flow.add_meta("sni", hello.server_name)
         for protocol in hello.alpn:
             flow.add_meta_item("alpn", protocol)
-        flow.add_meta("ja4", ja4(hello, "t"))
-        flow.add_meta("ja3", ja3_hash(hello))
+        prints = fingerprints(hello, "t")
+        flow.add_meta("ja4", prints.ja4)
+        flow.add_meta("ja3", prints.ja3_hash)
 
     def _read_server(self, flow: Flow, state: _TlsState, ts: float) -> None:
         data = self._hello_bytes(state.resp)
@@ -322,6 +321,7 @@ class TlsAnalyzer:
     def _emit(self, flow: Flow, state: _TlsState) -> None:
         state.emitted = True
         client, server = state.client, state.server
+        prints = fingerprints(client, "t") if client else None
         self.ctx.emit(
             TlsRecord(
                 ts=state.client_ts if client is not None else state.server_ts,
@@ -333,9 +333,9 @@ class TlsAnalyzer:
                 if client
                 else (),
                 cipher=tls_cipher_name(server.cipher_suite) if server else None,
-                ja3=ja3_string(client) if client else None,
-                ja3_hash=ja3_hash(client) if client else None,
-                ja4=ja4(client, "t") if client else None,
+                ja3=prints.ja3 if prints else None,
+                ja3_hash=prints.ja3_hash if prints else None,
+                ja4=prints.ja4 if prints else None,
                 established=server is not None,
                 hello_retry=server.hello_retry_request if server else False,
             )
