@@ -240,13 +240,25 @@ def _handshake_body(data: bytes, expected_type: int, what: str) -> bytes:
 def _extensions(reader: _Reader, what: str) -> list[tuple[int, bytes]]:
     if reader.remaining() == 0:  # extensions are optional before TLS 1.3
         return []
-    block = _Reader(reader.vec16(), f"{what} extensions")
+    block = reader.vec16()
     reader.end()
     out: list[tuple[int, bytes]] = []
-    while block.remaining():
-        ext_type = block.u16()
-        out.append((ext_type, block.vec16()))
+    pos, end = 0, len(block)
+    while pos < end:
+        if end - pos < 4:
+            raise DecodeError(f"{what} extensions: needs 4 bytes at offset {pos}, has {end - pos}")
+        ext_type, length = _TYPE_LENGTH(block, pos)
+        pos += 4
+        if length > end - pos:
+            raise DecodeError(
+                f"{what} extensions: needs {length} bytes at offset {pos}, has {end - pos}"
+            )
+        out.append((ext_type, block[pos : pos + length]))
+        pos += length
     return out
+
+
+_TYPE_LENGTH = struct.Struct(">HH").unpack_from
 
 
 def _server_name(body: bytes) -> str | None:
@@ -298,21 +310,24 @@ def parse_client_hello(data: bytes) -> ClientHello:
         if ext_type in seen:
             continue
         seen.add(ext_type)
-        ext = _Reader(body, f"extension 0x{ext_type:04x}")
         if ext_type == TLS_EXT_SERVER_NAME:
             server_name = _server_name(body)
         elif ext_type == TLS_EXT_ALPN:
             alpn_ids = _alpn_ids(body)
         elif ext_type == TLS_EXT_SUPPORTED_VERSIONS:
+            ext = _Reader(body, "supported_versions extension")
             versions = _u16_list(ext.vec8(), "supported_versions")
             ext.end()
         elif ext_type == TLS_EXT_SUPPORTED_GROUPS:
+            ext = _Reader(body, "supported_groups extension")
             groups = _u16_list(ext.vec16(), "supported_groups")
             ext.end()
         elif ext_type == TLS_EXT_EC_POINT_FORMATS:
+            ext = _Reader(body, "ec_point_formats extension")
             point_formats = tuple(ext.vec8())
             ext.end()
         elif ext_type == TLS_EXT_SIGNATURE_ALGORITHMS:
+            ext = _Reader(body, "signature_algorithms extension")
             signatures = _u16_list(ext.vec16(), "signature_algorithms")
             ext.end()
     return ClientHello(
