@@ -1,9 +1,12 @@
-"""`dronewatch serve`, `dronewatch replay` and `dronewatch keys`."""
+"""`dronewatch serve`, `dronewatch replay` and `dronewatch keys`.
+
+Every command's parser is built at start-up, so this module imports only what the parsers need;
+asyncio and the service's modules are imported by the functions that use them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import errno
 import logging
 import os
@@ -199,6 +202,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _capture_hooks(app: Any, service: Any, source: Any, spool_dir: Path) -> None:
     """Run an agent inside the service: capture, analyze, spool, ingest directly."""
+    import asyncio
+
     from dronewatch.agent.runner import Agent
     from dronewatch.agent.shipper import Shipper
     from dronewatch.agent.spool import Spool
@@ -237,6 +242,8 @@ def _capture_hooks(app: Any, service: Any, source: Any, spool_dir: Path) -> None
 
 def _probe_nats(url: str) -> None:
     """Reach the NATS server and set up the stream, or raise BusError with a clear message."""
+    import asyncio
+
     from dronewatch.bus.jetstream import connect, ensure_stream
 
     async def probe() -> None:
@@ -275,6 +282,8 @@ def _safe(url: str) -> str:
 
 
 def _replay_hook(service: Any, args: argparse.Namespace) -> Any:
+    import asyncio
+
     from dronewatch.api.replay import replay
     from dronewatch.capture.files import open_source
     from dronewatch.evidence import EvidenceOptions
