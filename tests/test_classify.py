@@ -308,9 +308,26 @@ def test_name_hits_are_memoised() -> None:
         RuleSet.of([make_rule("t.apex", {"host": [".acme.example"]})]),
         ClassifierOptions(name_cache_size=16),
     )
-    for _ in range(3):
-        clf.classify_facts(FlowFacts(sni="a.acme.example"))
+    for port in range(3):  # other facts differ: the name is looked up each time
+        clf.classify_facts(FlowFacts(sni="a.acme.example", resp_p=port))
     assert "hits=2" in clf.cache_info() and "misses=1" in clf.cache_info()
+
+
+def test_repeated_facts_get_the_rule_they_got_before() -> None:
+    """The memo of facts gives what classifying anew gives, for every test case of the bundled
+    packs seen again in another order, and a fresh, bounded result each time."""
+    ruleset = load_packs()
+    facts = [FlowFacts.from_case(case) for r in ruleset.rules for case in r.tests.match]
+    facts += [FlowFacts.from_case(case) for r in ruleset.rules for case in r.tests.no_match]
+    memo = Classifier(ruleset, ClassifierOptions(facts_cache_size=64))
+    anew = Classifier(ruleset, ClassifierOptions(facts_cache_size=1))  # cleared at every miss
+    order = facts + facts[::-1] + facts[::3] + facts
+    results = [memo.classify_facts(f) for f in order]
+    assert results == [anew.classify_facts(f) for f in order]
+    assert sum(r is not None for r in results) > len(facts) // 2
+    assert len(memo._best) <= 64
+    again = memo.classify_facts(facts[0])
+    assert again is not None and again is not memo.classify_facts(facts[0])
 
 
 # --- other conditions ---------------------------------------------------------------------------

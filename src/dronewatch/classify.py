@@ -75,6 +75,7 @@ _COMPATIBLE = frozenset(
 # --- facts ------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_name(name: str | None) -> str | None:
     """Lower-case a destination name, drop a trailing dot and, for HTTP Host, the port."""
     if not name:
@@ -263,6 +264,9 @@ class ClassifierOptions:
 
     name_cache_size: int = 8192
     """Destination names whose rule hits are memoised (least recently used are dropped)."""
+    facts_cache_size: int = 8192
+    """Distinct sets of flow facts whose best rule is memoised (the memo starts anew when full):
+    the flows of one app to one destination repeat the same facts."""
     behaviour: BehaviourOptions = field(default_factory=BehaviourOptions)
     """Thresholds of the behavioural labels."""
 
@@ -494,6 +498,8 @@ class Classifier:
         self._hits: Callable[[str], tuple[_NameHit, ...]] = functools.lru_cache(
             maxsize=self.options.name_cache_size
         )(self._name_hits)
+        self._best: dict[FlowFacts, tuple[Rule, dict[str, str]] | None] = {}
+        """Memo of `_best_rule`: facts -> the rule that matched and what it matched."""
 
     @classmethod
     def load(
@@ -561,6 +567,20 @@ class Classifier:
 
     def classify_facts(self, facts: FlowFacts) -> Classification | None:
         """The best rule for a set of flow facts, or None when no rule matches."""
+        try:
+            best = self._best[facts]
+        except KeyError:
+            best = self._best_rule(facts)
+            if len(self._best) >= self.options.facts_cache_size:
+                self._best.clear()
+            self._best[facts] = best
+        if best is None:
+            return None
+        rule, matched = best
+        return _classification(rule, dict(matched))
+
+    def _best_rule(self, facts: FlowFacts) -> tuple[Rule, dict[str, str]] | None:
+        """The rule `classify_facts` picks, with the facts' values that matched it."""
         # rule index -> rule field -> (kind, weight, fact field, name) of its best name hit
         named: dict[int, dict[str, tuple[int, int, str, str]]] = {}
         for ffield, name in facts.names():
@@ -606,7 +626,7 @@ class Classifier:
         if best_match is None:
             return None
         c, matched = best_match
-        return _classification(c.rule, matched)
+        return c.rule, matched
 
     def behavioural_label(self, flow: Flow) -> Classification | None:
         """A behavioural label for a flow no rule matched (see `behavioural_label`)."""
