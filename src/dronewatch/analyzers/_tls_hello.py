@@ -109,46 +109,29 @@ def tls_cipher_name(suite: int) -> str:
     return _CIPHER_NAMES.get(suite, f"0x{suite:04x}")
 
 
-class _Reader:
-    """A bounds-checked cursor over a byte string; every short read is a `DecodeError`."""
+def _short(what: str, pos: int, n: int, have: int) -> DecodeError:
+    return DecodeError(f"{what}: needs {n} bytes at offset {pos}, has {have}")
 
-    __slots__ = ("data", "pos", "what")
 
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.what = what
+def _vector(data: bytes, pos: int, width: int, what: str) -> tuple[bytes, int]:
+    """The vector at `pos` with a `width`-byte (1 or 2) length prefix, and the offset after it;
+    every short read is a `DecodeError`."""
+    end = len(data)
+    if pos + width > end:
+        raise _short(what, pos, width, end - pos)
+    n = data[pos] if width == 1 else data[pos] << 8 | data[pos + 1]
+    pos += width
+    if pos + n > end:
+        raise _short(what, pos, n, end - pos)
+    return data[pos : pos + n], pos + n
 
-    def remaining(self) -> int:
-        return len(self.data) - self.pos
 
-    def take(self, n: int) -> bytes:
-        if n > len(self.data) - self.pos:
-            raise DecodeError(
-                f"{self.what}: needs {n} bytes at offset {self.pos}, has {self.remaining()}"
-            )
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def u24(self) -> int:
-        return int.from_bytes(self.take(3), "big")
-
-    def vec8(self) -> bytes:
-        return self.take(self.u8())
-
-    def vec16(self) -> bytes:
-        return self.take(self.u16())
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise DecodeError(f"{self.what}: {self.remaining()} unexpected trailing bytes")
+def _whole_vector(data: bytes, width: int, what: str) -> bytes:
+    """A vector that fills `data` exactly (an extension's body)."""
+    value, pos = _vector(data, 0, width, what)
+    if pos != len(data):
+        raise DecodeError(f"{what}: {len(data) - pos} unexpected trailing bytes")
+    return value
 
 
 def _u16_list(data: bytes, what: str) -> tuple[int, ...]:
@@ -229,30 +212,33 @@ class ServerHello:
 
 
 def _handshake_body(data: bytes, expected_type: int, what: str) -> bytes:
-    reader = _Reader(data, what)
-    msg_type = reader.u8()
-    if msg_type != expected_type:
-        raise DecodeError(f"{what}: handshake type {msg_type}, expected {expected_type}")
+    if len(data) < 4:
+        raise _short(what, 0, 4, len(data))
+    if data[0] != expected_type:
+        raise DecodeError(f"{what}: handshake type {data[0]}, expected {expected_type}")
+    n = int.from_bytes(data[1:4], "big")
+    if 4 + n > len(data):
+        raise _short(what, 4, n, len(data) - 4)
     # Bytes after the message (the next handshake message) are not ours to judge.
-    return reader.take(reader.u24())
+    return data[4 : 4 + n]
 
 
-def _extensions(reader: _Reader, what: str) -> list[tuple[int, bytes]]:
-    if reader.remaining() == 0:  # extensions are optional before TLS 1.3
+def _extensions(data: bytes, pos: int, what: str) -> list[tuple[int, bytes]]:
+    """The (type, body) extensions that end a hello, from `pos` on."""
+    if pos == len(data):  # extensions are optional before TLS 1.3
         return []
-    block = reader.vec16()
-    reader.end()
+    block, after = _vector(data, pos, 2, what)
+    if after != len(data):
+        raise DecodeError(f"{what}: {len(data) - after} unexpected trailing bytes")
     out: list[tuple[int, bytes]] = []
     pos, end = 0, len(block)
     while pos < end:
         if end - pos < 4:
-            raise DecodeError(f"{what} extensions: needs 4 bytes at offset {pos}, has {end - pos}")
+            raise _short(f"{what} extensions", pos, 4, end - pos)
         ext_type, length = _TYPE_LENGTH(block, pos)
         pos += 4
         if length > end - pos:
-            raise DecodeError(
-                f"{what} extensions: needs {length} bytes at offset {pos}, has {end - pos}"
-            )
+            raise _short(f"{what} extensions", pos, length, end - pos)
         out.append((ext_type, block[pos : pos + length]))
         pos += length
     return out
@@ -261,41 +247,48 @@ def _extensions(reader: _Reader, what: str) -> list[tuple[int, bytes]]:
 _TYPE_LENGTH = struct.Struct(">HH").unpack_from
 
 
+def _hello_start(body: bytes, what: str) -> tuple[int, bytes, bytes, int]:
+    """Version, random and session id that start both hellos, and the offset after them."""
+    if len(body) < 35:
+        raise _short(what, 0, 35, len(body))
+    session_id, pos = _vector(body, 34, 1, what)
+    if len(session_id) > 32:
+        raise DecodeError(f"{what}: session id of {len(session_id)} bytes")
+    return body[0] << 8 | body[1], body[2:34], session_id, pos
+
+
 def _server_name(body: bytes) -> str | None:
     if not body:  # an empty server_name is legal (servers echo it that way)
         return None
-    names = _Reader(_Reader(body, "server_name").vec16(), "server_name list")
+    names, _ = _vector(body, 0, 2, "server_name")
     found: str | None = None
-    while names.remaining():
-        name_type = names.u8()
-        name = names.vec16()
+    pos = 0
+    while pos < len(names):
+        name_type = names[pos]
+        name, pos = _vector(names, pos + 1, 2, "server_name list")
         if name_type == 0 and found is None:
             found = _text(name)
     return found
 
 
 def _alpn_ids(body: bytes) -> tuple[bytes, ...]:
-    outer = _Reader(body, "alpn")
-    ids = _Reader(outer.vec16(), "alpn list")
-    outer.end()
+    ids = _whole_vector(body, 2, "alpn")
     out: list[bytes] = []
-    while ids.remaining():
-        out.append(ids.vec8())
+    pos = 0
+    while pos < len(ids):
+        protocol, pos = _vector(ids, pos, 1, "alpn list")
+        out.append(protocol)
     return tuple(out)
 
 
 def parse_client_hello(data: bytes) -> ClientHello:
     """Decode a ClientHello handshake message (starting at its type byte, 0x01)."""
-    reader = _Reader(
-        _handshake_body(data, TLS_HANDSHAKE_CLIENT_HELLO, "client hello"), "client hello"
-    )
-    legacy_version = reader.u16()
-    random = reader.take(32)
-    session_id = reader.vec8()
-    if len(session_id) > 32:
-        raise DecodeError(f"client hello: session id of {len(session_id)} bytes")
-    cipher_suites = _u16_list(reader.vec16(), "cipher suites")
-    compression = reader.vec8()
+    what = "client hello"
+    body = _handshake_body(data, TLS_HANDSHAKE_CLIENT_HELLO, what)
+    legacy_version, random, session_id, pos = _hello_start(body, what)
+    ciphers, pos = _vector(body, pos, 2, what)
+    cipher_suites = _u16_list(ciphers, "cipher suites")
+    compression, pos = _vector(body, pos, 1, what)
     server_name: str | None = None
     alpn_ids: tuple[bytes, ...] = ()
     versions: tuple[int, ...] = ()
@@ -305,31 +298,25 @@ def parse_client_hello(data: bytes) -> ClientHello:
     types: list[int] = []
     seen: set[int] = set()
     # A repeated extension is illegal (RFC 8446 4.2); the first occurrence wins here.
-    for ext_type, body in _extensions(reader, "client hello"):
+    for ext_type, ext in _extensions(body, pos, what):
         types.append(ext_type)
         if ext_type in seen:
             continue
         seen.add(ext_type)
         if ext_type == TLS_EXT_SERVER_NAME:
-            server_name = _server_name(body)
+            server_name = _server_name(ext)
         elif ext_type == TLS_EXT_ALPN:
-            alpn_ids = _alpn_ids(body)
+            alpn_ids = _alpn_ids(ext)
         elif ext_type == TLS_EXT_SUPPORTED_VERSIONS:
-            ext = _Reader(body, "supported_versions extension")
-            versions = _u16_list(ext.vec8(), "supported_versions")
-            ext.end()
+            versions = _u16_list(_whole_vector(ext, 1, "supported_versions"), "supported_versions")
         elif ext_type == TLS_EXT_SUPPORTED_GROUPS:
-            ext = _Reader(body, "supported_groups extension")
-            groups = _u16_list(ext.vec16(), "supported_groups")
-            ext.end()
+            groups = _u16_list(_whole_vector(ext, 2, "supported_groups"), "supported_groups")
         elif ext_type == TLS_EXT_EC_POINT_FORMATS:
-            ext = _Reader(body, "ec_point_formats extension")
-            point_formats = tuple(ext.vec8())
-            ext.end()
+            point_formats = tuple(_whole_vector(ext, 1, "ec_point_formats"))
         elif ext_type == TLS_EXT_SIGNATURE_ALGORITHMS:
-            ext = _Reader(body, "signature_algorithms extension")
-            signatures = _u16_list(ext.vec16(), "signature_algorithms")
-            ext.end()
+            signatures = _u16_list(
+                _whole_vector(ext, 2, "signature_algorithms"), "signature_algorithms"
+            )
     return ClientHello(
         legacy_version=legacy_version,
         random=random,
@@ -348,27 +335,24 @@ def parse_client_hello(data: bytes) -> ClientHello:
 
 def parse_server_hello(data: bytes) -> ServerHello:
     """Decode a ServerHello handshake message (starting at its type byte, 0x02)."""
-    reader = _Reader(
-        _handshake_body(data, TLS_HANDSHAKE_SERVER_HELLO, "server hello"), "server hello"
-    )
-    legacy_version = reader.u16()
-    random = reader.take(32)
-    session_id = reader.vec8()
-    if len(session_id) > 32:
-        raise DecodeError(f"server hello: session id of {len(session_id)} bytes")
-    cipher_suite = reader.u16()
-    compression = reader.u8()
+    what = "server hello"
+    body = _handshake_body(data, TLS_HANDSHAKE_SERVER_HELLO, what)
+    legacy_version, random, session_id, pos = _hello_start(body, what)
+    if pos + 3 > len(body):
+        raise _short(what, pos, 3, len(body) - pos)
+    cipher_suite = body[pos] << 8 | body[pos + 1]
+    compression = body[pos + 2]
     selected: int | None = None
     alpn: str | None = None
     types: list[int] = []
-    for ext_type, body in _extensions(reader, "server hello"):
+    for ext_type, ext in _extensions(body, pos + 3, what):
         types.append(ext_type)
         if ext_type == TLS_EXT_SUPPORTED_VERSIONS and selected is None:
-            ext = _Reader(body, "supported_versions")
-            selected = ext.u16()
-            ext.end()
+            if len(ext) != 2:
+                raise DecodeError(f"supported_versions: {len(ext)} bytes, expected 2")
+            selected = ext[0] << 8 | ext[1]
         elif ext_type == TLS_EXT_ALPN and alpn is None:
-            ids = _alpn_ids(body)
+            ids = _alpn_ids(ext)
             if len(ids) != 1:
                 raise DecodeError(f"server hello: ALPN must name one protocol, names {len(ids)}")
             alpn = _text(ids[0])
