@@ -74,7 +74,7 @@ def test_c_extension_is_built() -> None:
             f"the C extension was not built ({exc}): install gcc and the Python headers, then "
             "pip install -e . again"
         )
-    assert callable(_fastpath.walk) and callable(_fastpath.record_offsets)
+    assert callable(_fastpath.walk) and callable(_fastpath.record_fields)
     for counter in (_fastpath.DumlCounter, _fastpath.ArsdkCounter, _fastpath.MavlinkCounter):
         assert issubclass(counter, _fastpath.FrameCounter)
 

@@ -1,6 +1,7 @@
 /* The bulk path's inner loops in C: the pcap record walk and the per-row flow-table walk.
  *
- * `record_offsets` finds the records of a classic pcap file that lie whole in a read buffer.
+ * `record_fields` reads the record headers of a classic pcap file that lie whole in a read buffer
+ * into columns (where each frame starts, its lengths, its time).
  * `walk` goes over the rows of a `PcapBatch` in capture order, reads the link, IP and transport
  * headers of each one, and adds the packets of settled flows to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
@@ -38,31 +39,58 @@ static inline uint32_t rd32(const uint8_t *p, int big) {
                : ((uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]);
 }
 
-static PyObject *record_offsets(PyObject *self, PyObject *args) {
+/* One column of a batch: `room` int64 or double values, as a bytes object written in place. */
+static PyObject *column(Py_ssize_t room) {
+    return PyBytes_FromStringAndSize(NULL, room * (Py_ssize_t)sizeof(int64_t));
+}
+
+static PyObject *record_fields(PyObject *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t pos;
     unsigned long long limit;
-    int big;
-    if (!PyArg_ParseTuple(args, "y*nKp", &buf, &pos, &limit, &big)) return NULL;
+    int big, nano;
+    if (!PyArg_ParseTuple(args, "y*nKpp", &buf, &pos, &limit, &big, &nano)) return NULL;
     const uint8_t *b = buf.buf;
     Py_ssize_t end = buf.len;
     Py_ssize_t room = end > pos ? (end - pos) / 16 + 1 : 1;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, room * (Py_ssize_t)sizeof(int64_t));
-    if (out == NULL) {
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    int64_t *at = (int64_t *)PyBytes_AS_STRING(out);
+    PyObject *at_o = column(room), *cap_o = column(room), *wire_o = column(room);
+    PyObject *ts_o = column(room);
+    PyObject *result = NULL;
+    if (at_o == NULL || cap_o == NULL || wire_o == NULL || ts_o == NULL) goto done;
+    int64_t *at = (int64_t *)PyBytes_AS_STRING(at_o), *cap = (int64_t *)PyBytes_AS_STRING(cap_o);
+    int64_t *wire = (int64_t *)PyBytes_AS_STRING(wire_o);
+    double *ts = (double *)PyBytes_AS_STRING(ts_o);
+    const double scale = nano ? 1e-9 : 1e-6;
+    long long wire_total = 0, truncated = 0;
     Py_ssize_t n = 0;
     while (pos >= 0 && pos + 16 <= end) {
-        uint32_t incl = rd32(b + pos + 8, big);
+        const uint8_t *h = b + pos;
+        uint32_t incl = rd32(h + 8, big), orig = rd32(h + 12, big);
         if ((unsigned long long)incl > limit || (Py_ssize_t)incl > end - pos - 16) break;
-        at[n++] = pos;
+        /* `sec + frac * scale` as the per-packet reader computes it: the product rounded to a
+         * double before the sum (volatile: no fused multiply-add may skip that rounding). */
+        volatile double part = (double)rd32(h + 4, big) * scale;
+        ts[n] = (double)rd32(h, big) + part;
+        at[n] = pos + 16;
+        cap[n] = incl;
+        wire[n] = orig;
+        wire_total += orig;
+        truncated += incl < orig;
+        n++;
         pos += 16 + (Py_ssize_t)incl;
     }
+    Py_ssize_t size = n * (Py_ssize_t)sizeof(int64_t);
+    if (_PyBytes_Resize(&at_o, size) < 0 || _PyBytes_Resize(&cap_o, size) < 0 ||
+        _PyBytes_Resize(&wire_o, size) < 0 || _PyBytes_Resize(&ts_o, size) < 0)
+        goto done;
+    result = Py_BuildValue("OOOOLLn", at_o, cap_o, wire_o, ts_o, wire_total, truncated, pos);
+done:
+    Py_XDECREF(at_o);
+    Py_XDECREF(cap_o);
+    Py_XDECREF(wire_o);
+    Py_XDECREF(ts_o);
     PyBuffer_Release(&buf);
-    if (_PyBytes_Resize(&out, n * (Py_ssize_t)sizeof(int64_t)) < 0) return NULL;
-    return Py_BuildValue("Nn", out, pos);
+    return result;
 }
 
 /* ---- the flow-table walk ------------------------------------------------------------------- */
@@ -580,10 +608,11 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"record_offsets", record_offsets, METH_VARARGS,
-     "record_offsets(buf, pos, limit, big_endian) -> (int64 offsets as bytes, next position)\n\n"
-     "Offsets of the pcap records that lie whole in buf from pos on; stops at the first record "
-     "cut by the buffer's end or longer than limit."},
+    {"record_fields", record_fields, METH_VARARGS,
+     "record_fields(buf, pos, limit, big_endian, nano) -> (data_at, caplen, wirelen, ts, "
+     "wire_bytes, truncated, next position)\n\n"
+     "The pcap records that lie whole in buf from pos on, as columns (bytes of int64, and of "
+     "double for ts); stops at the first record cut by the buffer's end or longer than limit."},
     {"walk", walk, METH_VARARGS,
      "walk(buf, data_at, caplen, ts, l3, next_sweep, ended, limit, active_s, lookup, handle, "
      "follow, sweep, counted) -> next sweep time\n\n"

@@ -8,14 +8,14 @@ import numpy.typing as npt
 
 from dronewatch.flow import Flow
 
-def record_offsets(
-    buf: bytes | mmap.mmap, pos: int, limit: int, big_endian: bool, /
-) -> tuple[bytes, int]: ...
+def record_fields(
+    buf: bytes | mmap.mmap, pos: int, limit: int, big_endian: bool, nano: bool, /
+) -> tuple[bytes, bytes, bytes, bytes, int, int, int]: ...
 def walk(
     buf: bytes | mmap.mmap,
-    data_at: npt.NDArray[np.int64],
-    caplen: npt.NDArray[np.int64],
-    ts: npt.NDArray[np.float64],
+    data_at: memoryview[int] | npt.NDArray[np.int64],
+    caplen: memoryview[int] | npt.NDArray[np.int64],
+    ts: memoryview[float] | npt.NDArray[np.float64],
     l3: int,
     next_sweep: float,
     ended: int,

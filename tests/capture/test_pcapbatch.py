@@ -21,36 +21,67 @@ RECORDS = st.lists(
 )
 
 
-def records(spec: list[tuple[int, int]], big: bool) -> bytes:
+def records(spec: list[tuple[int, int]], big: bool, nano: bool = False) -> bytes:
     out = bytearray()
-    for incl, have in spec:
-        out += struct.pack(">IIII" if big else "<IIII", 1, 2, incl, incl)
+    for i, (incl, have) in enumerate(spec):
+        wire = incl + (i % 3)  # some records cut by the snap length
+        frac = (i * 123_457) % (1_000_000_000 if nano else 1_000_000)
+        out += struct.pack(">IIII" if big else "<IIII", 1_700_000_000 + i, frac, incl, wire)
         out += b"\xab" * min(incl, have)
     return bytes(out)
 
 
-@given(spec=RECORDS, big=st.booleans(), pos=st.integers(0, 40), cut=st.integers(0, 30))
-def test_c_and_python_find_the_same_records(
-    spec: list[tuple[int, int]], big: bool, pos: int, cut: int
+def _columns(batch: pcapbatch.PcapBatch) -> tuple[object, ...]:
+    return (
+        batch.data_at.tolist(),
+        batch.caplen.tolist(),
+        batch.wirelen.tolist(),
+        batch.ts.tolist(),
+        batch.wire_bytes,
+        batch.truncated,
+        len(batch),
+    )
+
+
+@given(
+    spec=RECORDS,
+    big=st.booleans(),
+    nano=st.booleans(),
+    pos=st.integers(0, 40),
+    cut=st.integers(0, 30),
+)
+def test_c_and_python_read_the_same_records(
+    spec: list[tuple[int, int]], big: bool, nano: bool, pos: int, cut: int
 ) -> None:
-    buf = records(spec, big)
+    """The C reader and its Python stand-in find the same records and give the same columns,
+    times included to the last bit, as the per-packet reader's `sec + frac * scale`."""
+    buf = records(spec, big, nano)
     buf = buf[: max(0, len(buf) - cut)]
     pos = min(pos, len(buf))
-    got_c = pcapbatch.record_offsets(buf, pos, LIMIT, big)
-    c_fn = pcapbatch._c_record_offsets
+    got_c, end_c = pcapbatch.read_batch(buf, pos, LIMIT, big, nano, 1, 7)
+    c_fn = pcapbatch._c_record_fields
     try:
-        pcapbatch._c_record_offsets = None
-        got_py = pcapbatch.record_offsets(buf, pos, LIMIT, big)
+        pcapbatch._c_record_fields = None
+        got_py, end_py = pcapbatch.read_batch(buf, pos, LIMIT, big, nano, 1, 7)
     finally:
-        pcapbatch._c_record_offsets = c_fn
-    assert got_c[1] == got_py[1]
-    assert got_c[0].tolist() == got_py[0].tolist()
+        pcapbatch._c_record_fields = c_fn
+    assert end_c == end_py
+    assert _columns(got_c) == _columns(got_py)
+    arrays = got_c.arrays()
+    assert arrays.ts.tolist() == got_c.ts.tolist() and arrays.data_at.dtype == np.int64
+    scale = 1e-9 if nano else 1e-6
+    fmt = ">IIII" if big else "<IIII"
+    for i in range(len(got_c)):
+        sec, frac, incl, wire = struct.unpack_from(fmt, buf, got_c.data_at[i] - 16)
+        raw = got_c.raw(i)
+        assert (raw.ts, raw.wirelen, raw.frame) == (sec + frac * scale, wire, 8 + i)
+        assert raw.data == buf[got_c.data_at[i] : got_c.data_at[i] + incl]
 
 
 def test_stops_at_a_record_longer_than_the_limit() -> None:
     buf = records([(10, 10), (LIMIT + 1, 80), (10, 10)], big=False)
-    offsets, pos = pcapbatch.record_offsets(buf, 0, LIMIT, False)
-    assert offsets.tolist() == [0]
+    batch, pos = pcapbatch.read_batch(buf, 0, LIMIT, False, False, 1, 0)
+    assert batch.data_at.tolist() == [16]
     assert pos == 26
 
 

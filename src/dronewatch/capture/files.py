@@ -19,7 +19,7 @@ from typing import BinaryIO, TypeAlias
 
 from dronewatch.capture.base import RawPacket, SourceStats
 from dronewatch.capture.mapped import MappedStream, map_file
-from dronewatch.capture.pcapbatch import PcapBatch, record_offsets
+from dronewatch.capture.pcapbatch import PcapBatch, read_batch
 from dronewatch.exceptions import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -238,10 +238,9 @@ class FileSource:
             if self._size is not None:
                 s.fill(CHUNK)
             # Every record that lies whole in the buffer; the check above has made one available.
-            offsets, s.pos = record_offsets(s.buf, s.pos, limit, endian == ">")
-            batch = PcapBatch.build(s.buf, offsets, endian, nano, linktype, frame)
-            frame += len(offsets)
-            self.stats.packets += len(offsets)
+            batch, s.pos = read_batch(s.buf, s.pos, limit, endian == ">", nano, linktype, frame)
+            frame += len(batch)
+            self.stats.packets += len(batch)
             self.stats.bytes += batch.wire_bytes
             self.stats.truncated += batch.truncated
             yield batch
