@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ TCP_PSH = 0x08
 TCP_ACK = 0x10
 
 
+@functools.lru_cache(maxsize=65536)
 def ip_str(addr: bytes) -> str:
-    """Format a 4- or 16-byte address as text."""
+    """Format a 4- or 16-byte address as text (memoised: a capture repeats its addresses)."""
     if len(addr) == 4:
         return socket.inet_ntop(socket.AF_INET, addr)
     if len(addr) == 16:
@@ -167,7 +169,7 @@ class Flow:
 
     @property
     def proto_name(self) -> str:
-        return PROTO_NAMES.get(self.proto, str(self.proto))
+        return PROTO_NAMES.get(self.proto) or str(self.proto)
 
     @property
     def sticky(self) -> bool:
@@ -199,10 +201,11 @@ class Flow:
     def decline(self, analyzer: str) -> None:
         """The named analyzer is done with this flow (not its protocol, or nothing more to read):
         it sees no more of its packets. A flow nobody inspects any more costs only counters."""
-        if analyzer in self.inspector_names:
-            keep = [i for i, name in enumerate(self.inspector_names) if name != analyzer]
-            self.inspectors = tuple(self.inspectors[i] for i in keep)
-            self.inspector_names = tuple(self.inspector_names[i] for i in keep)
+        names = self.inspector_names
+        if analyzer in names:
+            i = names.index(analyzer)  # analyzer names are unique (`Engine` refuses two alike)
+            self.inspector_names = names[:i] + names[i + 1 :]
+            self.inspectors = self.inspectors[:i] + self.inspectors[i + 1 :]
 
     def add_meta(self, key: str, value: str) -> None:
         """Record a single-valued fact about the flow; the first value wins."""

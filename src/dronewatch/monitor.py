@@ -9,7 +9,6 @@ from typing import ClassVar
 
 from dronewatch.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
 from dronewatch.classify import Classification, Classifier, FlowFacts
-from dronewatch.community_id import community_id
 from dronewatch.devices import DeviceBook, Host
 from dronewatch.egress import MAX_UIDS, Egress, build_alert
 from dronewatch.evidence import EvidenceKeeper
@@ -124,7 +123,8 @@ class Monitor:
             cls = self.classifier.classify_facts(facts)
             if cls is None and not resp_local:
                 cls = self.classifier.behavioural_label(flow)
-        self.ctx.emit(flow_record(flow, cls, resp_geo, orig_geo))
+        record = flow_record(flow, cls, resp_geo, orig_geo)
+        self.ctx.emit(record)
         hostname = flow.meta.get("dhcp_hostname")
         if isinstance(hostname, str) and flow.orig_mac:
             self._dhcp[mac_str(flow.orig_mac)] = hostname
@@ -136,16 +136,16 @@ class Monitor:
         if resp_local:
             self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str))
         if orig_local and not resp_local:
-            self._egress_flow(flow, cls, resp_geo, outbound=True)
+            self._egress_flow(flow, cls, resp_geo, record.community_id, outbound=True)
         elif resp_local and not orig_local:
-            self._egress_flow(flow, cls, orig_geo, outbound=False)
+            self._egress_flow(flow, cls, orig_geo, record.community_id, outbound=False)
         if self.announce:
             self._announce()
         if self.evidence is not None:
             if orig_local != resp_local:
-                record = self.evidence.take(flow)
-                if record is not None:
-                    self.ctx.emit(record)
+                evidence = self.evidence.take(flow)
+                if evidence is not None:
+                    self.ctx.emit(evidence)
             else:
                 self.evidence.drop(flow)
         if orig_local and flow.service == "dns":
@@ -165,7 +165,7 @@ class Monitor:
         return self.policy.for_device(ip, mac)
 
     def _egress_flow(
-        self, flow: Flow, cls: Classification | None, geo: GeoInfo, *, outbound: bool
+        self, flow: Flow, cls: Classification | None, geo: GeoInfo, cid: str, *, outbound: bool
     ) -> None:
         if outbound:
             host_h, host_mac, dest_h, dest_p = flow.orig_h, flow.orig_mac, flow.resp_h, flow.resp_p
@@ -225,7 +225,7 @@ class Monitor:
             pkts_out=out_p,
             pkts_in=in_p,
             uid=flow.uid,
-            cid=community_id(flow.proto, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p),
+            cid=cid,
         )
         if cls is not None:
             for k, v in cls.matched.items():
