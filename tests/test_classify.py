@@ -521,3 +521,52 @@ def test_check_rule_tests_reports_failing_cases_at_their_lines(tmp_path: Path) -
     assert [(i.path, i.line) for i in issues] == [(pack, 17), (pack, 19)]
     assert "match case 2 (sni=www.acme.example) classified as nothing" in issues[0].message
     assert "no_match case 1 (sni=api.acme.example) classified as acme.api" in issues[1].message
+
+
+def test_flows_memo_sees_every_fact_it_reads() -> None:
+    """`classify(flow)` is memoised on what it reads off the flow: flows that differ from a flow
+    classified before in one fact each get the rule that fact calls for, not the memo's answer."""
+    clf = classifier(
+        make_rule("t.sni", {"sni": ["a.example"]}),
+        make_rule("t.quic", {"quic_sni": ["q.example"]}),
+        make_rule("t.http", {"http_host": ["h.example"]}),
+        make_rule("t.path", {"http_path": ["/up"]}),
+        make_rule("t.dns_name", {"dns_name": ["n.example"]}),
+        make_rule("t.query", {"host": ["query.example"]}),
+        make_rule("t.topic", {"mqtt_topic": ["thing/+/osd"]}),
+        make_rule("t.ja4", {"ja4": ["t13d1516h2_8daaf6152771_02713d6af862"]}),
+        make_rule("t.link", {"link": "mavlink"}),
+        make_rule("t.port", {"ports": [14550]}),
+        make_rule("t.udp", {"proto": "udp"}),
+        make_rule("t.ip", {"ip": ["198.51.100.0/24"]}),
+        make_rule("t.service", {"service": "mqtt"}),
+        make_rule("t.asn", {"asn": [64500]}),
+    )
+    cases: list[tuple[str | None, dict[str, object]]] = [
+        (None, {}),
+        ("t.sni", {"sni": "a.example"}),
+        ("t.quic", {"quic_sni": "q.example"}),
+        ("t.http", {"http_host": "h.example"}),
+        ("t.path", {"http_path": "/up/x"}),
+        ("t.dns_name", {"dns_name": "n.example"}),
+        ("t.query", {"dns_query": ["query.example"]}),
+        (None, {"dns_query": ["query.example"], "queries": False}),
+        ("t.topic", {"mqtt_topics": ["thing/1/osd"]}),
+        ("t.ja4", {"ja4": "t13d1516h2_8daaf6152771_02713d6af862"}),
+        ("t.link", {"link": "mavlink"}),
+        ("t.port", {"resp_p": 14550}),
+        ("t.udp", {"proto": IP_PROTO_UDP}),
+        ("t.ip", {"resp_h": ip("198.51.100.7")}),
+        ("t.service", {"service": "mqtt"}),
+        ("t.asn", {"asn": 64500}),
+    ]
+    for expected, case in cases * 2:  # the second round is served from the memo
+        flow, change = make_test_flow(), dict(case)
+        asn, queries = change.pop("asn", None), change.pop("queries", True)
+        for key, value in change.items():
+            if hasattr(flow, key):
+                setattr(flow, key, value)
+            else:
+                flow.meta[key] = value  # type: ignore[assignment]
+        result = clf.classify(flow, asn=asn, queries=bool(queries))  # type: ignore[arg-type]
+        assert (result.rule_id if result else None) == expected, case

@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dronewatch.flow import Flow
@@ -500,6 +500,8 @@ class Classifier:
         )(self._name_hits)
         self._best: dict[FlowFacts, tuple[Rule, dict[str, str]] | None] = {}
         """Memo of `_best_rule`: facts -> the rule that matched and what it matched."""
+        self._by_flow: dict[tuple[object, ...], tuple[Rule, dict[str, str]] | None] = {}
+        """The same, by what `classify` reads off a flow before it makes its facts."""
 
     @classmethod
     def load(
@@ -556,10 +558,33 @@ class Classifier:
             parent = parent[dot + 1 :]
 
     def classify(
-        self, flow: Flow, *, asn: int | None = None, payload: bytes = b""
+        self, flow: Flow, *, asn: int | None = None, payload: bytes = b"", queries: bool = True
     ) -> Classification | None:
-        """The best rule for a flow, or None when no rule matches."""
-        return self.classify_facts(FlowFacts.from_flow(flow, asn=asn, payload=payload))
+        """The best rule for a flow, or None when no rule matches; `queries=False` leaves the
+        names the flow asked DNS for out of its facts (a lookup is not traffic to the name)."""
+        meta = flow.meta
+        # What `FlowFacts.from_flow` reads, raw: the memo is asked before any facts are made.
+        key = (
+            *[_hashable(meta.get(name)) for name in _FLOW_META],
+            flow.resp_p,
+            flow.proto,
+            flow.resp_h,
+            flow.service,
+            asn,
+            payload,
+            queries,
+        )
+        try:
+            best = self._by_flow[key]
+        except KeyError:
+            facts = FlowFacts.from_flow(flow, asn=asn, payload=payload)
+            if not queries:
+                facts = replace(facts, dns_query=())
+            best = self._best_for(facts)
+            if len(self._by_flow) >= self.options.facts_cache_size:
+                self._by_flow.clear()
+            self._by_flow[key] = best
+        return _result(best)
 
     def classify_name(self, name: str) -> Classification | None:
         """The best rule for a destination name alone (e.g. a DNS query)."""
@@ -567,17 +592,17 @@ class Classifier:
 
     def classify_facts(self, facts: FlowFacts) -> Classification | None:
         """The best rule for a set of flow facts, or None when no rule matches."""
+        return _result(self._best_for(facts))
+
+    def _best_for(self, facts: FlowFacts) -> tuple[Rule, dict[str, str]] | None:
         try:
-            best = self._best[facts]
+            return self._best[facts]
         except KeyError:
             best = self._best_rule(facts)
             if len(self._best) >= self.options.facts_cache_size:
                 self._best.clear()
             self._best[facts] = best
-        if best is None:
-            return None
-        rule, matched = best
-        return _classification(rule, dict(matched))
+            return best
 
     def _best_rule(self, facts: FlowFacts) -> tuple[Rule, dict[str, str]] | None:
         """The rule `classify_facts` picks, with the facts' values that matched it."""
@@ -638,6 +663,32 @@ class Classifier:
         """Hit statistics of the per-name memo."""
         info = getattr(self._hits, "cache_info", None)
         return str(info()) if info is not None else ""
+
+
+_FLOW_META = (
+    "sni",
+    "quic_sni",
+    "http_host",
+    "dns_name",
+    "dns_query",
+    "http_path",
+    "mqtt_topics",
+    "ja4",
+    "link",
+)
+"""The `flow.meta` keys `FlowFacts.from_flow` reads."""
+
+
+def _hashable(value: str | list[str] | None) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _result(best: tuple[Rule, dict[str, str]] | None) -> Classification | None:
+    """A new classification for a memoised best rule (callers may change what they get)."""
+    if best is None:
+        return None
+    rule, matched = best
+    return _classification(rule, dict(matched))
 
 
 def _classification(rule: Rule, matched: dict[str, str]) -> Classification:

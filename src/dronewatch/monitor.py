@@ -4,11 +4,11 @@ traffic that left a device while its local-data mode was on into alerts and per-
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dronewatch.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
-from dronewatch.classify import Classification, Classifier, FlowFacts
+from dronewatch.classify import Classification, Classifier
 from dronewatch.devices import DeviceBook, Host
 from dronewatch.egress import MAX_UIDS, Egress, build_alert
 from dronewatch.evidence import EvidenceKeeper
@@ -116,11 +116,9 @@ class Monitor:
         resp_local = resp_geo.scope == "local"
         cls = None
         if self.classifier is not None:
-            facts = FlowFacts.from_flow(flow, asn=resp_geo.asn)
-            if flow.service in ("dns", "mdns"):
-                # A lookup is not traffic to the name looked up: that is judged in _dns().
-                facts = replace(facts, dns_query=())
-            cls = self.classifier.classify_facts(facts)
+            # A lookup is not traffic to the name looked up: that is judged in _dns().
+            queries = flow.service not in ("dns", "mdns")
+            cls = self.classifier.classify(flow, asn=resp_geo.asn, queries=queries)
             if cls is None and not resp_local:
                 cls = self.classifier.behavioural_label(flow)
         record = flow_record(flow, cls, resp_geo, orig_geo)
