@@ -310,14 +310,24 @@ class Monitor:
         by_host: dict[str, list[Egress]] = {}
         for e in self._egress.values():
             by_host.setdefault(e.host_ip, []).append(e)
+        aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
         alerts: list[Alert] = []
         for ip, host in sorted(stations.items()):
             entries = by_host.get(ip, [])
-            alerts.extend(self._verdict(ip, host, entries, drops=drops, complete=complete))
+            alerts.extend(
+                self._verdict(ip, host, entries, aircraft, drops=drops, complete=complete)
+            )
         return alerts
 
     def _verdict(
-        self, ip: str, host: Host, entries: list[Egress], *, drops: int | None, complete: bool
+        self,
+        ip: str,
+        host: Host,
+        entries: list[Egress],
+        aircraft: tuple[str, ...],
+        *,
+        drops: int | None,
+        complete: bool,
     ) -> list[Alert]:
         """The verdict of one ground station from its egress entries, and its alerts."""
         policy = self._policy(ip, host.mac)
@@ -406,9 +416,7 @@ class Monitor:
                 allowed_bytes=allowed_bytes,
                 packets=traffic.pkts,
                 local_link_packets=traffic.local_link_pkts,
-                aircraft=tuple(
-                    sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles)
-                ),
+                aircraft=aircraft,
                 drops=drops,
                 capture_complete=complete,
                 reasons=tuple(host.reasons),
