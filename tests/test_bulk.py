@@ -140,9 +140,12 @@ EVENTS = st.lists(
         st.integers(0, len(FLOWS) + 1),  # flow index; the last two: ARP, IPv4 fragment
         st.booleans(),  # from the phone
         st.sampled_from([0.0, 0.001, 0.001, 0.01, 0.3, 1.5, 4.0, 12.0]),  # gap before the packet
-        # Mostly data and ACKs, so flows settle and the bulk path has work.
-        st.sampled_from(["A", "PA", "PA", "PA", "A", "PA", "PA", "S", "SA", "FA", "R"]),
-        st.integers(0, 40),  # payload bytes
+        # Mostly data and ACKs, so flows settle and the bulk path has work; handshakes, closes
+        # and odd flag sets, many of them empty (the C walk adds an empty segment's letter).
+        st.sampled_from(
+            ["A", "PA", "PA", "PA", "A", "PA", "PA", "S", "SA", "FA", "R", "F", "SF", "", "RA"]
+        ),
+        st.sampled_from([0, 0, 1, 12, 40]),  # payload bytes
     ),
     min_size=1,
     max_size=150,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-from scapy.all import IP, UDP, Dot1Q, Ether, raw
+from scapy.all import IP, TCP, UDP, Dot1Q, Ether, raw
 
 from dronewatch import _fastpath
 from dronewatch.flow import Flow
@@ -164,3 +166,42 @@ def test_counters_are_not_fed_when_python_must_see_the_packet() -> None:
         eng = Engine(g)
         eng.walk([duml_datagram()] * 2)
         assert eng.followed == [0, 1] and c.frames == 0
+
+
+def segment(flags: str, out: bool = True, payload: bytes = b"") -> bytes:
+    """A TCP segment of the flow made by `tcp_flow`, from the phone (`out`) or back."""
+    src, dst, sport, dport = (PHONE, DRONE, 50000, 443) if out else (DRONE, PHONE, 443, 50000)
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    return bytes(
+        raw(eth / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags) / payload)
+    )
+
+
+def tcp_flow(history: str) -> Flow:
+    f = Flow("C2", 6, bytes([192, 168, 2, 20]), 50000, bytes([192, 168, 2, 1]), 443, 999.0, 999.0)
+    f.inspected = LIMIT
+    f.history = history
+    return f
+
+
+def test_empty_segments_add_their_history_letter_in_c() -> None:
+    """A known flow's SYN-ACK, first ACKs and first FIN only add a history letter (the engine's,
+    interned) and counts: done in C. A reset, a FIN that closes the flow (both sides' FIN seen)
+    and a segment with data and a new letter go to the engine, which notes them."""
+    f = tcp_flow("S")
+    eng = Engine(f)
+    frames = [
+        segment("SA", out=False),  # h
+        segment("A"),  # A
+        segment("A", out=False),  # a
+        segment("A"),  # nothing new
+        segment("FA"),  # F
+        segment("PA", payload=b"x"),  # D: new letter with data, to the engine
+        segment("FA", out=False),  # f: closes the flow, to the engine
+        segment("R"),  # to the engine
+    ]
+    eng.walk(frames)
+    assert eng.handled == [5, 6, 7]
+    assert eng.counted == 5
+    assert f.history == "ShAaF" and f.history is sys.intern("ShAaF")
+    assert f.orig_pkts == 3 + 3 and f.resp_pkts == 2  # 3 counted in C, 3 by the stand-in

@@ -6,10 +6,12 @@
  * headers of each one, and adds the packets of settled flows to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
  * kept here have been written to their `Flow` objects, so Python code always sees exact counts.
+ * An empty TCP segment of a known flow that only adds a history letter is taken here too, and its
+ * letter written as `Engine._tcp` writes it (a reset or a closing FIN goes to Python).
  * A datagram of a drone link whose followers all keep their state in frame counters
  * (`_counters.h`) is fed to those counters here, without a call into Python.
- * The decisions are the same as those of `dronewatch.bulk` (the numpy path); the tests compare
- * both with the per-packet path on every capture. Facts only: what is parsed here is fixed by
+ * The numpy walk (`dronewatch.numpywalk`) makes the same decisions but for the empty segments,
+ * which it hands to Python; the tests compare both with the per-packet path on every capture. Facts only: what is parsed here is fixed by
  * the formats, what to count is decided by the `Flow` state the engine keeps.
  */
 #include "_counters.h"
@@ -21,11 +23,16 @@
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
-/* History letters a flow already has, from its originator's side. */
-#define HAS_D 1
-#define HAS_d 2
-#define HAS_A 4
-#define HAS_a 8
+/* The Zeek history letters (`Engine._tcp`), originator's upper case first, as bits of the set a
+ * flow already has. */
+static const char LETTERS[] = "SsHhAaDdFfRr";
+#define LETTER_BIT(c) ((uint16_t)(1u << (strchr(LETTERS, (c)) - LETTERS)))
+#define HAS_D LETTER_BIT('D')
+#define HAS_d LETTER_BIT('d')
+#define HAS_A LETTER_BIT('A')
+#define HAS_a LETTER_BIT('a')
+#define HAS_F LETTER_BIT('F')
+#define HAS_f LETTER_BIT('f')
 
 static PyObject *s_first_ts, *s_last_ts, *s_inspected, *s_inspectors, *s_followers, *s_history,
     *s_counters, *s_inspector_names,
@@ -97,7 +104,8 @@ done:
 
 typedef struct {
     uint8_t key[KEY_LEN];
-    uint8_t used, checked, orig_low, inspectors, followers, letters;
+    uint8_t used, checked, orig_low, inspectors, followers;
+    uint16_t letters; /* the history letters the flow has (`LETTERS`) */
     uint8_t native_inspect; /* the inspectors are the followers, and `counters` is set */
     PyObject *counters; /* the followers' frame counters (strong), when every follower has one */
     uint64_t hash;
@@ -357,16 +365,13 @@ static int check(Table *t, Entry *e) {
     if (PyErr_Occurred()) return -1;
     PyObject *hist = PyObject_GetAttr(f, s_history);
     if (hist == NULL) return -1;
-    uint8_t letters = 0;
+    uint16_t letters = 0;
     if (PyUnicode_Check(hist)) {
         Py_ssize_t n = PyUnicode_GET_LENGTH(hist);
         for (Py_ssize_t i = 0; i < n; i++) {
-            switch (PyUnicode_READ_CHAR(hist, i)) {
-            case 'D': letters |= HAS_D; break;
-            case 'd': letters |= HAS_d; break;
-            case 'A': letters |= HAS_A; break;
-            case 'a': letters |= HAS_a; break;
-            }
+            Py_UCS4 c = PyUnicode_READ_CHAR(hist, i);
+            const char *at = c < 128 && c ? strchr(LETTERS, (int)c) : NULL;
+            if (at != NULL) letters |= (uint16_t)(1u << (at - LETTERS));
         }
     }
     Py_DECREF(hist);
@@ -403,7 +408,7 @@ static int after_call(Table *t, Engine *eng, PyObject *r, int *touched) {
 
 typedef struct {
     int ok;        /* read here */
-    int tcp, control, same, low, letter, has_payload;
+    int tcp, control, same, low, letter, has_payload, flags;
     uint8_t key[KEY_LEN];
     long long ip_len, payload_len, payload_at, payload_stop;
 } Row;
@@ -459,9 +464,35 @@ static void parse(const uint8_t *fr, long long cap, int l3, Row *r) {
     memcpy(r->key + 2, r->low ? src : dst, 18);
     memcpy(r->key + 20, r->low ? dst : src, 18);
     r->tcp = tcp;
+    r->flags = flags;
     r->control = tcp && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
     r->letter = tcp ? (r->payload_len > 0 ? 1 : ((flags & TCP_ACK) ? 2 : 0)) : 0;
     r->ok = 1;
+}
+
+/* The history letter an empty TCP segment adds, as `Engine._tcp` picks it (RST aside: the walk
+ * hands those to Python), or 0 for none. */
+static char empty_segment_letter(int flags, int from_orig) {
+    if (flags & TCP_SYN) return (flags & TCP_ACK) ? (from_orig ? 'H' : 'h') : (from_orig ? 'S' : 's');
+    if (flags & TCP_FIN) return from_orig ? 'F' : 'f';
+    if (flags & TCP_ACK) return from_orig ? 'A' : 'a';
+    return 0;
+}
+
+/* `flow.history = sys.intern(flow.history + letter)`, as the engine writes a new letter. */
+static int add_letter(Entry *e, char letter) {
+    PyObject *hist = PyObject_GetAttr(e->flow, s_history);
+    if (hist == NULL) return -1;
+    PyObject *one = PyUnicode_FromStringAndSize(&letter, 1);
+    PyObject *longer = one != NULL ? PyUnicode_Concat(hist, one) : NULL;
+    Py_DECREF(hist);
+    Py_XDECREF(one);
+    if (longer == NULL) return -1;
+    PyUnicode_InternInPlace(&longer);
+    int rc = PyObject_SetAttr(e->flow, s_history, longer);
+    Py_DECREF(longer);
+    if (rc == 0) e->letters |= LETTER_BIT(letter);
+    return rc;
 }
 
 static PyObject *walk(PyObject *self, PyObject *args) {
@@ -507,7 +538,11 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                 goto done;
         }
         Entry *e = NULL;
-        int go_python = r.control || r.same;
+        /* An empty segment of a known flow (SYN-ACK, first ACK, FIN) only adds to its counters
+         * and history, done here; a reset, or a FIN that closes the flow, goes to the engine,
+         * which notes the close. */
+        int empty_tcp = r.tcp && r.payload_len == 0 && !(r.flags & TCP_RST);
+        int go_python = (r.control && !empty_tcp) || r.same;
         if (!go_python) {
             e = table_get(&t, r.key);
             if (e == NULL) goto done;
@@ -517,9 +552,15 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             go_python = got == 0 || now - e->first_ts > t.active_s;
         }
         int from_orig = 0, to_follow = 0, to_count = 0;
+        char letter = 0;
         if (!go_python) {
             from_orig = r.low == e->orig_low;
-            if (r.letter) {
+            if (empty_tcp) {
+                char c = empty_segment_letter(r.flags, from_orig);
+                uint16_t after = e->letters | (c ? LETTER_BIT(c) : 0);
+                if (c && !(e->letters & LETTER_BIT(c))) letter = c;
+                if ((r.flags & TCP_FIN) && (after & HAS_F) && (after & HAS_f)) go_python = 1;
+            } else if (r.letter) {
                 int bit = r.letter == 1 ? (from_orig ? HAS_D : HAS_d) : (from_orig ? HAS_A : HAS_a);
                 go_python = !(e->letters & bit);
             }
@@ -544,6 +585,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             continue;
         }
         /* Count the row. */
+        if (letter && add_letter(e, letter) < 0) goto done;
         if (from_orig) {
             e->o_pkts++;
             e->o_bytes += r.ip_len;

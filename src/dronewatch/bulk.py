@@ -1,22 +1,26 @@
-"""The bulk path: pcap records a batch at a time with numpy, giving the per-packet path's records.
+"""The bulk path: pcap records a batch at a time, giving the per-packet path's records.
 
 Most packets of a long flow only add to its counters: after the first `inspect_packets` payload
 packets, no analyzer looks at them unless it follows the flow. This path reads the link, IP and
-transport headers of a whole batch with array operations, groups the packets by flow, and adds the
-packets of settled flows to their counters per group. Every other packet (a flow's first packets,
-followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, VLAN tags, non-IP frames, and
-anything too short) goes through the per-packet decoder and `Engine.process` in capture order.
+transport headers of a whole batch, finds each packet's flow, and adds the packets of settled
+flows to their counters. Every other packet (a flow's first packets, followed flows, TCP
+SYN/FIN/RST, fragments, IPv6 extension headers, VLAN tags, non-IP frames, and anything too short)
+goes through the per-packet decoder and `Engine.process` in capture order.
 
 Flows are only touched between two sweeps of the flow table (the engine's idle check every
 `sweep_every_s` of capture time), so a batch is cut into segments at the packets that trigger a
 sweep; within a segment a settled flow can only gain packets and bytes, which commute.
 
-Where the C extension `dronewatch._fastpath` is built (the usual case), its `walk` makes the same
-decisions row by row in C instead: it keeps the counts of settled flows itself and writes them to
-the flows before any Python code runs (a handed-over packet, a follower, a sweep), so Python always
-sees exact counters; and a drone link whose followers all keep their state in C frame counters
-(`Flow.counters`) has its datagrams fed to them there, without a call into Python. Without it (no
-compiler at install time) the numpy path below does the work, and the followers are called.
+Where the C extension `dronewatch._fastpath` is built (the usual case), its `walk` goes over the
+rows in C: it keeps the counts of settled flows itself and writes them to the flows before any
+Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
+counters. It also takes the empty TCP segments of a known flow that only add a history letter
+(SYN-ACK, the first ACK each way, the first FIN), writing the letter as `Engine._tcp` does; a
+reset and the FIN that closes a flow still go to the engine, which notes the close. A drone link
+whose followers all keep their state in C frame counters (`Flow.counters`) has its datagrams fed
+to them there, without a call into Python. Without the extension (no compiler at install time)
+the numpy walk (`dronewatch.numpywalk`) does the work with array operations, hands every TCP
+control segment to the engine, and calls the followers.
 """
 
 from __future__ import annotations
