@@ -11,8 +11,9 @@
  * A datagram of a drone link whose followers all keep their state in frame counters
  * (`_counters.h`) is fed to those counters here, without a call into Python.
  * The numpy walk (`dronewatch.numpywalk`) makes the same decisions but for the empty segments,
- * which it hands to Python; the tests compare both with the per-packet path on every capture. Facts only: what is parsed here is fixed by
- * the formats, what to count is decided by the `Flow` state the engine keeps.
+ * which it hands to Python; the tests compare both with the per-packet path on every capture.
+ * Facts only: what is parsed here is fixed by the formats, what to count is decided by the
+ * `Flow` state the engine keeps.
  */
 #include "_counters.h"
 
