@@ -245,6 +245,16 @@ def test_workers_give_the_output_of_one_process(tmp_path: Path) -> None:
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
 
 
+def test_quiet_workers_keep_the_exit_code() -> None:
+    """With --quiet and no --out the workers send no records back (nothing would show them):
+    the exit code and the messages are those of one process."""
+    files = [str(p) for p in sorted((PCAPS / "scenarios").glob("*.pcap"))]
+    one = run("analyze", *files, "--ldm", "on", "--quiet")
+    two = run("analyze", *files, "--ldm", "on", "--quiet", "--workers", "2")
+    assert one.returncode == two.returncode == EXIT_VIOLATION
+    assert one.stdout == two.stdout == "" and one.stderr == two.stderr
+
+
 def test_workers_with_one_file_says_so() -> None:
     proc = run("analyze", str(PCAPS / "lab" / "dns.pcap"), "--workers", "2", "--quiet")
     assert proc.returncode == EXIT_OK and "one file, or stdin" in proc.stderr

@@ -217,17 +217,30 @@ def _analyze_config(args: argparse.Namespace) -> AnalysisConfig:
     return config
 
 
-def _analyze_one(path: str, args: argparse.Namespace) -> tuple[list[Record], Any, str | None]:
-    """One file in a worker process: its records, its result, or the error that stopped it."""
+_PARENT_CONFIG: AnalysisConfig | None = None
+"""The configuration `analyze --workers` built before starting its workers: a forked worker
+inherits it, rule packs and GeoIP loaded (a spawned one builds its own)."""
+
+
+def _analyze_one(
+    path: str, args: argparse.Namespace, keep: bool
+) -> tuple[list[Record], Any, str | None]:
+    """One file in a worker process: its records (none unless `keep`: the parent writes or prints
+    them), its result, or the error that stopped it."""
     from dronewatch.capture.files import open_source
     from dronewatch.pipeline import run_source
 
     records: list[Record] = []
+    config = _PARENT_CONFIG if _PARENT_CONFIG is not None else _analyze_config(args)
     try:
-        result = run_source(open_source(path), records.append, _analyze_config(args))
+        result = run_source(open_source(path), records.append if keep else _drop, config)
     except CaptureError as exc:
         return records, None, str(exc)
     return records, result, None
+
+
+def _drop(record: Record) -> None:
+    """Where a worker's records go when nothing would show them (`--quiet`, no `--out`)."""
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -272,7 +285,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr)
     try:
         if parallel:
-            _analyze_parallel(args, emit, outcome)
+            _analyze_parallel(args, config, emit, outcome)
         else:
             for path in args.files:
                 source = open_source(path)
@@ -300,6 +313,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _analyze_parallel(
     args: argparse.Namespace,
+    config: AnalysisConfig,
     emit: Callable[[Record], None],
     outcome: Callable[[Any, str | None], None],
 ) -> None:
@@ -307,8 +321,13 @@ def _analyze_parallel(
     the output is the one a single process gives."""
     from concurrent.futures import ProcessPoolExecutor
 
+    global _PARENT_CONFIG
+    _PARENT_CONFIG = config
+    # Records cross from the workers only when they will be printed or written: sending them
+    # costs about as much as making them.
+    keep = not args.quiet or bool(args.out)
     with ProcessPoolExecutor(max_workers=min(args.workers, len(args.files))) as pool:
-        futures = [pool.submit(_analyze_one, path, args) for path in args.files]
+        futures = [pool.submit(_analyze_one, path, args, keep) for path in args.files]
         try:
             for path, future in zip(args.files, futures, strict=True):
                 records, result, error = future.result()
