@@ -245,14 +245,24 @@ def test_workers_give_the_output_of_one_process(tmp_path: Path) -> None:
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
 
 
-def test_quiet_workers_keep_the_exit_code() -> None:
-    """With --quiet and no --out the workers send no records back (nothing would show them):
-    the exit code and the messages are those of one process."""
+def test_quiet_workers_keep_the_exit_code_and_records(tmp_path: Path) -> None:
+    """With --quiet the workers send back only their JSONL lines (no summary is printed), and
+    none at all without --out: the exit code, messages and records are those of one process."""
     files = [str(p) for p in sorted((PCAPS / "scenarios").glob("*.pcap"))]
-    one = run("analyze", *files, "--ldm", "on", "--quiet")
-    two = run("analyze", *files, "--ldm", "on", "--quiet", "--workers", "2")
-    assert one.returncode == two.returncode == EXIT_VIOLATION
-    assert one.stdout == two.stdout == "" and one.stderr == two.stderr
+    for out in ([], ["--out", str(tmp_path / "one")]):
+        one = run("analyze", *files, "--ldm", "on", "--quiet", *out)
+        two = run(
+            "analyze", *files, "--ldm", "on", "--quiet", "--workers", "2",
+            *[o.replace("one", "two") for o in out],
+        )  # fmt: skip
+        assert one.returncode == two.returncode == EXIT_VIOLATION
+        assert one.stdout == two.stdout == "" and one.stderr == two.stderr
+    logs = sorted(p.name for p in (tmp_path / "one").glob("*.jsonl"))
+    assert "alerts.ocsf.jsonl" in logs and logs == sorted(
+        p.name for p in (tmp_path / "two").glob("*.jsonl")
+    )
+    for name in logs:
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
 
 
 def test_workers_with_one_file_says_so() -> None:

@@ -222,25 +222,32 @@ _PARENT_CONFIG: AnalysisConfig | None = None
 inherits it, rule packs and GeoIP loaded (a spawned one builds its own)."""
 
 
-def _analyze_one(
-    path: str, args: argparse.Namespace, keep: bool
-) -> tuple[list[Record], Any, str | None]:
-    """One file in a worker process: its records (none unless `keep`: the parent writes or prints
-    them), its result, or the error that stopped it."""
+def _analyze_one(path: str, args: argparse.Namespace, records_too: bool) -> _WorkerOutput:
+    """One file in a worker process: its JSONL lines (with `--out`), its records (only when
+    `records_too`: the parent prints a summary of them), and its result or the error that
+    stopped it."""
     from dronewatch.capture.files import open_source
+    from dronewatch.output.jsonl import RecordLines
     from dronewatch.pipeline import run_source
 
     records: list[Record] = []
+    lines = RecordLines() if args.out else None
+
+    def emit(record: Record) -> None:
+        if records_too:
+            records.append(record)
+        if lines is not None:
+            lines.write(record)
+
     config = _PARENT_CONFIG if _PARENT_CONFIG is not None else _analyze_config(args)
     try:
-        result = run_source(open_source(path), records.append if keep else _drop, config)
+        result, error = run_source(open_source(path), emit, config), None
     except CaptureError as exc:
-        return records, None, str(exc)
-    return records, result, None
+        result, error = None, str(exc)
+    return records, lines.lines() if lines is not None else {}, result, error
 
 
-def _drop(record: Record) -> None:
-    """Where a worker's records go when nothing would show them (`--quiet`, no `--out`)."""
+_WorkerOutput = tuple[list[Record], dict[str, tuple[str, int]], Any, str | None]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -285,7 +292,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr)
     try:
         if parallel:
-            _analyze_parallel(args, config, emit, outcome)
+            _analyze_parallel(args, config, summary, writer, outcome)
         else:
             for path in args.files:
                 source = open_source(path)
@@ -314,7 +321,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def _analyze_parallel(
     args: argparse.Namespace,
     config: AnalysisConfig,
-    emit: Callable[[Record], None],
+    summary: SummaryCollector,
+    writer: AlertExportWriter | None,
     outcome: Callable[[Any, str | None], None],
 ) -> None:
     """Analyze the files in `args.workers` processes; records and outcomes in file order, so
@@ -323,16 +331,19 @@ def _analyze_parallel(
 
     global _PARENT_CONFIG
     _PARENT_CONFIG = config
-    # Records cross from the workers only when they will be printed or written: sending them
-    # costs about as much as making them.
-    keep = not args.quiet or bool(args.out)
+    # The workers write their records as JSONL lines; the records themselves cross only for the
+    # summary, when it is printed (sending them costs about as much as making them).
+    records_too = not args.quiet
     with ProcessPoolExecutor(max_workers=min(args.workers, len(args.files))) as pool:
-        futures = [pool.submit(_analyze_one, path, args, keep) for path in args.files]
+        futures = [pool.submit(_analyze_one, path, args, records_too) for path in args.files]
         try:
             for path, future in zip(args.files, futures, strict=True):
-                records, result, error = future.result()
+                records, lines, result, error = future.result()
                 for record in records:
-                    emit(record)
+                    summary.add(record)
+                if writer is not None:
+                    for stem, (text, count) in lines.items():
+                        writer.write_lines(stem, text, count)
                 outcome(result, error)
                 if args.progress:
                     print(f"dronewatch: {path}: done", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -31,14 +32,22 @@ class JsonlWriter:
     def _open(self, stem: str) -> IO[str]:
         fh = self._files.get(stem)
         if fh is None:
-            path = self.directory / f"{stem}.jsonl"
-            try:
-                fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-            except OSError as exc:
-                raise DronewatchError(f"cannot write {path}: {exc}") from None
-            self._files[stem] = fh
+            fh = self._files[stem] = self._new_file(stem)
             self.counts[stem] = 0
         return fh
+
+    def _new_file(self, stem: str) -> IO[str]:
+        path = self.directory / f"{stem}.jsonl"
+        try:
+            return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise DronewatchError(f"cannot write {path}: {exc}") from None
+
+    def write_lines(self, stem: str, text: str, count: int) -> None:
+        """Append `count` lines already made (by `RecordLines`) to `<stem>.jsonl`."""
+        if count:
+            self._open(stem).write(text)
+            self.counts[stem] += count
 
     def write(self, record: Record) -> None:
         fh = self._open(record.log)
@@ -67,3 +76,22 @@ class AlertExportWriter(JsonlWriter):
         fh.write(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
         fh.write("\n")
         self.counts[stem] += 1
+
+
+class RecordLines(AlertExportWriter):
+    """The lines an `AlertExportWriter` writes, kept in memory by file stem: a worker process of
+    `analyze --workers` makes them and the parent's writer appends them, in file order."""
+
+    def __init__(self) -> None:  # no directory: nothing is written here
+        self._files: dict[str, IO[str]] = {}
+        self.counts: dict[str, int] = {}
+
+    def _new_file(self, stem: str) -> IO[str]:
+        return io.StringIO()
+
+    def lines(self) -> dict[str, tuple[str, int]]:
+        """Per file stem: the text of its lines and how many there are."""
+        return {
+            stem: (fh.getvalue(), self.counts[stem])  # type: ignore[attr-defined]
+            for stem, fh in self._files.items()
+        }
