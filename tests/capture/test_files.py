@@ -15,7 +15,7 @@ from scapy.all import IP, UDP, Ether, raw
 
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.files import FileSource
-from dronewatch.capture.mapped import map_file
+from dronewatch.capture.streams import map_file
 from tests.capture import captures as cap
 
 SHARED = Path(__file__).resolve().parents[2] / "pcaps" / "third_party"

@@ -15,11 +15,11 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO, TypeAlias
+from typing import BinaryIO
 
 from dronewatch.capture.base import RawPacket, SourceStats
-from dronewatch.capture.mapped import MappedStream, map_file
 from dronewatch.capture.pcapbatch import PcapBatch, read_batch
+from dronewatch.capture.streams import ByteStream, ReadStream, map_file
 from dronewatch.exceptions import CaptureError
 
 logger = logging.getLogger(__name__)
@@ -40,58 +40,6 @@ MAX_RECORD = 1 << 24
 """Largest packet record accepted; anything larger is treated as corruption."""
 
 
-class _Stream:
-    """A byte stream read in large chunks, with the absolute offset of the read position."""
-
-    def __init__(self, raw: BinaryIO, position: BinaryIO) -> None:
-        self._raw = raw
-        self._read1 = getattr(raw, "read1", raw.read)
-        self._position = position
-        self.buf = b""
-        self.pos = 0
-        self.base = 0
-        self.eof = False
-
-    @property
-    def offset(self) -> int:
-        return self.base + self.pos
-
-    def consumed(self) -> int:
-        """Bytes of the underlying file consumed (compressed bytes for gzip)."""
-        try:
-            return self._position.tell()
-        except (OSError, ValueError):
-            return self.offset
-
-    def need(self, n: int) -> bool:
-        """Make `n` bytes available at `pos`; False when the stream ends first."""
-        while len(self.buf) - self.pos < n:
-            if self.eof:
-                return False
-            # read1: what is there now (up to a chunk), so a live pipe is not waited on.
-            chunk = self._read1(max(CHUNK, n))
-            if not chunk:
-                self.eof = True
-                return False
-            self.base += self.pos
-            self.buf = self.buf[self.pos :] + chunk
-            self.pos = 0
-        return True
-
-    def fill(self, n: int) -> None:
-        """Read until `n` bytes are buffered or the stream ends (regular files only: a pipe
-        would be waited on)."""
-        if self.remaining() < n:
-            self.need(n)
-
-    def remaining(self) -> int:
-        return len(self.buf) - self.pos
-
-
-_Bytes: TypeAlias = "_Stream | MappedStream"
-"""Where the readers take a capture's bytes from: read in chunks, or mapped (regular files)."""
-
-
 class FileSource:
     """Packets from a pcap or pcapng file (gzip-compressed or not), or `-` for stdin."""
 
@@ -101,7 +49,7 @@ class FileSource:
         self.path = path
         self.stats = SourceStats(name=path)
         self._size: int | None = None
-        self._stream: _Bytes | None = None
+        self._stream: ByteStream | None = None
         self._fh: BinaryIO | None = None
         self._given = stream
 
@@ -110,7 +58,7 @@ class FileSource:
             return 0, self._size
         return self._stream.consumed(), self._size
 
-    def _open(self) -> _Bytes:
+    def _open(self) -> ByteStream:
         if self._given is not None:
             fh: BinaryIO = self._given
         elif self.path == "-":
@@ -131,7 +79,7 @@ class FileSource:
             mapped = map_file(fh, CHUNK)  # a file we opened: read it mapped, without copies
             if mapped is not None:
                 return mapped
-        return _Stream(raw, fh)
+        return ReadStream(raw, fh, CHUNK)
 
     def packets(self) -> Iterator[RawPacket]:
         """Every packet up to the end of the file or the first damage."""
@@ -161,7 +109,7 @@ class FileSource:
             if self._fh is not None and self._fh is not sys.stdin.buffer:
                 self._fh.close()
 
-    def _read(self, s: _Bytes, batch: bool = False) -> Iterator[PcapBatch | RawPacket]:
+    def _read(self, s: ByteStream, batch: bool = False) -> Iterator[PcapBatch | RawPacket]:
         if not s.need(4):
             if s.remaining() == 0:
                 raise CaptureError("empty file: no capture header", path=self.path, offset=0)
@@ -182,10 +130,10 @@ class FileSource:
                 offset=0,
             )
 
-    def _damage(self, s: _Bytes, msg: str, offset: int | None = None) -> CaptureError:
+    def _damage(self, s: ByteStream, msg: str, offset: int | None = None) -> CaptureError:
         return CaptureError(msg, path=self.path, offset=s.offset if offset is None else offset)
 
-    def _pcap_header(self, s: _Bytes, endian: str) -> tuple[int, int]:
+    def _pcap_header(self, s: ByteStream, endian: str) -> tuple[int, int]:
         """Read the pcap file header: (link type, largest acceptable record)."""
         self.stats.format = "pcap" + self.stats.format
         if not s.need(24):
@@ -196,7 +144,7 @@ class FileSource:
         limit = max(snaplen, 262144, MAX_RECORD) if snaplen else MAX_RECORD
         return linktype & 0x0FFFFFFF, limit
 
-    def _next_record(self, s: _Bytes, rec: struct.Struct, limit: int, frame: int) -> bool:
+    def _next_record(self, s: ByteStream, rec: struct.Struct, limit: int, frame: int) -> bool:
         """Make the next whole record available at `s.pos`; False at a clean end of file."""
         if not s.need(16):
             if s.remaining():
@@ -211,7 +159,7 @@ class FileSource:
             )
         return True
 
-    def _read_pcap(self, s: _Bytes, endian: str, nano: bool) -> Iterator[RawPacket]:
+    def _read_pcap(self, s: ByteStream, endian: str, nano: bool) -> Iterator[RawPacket]:
         linktype, limit = self._pcap_header(s, endian)
         rec = struct.Struct(endian + "IIII")
         scale = 1e-9 if nano else 1e-6
@@ -230,7 +178,7 @@ class FileSource:
                 stats.truncated += 1
             yield RawPacket(ts, linktype, data, orig, 0, frame)
 
-    def _read_pcap_batches(self, s: _Bytes, endian: str, nano: bool) -> Iterator[PcapBatch]:
+    def _read_pcap_batches(self, s: ByteStream, endian: str, nano: bool) -> Iterator[PcapBatch]:
         linktype, limit = self._pcap_header(s, endian)
         rec = struct.Struct(endian + "IIII")
         frame = 0
@@ -245,7 +193,7 @@ class FileSource:
             self.stats.truncated += batch.truncated
             yield batch
 
-    def _read_pcapng(self, s: _Bytes) -> Iterator[RawPacket]:
+    def _read_pcapng(self, s: ByteStream) -> Iterator[RawPacket]:
         self.stats.format = "pcapng" + self.stats.format
         endian = "<"
         ifaces: list[tuple[int, float, float, int]] = []  # linktype, scale, offset, snaplen
