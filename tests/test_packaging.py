@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -77,6 +78,27 @@ def test_c_extension_is_built() -> None:
     assert callable(_fastpath.walk) and callable(_fastpath.record_fields)
     for counter in (_fastpath.DumlCounter, _fastpath.ArsdkCounter, _fastpath.MavlinkCounter):
         assert issubclass(counter, _fastpath.FrameCounter)
+
+
+def test_c_path_runs_without_numpy() -> None:
+    """`analyze` on a pcap file with the C extension never imports numpy (a tenth of its
+    start-up); the numpy walk imports it when it is chosen."""
+    capture = ROOT / "pcaps" / "scenarios" / "dji_fly_ldm_off.pcap"
+    code = (
+        "import sys; from dronewatch.cli import main; "
+        f"main(['analyze', '--quiet', '--no-progress', {str(capture)!r}]); "
+        "print('numpy' in sys.modules)"
+    )
+    base = {k: v for k, v in os.environ.items() if k != "DRONEWATCH_NUMPY_WALK"}
+    for env, imported in (({}, "False"), ({"DRONEWATCH_NUMPY_WALK": "1"}, "True")):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**base, **env},
+        ).stdout
+        assert out.strip() == imported
 
 
 def test_wheel_carries_the_c_extension(wheel: zipfile.ZipFile) -> None:
