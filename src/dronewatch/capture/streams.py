@@ -7,7 +7,8 @@ file is read in chunks (`ReadStream`). A regular file is mapped one window at a 
 fault per 4 KB of each new buffer, a mapping of the same bytes neither. A window is an `mmap`
 object, so slicing it gives `bytes`, as slicing a read buffer does; a file that grows while it is
 read (a capture still being written) is read on, each new window mapped up to the file's size at
-that moment.
+that moment. One that another process truncates while a window over the lost bytes is read ends
+the process with SIGBUS (as for any mapped file); the README says so.
 """
 
 from __future__ import annotations
