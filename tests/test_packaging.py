@@ -80,25 +80,30 @@ def test_c_extension_is_built() -> None:
         assert issubclass(counter, _fastpath.FrameCounter)
 
 
-def test_c_path_runs_without_numpy() -> None:
+def test_c_path_runs_without_numpy_or_unneeded_dpkt() -> None:
     """`analyze` on a pcap file with the C extension never imports numpy (a tenth of its
-    start-up); the numpy walk imports it when it is chosen."""
-    capture = ROOT / "pcaps" / "scenarios" / "dji_fly_ldm_off.pcap"
+    start-up), and imports dpkt only for the HTTP and DHCP messages it parses; the numpy walk
+    imports numpy when it is chosen."""
     code = (
         "import sys; from dronewatch.cli import main; "
-        f"main(['analyze', '--quiet', '--no-progress', {str(capture)!r}]); "
-        "print('numpy' in sys.modules)"
+        "main(['analyze', '--quiet', '--no-progress', sys.argv[1]]); "
+        "print('numpy' in sys.modules, 'dpkt' in sys.modules)"
     )
     base = {k: v for k, v in os.environ.items() if k != "DRONEWATCH_NUMPY_WALK"}
-    for env, imported in (({}, "False"), ({"DRONEWATCH_NUMPY_WALK": "1"}, "True")):
+    cases = [
+        ("lab/dns.pcap", {}, "False False"),
+        ("lab/http.pcap", {}, "False True"),
+        ("lab/dns.pcap", {"DRONEWATCH_NUMPY_WALK": "1"}, "True False"),
+    ]
+    for capture, env, imported in cases:
         out = subprocess.run(
-            [sys.executable, "-c", code],
+            [sys.executable, "-c", code, str(ROOT / "pcaps" / capture)],
             capture_output=True,
             text=True,
             check=True,
             env={**base, **env},
         ).stdout
-        assert out.strip() == imported
+        assert out.strip() == imported, capture
 
 
 def test_wheel_carries_the_c_extension(wheel: zipfile.ZipFile) -> None:

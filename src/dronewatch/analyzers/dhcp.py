@@ -13,8 +13,6 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-import dpkt
-
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_UDP, Flow, Packet, ip_str, mac_str
 from dronewatch.hooks import ConnRecord, Context, conn
@@ -23,14 +21,14 @@ logger = logging.getLogger(__name__)
 
 DHCP_SERVER_PORT = 67
 DHCP_CLIENT_PORT = 68
-DHCP_OP_REQUEST: int = dpkt.dhcp.DHCP_OP_REQUEST
-DHCP_OPT_HOSTNAME: int = dpkt.dhcp.DHCP_OPT_HOSTNAME
-DHCP_OPT_REQ_IP: int = dpkt.dhcp.DHCP_OPT_REQ_IP
-DHCP_OPT_MSGTYPE: int = dpkt.dhcp.DHCP_OPT_MSGTYPE
-DHCP_OPT_SERVER_ID: int = dpkt.dhcp.DHCP_OPT_SERVER_ID
-DHCP_OPT_PARAM_REQ: int = dpkt.dhcp.DHCP_OPT_PARAM_REQ
-DHCP_OPT_VENDOR_ID: int = dpkt.dhcp.DHCP_OPT_VENDOR_ID
-_DHCP_MAGIC: int = dpkt.dhcp.DHCP_MAGIC
+DHCP_OP_REQUEST = 1  # RFC 2131 op; option codes below from RFC 2132
+DHCP_OPT_HOSTNAME = 12
+DHCP_OPT_REQ_IP = 50
+DHCP_OPT_MSGTYPE = 53
+DHCP_OPT_SERVER_ID = 54
+DHCP_OPT_PARAM_REQ = 55
+DHCP_OPT_VENDOR_ID = 60
+_DHCP_MAGIC = 0x63825363  # RFC 2131 3: 99.130.83.99
 _HTYPE_ETHERNET = 1
 _DHCP_PORTS = (DHCP_SERVER_PORT, DHCP_CLIENT_PORT)  # client 68 to server 67, or relay 67 to 67
 
@@ -94,6 +92,8 @@ def parse_dhcp(data: bytes) -> DhcpMessage:
     Raises:
         DecodeError: too short, no DHCP magic cookie, or a broken option list.
     """
+    import dpkt  # on the first DHCP message: a capture without one starts without dpkt
+
     try:
         msg = dpkt.dhcp.DHCP(data)
         if msg.magic != _DHCP_MAGIC:

@@ -7,8 +7,8 @@ Messages are read here (RFC 1035 4.1) rather than with `dpkt.dns.DNS`, which rej
 message as soon as one record has a type it does not know (HTTPS, SVCB, NSEC, RRSIG: common in
 answers today) or a label that is not UTF-8, and decodes every compression pointer anew (so a
 crafted message pointing thousands of times at one long name costs thousands of decodes); the
-type and flag constants are dpkt's. `parse_dns_message` raises only `DecodeError`; the mDNS
-analyzer reuses it.
+type and flag constants are RFC 1035's and 3596's. `parse_dns_message` raises only `DecodeError`;
+the mDNS analyzer reuses it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import logging
 import struct
 from dataclasses import dataclass
 from typing import ClassVar
-
-import dpkt
 
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
@@ -33,15 +31,15 @@ DNS_MAX_NAME_LEN = 255
 DNS_MAX_POINTER_HOPS = 128
 """Compression pointers followed in a row; a real name needs at most one per label."""
 
-DNS_TYPE_A: int = dpkt.dns.DNS_A
-DNS_TYPE_NS: int = dpkt.dns.DNS_NS
-DNS_TYPE_CNAME: int = dpkt.dns.DNS_CNAME
-DNS_TYPE_PTR: int = dpkt.dns.DNS_PTR
-DNS_TYPE_MX: int = dpkt.dns.DNS_MX
-DNS_TYPE_AAAA: int = dpkt.dns.DNS_AAAA
-DNS_TYPE_SRV: int = dpkt.dns.DNS_SRV
+DNS_TYPE_A = 1
+DNS_TYPE_NS = 2
+DNS_TYPE_CNAME = 5
+DNS_TYPE_PTR = 12
+DNS_TYPE_MX = 15
+DNS_TYPE_AAAA = 28  # RFC 3596
+DNS_TYPE_SRV = 33
 DNS_TYPE_DNAME = 39
-DNS_FLAG_QR: int = dpkt.dns.DNS_QR
+DNS_FLAG_QR = 0x8000  # RFC 1035 4.1.1: the header's first flag bit
 
 DNS_TYPE_NAMES: dict[int, str] = {
     1: "A",

@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-import dpkt
-
 from dronewatch.exceptions import DecodeError
 from dronewatch.flow import IP_PROTO_TCP, Flow, Packet
 from dronewatch.hooks import ConnRecord, Context, conn
@@ -63,6 +61,8 @@ class HttpResponseHead:
 
 def _parse_headers(block: bytes) -> dict[str, str]:
     """Header lines (CRLF-separated, no blank line) by lower-case name."""
+    import dpkt  # on the first HTTP message: a capture without one starts without dpkt
+
     try:
         parsed = dpkt.http.parse_headers(io.BytesIO(block))
     except (dpkt.Error, ValueError, UnicodeError) as exc:
