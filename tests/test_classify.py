@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from pathlib import Path
 
 import pytest
 
+from dronewatch import classify as classify_module
 from dronewatch.classify import (
     BehaviourOptions,
     Classifier,
@@ -521,6 +523,14 @@ def test_check_rule_tests_reports_failing_cases_at_their_lines(tmp_path: Path) -
     assert [(i.path, i.line) for i in issues] == [(pack, 17), (pack, 19)]
     assert "match case 2 (sni=www.acme.example) classified as nothing" in issues[0].message
     assert "no_match case 1 (sni=api.acme.example) classified as acme.api" in issues[1].message
+
+
+def test_flows_memo_key_covers_every_fact() -> None:
+    """The flow memo's key reads every `flow.meta` key a fact comes from: a new fact field fails
+    here until the key reads it too (the flow's own fields are in the key besides)."""
+    from_flow_fields = {"resp_p", "proto", "resp_ip", "asn", "service", "payload"}
+    meta_facts = {f.name for f in dataclasses.fields(FlowFacts)} - from_flow_fields
+    assert meta_facts == set(classify_module._FLOW_META)
 
 
 def test_flows_memo_sees_every_fact_it_reads() -> None:

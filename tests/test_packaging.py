@@ -93,6 +93,7 @@ def test_c_path_runs_without_numpy_or_unneeded_dpkt() -> None:
     cases = [
         ("lab/dns.pcap", {}, "False False"),
         ("lab/http.pcap", {}, "False True"),
+        ("third_party/opendroneid/beacon_sample.pcap", {}, "False False"),  # 802.11: per packet
         ("lab/dns.pcap", {"DRONEWATCH_NUMPY_WALK": "1"}, "True False"),
     ]
     for capture, env, imported in cases:

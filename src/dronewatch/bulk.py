@@ -82,7 +82,15 @@ class BulkRunner:
         pipe.linktypes[batch.linktype] += len(batch)
         l3 = L3_OFFSET.get(batch.linktype)
         room = len(engine.flows) + len(batch) <= engine.options.max_flows
-        if self.native and l3 is not None and room:
+        if l3 is None:
+            # A link type neither walk reads (802.11, Linux SLL...): every packet one by one.
+            decode, process, raw = pipe.decoder.decode, engine.process, batch.raw
+            for i in range(len(batch)):
+                pkt = decode(raw(i))
+                if pkt is not None:
+                    process(pkt)
+            return
+        if self.native and room:
             self._walk(batch, l3)
             return
         from dronewatch.numpywalk import walk_batch  # numpy only where the C walk is not used
