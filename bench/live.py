@@ -32,7 +32,7 @@ def capture(backend: str, interface: str, expect: int, quiet_s: float) -> None:
     """Child process: analyze what arrives until `expect` packets or `quiet_s` of silence;
     print JSON with what was received and dropped."""
     from dronewatch.capture.live import LiveSource
-    from dronewatch.pipeline import Pipeline
+    from dronewatch.core.pipeline import Pipeline
 
     source = LiveSource([interface], backend=backend, tick_s=0.2)
     pipe = Pipeline(lambda record: None)

@@ -58,9 +58,9 @@ def open_flows_capture(n: int, path: Path) -> None:
 
 def traced_at_end(path: Path) -> tuple[int, int]:
     """(bytes allocated, flows open) at the end of the capture, before its flows end."""
-    import dronewatch.pipeline as pipeline
+    import dronewatch.core.pipeline as pipeline
     from dronewatch.capture.files import FileSource
-    from dronewatch.cli import analysis_config, build_parser
+    from dronewatch.cli.app import analysis_config, build_parser
 
     seen: dict[str, int] = {}
     finish = pipeline.Pipeline.finish

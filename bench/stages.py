@@ -26,9 +26,9 @@ STAGES = ("read", "flows", "analyzers")
 
 def run(stage: str, path: str) -> float:
     import dronewatch.analyzers
-    import dronewatch.pipeline as pipeline
+    import dronewatch.core.pipeline as pipeline
     from dronewatch.capture.files import FileSource
-    from dronewatch.monitor import Monitor
+    from dronewatch.judge.monitor import Monitor
 
     every = dronewatch.analyzers.default_analyzers
     every(pipeline.Context(emit=print, dns=pipeline.DnsNameCache()))  # imports done before timing
@@ -50,10 +50,10 @@ def handed(path: str) -> dict[str, int]:
     to the decoder)."""
     from collections import Counter
 
-    import dronewatch.pipeline as pipeline
+    import dronewatch.core.pipeline as pipeline
     from dronewatch.capture.files import FileSource
-    from dronewatch.engine import Engine
-    from dronewatch.flow import Flow, Packet
+    from dronewatch.core.engine import Engine
+    from dronewatch.core.flow import Flow, Packet
 
     per_flow: Counter[int] = Counter()
     by_service: Counter[str] = Counter()

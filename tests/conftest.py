@@ -24,4 +24,14 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
-pytest_plugins = ["tests.servers"]
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the system tests: everything under tests/system/ (namespaces, live capture, NATS, a
+    browser, the service over HTTP) and every test run against the real PostgreSQL."""
+    system = pytest.mark.system
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "/tests/system/" in str(item.path) or "postgresql" in params.values():
+            item.add_marker(system)
+
+
+pytest_plugins = ["tests.servers", "tests.service_fixtures"]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.files import FileSource
-from dronewatch.engine import Engine
-from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Flow, Packet
-from dronewatch.hooks import Context, Record
+from dronewatch.core.engine import Engine
+from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Flow, Packet
+from dronewatch.core.hooks import Context, Record
 
 
 def ip(text: str) -> bytes:

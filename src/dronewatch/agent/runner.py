@@ -14,14 +14,14 @@ from typing import Any
 from dronewatch.agent.shipper import Shipper
 from dronewatch.agent.spool import Spool
 from dronewatch.analyzers.dns import parse_dns_message, remember_answers
-from dronewatch.api.replay import Batcher
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.live import SIDE_CHANNEL, LiveSource
 from dronewatch.capture.ring import PcapRing
+from dronewatch.core.hooks import Record
+from dronewatch.core.pipeline import AnalysisConfig, CaptureRecord, Pipeline, RunResult
 from dronewatch.exceptions import CaptureError, DecodeError
-from dronewatch.hooks import Record
-from dronewatch.pipeline import AnalysisConfig, CaptureRecord, Pipeline, RunResult
+from dronewatch.transport.replay import Batcher
 
 logger = logging.getLogger(__name__)
 

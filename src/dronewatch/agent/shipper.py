@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dronewatch.agent.spool import Spool
-from dronewatch.api.replay import ReplayError
+from dronewatch.transport.replay import ReplayError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dronewatch.analyzers.rtmp import RtmpAnalyzer
 from dronewatch.analyzers.rtsp import RtspAnalyzer
 from dronewatch.analyzers.tello import TelloAnalyzer
 from dronewatch.analyzers.tls import TlsAnalyzer
-from dronewatch.hooks import Analyzer, Context
+from dronewatch.core.hooks import Analyzer, Context
 
 
 def default_analyzers(ctx: Context) -> list[Analyzer]:

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from dronewatch.analyzers.remoteid import SUBTYPE_BEACON, SUBTYPE_PROBE_RESP, vendor_elements
+from dronewatch.core.flow import Packet, mac_str
+from dronewatch.core.hooks import Context, Record
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import Packet, mac_str
-from dronewatch.hooks import Context, Record
 
 logger = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from dronewatch.devices import AIRCRAFT_PORTS
+from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import ConnRecord, Context, conn
-from dronewatch.native import counter_type
+from dronewatch.fastpath import counter_type
+from dronewatch.judge.devices import AIRCRAFT_PORTS
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ class DjiWifiRecord(ConnRecord):
 class DumlCounter:
     """The DUML frames of one flow, counted: what `parse_duml_frame` checks, read in place.
 
-    The Python twin of `dronewatch._fastpath.DumlCounter`, which the bulk path feeds itself (a
+    The Python twin of the C `DumlCounter`, which the bulk path feeds itself (a
     followed link is a fifth of a drone session's packets); the tests hold both to the same
     counts. `feed` searches a datagram's first `window` bytes for a valid header, then counts
     whole frames from there while each passes both checksums."""

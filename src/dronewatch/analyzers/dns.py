@@ -18,9 +18,9 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
+from dronewatch.core.hooks import ConnRecord, Context, DnsCache, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
-from dronewatch.hooks import ConnRecord, Context, DnsCache, conn
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import ConnRecord, Context, conn
-from dronewatch.native import counter_type
+from dronewatch.fastpath import counter_type
 
 logger = logging.getLogger(__name__)
 
@@ -581,7 +581,7 @@ class _Stream:
 class MavlinkCounter:
     """The MAVLink frames of one flow, counted, and what its heartbeats and positions say.
 
-    The Python twin of `dronewatch._fastpath.MavlinkCounter`, which the bulk path feeds itself;
+    The Python twin of the C `MavlinkCounter`, which the bulk path feeds itself;
     the tests hold both to the same results. A frame is verified when its message id is in
     `crc_extras` and its checksum matches; the flow is recognised at its first verified frame,
     and frames of unknown ids count (as unverified) only from then on."""

@@ -18,9 +18,9 @@ from dronewatch.analyzers.dns import (
     DnsMessage,
     parse_dns_message,
 )
+from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet, ip_str
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_UDP, Flow, Packet, ip_str
-from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 

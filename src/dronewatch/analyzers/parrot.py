@@ -27,11 +27,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from dronewatch.devices import AIRCRAFT_PORTS
+from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import ConnRecord, Context, conn
-from dronewatch.native import counter_type
+from dronewatch.fastpath import counter_type
+from dronewatch.judge.devices import AIRCRAFT_PORTS
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def parse_arcommand(payload: bytes) -> ArCommand:
 class ArsdkCounter:
     """The ARNetworkAL frames of one ARSDK flow, counted, and the state its commands report.
 
-    The Python twin of `dronewatch._fastpath.ArsdkCounter`, which the bulk path feeds itself; the
+    The Python twin of the C `ArsdkCounter`, which the bulk path feeds itself; the
     tests hold both to the same results. A datagram that is not whole frames counts nothing."""
 
     __slots__ = (

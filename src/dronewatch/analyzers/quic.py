@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from dronewatch.analyzers._tls_hello import ClientHello, fingerprints, parse_client_hello
+from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from dronewatch.core.flow import Packet, mac_str
+from dronewatch.core.hooks import Context, Record
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import Packet, mac_str
-from dronewatch.hooks import Context, Record
 
 logger = logging.getLogger(__name__)
 

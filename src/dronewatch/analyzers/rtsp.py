@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_TCP, Flow, Packet
-from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 

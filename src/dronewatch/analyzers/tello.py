@@ -26,10 +26,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from dronewatch.devices import AIRCRAFT_PORTS
+from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_UDP, Flow, Packet
-from dronewatch.hooks import ConnRecord, Context, conn
+from dronewatch.judge.devices import AIRCRAFT_PORTS
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from dronewatch.analyzers._tls_hello import (
     tls_cipher_name,
     tls_version_name,
 )
+from dronewatch.core.flow import IP_PROTO_TCP, TCP_ACK, TCP_SYN, Flow, Packet
+from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
-from dronewatch.flow import IP_PROTO_TCP, TCP_ACK, TCP_SYN, Flow, Packet
-from dronewatch.hooks import ConnRecord, Context, conn
 
 logger = logging.getLogger(__name__)
 

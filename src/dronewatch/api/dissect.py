@@ -19,7 +19,7 @@ import dpkt
 
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.decode import Decoder
-from dronewatch.flow import ip_str
+from dronewatch.core.flow import ip_str
 
 logger = logging.getLogger(__name__)
 

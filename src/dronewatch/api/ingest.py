@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from dronewatch.alert import NOTE_DNS, NOTE_LEAK, alert_id
 from dronewatch.api.store import Store
-from dronewatch.classify import Classification, Classifier
-from dronewatch.egress import MAX_UIDS, Egress, build_alert
 from dronewatch.geoip.base import GeoInfo
-from dronewatch.policy import DevicePolicy
+from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, alert_id
+from dronewatch.judge.classify import Classification, Classifier
+from dronewatch.judge.egress import MAX_UIDS, Egress, build_alert
+from dronewatch.judge.policy import DevicePolicy
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from dronewatch.api.migrations import migrate
 from dronewatch.api.settings import Settings
 from dronewatch.api.sinks import SinkConfig, parse_sink_configs
 from dronewatch.api.store import Store
-from dronewatch.classify import Classifier
 from dronewatch.geoip.base import Resolver
 from dronewatch.geoip.local import LocalNets
 from dronewatch.geoip.maxmind import MaxMindResolver
+from dronewatch.judge.classify import Classifier
 
 logger = logging.getLogger(__name__)
 

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     @classmethod
     def _consume(cls, value: str | None) -> str | None:
         if value is not None:
-            from dronewatch.bus.jetstream import BusError, check_url
+            from dronewatch.transport.jetstream import BusError, check_url
 
             try:
                 check_url(value)

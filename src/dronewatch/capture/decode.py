@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dronewatch.capture.base import RawPacket
-from dronewatch.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Packet
+from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Packet
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from dronewatch.alert import Alert, to_ecs, to_ocsf
+from dronewatch.core.hooks import Record
 from dronewatch.exceptions import DronewatchError
-from dronewatch.hooks import Record
+from dronewatch.judge.alert import Alert, to_ecs, to_ocsf
 
 
 def dumps(record: Record) -> str:

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from dronewatch.alert import Alert
-from dronewatch.flowlog import FlowRecord
-from dronewatch.hooks import Record
-from dronewatch.monitor import VerdictRecord
-from dronewatch.pipeline import CaptureRecord
+from dronewatch.core.hooks import Record
+from dronewatch.core.pipeline import CaptureRecord
+from dronewatch.judge.alert import Alert
+from dronewatch.judge.flowlog import FlowRecord
+from dronewatch.judge.monitor import VerdictRecord
 
 _ZERO_MAC = "00:00:00:00:00:00"
 _PLACEHOLDER_IPS = ("0.0.0.0", "::")

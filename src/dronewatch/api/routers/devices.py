@@ -20,7 +20,7 @@ from dronewatch.api.schemas import (
     VerdictOut,
 )
 from dronewatch.api.store import AlertFilter, Conflict, NotFound, Store
-from dronewatch.api.verdict import device_verdict
+from dronewatch.judge.verdict import device_verdict
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from dronewatch.alert import Alert
 from dronewatch.exceptions import DronewatchError
+from dronewatch.judge.alert import Alert
 
 logger = logging.getLogger(__name__)
 

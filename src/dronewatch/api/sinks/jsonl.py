@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from dronewatch.alert import Alert, to_ecs
 from dronewatch.api.sinks import SinkError
+from dronewatch.judge.alert import Alert, to_ecs
 
 if TYPE_CHECKING:
     from dronewatch.api.sinks import JsonlSinkConfig

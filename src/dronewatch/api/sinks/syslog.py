@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from dronewatch import __version__
-from dronewatch.alert import SEVERITY_SCORE, Alert
+from dronewatch.judge.alert import SEVERITY_SCORE, Alert
 
 if TYPE_CHECKING:
     from dronewatch.api.sinks import SyslogSinkConfig

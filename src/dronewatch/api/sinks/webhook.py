@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from dronewatch.alert import Alert, to_ecs
 from dronewatch.api.sinks import SinkError
+from dronewatch.judge.alert import Alert, to_ecs
 
 if TYPE_CHECKING:
     from dronewatch.api.sinks import WebhookSinkConfig

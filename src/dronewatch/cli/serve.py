@@ -1,0 +1,509 @@
+"""`dronewatch serve`, `dronewatch replay` and `dronewatch keys`.
+
+Every command's parser is built at start-up, so this module imports only what the parsers need;
+asyncio and the service's modules are imported by the functions that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dronewatch.cli.args import add_rules_and_geoip
+from dronewatch.exceptions import DronewatchError
+
+if TYPE_CHECKING:
+    from dronewatch.transport.publisher import NatsPublisher
+
+logger = logging.getLogger(__name__)
+
+KEY_ENV = "DRONEWATCH_API_KEY"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the service commands."""
+    _add_serve(sub)
+    _add_replay(sub)
+    _add_keys(sub)
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("settings (flags beat DRONEWATCH_* variables, which beat --config)")
+    g.add_argument("--config", type=Path, metavar="FILE", help="YAML settings file")
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the SQLite database lives (default ~/.local/share/dronewatch)",
+    )
+    g.add_argument(
+        "--db",
+        metavar="URL",
+        help="sqlite:///PATH or postgresql://USER:PASS@HOST/DB (default: SQLite in "
+        "the data directory)",
+    )
+
+
+def _flags(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    return {n: getattr(args, n, None) for n in ("data_dir", "db", *names)}
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the alert service (API, web page, SIEM outputs)",
+        description=(
+            "Run the alert service: it stores devices and their local-data-mode policy, takes "
+            "analysis results from agents and replays, raises alerts when data leaves a device "
+            "whose LDM is on, and serves them (REST API with OpenAPI at /docs, a live web page "
+            "at /, Prometheus /metrics). On first start it creates an admin API key and prints "
+            "it once."
+        ),
+    )
+    _settings_args(p)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8470)")
+    p.add_argument(
+        "--open-reads",
+        action="store_true",
+        default=None,
+        help="serve GET requests without an API key (labs on a closed network)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        metavar="ORIGIN",
+        help="browser origin allowed to call the API; repeatable",
+    )
+    add_rules_and_geoip(p)
+    p.add_argument(
+        "--consume",
+        metavar="NATS_URL",
+        help=(
+            "also take batches from NATS JetStream (nats://HOST:PORT), shared with every other "
+            "service consuming the same stream (scale-out; see the README)"
+        ),
+    )
+    cap = p.add_argument_group("capture on interfaces too (an all-in-one sensor)")
+    cap.add_argument(
+        "--interface",
+        "-i",
+        action="append",
+        default=[],
+        metavar="IF",
+        help="capture on this interface into the service; repeatable",
+    )
+    cap.add_argument(
+        "--backend",
+        choices=["dumpcap", "afpacket", "scapy"],
+        help="capture backend (default: dumpcap when installed, else scapy)",
+    )
+    cap.add_argument("--filter", metavar="BPF", default="", help="capture filter (BPF syntax)")
+    r = p.add_argument_group("replay a capture into the service once it is up")
+    r.add_argument(
+        "--replay",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="capture to feed through the pipeline; repeatable",
+    )
+    r.add_argument("--realtime", action="store_true", help="at the capture's own pace")
+    r.add_argument("--speed", type=float, default=1.0, help="pace multiplier with --realtime")
+    r.add_argument(
+        "--ldm",
+        choices=["on", "off"],
+        help="local-data mode of the devices the replay discovers (default: off, "
+        "set them in the web page or API)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def _port_free(host: str, port: int) -> str | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use (choose another with --port)"
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the service (and the replays) and run until interrupted."""
+    import uvicorn
+
+    from dronewatch.api.app import create_app
+    from dronewatch.api.service import Service
+    from dronewatch.api.settings import load_settings
+
+    settings = load_settings(
+        _flags(args, "host", "port", "open_reads", "cors_origins", "rules", "geoip_dir", "consume"),
+        args.config,
+    )
+    for path in args.replay:
+        if path != "-" and not Path(path).is_file():
+            raise DronewatchError(f"--replay {path}: no such file")
+    if args.speed <= 0:
+        raise DronewatchError("--speed must be above 0")
+    problem = _port_free(settings.host, settings.port)
+    if problem:
+        raise DronewatchError(problem)
+    if settings.consume:
+        _probe_nats(settings.consume)  # before anything is created: a clean stop
+    capture = None
+    if args.interface:
+        from dronewatch.capture.live import LiveSource
+
+        capture = LiveSource(args.interface, bpf=args.filter, backend=args.backend)
+    service = Service.open(settings)
+    if service.store.count_keys() == 0:
+        _, secret = service.store.create_key("admin", "admin")
+        print(
+            "dronewatch: created the first API key (role admin). It is shown only this once:\n"
+            f"  {secret}\n"
+            "  Use it as 'Authorization: Bearer <key>', or paste it into the web page. Make "
+            "reader keys for dashboards with: dronewatch keys create --role reader --name NAME",
+            file=sys.stderr,
+        )
+    app = create_app(settings, service)
+    if settings.consume:
+        _consume_hooks(app, service, settings.consume, settings.consume_ack_wait_s)
+    if capture is not None:
+        _capture_hooks(app, service, capture, settings.data_dir / "spool")
+    if args.replay:
+        app.state.startup_hooks.append(_replay_hook(service, args))
+    url = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}"
+    print(
+        f"dronewatch: serving on {url}:{settings.port}/ (API docs at /docs); "
+        f"database {_safe(settings.database_url)}",
+        file=sys.stderr,
+    )
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        service.close()
+    return 0
+
+
+def _capture_hooks(app: Any, service: Any, source: Any, spool_dir: Path) -> None:
+    """Run an agent inside the service: capture, analyze, spool, ingest directly."""
+    import asyncio
+
+    from dronewatch.agent.runner import Agent
+    from dronewatch.agent.shipper import Shipper
+    from dronewatch.agent.spool import Spool
+    from dronewatch.core.pipeline import AnalysisConfig
+    from dronewatch.judge.evidence import EvidenceOptions
+
+    config = AnalysisConfig(
+        classifier=service.classifier,
+        resolver=service.resolver,
+        evidence=EvidenceOptions(),
+        announce_devices=True,
+    )
+    spool = Spool(spool_dir, 512 * 1024 * 1024)
+
+    def send(batch: str, records: list[dict[str, Any]]) -> None:
+        service.ingest(batch, "local", records, None)
+
+    agent = Agent(source, config, spool, Shipper(spool, send))
+    thread = threading.Thread(target=agent.run, name="capture", daemon=True)
+
+    def started() -> None:
+        print(f"dronewatch: capturing on {', '.join(source.interfaces)}", file=sys.stderr)
+
+    async def start(app: Any) -> None:
+        thread.start()
+        started()
+
+    async def stop(app: Any) -> None:
+        agent.stop()
+        await asyncio.to_thread(thread.join, 30)
+        spool.close()
+
+    app.state.startup_hooks.append(start)
+    app.state.shutdown_hooks.append(stop)
+
+
+def _probe_nats(url: str) -> None:
+    """Reach the NATS server and set up the stream, or raise BusError with a clear message."""
+    import asyncio
+
+    from dronewatch.transport.jetstream import connect, ensure_stream
+
+    async def probe() -> None:
+        nc = await connect(url, name="dronewatch-serve-check")
+        try:
+            await ensure_stream(nc.jetstream())
+        finally:
+            await nc.close()
+
+    asyncio.run(probe())
+
+
+def _consume_hooks(app: Any, service: Any, url: str, ack_wait_s: float) -> None:
+    """Consume batches from NATS while the service runs."""
+    from dronewatch.transport.consumer import NatsConsumer
+
+    consumer = NatsConsumer(
+        url, service, name=f"dronewatch-serve-{os.getpid()}", ack_wait_s=ack_wait_s
+    )
+
+    async def start(app: Any) -> None:
+        await consumer.start()
+
+    async def stop(app: Any) -> None:
+        await consumer.stop()
+
+    app.state.startup_hooks.append(start)
+    app.state.shutdown_hooks.append(stop)
+    app.state.consumer = consumer
+
+
+def _safe(url: str) -> str:
+    from dronewatch.api.db import redact
+
+    return redact(url)
+
+
+def _replay_hook(service: Any, args: argparse.Namespace) -> Any:
+    import asyncio
+
+    from dronewatch.capture.files import open_source
+    from dronewatch.core.pipeline import AnalysisConfig
+    from dronewatch.judge.evidence import EvidenceOptions
+    from dronewatch.transport.replay import replay
+
+    ldm = None if args.ldm is None else args.ldm == "on"
+
+    def work() -> None:
+        config = AnalysisConfig(
+            classifier=service.classifier, resolver=service.resolver, evidence=EvidenceOptions()
+        )
+        for path in args.replay:
+
+            def send(batch: str, records: list[dict[str, Any]]) -> None:
+                service.ingest(batch, "replay", records, ldm)
+
+            try:
+                result = replay(
+                    open_source(path), send, config, realtime=args.realtime, speed=args.speed
+                )
+            except DronewatchError as exc:
+                print(f"dronewatch: replay {path}: {exc}", file=sys.stderr)
+                continue
+            cap = result.capture
+            for err in cap.errors:
+                print(f"dronewatch: replay {path}: {err}", file=sys.stderr)
+            print(
+                f"dronewatch: replayed {path}: {cap.packets:,} packets, {cap.flows:,} flows",
+                file=sys.stderr,
+            )
+
+    async def start(app: Any) -> None:
+        thread = threading.Thread(target=work, name="replay", daemon=True)
+        thread.start()
+        await asyncio.sleep(0)
+
+    return start
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="feed captures through the pipeline into a running service",
+        description=(
+            "Analyze captures and post the records to a running dronewatch service "
+            "(POST /api/v1/ingest, in batches; a re-sent batch is ignored by the service). "
+            "The service applies its own device policy and raises the alerts."
+        ),
+        epilog="exit codes: 0 all sent, 2 bad usage, unreadable capture or refused by the service",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="capture file, or - for stdin")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--api", metavar="URL", help="service URL, e.g. http://127.0.0.1:8470")
+    dest.add_argument(
+        "--publish",
+        metavar="NATS_URL",
+        help="publish the batches to NATS JetStream (nats://HOST:PORT) for serve --consume",
+    )
+    p.add_argument("--key", metavar="KEY", help=f"agent or admin API key (default ${KEY_ENV})")
+    p.add_argument("--agent", default="replay", help="name of this agent in the service")
+    p.add_argument("--realtime", action="store_true", help="at the capture's own pace")
+    p.add_argument("--speed", type=float, default=1.0, help="pace multiplier with --realtime")
+    p.add_argument(
+        "--batch-size", type=int, default=500, metavar="N", help="records per batch (500)"
+    )
+    p.add_argument(
+        "--ldm",
+        choices=["on", "off"],
+        help="LDM of the devices the replay discovers (needs an admin key)",
+    )
+    add_rules_and_geoip(p, rules_default=[])
+    p.set_defaults(func=cmd_replay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Post every record of each capture to the service."""
+    from dronewatch.capture.files import open_source
+    from dronewatch.core.pipeline import AnalysisConfig
+    from dronewatch.exceptions import CaptureError
+    from dronewatch.geoip.maxmind import MaxMindResolver
+    from dronewatch.judge.classify import Classifier
+    from dronewatch.judge.evidence import EvidenceOptions
+    from dronewatch.output.progress import Progress
+    from dronewatch.transport.replay import HttpSender, replay
+
+    key = args.key or os.environ.get(KEY_ENV)
+    if args.api and not key:
+        raise DronewatchError(f"an API key is needed: --key KEY or ${KEY_ENV}")
+    if args.publish and args.ldm is not None:
+        raise DronewatchError("--ldm sets policy through the API (admin key): not with --publish")
+    if args.speed <= 0:
+        raise DronewatchError("--speed must be above 0")
+    if args.batch_size < 1:
+        raise DronewatchError("--batch-size must be at least 1")
+    resolver = MaxMindResolver.open(args.geoip_dir)
+    config = AnalysisConfig(
+        classifier=Classifier.load(args.rules), resolver=resolver, evidence=EvidenceOptions()
+    )
+    sender: HttpSender | NatsPublisher
+    if args.publish:
+        from dronewatch.transport.publisher import NatsPublisher
+
+        sender = NatsPublisher(args.publish, agent=args.agent)
+    else:
+        sender = HttpSender(
+            args.api,
+            key or "",
+            agent=args.agent,
+            discovered_ldm=None if args.ldm is None else args.ldm == "on",
+        )
+    code = 0
+    progress = Progress(sys.stderr)
+    batches = 0
+
+    def send(batch: str, records: list[dict[str, Any]]) -> None:
+        nonlocal batches
+        sender(batch, records)
+        batches += 1
+
+    try:
+        for path in args.files:
+            try:
+                source = open_source(path)
+                batches = 0
+                result = replay(
+                    source,
+                    send,
+                    config,
+                    batch_size=args.batch_size,
+                    realtime=args.realtime,
+                    speed=args.speed,
+                    progress=progress if progress.wants(source) else None,
+                )
+            except CaptureError as exc:
+                print(f"dronewatch: {exc}", file=sys.stderr)
+                code = 2
+                continue
+            finally:
+                progress.close()
+            cap = result.capture
+            for err in cap.errors:
+                print(f"dronewatch: {err}", file=sys.stderr)
+            print(
+                f"{path}: {cap.packets:,} packets, {cap.flows:,} flows sent to "
+                f"{args.api or args.publish} in {batches:,} batches"
+            )
+    finally:
+        sender.close()
+    return code
+
+
+def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "keys",
+        help="create, list and revoke API keys of the service",
+        description="Manage the service's API keys directly in its database.",
+    )
+    ksub = p.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
+    c = ksub.add_parser(
+        "create",
+        help="create a key and print it (shown only once)",
+        description="Create an API key; the secret is printed once, stored "
+        "hashed. Roles: reader (dashboards), agent (ingest), admin (everything).",
+    )
+    c.add_argument("--role", required=True, choices=["reader", "agent", "admin"])
+    c.add_argument("--name", required=True, help="a unique name, e.g. soc-dashboard")
+    _settings_args(c)
+    c.set_defaults(func=cmd_keys_create)
+    ls = ksub.add_parser(
+        "list",
+        help="list keys (never their secrets)",
+        description="List the API keys, live and revoked.",
+    )
+    _settings_args(ls)
+    ls.set_defaults(func=cmd_keys_list)
+    rv = ksub.add_parser(
+        "revoke",
+        help="revoke a key by name",
+        description="Revoke an API key; requests with it are refused from now.",
+    )
+    rv.add_argument("name")
+    _settings_args(rv)
+    rv.set_defaults(func=cmd_keys_revoke)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from dronewatch.api.db import make_engine
+    from dronewatch.api.migrations import migrate
+    from dronewatch.api.settings import load_settings
+    from dronewatch.api.store import Store
+
+    settings = load_settings(_flags(args), args.config)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return Store(engine)
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    info, secret = _store(args).create_key(args.name, args.role)
+    print(secret)
+    print(
+        f"dronewatch: created {info.role} key {info.name!r}; it is shown only this once",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    keys = _store(args).list_keys()
+    if not keys:
+        print("No API keys yet: the first 'dronewatch serve' creates an admin key.")
+        return 0
+    print(f"{'NAME':24} {'ROLE':7} {'PREFIX':11} STATE")
+    for k in keys:
+        state = "revoked" if k.revoked_at else "live"
+        print(f"{k.name:24} {k.role:7} {k.prefix:11} {state}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    _store(args).revoke_key(args.name)
+    print(f"dronewatch: revoked key {args.name!r}", file=sys.stderr)
+    return 0

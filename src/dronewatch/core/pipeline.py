@@ -1,0 +1,196 @@
+"""One path for every source: read, decode, assemble flows, analyze, report."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from dronewatch.analyzers import default_analyzers
+from dronewatch.capture.base import RawPacket, Source, SourceStats
+from dronewatch.capture.decode import Decoder, linktype_name
+from dronewatch.capture.files import FileSource
+from dronewatch.core.dnscache import DnsNameCache
+from dronewatch.core.engine import Engine, EngineOptions
+from dronewatch.core.hooks import Analyzer, Context, Record
+from dronewatch.fastpath import c_enabled
+from dronewatch.fastpath.bulk import BulkRunner
+from dronewatch.geoip.base import Resolver
+from dronewatch.judge.alert import Alert
+from dronewatch.judge.classify import Classifier
+from dronewatch.judge.evidence import EvidenceKeeper, EvidenceOptions
+from dronewatch.judge.monitor import Monitor
+from dronewatch.judge.policy import Policy
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[Source, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRecord(Record):
+    """What one source held and how much of it could be read: the coverage of a verdict."""
+
+    log: ClassVar[str] = "capture"
+    source: str
+    format: str
+    packets: int
+    bytes: int
+    ip_packets: int
+    flows: int
+    linktypes: dict[str, int]
+    non_ip: dict[str, int]
+    malformed: int
+    fragments: int
+    truncated: int
+    """Packets cut by the snap length."""
+    drops: int | None
+    """Packets dropped by the capturing kernel or tool; None when the source does not say."""
+    last_ts: float | None
+    errors: tuple[str, ...] = ()
+    complete: bool = True
+    """False when the source ended with damage: the packets after it were not seen."""
+
+
+@dataclass(slots=True)
+class AnalysisConfig:
+    """Everything a run decides with: policy, rule packs, GeoIP, flow-table tunables."""
+
+    policy: Policy = field(default_factory=Policy)
+    classifier: Classifier | None = None
+    resolver: Resolver | None = None
+    engine: EngineOptions | None = None
+    evidence: EvidenceOptions | None = None
+    """Keep the first frames of flows that leave a device (evidence.jsonl); None: off."""
+    announce_devices: bool = False
+    """Write device records as ground stations are found (live capture), not only at the end."""
+    bulk: bool = True
+    """Count the packets of settled flows in bulk (pcap files); False: every packet one by one.
+    Both give the same records."""
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What one source gave: its coverage and the alerts raised."""
+
+    capture: CaptureRecord
+    alerts: list[Alert]
+    bulk_packets: int = 0
+    """Packets the bulk path counted without the per-packet decoder (a measure, not a record)."""
+
+
+class Pipeline:
+    """Decoder, flow engine, analyzers and policy monitor over one stream of raw packets."""
+
+    def __init__(self, emit: Callable[[Record], None], config: AnalysisConfig | None = None):
+        config = config or AnalysisConfig()
+        self.emit = emit
+        self.ctx = Context(emit=emit, dns=DnsNameCache())
+        resolver = config.resolver
+        if resolver is None:
+            from dronewatch.geoip.null import NullResolver
+
+            resolver = NullResolver()
+        keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
+        self.monitor = Monitor(
+            self.ctx,
+            config.policy,
+            config.classifier,
+            resolver,
+            keeper,
+            announce=config.announce_devices,
+        )
+        first: list[Analyzer] = [keeper] if keeper is not None else []
+        self.engine = Engine(
+            [*first, *default_analyzers(self.ctx), self.monitor], self.ctx, config.engine
+        )
+        self.decoder = Decoder()
+        self.linktypes: Counter[int] = Counter()
+
+    def feed(self, raw: RawPacket) -> None:
+        """Analyze one raw packet."""
+        self.linktypes[raw.linktype] += 1
+        pkt = self.decoder.decode(raw)
+        if pkt is not None:
+            self.engine.process(pkt)
+
+    def tick(self, now: float) -> None:
+        """Let idle flows end as of time `now` (live sources, while no packet comes)."""
+        self.engine.tick(now)
+
+    def finish(self, stats: SourceStats) -> RunResult:
+        """End every flow, write the capture record, devices, alerts and verdicts."""
+        engine, decoder = self.engine, self.decoder
+        engine.finish()
+        record = CaptureRecord(
+            ts=engine.first_ts if engine.first_ts is not None else 0.0,
+            source=stats.name,
+            format=stats.format,
+            packets=stats.packets,
+            bytes=stats.bytes,
+            ip_packets=decoder.stats.ip,
+            flows=engine.flows_total,
+            linktypes={linktype_name(lt): n for lt, n in sorted(self.linktypes.items())},
+            non_ip=dict(sorted(decoder.stats.non_ip.items())),
+            malformed=decoder.stats.malformed,
+            fragments=decoder.stats.fragments,
+            truncated=stats.truncated,
+            drops=stats.drops,
+            last_ts=engine.now or None,
+            errors=tuple(stats.errors),
+            complete=not stats.errors,
+        )
+        self.emit(record)
+        alerts = self.monitor.finish(drops=stats.drops, complete=record.complete)
+        return RunResult(record, alerts)
+
+
+def run_source(
+    source: Source,
+    emit: Callable[[Record], None],
+    config: AnalysisConfig | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    progress_every: int = 65536,
+) -> RunResult:
+    """Analyze every packet of one source: records go to `emit`; returns coverage and alerts."""
+    pipe = Pipeline(emit, config)
+    if (config is None or config.bulk) and c_enabled() and isinstance(source, FileSource):
+        bulk = _run_batches(pipe, source, progress, progress_every)
+        result = pipe.finish(source.stats)
+        result.bulk_packets = bulk
+        return result
+    decode = pipe.decoder.decode
+    process = pipe.engine.process
+    linktypes = pipe.linktypes
+    count = 0
+    for raw in source.packets():
+        count += 1
+        linktypes[raw.linktype] += 1
+        pkt = decode(raw)
+        if pkt is not None:
+            process(pkt)
+        if progress is not None and count % progress_every == 0:
+            progress(source, count)
+    return pipe.finish(source.stats)
+
+
+def _run_batches(
+    pipe: Pipeline, source: FileSource, progress: ProgressFn | None, progress_every: int
+) -> int:
+    runner = BulkRunner(pipe)
+    count = reported = 0
+    for item in source.batches():
+        if isinstance(item, RawPacket):
+            pipe.feed(item)
+            count += 1
+        else:
+            runner.run(item)
+            count += len(item)
+        if progress is not None and count - reported >= progress_every:
+            reported = count - count % progress_every
+            progress(source, count)
+    logger.debug("%s: %d of %d packets counted in bulk", source.path, runner.bulk_packets, count)
+    return runner.bulk_packets

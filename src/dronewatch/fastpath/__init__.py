@@ -1,0 +1,64 @@
+"""The compiled path: the C walk of capture batches and the drone links' frame counters.
+
+`dronewatch.fastpath._fastpath` is built by the install where a C compiler and the Python headers
+are present (it is declared optional). Where it is not built, or `DRONEWATCH_NO_C` is set to any
+non-empty value, every packet goes the per-packet path (`dronewatch.core.engine`) and the
+drone-link analyzers count frames with their Python twins: the records are the same, only slower.
+This module is the one place that decides which path runs (`native()`).
+
+The C walk reads and writes a few `Flow` attributes by name (`FLOW_FIELDS`); importing this
+module checks that `Flow` still has each of them, so a rename fails at once, not mid-capture.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import TypeVar, cast
+
+from dronewatch.core.flow import Flow
+
+try:
+    from dronewatch.fastpath import _fastpath as _built
+except ImportError:  # not built (no C compiler at install time)
+    _built = None  # type: ignore[assignment]
+
+NO_C_ENV = "DRONEWATCH_NO_C"
+"""Set to run without the C extension: the per-packet path and the Python frame counters."""
+
+_T = TypeVar("_T")
+
+
+def check_flow_fields(module: ModuleType) -> None:
+    """Raise ImportError if `Flow` lacks an attribute the C walk reads or writes by name."""
+    missing = [name for name in module.FLOW_FIELDS if not hasattr(Flow, name)]
+    if missing:
+        raise ImportError(
+            f"dronewatch.fastpath._fastpath reads Flow.{', Flow.'.join(missing)}, which Flow no "
+            "longer has: change the C walk with the Flow class"
+        )
+
+
+if _built is not None:
+    check_flow_fields(_built)
+
+
+def native() -> ModuleType | None:
+    """The C extension where it is built and not turned off by `NO_C_ENV`, else None."""
+    if _built is None or os.environ.get(NO_C_ENV):
+        return None
+    return _built
+
+
+def c_enabled() -> bool:
+    """True when the compiled path runs (see `native`)."""
+    return native() is not None
+
+
+def counter_type(name: str, twin: type[_T]) -> type[_T]:
+    """The C frame counter `name` of the extension, or `twin`, its Python twin (same constructor,
+    `feed` and attributes), where C is not used."""
+    module = native()
+    if module is None:
+        return twin
+    return cast("type[_T]", getattr(module, name))

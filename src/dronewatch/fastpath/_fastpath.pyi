@@ -1,0 +1,86 @@
+"""Types of the C extension `dronewatch.fastpath._fastpath` (fastpath/_fastpath.c)."""
+
+import mmap
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from dronewatch.core.flow import Flow
+
+FLOW_FIELDS: tuple[str, ...]
+"""The Flow attributes the walk reads or writes by name."""
+
+def record_fields(
+    buf: bytes | mmap.mmap, pos: int, limit: int, big_endian: bool, nano: bool, /
+) -> tuple[bytes, bytes, bytes, bytes, int, int, int]: ...
+def walk(
+    buf: bytes | mmap.mmap,
+    data_at: memoryview[int] | npt.NDArray[np.int64],
+    caplen: memoryview[int] | npt.NDArray[np.int64],
+    ts: memoryview[float] | npt.NDArray[np.float64],
+    l3: int,
+    next_sweep: float,
+    ended: int,
+    limit: int,
+    active_s: float,
+    lookup: Callable[[bytes], Flow | None],
+    handle: Callable[[int], tuple[float, int, bool]],
+    follow: Callable[[int, Flow, bool, int, int, int, int], tuple[float, int]],
+    sweep: Callable[[float], tuple[float, int]],
+    counted: Callable[[int, float], None],
+    /,
+) -> float: ...
+
+class FrameCounter:
+    """Per-flow frame counter of a drone-link follower, which the C walk feeds itself."""
+
+    def feed(self, payload: bytes, from_orig: bool = True, /) -> int: ...
+
+class DumlCounter(FrameCounter):
+    """Twin of dronewatch.analyzers.dji_wifi.DumlCounter (src/dronewatch/fastpath/_duml.c)."""
+
+    window: int
+    frames: int
+    crc_errors: int
+    responses: int
+    wrapper_len: int | None
+    senders: frozenset[int]
+    receivers: frozenset[int]
+    cmd_sets: dict[int, int]
+    commands: dict[tuple[int, int], int]
+    def __init__(self, window: int = 16) -> None: ...
+
+class ArsdkCounter(FrameCounter):
+    """Twin of dronewatch.analyzers.parrot.ArsdkCounter (src/dronewatch/fastpath/_arsdk.c)."""
+
+    max_names: int
+    messages: int
+    commands: list[tuple[tuple[int, int, int], int]]
+    battery: int | None
+    altitude: float | None
+    max_altitude: float | None
+    position: tuple[float, float] | None
+    flying_state: int | None
+    def __init__(self, max_names: int = 64) -> None: ...
+
+class MavlinkCounter(FrameCounter):
+    """Twin of dronewatch.analyzers.mavlink.MavlinkCounter (src/dronewatch/fastpath/_mavlink.c)."""
+
+    max_ids: int
+    recognised: bool
+    frames: int
+    crc_errors: int
+    unverified: int
+    heartbeats: int
+    versions: frozenset[int]
+    sysids: frozenset[int]
+    compids: frozenset[int]
+    msgs: dict[int, int]
+    signed: bool
+    gcs_seen: bool
+    gcs_side: str | None
+    vehicle: tuple[int, int, int, int, int, int] | None
+    position: tuple[int, float, float, float, float] | None
+    def __init__(self, crc_extras: dict[int, int], max_ids: int = 32) -> None: ...
+    def scan(self, data: bytes | bytearray, whole: bool, from_orig: bool = True) -> int: ...

@@ -1,0 +1,116 @@
+"""flows.jsonl: one record per flow when it ends, with what the analyzers learnt about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from dronewatch.core.community_id import community_id
+from dronewatch.core.engine import conn_state
+from dronewatch.core.flow import Flow, mac_str
+from dronewatch.core.hooks import Record
+from dronewatch.geoip.base import GeoInfo
+from dronewatch.judge.classify import Classification
+
+NAME_KEYS = ("sni", "quic_sni", "http_host", "dns_name")
+"""Meta keys naming the destination, best first."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord(Record):
+    """A finished flow (Zeek conn.log in spirit)."""
+
+    log: ClassVar[str] = "flows"
+    uid: str
+    community_id: str
+    proto: str
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    duration_s: float
+    orig_pkts: int
+    orig_bytes: int
+    """IP-level bytes sent by the originator."""
+    resp_pkts: int
+    resp_bytes: int
+    orig_payload_bytes: int
+    resp_payload_bytes: int
+    conn_state: str
+    end_reason: str
+    orig_mac: str | None = None
+    resp_mac: str | None = None
+    vlan: int | None = None
+    history: str | None = None
+    service: str | None = None
+    server_name: str | None = None
+    """The destination's name: TLS/QUIC SNI, HTTP host, or the DNS name that resolved to it."""
+    link: str | None = None
+    """Drone-link protocol when the flow is a local drone link."""
+    vendor: str | None = None
+    app: str | None = None
+    category: str | None = None
+    rule_id: str | None = None
+    confidence: float | None = None
+    orig_scope: str | None = None
+    """local or public: whether the originator is on the local network."""
+    resp_scope: str | None = None
+    """local or public: whether the responder is off the local network."""
+    resp_country: str | None = None
+    resp_asn: int | None = None
+    resp_as_org: str | None = None
+
+
+def server_name(flow: Flow) -> str | None:
+    """The best name known for the flow's responder."""
+    for key in NAME_KEYS:
+        value = flow.meta.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def flow_record(
+    flow: Flow,
+    cls: Classification | None = None,
+    geo: GeoInfo | None = None,
+    orig_geo: GeoInfo | None = None,
+) -> FlowRecord:
+    """The flows.jsonl record of a flow, with its classification and the responder's geo."""
+    link = flow.meta.get("link")
+    return FlowRecord(
+        ts=flow.first_ts,
+        uid=flow.uid,
+        community_id=community_id(flow.proto, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p),
+        proto=flow.proto_name,
+        orig_h=flow.orig_ip,
+        orig_p=flow.orig_p,
+        resp_h=flow.resp_ip,
+        resp_p=flow.resp_p,
+        duration_s=round(flow.duration_s, 6),
+        orig_pkts=flow.orig_pkts,
+        orig_bytes=flow.orig_bytes,
+        resp_pkts=flow.resp_pkts,
+        resp_bytes=flow.resp_bytes,
+        orig_payload_bytes=flow.orig_payload_bytes,
+        resp_payload_bytes=flow.resp_payload_bytes,
+        conn_state=conn_state(flow),
+        end_reason=flow.end_reason,
+        orig_mac=mac_str(flow.orig_mac) or None,
+        resp_mac=mac_str(flow.resp_mac) or None,
+        vlan=flow.vlan,
+        history=flow.history or None,
+        service=flow.service or None,
+        server_name=server_name(flow),
+        link=link if isinstance(link, str) else None,
+        vendor=cls.vendor if cls else None,
+        app=cls.app if cls else None,
+        category=cls.category if cls else None,
+        rule_id=cls.rule_id if cls else None,
+        confidence=cls.confidence if cls else None,
+        orig_scope=orig_geo.scope if orig_geo else None,
+        resp_scope=geo.scope if geo else None,
+        resp_country=geo.country_code if geo else None,
+        resp_asn=geo.asn if geo else None,
+        resp_as_org=geo.as_org if geo else None,
+    )

@@ -1,0 +1,426 @@
+"""The policy stage: classify and geolocate each finished flow, find the ground stations, and turn
+traffic that left a device while its local-data mode was on into alerts and per-device verdicts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from dronewatch.core.flow import Flow, ip_str, mac_str
+from dronewatch.core.hooks import Context, Record
+from dronewatch.geoip.base import GeoInfo, Resolver
+from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
+from dronewatch.judge.classify import Classification, Classifier
+from dronewatch.judge.devices import DeviceBook, Host
+from dronewatch.judge.egress import MAX_UIDS, Egress, build_alert
+from dronewatch.judge.evidence import EvidenceKeeper
+from dronewatch.judge.flowlog import flow_record, server_name
+from dronewatch.judge.policy import DevicePolicy, Policy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _HostTraffic:
+    local_pkts: int = 0
+    local_link_pkts: int = 0
+    pkts: int = 0
+    aircraft: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRecord(Record):
+    """Whether anything left a ground-station device while its local-data mode was on."""
+
+    log: ClassVar[str] = "verdicts"
+    device_ip: str
+    device_mac: str | None
+    device_name: str | None
+    ldm: str
+    """on, off, or windows (on between given times)."""
+    scope: str
+    verdict: str
+    """clean, violation, incomplete (damaged capture or drops, nothing found), not_applicable."""
+    msg: str
+    bytes_out: int
+    """Bytes the device sent off itself while LDM was on (LDM off: in total)."""
+    destinations: int
+    categories: tuple[str, ...]
+    alerts: int
+    vendor_dns_lookups: int
+    allowed_bytes: int
+    """Bytes sent to exempt destinations (e.g. maps) while LDM was on."""
+    packets: int
+    """Packets of this device that were inspected."""
+    local_link_packets: int
+    aircraft: tuple[str, ...]
+    drops: int | None
+    capture_complete: bool
+    reasons: tuple[str, ...]
+    """Why the host is a ground station."""
+    end_ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord(Record):
+    """A local host and what it was taken for."""
+
+    log: ClassVar[str] = "devices"
+    ip: str
+    mac: str | None
+    hostname: str | None
+    vendor_oui: str | None
+    roles: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+class Monitor:
+    """Runs last at flow end: enriches the flow record and keeps the egress book."""
+
+    name = "monitor"
+
+    def __init__(
+        self,
+        ctx: Context,
+        policy: Policy,
+        classifier: Classifier | None,
+        resolver: Resolver,
+        evidence: EvidenceKeeper | None = None,
+        *,
+        announce: bool = False,
+    ) -> None:
+        """`announce`: write device records when ground stations are found, not only at the end
+        (a live capture has no end for the service to wait for)."""
+        self.ctx = ctx
+        self.announce = announce
+        self._announced: set[str] = set()
+        self.evidence = evidence
+        self.policy = policy
+        self.classifier = classifier
+        self.resolver = resolver
+        self.devices = DeviceBook()
+        self._egress: dict[tuple[str, str, str, str, bool], Egress] = {}
+        self._traffic: dict[str, _HostTraffic] = {}
+        self._first_ts: float | None = None
+        self._last_ts = 0.0
+        self._dhcp: dict[str, str] = {}
+
+    def flow_end(self, flow: Flow) -> None:
+        if self._first_ts is None or flow.first_ts < self._first_ts:
+            self._first_ts = flow.first_ts
+        self._last_ts = max(self._last_ts, flow.last_ts)
+        resp_geo = self.resolver.lookup(flow.resp_h)
+        orig_geo = self.resolver.lookup(flow.orig_h)
+        orig_local = orig_geo.scope == "local"
+        resp_local = resp_geo.scope == "local"
+        cls = None
+        if self.classifier is not None:
+            # A lookup is not traffic to the name looked up: that is judged in _dns().
+            queries = flow.service not in ("dns", "mdns")
+            cls = self.classifier.classify(flow, asn=resp_geo.asn, queries=queries)
+            if cls is None and not resp_local:
+                cls = self.classifier.behavioural_label(flow)
+        record = flow_record(flow, cls, resp_geo, orig_geo)
+        self.ctx.emit(record)
+        hostname = flow.meta.get("dhcp_hostname")
+        if isinstance(hostname, str) and flow.orig_mac:
+            self._dhcp[mac_str(flow.orig_mac)] = hostname
+        link = flow.meta.get("link")
+        if isinstance(link, str):
+            self.devices.observe_link(flow, link)
+        if orig_local:
+            self._count(flow.orig_ip, flow.orig_pkts, resp_local, isinstance(link, str))
+        if resp_local:
+            self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str))
+        if orig_local and not resp_local:
+            self._egress_flow(flow, cls, resp_geo, record.community_id, outbound=True)
+        elif resp_local and not orig_local:
+            self._egress_flow(flow, cls, orig_geo, record.community_id, outbound=False)
+        if self.announce:
+            self._announce()
+        if self.evidence is not None:
+            if orig_local != resp_local:
+                evidence = self.evidence.take(flow)
+                if evidence is not None:
+                    self.ctx.emit(evidence)
+            else:
+                self.evidence.drop(flow)
+        if orig_local and flow.service == "dns":
+            self._dns(flow)
+
+    def _count(self, ip: str, pkts: int, peer_local: bool, link: bool) -> None:
+        t = self._traffic.get(ip)
+        if t is None:
+            t = self._traffic[ip] = _HostTraffic()
+        t.pkts += pkts
+        if peer_local:
+            t.local_pkts += pkts
+        if link:
+            t.local_link_pkts += pkts
+
+    def _policy(self, ip: str, mac: str | None) -> DevicePolicy:
+        return self.policy.for_device(ip, mac)
+
+    def _egress_flow(
+        self, flow: Flow, cls: Classification | None, geo: GeoInfo, cid: str, *, outbound: bool
+    ) -> None:
+        if outbound:
+            host_h, host_mac, dest_h, dest_p = flow.orig_h, flow.orig_mac, flow.resp_h, flow.resp_p
+            out_b, in_b, out_p, in_p = (
+                flow.orig_bytes,
+                flow.resp_bytes,
+                flow.orig_pkts,
+                flow.resp_pkts,
+            )
+        else:
+            host_h, host_mac, dest_h, dest_p = flow.resp_h, flow.resp_mac, flow.orig_h, flow.orig_p
+            out_b, in_b, out_p, in_p = (
+                flow.resp_bytes,
+                flow.orig_bytes,
+                flow.resp_pkts,
+                flow.orig_pkts,
+            )
+        if out_p == 0:
+            return  # nothing left the host
+        host_ip = ip_str(host_h)
+        mac = mac_str(host_mac) or None
+        if cls is not None and not cls.behavioural:
+            self.devices.observe_vendor_traffic(host_ip, host_mac, cls.vendor, cls.rule_id)
+        else:
+            self.devices.host(host_ip, host_mac)
+        policy = self._policy(host_ip, mac)
+        ldm = policy.ldm_on(flow.first_ts, flow.last_ts)
+        name = server_name(flow) if outbound else None
+        dest_ip = ip_str(dest_h)
+        category = cls.category if cls is not None else "other"
+        dest = name or dest_ip
+        key = (host_ip, dest, category, NOTE_LEAK, ldm)
+        entry = self._egress.get(key)
+        if entry is None:
+            entry = Egress(
+                host_ip=host_ip,
+                host_mac=mac,
+                dest=dest,
+                category=category,
+                note=NOTE_LEAK,
+                ldm=ldm,
+                first=flow.first_ts,
+                last=flow.last_ts,
+                dest_ip=dest_ip,
+                dest_port=dest_p,
+                proto=flow.proto_name,
+                dest_name=name,
+                cls=cls,
+                geo=geo,
+            )
+            self._egress[key] = entry
+        entry.add_flow(
+            first=flow.first_ts,
+            last=flow.last_ts,
+            bytes_out=out_b,
+            bytes_in=in_b,
+            pkts_out=out_p,
+            pkts_in=in_p,
+            uid=flow.uid,
+            cid=cid,
+        )
+        if cls is not None:
+            for k, v in cls.matched.items():
+                entry.evidence.setdefault(k, v)
+        for k in ("sni", "quic_sni", "http_host", "dns_name", "ja4"):
+            fact = flow.meta.get(k)
+            if isinstance(fact, str):
+                entry.evidence.setdefault(k, fact)
+
+    def _dns(self, flow: Flow) -> None:
+        if self.classifier is None:
+            return
+        names = flow.meta.get("dns_query")
+        if not isinstance(names, list):
+            return
+        host_ip = flow.orig_ip
+        mac = mac_str(flow.orig_mac) or None
+        ldm = self._policy(host_ip, mac).ldm_on(flow.first_ts, flow.last_ts)
+        for qname in names:
+            cls = self.classifier.classify_name(qname)
+            if cls is None or cls.behavioural or cls.category == "local_link":
+                continue
+            self.devices.observe_vendor_traffic(host_ip, flow.orig_mac, cls.vendor, cls.rule_id)
+            key = (host_ip, qname, cls.category, NOTE_DNS, ldm)
+            entry = self._egress.get(key)
+            if entry is None:
+                entry = Egress(
+                    host_ip=host_ip,
+                    host_mac=mac,
+                    dest=qname,
+                    category=cls.category,
+                    note=NOTE_DNS,
+                    ldm=ldm,
+                    first=flow.first_ts,
+                    last=flow.last_ts,
+                    dest_ip=flow.resp_ip,
+                    dest_port=flow.resp_p,
+                    proto=flow.proto_name,
+                    dest_name=qname,
+                    cls=cls,
+                )
+                entry.evidence["dns_query"] = qname
+                self._egress[key] = entry
+            entry.last = max(entry.last, flow.last_ts)
+            entry.flows += 1
+            entry.pkts_out += 1
+            if len(entry.uids) < MAX_UIDS:
+                entry.uids.append(flow.uid)
+
+    def _device_record(self, host: Host) -> DeviceRecord:
+        if host.mac and not host.hostname:
+            host.hostname = self._dhcp.get(host.mac)
+        return DeviceRecord(
+            ts=self._first_ts or 0.0,
+            ip=host.ip,
+            mac=host.mac,
+            hostname=host.hostname,
+            vendor_oui=host.vendor_oui,
+            roles=tuple(sorted(host.roles)),
+            reasons=tuple(host.reasons),
+        )
+
+    def _announce(self) -> None:
+        """Write a device record as soon as a ground station is found (live capture)."""
+        for host in self.devices.ground_stations():
+            if host.ip not in self._announced:
+                self._announced.add(host.ip)
+                self.ctx.emit(self._device_record(host))
+
+    def finish(self, *, drops: int | None, complete: bool) -> list[Alert]:
+        """Emit devices, alerts and one verdict per ground station; returns the alerts."""
+        stations = {h.ip: h for h in self.devices.ground_stations()}
+        for dev in self.policy.devices:
+            ip = dev.ip or next(
+                (h.ip for h in self.devices.hosts.values() if dev.mac and h.mac == dev.mac), None
+            )
+            if ip is None:
+                ip = dev.mac or dev.name
+            host = stations.get(ip) or self.devices.host(ip)
+            host.mark("ground_station", "declared in the policy")
+            stations[ip] = host
+        for host in sorted(self.devices.hosts.values(), key=lambda h: h.ip):
+            self.ctx.emit(self._device_record(host))
+        by_host: dict[str, list[Egress]] = {}
+        for e in self._egress.values():
+            by_host.setdefault(e.host_ip, []).append(e)
+        aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
+        alerts: list[Alert] = []
+        for ip, host in sorted(stations.items()):
+            entries = by_host.get(ip, [])
+            alerts.extend(
+                self._verdict(ip, host, entries, aircraft, drops=drops, complete=complete)
+            )
+        return alerts
+
+    def _verdict(
+        self,
+        ip: str,
+        host: Host,
+        entries: list[Egress],
+        aircraft: tuple[str, ...],
+        *,
+        drops: int | None,
+        complete: bool,
+    ) -> list[Alert]:
+        """The verdict of one ground station from its egress entries, and its alerts."""
+        policy = self._policy(ip, host.mac)
+        name = policy.name or host.hostname
+        alerts: list[Alert] = []
+        allowed_bytes = 0
+        # A lookup of a name the device then sent data to is part of that leak, not news.
+        leaked_names = {e.dest_name for e in entries if e.ldm and e.note == NOTE_LEAK}
+        for e in entries:
+            if not e.ldm:
+                continue
+            if policy.allows(
+                e.category, e.dest_name, "" if e.note == NOTE_DNS else e.dest_ip or ""
+            ):
+                allowed_bytes += e.bytes_out
+                continue
+            if e.note == NOTE_DNS and e.dest_name in leaked_names:
+                continue
+            alerts.append(build_alert(e, policy.scope, name))
+        traffic = self._traffic.get(ip, _HostTraffic())
+        violations = [a for a in alerts if a.note != NOTE_OTHER_APP]
+        leak = [a for a in violations if a.note == NOTE_LEAK]
+        dns = [a for a in violations if a.note == NOTE_DNS]
+        out_bytes = sum(a.bytes_out for a in leak)
+        cats = tuple(sorted({a.category for a in violations}))
+        dests = len({a.dest_name or a.dest_ip for a in leak})
+        coverage = f"{traffic.pkts:,} packets inspected, " + (
+            "drops not reported by the capture" if drops is None else f"{drops:,} drops"
+        )
+        if not complete:
+            coverage += ", capture damaged"
+        ldm_text = (
+            "on" if policy.ldm and not policy.windows else ("windows" if policy.ldm else "off")
+        )
+        if not policy.ldm:
+            off = [e for e in entries if e.note == NOTE_LEAK]
+            total = sum(e.bytes_out for e in off)
+            n_dest = len({e.dest for e in off})
+            n_cat = len({e.category for e in off})
+            verdict = "not_applicable"
+            msg = (
+                f"LDM off: {total:,} bytes to {n_dest} destinations in {n_cat} categories "
+                f"({coverage})"
+            )
+            out_bytes = total
+            dests = n_dest
+            cats = tuple(sorted({e.category for e in off}))
+        elif violations:
+            verdict = "violation"
+            parts = []
+            if leak:
+                leak_cats = len({a.category for a in leak})
+                parts.append(
+                    f"{out_bytes:,} bytes to {dests} destinations in {leak_cats} categories"
+                )
+            if dns:
+                parts.append(f"{len(dns)} vendor DNS lookups")
+            msg = f"LDM on: {'; '.join(parts)} ({coverage})"
+        else:
+            verdict = "clean" if complete and not drops else "incomplete"
+            msg = f"LDM on: nothing left the device ({coverage})"
+            if allowed_bytes:
+                msg = (
+                    f"LDM on: nothing left the device outside its exemptions "
+                    f"({allowed_bytes:,} bytes to allowed destinations; {coverage})"
+                )
+            if verdict == "incomplete":
+                msg += "; coverage is incomplete, so this is not proof"
+        for alert in alerts:
+            self.ctx.emit(alert)
+        self.ctx.emit(
+            VerdictRecord(
+                ts=self._first_ts or 0.0,
+                device_ip=ip,
+                device_mac=host.mac,
+                device_name=name,
+                ldm=ldm_text,
+                scope=policy.scope,
+                verdict=verdict,
+                msg=msg,
+                bytes_out=out_bytes,
+                destinations=dests,
+                categories=cats,
+                alerts=len(alerts),
+                vendor_dns_lookups=len(dns),
+                allowed_bytes=allowed_bytes,
+                packets=traffic.pkts,
+                local_link_packets=traffic.local_link_pkts,
+                aircraft=aircraft,
+                drops=drops,
+                capture_complete=complete,
+                reasons=tuple(host.reasons),
+                end_ts=self._last_ts,
+            )
+        )
+        return alerts

@@ -1,0 +1,277 @@
+"""Device policy: local-data mode on/off (and when), what is allowed while on, what is local.
+
+A policy file is YAML:
+
+    defaults:
+      ldm: off                  # on | off
+      scope: dedicated          # dedicated | shared
+      local_subnets: []         # extra subnets that count as "on the device's local network"
+    devices:
+      - name: pilot-phone
+        mac: 0c:84:dc:d5:5f:4d  # and/or ip
+        ldm: on
+        ldm_windows:            # optional: on only between these times (ISO 8601 or epoch s)
+          - {start: "2017-09-12T03:30:00Z", end: "2017-09-12T03:45:00Z"}
+        allowed_categories: [maps]
+        allowed_destinations: [api.mapbox.com, .mapbox.com, 52.84.0.0/16]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dronewatch.exceptions import PolicyError
+from dronewatch.judge.rulepack import CATEGORIES
+
+Scope = Literal["dedicated", "shared"]
+
+
+def _timestamp(value: object) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    raise ValueError(f"not a time: {value!r} (use ISO 8601 such as 2024-05-01T10:00:00Z)")
+
+
+class WindowModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: float
+    end: float | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> float | None:
+        return None if value is None else _timestamp(value)
+
+
+class _PolicyFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ldm: bool | None = None
+    scope: Scope | None = None
+    ldm_windows: list[WindowModel] | None = None
+    allowed_categories: list[str] | None = None
+    allowed_destinations: list[str] | None = None
+    local_subnets: list[str] | None = None
+
+    @field_validator("ldm", mode="before")
+    @classmethod
+    def _onoff(cls, value: object) -> object:
+        # YAML reads bare on/off as booleans already; accept the strings too.
+        if isinstance(value, str) and value.lower() in ("on", "off"):
+            return value.lower() == "on"
+        return value
+
+    @field_validator("allowed_categories")
+    @classmethod
+    def _categories(cls, value: list[str] | None) -> list[str] | None:
+        for cat in value or []:
+            if cat not in CATEGORIES:
+                raise ValueError(f"unknown category {cat!r}; one of {', '.join(CATEGORIES)}")
+        return value
+
+    @field_validator("local_subnets")
+    @classmethod
+    def _subnets(cls, value: list[str] | None) -> list[str] | None:
+        for net in value or []:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
+
+class DeviceModel(_PolicyFields):
+    name: str = ""
+    mac: str | None = None
+    ip: str | None = None
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.lower().replace("-", ":").split(":")
+        if len(parts) != 6 or any(len(p) != 2 for p in parts):
+            raise ValueError(f"not a MAC address: {value!r}")
+        int("".join(parts), 16)
+        return ":".join(parts)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        return None if value is None else str(ipaddress.ip_address(value))
+
+
+class PolicyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    defaults: _PolicyFields = Field(default_factory=_PolicyFields)
+    devices: list[DeviceModel] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePolicy:
+    """The effective policy of one device."""
+
+    name: str = ""
+    mac: str | None = None
+    ip: str | None = None
+    ldm: bool = False
+    """Local-data mode on (for the whole capture unless windows are given)."""
+    windows: tuple[tuple[float, float | None], ...] = ()
+    """When LDM is on, as (start, end) network times; empty with ldm=True means always."""
+    scope: Scope = "dedicated"
+    allowed_categories: frozenset[str] = frozenset()
+    allowed_destinations: tuple[str, ...] = ()
+    local_subnets: tuple[str, ...] = ()
+    declared: bool = False
+    """True for a device named in the policy file (vs discovered)."""
+
+    def ldm_on(self, start: float, end: float) -> bool:
+        """Whether LDM was on at any moment of [start, end]."""
+        if not self.ldm:
+            return False
+        if not self.windows:
+            return True
+        return any(
+            start <= (w_end if w_end is not None else end) and end >= w_start
+            for w_start, w_end in self.windows
+        )
+
+    def allows(self, category: str, name: str | None, ip: str) -> bool:
+        """Whether a destination is exempt while LDM is on (e.g. a map-only exemption)."""
+        if category in self.allowed_categories:
+            return True
+        for dest in self.allowed_destinations:
+            if "/" in dest:
+                try:
+                    if ipaddress.ip_address(ip) in ipaddress.ip_network(dest, strict=False):
+                        return True
+                except ValueError:
+                    continue
+            elif dest == ip:
+                return True
+            elif name and (
+                name == dest or (dest.startswith(".") and (name.endswith(dest) or name == dest[1:]))
+            ):
+                return True
+        return False
+
+
+@dataclass(slots=True)
+class Policy:
+    """Every device's policy, plus the defaults for devices found in the traffic."""
+
+    defaults: DevicePolicy = field(default_factory=DevicePolicy)
+    devices: list[DevicePolicy] = field(default_factory=list)
+
+    def for_device(self, ip: str, mac: str | None) -> DevicePolicy:
+        """The declared policy matching this MAC or IP, else the defaults."""
+        for dev in self.devices:
+            if (dev.mac and mac and dev.mac == mac) or (dev.ip and dev.ip == ip):
+                return dev
+        return self.defaults
+
+    @property
+    def local_subnets(self) -> tuple[str, ...]:
+        nets = list(self.defaults.local_subnets)
+        for dev in self.devices:
+            nets.extend(dev.local_subnets)
+        return tuple(dict.fromkeys(nets))
+
+    def with_ldm(self, on: bool) -> Policy:
+        """The same policy with LDM forced on or off for every device (`--ldm`)."""
+        from dataclasses import replace
+
+        return Policy(
+            defaults=replace(self.defaults, ldm=on),
+            devices=[replace(d, ldm=on) for d in self.devices],
+        )
+
+
+def _merge(defaults: _PolicyFields, dev: _PolicyFields, **ident: object) -> DevicePolicy:
+    def pick(name: str, fallback: object) -> object:
+        value = getattr(dev, name)
+        if value is None:
+            value = getattr(defaults, name)
+        return fallback if value is None else value
+
+    def pick_list(name: str) -> list[str]:
+        value = pick(name, [])
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    windows = pick("ldm_windows", [])
+    assert isinstance(windows, list)
+    scope = pick("scope", "dedicated")
+    return DevicePolicy(
+        ldm=bool(pick("ldm", False)),
+        windows=tuple((w.start, w.end) for w in windows),
+        scope="shared" if scope == "shared" else "dedicated",
+        allowed_categories=frozenset(pick_list("allowed_categories")),
+        allowed_destinations=tuple(pick_list("allowed_destinations")),
+        local_subnets=tuple(pick_list("local_subnets")),
+        **ident,  # type: ignore[arg-type]
+    )
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; errors name the file and the field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise PolicyError(f"{path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        model = PolicyModel.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise PolicyError(f"{path}: {problems}") from None
+    try:
+        return policy_from_model(model)
+    except PolicyError as exc:
+        raise PolicyError(f"{path}: {exc}") from None
+
+
+def policy_from_model(model: PolicyModel) -> Policy:
+    """The effective policy of a validated model."""
+    defaults = _merge(_PolicyFields(), model.defaults)
+    devices = []
+    for dev in model.devices:
+        if not dev.mac and not dev.ip:
+            raise PolicyError(f"device {dev.name or '?'}: give a mac or an ip")
+        devices.append(
+            _merge(model.defaults, dev, name=dev.name, mac=dev.mac, ip=dev.ip, declared=True)
+        )
+    return Policy(defaults=defaults, devices=devices)
+
+
+def parse_windows(specs: Sequence[str]) -> tuple[tuple[float, float | None], ...]:
+    """`START,END` command-line windows (ISO 8601 or epoch seconds; END may be empty)."""
+    out = []
+    for spec in specs:
+        start, _, end = spec.partition(",")
+        try:
+            out.append((_timestamp(_num(start)), _timestamp(_num(end)) if end else None))
+        except ValueError as exc:
+            raise PolicyError(f"--ldm-window {spec!r}: {exc}") from None
+    return tuple(out)
+
+
+def _num(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()

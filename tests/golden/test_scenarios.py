@@ -1,0 +1,247 @@
+"""The product's promise on recorded scenarios: which alerts and verdicts each capture gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+import pytest
+
+from dronewatch.capture.files import FileSource
+from dronewatch.core.hooks import Record
+from dronewatch.core.pipeline import AnalysisConfig, run_source
+from dronewatch.geoip.maxmind import MaxMindResolver
+from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
+from dronewatch.judge.classify import Classifier
+from dronewatch.judge.monitor import VerdictRecord
+from dronewatch.judge.policy import Policy
+from tests.pcaps import PCAPS
+
+SCENARIOS = PCAPS / "scenarios"
+PHONE_CLOUD = "10.77.0.2"
+"""The phone's uplink (cellular) address in the scenario namespaces."""
+
+
+@cache
+def _classifier() -> Classifier:
+    return Classifier.load()
+
+
+@cache
+def _resolver() -> MaxMindResolver:
+    return MaxMindResolver.bundled()
+
+
+def analyze(name: str, policy: Policy) -> dict[str, list[Record]]:
+    """Every record of one scenario capture, by log."""
+    records: dict[str, list[Record]] = {}
+    config = AnalysisConfig(policy=policy, classifier=_classifier(), resolver=_resolver())
+    run_source(
+        FileSource(str(SCENARIOS / name)), lambda r: records.setdefault(r.log, []).append(r), config
+    )
+    return records
+
+
+def ldm(on: bool, **changes: object) -> Policy:
+    return Policy(defaults=replace(Policy().defaults, ldm=on, **changes))  # type: ignore[arg-type]
+
+
+def verdicts(records: dict[str, list[Record]]) -> dict[str, VerdictRecord]:
+    return {v.device_ip: v for v in records.get("verdicts", []) if isinstance(v, VerdictRecord)}
+
+
+def alerts(records: dict[str, list[Record]]) -> list[Alert]:
+    return [a for a in records.get("alerts", []) if isinstance(a, Alert)]
+
+
+def test_violation_raises_one_high_alert_for_the_upload() -> None:
+    """LDM on + a 500 KB TLS upload to mydjiflight.dji.com: one high alert with its evidence."""
+    recs = analyze("dji_fly_ldm_on_violation.pcap", ldm(True))
+    (alert,) = alerts(recs)
+    assert (alert.note, alert.device_ip, alert.dest_name, alert.dest_port) == (
+        NOTE_LEAK,
+        PHONE_CLOUD,
+        "mydjiflight.dji.com",
+        443,
+    )
+    assert (alert.vendor, alert.rule_id, alert.severity) == ("DJI", "dji.mydjiflight.api", "high")
+    assert alert.bytes_out > 500_000
+    assert (alert.dest_country, alert.dest_asn) == ("US", 45102)
+    assert alert.evidence["sni"] == "mydjiflight.dji.com"
+    assert verdicts(recs)[PHONE_CLOUD].verdict == "violation"
+
+
+def test_same_traffic_with_ldm_off_is_not_applicable() -> None:
+    """With LDM off the upload is reported in the verdict, but raises no alert."""
+    recs = analyze("dji_fly_ldm_on_violation.pcap", ldm(False))
+    assert alerts(recs) == []
+    v = verdicts(recs)[PHONE_CLOUD]
+    assert (v.verdict, v.destinations) == ("not_applicable", 1)
+
+
+def test_ldm_off_session_reaches_six_cloud_destinations() -> None:
+    """The LDM-off session's verdict counts each cloud destination and category it used."""
+    recs = analyze("dji_fly_ldm_off.pcap", ldm(False))
+    v = verdicts(recs)[PHONE_CLOUD]
+    assert v.verdict == "not_applicable"
+    assert v.destinations == 6
+    assert v.bytes_out > 2_000_000
+
+
+def test_ldm_off_session_under_ldm_on_alerts_per_destination() -> None:
+    """Had LDM been on, every cloud destination of that session would be an alert."""
+    recs = analyze("dji_fly_ldm_off.pcap", ldm(True))
+    names = {a.dest_name for a in alerts(recs) if a.note == NOTE_LEAK}
+    assert names == {
+        "www.skypixel.com",
+        "live.example-user-stream.net",
+        "api.mapbox.com",
+        "flysafe-api.dji.com",
+        "account-api.dji.com",
+        "statistical-report.djiservice.org",
+    }
+    by_name = {a.dest_name: a for a in alerts(recs)}
+    assert by_name["www.skypixel.com"].category == "media_sync"
+    assert by_name["flysafe-api.dji.com"].category == "geofence"
+    assert by_name["live.example-user-stream.net"].category == "livestream"
+    assert by_name["statistical-report.djiservice.org"].category == "analytics"
+    assert by_name["account-api.dji.com"].category == "account"
+
+
+def test_maps_only_is_clean_when_maps_are_allowed() -> None:
+    """A map-tile fetch under a maps exemption: no alert, the bytes counted as allowed."""
+    recs = analyze(
+        "dji_fly_ldm_on_maps_only.pcap", ldm(True, allowed_categories=frozenset({"maps"}))
+    )
+    assert alerts(recs) == []
+    v = verdicts(recs)[PHONE_CLOUD]
+    assert v.verdict == "clean" and v.allowed_bytes > 2000
+
+
+def test_maps_only_without_exemption_is_a_maps_alert() -> None:
+    """The same map fetch without the exemption is a violation in the maps category."""
+    recs = analyze("dji_fly_ldm_on_maps_only.pcap", ldm(True))
+    (alert,) = alerts(recs)
+    assert (alert.category, alert.dest_name, alert.vendor) == ("maps", "api.mapbox.com", "Mapbox")
+
+
+def test_lookup_of_a_contacted_name_is_folded_into_its_leak() -> None:
+    """The DNS lookup before an upload does not raise a second alert for the same name."""
+    recs = analyze("dji_fly_ldm_on_violation.pcap", ldm(True))
+    assert [a.note for a in alerts(recs)] == [NOTE_LEAK]
+    assert "dns" in recs and recs["dns"][0].to_dict()["query"] == "mydjiflight.dji.com"
+
+
+def test_clean_session_has_no_alert() -> None:
+    """Only the drone link: no alerts, and the capture is read completely."""
+    recs = analyze("dji_fly_ldm_on_clean.pcap", ldm(True))
+    assert alerts(recs) == []
+    (capture,) = recs["capture"]
+    assert capture.to_dict()["complete"] is True
+
+
+def test_cloud_api_mqtt_is_a_violation() -> None:
+    """DJI Cloud API MQTT telemetry to a broker while LDM is on raises an alert."""
+    recs = analyze("dji_cloud_api_mqtt.pcap", ldm(True))
+    (alert,) = alerts(recs)
+    assert (alert.dest_name, alert.dest_port) == ("mqtt.fleet.example.org", 1883)
+    assert (alert.rule_id, alert.category, alert.vendor) == (
+        "dji.cloud_api.osd",
+        "telemetry",
+        "DJI",
+    )
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.pcap")))
+def test_every_alert_is_traceable(name: str) -> None:
+    """Each alert names flows (uids) and Community IDs that appear in flows.jsonl."""
+    recs = analyze(name, ldm(True))
+    flows = {r.to_dict()["uid"]: r.to_dict()["community_id"] for r in recs["flows"]}
+    for a in alerts(recs):
+        assert a.uids and set(a.uids) <= set(flows)
+        if a.note == NOTE_LEAK:
+            assert set(a.community_ids) <= set(flows.values())
+
+
+def test_parrot_session_alerts_on_academy_upload() -> None:
+    """Parrot FreeFlight: the ARSDK link is local; the academy sync is a flight_log leak."""
+    recs = analyze("parrot_freeflight.pcap", ldm(True))
+    by_name = {a.dest_name: a for a in alerts(recs)}
+    assert set(by_name) == {"academy.parrot.com", "appcentral.parrot.com"}
+    assert by_name["academy.parrot.com"].category == "flight_log"
+    assert verdicts(recs)["192.168.42.10"].verdict == "clean"
+    assert verdicts(recs)["192.168.42.10"].aircraft == ("192.168.42.1",)
+
+
+def test_qgc_session_alerts_on_tiles_and_firmware() -> None:
+    """QGroundControl: MAVLink stays local; map tiles and the firmware manifest leave."""
+    recs = analyze("qgc_mavlink.pcap", ldm(True))
+    cats = {a.dest_name: a.category for a in alerts(recs)}
+    assert cats == {"server.arcgisonline.com": "maps", "firmware.ardupilot.org": "firmware"}
+    assert verdicts(recs)["192.168.2.20"].verdict == "clean"
+
+
+def test_drone_link_marks_ground_station_and_aircraft() -> None:
+    """The DUML link makes the phone a ground station and 192.168.2.1 the aircraft."""
+    recs = analyze("dji_fly_ldm_on_clean.pcap", ldm(True))
+    v = verdicts(recs)["192.168.2.20"]
+    assert (v.verdict, v.aircraft) == ("clean", ("192.168.2.1",))
+    assert v.local_link_packets > 0
+    roles = {d.to_dict()["ip"]: d.to_dict()["roles"] for d in recs["devices"]}
+    assert roles["192.168.2.1"] == ["aircraft"]
+
+
+FLIGHT5 = "third_party/wsensing2021/Normal_Flights_Flight5.pcapng.gz"
+
+
+def analyze_path(rel: str, policy: Policy) -> dict[str, list[Record]]:
+    records: dict[str, list[Record]] = {}
+    config = AnalysisConfig(policy=policy, classifier=_classifier(), resolver=_resolver())
+    run_source(
+        FileSource(str(PCAPS / rel)), lambda r: records.setdefault(r.log, []).append(r), config
+    )
+    return records
+
+
+def test_flight5_shared_scope_only_the_vendor_lookup_is_a_violation() -> None:
+    """AR.Drone Flight5, phone shared with other apps: the data.ardrone.com lookup (never
+    answered) is the one violation; the other apps' DNS is reported at low severity."""
+    recs = analyze_path(FLIGHT5, ldm(True, scope="shared"))
+    by_note: dict[str, list[Alert]] = {}
+    for a in alerts(recs):
+        by_note.setdefault(a.note, []).append(a)
+    (lookup,) = by_note[NOTE_DNS]
+    assert (lookup.dest_name, lookup.vendor, lookup.device_ip) == (
+        "data.ardrone.com",
+        "Parrot",
+        "192.168.1.2",
+    )
+    assert NOTE_LEAK not in by_note
+    assert {a.severity for a in by_note[NOTE_OTHER_APP]} == {"low"}
+    v = verdicts(recs)["192.168.1.2"]
+    assert (v.verdict, v.vendor_dns_lookups, v.aircraft) == ("violation", 1, ("192.168.1.1",))
+
+
+def test_flight5_dedicated_scope_counts_the_dns_traffic_too() -> None:
+    """On a dedicated ground station the queries to 8.8.8.8 are bytes off the device too."""
+    recs = analyze_path(FLIGHT5, ldm(True))
+    leak = {a.dest_ip for a in alerts(recs) if a.note == NOTE_LEAK}
+    assert leak == {"8.8.8.8", "8.8.4.4"}
+
+
+@pytest.mark.parametrize("n", ["01", "02", "03"])
+def test_ardrone_takeoff_captures_are_clean(n: str) -> None:
+    """AR.Drone take-off and landing: only the local link, so LDM on is clean."""
+    recs = analyze_path(
+        f"third_party/wsensing2021/Normal_Takeoff_and_landing_{n}.pcapng", ldm(True)
+    )
+    assert alerts(recs) == []
+    v = verdicts(recs)["192.168.1.3"]
+    assert (v.verdict, v.device_name, v.aircraft) == ("clean", "drwxr", ("192.168.1.1",))
+    assert {r.log for r in recs["parrot"]} == {"parrot"} and len(recs["mavlink"]) == 1
+
+
+def test_remote_id_beacons_are_broadcasts_not_leaks() -> None:
+    """Remote ID beacons of an aircraft raise no alert and give no ground station."""
+    recs = analyze_path("third_party/opendroneid/odid_wifi_bcn_sample.pcap", ldm(True))
+    assert alerts(recs) == [] and "verdicts" not in recs

@@ -1,0 +1,431 @@
+"""Tests for the HTTP analyzer: heads over segments, keep-alive, responses, RTSP left alone."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dronewatch.analyzers.http import (
+    HttpAnalyzer,
+    HttpOptions,
+    HttpRecord,
+    host_without_port,
+    parse_request_head,
+    parse_response_head,
+)
+from dronewatch.core.flow import Flow, Packet
+from dronewatch.exceptions import DecodeError
+from tests.factories import RecordingContext, make_flow, make_packet
+
+PHONE, SERVER = "10.77.0.2", "47.88.0.12"
+CPORT, SPORT = 43646, 80
+
+GET = (
+    b"GET /api/report/config?app=dji_fly HTTP/1.1\r\n"
+    b"Host: Statistical-Report.djiservice.org:8080\r\n"
+    b"User-Agent: DJI Fly/1.13.4 (Android 13; Pixel 7) okhttp/4.9.3\r\n"
+    b"Accept: */*\r\n"
+    b"\r\n"
+)
+POST_BODY = b'{"event":"x"}'
+POST = (
+    b"POST /api/report/clientContext HTTP/1.1\r\n"
+    b"Host: statistical-report.djiservice.org\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Content-Length: " + str(len(POST_BODY)).encode() + b"\r\n"
+    b"\r\n" + POST_BODY
+)
+OK_BODY = b'{"ok":true}'
+OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: " + str(len(OK_BODY)).encode() + b"\r\n\r\n" + OK_BODY
+)
+CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+
+
+class Conn:
+    """A TCP connection phone -> server driven through one analyzer, tracking sequence numbers."""
+
+    def __init__(self, options: HttpOptions | None = None, *, port: int = SPORT) -> None:
+        self.ctx = RecordingContext()
+        self.analyzer = HttpAnalyzer(self.ctx, options)
+        self.port = port
+        self.seq_c = 1000
+        self.seq_s = 9000
+        self.ts = 100.0
+        self.flow: Flow = make_flow(self.client_packet(b""))
+
+    def client_packet(self, payload: bytes, seq: int | None = None) -> Packet:
+        """A segment from the phone."""
+        return make_packet(
+            payload,
+            src=PHONE,
+            dst=SERVER,
+            sport=CPORT,
+            dport=self.port,
+            tcp_seq=self.seq_c if seq is None else seq,
+            ts=self.ts,
+        )
+
+    def send(self, *segments: bytes) -> None:
+        """The phone sends each segment in order."""
+        for data in segments:
+            self.ts += 0.01
+            self.analyzer.packet(self.flow, self.client_packet(data))
+            self.seq_c += len(data)
+
+    def reply(self, *segments: bytes) -> None:
+        """The server sends each segment in order."""
+        for data in segments:
+            self.ts += 0.01
+            pkt = make_packet(
+                data,
+                src=SERVER,
+                dst=PHONE,
+                sport=self.port,
+                dport=CPORT,
+                tcp_seq=self.seq_s,
+                ts=self.ts,
+            )
+            self.analyzer.packet(self.flow, pkt)
+            self.seq_s += len(data)
+
+    def end(self) -> list[HttpRecord]:
+        """Close the flow; every http record written."""
+        self.analyzer.flow_end(self.flow)
+        return self.records()
+
+    def records(self) -> list[HttpRecord]:
+        """The http records written so far."""
+        out = [r for r in self.ctx.of("http") if isinstance(r, HttpRecord)]
+        assert len(out) == len(self.ctx.records)
+        return out
+
+
+def test_parse_request_head() -> None:
+    """A request head decodes into method, target, version and lower-case headers."""
+    head = parse_request_head(GET[: GET.index(b"\r\n\r\n")])
+    assert (head.method, head.uri, head.version) == (
+        "GET",
+        "/api/report/config?app=dji_fly",
+        "HTTP/1.1",
+    )
+    assert head.headers["host"] == "Statistical-Report.djiservice.org:8080"
+    assert head.headers["accept"] == "*/*"
+
+
+def test_parse_response_head() -> None:
+    """A status line decodes into code and reason; a reason may contain spaces or be absent."""
+    head = parse_response_head(b"HTTP/1.0 404 Not Found\r\nServer: x")
+    assert (head.version, head.status_code, head.status_msg) == ("HTTP/1.0", 404, "Not Found")
+    assert head.headers == {"server": "x"}
+    assert parse_response_head(b"HTTP/1.1 204").status_msg == ""
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"OPTIONS rtsp://192.168.42.1/live RTSP/1.0\r\nCSeq: 1",
+        b"DESCRIBE rtsp://192.168.42.1/live RTSP/1.0",
+        b"GET / HTTP/2.0",
+        b"GET  HTTP/1.1",
+        b"FETCH / HTTP/1.1",
+        b"GET / HTTP/1.1\r\nBad Header Name: x",
+    ],
+)
+def test_parse_request_head_rejects(head: bytes) -> None:
+    """RTSP, other versions, unknown methods, empty targets and bad headers raise DecodeError."""
+    with pytest.raises(DecodeError):
+        parse_request_head(head)
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [
+        ("Example.com:8080", "example.com"),
+        ("example.com.", "example.com"),
+        ("[2001:db8::1]:80", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("192.168.42.1", "192.168.42.1"),
+    ],
+)
+def test_host_without_port(host: str, name: str) -> None:
+    """Host values lose their port and brackets and are lower-cased."""
+    assert host_without_port(host) == name
+
+
+def test_get_with_response() -> None:
+    """A GET and its 200 give one record with the request's fields, the status and the meta."""
+    conn = Conn()
+    conn.send(GET)
+    assert conn.records() == []  # written once the response (or the flow end) is seen
+    conn.reply(OK)
+    (rec,) = conn.records()
+    assert rec.to_dict() == {
+        "ts": 100.01,
+        "uid": conn.flow.uid,
+        "orig_h": PHONE,
+        "orig_p": CPORT,
+        "resp_h": SERVER,
+        "resp_p": SPORT,
+        "method": "GET",
+        "uri": "/api/report/config?app=dji_fly",
+        "version": "HTTP/1.1",
+        "host": "Statistical-Report.djiservice.org:8080",
+        "user_agent": "DJI Fly/1.13.4 (Android 13; Pixel 7) okhttp/4.9.3",
+        "status_code": 200,
+        "status_msg": "OK",
+        "response_body_len": len(OK_BODY),
+    }
+    assert conn.flow.service == "http"
+    assert conn.flow.meta == {
+        "http_host": "statistical-report.djiservice.org",
+        "http_path": "/api/report/config?app=dji_fly",
+        "http_method": "GET",
+        "user_agent": "DJI Fly/1.13.4 (Android 13; Pixel 7) okhttp/4.9.3",
+    }
+    assert len(conn.end()) == 1
+
+
+def test_headers_split_across_segments() -> None:
+    """A request head cut in three segments (inside the method token too) is read once whole."""
+    conn = Conn()
+    conn.send(GET[:2], GET[2:30], GET[30:])
+    conn.reply(OK[:10], OK[10:])
+    (rec,) = conn.end()
+    assert rec.user_agent is not None and rec.user_agent.startswith("DJI Fly/1.13.4")
+    assert rec.status_code == 200
+
+
+def test_keep_alive_post_then_get() -> None:
+    """On one connection a POST with a body, then a GET, each get a record and their status."""
+    conn = Conn()
+    conn.send(POST[:-5], POST[-5:] + GET)  # the GET starts in the segment ending the body
+    conn.reply(CREATED + OK)
+    records = conn.end()
+    assert [(r.method, r.uri, r.status_code) for r in records] == [
+        ("POST", "/api/report/clientContext", 201),
+        ("GET", "/api/report/config?app=dji_fly", 200),
+    ]
+    post = records[0]
+    assert (post.content_type, post.request_body_len) == ("application/json", len(POST_BODY))
+    assert conn.flow.meta["http_method"] == "POST"  # the first request's facts win
+    assert conn.flow.meta["http_content_type"] == "application/json"
+
+
+def test_body_that_looks_like_a_request_is_skipped() -> None:
+    """Body bytes passed over by Content-Length are not read as a request, even if they look it."""
+    body = b"GET /not-a-request HTTP/1.1\r\n\r\n"
+    request = b"PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+    conn = Conn()
+    conn.send(request, body)
+    assert [r.uri for r in conn.end()] == ["/upload"]
+
+
+def test_rtsp_is_not_http() -> None:
+    """An RTSP session (OPTIONS/DESCRIBE ... RTSP/1.0) writes no HTTP record and no meta."""
+    conn = Conn(port=554)
+    conn.send(b"OPTIONS rtsp://192.168.42.1:554/live RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+    conn.reply(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: DESCRIBE, SETUP\r\n\r\n")
+    conn.send(b"DESCRIBE rtsp://192.168.42.1:554/live RTSP/1.0\r\nCSeq: 2\r\n\r\n")
+    conn.send(b"GET_PARAMETER rtsp://192.168.42.1:554/live RTSP/1.0\r\nCSeq: 3\r\n\r\n")
+    assert conn.end() == []
+    assert conn.flow.service == "" and conn.flow.meta == {}
+
+
+def test_bad_request_after_good_ones_is_skipped() -> None:
+    """A malformed request on a connection already seen to speak HTTP is skipped, not fatal."""
+    conn = Conn()
+    conn.send(GET)
+    conn.send(b"GET /x HTTP/9.9\r\n\r\n")
+    conn.send(POST)
+    assert [r.method for r in conn.end()] == ["GET", "POST"]
+
+
+def test_request_without_response_written_at_flow_end() -> None:
+    """A request never answered is written at flow_end without a status."""
+    conn = Conn()
+    conn.send(POST)
+    (rec,) = conn.end()
+    assert (rec.method, rec.status_code, rec.status_msg) == ("POST", None, None)
+
+
+def test_interim_100_continue_is_not_the_status() -> None:
+    """A 100 Continue before the final response does not become the request's status."""
+    conn = Conn()
+    conn.send(POST)
+    conn.reply(b"HTTP/1.1 100 Continue\r\n\r\n", OK)
+    (rec,) = conn.end()
+    assert rec.status_code == 200
+
+
+def test_bad_status_line_is_ignored() -> None:
+    """A response head that does not parse is ignored; the next one gets the request."""
+    conn = Conn()
+    conn.send(GET)
+    conn.reply(b"HTTP/1.1 2xx Fine\r\n\r\n")
+    conn.reply(OK)
+    (rec,) = conn.end()
+    assert rec.status_code == 200
+
+
+def test_head_response_has_no_body() -> None:
+    """A HEAD response's Content-Length is not skipped, so the next response is still read."""
+    conn = Conn()
+    conn.send(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n", GET)
+    conn.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + OK)
+    records = conn.end()
+    assert [(r.method, r.status_code) for r in records] == [("HEAD", 200), ("GET", 200)]
+    assert records[0].response_body_len == 5000
+
+
+def test_chunked_body_resyncs_on_next_request() -> None:
+    """After a chunked body (length unknown), the next segment starting a request is read."""
+    conn = Conn()
+    conn.send(b"POST /log HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n")
+    conn.send(b"0\r\n\r\n")
+    conn.send(GET)
+    records = conn.end()
+    assert [(r.method, r.request_body_len) for r in records] == [("POST", None), ("GET", None)]
+
+
+def test_retransmitted_request_is_read_once() -> None:
+    """A retransmitted request segment does not give a second record."""
+    conn = Conn()
+    conn.send(GET)
+    conn.analyzer.packet(conn.flow, conn.client_packet(GET, seq=1000))
+    assert len(conn.end()) == 1
+
+
+def test_partly_retransmitted_segment_is_trimmed() -> None:
+    """A segment repeating the end of what was read adds only its new bytes."""
+    conn = Conn()
+    conn.send(GET[:20])
+    conn.analyzer.packet(conn.flow, conn.client_packet(GET[10:], seq=1010))
+    (rec,) = conn.end()
+    assert rec.uri == "/api/report/config?app=dji_fly"
+
+
+def test_lost_body_bytes_keep_step() -> None:
+    """Bytes lost inside a body of known length are counted off; the next request is read."""
+    conn = Conn()
+    conn.send(POST[:-8])
+    conn.seq_c += 5  # five body bytes never captured
+    conn.send(POST[-3:] + GET)
+    assert [r.method for r in conn.end()] == ["POST", "GET"]
+
+
+def test_lost_head_bytes_drop_the_head() -> None:
+    """Bytes lost inside a head drop it; the next segment starting a request is read."""
+    conn = Conn()
+    conn.send(GET[:30])
+    conn.seq_c += 10
+    conn.send(GET[40:])
+    conn.send(POST)
+    assert [r.method for r in conn.end()] == ["POST"]
+
+
+def test_chunked_response_resyncs_on_next_response() -> None:
+    """After a chunked response body, the next segment starting a response is read."""
+    conn = Conn()
+    conn.send(GET, GET)
+    conn.reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    conn.reply(b"0\r\n\r\n")
+    conn.reply(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n" + CREATED)
+    assert [r.status_code for r in conn.end()] == [200, 304]
+
+
+def test_absolute_target_names_the_host() -> None:
+    """A proxy-style absolute target gives the host and path when there is no Host header."""
+    conn = Conn(port=8080)
+    conn.send(b"GET http://user@tiles.example.org:8080/z/1/2.png?k=v HTTP/1.0\r\n\r\n")
+    (rec,) = conn.end()
+    assert rec.host == "tiles.example.org:8080"
+    assert conn.flow.meta["http_host"] == "tiles.example.org"
+    assert conn.flow.meta["http_path"] == "/z/1/2.png?k=v"
+
+
+def test_asterisk_target_has_no_path() -> None:
+    """`OPTIONS *` names no path; the Host header still names the host."""
+    conn = Conn()
+    conn.send(b"OPTIONS * HTTP/1.1\r\nHost: cam.local\r\n\r\n")
+    (rec,) = conn.end()
+    assert (rec.method, rec.uri) == ("OPTIONS", "*")
+    assert conn.flow.meta == {"http_host": "cam.local", "http_method": "OPTIONS"}
+
+
+def test_connect_tunnel_is_not_parsed() -> None:
+    """After CONNECT and its 200, tunnelled bytes are not read as HTTP."""
+    conn = Conn(port=3128)
+    conn.send(b"CONNECT api.dji.com:443 HTTP/1.1\r\nHost: api.dji.com:443\r\n\r\n")
+    conn.reply(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    conn.send(b"\x16\x03\x01\x02\x00" + b"\x00" * 40)
+    conn.reply(b"HTTP/1.1 500 not really\r\n\r\n")
+    (rec,) = conn.end()
+    assert (rec.method, rec.status_code) == ("CONNECT", 200)
+    assert conn.flow.meta["http_host"] == "api.dji.com"
+    assert "http_path" not in conn.flow.meta
+
+
+def test_oversized_head_is_dropped() -> None:
+    """A head over max_head_bytes is dropped; a later request on the connection is read."""
+    conn = Conn(HttpOptions(max_head_bytes=64))
+    conn.send(b"GET /big HTTP/1.1\r\nX-Pad: " + b"a" * 100)
+    conn.send(b"b" * 20 + b"\r\n\r\n")
+    conn.send(GET)
+    assert [r.uri for r in conn.end()] == ["/api/report/config?app=dji_fly"]
+
+
+def test_pending_requests_are_bounded() -> None:
+    """Past max_pending unanswered requests, the oldest is written without a status."""
+    conn = Conn(HttpOptions(max_pending=2))
+    for i in range(3):
+        conn.send(b"GET /%d HTTP/1.1\r\n\r\n" % i)
+    assert [r.uri for r in conn.records()] == ["/0"]
+
+
+def test_non_http_flows_are_ignored() -> None:
+    """A TLS flow, or server bytes with no request, create no state and no record."""
+    conn = Conn(port=443)
+    conn.reply(OK)
+    conn.send(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
+    assert conn.end() == []
+    assert conn.analyzer._state == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.one_of(
+                st.binary(max_size=120),
+                st.sampled_from([GET, POST, OK, CREATED, b"GET ", b"HTTP/1.1 ", b"\r\n\r\n"]),
+                st.binary(max_size=60).map(lambda tail: b"GET / HTTP/1.1\r\n" + tail),
+            ),
+        ),
+        max_size=10,
+    )
+)
+def test_fuzz_analyzer_raises_nothing(segments: list[tuple[bool, bytes]]) -> None:
+    """Arbitrary segments either way, mixed with real HTTP pieces, raise nothing from any hook."""
+    conn = Conn(HttpOptions(max_head_bytes=256))
+    for from_client, data in segments:
+        if from_client:
+            conn.send(data)
+        else:
+            conn.reply(data)
+    for rec in conn.end():
+        assert rec.version.startswith("HTTP/1.")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_decoders_raise_only_decode_error(data: bytes) -> None:
+    """Arbitrary bytes into the head decoders raise only DecodeError."""
+    for parse in (parse_request_head, parse_response_head):
+        try:
+            parse(data)
+        except DecodeError:
+            pass

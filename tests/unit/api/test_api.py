@@ -1,0 +1,465 @@
+"""The alert service's API over TestClient, on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dronewatch.api.ingest import ldm_on_during
+from dronewatch.capture.files import FileSource
+from tests.service_fixtures import Api, records_of
+
+PHONE = "10.77.0.2"
+LDM_OFF_DESTS = {
+    "www.skypixel.com",
+    "live.example-user-stream.net",
+    "api.mapbox.com",
+    "flysafe-api.dji.com",
+    "account-api.dji.com",
+    "statistical-report.djiservice.org",
+}
+
+
+def all_alerts(api: Api, **params: Any) -> list[dict[str, Any]]:
+    resp = api.get("/api/v1/alerts", params={"limit": 1000, **params})
+    assert resp.status_code == 200, resp.text
+    items: list[dict[str, Any]] = resp.json()["items"]
+    return items
+
+
+def test_health_and_readiness(api: Api) -> None:
+    """/healthz answers without a key; /readyz checks the database and its schema revision."""
+    assert api.client.get("/healthz").json() == {"status": "ok", "detail": None}
+    assert api.client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/api/v1/alerts", None),
+        ("get", "/api/v1/devices", None),
+        ("post", "/api/v1/devices", {"ip": "10.0.0.9"}),
+        ("post", "/api/v1/ingest", {"batch_id": "x", "records": []}),
+        ("get", "/metrics", None),
+    ],
+)
+def test_no_key_is_401(api: Api, method: str, path: str, body: Any) -> None:
+    """Every API route refuses a request without a key, asking for a Bearer token."""
+    resp = getattr(api.client, method)(path, **({"json": body} if body is not None else {}))
+    assert resp.status_code == 401
+    assert resp.headers["www-authenticate"] == "Bearer"
+
+
+def test_unknown_and_revoked_keys_are_401(api: Api) -> None:
+    """A made-up key and a revoked key are both refused."""
+    bad = api.client.get("/api/v1/alerts", headers={"Authorization": "Bearer dw_nope"})
+    assert bad.status_code == 401
+    api.service.store.revoke_key("test-reader")
+    assert api.get("/api/v1/alerts", role="reader").status_code == 401
+
+
+def test_x_api_key_header_is_accepted(api: Api) -> None:
+    """The key may also come in X-API-Key."""
+    resp = api.client.get("/api/v1/alerts", headers={"X-API-Key": api.keys["reader"]})
+    assert resp.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "body", "allowed"),
+    [
+        ("reader", "get", "/api/v1/alerts", None, True),
+        ("reader", "get", "/api/v1/devices", None, True),
+        ("reader", "post", "/api/v1/devices", {"ip": "10.0.0.9"}, False),
+        ("reader", "post", "/api/v1/ingest", {"batch_id": "r", "records": []}, False),
+        ("reader", "get", "/api/v1/keys", None, False),
+        ("agent", "post", "/api/v1/ingest", {"batch_id": "a", "records": []}, True),
+        ("agent", "get", "/api/v1/alerts", None, True),
+        ("agent", "post", "/api/v1/devices", {"ip": "10.0.0.9"}, False),
+        ("agent", "post", "/api/v1/keys", {"name": "x", "role": "reader"}, False),
+        ("admin", "post", "/api/v1/devices", {"ip": "10.0.0.9"}, True),
+        ("admin", "post", "/api/v1/keys", {"name": "x", "role": "reader"}, True),
+        ("admin", "post", "/api/v1/ingest", {"batch_id": "b", "records": []}, True),
+    ],
+)
+def test_roles(api: Api, role: str, method: str, path: str, body: Any, allowed: bool) -> None:
+    """reader reads, agent ingests and reads, admin does everything; others get 403."""
+    kw = {"json": body} if body is not None else {}
+    resp = getattr(api.client, method)(path, headers=api.headers(role), **kw)
+    assert (resp.status_code < 300) is allowed, resp.text
+    if not allowed:
+        assert resp.status_code == 403 and role in resp.json()["detail"]
+
+
+def test_open_reads(api: Api) -> None:
+    """With open_reads, GETs need no key, writes still do."""
+    api.client.app.state.settings.open_reads = True  # type: ignore[attr-defined]
+    assert api.client.get("/api/v1/alerts").status_code == 200
+    assert api.client.post("/api/v1/devices", json={"ip": "10.0.0.5"}).status_code == 401
+
+
+def test_keys_are_stored_hashed(api: Api) -> None:
+    """The key table holds no secret; the API shows a key's secret only at creation."""
+    resp = api.post("/api/v1/keys", json={"name": "soc", "role": "reader"})
+    secret = resp.json()["key"]
+    assert secret.startswith("dw_")
+    listed = api.get("/api/v1/keys", role="admin").json()
+    assert all("key" not in k for k in listed)
+    from sqlalchemy import select
+
+    from dronewatch.api import db
+
+    with api.service.store.engine.connect() as conn:
+        stored = conn.execute(select(db.api_keys.c.key_hash)).scalars().all()
+    assert secret not in stored and all(len(h) == 64 for h in stored)
+    assert api.client.get("/api/v1/alerts", headers={"X-API-Key": secret}).status_code == 200
+
+
+def test_device_crud_and_validation(api: Api) -> None:
+    """Devices are created, read, patched and deleted; bad input is a 422 naming the field."""
+    dev = api.post(
+        "/api/v1/devices",
+        json={"name": "pilot", "mac": "AA-BB-CC-DD-EE-01", "allowed_categories": ["maps"]},
+    ).json()
+    assert dev["mac"] == "aa:bb:cc:dd:ee:01" and dev["ldm"] is False
+    dup = api.post("/api/v1/devices", json={"mac": "aa:bb:cc:dd:ee:01"})
+    assert dup.status_code == 409
+    bad = api.post("/api/v1/devices", json={"mac": "zz"})
+    assert bad.status_code == 422 and "mac" in bad.text
+    cat = api.post("/api/v1/devices", json={"ip": "10.1.1.1", "allowed_categories": ["weather"]})
+    assert cat.status_code == 422 and "weather" in cat.text
+    nothing = api.post("/api/v1/devices", json={"name": "ghost"})
+    assert nothing.status_code == 400
+    patched = api.patch(f"/api/v1/devices/{dev['id']}", json={"ip": "10.1.1.2"}).json()
+    assert patched["ip"] == "10.1.1.2" and patched["allowed_categories"] == ["maps"]
+    assert api.delete(f"/api/v1/devices/{dev['id']}").status_code == 204
+    assert api.get(f"/api/v1/devices/{dev['id']}").status_code == 404
+
+
+def test_ldm_change_records_who_and_when(api: Api) -> None:
+    """Turning LDM on records the time it takes effect and the key that did it."""
+    dev = api.device("10.9.9.9", ldm_at=None)
+    resp = api.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": True, "at": 1000.0}).json()
+    assert resp["ldm"] is True
+    assert resp["ldm_history"][-1]["at"] == 1000.0
+    assert resp["ldm_history"][-1]["by"] == "test-admin"
+
+
+def test_ldm_on_during() -> None:
+    """LDM counts as on for a flow when on at its start or switched on before its end."""
+    changes = [(10.0, True), (20.0, False)]
+    assert not ldm_on_during(changes, 0.0, 5.0)
+    assert ldm_on_during(changes, 5.0, 12.0)
+    assert ldm_on_during(changes, 15.0, 25.0)
+    assert not ldm_on_during(changes, 21.0, 30.0)
+
+
+def test_ingest_raises_alerts_for_ldm_on_device(api: Api) -> None:
+    """A session with six cloud destinations from a device with LDM on: six leak alerts."""
+    api.device(PHONE)
+    resp = api.ingest(records_of("dji_fly_ldm_off.pcap"))
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["duplicate"] is False and body["flows_new"] == 13
+    alerts = all_alerts(api)
+    assert {a["dest_name"] for a in alerts} == LDM_OFF_DESTS
+    sky = next(a for a in alerts if a["dest_name"] == "www.skypixel.com")
+    assert (sky["category"], sky["vendor"], sky["dest_country"]) == ("media_sync", "DJI", "US")
+    assert sky["bytes_out"] > 2_000_000 and sky["status"] == "open"
+
+
+def test_no_alert_while_ldm_off(api: Api) -> None:
+    """The same traffic from a device with LDM off raises nothing but is stored."""
+    dev = api.device(PHONE, ldm_at=None)
+    api.ingest(records_of("dji_fly_ldm_off.pcap"))
+    assert all_alerts(api) == []
+    flows = api.get(f"/api/v1/devices/{dev['id']}/flows").json()["items"]
+    assert len(flows) == 12
+
+
+def test_ldm_change_time_is_applied(api: Api) -> None:
+    """LDM switched on after the session's flows: those flows raise nothing."""
+    records = records_of("dji_fly_ldm_off.pcap")
+    last = max(r["ts"] + r.get("duration_s", 0) for r in records if r["log"] == "flows")
+    api.device(PHONE, ldm_at=last + 1)
+    api.ingest(records)
+    assert all_alerts(api) == []
+
+
+def test_allowed_category_is_exempt(api: Api) -> None:
+    """A maps exemption lets the map fetch through and alerts on the rest."""
+    api.device(PHONE, allowed_categories=["maps"])
+    api.ingest(records_of("dji_fly_ldm_off.pcap"))
+    assert {a["dest_name"] for a in all_alerts(api)} == LDM_OFF_DESTS - {"api.mapbox.com"}
+
+
+def test_resent_batch_changes_nothing(api: Api) -> None:
+    """Posting the same batch twice: the second is a duplicate and no alert changes."""
+    api.device(PHONE)
+    records = records_of("dji_fly_ldm_off.pcap")
+    api.ingest(records, batch="same")
+    before = {a["id"]: a["seq"] for a in all_alerts(api)}
+    again = api.ingest(records, batch="same").json()
+    assert again["duplicate"] is True
+    assert {a["id"]: a["seq"] for a in all_alerts(api)} == before
+
+
+def test_same_flows_in_new_batch_are_not_counted_twice(api: Api) -> None:
+    """Flows re-sent under another batch id do not add to the alerts' bytes."""
+    api.device(PHONE)
+    records = records_of("dji_fly_ldm_on_violation.pcap")
+    api.ingest(records, batch="one")
+    first = {a["id"]: a["bytes_out"] for a in all_alerts(api)}
+    assert api.ingest(records, batch="two").json()["flows_new"] == 0
+    assert {a["id"]: a["bytes_out"] for a in all_alerts(api)} == first
+
+
+def test_discovered_devices_and_ldm_for_replays(api: Api) -> None:
+    """Ground stations in the records become devices; an admin replay can set their LDM."""
+    refused = api.ingest(records_of("dji_fly_ldm_on_violation.pcap"), discovered_ldm=True)
+    assert refused.status_code == 403
+    resp = api.ingest(
+        records_of("dji_fly_ldm_on_violation.pcap"), role="admin", discovered_ldm=True
+    )
+    assert resp.json()["devices_discovered"] >= 1
+    devices = api.get("/api/v1/devices").json()
+    phone = next(d for d in devices if d["ip"] == PHONE)
+    assert phone["discovered"] is True and phone["ldm"] is True
+    assert [a["dest_name"] for a in all_alerts(api)] == ["mydjiflight.dji.com"]
+
+
+def test_cursor_pages_cover_everything_once(api: Api) -> None:
+    """Paging with cursor and limit=2 returns every alert exactly once, newest first."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_off.pcap"))
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = api.get("/api/v1/alerts", params=params).json()
+        seen += [a["seq"] for a in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 6
+
+
+def test_etag_gives_304(api: Api) -> None:
+    """An unchanged list answers 304 to If-None-Match with its ETag."""
+    first = api.get("/api/v1/alerts")
+    etag = first.headers["etag"]
+    again = api.get("/api/v1/alerts", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+
+
+def test_polling_misses_and_repeats_nothing(api: Api) -> None:
+    """A dashboard polling with since= while batches arrive sees every change exactly once."""
+    api.device(PHONE)
+    api.device("192.168.2.20")
+    batches = [
+        records_of(n)
+        for n in (
+            "dji_fly_ldm_off.pcap",
+            "dji_fly_ldm_on_violation.pcap",
+            "dji_fly_ldm_on_maps_only.pcap",
+            "dji_cloud_api_mqtt.pcap",
+        )
+    ]
+    done = threading.Event()
+
+    def feed() -> None:
+        for i, records in enumerate(batches):
+            api.service.ingest(f"poll-{i}", "test", records)
+        done.set()
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    since = 0
+    seen: list[tuple[str, int]] = []
+    while True:
+        finished = done.is_set()
+        page = api.get("/api/v1/alerts", params={"since": since, "limit": 2}).json()
+        seen += [(a["id"], a["seq"]) for a in page["items"]]
+        since = page["last_seq"]
+        if finished and not page["has_more"] and not page["items"]:
+            break
+    thread.join()
+    seqs = [s for _, s in seen]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    final = {a["id"]: a["seq"] for a in all_alerts(api)}
+    latest = {}
+    for alert_id, seq in seen:
+        latest[alert_id] = seq
+    assert latest == final
+
+
+def test_ack_and_resolve_record_who_and_reopen_on_new_traffic(api: Api) -> None:
+    """Ack and resolve record the key and time; new traffic reopens a resolved alert."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    (alert,) = all_alerts(api)
+    acked = api.post(f"/api/v1/alerts/{alert['id']}/ack", json={"comment": "looking"}).json()
+    assert acked["status"] == "acknowledged" and acked["acked_by"] == "test-admin"
+    assert acked["acked_at"] is not None and acked["status_comment"] == "looking"
+    assert api.post(f"/api/v1/alerts/{alert['id']}/ack", role="reader").status_code == 403
+    resolved = api.post(f"/api/v1/alerts/{alert['id']}/resolve").json()
+    assert resolved["status"] == "resolved" and resolved["resolved_by"] == "test-admin"
+    later = [dict(r) for r in records_of("dji_fly_ldm_on_violation.pcap")]
+    for r in later:
+        if r["log"] == "flows":
+            r["uid"] = r["uid"] + "X"
+            r["ts"] += 3600
+    api.ingest(later, batch="later")
+    assert api.get(f"/api/v1/alerts/{alert['id']}").json()["status"] == "open"
+
+
+def test_alert_detail_carries_evidence_flows(api: Api) -> None:
+    """GET /alerts/{id} includes the stored records of the flows behind the alert."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    (alert,) = all_alerts(api)
+    detail = api.get(f"/api/v1/alerts/{alert['id']}").json()
+    (flow,) = detail["evidence_flows"]
+    assert flow["uid"] == alert["uids"][0] and flow["server_name"] == "mydjiflight.dji.com"
+    assert api.get("/api/v1/alerts/Anope").status_code == 404
+
+
+def test_verdicts(api: Api) -> None:
+    """Violation with LDM on and traffic; clean when nothing left; not_applicable when off."""
+    phone = api.device(PHONE)
+    link = api.device("192.168.2.20")
+    off = api.device("10.77.0.99", ldm_at=None)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    v = api.get(f"/api/v1/devices/{phone['id']}/verdict").json()
+    assert v["verdict"] == "violation" and v["destinations"][0]["destination"] == (
+        "mydjiflight.dji.com"
+    )
+    assert v["coverage"]["packets"] == 626 and v["coverage"]["complete"] is True
+    assert api.get(f"/api/v1/devices/{link['id']}/verdict").json()["verdict"] == "clean"
+    assert api.get(f"/api/v1/devices/{off['id']}/verdict").json()["verdict"] == "not_applicable"
+
+
+def test_metrics(api: Api) -> None:
+    """/metrics gives packets, flows, alerts by category and the ingest lag."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    text = api.get("/metrics").text
+    assert 'dronewatch_alerts{category="telemetry",status="open"} 1.0' in text
+    assert "dronewatch_flows_total 3.0" in text
+    assert "dronewatch_packets_total 620.0" in text
+    assert "dronewatch_ingest_lag_seconds" in text
+
+
+def test_openapi_lists_every_resource(api: Api) -> None:
+    """The OpenAPI document describes alerts, devices, ingest, keys and health."""
+    paths = api.client.get("/openapi.json").json()["paths"]
+    for p in (
+        "/api/v1/alerts",
+        "/api/v1/alerts/stream",
+        "/api/v1/devices/{device_id}/ldm",
+        "/api/v1/ingest",
+        "/api/v1/keys",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
+        assert p in paths
+
+
+def test_evidence_is_dissected(api: Api) -> None:
+    """The frames behind an alert come back dissected: TLS with its SNI when tshark is there."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    (alert,) = all_alerts(api)
+    (ev,) = api.get(f"/api/v1/alerts/{alert['id']}/evidence").json()
+    assert ev["uid"] == alert["uids"][0] and len(ev["frames"]) == 4
+    first = ev["frames"][0]["layers"]
+    # With tshark installed (the test set-up installs it) Wireshark's dissectors must be used.
+    assert ev["dissector"] == ("tshark" if shutil.which("tshark") else "dronewatch")
+    if ev["dissector"] == "tshark":
+        assert first["tcp"]["flags_syn"] in ("1", "True")
+        tls = [f["layers"]["tls"] for f in ev["frames"] if "tls" in f["layers"]]
+        assert any(t.get("handshake_extensions_server_name") == "mydjiflight.dji.com" for t in tls)
+    else:
+        assert first["ipv4"]["dst"] == alert["dest_ip"]
+
+
+def test_evidence_downloads_as_pcap(api: Api, tmp_path: Path) -> None:
+    """The kept frames come back as a pcap file that dronewatch (and Wireshark) reads: the
+    upload's handshake, with the SNI, addressed to the alert's destination."""
+    api.device(PHONE)
+    api.ingest(records_of("dji_fly_ldm_on_violation.pcap"))
+    (alert,) = all_alerts(api)
+    resp = api.get(f"/api/v1/alerts/{alert['id']}/evidence.pcap")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/vnd.tcpdump.pcap"
+    assert f"alert-{alert['id']}.pcap" in resp.headers["content-disposition"]
+    path = tmp_path / "evidence.pcap"
+    path.write_bytes(resp.content)
+    frames = list(FileSource(str(path)).packets())
+    assert len(frames) == 4 and b"mydjiflight.dji.com" in b"".join(f.data for f in frames)
+    assert api.get("/api/v1/alerts/nosuchalert/evidence.pcap").status_code == 404
+
+
+def test_evidence_pcap_is_404_without_kept_frames(api: Api) -> None:
+    api.device(PHONE)
+    records = [r for r in records_of("dji_fly_ldm_on_violation.pcap") if r["log"] != "evidence"]
+    api.ingest(records)
+    (alert,) = all_alerts(api)
+    resp = api.get(f"/api/v1/alerts/{alert['id']}/evidence.pcap")
+    assert resp.status_code == 404 and "no frames" in resp.json()["detail"]
+
+
+def test_evidence_without_tshark_uses_own_fields() -> None:
+    """Without tshark the evidence frames are decoded by dronewatch itself."""
+    import base64
+
+    from dronewatch.api.dissect import dissect
+    from tests.pcaps import PCAPS
+
+    data = (PCAPS / "lab" / "http.pcap").read_bytes()[40 : 40 + 74]
+    out = dissect(
+        {
+            "uid": "C1",
+            "linktype": 1,
+            "frames": [
+                {"ts": 1.0, "frame": 1, "wirelen": 74, "data": base64.b64encode(data).decode()}
+            ],
+        },
+        use_tshark=False,
+    )
+    assert out["dissector"] == "dronewatch"
+    assert out["frames"][0]["layers"]["transport"]["dport"] == 80
+
+
+def test_coverage_gap_makes_a_clean_window_incomplete(api: Api) -> None:
+    """A sensor that stopped for a while: its coverage reports leave a hole, and a window over
+    the hole cannot be called clean."""
+    phone = api.device(PHONE)
+
+    def report(start: float, end: float, packets: int) -> dict[str, object]:
+        return {
+            "log": "capture",
+            "ts": start,
+            "last_ts": end,
+            "source": "live:eth1",
+            "format": "live",
+            "packets": packets,
+            "drops": 0,
+            "complete": True,
+        }
+
+    api.ingest([report(1000.0, 1010.0, 50), report(1010.0, 1020.0, 40)], batch="c1")
+    api.ingest([report(1100.0, 1110.0, 30)], batch="c2")  # the agent was down 1020-1100
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    covered = api.get(url, params={"start": 1000, "end": 1020}).json()
+    assert covered["verdict"] == "clean" and covered["coverage"]["gaps"] == []
+    holed = api.get(url, params={"start": 1000, "end": 1110}).json()
+    assert holed["verdict"] == "incomplete"
+    assert holed["coverage"]["gaps"] == [[1020.0, 1100.0]]
+    assert "1 coverage gaps (80 s not captured)" in holed["msg"]

@@ -1,0 +1,295 @@
+"""The `dronewatch` command as a user runs it: help, outputs, error messages and exit codes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dronewatch.cli.app import EXIT_DAMAGED, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, main, worst
+from tests.pcaps import PCAPS
+
+HTTP = PCAPS / "lab" / "http.pcap"
+TLS = PCAPS / "lab" / "tls_sni.pcap"
+VIOLATION = PCAPS / "scenarios" / "dji_fly_ldm_on_violation.pcap"
+LDM_OFF = PCAPS / "scenarios" / "dji_fly_ldm_off.pcap"
+MAPS_ONLY = PCAPS / "scenarios" / "dji_fly_ldm_on_maps_only.pcap"
+DRONEWATCH = Path(sys.executable).parent / "dronewatch"
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user would call it."""
+    return subprocess.run(
+        [str(DRONEWATCH), *args],
+        input=stdin.decode("latin-1") if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        encoding="latin-1",
+        check=False,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["analyze"],
+        ["diff"],
+        ["geoip"],
+        ["geoip", "info"],
+        ["geoip", "lookup"],
+        ["rules"],
+        ["rules", "lint"],
+        ["rules", "list"],
+        ["serve"],
+        ["replay"],
+        ["agent"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
+    ],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    """`--help` works on every command and describes it."""
+    proc = run(*command, "--help")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: dronewatch")
+    assert len(proc.stdout.splitlines()) > 4
+
+
+def test_analyze_help_documents_exit_codes() -> None:
+    """The analyze help lists every exit code."""
+    out = run("analyze", "--help").stdout
+    for line in (
+        "0  every capture",
+        "1  a local-data-mode violation",
+        "2  bad usage",
+        "3  a capture is damaged",
+    ):
+        assert line in out
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    """Running with no command shows the commands and is a usage error."""
+    proc = run()
+    assert proc.returncode == EXIT_USAGE
+    assert "analyze" in proc.stdout and "diff" in proc.stdout
+
+
+def test_analyze_prints_summary_and_writes_records(tmp_path: Path) -> None:
+    """A readable table on stdout and one JSONL file per record type under --out."""
+    proc = run("analyze", "--out", str(tmp_path), str(HTTP))
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert "statistical-report.djiservice.org" in proc.stdout
+    assert "Records written to" in proc.stdout
+    http = read_jsonl(tmp_path / "http.jsonl")
+    assert [r["method"] for r in http] == ["GET", "POST"]
+    flows = read_jsonl(tmp_path / "flows.jsonl")
+    assert len(flows) == 1 and flows[0]["service"] == "http"
+    assert {p.name for p in tmp_path.iterdir()} >= {"flows.jsonl", "http.jsonl", "capture.jsonl"}
+
+
+def test_missing_file_is_usage_error(tmp_path: Path) -> None:
+    """A file that does not exist: exit 2 and a message naming it, no traceback."""
+    proc = run("analyze", str(tmp_path / "nope.pcap"))
+    assert proc.returncode == EXIT_USAGE
+    assert "nope.pcap" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_empty_file_is_usage_error(tmp_path: Path) -> None:
+    """A zero-length file: exit 2, the message says it is empty and names it."""
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    proc = run("analyze", "--quiet", str(empty))
+    assert proc.returncode == EXIT_USAGE
+    assert "empty.pcap at byte offset 0: empty file" in proc.stderr
+
+
+def test_wrong_magic_is_usage_error(tmp_path: Path) -> None:
+    """A file that is not a capture: exit 2, the message gives the magic it found."""
+    bad = tmp_path / "notes.pcap"
+    bad.write_bytes(b"hello, this is text\n" * 4)
+    proc = run("analyze", "--quiet", str(bad))
+    assert proc.returncode == EXIT_USAGE
+    assert "not a pcap or pcapng file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_truncated_file_keeps_records_before_damage(tmp_path: Path) -> None:
+    """A capture cut mid-packet: exit 3, the offset is named, earlier records are written."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(HTTP.read_bytes()[:2500])
+    out = tmp_path / "out"
+    proc = run("analyze", "--quiet", "--out", str(out), str(cut))
+    assert proc.returncode == EXIT_DAMAGED
+    assert "cut.pcap at byte offset 2463" in proc.stderr
+    assert len(read_jsonl(out / "http.jsonl")) == 2
+    (capture,) = read_jsonl(out / "capture.jsonl")
+    assert capture["complete"] is False and capture["packets"] == 16
+
+
+def test_gzip_and_stdin(tmp_path: Path) -> None:
+    """A gzip-compressed capture and a pcap stream on stdin give the same HTTP records."""
+    gz = tmp_path / "http.pcap.gz"
+    gz.write_bytes(gzip.compress(HTTP.read_bytes()))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("analyze", "--quiet", "--out", str(a), str(gz)).returncode == EXIT_OK
+    proc = run("analyze", "--quiet", "--out", str(b), "-", stdin=HTTP.read_bytes())
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert read_jsonl(a / "http.jsonl") == read_jsonl(b / "http.jsonl")
+
+
+def test_violation_exits_1_and_exports_alerts(tmp_path: Path) -> None:
+    """LDM on with a cloud upload: exit 1, alerts in native, ECS and OCSF form."""
+    proc = run("analyze", "--ldm", "on", "--out", str(tmp_path), str(VIOLATION))
+    assert proc.returncode == EXIT_VIOLATION
+    assert "VIOLATION" in proc.stdout
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    ecs = read_jsonl(tmp_path / "alerts.ecs.jsonl")
+    ocsf = read_jsonl(tmp_path / "alerts.ocsf.jsonl")
+    assert len(alerts) == len(ecs) == len(ocsf) >= 1
+    assert {a["dest_name"] for a in alerts} == {"mydjiflight.dji.com"}
+
+
+def test_same_capture_ldm_off_exits_0() -> None:
+    """Without LDM the same traffic is reported but is no violation."""
+    proc = run("analyze", "--ldm", "off", str(VIOLATION))
+    assert proc.returncode == EXIT_OK
+    assert "not_applicable" in proc.stdout.lower() or "LDM off" in proc.stdout
+
+
+def test_usage_error_beats_violation(tmp_path: Path) -> None:
+    """A missing file and a violation in one run: exit 2 (documented priority)."""
+    proc = run("analyze", "--quiet", "--ldm", "on", str(VIOLATION), str(tmp_path / "gone.pcap"))
+    assert proc.returncode == EXIT_USAGE
+
+
+def test_worst_priority() -> None:
+    """Exit code priority is usage > violation > damaged > ok."""
+    assert worst(EXIT_OK, EXIT_DAMAGED) == EXIT_DAMAGED
+    assert worst(EXIT_DAMAGED, EXIT_VIOLATION) == EXIT_VIOLATION
+    assert worst(EXIT_VIOLATION, EXIT_USAGE) == EXIT_USAGE
+    assert worst(EXIT_USAGE, EXIT_OK) == EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy", "/nonexistent/policy.yaml"], "policy.yaml"),
+        (["--ldm-window", "yesterday"], "not a time"),
+        (["--allow-category", "weather"], "--allow-category 'weather'"),
+        (["--local-subnet", "10.0.0.0/40"], "10.0.0.0/40"),
+        (["--geoip-dir", "/nonexistent"], "not a directory"),
+    ],
+)
+def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
+    """Each bad option value ends with exit 2 and a message about it, never a traceback."""
+    proc = run("analyze", *args, str(HTTP))
+    assert proc.returncode == EXIT_USAGE
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_policy_file_names_the_problem(tmp_path: Path) -> None:
+    """A policy with an unknown key is refused with the file and the key named."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("defaults:\n  ldm: on\n  colour: blue\n")
+    proc = run("analyze", "--policy", str(policy), str(HTTP))
+    assert proc.returncode == EXIT_USAGE
+    assert "policy.yaml" in proc.stderr and "colour" in proc.stderr
+
+
+def test_unwritable_out_dir(tmp_path: Path) -> None:
+    """An --out that cannot be created is exit 2 with the path named."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run("analyze", "--out", str(blocker / "sub"), str(HTTP))
+    assert proc.returncode == EXIT_USAGE
+    assert "cannot create output directory" in proc.stderr
+
+
+def test_diff_ldm_off_against_on(capsys: pytest.CaptureFixture[str]) -> None:
+    """diff lists the cloud destinations that only the LDM-off capture reached."""
+    assert main(["diff", "--json", str(LDM_OFF), str(MAPS_ONLY)]) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    status = {d["name"]: d["status"] for d in doc["destinations"]}
+    assert status["api.mapbox.com"] == "both"
+    assert status["flysafe-api.dji.com"] == "only_a"
+    assert status["www.skypixel.com"] == "only_a"
+    assert "only_b" not in status.values()
+
+
+def test_diff_unreadable_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """diff against a missing capture is exit 2 with the name in the message."""
+    assert main(["diff", str(LDM_OFF), str(tmp_path / "missing.pcap")]) == EXIT_USAGE
+    assert "missing.pcap" in capsys.readouterr().err
+
+
+def test_workers_give_the_output_of_one_process(tmp_path: Path) -> None:
+    """Several files over two processes: the same summary, records and exit code as one."""
+    files = [str(p) for p in sorted((PCAPS / "scenarios").glob("*.pcap"))]
+    one = run("analyze", *files, "--ldm", "on", "--out", str(tmp_path / "one"))
+    two = run("analyze", *files, "--ldm", "on", "--out", str(tmp_path / "two"), "--workers", "2")
+    assert one.returncode == two.returncode == EXIT_VIOLATION
+    assert one.stdout.replace("/one/", "/two/") == two.stdout
+    logs = sorted(p.name for p in (tmp_path / "one").glob("*.jsonl"))
+    assert logs and logs == sorted(p.name for p in (tmp_path / "two").glob("*.jsonl"))
+    for name in logs:
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def test_quiet_workers_keep_the_exit_code_and_records(tmp_path: Path) -> None:
+    """With --quiet the workers send back only their JSONL lines (no summary is printed), and
+    none at all without --out: the exit code, messages and records are those of one process."""
+    files = [str(p) for p in sorted((PCAPS / "scenarios").glob("*.pcap"))]
+    for out in ([], ["--out", str(tmp_path / "one")]):
+        one = run("analyze", *files, "--ldm", "on", "--quiet", *out)
+        two = run(
+            "analyze", *files, "--ldm", "on", "--quiet", "--workers", "2",
+            *[o.replace("one", "two") for o in out],
+        )  # fmt: skip
+        assert one.returncode == two.returncode == EXIT_VIOLATION
+        assert one.stdout == two.stdout == "" and one.stderr == two.stderr
+    logs = sorted(p.name for p in (tmp_path / "one").glob("*.jsonl"))
+    assert "alerts.ocsf.jsonl" in logs and logs == sorted(
+        p.name for p in (tmp_path / "two").glob("*.jsonl")
+    )
+    for name in logs:
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def test_workers_with_one_file_says_so() -> None:
+    proc = run("analyze", str(PCAPS / "lab" / "dns.pcap"), "--workers", "2", "--quiet")
+    assert proc.returncode == EXIT_OK and "one file, or stdin" in proc.stderr
+
+
+def test_workers_report_a_bad_file_and_go_on(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all")
+    good = str(PCAPS / "lab" / "dns.pcap")
+    proc = run("analyze", str(bad), good, "--workers", "2", "--quiet")
+    assert proc.returncode == EXIT_USAGE
+    assert "not a pcap or pcapng file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("capture", "shown"),
+    [
+        ("odid_wifi_bcn_sample.pcap", "MFG1A0123456789"),
+        # The early 90:3A:E6 format has no serial: the transmitter is named by its MAC.
+        ("beacon_sample.pcap", "MAC 84:cc:a8:60:43:24"),
+    ],
+)
+def test_summary_lists_aircraft_broadcasts(capture: str, shown: str) -> None:
+    """Every aircraft heard broadcasting is listed apart from the leaks, with or without serial."""
+    proc = run("analyze", str(PCAPS / "third_party" / "opendroneid" / capture))
+    assert proc.returncode == EXIT_OK, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Aircraft broadcasts"))
+    assert "Remote ID, not leaks" in line and shown in line

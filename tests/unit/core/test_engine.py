@@ -1,0 +1,263 @@
+"""The flow table: direction, counters, TCP state, timeouts, inspection budget, hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from dronewatch.core.engine import Engine, EngineOptions, conn_state, flow_uid
+from dronewatch.core.flow import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Flow, Packet
+from tests.factories import RecordingContext, ip, make_packet, make_udp
+
+
+class Spy:
+    """An analyzer that remembers every hook call."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.ended: list[Flow] = []
+
+    def flow_start(self, flow: Flow, pkt: Packet) -> None:
+        self.calls.append(("start", flow.uid))
+
+    def packet(self, flow: Flow, pkt: Packet) -> None:
+        self.calls.append(("packet", flow.uid))
+
+    def flow_end(self, flow: Flow) -> None:
+        self.ended.append(flow)
+
+    def frame(self, pkt: Packet) -> None:
+        self.calls.append(("frame", ""))
+
+
+def engine(**opts: float) -> tuple[Engine, Spy]:
+    spy = Spy()
+    return Engine([spy], RecordingContext(), EngineOptions(**opts)), spy  # type: ignore[arg-type]
+
+
+def tcp(flags: int, *, reverse: bool = False, ts: float = 1.0, payload: bytes = b"") -> Packet:
+    if reverse:
+        return make_packet(
+            payload,
+            src="203.0.113.10",
+            dst="192.168.1.3",
+            sport=443,
+            dport=50000,
+            tcp_flags=flags,
+            ts=ts,
+        )
+    return make_packet(payload, tcp_flags=flags, ts=ts)
+
+
+def test_handshake_data_close_is_one_flow_sf() -> None:
+    """SYN, SYN-ACK, data both ways, FIN both ways make one SF flow with per-direction counts."""
+    eng, spy = engine()
+    for pkt in (
+        tcp(TCP_SYN),
+        tcp(TCP_SYN | TCP_ACK, reverse=True),
+        tcp(TCP_ACK, ts=1.1),
+        tcp(TCP_ACK | 0x08, ts=1.2, payload=b"x" * 100),
+        tcp(TCP_ACK | 0x08, reverse=True, ts=1.3, payload=b"y" * 300),
+        tcp(TCP_FIN | TCP_ACK, ts=1.4),
+        tcp(TCP_FIN | TCP_ACK, reverse=True, ts=1.5),
+        tcp(TCP_ACK, ts=1.6),
+    ):
+        eng.process(pkt)
+    eng.finish()
+    assert len(spy.ended) == 1
+    flow = spy.ended[0]
+    assert flow.orig_h == ip("192.168.1.3") and flow.resp_p == 443
+    assert (flow.orig_pkts, flow.resp_pkts) == (5, 3)
+    assert (flow.orig_payload_bytes, flow.resp_payload_bytes) == (100, 300)
+    assert flow.history == "ShADdFf"
+    assert conn_state(flow) == "SF" and flow.end_reason == "tcp_close"
+    assert round(flow.duration_s, 3) == 0.6
+
+
+def test_syn_ack_first_makes_the_receiver_the_originator() -> None:
+    """A capture that starts at the SYN-ACK still names the client as originator."""
+    eng, spy = engine()
+    eng.process(tcp(TCP_SYN | TCP_ACK, reverse=True))
+    eng.finish()
+    assert spy.ended[0].orig_h == ip("192.168.1.3")
+
+
+def test_closed_flow_ends_after_linger_and_a_new_syn_is_a_new_flow() -> None:
+    """A RST closes the flow after the linger time; the same tuple later is a new flow."""
+    eng, spy = engine(close_linger_s=2.0, sweep_every_s=1.0)
+    eng.process(tcp(TCP_SYN, ts=1.0))
+    eng.process(tcp(TCP_RST, reverse=True, ts=1.1))
+    eng.process(tcp(TCP_SYN, ts=10.0))
+    eng.finish()
+    assert [f.end_reason for f in spy.ended] == ["tcp_close", "eof"]
+    assert conn_state(spy.ended[0]) == "REJ"
+    assert spy.ended[0].uid != spy.ended[1].uid
+
+
+def test_udp_idle_timeout() -> None:
+    """A UDP flow idle longer than its timeout ends, and traffic after it opens a new flow."""
+    eng, spy = engine(udp_idle_s=30.0, sweep_every_s=1.0)
+    eng.process(make_udp(b"a", ts=0.0))
+    eng.process(make_udp(b"b", ts=100.0))
+    eng.finish()
+    assert [f.end_reason for f in spy.ended] == ["idle", "eof"]
+
+
+def test_active_timeout_cuts_long_flows() -> None:
+    """A flow longer than the active timeout is cut into two flows."""
+    eng, spy = engine(active_s=10.0, udp_idle_s=1000.0)
+    for t in range(0, 25, 5):
+        eng.process(make_udp(b"a", ts=float(t)))
+    eng.finish()
+    assert [f.end_reason for f in spy.ended] == ["active", "eof"]
+    assert sum(f.orig_pkts for f in spy.ended) == 5
+
+
+def test_inspection_budget_and_followers() -> None:
+    """Every analyzer sees the first N payload packets; after them only the analyzers that
+    follow the flow do, and a packet without payload reaches none."""
+    spy, other = Spy(), Spy()
+    other.name = "other"
+    eng = Engine([spy, other], RecordingContext(), EngineOptions(inspect_packets=3))  # type: ignore[list-item]
+    for i in range(10):
+        eng.process(make_udp(b"p", ts=float(i) * 0.01))
+    assert [len(s.calls) for s in (spy, other)] == [4, 4]  # start + 3 packets each
+    flow = next(iter(eng.flows.values()))
+    flow.follow("other")
+    flow.follow("other")
+    assert flow.followers == ("other",) and flow.sticky
+    eng.process(make_udp(b"p", ts=1.0))
+    eng.process(make_udp(b"", ts=1.1))
+    assert [len(s.calls) for s in (spy, other)] == [4, 5]
+    assert flow.inspected == 3
+
+
+def test_two_analyzers_with_one_name_are_refused() -> None:
+    """Followers are found by analyzer name, so names must be unique."""
+    with pytest.raises(ValueError, match="spy"):
+        Engine([Spy(), Spy()], RecordingContext())  # type: ignore[list-item]
+
+
+def test_non_ip_frames_go_to_frame_hook() -> None:
+    """A frame that is not IP reaches the frame hook and opens no flow."""
+    eng, spy = engine()
+    eng.process(Packet(ts=1.0, frame=1, wirelen=10, caplen=10, linktype=127))
+    assert spy.calls == [("frame", "")] and not eng.flows
+
+
+def test_dns_cache_names_new_flows() -> None:
+    """A flow to an address the DNS cache knows carries that name in its meta."""
+    ctx = RecordingContext()
+    ctx.dns.remember(ip("203.0.113.10"), "flysafe-api.dji.com", 0.0)
+    eng = Engine([], ctx)
+    eng.process(make_packet(b"x"))
+    assert next(iter(eng.flows.values())).meta["dns_name"] == "flysafe-api.dji.com"
+
+
+def test_flow_uid_is_stable_and_distinct() -> None:
+    """The same key and first time give the same uid; another time gives another."""
+    key = (6, ip("1.1.1.1"), 1, ip("2.2.2.2"), 2)
+    assert flow_uid(key, 1.0) == flow_uid(key, 1.0)
+    assert flow_uid(key, 1.0) != flow_uid(key, 2.0)
+    assert flow_uid(key, 1.0).startswith("C") and len(flow_uid(key, 1.0)) == 18
+
+
+def test_a_failing_analyzer_does_not_stop_the_others() -> None:
+    """An exception in one analyzer's hook is logged and the run goes on."""
+
+    class Broken:
+        name = "broken"
+
+        def packet(self, flow: Flow, pkt: Packet) -> None:
+            raise RuntimeError("bug")
+
+    spy = Spy()
+    eng = Engine([Broken(), spy], RecordingContext())  # type: ignore[list-item]
+    eng.process(make_udp(b"a"))
+    eng.process(make_udp(b"b", ts=1_700_000_001.0))
+    assert sum(1 for c in spy.calls if c[0] == "packet") == 2
+
+
+def test_max_flows_evicts_the_most_idle() -> None:
+    """Beyond max_flows, the least recently active flows are ended."""
+    eng, spy = engine(max_flows=5)
+    for port in range(10):
+        eng.process(make_udp(b"a", sport=1000 + port, ts=float(port)))
+    assert len(eng.flows) <= 5
+    assert all(f.end_reason == "evicted" for f in spy.ended)
+    assert min(f.orig_p for f in eng.flows.values()) > 1000
+
+
+def test_analyzer_that_does_not_want_a_flow_sees_none_of_its_packets() -> None:
+    """`wants` is asked once per flow; a refusing analyzer gets no packet of it, others do."""
+
+    class Picky(Spy):
+        name = "picky"
+
+        def wants(self, flow: Flow) -> bool:
+            self.calls.append(("wants", str(flow.resp_p)))
+            return flow.resp_p == 53
+
+    spy, picky = Spy(), Picky()
+    eng = Engine([spy, picky], RecordingContext())  # type: ignore[list-item]
+    for _ in range(3):
+        eng.process(make_udp(b"q", dport=53))
+        eng.process(make_udp(b"q", dport=5353))
+    picky_packets = [c for c in picky.calls if c[0] == "packet"]
+    assert [c for c in picky.calls if c[0] == "wants"] == [("wants", "53"), ("wants", "5353")]
+    assert len(picky_packets) == 3 and len([c for c in spy.calls if c[0] == "packet"]) == 6
+
+
+def test_failing_wants_means_the_analyzer_sees_the_flow() -> None:
+    """A bug in `wants` does not hide traffic from the analyzer."""
+
+    class Broken(Spy):
+        name = "broken"
+
+        def wants(self, flow: Flow) -> bool:
+            raise RuntimeError("bug")
+
+    broken = Broken()
+    eng = Engine([broken], RecordingContext())  # type: ignore[list-item]
+    eng.process(make_udp(b"q"))
+    assert ("packet", next(iter(eng.flows.values())).uid) in broken.calls
+
+
+def test_declined_analyzer_sees_no_more_packets() -> None:
+    """An analyzer that declines a flow gets none of its later packets; the others still do;
+    the packets still count against the flow's inspection budget."""
+
+    class Decliner(Spy):
+        name = "decliner"
+
+        def packet(self, flow: Flow, pkt: Packet) -> None:
+            super().packet(flow, pkt)
+            flow.decline(self.name)
+
+    spy, decliner = Spy(), Decliner()
+    eng = Engine([decliner, spy], RecordingContext(), EngineOptions(inspect_packets=5))  # type: ignore[list-item]
+    for i in range(4):
+        eng.process(make_udp(b"p", ts=float(i)))
+    flow = next(iter(eng.flows.values()))
+    assert [len([c for c in s.calls if c[0] == "packet"]) for s in (decliner, spy)] == [1, 4]
+    assert flow.inspector_names == ("spy",) and flow.inspected == 4
+    flow.decline("spy")
+    flow.decline("nobody")
+    assert flow.inspectors == () and flow.inspector_names == ()
+
+
+def test_flows_share_addresses_ports_and_inspector_tuples() -> None:
+    """Flows of one phone keep one object per address, port and set of inspecting analyzers,
+    not a copy each (memory per live flow), and their keys still find them."""
+    eng, _ = engine()
+    a = make_packet(b"x", sport=50001, dport=8443, ts=1.0)
+    b = make_packet(b"y", sport=50002, dport=8443, ts=2.0)
+    eng.process(a)
+    eng.process(b)
+    f1, f2 = eng.flows.values()
+    assert f1.orig_h is f2.orig_h and f1.resp_h is f2.resp_h
+    assert f1.resp_p is f2.resp_p  # 8443: not one of Python's small cached ints
+    assert f1.inspectors is f2.inspectors and f1.inspector_names is f2.inspector_names
+    eng.process(make_packet(b"z", sport=50001, dport=8443, ts=3.0))
+    assert len(eng.flows) == 2 and f1.orig_pkts == 2
