@@ -1,17 +1,29 @@
 """What left one device for one destination and category: the unit an alert is raised on.
 
-Both the offline monitor (`dronewatch analyze`) and the alert service keep one `Egress` per
-(device, destination, category, note, LDM state) and turn it into an `Alert` with `build_alert`, so
-the two agree on alert ids, severities and wording.
+The monitor turns each finished flow that crossed the local boundary, and each vendor name a local
+host looked up, into one `EgressRecord` (egress.jsonl): the observation, with the classification,
+evidence and destination facts it needs. `EgressBook` folds observations into one `Egress` per
+(device, destination, category, note, LDM state), and `judge_device` turns a device's entries into
+its alerts under its policy. `dronewatch analyze` and the alert service both run exactly this code
+over the same records, so they raise the same alerts whatever order the records arrive in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from dronewatch.core.hooks import Record
 from dronewatch.geoip.base import GeoInfo
 from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert, alert_id
 from dronewatch.judge.classify import Classification
+from dronewatch.judge.policy import DevicePolicy
+
+KIND_FLOW = "flow"
+"""An egress observation of a flow: bytes the host sent off the local network."""
+KIND_LOOKUP = "lookup"
+"""An egress observation of a DNS lookup of a vendor cloud name by a local host."""
 
 MAX_UIDS = 20
 """Flow uids (and Community IDs) kept per alert as evidence."""
@@ -133,3 +145,183 @@ def build_alert(e: Egress, scope: str, name: str | None) -> Alert:
         community_ids=tuple(e.cids),
         ldm="on",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class EgressRecord(Record):
+    """One flow that carried bytes off a local host, or one vendor name a local host looked up:
+    what the judge folds into alerts (`ts` is the flow's first packet)."""
+
+    log: ClassVar[str] = "egress"
+    last_ts: float
+    uid: str
+    kind: str
+    """flow or lookup."""
+    host_ip: str
+    host_mac: str | None
+    dest_ip: str
+    dest_port: int
+    proto: str
+    dest_name: str | None
+    """The destination's name (SNI, HTTP host, DNS name) for an outbound flow; the name looked
+    up for a lookup; None for an inbound flow."""
+    bytes_out: int
+    bytes_in: int
+    pkts_out: int
+    pkts_in: int
+    category: str
+    community_id: str | None = None
+    rule_id: str | None = None
+    vendor: str | None = None
+    app: str | None = None
+    confidence: float | None = None
+    severity: str | None = None
+    evidence_tag: str | None = None
+    behavioural: bool | None = None
+    """True for a behavioural label (no rule matched); None when unclassified."""
+    evidence: dict[str, str] = field(default_factory=dict, hash=False)
+    """The facts that matched the rule, then the flow's names and JA4."""
+    dest_country: str | None = None
+    dest_asn: int | None = None
+    dest_as_org: str | None = None
+
+    @property
+    def classification(self) -> Classification | None:
+        """The classification the record carries, as the alert builder reads it."""
+        if self.rule_id is None:
+            return None
+        return Classification(
+            rule_id=self.rule_id,
+            vendor=self.vendor or "unknown",
+            app=self.app or "unknown",
+            category=self.category,
+            confidence=self.confidence or 0.0,
+            evidence=self.evidence_tag or "I",
+            source="",
+            severity=self.severity or "medium",
+            behavioural=bool(self.behavioural),
+        )
+
+    @property
+    def geo(self) -> GeoInfo | None:
+        """Where the destination is (None for a lookup)."""
+        if self.kind != KIND_FLOW:
+            return None
+        return GeoInfo(
+            "public", country_code=self.dest_country, asn=self.dest_asn, as_org=self.dest_as_org
+        )
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> EgressRecord:
+        """The record from its JSON form (`to_dict`), as the service stores it."""
+        fields = {k: v for k, v in doc.items() if k != "log"}
+        fields["evidence"] = dict(fields.get("evidence") or {})
+        return cls(**fields)
+
+
+class EgressBook:
+    """Egress observations folded into one `Egress` per (host, destination, category, note,
+    LDM state), in the order they are added."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str, str, bool], Egress] = {}
+
+    def add(self, obs: EgressRecord, ldm: bool) -> None:
+        """Count one observation; `ldm`: whether LDM was on for the host during it."""
+        if obs.kind == KIND_LOOKUP:
+            self._add_lookup(obs, ldm)
+            return
+        dest = obs.dest_name or obs.dest_ip
+        key = (obs.host_ip, dest, obs.category, NOTE_LEAK, ldm)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = Egress(
+                host_ip=obs.host_ip,
+                host_mac=obs.host_mac,
+                dest=dest,
+                category=obs.category,
+                note=NOTE_LEAK,
+                ldm=ldm,
+                first=obs.ts,
+                last=obs.last_ts,
+                dest_ip=obs.dest_ip,
+                dest_port=obs.dest_port,
+                proto=obs.proto,
+                dest_name=obs.dest_name,
+                cls=obs.classification,
+                geo=obs.geo,
+            )
+        entry.add_flow(
+            first=obs.ts,
+            last=obs.last_ts,
+            bytes_out=obs.bytes_out,
+            bytes_in=obs.bytes_in,
+            pkts_out=obs.pkts_out,
+            pkts_in=obs.pkts_in,
+            uid=obs.uid,
+            cid=obs.community_id,
+        )
+        for k, v in obs.evidence.items():
+            entry.evidence.setdefault(k, v)
+
+    def _add_lookup(self, obs: EgressRecord, ldm: bool) -> None:
+        qname = obs.dest_name or ""
+        key = (obs.host_ip, qname, obs.category, NOTE_DNS, ldm)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = Egress(
+                host_ip=obs.host_ip,
+                host_mac=obs.host_mac,
+                dest=qname,
+                category=obs.category,
+                note=NOTE_DNS,
+                ldm=ldm,
+                first=obs.ts,
+                last=obs.last_ts,
+                dest_ip=obs.dest_ip,
+                dest_port=obs.dest_port,
+                proto=obs.proto,
+                dest_name=qname,
+                cls=obs.classification,
+            )
+            entry.evidence["dns_query"] = qname
+        entry.last = max(entry.last, obs.last_ts)
+        entry.flows += 1
+        entry.pkts_out += 1
+        if len(entry.uids) < MAX_UIDS:
+            entry.uids.append(obs.uid)
+
+    def by_host(self) -> dict[str, list[Egress]]:
+        """The entries of each host, in the order they were made."""
+        out: dict[str, list[Egress]] = {}
+        for e in self._entries.values():
+            out.setdefault(e.host_ip, []).append(e)
+        return out
+
+
+@dataclass(slots=True)
+class Judgement:
+    """What one device's egress entries amount to under its policy."""
+
+    alerts: list[Alert]
+    allowed_bytes: int
+    """Bytes sent to exempt destinations while LDM was on."""
+
+
+def judge_device(entries: Iterable[Egress], policy: DevicePolicy, name: str | None) -> Judgement:
+    """The alerts of one device: every entry made while LDM was on that its policy does not
+    exempt; a lookup of a name the device then sent data to is part of that leak, not news."""
+    entries = list(entries)
+    alerts: list[Alert] = []
+    allowed_bytes = 0
+    leaked_names = {e.dest_name for e in entries if e.ldm and e.note == NOTE_LEAK}
+    for e in entries:
+        if not e.ldm:
+            continue
+        if policy.allows(e.category, e.dest_name, "" if e.note == NOTE_DNS else e.dest_ip or ""):
+            allowed_bytes += e.bytes_out
+            continue
+        if e.note == NOTE_DNS and e.dest_name in leaked_names:
+            continue
+        alerts.append(build_alert(e, policy.scope, name))
+    return Judgement(alerts, allowed_bytes)

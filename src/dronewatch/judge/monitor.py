@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
 from dronewatch.core.hooks import Context, Record
 from dronewatch.geoip.base import GeoInfo, Resolver
-from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
+from dronewatch.judge.alert import NOTE_LEAK, Alert
 from dronewatch.judge.classify import Classification, Classifier
 from dronewatch.judge.devices import DeviceBook, Host
-from dronewatch.judge.egress import MAX_UIDS, Egress, build_alert
+from dronewatch.judge.egress import (
+    KIND_FLOW,
+    KIND_LOOKUP,
+    Egress,
+    EgressBook,
+    EgressRecord,
+    judge_device,
+)
 from dronewatch.judge.evidence import EvidenceKeeper
 from dronewatch.judge.flowlog import flow_record, server_name
 from dronewatch.judge.policy import DevicePolicy, Policy
+from dronewatch.judge.verdict import Coverage, Sent, decide
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +108,7 @@ class Monitor:
         self.classifier = classifier
         self.resolver = resolver
         self.devices = DeviceBook()
-        self._egress: dict[tuple[str, str, str, str, bool], Egress] = {}
+        self._book = EgressBook()
         self._traffic: dict[str, _HostTraffic] = {}
         self._first_ts: float | None = None
         self._last_ts = 0.0
@@ -184,54 +192,46 @@ class Monitor:
         if out_p == 0:
             return  # nothing left the host
         host_ip = ip_str(host_h)
-        mac = mac_str(host_mac) or None
         if cls is not None and not cls.behavioural:
             self.devices.observe_vendor_traffic(host_ip, host_mac, cls.vendor, cls.rule_id)
         else:
             self.devices.host(host_ip, host_mac)
-        policy = self._policy(host_ip, mac)
-        ldm = policy.ldm_on(flow.first_ts, flow.last_ts)
-        name = server_name(flow) if outbound else None
-        dest_ip = ip_str(dest_h)
-        category = cls.category if cls is not None else "other"
-        dest = name or dest_ip
-        key = (host_ip, dest, category, NOTE_LEAK, ldm)
-        entry = self._egress.get(key)
-        if entry is None:
-            entry = Egress(
-                host_ip=host_ip,
-                host_mac=mac,
-                dest=dest,
-                category=category,
-                note=NOTE_LEAK,
-                ldm=ldm,
-                first=flow.first_ts,
-                last=flow.last_ts,
-                dest_ip=dest_ip,
-                dest_port=dest_p,
-                proto=flow.proto_name,
-                dest_name=name,
-                cls=cls,
-                geo=geo,
-            )
-            self._egress[key] = entry
-        entry.add_flow(
-            first=flow.first_ts,
-            last=flow.last_ts,
-            bytes_out=out_b,
-            bytes_in=in_b,
-            pkts_out=out_p,
-            pkts_in=in_p,
-            uid=flow.uid,
-            cid=cid,
-        )
-        if cls is not None:
-            for k, v in cls.matched.items():
-                entry.evidence.setdefault(k, v)
+        evidence: dict[str, str] = dict(cls.matched) if cls is not None else {}
         for k in ("sni", "quic_sni", "http_host", "dns_name", "ja4"):
             fact = flow.meta.get(k)
             if isinstance(fact, str):
-                entry.evidence.setdefault(k, fact)
+                evidence.setdefault(k, fact)
+        self._observe(
+            EgressRecord(
+                ts=flow.first_ts,
+                last_ts=flow.last_ts,
+                uid=flow.uid,
+                kind=KIND_FLOW,
+                host_ip=host_ip,
+                host_mac=mac_str(host_mac) or None,
+                dest_ip=ip_str(dest_h),
+                dest_port=dest_p,
+                proto=flow.proto_name,
+                dest_name=server_name(flow) if outbound else None,
+                bytes_out=out_b,
+                bytes_in=in_b,
+                pkts_out=out_p,
+                pkts_in=in_p,
+                category=cls.category if cls is not None else "other",
+                community_id=cid,
+                evidence=evidence,
+                dest_country=geo.country_code,
+                dest_asn=geo.asn,
+                dest_as_org=geo.as_org,
+                **_classification_fields(cls),
+            )
+        )
+
+    def _observe(self, obs: EgressRecord) -> None:
+        """Write an egress observation and fold it into the book, with the host's LDM state."""
+        ldm = self._policy(obs.host_ip, obs.host_mac).ldm_on(obs.ts, obs.last_ts)
+        self._book.add(obs, ldm)
+        self.ctx.emit(obs)
 
     def _dns(self, flow: Flow) -> None:
         if self.classifier is None:
@@ -239,39 +239,34 @@ class Monitor:
         names = flow.meta.get("dns_query")
         if not isinstance(names, list):
             return
-        host_ip = flow.orig_ip
-        mac = mac_str(flow.orig_mac) or None
-        ldm = self._policy(host_ip, mac).ldm_on(flow.first_ts, flow.last_ts)
         for qname in names:
             cls = self.classifier.classify_name(qname)
             if cls is None or cls.behavioural or cls.category == "local_link":
                 continue
-            self.devices.observe_vendor_traffic(host_ip, flow.orig_mac, cls.vendor, cls.rule_id)
-            key = (host_ip, qname, cls.category, NOTE_DNS, ldm)
-            entry = self._egress.get(key)
-            if entry is None:
-                entry = Egress(
-                    host_ip=host_ip,
-                    host_mac=mac,
-                    dest=qname,
-                    category=cls.category,
-                    note=NOTE_DNS,
-                    ldm=ldm,
-                    first=flow.first_ts,
-                    last=flow.last_ts,
+            self.devices.observe_vendor_traffic(
+                flow.orig_ip, flow.orig_mac, cls.vendor, cls.rule_id
+            )
+            self._observe(
+                EgressRecord(
+                    ts=flow.first_ts,
+                    last_ts=flow.last_ts,
+                    uid=flow.uid,
+                    kind=KIND_LOOKUP,
+                    host_ip=flow.orig_ip,
+                    host_mac=mac_str(flow.orig_mac) or None,
                     dest_ip=flow.resp_ip,
                     dest_port=flow.resp_p,
                     proto=flow.proto_name,
                     dest_name=qname,
-                    cls=cls,
+                    bytes_out=0,
+                    bytes_in=0,
+                    pkts_out=1,
+                    pkts_in=0,
+                    category=cls.category,
+                    evidence={"dns_query": qname},
+                    **_classification_fields(cls),
                 )
-                entry.evidence["dns_query"] = qname
-                self._egress[key] = entry
-            entry.last = max(entry.last, flow.last_ts)
-            entry.flows += 1
-            entry.pkts_out += 1
-            if len(entry.uids) < MAX_UIDS:
-                entry.uids.append(flow.uid)
+            )
 
     def _device_record(self, host: Host) -> DeviceRecord:
         if host.mac and not host.hostname:
@@ -307,9 +302,7 @@ class Monitor:
             stations[ip] = host
         for host in sorted(self.devices.hosts.values(), key=lambda h: h.ip):
             self.ctx.emit(self._device_record(host))
-        by_host: dict[str, list[Egress]] = {}
-        for e in self._egress.values():
-            by_host.setdefault(e.host_ip, []).append(e)
+        by_host = self._book.by_host()
         aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
         alerts: list[Alert] = []
         for ip, host in sorted(stations.items()):
@@ -332,70 +325,19 @@ class Monitor:
         """The verdict of one ground station from its egress entries, and its alerts."""
         policy = self._policy(ip, host.mac)
         name = policy.name or host.hostname
-        alerts: list[Alert] = []
-        allowed_bytes = 0
-        # A lookup of a name the device then sent data to is part of that leak, not news.
-        leaked_names = {e.dest_name for e in entries if e.ldm and e.note == NOTE_LEAK}
-        for e in entries:
-            if not e.ldm:
-                continue
-            if policy.allows(
-                e.category, e.dest_name, "" if e.note == NOTE_DNS else e.dest_ip or ""
-            ):
-                allowed_bytes += e.bytes_out
-                continue
-            if e.note == NOTE_DNS and e.dest_name in leaked_names:
-                continue
-            alerts.append(build_alert(e, policy.scope, name))
+        judgement = judge_device(entries, policy, name)
+        alerts = judgement.alerts
         traffic = self._traffic.get(ip, _HostTraffic())
-        violations = [a for a in alerts if a.note != NOTE_OTHER_APP]
-        leak = [a for a in violations if a.note == NOTE_LEAK]
-        dns = [a for a in violations if a.note == NOTE_DNS]
-        out_bytes = sum(a.bytes_out for a in leak)
-        cats = tuple(sorted({a.category for a in violations}))
-        dests = len({a.dest_name or a.dest_ip for a in leak})
-        coverage = f"{traffic.pkts:,} packets inspected, " + (
-            "drops not reported by the capture" if drops is None else f"{drops:,} drops"
-        )
-        if not complete:
-            coverage += ", capture damaged"
         ldm_text = (
             "on" if policy.ldm and not policy.windows else ("windows" if policy.ldm else "off")
         )
-        if not policy.ldm:
-            off = [e for e in entries if e.note == NOTE_LEAK]
-            total = sum(e.bytes_out for e in off)
-            n_dest = len({e.dest for e in off})
-            n_cat = len({e.category for e in off})
-            verdict = "not_applicable"
-            msg = (
-                f"LDM off: {total:,} bytes to {n_dest} destinations in {n_cat} categories "
-                f"({coverage})"
-            )
-            out_bytes = total
-            dests = n_dest
-            cats = tuple(sorted({e.category for e in off}))
-        elif violations:
-            verdict = "violation"
-            parts = []
-            if leak:
-                leak_cats = len({a.category for a in leak})
-                parts.append(
-                    f"{out_bytes:,} bytes to {dests} destinations in {leak_cats} categories"
-                )
-            if dns:
-                parts.append(f"{len(dns)} vendor DNS lookups")
-            msg = f"LDM on: {'; '.join(parts)} ({coverage})"
-        else:
-            verdict = "clean" if complete and not drops else "incomplete"
-            msg = f"LDM on: nothing left the device ({coverage})"
-            if allowed_bytes:
-                msg = (
-                    f"LDM on: nothing left the device outside its exemptions "
-                    f"({allowed_bytes:,} bytes to allowed destinations; {coverage})"
-                )
-            if verdict == "incomplete":
-                msg += "; coverage is incomplete, so this is not proof"
+        verdict = decide(
+            policy.ldm,
+            [Sent(a.note, a.category, a.dest_name or a.dest_ip or "", a.bytes_out) for a in alerts],
+            [Sent(e.note, e.category, e.dest, e.bytes_out) for e in entries if e.note == NOTE_LEAK],
+            Coverage(traffic.pkts, drops, complete),
+            judgement.allowed_bytes,
+        )
         for alert in alerts:
             self.ctx.emit(alert)
         self.ctx.emit(
@@ -406,14 +348,14 @@ class Monitor:
                 device_name=name,
                 ldm=ldm_text,
                 scope=policy.scope,
-                verdict=verdict,
-                msg=msg,
-                bytes_out=out_bytes,
-                destinations=dests,
-                categories=cats,
+                verdict=verdict.verdict,
+                msg=verdict.msg,
+                bytes_out=verdict.bytes_out,
+                destinations=verdict.destinations,
+                categories=verdict.categories,
                 alerts=len(alerts),
-                vendor_dns_lookups=len(dns),
-                allowed_bytes=allowed_bytes,
+                vendor_dns_lookups=verdict.vendor_dns_lookups,
+                allowed_bytes=judgement.allowed_bytes,
                 packets=traffic.pkts,
                 local_link_packets=traffic.local_link_pkts,
                 aircraft=aircraft,
@@ -424,3 +366,18 @@ class Monitor:
             )
         )
         return alerts
+
+
+def _classification_fields(cls: Classification | None) -> dict[str, Any]:
+    """The classification fields of an `EgressRecord`."""
+    if cls is None:
+        return {}
+    return {
+        "rule_id": cls.rule_id,
+        "vendor": cls.vendor,
+        "app": cls.app,
+        "confidence": cls.confidence,
+        "severity": cls.severity,
+        "evidence_tag": cls.evidence,
+        "behavioural": cls.behavioural,
+    }

@@ -143,10 +143,7 @@ class DevicePolicy:
             return False
         if not self.windows:
             return True
-        return any(
-            start <= (w_end if w_end is not None else end) and end >= w_start
-            for w_start, w_end in self.windows
-        )
+        return ldm_on_during(self.windows, start, end)
 
     def allows(self, category: str, name: str | None, ip: str) -> bool:
         """Whether a destination is exempt while LDM is on (e.g. a map-only exemption)."""
@@ -166,6 +163,33 @@ class DevicePolicy:
             ):
                 return True
         return False
+
+
+Windows = Sequence[tuple[float, float | None]]
+"""When LDM is on, as (start, end) network times; end None: on from start onwards."""
+
+
+def ldm_on_during(windows: Windows, start: float, end: float) -> bool:
+    """Whether LDM was on at any moment of [start, end], given the windows it was on in.
+
+    The one answer to "was LDM on then": `analyze` asks it of a policy's windows, the service of
+    the windows its LDM history gives (`ldm_windows`)."""
+    return any(w_start <= end and (w_end is None or start <= w_end) for w_start, w_end in windows)
+
+
+def ldm_windows(changes: Sequence[tuple[float, bool]]) -> tuple[tuple[float, float | None], ...]:
+    """The windows LDM was on in, from (at, on) changes sorted by time (the service's history)."""
+    out: list[tuple[float, float | None]] = []
+    since: float | None = None
+    for at, on in changes:
+        if on and since is None:
+            since = at
+        elif not on and since is not None:
+            out.append((since, at))
+            since = None
+    if since is not None:
+        out.append((since, None))
+    return tuple(out)
 
 
 @dataclass(slots=True)

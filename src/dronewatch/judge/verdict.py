@@ -1,66 +1,123 @@
-"""The verdict of one device over a time window, from stored flows, alerts and capture coverage."""
+"""The verdict of one device: nothing left it, a violation, or coverage too thin to say.
+
+One decision for `dronewatch analyze` (over a whole capture) and the alert service (over a time
+window of what its agents sent): `decide` takes the device's alerts, what it sent while LDM was off,
+and what the capture could see (`Coverage`), and gives the verdict and its sentence.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from dronewatch.api.ingest import ldm_on_during
-from dronewatch.api.store import Store
-from dronewatch.judge.alert import NOTE_LEAK, NOTE_OTHER_APP
+from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP
+
+CLEAN = "clean"
+VIOLATION = "violation"
+INCOMPLETE = "incomplete"
+NOT_APPLICABLE = "not_applicable"
 
 
-def device_verdict(
-    store: Store,
-    device: dict[str, Any],
-    alerts: list[dict[str, Any]],
-    start: float | None,
-    end: float | None,
-) -> dict[str, Any]:
-    """clean / violation / incomplete / not_applicable, with destinations and coverage."""
-    changes = [(e["at"], e["on"]) for e in device["ldm_history"]]
-    lo = start if start is not None else float("-inf")
-    hi = end if end is not None else float("inf")
-    ldm = ldm_on_during(changes, lo, hi)
-    dests = store.egress_summary(device["ip"], start, end) if device["ip"] else []
-    coverage = store.coverage(start, end)
-    open_alerts = [a for a in alerts if a.get("note") != NOTE_OTHER_APP]
-    cover = f"{coverage['packets']:,} packets in {coverage['captures']} captures, " + (
-        "drops not reported" if coverage["drops"] is None else f"{coverage['drops']:,} drops"
-    )
-    if coverage["gaps"]:
-        missing = sum(b - a for a, b in coverage["gaps"])
-        cover += f", {len(coverage['gaps'])} coverage gaps ({missing:,.0f} s not captured)"
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What the capture behind a verdict could see."""
+
+    packets: int
+    drops: int | None
+    """Packets the capture dropped; None when it does not say."""
+    complete: bool = True
+    """False when a capture was damaged (cut short, corrupt)."""
+    captures: int | None = None
+    """How many captures the service holds for the window; None for one capture (`analyze`)."""
+    gaps: tuple[tuple[float, float], ...] = ()
+    """Spans of the window no capture covered."""
+
+    @property
+    def full(self) -> bool:
+        """Whether nothing was missed: no drops, no damage, no gap, and something captured."""
+        return self.complete and not self.drops and not self.gaps and self.captures != 0
+
+    def describe(self) -> str:
+        """The coverage in words, as the verdict's sentence ends."""
+        if self.captures is None:
+            text = f"{self.packets:,} packets inspected, " + (
+                "drops not reported by the capture"
+                if self.drops is None
+                else f"{self.drops:,} drops"
+            )
+            return text if self.complete else text + ", capture damaged"
+        text = f"{self.packets:,} packets in {self.captures} captures, " + (
+            "drops not reported" if self.drops is None else f"{self.drops:,} drops"
+        )
+        if not self.complete:
+            text += ", capture damaged"
+        if self.gaps:
+            missing = sum(b - a for a, b in self.gaps)
+            text += f", {len(self.gaps)} coverage gaps ({missing:,.0f} s not captured)"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One alert, or one destination the device sent to with LDM off: what a verdict counts."""
+
+    note: str
+    category: str
+    dest: str
+    bytes_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    verdict: str
+    msg: str
+    bytes_out: int
+    """Bytes that left while LDM was on (LDM off: in total)."""
+    destinations: int
+    categories: tuple[str, ...]
+    vendor_dns_lookups: int
+
+
+def decide(
+    ldm: bool,
+    alerts: Sequence[Sent],
+    sent_ldm_off: Sequence[Sent],
+    coverage: Coverage,
+    allowed_bytes: int = 0,
+) -> Verdict:
+    """The verdict of a device whose LDM was `ldm` (on at some moment of the span judged), from
+    its alerts, what it sent with LDM off, and the coverage."""
+    cover = coverage.describe()
     if not ldm:
-        total = sum(d["bytes_out"] for d in dests)
-        verdict = "not_applicable"
-        msg = f"LDM off: {total:,} bytes to {len(dests)} destinations ({cover})"
-    elif open_alerts:
-        leak = [a for a in open_alerts if a.get("note") == NOTE_LEAK]
-        sent = sum(int(a.get("bytes_out", 0)) for a in leak)
-        cats = {a["category"] for a in open_alerts}
-        verdict = "violation"
-        n_dest = len({a.get("dest_name") or a.get("dest_ip") for a in leak})
-        msg = f"LDM on: {sent:,} bytes to {n_dest} destinations in {len(cats)} categories ({cover})"
-    elif (
-        coverage["captures"] == 0
-        or not coverage["complete"]
-        or coverage["drops"]
-        or coverage["gaps"]
-    ):
-        verdict = "incomplete"
-        msg = f"LDM on: nothing seen leaving the device, but coverage is incomplete ({cover})"
-    else:
-        verdict = "clean"
-        msg = f"LDM on: nothing left the device ({cover})"
-    return {
-        "device_id": device["id"],
-        "device_ip": device["ip"],
-        "start": start,
-        "end": end,
-        "ldm": ldm,
-        "verdict": verdict,
-        "msg": msg,
-        "destinations": dests,
-        "alerts": len(alerts),
-        "coverage": coverage,
-    }
+        total = sum(s.bytes_out for s in sent_ldm_off)
+        dests = len({s.dest for s in sent_ldm_off})
+        cats = tuple(sorted({s.category for s in sent_ldm_off}))
+        msg = (
+            f"LDM off: {total:,} bytes to {dests} destinations in {len(cats)} categories ({cover})"
+        )
+        return Verdict(NOT_APPLICABLE, msg, total, dests, cats, 0)
+    violations = [a for a in alerts if a.note != NOTE_OTHER_APP]
+    leak = [a for a in violations if a.note == NOTE_LEAK]
+    dns = [a for a in violations if a.note == NOTE_DNS]
+    out_bytes = sum(a.bytes_out for a in leak)
+    cats = tuple(sorted({a.category for a in violations}))
+    dests = len({a.dest for a in leak})
+    if violations:
+        parts = []
+        if leak:
+            leak_cats = len({a.category for a in leak})
+            parts.append(f"{out_bytes:,} bytes to {dests} destinations in {leak_cats} categories")
+        if dns:
+            parts.append(f"{len(dns)} vendor DNS lookups")
+        msg = f"LDM on: {'; '.join(parts)} ({cover})"
+        return Verdict(VIOLATION, msg, out_bytes, dests, cats, len(dns))
+    verdict = CLEAN if coverage.full else INCOMPLETE
+    msg = f"LDM on: nothing left the device ({cover})"
+    if allowed_bytes:
+        msg = (
+            f"LDM on: nothing left the device outside its exemptions "
+            f"({allowed_bytes:,} bytes to allowed destinations; {cover})"
+        )
+    if verdict == INCOMPLETE:
+        msg += "; coverage is incomplete, so this is not proof"
+    return Verdict(verdict, msg, out_bytes, dests, cats, len(dns))
