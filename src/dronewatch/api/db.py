@@ -135,6 +135,19 @@ flows = Table(
     Index("ix_flows_device_ts", "device_ip", "ts"),
 )
 
+egress = Table(
+    "egress",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("agent", String(100), nullable=False),
+    Column("host_ip", String(45), nullable=False),
+    Column("doc", JSON, nullable=False),
+    Index("ix_egress_host_ip", "host_ip"),
+)
+"""Egress observations (egress.jsonl records), in arrival order: what the judge folds into a
+device's alerts, again whenever the device, its LDM history or its observations change."""
+
 captures = Table(
     "captures",
     metadata,

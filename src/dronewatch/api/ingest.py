@@ -1,8 +1,15 @@
 """Turn ingested records into stored flows, discovered devices and alerts, under the policy the
 service holds: a device's LDM state at the time of each flow comes from its recorded changes.
 
+The service judges with the same code as `dronewatch analyze` (`dronewatch.judge.egress`): it keeps
+every egress observation an agent sends, and whenever a device gains observations, is discovered,
+or has its LDM history changed, it folds all of that device's observations again into its alerts.
+So the alerts do not depend on how records were cut into batches or in which order they came.
+Agents send observations only: `alerts` and `verdicts` records are the service's own judgement
+and are not taken from an agent.
+
 A batch is applied in one transaction. Re-sending a batch (same batch id) changes nothing, and a
-flow already stored (same uid) is not counted twice even when it arrives in another batch.
+flow or observation already stored is not counted twice even when it arrives in another batch.
 """
 
 from __future__ import annotations
@@ -15,16 +22,11 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from dronewatch.api.store import Store
-from dronewatch.geoip.base import GeoInfo
-from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, alert_id
-from dronewatch.judge.classify import Classification, Classifier
-from dronewatch.judge.egress import MAX_UIDS, Egress, build_alert
-from dronewatch.judge.policy import DevicePolicy
+from dronewatch.judge.classify import Classifier
+from dronewatch.judge.egress import EgressBook, EgressRecord, judge_device
+from dronewatch.judge.policy import DevicePolicy, ldm_windows
 
 logger = logging.getLogger(__name__)
-
-EVIDENCE_KEY = {"tls": "sni", "quic": "quic_sni", "http": "http_host"}
-"""Which fact a flow's server name came from, by service (else a DNS name)."""
 
 
 @dataclass(slots=True)
@@ -43,25 +45,15 @@ class IngestResult:
     """Network time of the newest record, for the ingest-lag metric."""
 
 
-def ldm_on_during(changes: Sequence[tuple[float, bool]], start: float, end: float) -> bool:
-    """Whether LDM was on at any moment of [start, end], from (at, on) changes sorted by time."""
-    state = False
-    for at, on in changes:
-        if at <= start:
-            state = on
-        elif at <= end and on:
-            return True
-        else:
-            break
-    return state
-
-
-def _policy(device: dict[str, Any]) -> DevicePolicy:
+def device_policy(device: dict[str, Any], changes: Sequence[tuple[float, bool]]) -> DevicePolicy:
+    """The policy of a stored device, LDM on in the windows its recorded changes give."""
+    windows = ldm_windows(changes)
     return DevicePolicy(
         name=device.get("name") or "",
         mac=device.get("mac"),
         ip=device.get("ip"),
-        ldm=True,
+        ldm=bool(windows),
+        windows=windows,
         scope="shared" if device.get("scope") == "shared" else "dedicated",
         allowed_categories=frozenset(device.get("allowed_categories") or ()),
         allowed_destinations=tuple(device.get("allowed_destinations") or ()),
@@ -75,7 +67,6 @@ class Ingestor:
     def __init__(self, store: Store, classifier: Classifier) -> None:
         self.store = store
         self.classifier = classifier
-        self._rules = {r.id: r for r in classifier.ruleset.rules}
 
     def ingest(
         self,
@@ -123,8 +114,7 @@ class Ingestor:
                 conn, stations, ldm=discovered_ldm, by=agent
             )
             devices = _DeviceCache(self.store, conn)
-            leaked: set[tuple[str, str]] = set()
-            new_flows = self._flows(conn, agent, by_log.get("flows", []), result)
+            self._flows(conn, agent, by_log.get("flows", []), result)
             self.store.insert_evidence(
                 conn,
                 [
@@ -138,15 +128,27 @@ class Ingestor:
                     if isinstance(e.get("uid"), str)
                 ],
             )
-            for flow in new_flows:
-                self._judge_flow(conn, flow, devices, result, leaked)
-            for rec in by_log.get("dns", []):
-                self._judge_lookup(conn, rec, devices, result, leaked)
-            for alert in by_log.get("alerts", []):
-                device = devices.get(alert.get("device_ip"), alert.get("device_mac"))
-                doc = {k: v for k, v in alert.items() if k != "log"}
-                self.store.upsert_alert(conn, doc, device["id"] if device else None)
-                result.alerts.append(doc)
+            hosts = self.store.insert_egress(
+                conn,
+                [
+                    {
+                        "key": _egress_key(rec),
+                        "agent": agent,
+                        "host_ip": str(rec["host_ip"]),
+                        "doc": {k: v for k, v in rec.items() if k != "log"},
+                    }
+                    for rec in by_log.get("egress", [])
+                ],
+            )
+            # A station found now is judged on everything it sent before, in any batch.
+            hosts.extend(s["ip"] for s in stations if s["ip"])
+            for host_ip in dict.fromkeys(hosts):
+                self.rejudge(conn, host_ip, devices, result)
+            ignored = len(by_log.get("alerts", [])) + len(by_log.get("verdicts", []))
+            if ignored:
+                logger.debug(
+                    "batch %s: %d alert/verdict records from %s not taken", batch_id, ignored, agent
+                )
         return result
 
     def _flows(
@@ -185,169 +187,56 @@ class Ingestor:
         result.flows_new = len(new)
         return new
 
-    def _classification(self, rule_id: str | None, f: dict[str, Any]) -> Classification | None:
-        if not rule_id:
-            return None
-        rule = self._rules.get(rule_id)
-        return Classification(
-            rule_id=rule_id,
-            vendor=str(f.get("vendor") or "unknown"),
-            app=str(f.get("app") or "unknown"),
-            category=str(f.get("category") or "other"),
-            confidence=float(f.get("confidence") or 0.0),
-            evidence=rule.evidence if rule else "I",
-            source=rule.source if rule else "",
-            severity=rule.severity if rule else "medium",
-            behavioural=rule is None,
-        )
+    def rejudge_device(self, device: dict[str, Any]) -> list[dict[str, Any]]:
+        """Judge one stored device again in a transaction of its own; returns changed alerts."""
+        result = IngestResult(batch_id="")
+        if device.get("ip"):
+            with self.store.engine.begin() as conn:
+                self.rejudge(conn, str(device["ip"]), _DeviceCache(self.store, conn), result)
+        return result.alerts
 
-    def _judge_flow(
+    def rejudge(
         self,
         conn: Connection,
-        row: dict[str, Any],
+        host_ip: str,
         devices: _DeviceCache,
-        result: IngestResult,
-        leaked: set[tuple[str, str]],
+        result: IngestResult | None = None,
     ) -> None:
-        if row["scope"] != "public" or row["bytes_out"] <= 0:
-            return
-        f = row["doc"]
-        inbound = f.get("orig_scope") == "public"
-        mac = f.get("resp_mac") if inbound else f.get("orig_mac")
-        device = devices.get(row["device_ip"], mac)
+        """Fold every observation of a device again into its alerts, store the alerts that
+        changed and remove those the judge no longer raises."""
+        device = devices.get(host_ip, None)
         if device is None:
             return
-        if not ldm_on_during(devices.changes(device["id"]), row["ts"], row["last_ts"]):
-            return
-        policy = _policy(device)
-        category = row["category"] or "other"
-        name = None if inbound else row["server_name"]
-        if policy.allows(category, name, row["resp_h"]):
-            return
-        cls = self._classification(f.get("rule_id"), f)
-        geo = GeoInfo(
-            "public",
-            country_code=f.get("resp_country"),
-            asn=f.get("resp_asn"),
-            as_org=f.get("resp_as_org"),
-        )
-        entry = Egress(
-            host_ip=row["device_ip"],
-            host_mac=mac,
-            dest=name or row["resp_h"],
-            category=category,
-            note=NOTE_LEAK,
-            ldm=True,
-            first=row["ts"],
-            last=row["last_ts"],
-            dest_ip=row["resp_h"],
-            dest_port=row["resp_p"],
-            proto=row["proto"],
-            dest_name=name,
-            cls=cls,
-            geo=geo,
-        )
-        if name:
-            entry.evidence[EVIDENCE_KEY.get(str(f.get("service")), "dns_name")] = name
-        out_p = f.get("resp_pkts", 0) if inbound else f.get("orig_pkts", 0)
-        in_p = f.get("orig_pkts", 0) if inbound else f.get("resp_pkts", 0)
-        entry.add_flow(
-            first=row["ts"],
-            last=row["last_ts"],
-            bytes_out=row["bytes_out"],
-            bytes_in=row["bytes_in"],
-            pkts_out=int(out_p),
-            pkts_in=int(in_p),
-            uid=row["uid"],
-            cid=f.get("community_id"),
-        )
-        self._merge_and_store(conn, entry, policy, device, result)
-        leaked.add((row["device_ip"], entry.dest))
-
-    def _judge_lookup(
-        self,
-        conn: Connection,
-        rec: dict[str, Any],
-        devices: _DeviceCache,
-        result: IngestResult,
-        leaked: set[tuple[str, str]],
-    ) -> None:
-        query = rec.get("query")
-        if not isinstance(query, str) or not query:
-            return
-        device = devices.get(rec.get("orig_h"), None)
-        if device is None:
-            return
-        ts = float(rec.get("ts", 0.0))
-        if not ldm_on_during(devices.changes(device["id"]), ts, ts):
-            return
-        cls = self.classifier.classify_name(query)
-        if cls is None or cls.behavioural or cls.category == "local_link":
-            return
-        policy = _policy(device)
-        if policy.allows(cls.category, query, "") or (rec["orig_h"], query) in leaked:
-            return
-        # A lookup of a name the device also sent data to is part of that leak (maybe an
-        # earlier batch's), not a finding of its own.
-        if self.store.get_alert_doc(conn, alert_id(rec["orig_h"], query, cls.category, NOTE_LEAK)):
-            return
-        entry = Egress(
-            host_ip=rec["orig_h"],
-            host_mac=device.get("mac"),
-            dest=query,
-            category=cls.category,
-            note=NOTE_DNS,
-            ldm=True,
-            first=ts,
-            last=ts,
-            dest_ip=rec.get("resp_h"),
-            dest_port=rec.get("resp_p"),
-            proto=rec.get("proto"),
-            dest_name=query,
-            cls=cls,
-        )
-        entry.evidence["dns_query"] = query
-        entry.add_flow(
-            first=ts,
-            last=ts,
-            bytes_out=0,
-            bytes_in=0,
-            pkts_out=1,
-            pkts_in=0,
-            uid=str(rec.get("uid", "")),
-        )
-        self._merge_and_store(conn, entry, policy, device, result)
-
-    def _merge_and_store(
-        self,
-        conn: Connection,
-        entry: Egress,
-        policy: DevicePolicy,
-        device: dict[str, Any],
-        result: IngestResult,
-    ) -> None:
+        policy = device_policy(device, devices.changes(device["id"]))
+        book = EgressBook()
+        for doc in self.store.egress_of(conn, host_ip):
+            obs = EgressRecord.from_dict(doc)
+            book.add(obs, policy.ldm_on(obs.ts, obs.last_ts))
         name = device.get("name") or device.get("hostname")
-        fresh = build_alert(entry, policy.scope, name)
-        old = self.store.get_alert_doc(conn, fresh.id)
-        if old is not None:
-            prev = old["doc"]
-            if set(entry.uids) <= set(prev.get("uids", ())):
-                return  # this flow is already counted in the alert
-            entry.first = min(entry.first, float(prev["first_seen"]))
-            entry.last = max(entry.last, float(prev["last_seen"]))
-            entry.bytes_out += int(prev.get("bytes_out", 0))
-            entry.bytes_in += int(prev.get("bytes_in", 0))
-            entry.pkts_out += int(prev.get("pkts_out", 0))
-            entry.pkts_in += int(prev.get("pkts_in", 0))
-            entry.flows += int(prev.get("flows", 0))
-            entry.uids = [*prev.get("uids", ()), *entry.uids][:MAX_UIDS]
-            entry.cids = [*prev.get("community_ids", ()), *entry.cids][:MAX_UIDS]
-            for k, v in (prev.get("evidence") or {}).items():
-                entry.evidence.setdefault(k, v)
-        alert = build_alert(entry, policy.scope, name)
-        doc = alert.to_dict()
-        self.store.upsert_alert(conn, doc, device["id"])
-        result.alerts.append(doc)
+        judgement = judge_device(book.by_host().get(host_ip, []), policy, name)
+        stored = self.store.device_alert_docs(conn, host_ip)
+        for alert in judgement.alerts:
+            doc = alert.to_dict()
+            old = stored.pop(alert.id, None)
+            if old is not None and _same(old, doc):
+                continue
+            self.store.upsert_alert(conn, doc, device["id"])
+            if result is not None:
+                result.alerts.append(doc)
+        for alert_id in stored:
+            self.store.delete_alert(conn, alert_id)
+
+
+def _same(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
+    """Whether a stored alert document says what a fresh one says (its status aside)."""
+    return {k: v for k, v in stored.items() if k != "status"} == {
+        k: v for k, v in fresh.items() if k != "status"
+    }
+
+
+def _egress_key(rec: dict[str, Any]) -> str:
+    """What makes an observation one: its flow, its kind and, for a lookup, the name."""
+    return f"{rec.get('uid')}|{rec.get('kind')}|{rec.get('dest_name') or ''}"
 
 
 class _DeviceCache:

@@ -72,13 +72,21 @@ class Service:
         result = self.ingestor.ingest(batch_id, agent, records, discovered_ldm)
         drops = sum(int(r.get("drops") or 0) for r in records if r.get("log") == "capture")
         self.metrics.observe(result, drops)
-        if result.alerts:
+        self._tell(result.alerts)
+        return result
+
+    def rejudge(self, device: dict[str, Any]) -> None:
+        """Judge a device's stored observations again (its policy or LDM history changed)."""
+        alerts = self.ingestor.rejudge_device(device)
+        self._tell(alerts)
+
+    def _tell(self, alerts: list[dict[str, Any]]) -> None:
+        if alerts:
             for listener in self.listeners:
                 try:
-                    listener(result.alerts)
+                    listener(alerts)
                 except Exception:  # a sink must never break ingest
                     logger.exception("alert listener failed")
-        return result
 
     def close(self) -> None:
         self.store.engine.dispose()

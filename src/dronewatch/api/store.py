@@ -455,6 +455,39 @@ class Store:
             ).all()
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
+    def device_alert_docs(self, conn: Connection, device_ip: str) -> dict[str, dict[str, Any]]:
+        """The stored alert documents of a device address, by alert id."""
+        rows = conn.execute(
+            select(db.alerts.c.id, db.alerts.c.doc).where(db.alerts.c.device_ip == device_ip)
+        ).all()
+        return {str(r[0]): dict(r[1]) for r in rows}
+
+    def delete_alert(self, conn: Connection, alert_id: str) -> None:
+        """Remove an alert the judge no longer raises (a lookup that became part of a leak)."""
+        conn.execute(delete(db.alerts).where(db.alerts.c.id == alert_id))
+
+    # --- egress observations ----------------------------------------------------------------
+
+    def insert_egress(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Store observations not stored yet (by key); returns the host addresses of new ones."""
+        if not rows:
+            return []
+        keys = [r["key"] for r in rows]
+        known = set(
+            conn.execute(select(db.egress.c.key).where(db.egress.c.key.in_(keys))).scalars()
+        )
+        unique = list({r["key"]: r for r in rows if r["key"] not in known}.values())
+        if unique:
+            conn.execute(insert(db.egress), unique)
+        return list(dict.fromkeys(r["host_ip"] for r in unique))
+
+    def egress_of(self, conn: Connection, host_ip: str) -> list[dict[str, Any]]:
+        """Every observation of a host address, in arrival order."""
+        rows = conn.execute(
+            select(db.egress.c.doc).where(db.egress.c.host_ip == host_ip).order_by(db.egress.c.id)
+        ).scalars()
+        return [dict(doc) for doc in rows]
+
     # --- flows, captures, batches -----------------------------------------------------------
 
     def insert_flows(
@@ -649,13 +682,3 @@ def _alert(row: RowMapping) -> dict[str, Any]:
         updated_at=row["updated_at"],
     )
     return doc
-
-
-def ldm_on_at(changes: Sequence[tuple[float, bool]], ts: float) -> bool:
-    """The LDM state in force at network time `ts`, from (at, on) changes sorted by time."""
-    state = False
-    for at, on in changes:
-        if at > ts:
-            break
-        state = on
-    return state

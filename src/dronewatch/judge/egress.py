@@ -158,18 +158,18 @@ class EgressRecord(Record):
     kind: str
     """flow or lookup."""
     host_ip: str
-    host_mac: str | None
     dest_ip: str
     dest_port: int
     proto: str
-    dest_name: str | None
-    """The destination's name (SNI, HTTP host, DNS name) for an outbound flow; the name looked
-    up for a lookup; None for an inbound flow."""
     bytes_out: int
     bytes_in: int
     pkts_out: int
     pkts_in: int
     category: str
+    host_mac: str | None = None
+    dest_name: str | None = None
+    """The destination's name (SNI, HTTP host, DNS name) for an outbound flow; the name looked
+    up for a lookup; None for an inbound flow."""
     community_id: str | None = None
     rule_id: str | None = None
     vendor: str | None = None
@@ -285,6 +285,7 @@ class EgressBook:
                 cls=obs.classification,
             )
             entry.evidence["dns_query"] = qname
+        entry.first = min(entry.first, obs.ts)
         entry.last = max(entry.last, obs.last_ts)
         entry.flows += 1
         entry.pkts_out += 1

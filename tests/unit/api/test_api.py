@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from dronewatch.api.ingest import ldm_on_during
 from dronewatch.capture.files import FileSource
+from dronewatch.judge.policy import ldm_on_during, ldm_windows
 from tests.service_fixtures import Api, records_of
 
 PHONE = "10.77.0.2"
@@ -150,11 +150,16 @@ def test_ldm_change_records_who_and_when(api: Api) -> None:
 
 def test_ldm_on_during() -> None:
     """LDM counts as on for a flow when on at its start or switched on before its end."""
-    changes = [(10.0, True), (20.0, False)]
-    assert not ldm_on_during(changes, 0.0, 5.0)
-    assert ldm_on_during(changes, 5.0, 12.0)
-    assert ldm_on_during(changes, 15.0, 25.0)
-    assert not ldm_on_during(changes, 21.0, 30.0)
+    windows = ldm_windows([(10.0, True), (20.0, False)])
+    assert windows == ((10.0, 20.0),)
+    assert not ldm_on_during(windows, 0.0, 5.0)
+    assert ldm_on_during(windows, 5.0, 12.0)
+    assert ldm_on_during(windows, 15.0, 25.0)
+    assert not ldm_on_during(windows, 21.0, 30.0)
+    assert ldm_windows([(0.0, True), (5.0, True), (9.0, False), (12.0, True)]) == (
+        (0.0, 9.0),
+        (12.0, None),
+    )
 
 
 def test_ingest_raises_alerts_for_ldm_on_device(api: Api) -> None:
@@ -311,9 +316,11 @@ def test_ack_and_resolve_record_who_and_reopen_on_new_traffic(api: Api) -> None:
     assert resolved["status"] == "resolved" and resolved["resolved_by"] == "test-admin"
     later = [dict(r) for r in records_of("dji_fly_ldm_on_violation.pcap")]
     for r in later:
-        if r["log"] == "flows":
+        if r["log"] in ("flows", "egress"):
             r["uid"] = r["uid"] + "X"
             r["ts"] += 3600
+        if r["log"] == "egress":
+            r["last_ts"] += 3600
     api.ingest(later, batch="later")
     assert api.get(f"/api/v1/alerts/{alert['id']}").json()["status"] == "open"
 

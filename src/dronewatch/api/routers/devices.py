@@ -20,7 +20,7 @@ from dronewatch.api.schemas import (
     VerdictOut,
 )
 from dronewatch.api.store import AlertFilter, Conflict, NotFound, Store
-from dronewatch.judge.verdict import device_verdict
+from dronewatch.api.verdict import device_verdict
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
@@ -30,6 +30,12 @@ DeviceId = Annotated[int, Path(ge=1, le=2**31 - 1, description="device id")]
 def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
+
+
+def _rejudged(request: Request, device: dict[str, Any]) -> dict[str, Any]:
+    """Judge a device's stored traffic again under the policy it now has; returns the device."""
+    request.app.state.service.rejudge(device)
+    return device
 
 
 def _device(request: Request, device_id: DeviceId) -> dict[str, Any]:
@@ -51,9 +57,10 @@ def create_device(body: DeviceIn, request: Request, key: Admin) -> Any:
     if body.mac is None and body.ip is None:
         raise HTTPException(400, "a device needs a mac or an ip")
     try:
-        return _store(request).create_device(body.model_dump(), by=key.name)
+        device = _store(request).create_device(body.model_dump(), by=key.name)
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None
+    return _rejudged(request, device)
 
 
 @router.get("/{device_id}", response_model=DeviceOut, responses=NOT_FOUND)
@@ -72,11 +79,12 @@ def update_device(device_id: DeviceId, body: DevicePatch, request: Request, key:
     if not fields.get("mac", current["mac"]) and not fields.get("ip", current["ip"]):
         raise HTTPException(400, "a device needs a mac or an ip")
     try:
-        return _store(request).update_device(device_id, fields, by=key.name)
+        device = _store(request).update_device(device_id, fields, by=key.name)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None
+    return _rejudged(request, device)
 
 
 @router.delete("/{device_id}", status_code=204, responses=NOT_FOUND)
@@ -94,9 +102,10 @@ def set_ldm(device_id: DeviceId, body: LdmChange, request: Request, key: Admin) 
     """Turn local-data mode on or off; traffic from `at` (default now) on is judged by it."""
     at = body.at if body.at is not None else time.time()
     try:
-        return _store(request).set_ldm(device_id, body.on, at, by=key.name)
+        device = _store(request).set_ldm(device_id, body.on, at, by=key.name)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    return _rejudged(request, device)
 
 
 @router.get("/{device_id}/flows", response_model=FlowPage, responses={**NOT_FOUND, **BAD_REQUEST})
