@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dronewatch.core.flow import Flow
+from dronewatch.exceptions import GeoIPError
+from dronewatch.geoip.local import LocalNets
 from dronewatch.judge.rulepack import (
     LintIssue,
     Rule,
@@ -48,26 +50,8 @@ NAME_NONE = 0
 FACT_NAME_FIELDS = ("sni", "quic_sni", "http_host", "dns_name")
 """Single-valued name facts, in the order they are trusted."""
 
-LOCAL_NETWORKS: tuple[IpNetwork, ...] = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "224.0.0.0/4",
-        "255.255.255.255/32",
-        "::/128",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-        "ff00::/8",
-    )
-)
-"""Addresses that never leave the local network: private, loopback, link-local, multicast,
-broadcast. Documentation ranges (e.g. 203.0.113.0/24) count as public, so tests can use them."""
+_LOCAL = LocalNets()
+"""The built-in table of local ranges (`dronewatch.geoip.local`), the one the resolver uses too."""
 
 _COMPATIBLE = frozenset(
     {
@@ -208,18 +192,17 @@ def _address(text: str) -> IpAddress | None:
 
 
 def is_local_address(text: str | None) -> bool | None:
-    """True for an address on the local network (LOCAL_NETWORKS), None when unknown."""
+    """True for an address on the local network (`dronewatch.geoip.local`'s built-in ranges),
+    None when unknown."""
     return _is_local(text) if text else None
 
 
 @functools.lru_cache(maxsize=4096)
 def _is_local(text: str) -> bool | None:
-    addr = _address(text)
-    if addr is None:
+    try:
+        return _LOCAL.is_local(text)
+    except GeoIPError:
         return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in LOCAL_NETWORKS if net.version == addr.version)
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -751,7 +734,6 @@ def _case_text(case: RuleCase) -> str:
 
 
 __all__ = [
-    "LOCAL_NETWORKS",
     "BehaviourOptions",
     "Classification",
     "Classifier",

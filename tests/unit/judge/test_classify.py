@@ -580,3 +580,18 @@ def test_flows_memo_sees_every_fact_it_reads() -> None:
                 flow.meta[key] = value  # type: ignore[assignment]
         result = clf.classify(flow, asn=asn, queries=bool(queries))  # type: ignore[arg-type]
         assert (result.rule_id if result else None) == expected, case
+
+
+def test_one_table_of_local_networks() -> None:
+    """The classifier's idea of a local address is the resolver's table: every built-in range,
+    carrier-grade NAT included, is local to both, and a public address to neither."""
+    from dronewatch.geoip.local import GEOIP_LOCAL_V4, GEOIP_LOCAL_V6, LocalNets
+
+    nets = LocalNets()
+    for cidr, _reason in GEOIP_LOCAL_V4 + GEOIP_LOCAL_V6:
+        first = cidr.split("/")[0]
+        assert classify_module.is_local_address(first) is True, cidr
+        assert nets.is_local(first)
+    assert classify_module.is_local_address("100.64.1.2") is True
+    assert classify_module.is_local_address("203.0.113.9") is False
+    assert classify_module.is_local_address("not an address") is None
