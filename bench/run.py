@@ -330,11 +330,11 @@ def main() -> int:
         args.repeat,
         ok_codes=(0, 1),
     )
-    numpy_walk = measure(
-        "dronewatch, numpy walk (no C)",
+    no_c = measure(
+        "dronewatch, no C (DRONEWATCH_NO_C=1)",
         [
             "env",
-            "DRONEWATCH_NUMPY_WALK=1",
+            "DRONEWATCH_NO_C=1",
             str(BIN / "dronewatch"),
             "analyze",
             "--quiet",
@@ -344,7 +344,7 @@ def main() -> int:
         args.repeat,
         ok_codes=(0, 1),
     )
-    results = [dw, numpy_walk, per_packet]
+    results = [dw, no_c, per_packet]
     halves = split_capture(args.capture)
     for workers in (1, 2):
         results.append(

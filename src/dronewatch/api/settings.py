@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dronewatch.exceptions import DronewatchError
+from dronewatch.transport.jetstream import BusError, check_url
 
 ENV_PREFIX = "DRONEWATCH_"
 DEFAULT_PORT = 8470
@@ -84,8 +85,6 @@ class Settings(BaseSettings):
     @classmethod
     def _consume(cls, value: str | None) -> str | None:
         if value is not None:
-            from dronewatch.transport.jetstream import BusError, check_url
-
             try:
                 check_url(value)
             except BusError as exc:

@@ -18,6 +18,7 @@ from dronewatch.core.hooks import Analyzer, Context, Record
 from dronewatch.fastpath import c_enabled
 from dronewatch.fastpath.bulk import BulkRunner
 from dronewatch.geoip.base import Resolver
+from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.alert import Alert
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.evidence import EvidenceKeeper, EvidenceOptions
@@ -90,8 +91,6 @@ class Pipeline:
         self.ctx = Context(emit=emit, dns=DnsNameCache())
         resolver = config.resolver
         if resolver is None:
-            from dronewatch.geoip.null import NullResolver
-
             resolver = NullResolver()
         keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
         self.monitor = Monitor(

@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from dronewatch.api.sinks import SinkError
+from dronewatch.api.sinks.config import SinkError
 from dronewatch.judge.alert import Alert, to_ecs
 
 if TYPE_CHECKING:
-    from dronewatch.api.sinks import JsonlSinkConfig
+    from dronewatch.api.sinks.config import JsonlSinkConfig
 
 
 class JsonlSink:

@@ -15,7 +15,7 @@ from dronewatch import __version__
 from dronewatch.judge.alert import SEVERITY_SCORE, Alert
 
 if TYPE_CHECKING:
-    from dronewatch.api.sinks import SyslogSinkConfig
+    from dronewatch.api.sinks.config import SyslogSinkConfig
 
 SYSLOG_SEVERITY = {"info": 6, "low": 5, "medium": 4, "high": 3, "critical": 2}
 """Alert severity -> syslog severity (informational ... critical)."""

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from dronewatch.api.sinks import SinkError
+from dronewatch.api.sinks.config import SinkError
 from dronewatch.judge.alert import Alert, to_ecs
 
 if TYPE_CHECKING:
-    from dronewatch.api.sinks import WebhookSinkConfig
+    from dronewatch.api.sinks.config import WebhookSinkConfig
 
 
 class WebhookSink:
