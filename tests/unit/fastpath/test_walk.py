@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 from scapy.all import IP, TCP, UDP, Dot1Q, Ether, raw
 
 from dronewatch.core.flow import Flow
@@ -205,3 +206,32 @@ def test_empty_segments_add_their_history_letter_in_c() -> None:
     assert eng.counted == 5
     assert f.history == "ShAaF" and f.history is sys.intern("ShAaF")
     assert f.orig_pkts == 3 + 3 and f.resp_pkts == 2  # 3 counted in C, 3 by the stand-in
+
+
+def test_flow_fields_the_c_walk_uses_exist() -> None:
+    """Every Flow attribute the C walk reads or writes by name is on Flow, and a renamed one
+    fails the import check with a message naming it."""
+    import types
+
+    from dronewatch.core.flow import Flow
+    from dronewatch.fastpath import check_flow_fields
+
+    assert "orig_pkts" in _fastpath.FLOW_FIELDS and "counters" in _fastpath.FLOW_FIELDS
+    assert all(hasattr(Flow, name) for name in _fastpath.FLOW_FIELDS)
+    check_flow_fields(_fastpath)
+    renamed = types.ModuleType("fake")
+    renamed.FLOW_FIELDS = (*_fastpath.FLOW_FIELDS, "orig_packets")  # type: ignore[attr-defined]
+    with pytest.raises(ImportError, match="Flow.orig_packets"):
+        check_flow_fields(renamed)
+
+
+def test_no_c_switch_turns_every_c_part_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DRONEWATCH_NO_C is the one switch: the walk, the record reader and the counters all go."""
+    from dronewatch import fastpath
+    from dronewatch.analyzers.dji_wifi import DumlCounter
+
+    assert fastpath.native() is _fastpath
+    assert fastpath.counter_type("DumlCounter", DumlCounter) is _fastpath.DumlCounter
+    monkeypatch.setenv(fastpath.NO_C_ENV, "1")
+    assert fastpath.native() is None and not fastpath.c_enabled()
+    assert fastpath.counter_type("DumlCounter", DumlCounter) is DumlCounter
