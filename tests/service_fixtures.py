@@ -18,7 +18,7 @@ from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.evidence import EvidenceOptions
-from dronewatch.transport.replay import record_dict
+from dronewatch.transport.replay import Batcher
 from tests.live import free_port
 from tests.pcaps import PCAPS
 
@@ -34,7 +34,9 @@ def records_of(name: str) -> tuple[dict[str, Any], ...]:
         resolver=MaxMindResolver.bundled(),
         evidence=EvidenceOptions(),
     )
-    run_source(FileSource(str(SCENARIOS / name)), lambda r: out.append(record_dict(r)), config)
+    batcher = Batcher(lambda _batch, records: out.extend(records), size=1 << 30)
+    run_source(FileSource(str(SCENARIOS / name)), batcher, config)
+    batcher.flush()
     return tuple(out)
 
 

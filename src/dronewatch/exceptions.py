@@ -10,6 +10,8 @@ DronewatchError
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DronewatchError(Exception):
     """Base of every error dronewatch raises on purpose."""
@@ -41,3 +43,12 @@ class GeoIPError(DronewatchError):
 
 class PolicyError(DronewatchError):
     """A device policy that fails validation."""
+
+
+class RecordError(DronewatchError):
+    """Records sent to the service that their logs' schemas refuse (`errors`: pydantic-style
+    entries, each with the `loc` of the field and a `msg`)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+        self.errors = errors

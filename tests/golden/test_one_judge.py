@@ -9,17 +9,20 @@ from typing import Any
 
 import pytest
 
+from dronewatch.api.records import validate_records
 from dronewatch.api.service import Service
 from dronewatch.api.settings import Settings
 from dronewatch.api.store import AlertFilter
 from dronewatch.api.verdict import device_verdict
 from dronewatch.capture.files import FileSource
+from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.egress import MAX_UIDS
+from dronewatch.judge.monitor import VerdictRecord
 from dronewatch.judge.policy import Policy
-from dronewatch.transport.replay import batch_id, record_dict
+from dronewatch.transport.replay import Batcher, batch_id
 from tests.pcaps import PCAPS, all_captures
 
 ORDER_FREE = (
@@ -67,10 +70,19 @@ def analyzed(
         resolver=MaxMindResolver.bundled(),
     )
     records: list[dict[str, Any]] = []
-    result = run_source(FileSource(str(capture)), lambda r: records.append(record_dict(r)), config)
-    alerts = {a.id: a.to_dict() for a in result.alerts}
-    verdicts = {r["device_ip"]: r["verdict"] for r in records if r["log"] == "verdicts"}
-    return records, alerts, verdicts
+    verdicts: dict[str, str] = {}
+
+    def emit(record: Record) -> None:
+        if isinstance(record, VerdictRecord):
+            verdicts[record.device_ip] = record.verdict
+        batcher(record)
+
+    batcher = Batcher(lambda _batch, batch: records.extend(batch), size=1 << 30)
+    result = run_source(FileSource(str(capture)), emit, config)
+    batcher.flush()
+    # As a replay sends them: observations only, checked as the ingest API checks them.
+    assert validate_records(records) == records
+    return records, {a.id: a.to_dict() for a in result.alerts}, verdicts
 
 
 def served(

@@ -5,8 +5,8 @@ The service judges with the same code as `dronewatch analyze` (`dronewatch.judge
 every egress observation an agent sends, and whenever a device gains observations, is discovered,
 or has its LDM history changed, it folds all of that device's observations again into its alerts.
 So the alerts do not depend on how records were cut into batches or in which order they came.
-Agents send observations only: `alerts` and `verdicts` records are the service's own judgement
-and are not taken from an agent.
+Agents send observations only (`dronewatch.api.records` checks every record before it gets
+here): `alerts` and `verdicts` records are the service's own judgement.
 
 A batch is applied in one transaction. Re-sending a batch (same batch id) changes nothing, and a
 flow or observation already stored is not counted twice even when it arrives in another batch.

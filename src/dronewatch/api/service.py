@@ -11,6 +11,7 @@ from dronewatch.api.db import make_engine
 from dronewatch.api.ingest import Ingestor, IngestResult
 from dronewatch.api.metrics import Metrics
 from dronewatch.api.migrations import migrate
+from dronewatch.api.records import validate_records
 from dronewatch.api.settings import Settings
 from dronewatch.api.sinks import SinkConfig, parse_sink_configs
 from dronewatch.api.store import Store
@@ -69,6 +70,7 @@ class Service:
         discovered_ldm: bool | None = None,
     ) -> IngestResult:
         """Apply a batch, count it, and tell the listeners (sinks) of the alerts it changed."""
+        records = validate_records(records)  # RecordError: the batch is refused whole
         result = self.ingestor.ingest(batch_id, agent, records, discovered_ldm)
         drops = sum(int(r.get("drops") or 0) for r in records if r.get("log") == "capture")
         self.metrics.observe(result, drops)

@@ -22,6 +22,10 @@ NOTE_LEAK = "ldm.data_left_device"
 NOTE_DNS = "ldm.vendor_dns_lookup"
 NOTE_OTHER_APP = "ldm.other_traffic"
 
+JUDGEMENT_LOGS = frozenset({"alerts", "verdicts"})
+"""The logs of the judge's own findings (`Alert`, `monitor.VerdictRecord`): written by `analyze`
+and by the service, never sent to the service by an agent or a replay, which send observations."""
+
 
 def alert_id(device: str, destination: str, category: str, note: str) -> str:
     """A stable id for the alert of one device, destination and category."""

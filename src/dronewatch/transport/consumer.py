@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 
+from dronewatch.exceptions import RecordError
 from dronewatch.transport.jetstream import (
     ACK_WAIT_S,
     DURABLE,
@@ -101,6 +102,11 @@ class NatsConsumer:
             await anyio.to_thread.run_sync(
                 lambda: self.service.ingest(batch_id, agent, records, None)
             )
+        except RecordError as exc:
+            logger.error("dropping batch %s from %s: records refused: %s", batch_id, agent, exc)
+            self.failed += 1
+            await msg.term()
+            return
         except Exception:
             # Database trouble: JetStream redelivers the batch later (or to another service).
             logger.exception(

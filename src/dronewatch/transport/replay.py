@@ -22,6 +22,7 @@ from dronewatch.capture.base import RawPacket, Source, SourceStats
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, ProgressFn, RunResult, run_source
 from dronewatch.exceptions import DronewatchError
+from dronewatch.judge.alert import JUDGEMENT_LOGS
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class Batcher:
         self.records = 0
 
     def __call__(self, record: Record) -> None:
+        if record.log in JUDGEMENT_LOGS:
+            return  # the service judges for itself
         self._records.append(record_dict(record))
         if len(self._records) >= self.size:
             self.flush()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dronewatch.capture.files import FileSource
+from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.judge.policy import ldm_on_during, ldm_windows
 from tests.service_fixtures import Api, records_of
 
@@ -450,18 +451,26 @@ def test_coverage_gap_makes_a_clean_window_incomplete(api: Api) -> None:
     phone = api.device(PHONE)
 
     def report(start: float, end: float, packets: int) -> dict[str, object]:
-        return {
-            "log": "capture",
-            "ts": start,
-            "last_ts": end,
-            "source": "live:eth1",
-            "format": "live",
-            "packets": packets,
-            "drops": 0,
-            "complete": True,
-        }
+        record = CaptureRecord(
+            ts=start,
+            source="live:eth1",
+            format="live",
+            packets=packets,
+            bytes=packets * 100,
+            ip_packets=packets,
+            flows=1,
+            linktypes={"ethernet": packets},
+            non_ip={},
+            malformed=0,
+            fragments=0,
+            truncated=0,
+            drops=0,
+            last_ts=end,
+        )
+        return {"log": record.log, **record.to_dict()}
 
-    api.ingest([report(1000.0, 1010.0, 50), report(1010.0, 1020.0, 40)], batch="c1")
+    resp = api.ingest([report(1000.0, 1010.0, 50), report(1010.0, 1020.0, 40)], batch="c1")
+    assert resp.status_code == 200, resp.text
     api.ingest([report(1100.0, 1110.0, 30)], batch="c2")  # the agent was down 1020-1100
     url = f"/api/v1/devices/{phone['id']}/verdict"
     covered = api.get(url, params={"start": 1000, "end": 1020}).json()

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from dronewatch.api.auth import Agent
 from dronewatch.api.schemas import IngestIn, IngestOut
 from dronewatch.api.service import Service
+from dronewatch.exceptions import RecordError
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -17,14 +18,20 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 @router.post("/ingest", response_model=IngestOut)
 async def ingest(body: IngestIn, request: Request, key: Agent) -> Any:
     """Apply a batch: flows are stored, devices discovered, alerts raised under the service's
-    policy. Idempotent: a batch id seen before changes nothing (`duplicate: true`)."""
+    policy. Idempotent: a batch id seen before changes nothing (`duplicate: true`). Every record
+    is checked against its log's schema first: one bad field refuses the batch (422, naming
+    `records.<i>.<field>`), and alerts or verdicts from an agent are refused (the service judges).
+    """
     service: Service = request.app.state.service
     agent = body.agent if body.agent != "agent" else key.name
     if body.discovered_ldm is not None and key.role != "admin":
         raise HTTPException(403, "discovered_ldm sets policy: it needs an admin key")
-    result = await anyio.to_thread.run_sync(
-        lambda: service.ingest(body.batch_id, agent, body.records, body.discovered_ldm)
-    )
+    try:
+        result = await anyio.to_thread.run_sync(
+            lambda: service.ingest(body.batch_id, agent, body.records, body.discovered_ldm)
+        )
+    except RecordError as exc:
+        raise HTTPException(422, [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors]) from None
     return {
         "batch_id": result.batch_id,
         "duplicate": result.duplicate,

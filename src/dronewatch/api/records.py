@@ -1,0 +1,129 @@
+"""What an agent may send to /api/v1/ingest: the pipeline's own records, checked field by field.
+
+Each record type's schema is its record class (`dronewatch.core.hooks.Record` subclasses, one per
+JSONL log), turned into a pydantic model here, so the schema has one home. A batch is taken whole
+or refused whole: a record with a wrong type, a missing field or an unknown field is refused with
+the path of the field (`records.<i>.<field>`), and what is stored is the record as its class
+writes it, never the bytes as sent. Alerts and verdicts are the service's own judgement: agents
+send observations, and a batch that carries judgement records is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+import dronewatch.analyzers  # noqa: F401 - defines the analyzers' record classes
+from dronewatch.core.hooks import Record
+from dronewatch.core.pipeline import CaptureRecord
+from dronewatch.exceptions import RecordError
+from dronewatch.judge.alert import JUDGEMENT_LOGS
+from dronewatch.judge.egress import EgressRecord
+from dronewatch.judge.evidence import EvidenceRecord
+from dronewatch.judge.flowlog import FlowRecord
+from dronewatch.judge.monitor import DeviceRecord
+
+
+@functools.cache
+def observation_types() -> dict[str, type[Record]]:
+    """Every record type an agent may send, by log name: the pipeline's records (the analyzers'
+    logs and capture, devices, flows, egress, evidence), not the service's judgement."""
+    found: dict[str, type[Record]] = {}
+    todo: list[type[Record]] = [Record]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if (
+            cls.log
+            and cls.log not in JUDGEMENT_LOGS
+            and not getattr(cls, "__abstractmethods__", None)
+        ):
+            found.setdefault(cls.log, cls)
+    for required in (CaptureRecord, DeviceRecord, FlowRecord, EgressRecord, EvidenceRecord):
+        assert found.get(required.log) is required, required
+    return found
+
+
+_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def _model(record_type: type[Record]) -> type[BaseModel]:
+    """A pydantic model with the fields of a record class (no extra fields, no coercion of
+    numbers into text)."""
+    model = _MODELS.get(record_type.log)
+    if model is not None:
+        return model
+    hints = typing.get_type_hints(record_type)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(record_type):
+        if type(None) in typing.get_args(hints[f.name]):
+            # `to_dict` leaves None out, so a field that may be None may be missing.
+            fields[f.name] = (
+                hints[f.name],
+                None if f.default is dataclasses.MISSING else f.default,
+            )
+        elif f.default is not dataclasses.MISSING:
+            fields[f.name] = (hints[f.name], f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            fields[f.name] = (hints[f.name], f.default_factory())
+        else:
+            fields[f.name] = (hints[f.name], ...)
+    model = create_model(
+        f"{record_type.__name__}In",
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+        **fields,
+    )
+    _MODELS[record_type.log] = model
+    return model
+
+
+def validate_records(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """The records of a batch as their classes write them; raises RecordError naming every
+    field that is wrong."""
+    types = observation_types()
+    errors: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for i, rec in enumerate(records):
+        loc: tuple[str | int, ...] = ("records", i)
+        if not isinstance(rec, dict):
+            errors.append({"loc": loc, "msg": "a record is a JSON object", "type": "dict_type"})
+            continue
+        log = rec.get("log")
+        if log in JUDGEMENT_LOGS:
+            errors.append(
+                {
+                    "loc": (*loc, "log"),
+                    "msg": f"{log} are the service's own judgement; agents send observations",
+                    "type": "judgement_record",
+                }
+            )
+            continue
+        record_type = types.get(log) if isinstance(log, str) else None
+        if record_type is None:
+            errors.append(
+                {
+                    "loc": (*loc, "log"),
+                    "msg": f"unknown log {log!r}; one of {', '.join(sorted(types))}",
+                    "type": "unknown_log",
+                }
+            )
+            continue
+        try:
+            fields = _model(record_type).model_validate(
+                {k: v for k, v in rec.items() if k != "log"}
+            )
+        except ValidationError as exc:
+            errors.extend(
+                {"loc": (*loc, *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            )
+            continue
+        record = record_type(**fields.model_dump())
+        out.append({"log": record.log, **record.to_dict()})
+    if errors:
+        raise RecordError(errors)
+    return out
