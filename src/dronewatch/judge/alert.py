@@ -76,8 +76,21 @@ class Alert(Record):
     status: str = "open"
 
 
+_FIRST = datetime(1, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def utc_time(ts: float) -> datetime:
+    """A network time as a UTC datetime; a time no date can hold (a corrupt capture's year
+    148108, NaN) is pinned to the nearest representable instant instead of raising."""
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return _FIRST if ts < 0 else _LAST
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+    return utc_time(ts).isoformat().replace("+00:00", "Z")
 
 
 def to_ecs(alert: Alert) -> dict[str, Any]:
