@@ -568,8 +568,24 @@ class Store:
             for r in rows
         ]
 
-    def add_capture(self, conn: Connection, values: dict[str, Any]) -> None:
+    def add_capture(self, conn: Connection, values: dict[str, Any]) -> bool:
+        """Store a capture's coverage report; returns False for one already stored. The same
+        capture replayed again (under another path spelling, or after a crash) reports the same
+        span and packets, and covers nothing new."""
+        c = db.captures.c
+        same = conn.execute(
+            select(c.id).where(
+                c.first_ts == values["first_ts"],
+                c.last_ts.is_(None)
+                if values["last_ts"] is None
+                else c.last_ts == values["last_ts"],
+                c.packets == values["packets"],
+            )
+        ).first()
+        if same is not None:
+            return False
         conn.execute(insert(db.captures).values(**values, received_at=time.time()))
+        return True
 
     def coverage(self, start: float | None, end: float | None) -> dict[str, Any]:
         """Packets, drops and completeness of the captures overlapping a window."""

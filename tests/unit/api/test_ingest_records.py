@@ -102,3 +102,32 @@ def test_whatever_ingest_accepts_every_endpoint_reads(api: Api, log: str, data: 
         for sub in ("", "/verdict", "/flows"):
             got = api.get(f"/api/v1/devices/{device['id']}{sub}")
             assert got.status_code == 200, (sub, got.text)
+
+
+def test_the_same_capture_twice_counts_once(api: Api) -> None:
+    """A capture replayed again under another path spelling, and a replay that resumes after a
+    crash (its batches cut elsewhere, some sent twice), leave the coverage and alerts as one
+    replay does."""
+    api.device(PHONE)
+    records = list(records_of("dji_fly_ldm_off.pcap"))
+    assert api.ingest(records, batch="once").status_code == 200
+    phone = api.get("/api/v1/devices").json()[0]
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    before = api.get(url).json()
+    alerts = sorted((a["id"], a["bytes_out"], a["flows"]) for a in all_alerts(api))
+    respelled = [
+        {**r, "source": "./" + r["source"]} if r["log"] == "capture" else r for r in records
+    ]
+    for i in range(0, len(respelled), 97):  # a resumed replay: other cuts, overlapping
+        batch = respelled[max(0, i - 20) : i + 97]
+        assert api.ingest(batch, batch=f"again-{i}").status_code == 200
+    after = api.get(url).json()
+    assert after["coverage"] == before["coverage"] and after["msg"] == before["msg"]
+    assert sorted((a["id"], a["bytes_out"], a["flows"]) for a in all_alerts(api)) == alerts
+
+
+def all_alerts(api: Api) -> list[dict[str, Any]]:
+    resp = api.get("/api/v1/alerts", params={"limit": 1000})
+    assert resp.status_code == 200, resp.text
+    items: list[dict[str, Any]] = resp.json()["items"]
+    return items
