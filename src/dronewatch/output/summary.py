@@ -6,13 +6,14 @@ import heapq
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TextIO, cast
 
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.judge.alert import Alert
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import VerdictRecord
+from dronewatch.output.terminal import SafeWriter, printable
 
 _ZERO_MAC = "00:00:00:00:00:00"
 _PLACEHOLDER_IPS = ("0.0.0.0", "::")
@@ -115,8 +116,10 @@ class SummaryCollector:
         else:
             heapq.heappushpop(dev.top, item)
 
-    def render(self, out: TextIO) -> None:
-        """Print captures, then devices by bytes sent, each with its largest flows."""
+    def render(self, stream: TextIO) -> None:
+        """Print captures, then devices by bytes sent, each with its largest flows; wire text
+        is made printable first (`dronewatch.output.terminal`)."""
+        out = cast(TextIO, SafeWriter(stream))
         for cap in self.captures:
             out.write(_capture_line(cap) + "\n")
         if not self.devices:
@@ -253,6 +256,7 @@ def _table(
     indent: str = "",
     numeric: frozenset[int] | set[int] = frozenset({2, 6, 7, 8}),
 ) -> None:
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [
