@@ -6,18 +6,22 @@
 Part 1 (pcaps/lab/*.pcap): one protocol per file, recorded with tcpdump on loopback
 (127.0.0.1 / ::1): TLS (Python ssl), QUIC v1/v2 (aioquic), HTTP (http.client/http.server),
 DNS (dnspython against a small authoritative server), MQTT 3.1.1/5 (paho + mosquitto),
-RTMP and RTSP (ffmpeg against ffmpeg / a small RTSP server), TLS over IPv6.
+RTMP and RTSP (ffmpeg against ffmpeg / a small RTSP server), TLS over IPv6. One more,
+lab/dji_droneid.pcap, is not recorded but built frame by frame (scripts/_record/droneid.py:
+802.11 beacons carrying DJI DroneID), the same bytes on every run.
 
 Part 2 (pcaps/scenarios/*.pcap): a drone ground-station phone in network namespaces this
 script creates and deletes (dwphone, dwdrone, dwcloud, joined by veth pairs). The captures are
 taken on the phone's two interfaces and merged; the documentation-range cloud addresses are
 then rewritten in the FILE (tcprewrite --pnat: 198.51.100.0/24 -> 47.88.0.0/24,
 203.0.113.0/24 -> 52.84.0.0/24, plus the A records of the DNS answers). No packet ever leaves
-loopback or those namespaces.
+loopback or those namespaces. tello_sdk puts a simulated Tello (scripts/_record/tello.py) in
+dwdrone and an SDK app on the phone, and uses no cloud.
 
-Must run as root (tcpdump, ip netns, port 53/80/443). Needs the Debian packages tcpdump, tshark
-(mergecap), mosquitto, tcpreplay (tcprewrite), ffmpeg, ethtool, and the Python packages
-aioquic, paho-mqtt, dnspython, dpkt, pymavlink, cryptography in the interpreter that runs it.
+Must run as root (tcpdump, ip netns, port 53/80/443), except to build only dji_droneid. Needs
+the Debian packages tcpdump, tshark (mergecap), mosquitto, tcpreplay (tcprewrite), ffmpeg (with
+libx264), ethtool, and the Python packages aioquic, paho-mqtt, dnspython, dpkt, pymavlink,
+cryptography in the interpreter that runs it.
 Every run re-records everything it is asked for: the bytes change each time (keys, ports,
 timestamps), so golden files derived from these captures must be regenerated and reviewed.
 """
@@ -40,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_record"))
 
 import clients  # noqa: E402
+import droneid  # noqa: E402
 import rewrite  # noqa: E402
 import util  # noqa: E402
 import zone  # noqa: E402
@@ -297,6 +302,10 @@ LAB: dict[str, Callable[[Ctx], None]] = {
     "ipv6_tls": lab_ipv6_tls,
 }
 
+CRAFTED: dict[str, Callable[[Path], int]] = {"dji_droneid": droneid.write}
+"""Captures built frame by frame from a published layout, not recorded (no root needed): DJI
+DroneID beacons (scripts/_record/droneid.py), as no public capture of them could be used."""
+
 
 # --- Part 2: scenario captures in namespaces ------------------------------------------------
 
@@ -307,6 +316,7 @@ MAC_CLOUD = "ae:3f:52:8c:77:01"
 MAC_DJI_AIRCRAFT = "60:60:1f:3c:9a:01"  # DJI OUI
 MAC_PARROT = "90:3a:e6:5b:21:07"  # Parrot OUI
 MAC_VEHICLE = "ae:3f:52:8c:14:01"
+MAC_TELLO = "60:60:1f:c3:5a:17"  # DJI OUI
 
 
 @dataclass(frozen=True)
@@ -334,6 +344,13 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "qgc_mavlink": Scenario(drone_mac=MAC_VEHICLE),
     "dji_cloud_api_mqtt": Scenario(uplink_mac=MAC_RC_UPLINK, cloud=frozenset({"dns", "mqtt"})),
+    "tello_sdk": Scenario(
+        wifi="192.168.10",
+        phone=2,
+        drone_mac=MAC_TELLO,
+        drone_role=("tello", "192.168.10.1"),
+        cloud=frozenset(),
+    ),
 }
 
 
@@ -481,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-work", action="store_true", help="keep the scratch directory")
     a = ap.parse_args(argv)
 
-    todo = [("lab", n) for n in LAB] + [("scenarios", n) for n in SCENARIOS]
+    todo = [("lab", n) for n in [*LAB, *CRAFTED]] + [("scenarios", n) for n in SCENARIOS]
     if a.list:
         for part, n in todo:
             print(f"{part}/{n}")
@@ -492,8 +509,18 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown capture(s): {', '.join(sorted(unknown))} (see --list)")
         todo = [(p, n) for p, n in todo if n in want or p in want]
-    if os.geteuid() != 0:
+    written: list[Path] = []
+    for part, name in [(p, n) for p, n in todo if n in CRAFTED]:
+        dest = a.out / part / f"{name}.pcap"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        log(f"building {part}/{name}.pcap")
+        CRAFTED[name](dest)
+        written.append(dest)
+    todo = [(p, n) for p, n in todo if n not in CRAFTED]
+    if todo and os.geteuid() != 0:
         ap.error("must run as root (tcpdump, ip netns, ports below 1024)")
+    if not todo:
+        return report(written, [])
     util.require_tools(
         [
             "tcpdump",
@@ -513,7 +540,6 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
 
     top = Path(tempfile.mkdtemp(prefix="dronewatch-record-"))
-    written: list[Path] = []
     failed: list[str] = []
     try:
         cert, key = util.make_cert(top, zone.CERT_NAMES)
@@ -548,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(top, ignore_errors=True)
 
+    return report(written, failed)
+
+
+def report(written: list[Path], failed: list[str]) -> int:
+    """Print what was written and what failed; the exit status."""
     for p in written:
         shown = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
         print(f"wrote {shown} ({rewrite.count(p)} packets, {p.stat().st_size} bytes)")

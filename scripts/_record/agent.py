@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("arsdk")
     p.add_argument("host")
     p.add_argument("--c2d-port", type=int, default=2233)
+    p = sub.add_parser("tello")
+    p.add_argument("host")
     p = sub.add_parser("vehicle")
     p.add_argument("bind", type=hostport)
     p.add_argument("gcs", type=hostport)
@@ -59,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         servers.serve_duml(*a.bind)
     elif a.role == "arsdk":
         servers.serve_arsdk(a.host, a.c2d_port)
+    elif a.role == "tello":
+        import tello
+
+        tello.serve_tello(a.host)
     elif a.role == "vehicle":
         servers.serve_mavlink_vehicle(*a.bind, *a.gcs, a.secs)
     elif a.role == "phone":

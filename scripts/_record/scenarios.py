@@ -26,10 +26,12 @@ from clients import (
     rtmp_publish,
     say,
 )
+from tello import sdk_session
 
 DNS = "10.77.0.1"
 DJI_AIRCRAFT = "192.168.2.1"
 PARROT_DRONE = "192.168.42.1"
+TELLO = "192.168.10.1"
 
 
 def ip_of(name: str) -> str:
@@ -222,6 +224,10 @@ def qgc_mavlink() -> None:
     t.join(15)
 
 
+def tello_sdk() -> None:
+    sdk_session(TELLO)
+
+
 def dji_cloud_api_mqtt() -> None:
     ip = ip_of("mqtt.fleet.example.org")
     mqtt_session(ip, 1883, 5, osd_count=5, status=False, events=True, wait_message=8.0)
@@ -235,6 +241,7 @@ PHONE: dict[str, Callable[[], None]] = {
     "parrot_freeflight": parrot_freeflight,
     "qgc_mavlink": qgc_mavlink,
     "dji_cloud_api_mqtt": dji_cloud_api_mqtt,
+    "tello_sdk": tello_sdk,
 }
 
 

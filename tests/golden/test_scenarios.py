@@ -15,7 +15,7 @@ from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.monitor import VerdictRecord
 from dronewatch.judge.policy import Policy
-from tests.pcaps import PCAPS
+from tests.pcaps import PCAPS, all_captures, capture
 
 SCENARIOS = PCAPS / "scenarios"
 PHONE_CLOUD = "10.77.0.2"
@@ -37,7 +37,9 @@ def analyze(name: str, policy: Policy) -> dict[str, list[Record]]:
     records: dict[str, list[Record]] = {}
     config = AnalysisConfig(policy=policy, classifier=_classifier(), resolver=_resolver())
     run_source(
-        FileSource(str(SCENARIOS / name)), lambda r: records.setdefault(r.log, []).append(r), config
+        FileSource(str(capture(SCENARIOS / name))),
+        lambda r: records.setdefault(r.log, []).append(r),
+        config,
     )
     return records
 
@@ -152,7 +154,7 @@ def test_cloud_api_mqtt_is_a_violation() -> None:
     )
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.pcap")))
+@pytest.mark.parametrize("name", [p.name for p in all_captures(SCENARIOS)])
 def test_every_alert_is_traceable(name: str) -> None:
     """Each alert names flows (uids) and Community IDs that appear in flows.jsonl."""
     recs = analyze(name, ldm(True))
@@ -191,6 +193,16 @@ def test_drone_link_marks_ground_station_and_aircraft() -> None:
     assert roles["192.168.2.1"] == ["aircraft"]
 
 
+def test_tello_sdk_session_is_a_clean_local_link() -> None:
+    """A Tello SDK app: commands, state and video stay on the Tello's own Wi-Fi, so with LDM on
+    the phone is clean and the Tello (192.168.10.1) is its aircraft."""
+    recs = analyze("tello_sdk.pcap", ldm(True))
+    assert alerts(recs) == []
+    v = verdicts(recs)["192.168.10.2"]
+    assert (v.verdict, v.aircraft) == ("clean", ("192.168.10.1",))
+    assert {r.to_dict()["channel"] for r in recs["tello"]} == {"sdk", "state", "video"}
+
+
 FLIGHT5 = "third_party/wsensing2021/Normal_Flights_Flight5.pcapng.gz"
 
 
@@ -198,7 +210,9 @@ def analyze_path(rel: str, policy: Policy) -> dict[str, list[Record]]:
     records: dict[str, list[Record]] = {}
     config = AnalysisConfig(policy=policy, classifier=_classifier(), resolver=_resolver())
     run_source(
-        FileSource(str(PCAPS / rel)), lambda r: records.setdefault(r.log, []).append(r), config
+        FileSource(str(capture(PCAPS / rel))),
+        lambda r: records.setdefault(r.log, []).append(r),
+        config,
     )
     return records
 
@@ -245,3 +259,11 @@ def test_remote_id_beacons_are_broadcasts_not_leaks() -> None:
     """Remote ID beacons of an aircraft raise no alert and give no ground station."""
     recs = analyze_path("third_party/opendroneid/odid_wifi_bcn_sample.pcap", ldm(True))
     assert alerts(recs) == [] and "verdicts" not in recs
+
+
+def test_droneid_beacons_are_broadcasts_not_leaks() -> None:
+    """DJI DroneID beacons name two aircraft by serial, and raise no alert and no ground station."""
+    recs = analyze_path("lab/dji_droneid.pcap", ldm(True))
+    assert alerts(recs) == [] and "verdicts" not in recs
+    serials = {r.to_dict()["serial"] for r in recs["dji_droneid"]}
+    assert serials == {"08QDE3R00209TF", "0K1DE5H0030KC7"}

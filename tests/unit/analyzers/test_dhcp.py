@@ -18,11 +18,10 @@ from dronewatch.analyzers.dhcp import (
 from dronewatch.core.flow import Packet, ip_str
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext, ip, make_flow, make_udp
-from tests.pcaps import THIRD_PARTY
+from tests.pcaps import THIRD_PARTY, capture
 
 CAPTURE = THIRD_PARTY / "wsensing2021" / "Normal_Establishing_connection_01.pcapng"
 """A public MIT-licensed capture: phone 192.168.1.3 joins a drone's Wi-Fi (drone 192.168.1.1)."""
-needs_capture = pytest.mark.skipif(not CAPTURE.exists(), reason=f"{CAPTURE} is not there")
 
 PHONE_MAC = "0c:84:dc:d5:5f:4d"
 
@@ -30,7 +29,7 @@ PHONE_MAC = "0c:84:dc:d5:5f:4d"
 def capture_udp(port: int) -> list[tuple[str, str, int, int, bytes]]:
     """(src, dst, sport, dport, payload) of each UDP datagram to or from `port` in CAPTURE."""
     out: list[tuple[str, str, int, int, bytes]] = []
-    with CAPTURE.open("rb") as fh:
+    with capture(CAPTURE).open("rb") as fh:
         for _ts, frame in dpkt.pcapng.Reader(fh):
             eth = dpkt.ethernet.Ethernet(frame)
             net = eth.data
@@ -74,7 +73,6 @@ def run(payload: bytes, pkt: Packet | None = None) -> tuple[RecordingContext, li
     return ctx, records
 
 
-@needs_capture
 def test_real_discover_from_capture() -> None:
     """The phone's real DISCOVER gives its MAC, hostname, requested address and option list."""
     src, dst, sport, dport, payload = capture_udp(67)[0]
@@ -97,7 +95,6 @@ def test_real_discover_from_capture() -> None:
     assert flow.service == "dhcp"
 
 
-@needs_capture
 def test_real_exchange_from_capture() -> None:
     """The capture's DISCOVER, OFFER, REQUEST and ACK decode; replies carry the address given."""
     messages = [parse_dhcp(p[4]) for p in capture_udp(67)]

@@ -24,7 +24,7 @@ from dronewatch.analyzers.dji_wifi import (
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext, capture_records, make_flow, make_udp
-from tests.pcaps import PCAPS
+from tests.pcaps import PCAPS, capture
 
 SCENARIOS = PCAPS / "scenarios"
 LDM_CLEAN = SCENARIOS / "dji_fly_ldm_on_clean.pcap"
@@ -36,11 +36,6 @@ CAPTURED_REQUEST = bytes.fromhex("551104920203001240000e00000000cd07")
 """dji_fly_ldm_on_clean.pcap frame 3: the app asks the flight controller GENERAL 0x0E."""
 CAPTURED_RESPONSE = bytes.fromhex("551204c70302001280000e0000000000df91")
 """Frame 4: the flight controller's response (response bit set, same sequence number)."""
-
-
-def needs(path: Path) -> pytest.MarkDecorator:
-    """Skip a test when its capture is not in the checkout."""
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} is not there")
 
 
 pytestmark = pytest.mark.usefixtures("both_counters")
@@ -85,7 +80,7 @@ def feed(
 
 def run_capture(path: Path) -> list[DjiWifiRecord]:
     """The dji_wifi records of a capture read through the engine."""
-    records = capture_records(path, DjiWifiAnalyzer)
+    records = capture_records(capture(path), DjiWifiAnalyzer)
     return [r for r in records if isinstance(r, DjiWifiRecord)]
 
 
@@ -245,7 +240,6 @@ def test_port_9004() -> None:
     assert rec.frames == 1 and rec.senders == ("pc",)
 
 
-@needs(LDM_CLEAN)
 def test_capture_ldm_on_clean() -> None:
     """dji_fly_ldm_on_clean.pcap: 217 DUML frames between the phone and 192.168.2.1:9003."""
     (rec,) = run_capture(LDM_CLEAN)

@@ -26,7 +26,7 @@ from dronewatch.analyzers.mavlink import (
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext, capture_records, make_flow, make_packet, make_udp
-from tests.pcaps import PCAPS, THIRD_PARTY
+from tests.pcaps import PCAPS, THIRD_PARTY, capture
 
 IPAL = THIRD_PARTY / "mavlink" / "ipal_MAVLink.pcap"
 TCP5760 = THIRD_PARTY / "mavlink" / "judep90_mavlink_tcp5760.pcapng"
@@ -49,11 +49,6 @@ V2_GLOBAL_POSITION = bytes.fromhex("fd12000000070121000040e201000008d0eb48b5205a
 trailing zero bytes of the payload are cut (MAVLink 2 truncation)."""
 V1_PX4_HEARTBEAT = bytes.fromhex("fe090003010000000000010c510403a6b0")
 """sysid 3: fixed wing, PX4, base_mode 0x51, status active."""
-
-
-def needs(path: Path) -> pytest.MarkDecorator:
-    """Skip a test when its capture is not in the checkout."""
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} is not there")
 
 
 def frame(
@@ -114,7 +109,7 @@ def feed(
 
 def run_capture(path: Path) -> list[MavlinkRecord]:
     """The mavlink records of a capture read through the engine."""
-    records = capture_records(path, MavlinkAnalyzer)
+    records = capture_records(capture(path), MavlinkAnalyzer)
     return [r for r in records if isinstance(r, MavlinkRecord)]
 
 
@@ -469,7 +464,6 @@ def test_other_protocols_are_ignored_cheaply() -> None:
     assert ctx.records == []
 
 
-@needs(IPAL)
 def test_capture_ipal_udp() -> None:
     """ipal_MAVLink.pcap: a camera's MAVLink 2 stream to 14550 and one MANUAL_CONTROL back."""
     vehicle, gcs = run_capture(IPAL)
@@ -495,7 +489,6 @@ def test_capture_ipal_udp() -> None:
     assert (gcs.sysids, gcs.compids, gcs.msg_counts) == ((255,), (190,), {"MANUAL_CONTROL": 1})
 
 
-@needs(TCP5760)
 def test_capture_tcp_5760() -> None:
     """judep90_mavlink_tcp5760.pcapng: 7 frames in 6 segments (two in one) over TCP 5760."""
     (rec,) = run_capture(TCP5760)
@@ -512,7 +505,6 @@ def test_capture_tcp_5760() -> None:
     assert rec.heartbeats == 0 and rec.vehicle_type is None
 
 
-@needs(QGC)
 def test_capture_qgc_scenario() -> None:
     """qgc_mavlink.pcap: an armed ArduPilot quadrotor and QGroundControl's GCS heartbeats."""
     (rec,) = run_capture(QGC)
@@ -540,7 +532,6 @@ def test_capture_qgc_scenario() -> None:
     assert (rec.last_lat, rec.last_lon, rec.last_alt_m) == (47.3977478, 8.545594, 488.584)
 
 
-@needs(TAKEOFF)
 def test_capture_ardrone_mavlink_v1() -> None:
     """wsensing2021 take-off: the AR.Drone 2.0 sends MAVLink 1 from 14551 with no GPS fix."""
     (rec,) = run_capture(TAKEOFF)
@@ -569,7 +560,6 @@ def test_capture_ardrone_mavlink_v1() -> None:
     assert rec.last_lat is None
 
 
-@needs(FLIGHT5)
 def test_capture_flight5() -> None:
     """Flight5: 113 MAVLink datagrams, cut in two flows by a pause longer than the UDP timeout."""
     first, second = run_capture(FLIGHT5)
@@ -615,7 +605,6 @@ def test_fuzz_analyzer_raises_nothing(chunks: list[bytes], over_tcp: bool) -> No
     assert len(records) <= 1
 
 
-@needs(IPAL)
 def test_heartbeat_and_system_255_say_which_end_is_the_gcs(tmp_path: Path) -> None:
     """ipal_MAVLink.pcap through analyze: the camera's heartbeats make 192.168.2.2 the aircraft
     and the MANUAL_CONTROL from system 255 makes 192.168.2.1 the ground station, although
@@ -624,7 +613,7 @@ def test_heartbeat_and_system_255_say_which_end_is_the_gcs(tmp_path: Path) -> No
 
     from dronewatch.cli.app import main
 
-    assert main(["analyze", "--out", str(tmp_path), str(IPAL)]) == 0
+    assert main(["analyze", "--out", str(tmp_path), str(capture(IPAL))]) == 0
     roles = {
         d["ip"]: d["roles"]
         for d in map(json.loads, (tmp_path / "devices.jsonl").read_text().splitlines())

@@ -28,7 +28,7 @@ from dronewatch.core.engine import Engine
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext, capture_records, make_flow, make_packet, make_udp
-from tests.pcaps import PCAPS, THIRD_PARTY
+from tests.pcaps import PCAPS, THIRD_PARTY, capture
 
 FREEFLIGHT = PCAPS / "scenarios" / "parrot_freeflight.pcap"
 WSENSING = THIRD_PARTY / "wsensing2021"
@@ -52,11 +52,6 @@ D2C_DATAGRAM = bytes.fromhex(
     "000000feabf60500000000047e000c0000000005010060"
 )
 """parrot_freeflight.pcap frame 20: attitude, position, altitude, a ping, and battery 96 %."""
-
-
-def needs(path: Path) -> pytest.MarkDecorator:
-    """Skip a test when its capture is not in the checkout."""
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} is not there")
 
 
 pytestmark = pytest.mark.usefixtures("both_counters")
@@ -98,7 +93,7 @@ def feed(
 
 def run_capture(path: Path) -> dict[str, list[ParrotRecord]]:
     """The parrot records of a capture read through the engine, by protocol."""
-    records = capture_records(path, ParrotAnalyzer)
+    records = capture_records(capture(path), ParrotAnalyzer)
     out: dict[str, list[ParrotRecord]] = {}
     for rec in records:
         assert isinstance(rec, ParrotRecord)
@@ -460,7 +455,6 @@ def test_probe_gives_up() -> None:
 # --- captures -------------------------------------------------------------------------------
 
 
-@needs(FREEFLIGHT)
 def test_capture_freeflight_scenario() -> None:
     """parrot_freeflight.pcap: discovery on 44444, then ARSDK between 9988 and 2233."""
     records = run_capture(FREEFLIGHT)
@@ -486,7 +480,6 @@ def test_capture_freeflight_scenario() -> None:
     assert (round(data.last_lat or 0, 5), data.last_lon) == (48.87908, 2.3675)
 
 
-@needs(TAKEOFF)
 def test_capture_ardrone_takeoff_and_landing() -> None:
     """wsensing2021 take-off/landing: 1361 AT commands in 680 datagrams, 317 navdata packets."""
     records = run_capture(TAKEOFF)
@@ -507,7 +500,6 @@ def test_capture_ardrone_takeoff_and_landing() -> None:
     assert (nd.flight_state, nd.flying, nd.flew) == ("landed", False, True)
 
 
-@needs(FLIGHT5)
 def test_capture_flight5() -> None:
     """Flight5: three take-offs and landings, the battery drained to 4 %, 14.966 m at most."""
     records = run_capture(FLIGHT5)

@@ -16,9 +16,8 @@ from scapy.all import IP, UDP, Ether, raw
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.files import FileSource
 from dronewatch.capture.streams import map_file
+from tests.pcaps import THIRD_PARTY, all_captures
 from tests.unit.capture import captures as cap
-
-SHARED = Path(__file__).resolve().parents[3] / "pcaps" / "third_party"
 
 FRAME = raw(
     Ether() / IP(src="192.168.1.3", dst="192.168.1.1") / UDP(sport=5556, dport=5556) / b"AT"
@@ -214,7 +213,7 @@ def test_mapped_file_reads_as_the_stream_does(
             assert bool(mapped[1]) == (cut > 0)
 
 
-@pytest.mark.parametrize("path", sorted(SHARED.rglob("*.pcap*")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", all_captures(THIRD_PARTY), ids=lambda p: p.name)
 def test_mapped_shared_captures_read_as_streamed(path: Path) -> None:
     """Every shared capture reads the same mapped as streamed, record by record."""
     for batch in (False, True):
