@@ -6,6 +6,8 @@ DronewatchError
 +-- RulePackError    a rule pack that fails its schema
 +-- GeoIPError       a GeoIP database that cannot be opened
 +-- PolicyError      a device policy file that fails its schema
++-- ConfigError      a setting that is not valid (an unknown analyzer option, a bad value)
++-- RecordError      records sent to the service that their logs' schemas refuse
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class GeoIPError(DronewatchError):
 
 class PolicyError(DronewatchError):
     """A device policy that fails validation."""
+
+
+class ConfigError(DronewatchError):
+    """A setting that is not valid, such as an unknown analyzer option or a value of the wrong
+    type; the message names the setting and says what it takes."""
 
 
 class RecordError(DronewatchError):

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -168,6 +169,8 @@ class _Coverage:
         self.drops: int | None = 0
         self.ip = 0
         self.flows = 0
+        self.failures: Counter[str] = Counter()
+        """Analyzer failures reported so far (by `analyzer.hook`)."""
 
     def start(self, now: float) -> None:
         self.since = now
@@ -180,6 +183,11 @@ class _Coverage:
         drops = source.drops_so_far()
         ip = pipe.decoder.stats.ip if pipe is not None else (final.ip_packets if final else 0)
         flows = pipe.engine.flows_total if pipe is not None else (final.flows if final else 0)
+        failures = Counter(
+            pipe.engine.failures.counts
+            if pipe is not None
+            else (final.analyzer_errors or {} if final else {})
+        )
         record = CaptureRecord(
             ts=self.since,
             source=self.name,
@@ -197,8 +205,10 @@ class _Coverage:
             last_ts=now,
             errors=final.errors if final else (),
             complete=final.complete if final else True,
+            analyzer_errors=dict(sorted((failures - self.failures).items())) or None,
         )
         self.since = now
+        self.failures = failures
         self.packets, self.bytes, self.truncated = stats.packets, stats.bytes, stats.truncated
         self.drops, self.ip, self.flows = drops, ip, flows
         return record

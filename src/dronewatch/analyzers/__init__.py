@@ -2,40 +2,65 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from dronewatch.analyzers.dhcp import DhcpAnalyzer
-from dronewatch.analyzers.dji_droneid import DjiDroneIdAnalyzer
-from dronewatch.analyzers.dji_wifi import DjiWifiAnalyzer
-from dronewatch.analyzers.dns import DnsAnalyzer
-from dronewatch.analyzers.http import HttpAnalyzer
-from dronewatch.analyzers.mavlink import MavlinkAnalyzer
-from dronewatch.analyzers.mdns import MdnsAnalyzer
-from dronewatch.analyzers.mqtt import MqttAnalyzer
-from dronewatch.analyzers.parrot import ParrotAnalyzer
-from dronewatch.analyzers.quic import QuicAnalyzer
-from dronewatch.analyzers.remoteid import RemoteIdAnalyzer
-from dronewatch.analyzers.rtmp import RtmpAnalyzer
-from dronewatch.analyzers.rtsp import RtspAnalyzer
-from dronewatch.analyzers.tello import TelloAnalyzer
-from dronewatch.analyzers.tls import TlsAnalyzer
+from dronewatch.analyzers.dji_droneid import DjiDroneIdAnalyzer, DjiDroneIdOptions
+from dronewatch.analyzers.dji_wifi import DjiWifiAnalyzer, DjiWifiOptions
+from dronewatch.analyzers.dns import DnsAnalyzer, DnsOptions
+from dronewatch.analyzers.http import HttpAnalyzer, HttpOptions
+from dronewatch.analyzers.mavlink import MavlinkAnalyzer, MavlinkOptions
+from dronewatch.analyzers.mdns import MdnsAnalyzer, MdnsOptions
+from dronewatch.analyzers.mqtt import MqttAnalyzer, MqttOptions
+from dronewatch.analyzers.parrot import ParrotAnalyzer, ParrotOptions
+from dronewatch.analyzers.quic import QuicAnalyzer, QuicOptions
+from dronewatch.analyzers.remoteid import RemoteIdAnalyzer, RemoteIdOptions
+from dronewatch.analyzers.rtmp import RtmpAnalyzer, RtmpOptions
+from dronewatch.analyzers.rtsp import RtspAnalyzer, RtspOptions
+from dronewatch.analyzers.tello import TelloAnalyzer, TelloOptions
+from dronewatch.analyzers.tls import TlsAnalyzer, TlsOptions
 from dronewatch.core.hooks import Analyzer, Context
 
 
-def default_analyzers(ctx: Context) -> list[Analyzer]:
-    """Every built-in analyzer, in dispatch order: the commonest protocols first."""
+@dataclass(frozen=True, slots=True)
+class AnalyzerOptions:
+    """The options of every built-in analyzer that has some, one field per analyzer, named as the
+    analyzer is (`tls` holds `TlsAnalyzer`'s `TlsOptions`); each defaults to its analyzer's own."""
+
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    quic: QuicOptions = field(default_factory=QuicOptions)
+    dns: DnsOptions = field(default_factory=DnsOptions)
+    mdns: MdnsOptions = field(default_factory=MdnsOptions)
+    http: HttpOptions = field(default_factory=HttpOptions)
+    mqtt: MqttOptions = field(default_factory=MqttOptions)
+    rtmp: RtmpOptions = field(default_factory=RtmpOptions)
+    rtsp: RtspOptions = field(default_factory=RtspOptions)
+    mavlink: MavlinkOptions = field(default_factory=MavlinkOptions)
+    dji_wifi: DjiWifiOptions = field(default_factory=DjiWifiOptions)
+    tello: TelloOptions = field(default_factory=TelloOptions)
+    parrot: ParrotOptions = field(default_factory=ParrotOptions)
+    remoteid: RemoteIdOptions = field(default_factory=RemoteIdOptions)
+    dji_droneid: DjiDroneIdOptions = field(default_factory=DjiDroneIdOptions)
+
+
+def default_analyzers(ctx: Context, options: AnalyzerOptions | None = None) -> list[Analyzer]:
+    """Every built-in analyzer, in dispatch order (the commonest protocols first), each with its
+    options from `options` (default: the analyzers' own defaults)."""
+    o = options or AnalyzerOptions()
     return [
-        TlsAnalyzer(ctx),
-        QuicAnalyzer(ctx),
-        DnsAnalyzer(ctx),
-        MdnsAnalyzer(ctx),
-        HttpAnalyzer(ctx),
+        TlsAnalyzer(ctx, o.tls),
+        QuicAnalyzer(ctx, o.quic),
+        DnsAnalyzer(ctx, o.dns),
+        MdnsAnalyzer(ctx, o.mdns),
+        HttpAnalyzer(ctx, o.http),
         DhcpAnalyzer(ctx),
-        MqttAnalyzer(ctx),
-        RtmpAnalyzer(ctx),
-        RtspAnalyzer(ctx),
-        MavlinkAnalyzer(ctx),
-        DjiWifiAnalyzer(ctx),
-        TelloAnalyzer(ctx),
-        ParrotAnalyzer(ctx),
-        RemoteIdAnalyzer(ctx),
-        DjiDroneIdAnalyzer(ctx),
+        MqttAnalyzer(ctx, o.mqtt),
+        RtmpAnalyzer(ctx, o.rtmp),
+        RtspAnalyzer(ctx, o.rtsp),
+        MavlinkAnalyzer(ctx, o.mavlink),
+        DjiWifiAnalyzer(ctx, o.dji_wifi),
+        TelloAnalyzer(ctx, o.tello),
+        ParrotAnalyzer(ctx, o.parrot),
+        RemoteIdAnalyzer(ctx, o.remoteid),
+        DjiDroneIdAnalyzer(ctx, o.dji_droneid),
     ]

@@ -166,14 +166,22 @@ class _Seen:
     last: DroneIdTelemetry | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DjiDroneIdOptions:
+    """Tunables of the DJI DroneID analyzer."""
+
+    max_aircraft: int = 1024
+    """Transmitters tracked at once; beacons of further ones are skipped."""
+
+
 class DjiDroneIdAnalyzer:
     """Collect DJI DroneID beacons per transmitter into dji_droneid.jsonl records."""
 
     name = "dji_droneid"
 
-    def __init__(self, ctx: Context, max_aircraft: int = 1024) -> None:
+    def __init__(self, ctx: Context, options: DjiDroneIdOptions | None = None) -> None:
         self.ctx = ctx
-        self.max_aircraft = max_aircraft
+        self.options = options or DjiDroneIdOptions()
         self._seen: dict[str, _Seen] = {}
 
     def frame(self, pkt: Packet) -> None:
@@ -191,7 +199,7 @@ class DjiDroneIdAnalyzer:
             mac = mac_str(f.addr2)
             seen = self._seen.get(mac)
             if seen is None:
-                if len(self._seen) >= self.max_aircraft:
+                if len(self._seen) >= self.options.max_aircraft:
                     return
                 seen = self._seen[mac] = _Seen(pkt.ts, pkt.ts)
             seen.frames += 1

@@ -284,6 +284,10 @@ class DnsOptions:
     """Follow DNS flows to their end, so a long-lived flow (a forwarder's fixed port, a TCP
     connection carrying many queries) is read past the engine's first inspected packets."""
 
+    def __post_init__(self) -> None:
+        if self.max_pending < 1:
+            raise ValueError("max_pending must be at least 1 (the query being added is kept)")
+
 
 @dataclass(frozen=True, slots=True)
 class DnsRecord(ConnRecord):

@@ -165,6 +165,10 @@ class HttpOptions:
     """Requests kept per flow while waiting for their responses; past that the oldest is
     written out without a status."""
 
+    def __post_init__(self) -> None:
+        if self.max_pending < 1:
+            raise ValueError("max_pending must be at least 1 (the request being added is kept)")
+
 
 @dataclass(frozen=True, slots=True)
 class HttpRecord(ConnRecord):

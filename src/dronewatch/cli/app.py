@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dronewatch import __version__
+from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
 from dronewatch.cli.args import add_rules_and_geoip
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig
@@ -66,11 +67,12 @@ def _plugin_commands() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ]:
     from dronewatch.cli.agent import register as agent_register
+    from dronewatch.cli.analyzer_options import register as analyzers_register
     from dronewatch.cli.geoip import register as geoip_register
     from dronewatch.cli.rules import register as rules_register
     from dronewatch.cli.serve import register as api_register
 
-    return [api_register, agent_register, geoip_register, rules_register]
+    return [api_register, agent_register, geoip_register, rules_register, analyzers_register]
 
 
 def _add_policy_args(p: argparse.ArgumentParser) -> None:
@@ -113,7 +115,7 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
 
 
 def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
-    """The policy, classifier and resolver the command-line options ask for."""
+    """The policy, classifier, resolver and analyzer options the command-line options ask for."""
     from dataclasses import replace
 
     from dronewatch.geoip.local import LocalNets
@@ -122,6 +124,7 @@ def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
     from dronewatch.judge.policy import Policy, parse_windows
     from dronewatch.judge.rulepack import CATEGORIES
 
+    analyzers = analyzer_options(args.analyzer_option)
     policy = load_policy(args.policy) if args.policy else Policy()
     windows = parse_windows(args.ldm_window)
     if args.ldm is not None:
@@ -152,7 +155,9 @@ def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
         raise PolicyError(f"local subnet: {exc}") from None
     resolver = MaxMindResolver.open(args.geoip_dir, local=local)
     classifier = Classifier.load(args.rules)
-    return AnalysisConfig(policy=policy, classifier=classifier, resolver=resolver)
+    return AnalysisConfig(
+        policy=policy, classifier=classifier, resolver=resolver, analyzers=analyzers
+    )
 
 
 def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -203,6 +208,7 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--progress", action="store_true", help="always show progress (default: large files)"
     )
     prog.add_argument("--no-progress", action="store_true", help="never show progress")
+    add_analyzer_option(p)
     _add_policy_args(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -372,6 +378,7 @@ def _add_diff(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("a", metavar="A", help="first capture (e.g. LDM off)")
     p.add_argument("b", metavar="B", help="second capture (e.g. LDM on)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_analyzer_option(p)
     _add_policy_args(p)
     p.set_defaults(func=cmd_diff)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import struct
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -19,11 +21,15 @@ from dronewatch.core.flow import (
     Flow,
     Packet,
 )
-from dronewatch.core.hooks import Analyzer, Context
+from dronewatch.core.hooks import Analyzer, AnalyzerHooks, Context, find_hooks
 
 logger = logging.getLogger(__name__)
 
 FlowKey = tuple[int, bytes, int, bytes, int]
+
+STRICT_ANALYZERS_ENV = "DRONEWATCH_STRICT_ANALYZERS"
+"""When set (non-empty), an exception in an analyzer's hook is raised again instead of counted:
+the test suite sets it, so an analyzer that raises fails every test that reaches it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +56,11 @@ class EngineOptions:
 
 
 class Engine:
-    """Assembles flows from packets and calls the analyzers' hooks."""
+    """Assembles flows from packets and calls the analyzers' hooks.
+
+    The analyzers are registered as the engine is made: `find_hooks` collects each one's hooks
+    through the hook Protocols and refuses (ValueError) an analyzer it cannot trust to be called
+    as meant. Every hook is wrapped so that its failures are counted (`failures`)."""
 
     def __init__(
         self,
@@ -78,21 +88,36 @@ class Engine:
             tuple[str, ...], tuple[tuple[str, ...], tuple[Callable[[Flow, Packet], None], ...]]
         ] = {}
         """The (names, hooks) tuples of each set of analyzers that want a flow, shared."""
-        self._on_start: list[Callable[[Flow, Packet], None]] = _hooks(self.analyzers, "flow_start")
-        self._followers: dict[str, Callable[[Flow, Packet], None]] = _named_hooks(
-            self.analyzers, "packet"
-        )
+        self.failures = AnalyzerFailures(strict=bool(os.environ.get(STRICT_ANALYZERS_ENV)))
+        """Exceptions raised by the analyzers' hooks, counted (see `AnalyzerFailures`)."""
+        registered = _register(self.analyzers)
+        guard = self.failures
+        self._on_start: list[Callable[[Flow, Packet], None]] = [
+            guard.flow_start(h.name, h.flow_start) for h in registered if h.flow_start is not None
+        ]
+        self._followers: dict[str, Callable[[Flow, Packet], None]] = {
+            h.name: guard.packet(h.name, h.packet) for h in registered if h.packet is not None
+        }
         self._on_packet: list[
             tuple[str, Callable[[Flow], bool] | None, Callable[[Flow, Packet], None]]
+        ] = [
+            (
+                h.name,
+                guard.wants(h.name, h.wants) if h.wants is not None else None,
+                self._followers[h.name],
+            )
+            for h in registered
+            if h.packet is not None
         ]
-        self._on_packet = [
-            (analyzer.name, getattr(analyzer, "wants", None), self._followers[analyzer.name])
-            for analyzer in self.analyzers
-            if analyzer.name in self._followers
+        self._on_end: list[Callable[[Flow], None]] = [
+            guard.flow_end(h.name, h.flow_end) for h in registered if h.flow_end is not None
         ]
-        self._on_end: list[Callable[[Flow], None]] = _hooks(self.analyzers, "flow_end")
-        self._on_frame: list[Callable[[Packet], None]] = _hooks(self.analyzers, "frame")
-        self._on_done: list[Callable[[], None]] = _hooks(self.analyzers, "done")
+        self._on_frame: list[Callable[[Packet], None]] = [
+            guard.frame(h.name, h.frame) for h in registered if h.frame is not None
+        ]
+        self._on_done: list[Callable[[], None]] = [
+            guard.done(h.name, h.done) for h in registered if h.done is not None
+        ]
 
     @property
     def now(self) -> float:
@@ -212,7 +237,7 @@ class Engine:
             vlan=pkt.vlan,
             iface=pkt.iface,
         )
-        names = tuple(name for name, wants, _ in self._on_packet if _wants(wants, flow))
+        names = tuple(name for name, wants, _ in self._on_packet if wants is None or wants(flow))
         # Flows wanted by the same analyzers share one pair of tuples: memory per flow counts.
         shared = self._inspector_sets.get(names)
         if shared is None:
@@ -363,45 +388,129 @@ def conn_state(flow: Flow) -> str:
     return "OTH"
 
 
-def _hooks(analyzers: list[Analyzer], name: str) -> list[Callable[..., None]]:
-    """The bound hook methods of the analyzers that implement `name`."""
-    return list(_named_hooks(analyzers, name).values())
-
-
-def _named_hooks(analyzers: list[Analyzer], name: str) -> dict[str, Callable[..., None]]:
-    """The hook `name` of each analyzer that implements it, by analyzer name, in order."""
-    out: dict[str, Callable[..., None]] = {}
+def _register(analyzers: list[Analyzer]) -> list[AnalyzerHooks]:
+    """The hooks of every analyzer, in order (`find_hooks` checks each); ValueError for an
+    analyzer it refuses or for two analyzers of one name (followers are found by name)."""
+    registered: list[AnalyzerHooks] = []
+    names: set[str] = set()
     for analyzer in analyzers:
-        fn = getattr(analyzer, name, None)
-        if callable(fn):
-            if analyzer.name in out:
-                raise ValueError(f"two analyzers named {analyzer.name!r}")
-            out[analyzer.name] = _guarded(analyzer.name, name, fn)
-    return out
+        hooks = find_hooks(analyzer)
+        if hooks.name in names:
+            raise ValueError(f"two analyzers named {hooks.name!r}")
+        names.add(hooks.name)
+        registered.append(hooks)
+    return registered
 
 
-def _wants(wants: Callable[[Flow], bool] | None, flow: Flow) -> bool:
-    """An analyzer's interest in a new flow; one that does not say, or fails, sees it."""
-    if wants is None:
-        return True
-    try:
-        return bool(wants(flow))
-    except Exception:
-        logger.exception("analyzer interest check failed; it sees the flow")
-        return True
+class AnalyzerFailures:
+    """Counts the exceptions the analyzers' hooks raise, by `analyzer.hook`, so a run can say
+    that its inspection was incomplete (the capture record's `analyzer_errors`).
 
+    An analyzer's bug never stops the run: the first failure of each analyzer is logged with its
+    traceback and where it happened (the flow uid), later ones are only counted. In strict mode
+    (`DRONEWATCH_STRICT_ANALYZERS`, set by the test suite) the exception is counted and raised
+    again. The wrappers below are what the engine calls on every packet, so a call that does not
+    fail costs one `try`."""
 
-def _guarded(analyzer: str, hook: str, fn: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a hook so one analyzer's bug is logged once per analyzer, never fatal."""
-    failed = False
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.counts: Counter[str] = Counter()
+        self._logged: set[str] = set()
 
-    def call(*args: object) -> None:
-        nonlocal failed
-        try:
-            fn(*args)
-        except Exception:
-            if not failed:
-                failed = True
-                logger.exception("analyzer %s failed in %s; continuing", analyzer, hook)
+    def as_record(self) -> dict[str, int] | None:
+        """The counts by `analyzer.hook`, sorted; None when nothing failed."""
+        return dict(sorted(self.counts.items())) or None
 
-    return call
+    def failed(self, analyzer: str, hook: str, where: str) -> bool:
+        """Count a failure (call it while handling the exception); True in strict mode, where
+        the caller raises the exception again."""
+        self.counts[f"{analyzer}.{hook}"] += 1
+        if self.strict:
+            return True
+        if analyzer not in self._logged:
+            self._logged.add(analyzer)
+            logger.exception(
+                "analyzer %s failed in %s %s; continuing (its later failures are only counted, "
+                "in the capture record's analyzer_errors)",
+                analyzer,
+                hook,
+                where,
+            )
+        return False
+
+    def flow_start(
+        self, analyzer: str, fn: Callable[[Flow, Packet], None]
+    ) -> Callable[[Flow, Packet], None]:
+        """`fn`, with its failures counted."""
+
+        def flow_start(flow: Flow, pkt: Packet) -> None:
+            try:
+                fn(flow, pkt)
+            except Exception:
+                if self.failed(analyzer, "flow_start", f"on flow {flow.uid}"):
+                    raise
+
+        return flow_start
+
+    def wants(self, analyzer: str, fn: Callable[[Flow], bool]) -> Callable[[Flow], bool]:
+        """`fn`, with its failures counted; a failing check wants the flow (it hides nothing)."""
+
+        def wants(flow: Flow) -> bool:
+            try:
+                return bool(fn(flow))
+            except Exception:
+                if self.failed(analyzer, "wants", f"on flow {flow.uid} (it sees the flow)"):
+                    raise
+                return True
+
+        return wants
+
+    def packet(
+        self, analyzer: str, fn: Callable[[Flow, Packet], None]
+    ) -> Callable[[Flow, Packet], None]:
+        """`fn`, with its failures counted."""
+
+        def packet(flow: Flow, pkt: Packet) -> None:
+            try:
+                fn(flow, pkt)
+            except Exception:
+                if self.failed(analyzer, "packet", f"on flow {flow.uid}, frame {pkt.frame}"):
+                    raise
+
+        return packet
+
+    def flow_end(self, analyzer: str, fn: Callable[[Flow], None]) -> Callable[[Flow], None]:
+        """`fn`, with its failures counted."""
+
+        def flow_end(flow: Flow) -> None:
+            try:
+                fn(flow)
+            except Exception:
+                if self.failed(analyzer, "flow_end", f"on flow {flow.uid}"):
+                    raise
+
+        return flow_end
+
+    def frame(self, analyzer: str, fn: Callable[[Packet], None]) -> Callable[[Packet], None]:
+        """`fn`, with its failures counted."""
+
+        def frame(pkt: Packet) -> None:
+            try:
+                fn(pkt)
+            except Exception:
+                if self.failed(analyzer, "frame", f"on frame {pkt.frame}"):
+                    raise
+
+        return frame
+
+    def done(self, analyzer: str, fn: Callable[[], None]) -> Callable[[], None]:
+        """`fn`, with its failures counted."""
+
+        def done() -> None:
+            try:
+                fn()
+            except Exception:
+                if self.failed(analyzer, "done", "at the end of the source"):
+                    raise
+
+        return done

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -72,15 +74,23 @@ class Context:
 
 @runtime_checkable
 class Analyzer(Protocol):
-    """An analyzer implements any subset of: flow_start, packet, flow_end, frame, done."""
+    """An analyzer implements any subset of the hooks below (at least one) and a unique `name`.
+
+    Every public method of an analyzer must be a hook, or be listed in the class attribute
+    `helpers` (a tuple of method names: what other stages call on it, such as the monitor's
+    `finish`); `find_hooks` refuses anything else, so a misspelt hook is an error, not silence."""
 
     name: str
 
 
+@runtime_checkable
 class FlowStartHook(Protocol):
+    """Called with the first packet of every flow, before any `packet` hook sees it."""
+
     def flow_start(self, flow: Flow, pkt: Packet) -> None: ...
 
 
+@runtime_checkable
 class WantsHook(Protocol):
     """Called once as a flow starts: False spares the analyzer every packet of the flow. Decide
     on the protocol and ports only, which never change during a flow."""
@@ -88,6 +98,7 @@ class WantsHook(Protocol):
     def wants(self, flow: Flow) -> bool: ...
 
 
+@runtime_checkable
 class PacketHook(Protocol):
     """Called for payload-carrying packets while the flow is inspected, and after that for the
     analyzers that follow it. The flow's packet and byte counters may lag behind here (the bulk
@@ -96,17 +107,130 @@ class PacketHook(Protocol):
     def packet(self, flow: Flow, pkt: Packet) -> None: ...
 
 
+@runtime_checkable
 class FlowEndHook(Protocol):
+    """Called once when a flow ends (close, idle or active timeout, eviction, end of capture)."""
+
     def flow_end(self, flow: Flow) -> None: ...
 
 
+@runtime_checkable
 class FrameHook(Protocol):
     """Called for frames that are not IP (802.11 management frames)."""
 
     def frame(self, pkt: Packet) -> None: ...
 
 
+@runtime_checkable
 class DoneHook(Protocol):
     """Called once when the source is exhausted, after every flow has ended."""
 
     def done(self) -> None: ...
+
+
+HOOKS: dict[str, type[Any]] = {
+    "flow_start": FlowStartHook,
+    "wants": WantsHook,
+    "packet": PacketHook,
+    "flow_end": FlowEndHook,
+    "frame": FrameHook,
+    "done": DoneHook,
+}
+"""Every hook, by method name, with the Protocol that declares it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerHooks:
+    """The hooks one analyzer implements, bound to it; None for those it does not."""
+
+    name: str
+    flow_start: Callable[[Flow, Packet], None] | None
+    wants: Callable[[Flow], bool] | None
+    packet: Callable[[Flow, Packet], None] | None
+    flow_end: Callable[[Flow], None] | None
+    frame: Callable[[Packet], None] | None
+    done: Callable[[], None] | None
+
+
+def find_hooks(analyzer: object) -> AnalyzerHooks:
+    """The hooks of `analyzer`, found through the hook Protocols; ValueError (naming the analyzer
+    and the method) for an analyzer without a name or without any hook, a hook whose parameters
+    are not the Protocol's, or a public method that is neither a hook nor listed in `helpers`.
+
+    The hooks are bound by `isinstance` checks against the `runtime_checkable` Protocols above,
+    which give each its type (`PacketHook.packet` is a `Callable[[Flow, Packet], None]`), rather
+    than looked up by name. Such a check only sees that the attribute exists, so the method's
+    parameters are compared with the Protocol's here, and every other public method must be
+    declared: an analyzer with `flow_ended` or `packets` is refused at registration instead of
+    never being called."""
+    cls = type(analyzer)
+    name = getattr(analyzer, "name", None)
+    if not isinstance(analyzer, Analyzer) or not isinstance(name, str) or not name:
+        raise ValueError(f"analyzer {cls.__name__}: `name` must be a non-empty string")
+    helpers = _helpers(name, cls)
+    for attr in dir(cls):
+        if attr.startswith("_") or attr in HOOKS or attr in helpers:
+            continue
+        if _is_method(getattr(cls, attr)):
+            near = difflib.get_close_matches(attr, HOOKS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(
+                f"analyzer {name!r}: public method {attr!r} is not a hook{hint}; hooks are "
+                f"{', '.join(HOOKS)}: rename it, make it private (_{attr}) or list it in "
+                "the class attribute `helpers`"
+            )
+    for hook, protocol in HOOKS.items():
+        if hasattr(analyzer, hook):
+            _check_signature(name, hook, getattr(analyzer, hook), protocol)
+    found = AnalyzerHooks(
+        name=name,
+        flow_start=analyzer.flow_start if isinstance(analyzer, FlowStartHook) else None,
+        wants=analyzer.wants if isinstance(analyzer, WantsHook) else None,
+        packet=analyzer.packet if isinstance(analyzer, PacketHook) else None,
+        flow_end=analyzer.flow_end if isinstance(analyzer, FlowEndHook) else None,
+        frame=analyzer.frame if isinstance(analyzer, FrameHook) else None,
+        done=analyzer.done if isinstance(analyzer, DoneHook) else None,
+    )
+    if all(getattr(found, hook) is None for hook in HOOKS):
+        raise ValueError(f"analyzer {name!r} implements no hook; hooks are {', '.join(HOOKS)}")
+    if found.wants is not None and found.packet is None:
+        raise ValueError(
+            f"analyzer {name!r}: method 'wants' without a 'packet' hook (wants only decides which "
+            "flows' packets reach packet)"
+        )
+    return found
+
+
+def _helpers(name: str, cls: type) -> frozenset[str]:
+    """The public non-hook methods `cls` declares in its `helpers` attribute, each checked."""
+    declared = getattr(cls, "helpers", ())
+    if isinstance(declared, str) or not all(isinstance(h, str) for h in declared):
+        raise ValueError(f"analyzer {name!r}: `helpers` must be a tuple of method names")
+    for helper in declared:
+        if helper in HOOKS or helper.startswith("_"):
+            raise ValueError(f"analyzer {name!r}: helper {helper!r} is a hook or private")
+        if not _is_method(getattr(cls, helper, None)):
+            raise ValueError(f"analyzer {name!r}: helper {helper!r} is not a method of it")
+    return frozenset(declared)
+
+
+def _is_method(value: object) -> bool:
+    """A function defined in a class (plain, static or class method), not data or a property."""
+    return inspect.isfunction(value) or inspect.ismethod(value)
+
+
+def _check_signature(name: str, hook: str, method: object, protocol: type[Any]) -> None:
+    """ValueError unless `method` can be called as the Protocol's `hook` is."""
+    params = list(inspect.signature(getattr(protocol, hook)).parameters)[1:]  # without self
+    expected = f"{hook}({', '.join(params)})"
+    if not callable(method):
+        raise ValueError(f"analyzer {name!r}: {hook!r} is not a method; the hook is {expected}")
+    try:
+        inspect.signature(method).bind(*params)
+    except TypeError:
+        raise ValueError(
+            f"analyzer {name!r}: hook {hook!r} takes {inspect.signature(method)}; the hook is "
+            f"{expected}"
+        ) from None
+    except ValueError:
+        return  # no signature to read (a builtin): trust it

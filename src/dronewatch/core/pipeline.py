@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from dronewatch.analyzers import default_analyzers
+from dronewatch.analyzers import AnalyzerOptions, default_analyzers
 from dronewatch.capture.base import RawPacket, Source, SourceStats
 from dronewatch.capture.decode import Decoder, linktype_name
 from dronewatch.capture.files import FileSource
@@ -53,11 +53,16 @@ class CaptureRecord(Record):
     errors: tuple[str, ...] = ()
     complete: bool = True
     """False when the source ended with damage: the packets after it were not seen."""
+    analyzer_errors: dict[str, int] | None = None
+    """Exceptions raised by analyzers, by `analyzer.hook` (e.g. `tls.packet`); when present,
+    inspection was incomplete: those analyzers' records, and the facts they publish for the
+    classifier, may be missing. None (left out) when no analyzer failed."""
 
 
 @dataclass(slots=True)
 class AnalysisConfig:
-    """Everything a run decides with: policy, rule packs, GeoIP, flow-table tunables."""
+    """Everything a run decides with: policy, rule packs, GeoIP, flow-table and analyzer
+    tunables."""
 
     policy: Policy = field(default_factory=Policy)
     classifier: Classifier | None = None
@@ -70,6 +75,8 @@ class AnalysisConfig:
     bulk: bool = True
     """Count the packets of settled flows in bulk (pcap files); False: every packet one by one.
     Both give the same records."""
+    analyzers: AnalyzerOptions = field(default_factory=AnalyzerOptions)
+    """The analyzers' tunables (`--analyzer-option ANALYZER.FIELD=VALUE`)."""
 
 
 @dataclass(slots=True)
@@ -103,7 +110,9 @@ class Pipeline:
         )
         first: list[Analyzer] = [keeper] if keeper is not None else []
         self.engine = Engine(
-            [*first, *default_analyzers(self.ctx), self.monitor], self.ctx, config.engine
+            [*first, *default_analyzers(self.ctx, config.analyzers), self.monitor],
+            self.ctx,
+            config.engine,
         )
         self.decoder = Decoder()
         self.linktypes: Counter[int] = Counter()
@@ -140,6 +149,7 @@ class Pipeline:
             last_ts=engine.now or None,
             errors=tuple(stats.errors),
             complete=not stats.errors,
+            analyzer_errors=engine.failures.as_record(),
         )
         self.emit(record)
         alerts = self.monitor.finish(drops=stats.drops, complete=record.complete)

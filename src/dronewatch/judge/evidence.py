@@ -40,6 +40,8 @@ class EvidenceKeeper:
     """Keeps the first frames of every live flow until the monitor takes or drops them."""
 
     name = "evidence"
+    helpers = ("take", "drop")
+    """What the monitor calls on it besides the hooks."""
 
     def __init__(self, options: EvidenceOptions | None = None) -> None:
         self.options = options or EvidenceOptions()

@@ -87,6 +87,8 @@ class Monitor:
     """Runs last at flow end: enriches the flow record and keeps the egress book."""
 
     name = "monitor"
+    helpers = ("finish",)
+    """What the pipeline calls on it besides the hooks."""
 
     def __init__(
         self,

@@ -220,6 +220,11 @@ class SummaryCollector:
             for v in self.verdicts:
                 who = v.device_ip + (f" ({v.device_name})" if v.device_name else "")
                 out.write(f"  {who}: {v.verdict.upper()}: {v.msg}\n")
+            if any(cap.analyzer_errors for cap in self.captures):
+                out.write(
+                    "  (inspection was incomplete: an analyzer failed, so traffic it would have "
+                    "named may be missing from these verdicts)\n"
+                )
         elif self.captures:
             out.write(
                 "\nVerdicts: no ground-station device found (no drone link, no drone-vendor "
@@ -244,6 +249,12 @@ def _capture_line(cap: CaptureRecord) -> str:
         line += f", {_n(cap.malformed)} malformed"
     for err in cap.errors:
         line += f"\n  DAMAGED: {err} (records before it kept)"
+    if cap.analyzer_errors:
+        failed = ", ".join(f"{hook} {_n(n)}" for hook, n in cap.analyzer_errors.items())
+        line += (
+            f"\n  INSPECTION INCOMPLETE: analyzers failed ({failed}); their records and facts may "
+            "be missing (the log has the first failure of each)"
+        )
     return line
 
 

@@ -56,6 +56,7 @@ def read_jsonl(path: Path) -> list[dict[str, object]]:
         ["keys", "create"],
         ["keys", "list"],
         ["keys", "revoke"],
+        ["analyzers"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from dronewatch.core.engine import Engine, EngineOptions, conn_state, flow_uid
+from dronewatch.core.engine import (
+    STRICT_ANALYZERS_ENV,
+    Engine,
+    EngineOptions,
+    conn_state,
+    flow_uid,
+)
 from dronewatch.core.flow import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Flow, Packet
 from tests.factories import RecordingContext, ip, make_packet, make_udp
 
@@ -163,8 +171,12 @@ def test_flow_uid_is_stable_and_distinct() -> None:
     assert flow_uid(key, 1.0).startswith("C") and len(flow_uid(key, 1.0)) == 18
 
 
-def test_a_failing_analyzer_does_not_stop_the_others() -> None:
-    """An exception in one analyzer's hook is logged and the run goes on."""
+def test_a_failing_analyzer_does_not_stop_the_others(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception in one analyzer's hook is counted per analyzer and hook, logged once with
+    the flow uid, and the run goes on."""
+    monkeypatch.delenv(STRICT_ANALYZERS_ENV)
 
     class Broken:
         name = "broken"
@@ -174,9 +186,86 @@ def test_a_failing_analyzer_does_not_stop_the_others() -> None:
 
     spy = Spy()
     eng = Engine([Broken(), spy], RecordingContext())  # type: ignore[list-item]
-    eng.process(make_udp(b"a"))
-    eng.process(make_udp(b"b", ts=1_700_000_001.0))
+    with caplog.at_level(logging.ERROR, logger="dronewatch.core.engine"):
+        eng.process(make_udp(b"a"))
+        eng.process(make_udp(b"b", ts=1_700_000_001.0))
     assert sum(1 for c in spy.calls if c[0] == "packet") == 2
+    assert eng.failures.as_record() == {"broken.packet": 2}
+    uid = next(iter(eng.flows.values())).uid
+    assert [r.getMessage() for r in caplog.records if "broken" in r.getMessage()] == [
+        f"analyzer broken failed in packet on flow {uid}, frame 1; continuing (its later "
+        "failures are only counted, in the capture record's analyzer_errors)"
+    ]
+
+
+def test_clean_run_has_no_failures() -> None:
+    """Analyzers that never raise leave the failure counts empty (None in the record)."""
+    eng, _ = engine()
+    eng.process(make_udp(b"a"))
+    eng.finish()
+    assert eng.failures.as_record() is None
+
+
+def test_strict_mode_raises_the_analyzers_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With DRONEWATCH_STRICT_ANALYZERS set, a failing hook's exception escapes, still counted."""
+    monkeypatch.setenv(STRICT_ANALYZERS_ENV, "1")
+
+    class Broken(Spy):
+        name = "broken"
+
+        def flow_end(self, flow: Flow) -> None:
+            raise RuntimeError("bug in flow_end")
+
+    eng = Engine([Broken()], RecordingContext())  # type: ignore[list-item]
+    eng.process(make_udp(b"a"))
+    with pytest.raises(RuntimeError, match="bug in flow_end"):
+        eng.finish()
+    assert eng.failures.as_record() == {"broken.flow_end": 1}
+
+
+def test_every_hook_kind_is_counted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failures of flow_start, wants, packet, flow_end, frame and done are each counted under
+    their own hook; the analyzer is logged once only."""
+    monkeypatch.delenv(STRICT_ANALYZERS_ENV)
+
+    class Broken:
+        name = "broken"
+
+        def flow_start(self, flow: Flow, pkt: Packet) -> None:
+            raise RuntimeError("start")
+
+        def wants(self, flow: Flow) -> bool:
+            raise RuntimeError("wants")
+
+        def packet(self, flow: Flow, pkt: Packet) -> None:
+            raise RuntimeError("packet")
+
+        def flow_end(self, flow: Flow) -> None:
+            raise RuntimeError("end")
+
+        def frame(self, pkt: Packet) -> None:
+            raise KeyError("frame")
+
+        def done(self) -> None:
+            raise ValueError("done")
+
+    eng = Engine([Broken()], RecordingContext())  # type: ignore[list-item]
+    with caplog.at_level(logging.ERROR, logger="dronewatch.core.engine"):
+        eng.process(make_udp(b"a"))
+        eng.process(make_udp(b"b", ts=1_700_000_000.5))
+        eng.process(Packet(ts=1_700_000_001.0, frame=3, wirelen=10, caplen=10, linktype=127))
+        eng.finish()
+    assert len(caplog.records) == 1 and "failed in wants" in caplog.records[0].getMessage()
+    assert eng.failures.as_record() == {
+        "broken.done": 1,
+        "broken.flow_end": 1,
+        "broken.flow_start": 1,
+        "broken.frame": 1,
+        "broken.packet": 2,
+        "broken.wants": 1,
+    }
 
 
 def test_max_flows_evicts_the_most_idle() -> None:
@@ -209,8 +298,9 @@ def test_analyzer_that_does_not_want_a_flow_sees_none_of_its_packets() -> None:
     assert len(picky_packets) == 3 and len([c for c in spy.calls if c[0] == "packet"]) == 6
 
 
-def test_failing_wants_means_the_analyzer_sees_the_flow() -> None:
-    """A bug in `wants` does not hide traffic from the analyzer."""
+def test_failing_wants_means_the_analyzer_sees_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in `wants` does not hide traffic from the analyzer, and is counted."""
+    monkeypatch.delenv(STRICT_ANALYZERS_ENV)
 
     class Broken(Spy):
         name = "broken"
@@ -222,6 +312,7 @@ def test_failing_wants_means_the_analyzer_sees_the_flow() -> None:
     eng = Engine([broken], RecordingContext())  # type: ignore[list-item]
     eng.process(make_udp(b"q"))
     assert ("packet", next(iter(eng.flows.values())).uid) in broken.calls
+    assert eng.failures.as_record() == {"broken.wants": 1}
 
 
 def test_declined_analyzer_sees_no_more_packets() -> None:
