@@ -1,5 +1,5 @@
 """The agent's own Prometheus metrics, read from the running capture, pipeline, spool and shipper
-at each scrape (`agent --metrics-port`)."""
+at each scrape (`agent --metrics-port`); and the state of the capture child of `serve -i`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from dronewatch.agent.supervisor import CHILD_STATES
 from dronewatch.exceptions import DronewatchError
 
 if TYPE_CHECKING:
     from dronewatch.agent.runner import Agent
+    from dronewatch.agent.supervisor import CaptureSupervisor
 
 
 class AgentCollector:
@@ -66,6 +68,47 @@ class AgentCollector:
                 "dronewatch_agent_service_reachable",
                 "1 when the last delivery attempt succeeded",
                 value=0 if shipper.last_error else 1,
+            )
+
+
+class SupervisorCollector:
+    """Exposes the capture child of `serve -i`: its state, process id, restarts, last exit."""
+
+    def __init__(self, supervisor: CaptureSupervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[Metric]:
+        sup = self.supervisor
+        state = sup.state
+        yield GaugeMetricFamily(
+            "dronewatch_capture_child_up",
+            "1 while the capture child process has its capture open and is not suspended",
+            value=1 if state == "capturing" else 0,
+        )
+        family = GaugeMetricFamily(
+            "dronewatch_capture_child_state",
+            "State of the capture child process (1 for the current one)",
+            labels=["state"],
+        )
+        for name in CHILD_STATES:
+            family.add_metric([name], 1 if name == state else 0)
+        yield family
+        yield GaugeMetricFamily(
+            "dronewatch_capture_child_pid",
+            "Process id of the capture child (0 when none runs)",
+            value=sup.pid or 0,
+        )
+        yield CounterMetricFamily(
+            "dronewatch_capture_child_restarts",
+            "Capture children started again after one ended unexpectedly",
+            value=sup.restarts,
+        )
+        if sup.last_exit is not None:
+            yield GaugeMetricFamily(
+                "dronewatch_capture_child_last_exit_code",
+                "Exit status of the last capture child that ended unexpectedly (negative: the "
+                "signal that killed it)",
+                value=sup.last_exit,
             )
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
 from dronewatch.cli.args import add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
 
@@ -137,11 +138,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_rules_and_geoip(p, rules_default=[])
     p.add_argument(
+        "--local-subnet",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="extra subnet that counts as the devices' local network; repeatable",
+    )
+    p.add_argument(
         "--log-format",
         choices=["json", "text"],
         default="json",
         help="stderr log lines as JSON objects (default) or text",
     )
+    add_analyzer_option(p)
     p.set_defaults(func=cmd_agent)
 
 
@@ -174,12 +183,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from dronewatch.agent.runner import Agent, AgentOptions
     from dronewatch.agent.shipper import Shipper
     from dronewatch.agent.spool import Spool
-    from dronewatch.api.settings import default_data_dir
     from dronewatch.capture.live import LiveSource
     from dronewatch.core.pipeline import AnalysisConfig
+    from dronewatch.geoip.local import LocalNets
     from dronewatch.geoip.maxmind import MaxMindResolver
     from dronewatch.judge.classify import Classifier
     from dronewatch.judge.evidence import EvidenceOptions
+    from dronewatch.paths import default_data_dir
     from dronewatch.transport.replay import HttpSender
 
     if args.log_format == "json":
@@ -197,6 +207,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         raise DronewatchError("--report-s must be above 0")
     if args.workers < 1:
         raise DronewatchError("--workers must be at least 1")
+    analyzers = analyzer_options(args.analyzer_option)  # a mistake stops it before any worker
     if args.workers > 1:
         if args.backend not in (None, "afpacket"):
             raise DronewatchError("--workers shares interfaces with AF_PACKET: --backend afpacket")
@@ -211,12 +222,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
         snaplen=args.snaplen,
         fanout_group=args.fanout_group,
     )
-    resolver = MaxMindResolver.open(args.geoip_dir)
+    resolver = MaxMindResolver.open(args.geoip_dir, local=LocalNets(args.local_subnet))
     config = AnalysisConfig(
         classifier=Classifier.load(args.rules),
         resolver=resolver,
         evidence=EvidenceOptions(),
         announce_devices=True,
+        analyzers=analyzers,
     )
     spool_dir = args.spool or default_data_dir() / "spool"
     name = args.name or "agent"

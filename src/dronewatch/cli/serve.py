@@ -10,21 +10,31 @@ import argparse
 import errno
 import logging
 import os
+import secrets
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
 from dronewatch.cli.args import add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
 
 if TYPE_CHECKING:
+    from dronewatch.analyzers import AnalyzerOptions
+    from dronewatch.api.service import Service
+    from dronewatch.api.settings import Settings
     from dronewatch.transport.publisher import NatsPublisher
 
 logger = logging.getLogger(__name__)
 
 KEY_ENV = "DRONEWATCH_API_KEY"
+CAPTURE_AGENT = "local"
+"""The agent name on the batches of the capture child of `serve -i`."""
+CAPTURE_KEY_PREFIX = "serve-capture@"
+"""Names of the agent keys `serve -i` makes for its capture child: PREFIX HOST:PORT/START-RANDOM."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,6 +94,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="browser origin allowed to call the API; repeatable",
     )
     add_rules_and_geoip(p)
+    add_analyzer_option(p)
     p.add_argument(
         "--consume",
         metavar="NATS_URL",
@@ -92,14 +103,19 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "service consuming the same stream (scale-out; see the README)"
         ),
     )
-    cap = p.add_argument_group("capture on interfaces too (an all-in-one sensor)")
+    cap = p.add_argument_group(
+        "capture on interfaces too (an all-in-one sensor)",
+        "The capture runs in a child process (`dronewatch agent`) that ships to this service "
+        "over HTTP with an agent key made at start; it is restarted when it dies, and its "
+        "spool is in the data directory.",
+    )
     cap.add_argument(
         "--interface",
         "-i",
         action="append",
         default=[],
         metavar="IF",
-        help="capture on this interface into the service; repeatable",
+        help="capture on this interface and feed the service; repeatable",
     )
     cap.add_argument(
         "--backend",
@@ -151,6 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _flags(args, "host", "port", "open_reads", "cors_origins", "rules", "geoip_dir", "consume"),
         args.config,
     )
+    analyzers = analyzer_options(args.analyzer_option)  # for --replay; the capture child checks too
     for path in args.replay:
         if path != "-" and not Path(path).is_file():
             raise DronewatchError(f"--replay {path}: no such file")
@@ -161,11 +178,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise DronewatchError(problem)
     if settings.consume:
         _probe_nats(settings.consume)  # before anything is created: a clean stop
-    capture = None
+    backend = None
     if args.interface:
-        from dronewatch.capture.live import LiveSource
+        from dronewatch.capture.live import check_interface, pick_backend
 
-        capture = LiveSource(args.interface, bpf=args.filter, backend=args.backend)
+        for name in args.interface:
+            check_interface(name)  # a wrong name stops the service before it starts
+        backend = pick_backend(args.backend)
     service = Service.open(settings)
     if service.store.count_keys() == 0:
         _, secret = service.store.create_key("admin", "admin")
@@ -179,10 +198,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, service)
     if settings.consume:
         _consume_hooks(app, service, settings.consume, settings.consume_ack_wait_s)
-    if capture is not None:
-        _capture_hooks(app, service, capture, settings.data_dir / "spool")
+    capture = None
+    if backend is not None:
+        capture = _CaptureChild(service, settings, args, backend)
     if args.replay:
-        app.state.startup_hooks.append(_replay_hook(service, args))
+        app.state.startup_hooks.append(_replay_hook(service, args, analyzers))
     url = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}"
     print(
         f"dronewatch: serving on {url}:{settings.port}/ (API docs at /docs); "
@@ -192,52 +212,135 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False
     )
-    server = uvicorn.Server(config)
+    server = _server(config, capture)
     try:
         server.run()
     finally:
+        if capture is not None:
+            capture.close()
         service.close()
     return 0
 
 
-def _capture_hooks(app: Any, service: Any, source: Any, spool_dir: Path) -> None:
-    """Run an agent inside the service: capture, analyze, spool, ingest directly."""
+def _server(config: Any, capture: _CaptureChild | None) -> Any:
+    """The uvicorn server; with a capture child, started once the port listens and stopped
+    before it closes, so the child's first and last batches reach the service. (After a signal,
+    uvicorn raises it again once it has shut down, so nothing after `run` runs then.)"""
     import asyncio
 
-    from dronewatch.agent.runner import Agent
-    from dronewatch.agent.shipper import Shipper
-    from dronewatch.agent.spool import Spool
-    from dronewatch.core.pipeline import AnalysisConfig
-    from dronewatch.judge.evidence import EvidenceOptions
+    import uvicorn
 
-    config = AnalysisConfig(
-        classifier=service.classifier,
-        resolver=service.resolver,
-        evidence=EvidenceOptions(),
-        announce_devices=True,
-    )
-    spool = Spool(spool_dir, 512 * 1024 * 1024)
+    if capture is None:
+        return uvicorn.Server(config)
+    child: _CaptureChild = capture
 
-    def send(batch: str, records: list[dict[str, Any]]) -> None:
-        service.ingest(batch, "local", records, None)
+    class CaptureServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                child.supervisor.start()
 
-    agent = Agent(source, config, spool, Shipper(spool, send))
-    thread = threading.Thread(target=agent.run, name="capture", daemon=True)
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await asyncio.to_thread(child.close)
+            await super().shutdown(sockets)
 
-    def started() -> None:
-        print(f"dronewatch: capturing on {', '.join(source.interfaces)}", file=sys.stderr)
+    return CaptureServer(config)
 
-    async def start(app: Any) -> None:
-        thread.start()
-        started()
 
-    async def stop(app: Any) -> None:
-        agent.stop()
-        await asyncio.to_thread(thread.join, 30)
-        spool.close()
+class _CaptureChild:
+    """`serve -i`: `dronewatch agent` in a supervised child process, shipping to this service
+    over HTTP with an agent key made for it now (in its environment, never on its command line)
+    and revoked when the service stops."""
 
-    app.state.startup_hooks.append(start)
-    app.state.shutdown_hooks.append(stop)
+    def __init__(
+        self, service: Service, settings: Settings, args: argparse.Namespace, backend: str
+    ) -> None:
+        from dronewatch.agent.metrics import SupervisorCollector
+        from dronewatch.agent.supervisor import CaptureSupervisor
+
+        self.store = service.store
+        self.key_name, secret = _capture_key(service, settings.port)
+        interfaces = ", ".join(args.interface)
+
+        def capturing(pid: int) -> None:
+            print(
+                f"dronewatch: capturing on {interfaces} with {backend} (capture process {pid})",
+                file=sys.stderr,
+            )
+
+        self.supervisor = CaptureSupervisor(
+            capture_argv(args, settings, backend),
+            {**os.environ, KEY_ENV: secret},
+            label=f"capture[{','.join(args.interface)}]",
+            on_capturing=capturing,
+        )
+        service.metrics.registry.register(SupervisorCollector(self.supervisor))
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop the child and revoke its key (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.supervisor.stop()
+        try:
+            self.store.revoke_key(self.key_name)
+        except DronewatchError as exc:  # revoked by an admin meanwhile
+            logger.info("capture key %s: %s", self.key_name, exc)
+        except Exception as exc:  # the service is stopping: say so, never break the shutdown
+            logger.warning(
+                "capture key %s could not be revoked (the next start revokes it): %s",
+                self.key_name,
+                exc,
+            )
+
+
+def _capture_key(service: Service, port: int) -> tuple[str, str]:
+    """A new agent key for this start's capture child: (name, secret). Live capture keys an
+    earlier start on this host and port left behind (a server that was killed) are revoked."""
+    prefix = f"{CAPTURE_KEY_PREFIX}{socket.gethostname()[:60]}:{port}/"
+    store = service.store
+    for key in store.list_keys():
+        if key.name.startswith(prefix) and key.revoked_at is None:
+            store.revoke_key(key.name)
+    info, secret = store.create_key(f"{prefix}{int(time.time())}-{secrets.token_hex(3)}", "agent")
+    return info.name, secret
+
+
+def service_url(host: str, port: int) -> str:
+    """The URL a process on this machine reaches the service at (a wildcard address is
+    reached on loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def capture_argv(args: argparse.Namespace, settings: Settings, backend: str) -> list[str]:
+    """The command line of the capture child: `dronewatch agent` with serve's capture options
+    and the service's rules, GeoIP data and local subnets. It holds no secret."""
+    argv = [
+        sys.executable,
+        "-m",
+        "dronewatch.cli.app",
+        f"--log-level={getattr(args, 'log_level', None) or 'warning'}",
+        "agent",
+        *(f"--interface={name}" for name in args.interface),
+        f"--api={service_url(settings.host, settings.port)}",
+        f"--name={CAPTURE_AGENT}",
+        f"--spool={settings.data_dir / 'spool'}",
+        f"--backend={backend}",
+        "--log-format=json",
+    ]
+    if args.filter:
+        argv.append(f"--filter={args.filter}")
+    argv += [f"--rules={path}" for path in settings.rules]
+    if settings.geoip_dir is not None:
+        argv.append(f"--geoip-dir={settings.geoip_dir}")
+    argv += [f"--local-subnet={net}" for net in settings.local_subnets]
+    argv += [f"--analyzer-option={o}" for o in getattr(args, "analyzer_option", None) or []]
+    return argv
 
 
 def _probe_nats(url: str) -> None:
@@ -281,7 +384,7 @@ def _safe(url: str) -> str:
     return redact(url)
 
 
-def _replay_hook(service: Any, args: argparse.Namespace) -> Any:
+def _replay_hook(service: Any, args: argparse.Namespace, analyzers: AnalyzerOptions) -> Any:
     import asyncio
 
     from dronewatch.capture.files import open_source
@@ -293,7 +396,10 @@ def _replay_hook(service: Any, args: argparse.Namespace) -> Any:
 
     def work() -> None:
         config = AnalysisConfig(
-            classifier=service.classifier, resolver=service.resolver, evidence=EvidenceOptions()
+            classifier=service.classifier,
+            resolver=service.resolver,
+            evidence=EvidenceOptions(),
+            analyzers=analyzers,
         )
         for path in args.replay:
 
@@ -355,6 +461,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="LDM of the devices the replay discovers (needs an admin key)",
     )
     add_rules_and_geoip(p, rules_default=[])
+    add_analyzer_option(p)
     p.set_defaults(func=cmd_replay)
 
 
@@ -378,9 +485,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise DronewatchError("--speed must be above 0")
     if args.batch_size < 1:
         raise DronewatchError("--batch-size must be at least 1")
+    analyzers = analyzer_options(args.analyzer_option)
     resolver = MaxMindResolver.open(args.geoip_dir)
     config = AnalysisConfig(
-        classifier=Classifier.load(args.rules), resolver=resolver, evidence=EvidenceOptions()
+        classifier=Classifier.load(args.rules),
+        resolver=resolver,
+        evidence=EvidenceOptions(),
+        analyzers=analyzers,
     )
     sender: HttpSender | NatsPublisher
     if args.publish:
