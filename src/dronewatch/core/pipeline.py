@@ -152,7 +152,11 @@ class Pipeline:
             analyzer_errors=engine.failures.as_record(),
         )
         self.emit(record)
-        alerts = self.monitor.finish(drops=stats.drops, complete=record.complete)
+        alerts = self.monitor.finish(
+            drops=stats.drops,
+            complete=record.complete,
+            analyzer_errors=sum((record.analyzer_errors or {}).values()),
+        )
         return RunResult(record, alerts)
 
 

@@ -290,8 +290,9 @@ class Monitor:
                 self._announced.add(host.ip)
                 self.ctx.emit(self._device_record(host))
 
-    def finish(self, *, drops: int | None, complete: bool) -> list[Alert]:
-        """Emit devices, alerts and one verdict per ground station; returns the alerts."""
+    def finish(self, *, drops: int | None, complete: bool, analyzer_errors: int = 0) -> list[Alert]:
+        """Emit devices, alerts and one verdict per ground station; returns the alerts.
+        `analyzer_errors`: failed analyzer hook calls, which leave a verdict incomplete."""
         stations = {h.ip: h for h in self.devices.ground_stations()}
         for dev in self.policy.devices:
             ip = dev.ip or next(
@@ -307,11 +308,9 @@ class Monitor:
         by_host = self._book.by_host()
         aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
         alerts: list[Alert] = []
+        coverage = (drops, complete, analyzer_errors)
         for ip, host in sorted(stations.items()):
-            entries = by_host.get(ip, [])
-            alerts.extend(
-                self._verdict(ip, host, entries, aircraft, drops=drops, complete=complete)
-            )
+            alerts.extend(self._verdict(ip, host, by_host.get(ip, []), aircraft, coverage))
         return alerts
 
     def _verdict(
@@ -320,11 +319,11 @@ class Monitor:
         host: Host,
         entries: list[Egress],
         aircraft: tuple[str, ...],
-        *,
-        drops: int | None,
-        complete: bool,
+        coverage: tuple[int | None, bool, int],
     ) -> list[Alert]:
-        """The verdict of one ground station from its egress entries, and its alerts."""
+        """The verdict of one ground station from its egress entries, and its alerts;
+        `coverage`: the capture's drops, completeness and analyzer failures."""
+        drops, complete, analyzer_errors = coverage
         policy = self._policy(ip, host.mac)
         name = policy.name or host.hostname
         judgement = judge_device(entries, policy, name)
@@ -337,7 +336,7 @@ class Monitor:
             policy.ldm,
             [Sent(a.note, a.category, a.dest_name or a.dest_ip or "", a.bytes_out) for a in alerts],
             [Sent(e.note, e.category, e.dest, e.bytes_out) for e in entries if e.note == NOTE_LEAK],
-            Coverage(traffic.pkts, drops, complete),
+            Coverage(traffic.pkts, drops, complete, analyzer_errors=analyzer_errors),
             judgement.allowed_bytes,
         )
         for alert in alerts:

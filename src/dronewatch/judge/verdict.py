@@ -31,11 +31,20 @@ class Coverage:
     """How many captures the service holds for the window; None for one capture (`analyze`)."""
     gaps: tuple[tuple[float, float], ...] = ()
     """Spans of the window no capture covered."""
+    analyzer_errors: int = 0
+    """Hook calls of analyzers that failed: what they would have read was not seen."""
 
     @property
     def full(self) -> bool:
-        """Whether nothing was missed: no drops, no damage, no gap, and something captured."""
-        return self.complete and not self.drops and not self.gaps and self.captures != 0
+        """Whether nothing was missed: no drops, no damage, no gap, no analyzer failure, and
+        something captured."""
+        return (
+            self.complete
+            and not self.drops
+            and not self.gaps
+            and not self.analyzer_errors
+            and self.captures != 0
+        )
 
     def describe(self) -> str:
         """The coverage in words, as the verdict's sentence ends."""
@@ -45,7 +54,9 @@ class Coverage:
                 if self.drops is None
                 else f"{self.drops:,} drops"
             )
-            return text if self.complete else text + ", capture damaged"
+            if not self.complete:
+                text += ", capture damaged"
+            return text + self._failures()
         text = f"{self.packets:,} packets in {self.captures} captures, " + (
             "drops not reported" if self.drops is None else f"{self.drops:,} drops"
         )
@@ -54,7 +65,12 @@ class Coverage:
         if self.gaps:
             missing = sum(b - a for a, b in self.gaps)
             text += f", {len(self.gaps)} coverage gaps ({missing:,.0f} s not captured)"
-        return text
+        return text + self._failures()
+
+    def _failures(self) -> str:
+        if not self.analyzer_errors:
+            return ""
+        return f", {self.analyzer_errors:,} analyzer failures (inspection incomplete)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,81 @@
+"""The one verdict rule: what a capture could not see keeps a verdict from being clean."""
+
+from __future__ import annotations
+
+import pytest
+
+from dronewatch.analyzers.dns import DnsAnalyzer
+from dronewatch.capture.files import FileSource
+from dronewatch.core.engine import STRICT_ANALYZERS_ENV
+from dronewatch.core.flow import Flow
+from dronewatch.core.hooks import Record
+from dronewatch.core.pipeline import AnalysisConfig, run_source
+from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK
+from dronewatch.judge.monitor import VerdictRecord
+from dronewatch.judge.policy import Policy
+from dronewatch.judge.verdict import CLEAN, INCOMPLETE, VIOLATION, Coverage, Sent, decide
+from tests.pcaps import PCAPS, capture
+
+CLEAN_CAPTURE = PCAPS / "scenarios" / "dji_fly_ldm_on_clean.pcap"
+
+
+@pytest.mark.parametrize(
+    ("coverage", "verdict", "says"),
+    [
+        (Coverage(100, 0), CLEAN, "100 packets inspected, 0 drops)"),
+        (Coverage(100, None), CLEAN, "drops not reported by the capture"),
+        (Coverage(100, 3), INCOMPLETE, "3 drops"),
+        (Coverage(100, 0, complete=False), INCOMPLETE, "capture damaged"),
+        (Coverage(100, 0, analyzer_errors=2), INCOMPLETE, "2 analyzer failures"),
+        (Coverage(100, 0, captures=0), INCOMPLETE, "in 0 captures"),
+        (Coverage(100, 0, captures=2, gaps=((10.0, 40.0),)), INCOMPLETE, "1 coverage gaps (30 s"),
+    ],
+)
+def test_nothing_left_is_clean_only_with_full_coverage(
+    coverage: Coverage, verdict: str, says: str
+) -> None:
+    """With no alert, the verdict is clean only when nothing was missed, and says what was."""
+    got = decide(True, [], [], coverage)
+    assert got.verdict == verdict and says in got.msg
+    assert ("not proof" in got.msg) == (verdict == INCOMPLETE)
+
+
+def test_violation_counts_leaks_and_lookups() -> None:
+    """Alerts make a violation whatever the coverage; lookups are counted apart from bytes."""
+    alerts = [
+        Sent(NOTE_LEAK, "telemetry", "a.example", 100),
+        Sent(NOTE_LEAK, "maps", "b.example", 50),
+        Sent(NOTE_DNS, "telemetry", "a.example", 0),
+    ]
+    got = decide(True, alerts, [], Coverage(10, 5))
+    assert (got.verdict, got.bytes_out, got.destinations, got.vendor_dns_lookups) == (
+        VIOLATION,
+        150,
+        2,
+        1,
+    )
+    assert got.msg.startswith("LDM on: 150 bytes to 2 destinations in 2 categories; 1 vendor")
+
+
+def _broken_flow_end(self: DnsAnalyzer, flow: Flow) -> None:
+    raise RuntimeError("dns analyzer bug")
+
+
+def test_a_failing_analyzer_leaves_a_clean_capture_incomplete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The LDM-on clean scenario is clean; with the DNS analyzer failing it is incomplete and
+    says how many analyzer calls failed."""
+
+    def verdicts() -> list[VerdictRecord]:
+        records: list[Record] = []
+        config = AnalysisConfig(policy=Policy().with_ldm(True))
+        run_source(FileSource(str(capture(CLEAN_CAPTURE))), records.append, config)
+        return [r for r in records if isinstance(r, VerdictRecord)]
+
+    assert {v.verdict for v in verdicts()} == {CLEAN}
+    monkeypatch.delenv(STRICT_ANALYZERS_ENV)
+    monkeypatch.setattr(DnsAnalyzer, "flow_end", _broken_flow_end)
+    broken = verdicts()
+    assert broken and {v.verdict for v in broken} == {INCOMPLETE}
+    assert all("analyzer failures (inspection incomplete)" in v.msg for v in broken)
