@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from dronewatch.analyzers.mdns import MdnsAnalyzer, MdnsOptions, MdnsRecord, service_type
 from dronewatch.core.flow import Flow, Packet
 from tests.factories import RecordingContext, ip, make_flow, make_udp
-from tests.unit.analyzers.test_dhcp import capture_udp, needs_capture
+from tests.unit.analyzers.test_dhcp import capture_udp
 
 DRONE = "192.168.42.1"
 PHONE = "192.168.42.10"
@@ -158,7 +158,6 @@ def test_names_per_record_are_bounded() -> None:
     assert rec.queries == ("h0.local", "h1.local", "h2.local")
 
 
-@needs_capture
 def test_real_messages_from_capture() -> None:
     """The capture's mDNS traffic decodes: a service browse, and the phone's own host name."""
     ctx, analyzer, _ = setup()
