@@ -55,7 +55,9 @@ def live(tmp_path: Path) -> Iterator[LiveService]:
 
 @pytest.fixture
 def page(browser: Any, live: LiveService) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    # The string predicates of wait_for_function are evaluated with eval, which the service's CSP
+    # forbids; tests/system/test_hardening_live.py checks the page with the CSP in force.
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     page = context.new_page()
     page.hosts = set()
     page.failed = []

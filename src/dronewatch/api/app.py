@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, CORS, the web page, and start-up/shut-down."""
+"""The FastAPI application: routers, key checks and body limits, CORS, security headers, the
+web page, and start-up/shut-down."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dronewatch import __version__
-from dronewatch.api.routers import alerts, devices, health, ingest, keys
+from dronewatch.api.auth import AccessTable, AuthGuard
+from dronewatch.api.routers import alerts, devices, health, ingest, keys, overview
 from dronewatch.api.schemas import AUTH_ERRORS, BAD_REQUEST
 from dronewatch.api.service import Service
 from dronewatch.api.settings import Settings
@@ -27,6 +31,45 @@ from dronewatch.api.sinks import SinkDispatcher, alert_from_dict
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(str(resources.files("dronewatch.api") / "web"))
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""The page may load its own scripts, styles and images and call its own service, nothing else:
+no inline script or style, no other origin, and no framing."""
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+DOCS_PATHS = ("/docs", "/redoc")
+"""The interactive docs (when turned on) run an inline script and load from a CDN: no CSP."""
+
+
+class SecurityHeaders:
+    """ASGI middleware that adds the CSP, nosniff, frame and referrer headers to every answer."""
+
+    def __init__(self, app: ASGIApp, docs: bool) -> None:
+        self.app = app
+        self.docs = docs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with_csp = not (self.docs and scope["path"].startswith(DOCS_PATHS))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if with_csp:
+                    headers.setdefault("content-security-policy", CONTENT_SECURITY_POLICY)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
@@ -80,26 +123,20 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
             "on. Authenticate with `Authorization: Bearer <API key>`."
         ),
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if settings.docs else None,
     )
     app.state.settings = settings
     app.state.service = svc
     app.state.store = svc.store
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=[
-                "Authorization",
-                "X-API-Key",
-                "Content-Type",
-                "If-None-Match",
-                "Last-Event-ID",
-            ],
-            expose_headers=["ETag"],
-        )
+    routers = (alerts.router, devices.router, ingest.router, keys.router, overview.router)
+    # Middleware added later runs earlier. The key check and body cap run right before the
+    # routes (inside the 405 fixer, whose task group would wrap a too-large body's error); CORS
+    # wraps them, so a browser can read a 401; the security headers wrap everything.
+    app.add_middleware(AuthGuard, table=AccessTable((health.router, *routers)))
 
     @app.middleware("http")
     async def allow_header(request: Request, call_next: Any) -> Response:
@@ -114,8 +151,24 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
                 response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "If-None-Match",
+                "Last-Event-ID",
+            ],
+            expose_headers=["ETag", "X-Next-Cursor", "X-Frames-Omitted", "X-Frames-Dropped"],
+        )
+    app.add_middleware(SecurityHeaders, docs=settings.docs)
+
     app.include_router(health.router)
-    for router in (alerts.router, devices.router, ingest.router, keys.router):
+    for router in routers:
         app.include_router(router, responses={**AUTH_ERRORS, **BAD_REQUEST})
     if (WEB_DIR / "index.html").is_file():
         app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
@@ -127,6 +180,6 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
 
         @app.get("/", include_in_schema=False)
         def docs() -> RedirectResponse:
-            return RedirectResponse("/docs")
+            return RedirectResponse("/docs" if settings.docs else "/openapi.json")
 
     return app

@@ -178,7 +178,10 @@ evidence = Table(
     Column("agent", String(100), nullable=False),
     Column("linktype", Integer, nullable=False),
     Column("frames", JSON, nullable=False),
+    Column("frames_dropped", Integer, nullable=False, server_default="0"),
 )
+"""The first frames of flows that left a device (`frames_dropped`: those beyond the service's
+cap per flow, or malformed, that were not kept)."""
 
 counters = Table(
     "counters",

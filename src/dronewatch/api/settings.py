@@ -17,20 +17,16 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dronewatch.exceptions import DronewatchError
+from dronewatch.paths import default_data_dir
 from dronewatch.transport.jetstream import BusError, check_url
 
 ENV_PREFIX = "DRONEWATCH_"
 DEFAULT_PORT = 8470
+MIB = 1024 * 1024
 
 
 class SettingsError(DronewatchError):
     """A setting is missing, malformed or contradictory."""
-
-
-def default_data_dir() -> Path:
-    """`$XDG_DATA_HOME/dronewatch`, else `~/.local/share/dronewatch`."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "dronewatch"
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -80,6 +76,21 @@ class Settings(BaseSettings):
     consume_ack_wait_s: float = Field(default=30.0, gt=0, le=3600)
     """How long a batch taken by a service that then died waits before another service gets it
     (set when the shared consumer is first created)."""
+    docs: bool = False
+    """Serve the interactive API docs at /docs and /redoc. They load Swagger UI and ReDoc from a
+    CDN (cdn.jsdelivr.net), so they are off unless asked for; /openapi.json is always served."""
+    max_body_bytes: int = Field(default=MIB, ge=1024, le=1 << 30)
+    """Largest request body of every endpoint but ingest; a larger one gets 413 unread."""
+    max_ingest_body_bytes: int = Field(default=32 * MIB, ge=1024, le=1 << 32)
+    """Largest body of POST /api/v1/ingest (one batch); a larger one gets 413 unread."""
+    evidence_max_frames: int = Field(default=32, ge=1, le=100_000)
+    """Evidence frames stored per flow; those beyond are dropped and counted."""
+    evidence_pcap_max_bytes: int = Field(default=16 * MIB, ge=1024, le=1 << 32)
+    """Largest evidence.pcap served; frames past it are left out (and counted in a header)."""
+    ready_min_free_mib: int = Field(default=100, ge=0)
+    """/readyz answers 503 when the data directory's file system has less free space (MiB)."""
+    ready_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """How long /readyz's write probe may wait for the database."""
 
     @field_validator("consume")
     @classmethod

@@ -7,17 +7,20 @@ sees every new or changed alert exactly once, in order, however the writes inter
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
+import math
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dronewatch.api import db
 from dronewatch.exceptions import DronewatchError
@@ -28,6 +31,19 @@ Role = Literal["reader", "agent", "admin"]
 ROLES: tuple[Role, ...] = ("reader", "agent", "admin")
 KEY_PREFIX = "dw_"
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
+
+KEY_TOUCH_EVERY_S = 60.0
+"""A key's last use is recorded at most once in this long."""
+KEY_TOUCH_TIMEOUT_S = 0.25
+"""How long recording a key's last use may wait for a busy database before it gives up."""
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""The busy timeout every SQLite connection has (`db.make_engine`), restored after a quick write."""
+EVIDENCE_MAX_FRAMES = 32
+"""Evidence frames kept per flow unless the settings say otherwise."""
+EVIDENCE_SNAP_MAX = 65535
+"""Bytes kept of one evidence frame (the classic pcap snap length)."""
+DB_INT_MAX = 2**63 - 1
+"""The largest value of a BIGINT column (SQLite INTEGER, PostgreSQL bigint)."""
 
 
 class NotFound(DronewatchError):
@@ -93,8 +109,54 @@ def coverage_gaps(
 class Store:
     """The service database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, evidence_max_frames: int = EVIDENCE_MAX_FRAMES) -> None:
         self.engine = engine
+        self.evidence_max_frames = evidence_max_frames
+
+    def _quick_write(self, write: Callable[[Connection], object], timeout_s: float) -> None:
+        """Run `write` in a transaction of its own that waits at most `timeout_s` for locks
+        (SQLite busy timeout; PostgreSQL lock and statement timeouts), and commit it.
+
+        Raises SQLAlchemyError when the database cannot take the write in time.
+        """
+        ms = max(1, int(timeout_s * 1000))
+        with self.engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            try:
+                if sqlite:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {ms}")
+                else:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+                write(conn)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                    conn.commit()
+
+    def probe_write(self, timeout_s: float) -> None:
+        """Write and commit one row (the `ready_probe` counter) within `timeout_s`: proves the
+        database takes writes (not locked, not read-only, not out of space).
+
+        Raises SQLAlchemyError when it does not.
+        """
+        now = int(time.time())
+
+        def write(conn: Connection) -> None:
+            res = conn.execute(
+                update(db.counters).where(db.counters.c.name == "ready_probe").values(value=now)
+            )
+            if res.rowcount == 0:
+                conn.execute(insert(db.counters).values(name="ready_probe", value=now))
+
+        try:
+            self._quick_write(write, timeout_s)
+        except IntegrityError:
+            pass  # another probe inserted the row at the same moment: that write went through
 
     # --- API keys --------------------------------------------------------------------------
 
@@ -121,23 +183,32 @@ class Store:
         return KeyInfo(key_id, name, role, token[:10], now, None, None), token
 
     def verify_key(self, token: str) -> KeyInfo | None:
-        """The live key with this secret, or None."""
-        with self.engine.begin() as conn:
+        """The live key with this secret, or None. Only reads: a read request must not wait
+        for (or fail on) a write lock; `touch_key` records the use."""
+        with self.engine.connect() as conn:
             row = (
                 conn.execute(select(db.api_keys).where(db.api_keys.c.key_hash == hash_key(token)))
                 .mappings()
                 .first()
             )
-            if row is None or row["revoked_at"] is not None:
-                return None
-            now = time.time()
-            if row["last_used_at"] is None or now - row["last_used_at"] > 60:
-                conn.execute(
-                    update(db.api_keys)
-                    .where(db.api_keys.c.id == row["id"])
-                    .values(last_used_at=now)
-                )
+        if row is None or row["revoked_at"] is not None:
+            return None
         return _key(row)
+
+    def touch_key(self, key: KeyInfo, *, timeout_s: float = KEY_TOUCH_TIMEOUT_S) -> bool:
+        """Record that `key` was used (at most once a minute), best effort: when the database is
+        busy for `timeout_s` the use is not recorded (the next request tries again). Never
+        raises; returns whether the time was written."""
+        now = time.time()
+        if not key_needs_touch(key, now):
+            return False
+        stmt = update(db.api_keys).where(db.api_keys.c.id == key.id).values(last_used_at=now)
+        try:
+            self._quick_write(lambda conn: conn.execute(stmt), timeout_s)
+        except SQLAlchemyError as exc:
+            logger.debug("last use of key %s not recorded: %s", key.name, exc)
+            return False
+        return True
 
     def list_keys(self) -> list[KeyInfo]:
         with self.engine.connect() as conn:
@@ -416,7 +487,12 @@ class Store:
         return [docs[u] for u in uids if u in docs]
 
     def insert_evidence(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Store the evidence frames of flows not stored yet (by uid)."""
+        """Store the evidence frames of flows not stored yet (by uid).
+
+        At most `evidence_max_frames` frames are kept per flow, each cut to EVIDENCE_SNAP_MAX
+        bytes; the frames left out (beyond the cap, or malformed: no base64 data, a time or
+        length no pcap can hold) are counted in the row's `frames_dropped`.
+        """
         if not rows:
             return
         uids = [r["uid"] for r in rows]
@@ -425,10 +501,34 @@ class Store:
         )
         new = list({r["uid"]: r for r in rows if r["uid"] not in known}.values())
         if new:
-            conn.execute(insert(db.evidence), new)
+            conn.execute(insert(db.evidence), [self._capped(r) for r in new])
+
+    def _capped(self, row: dict[str, Any]) -> dict[str, Any]:
+        frames = row.get("frames") or []
+        linktype = row.get("linktype")
+        kept: list[dict[str, Any]] = []
+        if isinstance(linktype, int) and 0 <= linktype <= 0xFFFF:
+            for frame in frames:
+                if len(kept) >= self.evidence_max_frames:
+                    break
+                clean = _clean_frame(frame)
+                if clean is not None:
+                    kept.append(clean)
+        else:
+            linktype = 1
+        dropped = len(frames) - len(kept)
+        if dropped:
+            logger.info("evidence of %s: %d frames dropped", row.get("uid"), dropped)
+        return {
+            "uid": row["uid"],
+            "agent": row["agent"],
+            "linktype": linktype,
+            "frames": kept,
+            "frames_dropped": dropped,
+        }
 
     def evidence_for(self, uids: Sequence[str]) -> list[dict[str, Any]]:
-        """The stored evidence of these flows, in the order given."""
+        """The stored evidence of these flows, in the order given (with `frames_dropped`)."""
         if not uids:
             return []
         with self.engine.connect() as conn:
@@ -465,6 +565,73 @@ class Store:
     def delete_alert(self, conn: Connection, alert_id: str) -> None:
         """Remove an alert the judge no longer raises (a lookup that became part of a leak)."""
         conn.execute(delete(db.alerts).where(db.alerts.c.id == alert_id))
+
+    # --- the web page's overview (read only) -----------------------------------------------
+
+    def egress_spans(
+        self, device_ips: Sequence[str] | None, start: float | None, end: float | None
+    ) -> list[tuple[float, float, int, str]]:
+        """(first, last, bytes out, category) of every stored flow that carried bytes off a
+        device in a window (`device_ips` None: every device), oldest first."""
+        f = db.flows.c
+        conds = [f.scope == "public", f.bytes_out > 0]
+        if device_ips is not None:
+            conds.append(f.device_ip.in_(list(device_ips)))
+        if start is not None:
+            conds.append(f.last_ts >= start)
+        if end is not None:
+            conds.append(f.ts < end)
+        q = select(f.ts, f.last_ts, f.bytes_out, f.category).where(*conds).order_by(f.ts)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [(float(r[0]), float(r[1]), int(r[2]), r[3] or "other") for r in rows]
+
+    def flow_span(self, device_ips: Sequence[str] | None = None) -> tuple[float, float] | None:
+        """The first and last packet times of the stored flows (of these device addresses);
+        None when there is none."""
+        f = db.flows.c
+        q = select(func.min(f.ts), func.max(f.last_ts))
+        if device_ips is not None:
+            q = q.where(f.device_ip.in_(list(device_ips)))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None or row[0] is None:
+            return None
+        return float(row[0]), float(row[1])
+
+    def device_activity(
+        self, device_ip: str, start: float | None, end: float | None
+    ) -> dict[str, Any]:
+        """A device's stored flows in a window: how many, how many the flow table evicted
+        before they ended (their counters may be split across flows), and the last time one
+        was seen."""
+        f = db.flows.c
+        conds = [f.device_ip == device_ip]
+        if start is not None:
+            conds.append(f.last_ts >= start)
+        if end is not None:
+            conds.append(f.ts < end)
+        evicted = func.sum(case((f.doc["end_reason"].as_string() == "evicted", 1), else_=0))
+        q = select(func.count(), func.max(f.last_ts), evicted).where(*conds)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).one()
+        return {
+            "flows": int(row[0]),
+            "last_seen": float(row[1]) if row[1] is not None else None,
+            "evicted": int(row[2] or 0),
+        }
+
+    def alert_status_counts(self) -> dict[str, dict[str, int]]:
+        """How many alerts each device address has, by status."""
+        a = db.alerts.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(a.device_ip, a.status, func.count()).group_by(a.device_ip, a.status)
+            ).all()
+        out: dict[str, dict[str, int]] = {}
+        for ip, status, n in rows:
+            out.setdefault(str(ip), {})[str(status)] = int(n)
+        return out
 
     # --- egress observations ----------------------------------------------------------------
 
@@ -671,6 +838,34 @@ class Store:
                 device_id = int(res.inserted_primary_key[0])  # type: ignore[index]
                 self._ldm(conn, device_id, ldm, 0.0, by)
         return added
+
+
+def key_needs_touch(key: KeyInfo, now: float) -> bool:
+    """Whether a key's last use is unrecorded or older than KEY_TOUCH_EVERY_S."""
+    return key.id > 0 and (key.last_used_at is None or now - key.last_used_at > KEY_TOUCH_EVERY_S)
+
+
+def _clean_frame(frame: object) -> dict[str, Any] | None:
+    """An evidence frame as the service keeps it, or None when it is malformed."""
+    if not isinstance(frame, dict):
+        return None
+    ts, data = frame.get("ts"), frame.get("data")
+    number, wirelen = frame.get("frame", 0), frame.get("wirelen", 0)
+    if not isinstance(ts, int | float) or isinstance(ts, bool) or not math.isfinite(ts):
+        return None
+    if not 0 <= ts < 2**32 or not isinstance(data, str):
+        return None
+    if not isinstance(number, int) or not 0 <= number <= DB_INT_MAX:
+        return None
+    if not isinstance(wirelen, int) or not 0 <= wirelen < 2**32:
+        return None
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) > EVIDENCE_SNAP_MAX:
+        data = base64.b64encode(raw[:EVIDENCE_SNAP_MAX]).decode()
+    return {"ts": float(ts), "frame": number, "wirelen": max(wirelen, len(raw)), "data": data}
 
 
 def _key(row: RowMapping) -> KeyInfo:

@@ -12,6 +12,7 @@ from typing import Any
 from dronewatch import __version__
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
 from dronewatch.cli.args import add_rules_and_geoip
+from dronewatch.cli.report import register as report_register
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig
 from dronewatch.exceptions import CaptureError, DronewatchError, PolicyError
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_analyze(sub)
     _add_diff(sub)
+    report_register(sub, _add_policy_args, analysis_config)
     for register in _plugin_commands():
         register(sub)
     return parser

@@ -81,11 +81,11 @@ class Receiver:
 
 
 def test_cef_escaping() -> None:
-    """Pipes and backslashes are escaped in the header, = \\ and newlines in extensions."""
+    """The header escapes pipes, backslashes and newlines; extensions = \\ and newlines."""
     alert = make_alert(msg="sent | data\nnext")
     cef = to_cef(alert)
     assert cef.startswith("CEF:0|dronewatch|dronewatch|")
-    assert "|sent \\| data\nnext|8|" in cef
+    assert "|sent \\| data\\nnext|8|" in cef
     assert "dhost=a|b\\=c\\\\d" in cef and "msg=sent | data\\nnext" in cef
     assert cef_value("x=y\\z\r") == "x\\=y\\\\z\\r"
 

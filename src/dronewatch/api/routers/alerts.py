@@ -1,9 +1,14 @@
-"""/api/v1/alerts: list and poll, stream, get with evidence, acknowledge and resolve."""
+"""/api/v1/alerts: list and poll, stream, get with evidence, acknowledge and resolve.
+
+Every number a client passes (cursor, since, limit, start, end, Last-Event-ID) is checked
+against its bounds, the database's integer range included: a bad one is a 422 naming it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -11,9 +16,11 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, Field
 
-from dronewatch.api.auth import Admin, Reader
+from dronewatch.api.auth import Admin, RawReader, Reader
 from dronewatch.api.dissect import dissect
 from dronewatch.api.schemas import (
     BAD_REQUEST,
@@ -23,12 +30,39 @@ from dronewatch.api.schemas import (
     EvidenceOut,
     StatusChange,
 )
-from dronewatch.api.store import AlertFilter, NotFound, Store
-from dronewatch.capture.pcapwrite import pcap_bytes
+from dronewatch.api.store import DB_INT_MAX, AlertFilter, NotFound, Store
+from dronewatch.capture.pcapwrite import FILE_HEADER, RECORD_HEADER, pcap_bytes
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
 HEARTBEAT_S = 15.0
+EPOCH_MAX = 253_402_300_799.0
+"""9999-12-31T23:59:59Z, the last time a date can hold."""
+EVIDENCE_PAGE = 20
+"""Frames in a page of dissected evidence unless `limit` says otherwise."""
+
+
+def _in_db_range(value: str | None) -> str | None:
+    if value is not None and int(value) > DB_INT_MAX:
+        raise ValueError(f"must be at most {DB_INT_MAX}")
+    return value
+
+
+SeqCursor = Annotated[
+    str | None,
+    Query(pattern=r"^[0-9]{1,19}$", description="next_cursor of the previous page"),
+    AfterValidator(_in_db_range),
+]
+"""A cursor: ASCII digits within the database's integer range (a bad one is a 422)."""
+Epoch = Annotated[float | None, Query(ge=0, le=EPOCH_MAX, allow_inf_nan=False)]
+
+
+class EvidenceFlowOut(EvidenceOut):
+    """The dissected frames of one evidence flow in this page."""
+
+    frames_dropped: int = Field(
+        0, description="frames of this flow the service did not keep (beyond its cap, or bad)"
+    )
 
 
 def _store(request: Request) -> Store:
@@ -48,13 +82,13 @@ def list_alerts(
     category: str | None = None,
     severity: str | None = None,
     status: Annotated[str | None, Query(description="open, acknowledged or resolved")] = None,
-    start: Annotated[float | None, Query(description="last seen at or after (epoch s)")] = None,
-    end: Annotated[float | None, Query(description="first seen before (epoch s)")] = None,
+    start: Annotated[Epoch, Query(description="last seen at or after (epoch s)")] = None,
+    end: Annotated[Epoch, Query(description="first seen before (epoch s)")] = None,
     since: Annotated[
         int | None,
         Query(ge=0, le=2**62, description="only alerts changed after this seq, oldest first"),
     ] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: SeqCursor = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
 ) -> Any:
     """Alerts, newest change first; with `since`, what changed after that seq, oldest first.
@@ -64,11 +98,7 @@ def list_alerts(
     """
     if since is not None and cursor:
         raise HTTPException(400, "use either since (polling) or cursor (paging), not both")
-    cur: int | None = None
-    if cursor:
-        if not cursor.isdigit():
-            raise HTTPException(400, "cursor must be the next_cursor of a previous page")
-        cur = int(cursor)
+    cur = int(cursor) if cursor is not None else None
     limit = min(limit, request.app.state.settings.max_page)
     flt = AlertFilter(device, vendor, category, severity, status, start, end)
     items = _store(request).list_alerts(flt, since=since, cursor=cur, limit=limit + 1)
@@ -101,7 +131,20 @@ async def stream_alerts(
     Reconnecting with the Last-Event-ID header (browsers do it) resumes where the stream left.
     """
     last = request.headers.get("last-event-id")
-    start = int(last) if last and last.isdigit() else since
+    start = since
+    if last:
+        if not (last.isascii() and last.isdigit() and len(last) <= 19 and int(last) <= 2**62):
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "last_event_id",
+                        "loc": ("header", "last-event-id"),
+                        "msg": "Last-Event-ID must be the id of an event of this stream",
+                        "input": last,
+                    }
+                ]
+            )
+        start = int(last)
     store = _store(request)
     if start is None:
         start = await anyio.to_thread.run_sync(store.max_alert_seq)
@@ -148,17 +191,83 @@ def get_alert(alert_id: str, request: Request, _key: Reader) -> Any:
     return alert
 
 
-@router.get("/{alert_id}/evidence", response_model=list[EvidenceOut], responses=NOT_FOUND)
-async def alert_evidence(alert_id: str, request: Request, _key: Reader) -> Any:
-    """The first frames of the alert's flows, dissected (Wireshark layers via pyshark/tshark
-    when installed, else dronewatch's own fields). Empty when the agent sent no evidence."""
+@router.get(
+    "/{alert_id}/evidence",
+    response_model=list[EvidenceFlowOut],
+    responses={
+        200: {
+            "headers": {
+                "X-Next-Cursor": {
+                    "description": "pass as cursor= for the next page; absent on the last page",
+                    "schema": {"type": "string"},
+                }
+            }
+        },
+        **NOT_FOUND,
+    },
+)
+async def alert_evidence(
+    alert_id: str,
+    request: Request,
+    response: Response,
+    _key: RawReader,
+    limit: Annotated[int, Query(ge=1, le=10000, description="frames in this page")] = (
+        EVIDENCE_PAGE
+    ),
+    cursor: SeqCursor = None,
+) -> Any:
+    """The kept frames of the alert's flows, dissected (Wireshark layers via pyshark/tshark
+    when installed, else dronewatch's own fields), `limit` frames a page, flow by flow; the
+    X-Next-Cursor header carries the cursor of the next page. Empty when the agent sent no
+    evidence. Needs a key even under open_reads (these are the captured packets)."""
     store = _store(request)
     try:
         alert = await anyio.to_thread.run_sync(store.get_alert, alert_id)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
-    stored = await anyio.to_thread.run_sync(store.evidence_for, alert.get("uids", [])[:5])
-    return [await anyio.to_thread.run_sync(dissect, e) for e in stored]
+    stored = await anyio.to_thread.run_sync(store.evidence_for, alert.get("uids", []))
+    limit = min(limit, request.app.state.settings.max_page)
+    page, next_at = _frame_page(stored, int(cursor) if cursor is not None else 0, limit)
+    if next_at is not None:
+        response.headers["X-Next-Cursor"] = str(next_at)
+    out = []
+    for e in page:
+        dissected = await anyio.to_thread.run_sync(dissect, e)
+        out.append({**dissected, "frames_dropped": e.get("frames_dropped", 0)})
+    return out
+
+
+def _frame_page(
+    stored: list[dict[str, Any]], at: int, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The evidence records cut to frames [at, at + limit) of all their frames in order, and
+    the position of the next page (None when this one is the last)."""
+    page: list[dict[str, Any]] = []
+    seen = 0
+    end = at + limit
+    for e in stored:
+        frames = list(e.get("frames") or [])
+        lo, hi = max(at - seen, 0), min(end - seen, len(frames))
+        if lo < hi:
+            page.append({**e, "frames": frames[lo:hi]})
+        seen += len(frames)
+    return page, (end if seen > end else None)
+
+
+def _pcap_frames(stored: list[dict[str, Any]], linktype: int) -> list[tuple[float, bytes, int]]:
+    """The frames of the records of one link type, by time (malformed ones left out)."""
+    frames = []
+    for e in stored:
+        if int(e["linktype"]) != linktype:
+            continue
+        for f in e["frames"]:
+            try:
+                data = base64.b64decode(f["data"], validate=True)
+                frames.append((float(f["ts"]), data, int(f.get("wirelen", 0))))
+            except (KeyError, TypeError, ValueError, binascii.Error):
+                continue
+    frames.sort(key=lambda f: f[0])
+    return frames
 
 
 @router.get(
@@ -168,13 +277,24 @@ async def alert_evidence(alert_id: str, request: Request, _key: Reader) -> Any:
         200: {
             "content": {"application/vnd.tcpdump.pcap": {}},
             "description": "The kept frames of the alert's flows, as a pcap file",
+            "headers": {
+                "X-Frames-Omitted": {
+                    "description": "frames left out to keep the file within the size limit",
+                    "schema": {"type": "integer"},
+                },
+                "X-Frames-Dropped": {
+                    "description": "frames the service did not keep (beyond its cap per flow)",
+                    "schema": {"type": "integer"},
+                },
+            },
         },
         **NOT_FOUND,
     },
 )
-async def alert_evidence_pcap(alert_id: str, request: Request, _key: Reader) -> Response:
+async def alert_evidence_pcap(alert_id: str, request: Request, _key: RawReader) -> Response:
     """Download the kept frames of the alert's flows as a pcap file (Wireshark, tcpdump,
-    dronewatch analyze); 404 when no frames were kept."""
+    dronewatch analyze), earliest first up to the size limit (`evidence_pcap_max_bytes`);
+    404 when no frames were kept. Needs a key even under open_reads."""
     store = _store(request)
     try:
         alert = await anyio.to_thread.run_sync(store.get_alert, alert_id)
@@ -184,16 +304,23 @@ async def alert_evidence_pcap(alert_id: str, request: Request, _key: Reader) -> 
     if not stored:
         raise HTTPException(404, "no frames were kept for this alert's flows")
     linktype = int(stored[0]["linktype"])
-    frames = sorted(
-        (float(f["ts"]), base64.b64decode(f["data"]), int(f.get("wirelen", 0)))
-        for e in stored
-        if int(e["linktype"]) == linktype
-        for f in e["frames"]
-    )
+    frames = _pcap_frames(stored, linktype)
+    budget = request.app.state.settings.evidence_pcap_max_bytes - FILE_HEADER.size
+    kept = 0
+    for _, data, _ in frames:
+        budget -= RECORD_HEADER.size + len(data)
+        if budget < 0:
+            break
+        kept += 1
+    dropped = sum(int(e.get("frames_dropped") or 0) for e in stored)
     return Response(
-        pcap_bytes(linktype, frames),
+        pcap_bytes(linktype, frames[:kept]),
         media_type="application/vnd.tcpdump.pcap",
-        headers={"Content-Disposition": f'attachment; filename="alert-{alert_id}.pcap"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="alert-{alert_id}.pcap"',
+            "X-Frames-Omitted": str(len(frames) - kept),
+            "X-Frames-Dropped": str(dropped),
+        },
     )
 
 

@@ -38,6 +38,10 @@ class SyslogSinkConfig(_Config):
     app_name: str = "dronewatch"
     facility: int = Field(10, ge=0, le=23)
     """Syslog facility (10: security/authorization)."""
+    sd_id: str | None = Field(None, max_length=32, pattern=r"^[A-Za-z0-9._-]+@[0-9]+(\.[0-9]+)*$")
+    """RFC 5424 SD-ID (`name@<your IANA enterprise number>`) under which each message also
+    carries the alert's id, note, addresses and destination as structured data; none when
+    unset."""
 
 
 class WebhookSinkConfig(_Config):

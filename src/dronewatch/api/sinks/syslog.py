@@ -1,18 +1,31 @@
-"""A sink that sends each alert as an RFC 5424 syslog message whose text is a CEF event.
+r"""A sink that sends each alert as an RFC 5424 syslog message whose text is a CEF event.
 
 UDP sends one datagram per message; TCP frames messages by octet counting (RFC 6587 3.4.1) and
 reconnects after a failure.
+
+Much of an alert comes off the wire (SNI, DNS and DHCP names, the message built from them), so
+every field is escaped for where it goes and no message holds a raw line break or control
+character: one alert is one line, and no name can forge a second syslog line, a CEF field or a
+terminal escape.
+- CEF (the ArcSight CEF specification): header fields escape `\` and `|`; extension values
+  escape `\`, `=`, and CR and LF as `\r` and `\n`. CR and LF in a header field (where the
+  specification allows none) are written the same way.
+- RFC 5424: HOSTNAME, APP-NAME, PROCID and MSGID are printable US-ASCII without spaces, cut to
+  their lengths (6.2); structured-data parameter values escape `"`, `\` and `]` (6.3.3); a MSG
+  with anything beyond ASCII starts with the UTF-8 BOM (6.4).
+- Other control characters (C0, DEL, C1, U+2028 and U+2029) become U+FFFD.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import socket
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from dronewatch import __version__
-from dronewatch.judge.alert import SEVERITY_SCORE, Alert
+from dronewatch.judge.alert import SEVERITY_SCORE, Alert, utc_time
 
 if TYPE_CHECKING:
     from dronewatch.api.sinks.config import SyslogSinkConfig
@@ -21,23 +34,72 @@ SYSLOG_SEVERITY = {"info": 6, "low": 5, "medium": 4, "high": 3, "critical": 2}
 """Alert severity -> syslog severity (informational ... critical)."""
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters other than CR and LF (those are escaped, not replaced)."""
+_NOT_PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
+_NOT_SD_NAME = re.compile(r'[^\x21-\x7e]|[=\]"]')
+BOM = "\ufeff"
+"""RFC 5424 6.4: a MSG in UTF-8 starts with the byte order mark."""
+
+HOSTNAME_MAX, APP_NAME_MAX, PROCID_MAX, MSGID_MAX, SD_NAME_MAX = 255, 48, 128, 32, 32
+"""RFC 5424 6.2: the longest HOSTNAME, APP-NAME, PROCID and MSGID; 6.3.3: SD-NAME."""
+
+
+def _no_controls(text: str) -> str:
+    return _CONTROL.sub("\ufffd", text)
+
+
+def _breaks(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def cef_header(value: str) -> str:
-    """Escape a CEF header field: backslash and pipe."""
-    return value.replace("\\", "\\\\").replace("|", "\\|")
+    """Escape a CEF header field: backslash and pipe (and CR/LF, which a header may not hold)."""
+    return _breaks(_no_controls(value).replace("\\", "\\\\").replace("|", "\\|"))
 
 
 def cef_value(value: object) -> str:
     """Escape a CEF extension value: backslash, equals sign and line breaks."""
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("=", "\\=").replace("\r", "\\r").replace("\n", "\\n")
+    text = _no_controls(str(value)).replace("\\", "\\\\").replace("=", "\\=")
+    return _breaks(text)
+
+
+def header_field(value: str, max_len: int) -> str:
+    """An RFC 5424 header field: printable US-ASCII without spaces (others become `_`), at most
+    `max_len` characters, `-` (NILVALUE) when empty."""
+    return _NOT_PRINTUSASCII.sub("_", value)[:max_len] or "-"
+
+
+def sd_param_value(value: object) -> str:
+    """Escape an RFC 5424 structured-data parameter value: `"`, `\\` and `]` (6.3.3)."""
+    text = _no_controls(str(value)).replace("\\", "\\\\")
+    return _breaks(text.replace('"', '\\"').replace("]", "\\]"))
+
+
+def sd_name(value: str) -> str:
+    """An SD-NAME: printable US-ASCII but `=`, space, `]` and `"`, at most 32 characters."""
+    return _NOT_SD_NAME.sub("_", value)[:SD_NAME_MAX] or "_"
+
+
+def structured_data(sd_id: str | None, params: list[tuple[str, object | None]]) -> str:
+    """One SD-ELEMENT `[sd_id name="value" ...]` (None values left out), or `-` without an
+    SD-ID."""
+    if not sd_id:
+        return "-"
+    body = "".join(f' {sd_name(k)}="{sd_param_value(v)}"' for k, v in params if v is not None)
+    return f"[{sd_name(sd_id)}{body}]"
+
+
+def _ms(ts: float) -> int | None:
+    return int(ts * 1000) if math.isfinite(ts) else None
 
 
 def to_cef(alert: Alert) -> str:
     """The alert as one CEF event."""
     ext: list[tuple[str, object | None]] = [
-        ("rt", int(alert.last_seen * 1000)),
-        ("start", int(alert.first_seen * 1000)),
-        ("end", int(alert.last_seen * 1000)),
+        ("rt", _ms(alert.last_seen)),
+        ("start", _ms(alert.first_seen)),
+        ("end", _ms(alert.last_seen)),
         ("src", alert.device_ip),
         ("smac", alert.device_mac),
         ("shost", alert.device_name),
@@ -72,12 +134,37 @@ def to_cef(alert: Alert) -> str:
     return f"CEF:0|{header}|{SEVERITY_SCORE.get(alert.severity, 5)}|{extension}"
 
 
-def to_rfc5424(alert: Alert, *, app_name: str, facility: int, hostname: str) -> str:
-    """An RFC 5424 message: PRI, version, timestamp, host, app, procid, msgid, no SD, CEF text."""
+def to_rfc5424(
+    alert: Alert, *, app_name: str, facility: int, hostname: str, sd_id: str | None = None
+) -> str:
+    """An RFC 5424 message: PRI, version, timestamp, host, app, procid, msgid, structured data
+    (with `sd_id`: the alert's id, note, addresses and destination name; else none), and the
+    CEF event as the MSG."""
     pri = facility * 8 + SYSLOG_SEVERITY.get(alert.severity, 4)
-    stamp = datetime.fromtimestamp(alert.last_seen, UTC).isoformat(timespec="microseconds")
-    stamp = stamp.replace("+00:00", "Z")
-    return f"<{pri}>1 {stamp} {hostname or '-'} {app_name} - {alert.note} - {to_cef(alert)}"
+    stamp = utc_time(alert.last_seen).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    sd = structured_data(
+        sd_id,
+        [
+            ("id", alert.id),
+            ("note", alert.note),
+            ("src", alert.device_ip),
+            ("dst", alert.dest_ip),
+            ("dhost", alert.dest_name),
+            ("cat", alert.category),
+        ],
+    )
+    msg = to_cef(alert)
+    if not msg.isascii():
+        msg = BOM + msg
+    head = " ".join(
+        (
+            header_field(hostname, HOSTNAME_MAX),
+            header_field(app_name, APP_NAME_MAX),
+            "-",
+            header_field(alert.note, MSGID_MAX),
+        )
+    )
+    return f"<{pri}>1 {stamp} {head} {sd} {msg}"
 
 
 class SyslogSink:
@@ -94,6 +181,7 @@ class SyslogSink:
             app_name=self.config.app_name,
             facility=self.config.facility,
             hostname=self.hostname,
+            sd_id=self.config.sd_id,
         ).encode("utf-8")
 
     async def send(self, alert: Alert) -> None:
