@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dronewatch.judge.rulepack import CATEGORIES
@@ -305,3 +306,17 @@ BAD_REQUEST: dict[int | str, dict[str, Any]] = {
 class Health(BaseModel):
     status: str
     detail: str | None = None
+
+
+EPOCH_MAX = 253_402_300_799.0
+"""9999-12-31T23:59:59Z, the last time a date can hold."""
+Epoch = Annotated[float | None, Query(ge=0, le=EPOCH_MAX, allow_inf_nan=False)]
+"""A time query parameter: finite epoch seconds from 1970 to 9999 (else a 422 naming it)."""
+FlowCursor = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[0-9]{1,12}(\.[0-9]{1,9})?(e[+-]?[0-9]{1,3})?:[A-Za-z0-9]{1,32}$",
+        description="next_cursor of the previous page (time:uid)",
+    ),
+]
+"""A flow page cursor as `next_cursor` gives it: ASCII time, a colon, a flow uid."""

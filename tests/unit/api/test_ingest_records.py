@@ -16,7 +16,11 @@ PHONE = "10.77.0.2"
 SCENARIO = "dji_fly_ldm_on_violation.pcap"
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
     ),
@@ -131,3 +135,24 @@ def all_alerts(api: Api) -> list[dict[str, Any]]:
     assert resp.status_code == 200, resp.text
     items: list[dict[str, Any]] = resp.json()["items"]
     return items
+
+
+def test_device_and_overview_windows_are_bounded(api: Api) -> None:
+    """Times that no date can hold and cursors that are not a previous page's are a 422 naming
+    the parameter on the device and overview endpoints too; a real next_cursor pages on."""
+    api.device(PHONE)
+    assert api.ingest(records_of("dji_fly_ldm_off.pcap")).status_code == 200
+    phone = api.get("/api/v1/devices").json()[0]
+    base = f"/api/v1/devices/{phone['id']}"
+    for path in (f"{base}/flows", f"{base}/verdict", "/api/v1/overview"):
+        for value in ("nan", "inf", "1e400", "-1"):
+            resp = api.get(path, params={"start": value})
+            assert resp.status_code == 422, (path, value)
+            assert resp.json()["detail"][0]["loc"] == ["query", "start"]
+    for cursor in ("١:x", "1:", "x:y", "1" * 30 + ":a"):
+        resp = api.get(f"{base}/flows", params={"cursor": cursor})
+        assert resp.status_code == 422, cursor
+    first = api.get(f"{base}/flows", params={"limit": 2}).json()
+    assert first["next_cursor"]
+    second = api.get(f"{base}/flows", params={"limit": 2, "cursor": first["next_cursor"]})
+    assert second.status_code == 200 and second.json()["items"] != first["items"]

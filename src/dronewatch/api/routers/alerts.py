@@ -27,6 +27,7 @@ from dronewatch.api.schemas import (
     NOT_FOUND,
     AlertDetail,
     AlertPage,
+    Epoch,
     EvidenceOut,
     StatusChange,
 )
@@ -36,8 +37,6 @@ from dronewatch.capture.pcapwrite import FILE_HEADER, RECORD_HEADER, pcap_bytes
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
 HEARTBEAT_S = 15.0
-EPOCH_MAX = 253_402_300_799.0
-"""9999-12-31T23:59:59Z, the last time a date can hold."""
 EVIDENCE_PAGE = 20
 """Frames in a page of dissected evidence unless `limit` says otherwise."""
 
@@ -54,7 +53,6 @@ SeqCursor = Annotated[
     AfterValidator(_in_db_range),
 ]
 """A cursor: ASCII digits within the database's integer range (a bad one is a 422)."""
-Epoch = Annotated[float | None, Query(ge=0, le=EPOCH_MAX, allow_inf_nan=False)]
 
 
 class EvidenceFlowOut(EvidenceOut):

@@ -15,6 +15,8 @@ from dronewatch.api.schemas import (
     DeviceIn,
     DeviceOut,
     DevicePatch,
+    Epoch,
+    FlowCursor,
     FlowPage,
     LdmChange,
     VerdictOut,
@@ -113,9 +115,9 @@ def device_flows(
     device_id: DeviceId,
     request: Request,
     _key: Reader,
-    start: Annotated[float | None, Query(description="epoch s")] = None,
-    end: Annotated[float | None, Query(description="epoch s")] = None,
-    cursor: str | None = None,
+    start: Annotated[Epoch, Query(description="epoch s")] = None,
+    end: Annotated[Epoch, Query(description="epoch s")] = None,
+    cursor: FlowCursor = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 200,
 ) -> Any:
     """The device's flows in a time window, oldest first."""
@@ -142,8 +144,8 @@ def verdict(
     device_id: DeviceId,
     request: Request,
     _key: Reader,
-    start: Annotated[float | None, Query(description="epoch s")] = None,
-    end: Annotated[float | None, Query(description="epoch s")] = None,
+    start: Annotated[Epoch, Query(description="epoch s")] = None,
+    end: Annotated[Epoch, Query(description="epoch s")] = None,
 ) -> Any:
     """ "Nothing left the device", or the destinations that were reached, with coverage."""
     device = _device(request, device_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from dronewatch.api.auth import Reader
-from dronewatch.api.schemas import NOT_FOUND, DeviceOut, VerdictOut
+from dronewatch.api.schemas import NOT_FOUND, DeviceOut, Epoch, VerdictOut
 from dronewatch.api.store import AlertFilter, NotFound, Store
 from dronewatch.api.verdict import device_verdict
 from dronewatch.judge.alert import NOTE_LEAK
@@ -120,8 +120,8 @@ def _current_ldm(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 def overview(
     request: Request,
     _key: Reader,
-    start: Annotated[float | None, Query(description="epoch s")] = None,
-    end: Annotated[float | None, Query(description="epoch s")] = None,
+    start: Annotated[Epoch, Query(description="epoch s")] = None,
+    end: Annotated[Epoch, Query(description="epoch s")] = None,
 ) -> Any:
     """One card per device: its verdict and why, LDM state and since when (and who set it),
     bytes off the device, destinations, and last activity, for a time window (default: all)."""
@@ -166,8 +166,8 @@ def timeline(
     request: Request,
     _key: Reader,
     device: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="device id")] = None,
-    start: Annotated[float | None, Query(description="epoch s (default: first flow)")] = None,
-    end: Annotated[float | None, Query(description="epoch s (default: last flow)")] = None,
+    start: Annotated[Epoch, Query(description="epoch s (default: first flow)")] = None,
+    end: Annotated[Epoch, Query(description="epoch s (default: last flow)")] = None,
     buckets: Annotated[int, Query(ge=10, le=1000)] = 120,
 ) -> Any:
     """Bytes each device (or one) sent off itself per category over time, each flow's bytes
