@@ -228,11 +228,33 @@ class EgressBook:
 
     def add(self, obs: EgressRecord, ldm: bool) -> None:
         """Count one observation; `ldm`: whether LDM was on for the host during it."""
-        if obs.kind == KIND_LOOKUP:
-            self._add_lookup(obs, ldm)
-            return
-        dest = obs.dest_name or obs.dest_ip
-        key = (obs.host_ip, dest, obs.category, NOTE_LEAK, ldm)
+        lookup = obs.kind == KIND_LOOKUP
+        entry = self._entry(obs, NOTE_DNS if lookup else NOTE_LEAK, ldm)
+        if lookup:  # one more lookup of the name: no bytes, one packet out
+            entry.first = min(entry.first, obs.ts)
+            entry.last = max(entry.last, obs.last_ts)
+            entry.flows += 1
+            entry.pkts_out += 1
+            if len(entry.uids) < MAX_UIDS:
+                entry.uids.append(obs.uid)
+        else:
+            entry.add_flow(
+                first=obs.ts,
+                last=obs.last_ts,
+                bytes_out=obs.bytes_out,
+                bytes_in=obs.bytes_in,
+                pkts_out=obs.pkts_out,
+                pkts_in=obs.pkts_in,
+                uid=obs.uid,
+                cid=obs.community_id,
+            )
+        for k, v in obs.evidence.items():
+            entry.evidence.setdefault(k, v)
+
+    def _entry(self, obs: EgressRecord, note: str, ldm: bool) -> Egress:
+        """The entry an observation counts in, made by its first observation."""
+        dest = obs.dest_name or ("" if note == NOTE_DNS else obs.dest_ip)
+        key = (obs.host_ip, dest, obs.category, note, ldm)
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = Egress(
@@ -240,57 +262,18 @@ class EgressBook:
                 host_mac=obs.host_mac,
                 dest=dest,
                 category=obs.category,
-                note=NOTE_LEAK,
+                note=note,
                 ldm=ldm,
                 first=obs.ts,
                 last=obs.last_ts,
                 dest_ip=obs.dest_ip,
                 dest_port=obs.dest_port,
                 proto=obs.proto,
-                dest_name=obs.dest_name,
+                dest_name=dest if note == NOTE_DNS else obs.dest_name,
                 cls=obs.classification,
                 geo=obs.geo,
             )
-        entry.add_flow(
-            first=obs.ts,
-            last=obs.last_ts,
-            bytes_out=obs.bytes_out,
-            bytes_in=obs.bytes_in,
-            pkts_out=obs.pkts_out,
-            pkts_in=obs.pkts_in,
-            uid=obs.uid,
-            cid=obs.community_id,
-        )
-        for k, v in obs.evidence.items():
-            entry.evidence.setdefault(k, v)
-
-    def _add_lookup(self, obs: EgressRecord, ldm: bool) -> None:
-        qname = obs.dest_name or ""
-        key = (obs.host_ip, qname, obs.category, NOTE_DNS, ldm)
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entries[key] = Egress(
-                host_ip=obs.host_ip,
-                host_mac=obs.host_mac,
-                dest=qname,
-                category=obs.category,
-                note=NOTE_DNS,
-                ldm=ldm,
-                first=obs.ts,
-                last=obs.last_ts,
-                dest_ip=obs.dest_ip,
-                dest_port=obs.dest_port,
-                proto=obs.proto,
-                dest_name=qname,
-                cls=obs.classification,
-            )
-            entry.evidence["dns_query"] = qname
-        entry.first = min(entry.first, obs.ts)
-        entry.last = max(entry.last, obs.last_ts)
-        entry.flows += 1
-        entry.pkts_out += 1
-        if len(entry.uids) < MAX_UIDS:
-            entry.uids.append(obs.uid)
+        return entry
 
     def by_host(self) -> dict[str, list[Egress]]:
         """The entries of each host, in the order they were made."""
