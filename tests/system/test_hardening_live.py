@@ -3,8 +3,6 @@ real headless Chromium under the service's Content-Security-Policy."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,26 +69,6 @@ def test_chunked_oversize_upload_is_cut_at_the_limit(live: LiveService) -> None:
     data = _exchange(live, head + b"1\r\n{\r\n" + chunk * 17)  # 1 MiB + 64 KiB, no last chunk
     assert data.startswith(b"HTTP/1.1 413 "), data[:200]
     assert b"connection: close" in data.lower()
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") or os.environ.get("DRONEWATCH_REQUIRE_SERVERS"):
-            raise RuntimeError("chromium is not installed (scripts/test installs it)")
-        pytest.skip("chromium is not installed (Debian package chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
-        )
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_page_runs_under_its_csp(live: LiveService, browser: Any) -> None:

@@ -7,9 +7,6 @@ an eval, which the page's Content-Security-Policy refuses.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -18,45 +15,17 @@ import pytest
 
 from dronewatch.api.store import AlertFilter
 from dronewatch.cli.app import main
-from tests.live import LiveService, run_service, sqlite_settings
+from tests.live import LiveService
 from tests.pcaps import PCAPS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCENARIOS = PCAPS / "scenarios"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI") or os.environ.get("DRONEWATCH_REQUIRE_SERVERS"):
-        raise RuntimeError("chromium is not installed (scripts/test installs it)")
-    pytest.skip("chromium is not installed (Debian package chromium)", allow_module_level=True)
-
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveService]:
-    for service in run_service(sqlite_settings(tmp_path)):
-        service.replay(SCENARIOS / "dji_fly_ldm_off.pcap", ldm=True)
-        yield service
+def live(live_dji: LiveService) -> LiveService:
+    return live_dji
 
 
 def open_page(browser: Any, width: int, height: int = 900) -> tuple[Any, Any, dict[str, list[str]]]:
