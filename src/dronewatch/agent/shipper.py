@@ -2,7 +2,9 @@
 
 A batch is removed from the spool only when the service answered 2xx; a failure is retried with
 exponential backoff, so batches arrive in order, and since the service ignores a batch id it has
-seen, a batch re-sent after a lost answer is not counted twice.
+seen, a batch re-sent after a lost answer is not counted twice. A batch the service refuses
+outright (ReplayError.final: a 4xx answer) is quarantined in the spool with the answer, logged, and
+counted, and the batches behind it go on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Shipper:
         self.sender = sender
         self.max_backoff_s = max_backoff_s
         self.sent = 0
+        self.refused = 0
+        """Batches the service refused outright, moved to the spool's quarantine."""
         self.failures = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -51,6 +55,15 @@ class Shipper:
             try:
                 self.sender(batch.batch_id, batch.records)
             except ReplayError as exc:
+                if exc.final:
+                    self.spool.quarantine(batch.seq, str(exc))
+                    self.refused += 1
+                    logger.error(
+                        "batch %s refused by the service, kept in the spool's quarantine: %s",
+                        batch.batch_id,
+                        exc,
+                    )
+                    continue
                 self.failures += 1
                 if str(exc) != self.last_error:
                     logger.warning("service not taking batches: %s; retrying", exc)

@@ -2,7 +2,9 @@
 
 Batches go in with `put` and come out oldest first with `peek`; `ack` removes a batch once the
 service has taken it. A batch survives a crash or a restart of the agent. When the spool grows
-past its size limit the oldest batches are dropped, with a warning each time, and counted.
+past its size limit the oldest batches are dropped, with a warning each time, and counted. A batch
+the service refused outright (it will never take it) is moved aside with `quarantine`, kept with
+the service's answer for an operator to read, so it does not block the batches behind it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class Spool:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "batch_id TEXT UNIQUE NOT NULL, body BLOB NOT NULL, size INTEGER NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS quarantine (seq INTEGER PRIMARY KEY, "
+                "batch_id TEXT NOT NULL, body BLOB NOT NULL, error TEXT NOT NULL)"
             )
         except (OSError, sqlite3.Error) as exc:
             raise SpoolError(f"spool directory {directory}: {exc}") from None
@@ -102,6 +108,26 @@ class Spool:
         """Forget a batch the service has taken."""
         with self._lock:
             self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+
+    def quarantine(self, seq: int, error: str) -> None:
+        """Move a batch the service refused aside, with the service's answer."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO quarantine (seq, batch_id, body, error) "
+                "SELECT seq, batch_id, body, ? FROM batches WHERE seq = ?",
+                (error, seq),
+            )
+            self._db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+            self._db.execute("COMMIT")
+
+    def quarantined(self) -> list[tuple[str, str]]:
+        """(batch id, the service's answer) of every batch moved aside, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT batch_id, error FROM quarantine ORDER BY seq"
+            ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     def pending(self) -> tuple[int, int]:
         """Batches and bytes waiting."""

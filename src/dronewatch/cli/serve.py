@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
 import logging
 import os
 import secrets
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
 from dronewatch.cli.args import add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
+from dronewatch.paths import default_data_dir
 
 if TYPE_CHECKING:
     from dronewatch.analyzers import AnalyzerOptions
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from dronewatch.transport.publisher import NatsPublisher
 
 logger = logging.getLogger(__name__)
+
+EXIT_UNDELIVERED = 4
+"""`replay`: some batches were not delivered (they wait in the spool) or were refused."""
 
 KEY_ENV = "DRONEWATCH_API_KEY"
 CAPTURE_AGENT = "local"
@@ -120,7 +125,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     cap.add_argument(
         "--backend",
         choices=["dumpcap", "afpacket", "scapy"],
-        help="capture backend (default: dumpcap when installed, else scapy)",
+        help="capture backend (default: afpacket where it may open AF_PACKET sockets, else "
+        "dumpcap when installed, else scapy)",
     )
     cap.add_argument("--filter", metavar="BPF", default="", help="capture filter (BPF syntax)")
     r = p.add_argument_group("replay a capture into the service once it is up")
@@ -438,7 +444,14 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
             "(POST /api/v1/ingest, in batches; a re-sent batch is ignored by the service). "
             "The service applies its own device policy and raises the alerts."
         ),
-        epilog="exit codes: 0 all sent, 2 bad usage, unreadable capture or refused by the service",
+        epilog=(
+            "Batches go through a durable spool (--spool) and are delivered with retries, as "
+            "an agent's are; a batch the service refuses outright is kept in the spool's "
+            "quarantine. exit codes: 0 every batch delivered, 2 bad usage or unreadable capture, "
+            "4 batches not delivered within --deliver-timeout or refused by the service (they "
+            "stay in the spool: the next replay with the same --spool delivers the waiting ones "
+            "first)"
+        ),
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="capture file, or - for stdin")
     dest = p.add_mutually_exclusive_group(required=True)
@@ -456,6 +469,20 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--batch-size", type=int, default=500, metavar="N", help="records per batch (500)"
     )
     p.add_argument(
+        "--spool",
+        type=Path,
+        metavar="DIR",
+        help="where batches wait until the service takes them (default: one directory per "
+        "destination and agent name under the data directory's replay-spool)",
+    )
+    p.add_argument(
+        "--deliver-timeout",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="after the last capture, how long to keep trying to deliver what waits (900 s)",
+    )
+    p.add_argument(
         "--ldm",
         choices=["on", "off"],
         help="LDM of the devices the replay discovers (needs an admin key)",
@@ -467,6 +494,8 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Post every record of each capture to the service."""
+    from dronewatch.agent.shipper import Shipper
+    from dronewatch.agent.spool import Spool
     from dronewatch.capture.files import open_source
     from dronewatch.core.pipeline import AnalysisConfig
     from dronewatch.exceptions import CaptureError
@@ -505,13 +534,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
             agent=args.agent,
             discovered_ldm=None if args.ldm is None else args.ldm == "on",
         )
+    if args.deliver_timeout < 0:
+        raise DronewatchError("--deliver-timeout must be 0 or more")
+    dest = args.api or args.publish
+    spool_dir = args.spool or default_data_dir() / "replay-spool" / _spool_name(dest, args.agent)
+    spool = Spool(spool_dir)
+    waiting, _ = spool.pending()
+    refused_before = len(spool.quarantined())
+    if waiting:
+        print(
+            f"dronewatch: {waiting:,} batches left in {spool_dir} by an earlier replay go first",
+            file=sys.stderr,
+        )
+    shipper = Shipper(spool, sender)
+    shipper.start()
     code = 0
     progress = Progress(sys.stderr)
     batches = 0
 
     def send(batch: str, records: list[dict[str, Any]]) -> None:
         nonlocal batches
-        sender(batch, records)
+        spool.put(batch, records)
         batches += 1
 
     try:
@@ -537,13 +580,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
             cap = result.capture
             for err in cap.errors:
                 print(f"dronewatch: {err}", file=sys.stderr)
-            print(
-                f"{path}: {cap.packets:,} packets, {cap.flows:,} flows sent to "
-                f"{args.api or args.publish} in {batches:,} batches"
-            )
+            print(f"{path}: {cap.packets:,} packets, {cap.flows:,} flows in {batches:,} batches")
+        shipper.drain(args.deliver_timeout)
     finally:
+        shipper.stop()
         sender.close()
+    left, size = spool.pending()
+    refused = spool.quarantined()[refused_before:]
+    spool.close()
+    if left:
+        print(
+            f"dronewatch: {left:,} batches ({size:,} bytes) not delivered to {dest} within "
+            f"{args.deliver_timeout:g} s (last error: {shipper.last_error or 'none'}); they wait "
+            f"in {spool_dir}: the next replay with --spool {spool_dir} delivers them first",
+            file=sys.stderr,
+        )
+    if refused:
+        print(
+            f"dronewatch: {len(refused):,} batches refused by {dest}, kept in the quarantine of "
+            f"{spool_dir}; the first: {refused[0][1]}",
+            file=sys.stderr,
+        )
+    if left or refused:
+        return code or EXIT_UNDELIVERED
+    print(f"every batch delivered to {dest}")
     return code
+
+
+def _spool_name(dest: str, agent: str) -> str:
+    """A directory name of its own for each destination and agent name (no URL characters)."""
+    return hashlib.sha256(f"{dest}|{agent}".encode()).hexdigest()[:16]
 
 
 def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

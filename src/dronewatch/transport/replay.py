@@ -33,7 +33,12 @@ BATCH_SIZE = 500
 
 
 class ReplayError(DronewatchError):
-    """The service refused a batch or could not be reached."""
+    """The service refused a batch or could not be reached. `final`: the service refused it and
+    would refuse it again (a 4xx answer other than 408 and 429): retrying cannot help."""
+
+    def __init__(self, msg: str, *, final: bool = False) -> None:
+        super().__init__(msg)
+        self.final = final
 
 
 def record_dict(record: Record) -> dict[str, Any]:
@@ -157,8 +162,8 @@ class HttpSender:
                 if resp.status_code < 300:
                     return
                 problem = f"{self.url} answered {resp.status_code}: {_detail(resp)}"
-                if resp.status_code < 500 and resp.status_code != 429:
-                    raise ReplayError(problem)
+                if resp.status_code < 500 and resp.status_code not in (408, 429):
+                    raise ReplayError(problem, final=True)
             if attempt == self.retries:
                 raise ReplayError(problem)
             logger.warning("%s; retrying in %.1fs", problem, delay)
