@@ -87,10 +87,11 @@ def test_cors_allows_configured_origin_only(live: LiveService) -> None:
 
 
 def test_readiness_over_http(live: LiveService) -> None:
-    """A real client reaches /readyz and the OpenAPI page."""
+    """A real client reaches /readyz and the OpenAPI schema; the CDN-loading docs are off."""
     with httpx.Client(base_url=live.url) as c:
         assert c.get("/readyz").json()["status"] == "ok"
-        assert c.get("/docs").status_code == 200
+        assert c.get("/openapi.json").status_code == 200
+        assert c.get("/docs").status_code == 404
 
 
 def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -181,7 +181,9 @@ def sensor(tmp_path: Path) -> Iterator[Sensor]:
         port = free_port()
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, str(DRONEWATCH), "--log-level", "info", "serve"]
-            + ["--data-dir", str(tmp_path), "--port", str(port), "-i", capture_if],
+            + ["--data-dir", str(tmp_path), "--port", str(port), "-i", capture_if]
+            # dumpcap: the child starts a process of its own, which supervision must clear too.
+            + ["--backend", "dumpcap"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -15,9 +15,10 @@ from typing import Any
 from dronewatch.agent.shipper import Shipper
 from dronewatch.agent.spool import Spool
 from dronewatch.analyzers.dns import parse_dns_message, remember_answers
-from dronewatch.capture.base import RawPacket
+from dronewatch.capture.base import CoverageMark, RawPacket
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.live import SIDE_CHANNEL, LiveSource
+from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.capture.ring import PcapRing
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, CaptureRecord, Pipeline, RunResult
@@ -35,7 +36,8 @@ class AgentOptions:
     drain_s: float = 10.0
     """On stop, how long to keep shipping what is spooled before exiting."""
     report_s: float = 10.0
-    """How often a coverage record (packets and drops of the interval) is sent."""
+    """How often a coverage record (packets and drops of the interval) is sent: the capture is
+    asked for a coverage mark this often, and the record is cut at the mark."""
 
 
 class Agent:
@@ -72,17 +74,20 @@ class Agent:
         with self._lock:
             self.batcher(record)
 
-    def _keep(self, raw: RawPacket) -> None:
+    def _keep(self, item: RawPacket | PcapBatch) -> None:
         assert self.ring is not None
         try:
-            self.ring.write(raw)
+            if isinstance(item, PcapBatch):
+                self.ring.write_batch(item)
+            else:
+                self.ring.write(item)
         except CaptureError as exc:
             logger.error("%s; the pcap ring is off, the capture goes on", exc)
             self.ring.close()
             self.ring = None
 
-    def _report(self, pipe: Pipeline) -> None:
-        record = self.coverage.interval(self.source, pipe)
+    def _report(self, pipe: Pipeline, mark: CoverageMark) -> None:
+        record = self.coverage.interval(self.source, pipe, mark=mark)
         with self._lock:
             self.batcher(record)
 
@@ -120,18 +125,24 @@ class Agent:
         if on_started is not None:
             on_started()
         try:
-            for raw in self.source.packets():
-                if raw is None:
+            for item in self.source.batches():
+                if item is None:
                     pipe.tick(time.time())
-                elif raw.iface == SIDE_CHANNEL:
-                    self._names.feed(pipe, raw)
-                else:
-                    pipe.feed(raw)
+                elif isinstance(item, CoverageMark):
+                    self._report(pipe, item)
+                elif isinstance(item, PcapBatch):
+                    pipe.feed_batch(item)
                     if self.ring is not None:
-                        self._keep(raw)
+                        self._keep(item)
+                elif item.iface == SIDE_CHANNEL:
+                    self._names.feed(pipe, item)
+                else:
+                    pipe.feed(item)
+                    if self.ring is not None:
+                        self._keep(item)
                 now = time.monotonic()
                 if now - last_report >= self.options.report_s:
-                    self._report(pipe)
+                    self.source.request_mark()  # the record is cut when the mark comes
                     last_report = now
                 if now - last_flush >= self.options.flush_s:
                     self._flush()
@@ -166,7 +177,8 @@ class _Coverage:
         self.packets = 0
         self.bytes = 0
         self.truncated = 0
-        self.drops: int | None = 0
+        self.drops = 0
+        """Drops the source had reported at the end of the last interval whose drops it knew."""
         self.ip = 0
         self.flows = 0
         self.failures: Counter[str] = Counter()
@@ -176,11 +188,22 @@ class _Coverage:
         self.since = now
 
     def interval(
-        self, source: LiveSource, pipe: Pipeline | None, final: CaptureRecord | None = None
+        self,
+        source: LiveSource,
+        pipe: Pipeline | None,
+        final: CaptureRecord | None = None,
+        mark: CoverageMark | None = None,
     ) -> CaptureRecord:
-        stats = source.stats
-        now = time.time()
-        drops = source.drops_so_far()
+        """The coverage record of the interval since the last one, up to `mark` (else now).
+        Its drops are those the source reported since the last interval whose drops it knew;
+        None while it cannot tell (that interval is then never called covered)."""
+        if mark is not None:
+            now, drops = mark.at, mark.drops
+            packets, size, truncated = mark.packets, mark.bytes, mark.truncated
+        else:
+            stats = source.stats
+            now, drops = time.time(), source.drops_so_far()
+            packets, size, truncated = stats.packets, stats.bytes, stats.truncated
         ip = pipe.decoder.stats.ip if pipe is not None else (final.ip_packets if final else 0)
         flows = pipe.engine.flows_total if pipe is not None else (final.flows if final else 0)
         failures = Counter(
@@ -192,16 +215,16 @@ class _Coverage:
             ts=self.since,
             source=self.name,
             format="live",
-            packets=stats.packets - self.packets,
-            bytes=stats.bytes - self.bytes,
+            packets=packets - self.packets,
+            bytes=size - self.bytes,
             ip_packets=ip - self.ip,
             flows=flows - self.flows,
             linktypes=final.linktypes if final else {},
             non_ip=final.non_ip if final else {},
             malformed=final.malformed if final else 0,
             fragments=final.fragments if final else 0,
-            truncated=stats.truncated - self.truncated,
-            drops=None if drops is None or self.drops is None else drops - self.drops,
+            truncated=truncated - self.truncated,
+            drops=None if drops is None else drops - self.drops,
             last_ts=now,
             errors=final.errors if final else (),
             complete=final.complete if final else True,
@@ -209,8 +232,10 @@ class _Coverage:
         )
         self.since = now
         self.failures = failures
-        self.packets, self.bytes, self.truncated = stats.packets, stats.bytes, stats.truncated
-        self.drops, self.ip, self.flows = drops, ip, flows
+        self.packets, self.bytes, self.truncated = packets, size, truncated
+        self.ip, self.flows = ip, flows
+        if drops is not None:
+            self.drops = drops
         return record
 
 

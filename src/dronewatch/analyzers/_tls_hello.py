@@ -100,13 +100,28 @@ def is_grease(value: int) -> bool:
 
 
 def tls_version_name(version: int) -> str:
-    """`TLSv1.3`-style name of a protocol version, or its hex value when unknown."""
-    return _VERSION_NAMES.get(version, f"0x{version:04x}")
+    """`TLSv1.3`-style name of a protocol version (`TLSv1.3-draft23` for the drafts' 0x7fNN),
+    or its hex value when unknown."""
+    name = _VERSION_NAMES.get(version)
+    if name is not None:
+        return name
+    if version >> 8 == 0x7F:
+        return f"TLSv1.3-draft{version & 0xFF}"
+    return f"0x{version:04x}"
 
 
 def tls_cipher_name(suite: int) -> str:
-    """IANA name of a cipher suite from a small table, or its hex value."""
-    return _CIPHER_NAMES.get(suite, f"0x{suite:04x}")
+    """IANA name of a cipher suite (the common ones from a table here, the rest from dpkt's
+    copy of the IANA registry), or its hex value."""
+    name = _CIPHER_NAMES.get(suite)
+    if name is not None:
+        return name
+    import dpkt.ssl_ciphersuites  # the full registry, on the first suite not in the table
+
+    known = dpkt.ssl_ciphersuites.BY_CODE.get(suite)
+    if known is not None and str(known.name).startswith("TLS_"):
+        return str(known.name)
+    return f"0x{suite:04x}"
 
 
 def _short(what: str, pos: int, n: int, have: int) -> DecodeError:

@@ -40,6 +40,7 @@ DNS_TYPE_AAAA = 28  # RFC 3596
 DNS_TYPE_SRV = 33
 DNS_TYPE_DNAME = 39
 DNS_FLAG_QR = 0x8000  # RFC 1035 4.1.1: the header's first flag bit
+DNS_OPCODE_UPDATE = 5  # RFC 2136 1.3
 
 DNS_TYPE_NAMES: dict[int, str] = {
     1: "A",
@@ -89,7 +90,6 @@ _QUESTION = struct.Struct(">HH")
 _RR_FIXED = struct.Struct(">HHIH")
 _NAME_TYPES = frozenset({DNS_TYPE_CNAME, DNS_TYPE_NS, DNS_TYPE_PTR, DNS_TYPE_DNAME})
 _ANSWER_TYPES = frozenset({DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_CNAME, DNS_TYPE_PTR})
-_SEQ_MOD = 1 << 32
 
 
 def dns_type_name(rtype: int) -> str:
@@ -268,6 +268,20 @@ def _norm(name: str) -> str:
     return name.lower().rstrip(".")
 
 
+def subject(msg: DnsMessage) -> tuple[str | None, int | None]:
+    """What a message is about: the name and type of its first question; for an UPDATE
+    (RFC 2136), whose question section names only the zone, the name its prerequisites or
+    updates change (as Zeek logs it), with no type."""
+    if msg.opcode == DNS_OPCODE_UPDATE:
+        for rr in (*msg.answers, *msg.extra):  # prerequisites, then updates
+            return _norm(rr.name) or None, None
+        return None, None
+    question = msg.questions[0] if msg.questions else None
+    if question is None:
+        return None, None
+    return _norm(question.name), question.qtype
+
+
 @dataclass(frozen=True, slots=True)
 class DnsOptions:
     """Tunables of the DNS analyzer."""
@@ -331,25 +345,16 @@ class _Pending:
 class _TcpStream:
     """One direction of DNS over TCP: 2-byte length-prefixed messages (RFC 1035 4.2.2)."""
 
-    __slots__ = ("buf", "next_seq")
+    __slots__ = ("buf",)
 
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.next_seq: int | None = None
 
-    def feed(self, seq: int, data: bytes, limit: int) -> tuple[list[bytes], bool]:
-        """Add a segment; returns the messages it completes, and False on broken framing."""
-        end = (seq + len(data)) % _SEQ_MOD
-        if self.next_seq is not None:
-            diff = (seq - self.next_seq) % _SEQ_MOD
-            if diff >= _SEQ_MOD // 2:  # starts before what we have: a retransmission
-                overlap = _SEQ_MOD - diff
-                if overlap >= len(data):
-                    return [], True
-                data = data[overlap:]
-            elif diff:  # bytes were lost: the message being buffered cannot be completed
-                self.buf.clear()
-        self.next_seq = end
+    def feed(self, data: bytes, gap: int, limit: int) -> tuple[list[bytes], bool]:
+        """Add the direction's next bytes (`gap` bytes lost before them); returns the messages
+        they complete, and False on broken framing."""
+        if gap:  # the message being buffered cannot be completed
+            self.buf.clear()
         buf = self.buf
         buf += data
         messages: list[bytes] = []
@@ -386,6 +391,8 @@ class DnsAnalyzer:
     """Decode DNS queries and answers on port 53 into dns.jsonl records; feed the DNS cache."""
 
     name = "dns"
+    tcp_stream = True
+    """Its packet hook reads DNS over TCP in order (`dronewatch.core.stream`)."""
 
     def __init__(self, ctx: Context, options: DnsOptions | None = None) -> None:
         self.ctx = ctx
@@ -415,7 +422,7 @@ class DnsAnalyzer:
             stream = state.orig = state.orig or _TcpStream()
         else:
             stream = state.resp = state.resp or _TcpStream()
-        messages, framed = stream.feed(pkt.tcp_seq, pkt.payload, self.options.max_tcp_buffer_bytes)
+        messages, framed = stream.feed(pkt.payload, pkt.gap, self.options.max_tcp_buffer_bytes)
         for data in messages:
             self._message(flow, state, data, pkt.ts)
         if not framed:
@@ -440,6 +447,8 @@ class DnsAnalyzer:
     def _message(self, flow: Flow, state: _DnsState, data: bytes, ts: float) -> None:
         try:
             msg = parse_dns_message(data)
+            if msg.opcode == DNS_OPCODE_UPDATE:
+                msg = parse_dns_message(data, extra=True)  # the update section is needed
         except DecodeError as exc:
             self._failed(flow, state, str(exc))
             return
@@ -447,7 +456,11 @@ class DnsAnalyzer:
         flow.service = "dns"
         if self.options.follow_flow:
             flow.follow(self.name)
-        for question in msg.questions:
+        if msg.opcode == DNS_OPCODE_UPDATE:
+            name = subject(msg)[0]
+            if name:
+                flow.add_meta_item("dns_query", name)
+        for question in msg.questions if msg.opcode != DNS_OPCODE_UPDATE else ():
             name = _norm(question.name)
             if name:
                 flow.add_meta_item("dns_query", name)
@@ -457,8 +470,7 @@ class DnsAnalyzer:
             self._query(flow, state, msg, ts)
 
     def _query(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
-        question = msg.questions[0] if msg.questions else None
-        name = _norm(question.name) if question else None
+        name, qtype = subject(msg)
         pending = state.pending
         previous = pending.get(msg.trans_id)
         if previous is not None:
@@ -469,18 +481,17 @@ class DnsAnalyzer:
         elif len(pending) >= self.options.max_pending:
             oldest = next(iter(pending))
             self._emit_unanswered(flow, oldest, pending.pop(oldest))
-        pending[msg.trans_id] = _Pending(ts, name, question.qtype if question else None)
+        pending[msg.trans_id] = _Pending(ts, name, qtype)
 
     def _answer(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
-        question = msg.questions[0] if msg.questions else None
-        asked = _norm(question.name) if question else None
+        asked, asked_type = subject(msg)
         query = state.pending.pop(msg.trans_id, None)
         if query is not None and asked is not None and query.query != asked:
             # Same id, other name: not this query's answer.
             self._emit_unanswered(flow, msg.trans_id, query)
             query = None
         name = query.query if query is not None else asked
-        qtype = query.qtype if query is not None else (question.qtype if question else None)
+        qtype = query.qtype if query is not None else asked_type
         answers: list[str] = []
         ttls: list[int] = []
         for rr in msg.answers:
@@ -526,6 +537,7 @@ class DnsAnalyzer:
 
 
 __all__ = [
+    "DNS_OPCODE_UPDATE",
     "DNS_PORT",
     "DNS_RCODE_NAMES",
     "DNS_TYPE_NAMES",
@@ -538,6 +550,7 @@ __all__ = [
     "dns_rcode_name",
     "dns_type_name",
     "parse_dns_message",
+    "subject",
 ]
 
 

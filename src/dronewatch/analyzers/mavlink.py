@@ -306,7 +306,6 @@ _MAGICS = frozenset({MAVLINK_V1_MAGIC, MAVLINK_V2_MAGIC})
 _BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 _HEARTBEAT = struct.Struct("<IBBBBB")
 _GLOBAL_POSITION_INT = struct.Struct("<IiiiihhhH")
-_SEQ_MOD = 1 << 32
 _NO_FIX_DEG = 1e-3
 # A position within ~100 m of 0/0 (open sea) is a vehicle without a fix: the AR.Drone 2.0 sends
 # GLOBAL_POSITION_INT with lat/lon of a few 1e-7 degrees while it has no GPS.
@@ -553,28 +552,18 @@ class MavlinkRecord(ConnRecord):
 
 
 class _Stream:
-    """One direction of a TCP flow: bytes not yet framed, and the next expected sequence."""
+    """One direction of a TCP flow: bytes not yet framed."""
 
-    __slots__ = ("buf", "next_seq")
+    __slots__ = ("buf",)
 
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.next_seq: int | None = None
 
-    def feed(self, seq: int, data: bytes) -> None:
-        """Append a segment, skipping what was already seen and resyncing after a gap."""
-        end = (seq + len(data)) % _SEQ_MOD
-        if self.next_seq is not None:
-            diff = (seq - self.next_seq) % _SEQ_MOD
-            if diff >= _SEQ_MOD // 2:  # starts before what we have: a retransmission
-                overlap = _SEQ_MOD - diff
-                if overlap >= len(data):
-                    return
-                data = data[overlap:]
-                end = (self.next_seq + len(data)) % _SEQ_MOD
-            elif diff:  # bytes were lost: the frame being buffered cannot be completed
-                self.buf.clear()
-        self.next_seq = end
+    def feed(self, data: bytes, gap: int) -> None:
+        """Append the direction's next bytes; after lost bytes (`gap`) the frame being buffered
+        cannot be completed, and framing resynchronises on the next magic byte."""
+        if gap:
+            self.buf.clear()
         self.buf += data
 
 
@@ -750,6 +739,8 @@ class MavlinkAnalyzer:
     """Read MAVLink frames on UDP and TCP into one mavlink.jsonl record per flow."""
 
     name = "mavlink"
+    tcp_stream = True
+    """Its packet hook reads MAVLink over TCP in order (`dronewatch.core.stream`)."""
 
     def __init__(self, ctx: Context, options: MavlinkOptions | None = None) -> None:
         self.ctx = ctx
@@ -795,7 +786,7 @@ class MavlinkAnalyzer:
             stream = state.streams.get(from_orig)
             if stream is None:
                 stream = state.streams[from_orig] = _Stream()
-            stream.feed(pkt.tcp_seq, payload)
+            stream.feed(payload, pkt.gap)
             used = counter.scan(stream.buf, False, from_orig)
             del stream.buf[:used]
             if len(stream.buf) > self.options.max_tcp_buffer_bytes:

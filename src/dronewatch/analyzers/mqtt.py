@@ -30,7 +30,6 @@ PROTOCOLS = {b"MQTT": (4, 5), b"MQIsdp": (3,)}
 """Protocol name -> the protocol levels it goes with."""
 VERSION_NAMES = {3: "3.1", 4: "3.1.1", 5: "5.0"}
 PROP_TOPIC_ALIAS = 0x23
-_SEQ_MOD = 1 << 32
 
 # MQTT 5 property id -> how its value is encoded (section 2.2.2.2).
 _BYTE, _U16, _U32, _VARINT, _UTF8, _BINARY, _PAIR = range(7)
@@ -268,7 +267,6 @@ class _Topic:
 @dataclass(slots=True)
 class _Direction:
     buf: bytearray = field(default_factory=bytearray)
-    next_seq: int | None = None
     skip: int = 0
     """Bytes of an oversized packet still to pass over."""
     aliases: dict[int, str] = field(default_factory=dict)
@@ -288,6 +286,8 @@ class MqttAnalyzer:
     """Decode MQTT connects, publishes and subscriptions into mqtt.jsonl records."""
 
     name = "mqtt"
+    tcp_stream = True
+    """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 
     def __init__(self, ctx: Context, options: MqttOptions | None = None) -> None:
         self.ctx = ctx
@@ -347,19 +347,13 @@ class MqttAnalyzer:
 
     def _feed(self, flow: Flow, pkt: Packet, state: _State, side: int) -> None:
         d = state.dirs[side]
-        seq = pkt.tcp_seq
         data = pkt.payload
-        if d.next_seq is not None:
-            gap = (seq - d.next_seq) % _SEQ_MOD
-            if gap >= _SEQ_MOD // 2:  # retransmission of bytes already read
-                overlap = _SEQ_MOD - gap
-                if overlap >= len(data):
-                    return
-                data = data[overlap:]
-            elif gap:
-                d.buf.clear()  # lost bytes: resynchronise at the next packet start
+        if pkt.gap:  # bytes lost (the stream layer says how many)
+            if d.skip >= pkt.gap and not d.buf:
+                d.skip -= pkt.gap  # inside an oversized packet passed over: still in step
+            else:
+                d.buf.clear()  # resynchronise at the next packet start
                 d.skip = 0
-        d.next_seq = (seq + len(pkt.payload)) % _SEQ_MOD
         if d.skip:
             cut = min(d.skip, len(data))
             d.skip -= cut

@@ -144,7 +144,6 @@ _NAVDATA_DEMO = struct.Struct("<IIfffifff")
 _ARNET_HEADER = struct.Struct("<BBBI")
 _K = TypeVar("_K")
 _DISCOVERY_KEYS = ("controller_type", "controller_name", "d2c_port", "c2d_port", "status")
-_SEQ_MOD = 1 << 32
 
 
 def arsdk_command_name(project: int, klass: int, cmd: int) -> str:
@@ -535,28 +534,18 @@ class ParrotRecord(ConnRecord):
 
 
 class _Stream:
-    """One direction of the discovery connection: bytes not yet framed, next sequence."""
+    """One direction of the discovery connection: bytes not yet framed."""
 
-    __slots__ = ("buf", "next_seq")
+    __slots__ = ("buf",)
 
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.next_seq: int | None = None
 
-    def feed(self, seq: int, data: bytes) -> None:
-        """Append a segment, skipping retransmitted bytes; a gap drops the partial message."""
-        end = (seq + len(data)) % _SEQ_MOD
-        if self.next_seq is not None:
-            diff = (seq - self.next_seq) % _SEQ_MOD
-            if diff >= _SEQ_MOD // 2:
-                overlap = _SEQ_MOD - diff
-                if overlap >= len(data):
-                    return
-                data = data[overlap:]
-                end = (self.next_seq + len(data)) % _SEQ_MOD
-            elif diff:
-                self.buf.clear()
-        self.next_seq = end
+    def feed(self, data: bytes, gap: int) -> None:
+        """Append the direction's next bytes; lost bytes before them (`gap`) drop the partial
+        message."""
+        if gap:
+            self.buf.clear()
         self.buf += data
 
 
@@ -603,6 +592,8 @@ class ParrotAnalyzer:
     """Read Parrot ARSDK and AR.Drone traffic into one parrot.jsonl record per flow."""
 
     name = "parrot"
+    tcp_stream = True
+    """Its packet hook reads the TCP discovery exchange in order (`dronewatch.core.stream`)."""
 
     def __init__(self, ctx: Context, options: ParrotOptions | None = None) -> None:
         self.ctx = ctx
@@ -751,7 +742,7 @@ class ParrotAnalyzer:
         stream = state.streams.get(from_orig)
         if stream is None:
             stream = state.streams[from_orig] = _Stream()
-        stream.feed(pkt.tcp_seq, pkt.payload)
+        stream.feed(pkt.payload, pkt.gap)
         buf = stream.buf
         while buf:
             end = buf.find(b"\x00")

@@ -31,7 +31,6 @@ MSG_SET_CHUNK_SIZE = 1
 MSG_AMF3_COMMAND = 17
 MSG_AMF0_COMMAND = 20
 _MSG_HEADER = {0: 11, 1: 7, 2: 3, 3: 0}
-_SEQ_MOD = 1 << 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +224,6 @@ class ChunkReader:
 @dataclass(slots=True)
 class _State:
     skip: int = CLIENT_HANDSHAKE
-    next_seq: int | None = None
     buf: bytearray = field(default_factory=bytearray)
     reader: ChunkReader = field(default_factory=ChunkReader)
     read_bytes: int = 0
@@ -244,6 +242,8 @@ class RtmpAnalyzer:
     """Find RTMP sessions and their targets, into rtmp.jsonl records."""
 
     name = "rtmp"
+    tcp_stream = True
+    """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 
     def __init__(self, ctx: Context, options: RtmpOptions | None = None) -> None:
         self.ctx = ctx
@@ -271,17 +271,9 @@ class RtmpAnalyzer:
         if state.done:
             return
         data = pkt.payload
-        if state.next_seq is not None:
-            gap = (pkt.tcp_seq - state.next_seq) % _SEQ_MOD
-            if gap >= _SEQ_MOD // 2:
-                overlap = _SEQ_MOD - gap
-                if overlap >= len(data):
-                    return
-                data = data[overlap:]
-            elif gap:
-                self._finish_reading(flow, state, "bytes lost")
-                return
-        state.next_seq = (pkt.tcp_seq + len(pkt.payload)) % _SEQ_MOD
+        if pkt.gap:  # the stream layer lost bytes: the chunk stream cannot be followed
+            self._finish_reading(flow, state, "bytes lost")
+            return
         if state.skip:
             cut = min(state.skip, len(data))
             state.skip -= cut

@@ -40,7 +40,6 @@ PUSH_METHODS = frozenset({"ANNOUNCE", "RECORD"})
 _REQUEST = re.compile(rb"^([A-Z_]+) (\S+) RTSP/([12]\.0)$")
 _STATUS = re.compile(rb"^RTSP/([12]\.0) ([1-5][0-9][0-9]) ?(.*)$")
 _HEAD_END = b"\r\n\r\n"
-_SEQ_MOD = 1 << 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,6 @@ def _int(text: str | None) -> int | None:
 @dataclass(slots=True)
 class _Direction:
     buf: bytearray = field(default_factory=bytearray)
-    next_seq: int | None = None
     skip: int = 0
     lost: bool = False
 
@@ -159,6 +157,8 @@ class RtspAnalyzer:
     """Decode RTSP requests and responses into rtsp.jsonl records."""
 
     name = "rtsp"
+    tcp_stream = True
+    """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 
     def __init__(self, ctx: Context, options: RtspOptions | None = None) -> None:
         self.ctx = ctx
@@ -184,20 +184,14 @@ class RtspAnalyzer:
             flow.service = "rtsp"
             flow.follow(self.name)  # TEARDOWN comes after the whole stream
         d = state.dirs[side]
-        data = pkt.payload
-        if d.next_seq is not None:
-            gap = (pkt.tcp_seq - d.next_seq) % _SEQ_MOD
-            if gap >= _SEQ_MOD // 2:
-                overlap = _SEQ_MOD - gap
-                if overlap >= len(data):
-                    return
-                data = data[overlap:]
-            elif gap:
+        if pkt.gap:  # bytes lost: within interleaved data still in step, else resynchronise
+            if d.skip >= pkt.gap and not d.buf:
+                d.skip -= pkt.gap
+            else:
                 d.buf.clear()
                 d.skip = 0
                 d.lost = True
-        d.next_seq = (pkt.tcp_seq + len(pkt.payload)) % _SEQ_MOD
-        self._read(flow, pkt.ts, state, d, data)
+        self._read(flow, pkt.ts, state, d, pkt.payload)
 
     def _read(self, flow: Flow, ts: float, state: _State, d: _Direction, data: bytes) -> None:
         if d.skip:

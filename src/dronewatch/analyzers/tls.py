@@ -2,13 +2,14 @@
 
 The hellos are plaintext, so the server name, ALPN offer, versions and the JA3/JA4 client
 fingerprints are visible without decrypting anything. A hello may be cut over several TCP
-segments that arrive out of order or twice; each direction is buffered by sequence number,
-within a fixed budget, until the hello can be read.
+segments, which the stream layer (`dronewatch.core.stream`) hands over in order; each direction
+is buffered, within a fixed budget, until the hello can be read.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,15 +23,11 @@ from dronewatch.analyzers._tls_hello import (
     tls_cipher_name,
     tls_version_name,
 )
-from dronewatch.core.flow import IP_PROTO_TCP, TCP_ACK, TCP_SYN, Flow, Packet
+from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
 
 logger = logging.getLogger(__name__)
-
-_SEQ_MOD = 1 << 32
-# RFC 8446 5.1 content types other than handshake: change_cipher_spec, alert, application_data.
-_OTHER_RECORD_TYPES = (20, 21, 23)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +35,10 @@ class TlsOptions:
     """Tunables of the TLS analyzer."""
 
     max_buffer_bytes: int = 64 * 1024
-    """Most payload bytes kept per direction while a hello is incomplete."""
-    max_segments: int = 64
-    """Most distinct TCP segments kept per direction."""
-    probe_segments: int = 4
-    """Segments kept, when the stream start is unknown (no SYN seen), before giving up on a
-    direction whose lowest-sequence bytes do not start a TLS handshake record."""
+    """Most payload bytes kept per direction while a hello is incomplete, and looked through
+    for a hello after a plaintext exchange (STARTTLS)."""
+    max_records: int = 64
+    """Records read after both hellos while waiting for the handshake to end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,84 +67,41 @@ class TlsRecord(ConnRecord):
     ja4: str | None = None
     """FoxIO JA4 fingerprint of the ClientHello."""
     established: bool = False
-    """A ServerHello was seen (the server answered the handshake)."""
+    """The handshake completed: both sides switched to encrypted records (after their
+    ChangeCipherSpec, or their first application data under TLS 1.3) and one more came, as
+    Zeek's ssl.log says it."""
     hello_retry: bool = False
     """The server answered with a TLS 1.3 HelloRetryRequest."""
 
 
-def _seq_offset(seq: int, base: int) -> int:
-    """Signed distance from `base` to `seq` in 32-bit sequence space."""
-    diff = (seq - base) % _SEQ_MOD
-    return diff - _SEQ_MOD if diff >= _SEQ_MOD // 2 else diff
+_OLD_VERSIONS = frozenset((0x0002, 0x0300, 0x0301, 0x0302, 0x0303))
+"""Versions before TLS 1.3: application data does not mean the handshake is over."""
+_START = re.compile(rb"\x16\x03[\x00-\x04]..[\x01\x02]", re.DOTALL)
+"""A handshake record carrying a ClientHello (1) or ServerHello (2): where TLS starts after a
+plaintext exchange (STARTTLS)."""
 
 
-class _Stream:
-    """The payload of one direction of a TCP flow, kept by sequence number."""
+class _Direction:
+    """One direction of a flow: where its TLS starts, its hello, and the record headers since."""
 
-    __slots__ = ("base", "known_start", "segments", "size", "added", "full")
+    __slots__ = ("pre", "started", "hello", "full", "header", "left", "encrypted", "lost")
 
     def __init__(self) -> None:
-        self.base: int | None = None
-        """Sequence number offsets count from."""
-        self.known_start = False
-        """`base` is the first payload byte of the stream (its SYN was seen)."""
-        self.segments: dict[int, bytes] = {}
-        """Offset from `base` to the bytes of the segment there."""
-        self.size = 0
-        self.added = 0
-        """Payload packets offered to the stream."""
+        self.pre = bytearray()
+        """Bytes before TLS started (a STARTTLS protocol's), while looking for the start."""
+        self.started = False
+        self.hello = bytearray()
+        """The direction's TLS bytes while its hello is incomplete."""
         self.full = False
-        """Data was refused for lack of room."""
-
-    def anchor(self, first_seq: int) -> None:
-        """Fix the stream start at `first_seq` (the SYN's sequence number plus one)."""
-        if self.base is None:
-            self.base = first_seq
-            self.known_start = True
-
-    def add(self, seq: int, data: bytes, options: TlsOptions) -> None:
-        """Keep a segment; retransmitted and overlapping copies are tolerated."""
-        self.added += 1
-        if self.base is None:
-            self.base = seq
-        offset = _seq_offset(seq, self.base)
-        if self.known_start and offset < 0:  # starts before the stream: keep the new part
-            data = data[-offset:]
-            offset = 0
-        if not data or abs(offset) > options.max_buffer_bytes:
-            self.full = self.full or bool(data)
-            return
-        previous = self.segments.get(offset, b"")
-        if len(previous) >= len(data):  # a retransmission of bytes already held
-            return
-        grow = len(data) - len(previous)
-        if self.size + grow > options.max_buffer_bytes or (
-            not previous and len(self.segments) >= options.max_segments
-        ):
-            self.full = True
-            return
-        self.segments[offset] = data
-        self.size += grow
-
-    def contiguous(self) -> bytes:
-        """The bytes from the stream start (or the lowest offset held) up to the first hole."""
-        if not self.segments:
-            return b""
-        start = 0 if self.known_start else min(self.segments)
-        out = bytearray()
-        end = start
-        for offset in sorted(self.segments):
-            if offset > end:
-                break
-            segment = self.segments[offset]
-            if offset + len(segment) > end:
-                out += segment[end - offset :]
-                end = offset + len(segment)
-        return bytes(out)
-
-    def clear(self) -> None:
-        self.segments.clear()
-        self.size = 0
+        """Bytes were lost before the hello was whole, or it outgrew the budget."""
+        self.header = bytearray()
+        """A record header cut short."""
+        self.left = 0
+        """Bytes of the current record still to pass over."""
+        self.encrypted = False
+        """The direction switched to encrypted records (ChangeCipherSpec, or TLS 1.3 data)."""
+        self.lost = False
+        """Record framing lost (bytes missing, or not TLS records): no more records read."""
 
 
 class _TlsState:
@@ -165,132 +117,203 @@ class _TlsState:
         "client_done",
         "server_done",
         "emitted",
+        "established",
+        "records",
     )
 
     def __init__(self) -> None:
-        self.orig = _Stream()
-        self.resp = _Stream()
+        self.orig = _Direction()
+        self.resp = _Direction()
         self.client: ClientHello | None = None
         self.server: ServerHello | None = None
         self.client_ts = 0.0
         self.server_ts = 0.0
         self.client_done = False
-        """Stop looking at the originator: hello read, or not TLS."""
+        """Stop looking for the ClientHello: read, or not TLS."""
         self.server_done = False
-        """Stop looking at the responder: hello read, or not TLS."""
+        """Stop looking for the ServerHello: read, or not TLS."""
         self.emitted = False
+        self.established = False
+        """Both directions switched to encrypted records and one more came (Zeek's rule)."""
+        self.records = 0
+        """Records read after both hellos, bounded by `max_records`."""
+
+    def tls13(self) -> bool:
+        """Application data ends the handshake of this connection's version (Zeek counts any
+        version but SSL 2/3 and TLS 1.0 to 1.2 as 1.3, an unknown one too)."""
+        return self.server is None or self.server.version not in _OLD_VERSIONS
 
 
 _DONE = _TlsState()
 _DONE.emitted = True
-"""The state of every flow whose hellos are written (or that is not TLS): nothing more to do."""
+"""The state of every flow whose record is written (or that is not TLS): nothing more to do."""
 
 
 class TlsAnalyzer:
     """Decode TLS ClientHello/ServerHello pairs on any TCP port into tls.jsonl records."""
 
     name = "tls"
+    tcp_stream = True
+    """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 
     def __init__(self, ctx: Context, options: TlsOptions | None = None) -> None:
         self.ctx = ctx
         self.options = options or TlsOptions()
         self._state: dict[str, _TlsState] = {}  # keyed by flow.uid, dropped in flow_end
-        self._syn: dict[str, int] = {}
-        """Where a flow's stream starts, kept until its first payload (most flows never carry a
-        handshake, so their state is made only when bytes come): the sequence number after a
-        SYN, or minus one less the number after a SYN-ACK (the responder's stream)."""
-
-    def flow_start(self, flow: Flow, pkt: Packet) -> None:
-        """Remember where a byte stream starts when the flow opens with a SYN (or SYN-ACK)."""
-        if flow.proto != IP_PROTO_TCP or not pkt.tcp_flags & TCP_SYN:
-            return
-        from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
-        syn_ack = bool(pkt.tcp_flags & TCP_ACK)
-        if from_orig == syn_ack:  # a SYN comes from the originator, a SYN-ACK from the responder
-            return
-        seq = (pkt.tcp_seq + 1) % _SEQ_MOD
-        self._syn[flow.uid] = -1 - seq if syn_ack else seq
 
     def wants(self, flow: Flow) -> bool:
         """TLS runs over TCP (QUIC has its own analyzer)."""
         return flow.proto == IP_PROTO_TCP
 
     def packet(self, flow: Flow, pkt: Packet) -> None:
-        """Buffer handshake bytes by direction and read the hellos once they are complete."""
+        """Find where each direction's TLS starts, read its hello, then follow its record headers
+        until the handshake is over."""
         if flow.proto != IP_PROTO_TCP or not pkt.payload:
             return
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         state = self._state.get(flow.uid)
         if state is None:
-            syn = self._syn.pop(flow.uid, None)
-            if syn is None:
-                if flow.service and flow.service not in ("tls", "http"):
-                    flow.decline(self.name)  # another protocol (HTTP CONNECT may precede TLS)
-                    return
-                # Responder bytes before any originator bytes only matter if they look like TLS.
-                if not from_orig and not looks_like_handshake(pkt.payload[:3]):
-                    return
+            if flow.service and flow.service not in ("tls", "http"):
+                flow.decline(self.name)  # another protocol (HTTP CONNECT may precede TLS)
+                return
             state = self._state[flow.uid] = _TlsState()
-            if syn is not None:
-                # The stream start is known: every byte counts, whatever comes first.
-                if syn < 0:
-                    state.resp.anchor(-1 - syn)
-                else:
-                    state.orig.anchor(syn)
         if state.emitted:
             return
-        # Data on a SYN (TCP Fast Open) starts one past the SYN's sequence number.
-        seq = pkt.tcp_seq + 1 if pkt.tcp_flags & TCP_SYN else pkt.tcp_seq
+        d = state.orig if from_orig else state.resp
+        if not d.started and flow.service and flow.service not in ("tls", "http"):
+            self._finish(flow, state)  # another protocol was recognised: no STARTTLS to find
+            return
+        data = bytes(pkt.payload)
+        if pkt.gap:
+            d.lost = True  # record framing cannot be followed over lost bytes
+            if not d.started:
+                d.pre.clear()
+            elif not (state.client_done if from_orig else state.server_done):
+                d.full = True
+        if not d.started:
+            data = self._find_start(d, data, from_orig)
+            if not d.started:
+                self._check_given_up(flow, state)
+                return
         if from_orig and not state.client_done:
-            state.orig.add(seq % _SEQ_MOD, pkt.payload, self.options)
+            self._add_hello(d, data)
             self._read_client(flow, state, pkt.ts)
         elif not from_orig and not state.server_done:
-            state.resp.add(seq % _SEQ_MOD, pkt.payload, self.options)
+            self._add_hello(d, data)
             self._read_server(flow, state, pkt.ts)
-        if state.client_done and state.client is None and not state.server_done:
-            # The originator does not speak TLS: stop looking at the flow.
-            state.server_done = True
-            state.resp.clear()
-        if state.client_done and state.server_done:
-            if state.client or state.server:
-                self._emit(flow, state)
-            # The hellos and buffers go now; one shared placeholder says the flow is done.
-            self._state[flow.uid] = _DONE
-            flow.decline(self.name)
+        if not d.lost:
+            self._records(state, d, from_orig, data)
+        self._check_given_up(flow, state)
+        if state.client_done and state.server_done and (state.client or state.server):
+            if (
+                state.established
+                or state.records > self.options.max_records
+                or (state.orig.lost and state.resp.lost)
+            ):
+                self._finish(flow, state)
 
     def flow_end(self, flow: Flow) -> None:
         """Write the record of a handshake seen only in part, and drop the flow's state."""
-        self._syn.pop(flow.uid, None)
         state = self._state.pop(flow.uid, None)
         if state is not None and not state.emitted and (state.client or state.server):
             self._emit(flow, state)
 
-    def _hello_bytes(self, stream: _Stream) -> bytes | None:
-        """The stream's leading bytes if they may be TLS; None to give up on the direction."""
-        data = stream.contiguous()
-        if looks_like_handshake(data[:3]):
+    def _finish(self, flow: Flow, state: _TlsState) -> None:
+        """Write the record; the hellos and buffers go, one shared placeholder says the flow is
+        done."""
+        if state.client or state.server:
+            self._emit(flow, state)
+        self._state[flow.uid] = _DONE
+        flow.decline(self.name)
+
+    def _check_given_up(self, flow: Flow, state: _TlsState) -> None:
+        """The originator does not speak TLS (or not soon enough): stop looking at the flow."""
+        if state.client_done and state.client is None and not state.server_done:
+            state.server_done = True
+        if state.client_done and state.server_done and not (state.client or state.server):
+            self._finish(flow, state)
+
+    def _find_start(self, d: _Direction, data: bytes, from_orig: bool) -> bytes:
+        """Where the direction's TLS begins: at its first byte, or at a hello record after a
+        plaintext exchange (STARTTLS); the bytes from there on, or b"" while not found."""
+        if not d.pre and looks_like_handshake(data[:3]):
+            d.started = True
             return data
-        if stream.known_start or stream.added >= self.options.probe_segments:
-            return None
-        if len(data) >= 3 and data[0] in _OTHER_RECORD_TYPES and data[1] == 3 and data[2] <= 4:
-            return None  # a TLS record, but not a handshake (an alert, say): no hello to read
-        return b""  # the real first segment may still arrive
+        d.pre += data
+        found = _START.search(d.pre)
+        while found is not None and (d.pre[found.end() - 1] == 1) != from_orig:
+            found = _START.search(d.pre, found.start() + 1)
+        if found is not None:
+            d.started = True
+            rest = bytes(d.pre[found.start() :])
+            d.pre.clear()
+            return rest
+        if len(d.pre) > self.options.max_buffer_bytes:
+            d.pre.clear()
+            d.lost = True
+        else:
+            del d.pre[: max(0, len(d.pre) - 8)]  # a record header cut by the segment's end
+        return b""
+
+    def _add_hello(self, d: _Direction, data: bytes) -> None:
+        if d.full:
+            return
+        if len(d.hello) + len(data) > self.options.max_buffer_bytes:
+            d.full = True
+            return
+        d.hello += data
+
+    def _records(self, state: _TlsState, d: _Direction, from_orig: bool, data: bytes) -> None:
+        """Follow the direction's record headers (RFC 8446 5.1): a ChangeCipherSpec, or
+        application data under TLS 1.3, switches it to encrypted records; a record sent while
+        both directions are encrypted ends the handshake (Zeek's `established`)."""
+        other = state.resp if from_orig else state.orig
+        both_hellos = state.client_done and state.server_done
+        while data:
+            if d.left:
+                step = min(d.left, len(data))
+                d.left -= step
+                data = data[step:]
+                continue
+            need = 5 - len(d.header)
+            d.header += data[:need]
+            data = data[need:]
+            if len(d.header) < 5:
+                return
+            ctype, major = d.header[0], d.header[1]
+            d.left = d.header[3] << 8 | d.header[4]
+            d.header.clear()
+            if ctype not in (20, 21, 22, 23) or major != 3:
+                d.lost = True  # not TLS records (or framing lost): stop reading them
+                return
+            if both_hellos:
+                state.records += 1
+            if d.encrypted:
+                if other.encrypted:
+                    state.established = True
+            elif ctype == 20:
+                d.encrypted = True
+            elif ctype == 23 and state.tls13():
+                d.encrypted = True
+                if other.encrypted:
+                    state.established = True
 
     def _read_client(self, flow: Flow, state: _TlsState, ts: float) -> None:
-        data = self._hello_bytes(state.orig)
+        d = state.orig
+        data = bytes(d.hello)
         try:
-            hello = client_hello_from_records(data) if data else None
+            hello = client_hello_from_records(data) if looks_like_handshake(data[:3]) else None
         except DecodeError as exc:
             logger.debug("%s: no ClientHello: %s", flow.uid, exc)
-            data = None
             hello = None
+            d.full = True
         if hello is None:
-            if data is None or state.orig.full:
+            if d.full or not looks_like_handshake(data[:3]):
                 state.client_done = True
-                state.orig.clear()
+                d.hello.clear()
             return
         state.client, state.client_ts, state.client_done = hello, ts, True
-        state.orig.clear()
+        d.hello.clear()
         flow.service = "tls"
         if hello.server_name:
             flow.add_meta("sni", hello.server_name)
@@ -301,20 +324,21 @@ class TlsAnalyzer:
         flow.add_meta("ja3", prints.ja3_hash)
 
     def _read_server(self, flow: Flow, state: _TlsState, ts: float) -> None:
-        data = self._hello_bytes(state.resp)
+        d = state.resp
+        data = bytes(d.hello)
         try:
-            hello = server_hello_from_records(data) if data else None
+            hello = server_hello_from_records(data) if looks_like_handshake(data[:3]) else None
         except DecodeError as exc:
             logger.debug("%s: no ServerHello: %s", flow.uid, exc)
-            data = None
             hello = None
+            d.full = True
         if hello is None:
-            if data is None or state.resp.full:
+            if d.full or not looks_like_handshake(data[:3]):
                 state.server_done = True
-                state.resp.clear()
+                d.hello.clear()
             return
         state.server, state.server_ts, state.server_done = hello, ts, True
-        state.resp.clear()
+        d.hello.clear()
         flow.service = "tls"
         flow.add_meta("tls_version", tls_version_name(hello.version))
 
@@ -336,7 +360,7 @@ class TlsAnalyzer:
                 ja3=prints.ja3 if prints else None,
                 ja3_hash=prints.ja3_hash if prints else None,
                 ja4=prints.ja4 if prints else None,
-                established=server is not None,
+                established=state.established,
                 hello_retry=server.hello_retry_request if server else False,
             )
         )

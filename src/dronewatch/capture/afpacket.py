@@ -1,10 +1,10 @@
-"""Linux AF_PACKET capture: a raw socket per interface, optionally in a PACKET_FANOUT group.
+"""Linux AF_PACKET sockets: opening one on an interface, its filter, and PACKET_FANOUT.
 
 Several processes that open the same interface with the same fanout group id share its packets
 by flow hash (the kernel's symmetric hash of the addresses and ports), so both directions of a
-flow reach the same process. The kernel counts what each socket received and dropped
-(PACKET_STATISTICS), which the capture reads at any time: drops are known while capturing.
-A capture filter is compiled to classic BPF by tcpdump (`tcpdump -ddd`) and attached to the socket.
+flow reach the same process. A capture filter is compiled to classic BPF by tcpdump
+(`tcpdump -ddd`) and attached to the socket before it is bound, so no unfiltered packet gets in.
+The receive ring that packets are read from is `dronewatch.capture.tpacket`.
 """
 
 from __future__ import annotations
@@ -14,23 +14,34 @@ import shutil
 import socket
 import struct
 import subprocess
+from pathlib import Path
 
+from dronewatch.capture.decode import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IEEE802_11,
+    LINKTYPE_IEEE802_11_RADIOTAP,
+    LINKTYPE_RAW,
+)
 from dronewatch.exceptions import CaptureError
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
-PACKET_STATISTICS = 6
 PACKET_FANOUT = 18
 PACKET_FANOUT_HASH = 0
 PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 SO_ATTACH_FILTER = 26
-SO_TIMESTAMPNS = 35
-SO_RCVBUFFORCE = 33
-RCVBUF_BYTES = 64 << 20
-"""Socket receive buffer asked for: bursts wait here instead of being dropped."""
-_TIMESPEC = struct.Struct("qq")
+
+# ARPHRD_* device types (<linux/if_arp.h>) -> the link type of their frames and its libpcap name
+# (for `tcpdump -y`), as libpcap maps them.
+ARPHRD_LINKTYPES = {
+    1: (LINKTYPE_ETHERNET, "EN10MB"),  # ARPHRD_ETHER
+    772: (LINKTYPE_ETHERNET, "EN10MB"),  # ARPHRD_LOOPBACK: Ethernet headers with zero MACs
+    65534: (LINKTYPE_RAW, "RAW"),  # ARPHRD_NONE: tun devices, WireGuard (IP packets)
+    801: (LINKTYPE_IEEE802_11, "IEEE802_11"),  # ARPHRD_IEEE80211
+    803: (LINKTYPE_IEEE802_11_RADIOTAP, "IEEE802_11_RADIO"),  # ARPHRD_IEEE80211_RADIOTAP
+}
 
 
 class _SockFilter(ctypes.Structure):
@@ -46,13 +57,28 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def compile_bpf(expression: str, interface: str) -> list[tuple[int, int, int, int]]:
-    """Classic BPF instructions for a tcpdump filter expression (needs tcpdump)."""
+def interface_linktype(interface: str) -> tuple[int, str]:
+    """The link type of an interface's frames and its libpcap name (Linux: /sys/class/net)."""
+    try:
+        arphrd = int((Path("/sys/class/net") / interface / "type").read_text())
+    except (OSError, ValueError):
+        return LINKTYPE_ETHERNET, "EN10MB"
+    if arphrd not in ARPHRD_LINKTYPES:
+        raise CaptureError(
+            f"{interface} has device type {arphrd}, whose frames the afpacket backend does not "
+            "read: use --backend dumpcap"
+        )
+    return ARPHRD_LINKTYPES[arphrd]
+
+
+def compile_bpf(expression: str, dlt: str = "EN10MB") -> list[tuple[int, int, int, int]]:
+    """Classic BPF instructions for a tcpdump filter expression over frames of link type `dlt`
+    (needs tcpdump)."""
     tcpdump = shutil.which("tcpdump")
     if tcpdump is None:
         raise CaptureError("a capture filter with the afpacket backend needs tcpdump installed")
     proc = subprocess.run(
-        [tcpdump, "-ddd", "-y", "EN10MB", expression],
+        [tcpdump, "-ddd", "-y", dlt, expression],
         capture_output=True,
         text=True,
     )
@@ -64,85 +90,44 @@ def compile_bpf(expression: str, interface: str) -> list[tuple[int, int, int, in
     return [tuple(int(x) for x in line.split()) for line in lines[1 : 1 + count]]  # type: ignore[misc]
 
 
-class AfPacketSocket:
-    """One AF_PACKET socket on one interface: promiscuous, filtered, optionally in a fanout."""
+def packet_socket(interface: str) -> socket.socket:
+    """A raw AF_PACKET socket that receives nothing until `join` binds it."""
+    try:
+        # Protocol 0: no packet is queued before the ring and the filter are in place.
+        return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except PermissionError:
+        raise CaptureError(
+            f"no permission to capture on {interface}: run as root or give the Python "
+            "interpreter CAP_NET_RAW"
+        ) from None
+    except (OSError, AttributeError) as exc:
+        raise CaptureError(f"AF_PACKET sockets are not available here: {exc}") from None
 
-    def __init__(
-        self,
-        interface: str,
-        *,
-        snaplen: int,
-        bpf: str = "",
-        fanout_group: int | None = None,
-        timeout_s: float = 0.5,
-    ) -> None:
-        self.interface = interface
-        self.snaplen = snaplen
-        self.received = 0
-        self.dropped = 0
-        try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        except PermissionError:
-            raise CaptureError(
-                f"no permission to capture on {interface}: run as root or give the Python "
-                "interpreter CAP_NET_RAW"
-            ) from None
-        except (OSError, AttributeError) as exc:
-            raise CaptureError(f"AF_PACKET sockets are not available here: {exc}") from None
-        self.sock = sock
-        try:
-            if bpf:
-                self._attach(compile_bpf(bpf, interface))
-            sock.bind((interface, 0))
-            ifindex = socket.if_nametoindex(interface)
-            mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
-            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-            if fanout_group is not None:
-                mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
-                value = (fanout_group & 0xFFFF) | mode << 16
-                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", value))
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            try:  # beyond net.core.rmem_max needs CAP_NET_ADMIN; else the capped size
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-            sock.settimeout(timeout_s)
-        except OSError as exc:
-            sock.close()
-            raise CaptureError(f"cannot capture on {interface} with AF_PACKET: {exc}") from None
 
-    def _attach(self, program: list[tuple[int, int, int, int]]) -> None:
-        insns = (_SockFilter * len(program))(*(_SockFilter(*i) for i in program))
-        prog = _SockFprog(len(program), insns)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(prog))
-        self._keep = (insns, prog)  # the kernel copies the program; keep ours until then
+def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program (the kernel keeps its own copy)."""
+    insns = (_SockFilter * len(program))(*(_SockFilter(*i) for i in program))
+    prog = _SockFprog(len(program), insns)
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(prog))
 
-    def recv(self) -> tuple[float, bytes, int] | None:
-        """(kernel receive time, frame as captured, its length), or None after the timeout."""
-        try:
-            data, anc, _flags, _addr = self.sock.recvmsg(262144, 64)
-        except TimeoutError:
-            return None
-        except OSError as exc:
-            raise CaptureError(f"capture on {self.interface} failed: {exc}") from None
-        ts = 0.0
-        for level, kind, value in anc:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
-                sec, nsec = _TIMESPEC.unpack_from(value)
-                ts = sec + nsec * 1e-9
-        return ts, data[: self.snaplen], len(data)
 
-    def statistics(self) -> tuple[int, int]:
-        """(received, dropped) since the socket opened (the kernel resets on each read)."""
-        try:
-            raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-        except OSError:
-            return self.received, self.dropped
-        packets, drops = struct.unpack("II", raw)
-        self.received += packets
-        self.dropped += drops
-        return self.received, self.dropped
+def join(sock: socket.socket, interface: str, fanout_group: int | None) -> None:
+    """Bind the socket to every protocol on `interface`, in promiscuous mode, and into the
+    PACKET_FANOUT group `fanout_group` (hash of the flow, fragments reassembled first)."""
+    sock.bind((interface, ETH_P_ALL))
+    ifindex = socket.if_nametoindex(interface)
+    mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+    if fanout_group is not None:
+        mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG
+        value = (fanout_group & 0xFFFF) | mode << 16
+        sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", value))
 
-    def close(self) -> None:
-        self.statistics()
-        self.sock.close()
+
+def can_capture() -> bool:
+    """Whether this process may open AF_PACKET sockets (Linux, root or CAP_NET_RAW)."""
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except (OSError, AttributeError):
+        return False
+    return True

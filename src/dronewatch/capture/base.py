@@ -47,3 +47,19 @@ class Source(Protocol):
     def progress(self) -> tuple[int, int | None]:
         """Bytes consumed so far and the total when known (for progress bars)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageMark:
+    """A point in a live source's stream, yielded when asked for (`LiveSource.request_mark`):
+    the packets before it are all counted in its totals, and `drops` counts every packet lost up
+    to `at`, so a coverage report cut here is exact."""
+
+    at: float
+    """Wall-clock time the counts hold for."""
+    packets: int
+    bytes: int
+    truncated: int
+    drops: int | None
+    """Packets lost since the capture started (kernel, capture tool, queue); None while the
+    source cannot tell (scapy; dumpcap when a hand-over failed)."""

@@ -2,8 +2,16 @@
 
 Link types: Ethernet with 802.1Q/QinQ (1), BSD NULL and LOOP (0, 108), raw IP (12, 14, 101, 228,
 229), Linux SLL (113) and SLL2 (276), 802.11 (105) and 802.11 with radiotap (127). IP fragments
-other than the first are kept as packets without a transport header, never reassembled.
+are reassembled (`capture.fragments`) and the whole datagram decoded once it is complete.
 A frame too short for its headers is counted as malformed, never raised.
+
+Encapsulations (`capture.encap`) are taken off and the inner packet is decoded as if seen
+directly, with `Packet.tunnel` saying what carried it: ERSPAN types I, II and III and plain GRE in
+an IP packet, VXLAN and Geneve in a UDP datagram to their well-known ports, MPLS label stacks and
+PPPoE sessions in an Ethernet frame. An outer IP packet that is a fragment, or a first fragment,
+is taken apart once reassembled. VLAN tags are read wherever an EtherType is.
+The C walk (`fastpath/_fastpath.c`) makes the same decisions; `tests/unit/fastpath/test_bulk.py`
+compares the two.
 """
 
 from __future__ import annotations
@@ -12,8 +20,24 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dronewatch.capture import encap
 from dronewatch.capture.base import RawPacket
-from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Packet
+from dronewatch.capture.encap import (
+    ETH_TYPE_MPLS,
+    ETH_TYPE_MPLS_MULTICAST,
+    ETH_TYPE_PPPOE_SESSION,
+    ETH_TYPE_TEB,
+    INNER_IP,
+    MAX_ENCAPSULATIONS,
+    PPP_IP,
+    PPP_IP6,
+    UDP_TUNNEL_PORTS,
+    Inner,
+)
+from dronewatch.capture.fragments import FragmentReassembler
+from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Packet, Tunnel
+
+IP_PROTO_SCTP = 132
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -55,6 +79,7 @@ VLAN_TYPES = frozenset((ETH_TYPE_8021Q, ETH_TYPE_8021AD, ETH_TYPE_QINQ_OLD))
 IP6_EXT_HEADERS = frozenset((0, 43, 60, 135, 139, 140))
 IP6_FRAGMENT = 44
 IP6_AH = 51
+IP_PROTO_GRE = 47
 
 # Radiotap fields before "antenna signal" (bit 5), as (alignment, size) (radiotap.org/fields):
 # TSFT, Flags, Rate, Channel (frequency + flags), FHSS (hop set + pattern).
@@ -66,6 +91,7 @@ _IP4 = struct.Struct("!BBHHHBBH4s4s")
 _IP6 = struct.Struct("!IHBB16s16s")
 _PORTS_TCP = struct.Struct("!HHIIBB")
 _PORTS_UDP = struct.Struct("!HHH")
+_U16 = struct.Struct("!H")
 
 
 @dataclass(slots=True)
@@ -83,6 +109,7 @@ class Decoder:
 
     def __init__(self) -> None:
         self.stats = DecodeStats()
+        self.fragments = FragmentReassembler()
 
     def decode(self, raw: RawPacket) -> Packet | None:
         """A `Packet` for an IP frame or an 802.11 management frame; None for anything else."""
@@ -92,11 +119,11 @@ class Decoder:
         pkt.raw = data
         try:
             if lt == LINKTYPE_ETHERNET:
-                return self._ethernet(pkt, data, 0)
+                return self._ethernet(pkt, data, 0, 0)
             if lt in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW_14):
-                return self._ip(pkt, data, 0)
+                return self._ip(pkt, data, 0, 0)
             if lt == LINKTYPE_RAW_OPENBSD:
-                return self._ip(pkt, data, 0)
+                return self._ip(pkt, data, 0, 0)
             if lt == LINKTYPE_LINUX_SLL:
                 return self._sll(pkt, data)
             if lt == LINKTYPE_LINUX_SLL2:
@@ -113,37 +140,85 @@ class Decoder:
         self.stats.non_ip[f"linktype-{lt}"] += 1
         return None
 
-    def _ethernet(self, pkt: Packet, data: bytes, off: int) -> Packet | None:
+    def _ethernet(self, pkt: Packet, data: bytes, off: int, depth: int) -> Packet | None:
         dst, src, etype = _ETH.unpack_from(data, off)
         pkt.dst_mac = dst
         pkt.src_mac = src
-        off += 14
+        return self._ethertype(pkt, data, off + 14, etype, depth)
+
+    def _ethertype(
+        self, pkt: Packet, data: bytes, off: int, etype: int, depth: int
+    ) -> Packet | None:
+        """What follows an EtherType: VLAN tags (802.1Q, QinQ), then IP, MPLS, PPPoE or else."""
         while etype in VLAN_TYPES:
             tci, etype = struct.unpack_from("!HH", data, off)
             if pkt.vlan is None:
                 pkt.vlan = tci & 0x0FFF
             off += 4
-        return self._ethertype(pkt, data, off, etype)
-
-    def _ethertype(self, pkt: Packet, data: bytes, off: int, etype: int) -> Packet | None:
         if etype == ETH_TYPE_IP or etype == ETH_TYPE_IP6:
-            return self._ip(pkt, data, off)
+            return self._ip(pkt, data, off, depth)
+        if depth < MAX_ENCAPSULATIONS:
+            if etype == ETH_TYPE_MPLS or etype == ETH_TYPE_MPLS_MULTICAST:
+                return self._mpls(pkt, data, off, depth)
+            if etype == ETH_TYPE_PPPOE_SESSION:
+                return self._pppoe(pkt, data, off, depth)
         self.stats.non_ip["arp" if etype == ETH_TYPE_ARP else f"ethertype-0x{etype:04x}"] += 1
         return None
+
+    def _mpls(self, pkt: Packet, data: bytes, off: int, depth: int) -> Packet | None:
+        label, off = encap.mpls(data, off)
+        # No field says what the stack carries: an IP header's first nibble is its version.
+        version = data[off] >> 4
+        if version != 4 and version != 6:
+            self.stats.non_ip["mpls-non-ip"] += 1
+            return None
+        self._enter(pkt, "mpls", label, False)
+        return self._ip(pkt, data, off, depth + 1)
+
+    def _pppoe(self, pkt: Packet, data: bytes, off: int, depth: int) -> Packet | None:
+        found = encap.pppoe(data, off)
+        if found is None or (found[1] != PPP_IP and found[1] != PPP_IP6):
+            self.stats.non_ip["pppoe-non-ip"] += 1  # discovery is its own EtherType (0x8863)
+            return None
+        self._enter(pkt, "pppoe", found[0], False)
+        return self._ip(pkt, data, found[2], depth + 1)
+
+    def _enter(self, pkt: Packet, kind: str, ident: int | None, outer_ip: bool) -> None:
+        """The packet is taken out of an encapsulation: note the outermost one, and forget what
+        the outer headers set that the inner ones may not (VLAN, and with an outer IP header its
+        addresses, ports and MACs)."""
+        if pkt.tunnel is None:
+            src, dst = (pkt.src, pkt.dst) if outer_ip else (b"", b"")
+            pkt.tunnel = Tunnel(kind, src, dst, pkt.vlan, ident)
+        pkt.vlan = None
+        if outer_ip:
+            pkt.src_mac = pkt.dst_mac = pkt.src = pkt.dst = b""
+            pkt.ip_version = pkt.proto = pkt.sport = pkt.dport = pkt.ip_len = 0
+
+    def _inner(self, pkt: Packet, data: bytes, inner: Inner, depth: int) -> Packet | None:
+        """The packet inside an IP-level encapsulation (GRE, ERSPAN, VXLAN, Geneve)."""
+        self._enter(pkt, inner.kind, inner.ident, True)
+        if inner.vlan:
+            pkt.vlan = inner.vlan
+        if inner.inner == ETH_TYPE_TEB:
+            return self._ethernet(pkt, data, inner.at, depth + 1)
+        if inner.inner == INNER_IP:
+            return self._ip(pkt, data, inner.at, depth + 1)
+        return self._ethertype(pkt, data, inner.at, inner.inner, depth + 1)
 
     def _sll(self, pkt: Packet, data: bytes) -> Packet | None:
         # Linux cooked v1: packet type, ARPHRD, address length, 8-byte address, protocol.
         _ptype, hatype, alen, addr, proto = struct.unpack_from("!HHH8sH", data, 0)
         if hatype == 1 and alen == 6:
             pkt.src_mac = addr[:6]
-        return self._ethertype(pkt, data, 16, proto)
+        return self._ethertype(pkt, data, 16, proto, 0)
 
     def _sll2(self, pkt: Packet, data: bytes) -> Packet | None:
         # Linux cooked v2: protocol, reserved, ifindex, ARPHRD, packet type, address length/value.
         proto, _res, _ifindex, hatype, _ptype, alen, addr = struct.unpack_from("!HHIHBB8s", data, 0)
         if hatype == 1 and alen == 6:
             pkt.src_mac = addr[:6]
-        return self._ethertype(pkt, data, 20, proto)
+        return self._ethertype(pkt, data, 20, proto, 0)
 
     def _null(self, pkt: Packet, data: bytes, lt: int) -> Packet | None:
         if lt == LINKTYPE_LOOP:
@@ -154,7 +229,7 @@ class Decoder:
             if family > 0xFFFF:
                 family = struct.unpack_from(">I", data, 0)[0]
         if family == 2 or family in (10, 24, 28, 30):
-            return self._ip(pkt, data, 4)
+            return self._ip(pkt, data, 4, 0)
         self.stats.non_ip[f"null-family-{family}"] += 1
         return None
 
@@ -232,9 +307,9 @@ class Decoder:
             self.stats.non_ip["dot11-non-snap"] += 1
             return None
         etype = struct.unpack_from("!H", data, hdr + 6)[0]
-        return self._ethertype(pkt, data, hdr + 8, etype)
+        return self._ethertype(pkt, data, hdr + 8, etype, 0)
 
-    def _ip(self, pkt: Packet, data: bytes, off: int) -> Packet | None:
+    def _ip(self, pkt: Packet, data: bytes, off: int, depth: int) -> Packet | None:
         version = data[off] >> 4
         if version == 4:
             vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _IP4.unpack_from(data, off)
@@ -250,11 +325,10 @@ class Decoder:
             pkt.ip_len = total if total >= ihl else len(data) - off
             l4 = off + ihl
             end = off + pkt.ip_len
-            if frag & 0x1FFF:
-                pkt.fragment = True
+            if frag & 0x3FFF:  # a fragment: decoded once its datagram is whole
                 self.stats.fragments += 1
-                self.stats.ip += 1
-                return pkt
+                datagram = self.fragments.add(pkt.ts, data, off)
+                return None if datagram is None else self._ip(pkt, datagram, 0, depth)
         elif version == 6:
             _vtf, plen, nxt, _hop, src, dst = _IP6.unpack_from(data, off)
             pkt.ip_version = 6
@@ -272,30 +346,28 @@ class Decoder:
                     nxt2, hlen = data[l4], data[l4 + 1]
                     l4 += (hlen + 2) * 4
                     nxt = nxt2
-                elif nxt == IP6_FRAGMENT:
-                    nxt2 = data[l4]
-                    offset_flags = struct.unpack_from("!H", data, l4 + 2)[0]
-                    l4 += 8
-                    nxt = nxt2
-                    if offset_flags & 0xFFF8:
-                        pkt.proto = nxt
-                        pkt.fragment = True
-                        self.stats.fragments += 1
-                        self.stats.ip += 1
-                        return pkt
+                elif nxt == IP6_FRAGMENT:  # decoded once its datagram is whole
+                    self.stats.fragments += 1
+                    datagram = self.fragments.add(pkt.ts, data, off, l4)
+                    return None if datagram is None else self._ip(pkt, datagram, 0, depth)
                 else:
                     break
             pkt.proto = nxt
         else:
             self.stats.malformed += 1
             return None
-        self.stats.ip += 1
         proto = pkt.proto
+        if depth < MAX_ENCAPSULATIONS and (proto == IP_PROTO_GRE or proto == IP_PROTO_UDP):
+            inner = _encapsulated(data, proto, l4, min(end, len(data)))
+            if inner is not None:
+                return self._inner(pkt, data, inner, depth)
+        self.stats.ip += 1
         if proto == IP_PROTO_TCP:
-            sport, dport, seq, _ack, doff, flags = _PORTS_TCP.unpack_from(data, l4)
+            sport, dport, seq, ack, doff, flags = _PORTS_TCP.unpack_from(data, l4)
             pkt.sport = sport
             pkt.dport = dport
             pkt.tcp_seq = seq
+            pkt.tcp_ack = ack
             pkt.tcp_flags = flags
             start = l4 + (doff >> 4) * 4
         elif proto == IP_PROTO_UDP:
@@ -303,6 +375,9 @@ class Decoder:
             pkt.sport = sport
             pkt.dport = dport
             start = l4 + 8
+        elif proto == IP_PROTO_SCTP:
+            pkt.sport, pkt.dport = _PORTS_UDP.unpack_from(data, l4)[:2]
+            start = l4 + 12  # the SCTP common header (RFC 9260 3.1)
         elif proto == 1 or proto == 58:
             # ICMP type and code stand in for ports, as Zeek and Community ID do.
             pkt.sport = data[l4]
@@ -315,6 +390,18 @@ class Decoder:
         pkt.payload_len = end - start
         pkt.payload = data[start:end]
         return pkt
+
+
+def _encapsulated(data: bytes, proto: int, l4: int, stop: int) -> Inner | None:
+    """The packet a GRE packet, or a UDP datagram to a tunnel port, carries (the headers lying
+    before `stop`), or None when it is not one (it is then judged as it is)."""
+    if proto == IP_PROTO_GRE:
+        return encap.gre(data, l4, stop)
+    if l4 + 8 <= stop:
+        dport = _U16.unpack_from(data, l4 + 2)[0]
+        if dport in UDP_TUNNEL_PORTS:
+            return encap.udp_tunnel(data, l4 + 8, stop, dport)
+    return None
 
 
 def linktype_name(lt: int) -> str:

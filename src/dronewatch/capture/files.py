@@ -15,12 +15,14 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from dronewatch.capture.base import RawPacket, SourceStats
-from dronewatch.capture.pcapbatch import PcapBatch, read_batch
-from dronewatch.capture.streams import ByteStream, ReadStream, map_file
+from dronewatch.capture.pcapbatch import Buffer, PcapBatch, read_batch
+from dronewatch.capture.streams import ByteStream, MappedStream, ReadStream, map_file
 from dronewatch.exceptions import CaptureError
+from dronewatch.fastpath import native
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +90,11 @@ class FileSource:
             yield item
 
     def batches(self) -> Iterator[PcapBatch | RawPacket]:
-        """The same packets, with the records of a classic pcap file grouped into `PcapBatch`es
-        (every record whole in the read buffer) for the bulk path; pcapng comes packet by packet.
-        Stats and damage messages are those of `packets()`."""
+        """The same packets, with the records of a classic pcap file, and the runs of enhanced
+        packet blocks of a pcapng file (interfaces of one link type), grouped into `PcapBatch`es
+        (every record whole in the read buffer) for the bulk path; other pcapng blocks (simple
+        and obsolete packet blocks, damage) come packet by packet. Stats and damage messages are
+        those of `packets()`."""
         return self._guarded(batch=True)
 
     def _guarded(self, batch: bool) -> Iterator[PcapBatch | RawPacket]:
@@ -122,7 +126,7 @@ class FileSource:
         elif magic_be in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
             yield from read_pcap(s, ">", magic_be == PCAP_MAGIC_NS)
         elif magic_le == PCAPNG_SHB:
-            yield from self._read_pcapng(s)
+            yield from self._read_pcapng(s, batch)
         else:
             raise CaptureError(
                 f"not a pcap or pcapng file (magic 0x{bytes(s.buf[s.pos : s.pos + 4]).hex()})",
@@ -193,7 +197,7 @@ class FileSource:
             self.stats.truncated += batch.truncated
             yield batch
 
-    def _read_pcapng(self, s: ByteStream) -> Iterator[RawPacket]:
+    def _read_pcapng(self, s: ByteStream, batch: bool = False) -> Iterator[PcapngBatch | RawPacket]:
         self.stats.format = "pcapng" + self.stats.format
         endian = "<"
         ifaces: list[tuple[int, float, float, int]] = []  # linktype, scale, offset, snaplen
@@ -218,6 +222,23 @@ class FileSource:
                     raise self._damage(s, "section header with an unknown byte-order magic")
                 ifaces = []
             btype, blen = struct.unpack_from(endian + "II", s.buf, s.pos)
+            if batch and btype == PCAPNG_EPB:
+                if isinstance(s, MappedStream):
+                    # A new window when this one is nearly read. A stream (gzip, a pipe) is not
+                    # filled: its batch is what the last read left in the buffer, as growing the
+                    # buffer a read at a time copies it over and over.
+                    s.fill(CHUNK)
+                # The enhanced packet blocks whole in the buffer, of interfaces of one link type.
+                run = read_pcapng_batch(s.buf, s.pos, endian == ">", ifaces, frame)
+                if run is not None:
+                    s.pos = run.next_pos
+                    frame += len(run)
+                    stats.packets += len(run)
+                    stats.bytes += run.wire_bytes
+                    stats.truncated += run.truncated
+                    last_ts = run.last_ts
+                    yield run
+                    continue
             if blen < 12 or blen % 4 or blen > MAX_RECORD:
                 raise self._damage(s, f"corrupt block: length {blen}", block_offset)
             if not s.need(blen):
@@ -283,6 +304,71 @@ class FileSource:
             # Other blocks (name resolution, custom, decryption secrets...) carry no packets.
         if drops:
             stats.drops = sum(drops.values())
+
+
+@dataclass(slots=True)
+class PcapngBatch(PcapBatch):
+    """A run of pcapng enhanced packet blocks, whose interfaces all have the batch's link type."""
+
+    ifaces: memoryview[int] | None = None
+    """The interface of each packet (a column, where `iface` is one for the whole batch)."""
+    last_ts: float = 0.0
+    """The time of the last packet (a simple packet block after it takes that time)."""
+    next_pos: int = 0
+    """Where the block after the run starts in `buf`."""
+
+    def raw(self, i: int) -> RawPacket:
+        """Packet `i` as the per-block reader yields it."""
+        start = self.data_at[i]
+        return RawPacket(
+            self.ts[i],
+            self.linktype,
+            self.buf[start : start + self.caplen[i]],
+            self.wirelen[i],
+            self.ifaces[i] if self.ifaces is not None else self.iface,
+            self.first_frame + i + 1,
+        )
+
+
+def read_pcapng_batch(
+    buf: Buffer,
+    pos: int,
+    big_endian: bool,
+    ifaces: list[tuple[int, float, float, int]],
+    first_frame: int,
+) -> PcapngBatch | None:
+    """The enhanced packet blocks that lie whole in `buf` from `pos` on, of interfaces of the
+    link type of the first one's, or None when the block at `pos` is not one the C reader takes
+    (damage, an unknown interface: the per-block reader reads it)."""
+    module = native()
+    if module is None:
+        raise RuntimeError("pcapng batches need the C extension (dronewatch.fastpath.native)")
+    if len(buf) < pos + 12:
+        return None
+    iface = struct.unpack_from(">I" if big_endian else "<I", buf, pos + 8)[0]
+    if iface >= len(ifaces):
+        return None
+    linktype = ifaces[iface][0]
+    shown = tuple((lt, scale, offset) for lt, scale, offset, _ in ifaces)
+    at, cap, wire, ts, ifc, wire_bytes, truncated, end, last_ts = module.block_fields(
+        buf, pos, MAX_RECORD, big_endian, shown, linktype
+    )
+    if not at:
+        return None
+    return PcapngBatch(
+        buf,
+        linktype,
+        first_frame,
+        memoryview(at).cast("q"),
+        memoryview(cap).cast("q"),
+        memoryview(wire).cast("q"),
+        memoryview(ts).cast("d"),
+        wire_bytes,
+        truncated,
+        ifaces=memoryview(ifc).cast("q"),
+        last_ts=last_ts,
+        next_pos=end,
+    )
 
 
 def _options(data: bytes, endian: str) -> Iterator[tuple[int, bytes]]:

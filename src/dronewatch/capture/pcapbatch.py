@@ -1,8 +1,9 @@
-"""A run of classic pcap records that lie whole in one read buffer, with their headers as columns.
+"""A run of packet records that lie whole in one buffer, with their headers as columns.
 
 The bulk path (`dronewatch.fastpath.bulk`) reads the record headers of thousands of packets at
-once: the C extension writes them into columns in one pass (`read_batch`). `raw(i)` gives the
-reference reader's `RawPacket` for the packets that still need the per-packet path.
+once: the C extension writes them into columns in one pass, from a classic pcap file's records
+(`read_batch`) or from the blocks of a live AF_PACKET ring (`dronewatch.capture.tpacket`). `raw(i)`
+gives the reference reader's `RawPacket` for the packets that still need the per-packet path.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class PcapBatch:
     """Sum of the wire lengths."""
     truncated: int
     """Records cut by the snap length."""
+    iface: int = 0
+    """Index of the interface the records came from (live capture)."""
 
     def __len__(self) -> int:
         return len(self.data_at)
@@ -50,7 +53,7 @@ class PcapBatch:
             self.linktype,
             self.buf[start : start + self.caplen[i]],
             self.wirelen[i],
-            0,
+            self.iface,
             self.first_frame + i + 1,
         )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dronewatch.capture.base import RawPacket
+from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.capture.pcapwrite import file_header, record
 from dronewatch.exceptions import CaptureError
 
@@ -84,6 +85,11 @@ class PcapRing:
             raise CaptureError(f"pcap ring {self.directory}: {exc.strerror or exc}") from None
         self._size += len(chunk)
         self.written += 1
+
+    def write_batch(self, batch: PcapBatch) -> None:
+        """Append every packet of a batch (live capture through the AF_PACKET ring)."""
+        for i in range(len(batch)):
+            self.write(batch.raw(i))
 
     def close(self) -> None:
         if self._fh is not None:

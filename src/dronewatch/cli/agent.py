@@ -74,11 +74,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=["dumpcap", "afpacket", "scapy"],
+        choices=["afpacket", "dumpcap", "scapy"],
         help=(
-            "capture backend: dumpcap (default when installed), afpacket (Linux raw sockets; "
-            "drops reported while running; needed for --workers), scapy (portable, slower)"
+            "capture backend: afpacket (Linux AF_PACKET ring, walked in C; the default where "
+            "this process may open AF_PACKET sockets; needed for --workers), dumpcap (the "
+            "default where only Wireshark's dumpcap may capture), scapy (portable, slower, "
+            "drops unknown)"
         ),
+    )
+    p.add_argument(
+        "--buffer-mb",
+        type=int,
+        default=64,
+        metavar="MB",
+        help="kernel capture buffer per interface: the AF_PACKET ring, or dumpcap -B (64)",
     )
     p.add_argument(
         "--workers",
@@ -207,6 +216,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         raise DronewatchError("--report-s must be above 0")
     if args.workers < 1:
         raise DronewatchError("--workers must be at least 1")
+    if args.buffer_mb < 2:
+        raise DronewatchError("--buffer-mb must be at least 2")
     analyzers = analyzer_options(args.analyzer_option)  # a mistake stops it before any worker
     if args.workers > 1:
         if args.backend not in (None, "afpacket"):
@@ -221,6 +232,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         backend=args.backend,
         snaplen=args.snaplen,
         fanout_group=args.fanout_group,
+        buffer_mb=args.buffer_mb,
     )
     resolver = MaxMindResolver.open(args.geoip_dir, local=LocalNets(args.local_subnet))
     config = AnalysisConfig(

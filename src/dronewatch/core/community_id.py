@@ -6,11 +6,34 @@ import base64
 import hashlib
 import struct
 
-from dronewatch.core.flow import IP_PROTO_ICMP, IP_PROTO_ICMP6
+from dronewatch.core.flow import IP_PROTO_ICMP, IP_PROTO_ICMP6, IP_PROTO_TCP, IP_PROTO_UDP
 
-# ICMP types that come in request/reply pairs: the pair makes the flow bidirectional.
-_ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17, 10: 9, 9: 10}
-_ICMP6_PAIRS = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130}
+IP_PROTO_SCTP = 132
+
+PORT_PROTOS = frozenset((IP_PROTO_TCP, IP_PROTO_UDP, IP_PROTO_SCTP))
+"""Protocols whose ports are hashed; ICMP hashes its type and code in their place, and every
+other protocol hashes no port at all."""
+
+# ICMP types that come in request/reply pairs: the pair makes the flow bidirectional (the
+# spec's table, which is Zeek's ICMP4_counterpart/ICMP6_counterpart).
+ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
+"""Echo, timestamp, information, router solicitation/advertisement, address mask."""
+ICMP6_PAIRS = {
+    128: 129,
+    129: 128,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    130: 131,
+    131: 130,
+    139: 140,
+    140: 139,
+    144: 145,
+    145: 144,
+}
+"""Echo, router and neighbour discovery, multicast listener query/report, node information
+query/response (139/140), home agent address discovery request/reply (144/145)."""
 
 
 def community_id(
@@ -19,14 +42,18 @@ def community_id(
     """The `1:<base64>` Community ID of a flow; for ICMP, ports are the type and code."""
     one_way = False
     if proto in (IP_PROTO_ICMP, IP_PROTO_ICMP6):
-        pairs = _ICMP4_PAIRS if proto == IP_PROTO_ICMP else _ICMP6_PAIRS
+        pairs = ICMP4_PAIRS if proto == IP_PROTO_ICMP else ICMP6_PAIRS
         icmp_type, icmp_code = sport, dport
         if icmp_type in pairs:
             sport, dport = icmp_type, pairs[icmp_type]
         else:
             sport, dport = icmp_type, icmp_code
             one_way = True
+    elif proto not in PORT_PROTOS:
+        sport = dport = 0
     if not one_way and (saddr, sport) > (daddr, dport):
         saddr, daddr, sport, dport = daddr, saddr, dport, sport
-    data = struct.pack("!H", seed) + saddr + daddr + struct.pack("!BBHH", proto, 0, sport, dport)
+    data = struct.pack("!H", seed) + saddr + daddr + struct.pack("!BB", proto, 0)
+    if proto in PORT_PROTOS or proto in (IP_PROTO_ICMP, IP_PROTO_ICMP6):
+        data += struct.pack("!HH", sport, dport)
     return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")

@@ -12,8 +12,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from dronewatch.core import tcp
+from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
 from dronewatch.core.flow import (
+    IP_PROTO_ICMP,
+    IP_PROTO_ICMP6,
     IP_PROTO_TCP,
+    IP_PROTO_UDP,
     TCP_ACK,
     TCP_FIN,
     TCP_RST,
@@ -22,6 +27,7 @@ from dronewatch.core.flow import (
     Packet,
 )
 from dronewatch.core.hooks import Analyzer, AnalyzerHooks, Context, find_hooks
+from dronewatch.core.stream import StreamOptions, StreamReaders
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +51,11 @@ class EngineOptions:
     active_s: float = 1800.0
     """A flow longer than this is cut into a new flow (NFStream's active timeout)."""
     close_linger_s: float = 5.0
-    """A TCP flow closed by FIN/RST ends this long after, to keep its final ACKs."""
+    """A TCP flow closed by FIN/RST ends this long after, to keep its final ACKs (Zeek's
+    tcp_close_delay); a SYN nobody answers within it ends the attempt (tcp_attempt_delay)."""
+    session_s: float = 6.0
+    """A TCP flow closed on one side only is looked at again this often, and ends once quiet for
+    `close_linger_s` (Zeek's tcp_session_timer)."""
     inspect_packets: int = 32
     """Payload packets per flow handed to every analyzer; after them only the analyzers that
     follow the flow (`Flow.follow`) see its packets, and the rest only update counters."""
@@ -53,6 +63,11 @@ class EngineOptions:
     """How often (in network time) idle flows are looked for."""
     max_flows: int = 2_000_000
     """Most flows kept at once; the longest idle are ended first beyond it."""
+    stream_bytes: int = 256 * 1024
+    """Most bytes held per direction of a TCP flow while a hole in its byte stream waits to be
+    filled (`dronewatch.core.stream`)."""
+    stream_segments: int = 128
+    """Most segments held per direction of a TCP flow while a hole waits to be filled."""
 
 
 class Engine:
@@ -72,7 +87,8 @@ class Engine:
         self.ctx = ctx
         self.analyzers = list(analyzers)
         self.flows: dict[FlowKey, Flow] = {}
-        self._closing: dict[FlowKey, float] = {}
+        self._timers: dict[FlowKey, tuple[float, int]] = {}
+        """TCP flows to look at again at a time (a close, an attempt, a half close): (due, kind)."""
         self._next_sweep = 0.0
         self._oldest = [float("inf")] * 3
         """A lower bound of the last packet time of the TCP, UDP and other flows."""
@@ -109,6 +125,13 @@ class Engine:
             for h in registered
             if h.packet is not None
         ]
+        self.streams = StreamReaders(
+            frozenset(a.name for a in self.analyzers if getattr(a, "tcp_stream", False) is True),
+            self._followers,
+            self.options.inspect_packets,
+            StreamOptions(self.options.stream_bytes, self.options.stream_segments),
+        )
+        """The TCP stream layer's deliveries to the analyzers that read byte streams."""
         self._on_end: list[Callable[[Flow], None]] = [
             guard.flow_end(h.name, h.flow_end) for h in registered if h.flow_end is not None
         ]
@@ -138,40 +161,87 @@ class Engine:
             for on_frame in self._on_frame:
                 on_frame(pkt)
             return
-        src, dst, sport, dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
-        if (src, sport) <= (dst, dport):
-            key: FlowKey = (pkt.proto, src, sport, dst, dport)
+        proto, src, dst, sport, dport = pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport
+        if proto == IP_PROTO_ICMP or proto == IP_PROTO_ICMP6:
+            # Zeek's ICMP flows: a request and its reply are one flow, keyed by the type and its
+            # counterpart; a message without a counterpart is a flow of its own direction.
+            pair = (ICMP4_PAIRS if proto == IP_PROTO_ICMP else ICMP6_PAIRS).get(sport)
+            if pair is None:
+                key: FlowKey = (proto, src, sport, dst, dport)
+            else:
+                dport = pair
+                key = (proto, src, sport, dst, dport)
+                if (src, sport) > (dst, dport):
+                    key = (proto, dst, dport, src, sport)
+        elif (src, sport) <= (dst, dport):
+            key = (proto, src, sport, dst, dport)
         else:
-            key = (pkt.proto, dst, dport, src, sport)
+            key = (proto, dst, dport, src, sport)
         flow = self.flows.get(key)
-        if flow is not None and ts - flow.first_ts > self.options.active_s:
-            self._end(key, flow, "active")
-            flow = None
+        if flow is not None:
+            if ts - flow.first_ts > self.options.active_s:
+                self._end(key, flow, "active")
+                flow = None
+            elif self._timers and key in self._timers and self._due(key, flow, ts):
+                flow = None
+            elif (
+                proto == IP_PROTO_TCP
+                and flow.tcp is not None
+                and tcp.is_reuse(flow.tcp, pkt.tcp_flags, pkt.tcp_seq)
+            ):
+                self._end(key, flow, "reuse")
+                flow = None
         if flow is None:
-            flow = self._start(key, pkt)
+            flow = self._start(key, pkt, sport, dport)
         from_orig = src == flow.orig_h and sport == flow.orig_p
-        if ts > flow.last_ts:
-            flow.last_ts = ts
+        plen = pkt.payload_len
         if from_orig:
             flow.orig_pkts += 1
             flow.orig_bytes += pkt.ip_len
-            flow.orig_payload_bytes += pkt.payload_len
         else:
             flow.resp_pkts += 1
             flow.resp_bytes += pkt.ip_len
-            flow.resp_payload_bytes += pkt.payload_len
-        if pkt.proto == IP_PROTO_TCP:
+        if proto == IP_PROTO_TCP:
+            if from_orig:
+                flow.orig_payload_bytes += plen  # replaced by the sequence space at the end
+            else:
+                flow.resp_payload_bytes += plen
             self._tcp(key, flow, pkt, from_orig)
+            from_orig = src == flow.orig_h and sport == flow.orig_p  # the roles may have flipped
+            # Only segments every path hands to the engine give up holes (a pure ACK may be
+            # counted by the C walk), so the streams read the same whichever path runs.
+            if flow.stream is not None and (pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST) or plen):
+                self.streams.acked(flow, pkt, not from_orig)
+        else:
+            if ts > flow.last_ts:
+                flow.last_ts = ts
+            if proto == IP_PROTO_ICMP or proto == IP_PROTO_ICMP6:
+                plen = max(0, plen - 4)  # Zeek counts ICMP payload past the 8-byte header
+            if from_orig:
+                flow.orig_payload_bytes += plen
+            else:
+                flow.resp_payload_bytes += plen
+            if proto == IP_PROTO_UDP:
+                letter = "D" if from_orig else "d"
+                if letter not in flow.history:
+                    flow.history = sys.intern(flow.history + letter)
         if pkt.payload:
             if flow.inspected < self.options.inspect_packets:
                 flow.inspected += 1
-                for hook in flow.inspectors:
-                    hook(flow, pkt)
+                if proto == IP_PROTO_TCP:
+                    self.streams.inspect(flow, pkt, from_orig)
+                else:
+                    for hook in flow.inspectors:
+                        hook(flow, pkt)
             elif flow.followers:
                 self.to_followers(flow, pkt)
 
     def to_followers(self, flow: Flow, pkt: Packet) -> None:
-        """Hand a packet past a flow's inspected ones to the analyzers that follow the flow."""
+        """Hand a packet past a flow's inspected ones to the analyzers that follow the flow (a
+        TCP segment to the stream readers through the stream layer)."""
+        if flow.proto == IP_PROTO_TCP:
+            self.streams.follow(flow, pkt)
+            return
         for name in flow.followers:
             self._followers[name](flow, pkt)
 
@@ -193,16 +263,25 @@ class Engine:
         """Capture time at or after which the next packet makes the engine look for idle flows."""
         return self._next_sweep
 
-    def _start(self, key: FlowKey, pkt: Packet) -> Flow:
+    def _start(self, key: FlowKey, pkt: Packet, sport: int, dport: int) -> Flow:
+        # Who is the originator: the sender of the first packet, unless it comes from a
+        # well-known service port to one that is not (Zeek's likely_server_ports); a TCP flow
+        # that starts with a SYN keeps its sender.
+        proto = pkt.proto
         swap = False
-        if pkt.proto == IP_PROTO_TCP:
+        if proto == IP_PROTO_TCP:
             flags = pkt.tcp_flags
-            if flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK):
-                swap = True
-            elif not flags & TCP_SYN and pkt.sport < 1024 <= pkt.dport:
-                swap = True  # a capture that starts mid-connection: the low port serves
-        elif pkt.sport < 1024 <= pkt.dport and pkt.sport not in (67, 68, 123, 137, 138):
-            swap = True
+            if not flags & TCP_SYN or flags & TCP_ACK:
+                if sport in LIKELY_SERVER_TCP:
+                    swap = (
+                        not flags & TCP_SYN and sport < dport
+                        if dport in LIKELY_SERVER_TCP
+                        else True
+                    )
+        elif proto == IP_PROTO_UDP:
+            swap = sport in LIKELY_SERVER_UDP and dport not in LIKELY_SERVER_UDP
+        if swap and pkt.dst == _BROADCAST:
+            swap = False  # Zeek never makes the limited broadcast address the originator
         # A flow keeps the addresses, MACs and ports of its packets: one shared object for each
         # value (a phone's address and MAC are in all of its flows), so a flow costs less memory.
         share = self._shared.setdefault
@@ -210,7 +289,6 @@ class Engine:
             self._shared.clear()  # bounded; values seen again are simply shared anew
         src, dst = share(pkt.src, pkt.src), share(pkt.dst, pkt.dst)
         src_mac, dst_mac = share(pkt.src_mac, pkt.src_mac), share(pkt.dst_mac, pkt.dst_mac)
-        sport, dport = pkt.sport, pkt.dport
         if 0 <= sport < 65536 and 0 <= dport < 65536:
             sport, dport = _PORTS[sport], _PORTS[dport]
         if swap:
@@ -219,10 +297,7 @@ class Engine:
         else:
             orig_h, orig_p, resp_h, resp_p = src, sport, dst, dport
             orig_mac, resp_mac = src_mac, dst_mac
-        if (src, sport) <= (dst, dport):
-            key = (key[0], src, sport, dst, dport)
-        else:
-            key = (key[0], dst, dport, src, sport)
+        key = (key[0], share(key[1], key[1]), _PORTS[key[2]], share(key[3], key[3]), _PORTS[key[4]])
         flow = Flow(
             uid=flow_uid(key, pkt.ts),
             proto=pkt.proto,
@@ -235,8 +310,13 @@ class Engine:
             orig_mac=orig_mac,
             resp_mac=resp_mac,
             vlan=pkt.vlan,
+            tunnel=pkt.tunnel,
             iface=pkt.iface,
         )
+        if proto == IP_PROTO_TCP:
+            flow.tcp = tcp.new_state()
+        if swap:
+            flow.history = "^"
         names = tuple(name for name, wants, _ in self._on_packet if wants is None or wants(flow))
         # Flows wanted by the same analyzers share one pair of tuples: memory per flow counts.
         shared = self._inspector_sets.get(names)
@@ -259,37 +339,76 @@ class Engine:
         return flow
 
     def _tcp(self, key: FlowKey, flow: Flow, pkt: Packet, from_orig: bool) -> None:
-        flags = pkt.tcp_flags
-        hist = flow.history
-        if flags & TCP_SYN:
-            letter = (
-                ("S" if from_orig else "s") if not flags & TCP_ACK else ("H" if from_orig else "h")
-            )
-        elif flags & TCP_RST:
-            letter = "R" if from_orig else "r"
-        elif flags & TCP_FIN:
-            letter = "F" if from_orig else "f"
-        elif pkt.payload_len:
-            letter = "D" if from_orig else "d"
-        elif flags & TCP_ACK:
-            letter = "A" if from_orig else "a"
-        else:
-            letter = ""
-        if letter and letter not in hist:
-            flow.history = sys.intern(hist + letter)  # a few dozen histories, shared by all
-        if flags & TCP_RST or (flags & TCP_FIN and ("F" in flow.history and "f" in flow.history)):
-            self._closing.setdefault(key, pkt.ts)
+        """The connection state (`dronewatch.core.tcp`), and when to look at the flow again."""
+        history = flow.history
+        events = tcp.segment(
+            flow,
+            from_orig,
+            pkt.tcp_flags,
+            pkt.tcp_seq,
+            pkt.tcp_ack,
+            pkt.payload_len,
+            pkt.ts,
+            self._flip,
+        )
+        if flow.history is not history:
+            flow.history = sys.intern(flow.history)  # a few hundred histories, shared by all
+        opts = self.options
+        if events & tcp.EV_CLOSED:
+            self._timers[key] = (flow.last_ts + opts.close_linger_s, _CLOSE)
+        elif events & tcp.EV_HALF_CLOSED and self._timers.get(key, (0.0, _ATTEMPT))[1] == _ATTEMPT:
+            self._timers[key] = (flow.last_ts + opts.session_s, _EXPIRE)
+        if events & tcp.EV_ATTEMPT and key not in self._timers:
+            self._timers[key] = (pkt.ts + opts.close_linger_s, _ATTEMPT)
+
+    def _flip(self, flow: Flow) -> None:
+        """Swap a flow's roles (Zeek flips a connection it finds began with the responder)."""
+        flow.orig_h, flow.resp_h = flow.resp_h, flow.orig_h
+        flow.orig_p, flow.resp_p = flow.resp_p, flow.orig_p
+        flow.orig_mac, flow.resp_mac = flow.resp_mac, flow.orig_mac
+        flow.orig_pkts, flow.resp_pkts = flow.resp_pkts, flow.orig_pkts
+        flow.orig_bytes, flow.resp_bytes = flow.resp_bytes, flow.orig_bytes
+        flow.orig_payload_bytes, flow.resp_payload_bytes = (
+            flow.resp_payload_bytes,
+            flow.orig_payload_bytes,
+        )
+        if flow.tcp is not None:
+            tcp.swap_roles(flow.tcp)
+        if flow.stream is not None:
+            flow.stream.flip()
+
+    def _due(self, key: FlowKey, flow: Flow, now: float) -> bool:
+        """Act on the flow's timer if it is due at `now`; True when the flow ended."""
+        due, kind = self._timers[key]
+        if now < due:
+            return False
+        t = flow.tcp
+        if kind == _CLOSE:
+            self._end(key, flow, "tcp_close")
+            return True
+        del self._timers[key]
+        if t is None:
+            return False
+        if kind == _ATTEMPT:
+            if tcp.attempt_open(t):
+                self._end(key, flow, "tcp_attempt")
+                return True
+            return False
+        if flow.last_ts + self.options.close_linger_s < now and tcp.expired(t):
+            self._end(key, flow, "tcp_close")
+            return True
+        self._timers[key] = (due + self.options.session_s, _EXPIRE)
+        return False
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.options.sweep_every_s
-        linger = self.options.close_linger_s
-        for key, closed_at in list(self._closing.items()):
-            if now - closed_at >= linger:
+        for key, (due, _kind) in list(self._timers.items()):
+            if now >= due:
                 flow = self.flows.get(key)
                 if flow is not None:
-                    self._end(key, flow, "tcp_close")
+                    self._due(key, flow, now)
                 else:
-                    del self._closing[key]
+                    del self._timers[key]
         # No flow has been idle long enough while the oldest last packet of each protocol is
         # recent: skip the scan. The bounds only fall behind the truth (last_ts only grows).
         opts = self.options
@@ -321,9 +440,15 @@ class Engine:
 
     def _end(self, key: FlowKey, flow: Flow, reason: str) -> None:
         self.flows.pop(key, None)
-        self._closing.pop(key, None)
+        self._timers.pop(key, None)
         self.flows_ended += 1
         flow.end_reason = reason
+        if flow.stream is not None:
+            self.streams.end(flow)
+        t = flow.tcp
+        if t is not None:
+            flow.orig_payload_bytes = tcp.size(t, 0)
+            flow.resp_payload_bytes = tcp.size(t, tcp.BLOCK)
         for hook in self._on_end:
             hook(flow)
 
@@ -338,8 +463,12 @@ class Engine:
     def finish(self) -> None:
         """End every open flow (end of capture) and tell the analyzers."""
         for key, flow in list(self.flows.items()):
-            reason = "tcp_close" if key in self._closing else "eof"
-            self._end(key, flow, reason)
+            timer = self._timers.get(key)
+            closed = timer is not None and (
+                timer[1] == _CLOSE
+                or (timer[1] == _EXPIRE and flow.tcp is not None and tcp.expired(flow.tcp))
+            )
+            self._end(key, flow, "tcp_close" if closed else "eof")
         for hook in self._on_done:
             hook()
 
@@ -352,6 +481,26 @@ _MAX_SHARED = 200_000
 _KIND = {IP_PROTO_TCP: 0, 17: 1}
 """Index of a protocol's idle bound: TCP, UDP, then every other protocol."""
 
+_CLOSE, _ATTEMPT, _EXPIRE = 0, 1, 2
+"""Kinds of TCP timer: end a closed flow, end an attempt nobody answered, look at a half-closed
+flow again."""
+
+_BROADCAST = b"\xff\xff\xff\xff"
+
+LIKELY_SERVER_TCP = frozenset(
+    (21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585)
+    + (587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306)
+    + (3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000)
+)
+"""TCP ports Zeek's analyzers register as servers' (its default `likely_server_ports`): a flow
+that starts without a SYN from one of them to a port that is not one is turned round."""
+LIKELY_SERVER_UDP = frozenset(
+    (53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152, 3389, 3544, 4011, 4754)
+    + (4789, 5060, 5072, 5353, 5355, 6081, 20000)
+)
+"""UDP ports of Zeek's `likely_server_ports`: a datagram from one to a port that is not one
+makes its receiver the originator (a DHCP server that speaks first stays the responder)."""
+
 
 def flow_uid(key: FlowKey, first_ts: float) -> str:
     """A Zeek-like flow id, stable for the same capture: derived from the key and first time."""
@@ -363,28 +512,14 @@ def flow_uid(key: FlowKey, first_ts: float) -> str:
 
 
 def conn_state(flow: Flow) -> str:
-    """Zeek-style connection state from the TCP history (OTH for UDP and other protocols)."""
-    if flow.proto != IP_PROTO_TCP:
-        return "OTH" if flow.resp_pkts else "S0"
-    h = flow.history
-    if "S" in h and "h" not in h:
-        if "r" in h:
-            return "REJ"
-        if "R" in h:
-            return "RSTOS0"
-        return "S0"
-    if "S" in h and "h" in h:
-        if "R" in h:
-            return "RSTO"
-        if "r" in h:
-            return "RSTR"
-        if "F" in h and "f" in h:
-            return "SF"
-        if "F" in h:
-            return "S2"
-        if "f" in h:
-            return "S3"
-        return "S1"
+    """Zeek's connection state: from the endpoints' states for TCP (`tcp.conn_state`); for UDP
+    SF (both sent), S0 (the originator only), SHR (the responder only); OTH otherwise."""
+    if flow.proto == IP_PROTO_TCP:
+        return tcp.conn_state(flow)
+    if flow.proto == IP_PROTO_UDP:
+        if flow.orig_pkts:
+            return "SF" if flow.resp_pkts else "S0"
+        return "SHR" if flow.resp_pkts else "OTH"
     return "OTH"
 
 

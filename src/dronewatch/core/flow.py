@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import functools
 import socket
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from dronewatch.core.stream import TcpStream
 
 IP_PROTO_ICMP = 1
 IP_PROTO_TCP = 6
@@ -60,6 +64,30 @@ class Dot11Frame:
     freq_mhz: int | None = None
 
 
+TUNNEL_KINDS = ("erspan_i", "erspan_ii", "erspan_iii", "gre", "vxlan", "geneve", "mpls", "pppoe")
+"""The encapsulations the decoder removes (`Tunnel.kind`)."""
+
+
+@dataclass(slots=True)
+class Tunnel:
+    """The encapsulation a packet arrived in (a remote mirror, an overlay, a shim): the outermost
+    one when several are nested. The packet itself is the inner one."""
+
+    kind: str
+    """One of `TUNNEL_KINDS`."""
+    src: bytes = b""
+    """Outer source IP address (GRE, ERSPAN, VXLAN, Geneve); empty for MPLS and PPPoE, which sit
+    in the packet's own Ethernet frame."""
+    dst: bytes = b""
+    """Outer destination IP address, as `src`."""
+    vlan: int | None = None
+    """VLAN id of the outer frame (the underlay's first tag), when tagged."""
+    ident: int | None = None
+    """VXLAN or Geneve VNI, ERSPAN session id, PPPoE session id, GRE key (plain GRE and ERSPAN
+    type I, when the key is present), or the bottom MPLS label (the service label: the labels
+    above it are switched hop by hop)."""
+
+
 @dataclass(slots=True)
 class Packet:
     """One decoded packet. Addresses stay as bytes on the hot path."""
@@ -77,6 +105,8 @@ class Packet:
     src_mac: bytes = b""
     dst_mac: bytes = b""
     vlan: int | None = None
+    """The frame's first VLAN tag; for a tunnelled packet, the inner frame's (or the original VLAN
+    an ERSPAN header names), the outer frame's being `tunnel.vlan`."""
     ip_version: int = 0
     """4 or 6; 0 for a frame that is not IP."""
     src: bytes = b""
@@ -88,15 +118,23 @@ class Packet:
     """Length of the IP packet (header included), from the IP header."""
     tcp_flags: int = 0
     tcp_seq: int = 0
+    tcp_ack: int = 0
+    """Acknowledgement number (meaningful with the ACK flag)."""
     payload: bytes = b""
     """Transport payload as captured (may be shorter than the real one when snapped)."""
     payload_len: int = 0
     """Transport payload length from the headers."""
     fragment: bool = False
-    """True for an IP fragment other than the first (no transport header)."""
+    """True for an IP fragment seen alone (no transport header); the decoder reassembles
+    fragments (`dronewatch.capture.fragments`) and hands over whole datagrams instead."""
     dot11: Dot11Frame | None = None
+    tunnel: Tunnel | None = None
+    """The encapsulation the packet was taken out of, or None for a packet seen directly."""
     raw: bytes = b""
     """The frame as captured (link header included), kept for evidence."""
+    gap: int = 0
+    """In a TCP byte stream handed to an analyzer (`dronewatch.core.stream`): bytes of the
+    direction missing right before this payload (the capture lost them); 0 when it follows on."""
 
 
 class FrameCounter(Protocol):
@@ -124,18 +162,27 @@ class Flow:
     orig_mac: bytes = b""
     resp_mac: bytes = b""
     vlan: int | None = None
+    tunnel: Tunnel | None = None
+    """The encapsulation of the flow's first packet (`Packet.tunnel`); a flow is keyed by its
+    inner 5-tuple, so both directions of a mirrored session are one flow whatever carried them."""
     iface: int = 0
     orig_pkts: int = 0
     orig_bytes: int = 0
     """IP-level bytes sent by the originator."""
     orig_payload_bytes: int = 0
+    """Payload bytes sent by the originator; for TCP, set when the flow ends to the sequence
+    space it covered, as Zeek counts it (bytes the capture missed count, retransmissions do
+    not); for ICMP, past the 8-byte header."""
     resp_pkts: int = 0
     resp_bytes: int = 0
     resp_payload_bytes: int = 0
     history: str = ""
-    """Zeek-style TCP history letters: S h A D F R (originator upper case, responder lower)."""
+    """Zeek's history letters (originator upper case, responder lower): for TCP S H A D F R T
+    Q I as Zeek writes them, for UDP D when the originator sent a datagram and d when the
+    responder did; `^` when the roles were flipped from the order the packets came in."""
     end_reason: str = ""
-    """Why the flow was closed: tcp_close, idle, active, eof."""
+    """Why the flow was closed: tcp_close, tcp_attempt (a SYN nobody answered), reuse (a new
+    connection on its 5-tuple), idle, active, evicted, eof."""
     inspected: int = 0
     """Payload packets handed to analyzers so far."""
     inspectors: tuple[Callable[[Flow, Packet], None], ...] = field(
@@ -154,6 +201,10 @@ class Flow:
     """Application protocol recognised by an analyzer (tls, http, quic, dns, mqtt, mavlink...)."""
     meta: dict[str, str | list[str]] = field(default_factory=dict)
     """What analyzers read off the flow, by field name (sni, http_host, mqtt_topics...)."""
+    tcp: array[int] | None = field(default=None, repr=False, compare=False)
+    """A TCP flow's connection state (`dronewatch.core.tcp`), shared with the C walk."""
+    stream: TcpStream | None = field(default=None, repr=False, compare=False)
+    """A TCP flow's byte streams while an analyzer reads them (`dronewatch.core.stream`)."""
 
     @property
     def duration_s(self) -> float:

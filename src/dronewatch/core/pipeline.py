@@ -12,6 +12,7 @@ from dronewatch.analyzers import AnalyzerOptions, default_analyzers
 from dronewatch.capture.base import RawPacket, Source, SourceStats
 from dronewatch.capture.decode import Decoder, linktype_name
 from dronewatch.capture.files import FileSource
+from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.core.dnscache import DnsNameCache
 from dronewatch.core.engine import Engine, EngineOptions
 from dronewatch.core.hooks import Analyzer, Context, Record
@@ -116,6 +117,8 @@ class Pipeline:
         )
         self.decoder = Decoder()
         self.linktypes: Counter[int] = Counter()
+        self._bulk_ok = config.bulk
+        self._bulk: BulkRunner | None = None
 
     def feed(self, raw: RawPacket) -> None:
         """Analyze one raw packet."""
@@ -123,6 +126,18 @@ class Pipeline:
         pkt = self.decoder.decode(raw)
         if pkt is not None:
             self.engine.process(pkt)
+
+    def feed_batch(self, batch: PcapBatch) -> None:
+        """Analyze a batch of packets (the blocks of a live capture ring) through the bulk path,
+        as `run_source` does a capture file's; packet by packet when `AnalysisConfig.bulk` is
+        off."""
+        if not self._bulk_ok:
+            for i in range(len(batch)):
+                self.feed(batch.raw(i))
+            return
+        if self._bulk is None:
+            self._bulk = BulkRunner(self)
+        self._bulk.run(batch)
 
     def tick(self, now: float) -> None:
         """Let idle flows end as of time `now` (live sources, while no packet comes)."""

@@ -2,12 +2,18 @@
  *
  * `record_fields` reads the record headers of a classic pcap file that lie whole in a read buffer
  * into columns (where each frame starts, its lengths, its time).
+ * `block_fields` does the same for the enhanced packet blocks of a pcapng section.
  * `walk` goes over the rows of a `PcapBatch` in capture order, reads the link, IP and transport
- * headers of each one, and adds the packets of settled flows to per-flow counters kept here;
+ * headers of each one (taking off the encapsulations of remote mirrors and overlays: ERSPAN, GRE,
+ * VXLAN, Geneve, MPLS, PPPoE, as the per-packet decoder does), counts the frames that are not IP
+ * of the kinds the decoder only counts (802.11 control frames, encrypted data, ARP...), and adds
+ * the packets of settled flows to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
  * kept here have been written to their `Flow` objects, so Python code always sees exact counts.
- * An empty TCP segment of a known flow that only adds a history letter is taken here too, and its
- * letter written as `Engine._tcp` writes it (a reset or a closing FIN goes to Python).
+ * A TCP segment is counted here only when it changes nothing but the sequence numbers of a settled
+ * connection (`dronewatch.core.tcp`: no SYN, FIN or RST, no new history letter, no retransmission
+ * that writes a `T`), and its sequence and acknowledgement numbers are written to the flow's TCP
+ * state here as `dronewatch.core.tcp.segment` writes them; every other segment goes to Python.
  * A datagram of a drone link whose followers all keep their state in frame counters
  * (`_counters.h`) is fed to those counters here, without a call into Python.
  * Without this extension every packet goes the per-packet path; the tests compare the two on
@@ -32,9 +38,26 @@ static const char LETTERS[] = "SsHhAaDdFfRr";
 #define HAS_d LETTER_BIT('d')
 #define HAS_A LETTER_BIT('A')
 #define HAS_a LETTER_BIT('a')
-#define HAS_F LETTER_BIT('F')
-#define HAS_f LETTER_BIT('f')
 
+/* The slots of a TCP flow's state (`Flow.tcp`, an array of int64; `dronewatch.core.tcp`): a
+ * block per endpoint, the originator's first, then the connection's. */
+#define T_LAST 0   /* sequence number one past the endpoint's highest segment (32-bit) */
+#define T_LREL 1   /* T_LAST as an offset from T_START, wraps counted */
+#define T_ACK 2    /* highest acknowledgement of the endpoint's data by the peer (32-bit) */
+#define T_AREL 3   /* T_ACK as an offset from T_START */
+#define T_RXMIT 4  /* retransmitted data segments */
+#define T_RXNEXT 5 /* the T_RXMIT count at which Python writes the next `T` letter */
+#define T_FLAGS 6  /* F_* */
+#define T_START 7  /* the endpoint's initial sequence number */
+#define T_BLOCK 16
+#define T_FAST 32  /* 1 while the segments without SYN, FIN or RST may be counted here */
+#define T_SIZE 34
+#define F_INIT 1   /* the endpoint's sequence numbers are set */
+#define F_SEEN 2   /* the endpoint sent a segment */
+#define F_ACTIVE 4 /* the endpoint's state is not INACTIVE */
+#define TOO_LARGE_SEQ_DELTA 1048576
+
+static PyObject *s_tcp;
 static PyObject *s_first_ts, *s_last_ts, *s_inspected, *s_inspectors, *s_followers, *s_history,
     *s_counters, *s_inspector_names,
     *s_orig_h, *s_orig_p, *s_orig_pkts, *s_resp_pkts, *s_orig_bytes, *s_resp_bytes,
@@ -101,6 +124,442 @@ done:
     return result;
 }
 
+/* The enhanced packet blocks (pcapng, IETF draft-ietf-opsawg-pcapng, 4.3) that lie whole in `buf`
+ * from `pos` on, one after the other, of interfaces of link type `linktype`, as `record_fields`'
+ * columns plus each packet's interface. `ifaces`: (link type, seconds per timestamp unit, offset)
+ * of each interface of the section. Stops at any other block, an interface of another link type,
+ * and anything the per-block reader would call damage (it then reads that block itself). */
+static PyObject *block_fields(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t pos;
+    unsigned long long limit;
+    int big, linktype;
+    PyObject *ifaces;
+    if (!PyArg_ParseTuple(args, "y*nKpO!i", &buf, &pos, &limit, &big, &PyTuple_Type, &ifaces,
+                          &linktype))
+        return NULL;
+    const uint8_t *b = buf.buf;
+    Py_ssize_t end = buf.len, nif = PyTuple_GET_SIZE(ifaces);
+    Py_ssize_t room = end > pos ? (end - pos) / 32 + 1 : 1;
+    PyObject *at_o = column(room), *cap_o = column(room), *wire_o = column(room);
+    PyObject *ts_o = column(room), *if_o = column(room), *result = NULL;
+    double *scales = PyMem_Malloc((nif + 1) * sizeof(double));
+    double *offsets = PyMem_Malloc((nif + 1) * sizeof(double));
+    int *lts = PyMem_Malloc((nif + 1) * sizeof(int));
+    if (scales == NULL || offsets == NULL || lts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (at_o == NULL || cap_o == NULL || wire_o == NULL || ts_o == NULL || if_o == NULL) goto done;
+    for (Py_ssize_t k = 0; k < nif; k++) {
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ifaces, k), "idd", &lts[k], &scales[k],
+                              &offsets[k]))
+            goto done;
+    }
+    int64_t *at = (int64_t *)PyBytes_AS_STRING(at_o), *cap = (int64_t *)PyBytes_AS_STRING(cap_o);
+    int64_t *wire = (int64_t *)PyBytes_AS_STRING(wire_o), *ifc = (int64_t *)PyBytes_AS_STRING(if_o);
+    double *ts = (double *)PyBytes_AS_STRING(ts_o), last_ts = 0.0;
+    long long wire_total = 0, truncated = 0;
+    Py_ssize_t n = 0;
+    while (pos >= 0 && pos + 12 <= end) {
+        const uint8_t *h = b + pos;
+        uint32_t blen = rd32(h + 4, big);
+        if (rd32(h, big) != 6 || blen < 32 || blen % 4 || blen > limit || blen > end - pos) break;
+        uint32_t iface = rd32(h + 8, big), incl = rd32(h + 20, big), orig = rd32(h + 24, big);
+        if (iface >= (uint64_t)nif || lts[iface] != linktype || incl > blen - 32) break;
+        uint64_t units = (uint64_t)rd32(h + 12, big) << 32 | rd32(h + 16, big);
+        /* `units * scale + offset` as the per-block reader computes it (no fused multiply-add). */
+        volatile double part = (double)units * scales[iface];
+        last_ts = ts[n] = part + offsets[iface];
+        at[n] = pos + 28;
+        cap[n] = incl;
+        wire[n] = orig;
+        ifc[n] = iface;
+        wire_total += orig;
+        truncated += incl < orig;
+        n++;
+        pos += blen;
+    }
+    Py_ssize_t size = n * (Py_ssize_t)sizeof(int64_t);
+    if (_PyBytes_Resize(&at_o, size) < 0 || _PyBytes_Resize(&cap_o, size) < 0 ||
+        _PyBytes_Resize(&wire_o, size) < 0 || _PyBytes_Resize(&ts_o, size) < 0 ||
+        _PyBytes_Resize(&if_o, size) < 0)
+        goto done;
+    result = Py_BuildValue("OOOOOLLnd", at_o, cap_o, wire_o, ts_o, if_o, wire_total, truncated,
+                           pos, last_ts);
+done:
+    PyMem_Free(scales);
+    PyMem_Free(offsets);
+    PyMem_Free(lts);
+    Py_XDECREF(at_o);
+    Py_XDECREF(cap_o);
+    Py_XDECREF(wire_o);
+    Py_XDECREF(ts_o);
+    Py_XDECREF(if_o);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+/* What the walk makes of one frame: an IP packet it reads (`ROW_IP`), a frame that is not IP of
+ * a kind it counts (`ROW_SKIP`: the per-packet decoder would only add one to `non_ip[kind]`), or
+ * anything else, handed to the per-packet decoder (`ROW_PYTHON`). */
+enum { ROW_PYTHON = 0, ROW_IP = 1, ROW_SKIP = 2 };
+
+typedef struct {
+    int ok;        /* ROW_* */
+    int kind;      /* ROW_SKIP: which `non_ip` count (`SKIP_*`, or SKIP_ETHERTYPE | EtherType) */
+    int tcp, control, same, low, letter, has_payload, flags;
+    uint32_t seq, ack; /* a TCP segment's sequence and acknowledgement numbers */
+    uint8_t key[KEY_LEN];
+    long long ip_len, payload_len, payload_at, payload_stop;
+    /* What else the decoder's `Packet` holds, for a followed datagram: where its MACs are (-1:
+     * none), its first VLAN tag (-1: none), and whether it came out of an encapsulation (its
+     * packet is then the decoder's to make). */
+    long long dst_mac_at, src_mac_at;
+    int vlan, tunnelled;
+} Row;
+
+/* ---- link and encapsulation headers ---------------------------------------------------------
+ * By the same rules as the per-packet decoder (`dronewatch.capture.decode.Decoder`, with the
+ * encapsulations of `dronewatch.capture.encap`): whatever that decoder would read differently,
+ * or count as malformed, is handed to it. `cap` is where the frame's bytes end (before an 802.11
+ * FCS); offsets are from the frame's first byte. */
+
+/* Link types read here (LINKTYPE_* of the tcpdump.org list). */
+#define LT_NULL 0
+#define LT_ETHERNET 1
+#define LT_RAW_OPENBSD 12
+#define LT_RAW_14 14
+#define LT_RAW 101
+#define LT_IEEE802_11 105
+#define LT_LOOP 108
+#define LT_LINUX_SLL 113
+#define LT_IEEE802_11_RADIOTAP 127
+#define LT_IPV4 228
+#define LT_IPV6 229
+#define LT_LINUX_SLL2 276
+
+#define ETH_IP 0x0800
+#define ETH_ARP 0x0806
+#define ETH_IP6 0x86DD
+#define ETH_TEB 0x6558        /* an Ethernet frame follows (GRE, Geneve) */
+#define ETH_ERSPAN 0x88BE     /* type II; type I without a GRE sequence number */
+#define ETH_ERSPAN_III 0x22EB
+#define ETH_MPLS 0x8847
+#define ETH_MPLS_MC 0x8848
+#define ETH_PPPOE 0x8864
+#define INNER_IP 0 /* an IP packet whose version is its first nibble */
+#define IP_GRE 47
+#define UDP_VXLAN 4789
+#define UDP_GENEVE 6081
+#define MAX_ENCAPSULATIONS 3
+
+/* The non-IP kinds counted here, named as the decoder names them. */
+enum {
+    SKIP_ARP = 1, SKIP_DOT11_CTRL, SKIP_DOT11_OTHER, SKIP_DOT11_NULL, SKIP_DOT11_PROTECTED,
+    SKIP_DOT11_NON_SNAP, SKIP_MPLS_NON_IP, SKIP_PPPOE_NON_IP,
+    SKIP_ETHERTYPE = 0x10000 /* | the EtherType: "ethertype-0x%04x" */
+};
+static const char *const SKIP_NAMES[] = {
+    NULL, "arp", "dot11-ctrl", "dot11-other", "dot11-null", "dot11-protected", "dot11-non-snap",
+    "mpls-non-ip", "pppoe-non-ip",
+};
+
+static inline int be16(const uint8_t *p) { return p[0] << 8 | p[1]; }
+static inline uint32_t be32(const uint8_t *p) { return rd32(p, 1); }
+static inline uint32_t le32(const uint8_t *p) { return rd32(p, 0); }
+
+static inline void skip(Row *r, int kind) {
+    r->ok = ROW_SKIP;
+    r->kind = kind;
+}
+
+static void ethertype(const uint8_t *fr, long long cap, long long off, int etype, int depth, Row *r);
+static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth, Row *r);
+
+static void ethernet(const uint8_t *fr, long long cap, long long off, int depth, Row *r) {
+    if (cap < off + 14) return;
+    r->dst_mac_at = off, r->src_mac_at = off + 6;
+    ethertype(fr, cap, off + 14, be16(fr + off + 12), depth, r);
+}
+
+/* An MPLS label stack (RFC 3032), then IP by its first nibble: no field says what it carries. */
+static void mpls(const uint8_t *fr, long long cap, long long off, int depth, Row *r) {
+    uint32_t entry;
+    do {
+        if (cap < off + 4) return;
+        entry = be32(fr + off);
+        off += 4;
+    } while (!(entry & 0x100));
+    if (cap < off + 1) return;
+    r->tunnelled = 1;
+    int version = fr[off] >> 4;
+    if (version != 4 && version != 6) skip(r, SKIP_MPLS_NON_IP);
+    else ip_packet(fr, cap, off, depth + 1, r);
+}
+
+/* A PPPoE session header (RFC 2516) and the PPP protocol, maybe compressed to one byte. */
+static void pppoe(const uint8_t *fr, long long cap, long long off, int depth, Row *r) {
+    if (cap < off + 4) return;
+    if (fr[off] != 0x11 || fr[off + 1] != 0) {
+        skip(r, SKIP_PPPOE_NON_IP);
+        return;
+    }
+    if (cap < off + 7) return;
+    int proto = fr[off + 6];
+    long long at = off + 7;
+    if (!(proto & 1)) {
+        if (cap < off + 8) return;
+        proto = be16(fr + off + 6);
+        at = off + 8;
+    }
+    r->tunnelled = 1;
+    if (proto != 0x21 && proto != 0x57) skip(r, SKIP_PPPOE_NON_IP);
+    else ip_packet(fr, cap, at, depth + 1, r);
+}
+
+static void ethertype(const uint8_t *fr, long long cap, long long off, int etype, int depth,
+                      Row *r) {
+    while (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) { /* 802.1Q, QinQ */
+        if (cap < off + 4) return;
+        if (r->vlan < 0) r->vlan = be16(fr + off) & 0x0FFF;
+        etype = be16(fr + off + 2);
+        off += 4;
+    }
+    if (etype == ETH_IP || etype == ETH_IP6) ip_packet(fr, cap, off, depth, r);
+    else if (depth < MAX_ENCAPSULATIONS && (etype == ETH_MPLS || etype == ETH_MPLS_MC))
+        mpls(fr, cap, off, depth, r);
+    else if (depth < MAX_ENCAPSULATIONS && etype == ETH_PPPOE) pppoe(fr, cap, off, depth, r);
+    else skip(r, etype == ETH_ARP ? SKIP_ARP : SKIP_ETHERTYPE | etype);
+}
+
+/* Where the packet inside a GRE header at `at` starts and what it is (`*inner`), when the
+ * headers lie before `stop`: plain GRE (RFC 2784/2890) of IP, MPLS or Ethernet, ERSPAN type I,
+ * II or III. 0 for any other GRE packet, which is then the packet itself. */
+static int gre(const uint8_t *fr, long long at, long long stop, long long *inner_at, int *inner) {
+    if (at + 4 > stop) return 0;
+    int flags = be16(fr + at), ptype = be16(fr + at + 2);
+    if (flags & 0x4007) return 0; /* routing present, or a version other than 0 */
+    long long end = at + 4 + (flags & 0x8000 ? 4 : 0) + (flags & 0x2000 ? 4 : 0) +
+                    (flags & 0x1000 ? 4 : 0); /* checksum, key, sequence number */
+    if (end > stop) return 0;
+    if (ptype == ETH_IP || ptype == ETH_IP6 || ptype == ETH_TEB || ptype == ETH_MPLS ||
+        ptype == ETH_MPLS_MC) {
+        *inner_at = end, *inner = ptype;
+        return 1;
+    }
+    if (ptype == ETH_ERSPAN) {
+        if (!(flags & 0x1000)) { /* type I: no ERSPAN header */
+            *inner_at = end, *inner = ETH_TEB;
+            return 1;
+        }
+        if (end + 8 > stop || fr[end] >> 4 != 1) return 0; /* type II header, version 1 */
+        *inner_at = end + 8, *inner = ETH_TEB;
+        return 1;
+    }
+    if (ptype == ETH_ERSPAN_III) {
+        if (end + 12 > stop) return 0;
+        int last = be16(fr + end + 10); /* P, frame type, hardware id, D, Gra, O */
+        int frame_type = (last >> 10) & 0x1F;
+        long long len = last & 1 ? 20 : 12; /* O: a platform-specific subheader follows */
+        if (fr[end] >> 4 != 2 || end + len > stop) return 0;
+        if (frame_type != 0 && frame_type != 2) return 0;
+        *inner_at = end + len, *inner = frame_type == 0 ? ETH_TEB : INNER_IP;
+        return 1;
+    }
+    return 0;
+}
+
+/* The same for a VXLAN (RFC 7348) or Geneve (RFC 8926) header at `at`, a datagram to `dport`. */
+static int udp_tunnel(const uint8_t *fr, long long at, long long stop, int dport,
+                      long long *inner_at, int *inner) {
+    if (at + 8 > stop) return 0;
+    if (dport == UDP_VXLAN) {
+        if (!(fr[at] & 0x08)) return 0; /* I: the VNI is valid */
+        *inner_at = at + 8, *inner = ETH_TEB;
+        return 1;
+    }
+    int first = fr[at], ptype = be16(fr + at + 2);
+    long long end = at + 8 + (first & 0x3F) * 4; /* version 0, options in 4-byte words */
+    if (first >> 6 || end > stop || (ptype != ETH_IP && ptype != ETH_IP6 && ptype != ETH_TEB))
+        return 0;
+    *inner_at = end, *inner = ptype;
+    return 1;
+}
+
+/* The IP packet at `l3` (version from its first nibble), taken apart when it carries an
+ * encapsulated one: then the row is the inner packet's. */
+static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth, Row *r) {
+    if (cap < l3 + 1) return;
+    int version = fr[l3] >> 4, v4 = version == 4;
+    if (!v4 && version != 6) return;
+    if (cap < l3 + (v4 ? 20 : 40)) return;
+    long long ihl = v4 ? (fr[l3] & 0x0F) * 4 : 40;
+    int proto = v4 ? fr[l3 + 9] : fr[l3 + 6]; /* IPv6 extension headers: to the decoder */
+    int frag = v4 ? be16(fr + l3 + 6) : 0;
+    if (v4 && (ihl < 20 || (frag & 0x3FFF))) return; /* a fragment: reassembled by the decoder */
+    long long ip_len;
+    if (v4) {
+        long long total = be16(fr + l3 + 2);
+        ip_len = total >= ihl ? total : cap - l3; /* TSO captures may say 0 */
+    } else {
+        ip_len = (long long)be16(fr + l3 + 4) + 40;
+    }
+    long long l4 = l3 + ihl, end = l3 + ip_len;
+    /* A whole packet (neither a fragment nor a first fragment) that carries another one. */
+    if (!(frag & 0x2000) && depth < MAX_ENCAPSULATIONS && (proto == IP_GRE || proto == 17)) {
+        long long stop = end < cap ? end : cap, at;
+        int inner, found = 0;
+        if (proto == IP_GRE) found = gre(fr, l4, stop, &at, &inner);
+        else if (l4 + 8 <= stop) {
+            int dport = be16(fr + l4 + 2);
+            if (dport == UDP_VXLAN || dport == UDP_GENEVE)
+                found = udp_tunnel(fr, l4 + 8, stop, dport, &at, &inner);
+        }
+        if (found) {
+            r->tunnelled = 1;
+            if (inner == ETH_TEB) ethernet(fr, cap, at, depth + 1, r);
+            else if (inner == INNER_IP) ip_packet(fr, cap, at, depth + 1, r);
+            else ethertype(fr, cap, at, inner, depth + 1, r);
+            return;
+        }
+    }
+    int tcp = proto == 6;
+    if (!tcp && proto != 17) return;
+    if (cap < l4 + (tcp ? 14 : 6)) return;
+    const uint8_t *t = fr + l4;
+    int sport = t[0] << 8 | t[1], dport = t[2] << 8 | t[3];
+    int flags = tcp ? t[13] : 0;
+    r->seq = tcp ? be32(t + 4) : 0;
+    r->ack = tcp ? be32(t + 8) : 0;
+    r->ip_len = ip_len;
+    long long start = l4 + (tcp ? (t[12] >> 4) * 4 : 8);
+    if (end < start) end = start;
+    r->payload_len = end - start;
+    r->payload_at = start;
+    long long stop = end < cap ? end : cap;
+    r->has_payload = stop > start;
+    r->payload_stop = stop > start ? stop : start;
+    uint8_t src[18] = {0}, dst[18] = {0};
+    memcpy(src, fr + l3 + (v4 ? 12 : 8), v4 ? 4 : 16);
+    memcpy(dst, fr + l3 + (v4 ? 16 : 24), v4 ? 4 : 16);
+    src[16] = sport >> 8, src[17] = sport & 0xFF;
+    dst[16] = dport >> 8, dst[17] = dport & 0xFF;
+    int cmp = memcmp(src, dst, 18);
+    r->same = cmp == 0;
+    r->low = cmp <= 0;
+    r->key[0] = (uint8_t)version;
+    r->key[1] = (uint8_t)proto;
+    memcpy(r->key + 2, r->low ? src : dst, 18);
+    memcpy(r->key + 20, r->low ? dst : src, 18);
+    r->tcp = tcp;
+    r->flags = flags;
+    r->control = tcp && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
+    /* The history letter the row may add: data (D/d), else an ACK (A/a); a UDP datagram's is D/d. */
+    r->letter = tcp ? (r->payload_len > 0 ? 1 : ((flags & TCP_ACK) ? 2 : 0)) : 1;
+    r->ok = ROW_IP;
+}
+
+/* An 802.11 frame from `base` to `cap`: a data frame's LLC/SNAP header leads to its EtherType;
+ * control frames, null-function and protected (encrypted, unreadable) data and data without
+ * LLC/SNAP are counted; management frames (beacons...) go to the decoder and its analyzers. */
+static void dot11(const uint8_t *fr, long long base, long long cap, Row *r) {
+    static const uint8_t SNAP[6] = {0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00};
+    long long len = cap - base;
+    if (len < 2) return;
+    int fc0 = fr[base], fc1 = fr[base + 1], type = (fc0 >> 2) & 3, subtype = fc0 >> 4;
+    if (type == 0) return;
+    if (type != 2) {
+        skip(r, type == 1 ? SKIP_DOT11_CTRL : SKIP_DOT11_OTHER);
+        return;
+    }
+    long long hdr = (fc1 & 1) && (fc1 & 2) ? 30 : 24; /* four addresses: to and from DS */
+    /* Addresses 1, 2, 3 at 4, 10, 16: the station's are those of the frame's direction. */
+    int to_ds = fc1 & 1, from_ds = fc1 & 2;
+    r->dst_mac_at = base + (to_ds && !from_ds ? 16 : 4);
+    r->src_mac_at = base + (from_ds && !to_ds ? 16 : 10);
+    if (subtype & 0x8) hdr += (fc1 & 0x80) ? 6 : 2;  /* QoS control, and +HTC */
+    if (subtype & 0x4) skip(r, SKIP_DOT11_NULL);
+    else if (fc1 & 0x40) skip(r, SKIP_DOT11_PROTECTED);
+    else if (len < hdr + 6 || memcmp(fr + base + hdr, SNAP, 6) != 0) skip(r, SKIP_DOT11_NON_SNAP);
+    else if (len >= hdr + 8) ethertype(fr, cap, base + hdr + 8, be16(fr + base + hdr + 6), 0, r);
+}
+
+/* A radiotap header (radiotap.org): its length, and the Flags field for a trailing FCS. The
+ * fields the decoder reads (flags, channel, antenna signal) must lie in the frame. */
+static void radiotap(const uint8_t *fr, long long cap, Row *r) {
+    static const int align[5] = {8, 1, 1, 2, 1}, size[5] = {8, 1, 1, 4, 2};
+    if (cap < 8) return;
+    long long rlen = fr[2] | fr[3] << 8, off = 8;
+    uint32_t present = le32(fr + 4), word = present;
+    while (word & 0x80000000u) { /* extended presence bitmaps */
+        if (cap < off + 4) return;
+        word = le32(fr + off);
+        off += 4;
+    }
+    int flags = 0;
+    for (int bit = 0; bit < 5; bit++) { /* TSFT, Flags, Rate, Channel, FHSS */
+        if (!(present & (1u << bit))) continue;
+        off = (off + align[bit] - 1) & ~(long long)(align[bit] - 1);
+        if (bit == 1) {
+            if (off >= cap) return;
+            flags = fr[off];
+        } else if (bit == 3 && off + 2 > cap) {
+            return;
+        }
+        off += size[bit];
+    }
+    if ((present & (1u << 5)) && off + 1 > cap) return; /* antenna signal */
+    long long base = rlen < cap ? rlen : cap, end = cap;
+    if (flags & 0x10) end = end - base >= 4 ? end - 4 : base; /* the frame ends with its FCS */
+    dot11(fr, base, end, r);
+}
+
+/* The headers of one frame of link type `lt`. */
+static void parse(const uint8_t *fr, long long cap, int lt, Row *r) {
+    r->ok = ROW_PYTHON;
+    r->dst_mac_at = r->src_mac_at = -1;
+    r->vlan = -1;
+    r->tunnelled = 0;
+    switch (lt) {
+    case LT_ETHERNET:
+        ethernet(fr, cap, 0, 0, r);
+        break;
+    case LT_RAW:
+    case LT_RAW_14:
+    case LT_RAW_OPENBSD:
+    case LT_IPV4:
+    case LT_IPV6:
+        ip_packet(fr, cap, 0, 0, r);
+        break;
+    case LT_LINUX_SLL: /* packet type, ARPHRD, address length, 8-byte address, protocol */
+        if (cap < 16) break;
+        if (be16(fr + 2) == 1 && be16(fr + 4) == 6) r->src_mac_at = 6; /* an Ethernet sender */
+        ethertype(fr, cap, 16, be16(fr + 14), 0, r);
+        break;
+    case LT_LINUX_SLL2: /* protocol, reserved, ifindex, ARPHRD, type, address length, address */
+        if (cap < 20) break;
+        if (be16(fr + 8) == 1 && fr[11] == 6) r->src_mac_at = 12;
+        ethertype(fr, cap, 20, be16(fr), 0, r);
+        break;
+    case LT_NULL:
+    case LT_LOOP: { /* the address family: DLT_NULL in the capturing host's byte order */
+        if (cap < 4) break;
+        uint32_t family = lt == LT_LOOP ? be32(fr) : le32(fr);
+        if (family > 0xFFFF && lt == LT_NULL) family = be32(fr);
+        if (family == 2 || family == 10 || family == 24 || family == 28 || family == 30)
+            ip_packet(fr, cap, 4, 0, r);
+        break; /* other families: the decoder counts them */
+    }
+    case LT_IEEE802_11_RADIOTAP:
+        radiotap(fr, cap, r);
+        break;
+    case LT_IEEE802_11:
+        dot11(fr, 0, cap, r);
+        break;
+    }
+}
+
 /* ---- the flow-table walk ------------------------------------------------------------------- */
 
 typedef struct {
@@ -116,7 +575,11 @@ typedef struct {
     long long inspected; /* the flow's, plus the payload packets counted here since */
     long long o_pkts, r_pkts, o_bytes, r_bytes, o_plen, r_plen, new_inspected;
     int dirty;
+    int has_tcp;   /* `tcp` holds the flow's TCP state (written here in place) */
+    Py_buffer tcp;
 } Entry;
+
+#define MAX_SKIPPED 32 /* kinds of frames that are not IP counted in one walk; more go to Python */
 
 typedef struct {
     Entry *slots;
@@ -127,7 +590,12 @@ typedef struct {
     double latest;
     long long limit;
     double active_s;
-    PyObject *lookup, *counted_cb;
+    PyObject *lookup, *counted_cb, *skipped_cb;
+    struct {
+        int kind; /* Row.kind */
+        long long n;
+    } skipped[MAX_SKIPPED]; /* frames that are not IP counted here, by kind */
+    int nskipped;
 } Table;
 
 static int table_init(Table *t, size_t cap) {
@@ -150,6 +618,8 @@ static void table_clear(Table *t) {
         if (t->slots[i].used) {
             Py_CLEAR(t->slots[i].flow);
             Py_CLEAR(t->slots[i].counters);
+            if (t->slots[i].has_tcp) PyBuffer_Release(&t->slots[i].tcp);
+            t->slots[i].has_tcp = 0;
         }
     }
     memset(t->slots, 0, t->cap * sizeof(Entry));
@@ -225,9 +695,51 @@ static int flush(Table *t) {
     return 0;
 }
 
+/* Count a frame that is not IP of a kind the decoder would only count; 0 when no room is left
+ * for a new kind (the frame then goes to the decoder). */
+static int count_skipped(Table *t, int kind) {
+    for (int k = 0; k < t->nskipped; k++) {
+        if (t->skipped[k].kind == kind) {
+            t->skipped[k].n++;
+            return 1;
+        }
+    }
+    if (t->nskipped == MAX_SKIPPED) return 0;
+    t->skipped[t->nskipped].kind = kind;
+    t->skipped[t->nskipped++].n = 1;
+    return 1;
+}
+
+/* Hand the counts of frames that are not IP to Python, as {kind name: frames}. */
+static int report_skipped(Table *t) {
+    if (!t->nskipped) return 0;
+    PyObject *counts = PyDict_New();
+    if (counts == NULL) return -1;
+    for (int k = 0; k < t->nskipped; k++) {
+        int kind = t->skipped[k].kind;
+        char name[24];
+        if (kind & SKIP_ETHERTYPE) snprintf(name, sizeof name, "ethertype-0x%04x", kind & 0xFFFF);
+        else snprintf(name, sizeof name, "%s", SKIP_NAMES[kind]);
+        PyObject *n = PyLong_FromLongLong(t->skipped[k].n);
+        if (n == NULL || PyDict_SetItemString(counts, name, n) < 0) {
+            Py_XDECREF(n);
+            Py_DECREF(counts);
+            return -1;
+        }
+        Py_DECREF(n);
+    }
+    t->nskipped = 0;
+    PyObject *r = PyObject_CallOneArg(t->skipped_cb, counts);
+    Py_DECREF(counts);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* Tell the engine how many packets were counted here (once, at the end of the walk: only the
- * totals read it). */
+ * totals read it), and the decoder the frames that are not IP counted here. */
 static int report(Table *t) {
+    if (report_skipped(t) < 0) return -1;
     if (!t->counted) return 0;
     PyObject *r = PyObject_CallFunction(t->counted_cb, "Ld", t->counted, t->latest);
     t->counted = 0;
@@ -337,23 +849,42 @@ static int check(Table *t, Entry *e) {
             return 0;
         }
         e->flow = f;
-        /* Is the originator the key's lower end? */
-        PyObject *oh = PyObject_GetAttr(f, s_orig_h), *op = PyObject_GetAttr(f, s_orig_p);
-        if (oh == NULL || op == NULL) {
-            Py_XDECREF(oh);
-            Py_XDECREF(op);
-            return -1;
-        }
-        long port = PyLong_AsLong(op);
-        Py_ssize_t size = e->key[0] == 4 ? 4 : 16;
-        e->orig_low = PyBytes_Check(oh) && PyBytes_GET_SIZE(oh) == size &&
-                      memcmp(PyBytes_AS_STRING(oh), e->key + 2, size) == 0 &&
-                      port == (e->key[18] << 8 | e->key[19]);
-        Py_DECREF(oh);
-        Py_DECREF(op);
-        if (PyErr_Occurred()) return -1;
     }
     PyObject *f = e->flow;
+    /* Is the originator the key's lower end? (Read each time: the engine may flip a flow.) */
+    PyObject *oh = PyObject_GetAttr(f, s_orig_h), *op = PyObject_GetAttr(f, s_orig_p);
+    if (oh == NULL || op == NULL) {
+        Py_XDECREF(oh);
+        Py_XDECREF(op);
+        return -1;
+    }
+    long port = PyLong_AsLong(op);
+    Py_ssize_t size = e->key[0] == 4 ? 4 : 16;
+    e->orig_low = PyBytes_Check(oh) && PyBytes_GET_SIZE(oh) == size &&
+                  memcmp(PyBytes_AS_STRING(oh), e->key + 2, size) == 0 &&
+                  port == (e->key[18] << 8 | e->key[19]);
+    Py_DECREF(oh);
+    Py_DECREF(op);
+    if (PyErr_Occurred()) return -1;
+    if (e->has_tcp) {
+        PyBuffer_Release(&e->tcp);
+        e->has_tcp = 0;
+    }
+    PyObject *state = PyObject_GetAttr(f, s_tcp);
+    if (state == NULL) return -1;
+    if (state != Py_None) {
+        int rc = PyObject_GetBuffer(state, &e->tcp, PyBUF_WRITABLE);
+        Py_DECREF(state);
+        if (rc < 0) return -1;
+        if (e->tcp.len < (Py_ssize_t)(T_SIZE * sizeof(int64_t))) {
+            PyBuffer_Release(&e->tcp);
+            PyErr_SetString(PyExc_ValueError, "walk: Flow.tcp is too short");
+            return -1;
+        }
+        e->has_tcp = 1;
+    } else {
+        Py_DECREF(state);
+    }
     int ins = read_len(f, s_inspectors), fol = read_len(f, s_followers);
     if (ins < 0 || fol < 0 || read_double(f, s_first_ts, &e->first_ts) < 0) return -1;
     e->inspectors = (uint8_t)ins;
@@ -407,105 +938,59 @@ static int after_call(Table *t, Engine *eng, PyObject *r, int *touched) {
     return 0;
 }
 
-typedef struct {
-    int ok;        /* read here */
-    int tcp, control, same, low, letter, has_payload, flags;
-    uint8_t key[KEY_LEN];
-    long long ip_len, payload_len, payload_at, payload_stop;
-} Row;
-
-/* The headers of one frame, by the same rules as the per-packet decoder
-   (`dronewatch.capture.decode.Decoder`). */
-static void parse(const uint8_t *fr, long long cap, int l3, Row *r) {
-    r->ok = 0;
-    if (cap < l3 + 1) return;
-    int version = fr[l3] >> 4;
-    int v4 = version == 4, v6 = version == 6;
-    if (l3) {
-        if (cap < 14) return;
-        int etype = fr[12] << 8 | fr[13];
-        v4 &= etype == 0x0800;
-        v6 &= etype == 0x86DD;
+/* Whether a TCP segment without SYN, FIN or RST may be counted here: the connection is settled
+ * (`T_FAST`), its sender has sent before, and it is not the retransmission that writes a `T`. */
+static int tcp_countable(const Entry *e, const Row *r, int from_orig) {
+    if (!e->has_tcp) return 0;
+    const int64_t *T = e->tcp.buf;
+    int s = from_orig ? 0 : T_BLOCK;
+    if (!T[T_FAST] || !(T[s + T_FLAGS] & F_SEEN)) return 0;
+    if (r->payload_len > 0) {
+        int32_t d = (int32_t)(r->seq + (uint32_t)r->payload_len - (uint32_t)T[s + T_LAST]);
+        if (d <= 0 && T[s + T_RXMIT] + 1 == T[s + T_RXNEXT]) return 0;
     }
-    if (!v4 && !v6) return;
-    long long ihl = v4 ? (fr[l3] & 0x0F) * 4 : 40;
-    if (cap < l3 + (v4 ? 20 : 40)) return;
-    int proto = v4 ? fr[l3 + 9] : fr[l3 + 6];
-    if (v4 && (ihl < 20 || (((fr[l3 + 6] & 0x1F) << 8) | fr[l3 + 7]) != 0)) return;
-    int tcp = proto == 6;
-    if (!tcp && proto != 17) return;
-    long long l4 = l3 + ihl;
-    if (cap < l4 + (tcp ? 14 : 6)) return;
-    const uint8_t *t = fr + l4;
-    int sport = t[0] << 8 | t[1], dport = t[2] << 8 | t[3];
-    int flags = tcp ? t[13] : 0;
-    if (v4) {
-        long long total = fr[l3 + 2] << 8 | fr[l3 + 3];
-        r->ip_len = total >= ihl ? total : cap - l3;
-    } else {
-        r->ip_len = (long long)(fr[l3 + 4] << 8 | fr[l3 + 5]) + 40;
-    }
-    long long start = l4 + (tcp ? (t[12] >> 4) * 4 : 8);
-    long long end = l3 + r->ip_len;
-    if (end < start) end = start;
-    r->payload_len = end - start;
-    r->payload_at = start;
-    long long stop = end < cap ? end : cap;
-    r->has_payload = stop > start;
-    r->payload_stop = stop > start ? stop : start;
-    uint8_t src[18] = {0}, dst[18] = {0};
-    memcpy(src, fr + l3 + (v4 ? 12 : 8), v4 ? 4 : 16);
-    memcpy(dst, fr + l3 + (v4 ? 16 : 24), v4 ? 4 : 16);
-    src[16] = sport >> 8, src[17] = sport & 0xFF;
-    dst[16] = dport >> 8, dst[17] = dport & 0xFF;
-    int cmp = memcmp(src, dst, 18);
-    r->same = cmp == 0;
-    r->low = cmp <= 0;
-    r->key[0] = (uint8_t)version;
-    r->key[1] = (uint8_t)proto;
-    memcpy(r->key + 2, r->low ? src : dst, 18);
-    memcpy(r->key + 20, r->low ? dst : src, 18);
-    r->tcp = tcp;
-    r->flags = flags;
-    r->control = tcp && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
-    r->letter = tcp ? (r->payload_len > 0 ? 1 : ((flags & TCP_ACK) ? 2 : 0)) : 0;
-    r->ok = 1;
+    return 1;
 }
 
-/* The history letter an empty TCP segment adds, as `Engine._tcp` picks it (RST aside: the walk
- * hands those to Python), or 0 for none. */
-static char empty_segment_letter(int flags, int from_orig) {
-    if (flags & TCP_SYN) return (flags & TCP_ACK) ? (from_orig ? 'H' : 'h') : (from_orig ? 'S' : 's');
-    if (flags & TCP_FIN) return from_orig ? 'F' : 'f';
-    if (flags & TCP_ACK) return from_orig ? 'A' : 'a';
-    return 0;
-}
-
-/* `flow.history = sys.intern(flow.history + letter)`, as the engine writes a new letter. */
-static int add_letter(Entry *e, char letter) {
-    PyObject *hist = PyObject_GetAttr(e->flow, s_history);
-    if (hist == NULL) return -1;
-    PyObject *one = PyUnicode_FromStringAndSize(&letter, 1);
-    PyObject *longer = one != NULL ? PyUnicode_Concat(hist, one) : NULL;
-    Py_DECREF(hist);
-    Py_XDECREF(one);
-    if (longer == NULL) return -1;
-    PyUnicode_InternInPlace(&longer);
-    int rc = PyObject_SetAttr(e->flow, s_history, longer);
-    Py_DECREF(longer);
-    if (rc == 0) e->letters |= LETTER_BIT(letter);
-    return rc;
+/* The sequence numbers of a counted segment, as `dronewatch.core.tcp.segment` writes them: the
+ * peer's acknowledged bytes (its numbering set as if from a SYN while it is inactive), the
+ * sender's highest byte, or one more retransmission. */
+static void tcp_count(Entry *e, const Row *r, int from_orig) {
+    int64_t *T = e->tcp.buf;
+    int s = from_orig ? 0 : T_BLOCK, q = T_BLOCK - s;
+    if (r->flags & TCP_ACK) {
+        if (!(T[q + T_FLAGS] & F_ACTIVE)) {
+            uint32_t start = r->ack - 1;
+            T[q + T_START] = T[q + T_ACK] = T[q + T_LAST] = start;
+            T[q + T_AREL] = T[q + T_LREL] = 0;
+            T[q + T_FLAGS] |= F_INIT;
+        } else {
+            int32_t d = (int32_t)(r->ack - (uint32_t)T[q + T_ACK]);
+            if (d > 0 && T[q + T_AREL] + d >= 0 && !(r->ack == 0 && d > TOO_LARGE_SEQ_DELTA)) {
+                T[q + T_ACK] = r->ack;
+                T[q + T_AREL] += d;
+            }
+        }
+    }
+    uint32_t end = r->seq + (uint32_t)r->payload_len;
+    int32_t d = (int32_t)(end - (uint32_t)T[s + T_LAST]);
+    if (d > 0) {
+        T[s + T_LAST] = end;
+        T[s + T_LREL] += d;
+    } else if (r->payload_len > 0) {
+        T[s + T_RXMIT]++;
+    }
 }
 
 static PyObject *walk(PyObject *self, PyObject *args) {
     Py_buffer buf, at_b, cap_b, ts_b;
-    int l3;
+    int linktype;
     Engine eng = {0};
     Table t = {0};
     PyObject *handle, *follow, *sweep;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLdOOOOO", &buf, &at_b, &cap_b, &ts_b, &l3,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLdOOOOOO", &buf, &at_b, &cap_b, &ts_b, &linktype,
                           &eng.next_sweep, &eng.ended, &t.limit, &t.active_s, &t.lookup, &handle,
-                          &follow, &sweep, &t.counted_cb))
+                          &follow, &sweep, &t.counted_cb, &t.skipped_cb))
         return NULL;
     PyObject *result = NULL;
     const uint8_t *b = buf.buf;
@@ -522,12 +1007,14 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         double now = ts[i];
         long long cap = caps[i];
+        if ((i & 0xFFFF) == 0 && i && PyErr_CheckSignals() < 0) goto done;
         if (at[i] < 0 || cap < 0 || at[i] + cap > buf.len) {
             PyErr_SetString(PyExc_ValueError, "walk: a frame lies outside the buffer");
             goto done;
         }
-        parse(b + at[i], cap, l3, &r);
-        if (!r.ok) { /* the per-packet decoder's; an IP packet of it may touch any flow */
+        parse(b + at[i], cap, linktype, &r);
+        if (r.ok == ROW_SKIP && count_skipped(&t, r.kind)) continue;
+        if (r.ok != ROW_IP) { /* the per-packet decoder's; an IP packet of it may touch any flow */
             int touched;
             if (flush(&t) < 0 ||
                 after_call(&t, &eng, PyObject_CallFunction(handle, "n", i), &touched) < 0)
@@ -540,11 +1027,8 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                 goto done;
         }
         Entry *e = NULL;
-        /* An empty segment of a known flow (SYN-ACK, first ACK, FIN) only adds to its counters
-         * and history, done here; a reset, or a FIN that closes the flow, goes to the engine,
-         * which notes the close. */
-        int empty_tcp = r.tcp && r.payload_len == 0 && !(r.flags & TCP_RST);
-        int go_python = (r.control && !empty_tcp) || r.same;
+        /* SYN, FIN and RST change the connection's state: the engine's (`dronewatch.core.tcp`). */
+        int go_python = r.control || r.same;
         if (!go_python) {
             e = table_get(&t, r.key);
             if (e == NULL) goto done;
@@ -554,18 +1038,13 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             go_python = got == 0 || now - e->first_ts > t.active_s;
         }
         int from_orig = 0, to_follow = 0, to_count = 0;
-        char letter = 0;
         if (!go_python) {
             from_orig = r.low == e->orig_low;
-            if (empty_tcp) {
-                char c = empty_segment_letter(r.flags, from_orig);
-                uint16_t after = e->letters | (c ? LETTER_BIT(c) : 0);
-                if (c && !(e->letters & LETTER_BIT(c))) letter = c;
-                if ((r.flags & TCP_FIN) && (after & HAS_F) && (after & HAS_f)) go_python = 1;
-            } else if (r.letter) {
+            if (r.letter) { /* a new history letter is the engine's to write */
                 int bit = r.letter == 1 ? (from_orig ? HAS_D : HAS_d) : (from_orig ? HAS_A : HAS_a);
                 go_python = !(e->letters & bit);
             }
+            if (!go_python && r.tcp) go_python = !tcp_countable(e, &r, from_orig);
         }
         if (!go_python && r.has_payload) {
             if (e->inspected < t.limit) {
@@ -576,6 +1055,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             } else if (e->followers) {
                 if (r.tcp) go_python = 1;
                 else if (e->counters != NULL) to_count = 1;
+                else if (r.tunnelled) go_python = 1; /* the decoder makes its packet */
                 else to_follow = 1;
             }
         }
@@ -587,7 +1067,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             continue;
         }
         /* Count the row. */
-        if (letter && add_letter(e, letter) < 0) goto done;
+        if (r.tcp) tcp_count(e, &r, from_orig);
         if (from_orig) {
             e->o_pkts++;
             e->o_bytes += r.ip_len;
@@ -625,13 +1105,13 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                 Py_DECREF(flow);
                 goto done;
             }
-            PyObject *res = PyObject_CallFunction(follow, "nOiLLLL", i, flow, from_orig, r.ip_len,
-                                                  r.payload_at, r.payload_stop, r.payload_len);
+            PyObject *res = PyObject_CallFunction(follow, "nOiLLLLLLi", i, flow, from_orig, r.ip_len,
+                                                  r.payload_at, r.payload_stop, r.payload_len,
+                                                  r.dst_mac_at, r.src_mac_at, r.vlan);
             Py_DECREF(flow);
             if (after_call(&t, &eng, res, NULL) < 0) goto done;
             e->checked = 0; /* a follower may have declined */
         }
-        if ((i & 0xFFFF) == 0 && PyErr_CheckSignals() < 0) goto done;
     }
     if (flush(&t) < 0 || report(&t) < 0) goto done;
     result = PyFloat_FromDouble(eng.next_sweep);
@@ -651,17 +1131,32 @@ done:
     return result;
 }
 
+/* The link types whose frames `walk` reads (a batch of any other goes to the decoder). */
+static PyObject *linktypes(PyObject *self, PyObject *unused) {
+    return Py_BuildValue("(iiiiiiiiiiii)", LT_NULL, LT_ETHERNET, LT_RAW_OPENBSD, LT_RAW_14, LT_RAW,
+                         LT_IEEE802_11, LT_LOOP, LT_LINUX_SLL, LT_IEEE802_11_RADIOTAP, LT_IPV4,
+                         LT_IPV6, LT_LINUX_SLL2);
+}
+
 static PyMethodDef methods[] = {
     {"record_fields", record_fields, METH_VARARGS,
      "record_fields(buf, pos, limit, big_endian, nano) -> (data_at, caplen, wirelen, ts, "
      "wire_bytes, truncated, next position)\n\n"
      "The pcap records that lie whole in buf from pos on, as columns (bytes of int64, and of "
      "double for ts); stops at the first record cut by the buffer's end or longer than limit."},
+    {"block_fields", block_fields, METH_VARARGS,
+     "block_fields(buf, pos, limit, big_endian, ifaces, linktype) -> (data_at, caplen, wirelen, "
+     "ts, iface, wire_bytes, truncated, next position, last ts)\n\n"
+     "The pcapng enhanced packet blocks that lie whole in buf from pos on, of interfaces of "
+     "link type linktype, as columns; ifaces: (link type, timestamp scale, offset) per interface."},
     {"walk", walk, METH_VARARGS,
-     "walk(buf, data_at, caplen, ts, l3, next_sweep, ended, limit, active_s, lookup, handle, "
-     "follow, sweep, counted) -> next sweep time\n\n"
-     "Walk the rows of a batch in order, counting the packets of settled flows here and handing "
-     "every other row to the call backs (see dronewatch.fastpath.bulk)."},
+     "walk(buf, data_at, caplen, ts, linktype, next_sweep, ended, limit, active_s, lookup, "
+     "handle, follow, sweep, counted, skipped) -> next sweep time\n\n"
+     "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
+     "that are not IP here and handing every other row to the call backs (see "
+     "dronewatch.fastpath.bulk)."},
+    {"linktypes", linktypes, METH_NOARGS,
+     "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -670,9 +1165,12 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
+int dw_add_ring(PyObject *module); /* _ring.c: the AF_PACKET ring's reader */
+
 PyMODINIT_FUNC PyInit__fastpath(void) {
 #define INTERN(var, text)                                                                          \
     if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+    INTERN(s_tcp, "tcp");
     INTERN(s_first_ts, "first_ts");
     INTERN(s_last_ts, "last_ts");
     INTERN(s_inspected, "inspected");
@@ -692,16 +1190,16 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
 #undef INTERN
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (dw_add_counters(m) < 0) {
+    if (dw_add_counters(m) < 0 || dw_add_ring(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
     /* The Flow attributes read or written above by name; dronewatch.fastpath checks at import
        that Flow still has each of them. */
     PyObject *fields = PyTuple_Pack(
-        16, s_first_ts, s_last_ts, s_inspected, s_inspectors, s_followers, s_history, s_counters,
+        17, s_first_ts, s_last_ts, s_inspected, s_inspectors, s_followers, s_history, s_counters,
         s_inspector_names, s_orig_h, s_orig_p, s_orig_pkts, s_resp_pkts, s_orig_bytes,
-        s_resp_bytes, s_orig_payload_bytes, s_resp_payload_bytes);
+        s_resp_bytes, s_orig_payload_bytes, s_resp_payload_bytes, s_tcp);
     if (fields == NULL || PyModule_AddObject(m, "FLOW_FIELDS", fields) < 0) {
         Py_XDECREF(fields);
         Py_DECREF(m);

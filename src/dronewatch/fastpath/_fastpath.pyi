@@ -14,23 +14,49 @@ FLOW_FIELDS: tuple[str, ...]
 def record_fields(
     buf: bytes | mmap.mmap, pos: int, limit: int, big_endian: bool, nano: bool, /
 ) -> tuple[bytes, bytes, bytes, bytes, int, int, int]: ...
+def block_fields(
+    buf: bytes | mmap.mmap,
+    pos: int,
+    limit: int,
+    big_endian: bool,
+    ifaces: tuple[tuple[int, float, float], ...],
+    linktype: int,
+    /,
+) -> tuple[bytes, bytes, bytes, bytes, bytes, int, int, int, float]: ...
 def walk(
     buf: bytes | mmap.mmap,
     data_at: memoryview[int] | npt.NDArray[np.int64],
     caplen: memoryview[int] | npt.NDArray[np.int64],
     ts: memoryview[float] | npt.NDArray[np.float64],
-    l3: int,
+    linktype: int,
     next_sweep: float,
     ended: int,
     limit: int,
     active_s: float,
     lookup: Callable[[bytes], Flow | None],
     handle: Callable[[int], tuple[float, int, bool]],
-    follow: Callable[[int, Flow, bool, int, int, int, int], tuple[float, int]],
+    follow: Callable[[int, Flow, int, int, int, int, int, int, int, int], tuple[float, int]],
     sweep: Callable[[float], tuple[float, int]],
     counted: Callable[[int, float], None],
+    skipped: Callable[[dict[str, int]], None],
     /,
 ) -> float: ...
+def linktypes() -> tuple[int, ...]: ...
+def ring_fields(
+    ring: mmap.mmap | bytearray,
+    block_size: int,
+    blocks: int,
+    first: int,
+    most: int,
+    snaplen: int,
+    /,
+) -> tuple[bytes, bytes, bytes, bytes, int, int, int]:
+    """The packets of the AF_PACKET ring blocks handed over from `first` on (_ring.c)."""
+
+def ring_release(
+    ring: mmap.mmap | bytearray, block_size: int, blocks: int, first: int, count: int, /
+) -> None:
+    """Hand ring blocks back to the kernel (_ring.c)."""
 
 class FrameCounter:
     """Per-flow frame counter of a drone-link follower, which the C walk feeds itself."""

@@ -3,9 +3,14 @@
 Most packets of a long flow only add to its counters: after the first `inspect_packets` payload
 packets, no analyzer looks at them unless it follows the flow. This path reads the link, IP and
 transport headers of a whole batch, finds each packet's flow, and adds the packets of settled
-flows to their counters. Every other packet (a flow's first packets, followed flows, TCP
-SYN/FIN/RST, fragments, IPv6 extension headers, VLAN tags, non-IP frames, and anything too short)
-goes through the per-packet decoder and `Engine.process` in capture order.
+flows to their counters. It reads every link type the decoder reads but BSD loopback's non-IP
+families (Ethernet with VLAN tags, Linux SLL and SLL2, raw IP, 802.11 with or without radiotap),
+and takes the inner packet out of the encapsulations the decoder takes apart (ERSPAN, GRE,
+VXLAN, Geneve, MPLS, PPPoE). Frames that are not IP and that the decoder would only count (802.11
+control frames, encrypted or null data, ARP, other EtherTypes) are counted there too. Every other
+packet (a flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension
+headers, 802.11 management frames, and anything too short) goes through the per-packet decoder
+and `Engine.process` in capture order.
 
 Flows are only touched between two sweeps of the flow table (the engine's idle check every
 `sweep_every_s` of capture time), so a batch is cut into segments at the packets that trigger a
@@ -27,22 +32,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dronewatch.capture.decode import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW
 from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.core.engine import FlowKey
-from dronewatch.core.flow import (
-    IP_PROTO_UDP,
-    Flow,
-    Packet,
-)
+from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
 from dronewatch.fastpath import native
 
 if TYPE_CHECKING:
     from dronewatch.core.pipeline import Pipeline
-
-
-# Where the IP header starts, for the link types read here in bulk.
-L3_OFFSET = {LINKTYPE_ETHERNET: 14, LINKTYPE_RAW: 0, LINKTYPE_IPV4: 0, LINKTYPE_IPV6: 0}
 
 
 def flow_key(raw: bytes) -> FlowKey:
@@ -65,6 +61,8 @@ class BulkRunner:
         if module is None:
             raise RuntimeError("the bulk path needs the C extension (dronewatch.fastpath.native)")
         self._walk_c = module.walk
+        self._walked = frozenset(module.linktypes())
+        """The link types the C walk reads."""
         self.pipe = pipeline
         self.bulk_packets = 0
         """Packets counted in bulk (the rest went through the per-packet path)."""
@@ -73,20 +71,19 @@ class BulkRunner:
         pipe = self.pipe
         engine = pipe.engine
         pipe.linktypes[batch.linktype] += len(batch)
-        l3 = L3_OFFSET.get(batch.linktype)
         room = len(engine.flows) + len(batch) <= engine.options.max_flows
-        if l3 is not None and room:
-            self._walk(batch, l3)
+        if batch.linktype in self._walked and room:
+            self._walk(batch)
             return
-        # A link type the walk does not read (802.11, Linux SLL...), or a flow table that could
-        # reach its cap within the batch (the engine evicts): every packet one by one.
+        # A link type the walk does not read, or a flow table that could reach its cap within the
+        # batch (the engine evicts): every packet one by one.
         decode, process, raw = pipe.decoder.decode, engine.process, batch.raw
         for i in range(len(batch)):
             pkt = decode(raw(i))
             if pkt is not None:
                 process(pkt)
 
-    def _walk(self, batch: PcapBatch, l3: int) -> None:
+    def _walk(self, batch: PcapBatch) -> None:
         """The batch through the C walk; Python sees only the rows it hands back."""
         pipe = self.pipe
         engine = pipe.engine
@@ -105,10 +102,8 @@ class BulkRunner:
             # Whether a flow may have changed: not for a frame that is not IP.
             return engine.next_sweep, engine.flows_ended, pkt is not None and pkt.ip_version != 0
 
-        def follow(
-            i: int, flow: Flow, from_orig: bool, ip_len: int, at: int, stop: int, plen: int
-        ) -> tuple[float, int]:
-            to_followers(flow, follower_packet(batch, i, flow, from_orig, ip_len, at, stop, plen))
+        def follow(i: int, flow: Flow, *row: int) -> tuple[float, int]:
+            to_followers(flow, follower_packet(batch, i, flow, *row))
             return engine.next_sweep, engine.flows_ended
 
         def sweep(ts: float) -> tuple[float, int]:
@@ -120,13 +115,16 @@ class BulkRunner:
             stats.ip += n
             self.bulk_packets += n
 
+        def skipped(counts: dict[str, int]) -> None:
+            stats.non_ip.update(counts)
+
         opts = engine.options
         self._walk_c(
             batch.buf,
             batch.data_at,
             batch.caplen,
             batch.ts,
-            l3,
+            batch.linktype,
             engine.next_sweep,
             engine.flows_ended,
             opts.inspect_packets,
@@ -136,6 +134,7 @@ class BulkRunner:
             follow,
             sweep,
             counted,
+            skipped,
         )
 
 
@@ -143,28 +142,32 @@ def follower_packet(
     batch: PcapBatch,
     i: int,
     flow: Flow,
-    from_orig: bool,
+    from_orig: int,
     ip_len: int,
     payload_at: int,
     payload_stop: int,
     payload_len: int,
+    dst_mac_at: int,
+    src_mac_at: int,
+    vlan: int,
 ) -> Packet:
-    """The `Packet` the per-packet decoder makes of row `i` (a UDP datagram without VLAN tag,
-    IP options or extension headers), for a flow's followers."""
-    at = int(batch.data_at[i])
-    caplen = int(batch.caplen[i])
-    frame = batch.buf[at : at + caplen]
+    """The `Packet` the per-packet decoder makes of row `i`, a UDP datagram seen directly (not
+    out of an encapsulation: the walk hands those to the decoder), from what the walk read: where
+    its payload and MACs are (-1: no MAC), its first VLAN tag (-1: none)."""
+    raw = batch.raw(i)
+    frame = raw.data
     src, dst = (flow.orig_h, flow.resp_h) if from_orig else (flow.resp_h, flow.orig_h)
     sport, dport = (flow.orig_p, flow.resp_p) if from_orig else (flow.resp_p, flow.orig_p)
-    mac = batch.linktype == LINKTYPE_ETHERNET
     return Packet(
-        ts=float(batch.ts[i]),
-        frame=batch.first_frame + i + 1,
-        wirelen=int(batch.wirelen[i]),
-        caplen=caplen,
-        linktype=batch.linktype,
-        src_mac=frame[6:12] if mac else b"",
-        dst_mac=frame[0:6] if mac else b"",
+        ts=raw.ts,
+        frame=raw.frame,
+        wirelen=raw.wirelen,
+        caplen=len(frame),
+        linktype=raw.linktype,
+        iface=raw.iface,
+        src_mac=frame[src_mac_at : src_mac_at + 6] if src_mac_at >= 0 else b"",
+        dst_mac=frame[dst_mac_at : dst_mac_at + 6] if dst_mac_at >= 0 else b"",
+        vlan=vlan if vlan >= 0 else None,
         ip_version=4 if len(src) == 4 else 6,
         src=src,
         dst=dst,

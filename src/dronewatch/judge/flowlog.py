@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from dronewatch.core.community_id import community_id
 from dronewatch.core.engine import conn_state
-from dronewatch.core.flow import Flow, mac_str
+from dronewatch.core.flow import Flow, ip_str, mac_str
 from dronewatch.core.hooks import Record
 from dronewatch.geoip.base import GeoInfo
 from dronewatch.judge.classify import Classification
@@ -59,6 +59,18 @@ class FlowRecord(Record):
     resp_country: str | None = None
     resp_asn: int | None = None
     resp_as_org: str | None = None
+    tunnel: str | None = None
+    """The encapsulation the flow's packets came in (`erspan_i`, `erspan_ii`, `erspan_iii`, `gre`,
+    `vxlan`, `geneve`, `mpls`, `pppoe`: the outermost one), None when seen directly. The flow is
+    keyed and judged by its inner packets; the tunnel is the first packet's."""
+    tunnel_src: str | None = None
+    """Outer source IP address of the tunnel (GRE, ERSPAN, VXLAN, Geneve)."""
+    tunnel_dst: str | None = None
+    """Outer destination IP address of the tunnel."""
+    tunnel_vlan: int | None = None
+    """VLAN id of the outer frame, when tagged (`vlan` is the inner frame's)."""
+    tunnel_id: int | None = None
+    """VXLAN/Geneve VNI, ERSPAN session id, PPPoE session id, GRE key, or bottom MPLS label."""
 
 
 def server_name(flow: Flow) -> str | None:
@@ -78,6 +90,7 @@ def flow_record(
 ) -> FlowRecord:
     """The flows.jsonl record of a flow, with its classification and the responder's geo."""
     link = flow.meta.get("link")
+    tunnel = flow.tunnel
     return FlowRecord(
         ts=flow.first_ts,
         uid=flow.uid,
@@ -113,4 +126,9 @@ def flow_record(
         resp_country=geo.country_code if geo else None,
         resp_asn=geo.asn if geo else None,
         resp_as_org=geo.as_org if geo else None,
+        tunnel=tunnel.kind if tunnel else None,
+        tunnel_src=(ip_str(tunnel.src) or None) if tunnel else None,
+        tunnel_dst=(ip_str(tunnel.dst) or None) if tunnel else None,
+        tunnel_vlan=tunnel.vlan if tunnel else None,
+        tunnel_id=tunnel.ident if tunnel else None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dronewatch.agent.runner import _Coverage
-from dronewatch.capture.base import SourceStats
+from dronewatch.capture.base import CoverageMark, SourceStats
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import Pipeline
 
@@ -38,3 +38,24 @@ def test_interval_records_count_the_failures_since_the_last_one() -> None:
     assert second.analyzer_errors is None
     assert final.capture.analyzer_errors == {"dns.packet": 3, "tls.flow_end": 1}
     assert last.analyzer_errors == {"dns.packet": 1, "tls.flow_end": 1}
+
+
+def test_interval_records_are_cut_at_the_coverage_marks() -> None:
+    """A record cut at a mark spans up to the mark's time with the packets and drops counted
+    before it; an interval whose drops the source could not tell says None, and the next known
+    count is taken from the last one that was known."""
+    pipe = Pipeline(lambda record: None)
+    source = _Live()
+    coverage = _Coverage("eth0")
+    coverage.start(100.0)
+    marks = [
+        CoverageMark(110.0, 50, 5000, 1, 0),
+        CoverageMark(120.0, 80, 8000, 1, None),
+        CoverageMark(130.0, 90, 9000, 2, 4),
+    ]
+    got = [coverage.interval(source, pipe, mark=mark) for mark in marks]
+    assert [(r.ts, r.last_ts) for r in got] == [(100.0, 110.0), (110.0, 120.0), (120.0, 130.0)]
+    assert [r.packets for r in got] == [50, 30, 10]
+    assert [r.bytes for r in got] == [5000, 3000, 1000]
+    assert [r.truncated for r in got] == [1, 0, 1]
+    assert [r.drops for r in got] == [0, None, 4]

@@ -10,16 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dronewatch.analyzers.dns import (
+    DNS_OPCODE_UPDATE,
     DnsAnalyzer,
+    DnsMessage,
     DnsOptions,
+    DnsQuestion,
     DnsRecord,
     dns_rcode_name,
     dns_type_name,
     parse_dns_message,
+    subject,
 )
+from dronewatch.core.engine import Engine
 from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext, ip, make_flow, make_packet, make_udp
+from tests.unit.core.tcpconv import TcpConversation
 
 CLIENT, SERVER = "192.168.1.3", "192.0.2.53"
 CPORT = 40000
@@ -479,21 +485,24 @@ def test_tcp_message_split_across_segments_and_retransmitted() -> None:
 
 
 def test_tcp_overlap_and_hole() -> None:
-    """A segment overlapping what was read is trimmed; a hole drops the message it interrupts."""
-    ctx, analyzer, flow = setup(tcp=True)
+    """Through the engine's stream layer, a segment overlapping what was read gives only its new
+    bytes, and a hole (acknowledged, never captured) drops the message it interrupts."""
+    conv = TcpConversation(("10.0.0.2", 40000), ("10.0.0.53", 53))
     q1 = query_bytes(1, "one.example")
     framed1 = struct.pack(">H", len(q1)) + q1
-    analyzer.packet(flow, from_client(framed1[:10], tcp=True, seq=1000))
-    analyzer.packet(flow, from_client(framed1[5:], tcp=True, seq=1005))  # overlaps 5 bytes
+    first = conv.send(framed1[:10])
+    overlap = conv.send(framed1[5:], seq=first.tcp_seq + 5)
     q2 = query_bytes(2, "two.example")
     framed2 = struct.pack(">H", len(q2)) + q2
-    seq = 1000 + len(framed1)
-    analyzer.packet(flow, from_client(framed2[:10], tcp=True, seq=seq))
+    head = conv.send(framed2[:10])
+    conv.seq[True] += len(framed2) - 10  # framed2's tail is lost
     q3 = query_bytes(3, "three.example")
     framed3 = struct.pack(">H", len(q3)) + q3
-    # framed2's tail is lost; the next segment starts a new message.
-    analyzer.packet(flow, from_client(framed3, tcp=True, seq=seq + len(framed2)))
-    analyzer.flow_end(flow)
+    ctx = RecordingContext()
+    engine = Engine([DnsAnalyzer(ctx)], ctx)
+    for pkt in (first, overlap, head, conv.send(framed3), conv.ack(False)):
+        engine.process(pkt)
+    engine.finish()
     assert [r.query for r in dns_records(ctx)] == ["one.example", "three.example"]
 
 
@@ -587,3 +596,30 @@ def test_fuzz_analyzer_raises_nothing(packets: list[tuple[bool, bytes]], tcp: bo
             seq_s += len(payload)
     analyzer.flow_end(flow)
     assert all(isinstance(r, DnsRecord) for r in ctx.records)
+
+
+def test_update_logs_the_updated_name_not_the_zone() -> None:
+    """Zeek's dns/dynamic-update.pcap: a DNS UPDATE is logged under the name it changes (its
+    prerequisite and update records), not the zone its question section names, with no type."""
+    from dronewatch.capture.files import FileSource
+    from dronewatch.core.pipeline import AnalysisConfig, run_source
+    from tests.pcaps import THIRD_PARTY, capture
+
+    records: list[DnsRecord] = []
+    run_source(
+        FileSource(str(capture(THIRD_PARTY / "zeek" / "dns" / "dynamic-update.pcap"))),
+        lambda r: records.append(r) if isinstance(r, DnsRecord) else None,
+        AnalysisConfig(),
+    )
+    assert sorted((r.query, r.qtype_name, r.answered) for r in records) == [
+        ("nwin1.stratolab.org", None, True),
+        ("nwin2.stratolab.org", None, True),
+    ]
+
+
+def test_subject_of_an_update_without_records_is_unknown() -> None:
+    """An UPDATE carrying only its zone names nothing; a query names its first question."""
+    update = DnsMessage(7, DNS_OPCODE_UPDATE << 11, (DnsQuestion("zone.example", 6, 1),), ())
+    assert subject(update) == (None, None)
+    query = DnsMessage(8, 0, (DnsQuestion("Api.Example.", 1, 1),), ())
+    assert subject(query) == ("api.example", 1)

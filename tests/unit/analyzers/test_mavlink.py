@@ -23,10 +23,12 @@ from dronewatch.analyzers.mavlink import (
     mavlink_msg_name,
     parse_mavlink_frame,
 )
+from dronewatch.core.engine import Engine
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext, capture_records, make_flow, make_packet, make_udp
 from tests.pcaps import PCAPS, THIRD_PARTY, capture
+from tests.unit.core.tcpconv import TcpConversation
 
 IPAL = THIRD_PARTY / "mavlink" / "ipal_MAVLink.pcap"
 TCP5760 = THIRD_PARTY / "mavlink" / "judep90_mavlink_tcp5760.pcapng"
@@ -412,15 +414,23 @@ def test_tcp_frames_split_and_merged_across_segments() -> None:
 
 
 def test_tcp_retransmission_not_counted_twice() -> None:
-    """A retransmitted segment, whole or overlapping, adds no frame."""
+    """A retransmitted segment, whole or overlapping, adds no frame: the engine's stream layer
+    hands the analyzer each byte once."""
     one, two = heartbeat(seq=0), heartbeat(seq=1)
+    conv = TcpConversation(("127.0.0.1", 52331), ("127.0.0.1", 5760))
+    first = conv.reply(one)
     packets = [
-        tcp(one, 100),
-        tcp(one, 100),
-        tcp(one[5:] + two, 105),
-        tcp(two, 100 + len(one)),
+        first,
+        conv.reply(one, seq=first.tcp_seq, advance=False),
+        conv.reply(one[5:] + two, seq=first.tcp_seq + 5),
+        conv.reply(two, seq=first.tcp_seq + len(one), advance=False),
     ]
-    _, (rec,) = feed(packets)
+    ctx = RecordingContext()
+    engine = Engine([MavlinkAnalyzer(ctx)], ctx)
+    for pkt in packets:
+        engine.process(pkt)
+    engine.finish()
+    (rec,) = [r for r in ctx.of("mavlink") if isinstance(r, MavlinkRecord)]
     assert rec.frames == 2
 
 

@@ -373,10 +373,13 @@ def test_ja4_alpn_characters(alpn: bytes, expected: str) -> None:
 
 
 def test_version_and_cipher_names() -> None:
-    """Known code points get names; unknown ones are shown in hex."""
+    """Known code points get names (TLS 1.3 drafts by number, every IANA suite); unknown ones
+    are shown in hex."""
     assert tls_version_name(0x0303) == "TLSv1.2"
-    assert tls_version_name(0x7F1C) == "0x7f1c"
+    assert tls_version_name(0x7F1C) == "TLSv1.3-draft28"
+    assert tls_version_name(0x7E01) == "0x7e01"
     assert tls_cipher_name(0xC02F) == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+    assert tls_cipher_name(0x0004) == "TLS_RSA_WITH_RC4_128_MD5"
     assert tls_cipher_name(0x1234) == "0x1234"
     assert [v for v in (0x0A0A, 0xFAFA, 0x1A2A, 0x0303) if is_grease(v)] == [0x0A0A, 0xFAFA]
 

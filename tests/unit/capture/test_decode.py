@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import (
+    ARP,
     IP,
     LLC,
     SNAP,
@@ -31,6 +32,7 @@ from scapy.layers.l2 import CookedLinuxV2
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.decode import LINKTYPE_NAMES, Decoder
 from dronewatch.core.flow import ip_str, mac_str
+from tests.unit.capture.links import ETHERNET, LINK_WRAPS
 
 UDP_PAYLOAD = IP(src="192.168.1.3", dst="52.84.0.7") / UDP(sport=40000, dport=443) / b"hello"
 
@@ -115,28 +117,33 @@ def test_raw_ipv6_with_extension_headers() -> None:
     assert ip_str(pkt.dst) == "2a00:1450::5"
 
 
-def test_ipv6_later_fragment_has_no_ports() -> None:
-    """An IPv6 fragment with a non-zero offset is kept without a transport header."""
+def test_ipv6_fragment_waits_for_its_datagram() -> None:
+    """An IPv6 fragment is counted and held until its datagram is whole
+    (`capture.fragments`)."""
     frag = (
         IPv6(src="2001:db8::1", dst="2001:db8::2")
         / IPv6ExtHdrFragment(offset=100, nh=17)
         / (b"x" * 16)
     )
     dec, pkt = decode(raw(frag), 229)
-    assert pkt is not None and pkt.fragment and pkt.sport == 0 and dec.stats.fragments == 1
+    assert pkt is None and dec.stats.fragments == 1
 
 
 def test_ipv4_fragments() -> None:
-    """The first IPv4 fragment keeps its ports; later fragments are kept without them."""
+    """IPv4 fragments are held until their datagram is whole, then decoded as one packet with
+    the first fragment's ports and every fragment's payload."""
     first = raw(
-        IP(src="1.1.1.1", dst="2.2.2.2", flags="MF", frag=0) / UDP(sport=1, dport=2) / (b"a" * 8)
+        IP(src="1.1.1.1", dst="2.2.2.2", flags="MF", frag=0, id=5)
+        / UDP(sport=1, dport=2, len=24)
+        / (b"a" * 8)
     )
-    later = raw(IP(src="1.1.1.1", dst="2.2.2.2", frag=2, proto=17) / (b"b" * 8))
+    later = raw(IP(src="1.1.1.1", dst="2.2.2.2", frag=2, proto=17, id=5) / (b"b" * 8))
     dec = Decoder()
     p1 = dec.decode(RawPacket(1.0, 101, first, len(first), 0, 1))
     p2 = dec.decode(RawPacket(1.0, 101, later, len(later), 0, 2))
-    assert p1 is not None and p1.dport == 2 and not p1.fragment
-    assert p2 is not None and p2.fragment and p2.payload == b""
+    assert p1 is None
+    assert p2 is not None and p2.dport == 2 and p2.payload == b"a" * 8 + b"b" * 8
+    assert dec.stats.fragments == 2
 
 
 @pytest.mark.parametrize(("family", "endian"), [(2, "<"), (2, ">"), (30, "<"), (24, ">")])
@@ -216,3 +223,124 @@ def test_short_frame_is_malformed() -> None:
 def test_arbitrary_frames_never_raise(linktype: int, data: bytes) -> None:
     """Any bytes with any link type decode or are counted, never raise."""
     Decoder().decode(RawPacket(0.0, linktype, data, len(data), 0, 1))
+
+
+INNER = IP(src="10.77.0.2", dst="47.88.0.13") / TCP(sport=40000, dport=443, flags="PA") / b"hello"
+
+
+@pytest.mark.parametrize(
+    ("wrap", "kind", "outer", "ident", "tunnel_vlan", "vlan", "mac"),
+    [
+        ("erspan_i", "erspan_i", "192.0.2.10", None, None, None, True),
+        ("erspan_ii", "erspan_ii", "192.0.2.10", 5, 5, 7, True),
+        ("erspan_iii", "erspan_iii", "192.0.2.10", 6, None, 30, True),
+        ("erspan_iii_ip", "erspan_iii", "192.0.2.10", 6, None, 30, False),
+        ("gre_key_checksum", "gre", "192.0.2.10", 9, None, None, False),
+        ("gre6_teb", "gre", "2001:db8:ffff::10", None, None, None, True),
+        ("gre_mpls", "gre", "192.0.2.10", None, None, None, False),
+        ("vxlan", "vxlan", "192.0.2.10", 4242, None, None, True),
+        ("geneve6_options", "geneve", "2001:db8:ffff::10", 77, None, None, True),
+        ("geneve_ip", "geneve", "192.0.2.10", 78, None, None, False),
+        ("mpls", "mpls", None, 17, None, None, True),
+        ("pppoe", "pppoe", None, 0x1234, 3, None, True),
+        ("pppoe_compressed_protocol", "pppoe", None, 7, None, None, True),
+        ("nested_three", "vxlan", "192.0.2.10", 1, None, None, True),
+    ],
+)
+def test_encapsulated_packet_is_decoded_with_its_tunnel(
+    wrap: str,
+    kind: str,
+    outer: str | None,
+    ident: int | None,
+    tunnel_vlan: int | None,
+    vlan: int | None,
+    mac: bool,
+) -> None:
+    """The inner packet comes out as if seen directly, its tunnel noted: the outermost kind,
+    outer addresses, the outer frame's VLAN and the VNI/session/key/label; `vlan` is the inner
+    frame's (or the original VLAN an ERSPAN header names); MACs are the inner frame's, if any."""
+    dec, pkt = decode(ETHERNET[wrap](INNER))
+    assert pkt is not None and pkt.tunnel is not None
+    assert (ip_str(pkt.src), pkt.sport, ip_str(pkt.dst), pkt.dport) == (
+        "10.77.0.2",
+        40000,
+        "47.88.0.13",
+        443,
+    )
+    assert pkt.payload == b"hello" and pkt.ip_len == len(INNER) and pkt.tcp_flags == 0x18
+    tunnel = pkt.tunnel
+    assert tunnel.kind == kind and tunnel.ident == ident and tunnel.vlan == tunnel_vlan
+    assert (ip_str(tunnel.src) or None) == outer
+    assert (ip_str(tunnel.dst) or None) == (None if outer is None else ETHER_COLLECTOR[outer])
+    assert pkt.vlan == vlan
+    assert mac_str(pkt.src_mac) == ("02:00:00:00:00:02" if mac else "")
+    assert dec.stats.ip == 1 and not dec.stats.non_ip and not dec.stats.malformed
+
+
+ETHER_COLLECTOR = {"192.0.2.10": "192.0.2.20", "2001:db8:ffff::10": "2001:db8:ffff::20"}
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        "gre_version_1",
+        "gre_routing",
+        "vxlan_without_vni",
+        "vxlan_to_another_port",
+        "erspan_ii_version_2",
+        "erspan_iii_version_1",
+        "erspan_iii_frame_type_1",
+    ],
+)
+def test_headers_not_taken_apart_leave_the_outer_packet(wrap: str) -> None:
+    """GRE of another version or with routing, VXLAN without its VNI flag or on another port,
+    ERSPAN of an unknown version or frame type: the outer packet is the packet, with no tunnel."""
+    _, pkt = decode(ETHERNET[wrap](INNER))
+    assert pkt is not None and pkt.tunnel is None
+    assert ip_str(pkt.src) == "192.0.2.10" and pkt.proto in (17, 47)
+
+
+def test_fragmented_tunnel_packet_is_taken_apart_once_reassembled() -> None:
+    """An ERSPAN packet the underlay fragmented is taken apart when its last fragment completes
+    it: one inner packet, with its tunnel; the first fragment alone gives nothing yet."""
+    from scapy.all import fragment
+
+    whole = Ether(ETHERNET["erspan_ii"](INNER / (b"x" * 600)))
+    pieces = [raw(Ether(src=whole.src, dst=whole.dst) / f) for f in fragment(whole["IP"], 400)]
+    assert len(pieces) == 2
+    dec = Decoder()
+    first = dec.decode(RawPacket(1.0, 1, pieces[0], len(pieces[0]), 0, 1))
+    second = dec.decode(RawPacket(1.1, 1, pieces[1], len(pieces[1]), 0, 2))
+    assert first is None and second is not None and second.tunnel is not None
+    assert second.tunnel.kind == "erspan_ii" and second.dport == 443
+    assert second.payload == b"hello" + b"x" * 600 and dec.stats.fragments == 2
+
+
+def test_fourth_encapsulation_is_left_as_the_packet_it_is() -> None:
+    """Three nested encapsulations are taken off; a fourth is the packet seen."""
+    _, pkt = decode(ETHERNET["nested_four"](INNER))
+    assert pkt is not None and pkt.tunnel is not None and pkt.tunnel.kind == "mpls"
+    assert ip_str(pkt.src) == "198.51.100.3" and pkt.proto == 47
+
+
+@pytest.mark.parametrize(
+    ("wrap", "kind"),
+    [
+        ("mpls", "mpls-non-ip"),
+        ("pppoe", "pppoe-non-ip"),
+        ("vxlan", "arp"),
+        ("gre_mpls", "mpls-non-ip"),
+    ],
+)
+def test_what_is_not_ip_inside_a_tunnel_is_counted(wrap: str, kind: str) -> None:
+    """ARP in VXLAN, an MPLS stack over something that is not IP, PPP control protocols: counted
+    as frames that are not IP, never as packets."""
+    dec, pkt = decode(ETHERNET[wrap](ARP()))
+    assert pkt is None and dec.stats.non_ip == {kind: 1} and dec.stats.ip == 0
+
+
+def test_vlan_tags_in_cooked_and_802_11_frames() -> None:
+    """A VLAN tag after a Linux cooked header or an 802.11 LLC/SNAP header is read through."""
+    for linktype, wrap in ((113, "sll_vlan"), (127, "vlan_in_snap")):
+        _, pkt = decode(LINK_WRAPS[linktype][wrap](INNER), linktype)
+        assert pkt is not None and pkt.dport == 443 and pkt.vlan in (9, 12)

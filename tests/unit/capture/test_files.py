@@ -15,6 +15,7 @@ from scapy.all import IP, UDP, Ether, raw
 
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.files import FileSource
+from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.capture.streams import map_file
 from tests.pcaps import THIRD_PARTY, all_captures
 from tests.unit.capture import captures as cap
@@ -61,6 +62,77 @@ def test_pcapng_interfaces_link_types_and_blocks(tmp_path: Path) -> None:
     assert pkts[1][2] == ip_only
     assert src.stats.drops == 7
     assert src.stats.errors == []
+
+
+def _items(src: FileSource, batch: bool) -> list[PcapBatch | RawPacket]:
+    return list(src.batches() if batch else src.packets())
+
+
+def _packets(items: list[PcapBatch | RawPacket]) -> list[RawPacket]:
+    return [
+        p
+        for item in items
+        for p in ([item] if isinstance(item, RawPacket) else map(item.raw, range(len(item))))
+    ]
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_pcapng_enhanced_packet_blocks_come_in_batches(tmp_path: Path, endian: str) -> None:
+    """Runs of enhanced packet blocks of interfaces of one link type come as batches (each
+    packet with its interface and its interface's time resolution); a block of an interface of
+    another link type, a simple packet block, other blocks and a new section cut the runs; the
+    packets, times, counts and drops are those of the per-block reader."""
+    ip_only = FRAME[14:]
+    blocks = [
+        cap.shb(endian),
+        cap.idb(1, endian=endian),
+        cap.idb(1, tsresol=9, endian=endian),
+        cap.idb(101, endian=endian),
+    ]
+    for i in range(30):
+        blocks.append(cap.epb(i % 2, (1_000 + i) * (1000 if i % 2 else 1), FRAME, endian=endian))
+    blocks += [
+        cap.epb(2, 2_000_000, ip_only, endian=endian, orig=len(ip_only) + 5),
+        cap.spb(FRAME, endian),
+        cap.epb(0, 3_000_000, FRAME, endian=endian),
+        cap.isb(0, 3, endian),
+        cap.shb(endian),
+        cap.idb(101, endian=endian),
+        cap.epb(0, 4_000_000, ip_only, endian=endian),
+    ]
+    f = tmp_path / "runs.pcapng"
+    f.write_bytes(b"".join(blocks))
+    per_block, batched = FileSource(str(f)), FileSource(str(f))
+    ref, got = _items(per_block, False), _items(batched, True)
+    assert _packets(got) == ref and len(ref) == 34
+    assert [len(i) if isinstance(i, PcapBatch) else 1 for i in got] == [30, 1, 1, 1, 1]
+    assert [p.iface for p in ref[:4]] == [0, 1, 0, 1]
+    assert (ref[0].ts, ref[1].ts) == (pytest.approx(0.001), pytest.approx(0.001001))
+    assert [p.frame for p in _packets(got)] == list(range(1, 35))
+    for a, b in ((per_block.stats, batched.stats),):
+        assert (a.packets, a.bytes, a.truncated, a.drops) == (
+            b.packets,
+            b.bytes,
+            b.truncated,
+            b.drops,
+        )
+    assert batched.stats.truncated == 1 and batched.stats.drops == 3
+
+
+def test_pcapng_damage_inside_a_run_is_reported_as_by_the_per_block_reader(tmp_path: Path) -> None:
+    """A run of enhanced packet blocks ending in a block that names an unknown interface or
+    whose captured length exceeds it: the batch stops there and the message is the same."""
+    good = [cap.epb(0, i, FRAME) for i in range(5)]
+    bad_iface = cap.epb(3, 9, FRAME)
+    too_long = bytearray(cap.epb(0, 9, FRAME))
+    too_long[20:24] = (len(FRAME) + 50).to_bytes(4, "little")
+    for bad in (bad_iface, bytes(too_long)):
+        f = tmp_path / "bad.pcapng"
+        f.write_bytes(cap.shb() + cap.idb(1) + b"".join(good) + bad + cap.epb(0, 10, FRAME))
+        per_block, batched = FileSource(str(f)), FileSource(str(f))
+        ref, got = _items(per_block, False), _items(batched, True)
+        assert _packets(got) == ref and len(ref) == 5
+        assert per_block.stats.errors == batched.stats.errors and batched.stats.errors
 
 
 def test_pcapng_big_endian_section(tmp_path: Path) -> None:

@@ -34,3 +34,67 @@ def test_seed_changes_the_hash() -> None:
     """A different seed gives a different ID."""
     a = community_id(17, ip("1.1.1.1"), 1, ip("2.2.2.2"), 2)
     assert a != community_id(17, ip("1.1.1.1"), 1, ip("2.2.2.2"), 2, seed=1)
+
+
+def _spec_rows(name: str) -> list[dict[str, object]]:
+    """The rows of a baseline file of the specification (corelight/community-id-spec)."""
+    import json
+    from pathlib import Path
+
+    return list(json.loads((Path(__file__).parent / "data" / name).read_text()))
+
+
+@pytest.mark.parametrize(
+    ("name", "seed"),
+    [("community_id_baseline_deflt.json", 0), ("community_id_baseline_seed1.json", 1)],
+)
+def test_every_spec_baseline_row(name: str, seed: int) -> None:
+    """Every row of the specification's baselines (ICMP, ICMPv6, TCP, UDP, SCTP, RSVP; default
+    and seed 1) gives the specification's Community ID."""
+    rows = _spec_rows(name)
+    assert len(rows) == 23
+    for row in rows:
+        got = community_id(
+            int(row["proto"]),  # type: ignore[call-overload]
+            ip(str(row["saddr"])),
+            int(row["sport"] or 0),  # type: ignore[call-overload]
+            ip(str(row["daddr"])),
+            int(row["dport"] or 0),  # type: ignore[call-overload]
+            seed,
+        )
+        assert got == row["communityid"], row
+
+
+def test_protocol_without_ports_hashes_no_port_bytes() -> None:
+    """RSVP (46) hashes addresses and protocol only: ports given or not change nothing."""
+    a = community_id(46, ip("10.1.12.1"), 0, ip("10.1.12.2"), 0)
+    assert a == "1:KHlLkgoJW7ifUTyTSgyVfkFHzKw="
+    assert community_id(46, ip("10.1.12.1"), 7, ip("10.1.12.2"), 9) == a
+
+
+def test_icmpv6_home_agent_discovery_pairs() -> None:
+    """ICMPv6 144/145 (and 139/140) are request/reply pairs: one ID both ways."""
+    for req, rep in ((144, 145), (139, 140)):
+        there = community_id(58, ip("fe80::1"), req, ip("fe80::2"), 0)
+        back = community_id(58, ip("fe80::2"), rep, ip("fe80::1"), 0)
+        assert there == back
+
+
+def test_flows_of_the_spec_captures_carry_the_spec_ids() -> None:
+    """Running the specification's own captures, the Community IDs of the flows are exactly the
+    ones its baseline lists for their packets (the engine pairs ICMP as the spec does)."""
+    from dronewatch.capture.files import FileSource
+    from dronewatch.core.pipeline import AnalysisConfig, run_source
+    from dronewatch.judge.flowlog import FlowRecord
+    from tests.pcaps import THIRD_PARTY, all_captures
+
+    ids: set[str] = set()
+    for path in all_captures(THIRD_PARTY / "community-id-spec"):
+        run_source(
+            FileSource(str(path)),
+            lambda r: ids.add(r.community_id) if isinstance(r, FlowRecord) else None,
+            AnalysisConfig(),
+        )
+    assert ids == {
+        str(row["communityid"]) for row in _spec_rows("community_id_baseline_deflt.json")
+    }

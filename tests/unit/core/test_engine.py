@@ -13,8 +13,9 @@ from dronewatch.core.engine import (
     conn_state,
     flow_uid,
 )
-from dronewatch.core.flow import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Flow, Packet
+from dronewatch.core.flow import TCP_ACK, TCP_RST, TCP_SYN, Flow, Packet
 from tests.factories import RecordingContext, ip, make_packet, make_udp
+from tests.unit.core.tcpconv import TcpConversation
 
 
 class Spy:
@@ -59,17 +60,17 @@ def tcp(flags: int, *, reverse: bool = False, ts: float = 1.0, payload: bytes = 
 
 
 def test_handshake_data_close_is_one_flow_sf() -> None:
-    """SYN, SYN-ACK, data both ways, FIN both ways make one SF flow with per-direction counts."""
+    """SYN, SYN-ACK, data both ways, FIN both ways make one SF flow with per-direction counts;
+    the ACK after both FINs does not lengthen it."""
     eng, spy = engine()
+    conv = TcpConversation(ts=0.9)
     for pkt in (
-        tcp(TCP_SYN),
-        tcp(TCP_SYN | TCP_ACK, reverse=True),
-        tcp(TCP_ACK, ts=1.1),
-        tcp(TCP_ACK | 0x08, ts=1.2, payload=b"x" * 100),
-        tcp(TCP_ACK | 0x08, reverse=True, ts=1.3, payload=b"y" * 300),
-        tcp(TCP_FIN | TCP_ACK, ts=1.4),
-        tcp(TCP_FIN | TCP_ACK, reverse=True, ts=1.5),
-        tcp(TCP_ACK, ts=1.6),
+        *conv.handshake(),
+        conv.send(b"x" * 100),
+        conv.reply(b"y" * 300),
+        conv.fin(),
+        conv.fin(from_client=False),
+        conv.segment(True, TCP_ACK, step=0.3),
     ):
         eng.process(pkt)
     eng.finish()
@@ -80,7 +81,7 @@ def test_handshake_data_close_is_one_flow_sf() -> None:
     assert (flow.orig_payload_bytes, flow.resp_payload_bytes) == (100, 300)
     assert flow.history == "ShADdFf"
     assert conn_state(flow) == "SF" and flow.end_reason == "tcp_close"
-    assert round(flow.duration_s, 3) == 0.6
+    assert round(flow.duration_s, 3) == 0.06
 
 
 def test_syn_ack_first_makes_the_receiver_the_originator() -> None:
@@ -352,3 +353,86 @@ def test_flows_share_addresses_ports_and_inspector_tuples() -> None:
     assert f1.inspectors is f2.inspectors and f1.inspector_names is f2.inspector_names
     eng.process(make_packet(b"z", sport=50001, dport=8443, ts=3.0))
     assert len(eng.flows) == 2 and f1.orig_pkts == 2
+
+
+def udp(src: str, sport: int, dst: str, dport: int, ts: float = 1.0) -> Packet:
+    """A UDP datagram between two endpoints."""
+    return make_udp(b"x" * 10, src=src, sport=sport, dst=dst, dport=dport, ts=ts)
+
+
+def test_udp_server_that_speaks_first_stays_the_responder() -> None:
+    """A DHCP server's datagram (port 67 to 68) seen first: the client is the originator, and
+    the history shows the flip (Zeek's likely server ports)."""
+    eng, spy = engine()
+    eng.process(udp("128.2.6.152", 67, "128.2.6.97", 68))
+    eng.process(udp("128.2.6.97", 68, "128.2.6.152", 67, ts=1.5))
+    eng.finish()
+    (flow,) = spy.ended
+    assert (flow.orig_h, flow.orig_p) == (ip("128.2.6.97"), 68)
+    assert flow.history == "^dD"
+    assert conn_state(flow) == "SF"
+
+
+def test_udp_to_the_broadcast_address_is_never_turned_round() -> None:
+    """A datagram from a service port to 255.255.255.255 keeps its sender as originator."""
+    eng, spy = engine()
+    eng.process(udp("10.0.0.1", 67, "255.255.255.255", 68))
+    eng.finish()
+    (flow,) = spy.ended
+    assert flow.orig_p == 67 and flow.history == "D"
+    assert conn_state(flow) == "S0"
+
+
+def test_udp_between_two_unlisted_ports_keeps_the_first_sender() -> None:
+    """Neither port a service port: the first sender originates; only the responder: SHR."""
+    eng, spy = engine()
+    eng.process(udp("10.0.0.1", 40000, "10.0.0.2", 41000))
+    eng.process(udp("10.0.0.3", 53, "10.0.0.4", 5353))  # both listed: no flip, sender orig
+    eng.finish()
+    assert [f.orig_p for f in spy.ended] == [40000, 53]
+
+
+def icmp(
+    src: str, dst: str, icmp_type: int, code: int = 0, ts: float = 1.0, v6: bool = False
+) -> Packet:
+    """An ICMP (or ICMPv6) message; its type and code stand in for ports, as the decoder does."""
+    return make_packet(
+        b"\x00" * 40, src=src, dst=dst, sport=icmp_type, dport=code, proto=58 if v6 else 1, ts=ts
+    )
+
+
+def test_icmp_echo_request_and_reply_are_one_flow() -> None:
+    """An echo request and its reply make one flow keyed by the type and its counterpart, with
+    Zeek's payload count (past the 8-byte header)."""
+    eng, spy = engine()
+    eng.process(icmp("192.168.0.89", "192.168.0.1", 8))
+    eng.process(icmp("192.168.0.1", "192.168.0.89", 0, ts=1.2))
+    eng.finish()
+    (flow,) = spy.ended
+    assert (flow.orig_p, flow.resp_p) == (8, 0)
+    assert (flow.orig_pkts, flow.resp_pkts) == (1, 1)
+    assert (flow.orig_payload_bytes, flow.resp_payload_bytes) == (36, 36)
+    assert conn_state(flow) == "OTH" and flow.history == ""
+
+
+def test_icmpv6_node_information_query_and_response_pair() -> None:
+    """ICMPv6 139/140 (and the other request/reply types) pair like echo."""
+    eng, spy = engine()
+    eng.process(icmp("fe80::1", "fe80::2", 139, v6=True))
+    eng.process(icmp("fe80::2", "fe80::1", 140, ts=1.1, v6=True))
+    eng.finish()
+    (flow,) = spy.ended
+    assert (flow.orig_p, flow.resp_p, flow.resp_pkts) == (139, 140, 1)
+
+
+def test_one_way_icmp_messages_are_flows_of_their_own_direction() -> None:
+    """Destination-unreachable messages each way are two flows, keyed by type and code."""
+    eng, spy = engine()
+    eng.process(icmp("10.0.0.1", "10.0.0.2", 3, 1))
+    eng.process(icmp("10.0.0.2", "10.0.0.1", 3, 1, ts=1.1))
+    eng.process(icmp("10.0.0.1", "10.0.0.2", 3, 1, ts=1.2))
+    eng.finish()
+    assert sorted((f.orig_h, f.orig_pkts) for f in spy.ended) == [
+        (ip("10.0.0.1"), 2),
+        (ip("10.0.0.2"), 1),
+    ]

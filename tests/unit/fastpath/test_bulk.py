@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.all import ARP, IP, TCP, UDP, Dot1Q, Ether, IPv6, raw
+from scapy.all import ARP, DNS, DNSQR, DNSRR, IP, TCP, UDP, Ether, IPv6, Packet, raw
 
+from dronewatch.capture.base import RawPacket
+from dronewatch.capture.decode import Decoder
 from dronewatch.capture.files import FileSource
-from dronewatch.core.engine import EngineOptions
+from dronewatch.core.engine import Engine, EngineOptions
+from dronewatch.core.flow import Flow
+from dronewatch.core.flow import Packet as DecodedPacket
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, RunResult, run_source
 from dronewatch.fastpath import NO_C_ENV
@@ -20,7 +24,8 @@ from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.policy import Policy
 from tests.pcaps import PCAPS, all_captures
-from tests.unit.capture.captures import pcap_bytes
+from tests.unit.capture.captures import epb, idb, pcap_bytes, shb, spb
+from tests.unit.capture.links import LINK_WRAPS
 
 PHONE, CLOUD = "10.77.0.2", "203.0.113.7"
 PHONE6, CLOUD6 = "2001:db8::2", "2001:db8:1::7"
@@ -111,16 +116,20 @@ def test_damaged_file_same_on_both_paths(tmp_path: Path) -> None:
 
 
 # Random traffic: a few flows of each kind, packets at random gaps that cross the sweep, idle and
-# active timeouts, with every TCP flag pattern, VLAN tags, non-IP frames and fragments.
+# active timeouts, with every TCP flag pattern, non-IP frames and fragments; in every link type
+# the walk reads, each packet in a frame of that link type drawn at random (VLAN tags, 802.11
+# data, control and management frames, ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE, nested ones, and
+# headers that must be left alone: `tests.unit.capture.links`), sometimes cut short by the snap
+# length; written as pcap, or as pcapng with two interfaces and simple packet blocks.
 FLOWS = [
-    ("tcp", 4, False, 40001),
-    ("tcp", 4, False, 40001),
-    ("udp", 4, False, 9003),
-    ("tcp", 4, True, 40002),
-    ("tcp", 6, False, 40003),
-    ("udp", 4, False, 9003),
-    ("udp", 6, False, 50000),
-    ("udp", 4, False, 53),
+    ("tcp", 4, 40001),
+    ("tcp", 4, 40001),
+    ("udp", 4, 9003),
+    ("tcp", 4, 40002),
+    ("tcp", 6, 40003),
+    ("udp", 4, 9003),
+    ("udp", 6, 50000),
+    ("udp", 4, 53),
 ]
 EVENTS = st.lists(
     st.tuples(
@@ -133,18 +142,22 @@ EVENTS = st.lists(
             ["A", "PA", "PA", "PA", "A", "PA", "PA", "S", "SA", "FA", "R", "F", "SF", "", "RA"]
         ),
         st.sampled_from([0, 0, 1, 12, 40]),  # payload bytes
+        st.integers(0, 1000),  # which frame of the link type carries it
+        st.sampled_from([None] * 12 + [0, 3, 13, 20, 34, 38, 46, 54, 60, 70, 90]),  # snap length
     ),
     min_size=1,
     max_size=150,
 )
+LINKTYPES = sorted(LINK_WRAPS)
 
 
-def frame(index: int, out: bool, flags: str, size: int) -> bytes:
+def body(index: int, out: bool, flags: str, size: int) -> Packet:
+    """The packet of event `index` (a flow's, ARP or a later IPv4 fragment), without link layer."""
     if index == len(FLOWS):
-        return raw(ETH() / ARP(psrc=PHONE, pdst="10.77.0.1"))
+        return ARP(psrc=PHONE, pdst="10.77.0.1")
     if index == len(FLOWS) + 1:  # a fragment other than the first
-        return raw(ETH() / IP(src=PHONE, dst=CLOUD, frag=3, proto=17) / b"tail")
-    proto, version, vlan, port = FLOWS[index]
+        return IP(src=PHONE, dst=CLOUD, frag=3, proto=17) / b"tail"
+    proto, version, port = FLOWS[index]
     src, dst = (PHONE, CLOUD) if version == 4 else (PHONE6, CLOUD6)
     if not out:
         src, dst = dst, src
@@ -155,28 +168,206 @@ def frame(index: int, out: bool, flags: str, size: int) -> bytes:
         l4 = UDP(sport=sport, dport=dport)
     else:
         l4 = TCP(sport=sport, dport=dport, flags=flags)
-    eth = ETH() / Dot1Q(vlan=7) if vlan else ETH()
-    return raw(eth / l3 / l4 / (b"p" * size))
+    return l3 / l4 / (b"p" * size)
+
+
+def frame(linktype: int, wrap: int, packet: Packet, snap: int | None) -> bytes:
+    wraps = LINK_WRAPS[linktype]
+    data = list(wraps.values())[wrap % len(wraps)](packet)
+    return data if snap is None else data[:snap]
+
+
+def write_capture(path: Path, frames: list[tuple[float, bytes]], linktype: int, ng: bool) -> None:
+    """`frames` as a pcap file, or as pcapng: interfaces 0 and 1 of `linktype`, each frame in an
+    enhanced packet block of one of them, or now and then in a simple packet block (no time)."""
+    if not ng:
+        path.write_bytes(pcap_bytes(frames, linktype=linktype))
+        return
+    blocks = [shb(), idb(linktype), idb(linktype)]
+    for n, (ts, data) in enumerate(frames):
+        if n % 7 == 3:
+            blocks.append(spb(data))
+        else:
+            blocks.append(epb(int(n % 3 == 1), round(ts * 1e6), data))
+    path.write_bytes(b"".join(blocks))
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(events=EVENTS, inspect=st.sampled_from([1, 2, 32]))
+@given(
+    events=EVENTS,
+    inspect=st.sampled_from([1, 2, 32]),
+    linktype=st.sampled_from(LINKTYPES),
+    ng=st.booleans(),
+)
 def test_random_traffic_same_on_both_paths(
-    tmp_path: Path, events: list[tuple[int, bool, float, str, int]], inspect: int
+    tmp_path: Path,
+    events: list[tuple[int, bool, float, str, int, int, int | None]],
+    inspect: int,
+    linktype: int,
+    ng: bool,
 ) -> None:
+    """Random traffic in any link type and encapsulation gives the same records on both paths."""
     ts = 1_700_000_000.0
     frames = []
-    for index, out, gap, flags, size in events:
+    for index, out, gap, flags, size, wrap, snap in events:
         ts += gap
-        frames.append((ts, frame(index, out, flags, size)))
-    path = tmp_path / "random.pcap"
-    path.write_bytes(pcap_bytes(frames))
+        frames.append((ts, frame(linktype, wrap, body(index, out, flags, size), snap)))
+    path = tmp_path / ("random.pcapng" if ng else "random.pcap")
+    write_capture(path, frames, linktype, ng)
     engine = EngineOptions(
         inspect_packets=inspect, udp_idle_s=10.0, tcp_idle_s=20.0, active_s=30.0, sweep_every_s=1.0
     )
     both(path, engine)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    linktype=st.sampled_from(LINKTYPES),
+    frames=st.lists(
+        st.tuples(
+            st.integers(0, len(FLOWS) + 1),
+            st.integers(0, 1000),
+            st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+            st.one_of(st.none(), st.integers(0, 120)),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_damaged_frames_same_on_both_paths(
+    tmp_path: Path,
+    linktype: int,
+    frames: list[tuple[int, int, list[tuple[int, int]], int | None]],
+) -> None:
+    """Frames of every link type and carrier with bytes overwritten at random (lengths, flags,
+    versions, EtherTypes) and cut anywhere: the walk reads, counts or hands over each as the
+    decoder decides."""
+    out = []
+    for n, (index, wrap, flips, cut) in enumerate(frames):
+        data = bytearray(frame(linktype, wrap, body(index, n % 2 == 0, "PA", 12), cut))
+        for at, value in flips:
+            if at < len(data):
+                data[at] = value
+        out.append((1000.0 + n * 0.01, bytes(data)))
+    path = tmp_path / "damaged.pcap"
+    write_capture(path, out, linktype, False)
+    both(path, EngineOptions(inspect_packets=1))
+
+
+def sessions() -> list[Packet]:
+    """A TCP upload (handshake, data and ACKs, close) and a UDP exchange, then ARP and a later
+    IPv4 fragment: packets without a link layer."""
+    up, down = IP(src=PHONE, dst=CLOUD), IP(src=CLOUD, dst=PHONE)
+    out: list[Packet] = [
+        up / TCP(sport=40001, dport=443, flags="S"),
+        down / TCP(sport=443, dport=40001, flags="SA"),
+        up / TCP(sport=40001, dport=443, flags="A"),
+    ]
+    for i in range(40):
+        out.append(up / TCP(sport=40001, dport=443, flags="PA", seq=1 + i * 100) / (b"u" * 100))
+        out.append(down / TCP(sport=443, dport=40001, flags="A"))
+        out.append(IPv6(src=PHONE6, dst=CLOUD6) / UDP(sport=50000, dport=7000) / (b"d" * (i % 9)))
+        out.append(IPv6(src=CLOUD6, dst=PHONE6) / UDP(sport=7000, dport=50000) / b"back")
+    out.append(up / TCP(sport=40001, dport=443, flags="FA"))
+    out.append(down / TCP(sport=443, dport=40001, flags="FA"))
+    out.append(ARP(psrc=PHONE, pdst="10.77.0.1"))
+    out.append(IP(src=PHONE, dst=CLOUD, frag=3, proto=17) / b"tail")
+    return out
+
+
+EVERY_FRAME = [
+    pytest.param(linktype, name, id=f"{linktype}-{name}")
+    for linktype, wraps in sorted(LINK_WRAPS.items())
+    for name in wraps
+]
+
+
+@pytest.mark.parametrize(("linktype", "wrap"), EVERY_FRAME)
+def test_every_carrier_same_on_both_paths(tmp_path: Path, linktype: int, wrap: str) -> None:
+    """Flows started by packets seen directly (past their inspected packets) and carried on in
+    one kind of frame (a tag, an encapsulation, one the decoder must leave alone, 802.11 frames
+    it only counts) give the same records on both paths, as pcap and as pcapng."""
+    wraps = LINK_WRAPS[linktype]
+    plain, carrier = next(iter(wraps.values())), wraps[wrap]
+    frames = [
+        (1000.0 + i * 0.05, (plain if i < 20 else carrier)(p)) for i, p in enumerate(sessions())
+    ]
+    for ng in (False, True):
+        path = tmp_path / ("carried.pcapng" if ng else "carried.pcap")
+        write_capture(path, frames, linktype, ng)
+        ref, bulk = both(path, EngineOptions(inspect_packets=2))
+        assert ref.capture.packets == len(frames)
+        if carries_dns(linktype, wrap):
+            assert bulk.bulk_packets > 0
+
+
+def dns_exchange(n: int) -> list[Packet]:
+    """`n` DNS queries from the phone and their answers, on one UDP flow."""
+    out: list[Packet] = []
+    for i in range(n):
+        query = DNS(id=i, rd=1, qd=DNSQR(qname="mydjiflight.dji.com"))
+        answer = DNS(
+            id=i,
+            qr=1,
+            qd=DNSQR(qname="mydjiflight.dji.com"),
+            an=DNSRR(rrname="mydjiflight.dji.com", rdata="47.88.0.13"),
+        )
+        out.append(IP(src=PHONE, dst="10.77.0.1") / UDP(sport=41000, dport=53) / query)
+        out.append(IP(src="10.77.0.1", dst=PHONE) / UDP(sport=53, dport=41000) / answer)
+    return out
+
+
+def followed(path: Path, bulk: bool, monkeypatch: pytest.MonkeyPatch) -> list[Packet]:
+    """The packets the engine hands to the followers of a flow, in order, on one path."""
+    seen: list[DecodedPacket] = []
+    real = Engine.to_followers
+
+    def spy(self: Engine, flow: Flow, pkt: DecodedPacket) -> None:
+        seen.append(pkt)
+        real(self, flow, pkt)
+
+    monkeypatch.setattr(Engine, "to_followers", spy)
+    engine = EngineOptions(inspect_packets=2)
+    run_source(FileSource(str(path)), lambda record: None, config(bulk, engine))
+    monkeypatch.setattr(Engine, "to_followers", real)
+    return seen  # type: ignore[return-value]
+
+
+def carries_dns(linktype: int, wrap: str) -> bool:
+    """Whether the decoder finds the DNS query in that frame (not an outer packet, not a frame
+    it only counts)."""
+    data = LINK_WRAPS[linktype][wrap](dns_exchange(1)[0])
+    pkt = Decoder().decode(RawPacket(0.0, linktype, data, len(data), 0, 1))
+    return pkt is not None and pkt.dport == 53
+
+
+CARRYING_DNS = [
+    pytest.param(linktype, name, id=f"{linktype}-{name}")
+    for linktype, wraps in sorted(LINK_WRAPS.items())
+    for name in wraps
+    if carries_dns(linktype, name)
+]
+
+
+@pytest.mark.parametrize(("linktype", "wrap"), CARRYING_DNS)
+def test_followers_get_the_decoders_packets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linktype: int, wrap: str
+) -> None:
+    """A followed flow's datagrams that the C walk hands to the followers are the packets the
+    per-packet decoder makes (MACs, VLAN, tunnel, payload), in every link type and carrier."""
+    frames = [
+        (1000.0 + i * 0.01, LINK_WRAPS[linktype][wrap](p)) for i, p in enumerate(dns_exchange(30))
+    ]
+    path = tmp_path / "dns.pcapng"
+    write_capture(path, frames, linktype, ng=True)
+    ref = followed(path, False, monkeypatch)
+    bulk = followed(path, True, monkeypatch)
+    assert len(ref) > 40
+    assert bulk == ref
 
 
 def test_flow_cut_by_active_timeout_within_a_segment(tmp_path: Path) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import sys
+from socket import AF_INET6, inet_pton
 
 import numpy as np
 import pytest
-from scapy.all import IP, TCP, UDP, Dot1Q, Ether, raw
+from scapy.all import ARP, IP, TCP, UDP, Dot1Q, Ether, IPv6, IPv6ExtHdrHopByHop, raw
 
 from dronewatch.core.flow import Flow
 from dronewatch.fastpath import _fastpath
+from tests.unit.capture.links import ACK, BEACON, ETHERNET, dot11, radiotap
 
 PHONE, DRONE = "192.168.2.20", "192.168.2.1"
+PHONE6, DRONE6 = "fd00::14", "fd00::1"
 LIMIT = 4
 
 
@@ -30,6 +32,7 @@ class Engine:
         self.handled: list[int] = []
         self.followed: list[int] = []
         self.counted = 0
+        self.not_ip: dict[str, int] = {}
 
     def lookup(self, key: bytes) -> Flow:
         return self.flow
@@ -52,14 +55,18 @@ class Engine:
     def count(self, n: int, latest: float) -> None:
         self.counted += n
 
-    def walk(self, frames: list[bytes]) -> None:
+    def skipped(self, counts: dict[str, int]) -> None:
+        for kind, n in counts.items():
+            self.not_ip[kind] = self.not_ip.get(kind, 0) + n
+
+    def walk(self, frames: list[bytes], linktype: int = 1) -> None:
         buf = b"".join(frames)
         at = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.int64)
         caplen = np.array([len(f) for f in frames], dtype=np.int64)
         ts = np.arange(len(frames), dtype=np.float64) + 1000.0
         _fastpath.walk(
-            buf, at, caplen, ts, 14, 1e18, 0, LIMIT, 1800.0, self.lookup, self.handle,
-            self.follow, self.sweep, self.count,
+            buf, at, caplen, ts, linktype, 1e18, 0, LIMIT, 1800.0, self.lookup, self.handle,
+            self.follow, self.sweep, self.count, self.skipped,
         )  # fmt: skip
 
 
@@ -67,6 +74,7 @@ def flow(inspected: int) -> Flow:
     f = Flow("C1", 17, bytes([192, 168, 2, 20]), 50000, bytes([192, 168, 2, 1]), 9003, 999.0, 999.0)
     f.inspected = inspected
     f.followers = ("dji_wifi",)
+    f.history = "Dd"  # both ends have sent: a datagram adds no history letter
     return f
 
 
@@ -80,6 +88,44 @@ def test_settled_packets_are_counted_and_written_back() -> None:
     assert (eng.handled, eng.followed, eng.counted) == ([], [], 5)
     assert f.orig_pkts == 5 and f.orig_bytes == 5 * (len(datagram()) - 14)
     assert f.last_ts == 1004.0
+
+
+def test_tagged_and_encapsulated_datagrams_are_counted_in_c() -> None:
+    """A settled flow's datagrams are counted in C whatever carries them (VLAN tags, ERSPAN,
+    GRE, VXLAN, Geneve, MPLS, PPPoE), under the key of the inner packet."""
+    f = flow(LIMIT)
+    f.followers = ()
+    keys: list[bytes] = []
+    eng = Engine(f)
+    eng.lookup = lambda key: keys.append(key) or f  # type: ignore[method-assign]
+    inner = IP(src=PHONE, dst=DRONE) / UDP(sport=50000, dport=9003) / b"frame"
+    carriers = [
+        "vlan", "qinq", "erspan_i", "erspan_ii", "erspan_iii", "gre_key_checksum", "gre6_teb",
+        "vxlan", "geneve6_options", "geneve_ip", "mpls", "pppoe", "nested_three",
+    ]  # fmt: skip
+    eng.walk([ETHERNET[name](inner) for name in carriers])
+    assert (eng.handled, eng.counted) == ([], len(carriers))
+    assert len(set(keys)) == 1 and keys[0][:2] == bytes([4, 17])
+    assert f.orig_pkts == len(carriers) and f.orig_bytes == len(carriers) * len(inner)
+
+
+def test_frames_that_are_not_ip_are_counted_by_kind_in_c() -> None:
+    """Frames the decoder only counts are counted in C under the decoder's names; a management
+    frame, or one too short for its headers, goes to Python; past 32 kinds in one walk, new
+    kinds go to Python too."""
+    eng = Engine(flow(LIMIT))
+    lldp = raw(Ether(type=0x88CC) / (b"\x00" * 30))
+    arp = raw(Ether() / ARP())
+    eng.walk([arp, lldp, arp, raw(Ether())[:10]])
+    assert eng.not_ip == {"arp": 2, "ethertype-0x88cc": 1} and eng.handled == [3]
+    eng = Engine(flow(LIMIT))
+    wifi = [radiotap(ACK), radiotap(BEACON), radiotap(ACK, fcs=True)]
+    wifi += [radiotap(dot11(b"secret", 0x0800, protected=True)), radiotap(b"\x08")]
+    eng.walk(wifi, linktype=127)
+    assert eng.not_ip == {"dot11-ctrl": 2, "dot11-protected": 1} and eng.handled == [1, 4]
+    eng = Engine(flow(LIMIT))
+    eng.walk([raw(Ether(type=0x9000 + n) / b"x") for n in range(40)])
+    assert len(eng.not_ip) == 32 and eng.handled == list(range(32, 40))
 
 
 def test_followed_packets_reach_the_followers_with_exact_counts() -> None:
@@ -97,13 +143,23 @@ def test_followed_packets_reach_the_followers_with_exact_counts() -> None:
     assert seen == [1, 2, 3]
 
 
+def datagram6(hop_by_hop: bool = False) -> bytes:
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    ip = IPv6(src=PHONE6, dst=DRONE6)
+    if hop_by_hop:
+        ip = ip / IPv6ExtHdrHopByHop()
+    return bytes(raw(eth / ip / UDP(sport=50000, dport=9003) / b"frame"))
+
+
 def test_python_touching_the_flow_is_read_back() -> None:
     """A packet Python decoded changes the flow; the walk reads the flow again before its next
-    packet: counted (inspected 2 -> 3), handed to Python for its VLAN tag (3 -> 4, the limit),
-    then past the inspected packets, so to the follower rather than counted on stale state."""
+    packet: counted (inspected 2 -> 3), handed to Python for its IPv6 extension header (3 -> 4,
+    the limit), then past the inspected packets, so to the follower rather than counted on stale
+    state."""
     f = flow(LIMIT - 2)
+    f.orig_h, f.resp_h = inet_pton(AF_INET6, PHONE6), inet_pton(AF_INET6, DRONE6)
     eng = Engine(f)
-    eng.walk([datagram(), datagram(vlan=True), datagram()])
+    eng.walk([datagram6(), datagram6(hop_by_hop=True), datagram6()])
     assert eng.handled == [1]
     assert eng.followed == [2]
     assert eng.counted == 2
@@ -185,27 +241,24 @@ def tcp_flow(history: str) -> Flow:
     return f
 
 
-def test_empty_segments_add_their_history_letter_in_c() -> None:
-    """A known flow's SYN-ACK, first ACKs and first FIN only add a history letter (the engine's,
-    interned) and counts: done in C. A reset, a FIN that closes the flow (both sides' FIN seen)
-    and a segment with data and a new letter go to the engine, which notes them."""
+def test_tcp_segments_of_a_flow_without_tcp_state_go_to_the_engine() -> None:
+    """The C walk writes no TCP history and keeps no TCP state of its own: every segment of a
+    flow whose state the engine has not set up (`Flow.tcp`) goes to the engine, in order, control
+    segments and data alike, and none is counted in C."""
     f = tcp_flow("S")
     eng = Engine(f)
     frames = [
-        segment("SA", out=False),  # h
-        segment("A"),  # A
-        segment("A", out=False),  # a
-        segment("A"),  # nothing new
-        segment("FA"),  # F
-        segment("PA", payload=b"x"),  # D: new letter with data, to the engine
-        segment("FA", out=False),  # f: closes the flow, to the engine
-        segment("R"),  # to the engine
+        segment("SA", out=False),
+        segment("A"),
+        segment("A", out=False),
+        segment("FA"),
+        segment("PA", payload=b"x"),
+        segment("R"),
     ]
     eng.walk(frames)
-    assert eng.handled == [5, 6, 7]
-    assert eng.counted == 5
-    assert f.history == "ShAaF" and f.history is sys.intern("ShAaF")
-    assert f.orig_pkts == 3 + 3 and f.resp_pkts == 2  # 3 counted in C, 3 by the stand-in
+    assert eng.handled == list(range(len(frames)))
+    assert eng.counted == 0
+    assert f.history == "S"
 
 
 def test_flow_fields_the_c_walk_uses_exist() -> None:

@@ -1,0 +1,493 @@
+"""TCP connection state as Zeek keeps it: each endpoint's state, sequence space and history.
+
+Every TCP flow carries one `array('q')` (`Flow.tcp`) with both endpoints' state, and
+`segment` updates it for each segment in capture order, the way Zeek's TCP session adapter does
+(RFC 9293 states seen from outside, reduced to INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL,
+ESTABLISHED, CLOSED and RESET): which endpoint did what decides the connection state
+(`conn_state`), the sequence space an endpoint covered gives its payload size (`size`: bytes the
+capture missed count, retransmissions do not), and the history letters follow Zeek's rules
+(`S h A D F R` once per kind and again on a new sequence number for S/H/F/R, `T` at the 1st, 10th,
+100th... retransmission, `Q` for SYN+FIN or SYN+RST, `I` for FIN+RST, `^` when the roles flip).
+
+The array is shared with the C walk (`dronewatch.fastpath._fastpath`), which updates the first
+`C_SLOTS` slots of each endpoint itself for the segments it counts (segments without SYN, FIN or
+RST of a flow whose `FAST` slot is set); everything else goes through `segment`. The layout is
+therefore fixed: change it here and in `_fastpath.c` together.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from typing import TYPE_CHECKING
+
+from dronewatch.core.flow import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from dronewatch.core.flow import Flow
+
+# Endpoint states (Zeek's TCP_ENDPOINT_*).
+INACTIVE = 0
+SYN_SENT = 1
+SYN_ACK_SENT = 2
+PARTIAL = 3
+ESTABLISHED = 4
+CLOSED = 5
+RESET = 6
+
+# Slots of one endpoint's block; the first C_SLOTS are read and written by the C walk too.
+LAST = 0
+"""Sequence number one past the highest segment the endpoint sent (32-bit)."""
+LREL = 1
+"""LAST as an offset from START, in 64-bit sequence space (wraps counted)."""
+ACK = 2
+"""Highest acknowledgement the peer sent for the endpoint's data (32-bit)."""
+AREL = 3
+"""ACK as an offset from START."""
+RXMIT = 4
+"""Retransmitted data segments."""
+RXNEXT = 5
+"""The RXMIT count at which the next `T` letter is written (1, 10, 100...)."""
+FLAGS = 6
+"""F_* bits."""
+START = 7
+"""The endpoint's initial sequence number (the one its SYN carried, or one before its first
+byte when no SYN was seen)."""
+C_SLOTS = 8
+STATE = 8
+PREV = 9
+"""State before the last change."""
+DID_CLOSE = 10
+FIN_CNT = 11
+HIST_SYN = 12
+"""Relative sequence number of the last SYN (a new one writes the letter again)."""
+HIST_FIN = 13
+HIST_RST = 14
+BLOCK = 16
+"""Slots per endpoint; the originator's block comes first."""
+
+FAST = 2 * BLOCK
+"""1 while the C walk may count this flow's segments without SYN, FIN or RST itself."""
+MASK = FAST + 1
+"""Zeek's history mask: which kinds of history event each role has shown (HIST_* bits, the
+responder's shifted by 16)."""
+SIZE = MASK + 1
+
+F_INIT = 1
+"""The endpoint's sequence numbers are set (by its own first segment or the peer's ACK)."""
+F_SEEN = 2
+"""The endpoint sent a segment."""
+F_ACTIVE = 4
+"""The endpoint's state is not INACTIVE."""
+
+HIST_SYN_PKT = 0x1
+HIST_FIN_PKT = 0x2
+HIST_RST_PKT = 0x4
+HIST_FIN_RST_PKT = 0x8
+HIST_DATA_PKT = 0x10
+HIST_ACK_PKT = 0x20
+HIST_MULTI_FLAG_PKT = 0x40
+
+SEQ_MOD = 1 << 32
+TOO_LARGE_SEQ_DELTA = 1048576
+"""A SYN or RST this far off the last sequence number is not trusted (Zeek's constant)."""
+
+# What `segment` asks the engine to do.
+EV_CLOSED = 1
+"""The connection closed (both ends, or a reset): end it `close_linger_s` after this segment."""
+EV_ATTEMPT = 2
+"""An initial SYN: if nothing answers within the linger, the attempt ends."""
+EV_REJECTED = 4
+EV_HALF_CLOSED = 8
+"""One end closed, the other still open: look again `session_s` later (Zeek's ExpireTimer)."""
+
+
+def new_state() -> array[int]:
+    """The state of a TCP flow before its first segment."""
+    t = array("q", bytes(8 * SIZE))
+    t[RXNEXT] = t[BLOCK + RXNEXT] = 1
+    return t
+
+
+def delta(a: int, b: int) -> int:
+    """`a - b` in 32-bit sequence space, signed."""
+    d = (a - b) & 0xFFFFFFFF
+    return d - SEQ_MOD if d >= 0x80000000 else d
+
+
+def rel_seq(t: array[int], e: int, seq: int) -> int:
+    """`seq` of endpoint block `e` relative to its start, wraps counted."""
+    return t[e + LREL] + delta(seq, t[e + LAST])
+
+
+def _set_state(t: array[int], e: int, state: int) -> None:
+    if t[e + STATE] != state:
+        t[e + PREV] = t[e + STATE]
+        t[e + STATE] = state
+        if state == INACTIVE:
+            t[e + FLAGS] &= ~F_ACTIVE
+        else:
+            t[e + FLAGS] |= F_ACTIVE
+
+
+def _init_seq(t: array[int], e: int, start: int, ack: int, last: int) -> None:
+    t[e + START] = start & 0xFFFFFFFF
+    t[e + ACK] = ack & 0xFFFFFFFF
+    t[e + AREL] = delta(ack, start)
+    t[e + LAST] = last & 0xFFFFFFFF
+    t[e + LREL] = delta(last, start)
+    t[e + FLAGS] |= F_INIT
+
+
+def swap_roles(t: array[int]) -> None:
+    """The endpoints change roles (the engine flips the flow)."""
+    orig = t[0:BLOCK]
+    t[0:BLOCK] = t[BLOCK : 2 * BLOCK]
+    t[BLOCK : 2 * BLOCK] = orig
+
+
+class _Segment:
+    """The parts of `segment` that flip the roles half-way keep their endpoint here."""
+
+    __slots__ = ("flow", "t", "e", "p", "is_orig", "flip")
+
+    def __init__(self, flow: Flow, is_orig: bool, flip: Callable[[Flow], None]) -> None:
+        self.flow = flow
+        assert flow.tcp is not None
+        self.t = flow.tcp
+        self.is_orig = is_orig
+        self.e = 0 if is_orig else BLOCK
+        self.p = BLOCK - self.e
+        self.flip = flip
+
+    def add(self, code: str) -> None:
+        self.flow.history += code if self.is_orig else code.lower()
+
+    def check(self, mask: int, code: str) -> bool:
+        """Zeek's CheckHistory: the first event of a kind writes its letter (False); later ones
+        only say they were seen before (True). A connection that began with a SYN-ACK flips when
+        it shows an ACK or data."""
+        if code in "AD" and self.flow.history == "H":
+            self.flip(self.flow)  # swaps the blocks too
+            self.flow.history = "^h"
+            self.is_orig = not self.is_orig
+            self.e, self.p = self.p, self.e
+        if not self.is_orig:
+            mask <<= 16
+        t = self.t
+        if not t[MASK] & mask:
+            t[MASK] |= mask
+            self.add(code)
+            return False
+        return True
+
+
+def segment(
+    flow: Flow,
+    from_orig: bool,
+    flags: int,
+    seq: int,
+    ack: int,
+    plen: int,
+    ts: float,
+    flip: Callable[[Flow], None],
+) -> int:
+    """Account one TCP segment of `flow` (sent by its originator or not); `flip(flow)` is called
+    when the roles must change. Returns EV_* bits for the engine."""
+    s = _Segment(flow, from_orig, flip)
+    t = s.t
+    syn, fin, rst = flags & TCP_SYN, flags & TCP_FIN, flags & TCP_RST
+    ackf = flags & TCP_ACK
+    seg_len = plen + (1 if syn else 0) + (1 if fin else 0)
+    if rst:
+        seg_len -= plen
+    end = (seq + seg_len) & 0xFFFFFFFF
+    _init_endpoint(t, s.e, syn, seq, end)
+    t[s.e + FLAGS] |= F_SEEN
+    rel = rel_seq(t, s.e, seq)
+    _history(s, flags, rel, plen)
+    e, p = s.e, s.p  # after a flip, the sender's block
+    if not (t[DID_CLOSE] and t[BLOCK + DID_CLOSE]) and ts > flow.last_ts:
+        flow.last_ts = ts
+    if fin:
+        t[e + FIN_CNT] += 1
+    if ackf:
+        if t[p + STATE] == INACTIVE:
+            _init_seq(t, p, ack - 1, ack - 1, ack - 1)  # as if a SYN had been seen
+        elif not rst:
+            d = delta(ack, t[p + ACK])
+            if t[p + AREL] + d >= 0 and d > 0 and not (ack == 0 and d > TOO_LARGE_SEQ_DELTA):
+                t[p + ACK] = ack
+                t[p + AREL] += d
+    d_last = _update_last(s, e, end, syn, fin, rst, plen)
+    events = _state_machine(s, e, p, syn, fin, rst, ackf, seq, ack, plen, d_last)
+    t[FAST] = 0 if _unsettled(t) else 1
+    return events
+
+
+def _unsettled(t: array[int]) -> bool:
+    """A state in which the C walk must hand every segment to `segment`: an end closed or
+    reset (the duration stops, the flow ends soon), or an attempt nobody answered yet (it may
+    end soon)."""
+    for e in (0, BLOCK):
+        if t[e + DID_CLOSE] or t[e + STATE] in (CLOSED, RESET):
+            return True
+    return attempt_open(t)
+
+
+def _init_endpoint(t: array[int], e: int, syn: int, seq: int, end: int) -> None:
+    """Zeek's init_endpoint: where an endpoint's sequence numbers start."""
+    state = t[e + STATE]
+    if state == INACTIVE:
+        if syn:
+            _init_seq(t, e, seq, seq, end)
+        else:
+            # A partial connection: numbered as if a SYN had been seen.
+            _init_seq(t, e, seq - 1, seq - 1, seq)
+    elif syn and (
+        (state in (SYN_SENT, SYN_ACK_SENT) and seq != t[e + START])
+        or state in (ESTABLISHED, PARTIAL)
+        or (state == RESET and t[e + PREV] == INACTIVE)
+    ):
+        _init_seq(t, e, seq, seq, end)
+
+
+def _history(s: _Segment, flags: int, rel: int, plen: int) -> None:
+    """Zeek's update_history."""
+    syn, fin, rst = flags & TCP_SYN, flags & TCP_FIN, flags & TCP_RST
+    bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+    t = s.t
+    if bits > 1:
+        if fin and rst:
+            s.check(HIST_FIN_RST_PKT, "I")
+        else:
+            s.check(HIST_MULTI_FLAG_PKT, "Q")
+    elif bits == 1:
+        if syn:
+            code = "H" if flags & TCP_ACK else "S"
+            if s.check(HIST_SYN_PKT, code) and rel != t[s.e + HIST_SYN]:
+                s.add(code)
+            t[s.e + HIST_SYN] = rel
+        if fin:
+            if s.check(HIST_FIN_PKT, "F") and rel + plen != t[s.e + HIST_FIN]:
+                s.add("F")
+            t[s.e + HIST_FIN] = rel + plen
+        if rst:
+            if s.check(HIST_RST_PKT, "R") and rel != t[s.e + HIST_RST]:
+                s.add("R")
+            t[s.e + HIST_RST] = rel
+    elif plen:
+        s.check(HIST_DATA_PKT, "D")
+    elif flags & TCP_ACK:
+        s.check(HIST_ACK_PKT, "A")
+
+
+def _update_last(s: _Segment, e: int, end: int, syn: int, fin: int, rst: int, plen: int) -> int:
+    """Zeek's update_last_seq; a retransmission counts towards the `T` letters."""
+    t = s.t
+    d = delta(end, t[e + LAST])
+    if (syn or rst) and abs(d) > TOO_LARGE_SEQ_DELTA:
+        pass  # not trusted
+    elif fin and t[e + LAST] == (t[e + START] + 1) & 0xFFFFFFFF:
+        t[e + LAST] = end  # only the SYN and the FIN seen: trust the FIN even backwards
+        t[e + LREL] += d
+    elif t[e + STATE] == RESET:
+        pass
+    elif d > 0:
+        t[e + LAST] = end
+        t[e + LREL] += d
+    elif plen > 0:
+        t[e + RXMIT] += 1
+        if t[e + RXMIT] == t[e + RXNEXT]:
+            s.add("T")
+            t[e + RXNEXT] *= 10
+    return d
+
+
+def _state_machine(
+    s: _Segment,
+    e: int,
+    p: int,
+    syn: int,
+    fin: int,
+    rst: int,
+    ackf: int,
+    seq: int,
+    ack: int,
+    plen: int,
+    d_last: int,
+) -> int:
+    """Zeek's UpdateStateMachine and ConnectionClosed, reduced to what the logs show."""
+    t = s.t
+    state = t[e + STATE]
+    close = False
+    events = 0
+    if state == INACTIVE:
+        if syn:
+            if s.is_orig:
+                _set_state(t, e, SYN_ACK_SENT if ackf else SYN_SENT)
+                events |= EV_ATTEMPT
+            else:
+                peer = t[p + STATE]
+                if not ackf and peer == SYN_ACK_SENT and seq == t[e + START]:
+                    # A SYN and SYN-ACK seen in reverse order: flip and establish.
+                    s.flip(s.flow)
+                    s.flow.history += "^"
+                    s.is_orig = not s.is_orig
+                    e, p = p, e
+                    _set_state(t, p, ESTABLISHED)
+                if t[p + STATE] == SYN_SENT:
+                    _set_state(t, p, ESTABLISHED)
+                _set_state(t, e, ESTABLISHED)
+        if fin:
+            _set_state(t, e, CLOSED)
+            close = True
+        if rst:
+            _set_state(t, e, RESET)
+            close = True
+            if s.is_orig:
+                reject = t[p + STATE] == ESTABLISHED
+            else:
+                reject = t[p + STATE] in (SYN_SENT, SYN_ACK_SENT)
+            if reject:
+                events |= EV_REJECTED
+        if t[e + STATE] == INACTIVE:
+            if not s.is_orig and plen == 0 and t[p + STATE] == SYN_SENT:
+                pass  # an ACK of the SYN before the SYN-ACK: not yet a partial connection
+            elif ackf and t[p + STATE] == ESTABLISHED:
+                _set_state(t, e, ESTABLISHED)  # the initial SYN was missed
+            else:
+                _set_state(t, e, PARTIAL)
+    elif state in (SYN_SENT, SYN_ACK_SENT):
+        if fin:
+            _set_state(t, e, CLOSED)
+            close = True
+        if rst:
+            _set_state(t, e, RESET)
+            close = True
+    elif state in (ESTABLISHED, PARTIAL):
+        if syn and state == PARTIAL and t[p + STATE] == INACTIVE and not ackf:
+            _set_state(t, e, SYN_SENT)
+        if fin and not rst:
+            _set_state(t, e, CLOSED)
+            if t[p + STATE] == RESET and t[p + PREV] == CLOSED:
+                _set_state(t, p, CLOSED)  # the peer's FIN then RST was a normal close
+            close = True
+        if rst:
+            _set_state(t, e, RESET)
+            close = True
+    elif state == CLOSED:
+        if rst and t[p + STATE] != CLOSED:
+            _set_state(t, e, RESET)
+            if not t[e + DID_CLOSE]:
+                close = True
+    if close and not t[e + DID_CLOSE]:
+        t[e + DID_CLOSE] = 1
+        if t[e + STATE] == RESET or t[p + DID_CLOSE] or t[p + STATE] == INACTIVE:
+            events |= EV_CLOSED
+        else:
+            events |= EV_HALF_CLOSED
+    return events
+
+
+def expired(t: array[int]) -> bool:
+    """A half-closed connection that has gone quiet may end (Zeek's ExpireTimer test): both
+    ends closed, or one reset, or one never active."""
+    if not (t[DID_CLOSE] or t[BLOCK + DID_CLOSE]):
+        return False
+    if t[DID_CLOSE] and t[BLOCK + DID_CLOSE]:
+        return True
+    states = (t[STATE], t[BLOCK + STATE])
+    return RESET in states or INACTIVE in states
+
+
+def is_reuse(t: array[int], flags: int, seq: int) -> bool:
+    """A SYN (or, on a half-open connection, a SYN-ACK) that starts a new connection on the
+    5-tuple (Zeek's IsReuse): any once an end has closed, else one whose sequence number is not
+    the one the connection started with."""
+    if not flags & TCP_SYN:
+        return False
+    if flags & TCP_ACK:
+        if t[STATE] != INACTIVE:
+            return False  # not a half-open connection
+        e = BLOCK
+    else:
+        e = 0
+    if not _closed(t):
+        if seq == t[e + START]:
+            return False
+        if (
+            not flags & TCP_ACK
+            and t[e + STATE] == SYN_ACK_SENT
+            and t[BLOCK + STATE] == INACTIVE
+            and seq == t[BLOCK + START]
+        ):
+            return False  # a SYN and SYN-ACK seen in reverse order
+    return True
+
+
+def _closed(t: array[int]) -> bool:
+    """Zeek's IsClosed: either end has closed (a FIN or a RST was accounted)."""
+    return bool(t[DID_CLOSE] or t[BLOCK + DID_CLOSE])
+
+
+def size(t: array[int], e: int) -> int:
+    """The payload bytes endpoint block `e` sent, in sequence space (Zeek's Size): from its
+    start to the highest of what it sent and what the peer acknowledged, SYN and FIN taken out."""
+    p = BLOCK - e
+    if (
+        t[e + PREV] == SYN_SENT
+        and t[e + STATE] == RESET
+        and t[p + STATE] == INACTIVE
+        and t[e + AREL] not in (0, 1)
+    ):
+        return 0  # a half-open connection found and aborted: its numbers say nothing
+    n = max(t[e + LREL], t[e + AREL])
+    if n < 0:
+        n += 1 << 64  # as Zeek's unsigned arithmetic gives it
+    if n:
+        n -= 1
+    if t[e + FIN_CNT] and n:
+        n -= 1
+    return n
+
+
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+
+
+def conn_state(flow: Flow) -> str:
+    """Zeek's conn_state of a TCP flow from its endpoints' states."""
+    t = flow.tcp
+    if t is None:
+        return "OTH"
+    os, rs = t[STATE], t[BLOCK + STATE]
+    o_inactive = os in (INACTIVE, PARTIAL)
+    r_inactive = rs in (INACTIVE, PARTIAL)
+    if rs == RESET:
+        if os in (SYN_SENT, SYN_ACK_SENT) or (
+            os == RESET and size(t, 0) == 0 and size(t, BLOCK) == 0
+        ):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os == RESET:
+        if r_inactive:
+            return "RSTOS0" if _RSTOS0.fullmatch(flow.history) else "OTH"
+        return "RSTO"
+    if rs == CLOSED and os == CLOSED:
+        return "SF"
+    if os == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+def attempt_open(t: array[int]) -> bool:
+    """Still a connection attempt: the originator sent a SYN, the responder nothing."""
+    return t[STATE] in (SYN_SENT, SYN_ACK_SENT) and t[BLOCK + STATE] == INACTIVE
