@@ -9,6 +9,16 @@ left as recorded, which no reader in the benchmark verifies.
 
     .venv/bin/python bench/make_capture.py                 # bench/data/bench.pcap, >= 1M packets
     .venv/bin/python bench/make_capture.py --packets 200000 --out /tmp/small.pcap
+
+With --shapes it builds, instead, one capture per traffic shape (bench/shapes.py) under
+bench/data/shapes/, each --packets long (by default 1M, and 250,000 SYNs for the SYN scan), from
+fixed seeds: one-way TCP, TLS without ServerHello, sequence gaps, long flows, floods of short
+flows, 802.11 with and without radiotap, pcapng with VLAN tags (and the same frames as pcap), a
+SYN scan.
+
+    .venv/bin/python bench/make_capture.py --shapes all          # every shape, ~10 s each
+    .venv/bin/python bench/make_capture.py --shapes syn_scan,seq_gaps --packets 100000
+    .venv/bin/python bench/make_capture.py --shapes list         # what each shape holds
 """
 
 from __future__ import annotations
@@ -16,13 +26,16 @@ from __future__ import annotations
 import argparse
 import struct
 import sys
+import time
 from pathlib import Path
 
 import dpkt
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 SCENARIOS = ROOT / "pcaps" / "scenarios"
 DEFAULT_OUT = ROOT / "bench" / "data" / "bench.pcap"
+SHAPES_DIR = ROOT / "bench" / "data" / "shapes"
 PHONE_ADDRESSES = (bytes([10, 77, 0, 2]), bytes([192, 168, 2, 20]), bytes([192, 168, 42, 10]))
 ETH_IPV4 = 0x0800
 
@@ -81,12 +94,68 @@ def build(out: Path, packets_wanted: int) -> int:
     return written
 
 
+def shape_names(spec: str) -> list[str]:
+    """Shape names from `all` or a comma-separated list; an unknown name exits with the list."""
+    from shapes import SHAPES
+
+    if spec == "all":
+        return list(SHAPES)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SHAPES]
+    if unknown:
+        raise SystemExit(f"unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}")
+    return names
+
+
+def build_shapes(names: list[str], directory: Path, packets: int | None, seed: int) -> list[Path]:
+    """Write each shape's capture to `directory`, `packets` long (default: the shape's own
+    length, 1M but for the SYN scan's 250,000 SYNs); returns their paths."""
+    from shapes import SHAPES, build, path_of
+
+    paths = []
+    for name in names:
+        out = path_of(name, directory)
+        count = packets or SHAPES[name].packets
+        print(f"make_capture: {name} ...", file=sys.stderr)
+        start = time.perf_counter()
+        flows = build(name, out, count, seed)
+        took = time.perf_counter() - start
+        print(
+            f"{out}: {count:,} packets, {out.stat().st_size / 1e6:.0f} MB, "
+            f"{flows:,} flows or sessions started, {took:.0f} s"
+        )
+        paths.append(out)
+    return paths
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--packets", type=int, default=1_000_000, help="packets to write (1M)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--packets", type=int, help="packets to write (1M; with --shapes, each shape's own)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--shapes",
+        metavar="NAMES",
+        help="build traffic-shape captures instead: 'all', 'list', or names separated by commas",
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=SHAPES_DIR, help=f"where shape captures go ({SHAPES_DIR})"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the shapes' draws (1)")
     args = parser.parse_args()
-    n = build(args.out, args.packets)
+    if args.shapes == "list":
+        from shapes import SHAPES
+
+        for shape in SHAPES.values():
+            print(f"{shape.name:20} {shape.summary}")
+        return 0
+    if args.shapes:
+        build_shapes(shape_names(args.shapes), args.dir, args.packets, args.seed)
+        return 0
+    n = build(args.out, args.packets or 1_000_000)
     print(f"{args.out}: {n:,} packets, {args.out.stat().st_size / 1e6:.0f} MB")
     return 0
 

@@ -12,6 +12,14 @@ process. A second table gives dronewatch's speed on each capture under pcaps/.
 Peers: `tcpdump -r F -w /dev/null` (the read floor), tshark field extraction, ndpiReader (Debian
 libndpi-bin), NFStream (PyPI) and Suricata when it is on PATH. A peer that is missing is listed as
 such, not skipped silently.
+
+With --shapes, the same tools (and `analyze --per-packet`) on each traffic-shape capture of
+bench/shapes.py instead, taking turns round by round; per shape: seconds, packets/s, flows/s,
+the ratio to each peer, peak RSS, what each tool read, dronewatch's stages and the share of
+packets its C walk hands to Python. Writes bench/SHAPES.md.
+
+    .venv/bin/python bench/run.py --shapes all --repeat 3
+    .venv/bin/python bench/run.py --shapes syn_scan,short_flows --repeat 1 --skip tshark
 """
 
 from __future__ import annotations
@@ -28,10 +36,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 BIN = Path(sys.executable).parent
 DEFAULT_CAPTURE = ROOT / "bench" / "data" / "bench.pcap"
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -49,14 +59,24 @@ class Measurement:
     seconds: list[float]
     peak_rss_kb: int
     error: str | None = None
+    cpu: list[float] = field(default_factory=list)
+    """CPU seconds (user and system) of each run, where measured: less moved than wall seconds
+    by other processes on a shared machine."""
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds) if self.seconds else float("nan")
 
 
-def _run_once(argv: Sequence[str], cwd: Path) -> tuple[float, int, int, str]:
-    """Wall seconds, peak RSS (KiB), exit status and stderr tail of one run.
+def _run_once(
+    argv: Sequence[str],
+    cwd: Path,
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+    cpu: list[float] | None = None,
+) -> tuple[float, int, int, str]:
+    """Wall seconds, peak RSS (KiB), exit status and stderr tail of one run (its standard output
+    to `stdout`, by default nowhere); its CPU seconds (user and system, the command's and its
+    children's) are appended to `cpu` when given.
 
     The peak RSS comes from GNU time, which starts the command itself: the kernel's count for a
     process forked from this (large) Python process would include pages of ours it never used.
@@ -65,9 +85,11 @@ def _run_once(argv: Sequence[str], cwd: Path) -> tuple[float, int, int, str]:
     with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
         cmd = [timer, "-f", "%M", "-o", rss.name, *argv] if Path(timer).exists() else list(argv)
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=stdout, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
+        if cpu is not None:
+            cpu.append(usage.ru_utime + usage.ru_stime)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read()[-400:].decode("utf-8", "replace")
@@ -169,6 +191,7 @@ def handed_table(capture: Path) -> list[tuple[str, ...]]:
     )
     counts = json.loads(out.stdout)
     total = counts.pop("packets")
+    counts.pop("flows", None)
     rows: list[tuple[str, ...]] = [("flows of", "packets handed to Python", "of all packets")]
     for service, n in counts.items():
         rows.append((service, f"{n:,}", f"{100 * n / total:.1f}%"))
@@ -177,22 +200,27 @@ def handed_table(capture: Path) -> list[tuple[str, ...]]:
     return rows
 
 
+def stage_seconds(capture: Path, stage: str, repeat: int) -> float:
+    """Median seconds of one stage of the analysis (bench/stages.py), each run a fresh process."""
+    print(f"bench: stage {stage} ...", file=sys.stderr)
+    times = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "stages.py"), stage, str(capture)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        times.append(float(out.stdout.strip()))
+    return statistics.median(times)
+
+
 def stage_table(capture: Path, packets: int, repeat: int, total: float) -> list[tuple[str, ...]]:
     """Seconds per stage of the analysis (bench/stages.py), and what each adds."""
     rows: list[tuple[str, ...]] = [("stage", "seconds", "adds", "packets/s up to here")]
     before = 0.0
     for stage, name in STAGE_NAMES.items():
-        print(f"bench: stage {stage} ...", file=sys.stderr)
-        times = []
-        for _ in range(repeat):
-            out = subprocess.run(
-                [sys.executable, str(ROOT / "bench" / "stages.py"), stage, str(capture)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            times.append(float(out.stdout.strip()))
-        took = statistics.median(times)
+        took = stage_seconds(capture, stage, repeat)
         rows.append((name, f"{took:.2f}", f"{took - before:.2f}", f"{packets / took:,.0f}"))
         before = took
     rows.append(
@@ -289,9 +317,265 @@ def table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+# --- Traffic shapes (--shapes) ------------------------------------------------------------------
+
+SHAPES_DIR = ROOT / "bench" / "data" / "shapes"
+SHAPES_RESULTS = ROOT / "bench" / "SHAPES.md"
+DRONEWATCH = "dronewatch analyze"
+SUMMARY_PEERS = ("tcpdump (read floor)", "ndpiReader", "NFStream", "tshark fields")
+
+
+@dataclass(slots=True)
+class ShapeRun:
+    """Everything measured on one shape's capture."""
+
+    name: str
+    summary: str
+    capture: Path
+    packets: int
+    flows: int
+    handed: dict[str, int]
+    stages: dict[str, float]
+    results: list[Measurement]
+    saw: dict[str, str]
+    missing: list[str]
+
+    def get(self, tool: str) -> Measurement | None:
+        return next((m for m in self.results if m.tool == tool and not m.error), None)
+
+
+def ndpi_saw(capture: Path) -> str:
+    """What ndpiReader read of a capture, from the summary of one untimed run without -q."""
+    if not shutil.which("ndpiReader"):
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            ["ndpiReader", "-i", str(capture)], cwd=tmp, capture_output=True, text=True
+        )
+    found = {}
+    for line in (done.stdout + done.stderr).splitlines():
+        key, _, value = line.strip().partition(":")
+        if key in ("IP packets", "Unique flows") and value.split():
+            found[key] = int(value.split()[0])
+        if "Unsupported datalink" in line:
+            return line.strip().rstrip(".") + ": nothing read"
+    if len(found) < 2:
+        return "no summary"
+    return f"{found['IP packets']:,} IP packets, {found['Unique flows']:,} flows"
+
+
+def time_round_robin(
+    tools: list[tuple[str, list[str]]], repeat: int, label: str
+) -> tuple[list[Measurement], dict[str, str]]:
+    """Run every tool once per round, `repeat` rounds, so that a change in the machine's load
+    falls on all of them alike; a tool that fails is not run again. Returns the measurements and
+    the first line each tool printed (NFStream prints its flow count)."""
+    results = [Measurement(tool, " ".join(argv), [], 0) for tool, argv in tools]
+    saw: dict[str, str] = {}
+    for rnd in range(repeat):
+        for (tool, argv), m in zip(tools, results, strict=True):
+            if m.error:
+                continue
+            print(f"bench: {label} {rnd + 1}/{repeat}: {tool} ...", file=sys.stderr)
+            with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out:
+                cpu: list[float] = []
+                elapsed, rss, code, tail = _run_once(argv, Path(tmp), stdout=out, cpu=cpu)
+                out.seek(0)
+                first = out.readline(200).decode("utf-8", "replace").strip()
+            ok = (0, 1) if tool.startswith("dronewatch") else (0,)
+            if code not in ok:
+                m.error = f"exit {code}: {tail.strip()}"
+                continue
+            m.seconds.append(elapsed)
+            m.cpu.extend(cpu)
+            m.peak_rss_kb = max(m.peak_rss_kb, rss)
+            if tool == "NFStream" and first.isdigit():
+                saw[tool] = f"{int(first):,} flows"
+    return results, saw
+
+
+def measure_shape(name: str, directory: Path, repeat: int, skip: Sequence[str]) -> ShapeRun:
+    """Time dronewatch and every peer on one shape's capture (built first if missing), then
+    dronewatch's stages and the packets its C walk hands to Python."""
+    from make_capture import build_shapes
+    from shapes import SHAPES, path_of
+
+    capture = path_of(name, directory)
+    if not capture.exists():
+        build_shapes([name], directory, None, 1)
+    packets = count_packets(capture)  # also brings the file into the page cache
+    dw = [str(BIN / "dronewatch"), "analyze", "--quiet", "--no-progress"]
+    tools: list[tuple[str, list[str]]] = [
+        (DRONEWATCH, [*dw, str(capture)]),
+        ("dronewatch --per-packet", [*dw, "--per-packet", str(capture)]),
+    ]
+    missing: list[str] = []
+    for tool, argv, note in peers(capture):
+        if argv is None:
+            missing.append(f"{tool} ({note})")
+        else:
+            tools.append((tool, argv))
+    tools = [t for t in tools if not any(t[0].lower().startswith(w.lower()) for w in skip)]
+    results, saw = time_round_robin(tools, repeat, name)
+    if any(tool == "ndpiReader" for tool, _ in tools):
+        saw["ndpiReader"] = ndpi_saw(capture)
+    print(f"bench: {name}: packets handed to Python ...", file=sys.stderr)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "stages.py"), "handed", str(capture)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    handed = json.loads(out.stdout)
+    stages = {stage: stage_seconds(capture, stage, 1) for stage in STAGE_NAMES}
+    return ShapeRun(
+        name,
+        SHAPES[name].summary,
+        capture,
+        packets,
+        handed.pop("flows"),
+        handed,
+        stages,
+        results,
+        saw,
+        missing,
+    )
+
+
+def _ratio(peer: Measurement | None, dw: Measurement | None) -> str:
+    """How many times as fast as the peer dronewatch is (the peer's seconds over dronewatch's)."""
+    if peer is None or dw is None:
+        return "n/a"
+    ratio = peer.median / dw.median
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
+
+
+def handed_share(run: ShapeRun) -> tuple[int, str]:
+    """Packets handed to Python (all services) and the share of all packets, with the services."""
+    counts = {k: v for k, v in run.handed.items() if k != "packets"}
+    total = sum(counts.values())
+    top = ", ".join(f"{k} {v:,}" for k, v in list(counts.items())[:6])
+    return total, top
+
+
+def shape_section(run: ShapeRun) -> str:
+    """One shape's tables: every tool's time, and where dronewatch's time went."""
+    dw = run.get(DRONEWATCH)
+    rows: list[tuple[str, ...]] = [
+        (
+            "tool",
+            "median s",
+            "min-max s",
+            "CPU s",
+            "packets/s",
+            "flows/s",
+            "dronewatch is",
+            "peak RSS MB",
+            "what it read",
+        )
+    ]
+    for m in run.results:
+        if m.error:
+            rows.append((m.tool, "failed", m.error[:70].replace("|", "/"), *[""] * 7))
+            continue
+        ratio = "1.00x" if m.tool == DRONEWATCH else f"{_ratio(m, dw)} as fast"
+        read = run.saw.get(m.tool, "")
+        if m.tool == DRONEWATCH:
+            read = f"{run.flows:,} flows"
+        rows.append(
+            (
+                m.tool,
+                f"{m.median:.2f}",
+                f"{min(m.seconds):.2f}-{max(m.seconds):.2f}",
+                f"{statistics.median(m.cpu):.2f}" if m.cpu else "",
+                f"{run.packets / m.median:,.0f}",
+                f"{run.flows / m.median:,.0f}",
+                ratio,
+                f"{m.peak_rss_kb / 1024:.0f}",
+                read,
+            )
+        )
+    handed, top = handed_share(run)
+    st = run.stages
+    stage_line = (
+        f"reading the records {st['read']:.2f} s; up to the C walk and the engine "
+        f"{st['flows']:.2f} s; up to the analyzers {st['analyzers']:.2f} s"
+    )
+    if dw is not None:
+        stage_line += (
+            f"; the whole run, with classification, GeoIP, policy, output and start-up, "
+            f"{dw.median:.2f} s"
+        )
+    text = (
+        f"### {run.name}\n\n{run.summary}. `{run.capture.name}`: {run.packets:,} packets, "
+        f"{run.capture.stat().st_size / 1e6:.0f} MB, {run.flows:,} flows as dronewatch counts "
+        f"them.\n\n{table(rows)}\n\n"
+        f"Where dronewatch's time goes (bench/stages.py, each stage including those before it, "
+        f"one run each inside the process, so differences under ~0.3 s are noise): "
+        f"{stage_line}.\n\n"
+        f"Packets the C walk hands to Python: {handed:,} of {run.packets:,} "
+        f"({100 * handed / run.packets:.1f}%); by the service of their flow: {top}.\n"
+    )
+    if run.missing:
+        text += f"\nNot installed: {', '.join(run.missing)}.\n"
+    return text
+
+
+def summary_table(runs: list[ShapeRun]) -> str:
+    head = ["shape", "packets", "flows", "dronewatch s", "packets/s", "flows/s"]
+    head += [f"vs {p.split()[0]}" for p in SUMMARY_PEERS]
+    head += ["to Python", "peak RSS MB"]
+    rows: list[tuple[str, ...]] = [tuple(head)]
+    for run in runs:
+        dw = run.get(DRONEWATCH)
+        handed, _ = handed_share(run)
+        if dw is None:
+            rows.append((run.name, f"{run.packets:,}", f"{run.flows:,}", "failed", *[""] * 8))
+            continue
+        rows.append(
+            (
+                run.name,
+                f"{run.packets:,}",
+                f"{run.flows:,}",
+                f"{dw.median:.2f}",
+                f"{run.packets / dw.median:,.0f}",
+                f"{run.flows / dw.median:,.0f}",
+                *(_ratio(run.get(p), dw) for p in SUMMARY_PEERS),
+                f"{100 * handed / run.packets:.1f}%",
+                f"{dw.peak_rss_kb / 1024:.0f}",
+            )
+        )
+    return table(rows)
+
+
+def run_shapes(
+    names: list[str], directory: Path, repeat: int, skip: Sequence[str], note: str = ""
+) -> str:
+    """Measure every named shape; returns the report (markdown)."""
+    import dronewatch
+
+    compile_package()
+    runs = []
+    for name in names:
+        runs.append(measure_shape(name, directory, repeat, skip))
+        print(shape_section(runs[-1]), file=sys.stderr)
+    argv = " ".join(["bench/run.py", *sys.argv[1:]])
+    return (
+        f"{measured_on()}: `{argv}`, median of {repeat} runs each, the tools taking turns "
+        f"(one run of each, then the next round). dronewatch from "
+        f"`{Path(dronewatch.__file__).parent}`{'; ' + note if note else ''}.\n\n"
+        f"Captures from `bench/make_capture.py --shapes` (bench/shapes.py, seed 1). `vs X` is how "
+        f"many times as fast as X dronewatch is (X's seconds over dronewatch's; above 1: "
+        f"dronewatch is faster). flows/s is the flows dronewatch counts over each tool's "
+        f"seconds. `to Python` is the share of packets the C walk hands to the per-packet decoder "
+        f"and the engine (bench/stages.py handed). Peak RSS is dronewatch analyze's.\n\n"
+        f"{summary_table(runs)}\n\n" + "\n".join(shape_section(r) for r in runs)
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description="Time dronewatch and its peers on the same capture, in one run."
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--capture",
@@ -301,10 +585,44 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool (3)")
     parser.add_argument("--install", action="store_true", help="install the peers first")
-    parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="do not update the results file")
+    parser.add_argument(
+        "--shapes",
+        metavar="NAMES",
+        help="time every tool on each traffic-shape capture instead (bench/shapes.py; built "
+        "under bench/data/shapes/ if missing): 'all' or names separated by commas; writes "
+        "bench/SHAPES.md",
+    )
+    parser.add_argument(
+        "--skip",
+        metavar="TOOLS",
+        default="",
+        help="with --shapes: tools to leave out, by the start of their name, separated by commas "
+        "(e.g. 'tshark,dronewatch --per-packet')",
+    )
+    parser.add_argument(
+        "--shape-dir",
+        type=Path,
+        default=SHAPES_DIR,
+        help=f"with --shapes: where the shape captures are (default {SHAPES_DIR})",
+    )
+    parser.add_argument(
+        "--note", default="", help="with --shapes: a note for the report (e.g. the commit measured)"
+    )
     args = parser.parse_args()
     if args.install:
         install()
+    if args.shapes:
+        from make_capture import shape_names
+
+        skip = [w.strip() for w in args.skip.split(",") if w.strip()]
+        names = shape_names(args.shapes)
+        report = run_shapes(names, args.shape_dir, args.repeat, skip, args.note)
+        print(report)
+        if not args.no_write:
+            SHAPES_RESULTS.write_text("# Speed on each traffic shape\n\n" + report, "utf-8")
+            print(f"bench: wrote {SHAPES_RESULTS.relative_to(ROOT)}", file=sys.stderr)
+        return 0
     if not args.capture.exists():
         if args.capture != DEFAULT_CAPTURE:
             parser.error(f"{args.capture}: no such file")

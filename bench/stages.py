@@ -2,8 +2,9 @@
 """Time one stage of dronewatch's analysis on a capture, in a fresh process: where the time goes.
 
     .venv/bin/python bench/stages.py STAGE FILE     # prints the seconds the stage took
-    .venv/bin/python bench/stages.py handed FILE    # prints, as JSON, the packets handed to
-                                                    # Python by the service of their flow
+    .venv/bin/python bench/stages.py handed FILE    # prints, as JSON, the packets and flows,
+                                                    # and the packets handed to Python by the
+                                                    # service of their flow
 
 Stages, each including the ones before it:
   read      walk the pcap records a batch at a time (no decoding)
@@ -34,7 +35,7 @@ def run(stage: str, path: str) -> float:
     every(pipeline.Context(emit=print, dns=pipeline.DnsNameCache()))  # imports done before timing
     Monitor.flow_end = lambda self, flow: None  # type: ignore[method-assign]
     if stage == "flows":
-        pipeline.default_analyzers = lambda ctx: []  # type: ignore[assignment]
+        pipeline.default_analyzers = lambda *args, **kwargs: []  # type: ignore[assignment]
     start = time.perf_counter()  # after the imports: the stage's own time
     if stage == "read":
         for _ in FileSource(path).batches():
@@ -57,6 +58,7 @@ def handed(path: str) -> dict[str, int]:
 
     per_flow: Counter[int] = Counter()
     by_service: Counter[str] = Counter()
+    ended = [0]
     process, end = Engine.process, Engine._end
 
     def counting_process(self: Engine, pkt: Packet) -> None:
@@ -70,6 +72,7 @@ def handed(path: str) -> dict[str, int]:
             per_flow[id(flow)] += 1
 
     def counting_end(self: Engine, key: object, flow: Flow, reason: str) -> None:
+        ended[0] += 1
         by_service[flow.service or "unrecognised"] += per_flow.pop(id(flow), 0)
         end(self, key, flow, reason)  # type: ignore[arg-type]
 
@@ -77,7 +80,8 @@ def handed(path: str) -> dict[str, int]:
     Engine._end = counting_end  # type: ignore[method-assign]
     result = pipeline.run_source(FileSource(path), lambda record: None)
     by_service["not IP"] += sum(result.capture.non_ip.values())
-    return {"packets": result.capture.packets, **dict(by_service.most_common())}
+    counts = {"packets": result.capture.packets, "flows": ended[0]}
+    return {**counts, **dict(by_service.most_common())}
 
 
 def main() -> int:

@@ -1,0 +1,407 @@
+"""The benchmark's traffic shapes: one capture per shape of traffic a sensor meets, each about a
+million packets, built reproducibly (fixed seeds) from the formats' documents (bench/wire.py) and
+what drone apps plausibly do, not from one capture's addresses.
+
+    .venv/bin/python bench/make_capture.py --shapes all          # builds bench/data/shapes/*
+    .venv/bin/python bench/run.py --shapes all                   # times dronewatch and peers
+
+Each shape's flows start at random (Poisson) times and their packets are merged in time order,
+so flows overlap as on a real link. Clients are private addresses (phones on site networks);
+servers are public-looking addresses drawn at random, a few per vendor-looking name, and the DNS
+answers in the captures map the names to them. See SHAPES below for what each shape holds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import wire  # noqa: E402
+from sessions import (  # noqa: E402
+    BASE_TS,
+    GATEWAY_MAC,
+    TLS_NAMES,
+    UPLOAD_NAMES,
+    Conn,
+    Flows,
+    Impair,
+    Net,
+    Packets,
+    dns_flow,
+    duml_udp,
+    http_post_one_way,
+    http_session,
+    http_short,
+    in_time_order,
+    mavlink_udp,
+    mqtt_telemetry,
+    mqtt_tls_one_way,
+    rtmp_upload,
+    rtp_video,
+    tls_session,
+)
+from wifi import Radio, bare_radio, radiotap_radio, wifi_flows  # noqa: E402
+from wire import TCP_ACK, TCP_RST, TCP_SYN, Pool  # noqa: E402
+
+
+def interleave(flows: Flows, limit: int, write: Callable[[float, bytes], None], label: str) -> int:
+    """Merge the packets of flows in time order, writing the first `limit`; returns how many
+    flows were started. Flows come in order of their start, and no packet of a flow is earlier
+    than its start, which is what lets a flow wait until the merge reaches its start."""
+    heap: list[tuple[float, int, bytes, Packets]] = []
+    started = written = 0
+    last = 0.0
+    pending = next(flows, None)
+    while written < limit:
+        while pending is not None and (not heap or pending[0] <= heap[0][0]):
+            packets = pending[1]
+            first = next(packets, None)
+            if first is not None:
+                started += 1
+                heapq.heappush(heap, (first[0], started, first[1], packets))
+            pending = next(flows, None)
+        if not heap:
+            break
+        ts, n, frame, packets = heapq.heappop(heap)
+        if ts < last:
+            raise AssertionError(f"{label}: packet at {ts} after one at {last}")
+        last = ts
+        write(ts, frame)
+        written += 1
+        if written % 200_000 == 0:
+            print(f"  {label}: {written:,} packets, {started:,} flows", file=sys.stderr)
+        following = next(packets, None)
+        if following is not None:
+            heapq.heappush(heap, (following[0], n, following[1], packets))
+    return started
+
+
+def one_way_flows(rng: random.Random, pool: Pool) -> Flows:
+    """Client-to-server only (a one-way mirror): TLS uploads and downloads (the client's ACKs),
+    HTTP POSTs of flight logs, MQTT-over-TLS telemetry, unanswered DNS queries."""
+    net = Net(rng, 2000)
+    t = BASE_TS
+    while True:
+        t += rng.expovariate(4.0)
+        client = net.client()
+        kind = rng.choices(("tls", "http", "mqtt", "dns"), weights=(45, 35, 8, 12))[0]
+        if kind == "dns":
+            name = rng.choice(TLS_NAMES)[0]
+            yield t, dns_flow(rng, pool, net, t, client, name, net.addrs[name], answered=False)
+        elif kind == "tls":
+            name, port, alpn = rng.choice(TLS_NAMES[:-1])
+            up = int(min(rng.lognormvariate(11, 1.6), 40e6)) if rng.random() < 0.4 else 0
+            down = 0 if up else int(min(rng.lognormvariate(11.5, 1.5), 40e6))
+            yield (
+                t,
+                tls_session(rng, pool, net, t, client, name, port, alpn, up, down, Impair(False)),
+            )
+        elif kind == "http":
+            yield t, http_post_one_way(rng, pool, net, t, client)
+        else:
+            yield t, in_time_order(mqtt_tls_one_way(rng, pool, net, t, client))
+
+
+def tls_no_hello_flows(rng: random.Random, pool: Pool) -> Flows:
+    """A DNS lookup of a vendor name, then TLS to its answer: the ClientHello (a third of them
+    post-quantum, over two segments) and the upload seen, the ServerHello never. Half the
+    sessions show no server packet at all; the other half its SYN-ACK and ACKs, not its data.
+    1-5% of the client's segments are missing (gaps in sequence space)."""
+    net = Net(rng, 3000, (10, 30))
+    t = BASE_TS
+    while True:
+        t += rng.expovariate(5.0)
+        client = net.client()
+        name, port, alpn = rng.choice(TLS_NAMES)
+        yield t, dns_flow(rng, pool, net, t, client, name, net.addrs[name])
+        up = int(min(rng.lognormvariate(11.3, 1.6), 30e6))
+        imp = Impair(
+            server_seen=rng.random() < 0.5, server_hello_seen=False, loss=rng.uniform(0.01, 0.05)
+        )
+        start = t + rng.uniform(0.01, 0.1)
+        yield t, tls_session(rng, pool, net, start, client, name, port, alpn, up, 0, imp)
+
+
+def seq_gap_flows(rng: random.Random, pool: Pool) -> Flows:
+    """Both directions of TLS (uploads, downloads) and HTTP downloads, with 0.5-4% of data
+    segments missing and 1% of neighbours swapped."""
+    net = Net(rng, 3000, (10, 40))
+    t = BASE_TS
+    while True:
+        t += rng.expovariate(6.0)
+        client = net.client()
+        imp = Impair(loss=rng.uniform(0.005, 0.04), swap=0.01)
+        if rng.random() < 0.3:
+            yield t, http_session(rng, pool, net, t, client, imp)
+            continue
+        name, port, alpn = rng.choice(TLS_NAMES[:-1])
+        up = int(min(rng.lognormvariate(10, 1.5), 20e6)) if rng.random() < 0.3 else 600
+        down = int(min(rng.lognormvariate(11, 1.5), 20e6))
+        yield t, tls_session(rng, pool, net, t, client, name, port, alpn, up, down, imp)
+
+
+def long_flows(rng: random.Random, pool: Pool) -> Flows:
+    """About 80 flows of 5,000-25,000 packets: RTMP video uploads, TLS media sync, MAVLink and
+    DJI DUML telemetry over UDP, DJI Cloud API MQTT telemetry, RTP video over UDP."""
+    net = Net(rng, 500, (10, 50))
+    kinds = (
+        ["rtmp"] * 12
+        + ["tls"] * 12
+        + ["mavlink"] * 16
+        + ["duml"] * 10
+        + ["mqtt"] * 20
+        + ["rtp"] * 5
+    )
+    rng.shuffle(kinds)
+    starts = sorted(BASE_TS + rng.uniform(0, 600) for _ in kinds)
+    for n, (t, kind) in enumerate(zip(starts, kinds, strict=True)):
+        client = net.client()
+        if kind == "rtmp":
+            yield t, in_time_order(rtmp_upload(rng, pool, net, t, client, 25_000))
+        elif kind == "tls":
+            name = rng.choice(UPLOAD_NAMES)
+            yield (
+                t,
+                tls_session(
+                    rng, pool, net, t, client, name, 443, ("http/1.1",), 25_000 * 1000, 0, Impair()
+                ),
+            )
+        elif kind == "mavlink":
+            yield t, mavlink_udp(rng, t, bytes([10, 60, n, 1]), bytes([10, 60, n, 2]), 10_000)
+        elif kind == "duml":
+            yield t, duml_udp(rng, pool, t, bytes([10, 101, n, 1]), bytes([10, 101, n, 20]), 10_000)
+        elif kind == "mqtt":
+            yield t, mqtt_telemetry(rng, net, t, client, 5_000)
+        else:
+            yield t, rtp_video(rng, pool, t, bytes([10, 61, n, 2]), bytes([10, 61, n, 10]), 20_000)
+
+
+def short_flows(rng: random.Random, pool: Pool) -> Flows:
+    """About 300,000 short flows from 60,000 hosts: DNS lookups (one query, one answer; a tenth
+    over IPv6, some NXDOMAIN), short HTTP and TLS requests, connections refused with a reset."""
+    net = Net(rng, 60_000, (10, 64))
+    cdn = ("akamaized.net", "cloudfront.net")
+    names = [n for n, _, _ in TLS_NAMES]
+    names += [f"{rng.getrandbits(32):08x}.cdn.{d}" for d in cdn for _ in range(5000)]
+    t = BASE_TS
+    while True:
+        t += rng.expovariate(1500.0)
+        client = net.client()
+        kind = rng.choices(("dns", "http", "tls", "rst"), weights=(85, 5, 7, 3))[0]
+        if kind == "dns":
+            name = rng.choice(names)
+            v6 = rng.random() < 0.1
+            if v6:
+                c6 = bytes.fromhex("fd00000000000064") + bytes(4) + client
+                addrs = (
+                    [bytes.fromhex("2600140000000000") + rng.randbytes(8)]
+                    if rng.random() < 0.9
+                    else []
+                )
+                yield t, dns_flow(rng, pool, net, t, c6, name, addrs)
+            else:
+                addrs = net.addrs.get(name) or (
+                    [net.public() for _ in range(rng.randint(1, 4))] if rng.random() < 0.9 else []
+                )
+                yield t, dns_flow(rng, pool, net, t, client, name, addrs)
+        elif kind == "http":
+            yield t, http_short(rng, pool, net, t, client)
+        elif kind == "tls":
+            name, port, alpn = rng.choice(TLS_NAMES[:-1])
+            yield (
+                t,
+                tls_session(
+                    rng,
+                    pool,
+                    net,
+                    t,
+                    client,
+                    name,
+                    port,
+                    alpn,
+                    0,
+                    rng.randrange(500, 6000),
+                    Impair(),
+                ),
+            )
+        else:
+            conn = Conn(
+                rng,
+                client,
+                net.public(),
+                rng.randrange(32768, 61000),
+                rng.choice((80, 443, 8080, 8883)),
+            )
+            yield t, iter(((t, conn.up(TCP_SYN)), (t + 0.03, conn.down(TCP_RST | TCP_ACK))))
+
+
+def syn_scan(rng: random.Random, pool: Pool) -> Flows:
+    """SYNs from two scanners to random hosts of a site's /16 and random ports at 20,000 a second:
+    one masscan-like (fixed source port, no options), one nmap-like (random ports, options)."""
+    net = Net(rng, 1)
+    scanners = [(net.public(), 61000, False), (net.public(), 0, True)]
+    top = (22, 23, 80, 443, 445, 3389, 8080, 8443, 1883, 8883, 554, 1935, 5760, 14550)
+    t = BASE_TS
+    ident = 0
+    while True:
+        t += rng.expovariate(20_000.0)
+        src, sport, options = rng.choice(scanners)
+        dst = bytes([10, 50, rng.randrange(256), rng.randrange(1, 255)])
+        dport = rng.choice(top) if rng.random() < 0.2 else rng.randrange(1, 65536)
+        seg = wire.tcp(
+            sport or rng.randrange(1024, 65536),
+            dport,
+            rng.getrandbits(32),
+            0,
+            TCP_SYN,
+            b"",
+            options,
+        )
+        ident += 1
+        ip = wire.ip4(src, dst, 6, seg, ident, ttl=rng.choice((49, 113, 241)))
+        yield t, iter(((t, wire.ether(wire.mac_for(dst), GATEWAY_MAC, wire.ETH_IP4, ip)),))
+
+
+def on_drone_link(frame: bytes) -> bool:
+    """Whether an Ethernet frame of the bench mix is on a drone link: an aircraft's 192.168.x.x
+    address, or a phone's drone-link address as `make_capture.rewrite` gives it (10.100/10.101)."""
+    if frame[12:14] != wire.ETH_IP4:
+        return False
+    return any(
+        frame[at] == 192 or (frame[at] == 10 and frame[at + 1] in (100, 101)) for at in (26, 30)
+    )
+
+
+def bench_mix(writer: wire.PcapWriter, packets: int) -> None:
+    """The scenario sessions of bench.pcap (bench/make_capture.py), each repetition a phone on
+    its own VLAN (802.1Q, VIDs 100-107), every fifth behind a provider tag too (802.1ad QinQ,
+    outer VIDs 2000-2003); drone-link frames on interface 1 and the rest on interface 0 (pcapng)."""
+    from make_capture import load_sessions, rewrite
+
+    session = load_sessions()
+    span = session[-1][0] + 1.0
+    written = rep = 0
+    while written < packets:
+        rep += 1
+        host = (rep % 65000) + 1
+        vid = 100 + host % 8
+        tags = (
+            [0x8100_0000 | vid] if rep % 5 else [0x88A8_0000 | 2000 + host % 4, 0x8100_0000 | vid]
+        )
+        tagged = b"".join(t.to_bytes(4, "big") for t in tags)
+        for ts, frame in session:
+            frame = rewrite(frame, host)
+            iface = 1 if on_drone_link(frame) else 0
+            writer.write(BASE_TS + rep * span + ts, frame[:12] + tagged + frame[12:], iface)
+            written += 1
+            if written >= packets:
+                break
+        if rep % 100 == 0:
+            print(f"  bench mix: {written:,} packets", file=sys.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    name: str
+    summary: str
+    suffix: str = ".pcap"
+    linktype: int = wire.LINKTYPE_ETHERNET
+    flows: Callable[[random.Random, Pool], Flows] | None = None
+    radio: Radio | None = None
+    packets: int = 1_000_000
+    """Packets a capture of the shape has unless asked otherwise."""
+
+
+SHAPES: dict[str, Shape] = {
+    s.name: s
+    for s in (
+        Shape(
+            "one_way_tcp",
+            "client-to-server only: SYN and data, no SYN-ACK, no server packet",
+            flows=one_way_flows,
+        ),
+        Shape(
+            "tls_no_serverhello",
+            "DNS, then TLS ClientHello and upload, ServerHello never seen, gaps",
+            flows=tls_no_hello_flows,
+        ),
+        Shape(
+            "seq_gaps",
+            "both directions of TLS and HTTP, 0.5-4% of segments lost, 1% swapped",
+            flows=seq_gap_flows,
+        ),
+        Shape(
+            "long_flows",
+            "~80 flows of 5k-25k packets: RTMP, TLS upload, MAVLink, DUML, MQTT, RTP",
+            flows=long_flows,
+        ),
+        Shape(
+            "short_flows",
+            "~300k short flows from 60k hosts: DNS (85%), short HTTP/TLS, resets",
+            flows=short_flows,
+        ),
+        Shape(
+            "wifi_radiotap",
+            "802.11 monitor mode, radiotap and FCS (link type 127): drone Wi-Fi links",
+            linktype=wire.LINKTYPE_IEEE802_11_RADIOTAP,
+            radio=radiotap_radio,
+        ),
+        Shape(
+            "wifi_dot11",
+            "the same 802.11 frames without radiotap (link type 105)",
+            linktype=wire.LINKTYPE_IEEE802_11,
+            radio=bare_radio,
+        ),
+        Shape(
+            "pcapng_vlan",
+            "the bench mix as pcapng (2 interfaces), 802.1Q tags, a fifth QinQ",
+            suffix=".pcapng",
+        ),
+        Shape("vlan_pcap", "the same tagged frames as classic pcap (VLAN apart from pcapng)"),
+        Shape(
+            "syn_scan",
+            "one SYN per flow to random hosts and ports, 20,000 a second (250,000 SYNs)",
+            flows=syn_scan,
+            packets=250_000,
+        ),
+    )
+}
+
+
+SEEDS = {"wifi_dot11": "wifi_radiotap", "vlan_pcap": "pcapng_vlan"}
+"""Shapes built from the same random draws as another: the same traffic, another framing."""
+
+
+def path_of(name: str, directory: Path) -> Path:
+    return directory / f"{name}{SHAPES[name].suffix}"
+
+
+def build(name: str, out: Path, packets: int, seed: int = 1) -> int:
+    """Write shape `name` to `out`; returns the flows (or sessions) its generator started."""
+    shape = SHAPES[name]
+    rng = random.Random(f"{SEEDS.get(name, name)}:{seed}")
+    pool = Pool(rng)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as fh:
+        if shape.suffix == ".pcapng":
+            writer: wire.PcapWriter = wire.PcapngWriter(
+                fh,
+                [(wire.LINKTYPE_ETHERNET, "mirror0", 6), (wire.LINKTYPE_ETHERNET, "dronelink0", 9)],
+            )
+        else:
+            writer = wire.PcapWriter(fh, shape.linktype)
+        if shape.flows is not None:
+            started = interleave(shape.flows(rng, pool), packets, writer.write, name)
+        elif shape.radio is not None:
+            started = interleave(wifi_flows(rng, pool, shape.radio), packets, writer.write, name)
+        else:
+            bench_mix(writer, packets)
+            started = 0
+        writer.close()
+    return started
