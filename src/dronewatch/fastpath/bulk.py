@@ -19,9 +19,9 @@ sweep; within a segment a settled flow can only gain packets and bytes, which co
 Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goes over the
 rows in C: it keeps the counts of settled flows itself and writes them to the flows before any
 Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
-counters. It also takes the empty TCP segments of a known flow that only add a history letter
-(SYN-ACK, the first ACK each way, the first FIN), writing the letter as `Engine._tcp` does; a
-reset and the FIN that closes a flow still go to the engine, which notes the close. A drone link
+counters. A TCP segment is counted in C only when it changes nothing but the sequence numbers
+of a settled connection (`dronewatch.core.tcp`); control segments, new history letters and
+retransmissions go to the engine. A drone link
 whose followers all keep their state in C frame counters (`Flow.counters`) has its datagrams fed
 to them there, without a call into Python. Without the extension (no compiler at install time,
 or `DRONEWATCH_NO_C` set) this path is not taken: `dronewatch.core.pipeline` reads every packet
