@@ -32,14 +32,15 @@ def test_every_source_package_is_listed() -> None:
     assert found - set(_listed_packages()) == set()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert build.returncode == 0, build.stderr[-2000:]
     (built,) = out.glob("dronewatch-*.whl")
     return zipfile.ZipFile(built)
 

@@ -36,10 +36,10 @@ def test_option_changes_what_analyze_writes(tmp_path: Path) -> None:
 def test_later_option_wins_and_others_keep_their_defaults() -> None:
     """Options apply in order; fields and analyzers not named keep their defaults."""
     got = analyzer_options(
-        ["dns.max_answers=3", "dns.max_answers=5", "tls.max_segments=9", "dns.follow_flow=no"]
+        ["dns.max_answers=3", "dns.max_answers=5", "tls.max_records=9", "dns.follow_flow=no"]
     )
     defaults = AnalyzerOptions()
-    assert (got.dns.max_answers, got.dns.follow_flow, got.tls.max_segments) == (5, False, 9)
+    assert (got.dns.max_answers, got.dns.follow_flow, got.tls.max_records) == (5, False, 9)
     assert got.dns.max_pending == defaults.dns.max_pending and got.quic == defaults.quic
 
 
@@ -51,9 +51,8 @@ def test_later_option_wins_and_others_keep_their_defaults() -> None:
         ("tsl.max_segments=3", "no analyzer 'tsl'; analyzers with options: dji_droneid, "),
         ("dhcp.max=3", "analyzer 'dhcp' has no options; analyzers with options: "),
         (
-            "tls.max_segment=3",
-            "tls has no option 'max_segment'; its options: max_buffer_bytes, max_segments, "
-            "probe_segments",
+            "tls.max_record=3",
+            "tls has no option 'max_record'; its options: max_buffer_bytes, max_records",
         ),
         ("dns.max_answers=many", "dns.max_answers takes a whole number, 0 or more, not 'many'"),
         ("dns.max_answers=-1", "takes a whole number, 0 or more, not '-1'"),
@@ -189,7 +188,7 @@ def test_serve_passes_its_options_to_its_capture_child(tmp_path: Path) -> None:
     from dronewatch.cli.serve import capture_argv
 
     parser = build_parser()
-    options = ["dns.max_answers=4", "tls.max_segments=8"]
+    options = ["dns.max_answers=4", "tls.max_records=8"]
     args = parser.parse_args(["serve", "-i", "eth9", *(f"--analyzer-option={o}" for o in options)])
     argv = capture_argv(args, Settings(data_dir=tmp_path), "afpacket")
     assert parser.parse_args(argv[3:]).analyzer_option == options
