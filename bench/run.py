@@ -522,7 +522,7 @@ def shape_section(run: ShapeRun) -> str:
 
 
 def summary_table(runs: list[ShapeRun]) -> str:
-    head = ["shape", "packets", "flows", "dronewatch s", "packets/s", "flows/s"]
+    head = ["shape", "packets", "flows", "dronewatch s", "CPU s", "packets/s", "flows/s"]
     head += [f"vs {p.split()[0]}" for p in SUMMARY_PEERS]
     head += ["to Python", "peak RSS MB"]
     rows: list[tuple[str, ...]] = [tuple(head)]
@@ -530,7 +530,7 @@ def summary_table(runs: list[ShapeRun]) -> str:
         dw = run.get(DRONEWATCH)
         handed, _ = handed_share(run)
         if dw is None:
-            rows.append((run.name, f"{run.packets:,}", f"{run.flows:,}", "failed", *[""] * 8))
+            rows.append((run.name, f"{run.packets:,}", f"{run.flows:,}", "failed", *[""] * 9))
             continue
         rows.append(
             (
@@ -538,6 +538,7 @@ def summary_table(runs: list[ShapeRun]) -> str:
                 f"{run.packets:,}",
                 f"{run.flows:,}",
                 f"{dw.median:.2f}",
+                f"{statistics.median(dw.cpu):.2f}" if dw.cpu else "",
                 f"{run.packets / dw.median:,.0f}",
                 f"{run.flows / dw.median:,.0f}",
                 *(_ratio(run.get(p), dw) for p in SUMMARY_PEERS),
@@ -568,7 +569,9 @@ def run_shapes(
         f"many times as fast as X dronewatch is (X's seconds over dronewatch's; above 1: "
         f"dronewatch is faster). flows/s is the flows dronewatch counts over each tool's "
         f"seconds. `to Python` is the share of packets the C walk hands to the per-packet decoder "
-        f"and the engine (bench/stages.py handed). Peak RSS is dronewatch analyze's.\n\n"
+        f"and the engine (bench/stages.py handed). Peak RSS is dronewatch analyze's. CPU s: the "
+        f"median CPU seconds (user and system), which other processes on a shared machine move "
+        f"less than wall seconds.\n\n"
         f"{summary_table(runs)}\n\n" + "\n".join(shape_section(r) for r in runs)
     )
 
@@ -607,6 +610,11 @@ def main() -> int:
         help=f"with --shapes: where the shape captures are (default {SHAPES_DIR})",
     )
     parser.add_argument(
+        "--append",
+        action="store_true",
+        help="with --shapes: add this run to bench/SHAPES.md after the runs already there",
+    )
+    parser.add_argument(
         "--note", default="", help="with --shapes: a note for the report (e.g. the commit measured)"
     )
     args = parser.parse_args()
@@ -619,8 +627,13 @@ def main() -> int:
         names = shape_names(args.shapes)
         report = run_shapes(names, args.shape_dir, args.repeat, skip, args.note)
         print(report)
+        if args.append and SHAPES_RESULTS.exists():
+            earlier = SHAPES_RESULTS.read_text("utf-8").rstrip()
+            report = f"{earlier}\n\n## Another run\n\n{report}"
+        elif not report.startswith("# "):
+            report = "# Speed on each traffic shape\n\n" + report
         if not args.no_write:
-            SHAPES_RESULTS.write_text("# Speed on each traffic shape\n\n" + report, "utf-8")
+            SHAPES_RESULTS.write_text(report, "utf-8")
             print(f"bench: wrote {SHAPES_RESULTS.relative_to(ROOT)}", file=sys.stderr)
         return 0
     if not args.capture.exists():

@@ -118,6 +118,7 @@ class LiveSource:
         self._sniffer: object | None = None
         self._mark_wanted = False
         self._frames = 0
+        self._freezes = 0
 
     def progress(self) -> tuple[int, int | None]:
         return self.stats.bytes, None
@@ -227,7 +228,21 @@ class LiveSource:
 
     def _mark(self, at: float) -> CoverageMark:
         s = self.stats
-        return CoverageMark(at, s.packets, s.bytes, s.truncated, self.drops_so_far())
+        if self.backend == "afpacket":
+            kernel = self.ring_statistics()  # the kernel's counts, read now
+            drops: int | None = kernel.drops
+            if kernel.freezes > self._freezes:
+                logger.warning(
+                    "%s: the capture ring was full %d times since the last report; %d packets "
+                    "dropped so far (a bigger --buffer-mb, or --workers, may help)",
+                    s.name,
+                    kernel.freezes - self._freezes,
+                    kernel.drops,
+                )
+            self._freezes = kernel.freezes
+        else:
+            drops = self.drops_so_far()
+        return CoverageMark(at, s.packets, s.bytes, s.truncated, drops)
 
     def _put(self, raw: RawPacket) -> None:
         self.stats.packets += 1
