@@ -379,7 +379,14 @@ function renderAlerts() {
   state.renderPending = false;
   const rows = [...state.alerts.values()].filter((a) => matches(a)).sort((a, b) => b.seq - a.seq);
   const body = $("alerts").tBodies[0];
+  // A redraw must not take the keyboard focus away from the row a user is on.
+  const focused = document.activeElement;
+  const focusedId = focused && body.contains(focused) ? focused.closest("tr")?.dataset.id : null;
   body.replaceChildren(...rows.map(alertRow));
+  if (focusedId) {
+    const again = body.querySelector(`tr[data-id="${CSS.escape(focusedId)}"]`);
+    if (again) again.focus();
+  }
   paintSwatches(body);
   $("alert-count").textContent = `(${rows.length})`;
   $("no-alerts").hidden = rows.length > 0;
