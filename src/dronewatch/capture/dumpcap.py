@@ -135,7 +135,14 @@ class DumpcapCapture:
             with self._lock:
                 old = self._current
             assert old is not None
-            new = self._spawn(old)
+            try:
+                new = self._spawn(old)
+            except CaptureError as exc:
+                logger.warning("dumpcap hand-over failed (%s); the capture goes on", exc)
+                with self._lock:
+                    self._in_doubt = True  # this span's drops are known when `old` ends
+                self.on_mark(time.time())
+                return
             if new is None:
                 return
             ok = _wait_active(new, START_TIMEOUT_S) and _caught_up(old, time.time())

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from typing import Any
+
+import pytest
 
 from dronewatch.capture.dumpcap import DumpcapCapture, _Run
 
@@ -114,3 +117,20 @@ def test_a_process_that_stops_on_its_own_ends_the_capture_with_an_error() -> Non
     cap = Capture()
     cap.run(pcapng([(1, frame(b"a"))], 0), None)
     assert cap.ends == ["dumpcap stopped on its own"]
+
+
+def test_a_failed_hand_over_leaves_that_interval_unknown(caplog: pytest.LogCaptureFixture) -> None:
+    """A new dumpcap that cannot open the capture is given up: the running one goes on, the
+    report still comes, and its drops are unknown (the interval cannot be called covered)."""
+    cap = Capture()
+    running: Any = FakeProcess(b"")
+    cap.dc._current = _Run(running, None)
+    cap.dc.cmd = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('no such device'); sys.exit(1)",
+    ]
+    cap.dc._rotate()
+    assert len(cap.marks) == 1 and cap.dc.drops() is None
+    assert "dumpcap hand-over failed" in caplog.text and "no such device" in caplog.text
+    assert cap.dc.handovers == 0 and cap.ends == []
