@@ -31,18 +31,38 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
+def is_system(nodeid: str) -> bool:
+    """A system test: everything under tests/system/ (namespaces, live capture, NATS, a browser,
+    the service over HTTP) and every test run against the real PostgreSQL (the `postgresql`
+    parameter of the service fixtures)."""
+    if nodeid.startswith("tests/system/"):
+        return True
+    params = nodeid.rpartition("[")[2].rstrip("]") if nodeid.endswith("]") else ""
+    return "postgresql" in params.split("-")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the system tests: everything under tests/system/ (namespaces, live capture, NATS, a
-    browser, the service over HTTP) and every test run against the real PostgreSQL. With
-    pytest-xdist (`-n 2 --dist loadgroup`, as scripts/test runs) they share one worker, one after
-    the other, while the other tests spread over the rest: they start servers and namespaces."""
-    system = pytest.mark.system
-    one_worker = pytest.mark.xdist_group("system")
+    """Mark the system tests (`-m system`, `-m "not system"`)."""
     for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if "/tests/system/" in str(item.path) or "postgresql" in params.values():
-            item.add_marker(system)
-            item.add_marker(one_worker)
+        if is_system(item.nodeid):
+            item.add_marker(pytest.mark.system)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """With pytest-xdist (`-n 2 --dist loadgroup`, as scripts/test runs) the system tests share one
+    worker, one after the other, while the other tests spread over the rest: they start servers
+    and fixed-name network namespaces. The group is decided here from the test's id, not from an
+    `xdist_group` mark: pytest 9 no longer lets pytest-xdist rename a test by its group, and the
+    lab tests then ran on two workers at once and tore down each other's namespaces."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SystemTogether(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "system" if is_system(nodeid) else nodeid
+
+    return SystemTogether(config, log)  # type: ignore[arg-type]
 
 
 pytest_plugins = ["tests.servers", "tests.service_fixtures"]
