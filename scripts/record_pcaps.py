@@ -16,12 +16,16 @@ taken on the phone's two interfaces and merged; the documentation-range cloud ad
 then rewritten in the FILE (tcprewrite --pnat: 198.51.100.0/24 -> 47.88.0.0/24,
 203.0.113.0/24 -> 52.84.0.0/24, plus the A records of the DNS answers). No packet ever leaves
 loopback or those namespaces. tello_sdk puts a simulated Tello (scripts/_record/tello.py) in
-dwdrone and an SDK app on the phone, and uses no cloud.
+dwdrone and an SDK app on the phone, and uses no cloud. wifi_toy_drone and wifi_unknown_drone
+(scripts/_record/toydrone.py) make the aircraft the phone's only network: dnsmasq in dwdrone
+serves DHCP and NXDOMAIN, the phone (busybox udhcpc) has no uplink, and what it sends toward the
+internet dies at the aircraft.
 
 Must run as root (tcpdump, ip netns, port 53/80/443), except to build only dji_droneid. Needs
 the Debian packages tcpdump, tshark (mergecap), mosquitto, tcpreplay (tcprewrite), ffmpeg (with
 libx264), ethtool, and the Python packages aioquic, paho-mqtt, dnspython, dpkt, pymavlink,
-cryptography in the interpreter that runs it.
+cryptography in the interpreter that runs it (and dnsmasq-base, udhcpc for the Wi-Fi toy-drone
+scenarios).
 Every run re-records everything it is asked for: the bytes change each time (keys, ports,
 timestamps), so golden files derived from these captures must be regenerated and reviewed.
 """
@@ -317,6 +321,8 @@ MAC_DJI_AIRCRAFT = "60:60:1f:3c:9a:01"  # DJI OUI
 MAC_PARROT = "90:3a:e6:5b:21:07"  # Parrot OUI
 MAC_VEHICLE = "ae:3f:52:8c:14:01"
 MAC_TELLO = "60:60:1f:c3:5a:17"  # DJI OUI
+MAC_TOY = "ae:3f:52:8c:69:01"  # a made-up, locally administered MAC (toy camera boards vary)
+MAC_UNKNOWN = "ae:3f:52:8c:10:01"
 
 
 @dataclass(frozen=True)
@@ -329,6 +335,8 @@ class Scenario:
     drone_role: tuple[str, ...] = ()  # agent role run in dwdrone before the capture
     cloud: frozenset[str] = frozenset({"dns", "https"})
     secs: float = 60.0  # the phone's time limit
+    uplink: bool = True  # False: the aircraft is the phone's only network (no rmnet0, no cloud)
+    dhcp: str | None = None  # dnsmasq --dhcp-range in dwdrone; the phone then runs udhcpc
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -350,6 +358,26 @@ SCENARIOS: dict[str, Scenario] = {
         drone_mac=MAC_TELLO,
         drone_role=("tello", "192.168.10.1"),
         cloud=frozenset(),
+    ),
+    # Cheap Wi-Fi camera drones: the aircraft is the access point and serves DHCP and a DNS
+    # that answers NXDOMAIN to everything (dnsmasq); no uplink. scripts/_record/toydrone.py.
+    "wifi_toy_drone": Scenario(
+        wifi="192.168.169",
+        phone=0,
+        drone_mac=MAC_TOY,
+        drone_role=("toydrone", "wifi_uav", "192.168.169.1"),
+        cloud=frozenset(),
+        uplink=False,
+        dhcp="192.168.169.2,192.168.169.20,255.255.255.0,1h",
+    ),
+    "wifi_unknown_drone": Scenario(
+        wifi="172.16.10",
+        phone=0,
+        drone_mac=MAC_UNKNOWN,
+        drone_role=("toydrone", "unknown", "172.16.10.1"),
+        cloud=frozenset(),
+        uplink=False,
+        dhcp="172.16.10.100,172.16.10.150,255.255.255.0,1h",
     ),
 }
 
@@ -378,13 +406,18 @@ def topology_up(sc: Scenario, mirrored: bool = False) -> None:
     if mirrored:
         util.veth_to_bridge("dwphone", "wlan0", MAC_PHONE_WLAN, "dwpwifi", BRIDGES[0])
         util.veth_to_bridge("dwdrone", "ap0", sc.drone_mac, "dwdwifi", BRIDGES[0])
-        util.veth_to_bridge("dwphone", "rmnet0", sc.uplink_mac, "dwpup", BRIDGES[1])
-        util.veth_to_bridge("dwcloud", "eth0", MAC_CLOUD, "dwcup", BRIDGES[1])
+        if sc.uplink:
+            util.veth_to_bridge("dwphone", "rmnet0", sc.uplink_mac, "dwpup", BRIDGES[1])
+            util.veth_to_bridge("dwcloud", "eth0", MAC_CLOUD, "dwcup", BRIDGES[1])
     else:
         util.veth("dwphone", "wlan0", MAC_PHONE_WLAN, "dwdrone", "ap0", sc.drone_mac)
-        util.veth("dwphone", "rmnet0", sc.uplink_mac, "dwcloud", "eth0", MAC_CLOUD)
-    util.addr("dwphone", "wlan0", f"{sc.wifi}.{sc.phone}/24")
+        if sc.uplink:
+            util.veth("dwphone", "rmnet0", sc.uplink_mac, "dwcloud", "eth0", MAC_CLOUD)
+    if not sc.dhcp:  # with DHCP the phone gets its address (and default route) itself
+        util.addr("dwphone", "wlan0", f"{sc.wifi}.{sc.phone}/24")
     util.addr("dwdrone", "ap0", f"{sc.wifi}.{sc.drone}/24")
+    if not sc.uplink:  # dwcloud stays empty: nothing is routed beyond the aircraft
+        return
     util.addr("dwphone", "rmnet0", "10.77.0.2/24")
     util.addr("dwcloud", "eth0", "10.77.0.1/24")
     for a in zone.CLOUD_ADDRESSES:
@@ -412,8 +445,38 @@ def cloud_up(c: Ctx, sc: Scenario) -> None:
 
 def record_scenario(name: str, c: Ctx) -> None:
     sc = stage_scenario(name, c)
-    with c.captures(["wlan0", "rmnet0"], netns="dwphone"):
+    with c.captures(["wlan0", "rmnet0"] if sc.uplink else ["wlan0"], netns="dwphone"):
         play_scenario(name, c, sc)
+
+
+def access_point_services(c: Ctx, sc: Scenario) -> None:
+    """dnsmasq on the aircraft: DHCP (router and DNS = the aircraft) and a DNS server that
+    answers NXDOMAIN to every name (`address=/#/`, no upstream), as a toy drone's AP does."""
+    me = f"{sc.wifi}.{sc.drone}"
+    p = c.procs.start(
+        "dnsmasq-dwdrone",
+        [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--interface=ap0",
+            "--bind-interfaces",
+            "--user=root",
+            f"--dhcp-range={sc.dhcp}",
+            f"--dhcp-option=option:router,{me}",
+            f"--dhcp-option=option:dns-server,{me}",
+            "--address=/#/",
+            f"--dhcp-leasefile={c.workdir / 'dnsmasq.leases'}",
+            f"--pid-file={c.workdir / 'dnsmasq.pid'}",
+            "--log-facility=-",
+            "--log-queries",
+            "--log-dhcp",
+        ],  # fmt: skip
+        "dwdrone",
+    )
+    p.wait_for(r"DHCP, IP range")
 
 
 def stage_scenario(name: str, c: Ctx, mirrored: bool = False) -> Scenario:
@@ -421,6 +484,8 @@ def stage_scenario(name: str, c: Ctx, mirrored: bool = False) -> Scenario:
     sc = SCENARIOS[name]
     topology_up(sc, mirrored)
     cloud_up(c, sc)
+    if sc.dhcp:
+        access_point_services(c, sc)
     if sc.drone_role:
         c.agent("drone", *sc.drone_role, netns="dwdrone")
     return sc
@@ -521,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("must run as root (tcpdump, ip netns, ports below 1024)")
     if not todo:
         return report(written, [])
+    if any(SCENARIOS[n].dhcp for p, n in todo if p == "scenarios"):
+        util.require_tools(["dnsmasq", "udhcpc"])
     util.require_tools(
         [
             "tcpdump",

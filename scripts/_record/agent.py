@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--c2d-port", type=int, default=2233)
     p = sub.add_parser("tello")
     p.add_argument("host")
+    p = sub.add_parser("toydrone")
+    p.add_argument("kind", choices=["wifi_uav", "unknown"])
+    p.add_argument("host")
     p = sub.add_parser("vehicle")
     p.add_argument("bind", type=hostport)
     p.add_argument("gcs", type=hostport)
@@ -65,6 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         import tello
 
         tello.serve_tello(a.host)
+    elif a.role == "toydrone":
+        import toydrone
+
+        if a.kind == "wifi_uav":
+            toydrone.serve_wifi_uav(a.host)
+        else:
+            toydrone.serve_unknown(a.host)
     elif a.role == "vehicle":
         servers.serve_mavlink_vehicle(*a.bind, *a.gcs, a.secs)
     elif a.role == "phone":

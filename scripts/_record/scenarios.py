@@ -27,6 +27,7 @@ from clients import (
     say,
 )
 from tello import sdk_session
+from toydrone import toy_phone, unknown_app, wifi_uav_app
 
 DNS = "10.77.0.1"
 DJI_AIRCRAFT = "192.168.2.1"
@@ -233,6 +234,14 @@ def dji_cloud_api_mqtt() -> None:
     mqtt_session(ip, 1883, 5, osd_count=5, status=False, events=True, wait_message=8.0)
 
 
+def wifi_toy_drone() -> None:
+    toy_phone(wifi_uav_app, 20.0)
+
+
+def wifi_unknown_drone() -> None:
+    toy_phone(unknown_app, 20.0)
+
+
 PHONE: dict[str, Callable[[], None]] = {
     "dji_fly_ldm_off": dji_fly_ldm_off,
     "dji_fly_ldm_on_clean": dji_fly_ldm_on_clean,
@@ -242,6 +251,8 @@ PHONE: dict[str, Callable[[], None]] = {
     "qgc_mavlink": qgc_mavlink,
     "dji_cloud_api_mqtt": dji_cloud_api_mqtt,
     "tello_sdk": tello_sdk,
+    "wifi_toy_drone": wifi_toy_drone,
+    "wifi_unknown_drone": wifi_unknown_drone,
 }
 
 

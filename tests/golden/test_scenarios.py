@@ -11,9 +11,16 @@ from dronewatch.capture.files import FileSource
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.geoip.maxmind import MaxMindResolver
-from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert
+from dronewatch.judge.alert import (
+    NOTE_ATTEMPT,
+    NOTE_DNS,
+    NOTE_LEAK,
+    NOTE_OTHER_APP,
+    Alert,
+    is_lookup,
+)
 from dronewatch.judge.classify import Classifier
-from dronewatch.judge.monitor import VerdictRecord
+from dronewatch.judge.monitor import DeviceRecord, VerdictRecord
 from dronewatch.judge.policy import Policy
 from tests.pcaps import PCAPS, all_captures, capture
 
@@ -219,7 +226,8 @@ def analyze_path(rel: str, policy: Policy) -> dict[str, list[Record]]:
 
 def test_flight5_shared_scope_only_the_vendor_lookup_is_a_violation() -> None:
     """AR.Drone Flight5, phone shared with other apps: the data.ardrone.com lookup (never
-    answered) is the one violation; the other apps' DNS is reported at low severity."""
+    answered) is the one violation; the other apps' lookups and the DNS queries nobody answered
+    are attempts, of low severity, that leave nothing delivered."""
     recs = analyze_path(FLIGHT5, ldm(True, scope="shared"))
     by_note: dict[str, list[Alert]] = {}
     for a in alerts(recs):
@@ -230,17 +238,25 @@ def test_flight5_shared_scope_only_the_vendor_lookup_is_a_violation() -> None:
         "Parrot",
         "192.168.1.2",
     )
-    assert NOTE_LEAK not in by_note
-    assert {a.severity for a in by_note[NOTE_OTHER_APP]} == {"low"}
+    assert NOTE_LEAK not in by_note and NOTE_OTHER_APP not in by_note
+    attempts = by_note[NOTE_ATTEMPT]
+    assert {a.severity for a in attempts} == {"low"}
+    assert {"8.8.8.8", "8.8.4.4"} <= {a.dest_ip for a in attempts if not is_lookup(a)}
+    assert "www.google.com" in {a.dest_name for a in attempts if is_lookup(a)}
+    assert "data.ardrone.com" not in {a.dest_name for a in attempts}
     v = verdicts(recs)["192.168.1.2"]
     assert (v.verdict, v.vendor_dns_lookups, v.aircraft) == ("violation", 1, ("192.168.1.1",))
+    assert v.attempts == len({a.dest_name or a.dest_ip for a in attempts})
+    assert "attempted to reach 8.8.4.4, 8.8.8.8" in v.msg
 
 
-def test_flight5_dedicated_scope_counts_the_dns_traffic_too() -> None:
-    """On a dedicated ground station the queries to 8.8.8.8 are bytes off the device too."""
+def test_flight5_dedicated_scope_unanswered_dns_is_an_attempt() -> None:
+    """On a dedicated ground station the DNS queries to 8.8.8.8 that nothing answered (the
+    aircraft's access point has no uplink) are attempts, not bytes delivered."""
     recs = analyze_path(FLIGHT5, ldm(True))
-    leak = {a.dest_ip for a in alerts(recs) if a.note == NOTE_LEAK}
-    assert leak == {"8.8.8.8", "8.8.4.4"}
+    assert not [a for a in alerts(recs) if a.note == NOTE_LEAK]
+    tried = {a.dest_ip for a in alerts(recs) if a.note == NOTE_ATTEMPT and not is_lookup(a)}
+    assert tried == {"8.8.8.8", "8.8.4.4"}
 
 
 @pytest.mark.parametrize("n", ["01", "02", "03"])
@@ -267,3 +283,65 @@ def test_droneid_beacons_are_broadcasts_not_leaks() -> None:
     assert alerts(recs) == [] and "verdicts" not in recs
     serials = {r.to_dict()["serial"] for r in recs["dji_droneid"]}
     assert serials == {"08QDE3R00209TF", "0K1DE5H0030KC7"}
+
+
+def devices(records: dict[str, list[Record]]) -> dict[str, DeviceRecord]:
+    return {d.ip: d for d in records.get("devices", []) if isinstance(d, DeviceRecord)}
+
+
+def test_wifi_toy_drone_of_a_catalogued_family_is_recognised_by_its_rules() -> None:
+    """A WiFi UAV-family toy drone (the aircraft is the access point at 192.168.169.1): the
+    generic Wi-Fi drone pack names the link, so the phone is judged; its lookups and the
+    connections nothing answered (no uplink) are attempts, and nothing was delivered."""
+    recs = analyze("wifi_toy_drone.pcap", ldm(True))
+    dev = devices(recs)
+    phone, aircraft = dev["192.168.169.15"], dev["192.168.169.1"]
+    assert phone.roles == ("ground_station",) and aircraft.roles == ("aircraft",)
+    assert any("wifi_drones.wifi_uav.control" in r for r in phone.reasons)
+    assert phone.hostname == "Pixel-7"
+    found = alerts(recs)
+    assert found and {(a.note, a.severity) for a in found} == {(NOTE_ATTEMPT, "low")}
+    looked_up = {a.dest_name for a in found if is_lookup(a)}
+    assert {"api.example-drone-cloud.com", "graph.facebook.com", "www.google.com"} <= looked_up
+    assert any(a.dest_port == 443 and not is_lookup(a) for a in found)
+    v = verdicts(recs)["192.168.169.15"]
+    assert (v.verdict, v.aircraft) == ("clean", ("192.168.169.1",))
+    assert v.attempts == len(found) and "nothing was delivered" in v.msg
+    assert v.msg.startswith("LDM on: attempted to reach ")
+    off = verdicts(analyze("wifi_toy_drone.pcap", ldm(False)))["192.168.169.15"]
+    assert (off.verdict, off.attempts) == ("not_applicable", 0)
+
+
+def test_wifi_drone_of_an_unknown_family_is_recognised_by_behaviour() -> None:
+    """A drone no rule pack names (made-up ports, MJPEG over TCP): the phone sends a steady
+    control stream to 172.16.10.1 and gets JPEG video back, so it is a ground station, and
+    devices.jsonl says that behaviour is why."""
+    recs = analyze("wifi_unknown_drone.pcap", ldm(True))
+    dev = devices(recs)
+    phone = dev["172.16.10.103"]
+    assert phone.roles == ("ground_station",)
+    (reason,) = phone.reasons
+    assert "control stream to 172.16.10.1" in reason and "jpeg video back" in reason
+    assert "(behaviour" in reason and phone.confidence == 0.9
+    assert not any(f.rule_id and f.rule_id.startswith("wifi_drones.") for f in recs["flows"])
+    v = verdicts(recs)["172.16.10.103"]
+    assert v.verdict == "clean" and v.attempts > 0
+
+
+def test_capture_of_one_host_judges_it_without_being_told() -> None:
+    """A capture in which one local host is an end of every flow is a capture of that device: it
+    is judged with no --device, and devices.jsonl says why."""
+    recs = analyze_path("third_party/zeek/http/pipelined-requests.pcap", ldm(True))
+    (v,) = verdicts(recs).values()
+    (reason,) = devices(recs)[v.device_ip].reasons
+    assert reason.startswith("phone-side capture: it is an end of every one of the")
+    assert v.verdict == "violation"
+
+
+def test_no_ground_station_says_which_hosts_were_considered() -> None:
+    """No drone link and many local hosts: no verdict, and a device record per local host says
+    why it was not judged, so the output is never a silent empty verdict."""
+    recs = analyze_path("third_party/zeek/wikipedia.pcap", ldm(True))
+    assert verdicts(recs) == {}
+    considered = [d for d in devices(recs).values() if d.not_judged]
+    assert considered and all("no drone link" in (d.not_judged or "") for d in considered)

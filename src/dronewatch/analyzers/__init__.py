@@ -9,6 +9,7 @@ from dronewatch.analyzers.dji_droneid import DjiDroneIdAnalyzer, DjiDroneIdOptio
 from dronewatch.analyzers.dji_wifi import DjiWifiAnalyzer, DjiWifiOptions
 from dronewatch.analyzers.dns import DnsAnalyzer, DnsOptions
 from dronewatch.analyzers.http import HttpAnalyzer, HttpOptions
+from dronewatch.analyzers.local_link import LocalLinkAnalyzer, LocalLinkOptions
 from dronewatch.analyzers.mavlink import MavlinkAnalyzer, MavlinkOptions
 from dronewatch.analyzers.mdns import MdnsAnalyzer, MdnsOptions
 from dronewatch.analyzers.mqtt import MqttAnalyzer, MqttOptions
@@ -41,6 +42,7 @@ class AnalyzerOptions:
     parrot: ParrotOptions = field(default_factory=ParrotOptions)
     remoteid: RemoteIdOptions = field(default_factory=RemoteIdOptions)
     dji_droneid: DjiDroneIdOptions = field(default_factory=DjiDroneIdOptions)
+    local_link: LocalLinkOptions = field(default_factory=LocalLinkOptions)
 
 
 def default_analyzers(ctx: Context, options: AnalyzerOptions | None = None) -> list[Analyzer]:
@@ -63,4 +65,5 @@ def default_analyzers(ctx: Context, options: AnalyzerOptions | None = None) -> l
         ParrotAnalyzer(ctx, o.parrot),
         RemoteIdAnalyzer(ctx, o.remoteid),
         DjiDroneIdAnalyzer(ctx, o.dji_droneid),
+        LocalLinkAnalyzer(ctx, o.local_link),
     ]

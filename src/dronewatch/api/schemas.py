@@ -20,7 +20,10 @@ class AlertOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str
     seq: int = Field(description="Grows on every change; poll with since=<largest seq seen>.")
-    note: str = Field(description="ldm.data_left_device, ldm.vendor_dns_lookup, ldm.other_traffic")
+    note: str = Field(
+        description="ldm.data_left_device, ldm.vendor_dns_lookup, ldm.egress_attempt, "
+        "ldm.other_traffic"
+    )
     msg: str
     severity: str
     category: str

@@ -16,7 +16,7 @@ from dronewatch.cli.report import register as report_register
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig
 from dronewatch.exceptions import CaptureError, DronewatchError, PolicyError
-from dronewatch.judge.alert import NOTE_OTHER_APP
+from dronewatch.judge.alert import VIOLATION_NOTES
 from dronewatch.judge.policy import load_policy
 from dronewatch.output.jsonl import AlertExportWriter
 from dronewatch.output.progress import Progress
@@ -94,6 +94,15 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--policy", type=Path, metavar="FILE", help="device policy file (YAML)")
     g.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="IP|MAC|CIDR|NAME",
+        help="the device under test, judged whether or not it is recognised as a ground "
+        "station: an IP or MAC address, every host of a network, or the host name a device "
+        "gave in DHCP; repeatable (like a device of --policy, under its defaults)",
+    )
+    g.add_argument(
         "--scope",
         choices=["dedicated", "shared"],
         help="dedicated: any byte off the device is a violation (default); shared: only the "
@@ -123,11 +132,11 @@ def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
     from dronewatch.geoip.local import LocalNets
     from dronewatch.geoip.maxmind import MaxMindResolver
     from dronewatch.judge.classify import Classifier
-    from dronewatch.judge.policy import Policy, parse_windows
+    from dronewatch.judge.policy import Policy, parse_windows, with_devices
     from dronewatch.judge.rulepack import CATEGORIES
 
     analyzers = analyzer_options(args.analyzer_option)
-    policy = load_policy(args.policy) if args.policy else Policy()
+    policy = with_devices(load_policy(args.policy) if args.policy else Policy(), args.device)
     windows = parse_windows(args.ldm_window)
     if args.ldm is not None:
         policy = policy.with_ldm(args.ldm == "on")
@@ -287,7 +296,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"dronewatch: {err}", file=sys.stderr)
         if not cap.complete:
             code = worst(code, EXIT_USAGE if cap.packets == 0 else EXIT_DAMAGED)
-        if any(a.note != NOTE_OTHER_APP for a in result.alerts):
+        if any(a.note in VIOLATION_NOTES for a in result.alerts):
             code = worst(code, EXIT_VIOLATION)
 
     parallel = args.workers > 1 and len(args.files) > 1 and "-" not in args.files

@@ -127,7 +127,7 @@ def cmd_report(
     """Analyze the captures and write the report."""
     from dronewatch.capture.files import open_source
     from dronewatch.core.pipeline import run_source
-    from dronewatch.judge.alert import NOTE_OTHER_APP
+    from dronewatch.judge.alert import VIOLATION_NOTES
     from dronewatch.output.diff import diff
     from dronewatch.output.progress import Progress
     from dronewatch.output.report import CaptureInfo, ReportCollector
@@ -169,7 +169,7 @@ def cmd_report(
             print(f"dronewatch: {printable(err)}", file=sys.stderr)
         if not cap.complete:
             code = _worst(code, EXIT_USAGE if cap.packets == 0 else EXIT_DAMAGED)
-        if any(a.note != NOTE_OTHER_APP for a in result.alerts):
+        if any(a.note in VIOLATION_NOTES for a in result.alerts):
             code = _worst(code, EXIT_VIOLATION)
 
     part = None

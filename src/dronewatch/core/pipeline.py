@@ -171,6 +171,7 @@ class Pipeline:
             drops=stats.drops,
             complete=record.complete,
             analyzer_errors=sum((record.analyzer_errors or {}).values()),
+            linktypes=record.linktypes,
         )
         return RunResult(record, alerts)
 

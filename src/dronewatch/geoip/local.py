@@ -147,3 +147,52 @@ def parse_address(ip: str | bytes) -> IpAddress:
     if addr.version == 6 and addr.packed[:12] in _EMBEDDED_V4_PREFIXES:
         return ipaddress.IPv4Address(addr.packed[12:])
     return addr
+
+
+LOCAL_NAME_SUFFIXES: tuple[str, ...] = (
+    "local",  # RFC 6762 multicast DNS
+    "localhost",  # RFC 6761 6.3
+    "home.arpa",  # RFC 8375 residential networks
+    "lan",  # de facto home-router zone (OpenWrt, dnsmasq defaults)
+    "localdomain",  # de facto (glibc and dnsmasq defaults)
+    "internal",  # ICANN reserved for private use (2024)
+    "intranet",  # RFC 6762 appendix G
+    "home",  # RFC 6762 appendix G
+    "corp",  # RFC 6762 appendix G
+    "private",  # RFC 6762 appendix G
+)
+"""DNS zones whose names are answered on the local network, never by the internet."""
+
+
+def is_local_name(name: str, nets: LocalNets | None = None) -> bool:
+    """Whether a DNS name stays on the local network: a single label (a host on the LAN), a name
+    in a local zone (`LOCAL_NAME_SUFFIXES`), or the reverse name of a local address. A lookup of
+    any other name is an attempt to reach off the device."""
+    text = name.strip().rstrip(".").lower()
+    if not text or "." not in text:
+        return True
+    if any(text == zone or text.endswith("." + zone) for zone in LOCAL_NAME_SUFFIXES):
+        return True
+    addr = _reverse_address(text)
+    return addr is not None and (nets or _BUILTIN).is_local(addr)
+
+
+def _reverse_address(name: str) -> IpAddress | None:
+    """The address a reverse-lookup name stands for (`4.3.2.1.in-addr.arpa`), or None; a partial
+    reverse name (a zone such as `168.192.in-addr.arpa`) stands for its first address."""
+    if name.endswith(".in-addr.arpa"):
+        octets = name.removesuffix(".in-addr.arpa").split(".")[::-1]
+        if not 1 <= len(octets) <= 4 or not all(o.isdigit() and int(o) < 256 for o in octets):
+            return None
+        return ipaddress.IPv4Address(".".join(octets + ["0"] * (4 - len(octets))))
+    if name.endswith(".ip6.arpa"):
+        nibbles = name.removesuffix(".ip6.arpa").split(".")[::-1]
+        if not 1 <= len(nibbles) <= 32 or not all(
+            len(n) == 1 and n in "0123456789abcdef" for n in nibbles
+        ):
+            return None
+        return ipaddress.IPv6Address(int("".join(nibbles).ljust(32, "0"), 16))
+    return None
+
+
+_BUILTIN = LocalNets()

@@ -21,10 +21,24 @@ OCSF_SEVERITY_ID = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 NOTE_LEAK = "ldm.data_left_device"
 NOTE_DNS = "ldm.vendor_dns_lookup"
 NOTE_OTHER_APP = "ldm.other_traffic"
+NOTE_ATTEMPT = "ldm.egress_attempt"
+"""The device tried to reach off-device and delivered nothing: a lookup of a name that is not
+local, a connection nobody answered (dronewatch.judge.egress)."""
+
+VIOLATION_NOTES = frozenset({NOTE_LEAK, NOTE_DNS})
+"""The notes that break the local-data promise: data left, or a vendor's name was looked up.
+`ldm.other_traffic` (a shared device's other apps) and `ldm.egress_attempt` are findings of
+lower severity that leave the verdict clean."""
 
 JUDGEMENT_LOGS = frozenset({"alerts", "verdicts"})
 """The logs of the judge's own findings (`Alert`, `monitor.VerdictRecord`): written by `analyze`
 and by the service, never sent to the service by an agent or a replay, which send observations."""
+
+
+def is_lookup(alert: Alert) -> bool:
+    """Whether an alert is about DNS lookups of its destination name (a vendor lookup, or an
+    attempt by lookup) rather than about traffic to it: its evidence is the query."""
+    return alert.note == NOTE_DNS or (alert.note == NOTE_ATTEMPT and "dns_query" in alert.evidence)
 
 
 def alert_id(device: str, destination: str, category: str, note: str) -> str:
@@ -40,7 +54,8 @@ class Alert(Record):
     log: ClassVar[str] = "alerts"
     id: str
     note: str
-    """ldm.data_left_device, ldm.vendor_dns_lookup or ldm.other_traffic (shared scope)."""
+    """ldm.data_left_device, ldm.vendor_dns_lookup, ldm.egress_attempt, or ldm.other_traffic
+    (shared scope)."""
     msg: str
     first_seen: float
     last_seen: float
@@ -102,7 +117,7 @@ def to_ecs(alert: Alert) -> dict[str, Any]:
         "event": {
             "kind": "alert",
             "category": ["network", "intrusion_detection"],
-            "type": ["connection", "denied"] if alert.note != NOTE_DNS else ["protocol"],
+            "type": ["protocol"] if is_lookup(alert) else ["connection", "denied"],
             "action": alert.note,
             "dataset": "dronewatch.alerts",
             "module": "dronewatch",

@@ -81,6 +81,16 @@ def normalize_name(name: str | None) -> str | None:
     return name or None
 
 
+def _meta_hex(meta: dict[str, str | list[str]], key: str) -> bytes:
+    value = meta.get(key)
+    if not isinstance(value, str):
+        return b""
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return b""
+
+
 def _meta_str(meta: Mapping[str, str | list[str]], key: str) -> str | None:
     value = meta.get(key)
     if isinstance(value, str):
@@ -122,7 +132,8 @@ class FlowFacts:
     link: str | None = None
     service: str | None = None
     payload: bytes = b""
-    """First payload bytes, when the caller kept them (flows do not)."""
+    """The flow's first payload bytes: meta `first_payload` (the local-link analyzer keeps them
+    for flows between two local hosts), or what the caller passes."""
 
     def __post_init__(self) -> None:
         for key in FACT_NAME_FIELDS:
@@ -152,7 +163,7 @@ class FlowFacts:
             ja4=_meta_str(meta, "ja4"),
             link=_meta_str(meta, "link"),
             service=flow.service or None,
-            payload=payload,
+            payload=payload or _meta_hex(meta, "first_payload"),
         )
 
     @classmethod
@@ -228,6 +239,8 @@ class Classification:
     description: str = ""
     local: bool = False
     """The rule describes a local drone-link flow."""
+    responder: str | None = None
+    """For a local rule: aircraft or ground_station, the end the responder is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,6 +669,7 @@ class Classifier:
 
 
 _FLOW_META = (
+    "first_payload",
     "sni",
     "quic_sni",
     "http_host",
@@ -695,6 +709,7 @@ def _classification(rule: Rule, matched: dict[str, str]) -> Classification:
         behavioural=False,
         description=rule.description,
         local=rule.match.local,
+        responder=rule.responder,
     )
 
 

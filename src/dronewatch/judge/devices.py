@@ -1,13 +1,19 @@
 """Which hosts are ground stations and which are aircraft: facts of the drone links.
 
-A ground-station device is found by: the drone link it speaks (the end that is not the
-aircraft), traffic classified to a drone vendor's cloud, or a drone maker's MAC prefix (smart
-controllers are made by the drone makers). The aircraft end of a link is told by the vendor's fixed
-aircraft addresses and ports (../shared/research/endpoints.md sections 1c, 2, 6, 7).
+A ground-station device is found by, strongest first: the drone link it speaks (the end that is
+not the aircraft), a local rule of a rule pack that names the aircraft's end (`responder`, as
+rules/wifi_drones.yaml does for the generic Wi-Fi drone families), its behaviour with an aircraft
+of a family nobody catalogued (it sends a steady control stream to a local address that sends it
+video back, read by the local-link analyzer), traffic classified to a drone vendor's cloud, or a
+drone maker's MAC prefix (smart controllers are made by the drone makers). The aircraft end of a
+link is told by the vendor's fixed aircraft addresses and ports (../shared/research/endpoints.md
+sections 1c, 2, 6, 7). Each host keeps the reasons it was taken for what it is, with the
+confidence of the strongest, for devices.jsonl.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
@@ -43,6 +49,20 @@ AIRCRAFT_PORTS = {
 
 GCS_PORTS = {"mavlink": frozenset({14550})}
 """The port a MAVLink ground station listens on (QGroundControl's default)."""
+
+CONFIDENCE_LINK = 0.95
+"""A drone link an analyzer decoded."""
+CONFIDENCE_BEHAVIOUR = 0.8
+"""A control stream out and video back between two local hosts."""
+CONFIDENCE_BEHAVIOUR_AP = 0.9
+"""The same, with the aircraft at the first address of its subnet, as a Wi-Fi drone's own access
+point is (192.168.0.1, 192.168.1.1, 172.16.10.1...)."""
+CONFIDENCE_OUI = 0.6
+"""Only a drone maker's MAC prefix."""
+CONFIDENCE_PHONE_SIDE = 0.9
+"""The one local host every flow of the capture has at one end (a capture made on the device)."""
+CONFIDENCE_DECLARED = 1.0
+"""Named by the user (`--device`, the policy file, the devices API)."""
 
 
 def oui_vendor(mac: str | None) -> str | None:
@@ -89,11 +109,24 @@ class Host:
     """ground_station and/or aircraft."""
     reasons: list[str] = field(default_factory=list)
     """Why the roles were given (bounded)."""
+    confidence: float = 0.0
+    """How sure the strongest reason is (the `CONFIDENCE_` constants, a rule's confidence)."""
 
-    def mark(self, role: str, reason: str) -> None:
+    def mark(self, role: str, reason: str, confidence: float = CONFIDENCE_LINK) -> None:
         self.roles.add(role)
+        self.confidence = max(self.confidence, confidence)
         if reason not in self.reasons and len(self.reasons) < 8:
             self.reasons.append(reason)
+
+
+@dataclass(slots=True)
+class _Pair:
+    """What passed between a possible ground station and a possible aircraft (local hosts)."""
+
+    control_hz: float | None = None
+    """The steady stream of small datagrams the first sent the second."""
+    video: str | None = None
+    """The video format the second sent the first."""
 
 
 class DeviceBook:
@@ -101,6 +134,7 @@ class DeviceBook:
 
     def __init__(self) -> None:
         self.hosts: dict[str, Host] = {}
+        self._pairs: dict[tuple[str, str], _Pair] = {}
 
     def host(self, ip: str, mac: bytes | str = b"") -> Host:
         entry = self.hosts.get(ip)
@@ -126,9 +160,93 @@ class DeviceBook:
             "ground_station", f"{link} link with {ip_str(air_ip)}"
         )
 
-    def observe_vendor_traffic(self, ip: str, mac: bytes, vendor: str, rule_id: str) -> None:
+    def observe_vendor_traffic(
+        self, ip: str, mac: bytes, vendor: str, rule_id: str, confidence: float
+    ) -> None:
         """A local host talking to a drone vendor's cloud is a ground station."""
-        self.host(ip, mac).mark("ground_station", f"{vendor} traffic ({rule_id})")
+        self.host(ip, mac).mark("ground_station", f"{vendor} traffic ({rule_id})", confidence)
+
+    def observe_local_rule(
+        self, flow: Flow, responder: str, vendor: str, rule_id: str, confidence: float
+    ) -> None:
+        """A local flow a rule pack's local rule matched, the rule saying which end `responder`
+        (aircraft or ground_station) the flow's responder is."""
+        air_is_resp = responder == "aircraft"
+        gcs = (flow.orig_h, flow.orig_mac) if air_is_resp else (flow.resp_h, flow.resp_mac)
+        air = (flow.resp_h, flow.resp_mac) if air_is_resp else (flow.orig_h, flow.orig_mac)
+        air_ip = ip_str(air[0])
+        self.host(air_ip, air[1]).mark("aircraft", f"{vendor} link ({rule_id})", confidence)
+        self.host(ip_str(gcs[0]), gcs[1]).mark(
+            "ground_station", f"{vendor} link with {air_ip} ({rule_id})", confidence
+        )
+
+    def observe_streams(self, flow: Flow) -> None:
+        """A flow between two local hosts: the control stream and the video the local-link
+        analyzer read off it (meta `control_hz`/`control_from`, `video`/`video_from`), or the
+        video an RTSP server on the local network serves. A host that sends a steady control
+        stream to a local address and gets video back from it is taken for a ground station,
+        and that address for its aircraft."""
+        meta = flow.meta
+        ends = {"orig": (flow.orig_h, flow.orig_mac), "resp": (flow.resp_h, flow.resp_mac)}
+        other = {"orig": "resp", "resp": "orig"}
+        hz, sender = meta.get("control_hz"), meta.get("control_from")
+        if isinstance(hz, str) and sender in ends:
+            pair = self._pair(ends[sender], ends[other[sender]])
+            pair.control_hz = pair.control_hz or float(hz)
+            self._recognise(ends[sender], ends[other[sender]])
+        video, sender = meta.get("video"), meta.get("video_from")
+        if not isinstance(video, str) and flow.service == "rtsp":
+            video, sender = "rtsp", "resp"  # the RTSP server serves the stream
+        if isinstance(video, str) and sender in ends:
+            pair = self._pair(ends[other[sender]], ends[sender])
+            pair.video = pair.video or video
+            self._recognise(ends[other[sender]], ends[sender])
+
+    def _pair(self, gcs: tuple[bytes, bytes], air: tuple[bytes, bytes]) -> _Pair:
+        self.host(ip_str(gcs[0]), gcs[1])
+        self.host(ip_str(air[0]), air[1])
+        key = (ip_str(gcs[0]), ip_str(air[0]))
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = self._pairs[key] = _Pair()
+        return pair
+
+    def _recognise(self, gcs: tuple[bytes, bytes], air: tuple[bytes, bytes]) -> None:
+        gcs_ip, air_ip = ip_str(gcs[0]), ip_str(air[0])
+        pair = self._pairs[(gcs_ip, air_ip)]
+        if pair.control_hz is None or pair.video is None:
+            return
+        first = first_address(air_ip)
+        confidence = CONFIDENCE_BEHAVIOUR_AP if first else CONFIDENCE_BEHAVIOUR
+        where = ", the first address of its subnet like a drone's access point" if first else ""
+        self.hosts[gcs_ip].mark(
+            "ground_station",
+            f"sends a {pair.control_hz:.0f} Hz control stream to {air_ip} and gets "
+            f"{pair.video} video back (behaviour{where})",
+            confidence,
+        )
+        self.hosts[air_ip].mark(
+            "aircraft",
+            f"sends {pair.video} video to {gcs_ip} and gets its control stream (behaviour)",
+            confidence,
+        )
+
+    def not_judged(self, host: Host) -> str:
+        """Why a local host was not taken for a ground station, in words."""
+        if "aircraft" in host.roles:
+            return "it is an aircraft (" + "; ".join(host.reasons) + ")"
+        half = []
+        for (gcs, air), pair in self._pairs.items():
+            if gcs == host.ip and pair.control_hz is not None:
+                half.append(
+                    f"it sends a {pair.control_hz:.0f} Hz control stream to {air}, but no video "
+                    "came back"
+                )
+            if gcs == host.ip and pair.video is not None and pair.control_hz is None:
+                half.append(f"it gets {pair.video} video from {air}, but sends it no control")
+        if half:
+            return "; ".join(half)
+        return "no drone link, no drone-vendor traffic, no control stream with video back"
 
     def ground_stations(self) -> list[Host]:
         """Hosts found to be ground stations, and hosts with a maker's OUI that are not aircraft."""
@@ -141,6 +259,16 @@ class DeviceBook:
                 and "aircraft" not in host.roles
                 and host.ip not in AIRCRAFT_ADDRESSES
             ):
-                host.mark("ground_station", f"{host.vendor_oui} MAC prefix")
+                host.mark("ground_station", f"{host.vendor_oui} MAC prefix", CONFIDENCE_OUI)
                 out.append(host)
         return sorted(out, key=lambda h: h.ip)
+
+
+def first_address(ip: str) -> bool:
+    """Whether an IPv4 address is the first host address of its /24 (x.y.z.1), where a Wi-Fi
+    drone's own access point usually sits."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return addr.version == 4 and addr.packed[3] == 1

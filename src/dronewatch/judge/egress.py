@@ -1,7 +1,8 @@
 """What left one device for one destination and category: the unit an alert is raised on.
 
-The monitor turns each finished flow that crossed the local boundary, and each vendor name a local
-host looked up, into one `EgressRecord` (egress.jsonl): the observation, with the classification,
+The monitor turns each finished flow that crossed the local boundary, each connection off the local
+network that got no answer, and each name that is not local a local host looked up, into one
+`EgressRecord` (egress.jsonl): the observation, with the classification,
 evidence and destination facts it needs. `EgressBook` folds observations into one `Egress` per
 (device, destination, category, note, LDM state), and `judge_device` turns a device's entries into
 its alerts under its policy. `dronewatch analyze` and the alert service both run exactly this code
@@ -16,14 +17,47 @@ from typing import Any, ClassVar
 
 from dronewatch.core.hooks import Record
 from dronewatch.geoip.base import GeoInfo
-from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, Alert, alert_id
+from dronewatch.judge.alert import (
+    NOTE_ATTEMPT,
+    NOTE_DNS,
+    NOTE_LEAK,
+    NOTE_OTHER_APP,
+    Alert,
+    alert_id,
+)
 from dronewatch.judge.classify import Classification
 from dronewatch.judge.policy import DevicePolicy
 
 KIND_FLOW = "flow"
 """An egress observation of a flow: bytes the host sent off the local network."""
 KIND_LOOKUP = "lookup"
-"""An egress observation of a DNS lookup of a vendor cloud name by a local host."""
+"""An egress observation of a DNS lookup, by a local host, of a name that is not local: a
+drone vendor's name (`ldm.vendor_dns_lookup`) or any other (`ldm.egress_attempt`)."""
+KIND_ATTEMPT = "attempt"
+"""An egress observation of a connection off the local network that nothing answered and that
+could not have carried data (`unanswered_attempt`): an `ldm.egress_attempt`."""
+
+ATTEMPT_MAX_UDP_BYTES = 512
+"""Unanswered UDP of an unrecognised protocol is an attempt up to this many payload bytes; more
+could hold a flight log or a photo's worth of data, so it counts as data that left."""
+ATTEMPT_UDP_SERVICES = frozenset({"dns", "quic", "dhcp", "ntp", "stun"})
+"""UDP protocols whose opening messages carry no user data: unanswered, they are attempts
+whatever their size (a QUIC Initial is padded to 1,200 bytes and retried)."""
+
+
+def unanswered_attempt(proto: str, service: str, pkts_in: int, payload_out: int) -> bool:
+    """Whether a flow off the local network was only an attempt: nothing came back, and what went
+    out could not have carried data (TCP without payload: SYNs; ICMP; UDP of a handshake
+    protocol, or of at most `ATTEMPT_MAX_UDP_BYTES`). A mirror port that sees one direction only
+    sees no answers either: TCP with payload and bigger UDP still count as data that left."""
+    if pkts_in:
+        return False
+    if proto == "tcp":
+        return payload_out == 0
+    if proto == "udp":
+        return service in ATTEMPT_UDP_SERVICES or payload_out <= ATTEMPT_MAX_UDP_BYTES
+    return proto in ("icmp", "icmp6")
+
 
 MAX_UIDS = 20
 """Flow uids (and Community IDs) kept per alert as evidence."""
@@ -41,6 +75,8 @@ class Egress:
     ldm: bool
     first: float
     last: float
+    kind: str = KIND_FLOW
+    """What the entry counts: flows, lookups or attempts (`EgressRecord.kind`)."""
     dest_ip: str | None = None
     dest_port: int | None = None
     proto: str | None = None
@@ -89,7 +125,7 @@ def build_alert(e: Egress, scope: str, name: str | None) -> Alert:
     note = e.note
     if note == NOTE_LEAK and scope == "shared" and not drone_related:
         note = NOTE_OTHER_APP
-    if note == NOTE_OTHER_APP:
+    if note in (NOTE_OTHER_APP, NOTE_ATTEMPT):
         severity = "low"
     elif note == NOTE_DNS:
         severity = "medium"
@@ -100,6 +136,17 @@ def build_alert(e: Egress, scope: str, name: str | None) -> Alert:
     who = f"{cls.vendor} " if drone_related and cls is not None else ""
     if note == NOTE_DNS:
         msg = f"{e.host_ip} looked up {who}cloud name {e.dest} while local-data mode was on"
+    elif note == NOTE_ATTEMPT and e.kind == KIND_LOOKUP:
+        msg = (
+            f"{e.host_ip} looked up {e.dest} ({_times(e.flows, 'lookup')}) while local-data mode "
+            "was on; no data was sent to it"
+        )
+    elif note == NOTE_ATTEMPT:
+        port = f"{e.proto}/{e.dest_port}" if e.proto else str(e.dest_port)
+        msg = (
+            f"{e.host_ip} tried to reach {who}{e.dest} ({port}, {_times(e.flows, 'attempt')}) "
+            "while local-data mode was on; nothing answered and nothing was delivered"
+        )
     elif note == NOTE_OTHER_APP:
         msg = (
             f"{e.host_ip} sent {e.bytes_out:,} bytes to {e.dest} (not attributed to the "
@@ -147,6 +194,10 @@ def build_alert(e: Egress, scope: str, name: str | None) -> Alert:
     )
 
 
+def _times(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 @dataclass(frozen=True, slots=True)
 class EgressRecord(Record):
     """One flow that carried bytes off a local host, or one vendor name a local host looked up:
@@ -156,7 +207,7 @@ class EgressRecord(Record):
     last_ts: float
     uid: str
     kind: str
-    """flow or lookup."""
+    """flow, lookup or attempt."""
     host_ip: str
     dest_ip: str
     dest_port: int
@@ -168,8 +219,8 @@ class EgressRecord(Record):
     category: str
     host_mac: str | None = None
     dest_name: str | None = None
-    """The destination's name (SNI, HTTP host, DNS name) for an outbound flow; the name looked
-    up for a lookup; None for an inbound flow."""
+    """The destination's name (SNI, HTTP host, DNS name) for an outbound flow or attempt; the name
+    looked up for a lookup; None for an inbound flow."""
     community_id: str | None = None
     rule_id: str | None = None
     vendor: str | None = None
@@ -205,7 +256,7 @@ class EgressRecord(Record):
     @property
     def geo(self) -> GeoInfo | None:
         """Where the destination is (None for a lookup)."""
-        if self.kind != KIND_FLOW:
+        if self.kind == KIND_LOOKUP:
             return None
         return GeoInfo(
             "public", country_code=self.dest_country, asn=self.dest_asn, as_org=self.dest_as_org
@@ -219,6 +270,16 @@ class EgressRecord(Record):
         return cls(**fields)
 
 
+def note_of(obs: EgressRecord) -> str:
+    """The finding an observation is: data that left, a lookup of a drone vendor's name, or an
+    attempt (a lookup of another name, a connection nobody answered)."""
+    if obs.kind == KIND_FLOW:
+        return NOTE_LEAK
+    if obs.kind == KIND_LOOKUP and obs.rule_id is not None and not obs.behavioural:
+        return NOTE_DNS
+    return NOTE_ATTEMPT
+
+
 class EgressBook:
     """Egress observations folded into one `Egress` per (host, destination, category, note,
     LDM state), in the order they are added."""
@@ -229,7 +290,10 @@ class EgressBook:
     def add(self, obs: EgressRecord, ldm: bool) -> None:
         """Count one observation; `ldm`: whether LDM was on for the host during it."""
         lookup = obs.kind == KIND_LOOKUP
-        entry = self._entry(obs, NOTE_DNS if lookup else NOTE_LEAK, ldm)
+        entry = self._entry(obs, note_of(obs), ldm)
+        if (obs.ts, obs.dest_ip) < (entry.first, entry.dest_ip or ""):
+            # The earliest observation names the address, whatever order they arrive in.
+            entry.dest_ip, entry.dest_port, entry.proto = obs.dest_ip, obs.dest_port, obs.proto
         if lookup:  # one more lookup of the name: no bytes, one packet out
             entry.first = min(entry.first, obs.ts)
             entry.last = max(entry.last, obs.last_ts)
@@ -253,7 +317,8 @@ class EgressBook:
 
     def _entry(self, obs: EgressRecord, note: str, ldm: bool) -> Egress:
         """The entry an observation counts in, made by its first observation."""
-        dest = obs.dest_name or ("" if note == NOTE_DNS else obs.dest_ip)
+        lookup = obs.kind == KIND_LOOKUP
+        dest = obs.dest_name or ("" if lookup else obs.dest_ip)
         key = (obs.host_ip, dest, obs.category, note, ldm)
         entry = self._entries.get(key)
         if entry is None:
@@ -266,10 +331,11 @@ class EgressBook:
                 ldm=ldm,
                 first=obs.ts,
                 last=obs.last_ts,
+                kind=obs.kind,
                 dest_ip=obs.dest_ip,
                 dest_port=obs.dest_port,
                 proto=obs.proto,
-                dest_name=dest if note == NOTE_DNS else obs.dest_name,
+                dest_name=dest if lookup else obs.dest_name,
                 cls=obs.classification,
                 geo=obs.geo,
             )
@@ -294,18 +360,23 @@ class Judgement:
 
 def judge_device(entries: Iterable[Egress], policy: DevicePolicy, name: str | None) -> Judgement:
     """The alerts of one device: every entry made while LDM was on that its policy does not
-    exempt; a lookup of a name the device then sent data to is part of that leak, not news."""
+    exempt. A lookup of a name the device then sent data to is part of that leak, not news; an
+    attempt on a destination the device then reached is part of that leak too, and a lookup of a
+    name it then tried to connect to is part of that attempt."""
     entries = list(entries)
     alerts: list[Alert] = []
     allowed_bytes = 0
-    leaked_names = {e.dest_name for e in entries if e.ldm and e.note == NOTE_LEAK}
-    for e in entries:
-        if not e.ldm:
-            continue
-        if policy.allows(e.category, e.dest_name, "" if e.note == NOTE_DNS else e.dest_ip or ""):
+    on = [e for e in entries if e.ldm]
+    leaked = {d for e in on if e.note == NOTE_LEAK for d in (e.dest_name, e.dest_ip) if d}
+    tried = {e.dest_name for e in on if e.note == NOTE_ATTEMPT and e.kind == KIND_ATTEMPT}
+    for e in on:
+        lookup = e.kind == KIND_LOOKUP
+        if policy.allows(e.category, e.dest_name, "" if lookup else e.dest_ip or ""):
             allowed_bytes += e.bytes_out
             continue
-        if e.note == NOTE_DNS and e.dest_name in leaked_names:
+        if lookup and (e.dest_name in leaked or (e.note == NOTE_ATTEMPT and e.dest_name in tried)):
+            continue
+        if e.kind == KIND_ATTEMPT and (e.dest_name in leaked or e.dest_ip in leaked):
             continue
         alerts.append(build_alert(e, policy.scope, name))
     return Judgement(alerts, allowed_bytes)

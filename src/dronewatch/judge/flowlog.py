@@ -47,6 +47,14 @@ class FlowRecord(Record):
     """The destination's name: TLS/QUIC SNI, HTTP host, or the DNS name that resolved to it."""
     link: str | None = None
     """Drone-link protocol when the flow is a local drone link."""
+    video: str | None = None
+    """Video format one end of a local flow sent (jpeg, h264, rtp), by signature."""
+    video_from: str | None = None
+    """orig or resp: the end that sent the video."""
+    control_hz: float | None = None
+    """Rate of the steady stream of small datagrams one end of a local flow sent."""
+    control_from: str | None = None
+    """orig or resp: the end that sent the control stream."""
     vendor: str | None = None
     app: str | None = None
     category: str | None = None
@@ -116,6 +124,10 @@ def flow_record(
         service=flow.service or None,
         server_name=server_name(flow),
         link=link if isinstance(link, str) else None,
+        video=_text(flow, "video"),
+        video_from=_text(flow, "video_from"),
+        control_hz=float(hz) if (hz := _text(flow, "control_hz")) else None,
+        control_from=_text(flow, "control_from"),
         vendor=cls.vendor if cls else None,
         app=cls.app if cls else None,
         category=cls.category if cls else None,
@@ -132,3 +144,8 @@ def flow_record(
         tunnel_vlan=tunnel.vlan if tunnel else None,
         tunnel_id=tunnel.ident if tunnel else None,
     )
+
+
+def _text(flow: Flow, key: str) -> str | None:
+    value = flow.meta.get(key)
+    return value if isinstance(value, str) else None

@@ -4,22 +4,30 @@ traffic that left a device while its local-data mode was on into alerts and per-
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
 from dronewatch.core.hooks import Context, Record
 from dronewatch.geoip.base import GeoInfo, Resolver
+from dronewatch.geoip.local import is_local_name
 from dronewatch.judge.alert import NOTE_LEAK, Alert
 from dronewatch.judge.classify import Classification, Classifier
-from dronewatch.judge.devices import DeviceBook, Host
+from dronewatch.judge.devices import (
+    CONFIDENCE_DECLARED,
+    CONFIDENCE_PHONE_SIDE,
+    DeviceBook,
+    Host,
+)
 from dronewatch.judge.egress import (
+    KIND_ATTEMPT,
     KIND_FLOW,
     KIND_LOOKUP,
     Egress,
     EgressBook,
     EgressRecord,
     judge_device,
+    unanswered_attempt,
 )
 from dronewatch.judge.evidence import EvidenceKeeper
 from dronewatch.judge.flowlog import flow_record, server_name
@@ -68,6 +76,10 @@ class VerdictRecord(Record):
     reasons: tuple[str, ...]
     """Why the host is a ground station."""
     end_ts: float
+    attempts: int = 0
+    """Destinations the device tried to reach while LDM was on and delivered nothing to."""
+    confidence: float | None = None
+    """How sure the strongest reason is (1.0: named by the user)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,18 @@ class DeviceRecord(Record):
     vendor_oui: str | None
     roles: tuple[str, ...]
     reasons: tuple[str, ...]
+    """Why the host was given its roles."""
+    confidence: float | None = None
+    """How sure the strongest reason is."""
+    not_judged: str | None = None
+    """Why a local host was not taken for a ground station (no verdict of its own)."""
+
+
+PHONE_SIDE_LINKTYPES = frozenset({"raw", "ipv4", "ipv6", "null", "loop"})
+"""Link types of captures made on the device itself (a VPN app's tun, PCAPdroid, a loopback)."""
+
+NOT_JUDGED_SHOWN = 20
+"""Local hosts listed, busiest first, when no ground station was found (the rest are counted)."""
 
 
 class Monitor:
@@ -115,6 +139,11 @@ class Monitor:
         self._first_ts: float | None = None
         self._last_ts = 0.0
         self._dhcp: dict[str, str] = {}
+        self._flows = 0
+        self._ends: dict[str, int] = {}
+        self._named: dict[str, DevicePolicy] = {}
+        """The declared device each named host was matched to (`finish`)."""
+        """How many flows each local host was an end of (a phone-side capture: one host, all)."""
 
     def flow_end(self, flow: Flow) -> None:
         if self._first_ts is None or flow.first_ts < self._first_ts:
@@ -139,6 +168,16 @@ class Monitor:
         link = flow.meta.get("link")
         if isinstance(link, str):
             self.devices.observe_link(flow, link)
+        elif orig_local and resp_local:
+            if cls is not None and cls.local and cls.responder:
+                self.devices.observe_local_rule(
+                    flow, cls.responder, cls.vendor, cls.rule_id, cls.confidence
+                )
+            self.devices.observe_streams(flow)
+        self._flows += 1
+        for ip, local in ((flow.orig_ip, orig_local), (flow.resp_ip, resp_local)):
+            if local:
+                self._ends[ip] = self._ends.get(ip, 0) + 1
         if orig_local:
             self._count(flow.orig_ip, flow.orig_pkts, resp_local, isinstance(link, str))
         if resp_local:
@@ -170,7 +209,7 @@ class Monitor:
             t.local_link_pkts += pkts
 
     def _policy(self, ip: str, mac: str | None) -> DevicePolicy:
-        return self.policy.for_device(ip, mac)
+        return self.policy.for_device(ip, mac, self._dhcp.get(mac) if mac else None)
 
     def _egress_flow(
         self, flow: Flow, cls: Classification | None, geo: GeoInfo, cid: str, *, outbound: bool
@@ -193,9 +232,13 @@ class Monitor:
             )
         if out_p == 0:
             return  # nothing left the host
+        payload_out = flow.orig_payload_bytes if outbound else flow.resp_payload_bytes
+        attempt = outbound and unanswered_attempt(flow.proto_name, flow.service, in_p, payload_out)
         host_ip = ip_str(host_h)
         if cls is not None and not cls.behavioural:
-            self.devices.observe_vendor_traffic(host_ip, host_mac, cls.vendor, cls.rule_id)
+            self.devices.observe_vendor_traffic(
+                host_ip, host_mac, cls.vendor, cls.rule_id, cls.confidence
+            )
         else:
             self.devices.host(host_ip, host_mac)
         evidence: dict[str, str] = dict(cls.matched) if cls is not None else {}
@@ -208,7 +251,7 @@ class Monitor:
                 ts=flow.first_ts,
                 last_ts=flow.last_ts,
                 uid=flow.uid,
-                kind=KIND_FLOW,
+                kind=KIND_ATTEMPT if attempt else KIND_FLOW,
                 host_ip=host_ip,
                 host_mac=mac_str(host_mac) or None,
                 dest_ip=ip_str(dest_h),
@@ -236,18 +279,23 @@ class Monitor:
         self.ctx.emit(obs)
 
     def _dns(self, flow: Flow) -> None:
-        if self.classifier is None:
-            return
+        """The names a local host looked up: a drone vendor's name is a vendor lookup, any other
+        name the local network does not answer an attempt to reach off the device."""
         names = flow.meta.get("dns_query")
         if not isinstance(names, list):
             return
+        classify = self.classifier.classify_name if self.classifier is not None else None
         for qname in names:
-            cls = self.classifier.classify_name(qname)
-            if cls is None or cls.behavioural or cls.category == "local_link":
+            cls = classify(qname) if classify is not None else None
+            if cls is not None and (cls.behavioural or cls.category == "local_link"):
                 continue
-            self.devices.observe_vendor_traffic(
-                flow.orig_ip, flow.orig_mac, cls.vendor, cls.rule_id
-            )
+            if cls is None:
+                if is_local_name(qname):
+                    continue  # a name the local network answers: not an attempt to leave
+            else:
+                self.devices.observe_vendor_traffic(
+                    flow.orig_ip, flow.orig_mac, cls.vendor, cls.rule_id, cls.confidence
+                )
             self._observe(
                 EgressRecord(
                     ts=flow.first_ts,
@@ -264,7 +312,7 @@ class Monitor:
                     bytes_in=0,
                     pkts_out=1,
                     pkts_in=0,
-                    category=cls.category,
+                    category=cls.category if cls is not None else "other",
                     evidence={"dns_query": qname},
                     **_classification_fields(cls),
                 )
@@ -281,6 +329,7 @@ class Monitor:
             vendor_oui=host.vendor_oui,
             roles=tuple(sorted(host.roles)),
             reasons=tuple(host.reasons),
+            confidence=round(host.confidence, 2) if host.roles else None,
         )
 
     def _announce(self) -> None:
@@ -290,21 +339,25 @@ class Monitor:
                 self._announced.add(host.ip)
                 self.ctx.emit(self._device_record(host))
 
-    def finish(self, *, drops: int | None, complete: bool, analyzer_errors: int = 0) -> list[Alert]:
+    def finish(
+        self,
+        *,
+        drops: int | None,
+        complete: bool,
+        analyzer_errors: int = 0,
+        linktypes: dict[str, int] | None = None,
+    ) -> list[Alert]:
         """Emit devices, alerts and one verdict per ground station; returns the alerts.
-        `analyzer_errors`: failed analyzer hook calls, which leave a verdict incomplete."""
+        `analyzer_errors`: failed analyzer hook calls, which leave a verdict incomplete;
+        `linktypes`: the capture's link types by name, which tell a capture made on the device."""
         stations = {h.ip: h for h in self.devices.ground_stations()}
-        for dev in self.policy.devices:
-            ip = dev.ip or next(
-                (h.ip for h in self.devices.hosts.values() if dev.mac and h.mac == dev.mac), None
-            )
-            if ip is None:
-                ip = dev.mac or dev.name
-            host = stations.get(ip) or self.devices.host(ip)
-            host.mark("ground_station", "declared in the policy")
-            stations[ip] = host
+        self._declared(stations)
+        if not stations:
+            self._phone_side(stations, linktypes or {})
         for host in sorted(self.devices.hosts.values(), key=lambda h: h.ip):
             self.ctx.emit(self._device_record(host))
+        if not stations:
+            self._not_judged()
         by_host = self._book.by_host()
         aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
         alerts: list[Alert] = []
@@ -312,6 +365,65 @@ class Monitor:
         for ip, host in sorted(stations.items()):
             alerts.extend(self._verdict(ip, host, by_host.get(ip, []), aircraft, coverage))
         return alerts
+
+    def _declared(self, stations: dict[str, Host]) -> None:
+        """Add the devices the user named (policy file, `--device`) to `stations`: each host a
+        declared device matches, or the declaration itself when no host matched (its verdict
+        then says nothing of it was seen)."""
+        hosts = self.devices.hosts
+        seen = [(ip, hosts.get(ip)) for ip in sorted(set(self._traffic) | set(hosts))]
+        for dev in self.policy.devices:
+            matched = [
+                self.devices.host(ip)
+                for ip, h in seen
+                if self.policy.for_device(ip, h.mac if h else None, self._name(h) if h else None)
+                is dev
+            ]
+            if not matched:
+                ident = dev.ip or dev.mac or dev.net or dev.hostname or dev.name
+                matched = [stations.get(ident) or self.devices.host(ident)]
+            for host in matched:
+                host.mark("ground_station", "named by the user", CONFIDENCE_DECLARED)
+                stations[host.ip] = host
+                self._named[host.ip] = dev
+
+    def _phone_side(self, stations: dict[str, Host], linktypes: dict[str, int]) -> None:
+        """A capture made on the device: the one local host that is an end of every flow (not an
+        aircraft) is the device, judged without being named."""
+        if not self._flows:
+            return
+        ends = [
+            ip
+            for ip, n in self._ends.items()
+            if n == self._flows and "aircraft" not in self.devices.host(ip).roles
+        ]
+        if len(ends) != 1:
+            return
+        ip = ends[0]
+        raw = sorted(set(linktypes) & PHONE_SIDE_LINKTYPES)
+        how = f"a {'/'.join(raw)} capture, made on the device, in which " if raw else ""
+        host = self.devices.host(ip)
+        host.mark(
+            "ground_station",
+            f"phone-side capture: {how}it is an end of every one of the {self._flows:,} flows",
+            CONFIDENCE_PHONE_SIDE,
+        )
+        stations[ip] = host
+
+    def _not_judged(self) -> None:
+        """No ground station: a device record for each local host that was considered (the
+        busiest first), saying why it was not judged, so the verdict is never silently empty."""
+        busy = sorted(self._traffic.items(), key=lambda kv: (-kv[1].pkts, kv[0]))
+        for ip, _ in busy[:NOT_JUDGED_SHOWN]:
+            host = self.devices.host(ip)
+            if "ground_station" in host.roles:
+                continue
+            record = self._device_record(host)
+            self.ctx.emit(replace(record, not_judged=self.devices.not_judged(host)))
+
+    def _name(self, host: Host) -> str | None:
+        """A host's DHCP host name, if it gave one."""
+        return host.hostname or (self._dhcp.get(host.mac) if host.mac else None)
 
     def _verdict(
         self,
@@ -324,7 +436,7 @@ class Monitor:
         """The verdict of one ground station from its egress entries, and its alerts;
         `coverage`: the capture's drops, completeness and analyzer failures."""
         drops, complete, analyzer_errors = coverage
-        policy = self._policy(ip, host.mac)
+        policy = self._named.get(ip) or self._policy(ip, host.mac)
         name = policy.name or host.hostname
         judgement = judge_device(entries, policy, name)
         alerts = judgement.alerts
@@ -364,6 +476,8 @@ class Monitor:
                 capture_complete=complete,
                 reasons=tuple(host.reasons),
                 end_ts=self._last_ts,
+                attempts=verdict.attempts,
+                confidence=round(host.confidence, 2),
             )
         )
         return alerts

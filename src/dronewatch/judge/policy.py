@@ -8,7 +8,7 @@ A policy file is YAML:
       local_subnets: []         # extra subnets that count as "on the device's local network"
     devices:
       - name: pilot-phone
-        mac: 0c:84:dc:d5:5f:4d  # and/or ip
+        mac: 0c:84:dc:d5:5f:4d  # and/or ip, or net (every host in a CIDR), or hostname (DHCP)
         ldm: on
         ldm_windows:            # optional: on only between these times (ISO 8601 or epoch s)
           - {start: "2017-09-12T03:30:00Z", end: "2017-09-12T03:45:00Z"}
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -95,6 +95,22 @@ class DeviceModel(_PolicyFields):
     name: str = ""
     mac: str | None = None
     ip: str | None = None
+    net: str | None = None
+    """Every host of this network (CIDR) is a device under test."""
+    hostname: str | None = None
+    """The host that gave this name in its DHCP request (case-insensitive)."""
+
+    @field_validator("net")
+    @classmethod
+    def _net(cls, value: str | None) -> str | None:
+        return None if value is None else str(ipaddress.ip_network(value, strict=False))
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty host name")
+        return None if value is None else value.strip().lower()
 
     @field_validator("mac")
     @classmethod
@@ -126,6 +142,10 @@ class DevicePolicy:
     name: str = ""
     mac: str | None = None
     ip: str | None = None
+    net: str | None = None
+    """A network (CIDR) whose every host is a device under test."""
+    hostname: str | None = None
+    """The DHCP host name of the device, lower case."""
     ldm: bool = False
     """Local-data mode on (for the whole capture unless windows are given)."""
     windows: tuple[tuple[float, float | None], ...] = ()
@@ -199,12 +219,21 @@ class Policy:
     defaults: DevicePolicy = field(default_factory=DevicePolicy)
     devices: list[DevicePolicy] = field(default_factory=list)
 
-    def for_device(self, ip: str, mac: str | None) -> DevicePolicy:
-        """The declared policy matching this MAC or IP, else the defaults."""
+    def for_device(self, ip: str, mac: str | None, hostname: str | None = None) -> DevicePolicy:
+        """The declared policy matching this MAC, IP, network or DHCP host name, else the
+        defaults; a device named by its address wins over one named by its network."""
         for dev in self.devices:
             if (dev.mac and mac and dev.mac == mac) or (dev.ip and dev.ip == ip):
                 return dev
+        name = hostname.lower() if hostname else None
+        for dev in self.devices:
+            if (dev.hostname and name == dev.hostname) or (dev.net and _in_net(ip, dev.net)):
+                return dev
         return self.defaults
+
+    def declares(self, ip: str, mac: str | None, hostname: str | None = None) -> bool:
+        """Whether a declared device (policy file, `--device`) matches this host."""
+        return self.for_device(ip, mac, hostname).declared
 
     @property
     def local_subnets(self) -> tuple[str, ...]:
@@ -215,12 +244,59 @@ class Policy:
 
     def with_ldm(self, on: bool) -> Policy:
         """The same policy with LDM forced on or off for every device (`--ldm`)."""
-        from dataclasses import replace
-
         return Policy(
             defaults=replace(self.defaults, ldm=on),
             devices=[replace(d, ldm=on) for d in self.devices],
         )
+
+
+def _in_net(ip: str, net: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(net)
+    except ValueError:
+        return False
+
+
+def device_spec(text: str) -> dict[str, str]:
+    """What `--device TEXT` names: an IP address, a MAC address, a network (CIDR) or a DHCP host
+    name, as the fields of a policy-file device."""
+    value = text.strip()
+    if not value:
+        raise PolicyError("--device: empty; give an IP, a MAC, a CIDR or a host name")
+    try:
+        return {"ip": str(ipaddress.ip_address(value))}
+    except ValueError:
+        pass
+    if "/" in value:
+        try:
+            return {"net": str(ipaddress.ip_network(value, strict=False))}
+        except ValueError as exc:
+            raise PolicyError(f"--device {value!r}: not a network: {exc}") from None
+    parts = value.lower().replace("-", ":").split(":")
+    if len(parts) == 6 and all(len(p) == 2 for p in parts):
+        try:
+            int("".join(parts), 16)
+        except ValueError:
+            pass
+        else:
+            return {"mac": ":".join(parts)}
+    if not all(c.isalnum() or c in "-_." for c in value):
+        raise PolicyError(
+            f"--device {value!r}: not an IP, a MAC (aa:bb:cc:dd:ee:ff), a CIDR (10.0.0.0/24) "
+            "or a host name"
+        )
+    return {"hostname": value.lower(), "name": value}
+
+
+def with_devices(policy: Policy, specs: Sequence[str]) -> Policy:
+    """The policy with the `--device` specs added as declared devices, under its defaults."""
+    if not specs:
+        return policy
+    added = []
+    for spec in specs:
+        ident = device_spec(spec)
+        added.append(replace(policy.defaults, declared=True, **ident))  # type: ignore[arg-type]
+    return Policy(defaults=policy.defaults, devices=[*policy.devices, *added])
 
 
 def _merge(defaults: _PolicyFields, dev: _PolicyFields, **ident: object) -> DevicePolicy:
@@ -274,10 +350,19 @@ def policy_from_model(model: PolicyModel) -> Policy:
     defaults = _merge(_PolicyFields(), model.defaults)
     devices = []
     for dev in model.devices:
-        if not dev.mac and not dev.ip:
-            raise PolicyError(f"device {dev.name or '?'}: give a mac or an ip")
+        if not (dev.mac or dev.ip or dev.net or dev.hostname):
+            raise PolicyError(f"device {dev.name or '?'}: give a mac, an ip, a net or a hostname")
         devices.append(
-            _merge(model.defaults, dev, name=dev.name, mac=dev.mac, ip=dev.ip, declared=True)
+            _merge(
+                model.defaults,
+                dev,
+                name=dev.name,
+                mac=dev.mac,
+                ip=dev.ip,
+                net=dev.net,
+                hostname=dev.hostname,
+                declared=True,
+            )
         )
     return Policy(defaults=defaults, devices=devices)
 

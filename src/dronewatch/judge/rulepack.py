@@ -343,6 +343,9 @@ class Rule(_Model):
     """Defaults from the category (DEFAULT_SEVERITY) when the pack does not set it."""
     match: MatchSpec
     tests: RuleTests
+    responder: Literal["aircraft", "ground_station"] | None = None
+    """For a local drone-link rule: which end the responder (the port matched) is. A flow the rule
+    matches then names its ground station and its aircraft (dronewatch.judge.devices)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -359,6 +362,8 @@ class Rule(_Model):
             raise ValueError("a local rule (local: true) cannot match on destination names")
         if self.match.local != (self.category == "local_link"):
             raise ValueError("category local_link and local: true go together")
+        if self.responder is not None and not self.match.local:
+            raise ValueError("responder (aircraft or ground_station) is for local rules only")
         return self
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP
+from dronewatch.judge.alert import NOTE_ATTEMPT, NOTE_DNS, NOTE_LEAK, VIOLATION_NOTES
 
 CLEAN = "clean"
 VIOLATION = "violation"
@@ -92,6 +92,8 @@ class Verdict:
     destinations: int
     categories: tuple[str, ...]
     vendor_dns_lookups: int
+    attempts: int = 0
+    """Destinations the device tried to reach and delivered nothing to (`ldm.egress_attempt`)."""
 
 
 def decide(
@@ -112,7 +114,8 @@ def decide(
             f"LDM off: {total:,} bytes to {dests} destinations in {len(cats)} categories ({cover})"
         )
         return Verdict(NOT_APPLICABLE, msg, total, dests, cats, 0)
-    violations = [a for a in alerts if a.note != NOTE_OTHER_APP]
+    violations = [a for a in alerts if a.note in VIOLATION_NOTES]
+    tried = sorted({a.dest for a in alerts if a.note == NOTE_ATTEMPT})
     leak = [a for a in violations if a.note == NOTE_LEAK]
     dns = [a for a in violations if a.note == NOTE_DNS]
     out_bytes = sum(a.bytes_out for a in leak)
@@ -124,9 +127,11 @@ def decide(
             leak_cats = len({a.category for a in leak})
             parts.append(f"{out_bytes:,} bytes to {dests} destinations in {leak_cats} categories")
         if dns:
-            parts.append(f"{len(dns)} vendor DNS lookups")
+            parts.append(f"{len(dns)} vendor DNS lookup{'s' if len(dns) != 1 else ''}")
+        if tried:
+            parts.append(f"attempted to reach {_names(tried)}")
         msg = f"LDM on: {'; '.join(parts)} ({cover})"
-        return Verdict(VIOLATION, msg, out_bytes, dests, cats, len(dns))
+        return Verdict(VIOLATION, msg, out_bytes, dests, cats, len(dns), len(tried))
     verdict = CLEAN if coverage.full else INCOMPLETE
     msg = f"LDM on: nothing left the device ({cover})"
     if allowed_bytes:
@@ -134,6 +139,22 @@ def decide(
             f"LDM on: nothing left the device outside its exemptions "
             f"({allowed_bytes:,} bytes to allowed destinations; {cover})"
         )
+    if tried:
+        msg = (
+            f"LDM on: attempted to reach {_names(tried)}; nothing was delivered"
+            + msg.removeprefix("LDM on: nothing left the device")
+        )
     if verdict == INCOMPLETE:
         msg += "; coverage is incomplete, so this is not proof"
-    return Verdict(verdict, msg, out_bytes, dests, cats, len(dns))
+    return Verdict(verdict, msg, out_bytes, dests, cats, len(dns), len(tried))
+
+
+SHOWN_NAMES = 5
+"""Destinations a verdict's sentence names before it counts the rest."""
+
+
+def _names(dests: Sequence[str]) -> str:
+    """`a, b, c and 4 more` for a sentence."""
+    shown = ", ".join(dests[:SHOWN_NAMES])
+    rest = len(dests) - SHOWN_NAMES
+    return f"{shown} and {rest} more" if rest > 0 else shown

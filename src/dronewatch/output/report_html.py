@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK, NOTE_OTHER_APP, utc_time
+from dronewatch.judge.alert import (
+    NOTE_ATTEMPT,
+    NOTE_DNS,
+    NOTE_LEAK,
+    NOTE_OTHER_APP,
+    is_lookup,
+    utc_time,
+)
 from dronewatch.judge.monitor import VerdictRecord
 from dronewatch.output.diff import DiffRow
 from dronewatch.output.report import DestinationFacts, ReportCollector
@@ -37,7 +44,12 @@ VERDICT_WORDS = {
     "not_applicable": ("LDM off", "local-data mode was off: nothing to judge"),
 }
 NAME_LABELS = {"sni": "SNI", "quic_sni": "QUIC SNI", "http_host": "HTTP host", "dns_name": "DNS"}
-NOTE_WORDS = {NOTE_LEAK: "data left", NOTE_DNS: "vendor lookup", NOTE_OTHER_APP: "other app"}
+NOTE_WORDS = {
+    NOTE_LEAK: "data left",
+    NOTE_DNS: "vendor lookup",
+    NOTE_OTHER_APP: "other app",
+    NOTE_ATTEMPT: "attempt, nothing delivered",
+}
 
 Windows = tuple[tuple[float, float | None], ...]
 LdmWindows = Callable[[int, str, str | None], Windows]
@@ -533,7 +545,7 @@ class _Report:
         rows: list[Row] = []
         for _, a in sorted(self.data.alerts, key=lambda x: (x[0], x[1].first_seen, x[1].id)):
             dest = a.dest_name or a.dest_ip or "?"
-            if a.note == NOTE_DNS:
+            if is_lookup(a):
                 dest = f"DNS lookup of {dest}"
             elif a.dest_port:
                 dest = f"{dest}:{a.dest_port}"

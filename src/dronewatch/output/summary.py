@@ -10,9 +10,9 @@ from typing import TextIO, cast
 
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import CaptureRecord
-from dronewatch.judge.alert import Alert
+from dronewatch.judge.alert import Alert, is_lookup
 from dronewatch.judge.flowlog import FlowRecord
-from dronewatch.judge.monitor import VerdictRecord
+from dronewatch.judge.monitor import DeviceRecord, VerdictRecord
 from dronewatch.output.terminal import SafeWriter, printable
 
 _ZERO_MAC = "00:00:00:00:00:00"
@@ -68,6 +68,8 @@ class SummaryCollector:
         self.verdicts: list[VerdictRecord] = []
         self.alerts: list[Alert] = []
         self.broadcasts: dict[str, set[str]] = {}
+        self.not_judged: list[DeviceRecord] = []
+        """Local hosts considered and not taken for ground stations (when none was)."""
 
     def add(self, record: Record) -> None:
         self.logs[record.log] += 1
@@ -79,6 +81,9 @@ class SummaryCollector:
             self.verdicts.append(record)
         elif isinstance(record, Alert):
             self.alerts.append(record)
+        elif isinstance(record, DeviceRecord):
+            if record.not_judged:
+                self.not_judged.append(record)
         elif record.log in ("remoteid", "dji_droneid"):
             # The early 90:3A:E6 beacons carry no serial: name the transmitter by its MAC.
             serial = getattr(record, "serial", None)
@@ -199,10 +204,10 @@ class SummaryCollector:
                     or "-"
                 )
                 dest = a.dest_name or a.dest_ip or "-"
-                if a.dest_port and a.note != "ldm.vendor_dns_lookup":
-                    dest = f"{dest}:{a.dest_port}"
-                if a.note == "ldm.vendor_dns_lookup":
+                if is_lookup(a):
                     dest = f"DNS lookup {dest}"
+                elif a.dest_port:
+                    dest = f"{dest}:{a.dest_port}"
                 arows.append(
                     (
                         a.severity,
@@ -227,8 +232,18 @@ class SummaryCollector:
                 )
         elif self.captures:
             out.write(
-                "\nVerdicts: no ground-station device found (no drone link, no drone-vendor "
-                "traffic, no policy device)\n"
+                "\nVerdicts: none: no ground station was recognised and no device was named\n"
+            )
+            if self.not_judged:
+                out.write("  Local hosts considered, busiest first:\n")
+                for d in self.not_judged:
+                    who = d.ip + (f" ({d.hostname})" if d.hostname else "")
+                    out.write(
+                        f"    {printable(who)}: not judged: {printable(d.not_judged or '')}\n"
+                    )
+            out.write(
+                "  Name the device under test to judge it: --device IP|MAC|CIDR|NAME "
+                "(or a device in --policy)\n"
             )
         if self.logs:
             parts = ", ".join(f"{k} {v}" for k, v in sorted(self.logs.items()))

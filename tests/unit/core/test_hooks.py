@@ -164,6 +164,7 @@ def test_every_default_analyzer_registers() -> None:
         "parrot",
         "remoteid",
         "dji_droneid",
+        "local_link",
         "monitor",
     ]
     assert all(any(getattr(h, hook) is not None for hook in HOOKS) for h in registered)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from dronewatch.cli.app import main
 from dronewatch.exceptions import GeoIPError
-from dronewatch.geoip.local import LocalNets, parse_address
+from dronewatch.geoip.local import LocalNets, is_local_name, parse_address
 from dronewatch.geoip.maxmind import (
     BUNDLED_ASN,
     BUNDLED_COUNTRY,
@@ -204,3 +205,27 @@ def test_cli_bad_geoip_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     """A --geoip-dir with no databases ends with exit 2 and a one-line message."""
     assert main(["geoip", "lookup", "--geoip-dir", str(tmp_path), "8.8.8.8"]) == 2
     assert "no country, city or ASN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "local"),
+    [
+        ("printer", True),
+        ("nas.lan", True),
+        ("Living-Room.local.", True),
+        ("router.home.arpa", True),
+        ("db.corp", True),
+        ("1.0.168.192.in-addr.arpa", True),
+        ("168.192.in-addr.arpa", True),
+        (ipaddress.ip_address("fe80::1").reverse_pointer, True),
+        ("8.8.8.8.in-addr.arpa", False),
+        (ipaddress.ip_address("2001:4860::8888").reverse_pointer, False),
+        ("www.google.com", False),
+        ("local.example.com", False),
+        ("300.1.1.1.in-addr.arpa", False),
+    ],
+)
+def test_local_names(name: str, local: bool) -> None:
+    """Names the local network answers (one label, local zones, reverse names of local
+    addresses) are local; a lookup of any other is an attempt to reach off the device."""
+    assert is_local_name(name) is local

@@ -75,7 +75,7 @@ def test_exemptions() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("devices: [{name: x}]", "give a mac or an ip"),
+        ("devices: [{name: x}]", "give a mac, an ip, a net or a hostname"),
         ("devices: [{mac: zz:zz}]", "devices.0.mac"),
         ("defaults: {allowed_categories: [weather]}", "unknown category 'weather'"),
         ("defaults: {scope: everything}", "defaults.scope"),

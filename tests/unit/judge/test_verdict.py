@@ -10,7 +10,7 @@ from dronewatch.core.engine import STRICT_ANALYZERS_ENV
 from dronewatch.core.flow import Flow
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
-from dronewatch.judge.alert import NOTE_DNS, NOTE_LEAK
+from dronewatch.judge.alert import NOTE_ATTEMPT, NOTE_DNS, NOTE_LEAK
 from dronewatch.judge.monitor import VerdictRecord
 from dronewatch.judge.policy import Policy
 from dronewatch.judge.verdict import CLEAN, INCOMPLETE, VIOLATION, Coverage, Sent, decide
@@ -79,3 +79,22 @@ def test_a_failing_analyzer_leaves_a_clean_capture_incomplete(
     broken = verdicts()
     assert broken and {v.verdict for v in broken} == {INCOMPLETE}
     assert all("analyzer failures (inspection incomplete)" in v.msg for v in broken)
+
+
+def test_attempts_are_named_and_leave_the_verdict_clean() -> None:
+    """Attempts alone: clean (full coverage), the sentence names what was tried, the rest
+    counted; with a violation they are named after it."""
+    full = Coverage(packets=10, drops=0)
+    tried = [Sent(NOTE_ATTEMPT, "other", f"host{i}.example", 0) for i in range(7)]
+    v = decide(True, tried, [], full)
+    assert (v.verdict, v.attempts) == ("clean", 7)
+    assert v.msg == (
+        "LDM on: attempted to reach host0.example, host1.example, host2.example, host3.example, "
+        "host4.example and 2 more; nothing was delivered (10 packets inspected, 0 drops)"
+    )
+    leak = Sent(NOTE_LEAK, "telemetry", "api.example", 5_000)
+    v = decide(True, [leak, *tried[:1]], [], full)
+    assert v.verdict == "violation"
+    assert v.msg.startswith(
+        "LDM on: 5,000 bytes to 1 destinations in 1 categories; attempted to reach host0.example"
+    )
