@@ -17,12 +17,13 @@ CLEAN = PCAPS / "scenarios" / "dji_fly_ldm_on_clean.pcap"
 
 
 def replay(
-    url: str, key: str, spool: Path, *files: Path, timeout_s: float = 60
+    url: str, key: str, spool: Path, *files: Path, timeout_s: float = 60, device: str = ""
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             DRONEWATCH,
             "replay",
+            *(["--device", device] if device else []),
             *(str(capture(f)) for f in files),
             "--api",
             url,
@@ -109,3 +110,30 @@ def test_a_refused_batch_is_quarantined_and_reported(tmp_path: Path) -> None:
         assert all("403" in error for _, error in kept.quarantined())
     finally:
         kept.close()
+
+
+def test_a_device_named_on_the_replay_is_judged_by_the_service(tmp_path: Path) -> None:
+    """`replay --device` names the device under test in a capture where nothing marks it as a
+    ground station (a laptop on a campus network, a public address): the service discovers it,
+    with "named by the user" as the reason, and judges what it sent with LDM on."""
+    settings = sqlite_settings(tmp_path / "svc")
+    url = f"http://127.0.0.1:{settings.port}"
+    key = admin_key(settings)
+    wiki = PCAPS / "third_party" / "zeek" / "wikipedia.pcap"
+    for live in run_service(settings):
+        proc = replay(url, key, tmp_path / "spool", wiki)
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        with live.client() as client:
+            assert client.get("/api/v1/devices").json() == []
+        named = replay(url, key, tmp_path / "spool2", wiki, device="141.142.220.118")
+        out, err = named.communicate(timeout=90)
+        assert named.returncode == 0, err
+        with live.client() as client:
+            (device,) = client.get("/api/v1/devices").json()
+            assert (device["ip"], device["ldm"]) == ("141.142.220.118", True)
+            verdict = client.get(f"/api/v1/devices/{device['id']}/verdict").json()
+            alerts = client.get("/api/v1/alerts").json()["items"]
+        assert verdict["verdict"] == "violation"
+        assert {a["device_ip"] for a in alerts} == {"141.142.220.118"}
+        assert "upload.wikimedia.org" in {a["dest_name"] for a in alerts}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_rules_and_geoip
+from dronewatch.cli.args import add_device, add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="capture only the devices declared in the service (BPF from their IPs and MACs)",
     )
     p.add_argument("--snaplen", type=int, default=262144, help="bytes kept per packet")
+    add_device(p)
     p.add_argument(
         "--spool",
         type=Path,
@@ -198,6 +199,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from dronewatch.geoip.maxmind import MaxMindResolver
     from dronewatch.judge.classify import Classifier
     from dronewatch.judge.evidence import EvidenceOptions
+    from dronewatch.judge.policy import Policy, with_devices
     from dronewatch.paths import default_data_dir
     from dronewatch.transport.replay import HttpSender
 
@@ -234,8 +236,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
         fanout_group=args.fanout_group,
         buffer_mb=args.buffer_mb,
     )
-    resolver = MaxMindResolver.open(args.geoip_dir, local=LocalNets(args.local_subnet))
+    policy = with_devices(Policy(), args.device)
+    local = LocalNets([*args.local_subnet, *policy.local_subnets])
+    resolver = MaxMindResolver.open(args.geoip_dir, local=local)
     config = AnalysisConfig(
+        policy=policy,
         classifier=Classifier.load(args.rules),
         resolver=resolver,
         evidence=EvidenceOptions(),

@@ -11,7 +11,7 @@ from typing import Any
 
 from dronewatch import __version__
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_rules_and_geoip
+from dronewatch.cli.args import add_device, add_rules_and_geoip
 from dronewatch.cli.report import register as report_register
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig
@@ -93,15 +93,7 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
         "repeatable",
     )
     g.add_argument("--policy", type=Path, metavar="FILE", help="device policy file (YAML)")
-    g.add_argument(
-        "--device",
-        action="append",
-        default=[],
-        metavar="IP|MAC|CIDR|NAME",
-        help="the device under test, judged whether or not it is recognised as a ground "
-        "station: an IP or MAC address, every host of a network, or the host name a device "
-        "gave in DHCP; repeatable (like a device of --policy, under its defaults)",
-    )
+    add_device(g)
     g.add_argument(
         "--scope",
         choices=["dedicated", "shared"],

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_rules_and_geoip
+from dronewatch.cli.args import add_device, add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
 from dronewatch.paths import default_data_dir
 
@@ -487,6 +487,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         choices=["on", "off"],
         help="LDM of the devices the replay discovers (needs an admin key)",
     )
+    add_device(p)
     add_rules_and_geoip(p, rules_default=[])
     add_analyzer_option(p)
     p.set_defaults(func=cmd_replay)
@@ -499,9 +500,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from dronewatch.capture.files import open_source
     from dronewatch.core.pipeline import AnalysisConfig
     from dronewatch.exceptions import CaptureError
+    from dronewatch.geoip.local import LocalNets
     from dronewatch.geoip.maxmind import MaxMindResolver
     from dronewatch.judge.classify import Classifier
     from dronewatch.judge.evidence import EvidenceOptions
+    from dronewatch.judge.policy import Policy, with_devices
     from dronewatch.output.progress import Progress
     from dronewatch.transport.replay import HttpSender, replay
 
@@ -515,8 +518,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DronewatchError("--batch-size must be at least 1")
     analyzers = analyzer_options(args.analyzer_option)
-    resolver = MaxMindResolver.open(args.geoip_dir)
+    policy = with_devices(Policy(), args.device)
+    resolver = MaxMindResolver.open(args.geoip_dir, local=LocalNets(policy.local_subnets))
     config = AnalysisConfig(
+        policy=policy,
         classifier=Classifier.load(args.rules),
         resolver=resolver,
         evidence=EvidenceOptions(),

@@ -3,6 +3,7 @@ traffic that left a device while its local-data mode was on into alerts and per-
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -187,6 +188,15 @@ class Monitor:
         elif resp_local and not orig_local:
             self._egress_flow(flow, cls, orig_geo, record.community_id, outbound=False)
         if self.announce:
+            if self.policy.devices:  # a live capture names the declared hosts as they appear
+                for ip, mac, local in (
+                    (flow.orig_ip, flow.orig_mac, orig_local),
+                    (flow.resp_ip, flow.resp_mac, resp_local),
+                ):
+                    if local and self._policy(ip, mac_str(mac) or None).declared:
+                        self.devices.host(ip, mac).mark(
+                            "ground_station", "named by the user", CONFIDENCE_DECLARED
+                        )
             self._announce()
         if self.evidence is not None:
             if orig_local != resp_local:
@@ -413,7 +423,8 @@ class Monitor:
     def _not_judged(self) -> None:
         """No ground station: a device record for each local host that was considered (the
         busiest first), saying why it was not judged, so the verdict is never silently empty."""
-        busy = sorted(self._traffic.items(), key=lambda kv: (-kv[1].pkts, kv[0]))
+        hosts = [(ip, t) for ip, t in self._traffic.items() if not _group_address(ip)]
+        busy = sorted(hosts, key=lambda kv: (-kv[1].pkts, kv[0]))
         for ip, _ in busy[:NOT_JUDGED_SHOWN]:
             host = self.devices.host(ip)
             if "ground_station" in host.roles:
@@ -481,6 +492,15 @@ class Monitor:
             )
         )
         return alerts
+
+
+def _group_address(ip: str) -> bool:
+    """Multicast, broadcast and unspecified addresses: not hosts that could be judged."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return addr.is_multicast or addr.is_unspecified or ip == "255.255.255.255"
 
 
 def _classification_fields(cls: Classification | None) -> dict[str, Any]:

@@ -289,13 +289,19 @@ def device_spec(text: str) -> dict[str, str]:
 
 
 def with_devices(policy: Policy, specs: Sequence[str]) -> Policy:
-    """The policy with the `--device` specs added as declared devices, under its defaults."""
+    """The policy with the `--device` specs added as declared devices, under its defaults. A
+    device named by its address or network is on the local network by definition (its address
+    joins `local_subnets`), so a device under test with a public address is judged too."""
     if not specs:
         return policy
     added = []
     for spec in specs:
         ident = device_spec(spec)
-        added.append(replace(policy.defaults, declared=True, **ident))  # type: ignore[arg-type]
+        own = ident.get("ip") or ident.get("net")
+        nets = (*policy.defaults.local_subnets, own) if own else policy.defaults.local_subnets
+        added.append(
+            replace(policy.defaults, declared=True, local_subnets=nets, **ident)  # type: ignore[arg-type]
+        )
     return Policy(defaults=policy.defaults, devices=[*policy.devices, *added])
 
 

@@ -312,7 +312,22 @@ class _Report:
                 f'<dl class="facts">{dl}<dt>Coverage</dt><dd>{cov}</dd></dl></article>'
             )
         if not cards:
-            return '<p class="muted">No ground station was found, so there is no verdict.</p>'
+            considered = sorted(
+                (d for d in self.data.devices.values() if d.not_judged), key=lambda d: d.ip
+            )
+            items = "".join(
+                f"<li>{esc(d.ip)}{esc(f' ({d.hostname})' if d.hostname else '')}: "
+                f"{esc(d.not_judged or '')}</li>"
+                for d in considered
+            )
+            listed = f"<p>Local hosts considered:</p><ul>{items}</ul>" if items else ""
+            return (
+                '<p class="muted">No ground station was recognised and no device was named, so '
+                "there is no verdict.</p>"
+                + listed
+                + "<p>Name the device under test to judge it: <code>--device IP|MAC|CIDR|NAME"
+                "</code> (or a device in <code>--policy</code>).</p>"
+            )
         return '<div class="cards">' + "".join(cards) + "</div>"
 
     def captures_table(self) -> str:

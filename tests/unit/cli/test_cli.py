@@ -189,6 +189,8 @@ def test_worst_priority() -> None:
         (["--allow-category", "weather"], "--allow-category 'weather'"),
         (["--local-subnet", "10.0.0.0/40"], "10.0.0.0/40"),
         (["--geoip-dir", "/nonexistent"], "not a directory"),
+        (["--device", "my phone!"], "--device 'my phone!': not an IP, a MAC"),
+        (["--device", "10.0.0.0/33"], "--device '10.0.0.0/33': not a network"),
     ],
 )
 def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
@@ -294,3 +296,19 @@ def test_summary_lists_aircraft_broadcasts(capture: str, shown: str) -> None:
     assert proc.returncode == EXIT_OK, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Aircraft broadcasts"))
     assert "Remote ID, not leaks" in line and shown in line
+
+
+def test_device_judges_the_named_host_and_no_device_says_how(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without a ground station the summary lists the hosts it considered and how to name one;
+    with --device that host gets a verdict, from the reason "named by the user"."""
+    wiki = str(PCAPS / "third_party/zeek/wikipedia.pcap")
+    assert main(["analyze", "--ldm", "on", wiki]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Verdicts: none: no ground station was recognised and no device was named" in out
+    assert "not judged: no drone link" in out
+    assert "--device IP|MAC|CIDR|NAME" in out
+    assert main(["analyze", "--ldm", "on", "--device", "141.142.220.118", wiki]) == EXIT_VIOLATION
+    out = capsys.readouterr().out
+    assert "141.142.220.118: VIOLATION: LDM on:" in out and "Local hosts considered" not in out

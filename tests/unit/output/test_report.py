@@ -197,3 +197,19 @@ def test_missing_capture_is_reported_and_exit_2(tmp_path: Path) -> None:
     report = tmp_path / "r.html"
     assert main(["report", "--no-progress", "-o", str(report), str(tmp_path / "nope.pcap")]) == 2
     assert "not read" in report.read_text(encoding="utf-8")
+
+
+def test_report_names_the_device_or_says_how(tmp_path: Path) -> None:
+    """No ground station: the report lists the local hosts considered and how to name one; with
+    --device the named host gets its verdict card."""
+    wiki = str(PCAPS / "third_party" / "zeek" / "wikipedia.pcap")
+    out = tmp_path / "r.html"
+    assert main(["report", wiki, "--ldm", "on", "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "No ground station was recognised and no device was named" in html
+    assert "<li>fe80::217:f2ff:fed7:cf65: no drone link" in html
+    assert "--device IP|MAC|CIDR|NAME" in html
+    assert main(["report", wiki, "--ldm", "on", "--device", "141.142.220.118", "-o", str(out)]) == 1
+    html = out.read_text()
+    assert "No ground station was recognised" not in html
+    assert "141.142.220.118" in report_data(html)["verdicts"][0]["device_ip"]
