@@ -4,6 +4,7 @@ for the same capture, whatever the batch size and whatever order the batches arr
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,28 @@ def analyzed(
     return records, {a.id: a.to_dict() for a in result.alerts}, verdicts
 
 
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty service database, migrated once for the module: migrating a new one took half of
+    each test (the service fixtures of tests/service_fixtures.py migrate a new one every time)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("migrated"))
+    Service.open(settings).close()
+    db = settings.data_dir / "dronewatch.db"
+    assert settings.database_url == f"sqlite:///{db}"
+    assert not db.with_name(db.name + "-wal").exists()  # closed: the file is the whole database
+    return db
+
+
 def served(
-    tmp_path: Path, records: list[dict[str, Any]], size: int, reverse: bool
+    tmp_path: Path, records: list[dict[str, Any]], size: int, reverse: bool, migrated: Path
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Ingest `records` in batches of `size` (last batch first with `reverse`) as `replay --ldm on`
-    does; returns the service's alerts by id and its verdict by device."""
+    does, into a new service over a copy of the `migrated` database; returns the service's alerts
+    by id and its verdict by device."""
     batches = [records[i : i + size] for i in range(0, len(records), size)]
     if reverse:
         batches.reverse()
+    shutil.copyfile(migrated, tmp_path / migrated.name)
     service = Service.open(Settings(data_dir=tmp_path))
     try:
         for batch in batches:
@@ -123,12 +138,12 @@ CASES = [
 
 @pytest.mark.parametrize(("capture", "size", "reverse"), CASES)
 def test_service_judges_as_analyze_does(
-    capture: Path, size: int, reverse: bool, tmp_path: Path
+    capture: Path, size: int, reverse: bool, tmp_path: Path, migrated: Path
 ) -> None:
     """Replayed into the service in batches of any size and order, a capture raises the same
     alerts, with the same bytes, flows and times, and gets the same verdicts as analyze."""
     records, want, want_verdicts = analyzed(capture)
-    got, verdicts = served(tmp_path, records, size, reverse)
+    got, verdicts = served(tmp_path, records, size, reverse, migrated)
     assert set(got) == set(want)
     for alert_id, alert in want.items():
         mine = got[alert_id]
