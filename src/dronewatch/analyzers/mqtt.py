@@ -151,6 +151,9 @@ def _binary(data: bytes, pos: int) -> int:
     return int(end)
 
 
+_FIXED_SIZE = {_BYTE: 1, _U16: 2, _U32: 4}
+
+
 def read_properties(data: bytes, pos: int) -> tuple[dict[int, object], int]:
     """MQTT 5 properties at `pos`: ({id: value}, position after them)."""
     length, pos = read_varint(data, pos)
@@ -164,6 +167,9 @@ def read_properties(data: bytes, pos: int) -> tuple[dict[int, object], int]:
         if kind is None:
             raise DecodeError(f"unknown property 0x{pid:02x}")
         value: object
+        size = _FIXED_SIZE.get(kind, 0)
+        if pos + size > end:
+            raise DecodeError("property runs past the properties")
         if kind == _BYTE:
             value, pos = data[pos], pos + 1
         elif kind == _U16:

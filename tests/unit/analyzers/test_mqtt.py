@@ -214,6 +214,18 @@ def test_cloud_api_scenario() -> None:
     assert by_topic["thing/product/5YSZL9A00100AB/services"].direction == "resp"
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"\x01\x01", b"\x02\x21\x00", b"\x01\x02"],
+    ids=["byte-property-cut", "u16-property-cut", "u32-property-cut"],
+)
+def test_truncated_property_is_a_decode_error(data: bytes) -> None:
+    """A fixed-size property whose value the properties' length cuts off is a DecodeError (these
+    raised IndexError and struct.error, found by the fuzz test below)."""
+    with pytest.raises(DecodeError, match="runs past"):
+        read_properties(data, 0)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300), st.integers(0, 255), st.sampled_from([3, 4, 5]))
 def test_fuzz_decoders_raise_only_decode_error(data: bytes, first: int, level: int) -> None:
