@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +34,34 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _bundled_rule_packs_parsed_once() -> Iterator[None]:
+    """`Classifier.load()` without user pack directories (as `Service.open` and `analyze` call it
+    in most tests) parses the bundled packs once per worker, not once per call: that parse was a
+    fifth of the suite's time. It returns a new Classifier over the same (frozen) rule set,
+    parsed again whenever a pack file is added, removed or changed (name, size, mtime) or the
+    bundled directory moves. Loads with user directories, and the tests of the loading itself
+    (`rulepack.load_packs`, `check_packs`), run the parse every time."""
+    from dronewatch.judge import classify, rulepack
+
+    real = classify.load_packs
+    parsed: dict[tuple[Any, ...], rulepack.RuleSet] = {}
+
+    def load_packs(dirs: Sequence[Path] = (), *, bundled: bool = True) -> rulepack.RuleSet:
+        directory = rulepack.bundled_rules_dir()
+        if dirs or not bundled or not directory.is_dir():
+            return real(dirs, bundled=bundled)
+        stats = [(p.name, p.stat()) for p in rulepack.pack_files(directory)]
+        key = (directory, *((name, st.st_mtime_ns, st.st_size) for name, st in stats))
+        if key not in parsed:
+            parsed[key] = real(dirs, bundled=bundled)
+        return parsed[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(classify, "load_packs", load_packs)
+        yield
+
+
 def is_system(nodeid: str) -> bool:
     """A system test: everything under tests/system/ (namespaces, live capture, NATS, a browser,
     the service over HTTP) and every test run against the real PostgreSQL (the `postgresql`
@@ -42,10 +73,22 @@ def is_system(nodeid: str) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the system tests (`-m system`, `-m "not system"`)."""
+    """Mark the system tests (`-m system`, `-m "not system"`), and give each operation of a
+    schemathesis test its own id."""
     for item in items:
+        # schemathesis names an operation's item `test[GET /path]`, but pytest 9 makes the id from
+        # the function's name alone: every operation had the same id, and the loadgroup scheduler,
+        # which keeps the tests it hands out by id, ran one of them.
+        label = getattr(item, "operation_label", None)
+        if isinstance(label, str) and item.name.endswith(f"[{label}]") and "[" not in item.nodeid:
+            item._id = item._id.with_params(label)
         if is_system(item.nodeid):
             item.add_marker(pytest.mark.system)
+
+
+TOGETHER = ("tests/unit/test_packaging.py",)
+"""Modules whose tests share a session fixture too costly to make on each worker (the wheel
+build): one worker runs all of such a module's tests."""
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
@@ -53,14 +96,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     worker, one after the other, while the other tests spread over the rest: they start servers
     and fixed-name network namespaces. The group is decided here from the test's id, not from an
     `xdist_group` mark: pytest 9 no longer lets pytest-xdist rename a test by its group, and the
-    lab tests then ran on two workers at once and tore down each other's namespaces."""
+    lab tests then ran on two workers at once and tore down each other's namespaces. The modules in
+    TOGETHER are grouped the same way, each on one worker."""
     if config.getoption("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
 
     class SystemTogether(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "system" if is_system(nodeid) else nodeid
+            if is_system(nodeid):
+                return "system"
+            module = nodeid.partition("::")[0]
+            return module if module in TOGETHER else nodeid
 
     return SystemTogether(config, log)  # type: ignore[arg-type]
 

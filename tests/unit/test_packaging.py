@@ -14,8 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# One wheel build at a time: two workers building from the same tree clash in its build/.
-pytestmark = pytest.mark.xdist_group("packaging")
+# One worker runs this module (TOGETHER in tests/conftest.py): the session's wheel is built once.
 
 
 def _listed_packages() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,28 @@ def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[s
     )
 
 
+def run_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The same `main` the console script calls, in this process, for the checks of help, of
+    argument and file errors and of what analyze prints and writes (each command also runs
+    through `run` at least once). Diagnostics go to stderr as the script's `logging.basicConfig`
+    sends them (pytest's log capture would keep them from it), and an exception that would end
+    the script with a traceback fails the test by itself."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("dronewatch: %(levelname)s: %(message)s"))
+    console.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(console)
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse: --help, and the option values it refuses
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    finally:
+        root.removeHandler(console)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
 def read_jsonl(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -59,9 +82,12 @@ def read_jsonl(path: Path) -> list[dict[str, object]]:
         ["analyzers"],
     ],
 )
-def test_every_command_has_help(command: list[str]) -> None:
-    """`--help` works on every command and describes it."""
-    proc = run(*command, "--help")
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`--help` works on every command and describes it: through the console script for each
+    command that no other test here runs that way, in this process for the subcommands, for
+    `analyze` and for no command (both run through the script below)."""
+    script = len(command) == 1 and command != ["analyze"]
+    proc = run(*command, "--help") if script else run_here(capsys, *command, "--help")
     assert proc.returncode == 0
     assert proc.stdout.startswith("usage: dronewatch")
     assert len(proc.stdout.splitlines()) > 4
@@ -99,37 +125,39 @@ def test_analyze_prints_summary_and_writes_records(tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} >= {"flows.jsonl", "http.jsonl", "capture.jsonl"}
 
 
-def test_missing_file_is_usage_error(tmp_path: Path) -> None:
+def test_missing_file_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A file that does not exist: exit 2 and a message naming it, no traceback."""
-    proc = run("analyze", str(tmp_path / "nope.pcap"))
+    proc = run_here(capsys, "analyze", str(tmp_path / "nope.pcap"))
     assert proc.returncode == EXIT_USAGE
     assert "nope.pcap" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_empty_file_is_usage_error(tmp_path: Path) -> None:
+def test_empty_file_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A zero-length file: exit 2, the message says it is empty and names it."""
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(b"")
-    proc = run("analyze", "--quiet", str(empty))
+    proc = run_here(capsys, "analyze", "--quiet", str(empty))
     assert proc.returncode == EXIT_USAGE
     assert "empty.pcap at byte offset 0: empty file" in proc.stderr
 
 
-def test_wrong_magic_is_usage_error(tmp_path: Path) -> None:
+def test_wrong_magic_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A file that is not a capture: exit 2, the message gives the magic it found."""
     bad = tmp_path / "notes.pcap"
     bad.write_bytes(b"hello, this is text\n" * 4)
-    proc = run("analyze", "--quiet", str(bad))
+    proc = run_here(capsys, "analyze", "--quiet", str(bad))
     assert proc.returncode == EXIT_USAGE
     assert "not a pcap or pcapng file" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_truncated_file_keeps_records_before_damage(tmp_path: Path) -> None:
+def test_truncated_file_keeps_records_before_damage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A capture cut mid-packet: exit 3, the offset is named, earlier records are written."""
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(HTTP.read_bytes()[:2500])
     out = tmp_path / "out"
-    proc = run("analyze", "--quiet", "--out", str(out), str(cut))
+    proc = run_here(capsys, "analyze", "--quiet", "--out", str(out), str(cut))
     assert proc.returncode == EXIT_DAMAGED
     assert "cut.pcap at byte offset 2463" in proc.stderr
     assert len(read_jsonl(out / "http.jsonl")) == 2
@@ -148,9 +176,11 @@ def test_gzip_and_stdin(tmp_path: Path) -> None:
     assert read_jsonl(a / "http.jsonl") == read_jsonl(b / "http.jsonl")
 
 
-def test_violation_exits_1_and_exports_alerts(tmp_path: Path) -> None:
+def test_violation_exits_1_and_exports_alerts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """LDM on with a cloud upload: exit 1, alerts in native, ECS and OCSF form."""
-    proc = run("analyze", "--ldm", "on", "--out", str(tmp_path), str(VIOLATION))
+    proc = run_here(capsys, "analyze", "--ldm", "on", "--out", str(tmp_path), str(VIOLATION))
     assert proc.returncode == EXIT_VIOLATION
     assert "VIOLATION" in proc.stdout
     alerts = read_jsonl(tmp_path / "alerts.jsonl")
@@ -160,16 +190,18 @@ def test_violation_exits_1_and_exports_alerts(tmp_path: Path) -> None:
     assert {a["dest_name"] for a in alerts} == {"mydjiflight.dji.com"}
 
 
-def test_same_capture_ldm_off_exits_0() -> None:
+def test_same_capture_ldm_off_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     """Without LDM the same traffic is reported but is no violation."""
-    proc = run("analyze", "--ldm", "off", str(VIOLATION))
+    proc = run_here(capsys, "analyze", "--ldm", "off", str(VIOLATION))
     assert proc.returncode == EXIT_OK
     assert "not_applicable" in proc.stdout.lower() or "LDM off" in proc.stdout
 
 
-def test_usage_error_beats_violation(tmp_path: Path) -> None:
+def test_usage_error_beats_violation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A missing file and a violation in one run: exit 2 (documented priority)."""
-    proc = run("analyze", "--quiet", "--ldm", "on", str(VIOLATION), str(tmp_path / "gone.pcap"))
+    proc = run_here(
+        capsys, "analyze", "--quiet", "--ldm", "on", str(VIOLATION), str(tmp_path / "gone.pcap")
+    )
     assert proc.returncode == EXIT_USAGE
 
 
@@ -193,27 +225,31 @@ def test_worst_priority() -> None:
         (["--device", "10.0.0.0/33"], "--device '10.0.0.0/33': not a network"),
     ],
 )
-def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
+def test_bad_options_are_one_line_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Each bad option value ends with exit 2 and a message about it, never a traceback."""
-    proc = run("analyze", *args, str(HTTP))
+    proc = run_here(capsys, "analyze", *args, str(HTTP))
     assert proc.returncode == EXIT_USAGE
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_bad_policy_file_names_the_problem(tmp_path: Path) -> None:
+def test_bad_policy_file_names_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A policy with an unknown key is refused with the file and the key named."""
     policy = tmp_path / "policy.yaml"
     policy.write_text("defaults:\n  ldm: on\n  colour: blue\n")
-    proc = run("analyze", "--policy", str(policy), str(HTTP))
+    proc = run_here(capsys, "analyze", "--policy", str(policy), str(HTTP))
     assert proc.returncode == EXIT_USAGE
     assert "policy.yaml" in proc.stderr and "colour" in proc.stderr
 
 
-def test_unwritable_out_dir(tmp_path: Path) -> None:
+def test_unwritable_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An --out that cannot be created is exit 2 with the path named."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = run("analyze", "--out", str(blocker / "sub"), str(HTTP))
+    proc = run_here(capsys, "analyze", "--out", str(blocker / "sub"), str(HTTP))
     assert proc.returncode == EXIT_USAGE
     assert "cannot create output directory" in proc.stderr
 
@@ -290,9 +326,11 @@ def test_workers_report_a_bad_file_and_go_on(tmp_path: Path) -> None:
         ("beacon_sample.pcap", "MAC 84:cc:a8:60:43:24"),
     ],
 )
-def test_summary_lists_aircraft_broadcasts(capture: str, shown: str) -> None:
+def test_summary_lists_aircraft_broadcasts(
+    capture: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every aircraft heard broadcasting is listed apart from the leaks, with or without serial."""
-    proc = run("analyze", str(PCAPS / "third_party" / "opendroneid" / capture))
+    proc = run_here(capsys, "analyze", str(PCAPS / "third_party" / "opendroneid" / capture))
     assert proc.returncode == EXIT_OK, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Aircraft broadcasts"))
     assert "Remote ID, not leaks" in line and shown in line

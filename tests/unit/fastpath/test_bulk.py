@@ -258,9 +258,11 @@ def test_damaged_frames_same_on_both_paths(
     both(path, EngineOptions(inspect_packets=1))
 
 
-def sessions() -> list[Packet]:
+@functools.cache
+def sessions() -> tuple[Packet, ...]:
     """A TCP upload (handshake, data and ACKs, close) and a UDP exchange, then ARP and a later
-    IPv4 fragment: packets without a link layer."""
+    IPv4 fragment: packets without a link layer. Built once: wrapping a scapy packet in a frame
+    copies it."""
     up, down = IP(src=PHONE, dst=CLOUD), IP(src=CLOUD, dst=PHONE)
     out: list[Packet] = [
         up / TCP(sport=40001, dport=443, flags="S"),
@@ -276,7 +278,7 @@ def sessions() -> list[Packet]:
     out.append(down / TCP(sport=443, dport=40001, flags="FA"))
     out.append(ARP(psrc=PHONE, pdst="10.77.0.1"))
     out.append(IP(src=PHONE, dst=CLOUD, frag=3, proto=17) / b"tail")
-    return out
+    return tuple(out)
 
 
 EVERY_FRAME = [
@@ -305,8 +307,9 @@ def test_every_carrier_same_on_both_paths(tmp_path: Path, linktype: int, wrap: s
             assert bulk.bulk_packets > 0
 
 
-def dns_exchange(n: int) -> list[Packet]:
-    """`n` DNS queries from the phone and their answers, on one UDP flow."""
+@functools.cache
+def dns_exchange(n: int) -> tuple[Packet, ...]:
+    """`n` DNS queries from the phone and their answers, on one UDP flow (built once per `n`)."""
     out: list[Packet] = []
     for i in range(n):
         query = DNS(id=i, rd=1, qd=DNSQR(qname="mydjiflight.dji.com"))
@@ -318,7 +321,7 @@ def dns_exchange(n: int) -> list[Packet]:
         )
         out.append(IP(src=PHONE, dst="10.77.0.1") / UDP(sport=41000, dport=53) / query)
         out.append(IP(src="10.77.0.1", dst=PHONE) / UDP(sport=53, dport=41000) / answer)
-    return out
+    return tuple(out)
 
 
 def followed(path: Path, bulk: bool, monkeypatch: pytest.MonkeyPatch) -> list[Packet]:
