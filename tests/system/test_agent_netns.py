@@ -485,3 +485,8 @@ def test_coverage_reports_add_up_to_the_capture(tmp_path: Path) -> None:
     assert len(reports) >= 3
     assert sum(int(r["packets"]) for r in reports) == source.stats.packets == 40
     assert all(a["last_ts"] == b["ts"] for a, b in zip(reports, reports[1:], strict=False))
+    # The one UDP flow stays open until the stop: reports cut while it lived say so (a service
+    # that never hears from this agent again knows it was never judged); the last one holds none.
+    assert reports[-1]["open_flows"] == 0 and "open_since" not in reports[-1]
+    held = [r for r in reports[:-1] if r["open_flows"]]
+    assert held and all(r["open_flows"] == 1 and r["open_since"] <= r["last_ts"] for r in held)

@@ -206,6 +206,7 @@ class _Coverage:
             packets, size, truncated = stats.packets, stats.bytes, stats.truncated
         ip = pipe.decoder.stats.ip if pipe is not None else (final.ip_packets if final else 0)
         flows = pipe.engine.flows_total if pipe is not None else (final.flows if final else 0)
+        open_flows, open_since = _open(pipe)
         failures = Counter(
             pipe.engine.failures.counts
             if pipe is not None
@@ -229,6 +230,8 @@ class _Coverage:
             errors=final.errors if final else (),
             complete=final.complete if final else True,
             analyzer_errors=dict(sorted((failures - self.failures).items())) or None,
+            open_flows=open_flows,
+            open_since=open_since,
         )
         self.since = now
         self.failures = failures
@@ -237,6 +240,17 @@ class _Coverage:
         if drops is not None:
             self.drops = drops
         return record
+
+
+def _open(pipe: Pipeline | None) -> tuple[int, float | None]:
+    """How many flows the pipeline holds open, and the first packet time of the oldest: what
+    is lost, never judged, if the agent dies before they end (none once it has finished)."""
+    if pipe is None:
+        return 0, None
+    flows = pipe.engine.flows
+    if not flows:
+        return 0, None
+    return len(flows), min(flow.first_ts for flow in flows.values())
 
 
 class _NameChannel:

@@ -160,7 +160,12 @@ captures = Table(
     Column("first_ts", Float, nullable=False),
     Column("last_ts", Float),
     Column("received_at", Float, nullable=False),
+    Column("open_flows", BigInteger),
+    Column("open_since", Float),
+    Column("analyzer_errors", BigInteger),
 )
+"""Coverage reports. `open_flows` (since `open_since`): flows the agent held open, not yet
+judged, when it cut the report; `analyzer_errors`: failed analyzer hook calls in the interval."""
 
 ingest_batches = Table(
     "ingest_batches",

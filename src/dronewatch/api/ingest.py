@@ -98,6 +98,9 @@ class Ingestor:
                         "complete": bool(cap.get("complete", True)),
                         "first_ts": float(cap.get("ts", 0.0)),
                         "last_ts": cap.get("last_ts"),
+                        "open_flows": cap.get("open_flows"),
+                        "open_since": cap.get("open_since"),
+                        "analyzer_errors": sum((cap.get("analyzer_errors") or {}).values()) or None,
                     },
                 )
             stations = [

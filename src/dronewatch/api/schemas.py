@@ -221,6 +221,14 @@ class Coverage(BaseModel):
         description="[from, to] times of the window no capture covered (a stopped or restarted "
         "sensor); given for windows with both start and end",
     )
+    analyzer_errors: int = Field(
+        default=0, description="analyzer hook calls that failed: inspection incomplete"
+    )
+    lost_flows: int = Field(
+        default=0,
+        description="flows an agent held open when it stopped (killed, crashed): captured but "
+        "never judged",
+    )
 
 
 class VerdictOut(BaseModel):

@@ -48,7 +48,11 @@ class Service:
         sinks = parse_sink_configs(settings.sinks)
         engine = make_engine(settings.database_url)
         migrate(engine)
-        store = Store(engine, evidence_max_frames=settings.evidence_max_frames)
+        store = Store(
+            engine,
+            evidence_max_frames=settings.evidence_max_frames,
+            agent_silence_s=settings.agent_silence_s,
+        )
         classifier = Classifier.load(settings.rules)
         local = LocalNets(settings.local_subnets)
         resolver: Resolver = MaxMindResolver.open(settings.geoip_dir, local=local)

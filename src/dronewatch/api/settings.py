@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     """Evidence frames stored per flow; those beyond are dropped and counted."""
     evidence_pcap_max_bytes: int = Field(default=16 * MIB, ge=1024, le=1 << 32)
     """Largest evidence.pcap served; frames past it are left out (and counted in a header)."""
+    agent_silence_s: float = Field(default=60.0, gt=0, le=86_400)
+    """An agent whose last coverage report, with flows open, is older than this has stopped:
+    those flows were captured but never judged, and verdicts over their time are incomplete."""
     ready_min_free_mib: int = Field(default=100, ge=0)
     """/readyz answers 503 when the data directory's file system has less free space (MiB)."""
     ready_timeout_s: float = Field(default=2.0, gt=0, le=60)

@@ -44,6 +44,11 @@ EVIDENCE_SNAP_MAX = 65535
 """Bytes kept of one evidence frame (the classic pcap snap length)."""
 DB_INT_MAX = 2**63 - 1
 """The largest value of a BIGINT column (SQLite INTEGER, PostgreSQL bigint)."""
+AGENT_SILENCE_S = 60.0
+"""How long after its last coverage report an agent that held flows open is taken for stopped,
+unless the settings say otherwise (six of an agent's default 10 s reports)."""
+SUCCESSOR_SLACK_S = 1.0
+"""How far the next coverage report of a running agent may start from where the last ended."""
 
 
 class NotFound(DronewatchError):
@@ -109,9 +114,18 @@ def coverage_gaps(
 class Store:
     """The service database."""
 
-    def __init__(self, engine: Engine, *, evidence_max_frames: int = EVIDENCE_MAX_FRAMES) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        evidence_max_frames: int = EVIDENCE_MAX_FRAMES,
+        agent_silence_s: float = AGENT_SILENCE_S,
+    ) -> None:
         self.engine = engine
         self.evidence_max_frames = evidence_max_frames
+        self.agent_silence_s = agent_silence_s
+        """An agent silent this long after a report with open flows has stopped: those flows
+        were never judged."""
 
     def _quick_write(self, write: Callable[[Connection], object], timeout_s: float) -> None:
         """Run `write` in a transaction of its own that waits at most `timeout_s` for locks
@@ -755,7 +769,8 @@ class Store:
         return True
 
     def coverage(self, start: float | None, end: float | None) -> dict[str, Any]:
-        """Packets, drops and completeness of the captures overlapping a window."""
+        """Packets, drops, completeness, analyzer failures and flows never judged of the
+        captures overlapping a window."""
         c = db.captures.c
         conds = []
         if start is not None:
@@ -764,8 +779,11 @@ class Store:
             conds.append(c.first_ts < end)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(c.packets, c.drops, c.complete, c.first_ts, c.last_ts).where(*conds)
+                select(
+                    c.packets, c.drops, c.complete, c.first_ts, c.last_ts, c.analyzer_errors
+                ).where(*conds)
             ).all()
+            lost = self._flows_never_judged(conn, start, end)
         drops = [r[1] for r in rows]
         gaps = (
             coverage_gaps([(float(r[3]), float(r[4] or r[3])) for r in rows], start, end)
@@ -778,7 +796,48 @@ class Store:
             "drops": None if not rows or any(d is None for d in drops) else sum(drops),
             "complete": all(bool(r[2]) for r in rows),
             "gaps": gaps,
+            "analyzer_errors": sum(int(r[5] or 0) for r in rows),
+            "lost_flows": lost,
         }
+
+    def _flows_never_judged(self, conn: Connection, start: float | None, end: float | None) -> int:
+        """Flows with packets in the window that an agent held open at its last coverage report
+        before it stopped (killed, crashed): they were captured but never judged.
+
+        A report with open flows is followed, while its agent runs, by the next report of the
+        same agent and source, starting where it ended. Without one, the agent stopped: for good
+        when a later report of that source shows it restarted, or when its last report is older
+        than `agent_silence_s`; until then its flows are taken to be still open.
+        """
+        c = db.captures.c
+        conds = [c.open_flows > 0, c.last_ts.is_not(None)]
+        if start is not None:
+            conds.append(c.last_ts >= start)
+        if end is not None:
+            conds.append(c.open_since < end)
+        held = conn.execute(
+            select(c.agent, c.source, c.first_ts, c.last_ts, c.open_flows, c.received_at).where(
+                *conds
+            )
+        ).all()
+        if not held:
+            return 0
+        since = min(float(r[3]) for r in held) - SUCCESSOR_SLACK_S
+        starts: dict[tuple[str, str], list[float]] = {}
+        for agent, source, first in conn.execute(
+            select(c.agent, c.source, c.first_ts).where(c.first_ts >= since)
+        ):
+            starts.setdefault((agent, source), []).append(float(first))
+        now = time.time()
+        lost = 0
+        for agent, source, first, last, flows, received in held:
+            later = starts.get((agent, source), [])
+            if any(abs(t - last) <= SUCCESSOR_SLACK_S for t in later if t > first):
+                continue  # the next report came: the flows were still open, then ended
+            restarted = any(t > last for t in later)
+            if restarted or now - float(received) > self.agent_silence_s:
+                lost += int(flows)
+        return lost
 
     def claim_batch(self, conn: Connection, batch_id: str, agent: str, records: int) -> bool:
         """Record a batch id; False when it was already ingested (the re-send is ignored)."""

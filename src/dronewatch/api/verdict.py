@@ -43,6 +43,8 @@ def device_verdict(
             complete=coverage["complete"],
             captures=coverage["captures"],
             gaps=tuple((float(a), float(b)) for a, b in coverage["gaps"]),
+            analyzer_errors=coverage["analyzer_errors"],
+            lost_flows=coverage["lost_flows"],
         ),
     )
     return {

@@ -58,6 +58,12 @@ class CaptureRecord(Record):
     """Exceptions raised by analyzers, by `analyzer.hook` (e.g. `tls.packet`); when present,
     inspection was incomplete: those analyzers' records, and the facts they publish for the
     classifier, may be missing. None (left out) when no analyzer failed."""
+    open_flows: int | None = None
+    """Flows still open (held in memory, not yet judged) when a live interval's record was cut;
+    0 in a live capture's last record, None (left out) for capture files. A service that never
+    hears from that agent again knows these flows were never judged."""
+    open_since: float | None = None
+    """Network time of the first packet of the oldest of the `open_flows`."""
 
 
 @dataclass(slots=True)

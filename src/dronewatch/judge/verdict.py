@@ -33,16 +33,19 @@ class Coverage:
     """Spans of the window no capture covered."""
     analyzer_errors: int = 0
     """Hook calls of analyzers that failed: what they would have read was not seen."""
+    lost_flows: int = 0
+    """Flows an agent held open when it stopped (killed): captured, never judged."""
 
     @property
     def full(self) -> bool:
-        """Whether nothing was missed: no drops, no damage, no gap, no analyzer failure, and
-        something captured."""
+        """Whether nothing was missed: no drops, no damage, no gap, no analyzer failure, no
+        flow lost with a stopped agent, and something captured."""
         return (
             self.complete
             and not self.drops
             and not self.gaps
             and not self.analyzer_errors
+            and not self.lost_flows
             and self.captures != 0
         )
 
@@ -65,6 +68,8 @@ class Coverage:
         if self.gaps:
             missing = sum(b - a for a, b in self.gaps)
             text += f", {len(self.gaps)} coverage gaps ({missing:,.0f} s not captured)"
+        if self.lost_flows:
+            text += f", {self.lost_flows:,} flows never judged (an agent stopped with them open)"
         return text + self._failures()
 
     def _failures(self) -> str:

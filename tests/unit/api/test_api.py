@@ -479,3 +479,64 @@ def test_coverage_gap_makes_a_clean_window_incomplete(api: Api) -> None:
     assert holed["verdict"] == "incomplete"
     assert holed["coverage"]["gaps"] == [[1020.0, 1100.0]]
     assert "1 coverage gaps (80 s not captured)" in holed["msg"]
+
+
+def coverage_report(
+    start: float, end: float, packets: int, open_flows: int = 0, source: str = "live:eth1"
+) -> dict[str, object]:
+    """An agent's coverage record of [start, end] with `open_flows` held open at its end."""
+    record = CaptureRecord(
+        ts=start,
+        source=source,
+        format="live",
+        packets=packets,
+        bytes=packets * 100,
+        ip_packets=packets,
+        flows=1,
+        linktypes={"ethernet": packets},
+        non_ip={},
+        malformed=0,
+        fragments=0,
+        truncated=0,
+        drops=0,
+        last_ts=end,
+        open_flows=open_flows,
+        open_since=start if open_flows else None,
+    )
+    return {"log": record.log, **record.to_dict()}
+
+
+def test_flows_open_when_an_agent_was_killed_make_the_window_incomplete(api: Api) -> None:
+    """An agent killed (SIGKILL) while it held flows open sent no last report: those flows
+    were captured but never judged, so no window over them is clean; an agent that went on
+    reporting, or stopped cleanly (its last report holds none open), leaves them judged."""
+    phone = api.device(PHONE)
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    # A running agent: each report starts where the last ended; the flows ended, then a clean stop.
+    running = [coverage_report(1000.0, 1010.0, 50, 3), coverage_report(1010.0, 1020.0, 40, 0)]
+    assert api.ingest(running, batch="run").status_code == 200
+    clean = api.get(url, params={"start": 1000, "end": 1020}).json()
+    assert clean["verdict"] == "clean" and clean["coverage"]["lost_flows"] == 0, clean
+    # Killed at 1035 holding 12 flows (its last report, at 1030, was long ago), then restarted.
+    killed = [coverage_report(1020.0, 1030.0, 60, 12), coverage_report(2000.0, 2010.0, 5, 0)]
+    assert api.ingest(killed, batch="killed").status_code == 200
+    lost = api.get(url, params={"start": 1000, "end": 1030}).json()
+    assert lost["verdict"] == "incomplete" and lost["coverage"]["lost_flows"] == 12, lost
+    assert lost["coverage"]["gaps"] == []  # every packet was captured; the flows were not judged
+    assert "12 flows never judged (an agent stopped with them open)" in lost["msg"]
+    before = api.get(url, params={"start": 1000, "end": 1019}).json()
+    assert before["coverage"]["lost_flows"] == 0 and before["verdict"] == "clean", before
+
+
+def test_an_agent_reporting_now_holds_its_open_flows(api: Api) -> None:
+    """The flows of an agent's latest report, received just now, are still open (the next report
+    has not come yet), not lost; the same report with nothing after it for longer than the
+    service's `agent_silence_s` means the agent stopped."""
+    phone = api.device(PHONE)
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    assert api.ingest([coverage_report(1000.0, 1010.0, 50, 4)], batch="now").status_code == 200
+    now = api.get(url, params={"start": 1000, "end": 1010}).json()
+    assert now["coverage"]["lost_flows"] == 0 and now["verdict"] == "clean", now
+    api.service.store.agent_silence_s = 0.0
+    silent = api.get(url, params={"start": 1000, "end": 1010}).json()
+    assert silent["coverage"]["lost_flows"] == 4 and silent["verdict"] == "incomplete", silent
