@@ -70,7 +70,12 @@ devices = Table(
     Column("discovered", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("net", String(49)),
+    Column("parent_id", Integer, ForeignKey("devices.id", ondelete="SET NULL")),
 )
+"""Ground stations. A row with `net`, or a `hostname` and neither IP nor MAC, is a declaration
+that names devices under test (`--device CIDR|NAME`); each host it matches gets a row of its own
+with `parent_id` pointing at it, and its policy and LDM history."""
 
 ldm_changes = Table(
     "ldm_changes",

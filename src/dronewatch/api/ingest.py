@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from dronewatch.api.store import Store
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.egress import EgressBook, EgressRecord, judge_device
-from dronewatch.judge.policy import DevicePolicy, ldm_windows
+from dronewatch.judge.policy import DevicePolicy, Policy, ldm_windows
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +113,14 @@ class Ingestor:
                 for d in by_log.get("devices", [])
                 if "ground_station" in (d.get("roles") or [])
             ]
+            hosts: list[str] = []
             result.devices_discovered = self.store.discover_devices(
                 conn, stations, ldm=discovered_ldm, by=agent
             )
             devices = _DeviceCache(self.store, conn)
+            for d in by_log.get("devices", []):
+                if d.get("ip") and devices.claim(d["ip"], d.get("mac"), d.get("hostname")):
+                    hosts.append(str(d["ip"]))
             self._flows(conn, agent, by_log.get("flows", []), result)
             self.store.insert_evidence(
                 conn,
@@ -131,7 +135,7 @@ class Ingestor:
                     if isinstance(e.get("uid"), str)
                 ],
             )
-            hosts = self.store.insert_egress(
+            hosts += self.store.insert_egress(
                 conn,
                 [
                     {
@@ -191,11 +195,26 @@ class Ingestor:
         return new
 
     def rejudge_device(self, device: dict[str, Any]) -> list[dict[str, Any]]:
-        """Judge one stored device again in a transaction of its own; returns changed alerts."""
+        """Judge one stored device again in a transaction of its own; returns changed alerts.
+        A network or host-name declaration first adopts every host it names that the service
+        has seen, then judges each."""
         result = IngestResult(batch_id="")
-        if device.get("ip"):
-            with self.store.engine.begin() as conn:
-                self.rejudge(conn, str(device["ip"]), _DeviceCache(self.store, conn), result)
+        with self.store.engine.begin() as conn:
+            devices = _DeviceCache(self.store, conn)
+            if device.get("ip"):
+                hosts = [str(device["ip"])]
+            elif device.get("net") or device.get("hostname"):
+                seen = [(d["ip"], d["mac"], d["hostname"]) for d in self.store.list_in(conn)]
+                seen += [(ip, None, None) for ip in self.store.egress_hosts(conn)]
+                hosts = []
+                for ip, mac, hostname in seen:
+                    host = devices.claim(ip, mac, hostname)
+                    if host is not None and host["parent_id"] == device["id"]:
+                        hosts.append(str(ip))
+            else:
+                hosts = []
+            for host_ip in dict.fromkeys(hosts):
+                self.rejudge(conn, host_ip, devices, result)
         return result.alerts
 
     def rejudge(
@@ -207,7 +226,7 @@ class Ingestor:
     ) -> None:
         """Fold every observation of a device again into its alerts, store the alerts that
         changed and remove those the judge no longer raises."""
-        device = devices.get(host_ip, None)
+        device = devices.claim(host_ip)
         if device is None:
             return
         policy = device_policy(device, devices.changes(device["id"]))
@@ -250,12 +269,51 @@ class _DeviceCache:
         self.conn = conn
         self._devices: dict[tuple[str | None, str | None], dict[str, Any] | None] = {}
         self._changes: dict[int, list[tuple[float, bool]]] = {}
+        self._declared: tuple[list[dict[str, Any]], Policy] | None = None
 
     def get(self, ip: str | None, mac: str | None) -> dict[str, Any] | None:
         key = (ip, mac)
         if key not in self._devices:
             self._devices[key] = self.store._find(self.conn, ip, mac)
         return self._devices[key]
+
+    def claim(
+        self, ip: str | None, mac: str | None = None, hostname: str | None = None
+    ) -> dict[str, Any] | None:
+        """The device of a host: its own, else, when a network or host-name declaration names
+        it (`policy.Policy.for_device`, as `--device` in `analyze`), a device adopted with the
+        declaration's policy. A discovered device the declaration names is adopted too; one a
+        user declared by address keeps its own policy, as an address wins over a network."""
+        device = self.get(ip, mac)
+        if device is not None and (device["parent_id"] is not None or not device["discovered"]):
+            return device
+        if ip is None:
+            return device
+        declarations, policy = self._declarations()
+        named = policy.for_device(ip, mac, hostname or (device or {}).get("hostname"))
+        parent = next(
+            (d for d, p in zip(declarations, policy.devices, strict=True) if p is named), None
+        )
+        if parent is None:
+            return device
+        adopted = self.store.adopt(self.conn, parent, device, ip, mac, hostname)
+        self._devices = {}
+        self._changes.pop(int(adopted["id"]), None)
+        return adopted
+
+    def _declarations(self) -> tuple[list[dict[str, Any]], Policy]:
+        if self._declared is None:
+            found = self.store.declarations(self.conn)
+            self._declared = (
+                found,
+                Policy(
+                    devices=[
+                        DevicePolicy(net=d["net"], hostname=d["hostname"], declared=True)
+                        for d in found
+                    ]
+                ),
+            )
+        return self._declared
 
     def changes(self, device_id: int) -> list[tuple[float, bool]]:
         if device_id not in self._changes:

@@ -106,6 +106,17 @@ class DeviceIn(BaseModel):
     name: str | None = Field(None, max_length=200)
     mac: str | None = Field(None, description="aa:bb:cc:dd:ee:ff")
     ip: str | None = None
+    net: str | None = Field(
+        None,
+        description="A network (CIDR): every host of it seen in the traffic is a device under "
+        "test with this policy and LDM history (as `--device CIDR`); give no mac or ip with it.",
+    )
+    hostname: str | None = Field(
+        None,
+        max_length=255,
+        description="A DHCP host name (case-insensitive): alone, the host that gives it is a "
+        "device under test with this policy (as `--device NAME`).",
+    )
     scope: Literal["dedicated", "shared"] = "dedicated"
     local_subnets: list[str] = Field(default_factory=list)
     allowed_categories: list[str] = Field(default_factory=list)
@@ -131,6 +142,26 @@ class DeviceIn(BaseModel):
             return str(ipaddress.ip_address(value.strip()))
         except ValueError:
             raise ValueError("not an IP address") from None
+
+    @field_validator("net")
+    @classmethod
+    def _net(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError("not a network (e.g. 192.168.42.0/24)") from None
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not value or not value.isprintable():
+            raise ValueError("a host name is printable text, not empty")
+        return value
 
     @field_validator("local_subnets")
     @classmethod
@@ -189,6 +220,10 @@ class DeviceOut(BaseModel):
     mac: str | None
     ip: str | None
     hostname: str | None
+    net: str | None = Field(None, description="the network this declaration names")
+    parent_id: int | None = Field(
+        None, description="the network or host-name declaration this device was adopted by"
+    )
     scope: str
     local_subnets: list[str]
     allowed_categories: list[str]

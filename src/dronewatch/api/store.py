@@ -44,6 +44,8 @@ EVIDENCE_SNAP_MAX = 65535
 """Bytes kept of one evidence frame (the classic pcap snap length)."""
 DB_INT_MAX = 2**63 - 1
 """The largest value of a BIGINT column (SQLite INTEGER, PostgreSQL bigint)."""
+POLICY_FIELDS = ("scope", "local_subnets", "allowed_categories", "allowed_destinations")
+"""The columns of a device's policy, which the hosts a declaration adopts take from it."""
 AGENT_SILENCE_S = 60.0
 """How long after its last coverage report an agent that held flows open is taken for stopped,
 unless the settings say otherwise (six of an agent's default 10 s reports)."""
@@ -247,8 +249,12 @@ class Store:
 
     def list_devices(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(db.devices).order_by(db.devices.c.id)).mappings().all()
-            return [self._device(conn, r) for r in rows]
+            return self.list_in(conn)
+
+    def list_in(self, conn: Connection) -> list[dict[str, Any]]:
+        """Every device, in the caller's transaction."""
+        rows = conn.execute(select(db.devices).order_by(db.devices.c.id)).mappings().all()
+        return [self._device(conn, r) for r in rows]
 
     def get_device(self, device_id: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -310,8 +316,17 @@ class Store:
                 )
                 if res.rowcount == 0:
                     raise NotFound(f"no device {device_id}")
+                adopted = self._adopted(conn, device_id)
+                policy = {k: v for k, v in fields.items() if k in POLICY_FIELDS}
+                if adopted and policy:
+                    conn.execute(
+                        update(db.devices)
+                        .where(db.devices.c.id.in_(adopted))
+                        .values(**policy, updated_at=time.time())
+                    )
                 if ldm is not None:
-                    self._ldm(conn, device_id, bool(ldm), time.time(), by)
+                    for target in (device_id, *adopted):
+                        self._ldm(conn, target, bool(ldm), time.time(), by)
         except IntegrityError:
             raise Conflict("a device with this MAC or IP already exists") from None
         return self.get_device(device_id)
@@ -330,8 +345,93 @@ class Store:
             ).first()
             if exists is None:
                 raise NotFound(f"no device {device_id}")
-            self._ldm(conn, device_id, on, at, by)
+            for target in (device_id, *self._adopted(conn, device_id)):
+                self._ldm(conn, target, on, at, by)
         return self.get_device(device_id)
+
+    def _adopted(self, conn: Connection, device_id: int) -> list[int]:
+        """The hosts a network or host-name declaration adopted."""
+        c = db.devices.c
+        return [int(r[0]) for r in conn.execute(select(c.id).where(c.parent_id == device_id))]
+
+    def declarations(self, conn: Connection) -> list[dict[str, Any]]:
+        """Devices that name others by network or DHCP host name (`net`, or a `hostname` with
+        neither IP nor MAC), oldest first."""
+        c = db.devices.c
+        rows = (
+            conn.execute(
+                select(db.devices)
+                .where(
+                    c.ip.is_(None),
+                    c.mac.is_(None),
+                    or_(c.net.is_not(None), c.hostname.is_not(None)),
+                )
+                .order_by(c.id)
+            )
+            .mappings()
+            .all()
+        )
+        return [self._device(conn, r) for r in rows]
+
+    def adopt(
+        self,
+        conn: Connection,
+        parent: dict[str, Any],
+        host: dict[str, Any] | None,
+        ip: str | None,
+        mac: str | None,
+        hostname: str | None,
+    ) -> dict[str, Any]:
+        """Make a host a declaration names a device under test: a new device (or the host's
+        discovered one, `host`) with the declaration's policy and LDM history."""
+        now = time.time()
+        policy = {k: parent[k] for k in POLICY_FIELDS}
+        if host is None:
+            res = conn.execute(
+                insert(db.devices).values(
+                    name=parent["name"],
+                    mac=mac,
+                    ip=ip,
+                    hostname=hostname,
+                    roles=[],
+                    discovered=True,
+                    parent_id=parent["id"],
+                    created_at=now,
+                    updated_at=now,
+                    **policy,
+                )
+            )
+            device_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+        else:
+            device_id = int(host["id"])
+            conn.execute(
+                update(db.devices)
+                .where(db.devices.c.id == device_id)
+                .values(
+                    name=host["name"] or parent["name"],
+                    parent_id=parent["id"],
+                    updated_at=now,
+                    **policy,
+                )
+            )
+            conn.execute(delete(db.ldm_changes).where(db.ldm_changes.c.device_id == device_id))
+        for event in parent["ldm_history"]:
+            conn.execute(
+                insert(db.ldm_changes).values(
+                    device_id=device_id,
+                    at=event["at"],
+                    ldm_on=event["on"],
+                    changed_by=event["by"],
+                    recorded_at=event["recorded_at"],
+                )
+            )
+        row = conn.execute(select(db.devices).where(db.devices.c.id == device_id)).mappings().one()
+        return self._device(conn, row)
+
+    def egress_hosts(self, conn: Connection) -> list[str]:
+        """Every local host that has egress observations."""
+        c = db.egress.c
+        return [str(r[0]) for r in conn.execute(select(c.host_ip).distinct())]
 
     @staticmethod
     def _ldm(conn: Connection, device_id: int, on: bool, at: float, by: str) -> None:

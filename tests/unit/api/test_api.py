@@ -540,3 +540,72 @@ def test_an_agent_reporting_now_holds_its_open_flows(api: Api) -> None:
     api.service.store.agent_silence_s = 0.0
     silent = api.get(url, params={"start": 1000, "end": 1010}).json()
     assert silent["coverage"]["lost_flows"] == 4 and silent["verdict"] == "incomplete", silent
+
+
+def test_a_network_names_devices_under_test(api: Api) -> None:
+    """A device declared by network (as `--device CIDR`) adopts every host of it the traffic
+    shows, sent before or after: each becomes a device of its own with the declaration's policy
+    and LDM history, and LDM changes on the declaration reach them all."""
+    api.ingest(records_of("dji_fly_ldm_off.pcap"), batch="before")
+    assert all_alerts(api) == []
+    net = api.post("/api/v1/devices", json={"name": "lab phones", "net": "10.77.0.0/24"})
+    assert net.status_code == 201, net.text
+    decl = net.json()
+    assert decl["net"] == "10.77.0.0/24" and decl["ip"] is None
+    phone = next(d for d in api.get("/api/v1/devices").json() if d["ip"] == PHONE)
+    assert phone["parent_id"] == decl["id"] and phone["name"] == "lab phones"
+    assert phone["ldm"] is False and all_alerts(api) == []
+    on = api.put(f"/api/v1/devices/{decl['id']}/ldm", json={"on": True, "at": 0.0})
+    assert on.status_code == 200, on.text
+    phone = api.get(f"/api/v1/devices/{phone['id']}").json()
+    assert phone["ldm"] is True and phone["ldm_history"][-1]["by"] == "test-admin"
+    assert {a["dest_name"] for a in all_alerts(api)} == LDM_OFF_DESTS
+    allow = api.patch(f"/api/v1/devices/{decl['id']}", json={"allowed_categories": ["maps"]})
+    assert allow.status_code == 200, allow.text
+    assert api.get(f"/api/v1/devices/{phone['id']}").json()["allowed_categories"] == ["maps"]
+
+
+def test_a_network_declared_first_judges_hosts_as_they_come(api: Api) -> None:
+    """Declared before any traffic, with LDM on: the host is adopted when its records come."""
+    decl = api.post("/api/v1/devices", json={"net": "10.77.0.0/16"}).json()
+    api.put(f"/api/v1/devices/{decl['id']}/ldm", json={"on": True, "at": 0.0})
+    api.ingest(records_of("dji_fly_ldm_off.pcap"))
+    assert {a["dest_name"] for a in all_alerts(api)} == LDM_OFF_DESTS
+    phone = next(d for d in api.get("/api/v1/devices").json() if d["ip"] == PHONE)
+    assert phone["parent_id"] == decl["id"] and phone["ldm"] is True
+
+
+def test_a_host_name_names_the_device_under_test(api: Api) -> None:
+    """A device declared by DHCP host name alone (case-insensitive) adopts the host that
+    gives that name; a host with another name is left alone."""
+    decl = api.post("/api/v1/devices", json={"hostname": "Pilot-Phone"}).json()
+    assert decl["hostname"] == "pilot-phone"
+    api.put(f"/api/v1/devices/{decl['id']}/ldm", json={"on": True, "at": 0.0})
+    records = [dict(r) for r in records_of("dji_fly_ldm_off.pcap")]
+    named = [r for r in records if r["log"] == "devices" and r["ip"] == PHONE]
+    assert named, "the capture's phone is a device record"
+    for r in named:
+        r["hostname"] = "PILOT-PHONE"
+    api.ingest(records)
+    assert {a["dest_name"] for a in all_alerts(api)} == LDM_OFF_DESTS
+    other = api.post("/api/v1/devices", json={"hostname": "somebody-else"}).json()
+    api.put(f"/api/v1/devices/{other['id']}/ldm", json={"on": False, "at": 0.0})
+    phone = next(d for d in api.get("/api/v1/devices").json() if d["ip"] == PHONE)
+    assert phone["parent_id"] == decl["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"net": "10.0.0.0/8", "ip": "10.0.0.1"}, 400, "give no mac or ip with net"),
+        ({"net": "10.0.0.0/33"}, 422, "not a network"),
+        ({"hostname": "  "}, 422, "host name"),
+        ({"name": "ghost"}, 400, "a mac, an ip, a net or a hostname"),
+    ],
+)
+def test_device_declarations_are_checked(
+    api: Api, body: dict[str, Any], status: int, says: str
+) -> None:
+    """A network with an address, a malformed network or name, or nothing to name: refused."""
+    resp = api.post("/api/v1/devices", json=body)
+    assert resp.status_code == status and says in resp.text, resp.text

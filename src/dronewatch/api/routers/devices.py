@@ -47,6 +47,14 @@ def _device(request: Request, device_id: DeviceId) -> dict[str, Any]:
         raise HTTPException(404, str(exc)) from None
 
 
+def _check_identity(fields: dict[str, Any]) -> None:
+    """A device is named by a MAC and/or IP, or by a network or a host name (400 otherwise)."""
+    if fields.get("net") and (fields.get("mac") or fields.get("ip")):
+        raise HTTPException(400, "a network names its hosts: give no mac or ip with net")
+    if not any(fields.get(k) for k in ("mac", "ip", "net", "hostname")):
+        raise HTTPException(400, "a device needs a mac, an ip, a net or a hostname")
+
+
 @router.get("", response_model=list[DeviceOut])
 def list_devices(request: Request, _key: Reader) -> Any:
     """Every device, declared or discovered in the traffic, with its LDM state and history."""
@@ -55,9 +63,11 @@ def list_devices(request: Request, _key: Reader) -> Any:
 
 @router.post("", response_model=DeviceOut, status_code=201, responses={**CONFLICT, **BAD_REQUEST})
 def create_device(body: DeviceIn, request: Request, key: Admin) -> Any:
-    """Declare a device by MAC and/or IP, with its policy; `ldm` sets its mode from now."""
-    if body.mac is None and body.ip is None:
-        raise HTTPException(400, "a device needs a mac or an ip")
+    """Declare a device by MAC and/or IP, with its policy; `ldm` sets its mode from now. Or
+    name devices under test by a network (`net`) or a DHCP host name (`hostname` alone), as
+    `--device` does: every host it names that the traffic shows becomes a device of its own
+    with this policy and LDM history (`parent_id`), judged on all it sent before and after."""
+    _check_identity(body.model_dump())
     try:
         device = _store(request).create_device(body.model_dump(), by=key.name)
     except Conflict as exc:
@@ -78,8 +88,7 @@ def update_device(device_id: DeviceId, body: DevicePatch, request: Request, key:
         if k in fields and fields[k] is None:
             fields.pop(k)
     current = _device(request, device_id)
-    if not fields.get("mac", current["mac"]) and not fields.get("ip", current["ip"]):
-        raise HTTPException(400, "a device needs a mac or an ip")
+    _check_identity({k: fields.get(k, current[k]) for k in ("mac", "ip", "net", "hostname")})
     try:
         device = _store(request).update_device(device_id, fields, by=key.name)
     except NotFound as exc:
