@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.live import LiveService, run_service, sqlite_settings
-from tests.pcaps import PCAPS
+from tests.pcaps import PCAPS, ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -25,6 +25,15 @@ CHROMIUM_ARGS = [
 ]
 """Headless Chromium as root, making no connection of its own (this machine's network is closed:
 without these flags it keeps trying Google's hosts)."""
+
+
+@pytest.fixture(scope="session")
+def artefacts() -> Path:
+    """Where browser tests leave their screenshots for a person to look at:
+    `$DRONEWATCH_ARTEFACTS`, else build/artefacts in the checkout (kept after the run)."""
+    where = Path(os.environ.get("DRONEWATCH_ARTEFACTS") or ROOT / "build" / "artefacts")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ an eval, which the page's Content-Security-Policy refuses.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -53,10 +54,12 @@ def csp_violations(seen: dict[str, list[str]]) -> list[str]:
     return [m for m in seen["console"] if "Content Security Policy" in m or "pageerror" in m]
 
 
-def test_page_answers_per_device_and_fits_1280(browser: Any, live: LiveService) -> None:
+def test_page_answers_per_device_and_fits_1280(
+    browser: Any, live: LiveService, artefacts: Path
+) -> None:
     """At 1280 px the page answers its headline, shows a card per device with its verdict,
     LDM state and who set it, draws the timeline, fits without sideways scrolling, asks
-    nothing of another host and breaks no rule of the CSP."""
+    nothing of another host and breaks no rule of the CSP (screenshot: page-1280.png)."""
     context, page, seen = open_page(browser, 1280)
     sign_in(page, live)
     expect(page.locator("#answer")).to_contain_text("Yes: 1 of 2 ground stations")
@@ -78,14 +81,17 @@ def test_page_answers_per_device_and_fits_1280(browser: Any, live: LiveService) 
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert width[0] <= width[1] == 1280
+    page.screenshot(path=str(artefacts / "page-1280.png"), full_page=True)
     assert set(seen["hosts"]) == {urlparse(live.url).netloc}
     assert csp_violations(seen) == []
     context.close()
 
 
-def test_phone_width_shows_cards_not_a_cut_table(browser: Any, live: LiveService) -> None:
+def test_phone_width_shows_cards_not_a_cut_table(
+    browser: Any, live: LiveService, artefacts: Path
+) -> None:
     """At 390 px the device cards and every alert field are visible: each alert is a card of
-    labelled lines, and nothing scrolls sideways."""
+    labelled lines, and nothing scrolls sideways (screenshot: page-390.png)."""
     context, page, seen = open_page(browser, 390, 844)
     sign_in(page, live)
     for card in page.locator("#devices li.card").all():
@@ -103,6 +109,7 @@ def test_phone_width_shows_cards_not_a_cut_table(browser: Any, live: LiveService
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert width[0] <= width[1] == 390
+    page.screenshot(path=str(artefacts / "page-390.png"), full_page=True)
     assert csp_violations(seen) == []
     context.close()
 
@@ -239,6 +246,58 @@ def test_report_opens_offline_with_no_request(browser: Any, tmp_path: Path) -> N
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert width[0] <= width[1]
+    assert requests == [report.as_uri()]
+    assert console == []
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_report_of_every_bundled_scenario_matches_analyze(
+    browser: Any, tmp_path: Path, artefacts: Path, width: int
+) -> None:
+    """A report of every bundled scenario, at 1280 and at 390 px: a card for every verdict
+    `analyze --out` writes for the same captures, with the same verdict and bytes; the answer
+    counts them; nothing scrolls sideways, nothing is requested, nothing is logged
+    (screenshot: report-WIDTH.png)."""
+    captures = sorted(str(p) for p in SCENARIOS.glob("*.pcap"))
+    report, out = tmp_path / "report.html", tmp_path / "out"
+    policy = ["--ldm", "on"]
+    assert main(["report", "--no-progress", *policy, "-o", str(report), *captures]) == 1
+    assert main(["analyze", "--no-progress", *policy, "--out", str(out), *captures]) == 1
+    verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]
+    assert len(verdicts) >= len(captures)
+    context = browser.new_context(viewport={"width": width, "height": 900}, offline=True)
+    page = context.new_page()
+    requests: list[str] = []
+    console: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page.goto(report.as_uri())
+    expect(page.locator("#chart .uplot canvas").first).to_be_visible()
+    cards = page.locator("article.card[data-device]")
+    expect(cards).to_have_count(len(verdicts))
+    shown = sorted(
+        (c.get_attribute("data-device"), c.get_attribute("data-verdict")) for c in cards.all()
+    )
+    assert shown == sorted((v["device_ip"], v["verdict"]) for v in verdicts)
+    for v in verdicts:
+        if v["bytes_out"]:
+            card = page.locator(
+                f'article.card[data-device="{v["device_ip"]}"][data-verdict="{v["verdict"]}"]',
+                has_text=f"{v['bytes_out']:,} bytes",
+            )
+            expect(card.first).to_be_visible()
+    violations = sum(v["verdict"] == "violation" for v in verdicts)
+    expect(page.locator("#answer")).to_contain_text(f"Yes: {violations} of {len(verdicts)}")
+    for card in cards.all()[:3]:
+        box = card.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+    scroll = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert scroll[0] <= scroll[1] == width
+    page.screenshot(path=str(artefacts / f"report-{width}.png"), full_page=True)
     assert requests == [report.as_uri()]
     assert console == []
     context.close()
