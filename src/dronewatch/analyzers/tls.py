@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from dronewatch.analyzers._tls_hello import (
+    TLS_HANDSHAKE_CLIENT_HELLO,
     ClientHello,
     ServerHello,
-    client_hello_from_records,
     fingerprints,
     looks_like_handshake,
+    parse_client_hello,
+    read_handshake_message,
     server_hello_from_records,
     tls_cipher_name,
     tls_version_name,
@@ -66,6 +68,9 @@ class TlsRecord(ConnRecord):
     """MD5 of the JA3 text."""
     ja4: str | None = None
     """FoxIO JA4 fingerprint of the ClientHello."""
+    retry_ja4: str | None = None
+    """FoxIO JA4 of the client's second ClientHello, the one it sends in answer to a
+    HelloRetryRequest (RFC 8446 4.1.4), seen even when the server's side is not."""
     established: bool = False
     """The handshake completed: both sides switched to encrypted records (after their
     ChangeCipherSpec, or their first application data under TLS 1.3) and one more came, as
@@ -84,7 +89,7 @@ plaintext exchange (STARTTLS)."""
 class _Direction:
     """One direction of a flow: where its TLS starts, its hello, and the record headers since."""
 
-    __slots__ = ("pre", "started", "hello", "full", "header", "left", "encrypted", "lost")
+    __slots__ = ("pre", "started", "hello", "full", "header", "ctype", "left", "encrypted", "lost")
 
     def __init__(self) -> None:
         self.pre = bytearray()
@@ -96,6 +101,8 @@ class _Direction:
         """Bytes were lost before the hello was whole, or it outgrew the budget."""
         self.header = bytearray()
         """A record header cut short."""
+        self.ctype = 0
+        """Content type of the current record."""
         self.left = 0
         """Bytes of the current record still to pass over."""
         self.encrypted = False
@@ -119,6 +126,11 @@ class _TlsState:
         "emitted",
         "established",
         "records",
+        "first_len",
+        "shaken",
+        "retry_buf",
+        "retry",
+        "retry_done",
     )
 
     def __init__(self) -> None:
@@ -137,6 +149,20 @@ class _TlsState:
         """Both directions switched to encrypted records and one more came (Zeek's rule)."""
         self.records = 0
         """Records read after both hellos, bounded by `max_records`."""
+        self.first_len = 0
+        """Length of the ClientHello message (header included), once read."""
+        self.shaken = 0
+        """Bytes of the client's handshake records so far (the ClientHello's first)."""
+        self.retry_buf = bytearray()
+        """The client's handshake message after its ClientHello, while incomplete."""
+        self.retry: ClientHello | None = None
+        """The second ClientHello, sent after a HelloRetryRequest."""
+        self.retry_done = False
+        """Stop looking for a second ClientHello: read, or the next message is another."""
+
+    def retry_pending(self) -> bool:
+        """A second ClientHello has begun and is not whole yet (its record is not lost)."""
+        return bool(self.retry_buf) and not self.retry_done and not self.orig.lost
 
     def tls13(self) -> bool:
         """Application data ends the handshake of this connection's version (Zeek counts any
@@ -205,6 +231,8 @@ class TlsAnalyzer:
             self._records(state, d, from_orig, data)
         self._check_given_up(flow, state)
         if state.client_done and state.server_done and (state.client or state.server):
+            if state.retry_pending():
+                return
             if (
                 state.established
                 or state.records > self.options.max_records
@@ -272,6 +300,8 @@ class TlsAnalyzer:
         while data:
             if d.left:
                 step = min(d.left, len(data))
+                if from_orig and d.ctype == 22:
+                    self._client_handshake(state, data[:step])
                 d.left -= step
                 data = data[step:]
                 continue
@@ -281,6 +311,7 @@ class TlsAnalyzer:
             if len(d.header) < 5:
                 return
             ctype, major = d.header[0], d.header[1]
+            d.ctype = ctype
             d.left = d.header[3] << 8 | d.header[4]
             d.header.clear()
             if ctype not in (20, 21, 22, 23) or major != 3:
@@ -298,11 +329,47 @@ class TlsAnalyzer:
                 if other.encrypted:
                     state.established = True
 
+    def _client_handshake(self, state: _TlsState, chunk: bytes) -> None:
+        """Bytes of the client's handshake records, the ClientHello's first: the message after
+        the ClientHello, when it is a second ClientHello (after a HelloRetryRequest), is read into
+        `state.retry`. Any other message (TLS 1.2's ClientKeyExchange) ends the search, as does a
+        ServerHello that is not a HelloRetryRequest."""
+        start = state.shaken
+        state.shaken += len(chunk)
+        if state.retry_done or state.client is None:
+            return
+        if state.server is not None and not state.server.hello_retry_request:
+            state.retry_done = True
+            state.retry_buf.clear()
+            return
+        chunk = chunk[max(0, state.first_len - start) :]
+        if not chunk:
+            return
+        buf = state.retry_buf
+        buf += chunk
+        needed = 4 + int.from_bytes(buf[1:4], "big") if len(buf) >= 4 else 4
+        if buf[0] != TLS_HANDSHAKE_CLIENT_HELLO or needed > self.options.max_buffer_bytes:
+            state.retry_done = True
+            buf.clear()
+            return
+        if len(buf) < needed:
+            return
+        state.retry_done = True
+        try:
+            state.retry = parse_client_hello(bytes(buf))
+        except DecodeError as exc:
+            logger.debug("no second ClientHello: %s", exc)
+        buf.clear()
+
     def _read_client(self, flow: Flow, state: _TlsState, ts: float) -> None:
         d = state.orig
         data = bytes(d.hello)
+        hello: ClientHello | None = None
         try:
-            hello = client_hello_from_records(data) if looks_like_handshake(data[:3]) else None
+            message = read_handshake_message(data) if looks_like_handshake(data[:3]) else None
+            if message is not None:
+                hello = parse_client_hello(message)
+                state.first_len = len(message)
         except DecodeError as exc:
             logger.debug("%s: no ClientHello: %s", flow.uid, exc)
             hello = None
@@ -360,6 +427,7 @@ class TlsAnalyzer:
                 ja3=prints.ja3 if prints else None,
                 ja3_hash=prints.ja3_hash if prints else None,
                 ja4=prints.ja4 if prints else None,
+                retry_ja4=fingerprints(state.retry, "t").ja4 if state.retry else None,
                 established=state.established,
                 hello_retry=server.hello_retry_request if server else False,
             )

@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dronewatch.analyzers._tls_hello import client_hello_from_records, ja3_hash, ja4
+from dronewatch.analyzers._tls_hello import (
+    ClientHello,
+    client_hello_from_records,
+    ja3_hash,
+    ja4,
+)
 from dronewatch.analyzers.tls import TlsAnalyzer, TlsOptions, TlsRecord
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine
@@ -36,14 +41,20 @@ def tls13(certdir: Path) -> tuple[bytes, bytes]:
     return real_handshake(certdir, alpn=["h2", "http/1.1"])
 
 
-def full_handshake(certdir: Path, max_version: ssl.TLSVersion) -> list[tuple[bool, bytes]]:
-    """Every flight of a real handshake, then application data each way: (from client, bytes)."""
+def full_handshake(
+    certdir: Path, max_version: ssl.TLSVersion, server_group: str | None = None
+) -> list[tuple[bool, bytes]]:
+    """Every flight of a real handshake, then application data each way: (from client, bytes).
+    `server_group` limits the server to one key-exchange group (a HelloRetryRequest when it is
+    not the one the client sent a key share for)."""
     client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_ctx.check_hostname = False
     client_ctx.verify_mode = ssl.CERT_NONE
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(certdir / "cert.pem", certdir / "key.pem")
     server_ctx.maximum_version = max_version
+    if server_group is not None:
+        server_ctx.set_ecdh_curve(server_group)
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     client = client_ctx.wrap_bio(c_in, c_out, server_hostname="drone.example")
     server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
@@ -140,6 +151,70 @@ def test_finished_handshake_is_established(certdir: Path, version: ssl.TLSVersio
     [rec] = run.records()
     assert rec.established
     assert rec.version == ("TLSv1.2" if version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3")
+    assert rec.retry_ja4 is None and not rec.hello_retry
+
+
+def retry_flights(certdir: Path) -> list[tuple[bool, bytes]]:
+    """A real TLS 1.3 handshake whose server takes only P-384: the client's first key share is
+    for another group, so the server answers with a HelloRetryRequest and the client sends a
+    second ClientHello (after a ChangeCipherSpec, RFC 8446 D.4)."""
+    flights = full_handshake(certdir, ssl.TLSVersion.TLSv1_3, server_group="secp384r1")
+    assert [from_client for from_client, _ in flights[:3]] == [True, False, True]
+    return flights
+
+
+def second_hello(flights: list[tuple[bool, bytes]]) -> ClientHello:
+    """The second ClientHello: the client's second flight after its ChangeCipherSpec record."""
+    data = flights[2][1]
+    assert data[:6] == bytes.fromhex("140303000101")
+    hello = client_hello_from_records(data[6:])
+    assert hello is not None
+    return hello
+
+
+def test_second_client_hello_after_hello_retry_request(certdir: Path) -> None:
+    """The ClientHello sent in answer to a HelloRetryRequest gives the record's retry_ja4; the
+    first ClientHello keeps giving ja4 (and the flow's JA4)."""
+    flights = retry_flights(certdir)
+    first = client_hello_from_records(flights[0][1])
+    assert first is not None
+    run = Run()
+    run.feed(*run.conv.handshake())
+    for from_client, data in flights:
+        run.feed(run.conv.send(data) if from_client else run.conv.reply(data))
+    flow_ja4 = run.flow.meta["ja4"]
+    [rec] = run.finish()
+    assert rec.hello_retry
+    assert rec.ja4 == ja4(first) == flow_ja4
+    assert rec.retry_ja4 == ja4(second_hello(flights))
+    assert rec.retry_ja4 is not None and rec.retry_ja4.startswith("t13d")
+
+
+def test_second_client_hello_cut_over_segments_is_waited_for(certdir: Path) -> None:
+    """A second ClientHello cut over three segments is read whole before the record is written,
+    though its first segment already ends the handshake by Zeek's rule."""
+    flights = retry_flights(certdir)
+    run = Run()
+    run.feed(*run.conv.handshake(), run.conv.send(flights[0][1]), run.conv.reply(flights[1][1]))
+    data = flights[2][1]
+    run.feed(run.conv.send(data[:20]), run.conv.send(data[20:100]))
+    assert run.records() == []
+    run.feed(run.conv.send(data[100:]))
+    [rec] = run.records()
+    assert rec.retry_ja4 == ja4(second_hello(flights))
+
+
+def test_a_lost_second_client_hello_gives_no_retry_ja4(certdir: Path) -> None:
+    """When the capture lost part of the second ClientHello, the record has the first one's JA4
+    and no retry_ja4."""
+    flights = retry_flights(certdir)
+    run = Run()
+    run.feed(*run.conv.handshake(), run.conv.send(flights[0][1]), run.conv.reply(flights[1][1]))
+    data = flights[2][1]
+    run.conv.send(data[:100])  # lost
+    run.feed(run.conv.send(data[100:]), run.conv.ack(from_client=False))
+    [rec] = run.finish()
+    assert rec.ja4 is not None and rec.retry_ja4 is None
 
 
 def test_client_hello_alone_is_logged_at_flow_end(tls13: tuple[bytes, bytes]) -> None:
