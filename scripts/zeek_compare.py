@@ -21,7 +21,8 @@ disagreement. Records only dronewatch wrote are counted apart (`extra`).
 The logs: conn (dronewatch flows), dns, http, ssl (dronewatch tls), quic, dhcp (dronewatch's
 per-message records folded into Zeek's per-transaction ones by the tool) and mqtt (Zeek's
 mqtt_connect, mqtt_publish and mqtt_subscribe logs). Field names and formats are mapped
-(`TLSv12` and `TLSv1.2`, `HTTP/1.1` and `1.1`, icmp6 as icmp); values are not.
+(`TLSv12` and `TLSv1.2`, `HTTP/1.1` and `1.1`, icmp6 as icmp, DNS type `*` and `query-N` as
+`ANY` and `TYPEN`, an unset list as an empty one); values are not.
 """
 
 from __future__ import annotations
@@ -317,7 +318,20 @@ def _quic_version(v: Any) -> Any:
 
 
 def _names(v: Any) -> Any:
-    return None if v is None else [str(x).lower().rstrip(".") for x in v]
+    # Zeek leaves `answers` unset when a response has none; dronewatch writes an empty list.
+    return [str(x).lower().rstrip(".") for x in v] if v else None
+
+
+_ZEEK_QUERY_N = re.compile(r"query-(\d+)")
+
+
+def _qtype_name(v: Any) -> Any:
+    """Zeek's `*` is dronewatch's `ANY` (type 255); Zeek's `query-N` (a type it has no name for)
+    is dronewatch's `TYPEN` (RFC 3597)."""
+    if v == "*":
+        return "ANY"
+    m = _ZEEK_QUERY_N.fullmatch(str(v)) if v is not None else None
+    return f"TYPE{m[1]}" if m else v
 
 
 ZEEK_SERVICES = {"ssl": "tls", "dns": "dns", "http": "http", "quic": "quic", "dhcp": "dhcp"}
@@ -418,7 +432,7 @@ DNS_FIELDS = (
     Field("originator", _originator_z, lambda r: _endpoints_d(r)[:2]),
     Field("trans_id", zf("trans_id", _int), df("trans_id")),
     Field("query", zf("query", _lower), df("query", _lower)),
-    Field("qtype_name", zf("qtype_name"), df("qtype_name")),
+    Field("qtype_name", zf("qtype_name", _qtype_name), df("qtype_name")),
     Field("rcode_name", zf("rcode_name"), df("rcode_name")),
     Field("answers", zf("answers", _names), df("answers", _names)),
     Field(

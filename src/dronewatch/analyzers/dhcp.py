@@ -4,6 +4,13 @@ A client's DISCOVER and REQUEST carry its hostname (option 12), vendor class (op
 `android-dhcp-13`) and the options it asks for (55), which together name and fingerprint the
 ground station; the server's OFFER and ACK carry the address it gets. Messages are read with
 `dpkt.dhcp` (RFC 2131 layout, RFC 2132 options).
+
+Every client that has no address yet broadcasts from 0.0.0.0:68 to 255.255.255.255:67, so the
+clients of a network share one flow: once it has carried a DHCP message the analyzer follows it
+to its end (`Flow.follow`), past the engine's first inspected packets, and writes every message.
+A flow on the DHCP ports that carries no DHCP (`DHCP_MAX_FAILURES` undecodable datagrams and no
+valid one) is given up; a DHCP flow is read until it ends (the engine's idle and active
+timeouts bound it).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ DHCP_OPT_VENDOR_ID = 60
 _DHCP_MAGIC = 0x63825363  # RFC 2131 3: 99.130.83.99
 _HTYPE_ETHERNET = 1
 _DHCP_PORTS = (DHCP_SERVER_PORT, DHCP_CLIENT_PORT)  # client 68 to server 67, or relay 67 to 67
+DHCP_MAX_FAILURES = 4
+"""Undecodable datagrams on a DHCP-port flow, with no valid message yet, before giving it up."""
 
 DHCP_MSG_TYPE_NAMES: dict[int, str] = {
     1: "DISCOVER",
@@ -156,6 +165,8 @@ class DhcpAnalyzer:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._failures: dict[str, int] = {}
+        """Undecodable datagrams of flows with no valid message yet, by flow.uid; flow_end."""
 
     def wants(self, flow: Flow) -> bool:
         """Only UDP flows between the DHCP ports."""
@@ -173,8 +184,16 @@ class DhcpAnalyzer:
             msg = parse_dhcp(pkt.payload)
         except DecodeError as exc:
             logger.debug("%s: undecodable DHCP message: %s", flow.uid, exc)
+            if flow.service != "dhcp":
+                failures = self._failures[flow.uid] = self._failures.get(flow.uid, 0) + 1
+                if failures >= DHCP_MAX_FAILURES:
+                    flow.decline(self.name)  # something else uses the DHCP ports
+                    del self._failures[flow.uid]
             return
-        flow.service = "dhcp"
+        if flow.service != "dhcp":
+            flow.service = "dhcp"
+            flow.follow(self.name)  # every message of the flow, past the inspected packets
+            self._failures.pop(flow.uid, None)
         msg_type = msg.msg_type
         hostname = _text(msg.option(DHCP_OPT_HOSTNAME))
         vendor_class = _text(msg.option(DHCP_OPT_VENDOR_ID))
@@ -202,8 +221,13 @@ class DhcpAnalyzer:
             )
         )
 
+    def flow_end(self, flow: Flow) -> None:
+        """Drop the flow's state."""
+        self._failures.pop(flow.uid, None)
+
 
 __all__ = [
+    "DHCP_MAX_FAILURES",
     "DHCP_MSG_TYPE_NAMES",
     "DhcpAnalyzer",
     "DhcpMessage",

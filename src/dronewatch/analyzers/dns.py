@@ -1,7 +1,9 @@
 """DNS over UDP and TCP port 53: pair each query with its answer into dns.jsonl records.
 
 Every A/AAAA answer also goes into the context's DNS cache under the name the client asked for,
-so a later flow to that address is named even when it is encrypted end to end.
+so a later flow to that address is named even when it is encrypted end to end. The records of
+every type are logged as Zeek's dns.log writes its `answers` (`_dns_rdata`), and each query sent
+is a record of its own, as in Zeek's log.
 
 Messages are read here (RFC 1035 4.1) rather than with `dpkt.dns.DNS`, which rejects a whole
 message as soon as one record has a type it does not know (HTTPS, SVCB, NSEC, RRSIG: common in
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dronewatch.analyzers._dns_rdata import DNS_TYPE_NAMES, TYPE_ANY, render
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
 from dronewatch.core.hooks import ConnRecord, Context, DnsCache, conn
 from dronewatch.exceptions import DecodeError
@@ -34,6 +38,7 @@ DNS_MAX_POINTER_HOPS = 128
 DNS_TYPE_A = 1
 DNS_TYPE_NS = 2
 DNS_TYPE_CNAME = 5
+DNS_TYPE_SOA = 6
 DNS_TYPE_PTR = 12
 DNS_TYPE_MX = 15
 DNS_TYPE_AAAA = 28  # RFC 3596
@@ -41,34 +46,8 @@ DNS_TYPE_SRV = 33
 DNS_TYPE_DNAME = 39
 DNS_FLAG_QR = 0x8000  # RFC 1035 4.1.1: the header's first flag bit
 DNS_OPCODE_UPDATE = 5  # RFC 2136 1.3
-
-DNS_TYPE_NAMES: dict[int, str] = {
-    1: "A",
-    2: "NS",
-    5: "CNAME",
-    6: "SOA",
-    12: "PTR",
-    13: "HINFO",
-    15: "MX",
-    16: "TXT",
-    28: "AAAA",
-    33: "SRV",
-    35: "NAPTR",
-    39: "DNAME",
-    41: "OPT",
-    43: "DS",
-    46: "RRSIG",
-    47: "NSEC",
-    48: "DNSKEY",
-    50: "NSEC3",
-    64: "SVCB",
-    65: "HTTPS",
-    99: "SPF",
-    252: "AXFR",
-    255: "ANY",
-    257: "CAA",
-}
-"""IANA names of the resource record types met in practice."""
+DNS_CLASS_NONE = 254  # RFC 2136 1.3: the classes an UPDATE's prerequisites and deletions use
+DNS_CLASS_ANY = 255
 
 DNS_RCODE_NAMES: dict[int, str] = {
     0: "NOERROR",
@@ -89,7 +68,7 @@ _HEADER = struct.Struct(">HHHHHH")
 _QUESTION = struct.Struct(">HH")
 _RR_FIXED = struct.Struct(">HHIH")
 _NAME_TYPES = frozenset({DNS_TYPE_CNAME, DNS_TYPE_NS, DNS_TYPE_PTR, DNS_TYPE_DNAME})
-_ANSWER_TYPES = frozenset({DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_CNAME, DNS_TYPE_PTR})
+_ADDRESS_TYPES = frozenset({DNS_TYPE_A, DNS_TYPE_AAAA})
 
 
 def dns_type_name(rtype: int) -> str:
@@ -128,6 +107,10 @@ class DnsResource:
     value: str | None = None
     """Text of the data: the address of A/AAAA, the target name of CNAME, DNAME, NS, PTR, SRV
     and MX; None for other types."""
+    text: str | None = None
+    """The record as Zeek's dns.log writes it among the answers (`_dns_rdata.render`): "" when
+    Zeek counts it but writes nothing, None when it logs nothing; only when the message was
+    parsed with `text`."""
 
 
 @dataclass(slots=True)  # one per frame: not frozen, which costs 5x
@@ -140,6 +123,8 @@ class DnsMessage:
     answers: tuple[DnsResource, ...]
     extra: tuple[DnsResource, ...] = ()
     """Authority and additional records, read only when asked for and only as far as they parse."""
+    n_authority: int = 0
+    """How many of `extra` are the authority section (an UPDATE's update section)."""
 
     @property
     def is_response(self) -> bool:
@@ -206,8 +191,11 @@ def _read_name(data: bytes, off: int, names: _Names, depth: int = 0) -> tuple[st
         labels.append(data[start:off].decode("utf-8", "backslashreplace"))
 
 
-def _read_resource(data: bytes, off: int, names: _Names) -> tuple[DnsResource, int]:
-    """The resource record at `off` and the offset just past it (RFC 1035 4.1.3)."""
+def _read_resource(
+    data: bytes, off: int, names: _Names, text: bool = False
+) -> tuple[DnsResource, int]:
+    """The resource record at `off` and the offset just past it (RFC 1035 4.1.3); with `text`,
+    its rendering as Zeek's dns.log answers (`_dns_rdata.render`) too."""
     name, _, off = _read_name(data, off, names)
     if off + _RR_FIXED.size > len(data):
         raise DecodeError("truncated resource record")
@@ -226,11 +214,22 @@ def _read_resource(data: bytes, off: int, names: _Names) -> tuple[DnsResource, i
         value = _read_name(data, start + 6, names)[0]
     elif rtype == DNS_TYPE_MX and rdlen > 2:  # preference, exchange
         value = _read_name(data, start + 2, names)[0]
-    return DnsResource(name, rtype, rclass, ttl, rdata, value), end
+    rendered: str | None = None
+    if text and value is not None and rtype != DNS_TYPE_DNAME:  # an address or a target name
+        rendered = value if rtype in _ADDRESS_TYPES else value.lower()
+    elif text:
+        try:
+            rendered = render(
+                rtype, name, data, start, end, lambda at: _read_name(data, at, names)[0]
+            )
+        except DecodeError:
+            pass  # a name inside the data that does not parse: nothing to show
+    return DnsResource(name, rtype, rclass, ttl, rdata, value, rendered), end
 
 
-def parse_dns_message(data: bytes, *, extra: bool = False) -> DnsMessage:
-    """Decode a DNS message: header, questions and answers; with `extra`, the other records too.
+def parse_dns_message(data: bytes, *, extra: bool = False, text: bool = False) -> DnsMessage:
+    """Decode a DNS message: header, questions and answers; with `extra`, the other records too;
+    with `text`, each record's rendering as Zeek's dns.log answers (`DnsResource.text`).
 
     Raises:
         DecodeError: the header, a question or an answer does not parse.
@@ -250,17 +249,19 @@ def parse_dns_message(data: bytes, *, extra: bool = False) -> DnsMessage:
         questions.append(DnsQuestion(name, qtype, qclass))
     answers: list[DnsResource] = []
     for _ in range(ancount):
-        rr, off = _read_resource(data, off, names)
+        rr, off = _read_resource(data, off, names, text)
         answers.append(rr)
     others: list[DnsResource] = []
     if extra:
         try:
             for _ in range(nscount + arcount):
-                rr, off = _read_resource(data, off, names)
+                rr, off = _read_resource(data, off, names, text)
                 others.append(rr)
         except DecodeError:
             pass  # keep what parsed: a damaged additional section does not spoil the answers
-    return DnsMessage(trans_id, flags, tuple(questions), tuple(answers), tuple(others))
+    return DnsMessage(
+        trans_id, flags, tuple(questions), tuple(answers), tuple(others), min(nscount, len(others))
+    )
 
 
 def _norm(name: str) -> str:
@@ -282,12 +283,50 @@ def subject(msg: DnsMessage) -> tuple[str | None, int | None]:
     return _norm(question.name), question.qtype
 
 
+def _update_answers(msg: DnsMessage) -> Iterator[tuple[str, int]]:
+    """The prerequisites and updates of an UPDATE (RFC 2136 2.4, 2.5) as Zeek's dns.log writes
+    them among the answers, with their TTLs: `pre: NameInUse <name>`, `pre: NoRRSet <type>
+    <name>`..., `del: RRSet <type>`, `add: A <name> <address>`, `add: <record>`. Records that
+    break the RFC's rules for their section are left out, as Zeek leaves them out."""
+    if len(msg.questions) != 1 or msg.questions[0].qtype != DNS_TYPE_SOA:
+        return  # the zone section is one SOA entry (RFC 2136 2.3)
+    zclass = msg.questions[0].qclass
+    for rr in msg.answers:  # the prerequisite section
+        name = _norm(rr.name)
+        if rr.ttl != 0:
+            continue
+        if rr.rclass in (DNS_CLASS_ANY, DNS_CLASS_NONE) and not rr.rdata:
+            pass
+        elif rr.rclass != zclass:
+            continue
+        if rr.rtype == TYPE_ANY and rr.rclass in (DNS_CLASS_ANY, DNS_CLASS_NONE):
+            in_use = "NameInUse" if rr.rclass == DNS_CLASS_ANY else "NameNotInUse"
+            yield f"pre: {in_use} {name}", rr.ttl
+        elif rr.rclass == DNS_CLASS_NONE:
+            yield f"pre: NoRRSet {dns_type_name(rr.rtype)} {name}", rr.ttl
+        else:
+            yield f"pre: RRSetExists {dns_type_name(rr.rtype)} {name}", rr.ttl
+    for rr in msg.extra[: msg.n_authority]:  # the update section
+        name = _norm(rr.name)
+        if rr.rclass == DNS_CLASS_ANY and rr.ttl == 0 and not rr.rdata:
+            what = f"RRSet * {name}" if rr.rtype == TYPE_ANY else f"RRSet {dns_type_name(rr.rtype)}"
+            yield f"del: {what}", rr.ttl
+            continue
+        if not (rr.rclass == zclass or (rr.rclass == DNS_CLASS_NONE and rr.ttl == 0)):
+            continue
+        if rr.rtype in _ADDRESS_TYPES and rr.value:
+            yield f"add: {dns_type_name(rr.rtype)} {name} {rr.value}", rr.ttl
+        elif rr.text:
+            yield f"add: {rr.text}", rr.ttl
+
+
 @dataclass(frozen=True, slots=True)
 class DnsOptions:
     """Tunables of the DNS analyzer."""
 
     max_pending: int = 64
-    """Unanswered queries kept per flow; past that the oldest is written out as unanswered."""
+    """Unanswered queries kept per flow (each send of a query counts, as each is a record of its
+    own); past that the oldest is written out as unanswered."""
     max_answers: int = 32
     """Answers (and TTLs) kept in one record."""
     max_tcp_buffer_bytes: int = 2 + 65535
@@ -307,7 +346,10 @@ class DnsOptions:
 class DnsRecord(ConnRecord):
     """One DNS exchange: a query and its answer, or a query never answered, or an answer alone.
 
-    `ts` is the time of the query (of the answer when the query was not seen).
+    Each query sent is a record of its own, as in Zeek's dns.log: a query sent again under the
+    same id is a second record, paired with a second answer if one comes (the first answer goes
+    to the first send). `ts` is the time of the query (of the answer when the query was not
+    seen).
     """
 
     log: ClassVar[str] = "dns"
@@ -322,7 +364,12 @@ class DnsRecord(ConnRecord):
     rcode_name: str | None = None
     """Response code (NOERROR, NXDOMAIN...); None when unanswered."""
     answers: tuple[str, ...] = ()
-    """A/AAAA addresses and CNAME/PTR targets of the answer section, in order."""
+    """The records of the answer section, in order, as Zeek's dns.log writes them: addresses,
+    target names (CNAME, PTR, NS, MX, SRV, SOA), `TXT <len> <text>`, `RRSIG <type covered>
+    <signer>`, `DNSKEY <algorithm>`, `DS <algorithm> <digest type>`, `NSEC <owner> <next>`,
+    `SSHFP: <hex>`, `<unknown type=N>`...; for an UPDATE, its prerequisites and updates as
+    `pre: ...`, `del: ...` and `add: ...` (`_dns_rdata.render`). Only A/AAAA answers feed the
+    DNS cache."""
     ttls: tuple[int, ...] = ()
     """Time to live of each entry of `answers`, seconds."""
     rtt_s: float | None = None
@@ -375,11 +422,13 @@ class _TcpStream:
 class _DnsState:
     """What the analyzer keeps about one port-53 flow."""
 
-    __slots__ = ("pending", "orig", "resp", "good", "bad", "dead")
+    __slots__ = ("pending", "waiting", "orig", "resp", "good", "bad", "dead")
 
     def __init__(self) -> None:
-        self.pending: dict[int, _Pending] = {}
-        """Queries by transaction id, oldest first."""
+        self.pending: dict[int, list[_Pending]] = {}
+        """Queries waiting for an answer by transaction id, each id's in the order sent."""
+        self.waiting = 0
+        """Queries in `pending`."""
         self.orig: _TcpStream | None = None
         self.resp: _TcpStream | None = None
         self.good = 0
@@ -433,8 +482,9 @@ class DnsAnalyzer:
         state = self._state.pop(flow.uid, None)
         if state is None:
             return
-        for trans_id, query in state.pending.items():
-            self._emit_unanswered(flow, trans_id, query)
+        for trans_id, queries in state.pending.items():
+            for query in queries:
+                self._emit_unanswered(flow, trans_id, query)
 
     def _failed(self, flow: Flow, state: _DnsState, why: str) -> None:
         state.bad += 1
@@ -446,9 +496,9 @@ class DnsAnalyzer:
 
     def _message(self, flow: Flow, state: _DnsState, data: bytes, ts: float) -> None:
         try:
-            msg = parse_dns_message(data)
-            if msg.opcode == DNS_OPCODE_UPDATE:
-                msg = parse_dns_message(data, extra=True)  # the update section is needed
+            msg = parse_dns_message(data, text=True)
+            if msg.opcode == DNS_OPCODE_UPDATE:  # the update section is needed
+                msg = parse_dns_message(data, extra=True, text=True)
         except DecodeError as exc:
             self._failed(flow, state, str(exc))
             return
@@ -470,38 +520,49 @@ class DnsAnalyzer:
             self._query(flow, state, msg, ts)
 
     def _query(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
+        """Keep a query until its answer comes; a query sent again under its id is kept apart,
+        as Zeek keeps it (two records, the first answer going to the first send)."""
         name, qtype = subject(msg)
-        pending = state.pending
-        previous = pending.get(msg.trans_id)
-        if previous is not None:
-            if previous.query == name:
-                return  # a retransmission: the first send time is the one that counts
-            del pending[msg.trans_id]
-            self._emit_unanswered(flow, msg.trans_id, previous)
-        elif len(pending) >= self.options.max_pending:
-            oldest = next(iter(pending))
-            self._emit_unanswered(flow, oldest, pending.pop(oldest))
-        pending[msg.trans_id] = _Pending(ts, name, qtype)
+        if state.waiting >= self.options.max_pending:
+            oldest = min(state.pending, key=lambda tid: state.pending[tid][0].ts)
+            self._emit_unanswered(flow, oldest, self._take(state, oldest, 0))
+        state.pending.setdefault(msg.trans_id, []).append(_Pending(ts, name, qtype))
+        state.waiting += 1
+
+    @staticmethod
+    def _take(state: _DnsState, trans_id: int, i: int) -> _Pending:
+        """Remove and return the `i`th query waiting under `trans_id`."""
+        queries = state.pending[trans_id]
+        query = queries.pop(i)
+        if not queries:
+            del state.pending[trans_id]
+        state.waiting -= 1
+        return query
 
     def _answer(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
         asked, asked_type = subject(msg)
-        query = state.pending.pop(msg.trans_id, None)
-        if query is not None and asked is not None and query.query != asked:
-            # Same id, other name: not this query's answer.
-            self._emit_unanswered(flow, msg.trans_id, query)
-            query = None
+        query: _Pending | None = None
+        for i, waiting in enumerate(state.pending.get(msg.trans_id, ())):
+            # The first query sent under this id, of the name answered: an answer with a
+            # waiting query's id but another name answers some other query.
+            if asked is None or waiting.query is None or waiting.query == asked:
+                query = self._take(state, msg.trans_id, i)
+                break
         name = query.query if query is not None else asked
         qtype = query.qtype if query is not None else asked_type
         answers: list[str] = []
         ttls: list[int] = []
-        for rr in msg.answers:
-            if rr.value is None or rr.rtype not in _ANSWER_TYPES:
-                continue
+        for text, ttl in (
+            _update_answers(msg)
+            if msg.opcode == DNS_OPCODE_UPDATE
+            else ((rr.text, rr.ttl) for rr in msg.answers)
+        ):
+            if not text:
+                continue  # Zeek writes no answer for it (WKS, HINFO, CAA, HTTPS, OPT...)
             if len(answers) >= self.options.max_answers:
                 break
-            is_name = rr.rtype in _NAME_TYPES
-            answers.append(_norm(rr.value) if is_name else rr.value)
-            ttls.append(rr.ttl)
+            answers.append(text)
+            ttls.append(ttl)
         self._remember(msg, name, ts)
         self.ctx.emit(
             DnsRecord(

@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dronewatch.analyzers.dhcp import (
+    DHCP_MAX_FAILURES,
     DhcpAnalyzer,
     DhcpRecord,
     dhcp_msg_type_name,
     parse_dhcp,
 )
+from dronewatch.core.engine import Engine, EngineOptions
 from dronewatch.core.flow import Packet, ip_str
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext, ip, make_flow, make_udp
@@ -198,6 +200,59 @@ def test_malformed_raise_decode_error(payload: bytes) -> None:
         parse_dhcp(payload)
     _, records = run(payload)
     assert records == []
+
+
+def discover(n: int) -> bytes:
+    """A DISCOVER from client n (MAC 02:00:00:00:00:nn), transaction id n."""
+    msg = dpkt.dhcp.DHCP(
+        op=1,
+        xid=n,
+        chaddr=bytes([2, 0, 0, 0, 0, n]),
+        opts=[(53, b"\x01")],
+    )
+    return bytes(msg)
+
+
+def test_flow_is_followed_past_the_inspected_packets() -> None:
+    """Clients without an address share one broadcast flow: every one of 50 DISCOVERs on it is
+    written, past the engine's 32 inspected packets (Zeek's
+    dhcp-unique-xid-join-data-growth.pcapng)."""
+    ctx = RecordingContext()
+    engine = Engine([DhcpAnalyzer(ctx)], ctx)
+    assert engine.options.inspect_packets < 50
+    for n in range(50):
+        engine.process(client_packet(discover(n), ts=1.0 + n / 100))
+    flow = next(iter(engine.flows.values()))
+    assert flow.followers == ("dhcp",)
+    engine.finish()
+    records = [r for r in ctx.of("dhcp") if isinstance(r, DhcpRecord)]
+    assert [r.client_mac for r in records] == [f"02:00:00:00:00:{n:02x}" for n in range(50)]
+
+
+def test_other_traffic_on_the_dhcp_ports_is_given_up() -> None:
+    """A flow between the DHCP ports that carries no DHCP is given up after DHCP_MAX_FAILURES
+    datagrams: it is neither followed nor inspected further, and writes nothing."""
+    ctx = RecordingContext()
+    engine = Engine([DhcpAnalyzer(ctx)], ctx, EngineOptions(inspect_packets=100))
+    for n in range(DHCP_MAX_FAILURES):
+        engine.process(client_packet(b"not dhcp", ts=1.0 + n))
+    flow = next(iter(engine.flows.values()))
+    assert flow.inspector_names == () and flow.followers == ()
+    engine.process(client_packet(discover(1), ts=9.0))
+    engine.finish()
+    assert ctx.of("dhcp") == [] and flow.service == ""
+
+
+def test_failures_after_a_valid_message_do_not_give_up() -> None:
+    """Once a flow carried DHCP, undecodable datagrams on it do not end its reading."""
+    ctx = RecordingContext()
+    engine = Engine([DhcpAnalyzer(ctx)], ctx)
+    engine.process(client_packet(discover(1), ts=1.0))
+    for n in range(DHCP_MAX_FAILURES + 40):
+        engine.process(client_packet(b"junk", ts=2.0 + n / 100))
+    engine.process(client_packet(discover(2), ts=5.0))
+    engine.finish()
+    assert [r.trans_id for r in ctx.of("dhcp") if isinstance(r, DhcpRecord)] == [1, 2]
 
 
 def test_other_ports_are_ignored() -> None:

@@ -222,6 +222,7 @@ def test_type_and_rcode_names() -> None:
     """Known codes have their mnemonic; unknown ones get TYPE<n> / RCODE<n>."""
     assert dns_type_name(28) == "AAAA"
     assert dns_type_name(65) == "HTTPS"
+    assert dns_type_name(44) == "SSHFP"
     assert dns_type_name(4321) == "TYPE4321"
     assert dns_rcode_name(3) == "NXDOMAIN"
     assert dns_rcode_name(12) == "RCODE12"
@@ -326,16 +327,26 @@ def test_answer_without_its_query() -> None:
     assert ctx.dns.name_for(ip("52.84.0.61")) == "academy.parrot.com"
 
 
-def test_retransmitted_query_counts_once() -> None:
-    """A query sent twice with the same id is paired once, timed from the first send."""
+def test_retransmitted_query_is_a_record_of_its_own() -> None:
+    """A query sent twice with the same id is two records, as in Zeek's dns.log: the answer goes
+    to the first send (timed from it), the second is unanswered unless a second answer comes."""
     ctx, analyzer, flow = setup()
     query = query_bytes(21, "a.example")
     analyzer.packet(flow, from_client(query, ts=1.0))
     analyzer.packet(flow, from_client(query, ts=2.0))
     analyzer.packet(flow, from_server(answer_bytes(21, "a.example", []), ts=2.5))
     analyzer.flow_end(flow)
-    (rec,) = dns_records(ctx)
-    assert rec.rtt_s == 1.5
+    assert [(r.ts, r.answered, r.rtt_s) for r in dns_records(ctx)] == [
+        (1.0, True, 1.5),
+        (2.0, False, None),
+    ]
+    ctx, analyzer, flow = setup()
+    for ts in (1.0, 2.0):
+        analyzer.packet(flow, from_client(query, ts=ts))
+    for ts in (2.25, 2.5):
+        analyzer.packet(flow, from_server(answer_bytes(21, "a.example", []), ts=ts))
+    analyzer.flow_end(flow)
+    assert [(r.ts, r.rtt_s) for r in dns_records(ctx)] == [(1.0, 1.25), (2.0, 0.5)]
 
 
 def test_queries_matched_by_transaction_id() -> None:
@@ -353,7 +364,8 @@ def test_queries_matched_by_transaction_id() -> None:
 
 
 def test_pending_queries_are_bounded() -> None:
-    """Past max_pending, the oldest waiting query is written out as unanswered."""
+    """Past max_pending, the oldest waiting query is written out as unanswered; every send of a
+    query counts."""
     ctx = RecordingContext()
     analyzer = DnsAnalyzer(ctx, DnsOptions(max_pending=2))
     flow = make_flow(from_client(b""))
@@ -361,6 +373,16 @@ def test_pending_queries_are_bounded() -> None:
         analyzer.packet(flow, from_client(query_bytes(trans_id, f"q{trans_id}.example")))
     (rec,) = dns_records(ctx)
     assert (rec.trans_id, rec.answered) == (1, False)
+    ctx = RecordingContext()
+    analyzer = DnsAnalyzer(ctx, DnsOptions(max_pending=2))
+    for ts in (1.0, 2.0, 3.0):
+        analyzer.packet(flow, from_client(query_bytes(9, "again.example"), ts=ts))
+    analyzer.flow_end(flow)
+    assert [(r.ts, r.answered) for r in dns_records(ctx)] == [
+        (1.0, False),
+        (2.0, False),
+        (3.0, False),
+    ]
 
 
 def test_root_query_and_no_follow() -> None:
@@ -381,39 +403,82 @@ def test_root_query_and_no_follow() -> None:
 
 
 def test_reused_id_for_another_name() -> None:
-    """A new query reusing a waiting query's id writes the old one out as unanswered."""
+    """A query reusing a waiting query's id for another name waits beside it: the answer goes to
+    the query of its name, the other is unanswered at the flow's end."""
     ctx, analyzer, flow = setup()
     analyzer.packet(flow, from_client(query_bytes(6, "first.example"), ts=1.0))
     analyzer.packet(flow, from_client(query_bytes(6, "second.example"), ts=2.0))
     analyzer.packet(flow, from_server(answer_bytes(6, "second.example", []), ts=2.5))
+    analyzer.flow_end(flow)
     assert [(r.query, r.answered, r.rtt_s) for r in dns_records(ctx)] == [
-        ("first.example", False, None),
         ("second.example", True, 0.5),
+        ("first.example", False, None),
     ]
 
 
 def test_answer_for_another_name_is_not_paired() -> None:
-    """An answer with a waiting query's id but another name does not pair with that query."""
+    """An answer with a waiting query's id but another name does not pair with that query, which
+    still waits for its own answer."""
     ctx, analyzer, flow = setup()
     analyzer.packet(flow, from_client(query_bytes(6, "asked.example"), ts=1.0))
     analyzer.packet(flow, from_server(answer_bytes(6, "other.example", []), ts=1.5))
+    analyzer.packet(flow, from_server(answer_bytes(6, "asked.example", []), ts=1.75))
     assert [(r.query, r.answered, r.rtt_s) for r in dns_records(ctx)] == [
-        ("asked.example", False, None),
         ("other.example", True, None),
+        ("asked.example", True, 0.75),
     ]
 
 
-def test_answers_keep_addresses_and_names_only_and_are_bounded() -> None:
-    """TXT answers are left out of `answers`, and at most max_answers entries are kept."""
+def test_answers_of_every_type_are_bounded() -> None:
+    """Answers of any type are written as Zeek writes them, with their TTLs, at most
+    max_answers of them; the cache still gets every address."""
     ctx = RecordingContext()
     analyzer = DnsAnalyzer(ctx, DnsOptions(max_answers=2))
     flow = make_flow(from_client(b""))
-    txt = RR(name="m.example", type=dpkt.dns.DNS_TXT, text=[b"v=spf1"])
+    txt = RR(name="m.example", type=dpkt.dns.DNS_TXT, ttl=7200, text=[b"v=spf1"])
     rrs = [txt] + [a_rr("m.example", f"198.51.100.{i}") for i in range(1, 5)]
     analyzer.packet(flow, from_server(answer_bytes(1, "m.example", rrs)))
     (rec,) = dns_records(ctx)
-    assert rec.answers == ("198.51.100.1", "198.51.100.2")
+    assert (rec.answers, rec.ttls) == (("TXT 6 v=spf1", "198.51.100.1"), (7200, 300))
     assert ctx.dns.name_for(ip("198.51.100.4")) == "m.example"  # the cache gets them all
+
+
+def test_only_address_answers_feed_the_cache() -> None:
+    """Names and data that look like addresses (a TXT, a PTR target) are logged but name no
+    address; the A answer behind a CNAME is named after the name asked for, as before."""
+    ctx, analyzer, flow = setup()
+    rrs = [
+        RR(name="t.example", type=dpkt.dns.DNS_TXT, text=[b"198.51.100.20"]),
+        RR(name="t.example", type=dpkt.dns.DNS_PTR, ptrname="198.51.100.21"),
+        cname_rr("t.example", "edge.example"),
+        a_rr("edge.example", "198.51.100.22"),
+    ]
+    analyzer.packet(flow, from_server(answer_bytes(4, "t.example", rrs, qtype=dpkt.dns.DNS_ANY)))
+    (rec,) = dns_records(ctx)
+    assert rec.answers == (
+        "TXT 13 198.51.100.20",
+        "198.51.100.21",
+        "edge.example",
+        "198.51.100.22",
+    )
+    assert rec.qtype_name == "ANY"
+    assert ctx.dns.name_for(ip("198.51.100.20")) is None
+    assert ctx.dns.name_for(ip("198.51.100.21")) is None
+    assert ctx.dns.name_for(ip("198.51.100.22")) == "t.example"
+
+
+def test_answer_zeek_does_not_log_is_left_out() -> None:
+    """HTTPS, HINFO and OPT answers, and a WKS (which Zeek counts but writes nothing for), give
+    no entry in `answers` or `ttls`."""
+    question = b"\x01x\x07example\x00" + struct.pack(">HH", 65, 1)
+    https = b"\xc0\x0c" + struct.pack(">HHIH", 65, 1, 60, 3) + b"\x00\x01\x00"
+    wks = b"\xc0\x0c" + struct.pack(">HHIH", 11, 1, 60, 5) + b"\x0a\x00\x00\x01\x06"
+    a = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 30, 4) + bytes([198, 51, 100, 30])
+    data = struct.pack(">HHHHHH", 3, 0x8180, 1, 3, 0, 0) + question + https + wks + a
+    ctx, analyzer, flow = setup()
+    analyzer.packet(flow, from_server(data))
+    (rec,) = dns_records(ctx)
+    assert (rec.qtype_name, rec.answers, rec.ttls) == ("HTTPS", ("198.51.100.30",), (30,))
 
 
 def test_answer_without_question_section() -> None:
@@ -615,6 +680,87 @@ def test_update_logs_the_updated_name_not_the_zone() -> None:
         ("nwin1.stratolab.org", None, True),
         ("nwin2.stratolab.org", None, True),
     ]
+    # Its prerequisite and updates, as Zeek's dns.log writes them (dynamic-update's baseline).
+    assert sorted((r.answers, r.ttls) for r in records) == [
+        (
+            (
+                f"pre: NoRRSet CNAME nwin{n}.stratolab.org",
+                "del: RRSet AAAA",
+                "del: RRSet A",
+                f"add: A nwin{n}.stratolab.org 192.168.1.{104 + n}",
+            ),
+            (0, 0, 0, 1200),
+        )
+        for n in (1, 2)
+    ]
+
+
+def update_response(*records: bytes, n_prereq: int) -> bytes:
+    """A response to an UPDATE of zone `example` (class IN), echoing `records`: the first
+    `n_prereq` as prerequisites, the rest as updates."""
+    zone = b"\x07example\x00" + struct.pack(">HH", 6, 1)  # at 12
+    counts = (1, n_prereq, len(records) - n_prereq, 0)
+    flags = 0x8000 | DNS_OPCODE_UPDATE << 11
+    return struct.pack(">HHHHHH", 77, flags, *counts) + zone + b"".join(records)
+
+
+def rr_bytes(label: bytes, rtype: int, rclass: int, ttl: int, rdata: bytes = b"") -> bytes:
+    """A record owned by `<label>.example`."""
+    return (
+        bytes([len(label)])
+        + label
+        + b"\xc0\x0c"
+        + struct.pack(">HHIH", rtype, rclass, ttl, len(rdata))
+        + rdata
+    )
+
+
+def test_update_prerequisites_and_updates_as_zeek_writes_them() -> None:
+    """Every kind of prerequisite (RFC 2136 2.4) and update (2.5) is written as Zeek writes it;
+    records that break their section's rules (a prerequisite with a TTL, an update of another
+    class) are left out; the zone's name is never the query."""
+    data = update_response(
+        rr_bytes(b"a", 255, 255, 0),  # name in use
+        rr_bytes(b"b", 255, 254, 0),  # name not in use
+        rr_bytes(b"c", 1, 255, 0),  # RRset exists (value independent)
+        rr_bytes(b"d", 28, 254, 0),  # RRset does not exist
+        rr_bytes(b"e", 1, 1, 0, bytes([192, 0, 2, 5])),  # RRset exists (value dependent)
+        rr_bytes(b"f", 1, 255, 60),  # a TTL: not a prerequisite
+        rr_bytes(b"g", 255, 255, 0),  # delete every RRset of a name
+        rr_bytes(b"h", 16, 255, 0),  # delete an RRset
+        rr_bytes(b"i", 1, 254, 0, bytes([192, 0, 2, 6])),  # delete one record
+        rr_bytes(b"j", 16, 1, 300, b"\x02hi"),  # add a record
+        rr_bytes(b"k", 28, 1, 300, bytes(15) + b"\x01"),  # add an address
+        rr_bytes(b"l", 1, 3, 300, bytes([192, 0, 2, 7])),  # class CH: not this zone's
+        n_prereq=6,
+    )
+    ctx, analyzer, flow = setup()
+    analyzer.packet(flow, from_server(data))
+    (rec,) = dns_records(ctx)
+    assert rec.query == "a.example"
+    assert list(zip(rec.answers, rec.ttls, strict=True)) == [
+        ("pre: NameInUse a.example", 0),
+        ("pre: NameNotInUse b.example", 0),
+        ("pre: RRSetExists A c.example", 0),
+        ("pre: NoRRSet AAAA d.example", 0),
+        ("pre: RRSetExists A e.example", 0),
+        ("del: RRSet * g.example", 0),
+        ("del: RRSet TXT", 0),
+        ("add: A i.example 192.0.2.6", 0),
+        ("add: TXT 2 hi", 300),
+        ("add: AAAA k.example ::1", 300),
+    ]
+    assert ctx.dns.name_for(ip("192.0.2.6")) is None  # the update section feeds no cache
+
+
+def test_update_without_one_soa_zone_has_no_answers() -> None:
+    """An UPDATE whose zone section is not one SOA entry gives no answers (as Zeek)."""
+    data = bytearray(update_response(rr_bytes(b"a", 255, 255, 0), n_prereq=1))
+    data[12 + 9 : 12 + 11] = struct.pack(">H", 1)  # the zone's type: A, not SOA
+    ctx, analyzer, flow = setup()
+    analyzer.packet(flow, from_server(bytes(data)))
+    (rec,) = dns_records(ctx)
+    assert (rec.query, rec.answers) == ("a.example", ())
 
 
 def test_subject_of_an_update_without_records_is_unknown() -> None:
