@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dronewatch import __version__
 from dronewatch.api.auth import AccessTable, AuthGuard
+from dronewatch.api.ingest_queue import IngestGate, IngestQueue
 from dronewatch.api.routers import alerts, devices, health, ingest, keys, overview
 from dronewatch.api.schemas import AUTH_ERRORS, BAD_REQUEST
 from dronewatch.api.service import Service
@@ -109,6 +110,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         finally:
             for hook in reversed(getattr(app.state, "shutdown_hooks", [])):
                 await hook(app)
+            await asyncio.to_thread(queue.close)  # the batches in hand are written first
             if dispatcher is not None:
                 svc.listeners.remove(listener)
                 await dispatcher.stop()
@@ -130,13 +132,18 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.service = svc
     app.state.store = svc.store
+    queue = IngestQueue(settings, svc)
+    app.state.ingest_queue = queue
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
     routers = (alerts.router, devices.router, ingest.router, keys.router, overview.router)
     # Middleware added later runs earlier. The key check and body cap run right before the
-    # routes (inside the 405 fixer, whose task group would wrap a too-large body's error); CORS
-    # wraps them, so a browser can read a 401; the security headers wrap everything.
-    app.add_middleware(AuthGuard, table=AccessTable((health.router, *routers)))
+    # routes (inside the 405 fixer, whose task group would wrap a too-large body's error), and
+    # the ingest gate right after the key check; CORS wraps them, so a browser can read a 401;
+    # the security headers wrap everything.
+    table = AccessTable((health.router, *routers))
+    app.add_middleware(IngestGate, table=table)
+    app.add_middleware(AuthGuard, table=table)
 
     @app.middleware("http")
     async def allow_header(request: Request, call_next: Any) -> Response:

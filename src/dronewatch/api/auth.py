@@ -98,14 +98,21 @@ class Require:
             raise ValueError(f"unknown permission {permission!r}")
         self.permission = permission
 
-    def __call__(self, request: Request) -> KeyInfo:
+    async def __call__(self, request: Request) -> KeyInfo:
+        # A coroutine: the key the guard admitted is checked on the event loop, without a trip
+        # through the thread pool (every read made one).
         settings: Settings = request.app.state.settings
         found = request.scope.get(SCOPE_KEY)
         if isinstance(found, KeyInfo):
             return admit(found, self.permission, settings.open_reads)
         store: Store = request.app.state.store
-        key = admit(verify(store, token_of(request.headers)), self.permission, settings.open_reads)
-        store.touch_key(key)
+        token = token_of(request.headers)
+        key = admit(
+            await anyio.to_thread.run_sync(verify, store, token),
+            self.permission,
+            settings.open_reads,
+        )
+        await anyio.to_thread.run_sync(store.touch_key, key)
         return key
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     """Largest request body of every endpoint but ingest; a larger one gets 413 unread."""
     max_ingest_body_bytes: int = Field(default=32 * MIB, ge=1024, le=1 << 32)
     """Largest body of POST /api/v1/ingest (one batch); a larger one gets 413 unread."""
+    ingest_queue: int = Field(default=8, ge=1, le=1000)
+    """Ingest batches the service holds at once (being received, waiting, or being written);
+    one more gets 503 with Retry-After, its body unread."""
+    ingest_writer: Literal["process", "thread"] = "process"
+    """What applies the batches, one at a time: a process of its own (the default: judging
+    never holds the interpreter the reads need) or a thread of the service's process (always,
+    for a database in memory)."""
     evidence_max_frames: int = Field(default=32, ge=1, le=100_000)
     """Evidence frames stored per flow; those beyond are dropped and counted."""
     evidence_pcap_max_bytes: int = Field(default=16 * MIB, ge=1024, le=1 << 32)

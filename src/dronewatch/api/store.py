@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import logging
 import math
 import secrets
@@ -254,7 +255,14 @@ class Store:
     def list_in(self, conn: Connection) -> list[dict[str, Any]]:
         """Every device, in the caller's transaction."""
         rows = conn.execute(select(db.devices).order_by(db.devices.c.id)).mappings().all()
-        return [self._device(conn, r) for r in rows]
+        # Every device's LDM history in one query, not one query per device (the page's list
+        # of a fleet's devices took a query each).
+        changes: dict[int, list[RowMapping]] = {}
+        for c in conn.execute(
+            select(db.ldm_changes).order_by(db.ldm_changes.c.at, db.ldm_changes.c.id)
+        ).mappings():
+            changes.setdefault(int(c["device_id"]), []).append(c)
+        return [self._device(conn, r, changes.get(int(r["id"]), [])) for r in rows]
 
     def get_device(self, device_id: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -441,16 +449,20 @@ class Store:
             )
         )
 
-    def _device(self, conn: Connection, row: RowMapping) -> dict[str, Any]:
-        changes = (
-            conn.execute(
-                select(db.ldm_changes)
-                .where(db.ldm_changes.c.device_id == row["id"])
-                .order_by(db.ldm_changes.c.at, db.ldm_changes.c.id)
+    def _device(
+        self, conn: Connection, row: RowMapping, changes: Sequence[RowMapping] | None = None
+    ) -> dict[str, Any]:
+        """A device row with its LDM history (`changes`, when the caller has read them)."""
+        if changes is None:
+            changes = (
+                conn.execute(
+                    select(db.ldm_changes)
+                    .where(db.ldm_changes.c.device_id == row["id"])
+                    .order_by(db.ldm_changes.c.at, db.ldm_changes.c.id)
+                )
+                .mappings()
+                .all()
             )
-            .mappings()
-            .all()
-        )
         history = [
             {
                 "at": c["at"],
@@ -534,7 +546,7 @@ class Store:
         a = db.alerts.c
         conds = []
         if flt.device:
-            conds.append(or_(a.device_ip == flt.device, a.device_mac == flt.device.lower()))
+            conds.append(_device_cond(flt.device))
         for col, value in (
             (a.vendor, flt.vendor),
             (a.category, flt.category),
@@ -997,6 +1009,17 @@ class Store:
                 device_id = int(res.inserted_primary_key[0])  # type: ignore[index]
                 self._ldm(conn, device_id, ldm, 0.0, by)
         return added
+
+
+def _device_cond(device: str) -> Any:
+    """Alerts of a device IP or MAC. An address is looked up by `device_ip` alone (it is never
+    a MAC), so its index serves it: with an OR on the MAC too, every alert was read."""
+    a = db.alerts.c
+    try:
+        ipaddress.ip_address(device)
+    except ValueError:
+        return or_(a.device_ip == device, a.device_mac == device.lower())
+    return a.device_ip == device
 
 
 def key_needs_touch(key: KeyInfo, now: float) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import hashlib
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
 from dronewatch.cli.args import add_device, add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
+from dronewatch.output.terminal import inline
 from dronewatch.paths import default_data_dir
 
 if TYPE_CHECKING:
@@ -219,6 +221,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False
     )
     server = _server(config, capture)
+    # What start-up loaded (rule packs, GeoIP, the app) lives as long as the service: keep it
+    # out of the collector's full passes, which otherwise stalled every request for ~100 ms
+    # each time ingest's garbage set one off (bench/POLL.md).
+    gc.collect()
+    gc.freeze()
     try:
         server.run()
     finally:
@@ -417,13 +424,14 @@ def _replay_hook(service: Any, args: argparse.Namespace, analyzers: AnalyzerOpti
                     open_source(path), send, config, realtime=args.realtime, speed=args.speed
                 )
             except DronewatchError as exc:
-                print(f"dronewatch: replay {path}: {exc}", file=sys.stderr)
+                print(f"dronewatch: replay {inline(path)}: {inline(str(exc))}", file=sys.stderr)
                 continue
             cap = result.capture
             for err in cap.errors:
-                print(f"dronewatch: replay {path}: {err}", file=sys.stderr)
+                print(f"dronewatch: replay {inline(path)}: {inline(err)}", file=sys.stderr)
             print(
-                f"dronewatch: replayed {path}: {cap.packets:,} packets, {cap.flows:,} flows",
+                f"dronewatch: replayed {inline(path)}: {cap.packets:,} packets, "
+                f"{cap.flows:,} flows",
                 file=sys.stderr,
             )
 
@@ -577,15 +585,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     progress=progress if progress.wants(source) else None,
                 )
             except CaptureError as exc:
-                print(f"dronewatch: {exc}", file=sys.stderr)
+                print(f"dronewatch: {inline(str(exc))}", file=sys.stderr)
                 code = 2
                 continue
             finally:
                 progress.close()
             cap = result.capture
             for err in cap.errors:
-                print(f"dronewatch: {err}", file=sys.stderr)
-            print(f"{path}: {cap.packets:,} packets, {cap.flows:,} flows in {batches:,} batches")
+                print(f"dronewatch: {inline(err)}", file=sys.stderr)
+            print(
+                f"{inline(path)}: {cap.packets:,} packets, {cap.flows:,} flows in "
+                f"{batches:,} batches"
+            )
         shipper.drain(args.deliver_timeout)
     finally:
         shipper.stop()
@@ -603,7 +614,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if refused:
         print(
             f"dronewatch: {len(refused):,} batches refused by {dest}, kept in the quarantine of "
-            f"{spool_dir}; the first: {refused[0][1]}",
+            f"{spool_dir}; the first: {inline(str(refused[0][1]))}",
             file=sys.stderr,
         )
     if left or refused:

@@ -30,6 +30,8 @@ Send = Callable[[str, list[dict[str, Any]]], None]
 """Deliver one batch: (batch id, records)."""
 
 BATCH_SIZE = 500
+RETRY_AFTER_MAX_S = 60
+"""The longest wait a service's Retry-After makes a sender take before it tries again."""
 
 
 class ReplayError(DronewatchError):
@@ -154,6 +156,7 @@ class HttpSender:
             body["discovered_ldm"] = self.discovered_ldm
         delay = 0.5
         for attempt in range(self.retries + 1):
+            wait = delay
             try:
                 resp = self.client.post(self.url, json=body)
             except httpx.HTTPError as exc:
@@ -164,14 +167,22 @@ class HttpSender:
                 problem = f"{self.url} answered {resp.status_code}: {_detail(resp)}"
                 if resp.status_code < 500 and resp.status_code not in (408, 429):
                     raise ReplayError(problem, final=True)
+                wait = max(delay, retry_after(resp))  # a busy service says when to come back
             if attempt == self.retries:
                 raise ReplayError(problem)
-            logger.warning("%s; retrying in %.1fs", problem, delay)
-            time.sleep(delay)
+            logger.warning("%s; retrying in %.1fs", problem, wait)
+            time.sleep(wait)
             delay = min(delay * 2, 10.0)
 
     def close(self) -> None:
         self.client.close()
+
+
+def retry_after(resp: httpx.Response) -> float:
+    """The seconds a Retry-After header of an answer asks for (up to RETRY_AFTER_MAX_S; 0 when
+    there is none, or it is a date)."""
+    value = resp.headers.get("retry-after", "").strip()
+    return float(min(int(value), RETRY_AFTER_MAX_S)) if value.isascii() and value.isdigit() else 0.0
 
 
 def _detail(resp: httpx.Response) -> str:
