@@ -319,7 +319,7 @@ class RtmpAnalyzer:
             state.stream = _text(values[3])
             if state.tc_url and state.stream:
                 # The full target replaces the connect URL: it names the stream too.
-                flow.meta["rtmp_url"] = f"{state.tc_url.rstrip('/')}/{state.stream}"
+                flow.set_meta("rtmp_url", f"{state.tc_url.rstrip('/')}/{state.stream}")
 
     def _finish_reading(self, flow: Flow, state: _State, why: str) -> None:
         if why:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import logging
 import os
 import struct
@@ -11,6 +12,8 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import compress, islice, repeat
+from operator import attrgetter, eq, lt
 
 from dronewatch.core import tcp
 from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
@@ -61,8 +64,11 @@ class EngineOptions:
     follow the flow (`Flow.follow`) see its packets, and the rest only update counters."""
     sweep_every_s: float = 5.0
     """How often (in network time) idle flows are looked for."""
-    max_flows: int = 2_000_000
-    """Most flows kept at once; the longest idle are ended first beyond it."""
+    max_flows: int = 200_000
+    """Most flows kept at once: a new flow beyond it first ends about 1% of them, the longest
+    idle first (`end_reason` evicted, counted in the capture record's `evicted_flows`). A flow
+    holds about 1 KB (1.5 KB of resident memory), so the default keeps `analyze` under 500 MB
+    whatever a flood of new flows brings (bench/MEMORY.md)."""
     stream_bytes: int = 256 * 1024
     """Most bytes held per direction of a TCP flow while a hole in its byte stream waits to be
     filled (`dronewatch.core.stream`)."""
@@ -87,8 +93,12 @@ class Engine:
         self.ctx = ctx
         self.analyzers = list(analyzers)
         self.flows: dict[FlowKey, Flow] = {}
-        self._timers: dict[FlowKey, tuple[float, int]] = {}
-        """TCP flows to look at again at a time (a close, an attempt, a half close): (due, kind)."""
+        self._timers: dict[FlowKey, float] = {}
+        """TCP flows to look at again at a time (a close, an attempt, a half close), by the time
+        the wait counts from (`_due_at`): most often the float object of the packet that set the
+        timer, which the flow holds anyway, so a timer costs its table entry only."""
+        self._timer_kinds: dict[FlowKey, int] = {}
+        """The kind of each timer that is not an attempt's (`_CLOSE`, `_EXPIRE`)."""
         self._next_sweep = 0.0
         self._oldest = [float("inf")] * 3
         """A lower bound of the last packet time of the TCP, UDP and other flows."""
@@ -96,6 +106,10 @@ class Engine:
         self.flows_total = 0
         self.flows_ended = 0
         """Flows ended so far (on a change, the bulk path's C walk drops its flow references)."""
+        self.evicted_flows = 0
+        """Flows ended early because the table was full (`EngineOptions.max_flows`): their later
+        packets, if any, made new flows, so their counters are split and what an analyzer reads
+        across the cut may be missed (the capture record's `evicted_flows`)."""
         self.packets = 0
         self.first_ts: float | None = None
         self._shared: dict[bytes, bytes] = {}
@@ -192,7 +206,7 @@ class Engine:
                 self._end(key, flow, "reuse")
                 flow = None
         if flow is None:
-            flow = self._start(key, pkt, sport, dport)
+            key, flow = self._start(key, pkt, sport, dport)
         from_orig = src == flow.orig_h and sport == flow.orig_p
         plen = pkt.payload_len
         if from_orig:
@@ -263,7 +277,9 @@ class Engine:
         """Capture time at or after which the next packet makes the engine look for idle flows."""
         return self._next_sweep
 
-    def _start(self, key: FlowKey, pkt: Packet, sport: int, dport: int) -> Flow:
+    def _start(self, key: FlowKey, pkt: Packet, sport: int, dport: int) -> tuple[FlowKey, Flow]:
+        """A new flow for the packet, in the table: its key as the table holds it (made of shared
+        objects: the timers keep this one too, not a second tuple per flow), and the flow."""
         # Who is the originator: the sender of the first packet, unless it comes from a
         # well-known service port to one that is not (Zeek's likely_server_ports); a TCP flow
         # that starts with a SYN keeps its sender.
@@ -285,8 +301,10 @@ class Engine:
         # A flow keeps the addresses, MACs and ports of its packets: one shared object for each
         # value (a phone's address and MAC are in all of its flows), so a flow costs less memory.
         share = self._shared.setdefault
-        if len(self._shared) > _MAX_SHARED:
-            self._shared.clear()  # bounded; values seen again are simply shared anew
+        if len(self._shared) > min(_MAX_SHARED, 2 * len(self.flows) + 1024):
+            # Bounded, and by the flows held (a flood of new addresses shares nothing): values
+            # seen again are simply shared anew.
+            self._shared.clear()
         src, dst = share(pkt.src, pkt.src), share(pkt.dst, pkt.dst)
         src_mac, dst_mac = share(pkt.src_mac, pkt.src_mac), share(pkt.dst_mac, pkt.dst_mac)
         if 0 <= sport < 65536 and 0 <= dport < 65536:
@@ -326,17 +344,17 @@ class Engine:
         flow.inspector_names, flow.inspectors = shared
         name = self.ctx.dns.name_for(resp_h)
         if name:
-            flow.meta["dns_name"] = name
+            flow.add_meta("dns_name", name)
+        if len(self.flows) >= self.options.max_flows:
+            self._evict()  # before the new flow is in: the table never holds more than the cap
         self.flows[key] = flow
         kind = _KIND.get(flow.proto, 2)
         if flow.last_ts < self._oldest[kind]:
             self._oldest[kind] = flow.last_ts
         self.flows_total += 1
-        if len(self.flows) > self.options.max_flows:
-            self._evict()
         for hook in self._on_start:
             hook(flow, pkt)
-        return flow
+        return key, flow
 
     def _tcp(self, key: FlowKey, flow: Flow, pkt: Packet, from_orig: bool) -> None:
         """The connection state (`dronewatch.core.tcp`), and when to look at the flow again."""
@@ -353,13 +371,14 @@ class Engine:
         )
         if flow.history is not history:
             flow.history = sys.intern(flow.history)  # a few hundred histories, shared by all
-        opts = self.options
         if events & tcp.EV_CLOSED:
-            self._timers[key] = (flow.last_ts + opts.close_linger_s, _CLOSE)
-        elif events & tcp.EV_HALF_CLOSED and self._timers.get(key, (0.0, _ATTEMPT))[1] == _ATTEMPT:
-            self._timers[key] = (flow.last_ts + opts.session_s, _EXPIRE)
+            self._timers[key] = flow.last_ts
+            self._timer_kinds[key] = _CLOSE
+        elif events & tcp.EV_HALF_CLOSED and key not in self._timer_kinds:  # none, or an attempt
+            self._timers[key] = flow.last_ts
+            self._timer_kinds[key] = _EXPIRE
         if events & tcp.EV_ATTEMPT and key not in self._timers:
-            self._timers[key] = (pkt.ts + opts.close_linger_s, _ATTEMPT)
+            self._timers[key] = pkt.ts
 
     def _flip(self, flow: Flow) -> None:
         """Swap a flow's roles (Zeek flips a connection it finds began with the responder)."""
@@ -377,12 +396,21 @@ class Engine:
         if flow.stream is not None:
             flow.stream.flip()
 
+    def _due_at(self, key: FlowKey) -> float:
+        """When the flow's timer is due: `close_linger_s` after the close or the attempt,
+        `session_s` after the last look at a half-closed flow."""
+        opts = self.options
+        if self._timer_kinds.get(key) == _EXPIRE:
+            return self._timers[key] + opts.session_s
+        return self._timers[key] + opts.close_linger_s
+
     def _due(self, key: FlowKey, flow: Flow, now: float) -> bool:
         """Act on the flow's timer if it is due at `now`; True when the flow ended."""
-        due, kind = self._timers[key]
+        due = self._due_at(key)
         if now < due:
             return False
         t = flow.tcp
+        kind = self._timer_kinds.pop(key, _ATTEMPT)
         if kind == _CLOSE:
             self._end(key, flow, "tcp_close")
             return True
@@ -397,18 +425,21 @@ class Engine:
         if flow.last_ts + self.options.close_linger_s < now and tcp.expired(t):
             self._end(key, flow, "tcp_close")
             return True
-        self._timers[key] = (due + self.options.session_s, _EXPIRE)
+        self._timers[key] = due  # looked at again `session_s` after this look
+        self._timer_kinds[key] = _EXPIRE
         return False
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.options.sweep_every_s
-        for key, (due, _kind) in list(self._timers.items()):
-            if now >= due:
+        timers = self._timers
+        for key in list(timers):  # the keys only: no (key, value) tuple per timer
+            if key in timers and now >= self._due_at(key):
                 flow = self.flows.get(key)
                 if flow is not None:
                     self._due(key, flow, now)
                 else:
-                    del self._timers[key]
+                    del timers[key]
+                    self._timer_kinds.pop(key, None)
         # No flow has been idle long enough while the oldest last packet of each protocol is
         # recent: skip the scan. The bounds only fall behind the truth (last_ts only grows).
         opts = self.options
@@ -432,15 +463,50 @@ class Engine:
             self._end(key, flow, "idle")
 
     def _evict(self) -> None:
-        count = max(1, len(self.flows) // 100)
-        oldest = sorted(self.flows.items(), key=lambda kv: kv[1].last_ts)[:count]
-        logger.warning("flow table full (%d flows): ending %d idle flows", len(self.flows), count)
-        for key, flow in oldest:
+        """End about 1% of the table, the longest idle first, to make room (a flood of new
+        flows, such as a SYN scan, must not grow memory without limit).
+
+        The flows idle since before a cut-off time go, then as many idle since exactly that time
+        as are still needed, in table order. The cut-off is the last-packet time below which 1%
+        of a sample of the table lies: every flow of a table up to `_EVICT_SAMPLE` flows (then
+        the choice is exactly the longest idle), else every k-th in table order, so a full table
+        costs two walks at C speed, never a sort of the table."""
+        flows = self.flows
+        n = len(flows)
+        if not n:
+            return
+        count = max(1, n // 100)
+        step = max(1, n // _EVICT_SAMPLE)
+        sampled = -(-n // step)
+        sample = map(_LAST_TS, islice(flows.values(), 0, None, step))
+        cutoff = heapq.nsmallest(-(-count * sampled // n), sample)[-1]
+        older = list(
+            islice(
+                compress(flows.items(), map(lt, map(_LAST_TS, flows.values()), repeat(cutoff))),
+                count,
+            )
+        )
+        if len(older) < count:
+            older += islice(
+                compress(flows.items(), map(eq, map(_LAST_TS, flows.values()), repeat(cutoff))),
+                count - len(older),
+            )
+        older.sort(key=lambda kv: kv[1].last_ts)  # stable: table order among equals
+        if not self.evicted_flows:
+            logger.warning(
+                "flow table full (%d flows, EngineOptions.max_flows): ending the longest idle "
+                "flows, about 1%% at a time (counted in the capture record's evicted_flows)",
+                n,
+            )
+        logger.debug("flow table full (%d flows): ending %d idle flows", n, len(older))
+        self.evicted_flows += len(older)
+        for key, flow in older:
             self._end(key, flow, "evicted")
 
     def _end(self, key: FlowKey, flow: Flow, reason: str) -> None:
         self.flows.pop(key, None)
         self._timers.pop(key, None)
+        self._timer_kinds.pop(key, None)
         self.flows_ended += 1
         flow.end_reason = reason
         if flow.stream is not None:
@@ -462,11 +528,12 @@ class Engine:
 
     def finish(self) -> None:
         """End every open flow (end of capture) and tell the analyzers."""
-        for key, flow in list(self.flows.items()):
-            timer = self._timers.get(key)
-            closed = timer is not None and (
-                timer[1] == _CLOSE
-                or (timer[1] == _EXPIRE and flow.tcp is not None and tcp.expired(flow.tcp))
+        flows = self.flows
+        for key in list(flows):  # the keys only: no (key, flow) tuple per flow
+            flow = flows[key]
+            kind = self._timer_kinds.get(key)
+            closed = kind == _CLOSE or (
+                kind == _EXPIRE and flow.tcp is not None and tcp.expired(flow.tcp)
             )
             self._end(key, flow, "tcp_close" if closed else "eof")
         for hook in self._on_done:
@@ -476,7 +543,11 @@ class Engine:
 _PORTS = tuple(range(65536))
 """One int object per port number, shared by every flow's key and fields."""
 _MAX_SHARED = 200_000
-"""Most distinct addresses and MACs kept for sharing before the table starts anew."""
+"""Most distinct addresses and MACs kept for sharing before the table starts anew (fewer while
+fewer flows are held: two per flow)."""
+_EVICT_SAMPLE = 4096
+"""Flows whose last packet times choose the cut-off of an eviction (`Engine._evict`)."""
+_LAST_TS = attrgetter("last_ts")
 
 _KIND = {IP_PROTO_TCP: 0, 17: 1}
 """Index of a protocol's idle bound: TCP, UDP, then every other protocol."""

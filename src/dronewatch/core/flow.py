@@ -7,7 +7,7 @@ import socket
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 if TYPE_CHECKING:
     from dronewatch.core.stream import TcpStream
@@ -146,6 +146,25 @@ class FrameCounter(Protocol):
         ...
 
 
+class _NoFacts(dict[str, "str | list[str]"]):
+    """The `meta` of every flow no analyzer has written a fact on yet: one empty dict they all
+    share, which refuses writes (a dict of its own costs a flow 64 bytes, and most flows of a
+    flood get no fact); `Flow.add_meta`, `add_meta_item` and `set_meta` give a flow its own."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("Flow.meta is shared until a fact is written: use Flow.add_meta")
+
+    __setitem__ = __delitem__ = setdefault = update = _refuse
+    pop = popitem = clear = __ior__ = _refuse
+
+
+_NO_FACTS = _NoFacts()
+
+
+def _no_facts() -> dict[str, str | list[str]]:
+    return _NO_FACTS
+
+
 @dataclass(slots=True)
 class Flow:
     """A bidirectional conversation keyed by its 5-tuple; the originator sent the first packet."""
@@ -199,8 +218,10 @@ class Flow:
     one): where every follower has a C counter, the bulk path feeds them itself."""
     service: str = ""
     """Application protocol recognised by an analyzer (tls, http, quic, dns, mqtt, mavlink...)."""
-    meta: dict[str, str | list[str]] = field(default_factory=dict)
-    """What analyzers read off the flow, by field name (sni, http_host, mqtt_topics...)."""
+    meta: dict[str, str | list[str]] = field(default_factory=_no_facts)
+    """What analyzers read off the flow, by field name (sni, http_host, mqtt_topics...): written
+    through `add_meta`, `add_meta_item` and `set_meta` (until its first fact, a flow shares one
+    empty, read-only dict)."""
     tcp: array[int] | None = field(default=None, repr=False, compare=False)
     """A TCP flow's connection state (`dronewatch.core.tcp`), shared with the C walk."""
     stream: TcpStream | None = field(default=None, repr=False, compare=False)
@@ -258,12 +279,23 @@ class Flow:
             self.inspector_names = names[:i] + names[i + 1 :]
             self.inspectors = self.inspectors[:i] + self.inspectors[i + 1 :]
 
+    def _facts(self) -> dict[str, str | list[str]]:
+        """The flow's own `meta`, made on its first fact."""
+        meta = self.meta
+        if meta is _NO_FACTS:
+            meta = self.meta = {}
+        return meta
+
     def add_meta(self, key: str, value: str) -> None:
         """Record a single-valued fact about the flow; the first value wins."""
-        self.meta.setdefault(key, value)
+        self._facts().setdefault(key, value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a single-valued fact about the flow, replacing the one it had."""
+        self._facts()[key] = value
 
     def add_meta_item(self, key: str, value: str, limit: int = 32) -> None:
         """Add to a list-valued fact (topics, queried names), keeping it bounded and unique."""
-        items = self.meta.setdefault(key, [])
+        items = self._facts().setdefault(key, [])
         if isinstance(items, list) and value not in items and len(items) < limit:
             items.append(value)

@@ -64,6 +64,11 @@ class CaptureRecord(Record):
     hears from that agent again knows these flows were never judged."""
     open_since: float | None = None
     """Network time of the first packet of the oldest of the `open_flows`."""
+    evicted_flows: int | None = None
+    """Flows ended early because the flow table was full (`EngineOptions.max_flows`: a flood of
+    new flows, such as a SYN scan): their later packets made new flows, so what an analyzer would
+    have read across the cut may be missed, and every verdict of the capture is incomplete. None
+    (left out) when none was."""
 
 
 @dataclass(slots=True)
@@ -171,6 +176,7 @@ class Pipeline:
             errors=tuple(stats.errors),
             complete=not stats.errors,
             analyzer_errors=engine.failures.as_record(),
+            evicted_flows=engine.evicted_flows or None,
         )
         self.emit(record)
         alerts = self.monitor.finish(
@@ -178,6 +184,7 @@ class Pipeline:
             complete=record.complete,
             analyzer_errors=sum((record.analyzer_errors or {}).values()),
             linktypes=record.linktypes,
+            evicted_flows=engine.evicted_flows,
         )
         return RunResult(record, alerts)
 

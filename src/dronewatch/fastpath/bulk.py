@@ -71,12 +71,10 @@ class BulkRunner:
         pipe = self.pipe
         engine = pipe.engine
         pipe.linktypes[batch.linktype] += len(batch)
-        room = len(engine.flows) + len(batch) <= engine.options.max_flows
-        if batch.linktype in self._walked and room:
+        if batch.linktype in self._walked:
             self._walk(batch)
             return
-        # A link type the walk does not read, or a flow table that could reach its cap within the
-        # batch (the engine evicts): every packet one by one.
+        # A link type the walk does not read: every packet one by one.
         decode, process, raw = pipe.decoder.decode, engine.process, batch.raw
         for i in range(len(batch)):
             pkt = decode(raw(i))

@@ -356,10 +356,12 @@ class Monitor:
         complete: bool,
         analyzer_errors: int = 0,
         linktypes: dict[str, int] | None = None,
+        evicted_flows: int = 0,
     ) -> list[Alert]:
         """Emit devices, alerts and one verdict per ground station; returns the alerts.
-        `analyzer_errors`: failed analyzer hook calls, which leave a verdict incomplete;
-        `linktypes`: the capture's link types by name, which tell a capture made on the device."""
+        `analyzer_errors`: failed analyzer hook calls, and `evicted_flows`: flows the full flow
+        table ended early, each of which leaves a verdict incomplete; `linktypes`: the capture's
+        link types by name, which tell a capture made on the device."""
         stations = {h.ip: h for h in self.devices.ground_stations()}
         self._declared(stations)
         if not stations:
@@ -371,7 +373,7 @@ class Monitor:
         by_host = self._book.by_host()
         aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
         alerts: list[Alert] = []
-        coverage = (drops, complete, analyzer_errors)
+        coverage = (drops, complete, analyzer_errors, evicted_flows)
         for ip, host in sorted(stations.items()):
             alerts.extend(self._verdict(ip, host, by_host.get(ip, []), aircraft, coverage))
         return alerts
@@ -442,11 +444,11 @@ class Monitor:
         host: Host,
         entries: list[Egress],
         aircraft: tuple[str, ...],
-        coverage: tuple[int | None, bool, int],
+        coverage: tuple[int | None, bool, int, int],
     ) -> list[Alert]:
         """The verdict of one ground station from its egress entries, and its alerts;
-        `coverage`: the capture's drops, completeness and analyzer failures."""
-        drops, complete, analyzer_errors = coverage
+        `coverage`: the capture's drops, completeness, analyzer failures and evicted flows."""
+        drops, complete, analyzer_errors, evicted = coverage
         policy = self._named.get(ip) or self._policy(ip, host.mac)
         name = policy.name or host.hostname
         judgement = judge_device(entries, policy, name)
@@ -459,7 +461,13 @@ class Monitor:
             policy.ldm,
             [Sent(a.note, a.category, a.dest_name or a.dest_ip or "", a.bytes_out) for a in alerts],
             [Sent(e.note, e.category, e.dest, e.bytes_out) for e in entries if e.note == NOTE_LEAK],
-            Coverage(traffic.pkts, drops, complete, analyzer_errors=analyzer_errors),
+            Coverage(
+                traffic.pkts,
+                drops,
+                complete,
+                analyzer_errors=analyzer_errors,
+                evicted_flows=evicted,
+            ),
             judgement.allowed_bytes,
         )
         for alert in alerts:

@@ -35,17 +35,22 @@ class Coverage:
     """Hook calls of analyzers that failed: what they would have read was not seen."""
     lost_flows: int = 0
     """Flows an agent held open when it stopped (killed): captured, never judged."""
+    evicted_flows: int = 0
+    """Flows the flow table ended early because it was full (a flood of new flows): what the
+    analyzers would have read across the cut may be missed."""
 
     @property
     def full(self) -> bool:
         """Whether nothing was missed: no drops, no damage, no gap, no analyzer failure, no
-        flow lost with a stopped agent, and something captured."""
+        flow lost with a stopped agent or evicted from a full flow table, and something
+        captured."""
         return (
             self.complete
             and not self.drops
             and not self.gaps
             and not self.analyzer_errors
             and not self.lost_flows
+            and not self.evicted_flows
             and self.captures != 0
         )
 
@@ -73,9 +78,12 @@ class Coverage:
         return text + self._failures()
 
     def _failures(self) -> str:
-        if not self.analyzer_errors:
-            return ""
-        return f", {self.analyzer_errors:,} analyzer failures (inspection incomplete)"
+        text = ""
+        if self.evicted_flows:
+            text += f", {self.evicted_flows:,} flows evicted from a full flow table"
+        if self.analyzer_errors:
+            text += f", {self.analyzer_errors:,} analyzer failures (inspection incomplete)"
+        return text
 
 
 @dataclass(frozen=True, slots=True)

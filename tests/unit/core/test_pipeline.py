@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from dronewatch.core.flow import Flow, Packet
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, CaptureRecord, RunResult, run_source
 from dronewatch.judge.flowlog import FlowRecord
+from dronewatch.judge.monitor import VerdictRecord
+from dronewatch.judge.policy import Policy, with_devices
+from dronewatch.judge.verdict import CLEAN, INCOMPLETE
 from tests.pcaps import PCAPS
 from tests.unit.capture.captures import pcap_bytes
 
@@ -136,3 +140,67 @@ def test_analyzer_options_reach_the_analyzers(bulk: bool) -> None:
     assert answers["mydjiflight.dji.com"] == ("mydjiflight.dji.com.cdn.example", "198.51.100.13")
     assert capped["mydjiflight.dji.com"] == ("mydjiflight.dji.com.cdn.example",)
     assert capped.keys() == answers.keys()
+
+
+_ETH = b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x00"
+
+
+def _ipv4(src: bytes, dst: bytes, proto: int, transport: bytes) -> bytes:
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(transport), 0, 0, 64, proto, 0, src, dst
+    )
+    return _ETH + header + transport
+
+
+def flood_capture(tmp_path: Path, syns: int) -> Path:
+    """The device under test (192.168.1.3) talking to its drone on the local network, while
+    `syns` distinct SYNs with spoofed public sources cross the mirror to public servers."""
+    device, drone = bytes((192, 168, 1, 3)), bytes((192, 168, 1, 20))
+    frames = []
+    for i in range(syns):
+        ts = 1_700_000_000.0 + i * 1e-4
+        if i % 100 == 0:
+            udp = struct.pack("!HHHH", 4000, 8889, 9, 0) + b"c"
+            frames.append((ts, _ipv4(device, drone, 17, udp)))
+        src = bytes((45, i >> 16 & 0xFF, i >> 8 & 0xFF, i & 0xFF))
+        syn = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 443, i * 7919, 0, 0x50, 0x02, 1024, 0, 0)
+        frames.append((ts, _ipv4(src, bytes((198, 51, 100, 7)), 6, syn)))
+    path = tmp_path / "flood.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    return path
+
+
+def test_a_flood_past_the_flow_cap_is_counted_in_the_capture_and_limits_the_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5,000 distinct SYNs into a 1,000-flow table, on both paths (the same records): the table
+    never holds more than its cap, the flows it evicted are counted in the capture record (as
+    many as the flow records that say so), and the device's verdict, clean under the default
+    cap, is incomplete and says how many flows were evicted."""
+    path = flood_capture(tmp_path, 5_000)
+    most = [0]
+    process = Engine.process
+
+    def counted(self: Engine, pkt: Packet) -> None:
+        process(self, pkt)
+        most[0] = max(most[0], len(self.flows))
+
+    monkeypatch.setattr(Engine, "process", counted)
+    policy = with_devices(Policy(), ["192.168.1.3"]).with_ldm(True)
+    result, records = run(path, True, AnalysisConfig(policy=policy))
+    [verdict] = [r for r in records if isinstance(r, VerdictRecord)]
+    assert result.capture.evicted_flows is None and verdict.verdict == CLEAN
+    assert most[0] > 5_000
+    most[0] = 0
+    capped = AnalysisConfig(policy=policy, engine=EngineOptions(max_flows=1_000))
+    runs = [run(path, bulk, capped) for bulk in (False, True)]
+    assert runs[0][1] == runs[1][1]
+    result, records = runs[1]
+    assert most[0] == 1_000
+    evicted = result.capture.evicted_flows
+    flows = [r for r in records if isinstance(r, FlowRecord)]
+    assert evicted == sum(r.end_reason == "evicted" for r in flows) >= 4_000
+    assert result.capture.to_dict()["evicted_flows"] == evicted
+    [verdict] = [r for r in records if isinstance(r, VerdictRecord)]
+    assert verdict.verdict == INCOMPLETE
+    assert f"{evicted:,} flows evicted from a full flow table" in verdict.msg

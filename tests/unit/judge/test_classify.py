@@ -81,7 +81,7 @@ def make_test_flow(
         resp_pkts=10,
         resp_bytes=resp_bytes,
     )
-    flow.meta.update(meta or {})
+    flow.meta = dict(meta or {})  # its own: a flow without facts shares a read-only one
     return flow
 
 

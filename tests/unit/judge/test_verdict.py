@@ -29,6 +29,8 @@ CLEAN_CAPTURE = PCAPS / "scenarios" / "dji_fly_ldm_on_clean.pcap"
         (Coverage(100, 0, analyzer_errors=2), INCOMPLETE, "2 analyzer failures"),
         (Coverage(100, 0, captures=0), INCOMPLETE, "in 0 captures"),
         (Coverage(100, 0, captures=2, gaps=((10.0, 40.0),)), INCOMPLETE, "1 coverage gaps (30 s"),
+        (Coverage(100, 0, evicted_flows=1_500), INCOMPLETE, "1,500 flows evicted from a full"),
+        (Coverage(100, 0, captures=1, evicted_flows=7), INCOMPLETE, "7 flows evicted from a full"),
     ],
 )
 def test_nothing_left_is_clean_only_with_full_coverage(
