@@ -19,7 +19,9 @@ loopback or those namespaces. tello_sdk puts a simulated Tello (scripts/_record/
 dwdrone and an SDK app on the phone, and uses no cloud. wifi_toy_drone and wifi_unknown_drone
 (scripts/_record/toydrone.py) make the aircraft the phone's only network: dnsmasq in dwdrone
 serves DHCP and NXDOMAIN, the phone (busybox udhcpc) has no uplink, and what it sends toward the
-internet dies at the aircraft.
+internet dies at the aircraft. hostile_strings (scripts/_record/hostile.py) puts hostile text
+(terminal escapes, CR/LF, NUL, U+2028, bidi overrides, HTML, CEF separators, very long names) in
+the phone's DHCP hostname, its DNS query names, two TLS SNIs and an HTTP Host header.
 
 Must run as root (tcpdump, ip netns, port 53/80/443), except to build only dji_droneid. Needs
 the Debian packages tcpdump, tshark (mergecap), mosquitto, tcpreplay (tcprewrite), ffmpeg (with
@@ -378,6 +380,13 @@ SCENARIOS: dict[str, Scenario] = {
         cloud=frozenset(),
         uplink=False,
         dhcp="172.16.10.100,172.16.10.150,255.255.255.0,1h",
+    ),
+    # Hostile text in every wire field dronewatch shows (scripts/_record/hostile.py): the
+    # aircraft serves DHCP (the phone's hostname), the cloud DNS, HTTPS and HTTP.
+    "hostile_strings": Scenario(
+        drone_role=("duml", "192.168.2.1:9003"),
+        cloud=frozenset({"dns", "https", "http"}),
+        dhcp="192.168.2.20,192.168.2.20,255.255.255.0,1h",
     ),
 }
 

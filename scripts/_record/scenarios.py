@@ -26,6 +26,7 @@ from clients import (
     rtmp_publish,
     say,
 )
+from hostile import hostile_phone
 from tello import sdk_session
 from toydrone import toy_phone, unknown_app, wifi_uav_app
 
@@ -253,6 +254,7 @@ PHONE: dict[str, Callable[[], None]] = {
     "tello_sdk": tello_sdk,
     "wifi_toy_drone": wifi_toy_drone,
     "wifi_unknown_drone": wifi_unknown_drone,
+    "hostile_strings": hostile_phone,
 }
 
 

@@ -329,9 +329,14 @@ esac
 """
 
 
-def dhcp(iface: str = "wlan0") -> dict[str, str]:
+def dhcp(iface: str = "wlan0", hostname: str = "Pixel-7") -> dict[str, str]:
     """Get an address with busybox udhcpc (hostname and vendor class as an Android phone
-    sends them); the lease's fields."""
+    sends them); the lease's fields. Any other hostname than letters, digits and `-` goes as
+    option 12 by number and in hex (`-x 0x0c:HEX`: udhcpc sends those bytes as they are, where
+    `-x hostname:` would cut the name at spaces and commas)."""
+    name_opt = f"hostname:{hostname}"
+    if not hostname.replace("-", "").isalnum() or not hostname.isascii():
+        name_opt = f"0x0c:{hostname.encode().hex()}"
     with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
         f.write(UDHCPC_SCRIPT)
     os.chmod(f.name, 0o755)
@@ -351,7 +356,7 @@ def dhcp(iface: str = "wlan0") -> dict[str, str]:
                 "-s",
                 f.name,
                 "-x",
-                "hostname:Pixel-7",
+                name_opt,
                 "-V",
                 "android-dhcp-13",
             ],  # fmt: skip

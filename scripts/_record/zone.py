@@ -24,6 +24,8 @@ ZONE: dict[str, list[tuple[str, str]]] = {
     "academy.parrot.com": [("A", "203.0.113.61")],
     "server.arcgisonline.com": [("A", "203.0.113.70")],
     "firmware.ardupilot.org": [("A", "203.0.113.71")],
+    # A made-up destination of scenario hostile_strings (hostile.py)
+    "evil.example": [("A", "203.0.113.90")],
 }
 
 # Every IPv4 address above is added to the cloud namespace.

@@ -24,10 +24,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from dronewatch.exceptions import DronewatchError
@@ -199,6 +200,43 @@ counters = Table(
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+
+def nul_free(text: str) -> str:
+    """`text` as a text column stores it: NUL as U+FFFD. Keys compared in Python with stored
+    ones go through this too."""
+    return text.replace("\x00", "\ufffd")
+
+
+class _NulFree(TypeDecorator[str]):
+    """A text column that takes any wire string: PostgreSQL refuses NUL in text and strings
+    longer than a VARCHAR's length, so NUL is stored as U+FFFD and a longer string is cut to
+    the column, on every backend alike. The record's JSON document (`doc`) keeps the exact
+    string, NUL escaped."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if not isinstance(value, str):
+            return value
+        length = getattr(self.impl_instance, "length", None)
+        if length and len(value) > length:  # PostgreSQL refuses what SQLite would keep
+            value = value[:length]
+        return nul_free(value)
+
+
+class _NulFreeText(_NulFree):
+    impl = Text
+    cache_ok = True
+
+
+for _table in metadata.tables.values():
+    for _column in _table.columns:
+        if isinstance(_column.type, Text):
+            _column.type = _NulFreeText()
+        elif isinstance(_column.type, String):
+            _column.type = _NulFree(_column.type.length)
 
 
 def make_engine(url: str) -> Engine:

@@ -14,6 +14,7 @@ flow or observation already stored is not counted twice even when it arrives in 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,12 +22,17 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from dronewatch.api import db
 from dronewatch.api.store import Store
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.egress import EgressBook, EgressRecord, judge_device
 from dronewatch.judge.policy import DevicePolicy, Policy, ldm_windows
 
 logger = logging.getLogger(__name__)
+
+EGRESS_KEY_KEEP = 300
+"""The longest egress key kept as it is (the column holds 400 characters); a longer one keeps
+its start and the SHA-256 of the whole."""
 
 
 @dataclass(slots=True)
@@ -169,7 +175,6 @@ class Ingestor:
             out_b = f.get("resp_bytes", 0) if inbound else f.get("orig_bytes", 0)
             in_b = f.get("orig_bytes", 0) if inbound else f.get("resp_bytes", 0)
             last = float(f["ts"]) + float(f.get("duration_s", 0.0))
-            result.packets += int(f.get("orig_pkts", 0)) + int(f.get("resp_pkts", 0))
             result.latest_ts = max(result.latest_ts or 0.0, last)
             rows.append(
                 {
@@ -192,6 +197,11 @@ class Ingestor:
             )
         new = self.store.insert_flows(conn, rows)
         result.flows_new = len(new)
+        # Only flows stored now count: a flow sent again (a replay under another path spelling,
+        # a batch re-cut after a crash) is not more traffic.
+        result.packets += sum(
+            int(r["doc"].get("orig_pkts", 0)) + int(r["doc"].get("resp_pkts", 0)) for r in new
+        )
         return new
 
     def rejudge_device(self, device: dict[str, Any]) -> list[dict[str, Any]]:
@@ -258,7 +268,11 @@ def _same(stored: dict[str, Any], fresh: dict[str, Any]) -> bool:
 
 def _egress_key(rec: dict[str, Any]) -> str:
     """What makes an observation one: its flow, its kind and, for a lookup, the name."""
-    return f"{rec.get('uid')}|{rec.get('kind')}|{rec.get('dest_name') or ''}"
+    key = db.nul_free(f"{rec.get('uid')}|{rec.get('kind')}|{rec.get('dest_name') or ''}")
+    if len(key) > EGRESS_KEY_KEEP:  # a wire name may be far longer than the column
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        key = f"{key[: EGRESS_KEY_KEEP - 72]}|sha256:{digest}"
+    return key
 
 
 class _DeviceCache:

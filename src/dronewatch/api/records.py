@@ -14,15 +14,15 @@ import dataclasses
 import functools
 import typing
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 import dronewatch.analyzers  # noqa: F401 - defines the analyzers' record classes
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.exceptions import RecordError
-from dronewatch.judge.alert import JUDGEMENT_LOGS
+from dronewatch.judge.alert import JUDGEMENT_LOGS, SEVERITIES
 from dronewatch.judge.egress import EgressRecord
 from dronewatch.judge.evidence import EvidenceRecord
 from dronewatch.judge.flowlog import FlowRecord
@@ -51,28 +51,96 @@ def observation_types() -> dict[str, type[Record]]:
 
 _MODELS: dict[str, type[BaseModel]] = {}
 
+COUNT_FIELDS = frozenset(
+    {
+        "packets",
+        "bytes",
+        "ip_packets",
+        "flows",
+        "malformed",
+        "fragments",
+        "truncated",
+        "drops",
+        "open_flows",
+        "orig_pkts",
+        "resp_pkts",
+        "orig_bytes",
+        "resp_bytes",
+        "orig_payload_bytes",
+        "resp_payload_bytes",
+        "pkts_out",
+        "pkts_in",
+        "bytes_out",
+        "bytes_in",
+        "analyzer_errors",
+    }
+)
+"""Counts of packets, bytes, flows and failures, in whichever log has them (the values of
+`analyzer_errors` too): never below 0. The service sums them into coverage, verdicts and its
+counters, which a negative count would corrupt (a Prometheus counter refuses one)."""
+PORT_FIELDS = frozenset({"orig_p", "resp_p", "dest_port"})
+"""Transport ports (or ICMP type and code): 0 to 65535."""
+DURATION_FIELDS = frozenset({"duration_s"})
+"""Durations: never below 0 (a flow's ends at `ts + duration_s`, which the service's windows
+and timelines start from)."""
+
+SEVERITY_FIELDS = frozenset({"severity"})
+"""A rule's severity, which an alert raised on the record takes: one of `SEVERITIES` (the sinks
+and exports score it)."""
+
+UID_FIELDS = frozenset({"uid"})
+"""A flow's uid (`C` and base-32 letters as the engine makes them): the key flows, egress
+observations and evidence are stored and matched under, so nothing else may pass for one."""
+
+_UID = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")]
+_COUNT = Annotated[int, Field(ge=0)]
+_PORT = Annotated[int, Field(ge=0, le=65535)]
+_DURATION = Annotated[float, Field(ge=0)]
+
+
+def _bounded(name: str, hint: Any) -> Any:
+    """The field's type with the bounds its name implies (`COUNT_FIELDS`, `PORT_FIELDS`,
+    `DURATION_FIELDS`, `SEVERITY_FIELDS`)."""
+    if name in DURATION_FIELDS and hint is float:
+        return _DURATION
+    if name in UID_FIELDS and hint is str:
+        return _UID
+    if name in SEVERITY_FIELDS and str in typing.get_args(hint) + (hint,):
+        severity: Any = Literal[SEVERITIES]
+        return severity | None if type(None) in typing.get_args(hint) else severity
+    bound = _COUNT if name in COUNT_FIELDS else _PORT if name in PORT_FIELDS else None
+    if bound is None:
+        return hint
+    optional = type(None) in typing.get_args(hint)
+    inner = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if inner is int:
+        bounded: Any = bound
+    elif typing.get_origin(inner) is dict and typing.get_args(inner) == (str, int):
+        bounded = dict[str, bound]  # type: ignore[valid-type]
+    else:
+        return hint
+    return bounded | None if optional else bounded
+
 
 def _model(record_type: type[Record]) -> type[BaseModel]:
     """A pydantic model with the fields of a record class (no extra fields, no coercion of
-    numbers into text)."""
+    numbers into text, no negative count or port out of range)."""
     model = _MODELS.get(record_type.log)
     if model is not None:
         return model
     hints = typing.get_type_hints(record_type)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(record_type):
+        hint = _bounded(f.name, hints[f.name])
         if type(None) in typing.get_args(hints[f.name]):
             # `to_dict` leaves None out, so a field that may be None may be missing.
-            fields[f.name] = (
-                hints[f.name],
-                None if f.default is dataclasses.MISSING else f.default,
-            )
+            fields[f.name] = (hint, None if f.default is dataclasses.MISSING else f.default)
         elif f.default is not dataclasses.MISSING:
-            fields[f.name] = (hints[f.name], f.default)
+            fields[f.name] = (hint, f.default)
         elif f.default_factory is not dataclasses.MISSING:
-            fields[f.name] = (hints[f.name], f.default_factory())
+            fields[f.name] = (hint, f.default_factory())
         else:
-            fields[f.name] = (hints[f.name], ...)
+            fields[f.name] = (hint, ...)
     model = create_model(
         f"{record_type.__name__}In",
         __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
@@ -123,7 +191,16 @@ def validate_records(records: Sequence[Any]) -> list[dict[str, Any]]:
             )
             continue
         record = record_type(**fields.model_dump())
-        out.append({"log": record.log, **record.to_dict()})
+        doc = {"log": record.log, **record.to_dict()}
+        last = doc.get("last_ts")
+        if last is not None and last < doc.get("ts", last):
+            # What a record saw ends at or after it began: a span the other way round would
+            # turn the service's windows and timelines inside out.
+            errors.append(
+                {"loc": (*loc, "last_ts"), "msg": "last_ts is before ts", "type": "time_order"}
+            )
+            continue
+        out.append(doc)
     if errors:
         raise RecordError(errors)
     return out

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
 from dronewatch.cli.args import add_device, add_rules_and_geoip
 from dronewatch.exceptions import DronewatchError
+from dronewatch.output.terminal import inline
 
 if TYPE_CHECKING:
     from dronewatch.transport.publisher import NatsPublisher
@@ -315,7 +316,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     )
     if cap.errors:
         for err in cap.errors:
-            print(f"dronewatch: {err}", file=sys.stderr)
+            print(f"dronewatch: {inline(err)}", file=sys.stderr)
         return 2
     return 0
 

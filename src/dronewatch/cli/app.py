@@ -21,6 +21,7 @@ from dronewatch.judge.policy import load_policy
 from dronewatch.output.jsonl import AlertExportWriter
 from dronewatch.output.progress import Progress
 from dronewatch.output.summary import SummaryCollector
+from dronewatch.output.terminal import SafeFormatter, inline
 
 logger = logging.getLogger("dronewatch")
 
@@ -280,12 +281,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     def outcome(result: RunResult | None, error: str | None) -> None:
         nonlocal code
         if result is None:
-            print(f"dronewatch: {error}", file=sys.stderr)
+            print(f"dronewatch: {inline(str(error))}", file=sys.stderr)
             code = worst(code, EXIT_USAGE)
             return
         cap = result.capture
         for err in cap.errors:
-            print(f"dronewatch: {err}", file=sys.stderr)
+            print(f"dronewatch: {inline(err)}", file=sys.stderr)
         if not cap.complete:
             code = worst(code, EXIT_USAGE if cap.packets == 0 else EXIT_DAMAGED)
         if any(a.note in VIOLATION_NOTES for a in result.alerts):
@@ -323,7 +324,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         summary.render(sys.stdout)
         if writer is not None:
-            print(f"Records written to {args.out}/")
+            print(f"Records written to {inline(str(args.out))}/")
     return code
 
 
@@ -355,7 +356,7 @@ def _analyze_parallel(
                         writer.write_lines(stem, text, count)
                 outcome(result, error)
                 if args.progress:
-                    print(f"dronewatch: {path}: done", file=sys.stderr)
+                    print(f"dronewatch: {inline(path)}: done", file=sys.stderr)
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
@@ -401,11 +402,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         try:
             result = run_source(open_source(path), collector.add, config)
         except CaptureError as exc:
-            print(f"dronewatch: {exc}", file=sys.stderr)
+            print(f"dronewatch: {inline(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         if result.capture.packets == 0:
             for err in result.capture.errors:
-                print(f"dronewatch: {err}", file=sys.stderr)
+                print(f"dronewatch: {inline(err)}", file=sys.stderr)
             return EXIT_USAGE
         sides.append(collector)
     rows = diff(sides[0], sides[1])
@@ -424,22 +425,23 @@ def cmd_diff(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     label = {"only_a": "only in A", "only_b": "only in B", "both": "both"}
-    print(f"A = {args.a}\nB = {args.b}")
+    print(f"A = {inline(args.a)}\nB = {inline(args.b)}")
     if not rows:
         print("Neither capture sent anything off the local network.")
         return EXIT_OK
     table = [("", "DESTINATION", "CATEGORY", "VENDOR", "BYTES OUT A", "BYTES OUT B", "WHERE")]
     for r in rows:
         where = "/".join(x for x in (r.country, r.asn and f"AS{r.asn}") if x) or "-"
+        # Destinations are wire names (SNI, HTTP Host, DNS): one printable line each.
         table.append(
             (
                 label[r.status],
-                r.name,
-                r.category,
-                r.vendor or "-",
+                inline(r.name),
+                inline(r.category),
+                inline(r.vendor or "-"),
                 f"{r.bytes_out_a:,}",
                 f"{r.bytes_out_b:,}",
-                where,
+                inline(where),
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
@@ -462,17 +464,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dronewatch` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="dronewatch: %(levelname)s: %(message)s",
-    )
+    # Log messages may quote wire data: each one is one printable line.
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("dronewatch: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
     try:
         return int(args.func(args))
     except DronewatchError as exc:
-        print(f"dronewatch: {exc}", file=sys.stderr)
+        print(f"dronewatch: {inline(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK

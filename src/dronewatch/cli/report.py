@@ -132,7 +132,7 @@ def cmd_report(
     from dronewatch.output.progress import Progress
     from dronewatch.output.report import CaptureInfo, ReportCollector
     from dronewatch.output.report_html import DiffPart, render
-    from dronewatch.output.terminal import printable
+    from dronewatch.output.terminal import inline
 
     if bool(args.diff) == bool(args.files):
         raise DronewatchError("report: give capture files, or --diff A B (not both)")
@@ -159,14 +159,14 @@ def cmd_report(
             show = not args.no_progress and (args.progress or progress.wants(source))
             result = run_source(source, collector.add, cfg, progress=progress if show else None)
         except CaptureError as exc:
-            print(f"dronewatch: {exc}", file=sys.stderr)
+            print(f"dronewatch: {inline(str(exc))}", file=sys.stderr)
             code = _worst(code, EXIT_USAGE)
             continue
         finally:
             progress.close()
         cap = result.capture
         for err in cap.errors:
-            print(f"dronewatch: {printable(err)}", file=sys.stderr)
+            print(f"dronewatch: {inline(err)}", file=sys.stderr)
         if not cap.complete:
             code = _worst(code, EXIT_USAGE if cap.packets == 0 else EXIT_DAMAGED)
         if any(a.note in VIOLATION_NOTES for a in result.alerts):
@@ -198,8 +198,8 @@ def cmd_report(
         raise DronewatchError(f"cannot write {args.output}: {exc}") from None
     for i, v in collector.verdicts:
         where = f" [{Path(runs[i][0]).name}]" if len(runs) > 1 else ""
-        print(printable(f"{v.device_ip}{where}: {v.verdict.upper()}: {v.msg}"))
-    print(f"Report written to {args.output}")
+        print(inline(f"{v.device_ip}{where}: {v.verdict.upper()}: {v.msg}"))
+    print(f"Report written to {inline(str(args.output))}")
     return code
 
 

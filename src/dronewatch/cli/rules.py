@@ -11,6 +11,7 @@ from typing import TextIO
 
 from dronewatch.judge.classify import Classifier, check_rule_tests
 from dronewatch.judge.rulepack import CATEGORIES, Rule, RuleSet, check_packs
+from dronewatch.output.terminal import inline
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,12 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def lint(dirs: Sequence[Path], *, out: TextIO, bundled: bool = True) -> int:
-    """Lint the bundled packs and `dirs`, writing one `FILE:LINE: message` per issue to `out`."""
+    """Lint the bundled packs and `dirs`, writing one `FILE:LINE: message` per issue to `out`
+    (each one printable line: a message may quote a pack's text or a test case's name)."""
     ruleset, issues = check_packs(dirs, bundled=bundled)
     issues.extend(check_rule_tests(ruleset, Classifier(ruleset)))
     for issue in issues:
-        out.write(f"{issue}\n")
+        out.write(f"{inline(str(issue))}\n")
     cases = sum(len(r.tests.match) + len(r.tests.no_match) for r in ruleset.rules)
     summary = f"{len(ruleset.rules)} rules in {len(ruleset.packs)} packs, {cases} test cases"
     if issues:
@@ -87,7 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     ruleset, issues = check_packs(args.rules)
     if issues:
         for issue in issues:
-            sys.stderr.write(f"{issue}\n")
+            sys.stderr.write(f"{inline(str(issue))}\n")
         sys.stderr.write("rule packs have errors; run `dronewatch rules lint`\n")
         return EXIT_ISSUES
     rules = select(ruleset, vendor=args.vendor, category=args.category)
@@ -109,10 +111,21 @@ def select(
 
 
 def render_table(rules: Sequence[Rule]) -> str:
-    """Rules as an aligned text table, one line each."""
+    """Rules as an aligned text table, one line each (every cell printable)."""
     header = ("ID", "VENDOR", "CATEGORY", "SEVERITY", "CONF", "EV", "APP")
     rows = [
-        (r.id, r.vendor, r.category, r.severity, f"{r.confidence:.2f}", r.evidence, r.app)
+        tuple(
+            inline(cell)
+            for cell in (
+                r.id,
+                r.vendor,
+                r.category,
+                r.severity,
+                f"{r.confidence:.2f}",
+                r.evidence,
+                r.app,
+            )
+        )
         for r in rules
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]

@@ -11,10 +11,23 @@ from dronewatch.core.hooks import Record
 from dronewatch.exceptions import DronewatchError
 from dronewatch.judge.alert import Alert, to_ecs, to_ocsf
 
+_LINE_SAFE = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+"""Characters JSON may hold raw that break a JSONL file's lines or drive a terminal: DEL, the
+C1 controls (NEL U+0085 ends a line for `str.splitlines`, CSI U+009B starts an escape sequence)
+and the line and paragraph separators. JSON escapes C0 controls itself."""
+
+
+def json_line(doc: Any) -> str:
+    """`doc` as one compact JSON line with sorted keys: UTF-8 text as it is, but every character
+    that could end the line or reach a terminal as a control escaped (`\\u....`), so the line
+    reads back to the same values and stays one line for any reader."""
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.translate(_LINE_SAFE)
+
 
 def dumps(record: Record) -> str:
     """A record as one compact JSON line with sorted keys."""
-    return json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json_line(record.to_dict())
 
 
 class JsonlWriter:
@@ -73,7 +86,7 @@ class AlertExportWriter(JsonlWriter):
 
     def _line(self, stem: str, doc: dict[str, Any]) -> None:
         fh = self._open(stem)
-        fh.write(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        fh.write(json_line(doc))
         fh.write("\n")
         self.counts[stem] += 1
 

@@ -6,6 +6,7 @@ import time
 from typing import TextIO
 
 from dronewatch.capture.base import Source
+from dronewatch.output.terminal import inline
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 """Files smaller than this get no progress line."""
@@ -35,7 +36,8 @@ class Progress:
         done, total = source.progress()
         rate = done / max(now - self._start, 1e-6) / 1e6
         pct = f"{100.0 * done / total:5.1f}% " if total else ""
-        line = f"{source.stats.name}: {pct}{packets:,} packets, {rate:.1f} MB/s"
+        # The source's name is a path or an interface name: printed as one printable line.
+        line = f"{inline(source.stats.name)}: {pct}{packets:,} packets, {rate:.1f} MB/s"
         if self.tty:
             self.stream.write("\r" + line.ljust(78))
         else:

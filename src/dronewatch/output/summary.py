@@ -13,7 +13,7 @@ from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.judge.alert import Alert, is_lookup
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import DeviceRecord, VerdictRecord
-from dronewatch.output.terminal import SafeWriter, printable
+from dronewatch.output.terminal import SafeWriter, inline
 
 _ZERO_MAC = "00:00:00:00:00:00"
 _PLACEHOLDER_IPS = ("0.0.0.0", "::")
@@ -38,6 +38,10 @@ def _primary(ips: Counter[str]) -> str:
     return max(ips, key=rank)
 
 
+MAX_IPS = 64
+"""Addresses kept per device (`DeviceSummary.ips`)."""
+
+
 @dataclass(slots=True)
 class DeviceSummary:
     """Totals for one originating host, and its largest flows."""
@@ -45,7 +49,11 @@ class DeviceSummary:
     ip: str
     mac: str | None = None
     ips: Counter[str] = field(default_factory=Counter)
-    """Bytes sent from each address of the device (one MAC can use several)."""
+    """Bytes sent from each address of the device (one MAC can use several), for the first
+    `MAX_IPS` addresses."""
+    unlisted_flows: int = 0
+    """Flows from addresses past the first `MAX_IPS` (a router's MAC under a flood of spoofed
+    sources): counted, the addresses not kept, so the summary stays bounded."""
     hostname: str | None = None
     flows: int = 0
     pkts_out: int = 0
@@ -108,7 +116,10 @@ class SummaryCollector:
         if dev is None:
             dev = DeviceSummary(ip=rec.orig_h, mac=rec.orig_mac)
             self.devices[key] = dev
-        dev.ips[rec.orig_h] += rec.orig_bytes + 1
+        if rec.orig_h in dev.ips or len(dev.ips) < MAX_IPS:
+            dev.ips[rec.orig_h] += rec.orig_bytes + 1
+        else:
+            dev.unlisted_flows += 1
         dev.flows += 1
         dev.pkts_out += rec.orig_pkts
         dev.pkts_in += rec.resp_pkts
@@ -123,7 +134,7 @@ class SummaryCollector:
 
     def render(self, stream: TextIO) -> None:
         """Print captures, then devices by bytes sent, each with its largest flows; wire text
-        is made printable first (`dronewatch.output.terminal`)."""
+        is made printable first, each value on its own line (`dronewatch.output.terminal`)."""
         out = cast(TextIO, SafeWriter(stream))
         for cap in self.captures:
             out.write(_capture_line(cap) + "\n")
@@ -134,9 +145,11 @@ class SummaryCollector:
         devices = sorted(self.devices.values(), key=lambda d: (-d.bytes_out, d.ip))
         for dev in devices:
             host = dev.hostname or (self._hostnames.get(dev.mac, "") if dev.mac else "")
-            ident = ", ".join(x for x in (dev.mac, host and f"hostname {host}") if x)
+            ident = ", ".join(x for x in (dev.mac, host and f"hostname {inline(host)}") if x)
             also = sorted(ip for ip in dev.ips if ip != dev.ip)
             if also:
+                if dev.unlisted_flows:
+                    also.append(f"{_n(dev.unlisted_flows)} flows from addresses not listed")
                 ident = ", ".join(x for x in (ident, f"also {', '.join(also)}") if x)
             out.write(
                 f"\nDevice {dev.ip}{f' ({ident})' if ident else ''}: {dev.flows} flows, "
@@ -176,7 +189,8 @@ class SummaryCollector:
                 out.write(f"  ... and {dev.flows - len(rows)} smaller flows\n")
         for log, serials in sorted(self.broadcasts.items()):
             kind = "Remote ID" if log == "remoteid" else "DJI DroneID"
-            out.write(f"\nAircraft broadcasts ({kind}, not leaks): {', '.join(sorted(serials))}\n")
+            names = inline(", ".join(sorted(serials)))
+            out.write(f"\nAircraft broadcasts ({kind}, not leaks): {names}\n")
         if self.alerts:
             out.write(f"\nAlerts ({len(self.alerts)}):\n")
             arows: list[tuple[str, ...]] = [
@@ -224,7 +238,7 @@ class SummaryCollector:
             out.write("\nVerdicts:\n")
             for v in self.verdicts:
                 who = v.device_ip + (f" ({v.device_name})" if v.device_name else "")
-                out.write(f"  {who}: {v.verdict.upper()}: {v.msg}\n")
+                out.write(f"  {inline(who)}: {v.verdict.upper()}: {inline(v.msg)}\n")
             if any(cap.analyzer_errors for cap in self.captures):
                 out.write(
                     "  (inspection was incomplete: an analyzer failed, so traffic it would have "
@@ -238,9 +252,7 @@ class SummaryCollector:
                 out.write("  Local hosts considered, busiest first:\n")
                 for d in self.not_judged:
                     who = d.ip + (f" ({d.hostname})" if d.hostname else "")
-                    out.write(
-                        f"    {printable(who)}: not judged: {printable(d.not_judged or '')}\n"
-                    )
+                    out.write(f"    {inline(who)}: not judged: {inline(d.not_judged or '')}\n")
             out.write(
                 "  Name the device under test to judge it: --device IP|MAC|CIDR|NAME "
                 "(or a device in --policy)\n"
@@ -255,15 +267,17 @@ def _capture_line(cap: CaptureRecord) -> str:
     links = ", ".join(f"{k} {_n(v)}" for k, v in cap.linktypes.items())
     drops = "drops not reported" if cap.drops is None else f"{_n(cap.drops)} drops"
     line = (
-        f"Capture {cap.source} ({cap.format or 'unknown'}): {_n(cap.packets)} packets over "
+        f"Capture {inline(cap.source)} ({cap.format or 'unknown'}): {_n(cap.packets)} packets over "
         f"{span:.1f}s [{links or 'none'}], {_n(cap.ip_packets)} IP, {_n(cap.flows)} flows, {drops}"
     )
     if cap.truncated:
         line += f", {_n(cap.truncated)} cut by snap length"
     if cap.malformed:
         line += f", {_n(cap.malformed)} malformed"
+    if cap.evicted_flows:
+        line += f", {_n(cap.evicted_flows)} flows evicted from a full flow table"
     for err in cap.errors:
-        line += f"\n  DAMAGED: {err} (records before it kept)"
+        line += f"\n  DAMAGED: {inline(err)} (records before it kept)"
     if cap.analyzer_errors:
         failed = ", ".join(f"{hook} {_n(n)}" for hook, n in cap.analyzer_errors.items())
         line += (
@@ -282,7 +296,7 @@ def _table(
     indent: str = "",
     numeric: frozenset[int] | set[int] = frozenset({2, 6, 7, 8}),
 ) -> None:
-    rows = [tuple(printable(cell) for cell in row) for row in rows]
+    rows = [tuple(inline(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [

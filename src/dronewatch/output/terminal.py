@@ -5,10 +5,14 @@ escape sequence in one can clear the screen, move the cursor and print a fake ve
 real one, and a bidirectional-override character can make text read backwards. Everything that
 `analyze`, `diff` and the other commands print goes through `printable` (or a `SafeWriter`), which
 spells out every control and invisible formatting character as a `\\x..`/`\\u....` escape.
+A value printed within a line goes through `inline`, which spells out the newline too: a name
+holding one could otherwise start a line of its own, such as a fake verdict. Log lines go through
+`SafeFormatter`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TextIO
 
@@ -30,6 +34,20 @@ def _escape(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """`text` with every control and invisible format character but the newline escaped."""
     return _UNSAFE.sub(_escape, text)
+
+
+def inline(text: str) -> str:
+    """`text` as `printable` makes it, with the newline escaped as well: one value within a line
+    (a name, a message, a path) that cannot begin a line of its own."""
+    return printable(text).replace("\n", "\\x0a")
+
+
+class SafeFormatter(logging.Formatter):
+    """A log formatter whose message (the text of the record, with its arguments) is `inline`:
+    a log line quoting wire data stays one line of plain text. Tracebacks stay as they are."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return inline(super().formatMessage(record))
 
 
 class SafeWriter:

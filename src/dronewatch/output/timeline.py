@@ -84,6 +84,8 @@ def bucket_step(span_s: float, buckets: int) -> float:
     for step in NICE_STEPS_S:
         if step >= want:
             return float(step)
+    if not math.isfinite(want):
+        return math.inf
     years = math.ceil(want / NICE_STEPS_S[-1])
     return float(years * NICE_STEPS_S[-1])
 
@@ -96,6 +98,9 @@ def build_timeline(
     if not (math.isfinite(start) and math.isfinite(end)) or end < start:
         return Timeline(start if math.isfinite(start) else 0.0, 1.0, (), {})
     step = bucket_step(max(end - start, 1e-3), buckets)
+    if not (math.isfinite(step) and math.isfinite(start / step) and math.isfinite(end / step)):
+        # Times near the largest float (what a record may say): no bucket can be counted.
+        return Timeline(start, 1.0, (), {})
     first = math.floor(start / step) * step
     count = max(1, math.ceil((end - first) / step))
     if first + count * step <= end:

@@ -24,7 +24,7 @@ from dronewatch.api.sinks import (
     build_sink,
     parse_sink_configs,
 )
-from dronewatch.api.sinks.syslog import cef_value, to_cef
+from dronewatch.api.sinks.syslog import cef_value, to_cef, to_rfc5424
 from dronewatch.judge.alert import NOTE_LEAK, Alert, alert_id, to_ecs
 from tests.live import free_port, run_service, sqlite_settings
 from tests.service_fixtures import records_of
@@ -293,3 +293,13 @@ def test_service_sends_alerts_to_sinks(tmp_path: Path) -> None:
     assert "dhost=mydjiflight.dji.com" in msg
     (line,) = (tmp_path / "alerts.jsonl").read_text().splitlines()
     assert json.loads(line)["destination"]["domain"] == "mydjiflight.dji.com"
+
+
+def test_cef_of_an_alert_at_a_time_near_the_largest_float() -> None:
+    """An alert whose times are finite but whose milliseconds are not (a record may say
+    1e308) still becomes a CEF event and a syslog message: the times it cannot write are left
+    out instead of raising OverflowError."""
+    alert = make_alert(first_seen=1e308, last_seen=1.7e308, ts=1.7e308)
+    event = to_cef(alert)
+    assert " rt=" not in event and " start=" not in event and "dpt=443" in event
+    assert to_rfc5424(alert, app_name="dronewatch", facility=10, hostname="h").endswith(event)

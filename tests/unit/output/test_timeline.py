@@ -99,3 +99,15 @@ def test_activity_periods_split_on_long_gaps() -> None:
         EgressSpan(9e8, 9e8 + 4, 5, "maps"),
     ]
     assert activity_periods(spans, 300.0) == [[1000.0, 1200.0], [9e8, 9e8 + 4]]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [(1e308, 1e308), (-1e308, 1e308), (0.0, 1.7e308), (1.7e9, 1e308)]
+)
+def test_times_near_the_largest_float_give_a_timeline(start: float, end: float) -> None:
+    """Any finite window, even one whose bucket arithmetic overflows, gives a timeline (empty
+    when no bucket can be counted) instead of raising OverflowError."""
+    line = build_timeline([EgressSpan(start, end, 10, "other")], start, end)
+    assert line.to_dict()["step"] > 0
+    assert sum(sum(v) for v in line.series.values()) in (0, 10)
+    assert bucket_step(float("inf"), 120) == float("inf")

@@ -91,7 +91,10 @@ def structured_data(sd_id: str | None, params: list[tuple[str, object | None]]) 
 
 
 def _ms(ts: float) -> int | None:
-    return int(ts * 1000) if math.isfinite(ts) else None
+    """Milliseconds of a time, None when there are none to write (not a finite number, or one
+    so large that its milliseconds are not)."""
+    ms = ts * 1000
+    return int(ms) if math.isfinite(ms) else None
 
 
 def to_cef(alert: Alert) -> str:
