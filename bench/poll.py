@@ -184,6 +184,8 @@ def seed(data_dir: Path, alerts: int, template: str) -> None:
 
 
 def _seed_row(template: dict[str, Any], i: int, seq: int, declared_id: int) -> dict[str, Any]:
+    from dronewatch.api.store import alert_columns
+
     group = i % SEED_DEVICES
     ip = f"172.16.{(group + 1) >> 8}.{(group + 1) & 255}"  # group 0: SEED_DEVICE_IP
     status = "acknowledged" if i % 10 == 3 else "resolved" if i % 10 == 7 else "open"
@@ -211,22 +213,7 @@ def _seed_row(template: dict[str, Any], i: int, seq: int, declared_id: int) -> d
     )
     return {
         "id": doc["id"],
-        "seq": seq,
-        "device_id": declared_id if group == 0 else None,
-        "device_ip": ip,
-        "device_mac": doc.get("device_mac"),
-        "note": doc["note"],
-        "category": doc["category"],
-        "severity": doc["severity"],
-        "vendor": doc.get("vendor"),
-        "rule_id": doc.get("rule_id"),
-        "dest_name": doc.get("dest_name"),
-        "dest_ip": doc.get("dest_ip"),
-        "dest_country": doc.get("dest_country"),
-        "first_seen": doc["first_seen"],
-        "last_seen": doc["last_seen"],
-        "bytes_out": doc.get("bytes_out", 0),
-        "status": status,
+        **alert_columns(doc, seq, declared_id if group == 0 else None),
         "acked_by": "bench" if status == "acknowledged" else None,
         "acked_at": doc["last_seen"] if status == "acknowledged" else None,
         "resolved_by": "bench" if status == "resolved" else None,

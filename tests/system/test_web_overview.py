@@ -217,13 +217,9 @@ def test_new_alert_arrives_live(browser: Any, live: LiveService, mode: str) -> N
     context.close()
 
 
-def test_report_opens_offline_with_no_request(browser: Any, tmp_path: Path) -> None:
-    """A report opens from a file with the network off, makes no request but for itself, draws
-    its chart, breaks no rule of its own CSP, and shows the verdicts of its capture."""
-    report = tmp_path / "report.html"
-    capture = SCENARIOS / "dji_fly_ldm_on_violation.pcap"
-    assert main(["report", "--no-progress", "--ldm", "on", "-o", str(report), str(capture)]) == 1
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
+def open_report(browser: Any, report: Path, width: int) -> tuple[Any, Any, list[str], list[str]]:
+    """A report file opened with the network off, with what it asked for and what it logged."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, offline=True)
     page = context.new_page()
     requests: list[str] = []
     console: list[str] = []
@@ -231,6 +227,16 @@ def test_report_opens_offline_with_no_request(browser: Any, tmp_path: Path) -> N
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     page.goto(report.as_uri())
+    return context, page, requests, console
+
+
+def test_report_opens_offline_with_no_request(browser: Any, tmp_path: Path) -> None:
+    """A report opens from a file with the network off, makes no request but for itself, draws
+    its chart, breaks no rule of its own CSP, and shows the verdicts of its capture."""
+    report = tmp_path / "report.html"
+    capture = SCENARIOS / "dji_fly_ldm_on_violation.pcap"
+    assert main(["report", "--no-progress", "--ldm", "on", "-o", str(report), str(capture)]) == 1
+    context, page, requests, console = open_report(browser, report, 1280)
     expect(page.locator("#chart .uplot canvas").first).to_be_visible()
     phone = page.locator('article.card[data-device="10.77.0.2"]')
     expect(phone).to_have_attribute("data-verdict", "violation")
@@ -266,14 +272,7 @@ def test_report_of_every_bundled_scenario_matches_analyze(
     assert main(["analyze", "--no-progress", *policy, "--out", str(out), *captures]) == 1
     verdicts = [json.loads(line) for line in (out / "verdicts.jsonl").read_text().splitlines()]
     assert len(verdicts) >= len(captures)
-    context = browser.new_context(viewport={"width": width, "height": 900}, offline=True)
-    page = context.new_page()
-    requests: list[str] = []
-    console: list[str] = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    page.goto(report.as_uri())
+    context, page, requests, console = open_report(browser, report, width)
     expect(page.locator("#chart .uplot canvas").first).to_be_visible()
     cards = page.locator("article.card[data-device]")
     expect(cards).to_have_count(len(verdicts))

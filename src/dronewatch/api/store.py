@@ -509,26 +509,7 @@ class Store:
             if status == "resolved" and doc["last_seen"] > existing["last_seen"]:
                 status = "open"
         doc = {**doc, "status": status}
-        values = {
-            "seq": seq,
-            "device_id": device_id,
-            "device_ip": doc["device_ip"],
-            "device_mac": doc.get("device_mac"),
-            "note": doc["note"],
-            "category": doc["category"],
-            "severity": doc["severity"],
-            "vendor": doc.get("vendor"),
-            "rule_id": doc.get("rule_id"),
-            "dest_name": doc.get("dest_name"),
-            "dest_ip": doc.get("dest_ip"),
-            "dest_country": doc.get("dest_country"),
-            "first_seen": doc["first_seen"],
-            "last_seen": doc["last_seen"],
-            "bytes_out": doc.get("bytes_out", 0),
-            "status": status,
-            "doc": doc,
-            "updated_at": now,
-        }
+        values = {**alert_columns(doc, seq, device_id), "doc": doc, "updated_at": now}
         if existing is None:
             conn.execute(insert(db.alerts).values(id=doc["id"], **values))
         else:
@@ -1020,6 +1001,29 @@ def _device_cond(device: str) -> Any:
     except ValueError:
         return or_(a.device_ip == device, a.device_mac == device.lower())
     return a.device_ip == device
+
+
+def alert_columns(doc: dict[str, Any], seq: int, device_id: int | None) -> dict[str, Any]:
+    """The columns of the alerts table an alert document fills (besides `id`, `doc` and the
+    operator's and time columns)."""
+    return {
+        "seq": seq,
+        "device_id": device_id,
+        "device_ip": doc["device_ip"],
+        "device_mac": doc.get("device_mac"),
+        "note": doc["note"],
+        "category": doc["category"],
+        "severity": doc["severity"],
+        "vendor": doc.get("vendor"),
+        "rule_id": doc.get("rule_id"),
+        "dest_name": doc.get("dest_name"),
+        "dest_ip": doc.get("dest_ip"),
+        "dest_country": doc.get("dest_country"),
+        "first_seen": doc["first_seen"],
+        "last_seen": doc["last_seen"],
+        "bytes_out": doc.get("bytes_out", 0),
+        "status": doc["status"],
+    }
 
 
 def key_needs_touch(key: KeyInfo, now: float) -> bool:

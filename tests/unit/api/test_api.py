@@ -449,26 +449,7 @@ def test_coverage_gap_makes_a_clean_window_incomplete(api: Api) -> None:
     """A sensor that stopped for a while: its coverage reports leave a hole, and a window over
     the hole cannot be called clean."""
     phone = api.device(PHONE)
-
-    def report(start: float, end: float, packets: int) -> dict[str, object]:
-        record = CaptureRecord(
-            ts=start,
-            source="live:eth1",
-            format="live",
-            packets=packets,
-            bytes=packets * 100,
-            ip_packets=packets,
-            flows=1,
-            linktypes={"ethernet": packets},
-            non_ip={},
-            malformed=0,
-            fragments=0,
-            truncated=0,
-            drops=0,
-            last_ts=end,
-        )
-        return {"log": record.log, **record.to_dict()}
-
+    report = coverage_report
     resp = api.ingest([report(1000.0, 1010.0, 50), report(1010.0, 1020.0, 40)], batch="c1")
     assert resp.status_code == 200, resp.text
     api.ingest([report(1100.0, 1110.0, 30)], batch="c2")  # the agent was down 1020-1100
