@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dronewatch.api.app import create_app
+from dronewatch.api.db import make_engine
+from dronewatch.api.migrations import migrate
 from dronewatch.api.service import Service
 from dronewatch.api.settings import Settings
 from dronewatch.capture.files import FileSource
@@ -40,13 +43,36 @@ def records_of(name: str) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite service database, migrated once per session: a test copies it into its
+    data directory instead of running every migration again (that took half of a short test)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("migrated"))
+    db = settings.data_dir / "dronewatch.db"
+    assert settings.database_url == f"sqlite:///{db}"
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    engine.dispose()
+    assert not db.with_name(db.name + "-wal").exists()  # closed: the file is the whole database
+    return db
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Service settings over a fresh SQLite file, or a fresh database on a real PostgreSQL."""
-    db = None
+    """Service settings over a fresh SQLite file (a copy of `migrated_sqlite`), or a fresh
+    database on a real PostgreSQL.
+
+    Over SQLite the batches are applied by a thread of the service (`ingest_writer="thread"`),
+    over PostgreSQL by the writer process the service starts by default: every API test runs
+    with both writers (the PostgreSQL half in the `system` run), and the quick run does not
+    start a writer process per test. tests/unit/api/test_ingest_queue.py tests the process
+    writer itself over SQLite."""
     if request.param == "postgresql":
         db = request.getfixturevalue("pg_db_url")
-    return Settings(data_dir=tmp_path, db=db, port=free_port(), sse_poll_s=0.1)
+        return Settings(data_dir=tmp_path, db=db, port=free_port(), sse_poll_s=0.1)
+    template: Path = request.getfixturevalue("migrated_sqlite")
+    shutil.copyfile(template, tmp_path / template.name)
+    return Settings(data_dir=tmp_path, port=free_port(), sse_poll_s=0.1, ingest_writer="thread")
 
 
 @pytest.fixture

@@ -86,18 +86,6 @@ def analyzed(
     return records, {a.id: a.to_dict() for a in result.alerts}, verdicts
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty service database, migrated once for the module: migrating a new one took half of
-    each test (the service fixtures of tests/service_fixtures.py migrate a new one every time)."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("migrated"))
-    Service.open(settings).close()
-    db = settings.data_dir / "dronewatch.db"
-    assert settings.database_url == f"sqlite:///{db}"
-    assert not db.with_name(db.name + "-wal").exists()  # closed: the file is the whole database
-    return db
-
-
 def served(
     tmp_path: Path, records: list[dict[str, Any]], size: int, reverse: bool, migrated: Path
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -127,30 +115,53 @@ def _of(alerts: list[dict[str, Any]], ip: str) -> list[dict[str, Any]]:
     return [a for a in alerts if a["device_ip"] == ip]
 
 
-CASES = [
-    pytest.param(
-        p, size, reverse, id=f"{p.relative_to(PCAPS)}-{size}{'-reversed' if reverse else ''}"
-    )
-    for p in all_captures()
-    for size, reverse in ((1_000_000, False), (500, False), (41, False), (41, True))
-]
+BATCHINGS = ((1_000_000, False), (500, False), (41, False), (41, True))
+"""(batch size, last batch first): one batch, the default size, and small batches in and out of
+order."""
 
 
-@pytest.mark.parametrize(("capture", "size", "reverse"), CASES)
+def batchings(records: int) -> list[tuple[int, bool]]:
+    """The BATCHINGS that cut `records` records differently: a size that holds them all is one
+    batch, whichever size and order."""
+    seen: set[tuple[int, bool]] = set()
+    distinct = []
+    for size, reverse in BATCHINGS:
+        cut = (size, reverse) if size < records else (records, False)
+        if cut not in seen:
+            seen.add(cut)
+            distinct.append((size, reverse))
+    return distinct
+
+
+def test_batchings_that_cut_alike_are_run_once() -> None:
+    assert batchings(10) == [(1_000_000, False)]
+    assert batchings(100) == [(1_000_000, False), (41, False), (41, True)]
+    assert batchings(501) == list(BATCHINGS)
+
+
+@pytest.mark.parametrize(
+    "capture", [pytest.param(p, id=str(p.relative_to(PCAPS))) for p in all_captures()]
+)
 def test_service_judges_as_analyze_does(
-    capture: Path, size: int, reverse: bool, tmp_path: Path, migrated: Path
+    capture: Path, tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path
 ) -> None:
     """Replayed into the service in batches of any size and order, a capture raises the same
     alerts, with the same bytes, flows and times, and gets the same verdicts as analyze."""
     records, want, want_verdicts = analyzed(capture)
-    got, verdicts = served(tmp_path, records, size, reverse, migrated)
-    assert set(got) == set(want)
-    for alert_id, alert in want.items():
-        mine = got[alert_id]
-        assert {k: mine.get(k) for k in ORDER_FREE} == {k: alert.get(k) for k in ORDER_FREE}
-        assert set(mine["evidence"]) == set(alert["evidence"])
-        if not reverse:  # in capture order, to the last uid and evidence value
-            assert (mine["uids"], mine["evidence"]) == (alert["uids"], alert["evidence"])
-        elif alert["flows"] <= MAX_UIDS:
-            assert sorted(mine["uids"]) == sorted(alert["uids"])
-    assert verdicts == want_verdicts
+    for size, reverse in batchings(len(records)):
+        how = f"batches of {size}{', last first' if reverse else ''}"
+        got, verdicts = served(
+            tmp_path_factory.mktemp("served"), records, size, reverse, migrated_sqlite
+        )
+        assert set(got) == set(want), how
+        for alert_id, alert in want.items():
+            mine = got[alert_id]
+            assert {k: mine.get(k) for k in ORDER_FREE} == {k: alert.get(k) for k in ORDER_FREE}, (
+                how
+            )
+            assert set(mine["evidence"]) == set(alert["evidence"]), how
+            if not reverse:  # in capture order, to the last uid and evidence value
+                assert (mine["uids"], mine["evidence"]) == (alert["uids"], alert["evidence"]), how
+            elif alert["flows"] <= MAX_UIDS:
+                assert sorted(mine["uids"]) == sorted(alert["uids"]), how
+        assert verdicts == want_verdicts, how

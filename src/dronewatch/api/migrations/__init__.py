@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -27,18 +28,21 @@ def _config(engine: Engine) -> Config:
 
 
 def migrate(engine: Engine) -> str:
-    """Upgrade the database to the newest revision; returns that revision.
+    """Upgrade the database to the newest revision; returns that revision. A database already
+    there is only read (its revision), not run through Alembic's upgrade.
 
     Raises StorageError when the database cannot be reached or a migration fails.
     """
-    cfg = _config(engine)
     try:
-        command.upgrade(cfg, "head")
+        if current(engine) == head():
+            return head()
+        command.upgrade(_config(engine), "head")
     except SQLAlchemyError as exc:
         raise StorageError(f"migrating {redact(str(engine.url))}: {exc}") from None
     return head()
 
 
+@functools.cache
 def head() -> str:
     """The newest revision the migrations define."""
     script = ScriptDirectory.from_config(_config_stub())
