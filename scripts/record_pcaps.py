@@ -17,17 +17,20 @@ then rewritten in the FILE (tcprewrite --pnat: 198.51.100.0/24 -> 47.88.0.0/24,
 203.0.113.0/24 -> 52.84.0.0/24, plus the A records of the DNS answers). No packet ever leaves
 loopback or those namespaces. tello_sdk puts a simulated Tello (scripts/_record/tello.py) in
 dwdrone and an SDK app on the phone, and uses no cloud. wifi_toy_drone and wifi_unknown_drone
-(scripts/_record/toydrone.py) make the aircraft the phone's only network: dnsmasq in dwdrone
-serves DHCP and NXDOMAIN, the phone (busybox udhcpc) has no uplink, and what it sends toward the
-internet dies at the aircraft. hostile_strings (scripts/_record/hostile.py) puts hostile text
-(terminal escapes, CR/LF, NUL, U+2028, bidi overrides, HTML, CEF separators, very long names) in
-the phone's DHCP hostname, its DNS query names, two TLS SNIs and an HTTP Host header.
+(scripts/_record/toydrone.py) and wifi_rtsp_drone (scripts/_record/rtspdrone.py: GStreamer's RTSP
+server on the aircraft, ffmpeg playing it on the phone) make the aircraft the phone's only
+network: dnsmasq in dwdrone serves DHCP and NXDOMAIN, the phone (busybox udhcpc) has no uplink,
+and what it sends toward the internet dies at the aircraft. hostile_strings
+(scripts/_record/hostile.py) puts hostile text (terminal escapes, CR/LF, NUL, U+2028, bidi
+overrides, HTML, CEF separators, very long names) in the phone's DHCP hostname, its DNS query
+names, two TLS SNIs and an HTTP Host header.
 
 Must run as root (tcpdump, ip netns, port 53/80/443), except to build only dji_droneid. Needs
 the Debian packages tcpdump, tshark (mergecap), mosquitto, tcpreplay (tcprewrite), ffmpeg (with
 libx264), ethtool, and the Python packages aioquic, paho-mqtt, dnspython, dpkt, pymavlink,
 cryptography in the interpreter that runs it (and dnsmasq-base, udhcpc for the Wi-Fi toy-drone
-scenarios).
+scenarios; python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-base, -good and -ugly
+for wifi_rtsp_drone's aircraft, which runs under the system Python /usr/bin/python3).
 Every run re-records everything it is asked for: the bytes change each time (keys, ports,
 timestamps), so golden files derived from these captures must be regenerated and reviewed.
 """
@@ -52,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "_record"))
 import clients  # noqa: E402
 import droneid  # noqa: E402
 import rewrite  # noqa: E402
+import rtspdrone  # noqa: E402
 import util  # noqa: E402
 import zone  # noqa: E402
 from util import PY, Capture, Procs, log, run  # noqa: E402
@@ -325,6 +329,7 @@ MAC_VEHICLE = "ae:3f:52:8c:14:01"
 MAC_TELLO = "60:60:1f:c3:5a:17"  # DJI OUI
 MAC_TOY = "ae:3f:52:8c:69:01"  # a made-up, locally administered MAC (toy camera boards vary)
 MAC_UNKNOWN = "ae:3f:52:8c:10:01"
+MAC_RTSP = "ae:3f:52:8c:55:01"
 
 
 @dataclass(frozen=True)
@@ -380,6 +385,15 @@ SCENARIOS: dict[str, Scenario] = {
         cloud=frozenset(),
         uplink=False,
         dhcp="172.16.10.100,172.16.10.150,255.255.255.0,1h",
+    ),
+    "wifi_rtsp_drone": Scenario(
+        wifi="172.16.10",
+        phone=0,
+        drone_mac=MAC_RTSP,
+        drone_role=("toydrone", "rtsp", "172.16.10.1"),
+        cloud=frozenset(),
+        uplink=False,
+        dhcp="172.16.10.2,172.16.10.20,255.255.255.0,1h",
     ),
     # Hostile text in every wire field dronewatch shows (scripts/_record/hostile.py): the
     # aircraft serves DHCP (the phone's hostname), the cloud DNS, HTTPS and HTTP.
@@ -597,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
         return report(written, [])
     if any(SCENARIOS[n].dhcp for p, n in todo if p == "scenarios"):
         util.require_tools(["dnsmasq", "udhcpc"])
+    if ("scenarios", "wifi_rtsp_drone") in todo and (missing := rtspdrone.server_missing()):
+        ap.error(f"wifi_rtsp_drone needs {missing}")
     util.require_tools(
         [
             "tcpdump",

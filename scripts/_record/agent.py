@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("tello")
     p.add_argument("host")
     p = sub.add_parser("toydrone")
-    p.add_argument("kind", choices=["wifi_uav", "unknown"])
+    p.add_argument("kind", choices=["wifi_uav", "unknown", "rtsp"])
     p.add_argument("host")
     p = sub.add_parser("vehicle")
     p.add_argument("bind", type=hostport)
@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
 
         if a.kind == "wifi_uav":
             toydrone.serve_wifi_uav(a.host)
+        elif a.kind == "rtsp":
+            import rtspdrone
+
+            rtspdrone.serve_rtsp_drone(a.host)
         else:
             toydrone.serve_unknown(a.host)
     elif a.role == "vehicle":

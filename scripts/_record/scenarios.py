@@ -27,6 +27,7 @@ from clients import (
     say,
 )
 from hostile import hostile_phone
+from rtspdrone import rtsp_app
 from tello import sdk_session
 from toydrone import toy_phone, unknown_app, wifi_uav_app
 
@@ -243,6 +244,10 @@ def wifi_unknown_drone() -> None:
     toy_phone(unknown_app, 20.0)
 
 
+def wifi_rtsp_drone() -> None:
+    toy_phone(rtsp_app, 20.0)
+
+
 PHONE: dict[str, Callable[[], None]] = {
     "dji_fly_ldm_off": dji_fly_ldm_off,
     "dji_fly_ldm_on_clean": dji_fly_ldm_on_clean,
@@ -254,6 +259,7 @@ PHONE: dict[str, Callable[[], None]] = {
     "tello_sdk": tello_sdk,
     "wifi_toy_drone": wifi_toy_drone,
     "wifi_unknown_drone": wifi_unknown_drone,
+    "wifi_rtsp_drone": wifi_rtsp_drone,
     "hostile_strings": hostile_phone,
 }
 

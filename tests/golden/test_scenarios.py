@@ -328,6 +328,37 @@ def test_wifi_drone_of_an_unknown_family_is_recognised_by_behaviour() -> None:
     assert v.verdict == "clean" and v.attempts > 0
 
 
+def test_wifi_drone_streaming_rtsp_is_recognised_by_its_video_and_control_stream() -> None:
+    """A Macrochip (Ruko) drone in RTSP mode: the phone pulls H.264 over RTSP/RTP from
+    172.16.10.1:554 while it sends 10 Hz stick packets to UDP 8080, so it is a ground station
+    for that behaviour; the RTSP session is a local link, not a livestream, and with LDM on its
+    lookups and unanswered connections are attempts that delivered nothing."""
+    recs = analyze("wifi_rtsp_drone.pcap", ldm(True))
+    dev = devices(recs)
+    phone, aircraft = dev["172.16.10.15"], dev["172.16.10.1"]
+    assert phone.roles == ("ground_station",) and aircraft.roles == ("aircraft",)
+    behaviour = [r for r in phone.reasons if "(behaviour" in r]
+    assert behaviour == [
+        "sends a 10 Hz control stream to 172.16.10.1 and gets rtsp video back (behaviour, "
+        "the first address of its subnet like a drone's access point)"
+    ]
+    flows = [f.to_dict() for f in recs["flows"]]
+    (session,) = [f for f in flows if f.get("service") == "rtsp"]
+    assert (session["resp_p"], session["category"]) == (554, "local_link")
+    assert session["rule_id"] == "wifi_drones.rtsp_554.video"
+    (rtp,) = [f for f in flows if f.get("video") == "rtp"]
+    assert rtp["video_from"] == "resp" and rtp["resp_h"] == "172.16.10.1"
+    methods = [r.to_dict()["method"] for r in recs["rtsp"]]
+    assert methods == ["OPTIONS", "DESCRIBE", "SETUP", "PLAY", "TEARDOWN"]
+    found = alerts(recs)
+    assert found and {(a.note, a.severity) for a in found} == {(NOTE_ATTEMPT, "low")}
+    v = verdicts(recs)["172.16.10.15"]
+    assert (v.verdict, v.aircraft, v.bytes_out) == ("clean", ("172.16.10.1",), 0)
+    assert v.msg.startswith("LDM on: attempted to reach ") and "nothing was delivered" in v.msg
+    off = verdicts(analyze("wifi_rtsp_drone.pcap", ldm(False)))["172.16.10.15"]
+    assert (off.verdict, off.attempts) == ("not_applicable", 0)
+
+
 def test_capture_of_one_host_judges_it_without_being_told() -> None:
     """A capture in which one local host is an end of every flow is a capture of that device: it
     is judged with no --device, and devices.jsonl says why."""

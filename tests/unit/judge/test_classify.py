@@ -398,6 +398,22 @@ def test_ip_cidrs_v4_and_v6() -> None:
     assert result.local and result.category == "local_link"
 
 
+def test_rtsp_pulled_from_a_local_aircraft_is_a_local_link_not_a_livestream() -> None:
+    """An RTSP session to a local host's 554 (a Wi-Fi drone's video) is a local link; the same
+    session to a public host, or to a local one on another port, stays a livestream."""
+
+    def rtsp(resp: str, port: int = 554) -> str | None:
+        flow = make_test_flow(resp, resp_p=port)
+        flow.service = "rtsp"
+        result = bundled().classify(flow)
+        return f"{result.rule_id} {result.category}" if result is not None else None
+
+    assert rtsp("172.16.10.1") == "wifi_drones.rtsp_554.video local_link"
+    assert rtsp("203.0.113.9") == "streaming.rtsp livestream"
+    assert rtsp("127.0.0.1", 8554) == "streaming.rtsp livestream"
+    assert rtsp("192.168.42.1") == "parrot.local.rtsp_live local_link"
+
+
 def test_local_rules_never_match_public_responders() -> None:
     """A local rule matches private or unknown responders, never a public one."""
     clf = classifier(
