@@ -16,6 +16,7 @@ from dronewatch.api.settings import Settings
 from dronewatch.api.store import AlertFilter
 from dronewatch.api.verdict import device_verdict
 from dronewatch.capture.files import FileSource
+from dronewatch.core.engine import EngineOptions
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.geoip.maxmind import MaxMindResolver
@@ -61,14 +62,15 @@ ORDER_FREE = (
 
 @functools.cache
 def analyzed(
-    capture: Path,
+    capture: Path, max_flows: int | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
-    """What `analyze --ldm on` gives: (records as an agent sends them, alerts by id, verdict by
-    device)."""
+    """What `analyze --ldm on [--max-flows N]` gives: (records as an agent sends them, alerts
+    by id, verdict by device)."""
     config = AnalysisConfig(
         policy=Policy().with_ldm(True),
         classifier=Classifier.load(),
         resolver=MaxMindResolver.bundled(),
+        engine=None if max_flows is None else EngineOptions(max_flows=max_flows),
     )
     records: list[dict[str, Any]] = []
     verdicts: dict[str, str] = {}
@@ -165,3 +167,16 @@ def test_service_judges_as_analyze_does(
             elif alert["flows"] <= MAX_UIDS:
                 assert sorted(mine["uids"]) == sorted(alert["uids"]), how
         assert verdicts == want_verdicts, how
+
+
+def test_service_judges_a_full_flow_table_as_analyze_does(
+    tmp_path: Path, migrated_sqlite: Path
+) -> None:
+    """A capture analyzed with a flow table too small for it (`--max-flows 5`): analyze calls
+    a verdict that would otherwise be clean incomplete (a violation stays one), and so does the
+    service the records are replayed into."""
+    records, _, want = analyzed(PCAPS / "scenarios/dji_fly_ldm_off.pcap", 5)
+    (capture,) = [r for r in records if r["log"] == "capture"]
+    assert capture["evicted_flows"] > 0
+    _, verdicts = served(tmp_path, records, 500, False, migrated_sqlite)
+    assert verdicts == want and sorted(want.values()) == ["incomplete", "violation"]

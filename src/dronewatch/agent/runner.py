@@ -181,6 +181,8 @@ class _Coverage:
         """Drops the source had reported at the end of the last interval whose drops it knew."""
         self.ip = 0
         self.flows = 0
+        self.evicted = 0
+        """Flows the flow table had evicted at the end of the last interval."""
         self.failures: Counter[str] = Counter()
         """Analyzer failures reported so far (by `analyzer.hook`)."""
 
@@ -206,6 +208,11 @@ class _Coverage:
             packets, size, truncated = stats.packets, stats.bytes, stats.truncated
         ip = pipe.decoder.stats.ip if pipe is not None else (final.ip_packets if final else 0)
         flows = pipe.engine.flows_total if pipe is not None else (final.flows if final else 0)
+        evicted = (
+            pipe.engine.evicted_flows
+            if pipe is not None
+            else (final.evicted_flows or 0 if final else self.evicted)
+        )
         open_flows, open_since = _open(pipe)
         failures = Counter(
             pipe.engine.failures.counts
@@ -232,8 +239,10 @@ class _Coverage:
             analyzer_errors=dict(sorted((failures - self.failures).items())) or None,
             open_flows=open_flows,
             open_since=open_since,
+            evicted_flows=evicted - self.evicted or None,
         )
         self.since = now
+        self.evicted = evicted
         self.failures = failures
         self.packets, self.bytes, self.truncated = packets, size, truncated
         self.ip, self.flows = ip, flows

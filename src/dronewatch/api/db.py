@@ -169,9 +169,11 @@ captures = Table(
     Column("open_flows", BigInteger),
     Column("open_since", Float),
     Column("analyzer_errors", BigInteger),
+    Column("evicted_flows", BigInteger),
 )
 """Coverage reports. `open_flows` (since `open_since`): flows the agent held open, not yet
-judged, when it cut the report; `analyzer_errors`: failed analyzer hook calls in the interval."""
+judged, when it cut the report; `analyzer_errors`: failed analyzer hook calls in the interval;
+`evicted_flows`: flows its full flow table ended early in the interval."""
 
 ingest_batches = Table(
     "ingest_batches",

@@ -107,6 +107,7 @@ class Ingestor:
                         "open_flows": cap.get("open_flows"),
                         "open_since": cap.get("open_since"),
                         "analyzer_errors": sum((cap.get("analyzer_errors") or {}).values()) or None,
+                        "evicted_flows": cap.get("evicted_flows"),
                     },
                 )
             stations = [

@@ -62,6 +62,7 @@ COUNT_FIELDS = frozenset(
         "truncated",
         "drops",
         "open_flows",
+        "evicted_flows",
         "orig_pkts",
         "resp_pkts",
         "orig_bytes",

@@ -264,6 +264,11 @@ class Coverage(BaseModel):
         description="flows an agent held open when it stopped (killed, crashed): captured but "
         "never judged",
     )
+    evicted_flows: int = Field(
+        default=0,
+        description="flows a full flow table ended early (a flood of new flows): what an "
+        "analyzer would have read across the cut may be missed",
+    )
 
 
 class VerdictOut(BaseModel):

@@ -862,8 +862,8 @@ class Store:
         return True
 
     def coverage(self, start: float | None, end: float | None) -> dict[str, Any]:
-        """Packets, drops, completeness, analyzer failures and flows never judged of the
-        captures overlapping a window."""
+        """Packets, drops, completeness, analyzer failures, flows never judged and flows evicted
+        from a full flow table of the captures overlapping a window."""
         c = db.captures.c
         conds = []
         if start is not None:
@@ -873,7 +873,13 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
-                    c.packets, c.drops, c.complete, c.first_ts, c.last_ts, c.analyzer_errors
+                    c.packets,
+                    c.drops,
+                    c.complete,
+                    c.first_ts,
+                    c.last_ts,
+                    c.analyzer_errors,
+                    c.evicted_flows,
                 ).where(*conds)
             ).all()
             lost = self._flows_never_judged(conn, start, end)
@@ -891,6 +897,7 @@ class Store:
             "gaps": gaps,
             "analyzer_errors": sum(int(r[5] or 0) for r in rows),
             "lost_flows": lost,
+            "evicted_flows": sum(int(r[6] or 0) for r in rows),
         }
 
     def _flows_never_judged(self, conn: Connection, start: float | None, end: float | None) -> int:

@@ -45,6 +45,7 @@ def device_verdict(
             gaps=tuple((float(a), float(b)) for a, b in coverage["gaps"]),
             analyzer_errors=coverage["analyzer_errors"],
             lost_flows=coverage["lost_flows"],
+            evicted_flows=coverage["evicted_flows"],
         ),
     )
     return {

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_device, add_rules_and_geoip
+from dronewatch.cli.args import add_device, add_max_flows, add_rules_and_geoip, engine_options
 from dronewatch.exceptions import DronewatchError
 from dronewatch.output.terminal import inline
 
@@ -162,6 +162,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stderr log lines as JSON objects (default) or text",
     )
     add_analyzer_option(p)
+    add_max_flows(p)
     p.set_defaults(func=cmd_agent)
 
 
@@ -247,6 +248,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         evidence=EvidenceOptions(),
         announce_devices=True,
         analyzers=analyzers,
+        engine=engine_options(args),
     )
     spool_dir = args.spool or default_data_dir() / "spool"
     name = args.name or "agent"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_device, add_rules_and_geoip
+from dronewatch.cli.args import add_device, add_max_flows, add_rules_and_geoip, engine_options
 from dronewatch.exceptions import DronewatchError
 from dronewatch.output.terminal import inline
 from dronewatch.paths import default_data_dir
@@ -102,6 +102,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     add_rules_and_geoip(p)
     add_analyzer_option(p)
+    add_max_flows(p)
     p.add_argument(
         "--consume",
         metavar="NATS_URL",
@@ -176,6 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.config,
     )
     analyzers = analyzer_options(args.analyzer_option)  # for --replay; the capture child checks too
+    engine_options(args)  # a mistake stops it here, before the service starts
     for path in args.replay:
         if path != "-" and not Path(path).is_file():
             raise DronewatchError(f"--replay {path}: no such file")
@@ -353,6 +355,8 @@ def capture_argv(args: argparse.Namespace, settings: Settings, backend: str) -> 
         argv.append(f"--geoip-dir={settings.geoip_dir}")
     argv += [f"--local-subnet={net}" for net in settings.local_subnets]
     argv += [f"--analyzer-option={o}" for o in getattr(args, "analyzer_option", None) or []]
+    if getattr(args, "max_flows", None) is not None:
+        argv.append(f"--max-flows={args.max_flows}")
     return argv
 
 
@@ -413,6 +417,7 @@ def _replay_hook(service: Any, args: argparse.Namespace, analyzers: AnalyzerOpti
             resolver=service.resolver,
             evidence=EvidenceOptions(),
             analyzers=analyzers,
+            engine=engine_options(args),
         )
         for path in args.replay:
 
@@ -498,6 +503,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_device(p)
     add_rules_and_geoip(p, rules_default=[])
     add_analyzer_option(p)
+    add_max_flows(p)
     p.set_defaults(func=cmd_replay)
 
 
@@ -534,6 +540,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         resolver=resolver,
         evidence=EvidenceOptions(),
         analyzers=analyzers,
+        engine=engine_options(args),
     )
     sender: HttpSender | NatsPublisher
     if args.publish:

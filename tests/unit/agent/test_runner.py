@@ -1,4 +1,4 @@
-"""The agent's coverage records carry the analyzer failures of their interval."""
+"""The agent's coverage records carry the analyzer failures and evictions of their interval."""
 
 from __future__ import annotations
 
@@ -59,3 +59,19 @@ def test_interval_records_are_cut_at_the_coverage_marks() -> None:
     assert [r.bytes for r in got] == [5000, 3000, 1000]
     assert [r.truncated for r in got] == [1, 0, 1]
     assert [r.drops for r in got] == [0, None, 4]
+
+
+def test_interval_records_count_the_flows_evicted_since_the_last_one() -> None:
+    """Each coverage record has the flows the full flow table evicted in its interval (None
+    when none were), and the last record the rest of the run's: the service sums them."""
+    pipe = Pipeline(lambda record: None)
+    source = _Live()
+    coverage = _Coverage("eth0")
+    pipe.engine.evicted_flows = 1_500
+    first = coverage.interval(source, pipe)
+    second = coverage.interval(source, pipe)
+    pipe.engine.evicted_flows = 1_750
+    final = pipe.finish(source.stats)
+    last = coverage.interval(source, None, final=final.capture)
+    assert (first.evicted_flows, second.evicted_flows, last.evicted_flows) == (1_500, None, 250)
+    assert final.capture.evicted_flows == 1_750

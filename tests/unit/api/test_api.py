@@ -463,9 +463,15 @@ def test_coverage_gap_makes_a_clean_window_incomplete(api: Api) -> None:
 
 
 def coverage_report(
-    start: float, end: float, packets: int, open_flows: int = 0, source: str = "live:eth1"
+    start: float,
+    end: float,
+    packets: int,
+    open_flows: int = 0,
+    source: str = "live:eth1",
+    evicted_flows: int | None = None,
 ) -> dict[str, object]:
-    """An agent's coverage record of [start, end] with `open_flows` held open at its end."""
+    """An agent's coverage record of [start, end] with `open_flows` held open at its end and
+    `evicted_flows` ended early by its full flow table."""
     record = CaptureRecord(
         ts=start,
         source=source,
@@ -483,8 +489,28 @@ def coverage_report(
         last_ts=end,
         open_flows=open_flows,
         open_since=start if open_flows else None,
+        evicted_flows=evicted_flows,
     )
     return {"log": record.log, **record.to_dict()}
+
+
+def test_flows_evicted_by_an_agent_make_the_window_incomplete(api: Api) -> None:
+    """An agent whose full flow table ended flows early (a flood of new flows) says so in its
+    coverage report: a window over that report is incomplete and says how many, as `analyze`
+    says it of a capture; a window over the other reports stays clean."""
+    phone = api.device(PHONE)
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    reports = [
+        coverage_report(1000.0, 1010.0, 50),
+        coverage_report(1010.0, 1020.0, 900_000, evicted_flows=4_321),
+        coverage_report(1020.0, 1030.0, 40),
+    ]
+    assert api.ingest(reports, batch="flood").status_code == 200
+    flood = api.get(url, params={"start": 1005, "end": 1025}).json()
+    assert flood["verdict"] == "incomplete" and flood["coverage"]["evicted_flows"] == 4_321, flood
+    assert "4,321 flows evicted from a full flow table" in flood["msg"]
+    calm = api.get(url, params={"start": 1000, "end": 1009}).json()
+    assert calm["verdict"] == "clean" and calm["coverage"]["evicted_flows"] == 0, calm
 
 
 def test_flows_open_when_an_agent_was_killed_make_the_window_incomplete(api: Api) -> None:

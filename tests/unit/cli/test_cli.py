@@ -350,3 +350,20 @@ def test_device_judges_the_named_host_and_no_device_says_how(
     assert main(["analyze", "--ldm", "on", "--device", "141.142.220.118", wiki]) == EXIT_VIOLATION
     out = capsys.readouterr().out
     assert "141.142.220.118: VIOLATION: LDM on:" in out and "Local hosts considered" not in out
+
+
+def test_max_flows_caps_the_flow_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--max-flows N` holds at most N flows: the flows ended early are counted in the capture
+    record, named in the summary, and a verdict that would be clean is incomplete; a cap below
+    1 is a usage error naming the option."""
+    proc = run_here(
+        capsys, "analyze", "--ldm", "on", "--max-flows", "5", "--out", str(tmp_path), str(LDM_OFF)
+    )
+    assert proc.returncode == EXIT_VIOLATION, proc.stderr
+    (capture,) = read_jsonl(tmp_path / "capture.jsonl")
+    assert capture["evicted_flows"] > 0
+    assert f"{capture['evicted_flows']} flows evicted from a full flow table" in proc.stdout
+    verdicts = {v["verdict"] for v in read_jsonl(tmp_path / "verdicts.jsonl")}
+    assert verdicts == {"violation", "incomplete"}
+    bad = run_here(capsys, "analyze", "--max-flows", "0", str(LDM_OFF))
+    assert bad.returncode == EXIT_USAGE and "--max-flows 0: must be at least 1" in bad.stderr
