@@ -33,10 +33,18 @@ ALERT_EXPORTS = ("alerts.ecs", "alerts.ocsf")
 Logs = dict[str, list[dict[str, object]]]
 
 
+CAPTURE_SUFFIXES = (".gz", ".pcapng", ".pcap", ".cap")
+"""What a capture's name ends with (a compressed one twice): the rest names its golden records."""
+
+
 def golden_dir(capture: Path) -> Path:
-    """tests/golden/<dir>/<capture stem>/ for pcaps/<dir>/<capture>."""
+    """tests/golden/<dir>/<capture name without its suffixes>/ for pcaps/<dir>/<capture>
+    (`tls1.2.pcap` and a `tls1.3.pcap` keep apart)."""
     rel = capture.relative_to(PCAPS)
-    return GOLDEN / rel.parent / rel.name.split(".")[0]
+    name = rel.name
+    for suffix in CAPTURE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return GOLDEN / rel.parent / name
 
 
 @functools.cache

@@ -2,7 +2,8 @@
 
 Each direction is read in order from the stream layer (`dronewatch.core.stream`), line by line
 as Zeek reads it: a request line is any RFC 9110 method token, a target and `HTTP/x.y` (or no
-version: an HTTP/0.9 simple request, whose response is the bare body); lines end with CRLF or a
+version: an HTTP/0.9 simple request, whose response is the bare body; header lines sent after it,
+as by a client whose request line lost its version, are read with it); lines end with CRLF or a
 bare LF, and a head ends at the first empty line. A body is read by its framing (RFC 9112 6):
 chunked whenever Transfer-Encoding names it, whatever Content-Length says, else Content-Length
 (leading zeros allowed; a negative or too large value is no length), else none for a request and
@@ -355,7 +356,13 @@ class HttpAnalyzer:
     def _begin(self, flow: Flow, data: bytes, from_orig: bool) -> _HttpState | None:
         """The state of a flow whose first bytes make it HTTP; None (and maybe a decline) else."""
         if flow.service and flow.service != "http":
-            flow.decline(self.name)  # another protocol (TLS, MQTT, RTSP...) was recognised
+            if flow.service == "tls" and flow.resp_p in HTTP_PORTS and not from_orig:
+                # A TLS client at an HTTP server: the server may answer in HTTP (400).
+                if data.startswith(b"HTTP/"):
+                    state = self._state[flow.uid] = _HttpState()
+                    return state
+            if flow.service != "tls" or flow.resp_p not in HTTP_PORTS or not from_orig:
+                flow.decline(self.name)  # another protocol (TLS, MQTT, RTSP...) was recognised
             return None
         line, newline, _ = data.partition(b"\n")
         if from_orig:
@@ -527,10 +534,17 @@ class HttpAnalyzer:
                 return None
             line = bytes(buf[:end]).removesuffix(b"\r")
             if from_orig and (parsed := _request_line(line)) is not None and not parsed[2]:
-                # HTTP/0.9: the request is this one line; its response is a bare body.
+                # HTTP/0.9: the request is this one line and its response a bare body; header
+                # lines after it (a request line that lost its version) are read with it.
+                after = _header_follows(bytes(buf[end + 1 :]))
+                if after is None:
+                    return None  # the next line may still become a header line
+                if after:
+                    side.head_at = 0
+                    break
                 rest = bytes(buf[end + 1 :])
                 buf.clear()
-                self._request(flow, state, line, ts, simple=True)
+                self._request(flow, state, line, ts)
                 return rest
             if (from_orig and _request_line(line) is not None) or (
                 not from_orig and _is_status_line(line)
@@ -546,14 +560,12 @@ class HttpAnalyzer:
         buf.clear()
         side.head_at = -1
         if from_orig:
-            self._request(flow, state, head, ts, simple=False)
+            self._request(flow, state, head, ts)
         else:
             self._response(flow, state, head, ts)
         return rest
 
-    def _request(
-        self, flow: Flow, state: _HttpState, raw: bytes, ts: float, *, simple: bool
-    ) -> None:
+    def _request(self, flow: Flow, state: _HttpState, raw: bytes, ts: float) -> None:
         side = state.orig
         try:
             head = parse_request_head(raw)
@@ -581,7 +593,7 @@ class HttpAnalyzer:
         exchange = _Exchange(ts, head, host)
         state.pending.append(exchange)
         side.current = exchange
-        if simple:
+        if head.version == "HTTP/0.9":  # no body; the response is a bare body
             side.mode = _HEAD
             side.current = None
             return
@@ -614,7 +626,8 @@ class HttpAnalyzer:
             state.pending.append(exchange)
         exchange.response = head
         side.current = exchange
-        flow.service = "http"
+        if not flow.service:
+            flow.service = "http"  # a TLS client answered in HTTP keeps its service
         if self.options.follow_flow:
             flow.follow(self.name)
         method = exchange.request.method if exchange.request is not None else ""
@@ -700,6 +713,23 @@ class _Deflate:
             zlib_header = len(data) >= 2 and (data[0] << 8 | data[1]) % 31 == 0
             self.inner = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
         return bytes(self.inner.decompress(data, max_length))
+
+
+_HEADER_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:")
+"""The start of a header field line (RFC 9110 5.1: a token, then a colon)."""
+_MAYBE_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]*")
+"""A line cut short that may still become a header field line."""
+
+
+def _header_follows(after: bytes) -> bool | None:
+    """Whether the bytes after an HTTP/0.9 request line start with a header field line: True,
+    False, or None when the line after it is not whole yet and may still become one."""
+    if not after:
+        return False
+    end = after.find(b"\n")
+    if end < 0:
+        return None if _MAYBE_HEADER.fullmatch(after) else bool(_HEADER_START.match(after))
+    return bool(_HEADER_START.match(after[:end]))
 
 
 def _is_status_line(line: bytes) -> bool:

@@ -1,8 +1,9 @@
 """Decode link, network and transport headers into `Packet`s.
 
-Link types: Ethernet with 802.1Q/QinQ (1), BSD NULL and LOOP (0, 108), raw IP (12, 14, 101, 228,
-229), Linux SLL (113) and SLL2 (276), 802.11 (105) and 802.11 with radiotap (127). IP fragments
-are reassembled (`capture.fragments`) and the whole datagram decoded once it is complete.
+Link types: Ethernet (Ethernet II, or IEEE 802.3 with LLC/SNAP) with 802.1Q/QinQ (1), BSD NULL
+and LOOP (0, 108), raw IP (12, 14, 101, 228, 229), Linux SLL (113) and SLL2 (276), 802.11 (105)
+and 802.11 with radiotap (127). IP fragments are reassembled (`capture.fragments`) and the whole
+datagram decoded once it is complete.
 A frame too short for its headers is counted as malformed, never raised.
 
 Encapsulations (`capture.encap`) are taken off and the inner packet is decoded as if seen
@@ -74,6 +75,10 @@ ETH_TYPE_8021Q = 0x8100
 ETH_TYPE_8021AD = 0x88A8
 ETH_TYPE_QINQ_OLD = 0x9100
 VLAN_TYPES = frozenset((ETH_TYPE_8021Q, ETH_TYPE_8021AD, ETH_TYPE_QINQ_OLD))
+ETH_MAX_LENGTH = 1500
+"""A type field up to this is an IEEE 802.3 length: an LLC header follows, not an EtherType."""
+LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
+"""An LLC/SNAP header with an EtherType after it (RFC 1042: IP over IEEE 802 networks)."""
 
 # IPv6 extension headers that are skipped to reach the transport header (RFC 8200 4.1).
 IP6_EXT_HEADERS = frozenset((0, 43, 60, 135, 139, 140))
@@ -144,6 +149,9 @@ class Decoder:
         dst, src, etype = _ETH.unpack_from(data, off)
         pkt.dst_mac = dst
         pkt.src_mac = src
+        if etype <= ETH_MAX_LENGTH and data[off + 14 : off + 20] == LLC_SNAP:
+            # IEEE 802.3 with LLC/SNAP (RFC 1042): the EtherType follows the SNAP header.
+            return self._ethertype(pkt, data, off + 22, _U16.unpack_from(data, off + 20)[0], depth)
         return self._ethertype(pkt, data, off + 14, etype, depth)
 
     def _ethertype(
@@ -303,7 +311,7 @@ class Decoder:
         else:
             pkt.dst_mac, pkt.src_mac = addr1, addr2
         # LLC/SNAP: AA AA 03 00 00 00 then the EtherType.
-        if data[hdr : hdr + 6] != b"\xaa\xaa\x03\x00\x00\x00":
+        if data[hdr : hdr + 6] != LLC_SNAP:
             self.stats.non_ip["dot11-non-snap"] += 1
             return None
         etype = struct.unpack_from("!H", data, hdr + 6)[0]

@@ -277,10 +277,19 @@ static inline void skip(Row *r, int kind) {
 static void ethertype(const uint8_t *fr, long long cap, long long off, int etype, int depth, Row *r);
 static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth, Row *r);
 
+/* An LLC/SNAP header with an EtherType after it (RFC 1042: IP over IEEE 802 networks). */
+static const uint8_t LLC_SNAP[6] = {0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00};
+
 static void ethernet(const uint8_t *fr, long long cap, long long off, int depth, Row *r) {
     if (cap < off + 14) return;
     r->dst_mac_at = off, r->src_mac_at = off + 6;
-    ethertype(fr, cap, off + 14, be16(fr + off + 12), depth, r);
+    int etype = be16(fr + off + 12);
+    if (etype <= 1500 && cap >= off + 20 && memcmp(fr + off + 14, LLC_SNAP, 6) == 0) {
+        if (cap < off + 22) return; /* IEEE 802.3 length, then LLC/SNAP and the EtherType */
+        ethertype(fr, cap, off + 22, be16(fr + off + 20), depth, r);
+        return;
+    }
+    ethertype(fr, cap, off + 14, etype, depth, r);
 }
 
 /* An MPLS label stack (RFC 3032), then IP by its first nibble: no field says what it carries. */

@@ -16,10 +16,13 @@ from dronewatch.analyzers.http import (
     parse_request_head,
     parse_response_head,
 )
+from dronewatch.analyzers.tls import TlsAnalyzer
 from dronewatch.core.engine import Engine
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext
+from tests.unit.analyzers.test_tls_hello import record as tls_record
+from tests.unit.analyzers.test_tls_hello import spec_hello
 from tests.unit.core.tcpconv import TcpConversation
 
 PHONE, SERVER = "10.77.0.2", "47.88.0.12"
@@ -566,3 +569,85 @@ def test_smtp_is_not_taken_for_http_0_9() -> None:
     conn.send(b"EHLO drone.example\r\n")
     conn.reply(b"250 ok\r\n")
     assert conn.end() == [] and conn.flow.service == ""
+
+
+def test_headers_after_a_request_line_without_version_are_read() -> None:
+    """Header lines after a request line that lost its version (`GET /HTTP/1.1`, from Zeek's
+    http/methods.pcap) belong to that HTTP/0.9 request: its Host is logged, and the answer is
+    still read as a bare body."""
+    conn = Conn()
+    conn.send(b"GET /HTTP/1.1\r\nHost: www.google.com\r\n\r\n")
+    reply = b"HTTP/1.0 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope."
+    conn.reply(reply)
+    (rec,) = conn.end()
+    assert (rec.method, rec.uri, rec.version, rec.host) == (
+        "GET",
+        "/HTTP/1.1",
+        "HTTP/0.9",
+        "www.google.com",
+    )
+    assert rec.status_code is None and rec.response_body_len == len(reply)
+    assert conn.flow.meta["http_host"] == "www.google.com"
+
+
+def test_header_line_cut_after_a_simple_request_line_is_awaited() -> None:
+    """A header line that is not whole yet after an HTTP/0.9 request line is waited for."""
+    conn = Conn()
+    conn.send(b"GET /x\r\nHo", b"st: a.example\r\nUser-Agent: t/1\r\n\r\n")
+    conn.reply(b"body")
+    (rec,) = conn.end()
+    assert (rec.uri, rec.version, rec.host, rec.user_agent) == (
+        "/x",
+        "HTTP/0.9",
+        "a.example",
+        "t/1",
+    )
+    assert rec.response_body_len == 4
+
+
+def test_simple_request_followed_by_another_is_not_a_head() -> None:
+    """A line after an HTTP/0.9 request line that is no header field leaves it a one-line
+    request."""
+    conn = Conn()
+    conn.send(b"GET /one\r\nGET /two\r\n")
+    records = conn.end()
+    assert [(r.uri, r.host) for r in records][:1] == [("/one", None)]
+
+
+def _tls_then(port: int, answer: bytes) -> tuple[list[HttpRecord], Flow]:
+    """A TLS ClientHello to `port` answered with `answer`, through the TLS and HTTP analyzers."""
+    ctx = RecordingContext()
+    analyzers = [TlsAnalyzer(ctx), HttpAnalyzer(ctx)]
+    engine = Engine(analyzers, ctx)
+    conv = TcpConversation((PHONE, CPORT), (SERVER, port), ts=100.0)
+    for pkt in conv.handshake():
+        engine.process(pkt)
+    (flow,) = engine.flows.values()
+    engine.process(conv.send(tls_record(spec_hello())))
+    engine.process(conv.reply(answer))
+    engine.finish()
+    return [r for r in ctx.of("http") if isinstance(r, HttpRecord)], flow
+
+
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad"
+
+
+def test_http_answer_to_a_tls_client_on_an_http_port_is_logged() -> None:
+    """An HTTP server answering a TLS ClientHello with `400 Bad Request` (Zeek's
+    tls/ssl-to-http-server.pcap) gets a response-only http record; the flow stays TLS."""
+    (rec,), flow = _tls_then(80, BAD_REQUEST)
+    assert (rec.method, rec.version, rec.status_code, rec.status_msg) == (
+        None,
+        "HTTP/1.1",
+        400,
+        "Bad Request",
+    )
+    assert rec.response_body_len == 3
+    assert flow.service == "tls"
+
+
+def test_tls_off_the_http_ports_or_answered_in_tls_is_not_http() -> None:
+    """The same answer off the HTTP ports, or a TLS answer on one, gives no http record."""
+    assert _tls_then(443, BAD_REQUEST)[0] == []
+    records, flow = _tls_then(80, tls_record(b"\x02\x00\x00\x00"))
+    assert records == [] and flow.service == "tls"

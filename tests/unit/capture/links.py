@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from scapy.all import ARP, IP, UDP, Dot1Q, Ether, IPv6, Packet, raw
+from scapy.all import ARP, IP, LLC, SNAP, UDP, Dot1Q, Dot3, Ether, IPv6, Packet, raw
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
 from scapy.contrib.geneve import GENEVE
 from scapy.contrib.mpls import MPLS
@@ -64,6 +64,12 @@ def _erspan_iii(body: Packet, frame_type: int, platform: bool) -> bytes:
 # headers it must leave alone (the outer packet is then the packet).
 ETHERNET: dict[str, Wrap] = {
     "plain": lambda b: raw(eth(type=ethertype(b)) / b),
+    "llc_snap": lambda b: raw(
+        Dot3(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+        / LLC(dsap=0xAA, ssap=0xAA, ctrl=3)
+        / SNAP(OUI=0, code=ethertype(b))
+        / b
+    ),
     "vlan": lambda b: raw(eth() / Dot1Q(vlan=7, type=ethertype(b)) / b),
     "qinq": lambda b: raw(eth() / Dot1AD(vlan=100) / Dot1Q(vlan=7, type=ethertype(b)) / b),
     "erspan_i": lambda b: raw(_outer4(GRE(proto=0x88BE)) / eth(type=ethertype(b)) / b),

@@ -16,6 +16,7 @@ from scapy.all import (
     UDP,
     CookedLinux,
     Dot1Q,
+    Dot3,
     Dot11,
     Dot11Beacon,
     Dot11Elt,
@@ -30,7 +31,7 @@ from scapy.all import (
 from scapy.layers.l2 import CookedLinuxV2
 
 from dronewatch.capture.base import RawPacket
-from dronewatch.capture.decode import LINKTYPE_NAMES, Decoder
+from dronewatch.capture.decode import LINKTYPE_NAMES, LLC_SNAP, Decoder
 from dronewatch.core.flow import ip_str, mac_str
 from tests.unit.capture.links import ETHERNET, LINK_WRAPS
 
@@ -196,6 +197,23 @@ def test_dot11_data_llc_snap_to_ip() -> None:
     )
     _, pkt = decode(raw(data), 105)
     assert pkt is not None and pkt.dport == 443 and mac_str(pkt.src_mac) == "0c:84:dc:00:00:02"
+
+
+def test_ieee_802_3_llc_snap_frame_to_ip() -> None:
+    """An IEEE 802.3 frame (a length where the EtherType goes) with an LLC/SNAP header carries
+    its EtherType after it (RFC 1042), as in Zeek's snap-tcp.pcap; other LLC frames (spanning
+    tree) are counted, not decoded."""
+    frame = ETHERNET["llc_snap"](UDP_PAYLOAD)
+    assert frame[12:14] == len(frame[14:]).to_bytes(2, "big") and frame[14:20] == LLC_SNAP
+    dec, pkt = decode(frame)
+    assert pkt is not None and pkt.payload == b"hello"
+    assert (ip_str(pkt.src), pkt.dport) == ("192.168.1.3", 443)
+    assert mac_str(pkt.src_mac) == "02:00:00:00:00:02"
+    stp = raw(Dot3(dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / bytes(35))
+    dec, pkt = decode(stp)
+    assert pkt is None and dec.stats.non_ip == {"ethertype-0x0026": 1}
+    dec, pkt = decode(frame[:21])  # the SNAP header cut before its EtherType
+    assert pkt is None and dec.stats.malformed == 1
 
 
 def test_protected_dot11_data_is_counted_not_decoded() -> None:
