@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import logging
@@ -139,6 +138,10 @@ class Engine:
             for h in registered
             if h.packet is not None
         ]
+        self._wants: tuple[tuple[str, Callable[[Flow], bool] | None], ...] = tuple(
+            (h.name, h.wants) for h in registered if h.packet is not None
+        )
+        """The analyzers' own `wants` (None: wants every flow), unguarded (`_wanted`)."""
         self.streams = StreamReaders(
             frozenset(a.name for a in self.analyzers if getattr(a, "tcp_stream", False) is True),
             self._followers,
@@ -335,7 +338,7 @@ class Engine:
             flow.tcp = tcp.new_state()
         if swap:
             flow.history = "^"
-        names = tuple(name for name, wants, _ in self._on_packet if wants is None or wants(flow))
+        names = self._wanted(flow)
         # Flows wanted by the same analyzers share one pair of tuples: memory per flow counts.
         shared = self._inspector_sets.get(names)
         if shared is None:
@@ -355,6 +358,16 @@ class Engine:
         for hook in self._on_start:
             hook(flow, pkt)
         return key, flow
+
+    def _wanted(self, flow: Flow) -> tuple[str, ...]:
+        """The names of the analyzers that want a new flow, in order. Every `wants` is asked
+        unguarded, in one `try` (a flood of new flows asks them all for each); when one raises,
+        all are asked again through their guards, which count the failure as they always do (a
+        `wants` only reads the flow, so asking twice changes nothing)."""
+        try:
+            return tuple([name for name, wants in self._wants if wants is None or wants(flow)])
+        except Exception:
+            return tuple(name for name, wants, _ in self._on_packet if wants is None or wants(flow))
 
     def _tcp(self, key: FlowKey, flow: Flow, pkt: Packet, from_orig: bool) -> None:
         """The connection state (`dronewatch.core.tcp`), and when to look at the flow again."""
@@ -574,12 +587,38 @@ makes its receiver the originator (a DHCP server that speaks first stays the res
 
 
 def flow_uid(key: FlowKey, first_ts: float) -> str:
-    """A Zeek-like flow id, stable for the same capture: derived from the key and first time."""
+    """A Zeek-like flow id, stable for the same capture: derived from the key and first time.
+
+    "C" and the first 17 characters of the base32 text (RFC 4648) of the SHA-1 of the key and
+    the time: those are the digest's first 85 bits, 5 to a character, read here 10 at a time
+    (`base64.b32encode` is written in Python, and a flood of new flows makes a uid per packet)."""
     proto, a, ap, b, bp = key
-    digest = hashlib.sha1(
-        struct.pack("!BHH", proto, ap, bp) + a + b + struct.pack("!d", first_ts)
-    ).digest()
-    return "C" + base64.b32encode(digest).decode("ascii")[:17]
+    digest = _sha1(_PACK_PORTS(proto, ap, bp) + a + b + _PACK_TS(first_ts)).digest()
+    n = int.from_bytes(digest[:11], "big") >> 3
+    two = _B32_PAIRS
+    return "".join(
+        (
+            "C",
+            two[n >> 75],
+            two[n >> 65 & 1023],
+            two[n >> 55 & 1023],
+            two[n >> 45 & 1023],
+            two[n >> 35 & 1023],
+            two[n >> 25 & 1023],
+            two[n >> 15 & 1023],
+            two[n >> 5 & 1023],
+            _B32[n & 31],
+        )
+    )
+
+
+_sha1 = hashlib.sha1
+_PACK_PORTS = struct.Struct("!BHH").pack
+_PACK_TS = struct.Struct("!d").pack
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+"""The base32 alphabet (RFC 4648), by 5-bit value."""
+_B32_PAIRS = tuple(hi + lo for hi in _B32 for lo in _B32)
+"""Two base32 characters by their 10-bit value."""
 
 
 def conn_state(flow: Flow) -> str:

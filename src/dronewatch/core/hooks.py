@@ -23,14 +23,27 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data; fields that are None are left out."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, tuple):
                 value = list(value)
-            out[f.name] = value
+            out[name] = value
         return out
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""The field names of each record class, in field order (`dataclasses.fields` costs a record
+about as much as the rest of `to_dict`, and a flood of flows writes a record per flow)."""
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The names of the dataclass fields of `cls`, in order (remembered per class)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,12 +48,14 @@ _EMBEDDED_V4_PREFIXES = (
 )
 
 _Entry = tuple[int, int, str]  # network as an integer, netmask as an integer, reason
+_SCAN = object()
+"""`LocalNets._v4_octet` of a first octet whose entries must be looked at one by one."""
 
 
 class LocalNets:
     """Classifies addresses as local (with a reason) or not; extra subnets come from the policy."""
 
-    __slots__ = ("_subnets", "_v4", "_v6")
+    __slots__ = ("_subnets", "_v4", "_v4_octet", "_v6")
 
     def __init__(self, extra: Iterable[str] = (), *, drone_link: Iterable[str] = ()) -> None:
         """Args:
@@ -86,6 +88,12 @@ class LocalNets:
             for octet in range(first, first + span):
                 table[octet].append(entry)
         self._v4 = tuple(tuple(entries) for entries in table)
+        self._v4_octet: tuple[str | None | object, ...] = tuple(
+            (entries[0][2] if entries[0][1] & 0x00FFFFFF == 0 else _SCAN) if entries else None
+            for entries in self._v4
+        )
+        """By first octet: the answer for every address in it, when its first entry spans the
+        whole octet (10/8, 127/8, multicast) or it has none; else `_SCAN` (look at the entries)."""
         self._v6 = tuple(v6)
 
     @property
@@ -120,6 +128,9 @@ class LocalNets:
         return self.reason(ip) is not None
 
     def _reason_v4(self, packed: bytes) -> str | None:
+        whole = self._v4_octet[packed[0]]
+        if whole is not _SCAN:
+            return whole  # type: ignore[return-value]
         entries = self._v4[packed[0]]
         if entries:
             n = int.from_bytes(packed, "big")

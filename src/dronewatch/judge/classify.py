@@ -208,6 +208,13 @@ def is_local_address(text: str | None) -> bool | None:
     return _is_local(text) if text else None
 
 
+def _local_packed(addr: bytes) -> bool | None:
+    """`is_local_address` of a flow's packed address (`ip_str` of it), without the text."""
+    if len(addr) not in (4, 16):
+        return None
+    return _LOCAL.reason(addr) is not None
+
+
 @functools.lru_cache(maxsize=4096)
 def _is_local(text: str) -> bool | None:
     try:
@@ -498,6 +505,10 @@ class Classifier:
         self._unindexed: list[int] = []
         for c in self._rules:
             self._index(c)
+        self._ports = frozenset(self._by_port).union(
+            *(range(lo, hi + 1) for lo, hi, _ in self._port_ranges)
+        )
+        """Every port some rule without a name condition names."""
         self._hits: Callable[[str], tuple[_NameHit, ...]] = functools.lru_cache(
             maxsize=self.options.name_cache_size
         )(self._name_hits)
@@ -505,6 +516,12 @@ class Classifier:
         """Memo of `_best_rule`: facts -> the rule that matched and what it matched."""
         self._by_flow: dict[tuple[object, ...], tuple[Rule, dict[str, str]] | None] = {}
         """The same, by what `classify` reads off a flow before it makes its facts."""
+        self._by_name: dict[str, tuple[Rule, dict[str, str]] | None] = {}
+        """The same, for a name alone (`classify_name`)."""
+        self._by_kind: dict[tuple[object, ...], tuple[Rule, dict[str, str]] | None] = {}
+        """The same again, for flows whose rules read of the responder's address only whether
+        it is local: by what `classify` reads but the address and the AS number, and that one
+        bit. A flood of flows to as many addresses (a scan) is then classified once per port."""
 
     @classmethod
     def load(
@@ -567,16 +584,19 @@ class Classifier:
         names the flow asked DNS for out of its facts (a lookup is not traffic to the name)."""
         meta = flow.meta
         # What `FlowFacts.from_flow` reads, raw: the memo is asked before any facts are made.
-        key = (
-            *[_hashable(meta.get(name)) for name in _FLOW_META],
-            flow.resp_p,
-            flow.proto,
-            flow.resp_h,
-            flow.service,
-            asn,
-            payload,
-            queries,
-        )
+        facts_of = [_hashable(meta.get(name)) for name in _FLOW_META]
+        head = (*facts_of, flow.resp_p, flow.proto, flow.service, payload, queries)
+        # A flow without a name to a port no rule names: the rules it may match (by link,
+        # service or none of those) have no port condition (`_index`), so any such port is one.
+        port: int | None = flow.resp_p
+        if port not in self._ports and not any(facts_of[i] is not None for i in _NAME_META):
+            port = None
+        local = _local_packed(flow.resp_h)
+        kind = (*facts_of, port, flow.proto, flow.service, payload, queries, local)
+        hit = self._by_kind.get(kind, _MISS)
+        if hit is not _MISS:
+            return _result(hit)  # type: ignore[arg-type]
+        key = (*head, flow.resp_h, asn)
         try:
             best = self._by_flow[key]
         except KeyError:
@@ -584,14 +604,42 @@ class Classifier:
             if not queries:
                 facts = replace(facts, dns_query=())
             best = self._best_for(facts)
-            if len(self._by_flow) >= self.options.facts_cache_size:
+            size = self.options.facts_cache_size
+            if len(self._by_flow) >= size:
                 self._by_flow.clear()
             self._by_flow[key] = best
+            if not self._reads_address(facts):
+                if len(self._by_kind) >= size:
+                    self._by_kind.clear()
+                self._by_kind[kind] = best
         return _result(best)
+
+    def _reads_address(self, facts: FlowFacts) -> bool:
+        """Whether a rule that may match these facts reads the responder's address past whether
+        it is local (an `ip` or `asn` condition): every rule `_best_rule` checks for them."""
+        rules = self._rules
+        candidates = [i for _, name in facts.names() for i, _, _, _ in self._hits(name)]
+        port = facts.resp_p
+        if port is not None:
+            candidates.extend(self._by_port.get(port, ()))
+            candidates.extend(i for lo, hi, i in self._port_ranges if lo <= port <= hi)
+        if facts.link is not None:
+            candidates.extend(self._by_link.get(facts.link, ()))
+        if facts.service is not None:
+            candidates.extend(self._by_service.get(facts.service, ()))
+        candidates.extend(self._unindexed)
+        return any(rules[i].nets is not None or rules[i].asns is not None for i in candidates)
 
     def classify_name(self, name: str) -> Classification | None:
         """The best rule for a destination name alone (e.g. a DNS query)."""
-        return self.classify_facts(FlowFacts(dns_query=(name,)))
+        hit = self._by_name.get(name, _MISS)
+        if hit is not _MISS:
+            return _result(hit)  # type: ignore[arg-type]
+        best = self._best_for(FlowFacts(dns_query=(name,)))
+        if len(self._by_name) >= self.options.facts_cache_size:
+            self._by_name.clear()
+        self._by_name[name] = best
+        return _result(best)
 
     def classify_facts(self, facts: FlowFacts) -> Classification | None:
         """The best rule for a set of flow facts, or None when no rule matches."""
@@ -681,6 +729,12 @@ _FLOW_META = (
     "link",
 )
 """The `flow.meta` keys `FlowFacts.from_flow` reads."""
+_NAME_META = tuple(_FLOW_META.index(k) for k in (*FACT_NAME_FIELDS, "dns_query"))
+"""Where the name facts are among them."""
+
+
+_MISS = object()
+"""What a memo's `get` answers for a key it does not hold (None is an answer: no rule)."""
 
 
 def _hashable(value: str | list[str] | None) -> object:

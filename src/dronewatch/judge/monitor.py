@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any, ClassVar
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
@@ -382,6 +383,8 @@ class Monitor:
         """Add the devices the user named (policy file, `--device`) to `stations`: each host a
         declared device matches, or the declaration itself when no host matched (its verdict
         then says nothing of it was seen)."""
+        if not self.policy.devices:
+            return
         hosts = self.devices.hosts
         seen = [(ip, hosts.get(ip)) for ip in sorted(set(self._traffic) | set(hosts))]
         for dev in self.policy.devices:
@@ -425,9 +428,9 @@ class Monitor:
     def _not_judged(self) -> None:
         """No ground station: a device record for each local host that was considered (the
         busiest first), saying why it was not judged, so the verdict is never silently empty."""
-        hosts = [(ip, t) for ip, t in self._traffic.items() if not _group_address(ip)]
-        busy = sorted(hosts, key=lambda kv: (-kv[1].pkts, kv[0]))
-        for ip, _ in busy[:NOT_JUDGED_SHOWN]:
+        busiest = sorted(self._traffic.items(), key=lambda kv: (-kv[1].pkts, kv[0]))
+        hosts = (ip for ip, _ in busiest if not _group_address(ip))  # the busiest few looked at
+        for ip in islice(hosts, NOT_JUDGED_SHOWN):
             host = self.devices.host(ip)
             if "ground_station" in host.roles:
                 continue

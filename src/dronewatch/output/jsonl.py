@@ -21,8 +21,15 @@ def json_line(doc: Any) -> str:
     """`doc` as one compact JSON line with sorted keys: UTF-8 text as it is, but every character
     that could end the line or reach a terminal as a control escaped (`\\u....`), so the line
     reads back to the same values and stays one line for any reader."""
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODE(doc)
+    if text.isascii() and "\x7f" not in text:
+        return text  # nothing to escape: most lines
     return text.translate(_LINE_SAFE)
+
+
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+"""`json.dumps` with the arguments `json_line` gives it, made once (`dumps` makes a new encoder
+for every call that passes any argument)."""
 
 
 def dumps(record: Record) -> str:
