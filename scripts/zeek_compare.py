@@ -18,10 +18,12 @@ two endpoints (either way round), then, within one such group, the pairing that 
 of a paired record counts once; a Zeek record without a partner counts each of its fields as a
 disagreement. Records only dronewatch wrote are counted apart (`extra`).
 
-The logs: conn (dronewatch flows), dns, http, ssl (dronewatch tls), quic, dhcp (dronewatch's
+The logs: conn (dronewatch flows), dns (dronewatch's dns and, for mDNS, its per-message
+mdns_messages records), http, ssl (dronewatch tls), quic, dhcp (dronewatch's
 per-message records folded into Zeek's per-transaction ones by the tool) and mqtt (Zeek's
 mqtt_connect, mqtt_publish and mqtt_subscribe logs). Field names and formats are mapped
-(`TLSv12` and `TLSv1.2`, `unknown-32257` and `0x7e01`, `HTTP/1.1` and `1.1`, icmp6 as icmp,
+(`TLSv12` and `TLSv1.2`, `unknown-32257` and `0x7e01`, QUIC's `unknown-10010000` and
+`0x10010000`, `HTTP/1.1` and `1.1`, icmp6 as icmp,
 DNS type `*` and `query-N` as `ANY` and `TYPEN`, an unset list as an empty one, HTTP status `0`
 and `<empty>` as none, a request target percent-decoded as Zeek logs it, service `mdns` as
 `dns`); values are not. Tests whose script feeds an analyzer bytes of its own or drops traffic
@@ -390,6 +392,15 @@ def _quic_version(v: Any) -> Any:
     return "quicv2" if v == "2" else v
 
 
+_ZEEK_UNKNOWN_HEX = re.compile(r"unknown-([0-9a-f]+)")
+
+
+def _zeek_quic_version(v: Any) -> Any:
+    """A version Zeek has no name for, `unknown-10010000` (hex), is dronewatch's `0x10010000`."""
+    m = _ZEEK_UNKNOWN_HEX.fullmatch(str(v)) if v is not None else None
+    return f"0x{int(m[1], 16):08x}" if m else v
+
+
 def _names(v: Any) -> Any:
     # Zeek leaves `answers` unset when a response has none; dronewatch writes an empty list.
     return [str(x).lower().rstrip(".") for x in v] if v else None
@@ -550,7 +561,7 @@ SSL_FIELDS = (
 
 QUIC_FIELDS = (
     Field("originator", _originator_z, lambda r: _endpoints_d(r)[:2]),
-    Field("version", zf("version"), df("version", _quic_version)),
+    Field("version", zf("version", _zeek_quic_version), df("version", _quic_version)),
     Field("client_initial_dcid", zf("client_initial_dcid"), df("dcid")),
     Field("client_scid", zf("client_scid"), df("scid")),
     Field("server_name", zf("server_name"), df("server_name")),
@@ -630,6 +641,9 @@ def dw_records(log: str, records: dict[str, list[Rec]]) -> list[Rec]:
         return records.get("flows", [])
     if log == "ssl":
         return records.get("tls", [])
+    if log == "dns":  # Zeek's DNS analyzer reads mDNS too: one dns.log line per message
+        mdns = [{**r, "proto": "udp"} for r in records.get("mdns_messages", [])]
+        return records.get("dns", []) + mdns
     if log == "dhcp":
         return _dhcp_transactions(records.get("dhcp", []))
     if log == "mqtt":

@@ -8,6 +8,7 @@ from dronewatch.analyzers.dhcp import DhcpAnalyzer
 from dronewatch.analyzers.dji_droneid import DjiDroneIdAnalyzer, DjiDroneIdOptions
 from dronewatch.analyzers.dji_wifi import DjiWifiAnalyzer, DjiWifiOptions
 from dronewatch.analyzers.dns import DnsAnalyzer, DnsOptions
+from dronewatch.analyzers.dtls import DtlsAnalyzer, DtlsOptions
 from dronewatch.analyzers.http import HttpAnalyzer, HttpOptions
 from dronewatch.analyzers.local_link import LocalLinkAnalyzer, LocalLinkOptions
 from dronewatch.analyzers.mavlink import MavlinkAnalyzer, MavlinkOptions
@@ -30,6 +31,7 @@ class AnalyzerOptions:
 
     tls: TlsOptions = field(default_factory=TlsOptions)
     quic: QuicOptions = field(default_factory=QuicOptions)
+    dtls: DtlsOptions = field(default_factory=DtlsOptions)
     dns: DnsOptions = field(default_factory=DnsOptions)
     mdns: MdnsOptions = field(default_factory=MdnsOptions)
     http: HttpOptions = field(default_factory=HttpOptions)
@@ -52,6 +54,7 @@ def default_analyzers(ctx: Context, options: AnalyzerOptions | None = None) -> l
     return [
         TlsAnalyzer(ctx, o.tls),
         QuicAnalyzer(ctx, o.quic),
+        DtlsAnalyzer(ctx, o.dtls),
         DnsAnalyzer(ctx, o.dns),
         MdnsAnalyzer(ctx, o.mdns),
         HttpAnalyzer(ctx, o.http),

@@ -3,7 +3,8 @@
 A pure decoder shared by the TLS (over TCP) and QUIC analyzers: bytes in, frozen dataclasses out,
 and `DecodeError` for anything that is not a well-formed hello. Layouts follow RFC 8446 section 4.1
 (hello messages) and section 5.1 (record layer); the extension bodies follow RFC 6066 (server_name),
-RFC 7301 (ALPN), RFC 8422 (supported_groups, ec_point_formats) and RFC 8446 section 4.2.
+RFC 7301 (ALPN), RFC 8422 (supported_groups, ec_point_formats) and RFC 8446 section 4.2. A DTLS
+ClientHello (RFC 6347 4.2.1, RFC 9147 5.3) differs by the cookie after the session id.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ _CIPHER_NAMES = {
 }
 
 _EMPTY_HASH = "000000000000"
+
+_DTLS_ORDER = {0xFEFF: 0x0302, 0xFEFD: 0x0303, 0xFEFC: 0x0304}
+"""DTLS versions count down (RFC 9147 5.3: 1.0 is 0xfeff, 1.2 0xfefd, 1.3 0xfefc); each ranks
+as the TLS version it derives from (RFC 6347 1, RFC 9147 1): the highest offered is the newest."""
+
+
+def _newest(version: int) -> int:
+    return _DTLS_ORDER.get(version, version)
 
 
 def is_grease(value: int) -> bool:
@@ -189,9 +198,10 @@ class ClientHello:
 
     @property
     def max_version(self) -> int:
-        """Highest version offered: from supported_versions when present, else legacy_version."""
+        """Highest version offered: from supported_versions when present, else legacy_version;
+        of DTLS versions the newest (0xfefc, DTLS 1.3, before 0xfefd, DTLS 1.2)."""
         offered = [v for v in self.supported_versions if not is_grease(v)]
-        return max(offered) if offered else self.legacy_version
+        return max(offered, key=_newest) if offered else self.legacy_version
 
     @property
     def versions(self) -> tuple[int, ...]:
@@ -296,11 +306,14 @@ def _alpn_ids(body: bytes) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-def parse_client_hello(data: bytes) -> ClientHello:
-    """Decode a ClientHello handshake message (starting at its type byte, 0x01)."""
-    what = "client hello"
+def parse_client_hello(data: bytes, *, dtls: bool = False) -> ClientHello:
+    """Decode a ClientHello handshake message (starting at its type byte, 0x01, with TLS's
+    4-byte handshake header); with `dtls`, a DTLS one, whose cookie follows the session id."""
+    what = "dtls client hello" if dtls else "client hello"
     body = _handshake_body(data, TLS_HANDSHAKE_CLIENT_HELLO, what)
     legacy_version, random, session_id, pos = _hello_start(body, what)
+    if dtls:
+        _, pos = _vector(body, pos, 1, what)  # cookie<0..2^8-1>
     ciphers, pos = _vector(body, pos, 2, what)
     cipher_suites = _u16_list(ciphers, "cipher suites")
     compression, pos = _vector(body, pos, 1, what)

@@ -3,7 +3,9 @@
 mDNS (RFC 6762) uses the DNS message format, so messages are read with the DNS analyzer's
 decoder. Service discovery (RFC 6763) is what makes it interesting here: a drone app browsing
 for `_arsdk-0914._udp.local` or a controller announcing itself tells what is on the link. The
-same announcements repeat every few seconds, so a flow writes each distinct set of names once.
+same announcements repeat every few seconds, so mdns.jsonl holds each distinct set of names of a
+flow once; mdns_messages.jsonl holds every message (who announced or asked what, and when), as
+Zeek's dns.log holds mDNS: its first question, or the first answer's name, and its answers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dronewatch.analyzers.dns import (
     DNS_TYPE_A,
     DNS_TYPE_AAAA,
     DnsMessage,
+    dns_rcode_name,
+    dns_type_name,
     parse_dns_message,
 )
 from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet, ip_str
@@ -37,6 +41,12 @@ class MdnsOptions:
     flow is not written again."""
     max_names: int = 32
     """Entries kept in each list of a record."""
+    max_messages_per_flow: int = 10_000
+    """Messages written per flow to mdns_messages.jsonl (0: none); mdns.jsonl goes on past it."""
+    follow_flow: bool = True
+    """Follow mDNS flows to their end, so that the messages (and new names) of a long-lived flow
+    (a host's announcements every few seconds) are read past the engine's first inspected
+    packets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,37 @@ class MdnsRecord(ConnRecord):
     """DNS-SD service types found in any name (`_arsdk-0914._udp.local`), lower case."""
     addresses: tuple[str, ...] = ()
     """Addresses of the A/AAAA records."""
+
+
+@dataclass(frozen=True, slots=True)
+class MdnsMessageRecord(ConnRecord):
+    """One mDNS message, as Zeek's dns.log writes an mDNS message: what it asks or announces.
+
+    `ts` is the time of the message. Queries and answers are not paired (an answer goes to the
+    group, often unasked: RFC 6762 6, 8.3), so each message is a record of its own.
+    """
+
+    log: ClassVar[str] = "mdns_messages"
+    src_h: str
+    """Sender of the message."""
+    trans_id: int
+    """DNS transaction id (0 in multicast messages, RFC 6762 18.1)."""
+    is_response: bool
+    """An announcement or answer rather than a query."""
+    query: str | None = None
+    """The first question's name, lower case; of a response without questions, the owner name
+    of its first answer record (as Zeek logs it)."""
+    qtype_name: str | None = None
+    """The first question's type (A, AAAA, PTR, ANY...)."""
+    questions: int = 0
+    """Entries of the question section."""
+    rcode_name: str | None = None
+    """Response code of a response (NOERROR...)."""
+    answers: tuple[str, ...] = ()
+    """The answer section's records as dns.jsonl writes them (addresses, target names, `TXT
+    <len> <text>`...)."""
+    ttls: tuple[int, ...] = ()
+    """Time to live of each entry of `answers`, seconds (0 in a goodbye announcement)."""
 
 
 def service_type(name: str) -> str | None:
@@ -86,7 +127,8 @@ class _Names:
 
 
 class MdnsAnalyzer:
-    """Decode mDNS queries and announcements on UDP 5353 into mdns.jsonl records."""
+    """Decode mDNS queries and announcements on UDP 5353 into mdns.jsonl and
+    mdns_messages.jsonl records."""
 
     name = "mdns"
 
@@ -94,6 +136,7 @@ class MdnsAnalyzer:
         self.ctx = ctx
         self.options = options or MdnsOptions()
         self._seen: dict[str, set[int]] = {}  # per flow.uid: hashes of records written; flow_end
+        self._messages: dict[str, int] = {}  # per flow.uid: messages written; flow_end
 
     def wants(self, flow: Flow) -> bool:
         """Only UDP flows on port 5353."""
@@ -106,11 +149,17 @@ class MdnsAnalyzer:
         if not pkt.payload:
             return
         try:
-            msg = parse_dns_message(pkt.payload, extra=True)
+            msg = parse_dns_message(pkt.payload, extra=True, text=True)
         except DecodeError as exc:
             logger.debug("%s: undecodable mDNS message: %s", flow.uid, exc)
             return
         flow.service = "mdns"
+        if self.options.follow_flow:
+            flow.follow(self.name)
+        written = self._messages.get(flow.uid, 0)
+        if written < self.options.max_messages_per_flow:
+            self._messages[flow.uid] = written + 1
+            self.ctx.emit(self._message(flow, pkt, msg))
         seen = self._seen.setdefault(flow.uid, set())
         if len(seen) >= self.options.max_records_per_flow:
             return
@@ -133,6 +182,34 @@ class MdnsAnalyzer:
     def flow_end(self, flow: Flow) -> None:
         """Drop the flow's state."""
         self._seen.pop(flow.uid, None)
+        self._messages.pop(flow.uid, None)
+
+    def _message(self, flow: Flow, pkt: Packet, msg: DnsMessage) -> MdnsMessageRecord:
+        limit = self.options.max_names
+        answers: list[str] = []
+        ttls: list[int] = []
+        for rr in msg.answers:
+            if rr.text and len(answers) < limit:  # none for the types Zeek writes nothing for
+                answers.append(rr.text)
+                ttls.append(rr.ttl)
+        first = msg.questions[0] if msg.questions else None
+        if first is not None:
+            query: str | None = first.name
+        else:
+            query = msg.answers[0].name if msg.answers else None
+        return MdnsMessageRecord(
+            ts=pkt.ts,
+            **conn(flow),
+            src_h=ip_str(pkt.src),
+            trans_id=msg.trans_id,
+            is_response=msg.is_response,
+            query=(query.lower().rstrip(".") or None) if query is not None else None,
+            qtype_name=dns_type_name(first.qtype) if first is not None else None,
+            questions=len(msg.questions),
+            rcode_name=dns_rcode_name(msg.rcode) if msg.is_response else None,
+            answers=tuple(answers),
+            ttls=tuple(ttls),
+        )
 
     def _record(self, flow: Flow, pkt: Packet, msg: DnsMessage) -> MdnsRecord:
         limit = self.options.max_names
@@ -165,4 +242,11 @@ class MdnsAnalyzer:
         )
 
 
-__all__ = ["MDNS_PORT", "MdnsAnalyzer", "MdnsOptions", "MdnsRecord", "service_type"]
+__all__ = [
+    "MDNS_PORT",
+    "MdnsAnalyzer",
+    "MdnsMessageRecord",
+    "MdnsOptions",
+    "MdnsRecord",
+    "service_type",
+]

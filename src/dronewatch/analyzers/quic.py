@@ -4,6 +4,10 @@ Initial packets are encrypted, but with keys anyone can derive from the Destinat
 ID the client chose (RFC 9001 section 5.2, RFC 9369 section 3.3 for version 2), so the server
 name, ALPN offer and JA4 fingerprint are visible to a passive observer. Only the first few
 Initial packets of a flow are decrypted.
+
+A client's long-header packet of a version the analyzer has no keys for (a draft, a vendor's
+own version, a future one), sent to one of QUIC's ports, is logged with what the
+version-independent header shows (RFC 8999 5.1: version and connection IDs), as Zeek logs it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ QUIC_FRAME_CRYPTO = 0x06
 QUIC_MAX_CID = 20
 """Longest connection ID in versions 1 and 2 (RFC 9000 17.2)."""
 
+QUIC_FIXED_BIT = 0x40
+"""The second bit of the first byte, 1 in every packet of versions 1 and 2 (RFC 9000 17.2) and
+of their drafts; required of a packet of an unknown version before it is taken for QUIC."""
+QUIC_VERSION_NEGOTIATION = 0x00000000
+"""Version field of a Version Negotiation packet (RFC 8999 6), sent by servers."""
+
 
 @dataclass(frozen=True, slots=True)
 class _VersionParams:
@@ -74,6 +84,10 @@ class QuicOptions:
     """Initial packets per flow to try to decrypt before giving up."""
     max_crypto_bytes: int = 64 * 1024
     """Highest CRYPTO stream offset kept while reassembling the ClientHello."""
+    ports: tuple[int, ...] = (443, 853, 784)
+    """UDP server ports where a client's long-header packet of a version the analyzer cannot
+    decrypt is logged with its version and connection IDs (HTTP/3, DNS over QUIC, as Zeek's
+    QUIC ports); on other ports only versions 1 and 2 are taken for QUIC."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +99,8 @@ class QuicRecord(ConnRecord):
 
     log: ClassVar[str] = "quic"
     version: str
-    """QUIC version: `1`, `2`."""
+    """QUIC version: `1`, `2`, or the hex value of a version the analyzer cannot decrypt
+    (`0x10010000`; then only `dcid` and `scid` are known)."""
     dcid: str
     """Destination Connection ID of the client's first Initial packet, hex."""
     scid: str = ""
@@ -344,6 +359,23 @@ class _QuicState:
         return keys
 
 
+def parse_invariant_header(datagram: bytes) -> tuple[int, bytes, bytes]:
+    """Version, destination and source connection IDs of a long-header packet of any version,
+    from the fields every version keeps (RFC 8999 5.1: connection IDs of up to 255 bytes)."""
+    if len(datagram) < 7 or not datagram[0] & 0x80:
+        raise DecodeError("quic: not a long header packet")
+    version = int.from_bytes(datagram[1:5], "big")
+    dcid_len = datagram[5]
+    dcid = datagram[6 : 6 + dcid_len]
+    if len(dcid) != dcid_len or 6 + dcid_len >= len(datagram):
+        raise DecodeError("quic: truncated connection IDs")
+    scid_len = datagram[6 + dcid_len]
+    scid = datagram[7 + dcid_len : 7 + dcid_len + scid_len]
+    if len(scid) != scid_len:
+        raise DecodeError("quic: truncated connection IDs")
+    return version, bytes(dcid), bytes(scid)
+
+
 def _is_quic_long_header(payload: bytes) -> bool:
     return (
         len(payload) >= 7
@@ -353,7 +385,8 @@ def _is_quic_long_header(payload: bytes) -> bool:
 
 
 class QuicAnalyzer:
-    """Decrypt QUIC v1/v2 client Initial packets and log the ClientHello into quic.jsonl."""
+    """Decrypt QUIC v1/v2 client Initial packets and log the ClientHello into quic.jsonl (of
+    other versions, on QUIC's ports, what the long header shows)."""
 
     name = "quic"
 
@@ -378,6 +411,8 @@ class QuicAnalyzer:
             return
         if state is None:
             if not _is_quic_long_header(pkt.payload):
+                if flow.resp_p in self.options.ports:
+                    self._unhandled_version(flow, pkt)
                 return
             state = self._state[flow.uid] = _QuicState(self.options.max_crypto_bytes)
         if state.done:
@@ -402,6 +437,29 @@ class QuicAnalyzer:
         state = self._state.pop(flow.uid, None)
         if state is not None and state.decrypted and not state.emitted:
             self._emit(flow, state, None)
+
+    def _unhandled_version(self, flow: Flow, pkt: Packet) -> None:
+        """Log a client's long-header packet of a version without Initial keys: its version and
+        connection IDs, once per flow. The flow's service is left as it is (nothing confirms
+        QUIC), as Zeek leaves it."""
+        try:
+            version, dcid, scid = parse_invariant_header(pkt.payload)
+        except DecodeError:
+            return
+        if version == QUIC_VERSION_NEGOTIATION or not pkt.payload[0] & QUIC_FIXED_BIT:
+            return  # a server's packet, or not QUIC: every version sets the fixed bit
+        state = self._state[flow.uid] = _QuicState(0)
+        state.done = state.emitted = True
+        flow.decline(self.name)
+        self.ctx.emit(
+            QuicRecord(
+                ts=pkt.ts,
+                **conn(flow),
+                version=f"0x{version:08x}",
+                dcid=dcid.hex(),
+                scid=scid.hex(),
+            )
+        )
 
     def _datagram(self, state: _QuicState, pkt: Packet) -> ClientHello | None:
         """Walk the coalesced packets of one datagram; CRYPTO data goes to the flow's stream."""
@@ -477,5 +535,6 @@ __all__ = [
     "client_initial_keys",
     "crypto_frames",
     "decrypt_initial",
+    "parse_invariant_header",
     "parse_long_header",
 ]

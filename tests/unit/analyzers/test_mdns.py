@@ -5,10 +5,18 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dronewatch.analyzers.mdns import MdnsAnalyzer, MdnsOptions, MdnsRecord, service_type
+from dronewatch.analyzers.mdns import (
+    MdnsAnalyzer,
+    MdnsMessageRecord,
+    MdnsOptions,
+    MdnsRecord,
+    service_type,
+)
+from dronewatch.core.engine import Engine
 from dronewatch.core.flow import Flow, Packet
 from tests.factories import RecordingContext, ip, make_flow, make_udp
 from tests.unit.analyzers.test_dhcp import capture_udp
@@ -74,10 +82,15 @@ def setup(options: MdnsOptions | None = None) -> tuple[RecordingContext, MdnsAna
 
 
 def mdns_records(ctx: RecordingContext) -> list[MdnsRecord]:
-    """The mdns.jsonl records written so far."""
+    """The mdns.jsonl records written so far (every other record is a per-message one)."""
     out = [r for r in ctx.of("mdns") if isinstance(r, MdnsRecord)]
-    assert len(out) == len(ctx.records)
+    assert len(out) + len(message_records(ctx)) == len(ctx.records)
     return out
+
+
+def message_records(ctx: RecordingContext) -> list[MdnsMessageRecord]:
+    """The mdns_messages.jsonl records written so far."""
+    return [r for r in ctx.of("mdns_messages") if isinstance(r, MdnsMessageRecord)]
 
 
 def test_service_type() -> None:
@@ -179,6 +192,66 @@ def test_real_messages_from_capture() -> None:
     assert len(records) < len(capture_udp(5353))  # repeats were folded
 
 
+def test_every_message_is_a_record_of_its_own() -> None:
+    """Each message, repeats too, is an mdns_messages record: a query with its first question,
+    an announcement under its first answer's name with the answers as dns.jsonl writes them."""
+    ctx, analyzer, flow = setup()
+    query = message(response=False, questions=[("Initial-Query-A.local", 1), ("b.local", 28)])
+    analyzer.packet(flow, make_udp(query, src=PHONE, dst=MCAST, sport=5353, dport=5353, ts=0.5))
+    for ts in (1.0, 2.0):
+        analyzer.packet(flow, drone_packet(ANAFI_ANNOUNCE, ts=ts))
+    asked, told, again = message_records(ctx)
+    assert asked.to_dict() == {
+        "ts": 0.5,
+        "uid": flow.uid,
+        "orig_h": DRONE,
+        "orig_p": 5353,
+        "resp_h": MCAST,
+        "resp_p": 5353,
+        "src_h": PHONE,
+        "trans_id": 0,
+        "is_response": False,
+        "query": "initial-query-a.local",
+        "qtype_name": "A",
+        "questions": 2,
+        "answers": [],
+        "ttls": [],
+    }
+    assert (told.src_h, told.is_response, told.query) == (DRONE, True, "_arsdk-0914._udp.local")
+    assert (told.qtype_name, told.questions, told.rcode_name) == (None, 0, "NOERROR")
+    assert told.answers == ("anafi-g0123._arsdk-0914._udp.local", "anafi-g0123.local")
+    assert told.ttls == (120, 120)
+    assert again.ts == 2.0 and again.answers == told.answers
+    assert len(mdns_records(ctx)) == 2  # the repeat is folded there
+
+
+def test_message_records_per_flow_are_bounded() -> None:
+    """Past max_messages_per_flow messages a flow writes no more message records (0: none),
+    while mdns.jsonl still gets new names."""
+    ctx, analyzer, flow = setup(MdnsOptions(max_messages_per_flow=2))
+    for i in range(4):
+        analyzer.packet(flow, drone_packet(message(response=False, questions=[(f"h{i}.local", 1)])))
+    assert [r.query for r in message_records(ctx)] == ["h0.local", "h1.local"]
+    assert len(mdns_records(ctx)) == 4
+    ctx, analyzer, flow = setup(MdnsOptions(max_messages_per_flow=0))
+    analyzer.packet(flow, drone_packet(ANAFI_ANNOUNCE))
+    assert message_records(ctx) == [] and len(mdns_records(ctx)) == 1
+
+
+@pytest.mark.parametrize(("follow", "written"), [(True, 50), (False, 32)])
+def test_flow_is_followed_past_the_inspected_packets(follow: bool, written: int) -> None:
+    """A host's announcements on one flow are all written, past the engine's 32 inspected
+    packets; with follow_flow off, only the inspected ones."""
+    ctx = RecordingContext()
+    engine = Engine([MdnsAnalyzer(ctx, MdnsOptions(follow_flow=follow))], ctx)
+    assert engine.options.inspect_packets < 50
+    for n in range(50):
+        engine.process(drone_packet(ANAFI_ANNOUNCE, ts=1.0 + n))
+    engine.finish()
+    assert [r.ts for r in message_records(ctx)] == [1.0 + n for n in range(written)]
+    assert len(mdns_records(ctx)) == 1
+
+
 def test_other_ports_and_garbage_are_ignored() -> None:
     """Messages away from 5353, and bytes that are not DNS, write nothing."""
     ctx, analyzer, flow = setup()
@@ -202,4 +275,4 @@ def test_fuzz_analyzer_raises_nothing(payload: bytes) -> None:
     ctx, analyzer, flow = setup()
     analyzer.packet(flow, drone_packet(payload))
     analyzer.flow_end(flow)
-    assert len(ctx.records) <= 1
+    assert len(mdns_records(ctx)) == len(message_records(ctx)) <= 1

@@ -22,6 +22,7 @@ from dronewatch.analyzers.quic import (
     client_initial_keys,
     crypto_frames,
     decrypt_initial,
+    parse_invariant_header,
     parse_long_header,
 )
 from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
@@ -327,6 +328,53 @@ def test_server_datagrams_and_other_udp_are_ignored() -> None:
     assert analyzer._state == {}
     analyzer.flow_end(flow)
     assert ctx.records == []
+
+
+# Zeek's quic/vector-max-size-crash.pcap: a 45-byte long-header datagram of version 0x10010000.
+UNKNOWN_VERSION_DATAGRAM = bytes.fromhex(
+    "c61001000001000000000000000001320d6161616161616161612d616161610761616161616161616161610000100001"
+)
+
+
+def test_an_unknown_version_is_logged_with_its_header() -> None:
+    """A client packet of a version without Initial keys, to port 443, is one quic record with
+    the version in hex and the connection IDs (RFC 8999 5.1); the service stays unset."""
+    flow, [rec], analyzer = feed([UNKNOWN_VERSION_DATAGRAM, UNKNOWN_VERSION_DATAGRAM])
+    assert (rec.version, rec.dcid, rec.scid) == ("0x10010000", "00", "")
+    assert rec.server_name is None and rec.alpn == () and rec.ja4 is None
+    assert rec.ts == 20.0
+    assert not flow.service
+    assert analyzer._state == {}
+
+
+@pytest.mark.parametrize(
+    ("datagram", "dport"),
+    [
+        (UNKNOWN_VERSION_DATAGRAM, 5000),  # not one of QUIC's ports
+        (b"\xc6\x00\x00\x00\x00\x01\x00\x00", 443),  # version negotiation (a server's)
+        (b"\xc6\x10\x01\x00\x00\x08\x00\x00", 443),  # DCID runs past the datagram
+        (b"\x46\x10\x01\x00\x00\x01\x00\x00", 443),  # short header
+        (b"\x86\x10\x01\x00\x00\x01\x00\x00", 443),  # fixed bit clear: not QUIC
+    ],
+)
+def test_unknown_versions_elsewhere_or_malformed_are_not_logged(
+    datagram: bytes, dport: int
+) -> None:
+    """An unknown version is logged only on QUIC's ports, from a well-formed long header with
+    the fixed bit set."""
+    ctx = RecordingContext()
+    analyzer = QuicAnalyzer(ctx)
+    pkt = make_udp(datagram, src=CLIENT, dst=SERVER, sport=50000, dport=dport, ts=20.0)
+    flow = make_flow(pkt)
+    analyzer.packet(flow, pkt)
+    analyzer.flow_end(flow)
+    assert ctx.records == []
+
+
+def test_parse_invariant_header_allows_long_connection_ids() -> None:
+    """The version-independent header allows connection IDs of up to 255 bytes (RFC 8999)."""
+    datagram = b"\xc0\xfa\xce\xb0\x02\x30" + bytes(range(48)) + b"\x00" + bytes(4)
+    assert parse_invariant_header(datagram) == (0xFACEB002, bytes(range(48)), b"")
 
 
 # --- reassembly, coalescing and bounds -----------------------------------------------------------

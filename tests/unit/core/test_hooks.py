@@ -151,6 +151,7 @@ def test_every_default_analyzer_registers() -> None:
         "evidence",
         "tls",
         "quic",
+        "dtls",
         "dns",
         "mdns",
         "http",
