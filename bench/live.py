@@ -489,7 +489,7 @@ def main() -> int:
                 if setup != "tcpdump":
                     unknown_drops = got.get("reports_without_drops")
                     coverage[setup] = (
-                        f"{got.get('reports')} reports, {unknown_drops} without drops"
+                        f"{got.get('reports')} reports, {unknown_drops} without a drop count"
                         if unknown_drops is not None
                         else ""
                     )
