@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -86,30 +87,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.system)
 
 
-TOGETHER = ("tests/unit/test_packaging.py",)
-"""Modules whose tests share a session fixture too costly to make on each worker (the wheel
-build): one worker runs all of such a module's tests."""
-
-
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """With pytest-xdist (`-n 2 --dist loadgroup`, as scripts/test runs) the system tests share one
     worker, one after the other, while the other tests spread over the rest: they start servers
     and fixed-name network namespaces. The group is decided here from the test's id, not from an
     `xdist_group` mark: pytest 9 no longer lets pytest-xdist rename a test by its group, and the
-    lab tests then ran on two workers at once and tore down each other's namespaces. The modules in
-    TOGETHER are grouped the same way, each on one worker."""
+    lab tests then ran on two workers at once and tore down each other's namespaces."""
     if config.getoption("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
 
     class SystemTogether(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if is_system(nodeid):
-                return "system"
-            module = nodeid.partition("::")[0]
-            return module if module in TOGETHER else nodeid
+            return "system" if is_system(nodeid) else nodeid
 
     return SystemTogether(config, log)  # type: ignore[arg-type]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What import and collection made (modules, test items, parametrized captures) lives for the
+    whole session: frozen, the garbage collector stops walking it again in every full collection
+    while the tests run."""
+    gc.freeze()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The interpreter's last garbage collection at exit walks every object still alive (cached
+    analyses, records, services): over a second per xdist worker, all of it garbage the process
+    is about to drop. Frozen, the objects are left to the exit."""
+    gc.freeze()
 
 
 pytest_plugins = ["tests.servers", "tests.service_fixtures"]

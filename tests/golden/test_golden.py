@@ -21,7 +21,7 @@ from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.policy import Policy
 from dronewatch.output.jsonl import AlertExportWriter
-from tests.pcaps import GOLDEN, PCAPS, all_captures, shown
+from tests.pcaps import CAPTURE_SUFFIXES, GOLDEN, PCAPS, all_captures, shown
 
 LDM_ON_DIR = "ldm_on"
 """The subdirectory of a capture's golden files that holds its LDM-on judgement logs."""
@@ -33,18 +33,14 @@ ALERT_EXPORTS = ("alerts.ecs", "alerts.ocsf")
 Logs = dict[str, list[dict[str, object]]]
 
 
-CAPTURE_SUFFIXES = (".gz", ".pcapng", ".pcap", ".cap")
-"""What a capture's name ends with (a compressed one twice): the rest names its golden records."""
-
-
 def golden_dir(capture: Path) -> Path:
     """tests/golden/<dir>/<capture name without its suffixes>/ for pcaps/<dir>/<capture>
     (`tls1.2.pcap` and a `tls1.3.pcap` keep apart)."""
     rel = capture.relative_to(PCAPS)
-    name = rel.name
-    for suffix in CAPTURE_SUFFIXES:
-        name = name.removesuffix(suffix)
-    return GOLDEN / rel.parent / name
+    suffix = next(
+        s for s in sorted(CAPTURE_SUFFIXES, key=len, reverse=True) if rel.name.endswith(s)
+    )
+    return GOLDEN / rel.parent / rel.name.removesuffix(suffix)
 
 
 @functools.cache

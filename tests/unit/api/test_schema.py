@@ -21,7 +21,9 @@ from tests.service_fixtures import records_of
 # one test per operation. What the tests need in the store is added when they run (`admin`), not
 # by every worker that collects the module.
 _tmp = Path(tempfile.mkdtemp(prefix="dronewatch-schema-"))
-_settings = Settings(data_dir=_tmp, sse_poll_s=0.05)
+_settings = Settings(
+    data_dir=_tmp, sse_poll_s=0.05, ingest_writer="thread"
+)  # as tests/service_fixtures.py
 _service = Service.open(_settings)
 app = create_app(_settings, _service)
 

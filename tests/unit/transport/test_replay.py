@@ -176,7 +176,7 @@ def test_a_capture_replayed_under_other_path_spellings_counts_once(
     assert state(api) == once
 
 
-@pytest.mark.parametrize("crash_after", [3, 11, 20])
+@pytest.mark.parametrize("crash_after", [3, 20])
 def test_recovery_after_a_crash_raises_what_one_replay_raises(
     running: Any, tmp_path: Path, crash_after: int, flight_once: dict[str, Any]
 ) -> None:
@@ -228,13 +228,13 @@ def test_recovery_after_a_crash_raises_what_one_replay_raises(
     assert got == want
 
 
-@pytest.mark.parametrize("size", [7, 100_000])
+@pytest.mark.parametrize("size", [7])
 def test_lookup_alerts_do_not_depend_on_batch_cuts(
     running: Any, size: int, flight_once: dict[str, Any]
 ) -> None:
-    """The flight replayed in batches of 7 and in one batch raises the alerts it raises in
-    batches of `BATCH`: the DNS lookups are judged on all of the device's observations whatever
-    batch brought them."""
+    """The flight replayed in batches of 7 raises the alerts it raises in batches of `BATCH`:
+    the DNS lookups are judged on all of the device's observations whatever batch brought them
+    (tests/golden/test_one_judge.py holds every capture in one batch against other sizes)."""
     path = str(capture(PCAPS / FLIGHT))
     api = running("svc").start()
     replay(FileSource(path), lambda b, r: post(api, b, r), config(api), batch_size=size)
