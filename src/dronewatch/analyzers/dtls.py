@@ -33,12 +33,11 @@ from dronewatch.analyzers._tls_hello import (
     fingerprints,
     parse_client_hello,
     parse_server_hello,
-    tls_cipher_name,
     tls_version_name,
 )
 from dronewatch.analyzers.tls import TlsRecord
 from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
-from dronewatch.core.hooks import Context, conn
+from dronewatch.core.hooks import Context
 from dronewatch.exceptions import DecodeError
 
 logger = logging.getLogger(__name__)
@@ -355,23 +354,14 @@ class DtlsAnalyzer:
 
     def _emit(self, flow: Flow, state: _DtlsState) -> None:
         state.emitted = True
-        client, server = state.client, state.server
-        prints = fingerprints(client, "d") if client else None
         self.ctx.emit(
-            TlsRecord(
-                ts=state.ts,
-                **conn(flow),
-                server_name=client.server_name if client else None,
-                alpn=client.alpn if client else (),
-                version=tls_version_name(server.version) if server else None,
-                client_versions=tuple(tls_version_name(v) for v in client.versions)
-                if client
-                else (),
-                cipher=tls_cipher_name(server.cipher_suite) if server else None,
-                ja3=prints.ja3 if prints else None,
-                ja3_hash=prints.ja3_hash if prints else None,
-                ja4=prints.ja4 if prints else None,
-                retry_ja4=fingerprints(state.retry, "d").ja4 if state.retry else None,
+            TlsRecord.of_handshake(
+                flow,
+                state.ts,
+                state.client,
+                state.server,
+                retry=state.retry,
+                transport="d",
                 established=state.established,
                 hello_retry=state.hello_retry,
             )

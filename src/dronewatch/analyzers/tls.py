@@ -78,6 +78,38 @@ class TlsRecord(ConnRecord):
     hello_retry: bool = False
     """The server answered with a TLS 1.3 HelloRetryRequest."""
 
+    @classmethod
+    def of_handshake(
+        cls,
+        flow: Flow,
+        ts: float,
+        client: ClientHello | None,
+        server: ServerHello | None,
+        *,
+        retry: ClientHello | None,
+        transport: str,
+        established: bool,
+        hello_retry: bool,
+    ) -> TlsRecord:
+        """The record of a handshake from its hellos (TLS and DTLS alike); `transport` is JA4's
+        first letter: `t` for TCP, `d` for DTLS."""
+        prints = fingerprints(client, transport) if client else None
+        return cls(
+            ts=ts,
+            **conn(flow),
+            server_name=client.server_name if client else None,
+            alpn=client.alpn if client else (),
+            version=tls_version_name(server.version) if server else None,
+            client_versions=tuple(tls_version_name(v) for v in client.versions) if client else (),
+            cipher=tls_cipher_name(server.cipher_suite) if server else None,
+            ja3=prints.ja3 if prints else None,
+            ja3_hash=prints.ja3_hash if prints else None,
+            ja4=prints.ja4 if prints else None,
+            retry_ja4=fingerprints(retry, transport).ja4 if retry else None,
+            established=established,
+            hello_retry=hello_retry,
+        )
+
 
 _OLD_VERSIONS = frozenset((0x0002, 0x0300, 0x0301, 0x0302, 0x0303))
 """Versions before TLS 1.3: application data does not mean the handshake is over."""
@@ -412,22 +444,14 @@ class TlsAnalyzer:
     def _emit(self, flow: Flow, state: _TlsState) -> None:
         state.emitted = True
         client, server = state.client, state.server
-        prints = fingerprints(client, "t") if client else None
         self.ctx.emit(
-            TlsRecord(
-                ts=state.client_ts if client is not None else state.server_ts,
-                **conn(flow),
-                server_name=client.server_name if client else None,
-                alpn=client.alpn if client else (),
-                version=tls_version_name(server.version) if server else None,
-                client_versions=tuple(tls_version_name(v) for v in client.versions)
-                if client
-                else (),
-                cipher=tls_cipher_name(server.cipher_suite) if server else None,
-                ja3=prints.ja3 if prints else None,
-                ja3_hash=prints.ja3_hash if prints else None,
-                ja4=prints.ja4 if prints else None,
-                retry_ja4=fingerprints(state.retry, "t").ja4 if state.retry else None,
+            TlsRecord.of_handshake(
+                flow,
+                state.client_ts if client is not None else state.server_ts,
+                client,
+                server,
+                retry=state.retry,
+                transport="t",
                 established=state.established,
                 hello_retry=server.hello_retry_request if server else False,
             )
