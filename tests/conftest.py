@@ -107,10 +107,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What import and collection made (modules, test items, parametrized captures) lives for the
     whole session: frozen, the garbage collector stops walking it again in every full collection
-    while the tests run; and it runs less often (the tests make many short-lived objects, few
-    cycles)."""
+    while the tests run."""
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
