@@ -87,6 +87,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.system)
 
 
+SHARING = (
+    # The analyzers' tests of the flight capture share its decoded packets
+    # (`tests.factories.decoded`).
+    ("::test_capture_flight5[", "flight5-decoded"),
+    # The flight replayed once into a service (`flight_once`, a module fixture).
+    ("test_replay.py::test_recovery_after_a_crash", "flight5-replayed"),
+    ("test_replay.py::test_lookup_alerts_do_not_depend_on_batch_cuts", "flight5-replayed"),
+)
+"""Tests that share what one of them computes in its process (a cache or a module fixture), so
+the scheduler gives them to one worker: (part of the test id, group)."""
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """With pytest-xdist (`-n 2 --dist loadgroup`, as scripts/test runs) the system tests share one
     worker, one after the other, while the other tests spread over the rest: they start servers
@@ -99,7 +111,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     class SystemTogether(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "system" if is_system(nodeid) else nodeid
+            if is_system(nodeid):
+                return "system"
+            return next((group for part, group in SHARING if part in nodeid), nodeid)
 
     return SystemTogether(config, log)  # type: ignore[arg-type]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -108,13 +109,20 @@ def capture_records(path: Path, make: Callable[[Context], object]) -> list[Recor
     decoder and the engine."""
     ctx = RecordingContext()
     engine = Engine([make(ctx)], ctx)  # type: ignore[list-item]
-    decoder = Decoder()
-    for raw in FileSource(str(path)).packets():
-        pkt = decoder.decode(raw)
-        if pkt is not None:
-            engine.process(pkt)
+    for pkt in decoded(path):
+        engine.process(pkt)
     engine.finish()
     return ctx.records
+
+
+@functools.lru_cache(maxsize=16)
+def decoded(path: Path) -> tuple[Packet, ...]:
+    """A capture's packets as the decoder gives them, decoded once per test process (the engine
+    and the analyzers copy a packet they change: `dronewatch.core.stream`). The 216,000-packet
+    flight capture is read by several analyzers' tests, each with both frame counters."""
+    decoder = Decoder()
+    packets = (decoder.decode(raw) for raw in FileSource(str(path)).packets())
+    return tuple(pkt for pkt in packets if pkt is not None)
 
 
 def make_beacon(
@@ -135,6 +143,7 @@ __all__ = [
     "MemoryDns",
     "RecordingContext",
     "capture_records",
+    "decoded",
     "ip",
     "make_beacon",
     "make_flow",

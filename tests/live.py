@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,14 +23,9 @@ from dronewatch.capture.files import FileSource
 from dronewatch.core.pipeline import AnalysisConfig
 from dronewatch.judge.evidence import EvidenceOptions
 from dronewatch.transport.replay import replay
+from tests.ports import free_port
 
 DRONEWATCH = str(Path(sys.executable).parent / "dronewatch")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

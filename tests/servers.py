@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 PG_USER = "dronewatch"
 
 
@@ -38,14 +40,6 @@ def _pg_bin() -> Path | None:
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
     )
     return versions[-1].parent if versions else None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +66,7 @@ def postgres_url() -> Iterator[str]:
     pwfile.write_text(password)
     if as_root:
         os.chown(pwfile, pw.pw_uid, pw.pw_gid)
-    port = _free_port()
+    port = free_port()
     log = workdir / "server.log"
 
     def run(*cmd: str) -> None:
@@ -157,7 +151,7 @@ class NatsServer:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 

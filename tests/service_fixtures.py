@@ -6,31 +6,35 @@ import shutil
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from dronewatch.api.app import create_app
-from dronewatch.api.db import make_engine
-from dronewatch.api.migrations import migrate
-from dronewatch.api.service import Service
-from dronewatch.api.settings import Settings
-from dronewatch.capture.files import FileSource
-from dronewatch.core.pipeline import AnalysisConfig, run_source
-from dronewatch.geoip.maxmind import MaxMindResolver
-from dronewatch.judge.classify import Classifier
-from dronewatch.judge.evidence import EvidenceOptions
-from dronewatch.transport.replay import Batcher
-from tests.live import free_port
 from tests.pcaps import PCAPS
+from tests.ports import free_port
 
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from dronewatch.api.service import Service
+    from dronewatch.api.settings import Settings
+
+# The service's modules (FastAPI, SQLAlchemy, the pipeline: most of a second) are imported by the
+# fixtures that use them, not when this plugin is loaded: pytest-xdist's controller loads it too,
+# before it starts the workers, and runs no test.
 SCENARIOS = PCAPS / "scenarios"
 
 
 @cache
 def records_of(name: str) -> tuple[dict[str, Any], ...]:
     """The pipeline records of a scenario capture, as an agent would post them."""
+    from dronewatch.capture.files import FileSource
+    from dronewatch.core.pipeline import AnalysisConfig, run_source
+    from dronewatch.geoip.maxmind import MaxMindResolver
+    from dronewatch.judge.classify import Classifier
+    from dronewatch.judge.evidence import EvidenceOptions
+    from dronewatch.transport.replay import Batcher
+
     out: list[dict[str, Any]] = []
     config = AnalysisConfig(
         classifier=Classifier.load(),
@@ -47,6 +51,10 @@ def records_of(name: str) -> tuple[dict[str, Any], ...]:
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty SQLite service database, migrated once per session: a test copies it into its
     data directory instead of running every migration again (that took half of a short test)."""
+    from dronewatch.api.db import make_engine
+    from dronewatch.api.migrations import migrate
+    from dronewatch.api.settings import Settings
+
     settings = Settings(data_dir=tmp_path_factory.mktemp("migrated"))
     db = settings.data_dir / "dronewatch.db"
     assert settings.database_url == f"sqlite:///{db}"
@@ -67,6 +75,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     with both writers (the PostgreSQL half in the `system` run), and the quick run does not
     start a writer process per test. tests/unit/api/test_ingest_queue.py tests the process
     writer itself over SQLite."""
+    from dronewatch.api.settings import Settings
+
     if request.param == "postgresql":
         db = request.getfixturevalue("pg_db_url")
         return Settings(data_dir=tmp_path, db=db, port=free_port(), sse_poll_s=0.1)
@@ -77,6 +87,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def service(settings: Settings) -> Iterator[Service]:
+    from dronewatch.api.service import Service
+
     svc = Service.open(settings)
     try:
         yield svc
@@ -131,6 +143,10 @@ class Api:
 
 @pytest.fixture
 def api(settings: Settings, service: Service) -> Iterator[Api]:
+    from fastapi.testclient import TestClient
+
+    from dronewatch.api.app import create_app
+
     app = create_app(settings, service)
     with TestClient(app) as client:
         yield Api(client, service)

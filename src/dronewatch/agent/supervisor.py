@@ -166,7 +166,7 @@ class CaptureSupervisor:
                 proc.wait(self.options.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 logger.warning(
-                    "%s pid %d: still running %.0f s after SIGTERM; killing it",
+                    "%s pid %d: still running %g s after SIGTERM; killing it",
                     self.label,
                     proc.pid,
                     self.options.stop_timeout_s,
@@ -193,7 +193,7 @@ class CaptureSupervisor:
             self._state = "restarting"
             logger.warning(
                 "%s: the capture process ended unexpectedly (%s) after %.1f s; restarting it in "
-                "%.1f s",
+                "%g s",
                 self.label,
                 describe_exit(code),
                 ran,

@@ -26,7 +26,7 @@ from dronewatch.agent.supervisor import (
 )
 
 LOGGER = "dronewatch.agent.supervisor"
-FAST = SupervisorOptions(backoff_s=0.1, max_backoff_s=0.4, healthy_s=60, stop_timeout_s=5)
+FAST = SupervisorOptions(backoff_s=0.025, max_backoff_s=0.1, healthy_s=60, stop_timeout_s=5)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -145,7 +145,7 @@ def test_restarts_an_exited_child_with_a_bounded_backoff(
         float(d)
         for d in re.findall(r"\(exit code 3\) after \S+ s; restarting it in (\S+) s", caplog.text)
     ]
-    assert delays[:4] == [0.1, 0.2, 0.4, 0.4]
+    assert delays[:4] == [0.025, 0.05, 0.1, 0.1]
     assert max(delays) == FAST.max_backoff_s
 
 
@@ -191,7 +191,7 @@ def test_stop_sends_sigterm_then_sigkill(
     """A child that ignores SIGTERM is killed after the stop timeout; a stopped supervisor does
     not start it again."""
     caplog.set_level(logging.INFO, logger=LOGGER)
-    options = SupervisorOptions(stop_timeout_s=0.5)
+    options = SupervisorOptions(stop_timeout_s=0.2)
     sup = CaptureSupervisor(
         child(
             CAPTURING,
@@ -215,8 +215,8 @@ def test_stop_sends_sigterm_then_sigkill(
     sup.stop()
     assert time.monotonic() - began < 5
     assert gone(pid) and sup.pid is None and sup.state == "stopped"
-    assert "still running 0 s after SIGTERM; killing it" in caplog.text
-    time.sleep(0.3)
+    assert "still running 0.2 s after SIGTERM; killing it" in caplog.text
+    time.sleep(0.1)
     assert sup.pid is None and sup.restarts == 0
 
 
@@ -309,9 +309,9 @@ def test_a_child_that_ran_long_enough_restarts_after_the_first_delay(
 ) -> None:
     """The delay starts over once a child has run `healthy_s`: it does not keep doubling."""
     caplog.set_level(logging.INFO, logger=LOGGER)
-    options = SupervisorOptions(backoff_s=0.1, max_backoff_s=0.4, healthy_s=0.2)
+    options = SupervisorOptions(backoff_s=0.025, max_backoff_s=0.1, healthy_s=0.05)
     sup = CaptureSupervisor(
-        child("import time; time.sleep(0.3); raise SystemExit(4)"),
+        child("import time; time.sleep(0.08); raise SystemExit(4)"),
         os.environ,
         label="cap",
         options=options,
@@ -321,4 +321,4 @@ def test_a_child_that_ran_long_enough_restarts_after_the_first_delay(
     assert until(lambda: sup.restarts >= 3, timeout=20)
     sup.stop()
     delays = re.findall(r"\(exit code 4\) after \S+ s; restarting it in (\S+) s", caplog.text)
-    assert delays[:3] == ["0.1", "0.1", "0.1"]
+    assert delays[:3] == ["0.025", "0.025", "0.025"]
