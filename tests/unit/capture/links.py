@@ -7,13 +7,27 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from scapy.all import ARP, IP, LLC, SNAP, UDP, Dot1Q, Dot3, Ether, IPv6, Packet, raw
+from scapy.compat import raw
 from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
 from scapy.contrib.geneve import GENEVE
 from scapy.contrib.mpls import MPLS
-from scapy.layers.l2 import GRE, CookedLinux, CookedLinuxV2, Dot1AD
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import (
+    ARP,
+    GRE,
+    LLC,
+    SNAP,
+    CookedLinux,
+    CookedLinuxV2,
+    Dot1AD,
+    Dot1Q,
+    Dot3,
+    Ether,
+)
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.vxlan import VXLAN
+from scapy.packet import Packet
 
 MIRROR, COLLECTOR = "192.0.2.10", "192.0.2.20"
 MIRROR6, COLLECTOR6 = "2001:db8:ffff::10", "2001:db8:ffff::20"

@@ -7,28 +7,11 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.all import (
-    ARP,
-    IP,
-    LLC,
-    SNAP,
-    TCP,
-    UDP,
-    CookedLinux,
-    Dot1Q,
-    Dot3,
-    Dot11,
-    Dot11Beacon,
-    Dot11Elt,
-    Ether,
-    IPv6,
-    IPv6ExtHdrDestOpt,
-    IPv6ExtHdrFragment,
-    IPv6ExtHdrHopByHop,
-    RadioTap,
-    raw,
-)
-from scapy.layers.l2 import CookedLinuxV2
+from scapy.compat import raw
+from scapy.layers.dot11 import Dot11, Dot11Beacon, Dot11Elt, RadioTap
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import ARP, LLC, SNAP, CookedLinux, CookedLinuxV2, Dot1Q, Dot3, Ether
 
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.decode import LINKTYPE_NAMES, LLC_SNAP, Decoder
@@ -321,7 +304,7 @@ def test_headers_not_taken_apart_leave_the_outer_packet(wrap: str) -> None:
 def test_fragmented_tunnel_packet_is_taken_apart_once_reassembled() -> None:
     """An ERSPAN packet the underlay fragmented is taken apart when its last fragment completes
     it: one inner packet, with its tunnel; the first fragment alone gives nothing yet."""
-    from scapy.all import fragment
+    from scapy.layers.inet import fragment
 
     whole = Ether(ETHERNET["erspan_ii"](INNER / (b"x" * 600)))
     pieces = [raw(Ether(src=whole.src, dst=whole.dst) / f) for f in fragment(whole["IP"], 400)]

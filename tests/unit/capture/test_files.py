@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.all import IP, UDP, Ether, raw
+from scapy.compat import raw
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
 
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.files import FileSource

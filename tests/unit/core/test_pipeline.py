@@ -8,7 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from scapy.all import IP, UDP, Ether, raw
+from scapy.compat import raw
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
 
 from dronewatch.analyzers import AnalyzerOptions
 from dronewatch.analyzers.dns import DnsAnalyzer, DnsRecord

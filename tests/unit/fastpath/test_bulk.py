@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.all import ARP, DNS, DNSQR, DNSRR, IP, TCP, UDP, Ether, IPv6, Packet, raw
+from scapy.compat import raw
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Packet
 
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.decode import Decoder

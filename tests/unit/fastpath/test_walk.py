@@ -6,7 +6,10 @@ from socket import AF_INET6, inet_pton
 
 import numpy as np
 import pytest
-from scapy.all import ARP, IP, TCP, UDP, Dot1Q, Ether, IPv6, IPv6ExtHdrHopByHop, raw
+from scapy.compat import raw
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from dronewatch.core.flow import Flow
 from dronewatch.fastpath import _fastpath

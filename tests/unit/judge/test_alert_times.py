@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scapy.all import IP, TCP, Ether, raw
+from scapy.compat import raw
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 
 from dronewatch.cli.app import EXIT_VIOLATION, main
 from dronewatch.judge.alert import utc_time

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scapy.all import DNS, DNSQR, IP, TCP, UDP, Ether, raw
+from scapy.compat import raw
+from scapy.layers.dns import DNS, DNSQR
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
 
 from dronewatch.cli.app import main
 from dronewatch.output.report_html import esc, json_block

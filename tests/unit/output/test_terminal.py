@@ -7,7 +7,10 @@ import logging
 from pathlib import Path
 
 import pytest
-from scapy.all import BOOTP, DHCP, IP, TCP, UDP, Ether, raw
+from scapy.compat import raw
+from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
 
 from dronewatch.capture.files import FileSource
 from dronewatch.cli.app import main
