@@ -47,11 +47,13 @@ def run(stage: str, path: str) -> float:
 
 def handed(path: str) -> dict[str, int]:
     """Packets the bulk path handed to the per-packet decoder and `Engine.process`, by the
-    service of their flow at its end (`not IP`: frames that are not, which the walk always hands
-    to the decoder)."""
+    service of their flow at its end (`not IP`: frames without an IP packet that the walk handed
+    to the decoder, such as 802.11 management frames; those the walk counts itself, such as
+    802.11 control frames, are not handed)."""
     from collections import Counter
 
     import dronewatch.core.pipeline as pipeline
+    from dronewatch.capture.decode import Decoder
     from dronewatch.capture.files import FileSource
     from dronewatch.core.engine import Engine
     from dronewatch.core.flow import Flow, Packet
@@ -59,12 +61,19 @@ def handed(path: str) -> dict[str, int]:
     per_flow: Counter[int] = Counter()
     by_service: Counter[str] = Counter()
     ended = [0]
-    process, end = Engine.process, Engine._end
+    decoded = [0, 0]  # frames handed to the decoder, of them IP packets
+    process, end, decode = Engine.process, Engine._end, Decoder.decode
+
+    def counting_decode(self: Decoder, raw: object) -> Packet | None:
+        pkt = decode(self, raw)  # type: ignore[arg-type]
+        decoded[0] += 1
+        decoded[1] += pkt is not None and pkt.ip_version != 0
+        return pkt
 
     def counting_process(self: Engine, pkt: Packet) -> None:
         process(self, pkt)
         if not pkt.ip_version:
-            return  # counted below, with the frames the decoder gave no packet for
+            return  # counted below, with the frames the decoder made no packet of
         ends = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
         low, high = min(ends), max(ends)
         flow = self.flows.get((pkt.proto, *low, *high))
@@ -78,8 +87,9 @@ def handed(path: str) -> dict[str, int]:
 
     Engine.process = counting_process  # type: ignore[method-assign]
     Engine._end = counting_end  # type: ignore[method-assign]
+    Decoder.decode = counting_decode  # type: ignore[method-assign]
     result = pipeline.run_source(FileSource(path), lambda record: None)
-    by_service["not IP"] += sum(result.capture.non_ip.values())
+    by_service["not IP"] += decoded[0] - decoded[1]
     counts = {"packets": result.capture.packets, "flows": ended[0]}
     return {**counts, **dict(by_service.most_common())}
 
