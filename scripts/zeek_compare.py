@@ -475,6 +475,12 @@ def _originator_z(rec: Rec) -> Any:
     return _endpoints_z(rec)[:2] if _has_endpoints(rec) else SKIP
 
 
+def _conn_originator_d(rec: Rec) -> tuple[str, ...]:
+    """The originator's address and port, the port 0 for a transport Zeek reads no ports of."""
+    host, port = _endpoints_d(rec)[:2]
+    return (host, "0" if _conn_proto(rec.get("proto")) == "unknown_transport" else port)
+
+
 def _endpoints_z(rec: Rec) -> tuple[str, ...]:
     return (
         str(rec.get("id.orig_h")),
@@ -504,13 +510,15 @@ def _when_lasting(name: str) -> Getter:
 
 CONN_FIELDS = (
     Field("proto", zf("proto"), df("proto", _conn_proto)),
-    Field("originator", _originator_z, lambda r: _endpoints_d(r)[:2]),
+    Field("originator", _originator_z, _conn_originator_d),
     Field("service", zf("service", _zeek_service), df("service", _dw_service)),
     Field("duration", zf("duration", _float), _conn_duration_d, close=2e-6),
     Field("orig_bytes", zf("orig_bytes", _int), _when_lasting("orig_payload_bytes")),
     Field("resp_bytes", zf("resp_bytes", _int), _when_lasting("resp_payload_bytes")),
     Field("conn_state", zf("conn_state"), df("conn_state")),
     Field("history", zf("history"), df("history")),
+    # dronewatch writes none for a flow that is not TCP; Zeek 0.
+    Field("missed_bytes", zf("missed_bytes", _int), lambda r: r.get("missed_bytes") or 0),
     Field("orig_pkts", zf("orig_pkts", _int), df("orig_pkts")),
     Field("orig_ip_bytes", zf("orig_ip_bytes", _int), df("orig_bytes")),
     Field("resp_pkts", zf("resp_pkts", _int), df("resp_pkts")),
@@ -813,6 +821,12 @@ def group_key(log: str, rec: Rec, zeek: bool) -> tuple[Any, ...]:
         return ("*",)  # a cut baseline naming only uids: paired within the trace
     ends = _unordered(_endpoints_z(rec) if zeek else _endpoints_d(rec))
     if log == "conn":
+        proto = rec.get("proto") if zeek else _conn_proto(rec.get("proto"))
+        if proto == "unknown_transport":
+            # A transport Zeek has no analyzer for (SCTP...) has no ports in its conn.log (0),
+            # where dronewatch reads them as the Community ID specification does: the addresses
+            # pair the record, the ports are a spelling.
+            ends = _unordered((ends[0][0], "0", ends[1][0], "0"))
         return (ends,)  # the protocol is a compared field (cut baselines lack it)
     if log == "dns":
         return (ends, str(rec.get("trans_id")))

@@ -163,6 +163,7 @@ class _TlsState:
         "retry_buf",
         "retry",
         "retry_done",
+        "answered",
     )
 
     def __init__(self) -> None:
@@ -191,6 +192,8 @@ class _TlsState:
         """The second ClientHello, sent after a HelloRetryRequest."""
         self.retry_done = False
         """Stop looking for a second ClientHello: read, or the next message is another."""
+        self.answered = False
+        """The responder's side sent payload: from then on the analyzer never waits."""
 
     def retry_pending(self) -> bool:
         """A second ClientHello has begun and is not whole yet (its record is not lost)."""
@@ -225,7 +228,9 @@ class TlsAnalyzer:
 
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Find where each direction's TLS starts, read its hello, then follow its record headers
-        until the handshake is over."""
+        until the handshake is over. After a ClientHello, until the server sends anything, the
+        analyzer waits (`Flow.wait`): a flow whose ServerHello never comes into view is given up
+        after the engine's bound (`EngineOptions.stall_packets`), its record written at its end."""
         if flow.proto != IP_PROTO_TCP or not pkt.payload:
             return
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
@@ -238,6 +243,9 @@ class TlsAnalyzer:
         if state.emitted:
             return
         d = state.orig if from_orig else state.resp
+        if not from_orig and not state.answered:
+            state.answered = True
+            flow.stop_waiting(self.name)
         if not d.started and flow.service and flow.service not in ("tls", "http"):
             self._finish(flow, state)  # another protocol was recognised: no STARTTLS to find
             return
@@ -262,6 +270,13 @@ class TlsAnalyzer:
         if not d.lost:
             self._records(state, d, from_orig, data)
         self._check_given_up(flow, state)
+        if from_orig and not state.answered and not state.emitted:
+            # A ClientHello and nothing from the server: only its ServerHello lets the analyzer
+            # read on (a client sends little before it; a second ClientHello is read in step).
+            if state.client is not None and not state.retry_pending():
+                flow.wait(self.name, "ServerHello", "resp")
+            else:
+                flow.stop_waiting(self.name)
         if state.client_done and state.server_done and (state.client or state.server):
             if state.retry_pending():
                 return

@@ -63,6 +63,8 @@ COUNT_FIELDS = frozenset(
         "drops",
         "open_flows",
         "evicted_flows",
+        "gap_flows",
+        "missed_bytes",
         "orig_pkts",
         "resp_pkts",
         "orig_bytes",

@@ -73,6 +73,24 @@ class EngineOptions:
     filled (`dronewatch.core.stream`)."""
     stream_segments: int = 128
     """Most segments held per direction of a TCP flow while a hole waits to be filled."""
+    stall_packets: int = 12
+    """Payload packets a flow's analyzers are handed in a row while every one of them waits
+    (`Flow.wait`: a handshake's answer, the other direction, bytes past a gap); the next one
+    stops the flow's inspection: its analyzers see no more of it, the C walk counts the rest,
+    and its `flows` record says why (`inspection`). An analyzer still reading (counting frames,
+    following a stream in step, sampling a behaviour) never waits, so it is never stopped.
+    0: no bound."""
+    stall_bytes: int = 256 * 1024
+    """Payload bytes after which, handed in a row while every analyzer waits, the next packet
+    stops the flow's inspection, as `stall_packets` (0: no bound)."""
+
+    def __post_init__(self) -> None:
+        for name in ("stall_packets", "stall_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"EngineOptions.{name}={value!r}: must be a whole number, 0 (no bound) or more"
+                )
 
 
 class Engine:
@@ -117,6 +135,9 @@ class Engine:
             tuple[str, ...], tuple[tuple[str, ...], tuple[Callable[[Flow, Packet], None], ...]]
         ] = {}
         """The (names, hooks) tuples of each set of analyzers that want a flow, shared."""
+        self.inspection_stopped = 0
+        """Flows whose inspection stopped because their analyzers waited too long
+        (`EngineOptions.stall_packets`)."""
         self.failures = AnalyzerFailures(strict=bool(os.environ.get(STRICT_ANALYZERS_ENV)))
         """Exceptions raised by the analyzers' hooks, counted (see `AnalyzerFailures`)."""
         registered = _register(self.analyzers)
@@ -245,6 +266,8 @@ class Engine:
         if pkt.payload:
             if flow.inspected < self.options.inspect_packets:
                 flow.inspected += 1
+                if flow.waiting and self._stalled(flow, pkt, flow.inspector_names, from_orig):
+                    return
                 if proto == IP_PROTO_TCP:
                     self.streams.inspect(flow, pkt, from_orig)
                 else:
@@ -256,11 +279,56 @@ class Engine:
     def to_followers(self, flow: Flow, pkt: Packet) -> None:
         """Hand a packet past a flow's inspected ones to the analyzers that follow the flow (a
         TCP segment to the stream readers through the stream layer)."""
+        if flow.waiting and self._stalled(
+            flow, pkt, flow.followers, pkt.src == flow.orig_h and pkt.sport == flow.orig_p
+        ):
+            return
         if flow.proto == IP_PROTO_TCP:
             self.streams.follow(flow, pkt)
             return
         for name in flow.followers:
             self._followers[name](flow, pkt)
+
+    def _stalled(self, flow: Flow, pkt: Packet, readers: tuple[str, ...], from_orig: bool) -> bool:
+        """Whether a payload packet for a flow some analyzer waits on (`Flow.wait`) stops its
+        inspection instead of going to `readers`, the analyzers reading the flow now.
+
+        Only while every reader waits does the packet count; one still reading starts the count
+        again. A packet from the end a reader waits for does not count (it may be the answer,
+        held by the stream layer above a hole) and goes to the readers. Once they were handed
+        `stall_packets` packets, or `stall_bytes` bytes, the next packet stops the inspection
+        instead (`_stop_inspection`). Both paths hand every payload
+        packet of an inspected or followed flow here (a frame counter's datagrams excepted: a
+        drone link's follower never waits), so both stop a flow at the same packet."""
+        waiting = flow.waiting
+        if not readers or any(all(w[0] != name for w in waiting) for name in readers):
+            flow.stalled = flow.stalled_bytes = 0
+            return False
+        sender = "orig" if from_orig else "resp"
+        if any(w[2] == sender for w in waiting):
+            return False
+        opts = self.options
+        if (opts.stall_packets and flow.stalled >= opts.stall_packets) or (
+            opts.stall_bytes and flow.stalled_bytes >= opts.stall_bytes
+        ):
+            self._stop_inspection(flow)
+            return True
+        flow.stalled += 1
+        flow.stalled_bytes += pkt.payload_len
+        return False
+
+    def _stop_inspection(self, flow: Flow) -> None:
+        """Stop every analyzer reading the flow, all of them waiting: they see no more of its
+        packets (their `flow_end` still comes, and writes what they read), its byte streams are
+        let go, and the flow's `inspection` says who waited for what, over how many packets and
+        bytes. With no inspector and no follower left, the C walk counts the rest of the flow."""
+        waits = "; ".join(f"{name} waited for {what}" for name, what, _ in flow.waiting)
+        flow.inspection = f"stopped: {waits} ({flow.stalled} packets, {flow.stalled_bytes} bytes)"
+        for name in (*flow.inspector_names, *flow.followers):
+            flow.decline(name)
+        flow.followers, flow.counters, flow.waiting = (), (), ()
+        flow.stream = None  # nobody reads its bytes any more: what it held is dropped
+        self.inspection_stopped += 1
 
     def sweep_at(self, ts: float) -> None:
         """Sweep as a packet at time `ts` would (the bulk path, for a packet it counts itself)."""

@@ -226,6 +226,18 @@ class Flow:
     """A TCP flow's connection state (`dronewatch.core.tcp`), shared with the C walk."""
     stream: TcpStream | None = field(default=None, repr=False, compare=False)
     """A TCP flow's byte streams while an analyzer reads them (`dronewatch.core.stream`)."""
+    waiting: tuple[tuple[str, str, str], ...] = field(default=(), repr=False, compare=False)
+    """The analyzers reading the flow that wait for something before they can read on, each
+    with what it waits for ("ServerHello") and from which end ("orig", "resp" or ""): set with
+    `wait`, cleared with `stop_waiting`."""
+    stalled: int = field(default=0, repr=False, compare=False)
+    """Payload packets handed over in a row while every analyzer reading the flow waited (the
+    engine's bound, `EngineOptions.stall_packets`)."""
+    stalled_bytes: int = field(default=0, repr=False, compare=False)
+    """Payload bytes of those packets (`EngineOptions.stall_bytes`)."""
+    inspection: str = ""
+    """Why the engine stopped inspecting the flow early ("" while it did not): which analyzers
+    waited for what, for how many packets and bytes (`Engine`); the rest was only counted."""
 
     @property
     def duration_s(self) -> float:
@@ -278,6 +290,33 @@ class Flow:
             i = names.index(analyzer)  # analyzer names are unique (`Engine` refuses two alike)
             self.inspector_names = names[:i] + names[i + 1 :]
             self.inspectors = self.inspectors[:i] + self.inspectors[i + 1 :]
+        if self.waiting:
+            self.stop_waiting(analyzer)
+
+    def wait(self, analyzer: str, what: str, sender: str = "") -> None:
+        """The named analyzer can read no further until `what` comes (a handshake's answer, the
+        other direction, bytes past a gap): it is waiting, not reading. While every analyzer
+        reading the flow waits, the engine counts the payload packets it hands over, and past
+        `EngineOptions.stall_packets` (or `stall_bytes`) it stops inspecting the flow, which the
+        C walk then counts, and says so in the flow's record. An analyzer still measuring
+        something (frames, a stream read in step, a behaviour sample) must not call this.
+
+        `sender`: the end `what` must come from ("orig" or "resp"; "" for either). That end's
+        packets do not count: they may be what it waits for, held by the stream layer until a
+        hole before them is filled (a lost segment retransmitted)."""
+        entry = (analyzer, what, sender)
+        if entry not in self.waiting:
+            if sender not in ("", "orig", "resp"):
+                raise ValueError(f"Flow.wait: sender {sender!r} is not 'orig', 'resp' or ''")
+            self.waiting = (*(w for w in self.waiting if w[0] != analyzer), entry)
+            self.stalled = self.stalled_bytes = 0
+
+    def stop_waiting(self, analyzer: str) -> None:
+        """The named analyzer got what it waited for (`wait`) and reads the flow again."""
+        waiting = self.waiting
+        if any(w[0] == analyzer for w in waiting):
+            self.waiting = tuple(w for w in waiting if w[0] != analyzer)
+            self.stalled = self.stalled_bytes = 0
 
     def _facts(self) -> dict[str, str | list[str]]:
         """The flow's own `meta`, made on its first fact."""

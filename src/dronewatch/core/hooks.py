@@ -115,7 +115,10 @@ class WantsHook(Protocol):
 class PacketHook(Protocol):
     """Called for payload-carrying packets while the flow is inspected, and after that for the
     analyzers that follow it. The flow's packet and byte counters may lag behind here (the bulk
-    path adds them per batch); they are exact in flow_end."""
+    path adds them per batch); they are exact in flow_end. The hook says through the flow what
+    it needs next: `follow` (every packet), `decline` (none), or `wait` (nothing to read until
+    an answer comes; the engine stops a flow whose analyzers all wait too long,
+    `EngineOptions.stall_packets`) and `stop_waiting`."""
 
     def packet(self, flow: Flow, pkt: Packet) -> None: ...
 

@@ -69,6 +69,13 @@ class CaptureRecord(Record):
     new flows, such as a SYN scan): their later packets made new flows, so what an analyzer would
     have read across the cut may be missed, and every verdict of the capture is incomplete. None
     (left out) when none was."""
+    gap_flows: int | None = None
+    """TCP flows with content gaps: data the peer acknowledged that the capture never showed
+    (packets lost on the way to the capture even where it reports no drops;
+    `dronewatch.core.tcp`). None (left out) when no flow had one, and in a live interval's
+    record."""
+    missed_bytes: int | None = None
+    """The bytes of those gaps (each flow's `missed_bytes`)."""
 
 
 @dataclass(slots=True)
@@ -177,6 +184,8 @@ class Pipeline:
             complete=not stats.errors,
             analyzer_errors=engine.failures.as_record(),
             evicted_flows=engine.evicted_flows or None,
+            gap_flows=self.monitor.gap_flows or None,
+            missed_bytes=self.monitor.missed_bytes or None,
         )
         self.emit(record)
         alerts = self.monitor.finish(

@@ -7,17 +7,21 @@ ESTABLISHED, CLOSED and RESET): which endpoint did what decides the connection s
 (`conn_state`), the sequence space an endpoint covered gives its payload size (`size`: bytes the
 capture missed count, retransmissions do not), and the history letters follow Zeek's rules
 (`S h A D F R` once per kind and again on a new sequence number for S/H/F/R, `T` at the 1st, 10th,
-100th... retransmission, `Q` for SYN+FIN or SYN+RST, `I` for FIN+RST, `^` when the roles flip).
+100th... retransmission, `Q` for SYN+FIN or SYN+RST, `I` for FIN+RST, `^` when the roles flip,
+`G`/`g` at the 1st, 10th, 100th... content gap). It also finds the content gaps of every TCP flow,
+analysed or not: bytes the peer acknowledged that the capture never showed (`missed_bytes`).
 
 The array is shared with the C walk (`dronewatch.fastpath._fastpath`), which updates the first
-`C_SLOTS` slots of each endpoint itself for the segments it counts (segments without SYN, FIN or
-RST of a flow whose `FAST` slot is set); everything else goes through `segment`. The layout is
+`C_SLOTS` slots and the gap slots (SEEN, GAPS, MISSED) itself for the segments it counts
+(segments without SYN, FIN or RST of a flow whose `FAST` slot is set, that meet no held range and
+write no letter); everything else goes through `segment`. The layout is
 therefore fixed: change it here and in `_fastpath.c` together.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from array import array
 from typing import TYPE_CHECKING
 
@@ -48,8 +52,9 @@ AREL = 3
 """ACK as an offset from START."""
 RXMIT = 4
 """Retransmitted data segments."""
-RXNEXT = 5
-"""The RXMIT count at which the next `T` letter is written (1, 10, 100...)."""
+GAPS = 5
+"""Content gaps reported for the endpoint's data (a `G` letter at the 1st, 10th, 100th...; the
+`T` letters are written at those counts of RXMIT: `scaled`)."""
 FLAGS = 6
 """F_* bits."""
 START = 7
@@ -65,15 +70,36 @@ HIST_SYN = 12
 """Relative sequence number of the last SYN (a new one writes the letter again)."""
 HIST_FIN = 13
 HIST_RST = 14
-BLOCK = 16
+# Content gaps (see the comment before `scaled`); the C walk reads and writes these too.
+SEEN = 15
+"""Relative sequence number one past the endpoint's bytes seen in order from its start (Zeek's
+last_reassem_seq): every byte below it was captured, acknowledged past a hole, or given up."""
+HELD = 16
+"""HOLES pairs of slots: [low, high) relative sequence numbers of data seen above a hole (low 0:
+unused), kept until the hole is filled or acknowledged past."""
+HOLES = 1
+"""Ranges of data held above holes per endpoint: a further one is merged with its neighbour (the
+bytes between counted as seen), so `missed_bytes` is a lower bound while two holes are open at
+once (a burst of lost segments is one hole; a hole a retransmission fills is none). Each pair is
+16 bytes more per TCP flow."""
+BLOCK = HELD + 2 * HOLES
 """Slots per endpoint; the originator's block comes first."""
 
 FAST = 2 * BLOCK
 """1 while the C walk may count this flow's segments without SYN, FIN or RST itself."""
 MASK = FAST + 1
 """Zeek's history mask: which kinds of history event each role has shown (HIST_* bits, the
-responder's shifted by 16)."""
-SIZE = MASK + 1
+responder's shifted by 16), and M_PARTIAL."""
+MISSED = MASK + 1
+"""Bytes of the connection's content gaps (Zeek's missed_bytes), both directions."""
+SYN_TS = MISSED + 1
+"""Capture time of the SYN that opened an attempt (EV_ATTEMPT), as a double's bits (0: none): the
+engine ends an attempt nobody answered at its first packet `close_linger_s` after it, so the C
+walk hands over the packets from then on and counts the ones before."""
+SIZE = SYN_TS + 1
+
+M_PARTIAL = 1 << 32
+"""MASK bit: the connection began without a SYN from its originator (Zeek's is_partial)."""
 
 F_INIT = 1
 """The endpoint's sequence numbers are set (by its own first segment or the peer's ACK)."""
@@ -81,6 +107,9 @@ F_SEEN = 2
 """The endpoint sent a segment."""
 F_ACTIVE = 4
 """The endpoint's state is not INACTIVE."""
+F_SKIP = 8
+"""The endpoint's content is no longer followed for gaps (Zeek's skip_deliveries: more data above
+a hole than MAX_ABOVE_HOLE before any of it was acknowledged)."""
 
 HIST_SYN_PKT = 0x1
 HIST_FIN_PKT = 0x2
@@ -93,6 +122,9 @@ HIST_MULTI_FLAG_PKT = 0x40
 SEQ_MOD = 1 << 32
 TOO_LARGE_SEQ_DELTA = 1048576
 """A SYN or RST this far off the last sequence number is not trusted (Zeek's constant)."""
+MAX_ABOVE_HOLE = 16384
+"""Bytes held above a hole before the peer acknowledged any data past which an endpoint's content
+is no longer followed (Zeek's tcp_max_above_hole_without_any_acks)."""
 
 # What `segment` asks the engine to do.
 EV_CLOSED = 1
@@ -110,7 +142,7 @@ def new_state() -> array[int]:
 
 
 _NEW = array("q", bytes(8 * SIZE))
-_NEW[RXNEXT] = _NEW[BLOCK + RXNEXT] = 1
+_NEW[SEEN] = _NEW[BLOCK + SEEN] = 1
 
 
 def delta(a: int, b: int) -> int:
@@ -202,6 +234,7 @@ def segment(
     t = s.t
     syn, fin, rst = flags & TCP_SYN, flags & TCP_FIN, flags & TCP_RST
     ackf = flags & TCP_ACK
+    _partial(t, from_orig, syn, ackf)
     seg_len = plen + (1 if syn else 0) + (1 if fin else 0)
     if rst:
         seg_len -= plen
@@ -215,28 +248,170 @@ def segment(
         flow.last_ts = ts
     if fin:
         t[e + FIN_CNT] += 1
+    upto = 0  # the peer's relative sequence number this segment acknowledges (0: none)
     if ackf:
         if t[p + STATE] == INACTIVE:
             _init_seq(t, p, ack - 1, ack - 1, ack - 1)  # as if a SYN had been seen
-        elif not rst:
+        else:
             d = delta(ack, t[p + ACK])
-            if t[p + AREL] + d >= 0 and d > 0 and not (ack == 0 and d > TOO_LARGE_SEQ_DELTA):
+            upto = max(t[p + AREL] + d, 0)
+            if not rst and (
+                t[p + AREL] + d >= 0 and d > 0 and not (ack == 0 and d > TOO_LARGE_SEQ_DELTA)
+            ):
                 t[p + ACK] = ack
                 t[p + AREL] += d
     d_last = _update_last(s, e, end, syn, fin, rst, plen)
     events = _state_machine(s, e, p, syn, fin, rst, ackf, seq, ack, plen, d_last)
+    e = 0 if s.is_orig else BLOCK  # the state machine may have flipped the roles
+    if upto:
+        # After the state machine, as Zeek does: a gap revealed by a closing segment's ACK counts
+        # only when the close is clean.
+        _acked(s, BLOCK - e, upto)
+    if plen and not rst and rel >= 0:
+        _seen(t, e, rel + (1 if syn else 0), plen)
+    if events & EV_ATTEMPT:
+        t[SYN_TS] = _BITS.unpack(_DOUBLE.pack(ts))[0]
     t[FAST] = 0 if _unsettled(t) else 1
     return events
 
 
+_DOUBLE, _BITS = struct.Struct("=d"), struct.Struct("=q")
+
+
+def _partial(t: array[int], from_orig: bool, syn: int, ackf: int) -> None:
+    """Zeek's SetPartialStatus: a connection whose originator's first segment is not a bare SYN,
+    or whose responder's first segment is no SYN, began before the capture."""
+    if from_orig:
+        if not t[FLAGS] & F_SEEN and (not syn or ackf):
+            t[MASK] |= M_PARTIAL
+    elif not t[BLOCK + FLAGS] & F_SEEN and not syn:
+        t[MASK] |= M_PARTIAL
+
+
+# Content gaps. A direction's content gap is a range of its sequence space that the peer
+# acknowledged while the capture had not shown it (Zeek's TCP_Reassembler::Undelivered). Each
+# endpoint keeps how far its bytes were seen in order (SEEN) and up to HOLES ranges it sent
+# above a hole; a segment at or below SEEN moves it on (a retransmission changes nothing), one
+# above waits in a range until the hole is filled (reordering) or the peer acknowledges past
+# it: then the hole's bytes are missed. As in Zeek, a gap is reported (MISSED, GAPS and the
+# `G`/`g` letters) only while both ends are established or cleanly closing, an ACK of the
+# first two bytes of a partial connection reveals none, the ACK of a FIN counts no byte past
+# it, and an endpoint with more than MAX_ABOVE_HOLE bytes above a hole before any of its data
+# was acknowledged is not followed further. The C walk (`_fastpath.c`, `tcp_gap_ack`) does the
+# same for the segments it counts, and hands over those that meet a held range or would write
+# a letter.
+
+
+def scaled(n: int) -> bool:
+    """Whether the `n`th event of a kind writes its letter: the 1st, 10th, 100th..."""
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1
+
+
+def clean(t: array[int]) -> bool:
+    """Zeek's established_or_cleanly_closing: each end established, or closed from established."""
+    for e in (0, BLOCK):
+        state = t[e + STATE]
+        if state != ESTABLISHED and not (state == CLOSED and t[e + PREV] == ESTABLISHED):
+            return False
+    return True
+
+
+def _held(t: array[int], e: int) -> list[tuple[int, int]]:
+    """The ranges endpoint block `e` holds above a hole, lowest first."""
+    out = []
+    for i in range(HOLES):
+        lo = t[e + HELD + 2 * i]
+        if lo:
+            out.append((lo, t[e + HELD + 2 * i + 1]))
+    return out
+
+
+def _set_held(t: array[int], e: int, ranges: list[tuple[int, int]]) -> None:
+    """Store `ranges` (sorted, disjoint), merging the two closest while there are too many."""
+    while len(ranges) > HOLES:
+        i = min(range(len(ranges) - 1), key=lambda k: ranges[k + 1][0] - ranges[k][1])
+        ranges[i : i + 2] = [(ranges[i][0], ranges[i + 1][1])]
+    for i in range(HOLES):
+        lo, hi = ranges[i] if i < len(ranges) else (0, 0)
+        t[e + HELD + 2 * i] = lo
+        t[e + HELD + 2 * i + 1] = hi
+
+
+def _absorb(ranges: list[tuple[int, int]], seen: int) -> tuple[list[tuple[int, int]], int]:
+    """Move `seen` over the held ranges it reaches."""
+    while ranges and ranges[0][0] <= seen:
+        seen = max(seen, ranges.pop(0)[1])
+    return ranges, seen
+
+
+def _seen(t: array[int], e: int, lo: int, n: int) -> None:
+    """Endpoint block `e` sent `n` bytes from relative sequence number `lo`."""
+    if t[e + FLAGS] & F_SKIP:
+        return
+    hi = lo + n
+    seen = t[e + SEEN]
+    if hi <= seen:
+        return  # a retransmission
+    ranges = _held(t, e)
+    if lo <= seen:
+        ranges, t[e + SEEN] = _absorb(ranges, hi)
+        _set_held(t, e, ranges)
+        return
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted([*ranges, (lo, hi)]):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    _set_held(t, e, merged)
+    if t[e + AREL] in (0, 1) and sum(b - a for a, b in _held(t, e)) > MAX_ABOVE_HOLE:
+        _set_held(t, e, [])
+        t[e + FLAGS] |= F_SKIP
+
+
+def _acked(s: _Segment, p: int, upto: int) -> None:
+    """The peer acknowledged endpoint block `p`'s bytes below `upto`: the holes below are gaps."""
+    t = s.t
+    if t[p + FIN_CNT] and upto > t[p + HIST_FIN]:
+        upto = t[p + HIST_FIN]  # the FIN's own sequence number is no content
+    seen = t[p + SEEN]
+    if upto <= seen or (upto <= 2 and t[MASK] & M_PARTIAL):
+        return
+    report = not t[p + FLAGS] & F_SKIP and clean(t)
+    ranges = _held(t, p)
+    while ranges and ranges[0][0] < upto:
+        _gap(s, p, ranges[0][0] - seen, report)
+        ranges, seen = _absorb(ranges, ranges[0][0])
+    if upto > seen:
+        _gap(s, p, upto - seen, report)
+        ranges, seen = _absorb(ranges, upto)  # data held from `upto` on now follows
+    t[p + SEEN] = seen
+    _set_held(t, p, ranges)
+
+
+def _gap(s: _Segment, p: int, n: int, report: bool) -> None:
+    """A content gap of `n` bytes in endpoint block `p`'s data (Zeek's TCP_Endpoint::Gap)."""
+    if not report:
+        return
+    t = s.t
+    t[MISSED] += n
+    t[p + GAPS] += 1
+    if scaled(t[p + GAPS]):
+        s.flow.history += "G" if p == 0 else "g"
+
+
+def missed_bytes(t: array[int] | None) -> int:
+    """Bytes of a TCP flow's content gaps (0 for a flow without TCP state)."""
+    return 0 if t is None else t[MISSED]
+
+
 def _unsettled(t: array[int]) -> bool:
     """A state in which the C walk must hand every segment to `segment`: an end closed or
-    reset (the duration stops, the flow ends soon), or an attempt nobody answered yet (it may
-    end soon)."""
-    for e in (0, BLOCK):
-        if t[e + DID_CLOSE] or t[e + STATE] in (CLOSED, RESET):
-            return True
-    return attempt_open(t)
+    reset (the duration stops, the flow ends soon). An attempt nobody answered is settled: the
+    walk counts its segments until its linger is over (SYN_TS)."""
+    return any(t[e + DID_CLOSE] or t[e + STATE] in (CLOSED, RESET) for e in (0, BLOCK))
 
 
 def _init_endpoint(t: array[int], e: int, syn: int, seq: int, end: int) -> None:
@@ -302,9 +477,8 @@ def _update_last(s: _Segment, e: int, end: int, syn: int, fin: int, rst: int, pl
         t[e + LREL] += d
     elif plen > 0:
         t[e + RXMIT] += 1
-        if t[e + RXMIT] == t[e + RXNEXT]:
+        if scaled(t[e + RXMIT]):
             s.add("T")
-            t[e + RXNEXT] *= 10
     return d
 
 

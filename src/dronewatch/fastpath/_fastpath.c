@@ -13,7 +13,9 @@
  * A TCP segment is counted here only when it changes nothing but the sequence numbers of a settled
  * connection (`dronewatch.core.tcp`: no SYN, FIN or RST, no new history letter, no retransmission
  * that writes a `T`), and its sequence and acknowledgement numbers are written to the flow's TCP
- * state here as `dronewatch.core.tcp.segment` writes them; every other segment goes to Python.
+ * state here as `dronewatch.core.tcp.segment` writes them, content gaps included (a segment that
+ * meets data held above a hole, or whose ACK writes a gap letter, goes to Python); every other
+ * segment goes to Python, and so does an unanswered attempt's from its linger on.
  * A datagram of a drone link whose followers all keep their state in frame counters
  * (`_counters.h`) is fed to those counters here, without a call into Python.
  * Without this extension every packet goes the per-packet path; the tests compare the two on
@@ -46,15 +48,30 @@ static const char LETTERS[] = "SsHhAaDdFfRr";
 #define T_ACK 2    /* highest acknowledgement of the endpoint's data by the peer (32-bit) */
 #define T_AREL 3   /* T_ACK as an offset from T_START */
 #define T_RXMIT 4  /* retransmitted data segments */
-#define T_RXNEXT 5 /* the T_RXMIT count at which Python writes the next `T` letter */
+#define T_GAPS 5   /* content gaps reported for the endpoint's data */
 #define T_FLAGS 6  /* F_* */
 #define T_START 7  /* the endpoint's initial sequence number */
-#define T_BLOCK 16
-#define T_FAST 32  /* 1 while the segments without SYN, FIN or RST may be counted here */
-#define T_SIZE 34
+#define T_STATE 8  /* the endpoint's state (ESTABLISHED, CLOSED...) */
+#define T_PREV 9   /* the state before the last change */
+#define T_FIN_CNT 11
+#define T_SEEN 15  /* one past the endpoint's bytes seen in order (content gaps) */
+#define T_HELD 16  /* a range of data held above a hole (low, high; low 0: none) */
+#define T_BLOCK 18
+#define T_FAST 36  /* 1 while the segments without SYN, FIN or RST may be counted here */
+#define T_MASK 37  /* history mask and M_PARTIAL */
+#define T_MISSED 38 /* bytes of the connection's content gaps */
+#define T_SYN_TS 39 /* time of an attempt's SYN, a double's bits (0: none) */
+#define T_SIZE 40
 #define F_INIT 1   /* the endpoint's sequence numbers are set */
 #define F_SEEN 2   /* the endpoint sent a segment */
 #define F_ACTIVE 4 /* the endpoint's state is not INACTIVE */
+#define F_SKIP 8   /* the endpoint's content is no longer followed for gaps */
+#define M_PARTIAL ((int64_t)1 << 32)
+#define S_INACTIVE 0
+#define S_SYN_SENT 1
+#define S_SYN_ACK_SENT 2
+#define S_ESTABLISHED 4
+#define S_CLOSED 5
 #define TOO_LARGE_SEQ_DELTA 1048576
 
 static PyObject *s_tcp;
@@ -599,6 +616,7 @@ typedef struct {
     double latest;
     long long limit;
     double active_s;
+    double linger_s; /* EngineOptions.close_linger_s: an unanswered attempt ends this after its SYN */
     PyObject *lookup, *counted_cb, *skipped_cb;
     struct {
         int kind; /* Row.kind */
@@ -947,27 +965,82 @@ static int after_call(Table *t, Engine *eng, PyObject *r, int *touched) {
     return 0;
 }
 
-/* Whether a TCP segment without SYN, FIN or RST may be counted here: the connection is settled
- * (`T_FAST`), its sender has sent before, and it is not the retransmission that writes a `T`. */
-static int tcp_countable(const Entry *e, const Row *r, int from_orig) {
-    if (!e->has_tcp) return 0;
-    const int64_t *T = e->tcp.buf;
-    int s = from_orig ? 0 : T_BLOCK;
-    if (!T[T_FAST] || !(T[s + T_FLAGS] & F_SEEN)) return 0;
-    if (r->payload_len > 0) {
-        int32_t d = (int32_t)(r->seq + (uint32_t)r->payload_len - (uint32_t)T[s + T_LAST]);
-        if (d <= 0 && T[s + T_RXMIT] + 1 == T[s + T_RXNEXT]) return 0;
+/* Zeek's established_or_cleanly_closing (`dronewatch.core.tcp.clean`). */
+static int tcp_clean(const int64_t *T) {
+    for (int e = 0; e <= T_BLOCK; e += T_BLOCK) {
+        int64_t st = T[e + T_STATE];
+        if (st != S_ESTABLISHED && !(st == S_CLOSED && T[e + T_PREV] == S_ESTABLISHED)) return 0;
     }
     return 1;
 }
 
+/* Whether `n` is 1, 10, 100...: the count of an event that writes its letter. */
+static int tcp_scaled(int64_t n) {
+    while (n >= 10 && n % 10 == 0) n /= 10;
+    return n == 1;
+}
+
+/* What an ACK does to the content gaps of the peer (block `q`), as `dronewatch.core.tcp._acked`
+ * does it: -1 when Python must do it (a held range below, a FIN, a letter to write); else, with
+ * `apply`, SEEN moves to what it acknowledges and a gap is counted. */
+static int tcp_gap_ack(int64_t *T, int q, uint32_t ack, int apply) {
+    if (!(T[q + T_FLAGS] & F_ACTIVE)) return 0; /* the peer is numbered from this ACK */
+    int64_t upto = T[q + T_AREL] + (int32_t)(ack - (uint32_t)T[q + T_ACK]);
+    if (upto <= T[q + T_SEEN]) return 0;
+    if (T[q + T_FIN_CNT] || T[q + T_HELD]) return -1;
+    if (upto <= 2 && (T[T_MASK] & M_PARTIAL)) return 0;
+    int report = !(T[q + T_FLAGS] & F_SKIP) && tcp_clean(T);
+    if (report && tcp_scaled(T[q + T_GAPS] + 1)) return -1;
+    if (apply) {
+        if (report) {
+            T[T_MISSED] += upto - T[q + T_SEEN];
+            T[q + T_GAPS]++;
+        }
+        T[q + T_SEEN] = upto;
+    }
+    return 0;
+}
+
+/* Whether a TCP segment without SYN, FIN or RST may be counted here: the connection is settled
+ * (`T_FAST`), its sender has sent before, it is not the retransmission that writes a `T`, its
+ * bytes do not meet data held above a hole, and its ACK writes no gap letter. */
+static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now, double linger_s) {
+    if (!e->has_tcp) return 0;
+    int64_t *T = e->tcp.buf;
+    int s = from_orig ? 0 : T_BLOCK;
+    if (!T[T_FAST] || !(T[s + T_FLAGS] & F_SEEN)) return 0;
+    if (T[T_SYN_TS] && (T[T_STATE] == S_SYN_SENT || T[T_STATE] == S_SYN_ACK_SENT) &&
+        T[T_BLOCK + T_STATE] == S_INACTIVE) {
+        /* An attempt nobody answered: the engine ends it at its first packet past the linger. */
+        double syn_ts;
+        memcpy(&syn_ts, &T[T_SYN_TS], sizeof syn_ts);
+        if (now >= syn_ts + linger_s) return 0;
+    }
+    if (r->payload_len > 0) {
+        int32_t d = (int32_t)(r->seq + (uint32_t)r->payload_len - (uint32_t)T[s + T_LAST]);
+        if (d <= 0 && tcp_scaled(T[s + T_RXMIT] + 1)) return 0;
+        if (!(T[s + T_FLAGS] & F_SKIP)) {
+            int64_t rel = T[s + T_LREL] + (int32_t)(r->seq - (uint32_t)T[s + T_LAST]);
+            if (T[s + T_HELD] || (rel >= 0 && rel > T[s + T_SEEN])) return 0; /* a hole */
+        }
+    }
+    if ((r->flags & TCP_ACK) && tcp_gap_ack(T, T_BLOCK - s, r->ack, 0) < 0) return 0;
+    return 1;
+}
+
 /* The sequence numbers of a counted segment, as `dronewatch.core.tcp.segment` writes them: the
- * peer's acknowledged bytes (its numbering set as if from a SYN while it is inactive), the
- * sender's highest byte, or one more retransmission. */
+ * peer's acknowledged bytes (its numbering set as if from a SYN while it is inactive) and its
+ * content gaps, the sender's highest byte, or one more retransmission, and how far its bytes
+ * were seen in order. */
 static void tcp_count(Entry *e, const Row *r, int from_orig) {
     int64_t *T = e->tcp.buf;
     int s = from_orig ? 0 : T_BLOCK, q = T_BLOCK - s;
+    if (!(T[s + T_FLAGS] & F_SKIP) && r->payload_len > 0) {
+        int64_t rel = T[s + T_LREL] + (int32_t)(r->seq - (uint32_t)T[s + T_LAST]);
+        if (rel >= 0 && rel + r->payload_len > T[s + T_SEEN]) T[s + T_SEEN] = rel + r->payload_len;
+    }
     if (r->flags & TCP_ACK) {
+        tcp_gap_ack(T, q, r->ack, 1);
         if (!(T[q + T_FLAGS] & F_ACTIVE)) {
             uint32_t start = r->ack - 1;
             T[q + T_START] = T[q + T_ACK] = T[q + T_LAST] = start;
@@ -997,8 +1070,9 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     Engine eng = {0};
     Table t = {0};
     PyObject *handle, *follow, *sweep;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLdOOOOOO", &buf, &at_b, &cap_b, &ts_b, &linktype,
-                          &eng.next_sweep, &eng.ended, &t.limit, &t.active_s, &t.lookup, &handle,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOO", &buf, &at_b, &cap_b, &ts_b, &linktype,
+                          &eng.next_sweep, &eng.ended, &t.limit, &t.active_s, &t.linger_s,
+                          &t.lookup, &handle,
                           &follow, &sweep, &t.counted_cb, &t.skipped_cb))
         return NULL;
     PyObject *result = NULL;
@@ -1053,7 +1127,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                 int bit = r.letter == 1 ? (from_orig ? HAS_D : HAS_d) : (from_orig ? HAS_A : HAS_a);
                 go_python = !(e->letters & bit);
             }
-            if (!go_python && r.tcp) go_python = !tcp_countable(e, &r, from_orig);
+            if (!go_python && r.tcp) go_python = !tcp_countable(e, &r, from_orig, now, t.linger_s);
         }
         if (!go_python && r.has_payload) {
             if (e->inspected < t.limit) {
@@ -1159,7 +1233,7 @@ static PyMethodDef methods[] = {
      "The pcapng enhanced packet blocks that lie whole in buf from pos on, of interfaces of "
      "link type linktype, as columns; ifaces: (link type, timestamp scale, offset) per interface."},
     {"walk", walk, METH_VARARGS,
-     "walk(buf, data_at, caplen, ts, linktype, next_sweep, ended, limit, active_s, lookup, "
+     "walk(buf, data_at, caplen, ts, linktype, next_sweep, ended, limit, active_s, linger_s, lookup, "
      "handle, follow, sweep, counted, skipped) -> next sweep time\n\n"
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "

@@ -33,6 +33,7 @@ def walk(
     ended: int,
     limit: int,
     active_s: float,
+    linger_s: float,
     lookup: Callable[[bytes], Flow | None],
     handle: Callable[[int], tuple[float, int, bool]],
     follow: Callable[[int, Flow, int, int, int, int, int, int, int, int], tuple[float, int]],

@@ -11,6 +11,8 @@ control frames, encrypted or null data, ARP, other EtherTypes) are counted there
 packet (a flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension
 headers, 802.11 management frames, and anything too short) goes through the per-packet decoder
 and `Engine.process` in capture order.
+A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
+left once the engine stops it, so from then on its packets are counted here like a settled flow's.
 
 Flows are only touched between two sweeps of the flow table (the engine's idle check every
 `sweep_every_s` of capture time), so a batch is cut into segments at the packets that trigger a
@@ -20,8 +22,10 @@ Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goe
 rows in C: it keeps the counts of settled flows itself and writes them to the flows before any
 Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
 counters. A TCP segment is counted in C only when it changes nothing but the sequence numbers
-of a settled connection (`dronewatch.core.tcp`); control segments, new history letters and
-retransmissions go to the engine. A drone link
+of a settled connection (`dronewatch.core.tcp`, content gaps included); control segments, new
+history letters, retransmissions, segments that meet data held above a hole, and an unanswered
+attempt's segments from `close_linger_s` after its SYN (the engine ends it there) go to the
+engine. A drone link
 whose followers all keep their state in C frame counters (`Flow.counters`) has its datagrams fed
 to them there, without a call into Python. Without the extension (no compiler at install time,
 or `DRONEWATCH_NO_C` set) this path is not taken: `dronewatch.core.pipeline` reads every packet
@@ -127,6 +131,7 @@ class BulkRunner:
             engine.flows_ended,
             opts.inspect_packets,
             opts.active_s,
+            opts.close_linger_s,
             lookup,
             handle,
             follow,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dronewatch.core import tcp
 from dronewatch.core.community_id import community_id
 from dronewatch.core.engine import conn_state
 from dronewatch.core.flow import Flow, ip_str, mac_str
@@ -42,6 +43,9 @@ class FlowRecord(Record):
     resp_mac: str | None = None
     vlan: int | None = None
     history: str | None = None
+    missed_bytes: int | None = None
+    """Bytes of the flow's content gaps: TCP data the peer acknowledged that the capture never
+    showed (packet loss on the way to the capture; `dronewatch.core.tcp`); None when not TCP."""
     service: str | None = None
     server_name: str | None = None
     """The destination's name: TLS/QUIC SNI, HTTP host, or the DNS name that resolved to it."""
@@ -79,6 +83,11 @@ class FlowRecord(Record):
     """VLAN id of the outer frame, when tagged (`vlan` is the inner frame's)."""
     tunnel_id: int | None = None
     """VXLAN/Geneve VNI, ERSPAN session id, PPPoE session id, GRE key, or bottom MPLS label."""
+    inspection: str | None = None
+    """Set only when the engine stopped inspecting the flow early because every analyzer reading
+    it waited for something that did not come (`EngineOptions.stall_packets`): "stopped: tls
+    waited for ServerHello (12 packets, 14400 bytes)"; the rest of the flow was counted, not read.
+    None for a flow inspected as far as usual."""
 
 
 def server_name(flow: Flow) -> str | None:
@@ -121,6 +130,7 @@ def flow_record(
         resp_mac=mac_str(flow.resp_mac) or None,
         vlan=flow.vlan,
         history=flow.history or None,
+        missed_bytes=None if flow.tcp is None else tcp.missed_bytes(flow.tcp),
         service=flow.service or None,
         server_name=server_name(flow),
         link=link if isinstance(link, str) else None,
@@ -138,6 +148,7 @@ def flow_record(
         resp_country=geo.country_code if geo else None,
         resp_asn=geo.asn if geo else None,
         resp_as_org=geo.as_org if geo else None,
+        inspection=flow.inspection or None,
         tunnel=tunnel.kind if tunnel else None,
         tunnel_src=(ip_str(tunnel.src) or None) if tunnel else None,
         tunnel_dst=(ip_str(tunnel.dst) or None) if tunnel else None,

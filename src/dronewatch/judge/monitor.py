@@ -44,6 +44,9 @@ class _HostTraffic:
     local_pkts: int = 0
     local_link_pkts: int = 0
     pkts: int = 0
+    gap_flows: int = 0
+    """TCP flows of the host with content gaps (`dronewatch.core.tcp`)."""
+    missed_bytes: int = 0
     aircraft: set[str] = field(default_factory=set)
 
 
@@ -142,6 +145,9 @@ class Monitor:
         self._last_ts = 0.0
         self._dhcp: dict[str, str] = {}
         self._flows = 0
+        self.gap_flows = 0
+        """TCP flows with content gaps, of every host (the capture record's `gap_flows`)."""
+        self.missed_bytes = 0
         self._ends: dict[str, int] = {}
         self._named: dict[str, DevicePolicy] = {}
         """The declared device each named host was matched to (`finish`)."""
@@ -177,13 +183,17 @@ class Monitor:
                 )
             self.devices.observe_streams(flow)
         self._flows += 1
+        missed = record.missed_bytes or 0
+        if missed:
+            self.gap_flows += 1
+            self.missed_bytes += missed
         for ip, local in ((flow.orig_ip, orig_local), (flow.resp_ip, resp_local)):
             if local:
                 self._ends[ip] = self._ends.get(ip, 0) + 1
         if orig_local:
-            self._count(flow.orig_ip, flow.orig_pkts, resp_local, isinstance(link, str))
+            self._count(flow.orig_ip, flow.orig_pkts, resp_local, isinstance(link, str), missed)
         if resp_local:
-            self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str))
+            self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str), missed)
         if orig_local and not resp_local:
             self._egress_flow(flow, cls, resp_geo, record.community_id, outbound=True)
         elif resp_local and not orig_local:
@@ -209,11 +219,14 @@ class Monitor:
         if orig_local and flow.service == "dns":
             self._dns(flow)
 
-    def _count(self, ip: str, pkts: int, peer_local: bool, link: bool) -> None:
+    def _count(self, ip: str, pkts: int, peer_local: bool, link: bool, missed: int) -> None:
         t = self._traffic.get(ip)
         if t is None:
             t = self._traffic[ip] = _HostTraffic()
         t.pkts += pkts
+        if missed:
+            t.gap_flows += 1
+            t.missed_bytes += missed
         if peer_local:
             t.local_pkts += pkts
         if link:
@@ -470,6 +483,8 @@ class Monitor:
                 complete,
                 analyzer_errors=analyzer_errors,
                 evicted_flows=evicted,
+                gap_flows=traffic.gap_flows,
+                missed_bytes=traffic.missed_bytes,
             ),
             judgement.allowed_bytes,
         )

@@ -38,6 +38,13 @@ class Coverage:
     evicted_flows: int = 0
     """Flows the flow table ended early because it was full (a flood of new flows): what the
     analyzers would have read across the cut may be missed."""
+    gap_flows: int = 0
+    """The device's TCP flows with content gaps: data its peer acknowledged that the capture
+    never showed (packets lost on the way to the capture, not reported as drops). The flows were
+    seen and their sizes counted from sequence numbers; what an analyzer would have read in the
+    missing bytes was not. Said in the sentence; alone it does not make a verdict incomplete."""
+    missed_bytes: int = 0
+    """The bytes of those gaps."""
 
     @property
     def full(self) -> bool:
@@ -83,6 +90,11 @@ class Coverage:
             text += f", {self.evicted_flows:,} flows evicted from a full flow table"
         if self.analyzer_errors:
             text += f", {self.analyzer_errors:,} analyzer failures (inspection incomplete)"
+        if self.gap_flows:
+            text += (
+                f", {self.gap_flows:,} TCP flows with content gaps ({self.missed_bytes:,} bytes "
+                "acknowledged but not captured)"
+            )
         return text
 
 

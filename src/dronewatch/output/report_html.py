@@ -262,6 +262,11 @@ class _Report:
             out.append("the capture is damaged (cut short or corrupt): what follows was unseen")
         if cap.evicted:
             out.append(f"{cap.evicted:,} flows evicted from a full flow table")
+        if rec is not None and rec.gap_flows:
+            out.append(
+                f"{rec.gap_flows:,} TCP flows with content gaps ({rec.missed_bytes or 0:,} bytes "
+                "acknowledged but not captured)"
+            )
         if rec is not None and rec.truncated:
             out.append(f"{rec.truncated:,} packets cut by the snap length")
         if rec is not None and rec.analyzer_errors:
@@ -346,6 +351,7 @@ class _Report:
                 f"malformed {rec.malformed:,}",
                 f"cut by the snap length {rec.truncated:,}",
                 f"flows evicted {cap.evicted:,}",
+                f"flows with content gaps {rec.gap_flows or 0:,} ({rec.missed_bytes or 0:,} bytes)",
             ]
             if rec.analyzer_errors:
                 errors = ", ".join(f"{k} {n}" for k, n in sorted(rec.analyzer_errors.items()))

@@ -276,6 +276,11 @@ def _capture_line(cap: CaptureRecord) -> str:
         line += f", {_n(cap.malformed)} malformed"
     if cap.evicted_flows:
         line += f", {_n(cap.evicted_flows)} flows evicted from a full flow table"
+    if cap.gap_flows:
+        line += (
+            f", {_n(cap.gap_flows)} TCP flows with content gaps ({_bytes(cap.missed_bytes or 0)} "
+            "acknowledged but not captured)"
+        )
     for err in cap.errors:
         line += f"\n  DAMAGED: {inline(err)} (records before it kept)"
     if cap.analyzer_errors:

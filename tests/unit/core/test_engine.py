@@ -349,7 +349,7 @@ FLOW_BYTES_BUDGET = 1_100
 """Most bytes one flow of a SYN flood may hold in the table (Python's allocations, tracemalloc):
 0.90-0.99 KB measured on Python 3.11 (bench/MEMORY.md has the breakdown). The issue's target of
 250 bytes (two million flows in 500 MB) is out of reach of a Python object per flow: its TCP
-state (34 int64 slots, shared with the C walk) takes 352 bytes and the `Flow` 272, before its
+state (40 int64 slots, shared with the C walk) takes 400 bytes and the `Flow` 272, before its
 key, uid, addresses and table entries; `EngineOptions.max_flows` bounds the table instead."""
 
 

@@ -68,7 +68,7 @@ class Engine:
         caplen = np.array([len(f) for f in frames], dtype=np.int64)
         ts = np.arange(len(frames), dtype=np.float64) + 1000.0
         _fastpath.walk(
-            buf, at, caplen, ts, linktype, 1e18, 0, LIMIT, 1800.0, self.lookup, self.handle,
+            buf, at, caplen, ts, linktype, 1e18, 0, LIMIT, 1800.0, 5.0, self.lookup, self.handle,
             self.follow, self.sweep, self.count, self.skipped,
         )  # fmt: skip
 

@@ -15,7 +15,7 @@ from dronewatch.core.flow import Flow
 from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.judge.policy import Policy
 from dronewatch.output.summary import MAX_IPS, SummaryCollector
-from tests.pcaps import PCAPS
+from tests.pcaps import PCAPS, THIRD_PARTY, capture
 from tests.unit.core.test_pipeline import flood_capture
 
 VIOLATION = PCAPS / "scenarios" / "dji_fly_ldm_on_violation.pcap"
@@ -76,3 +76,17 @@ def test_a_flood_is_shown_evicted_and_its_addresses_counted_not_listed(tmp_path:
     [line] = [ln for ln in lines if ln.startswith("Device 192.168.1.3 ")]
     assert line.count("45.0.0.") == MAX_IPS - 1
     assert f", {1_000 - (MAX_IPS - 1):,} flows from addresses not listed)" in line
+
+
+def test_content_gaps_are_shown_on_the_capture_line() -> None:
+    """A capture whose TCP data was acknowledged but not captured (Zeek's miss_end_data.pcap)
+    says how many flows had gaps and how many bytes; a capture without gaps says nothing."""
+    collector = SummaryCollector()
+    config = AnalysisConfig(policy=Policy().with_ldm(True))
+    path = capture(THIRD_PARTY / "zeek" / "tcp" / "miss_end_data.pcap")
+    run_source(FileSource(str(path)), collector.add, config)
+    out = io.StringIO()
+    collector.render(out)
+    first = out.getvalue().splitlines()[0]
+    assert first.endswith(", 1 TCP flows with content gaps (2.8KB acknowledged but not captured)")
+    assert "content gaps" not in summary()
