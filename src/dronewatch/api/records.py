@@ -65,6 +65,7 @@ COUNT_FIELDS = frozenset(
         "evicted_flows",
         "gap_flows",
         "missed_bytes",
+        "inspection_stopped",
         "orig_pkts",
         "resp_pkts",
         "orig_bytes",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_device, add_max_flows, add_rules_and_geoip, engine_options
+from dronewatch.cli.args import add_device, add_engine_options, add_rules_and_geoip, engine_options
 from dronewatch.exceptions import DronewatchError
 from dronewatch.output.terminal import inline
 
@@ -162,7 +162,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stderr log lines as JSON objects (default) or text",
     )
     add_analyzer_option(p)
-    add_max_flows(p)
+    add_engine_options(p)
     p.set_defaults(func=cmd_agent)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from dronewatch import __version__
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_device, add_max_flows, add_rules_and_geoip, engine_options
+from dronewatch.cli.args import add_device, add_engine_options, add_rules_and_geoip, engine_options
 from dronewatch.cli.report import register as report_register
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig
@@ -217,7 +217,7 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     prog.add_argument("--no-progress", action="store_true", help="never show progress")
     add_analyzer_option(p)
-    add_max_flows(p)
+    add_engine_options(p)
     _add_policy_args(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -388,7 +388,7 @@ def _add_diff(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("b", metavar="B", help="second capture (e.g. LDM on)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_analyzer_option(p)
-    add_max_flows(p)
+    add_engine_options(p)
     _add_policy_args(p)
     p.set_defaults(func=cmd_diff)
 

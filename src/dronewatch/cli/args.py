@@ -45,24 +45,63 @@ def add_device(parser: Any) -> None:
     )
 
 
-def add_max_flows(parser: Any) -> None:
-    """`--max-flows N`: the flow table's cap (`EngineOptions.max_flows`), for `engine_options`."""
+ENGINE_FLAGS = ("max_flows", "stall_packets", "stall_bytes")
+"""The `EngineOptions` fields the command line sets, each as `--FIELD` (dashes for
+underscores): `add_engine_options`, `engine_options`, and `serve -i`, which hands them to its
+capture process."""
+
+
+def add_engine_options(parser: Any) -> None:
+    """`--max-flows N` (`EngineOptions.max_flows`) and the bound on inspection without progress
+    (`--stall-packets N`, `--stall-bytes N`), for `engine_options`."""
+    defaults = EngineOptions()
     parser.add_argument(
         "--max-flows",
         type=int,
         metavar="N",
         help="most flows held in memory at once (default "
-        f"{EngineOptions().max_flows:,}, about 1.5 KB each): beyond it the longest idle flows "
+        f"{defaults.max_flows:,}, about 1.5 KB each): beyond it the longest idle flows "
         "are ended early, counted as evicted, and every verdict over that time is incomplete",
+    )
+    parser.add_argument(
+        "--stall-packets",
+        type=int,
+        metavar="N",
+        help="payload packets a flow's analyzers may all wait for an answer (a TLS ServerHello "
+        f"that never shows) before its inspection stops (default {defaults.stall_packets}; 0: "
+        "no bound); the rest of the flow is counted, its flows record says why",
+    )
+    parser.add_argument(
+        "--stall-bytes",
+        type=int,
+        metavar="N",
+        help=f"the same bound in payload bytes (default {defaults.stall_bytes:,}; 0: no bound)",
     )
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions | None:
     """The engine options the command line asks for (None: the defaults); ConfigError for a
     value that cannot be."""
-    cap = getattr(args, "max_flows", None)
-    if cap is None:
+    given: dict[str, int] = {
+        name: getattr(args, name) for name in ENGINE_FLAGS if getattr(args, name, None) is not None
+    }
+    if not given:
         return None
-    if cap < 1:
+    cap = given.get("max_flows")
+    if cap is not None and cap < 1:
         raise ConfigError(f"--max-flows {cap}: must be at least 1")
-    return EngineOptions(max_flows=cap)
+    for name in ("stall_packets", "stall_bytes"):
+        if given.get(name, 0) < 0:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} {given[name]}: must be 0 (no bound) or more")
+    return EngineOptions(**given)
+
+
+def engine_argv(args: argparse.Namespace) -> list[str]:
+    """The engine options given on this command line, as arguments for another dronewatch
+    command (`serve -i`'s capture process)."""
+    return [
+        f"--{name.replace('_', '-')}={getattr(args, name)}"
+        for name in ENGINE_FLAGS
+        if getattr(args, name, None) is not None
+    ]

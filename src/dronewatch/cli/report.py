@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dronewatch.cli.analyzer_options import add_analyzer_option
-from dronewatch.cli.args import add_max_flows
+from dronewatch.cli.args import add_engine_options
 from dronewatch.exceptions import CaptureError, DronewatchError
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def register(
     prog.add_argument("--no-progress", action="store_true", help="never show progress")
     known = {a.dest for a in p._actions}
     add_analyzer_option(p)
-    add_max_flows(p)
+    add_engine_options(p)
     add_policy_args(p)
     policy_actions = [a for a in p._actions if a.dest not in known and a.option_strings]
     p.set_defaults(func=lambda args: cmd_report(args, make_config, policy_actions))

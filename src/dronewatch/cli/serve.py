@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_device, add_max_flows, add_rules_and_geoip, engine_options
+from dronewatch.cli.args import (
+    add_device,
+    add_engine_options,
+    add_rules_and_geoip,
+    engine_argv,
+    engine_options,
+)
 from dronewatch.exceptions import DronewatchError
 from dronewatch.output.terminal import inline
 from dronewatch.paths import default_data_dir
@@ -102,7 +108,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     add_rules_and_geoip(p)
     add_analyzer_option(p)
-    add_max_flows(p)
+    add_engine_options(p)
     p.add_argument(
         "--consume",
         metavar="NATS_URL",
@@ -355,8 +361,7 @@ def capture_argv(args: argparse.Namespace, settings: Settings, backend: str) -> 
         argv.append(f"--geoip-dir={settings.geoip_dir}")
     argv += [f"--local-subnet={net}" for net in settings.local_subnets]
     argv += [f"--analyzer-option={o}" for o in getattr(args, "analyzer_option", None) or []]
-    if getattr(args, "max_flows", None) is not None:
-        argv.append(f"--max-flows={args.max_flows}")
+    argv += engine_argv(args)
     return argv
 
 
@@ -503,7 +508,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_device(p)
     add_rules_and_geoip(p, rules_default=[])
     add_analyzer_option(p)
-    add_max_flows(p)
+    add_engine_options(p)
     p.set_defaults(func=cmd_replay)
 
 

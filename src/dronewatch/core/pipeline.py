@@ -76,6 +76,10 @@ class CaptureRecord(Record):
     record."""
     missed_bytes: int | None = None
     """The bytes of those gaps (each flow's `missed_bytes`)."""
+    inspection_stopped: int | None = None
+    """Flows whose inspection stopped because every analyzer reading them waited for an answer
+    that did not come (`EngineOptions.stall_packets`; each flow's record says why). None (left
+    out) when none did, and in a live interval's record."""
 
 
 @dataclass(slots=True)
@@ -186,6 +190,7 @@ class Pipeline:
             evicted_flows=engine.evicted_flows or None,
             gap_flows=self.monitor.gap_flows or None,
             missed_bytes=self.monitor.missed_bytes or None,
+            inspection_stopped=self.monitor.stopped_flows or None,
         )
         self.emit(record)
         alerts = self.monitor.finish(

@@ -47,6 +47,8 @@ class _HostTraffic:
     gap_flows: int = 0
     """TCP flows of the host with content gaps (`dronewatch.core.tcp`)."""
     missed_bytes: int = 0
+    stopped_flows: int = 0
+    """Flows of the host whose inspection stopped (`EngineOptions.stall_packets`)."""
     aircraft: set[str] = field(default_factory=set)
 
 
@@ -148,6 +150,9 @@ class Monitor:
         self.gap_flows = 0
         """TCP flows with content gaps, of every host (the capture record's `gap_flows`)."""
         self.missed_bytes = 0
+        self.stopped_flows = 0
+        """Flows whose inspection stopped, of every host (the capture record's
+        `inspection_stopped`)."""
         self._ends: dict[str, int] = {}
         self._named: dict[str, DevicePolicy] = {}
         """The declared device each named host was matched to (`finish`)."""
@@ -187,13 +192,17 @@ class Monitor:
         if missed:
             self.gap_flows += 1
             self.missed_bytes += missed
+        stopped = record.inspection is not None
+        self.stopped_flows += stopped
         for ip, local in ((flow.orig_ip, orig_local), (flow.resp_ip, resp_local)):
             if local:
                 self._ends[ip] = self._ends.get(ip, 0) + 1
         if orig_local:
-            self._count(flow.orig_ip, flow.orig_pkts, resp_local, isinstance(link, str), missed)
+            self._count(flow.orig_ip, flow.orig_pkts, resp_local, isinstance(link, str))
+            self._unseen(flow.orig_ip, missed, stopped)
         if resp_local:
-            self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str), missed)
+            self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str))
+            self._unseen(flow.resp_ip, missed, stopped)
         if orig_local and not resp_local:
             self._egress_flow(flow, cls, resp_geo, record.community_id, outbound=True)
         elif resp_local and not orig_local:
@@ -219,18 +228,24 @@ class Monitor:
         if orig_local and flow.service == "dns":
             self._dns(flow)
 
-    def _count(self, ip: str, pkts: int, peer_local: bool, link: bool, missed: int) -> None:
+    def _count(self, ip: str, pkts: int, peer_local: bool, link: bool) -> None:
         t = self._traffic.get(ip)
         if t is None:
             t = self._traffic[ip] = _HostTraffic()
         t.pkts += pkts
-        if missed:
-            t.gap_flows += 1
-            t.missed_bytes += missed
         if peer_local:
             t.local_pkts += pkts
         if link:
             t.local_link_pkts += pkts
+
+    def _unseen(self, ip: str, missed: int, stopped: bool) -> None:
+        """What the host's flow kept from view: `missed` bytes in content gaps, an inspection
+        stopped (`_count` has made the host's entry)."""
+        if missed or stopped:
+            t = self._traffic[ip]
+            t.gap_flows += bool(missed)
+            t.missed_bytes += missed
+            t.stopped_flows += stopped
 
     def _policy(self, ip: str, mac: str | None) -> DevicePolicy:
         return self.policy.for_device(ip, mac, self._dhcp.get(mac) if mac else None)
@@ -485,6 +500,7 @@ class Monitor:
                 evicted_flows=evicted,
                 gap_flows=traffic.gap_flows,
                 missed_bytes=traffic.missed_bytes,
+                stopped_flows=traffic.stopped_flows,
             ),
             judgement.allowed_bytes,
         )

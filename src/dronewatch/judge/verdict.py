@@ -45,6 +45,10 @@ class Coverage:
     missing bytes was not. Said in the sentence; alone it does not make a verdict incomplete."""
     missed_bytes: int = 0
     """The bytes of those gaps."""
+    stopped_flows: int = 0
+    """The device's flows whose inspection stopped: every analyzer reading one waited for an
+    answer that did not come (`EngineOptions.stall_packets`); the rest of the flow was counted,
+    not read. Said in the sentence; it does not make a verdict incomplete."""
 
     @property
     def full(self) -> bool:
@@ -94,6 +98,11 @@ class Coverage:
             text += (
                 f", {self.gap_flows:,} TCP flows with content gaps ({self.missed_bytes:,} bytes "
                 "acknowledged but not captured)"
+            )
+        if self.stopped_flows:
+            text += (
+                f", inspection stopped on {self.stopped_flows:,} flows (their analyzers waited for "
+                "an answer that never came)"
             )
         return text
 

@@ -267,6 +267,11 @@ class _Report:
                 f"{rec.gap_flows:,} TCP flows with content gaps ({rec.missed_bytes or 0:,} bytes "
                 "acknowledged but not captured)"
             )
+        if rec is not None and rec.inspection_stopped:
+            out.append(
+                f"inspection stopped on {rec.inspection_stopped:,} flows (their analyzers waited "
+                "for an answer that never came)"
+            )
         if rec is not None and rec.truncated:
             out.append(f"{rec.truncated:,} packets cut by the snap length")
         if rec is not None and rec.analyzer_errors:
@@ -352,6 +357,7 @@ class _Report:
                 f"cut by the snap length {rec.truncated:,}",
                 f"flows evicted {cap.evicted:,}",
                 f"flows with content gaps {rec.gap_flows or 0:,} ({rec.missed_bytes or 0:,} bytes)",
+                f"flows whose inspection stopped {rec.inspection_stopped or 0:,}",
             ]
             if rec.analyzer_errors:
                 errors = ", ".join(f"{k} {n}" for k, n in sorted(rec.analyzer_errors.items()))

@@ -281,6 +281,11 @@ def _capture_line(cap: CaptureRecord) -> str:
             f", {_n(cap.gap_flows)} TCP flows with content gaps ({_bytes(cap.missed_bytes or 0)} "
             "acknowledged but not captured)"
         )
+    if cap.inspection_stopped:
+        line += (
+            f", inspection stopped on {_n(cap.inspection_stopped)} flows (their analyzers waited "
+            "for an answer that never came)"
+        )
     for err in cap.errors:
         line += f"\n  DAMAGED: {inline(err)} (records before it kept)"
     if cap.analyzer_errors:

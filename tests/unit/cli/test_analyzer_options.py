@@ -183,8 +183,8 @@ def test_analyzers_command_lists_options_defaults_and_docs(
 
 
 def test_serve_passes_its_options_to_its_capture_child(tmp_path: Path) -> None:
-    """`serve -i` hands its --analyzer-option and --max-flows values to the `dronewatch agent`
-    it starts."""
+    """`serve -i` hands its --analyzer-option and engine options (--max-flows, --stall-packets,
+    --stall-bytes) to the `dronewatch agent` it starts."""
     from dronewatch.api.settings import Settings
     from dronewatch.cli.serve import capture_argv
 
@@ -194,6 +194,7 @@ def test_serve_passes_its_options_to_its_capture_child(tmp_path: Path) -> None:
     argv = capture_argv(args, Settings(data_dir=tmp_path), "afpacket")
     assert parser.parse_args(argv[3:]).analyzer_option == options
     assert parser.parse_args(argv[3:]).max_flows is None
-    capped = parser.parse_args(["serve", "-i", "eth9", "--max-flows", "5000"])
-    argv = capture_argv(capped, Settings(data_dir=tmp_path), "afpacket")
-    assert parser.parse_args(argv[3:]).max_flows == 5000
+    engine = ["--max-flows", "5000", "--stall-packets", "0", "--stall-bytes", "9000"]
+    capped = parser.parse_args(["serve", "-i", "eth9", *engine])
+    child = parser.parse_args(capture_argv(capped, Settings(data_dir=tmp_path), "afpacket")[3:])
+    assert (child.max_flows, child.stall_packets, child.stall_bytes) == (5000, 0, 9000)

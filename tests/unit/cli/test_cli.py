@@ -367,3 +367,28 @@ def test_max_flows_caps_the_flow_table(tmp_path: Path, capsys: pytest.CaptureFix
     assert verdicts == {"violation", "incomplete"}
     bad = run_here(capsys, "analyze", "--max-flows", "0", str(LDM_OFF))
     assert bad.returncode == EXIT_USAGE and "--max-flows 0: must be at least 1" in bad.stderr
+
+
+def test_stall_bounds_stop_and_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """TLS flows whose ServerHello never shows stop being inspected after the bound: the capture
+    record counts them, the summary's capture line and the device's verdict say so, and
+    `--stall-packets 0 --stall-bytes 0` (no bound) inspects them to their end; a negative bound
+    is a usage error naming the option."""
+    from tests.unit.capture.captures import pcap_bytes
+    from tests.unit.core.test_inspection_bound import stalled_capture
+    from tests.unit.fastpath.test_bulk import PHONE
+
+    path = tmp_path / "stalled.pcap"
+    path.write_bytes(pcap_bytes(stalled_capture(1000.0)))
+    for flags, stopped in (([], 2), (["--stall-packets", "0", "--stall-bytes", "0"], None)):
+        out = tmp_path / f"out{len(flags)}"
+        common = ["analyze", "--ldm", "on", "--device", PHONE, "--out", str(out)]
+        proc = run_here(capsys, *common, *flags, str(path))
+        assert proc.returncode == EXIT_VIOLATION, proc.stderr
+        (capture,) = read_jsonl(out / "capture.jsonl")
+        assert capture.get("inspection_stopped") == stopped
+        (verdict,) = read_jsonl(out / "verdicts.jsonl")
+        said = "inspection stopped on 2 flows (their analyzers waited for an answer that never"
+        assert (said in proc.stdout, said in str(verdict["msg"])) == (bool(stopped),) * 2
+    bad = run_here(capsys, "analyze", "--stall-bytes", "-1", str(path))
+    assert bad.returncode == EXIT_USAGE and "--stall-bytes -1: must be 0 (no bound)" in bad.stderr
