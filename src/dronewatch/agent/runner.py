@@ -183,6 +183,9 @@ class _Coverage:
         self.flows = 0
         self.evicted = 0
         """Flows the flow table had evicted at the end of the last interval."""
+        self.unseen = (0, 0, 0)
+        """Flows with content gaps, their missed bytes and flows whose inspection stopped, as
+        counted at the end of the last interval (`_unseen`)."""
         self.failures: Counter[str] = Counter()
         """Analyzer failures reported so far (by `analyzer.hook`)."""
 
@@ -213,6 +216,8 @@ class _Coverage:
             if pipe is not None
             else (final.evicted_flows or 0 if final else self.evicted)
         )
+        unseen = _unseen(pipe, final) if pipe is not None or final else self.unseen
+        gap_flows, missed, stopped = (a - b for a, b in zip(unseen, self.unseen, strict=True))
         open_flows, open_since = _open(pipe)
         failures = Counter(
             pipe.engine.failures.counts
@@ -240,15 +245,29 @@ class _Coverage:
             open_flows=open_flows,
             open_since=open_since,
             evicted_flows=evicted - self.evicted or None,
+            gap_flows=gap_flows or None,
+            missed_bytes=missed or None,
+            inspection_stopped=stopped or None,
         )
         self.since = now
         self.evicted = evicted
+        self.unseen = unseen
         self.failures = failures
         self.packets, self.bytes, self.truncated = packets, size, truncated
         self.ip, self.flows = ip, flows
         if drops is not None:
             self.drops = drops
         return record
+
+
+def _unseen(pipe: Pipeline | None, final: CaptureRecord | None) -> tuple[int, int, int]:
+    """Flows with content gaps, their missed bytes and flows whose inspection stopped, ended so
+    far (the judge counts them as flows end: `Monitor`), from the pipeline or its last record."""
+    if pipe is not None:
+        m = pipe.monitor
+        return m.gap_flows, m.missed_bytes, m.stopped_flows
+    assert final is not None
+    return final.gap_flows or 0, final.missed_bytes or 0, final.inspection_stopped or 0
 
 
 def _open(pipe: Pipeline | None) -> tuple[int, float | None]:

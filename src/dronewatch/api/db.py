@@ -170,10 +170,15 @@ captures = Table(
     Column("open_since", Float),
     Column("analyzer_errors", BigInteger),
     Column("evicted_flows", BigInteger),
+    Column("gap_flows", BigInteger),
+    Column("missed_bytes", BigInteger),
+    Column("inspection_stopped", BigInteger),
 )
 """Coverage reports. `open_flows` (since `open_since`): flows the agent held open, not yet
 judged, when it cut the report; `analyzer_errors`: failed analyzer hook calls in the interval;
-`evicted_flows`: flows its full flow table ended early in the interval."""
+`evicted_flows`: flows its full flow table ended early in the interval; `gap_flows` (with
+`missed_bytes`) and `inspection_stopped`: flows ended in it with content gaps, or whose
+inspection stopped."""
 
 ingest_batches = Table(
     "ingest_batches",

@@ -108,6 +108,9 @@ class Ingestor:
                         "open_since": cap.get("open_since"),
                         "analyzer_errors": sum((cap.get("analyzer_errors") or {}).values()) or None,
                         "evicted_flows": cap.get("evicted_flows"),
+                        "gap_flows": cap.get("gap_flows"),
+                        "missed_bytes": cap.get("missed_bytes"),
+                        "inspection_stopped": cap.get("inspection_stopped"),
                     },
                 )
             stations = [

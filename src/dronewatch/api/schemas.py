@@ -269,6 +269,16 @@ class Coverage(BaseModel):
         description="flows a full flow table ended early (a flood of new flows): what an "
         "analyzer would have read across the cut may be missed",
     )
+    gap_flows: int = Field(
+        default=0,
+        description="TCP flows with content gaps: data acknowledged that no capture showed",
+    )
+    missed_bytes: int = Field(default=0, description="the bytes of those content gaps")
+    inspection_stopped: int = Field(
+        default=0,
+        description="flows whose inspection stopped: their analyzers waited for an answer that "
+        "never came (counted, not read)",
+    )
 
 
 class VerdictOut(BaseModel):

@@ -862,8 +862,9 @@ class Store:
         return True
 
     def coverage(self, start: float | None, end: float | None) -> dict[str, Any]:
-        """Packets, drops, completeness, analyzer failures, flows never judged and flows evicted
-        from a full flow table of the captures overlapping a window."""
+        """Packets, drops, completeness, analyzer failures, flows never judged, flows evicted
+        from a full flow table, and flows with content gaps or stopped inspection, of the
+        captures overlapping a window."""
         c = db.captures.c
         conds = []
         if start is not None:
@@ -880,6 +881,9 @@ class Store:
                     c.last_ts,
                     c.analyzer_errors,
                     c.evicted_flows,
+                    c.gap_flows,
+                    c.missed_bytes,
+                    c.inspection_stopped,
                 ).where(*conds)
             ).all()
             lost = self._flows_never_judged(conn, start, end)
@@ -898,6 +902,9 @@ class Store:
             "analyzer_errors": sum(int(r[5] or 0) for r in rows),
             "lost_flows": lost,
             "evicted_flows": sum(int(r[6] or 0) for r in rows),
+            "gap_flows": sum(int(r[7] or 0) for r in rows),
+            "missed_bytes": sum(int(r[8] or 0) for r in rows),
+            "inspection_stopped": sum(int(r[9] or 0) for r in rows),
         }
 
     def _flows_never_judged(self, conn: Connection, start: float | None, end: float | None) -> int:

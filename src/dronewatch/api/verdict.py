@@ -46,6 +46,9 @@ def device_verdict(
             analyzer_errors=coverage["analyzer_errors"],
             lost_flows=coverage["lost_flows"],
             evicted_flows=coverage["evicted_flows"],
+            gap_flows=coverage["gap_flows"],
+            missed_bytes=coverage["missed_bytes"],
+            stopped_flows=coverage["inspection_stopped"],
         ),
     )
     return {

@@ -72,14 +72,14 @@ class CaptureRecord(Record):
     gap_flows: int | None = None
     """TCP flows with content gaps: data the peer acknowledged that the capture never showed
     (packets lost on the way to the capture even where it reports no drops;
-    `dronewatch.core.tcp`). None (left out) when no flow had one, and in a live interval's
-    record."""
+    `dronewatch.core.tcp`); in a live interval's record, those of the flows that ended in it.
+    None (left out) when no flow had one."""
     missed_bytes: int | None = None
     """The bytes of those gaps (each flow's `missed_bytes`)."""
     inspection_stopped: int | None = None
     """Flows whose inspection stopped because every analyzer reading them waited for an answer
-    that did not come (`EngineOptions.stall_packets`; each flow's record says why). None (left
-    out) when none did, and in a live interval's record."""
+    that did not come (`EngineOptions.stall_packets`; each flow's record says why); in a live
+    interval's record, those that ended in it. None (left out) when none did."""
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""The agent's coverage records carry the analyzer failures and evictions of their interval."""
+"""The agent's coverage records carry the analyzer failures, evictions, content gaps and stopped
+inspections of their interval."""
 
 from __future__ import annotations
 
@@ -75,3 +76,22 @@ def test_interval_records_count_the_flows_evicted_since_the_last_one() -> None:
     last = coverage.interval(source, None, final=final.capture)
     assert (first.evicted_flows, second.evicted_flows, last.evicted_flows) == (1_500, None, 250)
     assert final.capture.evicted_flows == 1_750
+
+
+def test_interval_records_count_what_their_ended_flows_kept_from_view() -> None:
+    """Each coverage record has the flows that ended in its interval with content gaps (and
+    their bytes) or with their inspection stopped, as the judge counted them; the last record
+    the rest of the run's (None when there were none)."""
+    pipe = Pipeline(lambda record: None)
+    source = _Live()
+    coverage = _Coverage("eth0")
+    monitor = pipe.monitor
+    monitor.gap_flows, monitor.missed_bytes, monitor.stopped_flows = 2, 3_000, 1
+    first = coverage.interval(source, pipe)
+    second = coverage.interval(source, pipe)
+    monitor.gap_flows, monitor.missed_bytes, monitor.stopped_flows = 5, 3_500, 1
+    final = pipe.finish(source.stats)
+    last = coverage.interval(source, None, final=final.capture)
+    got = [(r.gap_flows, r.missed_bytes, r.inspection_stopped) for r in (first, second, last)]
+    assert got == [(2, 3_000, 1), (None, None, None), (3, 500, None)]
+    assert (final.capture.gap_flows, final.capture.missed_bytes) == (5, 3_500)

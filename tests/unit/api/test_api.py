@@ -469,6 +469,7 @@ def coverage_report(
     open_flows: int = 0,
     source: str = "live:eth1",
     evicted_flows: int | None = None,
+    unseen: tuple[int, int, int] | None = None,
 ) -> dict[str, object]:
     """An agent's coverage record of [start, end] with `open_flows` held open at its end and
     `evicted_flows` ended early by its full flow table."""
@@ -490,6 +491,9 @@ def coverage_report(
         open_flows=open_flows,
         open_since=start if open_flows else None,
         evicted_flows=evicted_flows,
+        gap_flows=unseen[0] if unseen else None,
+        missed_bytes=unseen[1] if unseen else None,
+        inspection_stopped=unseen[2] if unseen else None,
     )
     return {"log": record.log, **record.to_dict()}
 
@@ -511,6 +515,28 @@ def test_flows_evicted_by_an_agent_make_the_window_incomplete(api: Api) -> None:
     assert "4,321 flows evicted from a full flow table" in flood["msg"]
     calm = api.get(url, params={"start": 1000, "end": 1009}).json()
     assert calm["verdict"] == "clean" and calm["coverage"]["evicted_flows"] == 0, calm
+
+
+def test_content_gaps_and_stopped_inspections_are_named_in_the_window(api: Api) -> None:
+    """An agent's coverage report counts the flows that ended in its interval with content gaps
+    and with their inspection stopped: a window over it names them (it stays clean: the flows
+    were seen), as `analyze` names them of a capture; a window over the other report does not."""
+    phone = api.device(PHONE)
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    reports = [
+        coverage_report(1000.0, 1010.0, 50),
+        coverage_report(1010.0, 1020.0, 9_000, unseen=(3, 12_345, 2)),
+        coverage_report(1020.0, 1030.0, 40),
+    ]
+    assert api.ingest(reports, batch="lossy").status_code == 200
+    lossy = api.get(url, params={"start": 1005, "end": 1025}).json()
+    assert lossy["verdict"] == "clean", lossy
+    cov = lossy["coverage"]
+    assert (cov["gap_flows"], cov["missed_bytes"], cov["inspection_stopped"]) == (3, 12_345, 2)
+    assert "3 TCP flows with content gaps (12,345 bytes acknowledged but not" in lossy["msg"]
+    assert "inspection stopped on 2 flows" in lossy["msg"]
+    calm = api.get(url, params={"start": 1000, "end": 1009}).json()
+    assert "content gaps" not in calm["msg"] and calm["coverage"]["gap_flows"] == 0, calm
 
 
 def test_flows_open_when_an_agent_was_killed_make_the_window_incomplete(api: Api) -> None:
