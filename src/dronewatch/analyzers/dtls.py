@@ -245,6 +245,28 @@ class DtlsAnalyzer:
             self._switch(state, side, other)
         if state.established or state.records > self.options.max_records:
             self._finish(flow, state)
+        else:
+            self._wait_or_read(flow, state, key, other)
+
+    def _wait_or_read(
+        self,
+        flow: Flow,
+        state: _DtlsState,
+        key: tuple[bytes, int],
+        other: _Side | None,
+    ) -> None:
+        """Say whether the analyzer waits (`Flow.wait`): the client's ClientHello is read and
+        its server has sent nothing, so only a ServerHello (or a HelloVerifyRequest) lets it
+        read on: it waits for it from the server's end, and the engine stops a flow whose
+        server never comes into view after its bound (`EngineOptions.stall_packets`). The
+        client's datagrams meanwhile (its hello resent, a flight it sends early) count; once
+        any datagram came from the other end it never waits again."""
+        client = state.client_key
+        if state.client is None or client is None or other is not None or key != client:
+            flow.stop_waiting(self.name)
+            return
+        server_end = "resp" if client == (flow.orig_h, flow.orig_p) else "orig"
+        flow.wait(self.name, "ServerHello", server_end)
 
     def flow_end(self, flow: Flow) -> None:
         """Write the record of a handshake seen only in part, and drop the flow's state."""

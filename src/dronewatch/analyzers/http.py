@@ -341,9 +341,36 @@ class HttpAnalyzer:
             if state is None:
                 return
         side = state.orig if from_orig else state.resp
+        requests = state.requests
         if pkt.gap:
             self._gap(side, pkt.gap)
         self._read(flow, state, side, from_orig, bytes(pkt.payload), pkt.ts)
+        self._wait_or_read(flow, state, from_orig and state.requests == requests)
+
+    def _wait_or_read(self, flow: Flow, state: _HttpState, idle: bool) -> None:
+        """Say whether the analyzer waits (`Flow.wait`): a request is read whole and its
+        response has not begun, and the client's bytes are nothing it can read (the client's
+        side between messages with nothing held, or a tunnel's bytes after a CONNECT). Only the
+        response lets it read on, so it waits for it from "resp" and the engine stops a flow
+        whose response never comes into view after its bound (`EngineOptions.stall_packets`).
+        A packet that held a request, its body or the start of one (pipelining, an upload) is
+        read in step: the wait starts again from it (`idle` False), so a client still sending
+        what the analyzer reads is never stopped; and once the server's answer has begun, it
+        reads that."""
+        orig, resp = state.orig, state.resp
+        unanswered = any(x.response is None and x is not resp.current for x in state.pending)
+        if (
+            unanswered
+            and orig.mode in (_HEAD, _TUNNEL)
+            and not orig.buf
+            and resp.mode == _HEAD
+            and not resp.buf
+        ):
+            if not idle:
+                flow.stop_waiting(self.name)  # a request read: the count starts again
+            flow.wait(self.name, "response", "resp")
+        else:
+            flow.stop_waiting(self.name)
 
     def flow_end(self, flow: Flow) -> None:
         """Write the exchanges still waiting for a response, and drop the flow's state."""
@@ -354,7 +381,12 @@ class HttpAnalyzer:
             self._emit(flow, exchange)
 
     def _begin(self, flow: Flow, data: bytes, from_orig: bool) -> _HttpState | None:
-        """The state of a flow whose first bytes make it HTTP; None (and maybe a decline) else."""
+        """The state of a flow whose first bytes make it HTTP; None (and maybe a decline) else.
+
+        A flow with nothing recognisable yet (on an HTTP port, its first request lost) is not a
+        wait (`Flow.wait`), even with one side speaking: the client's next request, as much as
+        the server's status line, makes it HTTP, and the engine hands an unrecognised flow to
+        nobody past `EngineOptions.inspect_packets` anyway."""
         if flow.service and flow.service != "http":
             if flow.service == "tls" and flow.resp_p in HTTP_PORTS and not from_orig:
                 # A TLS client at an HTTP server: the server may answer in HTTP (400).

@@ -755,7 +755,13 @@ class MavlinkAnalyzer:
 
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Frame the datagram or segment and account every frame in it (a followed UDP flow:
-        only `counter.feed`, see `Flow.follow`)."""
+        only `counter.feed`, see `Flow.follow`).
+
+        The analyzer never waits (`Flow.wait`), not even on a flow where nothing is recognised
+        yet and one side speaks: MAVLink is that one side's own stream (a vehicle's telemetry,
+        often mirrored one way), each segment may start a frame, and no answer is needed to read
+        it; a flow with no frame is bounded by `MavlinkOptions.probe_packets` and
+        `EngineOptions.inspect_packets`."""
         payload = pkt.payload
         if not payload:
             return

@@ -276,6 +276,9 @@ class _Direction:
     skip: int = 0
     """Bytes of an oversized packet still to pass over."""
     aliases: dict[int, str] = field(default_factory=dict)
+    lost: int = 0
+    """Times its framing was lost (bytes missing, or bytes that are no MQTT packet): a packet
+    that loses it is not read in step (`MqttAnalyzer._wait_or_read`)."""
 
 
 @dataclass(slots=True)
@@ -286,6 +289,8 @@ class _State:
     )
     topics: dict[tuple[str, str, str], _Topic] = field(default_factory=dict)
     dropped_topics: int = 0
+    answered: bool = False
+    """The broker's side sent payload: from then on the analyzer never waits."""
 
 
 class MqttAnalyzer:
@@ -319,7 +324,28 @@ class MqttAnalyzer:
             state = self._recognise(flow, pkt)
             if state is None:
                 return
+        lost = state.dirs[0].lost
         self._feed(flow, pkt, state, 0 if from_orig else 1)
+        if flow.uid in self._state:  # not given up
+            self._wait_or_read(flow, state, from_orig, state.dirs[0].lost != lost)
+
+    def _wait_or_read(self, flow: Flow, state: _State, from_orig: bool, lost: bool) -> None:
+        """Say whether the analyzer waits (`Flow.wait`): its CONNECT is read and the broker
+        has sent nothing yet, so it waits for the CONNACK from "resp" and the engine stops a
+        flow whose broker never comes into view after its bound (`EngineOptions.stall_packets`).
+        A client may send packets before the CONNACK (MQTT 3.1.1 section 3.1.4): a client packet
+        whose bytes the analyzer reads in step (a PUBLISH counted, part of one, a PINGREQ)
+        starts the wait again, so a client publishing into a capture that never shows its broker
+        is never stopped; only bytes it cannot read (framing lost over a gap, or bytes that are
+        no MQTT packet) count. Once the broker's side sent anything it never waits again."""
+        if not from_orig:
+            state.answered = True
+        if state.answered or not state.level:
+            flow.stop_waiting(self.name)  # answered, or the CONNECT is not whole yet
+            return
+        if not lost:
+            flow.stop_waiting(self.name)  # read in step: the count starts again
+        flow.wait(self.name, "CONNACK", "resp")
 
     def _recognise(self, flow: Flow, pkt: Packet) -> _State | None:
         data = pkt.payload
@@ -360,6 +386,7 @@ class MqttAnalyzer:
             else:
                 d.buf.clear()  # resynchronise at the next packet start
                 d.skip = 0
+                d.lost += 1
         if d.skip:
             cut = min(d.skip, len(data))
             d.skip -= cut
@@ -375,6 +402,7 @@ class MqttAnalyzer:
             except DecodeError as exc:
                 if "truncated" not in str(exc):
                     d.buf.clear()  # not MQTT framing: wait for a packet start
+                    d.lost += 1
                 return
             end = body_at + length
             if end > len(d.buf):
@@ -395,6 +423,7 @@ class MqttAnalyzer:
                     self._give_up(flow)
                     return
                 logger.debug("%s: MQTT packet skipped: %s", flow.uid, exc)
+                d.lost += 1
 
     def _packet(
         self, flow: Flow, ts: float, state: _State, side: int, first: int, body: bytes

@@ -310,7 +310,13 @@ class TlsAnalyzer:
 
     def _find_start(self, d: _Direction, data: bytes, from_orig: bool) -> bytes:
         """Where the direction's TLS begins: at its first byte, or at a hello record after a
-        plaintext exchange (STARTTLS); the bytes from there on, or b"" while not found."""
+        plaintext exchange (STARTTLS); the bytes from there on, or b"" while not found.
+
+        While no start is found the analyzer does not wait (`Flow.wait`), even with one side
+        speaking: the hello it looks for comes from this side's own next bytes (after a STARTTLS
+        exchange, or after a first segment lost), not from an answer of the other end, and a flow
+        nobody recognises is bounded already (no analyzer follows it past
+        `EngineOptions.inspect_packets`)."""
         if not d.pre and looks_like_handshake(data[:3]):
             d.started = True
             return data

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from scapy.compat import raw
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 
-from dronewatch.analyzers.http import HttpAnalyzer
+from dronewatch.analyzers.dtls import DtlsAnalyzer
+from dronewatch.analyzers.http import HttpAnalyzer, HttpRecord
+from dronewatch.analyzers.mqtt import MqttAnalyzer, MqttRecord
 from dronewatch.analyzers.tls import TlsAnalyzer, TlsRecord
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine, EngineOptions
 from dronewatch.core.flow import TCP_ACK, Flow, Packet
-from dronewatch.core.hooks import Record
+from dronewatch.core.hooks import Analyzer, Record
 from dronewatch.core.pipeline import run_source
 from dronewatch.judge.flowlog import FlowRecord, flow_record
 from tests.factories import RecordingContext, make_udp
 from tests.pcaps import PCAPS
+from tests.unit.analyzers.test_dtls import FULL_HANDSHAKE, client_hello_body
+from tests.unit.analyzers.test_dtls import PEER_A as DTLS_A
+from tests.unit.analyzers.test_dtls import PEER_B as DTLS_B
+from tests.unit.analyzers.test_dtls import handshake as dtls_handshake
+from tests.unit.analyzers.test_dtls import record as dtls_record
+from tests.unit.analyzers.test_mqtt import connect as mqtt_connect
+from tests.unit.analyzers.test_mqtt import publish as mqtt_publish
 from tests.unit.analyzers.test_tls import full_handshake
 from tests.unit.analyzers.test_tls_hello import make_certificate, record, spec_hello
 from tests.unit.capture.captures import pcap_bytes
@@ -27,6 +37,8 @@ from tests.unit.core.tcpconv import TcpConversation
 from tests.unit.fastpath.test_bulk import CLOUD, ETH, PHONE, both, config
 
 UNBOUNDED = EngineOptions(stall_packets=0, stall_bytes=0)
+DTLS_HANDSHAKE = [(src == DTLS_A, data) for src, data in FULL_HANDSHAKE]
+"""The crafted DTLS handshake of the analyzer's tests, as (sent by the client, datagram)."""
 
 
 @pytest.fixture(scope="module")
@@ -324,3 +336,252 @@ def test_wait_names_a_known_end() -> None:
     assert flow.waiting == (("tls", "ServerHello", "resp"),)
     flow.decline("tls")
     assert flow.waiting == ()
+
+
+# --- HTTP, MQTT and DTLS waits -------------------------------------------------------------------
+
+
+def run_with(
+    make: Callable[[RecordingContext], list[Analyzer]],
+    packets: list[Packet],
+    options: EngineOptions | None = None,
+) -> tuple[Flow, list[Record]]:
+    """The packets through an engine with the analyzers `make` builds: the one flow, and every
+    record."""
+    ctx = RecordingContext()
+    engine = Engine(make(ctx), ctx, options)
+    for pkt in packets:
+        engine.process(pkt)
+    (flow,) = engine.flows.values()
+    engine.finish()
+    return flow, ctx.records
+
+
+def same_unbounded(
+    make: Callable[[RecordingContext], list[Analyzer]], packets: list[Packet]
+) -> tuple[Flow, list[Record]]:
+    """Run the packets with a bound of one packet and one byte and unbounded; assert that
+    nothing stopped and every record is the unbounded run's; return the bounded run."""
+    bounded, bounded_records = run_with(
+        make, packets, EngineOptions(stall_packets=1, stall_bytes=1)
+    )
+    free, free_records = run_with(make, packets, UNBOUNDED)
+    assert bounded.inspection == ""
+    assert bounded_records == free_records
+    assert flow_record(bounded) == flow_record(free)
+    return bounded, bounded_records
+
+
+def http_only(ctx: RecordingContext) -> list[Analyzer]:
+    return [HttpAnalyzer(ctx)]
+
+
+def test_http_request_without_response_stops() -> None:
+    """A request read whole and no response: the client's later bytes, which start no message,
+    are handed while HTTP waits for the response, then the flow stops; the request's record is
+    the unbounded run's."""
+    conv = TcpConversation(server=("203.0.113.10", 80))
+    packets = [*conv.handshake(), conv.send(b"GET /fw HTTP/1.1\r\nHost: drone.example\r\n\r\n")]
+    for _ in range(30):
+        packets += [conv.send(b"\x00\x01" * 300), conv.ack(from_client=False)]
+    flow, records = run_with(http_only, packets)
+    free, free_records = run_with(http_only, packets, UNBOUNDED)
+    assert flow.inspection == "stopped: http waited for response (12 packets, 7200 bytes)"
+    assert free.inspection == "" and records == free_records
+    (http,) = [r for r in records if isinstance(r, HttpRecord)]
+    assert http.uri == "/fw" and http.status_code is None
+
+
+def test_http_connect_without_answer_stops_with_tls() -> None:
+    """A CONNECT whose answer never shows, then TLS through the tunnel: HTTP waits for the
+    response, TLS for the ServerHello, and the flow stops saying both."""
+    conv = TcpConversation(server=("203.0.113.10", 8080))
+    packets = [
+        *conv.handshake(),
+        conv.send(b"CONNECT cloud.example:443 HTTP/1.1\r\nHost: cloud.example:443\r\n\r\n"),
+        conv.send(record(spec_hello())),
+    ]
+    for _ in range(20):
+        packets += [conv.send(upload()), conv.ack(from_client=False)]
+    flow, _ = run(packets, EngineOptions(stall_packets=5), http=True)
+    assert flow.inspection.startswith("stopped: ")
+    assert "http waited for response" in flow.inspection
+    assert "tls waited for ServerHello" in flow.inspection
+
+
+def test_http_client_still_sending_requests_is_never_stopped() -> None:
+    """Pipelined requests, whole or cut over two segments, and no response ever: every segment
+    is read in step, so even a bound of one packet stops nothing (a one-way capture's requests
+    are all written)."""
+    conv = TcpConversation(server=("203.0.113.10", 80))
+    packets = conv.handshake()
+    for n in range(20):
+        head = b"GET /tile/%d HTTP/1.1\r\nHost: maps.example\r\n\r\n" % n
+        packets += [conv.send(head[:20]), conv.send(head[20:])] if n % 2 else [conv.send(head)]
+    _, records = same_unbounded(http_only, packets)
+    assert len([r for r in records if isinstance(r, HttpRecord)]) == 20
+
+
+def test_complete_http_sessions_unchanged_under_the_tightest_bound() -> None:
+    """Keep-alive requests each answered (a body in several segments), and an upgrade: nothing
+    stops with a bound of one packet and one byte."""
+    conv = TcpConversation(server=("203.0.113.10", 80))
+    packets = conv.handshake()
+    for n in range(5):
+        packets.append(conv.send(b"GET /a/%d HTTP/1.1\r\nHost: h.example\r\n\r\n" % n))
+        body = b"z" * 3000
+        packets.append(conv.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n"))
+        packets += [conv.reply(body[at : at + 1000]) for at in range(0, 3000, 1000)]
+        packets.append(conv.ack())
+    packets.append(conv.send(b"GET /ws HTTP/1.1\r\nHost: h.example\r\nUpgrade: websocket\r\n\r\n"))
+    packets.append(conv.reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"))
+    packets += [conv.send(b"\x81\x05hello") for _ in range(10)]
+    _, records = same_unbounded(http_only, packets)
+    assert [r.status_code for r in records if isinstance(r, HttpRecord)] == [200] * 5 + [101]
+
+
+def mqtt_only(ctx: RecordingContext) -> list[Analyzer]:
+    return [MqttAnalyzer(ctx)]
+
+
+def test_mqtt_connect_without_connack_stops() -> None:
+    """A CONNECT, then client bytes that are no MQTT packet and no CONNACK: MQTT waits for the
+    CONNACK and the flow stops after the bound; the connect record is the unbounded run's."""
+    conv = TcpConversation(server=("203.0.113.10", 1883))
+    packets = [*conv.handshake(), conv.send(mqtt_connect("drone-7"))]
+    for _ in range(20):
+        packets += [conv.send(b"\x30\xff\xff\xff\xff\xff" + b"\x00" * 100), conv.ack(False)]
+    flow, records = run_with(mqtt_only, packets)
+    free, free_records = run_with(mqtt_only, packets, UNBOUNDED)
+    assert flow.inspection == "stopped: mqtt waited for CONNACK (12 packets, 1272 bytes)"
+    assert free.inspection == "" and records == free_records
+    assert [r.client_id for r in records if isinstance(r, MqttRecord)] == ["drone-7"]
+
+
+def test_mqtt_client_publishing_without_connack_is_never_stopped() -> None:
+    """A client publishes before (and without) a CONNACK, some publishes cut over segments: it
+    is read in step, so a bound of one packet stops nothing and every topic is counted."""
+    conv = TcpConversation(server=("203.0.113.10", 1883))
+    packets = [*conv.handshake(), conv.send(mqtt_connect("drone-7"))]
+    for n in range(20):
+        message = mqtt_publish(f"telemetry/{n % 3}", b"p" * 200)
+        packets += [conv.send(message[:50]), conv.send(message[50:])]
+    _, records = same_unbounded(mqtt_only, packets)
+    counts = [r.publishes for r in records if isinstance(r, MqttRecord) and r.topic]
+    assert sorted(counts) == [6, 7, 7]
+
+
+def test_complete_mqtt_session_unchanged_under_the_tightest_bound() -> None:
+    """CONNECT, CONNACK, then publishes both ways: nothing waits after the CONNACK."""
+    conv = TcpConversation(server=("203.0.113.10", 1883))
+    packets = [*conv.handshake(), conv.send(mqtt_connect("drone-7"))]
+    packets.append(conv.reply(b"\x20\x02\x00\x00"))
+    for n in range(15):
+        packets.append(conv.send(mqtt_publish("up", b"u" * 100)))
+        packets.append(conv.reply(mqtt_publish("down", b"d" * (n + 1))))
+    same_unbounded(mqtt_only, packets)
+
+
+def dtls_only(ctx: RecordingContext) -> list[Analyzer]:
+    return [DtlsAnalyzer(ctx)]
+
+
+def dtls_datagrams(exchange: list[tuple[bool, bytes]]) -> list[Packet]:
+    """UDP datagrams between a client (port 40000) and a server (port 50000)."""
+    return [
+        make_udp(
+            payload,
+            src=DTLS_A if client else DTLS_B,
+            dst=DTLS_B if client else DTLS_A,
+            sport=40000 if client else 50000,
+            dport=50000 if client else 40000,
+            ts=1.0 + i * 0.1,
+        )
+        for i, (client, payload) in enumerate(exchange)
+    ]
+
+
+def test_dtls_client_hello_without_answer_stops() -> None:
+    """A ClientHello resent and nothing from the server: DTLS waits for the ServerHello and the
+    flow stops; its record (the hello, unanswered) is the unbounded run's."""
+    hello = dtls_record(22, dtls_handshake(1, client_hello_body()))
+    packets = dtls_datagrams([(True, hello)] * 20)
+    flow, records = run_with(dtls_only, packets)
+    free, free_records = run_with(dtls_only, packets, UNBOUNDED)
+    assert flow.inspection.startswith("stopped: dtls waited for ServerHello (12 packets, ")
+    assert free.inspection == "" and records == free_records
+    (rec,) = [r for r in records if isinstance(r, TlsRecord)]
+    assert not rec.established
+
+
+def test_complete_dtls_handshake_unchanged_under_the_tightest_bound() -> None:
+    """A ClientHello resent twice before its answer, then the handshake and data: nothing stops
+    with a bound of one packet and one byte."""
+    hello = dtls_record(22, dtls_handshake(1, client_hello_body()))
+    exchange = [(True, hello)] * 2 + [(client, data) for client, data in DTLS_HANDSHAKE[1:]]
+    exchange += [(n % 2 == 0, dtls_record(23, bytes(60), epoch=1)) for n in range(20)]
+    flow, records = same_unbounded(dtls_only, dtls_datagrams(exchange))
+    (rec,) = [r for r in records if isinstance(r, TlsRecord)]
+    assert rec.established and flow.waiting == ()
+
+
+def tcp_frame(
+    t: float, port: int, out: bool, flags: str, payload: bytes = b"", *, seq: int, ack: int = 0
+) -> tuple[float, bytes]:
+    """A frame of the phone's connection from port 41000 to the cloud's `port` (`out`: sent
+    by the phone)."""
+    if out:
+        seg = ETH() / IP(src=PHONE, dst=CLOUD) / TCP(sport=41000, dport=port, flags=flags)
+    else:
+        seg = ETH() / IP(src=CLOUD, dst=PHONE) / TCP(sport=port, dport=41000, flags=flags)
+    seg[TCP].seq, seg[TCP].ack = seq, ack
+    return t, raw(seg / payload if payload else seg)
+
+
+def one_way_session(
+    start: float, port: int, first: bytes, then: bytes
+) -> list[tuple[float, bytes]]:
+    """A connection whose server answers the SYN and acknowledges, never sends data: the
+    client's `first` message, then 60 segments of `then`."""
+    frames = [
+        tcp_frame(start, port, True, "S", seq=0),
+        tcp_frame(start + 0.01, port, False, "SA", seq=0, ack=1),
+        tcp_frame(start + 0.02, port, True, "A", seq=1, ack=1),
+        tcp_frame(start + 0.03, port, True, "PA", first, seq=1, ack=1),
+    ]
+    seq = 1 + len(first)
+    for i in range(60):
+        t = start + 0.1 + i * 0.05
+        frames.append(tcp_frame(t, port, True, "PA", then, seq=seq, ack=1))
+        seq += len(then)
+        frames.append(tcp_frame(t + 0.001, port, False, "A", seq=1, ack=seq))
+    return frames
+
+
+def test_http_mqtt_dtls_stops_same_on_both_paths(tmp_path: Path) -> None:
+    """An unanswered HTTP request, MQTT CONNECT and DTLS ClientHello, each followed by client
+    bytes the analyzer cannot read: each flow stops on both paths alike, with its reason, and
+    the C walk counts more packets than it does unbounded. (The HTTP flow stops only after the
+    `inspect_packets` every analyzer sees: until then the TLS analyzer, which looks for a TLS
+    start on an HTTP flow and does not wait, reads it too.)"""
+    hello = dtls_record(22, dtls_handshake(1, client_hello_body()))
+    frames = [
+        *one_way_session(
+            1000.0, 80, b"GET /fw HTTP/1.1\r\nHost: drone.example\r\n\r\n", b"\x00\x01" * 300
+        ),
+        *one_way_session(1000.5, 1883, mqtt_connect("drone-7"), b"\x30\xff\xff\xff\xff\xff" * 20),
+    ]
+    for i in range(30):
+        udp = ETH() / IP(src=PHONE, dst=CLOUD) / UDP(sport=41001, dport=50000) / hello
+        frames.append((1001.0 + i * 0.05, raw(udp)))
+    path = tmp_path / "waits.pcap"
+    path.write_bytes(pcap_bytes(sorted(frames)))
+    _, bulk = both(path)
+    records: list[Record] = []
+    run_source(FileSource(str(path)), records.append, config(True))
+    flows = {r.resp_p: r.inspection or "" for r in records if isinstance(r, FlowRecord)}
+    assert flows[80].startswith("stopped: http waited for response (12 packets")
+    assert flows[1883].startswith("stopped: mqtt waited for CONNACK (12 packets")
+    assert flows[50000].startswith("stopped: dtls waited for ServerHello (12 packets")
+    unbounded = run_source(FileSource(str(path)), lambda record: None, config(True, UNBOUNDED))
+    assert bulk.bulk_packets > unbounded.bulk_packets
