@@ -170,9 +170,11 @@ class Engine:
             StreamOptions(self.options.stream_bytes, self.options.stream_segments),
         )
         """The TCP stream layer's deliveries to the analyzers that read byte streams."""
-        self._on_end: list[Callable[[Flow], None]] = [
-            guard.flow_end(h.name, h.flow_end) for h in registered if h.flow_end is not None
-        ]
+        self._on_end: tuple[tuple[str, Callable[[Flow], None]], ...] = tuple(
+            (h.name, h.flow_end) for h in registered if h.flow_end is not None
+        )
+        """The analyzers' own `flow_end` hooks, unguarded: `_end_hooks` calls them all in one
+        `try` (a flood of short flows ends a flow per packet, and every analyzer has the hook)."""
         self._on_frame: list[Callable[[Packet], None]] = [
             guard.frame(h.name, h.frame) for h in registered if h.frame is not None
         ]
@@ -596,8 +598,23 @@ class Engine:
         if t is not None:
             flow.orig_payload_bytes = tcp.size(t, 0)
             flow.resp_payload_bytes = tcp.size(t, tcp.BLOCK)
-        for hook in self._on_end:
-            hook(flow)
+        self._end_hooks(flow)
+
+    def _end_hooks(self, flow: Flow) -> None:
+        """Call every analyzer's `flow_end`, in order, guarded as `AnalyzerFailures` guards every
+        hook: one that raises is counted (and in strict mode the exception goes on) and the next
+        one is called. One `try` for all, not a wrapper per hook: the iterator goes on past the
+        hook that raised."""
+        hooks = iter(self._on_end)
+        name = ""
+        while True:
+            try:
+                for name, hook in hooks:  # noqa: B007 - the except reads `name`
+                    hook(flow)
+                return
+            except Exception:
+                if self.failures.failed(name, "flow_end", f"on flow {flow.uid}"):
+                    raise
 
     def tick(self, now: float) -> None:
         """Expire idle flows as of time `now`: a live source calls this while no packet comes,
@@ -791,18 +808,6 @@ class AnalyzerFailures:
                     raise
 
         return packet
-
-    def flow_end(self, analyzer: str, fn: Callable[[Flow], None]) -> Callable[[Flow], None]:
-        """`fn`, with its failures counted."""
-
-        def flow_end(flow: Flow) -> None:
-            try:
-                fn(flow)
-            except Exception:
-                if self.failed(analyzer, "flow_end", f"on flow {flow.uid}"):
-                    raise
-
-        return flow_end
 
     def frame(self, analyzer: str, fn: Callable[[Packet], None]) -> Callable[[Packet], None]:
         """`fn`, with its failures counted."""

@@ -13,6 +13,7 @@ from dronewatch.capture.base import RawPacket, Source, SourceStats
 from dronewatch.capture.decode import Decoder, linktype_name
 from dronewatch.capture.files import FileSource
 from dronewatch.capture.pcapbatch import PcapBatch
+from dronewatch.core.collector import fewer_collections
 from dronewatch.core.dnscache import DnsNameCache
 from dronewatch.core.engine import Engine, EngineOptions
 from dronewatch.core.hooks import Analyzer, Context, Record
@@ -211,7 +212,19 @@ def run_source(
     progress: ProgressFn | None = None,
     progress_every: int = 65536,
 ) -> RunResult:
-    """Analyze every packet of one source: records go to `emit`; returns coverage and alerts."""
+    """Analyze every packet of one source: records go to `emit`; returns coverage and alerts.
+    The garbage collector runs rarely meanwhile (`fewer_collections`)."""
+    with fewer_collections():
+        return _run(source, emit, config, progress, progress_every)
+
+
+def _run(
+    source: Source,
+    emit: Callable[[Record], None],
+    config: AnalysisConfig | None,
+    progress: ProgressFn | None,
+    progress_every: int,
+) -> RunResult:
     pipe = Pipeline(emit, config)
     if (config is None or config.bulk) and c_enabled() and isinstance(source, FileSource):
         bulk = _run_batches(pipe, source, progress, progress_every)

@@ -584,12 +584,15 @@ class Classifier:
         names the flow asked DNS for out of its facts (a lookup is not traffic to the name)."""
         meta = flow.meta
         # What `FlowFacts.from_flow` reads, raw: the memo is asked before any facts are made.
-        facts_of = [_hashable(meta.get(name)) for name in _FLOW_META]
+        # A flow nobody published a fact on (a scan's SYN, most short flows) skips the reads.
+        facts_of = [_hashable(meta.get(name)) for name in _FLOW_META] if meta else _NO_FACTS
         head = (*facts_of, flow.resp_p, flow.proto, flow.service, payload, queries)
         # A flow without a name to a port no rule names: the rules it may match (by link,
         # service or none of those) have no port condition (`_index`), so any such port is one.
         port: int | None = flow.resp_p
-        if port not in self._ports and not any(facts_of[i] is not None for i in _NAME_META):
+        if port not in self._ports and (
+            not meta or not any(facts_of[i] is not None for i in _NAME_META)
+        ):
             port = None
         local = _local_packed(flow.resp_h)
         kind = (*facts_of, port, flow.proto, flow.service, payload, queries, local)
@@ -729,6 +732,8 @@ _FLOW_META = (
     "link",
 )
 """The `flow.meta` keys `FlowFacts.from_flow` reads."""
+_NO_FACTS = [None] * len(_FLOW_META)
+"""What those keys give a flow with an empty meta (read only)."""
 _NAME_META = tuple(_FLOW_META.index(k) for k in (*FACT_NAME_FIELDS, "dns_query"))
 """Where the name facts are among them."""
 

@@ -106,8 +106,14 @@ def flow_record(
     orig_geo: GeoInfo | None = None,
 ) -> FlowRecord:
     """The flows.jsonl record of a flow, with its classification and the responder's geo."""
-    link = flow.meta.get("link")
     tunnel = flow.tunnel
+    if flow.meta:
+        link = flow.meta.get("link")
+        name = server_name(flow)
+        video, video_from = _text(flow, "video"), _text(flow, "video_from")
+        hz, control_from = _text(flow, "control_hz"), _text(flow, "control_from")
+    else:  # no analyzer published a fact (a scan's SYN, most short flows): nothing to read
+        link = name = video = video_from = hz = control_from = None
     return FlowRecord(
         ts=flow.first_ts,
         uid=flow.uid,
@@ -132,12 +138,12 @@ def flow_record(
         history=flow.history or None,
         missed_bytes=None if flow.tcp is None else tcp.missed_bytes(flow.tcp),
         service=flow.service or None,
-        server_name=server_name(flow),
+        server_name=name,
         link=link if isinstance(link, str) else None,
-        video=_text(flow, "video"),
-        video_from=_text(flow, "video_from"),
-        control_hz=float(hz) if (hz := _text(flow, "control_hz")) else None,
-        control_from=_text(flow, "control_from"),
+        video=video,
+        video_from=video_from,
+        control_hz=float(hz) if hz else None,
+        control_from=control_from,
         vendor=cls.vendor if cls else None,
         app=cls.app if cls else None,
         category=cls.category if cls else None,

@@ -70,9 +70,7 @@ class JsonlWriter:
             self.counts[stem] += count
 
     def write(self, record: Record) -> None:
-        fh = self._open(record.log)
-        fh.write(dumps(record))
-        fh.write("\n")
+        self._open(record.log).write(dumps(record) + "\n")  # one write per line, not two
         self.counts[record.log] += 1
 
     def close(self) -> None:
@@ -92,9 +90,7 @@ class AlertExportWriter(JsonlWriter):
             self._line("alerts.ocsf", to_ocsf(record))
 
     def _line(self, stem: str, doc: dict[str, Any]) -> None:
-        fh = self._open(stem)
-        fh.write(json_line(doc))
-        fh.write("\n")
+        self._open(stem).write(json_line(doc) + "\n")
         self.counts[stem] += 1
 
 

@@ -228,6 +228,27 @@ def test_strict_mode_raises_the_analyzers_exception(monkeypatch: pytest.MonkeyPa
     assert eng.failures.as_record() == {"broken.flow_end": 1}
 
 
+def test_a_failing_flow_end_lets_the_later_ones_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every flow_end after one that raises is still called, for every flow, and each failure
+    is counted once."""
+    monkeypatch.delenv(STRICT_ANALYZERS_ENV)
+
+    class Broken:
+        name = "broken"
+
+        def flow_end(self, flow: Flow) -> None:
+            raise RuntimeError("end")
+
+    first, last = Spy(), Spy()
+    first.name, last.name = "first", "last"
+    eng = Engine([first, Broken(), last], RecordingContext())  # type: ignore[list-item]
+    eng.process(make_udp(b"a", sport=1))
+    eng.process(make_udp(b"a", sport=2))
+    eng.finish()
+    assert len(first.ended) == 2 and len(last.ended) == 2
+    assert eng.failures.as_record() == {"broken.flow_end": 2}
+
+
 def test_every_hook_kind_is_counted(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
