@@ -69,16 +69,11 @@ def run(
 ) -> tuple[Flow, list[Record]]:
     """The packets through an engine with the TLS analyzer (and HTTP's): the flow, and every
     record."""
-    ctx = RecordingContext()
-    analyzers: list[TlsAnalyzer | HttpAnalyzer] = [TlsAnalyzer(ctx)]
-    if http:
-        analyzers.append(HttpAnalyzer(ctx))
-    engine = Engine(analyzers, ctx, options)
-    for pkt in packets:
-        engine.process(pkt)
-    (flow,) = engine.flows.values()
-    engine.finish()
-    return flow, ctx.records
+
+    def make(ctx: RecordingContext) -> list[Analyzer]:
+        return [TlsAnalyzer(ctx), *([HttpAnalyzer(ctx)] if http else [])]
+
+    return run_with(make, packets, options)
 
 
 def test_client_hello_without_server_hello_stops_after_the_bound(

@@ -12,39 +12,21 @@ from scapy.layers.l2 import Ether
 
 from dronewatch.capture.files import FileSource
 from dronewatch.core import tcp
-from dronewatch.core.engine import Engine, EngineOptions
 from dronewatch.core.flow import TCP_ACK, Flow, Packet
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import VerdictRecord
 from dronewatch.judge.policy import Policy, with_devices
-from tests.factories import RecordingContext
 from tests.pcaps import THIRD_PARTY, capture
 from tests.unit.capture.captures import pcap_bytes
 from tests.unit.core.tcpconv import TcpConversation
-
-
-class Ended:
-    """An analyzer that keeps the flows that ended."""
-
-    name = "ended"
-
-    def __init__(self) -> None:
-        self.flows: list[Flow] = []
-
-    def flow_end(self, flow: Flow) -> None:
-        self.flows.append(flow)
+from tests.unit.core.test_tcp import run as ended_flows
 
 
 def run(*packets: Packet) -> Flow:
     """The one flow the engine makes of `packets`."""
-    ended = Ended()
-    eng = Engine([ended], RecordingContext(), EngineOptions())
-    for pkt in packets:
-        eng.process(pkt)
-    eng.finish()
-    (flow,) = ended.flows
+    (flow,) = ended_flows(*packets)
     return flow
 
 
