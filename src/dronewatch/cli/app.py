@@ -201,7 +201,11 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         type=int,
         default=1,
         metavar="N",
-        help="analyze up to N files at once, one process each (same output as one process)",
+        help=(
+            "use N processes: several files are analyzed at once, one process each; one file is "
+            "shared, each process making the flows its share of flow keys gives it (same "
+            "records as one process)"
+        ),
     )
     p.add_argument(
         "--per-packet",
@@ -298,16 +302,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             code = worst(code, EXIT_VIOLATION)
 
     parallel = args.workers > 1 and len(args.files) > 1 and "-" not in args.files
-    if args.workers > 1 and not parallel:
-        print(
-            "dronewatch: --workers analyzes several files at once (one process each); "
-            "one file, or stdin, is read by one process",
-            file=sys.stderr,
-        )
+    split = args.workers > 1 and args.files != ["-"] and len(args.files) == 1
+    if args.workers > 1 and not (parallel or split):
+        print("dronewatch: --workers: stdin is read by one process", file=sys.stderr)
     progress = Progress(sys.stderr)
     try:
         if parallel:
             _analyze_parallel(args, config, summary, writer, outcome)
+        elif split:
+            _analyze_split(args, config, summary, writer, emit, outcome, progress)
         else:
             for path in args.files:
                 source = open_source(path)
@@ -365,6 +368,39 @@ def _analyze_parallel(
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+
+
+def _analyze_split(
+    args: argparse.Namespace,
+    config: AnalysisConfig,
+    summary: SummaryCollector,
+    writer: AlertExportWriter | None,
+    emit: Callable[[Record], None],
+    outcome: Callable[[Any, str | None], None],
+    progress: Progress,
+) -> None:
+    """One file in `args.workers` processes (`dronewatch.core.split`)."""
+    from dronewatch.capture.files import open_source
+    from dronewatch.core.split import run_split
+
+    path = args.files[0]
+    try:
+        show = not args.no_progress and (args.progress or progress.wants(open_source(path)))
+        result = run_split(
+            path,
+            args.workers,
+            emit,
+            config,
+            lines=writer.write_lines if writer is not None else None,
+            records=None if args.quiet else summary.add,
+            progress=progress if show else None,
+        )
+    except CaptureError as exc:
+        outcome(None, str(exc))
+        return
+    finally:
+        progress.close()
+    outcome(result, None)
 
 
 def worst(a: int, b: int) -> int:

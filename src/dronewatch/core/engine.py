@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import compress, islice, repeat
-from operator import attrgetter, eq, lt
+from operator import attrgetter, eq, itemgetter, lt
+from zlib import crc32
 
 from dronewatch.core import tcp
 from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
@@ -105,8 +106,30 @@ class Engine:
         analyzers: Iterable[Analyzer],
         ctx: Context,
         options: EngineOptions | None = None,
+        *,
+        share: Share | None = None,
     ) -> None:
+        """`share`: this engine is one of several processes analysing one capture (`Share`)."""
         self.options = options or EngineOptions()
+        self.share = share
+        self.not_owned = 0
+        """IP packets handled here that belong to another process's flows (`share`), those of
+        the foreign flows included."""
+        self.foreign: set[str] = set()
+        """The uids of the open flows made here for their facts only (`Share.every_port`)."""
+        self.foreign_flows = 0
+        self.current: Flow | None = None
+        """The flow of the packet being handled."""
+        self.frame = 0
+        """Frame number of the packet being handled (or the one whose time made a sweep)."""
+        self.phase = _PHASE_PACKET
+        """What the engine is doing at `frame`: `_PHASE_TIMERS`, `_PHASE_IDLE` (a sweep) or
+        `_PHASE_PACKET`; with `ending` and `frame`, where a record made now falls in the
+        capture (`position`)."""
+        self.ending: Flow | None = None
+        """The flow whose `flow_end` hooks run now."""
+        self.first_frame = 0
+        """Frame number of the first packet handled (the capture record's `ts` is its time)."""
         self.ctx = ctx
         self.analyzers = list(analyzers)
         self.flows: dict[FlowKey, Flow] = {}
@@ -142,8 +165,10 @@ class Engine:
         """Exceptions raised by the analyzers' hooks, counted (see `AnalyzerFailures`)."""
         registered = _register(self.analyzers)
         guard = self.failures
-        self._on_start: list[Callable[[Flow, Packet], None]] = [
-            guard.flow_start(h.name, h.flow_start) for h in registered if h.flow_start is not None
+        self._on_start: list[tuple[str, Callable[[Flow, Packet], None]]] = [
+            (h.name, guard.flow_start(h.name, h.flow_start))
+            for h in registered
+            if h.flow_start is not None
         ]
         self._followers: dict[str, Callable[[Flow, Packet], None]] = {
             h.name: guard.packet(h.name, h.packet) for h in registered if h.packet is not None
@@ -175,6 +200,9 @@ class Engine:
         )
         """The analyzers' own `flow_end` hooks, unguarded: `_end_hooks` calls them all in one
         `try` (a flood of short flows ends a flow per packet, and every analyzer has the hook)."""
+        readers = share.readers if share is not None else frozenset()
+        self._on_end_foreign = tuple((name, hook) for name, hook in self._on_end if name in readers)
+        """Those of the analyzers that read the flows made for their facts (`Share.readers`)."""
         self._on_frame: list[Callable[[Packet], None]] = [
             guard.frame(h.name, h.frame) for h in registered if h.frame is not None
         ]
@@ -191,15 +219,19 @@ class Engine:
         """Account one decoded packet."""
         self.packets += 1
         ts = pkt.ts
+        self.frame = pkt.frame
         if self.first_ts is None:
             self.first_ts = ts
+            self.first_frame = pkt.frame
         if ts > self._now:
             self._now = ts
         if ts >= self._next_sweep:
             self._sweep(ts)
         if pkt.ip_version == 0:
-            for on_frame in self._on_frame:
-                on_frame(pkt)
+            self.current = None
+            if self.share is None or self.share.index == 0:
+                for on_frame in self._on_frame:
+                    on_frame(pkt)
             return
         proto, src, dst, sport, dport = pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport
         if proto == IP_PROTO_ICMP or proto == IP_PROTO_ICMP6:
@@ -231,8 +263,12 @@ class Engine:
             ):
                 self._end(key, flow, "reuse")
                 flow = None
+        elif self.share is not None and not self.share.makes(key):
+            self.not_owned += 1
+            return  # another process's flow
         if flow is None:
             key, flow = self._start(key, pkt, sport, dport)
+        self.current = flow
         from_orig = src == flow.orig_h and sport == flow.orig_p
         plen = pkt.payload_len
         if from_orig:
@@ -285,6 +321,7 @@ class Engine:
             flow, pkt, flow.followers, pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         ):
             return
+        self.current = flow
         if flow.proto == IP_PROTO_TCP:
             self.streams.follow(flow, pkt)
             return
@@ -403,12 +440,21 @@ class Engine:
             vlan=pkt.vlan,
             tunnel=pkt.tunnel,
             iface=pkt.iface,
+            first_frame=pkt.frame,
         )
         if proto == IP_PROTO_TCP:
             flow.tcp = tcp.new_state()
         if swap:
             flow.history = "^"
         names = self._wanted(flow)
+        split = self.share
+        foreign = split is not None and owner(key, split.processes) != split.index
+        if split is not None and foreign:
+            # Made for its facts only (`Share.every_port`): read by the analyzers that publish
+            # them, its records written by its owner.
+            names = tuple(name for name in names if name in split.readers)
+            self.foreign.add(flow.uid)
+            self.foreign_flows += 1
         # Flows wanted by the same analyzers share one pair of tuples: memory per flow counts.
         shared = self._inspector_sets.get(names)
         if shared is None:
@@ -425,8 +471,14 @@ class Engine:
         if flow.last_ts < self._oldest[kind]:
             self._oldest[kind] = flow.last_ts
         self.flows_total += 1
-        for hook in self._on_start:
-            hook(flow, pkt)
+        self.current = flow
+        if split is not None and foreign:
+            for name, hook in self._on_start:
+                if name in split.readers:
+                    hook(flow, pkt)
+        else:
+            for _, hook in self._on_start:
+                hook(flow, pkt)
         return key, flow
 
     def _wanted(self, flow: Flow) -> tuple[str, ...]:
@@ -515,14 +567,24 @@ class Engine:
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self.options.sweep_every_s
         timers = self._timers
+        due = []
         for key in list(timers):  # the keys only: no (key, value) tuple per timer
-            if key in timers and now >= self._due_at(key):
+            if now >= self._due_at(key):
                 flow = self.flows.get(key)
                 if flow is not None:
-                    self._due(key, flow, now)
+                    due.append((flow.first_frame, key, flow))
                 else:
                     del timers[key]
                     self._timer_kinds.pop(key, None)
+        if due:
+            # In the order the flows were made (the table's), as the idle flows below: the
+            # order `dronewatch.core.split` merges the records of several processes in.
+            self.phase = _PHASE_TIMERS
+            due.sort(key=_FIRST)
+            for _, key, flow in due:
+                if key in timers:
+                    self._due(key, flow, now)
+            self.phase = _PHASE_PACKET
         # No flow has been idle long enough while the oldest last packet of each protocol is
         # recent: skip the scan. The bounds only fall behind the truth (last_ts only grows).
         opts = self.options
@@ -542,8 +604,10 @@ class Engine:
             elif last < oldest[kind]:
                 oldest[kind] = last
         self._oldest = oldest
+        self.phase = _PHASE_IDLE
         for key, flow in expired:
             self._end(key, flow, "idle")
+        self.phase = _PHASE_PACKET
 
     def _evict(self) -> None:
         """End about 1% of the table, the longest idle first, to make room (a flood of new
@@ -598,14 +662,23 @@ class Engine:
         if t is not None:
             flow.orig_payload_bytes = tcp.size(t, 0)
             flow.resp_payload_bytes = tcp.size(t, tcp.BLOCK)
-        self._end_hooks(flow)
+        self.ending = flow
+        if self.foreign and flow.uid in self.foreign:
+            self._end_hooks(flow, self._on_end_foreign)
+            self.foreign.discard(flow.uid)
+            self.not_owned += flow.orig_pkts + flow.resp_pkts
+        else:
+            self._end_hooks(flow, self._on_end)
+        self.ending = None
 
-    def _end_hooks(self, flow: Flow) -> None:
+    def _end_hooks(
+        self, flow: Flow, on_end: tuple[tuple[str, Callable[[Flow], None]], ...]
+    ) -> None:
         """Call every analyzer's `flow_end`, in order, guarded as `AnalyzerFailures` guards every
         hook: one that raises is counted (and in strict mode the exception goes on) and the next
         one is called. One `try` for all, not a wrapper per hook: the iterator goes on past the
         hook that raised."""
-        hooks = iter(self._on_end)
+        hooks = iter(on_end)
         name = ""
         while True:
             try:
@@ -626,6 +699,8 @@ class Engine:
 
     def finish(self) -> None:
         """End every open flow (end of capture) and tell the analyzers."""
+        self.frame, self.phase = _FRAME_END, _PHASE_TIMERS
+        self.current = None
         flows = self.flows
         for key in list(flows):  # the keys only: no (key, flow) tuple per flow
             flow = flows[key]
@@ -634,9 +709,72 @@ class Engine:
                 kind == _EXPIRE and flow.tcp is not None and tcp.expired(flow.tcp)
             )
             self._end(key, flow, "tcp_close" if closed else "eof")
+        self.phase = _PHASE_IDLE
         for hook in self._on_done:
             hook()
+        self.phase = _PHASE_PACKET
 
+    def record_flow(self) -> Flow | None:
+        """The flow a record made now is of: the one ending, else the one whose packet is
+        handled (None for a frame that is not IP, a sweep's own work, the end of the source)."""
+        if self.ending is not None:
+            return self.ending
+        return self.current if self.phase == _PHASE_PACKET else None
+
+    def position(self) -> tuple[int, int, int]:
+        """Where a record made now falls in the capture, as one process analysing all of it
+        makes records: by frame; at a frame, a sweep's flows (timers, then idle flows, each in
+        the order the flows were made) before the packet's own records. The same for every
+        process of a shared capture (`dronewatch.core.split`), which merges by it."""
+        ending = self.ending
+        phase = self.phase
+        if phase == _PHASE_PACKET or ending is None:
+            return (self.frame, phase, 0)
+        return (self.frame, phase, ending.first_frame)
+
+
+_PHASE_TIMERS, _PHASE_IDLE, _PHASE_PACKET = 0, 1, 2
+"""What the engine does at a frame, in order (`Engine.position`): a sweep's due TCP timers, its
+idle flows, then the packet itself. At the end of the capture (frame `_FRAME_END`): every flow,
+then the analyzers' `done`."""
+_FRAME_END = sys.maxsize
+_FIRST = itemgetter(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """This engine is process `index` of `processes` analysing one capture
+    (`dronewatch.core.split`): it makes only the flows whose key `owner` gives it, and only
+    process 0 hands frames that are not IP to the analyzers. The TCP and UDP flows with port
+    `every_port` at one end are made by every process, read by the `readers` (their facts name
+    other flows: DNS answers), and written by their owner only (`Engine.foreign`)."""
+
+    index: int
+    processes: int
+    every_port: int | None = None
+    readers: frozenset[str] = frozenset()
+    """The analyzers that read another process's flows made here for their facts (the DNS
+    analyzer, which feeds the name cache): the other analyzers never see them."""
+
+    def makes(self, key: FlowKey) -> bool:
+        """Whether this process makes the flow of `key`."""
+        port = self.every_port
+        if port is not None and key[0] in (IP_PROTO_TCP, IP_PROTO_UDP) and port in (key[2], key[4]):
+            return True
+        return owner(key, self.processes) == self.index
+
+
+def owner(key: FlowKey, processes: int) -> int:
+    """Which of `processes` analysing one capture makes the flow of `key` (`Engine.share`):
+    the CRC-32 of the key as the C walk holds it (version, protocol, lower end, higher end, each
+    a 16-byte address and a port), modulo `processes`; the C walk computes the same."""
+    proto, a, ap, b, bp = key
+    row = _KEY_HEAD[len(a) == 4][proto] + a.ljust(16, b"\0") + _PORT2[ap] + b.ljust(16, b"\0")
+    return crc32(row + _PORT2[bp]) % processes
+
+
+_KEY_HEAD = (tuple(bytes((6, p)) for p in range(256)), tuple(bytes((4, p)) for p in range(256)))
+_PORT2 = tuple(p.to_bytes(2, "big") for p in range(65536))
 
 _PORTS = tuple(range(65536))
 """One int object per port number, shared by every flow's key and fields."""

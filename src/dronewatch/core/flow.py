@@ -185,6 +185,9 @@ class Flow:
     """The encapsulation of the flow's first packet (`Packet.tunnel`); a flow is keyed by its
     inner 5-tuple, so both directions of a mirrored session are one flow whatever carried them."""
     iface: int = 0
+    first_frame: int = 0
+    """Frame number of the flow's first packet: the order flows were made in (the flow table's),
+    which `analyze --workers` merges its processes' records by (`dronewatch.core.split`)."""
     orig_pkts: int = 0
     orig_bytes: int = 0
     """IP-level bytes sent by the originator."""

@@ -15,7 +15,7 @@ from dronewatch.capture.files import FileSource
 from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.core.collector import fewer_collections
 from dronewatch.core.dnscache import DnsNameCache
-from dronewatch.core.engine import Engine, EngineOptions
+from dronewatch.core.engine import Engine, EngineOptions, Share
 from dronewatch.core.hooks import Analyzer, Context, Record
 from dronewatch.fastpath import c_enabled
 from dronewatch.fastpath.bulk import BulkRunner
@@ -24,7 +24,7 @@ from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.alert import Alert
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.evidence import EvidenceKeeper, EvidenceOptions
-from dronewatch.judge.monitor import Monitor
+from dronewatch.judge.monitor import FlowEnd, Monitor
 from dronewatch.judge.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,93 @@ class AnalysisConfig:
 
 
 @dataclass(slots=True)
+class RunTotals:
+    """What a run counted, for its capture record: one process's, or the sum of the processes
+    sharing a capture (`merge_totals`)."""
+
+    stats: SourceStats
+    first_frame: int
+    first_ts: float | None
+    """Time of the first packet the engine handled (frame `first_frame`)."""
+    last_ts: float | None
+    ip_packets: int
+    flows: int
+    linktypes: dict[int, int]
+    non_ip: dict[str, int]
+    malformed: int
+    fragments: int
+    analyzer_errors: dict[str, int]
+    evicted_flows: int
+
+
+def merge_totals(shares: list[RunTotals]) -> RunTotals:
+    """The totals of one capture read by several processes, each making its own flows
+    (`dronewatch.core.split`); the first is process 0's. What every process reads alike (the
+    source, link types, frames that are not IP, fragments) is taken once; what each counted of
+    its own flows is added up."""
+    first = shares[0]
+    started = [t for t in shares if t.first_ts is not None]
+    lead = min(started, key=lambda t: t.first_frame) if started else first
+    lasts = [t.last_ts for t in shares if t.last_ts is not None]
+    errors: Counter[str] = Counter()
+    for t in shares:
+        errors.update(t.analyzer_errors)
+    return RunTotals(
+        stats=first.stats,
+        first_frame=lead.first_frame,
+        first_ts=lead.first_ts,
+        last_ts=max(lasts) if lasts else None,
+        ip_packets=sum(t.ip_packets for t in shares),
+        flows=sum(t.flows for t in shares),
+        linktypes=first.linktypes,
+        non_ip=first.non_ip,
+        malformed=first.malformed,
+        fragments=first.fragments,
+        analyzer_errors=dict(errors),
+        evicted_flows=sum(t.evicted_flows for t in shares),
+    )
+
+
+def finish_run(totals: RunTotals, monitor: Monitor, emit: Callable[[Record], None]) -> RunResult:
+    """Write the capture record of a run whose flows have all ended, then the monitor's devices,
+    alerts and verdicts."""
+    stats = totals.stats
+    errors = totals.analyzer_errors
+    record = CaptureRecord(
+        ts=totals.first_ts if totals.first_ts is not None else 0.0,
+        source=stats.name,
+        format=stats.format,
+        packets=stats.packets,
+        bytes=stats.bytes,
+        ip_packets=totals.ip_packets,
+        flows=totals.flows,
+        linktypes={linktype_name(lt): n for lt, n in sorted(totals.linktypes.items())},
+        non_ip=dict(sorted(totals.non_ip.items())),
+        malformed=totals.malformed,
+        fragments=totals.fragments,
+        truncated=stats.truncated,
+        drops=stats.drops,
+        last_ts=totals.last_ts,
+        errors=tuple(stats.errors),
+        complete=not stats.errors,
+        analyzer_errors=dict(sorted(errors.items())) or None,
+        evicted_flows=totals.evicted_flows or None,
+        gap_flows=monitor.gap_flows or None,
+        missed_bytes=monitor.missed_bytes or None,
+        inspection_stopped=monitor.stopped_flows or None,
+    )
+    emit(record)
+    alerts = monitor.finish(
+        drops=stats.drops,
+        complete=record.complete,
+        analyzer_errors=sum(errors.values()),
+        linktypes=record.linktypes,
+        evicted_flows=totals.evicted_flows,
+    )
+    return RunResult(record, alerts)
+
+
+@dataclass(slots=True)
 class RunResult:
     """What one source gave: its coverage and the alerts raised."""
 
@@ -116,7 +203,17 @@ class RunResult:
 class Pipeline:
     """Decoder, flow engine, analyzers and policy monitor over one stream of raw packets."""
 
-    def __init__(self, emit: Callable[[Record], None], config: AnalysisConfig | None = None):
+    def __init__(
+        self,
+        emit: Callable[[Record], None],
+        config: AnalysisConfig | None = None,
+        *,
+        share: Share | None = None,
+        handoff: Callable[[FlowEnd], None] | None = None,
+    ):
+        """`share` and `handoff`: this pipeline is process k of n sharing one capture
+        (`dronewatch.core.split`): it makes only its own flows (`Engine.share`) and hands each
+        finished one to `handoff` instead of keeping the books across flows itself."""
         config = config or AnalysisConfig()
         self.emit = emit
         self.ctx = Context(emit=emit, dns=DnsNameCache())
@@ -131,12 +228,14 @@ class Pipeline:
             resolver,
             keeper,
             announce=config.announce_devices,
+            handoff=handoff,
         )
         first: list[Analyzer] = [keeper] if keeper is not None else []
         self.engine = Engine(
             [*first, *default_analyzers(self.ctx, config.analyzers), self.monitor],
             self.ctx,
             config.engine,
+            share=share,
         )
         self.decoder = Decoder()
         self.linktypes: Counter[int] = Counter()
@@ -168,40 +267,26 @@ class Pipeline:
 
     def finish(self, stats: SourceStats) -> RunResult:
         """End every flow, write the capture record, devices, alerts and verdicts."""
+        return finish_run(self.end(stats), self.monitor, self.emit)
+
+    def end(self, stats: SourceStats) -> RunTotals:
+        """End every flow; what the run counted."""
         engine, decoder = self.engine, self.decoder
         engine.finish()
-        record = CaptureRecord(
-            ts=engine.first_ts if engine.first_ts is not None else 0.0,
-            source=stats.name,
-            format=stats.format,
-            packets=stats.packets,
-            bytes=stats.bytes,
-            ip_packets=decoder.stats.ip,
-            flows=engine.flows_total,
-            linktypes={linktype_name(lt): n for lt, n in sorted(self.linktypes.items())},
-            non_ip=dict(sorted(decoder.stats.non_ip.items())),
+        return RunTotals(
+            stats=stats,
+            first_frame=engine.first_frame,
+            first_ts=engine.first_ts,
+            last_ts=engine.now or None,
+            ip_packets=decoder.stats.ip - engine.not_owned,
+            flows=engine.flows_total - engine.foreign_flows,
+            linktypes=dict(self.linktypes),
+            non_ip=dict(decoder.stats.non_ip),
             malformed=decoder.stats.malformed,
             fragments=decoder.stats.fragments,
-            truncated=stats.truncated,
-            drops=stats.drops,
-            last_ts=engine.now or None,
-            errors=tuple(stats.errors),
-            complete=not stats.errors,
-            analyzer_errors=engine.failures.as_record(),
-            evicted_flows=engine.evicted_flows or None,
-            gap_flows=self.monitor.gap_flows or None,
-            missed_bytes=self.monitor.missed_bytes or None,
-            inspection_stopped=self.monitor.stopped_flows or None,
-        )
-        self.emit(record)
-        alerts = self.monitor.finish(
-            drops=stats.drops,
-            complete=record.complete,
-            analyzer_errors=sum((record.analyzer_errors or {}).values()),
-            linktypes=record.linktypes,
+            analyzer_errors=engine.failures.as_record() or {},
             evicted_flows=engine.evicted_flows,
         )
-        return RunResult(record, alerts)
 
 
 def run_source(
@@ -226,11 +311,23 @@ def _run(
     progress_every: int,
 ) -> RunResult:
     pipe = Pipeline(emit, config)
+    bulk = feed_source(pipe, source, config, progress, progress_every)
+    result = pipe.finish(source.stats)
+    result.bulk_packets = bulk
+    return result
+
+
+def feed_source(
+    pipe: Pipeline,
+    source: Source,
+    config: AnalysisConfig | None,
+    progress: ProgressFn | None,
+    progress_every: int,
+) -> int:
+    """Every packet of `source` through `pipe`, in batches through the bulk path where it can
+    be taken; returns how many packets were counted in bulk."""
     if (config is None or config.bulk) and c_enabled() and isinstance(source, FileSource):
-        bulk = _run_batches(pipe, source, progress, progress_every)
-        result = pipe.finish(source.stats)
-        result.bulk_packets = bulk
-        return result
+        return _run_batches(pipe, source, progress, progress_every)
     decode = pipe.decoder.decode
     process = pipe.engine.process
     linktypes = pipe.linktypes
@@ -243,7 +340,7 @@ def _run(
             process(pkt)
         if progress is not None and count % progress_every == 0:
             progress(source, count)
-    return pipe.finish(source.stats)
+    return 0
 
 
 def _run_batches(

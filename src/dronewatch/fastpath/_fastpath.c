@@ -18,6 +18,8 @@
  * segment goes to Python, and so does an unanswered attempt's from its linger on.
  * A datagram of a drone link whose followers all keep their state in frame counters
  * (`_counters.h`) is fed to those counters here, without a call into Python.
+ * In one of several processes sharing a capture (`dronewatch.core.split`), the rows of flows
+ * another process makes are skipped here, after the sweep their time may call for.
  * Without this extension every packet goes the per-packet path; the tests compare the two on
  * every capture.
  * Facts only: what is parsed here is fixed by the formats, what to count is decided by the
@@ -613,7 +615,8 @@ typedef struct {
     Entry **dirty;
     size_t ndirty;
     long long counted; /* rows counted here, reported at the end of the walk */
-    double latest;
+    double latest;     /* the latest time of those rows and of the rows of other processes */
+    int has_latest;
     long long limit;
     double active_s;
     double linger_s; /* EngineOptions.close_linger_s: an unanswered attempt ends this after its SYN */
@@ -660,6 +663,24 @@ static void table_free(Table *t) {
     PyMem_Free(t->slots);
     PyMem_Free(t->dirty);
     t->slots = NULL;
+}
+
+/* CRC-32 (ISO-HDLC, as zlib's crc32) of a key: which process of a shared capture makes its flow
+ * (`dronewatch.core.engine.owner`). */
+static uint32_t CRC_TABLE[256];
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        CRC_TABLE[n] = c;
+    }
+}
+
+static uint32_t key_crc(const uint8_t *k) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (int i = 0; i < KEY_LEN; i++) c = CRC_TABLE[(c ^ k[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
 }
 
 static uint64_t key_hash(const uint8_t *k) {
@@ -767,9 +788,10 @@ static int report_skipped(Table *t) {
  * totals read it), and the decoder the frames that are not IP counted here. */
 static int report(Table *t) {
     if (report_skipped(t) < 0) return -1;
-    if (!t->counted) return 0;
+    if (!t->counted && !t->has_latest) return 0;
     PyObject *r = PyObject_CallFunction(t->counted_cb, "Ld", t->counted, t->latest);
     t->counted = 0;
+    t->has_latest = 0;
     if (r == NULL) return -1;
     Py_DECREF(r);
     return 0;
@@ -1070,11 +1092,21 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     Engine eng = {0};
     Table t = {0};
     PyObject *handle, *follow, *sweep;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOO", &buf, &at_b, &cap_b, &ts_b, &linktype,
-                          &eng.next_sweep, &eng.ended, &t.limit, &t.active_s, &t.linger_s,
-                          &t.lookup, &handle,
-                          &follow, &sweep, &t.counted_cb, &t.skipped_cb))
+    /* This process's share of a shared capture, and the port whose flows every process makes. */
+    int share_k = 0, share_n = 1, share_port = -1;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOO|iii", &buf, &at_b, &cap_b, &ts_b,
+                          &linktype, &eng.next_sweep, &eng.ended, &t.limit, &t.active_s,
+                          &t.linger_s, &t.lookup, &handle, &follow, &sweep, &t.counted_cb,
+                          &t.skipped_cb, &share_k, &share_n, &share_port))
         return NULL;
+    if (share_n < 1 || share_k < 0 || share_k >= share_n) {
+        PyErr_SetString(PyExc_ValueError, "walk: share index out of range");
+        PyBuffer_Release(&buf);
+        PyBuffer_Release(&at_b);
+        PyBuffer_Release(&cap_b);
+        PyBuffer_Release(&ts_b);
+        return NULL;
+    }
     PyObject *result = NULL;
     const uint8_t *b = buf.buf;
     const int64_t *at = at_b.buf, *caps = cap_b.buf;
@@ -1106,8 +1138,16 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             continue;
         }
         if (now >= eng.next_sweep) {
-            if (flush(&t) < 0 || after_call(&t, &eng, PyObject_CallFunction(sweep, "d", now), NULL) < 0)
+            if (flush(&t) < 0 ||
+                after_call(&t, &eng, PyObject_CallFunction(sweep, "dn", now, i), NULL) < 0)
                 goto done;
+        }
+        if (share_n > 1 && be16(r.key + 18) != share_port && be16(r.key + 36) != share_port &&
+            (int)(key_crc(r.key) % (uint32_t)share_n) != share_k) {
+            /* Another process's flow: only its time counts here (the sweeps above, `latest`). */
+            if (!t.has_latest || now > t.latest) t.latest = now;
+            t.has_latest = 1;
+            continue;
         }
         Entry *e = NULL;
         /* SYN, FIN and RST change the connection's state: the engine's (`dronewatch.core.tcp`). */
@@ -1171,7 +1211,8 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         } else if (now > e->last_ts) {
             e->last_ts = now;
         }
-        if (t.counted == 0 || now > t.latest) t.latest = now;
+        if (!t.has_latest || now > t.latest) t.latest = now;
+        t.has_latest = 1;
         t.counted++;
         if (to_count) { /* what the followers' packet hooks would do, done here */
             const uint8_t *payload = b + at[i] + r.payload_at;
@@ -1234,10 +1275,13 @@ static PyMethodDef methods[] = {
      "link type linktype, as columns; ifaces: (link type, timestamp scale, offset) per interface."},
     {"walk", walk, METH_VARARGS,
      "walk(buf, data_at, caplen, ts, linktype, next_sweep, ended, limit, active_s, linger_s, lookup, "
-     "handle, follow, sweep, counted, skipped) -> next sweep time\n\n"
+     "handle, follow, sweep, counted, skipped[, share_k, share_n, share_port]) -> next sweep "
+     "time\n\n"
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "
-     "dronewatch.fastpath.bulk)."},
+     "dronewatch.fastpath.bulk). share_k of share_n: skip the rows of the flows another "
+     "process of a shared capture makes (dronewatch.core.engine.owner; those with port "
+     "share_port at one end excepted), their times only making sweeps."},
     {"linktypes", linktypes, METH_NOARGS,
      "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},
@@ -1271,6 +1315,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     INTERN(s_orig_payload_bytes, "orig_payload_bytes");
     INTERN(s_resp_payload_bytes, "resp_payload_bytes");
 #undef INTERN
+    crc_init();
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (dw_add_counters(m) < 0 || dw_add_ring(m) < 0) {

@@ -37,9 +37,12 @@ def walk(
     lookup: Callable[[bytes], Flow | None],
     handle: Callable[[int], tuple[float, int, bool]],
     follow: Callable[[int, Flow, int, int, int, int, int, int, int, int], tuple[float, int]],
-    sweep: Callable[[float], tuple[float, int]],
+    sweep: Callable[[float, int], tuple[float, int]],
     counted: Callable[[int, float], None],
     skipped: Callable[[dict[str, int]], None],
+    share_k: int = 0,
+    share_n: int = 1,
+    share_port: int = -1,
     /,
 ) -> float: ...
 def linktypes() -> tuple[int, ...]: ...

@@ -93,6 +93,7 @@ class BulkRunner:
         get = engine.flows.get
         stats = pipe.decoder.stats
         raw = batch.raw
+        first = batch.first_frame + 1  # row i is frame first + i
 
         def lookup(key: bytes) -> Flow | None:
             return get(flow_key(key))
@@ -105,10 +106,12 @@ class BulkRunner:
             return engine.next_sweep, engine.flows_ended, pkt is not None and pkt.ip_version != 0
 
         def follow(i: int, flow: Flow, *row: int) -> tuple[float, int]:
+            engine.frame = first + i
             to_followers(flow, follower_packet(batch, i, flow, *row))
             return engine.next_sweep, engine.flows_ended
 
-        def sweep(ts: float) -> tuple[float, int]:
+        def sweep(ts: float, i: int) -> tuple[float, int]:
+            engine.frame = first + i
             engine.sweep_at(ts)
             return engine.next_sweep, engine.flows_ended
 
@@ -121,6 +124,10 @@ class BulkRunner:
             stats.non_ip.update(counts)
 
         opts = engine.options
+        share = engine.share
+        shared = (
+            (0, 1, -1) if share is None else (share.index, share.processes, share.every_port or -1)
+        )
         self._walk_c(
             batch.buf,
             batch.data_at,
@@ -138,6 +145,7 @@ class BulkRunner:
             sweep,
             counted,
             skipped,
+            *shared,
         )
 
 

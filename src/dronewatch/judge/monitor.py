@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, ClassVar
@@ -107,6 +108,25 @@ class DeviceRecord(Record):
     """Why a local host was not taken for a ground station (no verdict of its own)."""
 
 
+@dataclass(slots=True)
+class FlowEnd:
+    """What the policy stage took from a finished flow, for the books kept across flows
+    (`Monitor.account`): the flow, what it was classified as, where its ends are. In one of
+    several processes sharing a capture (`dronewatch.core.split`) it is handed to the parent,
+    which keeps the books in the capture's order; `flow` is then a copy without the analyzers'
+    state."""
+
+    flow: Flow
+    cls: Classification | None
+    resp_geo: GeoInfo
+    orig_geo: GeoInfo
+    community_id: str
+    missed: int
+    """Bytes in the flow's content gaps."""
+    stopped: bool
+    """Whether its inspection stopped early."""
+
+
 PHONE_SIDE_LINKTYPES = frozenset({"raw", "ipv4", "ipv6", "null", "loop"})
 """Link types of captures made on the device itself (a VPN app's tun, PCAPdroid, a loopback)."""
 
@@ -118,7 +138,7 @@ class Monitor:
     """Runs last at flow end: enriches the flow record and keeps the egress book."""
 
     name = "monitor"
-    helpers = ("finish",)
+    helpers = ("finish", "settle", "account")
     """What the pipeline calls on it besides the hooks."""
 
     def __init__(
@@ -130,10 +150,14 @@ class Monitor:
         evidence: EvidenceKeeper | None = None,
         *,
         announce: bool = False,
+        handoff: Callable[[FlowEnd], None] | None = None,
     ) -> None:
         """`announce`: write device records when ground stations are found, not only at the end
-        (a live capture has no end for the service to wait for)."""
+        (a live capture has no end for the service to wait for). `handoff`: where each finished
+        flow's `FlowEnd` goes instead of this monitor's own books (`account`): a process sharing
+        a capture hands it to the parent that keeps them."""
         self.ctx = ctx
+        self.handoff = handoff
         self.announce = announce
         self._announced: set[str] = set()
         self.evidence = evidence
@@ -159,12 +183,17 @@ class Monitor:
         """How many flows each local host was an end of (a phone-side capture: one host, all)."""
 
     def flow_end(self, flow: Flow) -> None:
-        if self._first_ts is None or flow.first_ts < self._first_ts:
-            self._first_ts = flow.first_ts
-        self._last_ts = max(self._last_ts, flow.last_ts)
+        end = self.settle(flow)
+        if self.handoff is not None:
+            self.handoff(end)
+        else:
+            self.account(end)
+
+    def settle(self, flow: Flow) -> FlowEnd:
+        """What one finished flow is, alone: classified, geolocated, its record and evidence
+        written."""
         resp_geo = self.resolver.lookup(flow.resp_h)
         orig_geo = self.resolver.lookup(flow.orig_h)
-        orig_local = orig_geo.scope == "local"
         resp_local = resp_geo.scope == "local"
         cls = None
         if self.classifier is not None:
@@ -175,6 +204,32 @@ class Monitor:
                 cls = self.classifier.behavioural_label(flow)
         record = flow_record(flow, cls, resp_geo, orig_geo)
         self.ctx.emit(record)
+        if self.evidence is not None:
+            if (orig_geo.scope == "local") != resp_local:
+                evidence = self.evidence.take(flow)
+                if evidence is not None:
+                    self.ctx.emit(evidence)
+            else:
+                self.evidence.drop(flow)
+        return FlowEnd(
+            flow,
+            cls,
+            resp_geo,
+            orig_geo,
+            record.community_id,
+            record.missed_bytes or 0,
+            record.inspection is not None,
+        )
+
+    def account(self, end: FlowEnd) -> None:
+        """Fold a finished flow into the books kept across flows (hosts, ground stations, what
+        left each device), in the capture's order; egress records are written here."""
+        flow, cls, resp_geo, orig_geo = end.flow, end.cls, end.resp_geo, end.orig_geo
+        if self._first_ts is None or flow.first_ts < self._first_ts:
+            self._first_ts = flow.first_ts
+        self._last_ts = max(self._last_ts, flow.last_ts)
+        orig_local = orig_geo.scope == "local"
+        resp_local = resp_geo.scope == "local"
         hostname = flow.meta.get("dhcp_hostname")
         if isinstance(hostname, str) and flow.orig_mac:
             self._dhcp[mac_str(flow.orig_mac)] = hostname
@@ -188,11 +243,10 @@ class Monitor:
                 )
             self.devices.observe_streams(flow)
         self._flows += 1
-        missed = record.missed_bytes or 0
+        missed, stopped = end.missed, end.stopped
         if missed:
             self.gap_flows += 1
             self.missed_bytes += missed
-        stopped = record.inspection is not None
         self.stopped_flows += stopped
         for ip, local in ((flow.orig_ip, orig_local), (flow.resp_ip, resp_local)):
             if local:
@@ -204,9 +258,9 @@ class Monitor:
             self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str))
             self._unseen(flow.resp_ip, missed, stopped)
         if orig_local and not resp_local:
-            self._egress_flow(flow, cls, resp_geo, record.community_id, outbound=True)
+            self._egress_flow(flow, cls, resp_geo, end.community_id, outbound=True)
         elif resp_local and not orig_local:
-            self._egress_flow(flow, cls, orig_geo, record.community_id, outbound=False)
+            self._egress_flow(flow, cls, orig_geo, end.community_id, outbound=False)
         if self.announce:
             if self.policy.devices:  # a live capture names the declared hosts as they appear
                 for ip, mac, local in (
@@ -218,13 +272,6 @@ class Monitor:
                             "ground_station", "named by the user", CONFIDENCE_DECLARED
                         )
             self._announce()
-        if self.evidence is not None:
-            if orig_local != resp_local:
-                evidence = self.evidence.take(flow)
-                if evidence is not None:
-                    self.ctx.emit(evidence)
-            else:
-                self.evidence.drop(flow)
         if orig_local and flow.service == "dns":
             self._dns(flow)
 

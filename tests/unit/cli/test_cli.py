@@ -304,9 +304,35 @@ def test_quiet_workers_keep_the_exit_code_and_records(tmp_path: Path) -> None:
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
 
 
-def test_workers_with_one_file_says_so() -> None:
-    proc = run("analyze", str(PCAPS / "lab" / "dns.pcap"), "--workers", "2", "--quiet")
-    assert proc.returncode == EXIT_OK and "one file, or stdin" in proc.stderr
+def test_workers_share_one_file_with_the_output_of_one_process(tmp_path: Path) -> None:
+    """One file, two processes each making its share of the flows (`dronewatch.core.split`):
+    the summary, exit code and every JSONL file of one process."""
+    capture = str(PCAPS / "scenarios" / "dji_fly_ldm_on_violation.pcap")
+    one = run("analyze", capture, "--ldm", "on", "--out", str(tmp_path / "one"))
+    two = run("analyze", capture, "--ldm", "on", "--out", str(tmp_path / "two"), "--workers", "2")
+    assert one.returncode == two.returncode == EXIT_VIOLATION
+    assert one.stderr == two.stderr
+    assert one.stdout.replace("/one/", "/two/") == two.stdout
+    logs = sorted(p.name for p in (tmp_path / "one").glob("*.jsonl"))
+    assert "alerts.ecs.jsonl" in logs and logs == sorted(
+        p.name for p in (tmp_path / "two").glob("*.jsonl")
+    )
+    for name in logs:
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+def test_workers_on_stdin_say_one_process_reads_it() -> None:
+    data = (PCAPS / "lab" / "dns.pcap").read_bytes()
+    proc = run("analyze", "-", "--workers", "2", "--quiet", stdin=data)
+    assert proc.returncode == EXIT_OK and "stdin is read by one process" in proc.stderr
+
+
+def test_workers_on_one_bad_file_give_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all")
+    proc = run("analyze", str(bad), "--workers", "2", "--quiet")
+    assert proc.returncode == EXIT_USAGE
+    assert "not a pcap or pcapng file" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_workers_report_a_bad_file_and_go_on(tmp_path: Path) -> None:

@@ -1,0 +1,307 @@
+"""One capture file analysed by several processes (`analyze --workers N FILE`), with the records
+one process would write, in its order.
+
+Each of N forked processes reads the whole file but makes only the flows whose key hashes to it
+(`dronewatch.core.engine.owner`; the C walk skips the other rows once the sweeps their times call
+for are made, so every process ends flows at the same packets as one process would). What
+crosses flows is seen by every process or kept by the parent:
+
+- DNS answers name the flows that follow them (`DnsNameCache`): the DNS flows (port 53) are made
+  by every process, and written by their owner only (`Share.every_port`, `Engine.foreign`);
+- the books across flows (hosts, ground stations, what left each device, DHCP names, the
+  verdicts) are kept by the parent: each process settles its own flows (classified,
+  geolocated, their records made: `Monitor.settle`) and hands the parent a `FlowEnd` for each;
+- frames that are not IP (802.11 beacons, Remote ID) go to the analyzers of process 0 only.
+
+Every record and `FlowEnd` is tagged with where it falls in the capture (`Engine.position`:
+frame, then a sweep's flows in the order they were made); the parent merges the processes'
+streams by it, writes the records, keeps the books with the `FlowEnd`s in that order, then
+writes the capture record (`merge_totals`), devices, alerts and verdicts.
+
+Two things differ from one process, both only past a bound: the DNS name cache's least
+recently used entry goes first, and each process touches it for its own flows, so past
+`DNSCACHE_MAX_ENTRIES` addresses a name may be kept by one and not the other; and each process's
+flow table holds up to `max_flows` of its own flows (memory per process stays bounded as for
+one), so a flood that fills a table ends other flows early than one process's table would (the
+capture record's `evicted_flows` counts them).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import queue
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from heapq import merge
+from multiprocessing.connection import Connection
+from operator import itemgetter
+from typing import Any, cast
+
+from dronewatch.analyzers.dns import DNS_PORT, DnsAnalyzer
+from dronewatch.capture.base import Source
+from dronewatch.capture.files import open_source
+from dronewatch.core.collector import fewer_collections
+from dronewatch.core.dnscache import DnsNameCache
+from dronewatch.core.engine import Share
+from dronewatch.core.hooks import Context, Record
+from dronewatch.core.pipeline import (
+    AnalysisConfig,
+    Pipeline,
+    ProgressFn,
+    RunResult,
+    RunTotals,
+    feed_source,
+    finish_run,
+    merge_totals,
+)
+from dronewatch.exceptions import CaptureError
+from dronewatch.geoip.null import NullResolver
+from dronewatch.judge.monitor import FlowEnd, Monitor
+from dronewatch.output.jsonl import dumps
+
+logger = logging.getLogger(__name__)
+
+BATCH = 4096
+"""Items a process sends the parent at once."""
+
+Item = tuple[tuple[int, int, int], str | None, str | None, Any]
+"""(position, log, JSONL line or None, the record or None) for a record; (position, None, None,
+FlowEnd) for a finished flow."""
+
+_CONFIG: AnalysisConfig | None = None
+"""The configuration a forked process inherits (rule packs and GeoIP loaded once)."""
+
+
+def run_split(
+    path: str,
+    processes: int,
+    emit: Callable[[Record], None],
+    config: AnalysisConfig | None = None,
+    *,
+    lines: Callable[[str, str, int], None] | None = None,
+    records: Callable[[Record], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Analyze the capture file `path` in `processes` processes.
+
+    The records the processes make reach `lines(log, text, count)` as JSONL lines (when given)
+    and `records` as records (when given: sending them costs about as much as making them); the
+    records the parent makes (egress, capture, devices, alerts, verdicts) reach `emit`. Raises
+    CaptureError when the file cannot be read."""
+    global _CONFIG
+    if processes < 2:
+        raise ValueError("run_split needs at least 2 processes")
+    config = config or AnalysisConfig()
+    source = open_source(path)  # a file that cannot be opened fails here, in the parent
+    _CONFIG = config
+    ctx = multiprocessing.get_context("fork")
+    inbox: queue.SimpleQueue[tuple[int, bytes | None]] = queue.SimpleQueue()
+    procs, readers = [], []
+    try:
+        for k in range(processes):
+            here, there = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_work,
+                args=(path, k, processes, there, lines is not None, records is not None),
+                name=f"dronewatch-share-{k}",
+                daemon=True,
+            )
+            proc.start()
+            there.close()
+            procs.append(proc)
+            reader = threading.Thread(target=_read, args=(k, here, inbox), daemon=True)
+            reader.start()
+            readers.append(reader)
+        return _merge(processes, inbox, emit, config, lines, records, progress, source)
+    finally:
+        _CONFIG = None
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+
+
+def _read(k: int, conn: Connection, inbox: queue.SimpleQueue[tuple[int, bytes | None]]) -> None:
+    """Move process k's messages to the parent's inbox as they come (the processes never wait
+    for the merge); None when its pipe closed."""
+    try:
+        while True:
+            inbox.put((k, conn.recv_bytes()))
+    except (EOFError, OSError):
+        inbox.put((k, None))
+    finally:
+        conn.close()
+
+
+class _Streams:
+    """The processes' item streams, read from the inbox in the order messages come."""
+
+    def __init__(self, processes: int, inbox: queue.SimpleQueue[tuple[int, bytes | None]]) -> None:
+        self.inbox = inbox
+        self.pending: list[list[list[Item]]] = [[] for _ in range(processes)]
+        self.totals: list[RunTotals | None] = [None] * processes
+        self.errors: list[str | None] = [None] * processes
+        self.done = [False] * processes
+        self.stats: Any = None
+        self.total: int | None = None
+        self.count = 0
+        """Packets process 0 has read, and the bytes of the file (progress)."""
+        self.read = 0
+
+    def stream(self, k: int) -> Iterator[Item]:
+        pending = self.pending[k]
+        while True:
+            while not pending:
+                if self.done[k]:
+                    return
+                self._receive()
+            yield from pending.pop(0)
+
+    def _receive(self) -> None:
+        k, message = self.inbox.get()
+        if message is None:
+            if not self.done[k]:
+                self.done[k] = True
+                if self.totals[k] is None and self.errors[k] is None:
+                    self.errors[k] = f"process {k} of the shared capture ended without a result"
+            return
+        kind, payload = pickle.loads(message)
+        if kind == "items":
+            items, packets, read = payload
+            self.pending[k].append(items)
+            if k == 0:
+                self.count, self.read = packets, read
+        elif kind == "totals":
+            self.totals[k] = payload
+        elif kind == "error":
+            self.errors[k] = payload
+        else:  # "crash": a bug; the traceback goes to the log, not to the user's terminal
+            logger.error("process %d of the shared capture failed:\n%s", k, payload)
+            self.errors[k] = f"process {k} failed: {payload.strip().splitlines()[-1]}"
+
+    def progress(self) -> tuple[int, int | None]:
+        """Bytes of the file read so far by process 0, and its size (`Source.progress`)."""
+        return self.read, self.total
+
+
+def _merge(
+    processes: int,
+    inbox: queue.SimpleQueue[tuple[int, bytes | None]],
+    emit: Callable[[Record], None],
+    config: AnalysisConfig,
+    lines: Callable[[str, str, int], None] | None,
+    records: Callable[[Record], None] | None,
+    progress: ProgressFn | None,
+    source: Any,
+) -> RunResult:
+    streams = _Streams(processes, inbox)
+    streams.stats = source.stats
+    streams.total = source.progress()[1]
+    monitor = Monitor(
+        Context(emit=emit, dns=DnsNameCache()),
+        config.policy,
+        config.classifier,
+        config.resolver or NullResolver(),
+    )
+    account = monitor.account
+    reported = 0
+    for _, log, line, obj in merge(*map(streams.stream, range(processes)), key=_POSITION):
+        if log is None:
+            account(obj)
+            continue
+        if line is not None and lines is not None:
+            lines(log, line, 1)
+        if obj is not None and records is not None:
+            records(obj)
+        if progress is not None and streams.count - reported >= 65536:
+            reported = streams.count
+            progress(cast(Source, streams), reported)  # what Progress reads: stats, progress()
+    failed = [e for e in streams.errors if e is not None]
+    if failed:
+        raise CaptureError(failed[0])
+    totals = [t for t in streams.totals if t is not None]
+    return finish_run(merge_totals(totals), monitor, emit)
+
+
+_POSITION = itemgetter(0)
+
+
+def _work(
+    path: str, k: int, processes: int, conn: Connection, want_lines: bool, want_records: bool
+) -> None:
+    """Process k: its flows of the capture, sent to the parent as tagged items."""
+    try:
+        with fewer_collections():
+            _share(path, k, processes, conn, want_lines, want_records)
+    except CaptureError as exc:
+        conn.send_bytes(pickle.dumps(("error", str(exc))))
+    except BaseException:
+        conn.send_bytes(pickle.dumps(("crash", traceback.format_exc())))
+    finally:
+        conn.close()
+
+
+def _share(
+    path: str, k: int, processes: int, conn: Connection, want_lines: bool, want_records: bool
+) -> None:
+    config = _CONFIG or AnalysisConfig()
+    source = open_source(path)
+    items: list[Item] = []
+    send = conn.send_bytes
+    state = [0, 0]  # packets and bytes read (process 0: the parent's progress)
+
+    def flush() -> None:
+        send(pickle.dumps(("items", (items, *state)), pickle.HIGHEST_PROTOCOL))
+        items.clear()
+
+    def emit(record: Record) -> None:
+        flow = record_flow()
+        if flow is not None and foreign and flow.uid in foreign:
+            return  # a flow made for its facts: its owner writes it
+        items.append(
+            (
+                position(),
+                record.log,
+                dumps(record) + "\n" if want_lines else None,
+                record if want_records else None,
+            )
+        )
+        if len(items) >= BATCH:
+            flush()
+
+    def handoff(end: FlowEnd) -> None:
+        flow = end.flow
+        if flow.uid in foreign:
+            return
+        end.flow = replace(
+            flow,
+            inspectors=(),
+            inspector_names=(),
+            counters=(),
+            tcp=None,
+            stream=None,
+            waiting=(),
+        )
+        items.append((position(), None, None, end))
+        if len(items) >= BATCH:
+            flush()
+
+    # DNS answers name the flows after them: every process reads every DNS flow.
+    share = Share(k, processes, DNS_PORT, frozenset({DnsAnalyzer.name}))
+    pipe = Pipeline(emit, config, share=share, handoff=handoff)
+
+    engine = pipe.engine
+    foreign = engine.foreign
+    record_flow, position = engine.record_flow, engine.position
+
+    def progress(_: Any, count: int) -> None:
+        state[:] = count, source.progress()[0]
+
+    feed_source(pipe, source, config, progress if k == 0 else None, 65536)
+    totals = pipe.end(source.stats)
+    flush()
+    send(pickle.dumps(("totals", totals), pickle.HIGHEST_PROTOCOL))

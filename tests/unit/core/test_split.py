@@ -1,0 +1,173 @@
+"""One capture file shared by several processes (`dronewatch.core.split`, `analyze --workers N`):
+the records, alerts and coverage of one process, in its order."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import pytest
+from scapy.compat import raw
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+from dronewatch.capture.files import FileSource
+from dronewatch.core.engine import owner
+from dronewatch.core.hooks import Record
+from dronewatch.core.pipeline import AnalysisConfig, Pipeline, RunResult, run_source
+from dronewatch.core.split import run_split
+from dronewatch.exceptions import CaptureError
+from dronewatch.geoip.maxmind import MaxMindResolver
+from dronewatch.judge.classify import Classifier
+from dronewatch.judge.flowlog import FlowRecord
+from dronewatch.judge.policy import Policy
+from tests.pcaps import PCAPS, THIRD_PARTY, all_captures
+from tests.unit.capture.captures import pcap_bytes
+
+PHONE, RESOLVER, CLOUD = "10.77.0.2", "10.77.0.1", "47.88.0.13"
+
+
+@functools.cache
+def config() -> AnalysisConfig:
+    return AnalysisConfig(
+        policy=Policy().with_ldm(True),
+        classifier=Classifier.load(),
+        resolver=MaxMindResolver.bundled(),
+    )
+
+
+def one(path: Path) -> tuple[list[Record], RunResult]:
+    got: list[Record] = []
+    return got, run_source(FileSource(str(path)), got.append, config())
+
+
+def shared(path: Path, processes: int) -> tuple[list[Record], RunResult]:
+    """The records in the order they reach the caller: the processes' (`records`) and the
+    parent's own (`emit`) into one list."""
+    got: list[Record] = []
+    result = run_split(str(path), processes, got.append, config(), records=got.append)
+    return got, result
+
+
+def assert_same(path: Path, processes: int) -> list[Record]:
+    ref, ref_result = one(path)
+    got, result = shared(path, processes)
+    assert [r.log for r in got] == [r.log for r in ref]
+    assert got == ref
+    assert result.alerts == ref_result.alerts
+    assert result.capture == ref_result.capture
+    return ref
+
+
+SAMPLE = [
+    p
+    for p in all_captures()
+    if p.parent.name in ("scenarios", "lab", "tunnels")
+    or p.parent == THIRD_PARTY / "zeek"
+    or p.name.startswith("flight")
+]
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+@pytest.mark.parametrize("capture", [pytest.param(p, id=str(p.relative_to(PCAPS))) for p in SAMPLE])
+def test_shared_processes_write_what_one_writes(capture: Path, processes: int) -> None:
+    assert_same(capture, processes)
+
+
+def test_the_sample_has_flows_of_every_process() -> None:
+    """The captures above give each of 3 processes flows to make: the merge has work to do."""
+    busy = [
+        p
+        for p in SAMPLE
+        if len({owner(_key(f), 3) for f in one(p)[0] if isinstance(f, FlowRecord)}) == 3
+    ]
+    assert len(busy) >= 10
+
+
+def _key(f: FlowRecord) -> tuple[int, bytes, int, bytes, int]:
+    import ipaddress
+
+    proto = {"tcp": 6, "udp": 17, "icmp": 1}.get(f.proto, 0)
+    a = (ipaddress.ip_address(f.orig_h).packed, f.orig_p)
+    b = (ipaddress.ip_address(f.resp_h).packed, f.resp_p)
+    lo, hi = sorted((a, b))
+    return (proto, lo[0], lo[1], hi[0], hi[1])
+
+
+def _lookup_then_upload(sport: int) -> list[tuple[float, bytes]]:
+    """A DNS answer naming a DJI address, then a TCP upload to it without a name of its own."""
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    back = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    query = DNS(id=7, rd=1, qd=DNSQR(qname="flysafe-api.dji.com"))
+    answer = DNS(
+        id=7,
+        qr=1,
+        qd=DNSQR(qname="flysafe-api.dji.com"),
+        an=DNSRR(rrname="flysafe-api.dji.com", rdata=CLOUD, ttl=300),
+    )
+    frames = [
+        (1.0, raw(eth / IP(src=PHONE, dst=RESOLVER) / UDP(sport=sport, dport=53) / query)),
+        (1.01, raw(back / IP(src=RESOLVER, dst=PHONE) / UDP(sport=53, dport=sport) / answer)),
+        (1.1, raw(eth / IP(src=PHONE, dst=CLOUD) / TCP(sport=40000, dport=443, flags="S"))),
+        (1.2, raw(back / IP(src=CLOUD, dst=PHONE) / TCP(sport=443, dport=40000, flags="SA"))),
+        (1.3, raw(eth / IP(src=PHONE, dst=CLOUD) / TCP(sport=40000, dport=443, flags="A", seq=1))),
+    ]
+    for i in range(5):
+        data = TCP(sport=40000, dport=443, flags="PA", seq=1 + i * 1000) / (b"\x17" * 1000)
+        frames.append((1.4 + i / 10, raw(eth / IP(src=PHONE, dst=CLOUD) / data)))
+    return frames
+
+
+def test_a_dns_answer_names_a_flow_another_process_makes(tmp_path: Path) -> None:
+    """The DNS flow and the upload it names hash to different processes: the upload's process
+    makes the DNS flow too, for its answer (`Share.every_port`), and writes nothing of it."""
+    upload = _key_of(PHONE, 40000, CLOUD, 443, 6)
+    sport = next(
+        p
+        for p in range(33000, 34000)
+        if owner(_key_of(PHONE, p, RESOLVER, 53, 17), 2) != owner(upload, 2)
+    )
+    path = tmp_path / "lookup.pcap"
+    path.write_bytes(pcap_bytes(_lookup_then_upload(sport)))
+    records = assert_same(path, 2)
+    flows = {f.resp_p: f for f in records if isinstance(f, FlowRecord)}
+    assert flows[443].server_name == "flysafe-api.dji.com"
+    assert flows[443].vendor == "DJI"
+    assert sum(1 for r in records if r.log == "dns") == 1
+
+
+def _key_of(a: str, ap: int, b: str, bp: int, proto: int) -> tuple[int, bytes, int, bytes, int]:
+    import ipaddress
+
+    x, y = (ipaddress.ip_address(a).packed, ap), (ipaddress.ip_address(b).packed, bp)
+    lo, hi = sorted((x, y))
+    return (proto, lo[0], lo[1], hi[0], hi[1])
+
+
+def test_a_file_that_cannot_be_read_is_a_capture_error(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError, match="missing.pcap"):
+        run_split(str(tmp_path / "missing.pcap"), 2, lambda r: None, config())
+
+
+def test_a_process_that_fails_is_named_not_lost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a process: the run fails with a one-line reason; the traceback is logged."""
+
+    def broken(self: Pipeline, stats: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Pipeline, "end", broken)  # the forked processes inherit it
+    capture = PCAPS / "scenarios" / "tello_sdk.pcap"
+    with caplog.at_level(logging.ERROR), pytest.raises(CaptureError) as err:
+        run_split(str(capture), 2, lambda r: None, config())
+    assert "failed: RuntimeError: boom" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert "Traceback" in caplog.text
+
+
+def test_one_process_is_not_a_split() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        run_split(str(PCAPS / "scenarios" / "tello_sdk.pcap"), 1, lambda r: None, config())
