@@ -322,6 +322,8 @@ def table(rows: list[tuple[str, ...]]) -> str:
 SHAPES_DIR = ROOT / "bench" / "data" / "shapes"
 SHAPES_RESULTS = ROOT / "bench" / "SHAPES.md"
 DRONEWATCH = "dronewatch analyze"
+WORKERS_2 = "dronewatch --workers 2"
+"""`analyze --workers 2` on the same one file (`dronewatch.core.split`)."""
 SUMMARY_PEERS = ("tcpdump (read floor)", "ndpiReader", "NFStream", "tshark fields")
 
 
@@ -407,6 +409,7 @@ def measure_shape(name: str, directory: Path, repeat: int, skip: Sequence[str]) 
     dw = [str(BIN / "dronewatch"), "analyze", "--quiet", "--no-progress"]
     tools: list[tuple[str, list[str]]] = [
         (DRONEWATCH, [*dw, str(capture)]),
+        (WORKERS_2, [*dw, "--workers", "2", str(capture)]),
         ("dronewatch --per-packet", [*dw, "--per-packet", str(capture)]),
     ]
     missing: list[str] = []
@@ -448,6 +451,13 @@ def _ratio(peer: Measurement | None, dw: Measurement | None) -> str:
         return "n/a"
     ratio = peer.median / dw.median
     return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
+
+
+def _speedup(one: Measurement, two: Measurement | None) -> str:
+    """How many times as fast `analyze --workers 2` on the one file is as one process."""
+    if two is None or two.error or not two.seconds:
+        return "n/a"
+    return f"{one.median / two.median:.2f}x"
 
 
 def handed_share(run: ShapeRun) -> tuple[int, str]:
@@ -524,13 +534,13 @@ def shape_section(run: ShapeRun) -> str:
 def summary_table(runs: list[ShapeRun]) -> str:
     head = ["shape", "packets", "flows", "dronewatch s", "CPU s", "packets/s", "flows/s"]
     head += [f"vs {p.split()[0]}" for p in SUMMARY_PEERS]
-    head += ["to Python", "peak RSS MB"]
+    head += ["--workers 2", "to Python", "peak RSS MB"]
     rows: list[tuple[str, ...]] = [tuple(head)]
     for run in runs:
         dw = run.get(DRONEWATCH)
         handed, _ = handed_share(run)
         if dw is None:
-            rows.append((run.name, f"{run.packets:,}", f"{run.flows:,}", "failed", *[""] * 9))
+            rows.append((run.name, f"{run.packets:,}", f"{run.flows:,}", "failed", *[""] * 10))
             continue
         rows.append(
             (
@@ -542,6 +552,7 @@ def summary_table(runs: list[ShapeRun]) -> str:
                 f"{run.packets / dw.median:,.0f}",
                 f"{run.flows / dw.median:,.0f}",
                 *(_ratio(run.get(p), dw) for p in SUMMARY_PEERS),
+                _speedup(dw, run.get(WORKERS_2)),
                 f"{100 * handed / run.packets:.1f}%",
                 f"{dw.peak_rss_kb / 1024:.0f}",
             )
@@ -675,7 +686,21 @@ def main() -> int:
         args.repeat,
         ok_codes=(0, 1),
     )
-    results = [dw, no_c, per_packet]
+    one_file = measure(
+        "dronewatch, one file, --workers 2",
+        [
+            str(BIN / "dronewatch"),
+            "analyze",
+            "--quiet",
+            "--no-progress",
+            "--workers",
+            "2",
+            str(args.capture),
+        ],
+        args.repeat,
+        ok_codes=(0, 1),
+    )
+    results = [dw, no_c, per_packet, one_file]
     halves = split_capture(args.capture)
     for workers in (1, 2):
         results.append(

@@ -35,7 +35,6 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from heapq import merge
 from multiprocessing.connection import Connection
 from operator import itemgetter
@@ -65,7 +64,7 @@ from dronewatch.output.jsonl import dumps
 
 logger = logging.getLogger(__name__)
 
-BATCH = 4096
+BATCH = 1024
 """Items a process sends the parent at once."""
 
 Item = tuple[tuple[int, int, int], str | None, str | None, Any]
@@ -277,15 +276,11 @@ def _share(
         flow = end.flow
         if flow.uid in foreign:
             return
-        end.flow = replace(
-            flow,
-            inspectors=(),
-            inspector_names=(),
-            counters=(),
-            tcp=None,
-            stream=None,
-            waiting=(),
-        )
+        # The flow has ended and the monitor is its last analyzer: what the analyzers kept on it
+        # (hooks, C counters, TCP state) goes, and the rest crosses to the parent.
+        flow.inspectors = flow.counters = flow.waiting = ()
+        flow.inspector_names = ()
+        flow.tcp = flow.stream = None
         items.append((position(), None, None, end))
         if len(items) >= BATCH:
             flush()
