@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
 import threading
@@ -199,7 +200,7 @@ def _merge(
 ) -> RunResult:
     streams = _Streams(processes, inbox)
     streams.stats = source.stats
-    streams.total = source.progress()[1]
+    streams.total = source.progress()[1] or os.path.getsize(source.stats.name)
     monitor = Monitor(
         Context(emit=emit, dns=DnsNameCache()),
         config.policy,
