@@ -369,7 +369,6 @@ class Decoder:
             inner = _encapsulated(data, proto, l4, min(end, len(data)))
             if inner is not None:
                 return self._inner(pkt, data, inner, depth)
-        self.stats.ip += 1
         if proto == IP_PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _PORTS_TCP.unpack_from(data, l4)
             pkt.sport = sport
@@ -392,11 +391,14 @@ class Decoder:
             pkt.dport = data[l4 + 1]
             start = l4 + 4
         else:
+            self.stats.ip += 1
             return pkt
         if end < start:
             end = start
         pkt.payload_len = end - start
         pkt.payload = data[start:end]
+        # Counted once its transport header was read: a packet cut before it is malformed only.
+        self.stats.ip += 1
         return pkt
 
 

@@ -200,7 +200,7 @@ def _merge(
 ) -> RunResult:
     streams = _Streams(processes, inbox)
     streams.stats = source.stats
-    streams.total = source.progress()[1] or os.path.getsize(source.stats.name)
+    streams.total = source.progress()[1] or _size(source.stats.name)
     monitor = Monitor(
         Context(emit=emit, dns=DnsNameCache()),
         config.policy,
@@ -228,6 +228,15 @@ def _merge(
 
 
 _POSITION = itemgetter(0)
+
+
+def _size(path: str) -> int | None:
+    """The file's size for the progress line; None when it cannot be read (the processes say
+    why)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def _work(

@@ -8,13 +8,15 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.compat import raw
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from dronewatch.capture.files import FileSource
-from dronewatch.core.engine import owner
+from dronewatch.core.engine import EngineOptions, owner
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, Pipeline, RunResult, run_source
 from dronewatch.core.split import run_split
@@ -25,35 +27,39 @@ from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.policy import Policy
 from tests.pcaps import PCAPS, THIRD_PARTY, all_captures
 from tests.unit.capture.captures import pcap_bytes
+from tests.unit.fastpath.test_bulk import EVENTS, LINKTYPES, body, frame, write_capture
 
 PHONE, RESOLVER, CLOUD = "10.77.0.2", "10.77.0.1", "47.88.0.13"
 
 
 @functools.cache
-def config() -> AnalysisConfig:
+def config(engine: EngineOptions | None = None) -> AnalysisConfig:
     return AnalysisConfig(
         policy=Policy().with_ldm(True),
         classifier=Classifier.load(),
         resolver=MaxMindResolver.bundled(),
+        engine=engine,
     )
 
 
-def one(path: Path) -> tuple[list[Record], RunResult]:
+def one(path: Path, engine: EngineOptions | None = None) -> tuple[list[Record], RunResult]:
     got: list[Record] = []
-    return got, run_source(FileSource(str(path)), got.append, config())
+    return got, run_source(FileSource(str(path)), got.append, config(engine))
 
 
-def shared(path: Path, processes: int) -> tuple[list[Record], RunResult]:
+def shared(
+    path: Path, processes: int, engine: EngineOptions | None = None
+) -> tuple[list[Record], RunResult]:
     """The records in the order they reach the caller: the processes' (`records`) and the
     parent's own (`emit`) into one list."""
     got: list[Record] = []
-    result = run_split(str(path), processes, got.append, config(), records=got.append)
+    result = run_split(str(path), processes, got.append, config(engine), records=got.append)
     return got, result
 
 
-def assert_same(path: Path, processes: int) -> list[Record]:
-    ref, ref_result = one(path)
-    got, result = shared(path, processes)
+def assert_same(path: Path, processes: int, engine: EngineOptions | None = None) -> list[Record]:
+    ref, ref_result = one(path, engine)
+    got, result = shared(path, processes, engine)
     assert [r.log for r in got] == [r.log for r in ref]
     assert got == ref
     assert result.alerts == ref_result.alerts
@@ -84,6 +90,38 @@ def test_the_sample_has_flows_of_every_process() -> None:
         if len({owner(_key(f), 3) for f in one(p)[0] if isinstance(f, FlowRecord)}) == 3
     ]
     assert len(busy) >= 10
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    events=EVENTS,
+    linktype=st.sampled_from(LINKTYPES),
+    ng=st.booleans(),
+    processes=st.sampled_from([2, 3]),
+)
+def test_random_traffic_shared_as_one_process_writes_it(
+    tmp_path: Path,
+    events: list[tuple[int, bool, float, str, int, int, int | None]],
+    linktype: int,
+    ng: bool,
+    processes: int,
+) -> None:
+    """Random traffic (the bulk path's test traffic: flows that open, close, idle out and are
+    cut by the active timeout, with sweeps every second) in any link type and encapsulation:
+    the merged records are one process's, in order."""
+    ts = 1_700_000_000.0
+    frames = []
+    for index, out, gap, flags, size, wrap, snap in events:
+        ts += gap
+        frames.append((ts, frame(linktype, wrap, body(index, out, flags, size), snap)))
+    path = tmp_path / ("random.pcapng" if ng else "random.pcap")
+    write_capture(path, frames, linktype, ng)
+    engine = EngineOptions(
+        inspect_packets=2, udp_idle_s=10.0, tcp_idle_s=20.0, active_s=30.0, sweep_every_s=1.0
+    )
+    assert_same(path, processes, engine)
 
 
 def _key(f: FlowRecord) -> tuple[int, bytes, int, bytes, int]:
