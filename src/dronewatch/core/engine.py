@@ -263,11 +263,15 @@ class Engine:
             ):
                 self._end(key, flow, "reuse")
                 flow = None
-        elif self.share is not None and not self.share.makes(key):
-            self.not_owned += 1
-            return  # another process's flow
         if flow is None:
-            key, flow = self._start(key, pkt, sport, dport)
+            foreign = False
+            if self.share is not None:
+                making = self.share.making(key)
+                if making == _NOT_MINE:
+                    self.not_owned += 1
+                    return  # another process's flow
+                foreign = making == _FOR_FACTS
+            key, flow = self._start(key, pkt, sport, dport, foreign)
         self.current = flow
         from_orig = src == flow.orig_h and sport == flow.orig_p
         plen = pkt.payload_len
@@ -387,9 +391,12 @@ class Engine:
         """Capture time at or after which the next packet makes the engine look for idle flows."""
         return self._next_sweep
 
-    def _start(self, key: FlowKey, pkt: Packet, sport: int, dport: int) -> tuple[FlowKey, Flow]:
+    def _start(
+        self, key: FlowKey, pkt: Packet, sport: int, dport: int, foreign: bool = False
+    ) -> tuple[FlowKey, Flow]:
         """A new flow for the packet, in the table: its key as the table holds it (made of shared
-        objects: the timers keep this one too, not a second tuple per flow), and the flow."""
+        objects: the timers keep this one too, not a second tuple per flow), and the flow.
+        `foreign`: another process's flow, made here for its facts (`Share.every_port`)."""
         # Who is the originator: the sender of the first packet, unless it comes from a
         # well-known service port to one that is not (Zeek's likely_server_ports); a TCP flow
         # that starts with a SYN keeps its sender.
@@ -448,7 +455,6 @@ class Engine:
             flow.history = "^"
         names = self._wanted(flow)
         split = self.share
-        foreign = split is not None and owner(key, split.processes) != split.index
         if split is not None and foreign:
             # Made for its facts only (`Share.every_port`): read by the analyzers that publish
             # them, its records written by its owner.
@@ -756,12 +762,18 @@ class Share:
     """The analyzers that read another process's flows made here for their facts (the DNS
     analyzer, which feeds the name cache): the other analyzers never see them."""
 
-    def makes(self, key: FlowKey) -> bool:
-        """Whether this process makes the flow of `key`."""
+    def making(self, key: FlowKey) -> int:
+        """Whether this process makes the flow of `key`: `_MINE`, `_FOR_FACTS` (another's flow
+        on `every_port`) or `_NOT_MINE`."""
+        if owner(key, self.processes) == self.index:
+            return _MINE
         port = self.every_port
         if port is not None and key[0] in (IP_PROTO_TCP, IP_PROTO_UDP) and port in (key[2], key[4]):
-            return True
-        return owner(key, self.processes) == self.index
+            return _FOR_FACTS
+        return _NOT_MINE
+
+
+_MINE, _FOR_FACTS, _NOT_MINE = 0, 1, 2
 
 
 def owner(key: FlowKey, processes: int) -> int:

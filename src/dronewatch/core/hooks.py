@@ -7,6 +7,7 @@ import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from dronewatch.core.flow import Flow, Packet
@@ -32,10 +33,30 @@ class Record:
             out[name] = value
         return out
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        """Pickled as its class and field values, in order (`analyze --workers` sends records
+        between processes: the dataclass's own state walks `dataclasses.fields` per record)."""
+        cls = type(self)
+        return cls, _field_getter(cls)(self)
+
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 """The field names of each record class, in field order (`dataclasses.fields` costs a record
 about as much as the rest of `to_dict`, and a flood of flows writes a record per flow)."""
+
+
+_FIELD_GETTERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _field_getter(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving a record's field values as a tuple, in field order (per class)."""
+    getter = _FIELD_GETTERS.get(cls)
+    if getter is None:
+        names = _field_names(cls)
+        one = attrgetter(*names)
+        getter = (lambda r: (one(r),)) if len(names) == 1 else one
+        _FIELD_GETTERS[cls] = getter
+    return getter
 
 
 def _field_names(cls: type) -> tuple[str, ...]:

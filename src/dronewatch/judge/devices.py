@@ -161,7 +161,7 @@ class DeviceBook:
         )
 
     def observe_vendor_traffic(
-        self, ip: str, mac: bytes, vendor: str, rule_id: str, confidence: float
+        self, ip: str, mac: bytes | str, vendor: str, rule_id: str, confidence: float
     ) -> None:
         """A local host talking to a drone vendor's cloud is a ground station."""
         self.host(ip, mac).mark("ground_station", f"{vendor} traffic ({rule_id})", confidence)

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import islice
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
 from dronewatch.core.hooks import Context, Record
@@ -108,23 +108,34 @@ class DeviceRecord(Record):
     """Why a local host was not taken for a ground station (no verdict of its own)."""
 
 
-@dataclass(slots=True)
-class FlowEnd:
-    """What the policy stage took from a finished flow, for the books kept across flows
-    (`Monitor.account`): the flow, what it was classified as, where its ends are. In one of
-    several processes sharing a capture (`dronewatch.core.split`) it is handed to the parent,
-    which keeps the books in the capture's order; `flow` is then a copy without the analyzers'
-    state."""
+class FlowEnd(NamedTuple):
+    """What the books kept across flows need of one finished flow (`Monitor.account`), taken by
+    `Monitor.settle`. A process sharing a capture (`dronewatch.core.split`) sends it to the parent,
+    which keeps the books in the capture's order: plain values, the flow's egress observations,
+    and the flow itself only where the device book reads its facts."""
 
-    flow: Flow
-    cls: Classification | None
-    resp_geo: GeoInfo
-    orig_geo: GeoInfo
-    community_id: str
+    first_ts: float
+    last_ts: float
+    orig_ip: str
+    resp_ip: str
+    orig_mac: bytes
+    resp_mac: bytes
+    orig_local: bool
+    resp_local: bool
+    orig_pkts: int
+    resp_pkts: int
+    dhcp_hostname: str | None
+    link: str | None
+    """The drone link recognised on the flow."""
     missed: int
     """Bytes in the flow's content gaps."""
     stopped: bool
     """Whether its inspection stopped early."""
+    egress: tuple[EgressRecord, ...]
+    """Its egress observation, then the lookups it carried (written by `settle`)."""
+    local: tuple[Flow, Classification | None] | None
+    """A drone link's flow or one between two local hosts, with its classification: the device
+    book reads which end is the ground station from its facts."""
 
 
 PHONE_SIDE_LINKTYPES = frozenset({"raw", "ipv4", "ipv6", "null", "loop"})
@@ -190,10 +201,11 @@ class Monitor:
             self.account(end)
 
     def settle(self, flow: Flow) -> FlowEnd:
-        """What one finished flow is, alone: classified, geolocated, its record and evidence
-        written."""
+        """What one finished flow is, alone: classified and geolocated, its record, evidence and
+        egress observations written; what the books across flows need of it."""
         resp_geo = self.resolver.lookup(flow.resp_h)
         orig_geo = self.resolver.lookup(flow.orig_h)
+        orig_local = orig_geo.scope == "local"
         resp_local = resp_geo.scope == "local"
         cls = None
         if self.classifier is not None:
@@ -205,75 +217,117 @@ class Monitor:
         record = flow_record(flow, cls, resp_geo, orig_geo)
         self.ctx.emit(record)
         if self.evidence is not None:
-            if (orig_geo.scope == "local") != resp_local:
+            if orig_local != resp_local:
                 evidence = self.evidence.take(flow)
                 if evidence is not None:
                     self.ctx.emit(evidence)
             else:
                 self.evidence.drop(flow)
+        egress: list[EgressRecord] = []
+        if orig_local and not resp_local:
+            self._egress_flow(flow, cls, resp_geo, record.community_id, egress, outbound=True)
+        elif resp_local and not orig_local:
+            self._egress_flow(flow, cls, orig_geo, record.community_id, egress, outbound=False)
+        if orig_local and flow.service == "dns":
+            self._dns(flow, egress)
+        for obs in egress:
+            self.ctx.emit(obs)
+        link = flow.meta.get("link")
+        hostname = flow.meta.get("dhcp_hostname")
         return FlowEnd(
-            flow,
-            cls,
-            resp_geo,
-            orig_geo,
-            record.community_id,
+            flow.first_ts,
+            flow.last_ts,
+            flow.orig_ip,
+            flow.resp_ip,
+            flow.orig_mac,
+            flow.resp_mac,
+            orig_local,
+            resp_local,
+            flow.orig_pkts,
+            flow.resp_pkts,
+            hostname if isinstance(hostname, str) else None,
+            link if isinstance(link, str) else None,
             record.missed_bytes or 0,
             record.inspection is not None,
+            tuple(egress),
+            (flow, cls) if isinstance(link, str) or (orig_local and resp_local) else None,
         )
 
     def account(self, end: FlowEnd) -> None:
         """Fold a finished flow into the books kept across flows (hosts, ground stations, what
-        left each device), in the capture's order; egress records are written here."""
-        flow, cls, resp_geo, orig_geo = end.flow, end.cls, end.resp_geo, end.orig_geo
-        if self._first_ts is None or flow.first_ts < self._first_ts:
-            self._first_ts = flow.first_ts
-        self._last_ts = max(self._last_ts, flow.last_ts)
-        orig_local = orig_geo.scope == "local"
-        resp_local = resp_geo.scope == "local"
-        hostname = flow.meta.get("dhcp_hostname")
-        if isinstance(hostname, str) and flow.orig_mac:
-            self._dhcp[mac_str(flow.orig_mac)] = hostname
-        link = flow.meta.get("link")
-        if isinstance(link, str):
-            self.devices.observe_link(flow, link)
-        elif orig_local and resp_local:
-            if cls is not None and cls.local and cls.responder:
-                self.devices.observe_local_rule(
-                    flow, cls.responder, cls.vendor, cls.rule_id, cls.confidence
-                )
-            self.devices.observe_streams(flow)
+        left each device, DHCP names), in the capture's order."""
+        if self._first_ts is None or end.first_ts < self._first_ts:
+            self._first_ts = end.first_ts
+        self._last_ts = max(self._last_ts, end.last_ts)
+        orig_local, resp_local, link = end.orig_local, end.resp_local, end.link
+        if end.dhcp_hostname and end.orig_mac:
+            self._dhcp[mac_str(end.orig_mac)] = end.dhcp_hostname
+        if end.local is not None:
+            flow, cls = end.local
+            if link is not None:
+                self.devices.observe_link(flow, link)
+            elif orig_local and resp_local:
+                if cls is not None and cls.local and cls.responder:
+                    self.devices.observe_local_rule(
+                        flow, cls.responder, cls.vendor, cls.rule_id, cls.confidence
+                    )
+                self.devices.observe_streams(flow)
         self._flows += 1
         missed, stopped = end.missed, end.stopped
         if missed:
             self.gap_flows += 1
             self.missed_bytes += missed
         self.stopped_flows += stopped
-        for ip, local in ((flow.orig_ip, orig_local), (flow.resp_ip, resp_local)):
+        orig_ip, resp_ip = end.orig_ip, end.resp_ip
+        for ip, local in ((orig_ip, orig_local), (resp_ip, resp_local)):
             if local:
                 self._ends[ip] = self._ends.get(ip, 0) + 1
         if orig_local:
-            self._count(flow.orig_ip, flow.orig_pkts, resp_local, isinstance(link, str))
-            self._unseen(flow.orig_ip, missed, stopped)
+            self._count(orig_ip, end.orig_pkts, resp_local, link is not None)
+            self._unseen(orig_ip, missed, stopped)
         if resp_local:
-            self._count(flow.resp_ip, flow.resp_pkts, orig_local, isinstance(link, str))
-            self._unseen(flow.resp_ip, missed, stopped)
-        if orig_local and not resp_local:
-            self._egress_flow(flow, cls, resp_geo, end.community_id, outbound=True)
-        elif resp_local and not orig_local:
-            self._egress_flow(flow, cls, orig_geo, end.community_id, outbound=False)
+            self._count(resp_ip, end.resp_pkts, orig_local, link is not None)
+            self._unseen(resp_ip, missed, stopped)
+        lookups = False
+        for obs in end.egress:
+            if obs.kind == KIND_LOOKUP:
+                lookups = True
+                continue
+            if obs.rule_id is not None and not obs.behavioural:
+                self.devices.observe_vendor_traffic(
+                    obs.host_ip,
+                    obs.host_mac or b"",
+                    obs.vendor or "",
+                    obs.rule_id,
+                    obs.confidence or 0.0,
+                )
+            else:
+                self.devices.host(obs.host_ip, obs.host_mac or b"")
+            self._observe(obs)
         if self.announce:
             if self.policy.devices:  # a live capture names the declared hosts as they appear
                 for ip, mac, local in (
-                    (flow.orig_ip, flow.orig_mac, orig_local),
-                    (flow.resp_ip, flow.resp_mac, resp_local),
+                    (orig_ip, end.orig_mac, orig_local),
+                    (resp_ip, end.resp_mac, resp_local),
                 ):
                     if local and self._policy(ip, mac_str(mac) or None).declared:
                         self.devices.host(ip, mac).mark(
                             "ground_station", "named by the user", CONFIDENCE_DECLARED
                         )
             self._announce()
-        if orig_local and flow.service == "dns":
-            self._dns(flow)
+        if lookups:
+            for obs in end.egress:
+                if obs.kind != KIND_LOOKUP:
+                    continue
+                if obs.rule_id is not None:
+                    self.devices.observe_vendor_traffic(
+                        obs.host_ip,
+                        obs.host_mac or b"",
+                        obs.vendor or "",
+                        obs.rule_id,
+                        obs.confidence or 0.0,
+                    )
+                self._observe(obs)
 
     def _count(self, ip: str, pkts: int, peer_local: bool, link: bool) -> None:
         t = self._traffic.get(ip)
@@ -298,8 +352,16 @@ class Monitor:
         return self.policy.for_device(ip, mac, self._dhcp.get(mac) if mac else None)
 
     def _egress_flow(
-        self, flow: Flow, cls: Classification | None, geo: GeoInfo, cid: str, *, outbound: bool
+        self,
+        flow: Flow,
+        cls: Classification | None,
+        geo: GeoInfo,
+        cid: str,
+        out: list[EgressRecord],
+        *,
+        outbound: bool,
     ) -> None:
+        """The flow's egress observation, added to `out` (none when nothing left the host)."""
         if outbound:
             host_h, host_mac, dest_h, dest_p = flow.orig_h, flow.orig_mac, flow.resp_h, flow.resp_p
             out_b, in_b, out_p, in_p = (
@@ -320,25 +382,18 @@ class Monitor:
             return  # nothing left the host
         payload_out = flow.orig_payload_bytes if outbound else flow.resp_payload_bytes
         attempt = outbound and unanswered_attempt(flow.proto_name, flow.service, in_p, payload_out)
-        host_ip = ip_str(host_h)
-        if cls is not None and not cls.behavioural:
-            self.devices.observe_vendor_traffic(
-                host_ip, host_mac, cls.vendor, cls.rule_id, cls.confidence
-            )
-        else:
-            self.devices.host(host_ip, host_mac)
         evidence: dict[str, str] = dict(cls.matched) if cls is not None else {}
         for k in ("sni", "quic_sni", "http_host", "dns_name", "ja4"):
             fact = flow.meta.get(k)
             if isinstance(fact, str):
                 evidence.setdefault(k, fact)
-        self._observe(
+        out.append(
             EgressRecord(
                 ts=flow.first_ts,
                 last_ts=flow.last_ts,
                 uid=flow.uid,
                 kind=KIND_ATTEMPT if attempt else KIND_FLOW,
-                host_ip=host_ip,
+                host_ip=ip_str(host_h),
                 host_mac=mac_str(host_mac) or None,
                 dest_ip=ip_str(dest_h),
                 dest_port=dest_p,
@@ -359,14 +414,14 @@ class Monitor:
         )
 
     def _observe(self, obs: EgressRecord) -> None:
-        """Write an egress observation and fold it into the book, with the host's LDM state."""
+        """Fold an egress observation into the book, with the host's LDM state."""
         ldm = self._policy(obs.host_ip, obs.host_mac).ldm_on(obs.ts, obs.last_ts)
         self._book.add(obs, ldm)
-        self.ctx.emit(obs)
 
-    def _dns(self, flow: Flow) -> None:
-        """The names a local host looked up: a drone vendor's name is a vendor lookup, any other
-        name the local network does not answer an attempt to reach off the device."""
+    def _dns(self, flow: Flow, out: list[EgressRecord]) -> None:
+        """The names a local host looked up, added to `out`: a drone vendor's name is a vendor
+        lookup, any other name the local network does not answer an attempt to reach off the
+        device."""
         names = flow.meta.get("dns_query")
         if not isinstance(names, list):
             return
@@ -375,14 +430,9 @@ class Monitor:
             cls = classify(qname) if classify is not None else None
             if cls is not None and (cls.behavioural or cls.category == "local_link"):
                 continue
-            if cls is None:
-                if is_local_name(qname):
-                    continue  # a name the local network answers: not an attempt to leave
-            else:
-                self.devices.observe_vendor_traffic(
-                    flow.orig_ip, flow.orig_mac, cls.vendor, cls.rule_id, cls.confidence
-                )
-            self._observe(
+            if cls is None and is_local_name(qname):
+                continue  # a name the local network answers: not an attempt to leave
+            out.append(
                 EgressRecord(
                     ts=flow.first_ts,
                     last_ts=flow.last_ts,
