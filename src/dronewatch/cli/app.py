@@ -280,10 +280,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     writer = AlertExportWriter(args.out) if args.out else None
     summary = SummaryCollector(top_flows=max(1, args.top))
 
+    keep = None if args.quiet else summary.add  # --quiet prints no summary: nothing to keep
+    write = writer.write if writer is not None else None
+
     def emit(record: Record) -> None:
-        summary.add(record)
-        if writer is not None:
-            writer.write(record)
+        if keep is not None:
+            keep(record)
+        if write is not None:
+            write(record)
 
     code = EXIT_OK
 

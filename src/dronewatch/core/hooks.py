@@ -24,7 +24,7 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data; fields that are None are left out."""
         out: dict[str, Any] = {}
-        for name in _field_names(type(self)):
+        for name in field_names(type(self)):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -52,14 +52,14 @@ def _field_getter(cls: type) -> Callable[[Any], tuple[Any, ...]]:
     """A function giving a record's field values as a tuple, in field order (per class)."""
     getter = _FIELD_GETTERS.get(cls)
     if getter is None:
-        names = _field_names(cls)
+        names = field_names(cls)
         one = attrgetter(*names)
         getter = (lambda r: (one(r),)) if len(names) == 1 else one
         _FIELD_GETTERS[cls] = getter
     return getter
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
+def field_names(cls: type) -> tuple[str, ...]:
     """The names of the dataclass fields of `cls`, in order (remembered per class)."""
     names = _FIELD_NAMES.get(cls)
     if names is None:

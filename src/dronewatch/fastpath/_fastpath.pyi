@@ -62,6 +62,11 @@ def ring_release(
 ) -> None:
     """Hand ring blocks back to the kernel (_ring.c)."""
 
+def json_record(record: object, names: tuple[str, ...], /) -> str | None:
+    """The record's attributes named (given sorted), those that are None left out, as one
+    compact JSON line with json_line's escapes; None for a value it leaves to json
+    (_jsonline.c)."""
+
 class FrameCounter:
     """Per-flow frame counter of a drone-link follower, which the C walk feeds itself."""
 

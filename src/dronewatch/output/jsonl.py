@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
-from dronewatch.core.hooks import Record
+from dronewatch.core.hooks import Record, field_names
 from dronewatch.exceptions import DronewatchError
+from dronewatch.fastpath import native
 from dronewatch.judge.alert import Alert, to_ecs, to_ocsf
 
 _LINE_SAFE = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
@@ -33,8 +35,34 @@ for every call that passes any argument)."""
 
 
 def dumps(record: Record) -> str:
-    """A record as one compact JSON line with sorted keys."""
+    """A record as one compact JSON line with sorted keys: `json_line` of its `to_dict`, made by
+    the C extension where it is built (`_fastpath.json_record`), which hands back any record
+    holding a value it does not write (then made here, the same way as without C)."""
+    cls = type(record)
+    names = _SORTED_FIELDS.get(cls)
+    if names is None:
+        names = _SORTED_FIELDS[cls] = _sorted_fields(cls)
+    if names:
+        line = _json_record(record, names)  # type: ignore[misc]  # names: C is used
+        if line is not None:
+            return line
     return json_line(record.to_dict())
+
+
+def _sorted_fields(cls: type[Record]) -> tuple[str, ...]:
+    """The field names the C extension writes for records of `cls`, sorted; empty where C is not
+    used or the class makes its own `to_dict`."""
+    if _json_record is None or cls.to_dict is not Record.to_dict:
+        return ()
+    return tuple(sorted(field_names(cls)))
+
+
+_SORTED_FIELDS: dict[type, tuple[str, ...]] = {}
+
+_c = native()
+_json_record: Callable[[Record, tuple[str, ...]], str | None] | None = (
+    _c.json_record if _c is not None else None
+)
 
 
 class JsonlWriter:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dronewatch.analyzers.dhcp import DhcpRecord
-from dronewatch.output.jsonl import AlertExportWriter, json_line
+from dronewatch.core.hooks import Record
+from dronewatch.fastpath import _fastpath
+from dronewatch.output.jsonl import AlertExportWriter, dumps, json_line
 
 HOSTILE = "\x1b[2J\r\n\x00\x7f\x85\x9b2J\u2028\u2029\u202e<script>|=\\"
 
@@ -57,3 +62,60 @@ def test_writer_keeps_a_hostile_hostname_on_its_line(tmp_path: Path) -> None:
     writer.close()
     lines = (tmp_path / "dhcp.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(ln)["hostname"] for ln in lines] == [HOSTILE, HOSTILE]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample(Record):
+    """A record of every kind of value a record may hold."""
+
+    log = "sample"
+    zeta: Any = None
+    alpha: Any = None
+    mid: Any = None
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats()  # NaN and the infinities too: json writes NaN, Infinity, -Infinity
+    | st.text()
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        | st.dictionaries(st.integers(0, 9), inner, min_size=1, max_size=2)
+    ),  # left to json
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES, _VALUES, _VALUES, st.floats(allow_nan=False))
+def test_record_line_is_json_line_of_its_dict(zeta: Any, alpha: Any, mid: Any, ts: float) -> None:
+    """`dumps` (the C extension's line where it is built) writes every record exactly as
+    `json_line(record.to_dict())` does: None fields left out, keys sorted at every level,
+    floats as repr, the line-breaking characters escaped; values it leaves to json (a dict with
+    int keys) come out the same through the fallback."""
+    record = _Sample(ts=ts, zeta=zeta, alpha=alpha, mid=mid)
+    line = dumps(record)
+    assert line == json_line(record.to_dict())
+    assert line.splitlines() == [line]
+
+
+def test_c_line_writes_what_it_can_and_hands_back_the_rest() -> None:
+    """The C encoder makes the line itself for wire text, numbers and nested lists and str-keyed
+    dicts, and answers None (the caller's fallback) for a value json would convert (an int key,
+    an object of another type)."""
+    c = _fastpath
+    names = ("alpha", "mid", "ts", "zeta")
+    record = _Sample(ts=1.5, zeta={"b": [1, (2.0, None)], "a": HOSTILE}, alpha=True, mid=None)
+    assert c.json_record(record, names) == json_line(record.to_dict())
+    assert c.json_record(_Sample(ts=0.0, mid={1: "x"}), names) is None
+    assert c.json_record(_Sample(ts=0.0, mid=object()), names) is None
+    with pytest.raises(AttributeError):
+        c.json_record(record, ("nope",))
