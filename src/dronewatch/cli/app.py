@@ -20,7 +20,7 @@ from dronewatch.judge.alert import VIOLATION_NOTES
 from dronewatch.judge.policy import load_policy
 from dronewatch.output.jsonl import AlertExportWriter
 from dronewatch.output.progress import Progress
-from dronewatch.output.summary import SummaryCollector
+from dronewatch.output.summary import MAX_ALERTS, MAX_DEVICES, SummaryCollector
 from dronewatch.output.terminal import SafeFormatter, inline
 
 logger = logging.getLogger("dronewatch")
@@ -190,6 +190,23 @@ def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--top", type=int, default=15, metavar="N", help="largest flows listed per device (15)"
     )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=MAX_DEVICES,
+        metavar="N",
+        help=(
+            f"devices the summary lists, those that sent most first, and verdicts, violations "
+            f"first ({MAX_DEVICES}; the rest are counted)"
+        ),
+    )
+    p.add_argument(
+        "--alerts",
+        type=int,
+        default=MAX_ALERTS,
+        metavar="N",
+        help=f"alerts the summary lists, the most severe first ({MAX_ALERTS}; the rest counted)",
+    )
     p.add_argument("--quiet", action="store_true", help="print no summary table")
     p.add_argument(
         "--evidence",
@@ -278,7 +295,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise PolicyError("--workers must be at least 1")
     writer = AlertExportWriter(args.out) if args.out else None
-    summary = SummaryCollector(top_flows=max(1, args.top))
+    summary = SummaryCollector(
+        top_flows=max(1, args.top), max_devices=max(1, args.devices), max_alerts=max(1, args.alerts)
+    )
 
     keep = None if args.quiet else summary.add  # --quiet prints no summary: nothing to keep
     write = writer.write if writer is not None else None

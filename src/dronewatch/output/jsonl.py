@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 from dronewatch.core.hooks import Record, field_names

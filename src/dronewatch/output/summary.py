@@ -13,6 +13,7 @@ from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.judge.alert import Alert, is_lookup
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import DeviceRecord, VerdictRecord
+from dronewatch.judge.verdict import CLEAN, INCOMPLETE, NOT_APPLICABLE, VIOLATION
 from dronewatch.output.terminal import SafeWriter, inline
 
 _ZERO_MAC = "00:00:00:00:00:00"
@@ -63,11 +64,30 @@ class DeviceSummary:
     top: list[tuple[int, int, FlowRecord]] = field(default_factory=list)
 
 
-class SummaryCollector:
-    """Consumes records and keeps bounded totals for the terminal summary."""
+MAX_DEVICES = 20
+"""Devices the summary lists by default, those that sent most first (`analyze --devices`); as
+many verdicts, the ones that need attention first."""
 
-    def __init__(self, top_flows: int = 15) -> None:
+MAX_ALERTS = 50
+"""Alerts the summary lists by default, the most severe first (`analyze --alerts`)."""
+
+_VERDICT_RANK = {VIOLATION: 0, INCOMPLETE: 1, CLEAN: 2, NOT_APPLICABLE: 3}
+"""The order the summary lists verdicts in: what needs attention first."""
+
+
+class SummaryCollector:
+    """Consumes records and keeps bounded totals for the terminal summary: every device's totals
+    and largest flows, and of the alerts and verdicts only those it will list (the others
+    counted), so a capture of a whole site's mirror port prints a page, not a log."""
+
+    def __init__(
+        self, top_flows: int = 15, max_devices: int = MAX_DEVICES, max_alerts: int = MAX_ALERTS
+    ) -> None:
         self.top_flows = top_flows
+        self.max_devices = max_devices
+        self.max_alerts = max_alerts
+        self.alerts_seen = 0
+        self.verdicts_seen: Counter[str] = Counter()
         self.devices: dict[str, DeviceSummary] = {}
         self.captures: list[CaptureRecord] = []
         self.logs: Counter[str] = Counter()
@@ -86,9 +106,15 @@ class SummaryCollector:
         elif isinstance(record, CaptureRecord):
             self.captures.append(record)
         elif isinstance(record, VerdictRecord):
+            self.verdicts_seen[record.verdict] += 1
             self.verdicts.append(record)
+            if len(self.verdicts) > 4 * self.max_devices + 64:
+                self.verdicts = self._listed_verdicts()
         elif isinstance(record, Alert):
+            self.alerts_seen += 1
             self.alerts.append(record)
+            if len(self.alerts) > 4 * self.max_alerts + 64:
+                self.alerts = self._listed_alerts()
         elif isinstance(record, DeviceRecord):
             if record.not_judged:
                 self.not_judged.append(record)
@@ -102,10 +128,20 @@ class SummaryCollector:
             mac = getattr(record, "client_mac", None)
             host = getattr(record, "hostname", None)
             if host and mac:
-                for dev in self.devices.values():
-                    if dev.mac == mac:
-                        dev.hostname = host
+                dev = self.devices.get(mac)  # a device with a MAC is kept under it
+                if dev is not None and dev.mac == mac:
+                    dev.hostname = host
                 self._hostnames[mac] = host
+
+    def _listed_alerts(self) -> list[Alert]:
+        """The alerts the summary lists, in its order: the most severe first."""
+        return sorted(self.alerts, key=_alert_order)[: self.max_alerts]
+
+    def _listed_verdicts(self) -> list[VerdictRecord]:
+        """The verdicts the summary lists: violations, then incomplete, clean and not applicable
+        ones, each kind in the order they came."""
+        ranked = sorted(self.verdicts, key=lambda v: _VERDICT_RANK.get(v.verdict, 0))
+        return ranked[: self.max_devices]
 
     def _flow(self, rec: FlowRecord) -> None:
         # One device per MAC (its DHCP, link-local and routable addresses together); per address
@@ -143,7 +179,8 @@ class SummaryCollector:
         for dev in self.devices.values():
             dev.ip = _primary(dev.ips)  # once, here: a MAC may have sent from many addresses
         devices = sorted(self.devices.values(), key=lambda d: (-d.bytes_out, d.ip))
-        for dev in devices:
+        listed, unlisted = devices[: self.max_devices], devices[self.max_devices :]
+        for dev in listed:
             host = dev.hostname or (self._hostnames.get(dev.mac, "") if dev.mac else "")
             ident = ", ".join(x for x in (dev.mac, host and f"hostname {inline(host)}") if x)
             also = sorted(ip for ip in dev.ips if ip != dev.ip)
@@ -187,12 +224,19 @@ class SummaryCollector:
             _table(out, table, indent="  ")
             if dev.flows > len(rows):
                 out.write(f"  ... and {dev.flows - len(rows)} smaller flows\n")
+        if unlisted:
+            flows = sum(d.flows for d in unlisted)
+            sent = sum(d.bytes_out for d in unlisted)
+            out.write(
+                f"\n... and {_n(len(unlisted))} more devices ({_n(flows)} flows, {_bytes(sent)} "
+                "out): --devices N lists more; with --out, every flow is in flows.jsonl\n"
+            )
         for log, serials in sorted(self.broadcasts.items()):
             kind = "Remote ID" if log == "remoteid" else "DJI DroneID"
             names = inline(", ".join(sorted(serials)))
             out.write(f"\nAircraft broadcasts ({kind}, not leaks): {names}\n")
         if self.alerts:
-            out.write(f"\nAlerts ({len(self.alerts)}):\n")
+            out.write(f"\nAlerts ({_n(self.alerts_seen)}):\n")
             arows: list[tuple[str, ...]] = [
                 (
                     "SEVERITY",
@@ -204,15 +248,7 @@ class SummaryCollector:
                     "RULE",
                 )
             ]
-            for a in sorted(
-                self.alerts,
-                key=lambda a: (
-                    -_SEV.get(a.severity, 0),
-                    a.device_ip,
-                    a.category,
-                    a.dest_name or "",
-                ),
-            ):
+            for a in self._listed_alerts():
                 where = (
                     "/".join(x for x in (a.dest_country, a.dest_asn and f"AS{a.dest_asn}") if x)
                     or "-"
@@ -234,11 +270,27 @@ class SummaryCollector:
                     )
                 )
             _table(out, arows, indent="  ", numeric={5})
+            if self.alerts_seen > self.max_alerts:
+                out.write(
+                    f"  ... and {_n(self.alerts_seen - self.max_alerts)} more alerts: --alerts N "
+                    "lists more; with --out, every alert is in alerts.jsonl\n"
+                )
         if self.verdicts:
             out.write("\nVerdicts:\n")
-            for v in self.verdicts:
+            listed_verdicts = self._listed_verdicts()
+            for v in listed_verdicts:
                 who = v.device_ip + (f" ({v.device_name})" if v.device_name else "")
                 out.write(f"  {inline(who)}: {v.verdict.upper()}: {inline(v.msg)}\n")
+            more = self.verdicts_seen - Counter(v.verdict for v in listed_verdicts)
+            if more:
+                kinds = ", ".join(
+                    f"{_n(n)} {kind.replace('_', ' ')}"
+                    for kind, n in sorted(more.items(), key=lambda kv: _VERDICT_RANK.get(kv[0], 0))
+                )
+                out.write(
+                    f"  ... and {_n(more.total())} more verdicts ({kinds}): --devices N lists "
+                    "more; with --out, every verdict is in verdicts.jsonl\n"
+                )
             if any(cap.analyzer_errors for cap in self.captures):
                 out.write(
                     "  (inspection was incomplete: an analyzer failed, so traffic it would have "
@@ -298,6 +350,12 @@ def _capture_line(cap: CaptureRecord) -> str:
 
 
 _SEV = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+def _alert_order(a: Alert) -> tuple[int, str, str, str]:
+    """The order the summary lists alerts in: the most severe first, then by device, category
+    and destination."""
+    return (-_SEV.get(a.severity, 0), a.device_ip, a.category, a.dest_name or "")
 
 
 def _table(

@@ -4,6 +4,7 @@ a full flow table evicted flows, and stays bounded under a flood of spoofed sour
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,15 @@ from dronewatch.analyzers.dns import DnsAnalyzer
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import STRICT_ANALYZERS_ENV, EngineOptions
 from dronewatch.core.flow import Flow
+from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
+from dronewatch.judge import verdict as v
+from dronewatch.judge.alert import Alert
+from dronewatch.judge.flowlog import FlowRecord
+from dronewatch.judge.monitor import VerdictRecord
 from dronewatch.judge.policy import Policy
-from dronewatch.output.summary import MAX_IPS, SummaryCollector
+from dronewatch.output.summary import _SEV, MAX_IPS, SummaryCollector, _bytes
+from tests.golden.test_golden import config as golden_config
 from tests.pcaps import PCAPS, THIRD_PARTY, capture
 from tests.unit.core.test_pipeline import flood_capture
 
@@ -90,3 +97,60 @@ def test_content_gaps_are_shown_on_the_capture_line() -> None:
     first = out.getvalue().splitlines()[0]
     assert first.endswith(", 1 TCP flows with content gaps (2.8KB acknowledged but not captured)")
     assert "content gaps" not in summary()
+
+
+def test_a_site_of_devices_prints_a_page_and_counts_the_rest() -> None:
+    """Past `--devices` and `--alerts`, the summary lists the devices that sent most, the most
+    severe alerts and the verdicts that need attention first, and counts the rest; it keeps
+    only what it will list of the alerts and verdicts (a site's mirror port has thousands)."""
+    seen: list[Record] = []
+    run_source(FileSource(str(VIOLATION)), seen.append, golden_config(ldm=True))
+    flow = next(r for r in seen if isinstance(r, FlowRecord))
+    alert = next(r for r in seen if isinstance(r, Alert))
+    verdict = next(r for r in seen if isinstance(r, VerdictRecord))
+    collector = SummaryCollector(max_devices=5, max_alerts=3)
+    for i in range(30):  # device i sent 100 * i bytes, from its own MAC
+        mac = f"02:00:00:00:00:{i:02x}"
+        collector.add(replace(flow, orig_h=f"10.0.0.{i}", orig_mac=mac, orig_bytes=100 * i))
+    alerts = [
+        replace(
+            alert,
+            severity=("low", "critical", "medium", "high")[i % 4],
+            device_ip=f"10.0.0.{i % 30}",
+        )
+        for i in range(400)
+    ]
+    verdicts = [
+        replace(
+            verdict,
+            device_ip=f"10.0.1.{i}",
+            verdict=v.VIOLATION if i == 250 else v.NOT_APPLICABLE if i % 2 else v.CLEAN,
+        )
+        for i in range(300)
+    ]
+    for record in (*alerts, *verdicts):
+        collector.add(record)
+    assert len(collector.alerts) <= 4 * 3 + 64 and len(collector.verdicts) <= 4 * 5 + 64
+    out = io.StringIO()
+    collector.render(out)
+    lines = out.getvalue().splitlines()
+
+    devices = [ln.split()[1] for ln in lines if ln.startswith("Device ")]
+    assert devices == ["10.0.0.29", "10.0.0.28", "10.0.0.27", "10.0.0.26", "10.0.0.25"]
+    rest = sum(100 * i for i in range(25))
+    assert f"... and 25 more devices (25 flows, {_bytes(rest)} out): --devices N lists more; " in (
+        "\n".join(lines)
+    )
+
+    start = lines.index("Alerts (400):")
+    rows = lines[start + 2 : start + 5]
+    severe = sorted(alerts, key=lambda a: (-_SEV[a.severity], a.device_ip))[:3]
+    assert [row.split()[:2] for row in rows] == [["critical", a.device_ip] for a in severe]
+    assert lines[start + 5].startswith("  ... and 397 more alerts: --alerts N lists more")
+
+    start = lines.index("Verdicts:")
+    listed = [ln.split(":")[0].strip() for ln in lines[start + 1 : start + 6]]
+    assert listed == ["10.0.1.250", "10.0.1.0", "10.0.1.2", "10.0.1.4", "10.0.1.6"]
+    assert lines[start + 6].startswith(
+        "  ... and 295 more verdicts (145 clean, 150 not applicable): --devices N lists more"
+    )
