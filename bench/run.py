@@ -290,6 +290,15 @@ def compile_package() -> None:
     compileall.compile_dir(Path(dronewatch.__file__).parent, quiet=1)
 
 
+def source_of(package: Path) -> str:
+    """Which dronewatch was timed, with no machine path: this checkout's `src/dronewatch` or an
+    installed package."""
+    try:
+        return f"this checkout's `{package.resolve().relative_to(ROOT)}`"
+    except ValueError:
+        return "an installed package (not this checkout)"
+
+
 def measured_on() -> str:
     """'Measured <UTC time> on <machine>': the first words of every results file."""
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -575,7 +584,7 @@ def run_shapes(
     return (
         f"{measured_on()}: `{argv}`, median of {repeat} runs each, the tools taking turns "
         f"(one run of each, then the next round). dronewatch from "
-        f"`{Path(dronewatch.__file__).parent}`{'; ' + note if note else ''}.\n\n"
+        f"{source_of(Path(dronewatch.__file__).parent)}{'; ' + note if note else ''}.\n\n"
         f"Captures from `bench/make_capture.py --shapes` (bench/shapes.py, seed 1). `vs X` is how "
         f"many times as fast as X dronewatch is (X's seconds over dronewatch's; above 1: "
         f"dronewatch is faster). flows/s is the flows dronewatch counts over each tool's "
