@@ -480,7 +480,7 @@ class DnsAnalyzer:
     def flow_end(self, flow: Flow) -> None:
         """Write out the queries that were never answered, and drop the flow's state."""
         state = self._state.pop(flow.uid, None)
-        if state is None:
+        if state is None or (self.ctx.facts_only and flow.uid in self.ctx.facts_only):
             return
         for trans_id, queries in state.pending.items():
             for query in queries:
@@ -495,10 +495,13 @@ class DnsAnalyzer:
             state.orig = state.resp = None
 
     def _message(self, flow: Flow, state: _DnsState, data: bytes, ts: float) -> None:
+        # A flow made here for its facts only: its answers feed the cache, its records are
+        # written by another process (no answer text to render, no record to make).
+        facts_only = bool(self.ctx.facts_only) and flow.uid in self.ctx.facts_only
         try:
-            msg = parse_dns_message(data, text=True)
+            msg = parse_dns_message(data, text=not facts_only)
             if msg.opcode == DNS_OPCODE_UPDATE:  # the update section is needed
-                msg = parse_dns_message(data, extra=True, text=True)
+                msg = parse_dns_message(data, extra=True, text=not facts_only)
         except DecodeError as exc:
             self._failed(flow, state, str(exc))
             return
@@ -515,7 +518,7 @@ class DnsAnalyzer:
             if name:
                 flow.add_meta_item("dns_query", name)
         if msg.is_response:
-            self._answer(flow, state, msg, ts)
+            self._answer(flow, state, msg, ts, facts_only)
         else:
             self._query(flow, state, msg, ts)
 
@@ -539,7 +542,9 @@ class DnsAnalyzer:
         state.waiting -= 1
         return query
 
-    def _answer(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
+    def _answer(
+        self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float, facts_only: bool = False
+    ) -> None:
         asked, asked_type = subject(msg)
         query: _Pending | None = None
         for i, waiting in enumerate(state.pending.get(msg.trans_id, ())):
@@ -549,6 +554,9 @@ class DnsAnalyzer:
                 query = self._take(state, msg.trans_id, i)
                 break
         name = query.query if query is not None else asked
+        self._remember(msg, name, ts)
+        if facts_only:
+            return
         qtype = query.qtype if query is not None else asked_type
         answers: list[str] = []
         ttls: list[int] = []
@@ -563,7 +571,6 @@ class DnsAnalyzer:
                 break
             answers.append(text)
             ttls.append(ttl)
-        self._remember(msg, name, ts)
         self.ctx.emit(
             DnsRecord(
                 ts=query.ts if query is not None else ts,

@@ -115,8 +115,9 @@ class Engine:
         self.not_owned = 0
         """IP packets handled here that belong to another process's flows (`share`), those of
         the foreign flows included."""
-        self.foreign: set[str] = set()
-        """The uids of the open flows made here for their facts only (`Share.every_port`)."""
+        self.foreign: set[str] = ctx.facts_only
+        """The uids of the open flows made here for their facts only (`Share.every_port`): the
+        context's set, which the analyzers read."""
         self.foreign_flows = 0
         self.current: Flow | None = None
         """The flow of the packet being handled."""

@@ -104,6 +104,10 @@ class Context:
     emit: Callable[[Record], None]
     """Write one log record."""
     dns: DnsCache
+    facts_only: set[str] = dataclasses.field(default_factory=set)
+    """The uids of the open flows made here only for the facts they publish (a DNS answer names
+    the flows after it): another process of a shared capture writes their records
+    (`dronewatch.core.split`), so an analyzer reading one may skip making them."""
 
 
 @runtime_checkable

@@ -268,6 +268,8 @@ def _share(
         items.clear()
 
     def emit(record: Record) -> None:
+        if not (want_lines or want_records):
+            return  # the parent writes and keeps none of them (`analyze --quiet`, no `--out`)
         flow = record_flow()
         if flow is not None and foreign and flow.uid in foreign:
             return  # a flow made for its facts: its owner writes it
@@ -304,6 +306,7 @@ def _share(
 
     def progress(_: Any, count: int) -> None:
         state[:] = count, source.progress()[0]
+        flush()  # the parent's progress line moves with the packets read, not with the records
 
     feed_source(pipe, source, config, progress if k == 0 else None, 65536)
     totals = pipe.end(source.stats)

@@ -284,6 +284,28 @@ def test_cname_chain_answers_and_cache() -> None:
     assert ctx.dns.name_for(ip("203.0.113.99")) is None
 
 
+def test_a_flow_read_for_its_facts_feeds_the_cache_and_writes_nothing() -> None:
+    """A flow another process of a shared capture writes (`Context.facts_only`): its answers
+    still name their addresses, through the CNAME chain, and no record is made of it, answered
+    or not; the flow its owner reads gives the record as ever."""
+    ctx, analyzer, flow = setup()
+    ctx.facts_only.add(flow.uid)
+    analyzer.packet(flow, from_client(query_bytes(7, "mydjiflight.dji.com")))
+    analyzer.packet(flow, from_client(query_bytes(8, "never.answered.example")))
+    answers = [
+        cname_rr("mydjiflight.dji.com", "edge-1.cdn.example"),
+        a_rr("edge-1.cdn.example", "47.88.0.13"),
+    ]
+    analyzer.packet(flow, from_server(answer_bytes(7, "mydjiflight.dji.com", answers)))
+    analyzer.flow_end(flow)
+    assert ctx.records == []
+    assert ctx.dns.name_for(ip("47.88.0.13")) == "mydjiflight.dji.com"
+    ctx.facts_only.clear()
+    analyzer.packet(flow, from_client(query_bytes(9, "api.mapbox.com")))
+    analyzer.flow_end(flow)
+    assert [r.query for r in dns_records(ctx)] == ["api.mapbox.com"]
+
+
 def test_aaaa_answer() -> None:
     """An AAAA answer is logged as IPv6 text and remembered by its 16 bytes."""
     ctx, analyzer, flow = setup()
