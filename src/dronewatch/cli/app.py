@@ -294,10 +294,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     config = _analyze_config(args)
     if args.workers < 1:
         raise PolicyError("--workers must be at least 1")
+    for flag in ("top", "devices", "alerts"):
+        if getattr(args, flag) < 1:
+            raise PolicyError(f"--{flag} {getattr(args, flag)}: must be at least 1")
     writer = AlertExportWriter(args.out) if args.out else None
-    summary = SummaryCollector(
-        top_flows=max(1, args.top), max_devices=max(1, args.devices), max_alerts=max(1, args.alerts)
-    )
+    summary = SummaryCollector(top_flows=args.top, max_devices=args.devices, max_alerts=args.alerts)
 
     keep = None if args.quiet else summary.add  # --quiet prints no summary: nothing to keep
     write = writer.write if writer is not None else None

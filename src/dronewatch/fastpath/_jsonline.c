@@ -138,7 +138,7 @@ static int out_value(Out *o, PyObject *v, int depth) {
     }
     if (PyFloat_Check(v)) {
         double d = PyFloat_AS_DOUBLE(v);
-        if (d != d) return out_ascii(o, "NaN", 3) < 0 ? -1 : 1;
+        if (Py_IS_NAN(d)) return out_ascii(o, "NaN", 3) < 0 ? -1 : 1;
         if (Py_IS_INFINITY(d))
             return (d > 0 ? out_ascii(o, "Infinity", 8) : out_ascii(o, "-Infinity", 9)) < 0 ? -1 : 1;
         PyObject *text = PyFloat_Type.tp_repr(v);

@@ -418,3 +418,16 @@ def test_stall_bounds_stop_and_say_so(tmp_path: Path, capsys: pytest.CaptureFixt
         assert (said in proc.stdout, said in str(verdict["msg"])) == (bool(stopped),) * 2
     bad = run_here(capsys, "analyze", "--stall-bytes", "-1", str(path))
     assert bad.returncode == EXIT_USAGE and "--stall-bytes -1: must be 0 (no bound)" in bad.stderr
+
+
+@pytest.mark.parametrize("flag", ["--top", "--devices", "--alerts"])
+def test_summary_bounds_below_one_are_usage_errors(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A summary bound below 1 is a one-line usage error naming the option, before any reading;
+    a bound of 1 lists one device and counts the other."""
+    bad = run_here(capsys, "analyze", flag, "0", str(LDM_OFF))
+    assert bad.returncode == EXIT_USAGE and f"{flag} 0: must be at least 1" in bad.stderr
+    assert "Traceback" not in bad.stderr and bad.stdout == ""
+    one = run_here(capsys, "analyze", "--devices", "1", str(LDM_OFF))
+    assert one.stdout.count("\nDevice ") == 1 and "\n... and 1 more devices (" in one.stdout
