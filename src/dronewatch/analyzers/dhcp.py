@@ -162,6 +162,8 @@ class DhcpAnalyzer:
     """Decode DHCP messages on UDP 67/68 into dhcp.jsonl records."""
 
     name = "dhcp"
+    wants_ports = frozenset(_DHCP_PORTS)
+    """The ports `wants` reads (`WantsHook`)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

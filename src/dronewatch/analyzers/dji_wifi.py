@@ -369,6 +369,8 @@ class DjiWifiAnalyzer:
     """Read DUML frames on the DJI Wi-Fi ports into one dji_wifi.jsonl record per flow."""
 
     name = "dji_wifi"
+    wants_ports = frozenset(DJI_WIFI_PORTS)
+    """The ports `wants` reads (`WantsHook`)."""
 
     def __init__(self, ctx: Context, options: DjiWifiOptions | None = None) -> None:
         self.ctx = ctx

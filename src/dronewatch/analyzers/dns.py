@@ -440,6 +440,8 @@ class DnsAnalyzer:
     """Decode DNS queries and answers on port 53 into dns.jsonl records; feed the DNS cache."""
 
     name = "dns"
+    wants_ports = frozenset({DNS_PORT})
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads DNS over TCP in order (`dronewatch.core.stream`)."""
 

@@ -206,6 +206,8 @@ class DtlsAnalyzer:
     """Decode DTLS ClientHello/ServerHello pairs on any UDP port into tls.jsonl records."""
 
     name = "dtls"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
 
     def __init__(self, ctx: Context, options: DtlsOptions | None = None) -> None:
         self.ctx = ctx

@@ -318,6 +318,8 @@ class HttpAnalyzer:
     """Decode HTTP/1.x requests and responses on any TCP port into http.jsonl records."""
 
     name = "http"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 

@@ -739,6 +739,8 @@ class MavlinkAnalyzer:
     """Read MAVLink frames on UDP and TCP into one mavlink.jsonl record per flow."""
 
     name = "mavlink"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads MAVLink over TCP in order (`dronewatch.core.stream`)."""
 

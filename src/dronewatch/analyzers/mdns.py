@@ -131,6 +131,8 @@ class MdnsAnalyzer:
     mdns_messages.jsonl records."""
 
     name = "mdns"
+    wants_ports = frozenset({MDNS_PORT})
+    """The ports `wants` reads (`WantsHook`)."""
 
     def __init__(self, ctx: Context, options: MdnsOptions | None = None) -> None:
         self.ctx = ctx

@@ -297,6 +297,8 @@ class MqttAnalyzer:
     """Decode MQTT connects, publishes and subscriptions into mqtt.jsonl records."""
 
     name = "mqtt"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 

@@ -592,6 +592,8 @@ class ParrotAnalyzer:
     """Read Parrot ARSDK and AR.Drone traffic into one parrot.jsonl record per flow."""
 
     name = "parrot"
+    wants_ports = frozenset({ARSDK_DISCOVERY_PORT})
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads the TCP discovery exchange in order (`dronewatch.core.stream`)."""
 

@@ -389,6 +389,8 @@ class QuicAnalyzer:
     other versions, on QUIC's ports, what the long header shows)."""
 
     name = "quic"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
 
     def __init__(self, ctx: Context, options: QuicOptions | None = None) -> None:
         self.ctx = ctx

@@ -242,6 +242,8 @@ class RtmpAnalyzer:
     """Find RTMP sessions and their targets, into rtmp.jsonl records."""
 
     name = "rtmp"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 

@@ -157,6 +157,8 @@ class RtspAnalyzer:
     """Decode RTSP requests and responses into rtsp.jsonl records."""
 
     name = "rtsp"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 

@@ -330,6 +330,8 @@ class TelloAnalyzer:
     """Read Tello SDK commands, state and binary packets into one tello.jsonl record per flow."""
 
     name = "tello"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
 
     def __init__(self, ctx: Context, options: TelloOptions | None = None) -> None:
         self.ctx = ctx

@@ -214,6 +214,8 @@ class TlsAnalyzer:
     """Decode TLS ClientHello/ServerHello pairs on any TCP port into tls.jsonl records."""
 
     name = "tls"
+    wants_ports: frozenset[int] = frozenset()
+    """The ports `wants` reads (`WantsHook`)."""
     tcp_stream = True
     """Its packet hook reads each direction in order (`dronewatch.core.stream`)."""
 

@@ -185,10 +185,29 @@ class Engine:
             for h in registered
             if h.packet is not None
         ]
-        self._wants: tuple[tuple[str, Callable[[Flow], bool] | None], ...] = tuple(
-            (h.name, h.wants) for h in registered if h.packet is not None
+        readers_of_packets = [h for h in registered if h.packet is not None]
+        self._wants_by_port = tuple(
+            (1 << i, h.wants)
+            for i, h in enumerate(readers_of_packets)
+            if h.wants is None or h.wants_ports is not None
         )
-        """The analyzers' own `wants` (None: wants every flow), unguarded (`_wanted`)."""
+        """The analyzers' own `wants` (None: wants every flow), unguarded (`_wanted`), of those
+        deciding on the protocol and their declared ports (`WantsHook`): one bit each."""
+        self._wants_each = tuple(
+            (1 << i, h.wants)
+            for i, h in enumerate(readers_of_packets)
+            if h.wants is not None and h.wants_ports is None
+        )
+        """Those of the others, asked for every flow."""
+        self._wants_ports: frozenset[int] = frozenset().union(
+            *(h.wants_ports for h in readers_of_packets if h.wants_ports is not None)
+        )
+        self._wants_known: dict[tuple[int, int, int], int] = {}
+        """The bits of `_wants_by_port` wanting a flow, by protocol and ports (a port none of
+        them declared read as -1)."""
+        self._wants_names: dict[int, tuple[str, ...]] = {}
+        """The names of the analyzers of each set of bits, in order."""
+        self._reader_names = tuple(h.name for h in readers_of_packets)
         self.streams = StreamReaders(
             frozenset(a.name for a in self.analyzers if getattr(a, "tcp_stream", False) is True),
             self._followers,
@@ -204,6 +223,15 @@ class Engine:
         readers = share.readers if share is not None else frozenset()
         self._on_end_foreign = tuple((name, hook) for name, hook in self._on_end if name in readers)
         """Those of the analyzers that read the flows made for their facts (`Share.readers`)."""
+        unread = frozenset(h.name for h in registered if h.packet is None or h.flow_start)
+        self._on_end_unread = tuple((name, hook) for name, hook in self._on_end if name in unread)
+        self._on_end_foreign_unread = tuple(
+            (name, hook) for name, hook in self._on_end_foreign if name in unread
+        )
+        """The `flow_end` hooks a flow no payload packet was inspected of still needs (a scan's
+        SYN, a refused connection): those of the analyzers without a `packet` hook, or with a
+        `flow_start` hook. A packet hook never handed one of the flow's packets has nothing of it
+        to write or drop (`FlowEndHook`), and a flood of such flows ends one per packet."""
         self._on_frame: list[Callable[[Packet], None]] = [
             guard.frame(h.name, h.frame) for h in registered if h.frame is not None
         ]
@@ -489,14 +517,35 @@ class Engine:
         return key, flow
 
     def _wanted(self, flow: Flow) -> tuple[str, ...]:
-        """The names of the analyzers that want a new flow, in order. Every `wants` is asked
-        unguarded, in one `try` (a flood of new flows asks them all for each); when one raises,
-        all are asked again through their guards, which count the failure as they always do (a
-        `wants` only reads the flow, so asking twice changes nothing)."""
+        """The names of the analyzers that want a new flow, in order. A `wants` that declared the
+        ports it reads (`WantsHook`) is asked once per protocol and pair of those ports, the
+        others for every flow, all unguarded, in one `try` (a flood of new flows asks them for
+        each); when one raises, all are asked again through their guards, which count the
+        failure as they always do (a `wants` only reads the flow, so asking twice changes
+        nothing)."""
+        ports = self._wants_ports
+        orig_p, resp_p = flow.orig_p, flow.resp_p
+        key = (flow.proto, orig_p if orig_p in ports else -1, resp_p if resp_p in ports else -1)
         try:
-            return tuple([name for name, wants in self._wants if wants is None or wants(flow)])
+            bits = self._wants_known.get(key)
+            if bits is None:
+                bits = 0
+                for bit, wants in self._wants_by_port:
+                    if wants is None or wants(flow):
+                        bits |= bit
+                if len(self._wants_known) < _MAX_WANTS_KNOWN:
+                    self._wants_known[key] = bits
+            for bit, wants in self._wants_each:
+                if wants(flow):
+                    bits |= bit
         except Exception:
             return tuple(name for name, wants, _ in self._on_packet if wants is None or wants(flow))
+        names = self._wants_names.get(bits)
+        if names is None:
+            names = self._wants_names[bits] = tuple(
+                name for i, name in enumerate(self._reader_names) if bits >> i & 1
+            )
+        return names
 
     def _tcp(self, key: FlowKey, flow: Flow, pkt: Packet, from_orig: bool) -> None:
         """The connection state (`dronewatch.core.tcp`), and when to look at the flow again."""
@@ -670,12 +719,13 @@ class Engine:
             flow.orig_payload_bytes = tcp.size(t, 0)
             flow.resp_payload_bytes = tcp.size(t, tcp.BLOCK)
         self.ending = flow
+        read = flow.inspected > 0
         if self.foreign and flow.uid in self.foreign:
-            self._end_hooks(flow, self._on_end_foreign)
+            self._end_hooks(flow, self._on_end_foreign if read else self._on_end_foreign_unread)
             self.foreign.discard(flow.uid)
             self.not_owned += flow.orig_pkts + flow.resp_pkts
         else:
-            self._end_hooks(flow, self._on_end)
+            self._end_hooks(flow, self._on_end if read else self._on_end_unread)
         self.ending = None
 
     def _end_hooks(
@@ -788,6 +838,10 @@ def owner(key: FlowKey, processes: int) -> int:
 
 _KEY_HEAD = (tuple(bytes((6, p)) for p in range(256)), tuple(bytes((4, p)) for p in range(256)))
 _PORT2 = tuple(p.to_bytes(2, "big") for p in range(65536))
+
+_MAX_WANTS_KNOWN = 4096
+"""Protocol and port pairs whose wanting analyzers the engine remembers (`Engine._wanted`): a
+few per declared port, so the bound is reached only by odd protocols."""
 
 _PORTS = tuple(range(65536))
 """One int object per port number, shared by every flow's key and fields."""

@@ -131,7 +131,13 @@ class FlowStartHook(Protocol):
 @runtime_checkable
 class WantsHook(Protocol):
     """Called once as a flow starts: False spares the analyzer every packet of the flow. Decide
-    on the protocol and ports only, which never change during a flow."""
+    on the protocol and ports only, which never change during a flow.
+
+    An analyzer whose answer depends on nothing but the protocol and whether each port is one
+    of a few declares those ports in the class attribute `wants_ports` (a frozenset; empty when
+    the protocol alone decides): the engine then asks it once per protocol and pair of such
+    ports (any other port stands for all the others) and remembers the answer, instead of once
+    per flow. Without the attribute it is asked for every flow."""
 
     def wants(self, flow: Flow) -> bool: ...
 
@@ -150,7 +156,12 @@ class PacketHook(Protocol):
 
 @runtime_checkable
 class FlowEndHook(Protocol):
-    """Called once when a flow ends (close, idle or active timeout, eviction, end of capture)."""
+    """Called once when a flow ends (close, idle or active timeout, eviction, end of capture).
+
+    An analyzer with a `packet` hook and no `flow_start` hook is called only for the flows of
+    which it could have been handed a packet (at least one payload packet was inspected): what
+    it keeps of a flow comes from its packets, so it has nothing to write or drop for the
+    others (a scan's SYNs, refused connections), and the engine spares it the call."""
 
     def flow_end(self, flow: Flow) -> None: ...
 
@@ -187,6 +198,8 @@ class AnalyzerHooks:
     name: str
     flow_start: Callable[[Flow, Packet], None] | None
     wants: Callable[[Flow], bool] | None
+    wants_ports: frozenset[int] | None
+    """The ports `wants` looks at (`WantsHook`); None: it may read more, ask it every flow."""
     packet: Callable[[Flow, Packet], None] | None
     flow_end: Callable[[Flow], None] | None
     frame: Callable[[Packet], None] | None
@@ -227,6 +240,7 @@ def find_hooks(analyzer: object) -> AnalyzerHooks:
         name=name,
         flow_start=analyzer.flow_start if isinstance(analyzer, FlowStartHook) else None,
         wants=analyzer.wants if isinstance(analyzer, WantsHook) else None,
+        wants_ports=_wants_ports(name, cls),
         packet=analyzer.packet if isinstance(analyzer, PacketHook) else None,
         flow_end=analyzer.flow_end if isinstance(analyzer, FlowEndHook) else None,
         frame=analyzer.frame if isinstance(analyzer, FrameHook) else None,
@@ -234,12 +248,26 @@ def find_hooks(analyzer: object) -> AnalyzerHooks:
     )
     if all(getattr(found, hook) is None for hook in HOOKS):
         raise ValueError(f"analyzer {name!r} implements no hook; hooks are {', '.join(HOOKS)}")
+    if found.wants is None and found.wants_ports is not None:
+        raise ValueError(f"analyzer {name!r}: `wants_ports` without a 'wants' method")
     if found.wants is not None and found.packet is None:
         raise ValueError(
             f"analyzer {name!r}: method 'wants' without a 'packet' hook (wants only decides which "
             "flows' packets reach packet)"
         )
     return found
+
+
+def _wants_ports(name: str, cls: type) -> frozenset[int] | None:
+    """The class's `wants_ports` declaration (`WantsHook`), checked; None without one."""
+    ports = getattr(cls, "wants_ports", None)
+    if ports is None:
+        return None
+    if not isinstance(ports, frozenset) or not all(
+        isinstance(p, int) and 0 <= p < 65536 for p in ports
+    ):
+        raise ValueError(f"analyzer {name!r}: `wants_ports` must be a frozenset of port numbers")
+    return ports
 
 
 def _helpers(name: str, cls: type) -> frozenset[str]:

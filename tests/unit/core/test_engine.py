@@ -552,3 +552,32 @@ def test_one_way_icmp_messages_are_flows_of_their_own_direction() -> None:
         (ip("10.0.0.1"), 2),
         (ip("10.0.0.2"), 1),
     ]
+
+
+def test_flow_end_reaches_a_packet_reader_only_for_flows_it_could_read() -> None:
+    """An analyzer with a `packet` hook (and no `flow_start`) gets `flow_end` only for flows of
+    which a payload packet was inspected; one without a `packet` hook (the monitor) gets it for
+    every flow, in the analyzers' order."""
+    order: list[tuple[str, int]] = []
+
+    class Reader:
+        name = "reader"
+
+        def packet(self, flow: Flow, pkt: Packet) -> None:
+            pass
+
+        def flow_end(self, flow: Flow) -> None:
+            order.append((self.name, flow.orig_p))
+
+    class Books:
+        name = "books"
+
+        def flow_end(self, flow: Flow) -> None:
+            order.append((self.name, flow.orig_p))
+
+    eng = Engine([Reader(), Books()], RecordingContext())  # type: ignore[list-item]
+    eng.process(make_packet(b"", sport=40001, tcp_flags=TCP_SYN))  # a scan's SYN
+    eng.process(make_packet(b"GET /", sport=40002, tcp_flags=0x18))
+    eng.process(make_udp(b"", sport=40003))  # an empty datagram
+    eng.finish()
+    assert order == [("books", 40001), ("reader", 40002), ("books", 40002), ("books", 40003)]

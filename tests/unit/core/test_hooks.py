@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dronewatch.analyzers import default_analyzers
 from dronewatch.core.engine import Engine
-from dronewatch.core.flow import Flow, Packet
+from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import HOOKS, Record, find_hooks
 from dronewatch.core.pipeline import Pipeline
 from dronewatch.judge.evidence import EvidenceKeeper
-from tests.factories import RecordingContext
+from tests.factories import RecordingContext, make_flow, make_packet
 
 
 class Good:
@@ -170,3 +172,96 @@ def test_every_default_analyzer_registers() -> None:
     ]
     assert all(any(getattr(h, hook) is not None for hook in HOOKS) for h in registered)
     assert [a.name for a in pipe.engine.analyzers] == [h.name for h in registered][1:]
+
+
+def test_wants_ports_must_be_a_frozenset_of_ports_next_to_wants() -> None:
+    """A `wants_ports` that is not a frozenset of port numbers, or one without `wants`, is
+    refused: the engine would remember answers on a wrong key."""
+
+    class Listed(Good):
+        name = "listed"
+        wants_ports = [53]
+
+        def wants(self, flow: Flow) -> bool:
+            return True
+
+    class Alone(Good):
+        name = "alone"
+        wants_ports = frozenset({53})
+
+    with pytest.raises(ValueError, match="`wants_ports` must be a frozenset"):
+        find_hooks(Listed())
+    with pytest.raises(ValueError, match="`wants_ports` without a 'wants'"):
+        find_hooks(Alone())
+
+
+def _flow(proto: int, src: str, sport: int, dst: str, dport: int) -> Flow:
+    return make_flow(make_packet(src=src, dst=dst, sport=sport, dport=dport, proto=proto))
+
+
+_ADDRESSES = ("192.168.1.3", "10.0.0.7", "203.0.113.10", "224.0.0.251", "255.255.255.255")
+_DECLARED = sorted(
+    frozenset().union(
+        *(
+            h.wants_ports
+            for h in map(find_hooks, default_analyzers(RecordingContext()))
+            if h.wants_ports is not None
+        )
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    proto=st.sampled_from((IP_PROTO_TCP, IP_PROTO_UDP, 1, 58, 132)),
+    ports=st.lists(
+        st.one_of(st.sampled_from(_DECLARED), st.integers(0, 65535)), min_size=4, max_size=4
+    ),
+    ends=st.lists(st.sampled_from(_ADDRESSES), min_size=4, max_size=4),
+)
+def test_declared_wants_ports_are_all_that_wants_reads(
+    proto: int, ports: list[int], ends: list[str]
+) -> None:
+    """Every built-in analyzer that declares `wants_ports` answers alike for two flows of one
+    protocol whose ports are the same where they are declared ones, whatever the other ports and
+    the addresses: what lets the engine remember its answer per protocol and declared ports."""
+    for hooks in map(find_hooks, default_analyzers(RecordingContext())):
+        declared = hooks.wants_ports
+        if declared is None or hooks.wants is None:
+            continue
+        a, b, c, d = ports
+        # The second flow: declared ports kept, the others replaced by other undeclared ones.
+        c2 = a if a in declared else (c if c not in declared else 40000)
+        d2 = b if b in declared else (d if d not in declared else 40001)
+        first = hooks.wants(_flow(proto, ends[0], a, ends[1], b))
+        second = hooks.wants(_flow(proto, ends[2], c2, ends[3], d2))
+        assert first == second, (hooks.name, proto, (a, b), (c2, d2))
+
+
+def test_engine_asks_a_declared_wants_once_per_protocol_and_declared_ports() -> None:
+    """A flood of flows from ever new ports asks a `wants` declaring its ports a few times,
+    not once per flow, and every flow still goes to the analyzers that want it."""
+
+    class Dns(Good):
+        name = "dns_only"
+        wants_ports = frozenset({53})
+
+        def __init__(self) -> None:
+            self.asked = 0
+            self.seen: set[int] = set()
+
+        def wants(self, flow: Flow) -> bool:
+            self.asked += 1
+            return flow.proto == IP_PROTO_UDP and 53 in (flow.orig_p, flow.resp_p)
+
+        def packet(self, flow: Flow, pkt: Packet) -> None:
+            self.seen.add(flow.orig_p)
+
+    dns = Dns()
+    engine = Engine([dns], RecordingContext())
+    for sport in range(20000, 20500):
+        engine.process(make_packet(b"q", proto=IP_PROTO_UDP, sport=sport, dport=53))
+        engine.process(make_packet(b"x", proto=IP_PROTO_UDP, sport=sport, dport=9999))
+    engine.finish()
+    assert dns.seen == set(range(20000, 20500))
+    assert dns.asked == 2  # (udp, other, 53) and (udp, other, other)

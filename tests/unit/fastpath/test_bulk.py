@@ -124,6 +124,24 @@ def test_long_flows_are_counted_in_bulk(tmp_path: Path) -> None:
     assert [a.bytes_out for a in bulk.alerts] == [a.bytes_out for a in ref.alerts]
 
 
+def test_offloaded_segments_with_zero_ip_length_count_their_bytes(tmp_path: Path) -> None:
+    """A segment captured before the sender's NIC cut it (TCP segmentation offload) is larger
+    than the MTU and has an IPv4 total length of 0 (`ldap/missing_ldap_logs.pcapng` of Zeek's
+    traces): both paths count the IP bytes the packet holds (Zeek's conn-size adds the 0)."""
+    frames = long_upload(1000.0, 40001, 1)
+    big = ETH() / IP(src=PHONE, dst=CLOUD, len=0) / TCP(sport=40001, dport=443, flags="PA")
+    frames.insert(3, (1000.05, raw(big / (b"y" * 3000))))
+    path = tmp_path / "tso.pcap"
+    path.write_bytes(pcap_bytes(sorted(frames)))
+    got: list[Record] = []
+    run_source(FileSource(str(path)), got.append, config(False))
+    flow = next(r for r in got if r.log == "flows")
+    sent = sum(len(f) - 14 for _, f in frames if IP(f[14:]).src == PHONE)
+    assert flow.orig_bytes == sent  # type: ignore[attr-defined]
+    assert flow.orig_pkts == sum(1 for _, f in frames if IP(f[14:]).src == PHONE)  # type: ignore[attr-defined]
+    both(path)
+
+
 def test_damaged_file_same_on_both_paths(tmp_path: Path) -> None:
     """A file cut inside a record: same packets before the damage, same message."""
     frames = long_upload(1000.0, 40001, 5)
