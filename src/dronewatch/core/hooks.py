@@ -8,9 +8,11 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from types import MemberDescriptorType
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from dronewatch.core.flow import Flow, Packet
+from dronewatch.fastpath import native
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +35,51 @@ class Record:
             out[name] = value
         return out
 
-    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
-        """Pickled as its class and field values, in order (`analyze --workers` sends records
-        between processes: the dataclass's own state walks `dataclasses.fields` per record)."""
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """Pickled as its class and field values, in order, and made again by `make_record`
+        (`analyze --workers` sends records between processes: the dataclass's own state walks
+        `dataclasses.fields` per record, and its `__init__` sets each field in turn)."""
         cls = type(self)
-        return cls, _field_getter(cls)(self)
+        return make_record, (cls, _field_getter(cls)(self))
+
+
+R = TypeVar("R", bound=Record)
+
+
+def make_record(cls: type[R], values: tuple[Any, ...]) -> R:
+    """The record of `cls` with these field values, in field order: equal to `cls(*values)`,
+    made by the C extension where it is used (`_fastpath.new_record` stores each value in its
+    slot), without the frozen dataclass's `__init__`, which sets every field through
+    `object.__setattr__` (a flow's record has 45: about 5 microseconds, and a flood of short
+    flows makes one per flow). A class with a `__post_init__`, or a field that is not a slot of
+    its own, is made by `cls(*values)`. TypeError when the count of values is not the count of
+    fields."""
+    make = _MAKERS.get(cls)
+    if make is None:
+        make = _MAKERS[cls] = _maker(cls)
+    return make(values)  # type: ignore[no-any-return]
+
+
+def _maker(cls: type[R]) -> Callable[[tuple[Any, ...]], R]:
+    """How `make_record` makes records of `cls`."""
+    names = field_names(cls)
+
+    def slow(values: tuple[Any, ...]) -> R:
+        if len(values) != len(names):
+            raise TypeError(f"{cls.__name__} takes {len(names)} field values, {len(values)} given")
+        return cls(*values)
+
+    c = native()
+    if c is None or hasattr(cls, "__post_init__"):
+        return slow
+    members = tuple(inspect.getattr_static(cls, name, None) for name in names)
+    if not all(isinstance(m, MemberDescriptorType) for m in members):
+        return slow  # a field that is not a slot (a class without slots=True)
+    new = c.new_record
+    return lambda values: new(cls, members, values)
+
+
+_MAKERS: dict[type, Callable[[tuple[Any, ...]], Any]] = {}
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}

@@ -35,8 +35,8 @@ import pickle
 import queue
 import threading
 import traceback
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from heapq import merge
 from multiprocessing.connection import Connection
 from operator import itemgetter
 from typing import Any, cast
@@ -138,11 +138,15 @@ def _read(k: int, conn: Connection, inbox: queue.SimpleQueue[tuple[int, bytes | 
 
 
 class _Streams:
-    """The processes' item streams, read from the inbox in the order messages come."""
+    """The processes' item streams, read from the inbox in the order messages come, and handed
+    on in capture order a chunk at a time (`chunks`)."""
 
     def __init__(self, processes: int, inbox: queue.SimpleQueue[tuple[int, bytes | None]]) -> None:
         self.inbox = inbox
-        self.pending: list[list[list[Item]]] = [[] for _ in range(processes)]
+        self.pending: list[list[Item]] = [[] for _ in range(processes)]
+        """Each process's items received and not yet handed on, in its order."""
+        self.last: list[tuple[int, int, int] | None] = [None] * processes
+        """The position of the last item each process sent."""
         self.totals: list[RunTotals | None] = [None] * processes
         self.errors: list[str | None] = [None] * processes
         self.done = [False] * processes
@@ -152,14 +156,34 @@ class _Streams:
         """Packets process 0 has read, and the bytes of the file (progress)."""
         self.read = 0
 
-    def stream(self, k: int) -> Iterator[Item]:
-        pending = self.pending[k]
-        while True:
-            while not pending:
-                if self.done[k]:
-                    return
-                self._receive()
-            yield from pending.pop(0)
+    def chunks(self) -> Iterator[list[Item]]:
+        """Every item of every process, in capture order (by position; between processes at one
+        position, the lower process first, as `heapq.merge` orders them), in chunks: after each
+        message, the items before the position every process still sending has reached. One
+        sort of each chunk merges the processes' runs in C, instead of one Python step per
+        item (a flood of short flows makes two items a flow)."""
+        pending, last, done = self.pending, self.last, self.done
+        while not all(done):
+            self._receive()
+            if any(p is None for k, p in enumerate(last) if not done[k]):
+                continue  # a process still sending has sent nothing: anything may come first
+            ahead = [p for k, p in enumerate(last) if not done[k] and p is not None]
+            if not ahead:
+                continue
+            mark = min(ahead)
+            chunk: list[Item] = []
+            for items in pending:
+                if items:
+                    cut = bisect_left(items, mark, key=_POSITION)  # only those before the mark
+                    chunk += items[:cut]
+                    del items[:cut]
+            if chunk:
+                chunk.sort(key=_POSITION)  # stable: at one position, the lower process first
+                yield chunk
+        chunk = [item for items in pending for item in items]
+        if chunk:
+            chunk.sort(key=_POSITION)
+            yield chunk
 
     def _receive(self) -> None:
         k, message = self.inbox.get()
@@ -172,7 +196,9 @@ class _Streams:
         kind, payload = pickle.loads(message)
         if kind == "items":
             items, packets, read = payload
-            self.pending[k].append(items)
+            if items:
+                self.pending[k] += items
+                self.last[k] = items[-1][0]
             if k == 0:
                 self.count, self.read = packets, read
         elif kind == "totals":
@@ -209,14 +235,23 @@ def _merge(
     )
     account = monitor.account
     reported = 0
-    for _, log, line, obj in merge(*map(streams.stream, range(processes)), key=_POSITION):
-        if log is None:
-            account(obj)
-            continue
-        if line is not None and lines is not None:
-            lines(log, line, 1)
-        if obj is not None and records is not None:
-            records(obj)
+    for chunk in streams.chunks():
+        by_log: dict[str, list[str]] = {}
+        for _, log, line, obj in chunk:
+            if log is None:
+                account(obj)  # the books only: it writes nothing
+                continue
+            if line is not None and lines is not None:
+                text = by_log.get(log)
+                if text is None:
+                    by_log[log] = [line]
+                else:
+                    text.append(line)
+            if obj is not None and records is not None:
+                records(obj)
+        if lines is not None:
+            for log, text in by_log.items():  # each file's lines in order, one write a chunk
+                lines(log, "".join(text), len(text))
         if progress is not None and streams.count - reported >= 65536:
             reported = streams.count
             progress(cast(Source, streams), reported)  # what Progress reads: stats, progress()

@@ -2,11 +2,14 @@
 
 import mmap
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from dronewatch.core.flow import Flow
+
+_R = TypeVar("_R")
 
 FLOW_FIELDS: tuple[str, ...]
 """The Flow attributes the walk reads or writes by name."""
@@ -62,6 +65,7 @@ def ring_release(
 ) -> None:
     """Hand ring blocks back to the kernel (_ring.c)."""
 
+def new_record(cls: type[_R], members: tuple[object, ...], values: tuple[object, ...], /) -> _R: ...
 def json_record(record: object, names: tuple[str, ...], /) -> str | None:
     """The record's attributes named (given sorted), those that are None left out, as one
     compact JSON line with json_line's escapes; None for a value it leaves to json

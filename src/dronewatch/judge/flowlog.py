@@ -9,7 +9,7 @@ from dronewatch.core import tcp
 from dronewatch.core.community_id import community_id
 from dronewatch.core.engine import conn_state
 from dronewatch.core.flow import Flow, ip_str, mac_str
-from dronewatch.core.hooks import Record
+from dronewatch.core.hooks import Record, make_record
 from dronewatch.geoip.base import GeoInfo
 from dronewatch.judge.classify import Classification
 
@@ -114,52 +114,56 @@ def flow_record(
         hz, control_from = _text(flow, "control_hz"), _text(flow, "control_from")
     else:  # no analyzer published a fact (a scan's SYN, most short flows): nothing to read
         link = name = video = video_from = hz = control_from = None
-    return FlowRecord(
-        ts=flow.first_ts,
-        uid=flow.uid,
-        community_id=community_id(flow.proto, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p),
-        proto=flow.proto_name,
-        orig_h=flow.orig_ip,
-        orig_p=flow.orig_p,
-        resp_h=flow.resp_ip,
-        resp_p=flow.resp_p,
-        duration_s=round(flow.duration_s, 6),
-        orig_pkts=flow.orig_pkts,
-        orig_bytes=flow.orig_bytes,
-        resp_pkts=flow.resp_pkts,
-        resp_bytes=flow.resp_bytes,
-        orig_payload_bytes=flow.orig_payload_bytes,
-        resp_payload_bytes=flow.resp_payload_bytes,
-        conn_state=conn_state(flow),
-        end_reason=flow.end_reason,
-        orig_mac=mac_str(flow.orig_mac) or None,
-        resp_mac=mac_str(flow.resp_mac) or None,
-        vlan=flow.vlan,
-        history=flow.history or None,
-        missed_bytes=None if flow.tcp is None else tcp.missed_bytes(flow.tcp),
-        service=flow.service or None,
-        server_name=name,
-        link=link if isinstance(link, str) else None,
-        video=video,
-        video_from=video_from,
-        control_hz=float(hz) if hz else None,
-        control_from=control_from,
-        vendor=cls.vendor if cls else None,
-        app=cls.app if cls else None,
-        category=cls.category if cls else None,
-        rule_id=cls.rule_id if cls else None,
-        confidence=cls.confidence if cls else None,
-        orig_scope=orig_geo.scope if orig_geo else None,
-        resp_scope=geo.scope if geo else None,
-        resp_country=geo.country_code if geo else None,
-        resp_asn=geo.asn if geo else None,
-        resp_as_org=geo.as_org if geo else None,
-        inspection=flow.inspection or None,
-        tunnel=tunnel.kind if tunnel else None,
-        tunnel_src=(ip_str(tunnel.src) or None) if tunnel else None,
-        tunnel_dst=(ip_str(tunnel.dst) or None) if tunnel else None,
-        tunnel_vlan=tunnel.vlan if tunnel else None,
-        tunnel_id=tunnel.ident if tunnel else None,
+    # In field order (`make_record`: 45 fields, one record per flow).
+    return make_record(
+        FlowRecord,
+        (
+            flow.first_ts,  # ts
+            flow.uid,
+            community_id(flow.proto, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p),
+            flow.proto_name,  # proto
+            flow.orig_ip,  # orig_h
+            flow.orig_p,
+            flow.resp_ip,  # resp_h
+            flow.resp_p,
+            round(flow.duration_s, 6),  # duration_s
+            flow.orig_pkts,
+            flow.orig_bytes,
+            flow.resp_pkts,
+            flow.resp_bytes,
+            flow.orig_payload_bytes,
+            flow.resp_payload_bytes,
+            conn_state(flow),
+            flow.end_reason,
+            mac_str(flow.orig_mac) or None,  # orig_mac
+            mac_str(flow.resp_mac) or None,  # resp_mac
+            flow.vlan,
+            flow.history or None,  # history
+            None if flow.tcp is None else tcp.missed_bytes(flow.tcp),  # missed_bytes
+            flow.service or None,  # service
+            name,  # server_name
+            link if isinstance(link, str) else None,  # link
+            video,
+            video_from,
+            float(hz) if hz else None,  # control_hz
+            control_from,
+            cls.vendor if cls else None,  # vendor
+            cls.app if cls else None,  # app
+            cls.category if cls else None,  # category
+            cls.rule_id if cls else None,  # rule_id
+            cls.confidence if cls else None,  # confidence
+            orig_geo.scope if orig_geo else None,  # orig_scope
+            geo.scope if geo else None,  # resp_scope
+            geo.country_code if geo else None,  # resp_country
+            geo.asn if geo else None,  # resp_asn
+            geo.as_org if geo else None,  # resp_as_org
+            tunnel.kind if tunnel else None,  # tunnel
+            (ip_str(tunnel.src) or None) if tunnel else None,  # tunnel_src
+            (ip_str(tunnel.dst) or None) if tunnel else None,  # tunnel_dst
+            tunnel.vlan if tunnel else None,  # tunnel_vlan
+            tunnel.ident if tunnel else None,  # tunnel_id
+            flow.inspection or None,  # inspection
+        ),
     )
 
 
