@@ -1,27 +1,42 @@
 /* A record as one JSONL line, the line dronewatch.output.jsonl.json_line makes of its to_dict().
 
-   json_record(record, names) reads the attributes named (in the order given: the caller sorts
-   them), leaves out those that are None, and writes the rest as json.dumps(sort_keys=True,
-   separators=(",", ":"), ensure_ascii=False) would, with json_line's escapes of the characters
-   that could end a line or drive a terminal (DEL, the C1 controls, U+2028, U+2029). Values may
-   be str, int, bool, float, None, and lists, tuples and str-keyed dicts of them; for anything
-   else (or nesting deeper than MAX_DEPTH) it returns None and the caller makes the line the
-   slow way, so the two agree on every record by construction of the fallback. */
+   json_record(record, names[, members]) reads the attributes named (in the order given: the
+   caller sorts them), leaves out those that are None, and writes the rest as
+   json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) would, with json_line's
+   escapes of the characters that could end a line or drive a terminal (DEL, the C1 controls,
+   U+2028, U+2029). Values may be str, int, bool, float, None, and lists, tuples and str-keyed
+   dicts of them; for anything else (or nesting deeper than MAX_DEPTH) it returns None and the
+   caller makes the line the slow way, so the two agree on every record by construction of the
+   fallback. `members`, where given, are the member descriptors of the names (a slots record's
+   fields), read straight from the record's slots instead of by attribute lookup.
+
+   The line is put together as UTF-8 in a buffer that starts on the stack (a flow's line is a
+   few hundred bytes), ints and floats written without making their repr objects, and made a
+   str once at the end (ASCII, most lines, is copied as it is). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #define MAX_DEPTH 32
+#define STACK_BYTES 2048
 
 typedef struct {
-    Py_UCS4 *buf;
+    char *buf;
     Py_ssize_t len, cap;
+    char stack[STACK_BYTES];
 } Out;
 
 static int out_grow(Out *o, Py_ssize_t more) {
     if (o->len + more <= o->cap) return 0;
-    Py_ssize_t cap = o->cap ? o->cap : 256;
+    Py_ssize_t cap = o->cap * 2;
     while (cap < o->len + more) cap *= 2;
-    Py_UCS4 *buf = PyMem_Realloc(o->buf, (size_t)cap * sizeof(Py_UCS4));
+    char *buf;
+    if (o->buf == o->stack) {
+        buf = PyMem_Malloc((size_t)cap);
+        if (buf != NULL) memcpy(buf, o->stack, (size_t)o->len);
+    } else {
+        buf = PyMem_Realloc(o->buf, (size_t)cap);
+    }
     if (buf == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -31,53 +46,111 @@ static int out_grow(Out *o, Py_ssize_t more) {
     return 0;
 }
 
-static int out_ascii(Out *o, const char *text, Py_ssize_t n) {
+static int out_bytes(Out *o, const char *text, Py_ssize_t n) {
     if (out_grow(o, n) < 0) return -1;
-    for (Py_ssize_t i = 0; i < n; i++) o->buf[o->len++] = (unsigned char)text[i];
-    return 0;
-}
-
-static int out_text(Out *o, PyObject *text) { /* a str of the float or int repr: ASCII */
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    if (out_grow(o, n) < 0) return -1;
-    int kind = PyUnicode_KIND(text);
-    const void *data = PyUnicode_DATA(text);
-    for (Py_ssize_t i = 0; i < n; i++) o->buf[o->len++] = PyUnicode_READ(kind, data, i);
+    memcpy(o->buf + o->len, text, (size_t)n);
+    o->len += n;
     return 0;
 }
 
 static const char HEX[] = "0123456789abcdef";
 
+static char *escape_u(char *w, Py_UCS4 c) {
+    *w++ = '\\';
+    *w++ = 'u';
+    *w++ = HEX[(c >> 12) & 15];
+    *w++ = HEX[(c >> 8) & 15];
+    *w++ = HEX[(c >> 4) & 15];
+    *w++ = HEX[c & 15];
+    return w;
+}
+
+/* An ASCII character: as it is, or escaped as json escapes it (json_line adds DEL). */
+static char *put_ascii(char *w, unsigned char c) {
+    if (c == '"' || c == '\\') {
+        *w++ = '\\';
+        *w++ = (char)c;
+    } else if (c >= 0x20 && c != 0x7f) {
+        *w++ = (char)c;
+    } else if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
+        *w++ = '\\';
+        *w++ = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
+    } else {
+        w = escape_u(w, c);
+    }
+    return w;
+}
+
 static int out_string(Out *o, PyObject *s) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    if (out_grow(o, 6 * n + 2) < 0) return -1; /* the worst case: every character escaped */
-    int kind = PyUnicode_KIND(s);
-    const void *data = PyUnicode_DATA(s);
-    Py_UCS4 *w = o->buf + o->len;
+    /* The worst case: every character escaped (6 bytes; no character takes more in UTF-8). */
+    if (out_grow(o, 6 * n + 2) < 0) return -1;
+    char *w = o->buf + o->len;
     *w++ = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c == '"' || c == '\\') {
-            *w++ = '\\';
-            *w++ = c;
-        } else if (c >= 0x20 && c != 0x7f && !(c >= 0x80 && c < 0xa0) && c != 0x2028 &&
-                   c != 0x2029) {
-            *w++ = c;
-        } else if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
-            *w++ = '\\';
-            *w++ = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
-        } else {
-            *w++ = '\\';
-            *w++ = 'u';
-            *w++ = HEX[(c >> 12) & 15];
-            *w++ = HEX[(c >> 8) & 15];
-            *w++ = HEX[(c >> 4) & 15];
-            *w++ = HEX[c & 15];
+    if (PyUnicode_IS_ASCII(s)) {
+        const unsigned char *p = PyUnicode_1BYTE_DATA(s);
+        for (Py_ssize_t i = 0; i < n; i++) w = put_ascii(w, p[i]);
+    } else {
+        int kind = PyUnicode_KIND(s);
+        const void *data = PyUnicode_DATA(s);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c < 0x80) {
+                w = put_ascii(w, (unsigned char)c);
+            } else if (c < 0xa0 || c == 0x2028 || c == 0x2029) {
+                w = escape_u(w, c); /* the C1 controls and the line separators */
+            } else if (c < 0x800) {
+                *w++ = (char)(0xc0 | (c >> 6));
+                *w++ = (char)(0x80 | (c & 0x3f));
+            } else if (c < 0x10000) { /* a lone surrogate too: written back by surrogatepass */
+                *w++ = (char)(0xe0 | (c >> 12));
+                *w++ = (char)(0x80 | ((c >> 6) & 0x3f));
+                *w++ = (char)(0x80 | (c & 0x3f));
+            } else {
+                *w++ = (char)(0xf0 | (c >> 18));
+                *w++ = (char)(0x80 | ((c >> 12) & 0x3f));
+                *w++ = (char)(0x80 | ((c >> 6) & 0x3f));
+                *w++ = (char)(0x80 | (c & 0x3f));
+            }
         }
     }
     *w++ = '"';
     o->len = w - o->buf;
     return 0;
+}
+
+static int out_repr(Out *o, PyObject *v, reprfunc repr) { /* an ASCII repr, made by Python */
+    PyObject *text = repr(v);
+    if (text == NULL) return -1;
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+    int rc = utf8 == NULL || out_bytes(o, utf8, n) < 0 ? -1 : 0;
+    Py_DECREF(text);
+    return rc;
+}
+
+static int out_long(Out *o, PyObject *v) { /* int.__repr__, which json writes for any int */
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow) return out_repr(o, v, PyLong_Type.tp_repr);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    char digits[24];
+    char *end = digits + sizeof digits, *p = end;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0) *--p = '-';
+    return out_bytes(o, p, end - p);
+}
+
+static int out_float(Out *o, double d) { /* float.__repr__, as json writes a finite float */
+    char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL) return -1;
+    int rc = out_bytes(o, text, (Py_ssize_t)strlen(text));
+    PyMem_Free(text);
+    return rc;
 }
 
 /* 1: written; 0: a value this encoder leaves to json (the caller falls back); -1: error. */
@@ -88,13 +161,13 @@ static int out_sequence(Out *o, PyObject *seq, int depth) {
     if (fast == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     PyObject **items = PySequence_Fast_ITEMS(fast);
-    int rc = out_ascii(o, "[", 1) < 0 ? -1 : 1;
+    int rc = out_bytes(o, "[", 1) < 0 ? -1 : 1;
     for (Py_ssize_t i = 0; rc == 1 && i < n; i++) {
-        if (i && out_ascii(o, ",", 1) < 0) rc = -1;
+        if (i && out_bytes(o, ",", 1) < 0) rc = -1;
         else rc = out_value(o, items[i], depth + 1);
     }
     Py_DECREF(fast);
-    if (rc == 1 && out_ascii(o, "]", 1) < 0) rc = -1;
+    if (rc == 1 && out_bytes(o, "]", 1) < 0) rc = -1;
     return rc;
 }
 
@@ -108,56 +181,66 @@ static int out_dict(Out *o, PyObject *dict, int depth) {
             return 0; /* json turns other keys into text: left to it */
         }
     }
-    int rc = PyList_Sort(keys) < 0 || out_ascii(o, "{", 1) < 0 ? -1 : 1;
+    int rc = PyList_Sort(keys) < 0 || out_bytes(o, "{", 1) < 0 ? -1 : 1;
     for (Py_ssize_t i = 0; rc == 1 && i < n; i++) {
         PyObject *key = PyList_GET_ITEM(keys, i);
         PyObject *value = PyDict_GetItemWithError(dict, key);
         if (value == NULL) rc = -1; /* the dict changed under us, or an error */
-        else if ((i && out_ascii(o, ",", 1) < 0) || out_string(o, key) < 0 ||
-                 out_ascii(o, ":", 1) < 0)
+        else if ((i && out_bytes(o, ",", 1) < 0) || out_string(o, key) < 0 ||
+                 out_bytes(o, ":", 1) < 0)
             rc = -1;
         else rc = out_value(o, value, depth + 1);
     }
     Py_DECREF(keys);
-    if (rc == 1 && out_ascii(o, "}", 1) < 0) rc = -1;
+    if (rc == 1 && out_bytes(o, "}", 1) < 0) rc = -1;
     if (rc == -1 && !PyErr_Occurred()) rc = 0;
     return rc;
 }
 
 static int out_value(Out *o, PyObject *v, int depth) {
     if (depth > MAX_DEPTH) return 0;
-    if (v == Py_None) return out_ascii(o, "null", 4) < 0 ? -1 : 1;
-    if (v == Py_True) return out_ascii(o, "true", 4) < 0 ? -1 : 1;
-    if (v == Py_False) return out_ascii(o, "false", 5) < 0 ? -1 : 1;
+    if (v == Py_None) return out_bytes(o, "null", 4) < 0 ? -1 : 1;
+    if (v == Py_True) return out_bytes(o, "true", 4) < 0 ? -1 : 1;
+    if (v == Py_False) return out_bytes(o, "false", 5) < 0 ? -1 : 1;
     if (PyUnicode_Check(v)) return out_string(o, v) < 0 ? -1 : 1;
-    if (PyLong_Check(v)) { /* json writes int.__repr__, an int subclass's too */
-        PyObject *text = PyLong_Type.tp_repr(v);
-        int rc = text == NULL || out_text(o, text) < 0 ? -1 : 1;
-        Py_XDECREF(text);
-        return rc;
-    }
+    if (PyLong_Check(v)) return out_long(o, v) < 0 ? -1 : 1;
     if (PyFloat_Check(v)) {
         double d = PyFloat_AS_DOUBLE(v);
-        if (Py_IS_NAN(d)) return out_ascii(o, "NaN", 3) < 0 ? -1 : 1;
+        if (Py_IS_NAN(d)) return out_bytes(o, "NaN", 3) < 0 ? -1 : 1;
         if (Py_IS_INFINITY(d))
-            return (d > 0 ? out_ascii(o, "Infinity", 8) : out_ascii(o, "-Infinity", 9)) < 0 ? -1 : 1;
-        PyObject *text = PyFloat_Type.tp_repr(v);
-        int rc = text == NULL || out_text(o, text) < 0 ? -1 : 1;
-        Py_XDECREF(text);
-        return rc;
+            return (d > 0 ? out_bytes(o, "Infinity", 8) : out_bytes(o, "-Infinity", 9)) < 0 ? -1 : 1;
+        return out_float(o, d) < 0 ? -1 : 1;
     }
     if (PyList_Check(v) || PyTuple_Check(v)) return out_sequence(o, v, depth);
     if (PyDict_Check(v)) return out_dict(o, v, depth);
     return 0;
 }
 
+/* The slot member descriptor `d` of `record`'s type or an ancestor, or NULL (look it up). */
+static PyMemberDef *slot_of(PyObject *record, PyObject *d) {
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) return NULL;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || !PyObject_TypeCheck(record, ((PyDescrObject *)d)->d_type))
+        return NULL;
+    return m;
+}
+
 static PyObject *json_record(PyObject *self, PyObject *args) {
-    PyObject *record, *names;
-    if (!PyArg_ParseTuple(args, "OO!:json_record", &record, &PyTuple_Type, &names)) return NULL;
-    Out o = {NULL, 0, 0};
-    int rc = out_ascii(&o, "{", 1) < 0 ? -1 : 1;
-    int first = 1;
+    PyObject *record, *names, *members = NULL;
+    if (!PyArg_ParseTuple(args, "OO!|O!:json_record", &record, &PyTuple_Type, &names,
+                          &PyTuple_Type, &members))
+        return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (members != NULL && PyTuple_GET_SIZE(members) != n) {
+        PyErr_SetString(PyExc_TypeError, "json_record: one member per name");
+        return NULL;
+    }
+    Out o;
+    o.buf = o.stack;
+    o.len = 0;
+    o.cap = STACK_BYTES;
+    int rc = out_bytes(&o, "{", 1) < 0 ? -1 : 1;
+    int first = 1;
     for (Py_ssize_t i = 0; rc == 1 && i < n; i++) {
         PyObject *name = PyTuple_GET_ITEM(names, i);
         if (!PyUnicode_Check(name)) {
@@ -165,14 +248,26 @@ static PyObject *json_record(PyObject *self, PyObject *args) {
             rc = -1;
             break;
         }
-        PyObject *value = PyObject_GetAttr(record, name);
-        if (value == NULL) {
-            rc = -1;
-            break;
+        PyMemberDef *m = members != NULL ? slot_of(record, PyTuple_GET_ITEM(members, i)) : NULL;
+        PyObject *value;
+        if (m != NULL) {
+            value = *(PyObject **)((char *)record + m->offset);
+            if (value == NULL) {
+                PyErr_Format(PyExc_AttributeError, "record has no value for %U", name);
+                rc = -1;
+                break;
+            }
+            Py_INCREF(value);
+        } else {
+            value = PyObject_GetAttr(record, name);
+            if (value == NULL) {
+                rc = -1;
+                break;
+            }
         }
         if (value != Py_None) {
-            if ((!first && out_ascii(&o, ",", 1) < 0) || out_string(&o, name) < 0 ||
-                out_ascii(&o, ":", 1) < 0)
+            if ((!first && out_bytes(&o, ",", 1) < 0) || out_string(&o, name) < 0 ||
+                out_bytes(&o, ":", 1) < 0)
                 rc = -1;
             else rc = out_value(&o, value, 1);
             first = 0;
@@ -180,18 +275,19 @@ static PyObject *json_record(PyObject *self, PyObject *args) {
         Py_DECREF(value);
     }
     PyObject *line = NULL;
-    if (rc == 1 && out_ascii(&o, "}", 1) == 0)
-        line = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, o.buf, o.len);
-    PyMem_Free(o.buf);
+    if (rc == 1 && out_bytes(&o, "}", 1) == 0)
+        line = PyUnicode_DecodeUTF8(o.buf, o.len, "surrogatepass");
+    if (o.buf != o.stack) PyMem_Free(o.buf);
     if (rc == 0) Py_RETURN_NONE;
     return line;
 }
 
 static PyMethodDef jsonline_methods[] = {
     {"json_record", json_record, METH_VARARGS,
-     "json_record(record, names) -> str or None\n\n"
+     "json_record(record, names[, members]) -> str or None\n\n"
      "The record's attributes named (given sorted), those that are None left out, as one "
-     "compact JSON line with json_line's escapes; None for a value it leaves to json."},
+     "compact JSON line with json_line's escapes; None for a value it leaves to json. "
+     "members: the names' slot member descriptors, read directly."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from collections.abc import Callable
@@ -39,28 +40,30 @@ def dumps(record: Record) -> str:
     the C extension where it is built (`_fastpath.json_record`), which hands back any record
     holding a value it does not write (then made here, the same way as without C)."""
     cls = type(record)
-    names = _SORTED_FIELDS.get(cls)
-    if names is None:
-        names = _SORTED_FIELDS[cls] = _sorted_fields(cls)
-    if names:
-        line = _json_record(record, names)  # type: ignore[misc]  # names: C is used
+    fields = _SORTED_FIELDS.get(cls)
+    if fields is None:
+        fields = _SORTED_FIELDS[cls] = _sorted_fields(cls)
+    if fields[0]:
+        line = _json_record(record, *fields)  # type: ignore[misc]  # names: C is used
         if line is not None:
             return line
     return json_line(record.to_dict())
 
 
-def _sorted_fields(cls: type[Record]) -> tuple[str, ...]:
-    """The field names the C extension writes for records of `cls`, sorted; empty where C is not
-    used or the class makes its own `to_dict`."""
+def _sorted_fields(cls: type[Record]) -> tuple[tuple[str, ...], tuple[object, ...]]:
+    """The field names the C extension writes for records of `cls`, sorted, and the slot of
+    each (its member descriptor, read directly; None where it is not a slot); empty where C is
+    not used or the class makes its own `to_dict`."""
     if _json_record is None or cls.to_dict is not Record.to_dict:
-        return ()
-    return tuple(sorted(field_names(cls)))
+        return (), ()
+    names = tuple(sorted(field_names(cls)))
+    return names, tuple(inspect.getattr_static(cls, name, None) for name in names)
 
 
-_SORTED_FIELDS: dict[type, tuple[str, ...]] = {}
+_SORTED_FIELDS: dict[type, tuple[tuple[str, ...], tuple[object, ...]]] = {}
 
 _c = native()
-_json_record: Callable[[Record, tuple[str, ...]], str | None] | None = (
+_json_record: Callable[[Record, tuple[str, ...], tuple[object, ...]], str | None] | None = (
     _c.json_record if _c is not None else None
 )
 

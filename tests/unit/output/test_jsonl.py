@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,8 @@ _SCALARS = (
     | st.integers(min_value=-(2**80), max_value=2**80)
     | st.floats()  # NaN and the infinities too: json writes NaN, Infinity, -Infinity
     | st.text()
+    | st.text(st.characters(codec=None, categories=None), max_size=8)  # lone surrogates, C1
+    | st.sampled_from(("\x85\u2028", "caf\u00e9 \U0001f681", "\ud83d", "a\x7fb", "\u00e9" * 3000))
 )
 _VALUES = st.recursive(
     _SCALARS,
@@ -119,3 +122,16 @@ def test_c_line_writes_what_it_can_and_hands_back_the_rest() -> None:
     assert c.json_record(_Sample(ts=0.0, mid=object()), names) is None
     with pytest.raises(AttributeError):
         c.json_record(record, ("nope",))
+    # Read from the slots through their member descriptors: the same line; a descriptor of
+    # another class is not trusted (looked up by name instead).
+    members = tuple(inspect.getattr_static(_Sample, n) for n in names)
+    assert c.json_record(record, names, members) == json_line(record.to_dict())
+    other = (inspect.getattr_static(_Other, "alpha"),) * len(names)
+    assert c.json_record(record, names, other) == json_line(record.to_dict())
+    with pytest.raises(TypeError, match="one member per name"):
+        c.json_record(record, names, members[:1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Other(Record):
+    alpha: Any = None
