@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from dronewatch.analyzers._dns_rdata import DNS_TYPE_NAMES, TYPE_ANY, render
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
-from dronewatch.core.hooks import ConnRecord, Context, DnsCache, conn
+from dronewatch.core.hooks import ConnRecord, Context, DnsCache, conn, conn_values, make_record
 from dronewatch.exceptions import DecodeError
 
 logger = logging.getLogger(__name__)
@@ -573,19 +573,22 @@ class DnsAnalyzer:
                 break
             answers.append(text)
             ttls.append(ttl)
-        self.ctx.emit(
-            DnsRecord(
-                ts=query.ts if query is not None else ts,
-                **conn(flow),
-                proto=flow.proto_name,
-                trans_id=msg.trans_id,
-                query=name,
-                qtype_name=dns_type_name(qtype) if qtype is not None else None,
-                rcode_name=dns_rcode_name(msg.rcode),
-                answers=tuple(answers),
-                ttls=tuple(ttls),
-                rtt_s=round(ts - query.ts, 6) if query is not None else None,
-                answered=True,
+        self.ctx.emit(  # in field order (`make_record`: a record per answer)
+            make_record(
+                DnsRecord,
+                (
+                    query.ts if query is not None else ts,  # ts
+                    *conn_values(flow),
+                    flow.proto_name,  # proto
+                    msg.trans_id,
+                    name,  # query
+                    dns_type_name(qtype) if qtype is not None else None,  # qtype_name
+                    dns_rcode_name(msg.rcode),  # rcode_name
+                    tuple(answers),
+                    tuple(ttls),
+                    round(ts - query.ts, 6) if query is not None else None,  # rtt_s
+                    True,  # answered
+                ),
             )
         )
 

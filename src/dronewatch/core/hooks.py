@@ -122,13 +122,15 @@ class ConnRecord(Record):
 
 def conn(flow: Flow) -> dict[str, Any]:
     """The `uid` and connection fields of a `ConnRecord`, for `Record(**conn(flow), ...)`."""
-    return {
-        "uid": flow.uid,
-        "orig_h": flow.orig_ip,
-        "orig_p": flow.orig_p,
-        "resp_h": flow.resp_ip,
-        "resp_p": flow.resp_p,
-    }
+    return dict(zip(_CONN_FIELDS, conn_values(flow), strict=True))
+
+
+def conn_values(flow: Flow) -> tuple[str, str, int, str, int]:
+    """The same fields' values, in field order (for `make_record`, right after `ts`)."""
+    return flow.uid, flow.orig_ip, flow.orig_p, flow.resp_ip, flow.resp_p
+
+
+_CONN_FIELDS = ("uid", "orig_h", "orig_p", "resp_h", "resp_p")
 
 
 class DnsCache(Protocol):

@@ -11,7 +11,7 @@ from itertools import islice
 from typing import Any, ClassVar, NamedTuple
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
-from dronewatch.core.hooks import Context, Record
+from dronewatch.core.hooks import Context, Record, make_record
 from dronewatch.geoip.base import GeoInfo, Resolver
 from dronewatch.geoip.local import is_local_name
 from dronewatch.judge.alert import NOTE_LEAK, Alert
@@ -387,29 +387,32 @@ class Monitor:
             fact = flow.meta.get(k)
             if isinstance(fact, str):
                 evidence.setdefault(k, fact)
-        out.append(
-            EgressRecord(
-                ts=flow.first_ts,
-                last_ts=flow.last_ts,
-                uid=flow.uid,
-                kind=KIND_ATTEMPT if attempt else KIND_FLOW,
-                host_ip=ip_str(host_h),
-                host_mac=mac_str(host_mac) or None,
-                dest_ip=ip_str(dest_h),
-                dest_port=dest_p,
-                proto=flow.proto_name,
-                dest_name=server_name(flow) if outbound else None,
-                bytes_out=out_b,
-                bytes_in=in_b,
-                pkts_out=out_p,
-                pkts_in=in_p,
-                category=cls.category if cls is not None else "other",
-                community_id=cid,
-                evidence=evidence,
-                dest_country=geo.country_code,
-                dest_asn=geo.asn,
-                dest_as_org=geo.as_org,
-                **_classification_fields(cls),
+        out.append(  # in field order (`make_record`: one per flow that left a host)
+            make_record(
+                EgressRecord,
+                (
+                    flow.first_ts,  # ts
+                    flow.last_ts,
+                    flow.uid,
+                    KIND_ATTEMPT if attempt else KIND_FLOW,  # kind
+                    ip_str(host_h),  # host_ip
+                    ip_str(dest_h),  # dest_ip
+                    dest_p,  # dest_port
+                    flow.proto_name,  # proto
+                    out_b,  # bytes_out
+                    in_b,  # bytes_in
+                    out_p,  # pkts_out
+                    in_p,  # pkts_in
+                    cls.category if cls is not None else "other",  # category
+                    mac_str(host_mac) or None,  # host_mac
+                    server_name(flow) if outbound else None,  # dest_name
+                    cid,  # community_id
+                    *_classification_values(cls),
+                    evidence,
+                    geo.country_code,  # dest_country
+                    geo.asn,  # dest_asn
+                    geo.as_org,  # dest_as_org
+                ),
             )
         )
 
@@ -432,25 +435,32 @@ class Monitor:
                 continue
             if cls is None and is_local_name(qname):
                 continue  # a name the local network answers: not an attempt to leave
-            out.append(
-                EgressRecord(
-                    ts=flow.first_ts,
-                    last_ts=flow.last_ts,
-                    uid=flow.uid,
-                    kind=KIND_LOOKUP,
-                    host_ip=flow.orig_ip,
-                    host_mac=mac_str(flow.orig_mac) or None,
-                    dest_ip=flow.resp_ip,
-                    dest_port=flow.resp_p,
-                    proto=flow.proto_name,
-                    dest_name=qname,
-                    bytes_out=0,
-                    bytes_in=0,
-                    pkts_out=1,
-                    pkts_in=0,
-                    category=cls.category if cls is not None else "other",
-                    evidence={"dns_query": qname},
-                    **_classification_fields(cls),
+            out.append(  # in field order (`make_record`: one per name a DNS flow asked)
+                make_record(
+                    EgressRecord,
+                    (
+                        flow.first_ts,  # ts
+                        flow.last_ts,
+                        flow.uid,
+                        KIND_LOOKUP,  # kind
+                        flow.orig_ip,  # host_ip
+                        flow.resp_ip,  # dest_ip
+                        flow.resp_p,  # dest_port
+                        flow.proto_name,  # proto
+                        0,  # bytes_out
+                        0,  # bytes_in
+                        1,  # pkts_out
+                        0,  # pkts_in
+                        cls.category if cls is not None else "other",  # category
+                        mac_str(flow.orig_mac) or None,  # host_mac
+                        qname,  # dest_name
+                        None,  # community_id
+                        *_classification_values(cls),
+                        {"dns_query": qname},  # evidence
+                        None,  # dest_country
+                        None,  # dest_asn
+                        None,  # dest_as_org
+                    ),
                 )
             )
 
@@ -642,16 +652,20 @@ def _group_address(ip: str) -> bool:
     return addr.is_multicast or addr.is_unspecified or ip == "255.255.255.255"
 
 
-def _classification_fields(cls: Classification | None) -> dict[str, Any]:
-    """The classification fields of an `EgressRecord`."""
+def _classification_values(cls: Classification | None) -> tuple[Any, ...]:
+    """The classification fields of an `EgressRecord`, in its field order: rule_id, vendor, app,
+    confidence, severity, evidence_tag, behavioural."""
     if cls is None:
-        return {}
-    return {
-        "rule_id": cls.rule_id,
-        "vendor": cls.vendor,
-        "app": cls.app,
-        "confidence": cls.confidence,
-        "severity": cls.severity,
-        "evidence_tag": cls.evidence,
-        "behavioural": cls.behavioural,
-    }
+        return _NO_CLASSIFICATION
+    return (
+        cls.rule_id,
+        cls.vendor,
+        cls.app,
+        cls.confidence,
+        cls.severity,
+        cls.evidence,
+        cls.behavioural,
+    )
+
+
+_NO_CLASSIFICATION = (None,) * 7
