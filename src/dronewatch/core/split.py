@@ -320,13 +320,6 @@ def _share(
             flush()
 
     def handoff(end: FlowEnd) -> None:
-        if end.local is not None:
-            # The flow has ended and the monitor is its last analyzer: what the analyzers kept
-            # on it (hooks, C counters, TCP state) goes, and the rest crosses to the parent.
-            flow = end.local[0]
-            flow.inspectors = flow.counters = flow.waiting = ()
-            flow.inspector_names = ()
-            flow.tcp = flow.stream = None
         items.append((position(), None, None, end))
         if len(items) >= BATCH:
             flush()

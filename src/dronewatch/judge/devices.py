@@ -14,7 +14,9 @@ confidence of the strongest, for devices.jsonl.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
 
@@ -65,12 +67,79 @@ CONFIDENCE_DECLARED = 1.0
 """Named by the user (`--device`, the policy file, the devices API)."""
 
 
+class LinkFlow(Protocol):
+    """What the device book reads of a flow: its ends and ports, its service and the facts the
+    link analyzers published (`LINK_META`). A `Flow` is one; so is a `LocalFlow`."""
+
+    @property
+    def orig_h(self) -> bytes: ...
+    @property
+    def orig_mac(self) -> bytes: ...
+    @property
+    def orig_p(self) -> int: ...
+    @property
+    def resp_h(self) -> bytes: ...
+    @property
+    def resp_mac(self) -> bytes: ...
+    @property
+    def resp_p(self) -> int: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def meta(self) -> Mapping[str, object]: ...
+    @property
+    def orig_ip(self) -> str: ...
+    @property
+    def resp_ip(self) -> str: ...
+
+
+LINK_META = ("link_gcs_side", "control_hz", "control_from", "video", "video_from")
+"""The facts of a flow the device book reads (`ground_station_side`, `observe_streams`)."""
+
+
+class LocalFlow(NamedTuple):
+    """Of a finished flow between two local hosts or on a drone link, what the device book reads
+    (`LinkFlow`): `Monitor.settle` keeps this, not the flow with all its analyzers' state, and
+    a process of a shared capture sends it to the parent in a few hundred bytes."""
+
+    orig_h: bytes
+    orig_mac: bytes
+    orig_p: int
+    resp_h: bytes
+    resp_mac: bytes
+    resp_p: int
+    service: str
+    meta: Mapping[str, object]
+
+    @property
+    def orig_ip(self) -> str:
+        return ip_str(self.orig_h)
+
+    @property
+    def resp_ip(self) -> str:
+        return ip_str(self.resp_h)
+
+    @classmethod
+    def of(cls, flow: Flow) -> LocalFlow:
+        meta = flow.meta
+        return cls(
+            flow.orig_h,
+            flow.orig_mac,
+            flow.orig_p,
+            flow.resp_h,
+            flow.resp_mac,
+            flow.resp_p,
+            flow.service,
+            {k: meta[k] for k in LINK_META if k in meta} if meta else {},
+        )
+
+
 def oui_vendor(mac: str | None) -> str | None:
     """The drone maker owning a MAC address prefix, if any."""
     return VENDOR_OUIS.get(mac[:8]) if mac else None
 
 
-def ground_station_side(flow: Flow, link: str) -> bool | None:
+def ground_station_side(flow: LinkFlow, link: str) -> bool | None:
     """True when the originator is the ground station of a drone-link flow, False for the
     responder, None when the flow does not say.
 
@@ -147,7 +216,7 @@ class DeviceBook:
             entry.vendor_oui = oui_vendor(mac_text)
         return entry
 
-    def observe_link(self, flow: Flow, link: str) -> None:
+    def observe_link(self, flow: LinkFlow, link: str) -> None:
         """A drone-link flow: mark its ground station and its aircraft."""
         side = ground_station_side(flow, link)
         if side is None:
@@ -167,7 +236,7 @@ class DeviceBook:
         self.host(ip, mac).mark("ground_station", f"{vendor} traffic ({rule_id})", confidence)
 
     def observe_local_rule(
-        self, flow: Flow, responder: str, vendor: str, rule_id: str, confidence: float
+        self, flow: LinkFlow, responder: str, vendor: str, rule_id: str, confidence: float
     ) -> None:
         """A local flow a rule pack's local rule matched, the rule saying which end `responder`
         (aircraft or ground_station) the flow's responder is."""
@@ -180,7 +249,7 @@ class DeviceBook:
             "ground_station", f"{vendor} link with {air_ip} ({rule_id})", confidence
         )
 
-    def observe_streams(self, flow: Flow) -> None:
+    def observe_streams(self, flow: LinkFlow) -> None:
         """A flow between two local hosts: the control stream and the video the local-link
         analyzer read off it (meta `control_hz`/`control_from`, `video`/`video_from`), or the
         video an RTSP server on the local network serves. A host that sends a steady control

@@ -21,6 +21,7 @@ from dronewatch.judge.devices import (
     CONFIDENCE_PHONE_SIDE,
     DeviceBook,
     Host,
+    LocalFlow,
 )
 from dronewatch.judge.egress import (
     KIND_ATTEMPT,
@@ -133,9 +134,9 @@ class FlowEnd(NamedTuple):
     """Whether its inspection stopped early."""
     egress: tuple[EgressRecord, ...]
     """Its egress observation, then the lookups it carried (written by `settle`)."""
-    local: tuple[Flow, Classification | None] | None
-    """A drone link's flow or one between two local hosts, with its classification: the device
-    book reads which end is the ground station from its facts."""
+    local: tuple[LocalFlow, Classification | None] | None
+    """Of a drone link's flow or one between two local hosts, what the device book reads (which
+    end is the ground station, from its facts), with its classification."""
 
 
 PHONE_SIDE_LINKTYPES = frozenset({"raw", "ipv4", "ipv6", "null", "loop"})
@@ -250,7 +251,9 @@ class Monitor:
             record.missed_bytes or 0,
             record.inspection is not None,
             tuple(egress),
-            (flow, cls) if isinstance(link, str) or (orig_local and resp_local) else None,
+            (LocalFlow.of(flow), cls)
+            if isinstance(link, str) or (orig_local and resp_local)
+            else None,
         )
 
     def account(self, end: FlowEnd) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 from dronewatch.core.flow import IP_PROTO_UDP
 from dronewatch.judge.devices import (
     CONFIDENCE_BEHAVIOUR,
@@ -9,6 +11,7 @@ from dronewatch.judge.devices import (
     CONFIDENCE_LINK,
     CONFIDENCE_OUI,
     DeviceBook,
+    LocalFlow,
     first_address,
     ground_station_side,
     oui_vendor,
@@ -150,3 +153,37 @@ def test_first_address() -> None:
     assert first_address("192.168.0.1") and first_address("172.16.10.1")
     assert not first_address("192.168.0.20") and not first_address("fe80::1")
     assert not first_address("not an address")
+
+
+def test_local_flow_reads_as_its_flow() -> None:
+    """What the monitor keeps of a local or drone-link flow (`LocalFlow`) gives the device book
+    what the flow gives it: the same sides, roles and reasons; it carries only the link facts,
+    and crosses between processes in a few hundred bytes."""
+    flows = [
+        link_flow("192.168.2.20", 12346, "192.168.2.1", 9003),
+        link_flow("10.0.0.9", 14550, "10.0.0.7", 14551),
+        stream_flow("192.168.0.20", "192.168.0.1", control_hz="25.0", control_from="orig"),
+        stream_flow("192.168.0.1", "192.168.0.20", video="h264", video_from="orig"),
+    ]
+    flows[1].add_meta("link_gcs_side", "resp")
+    flows[2].add_meta("dns_name", "not read by the book")
+    rtsp = stream_flow("192.168.1.20", "192.168.1.1")
+    rtsp.service = "rtsp"
+    flows.append(rtsp)
+    books = DeviceBook(), DeviceBook()
+    for flow in flows:
+        facts = LocalFlow.of(flow)
+        assert "dns_name" not in facts.meta
+        assert (facts.orig_ip, facts.resp_ip) == (flow.orig_ip, flow.resp_ip)
+        for link in ("dji_wifi", "mavlink", "tello"):
+            assert ground_station_side(facts, link) == ground_station_side(flow, link)
+        for book, seen in zip(books, (flow, facts), strict=True):
+            book.observe_link(seen, "mavlink")
+            book.observe_local_rule(seen, "aircraft", "Acme", "acme.link", 0.7)
+            book.observe_streams(seen)
+        assert len(pickle.dumps(facts)) < 400 < len(pickle.dumps(flow))
+
+    def view(book: DeviceBook) -> list[tuple[str, list[str], list[str], float]]:
+        return [(h.ip, sorted(h.roles), h.reasons, h.confidence) for h in book.hosts.values()]
+
+    assert view(books[0]) == view(books[1]) and len(view(books[0])) >= 6
