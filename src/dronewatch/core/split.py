@@ -41,6 +41,11 @@ from multiprocessing.connection import Connection
 from operator import itemgetter
 from typing import Any, cast
 
+try:
+    import fcntl
+except ImportError:  # not on this platform: pipes keep their size
+    fcntl = None  # type: ignore[assignment]
+
 from dronewatch.analyzers.dns import DNS_PORT, DnsAnalyzer
 from dronewatch.capture.base import Source
 from dronewatch.capture.files import open_source
@@ -67,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 BATCH = 1024
 """Items a process sends the parent at once."""
+
+PIPE_BYTES = 4 << 20
+"""What each process's pipe to the parent is asked to hold (a few batches of record lines)."""
 
 Item = tuple[tuple[int, int, int], str | None, str | None, Any]
 """(position, log, JSONL line or None, the record or None) for a record; (position, None, None,
@@ -104,6 +112,7 @@ def run_split(
     try:
         for k in range(processes):
             here, there = ctx.Pipe(duplex=False)
+            _widen(here)
             proc = ctx.Process(
                 target=_work,
                 args=(path, k, processes, there, lines is not None, records is not None),
@@ -123,6 +132,31 @@ def run_split(
             if proc.is_alive():
                 proc.terminate()
             proc.join()
+
+
+def _widen(conn: Connection) -> None:
+    """Make the pipe hold `PIPE_BYTES` (Linux, `F_SETPIPE_SZ`; as much as the system allows):
+    a process then writes a batch without waiting for the parent's reader thread, which gets
+    the interpreter lock only between the parent's own steps. Elsewhere, or when refused, the
+    pipe keeps its size."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setsize is None:
+        return
+    for size in (PIPE_BYTES, _pipe_max()):
+        try:
+            fcntl.fcntl(conn.fileno(), setsize, size)
+            return
+        except OSError:
+            continue
+
+
+def _pipe_max() -> int:
+    """The largest pipe an unprivileged process may ask for (`/proc/sys/fs/pipe-max-size`)."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return 65536
 
 
 def _read(k: int, conn: Connection, inbox: queue.SimpleQueue[tuple[int, bytes | None]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from dronewatch.capture.files import FileSource
+from dronewatch.core import split as split_module
 from dronewatch.core.engine import EngineOptions, owner
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, Pipeline, RunResult, run_source
@@ -209,3 +211,22 @@ def test_a_process_that_fails_is_named_not_lost(
 def test_one_process_is_not_a_split() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         run_split(str(PCAPS / "scenarios" / "tello_sdk.pcap"), 1, lambda r: None, config())
+
+
+def test_pipes_to_the_parent_hold_several_batches() -> None:
+    """Each process's pipe is widened (Linux `F_SETPIPE_SZ`) so that a batch of record lines is
+    written without waiting for the parent's reader thread; a refused size leaves the pipe as it
+    was, never an error."""
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("no F_GETPIPE_SZ on this platform")
+    here, there = multiprocessing.Pipe(duplex=False)
+    try:
+        before = fcntl.fcntl(here.fileno(), fcntl.F_GETPIPE_SZ)
+        split_module._widen(here)
+        after = fcntl.fcntl(here.fileno(), fcntl.F_GETPIPE_SZ)
+        assert after >= min(split_module.PIPE_BYTES, split_module._pipe_max())
+        assert after > before
+    finally:
+        here.close()
+        there.close()
