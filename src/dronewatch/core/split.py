@@ -32,12 +32,11 @@ import logging
 import multiprocessing
 import os
 import pickle
-import queue
-import threading
 import traceback
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from operator import itemgetter
 from typing import Any, cast
 
@@ -107,8 +106,8 @@ def run_split(
     source = open_source(path)  # a file that cannot be opened fails here, in the parent
     _CONFIG = config
     ctx = multiprocessing.get_context("fork")
-    inbox: queue.SimpleQueue[tuple[int, bytes | None]] = queue.SimpleQueue()
-    procs, readers = [], []
+    inbox = _Inbox()
+    procs = []
     try:
         for k in range(processes):
             here, there = ctx.Pipe(duplex=False)
@@ -122,12 +121,11 @@ def run_split(
             proc.start()
             there.close()
             procs.append(proc)
-            reader = threading.Thread(target=_read, args=(k, here, inbox), daemon=True)
-            reader.start()
-            readers.append(reader)
+            inbox.add(k, here)
         return _merge(processes, inbox, emit, config, lines, records, progress, source)
     finally:
         _CONFIG = None
+        inbox.close()
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
@@ -136,8 +134,8 @@ def run_split(
 
 def _widen(conn: Connection) -> None:
     """Make the pipe hold `PIPE_BYTES` (Linux, `F_SETPIPE_SZ`; as much as the system allows):
-    a process then writes a batch without waiting for the parent's reader thread, which gets
-    the interpreter lock only between the parent's own steps. Elsewhere, or when refused, the
+    a process then writes a batch without waiting for the parent, which reads its pipes
+    between the chunks it merges (`_Inbox`). Elsewhere, or when refused, the
     pipe keeps its size."""
     setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
     if setsize is None:
@@ -159,23 +157,44 @@ def _pipe_max() -> int:
         return 65536
 
 
-def _read(k: int, conn: Connection, inbox: queue.SimpleQueue[tuple[int, bytes | None]]) -> None:
-    """Move process k's messages to the parent's inbox as they come (the processes never wait
-    for the merge); None when its pipe closed."""
-    try:
-        while True:
-            inbox.put((k, conn.recv_bytes()))
-    except (EOFError, OSError):
-        inbox.put((k, None))
-    finally:
-        conn.close()
+class _Inbox:
+    """The processes' messages, read from their pipes as they come: (k, message), and (k, None)
+    once process k's pipe is closed. The parent reads between the chunks it merges; the pipes
+    are wide enough (`_widen`) that a process seldom waits for it, and no reader thread
+    contends with the merge for the interpreter lock."""
+
+    def __init__(self) -> None:
+        self._open: dict[Connection, int] = {}
+        self._ready: deque[tuple[int, bytes | None]] = deque()
+
+    def add(self, k: int, conn: Connection) -> None:
+        self._open[conn] = k
+
+    def get(self) -> tuple[int, bytes | None]:
+        """The next message, waiting for one when none is at hand."""
+        while not self._ready:
+            if not self._open:
+                raise RuntimeError("every process's pipe is closed")
+            for conn in wait(list(self._open)):
+                assert isinstance(conn, Connection)
+                try:
+                    self._ready.append((self._open[conn], conn.recv_bytes()))
+                except (EOFError, OSError):
+                    self._ready.append((self._open.pop(conn), None))
+                    conn.close()
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        for conn in self._open:
+            conn.close()
+        self._open.clear()
 
 
 class _Streams:
     """The processes' item streams, read from the inbox in the order messages come, and handed
     on in capture order a chunk at a time (`chunks`)."""
 
-    def __init__(self, processes: int, inbox: queue.SimpleQueue[tuple[int, bytes | None]]) -> None:
+    def __init__(self, processes: int, inbox: _Inbox) -> None:
         self.inbox = inbox
         self.pending: list[list[Item]] = [[] for _ in range(processes)]
         """Each process's items received and not yet handed on, in its order."""
@@ -250,7 +269,7 @@ class _Streams:
 
 def _merge(
     processes: int,
-    inbox: queue.SimpleQueue[tuple[int, bytes | None]],
+    inbox: _Inbox,
     emit: Callable[[Record], None],
     config: AnalysisConfig,
     lines: Callable[[str, str, int], None] | None,
