@@ -10,7 +10,11 @@ crosses flows is seen by every process or kept by the parent:
   by every process, and written by their owner only (`Share.every_port`, `Engine.foreign`);
 - the books across flows (hosts, ground stations, what left each device, DHCP names, the
   verdicts) are kept by the parent: each process settles its own flows (classified,
-  geolocated, their records made: `Monitor.settle`) and hands the parent a `FlowEnd` for each;
+  geolocated, their records made: `Monitor.settle`), keeps the counts that do not depend on
+  the order flows come in (`Monitor.tally`: flows, packets and what was kept from view, per
+  host), and hands the parent a `FlowEnd` for each flow the books need in order (a DHCP name,
+  a local or drone-link flow, an egress observation); the parent adds the processes' counts at
+  the end (`Monitor.add_tally`);
 - frames that are not IP (802.11 beacons, Remote ID) go to the analyzers of process 0 only.
 
 Every record and `FlowEnd` is tagged with where it falls in the capture (`Engine.position`:
@@ -64,7 +68,7 @@ from dronewatch.core.pipeline import (
 )
 from dronewatch.exceptions import CaptureError
 from dronewatch.geoip.null import NullResolver
-from dronewatch.judge.monitor import FlowEnd, Monitor
+from dronewatch.judge.monitor import FlowEnd, Monitor, Tally
 from dronewatch.output.jsonl import dumps
 
 logger = logging.getLogger(__name__)
@@ -201,6 +205,8 @@ class _Streams:
         self.last: list[tuple[int, int, int] | None] = [None] * processes
         """The position of the last item each process sent."""
         self.totals: list[RunTotals | None] = [None] * processes
+        self.tallies: list[Tally | None] = [None] * processes
+        """Each process's counts across its flows (`Monitor.tally_state`)."""
         self.errors: list[str | None] = [None] * processes
         self.done = [False] * processes
         self.stats: Any = None
@@ -254,6 +260,8 @@ class _Streams:
                 self.last[k] = items[-1][0]
             if k == 0:
                 self.count, self.read = packets, read
+        elif kind == "tally":
+            self.tallies[k] = payload
         elif kind == "totals":
             self.totals[k] = payload
         elif kind == "error":
@@ -286,13 +294,13 @@ def _merge(
         config.classifier,
         config.resolver or NullResolver(),
     )
-    account = monitor.account
+    book = monitor.book
     reported = 0
     for chunk in streams.chunks():
         by_log: dict[str, list[str]] = {}
         for _, log, line, obj in chunk:
             if log is None:
-                account(obj)  # the books only: it writes nothing
+                book(obj)  # what depends on the order; it writes nothing
                 continue
             if line is not None and lines is not None:
                 text = by_log.get(log)
@@ -311,6 +319,9 @@ def _merge(
     failed = [e for e in streams.errors if e is not None]
     if failed:
         raise CaptureError(failed[0])
+    for tally in streams.tallies:
+        if tally is not None:
+            monitor.add_tally(tally)
     totals = [t for t in streams.totals if t is not None]
     return finish_run(merge_totals(totals), monitor, emit)
 
@@ -392,4 +403,5 @@ def _share(
     feed_source(pipe, source, config, progress if k == 0 else None, 65536)
     totals = pipe.end(source.stats)
     flush()
+    send(pickle.dumps(("tally", pipe.monitor.tally_state()), pickle.HIGHEST_PROTOCOL))
     send(pickle.dumps(("totals", totals), pickle.HIGHEST_PROTOCOL))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, ClassVar, NamedTuple
 
@@ -51,7 +51,15 @@ class _HostTraffic:
     missed_bytes: int = 0
     stopped_flows: int = 0
     """Flows of the host whose inspection stopped (`EngineOptions.stall_packets`)."""
-    aircraft: set[str] = field(default_factory=set)
+
+    def add(self, other: _HostTraffic) -> None:
+        """Count another process's share of the host's flows in (`Monitor.add_tally`)."""
+        self.local_pkts += other.local_pkts
+        self.local_link_pkts += other.local_link_pkts
+        self.pkts += other.pkts
+        self.gap_flows += other.gap_flows
+        self.missed_bytes += other.missed_bytes
+        self.stopped_flows += other.stopped_flows
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,19 @@ class FlowEnd(NamedTuple):
     end is the ground station, from its facts), with its classification."""
 
 
+class Tally(NamedTuple):
+    """The counts `Monitor.tally` keeps across flows, whatever their order."""
+
+    first_ts: float | None
+    last_ts: float
+    flows: int
+    gap_flows: int
+    missed_bytes: int
+    stopped_flows: int
+    ends: dict[str, int]
+    traffic: dict[str, _HostTraffic]
+
+
 PHONE_SIDE_LINKTYPES = frozenset({"raw", "ipv4", "ipv6", "null", "loop"})
 """Link types of captures made on the device itself (a VPN app's tun, PCAPdroid, a loopback)."""
 
@@ -150,7 +171,7 @@ class Monitor:
     """Runs last at flow end: enriches the flow record and keeps the egress book."""
 
     name = "monitor"
-    helpers = ("finish", "settle", "account")
+    helpers = ("finish", "settle", "account", "tally", "book", "tally_state", "add_tally")
     """What the pipeline calls on it besides the hooks."""
 
     def __init__(
@@ -196,10 +217,12 @@ class Monitor:
 
     def flow_end(self, flow: Flow) -> None:
         end = self.settle(flow)
-        if self.handoff is not None:
-            self.handoff(end)
-        else:
+        if self.handoff is None:
             self.account(end)
+            return
+        self.tally(end)  # sums, in any order: kept here, added to the parent's at the end
+        if end.dhcp_hostname or end.local is not None or end.egress:
+            self.handoff(end)  # what the books need in the capture's order
 
     def settle(self, flow: Flow) -> FlowEnd:
         """What one finished flow is, alone: classified and geolocated, its record, evidence and
@@ -258,23 +281,20 @@ class Monitor:
 
     def account(self, end: FlowEnd) -> None:
         """Fold a finished flow into the books kept across flows (hosts, ground stations, what
-        left each device, DHCP names), in the capture's order."""
+        left each device, DHCP names), in the capture's order: its sums (`tally`), then what
+        depends on the order (`book`)."""
+        self.tally(end)
+        self.book(end)
+
+    def tally(self, end: FlowEnd) -> None:
+        """Add a finished flow to the counts kept across flows that do not depend on the order
+        flows come in (the capture's times, flows, packets and what was kept from view, per
+        local host): a process sharing a capture keeps them for its flows, and the parent adds
+        each process's (`tally_state`, `add_tally`)."""
         if self._first_ts is None or end.first_ts < self._first_ts:
             self._first_ts = end.first_ts
         self._last_ts = max(self._last_ts, end.last_ts)
         orig_local, resp_local, link = end.orig_local, end.resp_local, end.link
-        if end.dhcp_hostname and end.orig_mac:
-            self._dhcp[mac_str(end.orig_mac)] = end.dhcp_hostname
-        if end.local is not None:
-            flow, cls = end.local
-            if link is not None:
-                self.devices.observe_link(flow, link)
-            elif orig_local and resp_local:
-                if cls is not None and cls.local and cls.responder:
-                    self.devices.observe_local_rule(
-                        flow, cls.responder, cls.vendor, cls.rule_id, cls.confidence
-                    )
-                self.devices.observe_streams(flow)
         self._flows += 1
         missed, stopped = end.missed, end.stopped
         if missed:
@@ -291,6 +311,55 @@ class Monitor:
         if resp_local:
             self._count(resp_ip, end.resp_pkts, orig_local, link is not None)
             self._unseen(resp_ip, missed, stopped)
+
+    def tally_state(self) -> Tally:
+        """The counts `tally` kept, for the parent of a shared capture."""
+        return Tally(
+            self._first_ts,
+            self._last_ts,
+            self._flows,
+            self.gap_flows,
+            self.missed_bytes,
+            self.stopped_flows,
+            self._ends,
+            self._traffic,
+        )
+
+    def add_tally(self, t: Tally) -> None:
+        """Add another process's counts (`tally_state`) to these: sums, least and greatest."""
+        if t.first_ts is not None and (self._first_ts is None or t.first_ts < self._first_ts):
+            self._first_ts = t.first_ts
+        self._last_ts = max(self._last_ts, t.last_ts)
+        self._flows += t.flows
+        self.gap_flows += t.gap_flows
+        self.missed_bytes += t.missed_bytes
+        self.stopped_flows += t.stopped_flows
+        for ip, n in t.ends.items():
+            self._ends[ip] = self._ends.get(ip, 0) + n
+        for ip, traffic in t.traffic.items():
+            mine = self._traffic.get(ip)
+            if mine is None:
+                self._traffic[ip] = traffic
+            else:
+                mine.add(traffic)
+
+    def book(self, end: FlowEnd) -> None:
+        """Fold what depends on the order flows come in into the books: DHCP names, the device
+        book (drone links, local rules, streams, vendor traffic) and the egress book."""
+        orig_local, resp_local, link = end.orig_local, end.resp_local, end.link
+        orig_ip, resp_ip = end.orig_ip, end.resp_ip
+        if end.dhcp_hostname and end.orig_mac:
+            self._dhcp[mac_str(end.orig_mac)] = end.dhcp_hostname
+        if end.local is not None:
+            flow, cls = end.local
+            if link is not None:
+                self.devices.observe_link(flow, link)
+            elif orig_local and resp_local:
+                if cls is not None and cls.local and cls.responder:
+                    self.devices.observe_local_rule(
+                        flow, cls.responder, cls.vendor, cls.rule_id, cls.confidence
+                    )
+                self.devices.observe_streams(flow)
         lookups = False
         for obs in end.egress:
             if obs.kind == KIND_LOOKUP:
