@@ -13,10 +13,12 @@ from dronewatch.capture.files import FileSource
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.exceptions import PolicyError
+from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.alert import NOTE_ATTEMPT, NOTE_LEAK, Alert, is_lookup
 from dronewatch.judge.classify import Classifier
-from dronewatch.judge.monitor import DeviceRecord, VerdictRecord
+from dronewatch.judge.monitor import DeviceRecord, FlowEnd, Monitor, VerdictRecord
 from dronewatch.judge.policy import Policy, device_spec, with_devices
+from tests.factories import RecordingContext
 
 LINKTYPE_RAW = 101
 """Bare IP packets, as PCAPdroid and other VPN-based phone captures write them."""
@@ -196,3 +198,47 @@ def test_device_by_dhcp_host_name() -> None:
     dev = policy.for_device("192.168.0.9", "aa:bb:cc:dd:ee:ff", "pixel-7")
     assert dev.declared and dev.hostname == "pixel-7" and dev.ldm
     assert not policy.for_device("192.168.0.9", "aa:bb:cc:dd:ee:ff", "iphone").declared
+
+
+def _end(i: int, orig: str, resp: str, orig_local: bool, resp_local: bool) -> FlowEnd:
+    return FlowEnd(
+        1000.0 + i,
+        1000.5 + i * 2,
+        orig,
+        resp,
+        b"\x02\x00\x00\x00\x00\x01",
+        b"\x02\x00\x00\x00\x00\x02",
+        orig_local,
+        resp_local,
+        i % 5 + 1,
+        i % 3,
+        None,
+        "mavlink" if i % 7 == 0 else None,
+        (i * 100) if i % 4 == 0 else 0,
+        i % 6 == 0,
+        (),
+        None,
+    )
+
+
+def test_tallies_of_parts_add_up_to_the_tally_of_the_whole() -> None:
+    """What `Monitor.tally` counts does not depend on the order flows come in: the counts of two
+    processes' shares, added (`add_tally`), are those of one monitor given every flow."""
+    ends = [
+        _end(i, f"10.0.0.{i % 9}", f"10.0.1.{i % 4}" if i % 2 else "8.8.8.8", True, bool(i % 2))
+        for i in range(200)
+    ]
+    ctx = RecordingContext()
+    whole = Monitor(ctx, Policy(), None, NullResolver())
+    parts = [Monitor(ctx, Policy(), None, NullResolver()) for _ in range(2)]
+    for end in ends:
+        whole.tally(end)
+    for i, end in enumerate(reversed(ends)):
+        parts[i % 2].tally(end)
+    merged = Monitor(ctx, Policy(), None, NullResolver())
+    for part in parts:
+        merged.add_tally(part.tally_state())
+    a, b = whole.tally_state(), merged.tally_state()
+    assert a._replace(ends={}, traffic={}) == b._replace(ends={}, traffic={})
+    assert a.ends == b.ends and a.traffic == b.traffic
+    assert a.flows == 200 and a.gap_flows == 49 and a.stopped_flows == 34
