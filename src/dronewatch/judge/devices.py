@@ -87,10 +87,6 @@ class LinkFlow(Protocol):
     def service(self) -> str: ...
     @property
     def meta(self) -> Mapping[str, object]: ...
-    @property
-    def orig_ip(self) -> str: ...
-    @property
-    def resp_ip(self) -> str: ...
 
 
 LINK_META = ("link_gcs_side", "control_hz", "control_from", "video", "video_from")
@@ -110,14 +106,6 @@ class LocalFlow(NamedTuple):
     resp_p: int
     service: str
     meta: Mapping[str, object]
-
-    @property
-    def orig_ip(self) -> str:
-        return ip_str(self.orig_h)
-
-    @property
-    def resp_ip(self) -> str:
-        return ip_str(self.resp_h)
 
     @classmethod
     def of(cls, flow: Flow) -> LocalFlow:
@@ -147,7 +135,7 @@ def ground_station_side(flow: LinkFlow, link: str) -> bool | None:
     side = flow.meta.get("link_gcs_side")
     if side in ("orig", "resp"):
         return side == "orig"  # the link's own content said (a MAVLink heartbeat, system 255)
-    orig, resp = flow.orig_ip, flow.resp_ip
+    orig, resp = ip_str(flow.orig_h), ip_str(flow.resp_h)
     if resp in AIRCRAFT_ADDRESSES and orig not in AIRCRAFT_ADDRESSES:
         return True
     if orig in AIRCRAFT_ADDRESSES and resp not in AIRCRAFT_ADDRESSES:

@@ -174,7 +174,7 @@ def test_local_flow_reads_as_its_flow() -> None:
     for flow in flows:
         facts = LocalFlow.of(flow)
         assert "dns_name" not in facts.meta
-        assert (facts.orig_ip, facts.resp_ip) == (flow.orig_ip, flow.resp_ip)
+        assert (facts.orig_h, facts.resp_p) == (flow.orig_h, flow.resp_p)
         for link in ("dji_wifi", "mavlink", "tello"):
             assert ground_station_side(facts, link) == ground_station_side(flow, link)
         for book, seen in zip(books, (flow, facts), strict=True):
