@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,22 @@ def test_a_process_that_fails_is_named_not_lost(
     assert "failed: RuntimeError: boom" in str(err.value)
     assert "\n" not in str(err.value)
     assert "Traceback" in caplog.text
+
+
+def test_a_process_killed_midway_ends_the_run_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that dies without a word (the kernel's OOM killer, a signal): its pipe closes,
+    the parent stops waiting for it and fails with a one-line reason instead of hanging."""
+
+    def killed(self: Pipeline, stats: object) -> None:
+        os._exit(9)
+
+    monkeypatch.setattr(Pipeline, "end", killed)  # the forked processes inherit it
+    capture = PCAPS / "scenarios" / "tello_sdk.pcap"
+    with pytest.raises(CaptureError, match="ended without a result") as err:
+        run_split(str(capture), 2, lambda r: None, config())
+    assert "\n" not in str(err.value)
 
 
 def test_one_process_is_not_a_split() -> None:
