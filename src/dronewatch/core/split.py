@@ -139,8 +139,8 @@ def run_split(
 def _widen(conn: Connection) -> None:
     """Make the pipe hold `PIPE_BYTES` (Linux, `F_SETPIPE_SZ`; as much as the system allows):
     a process then writes a batch without waiting for the parent, which reads its pipes
-    between the chunks it merges (`_Inbox`). Elsewhere, or when refused, the
-    pipe keeps its size."""
+    between the chunks it merges (`_Inbox`). Elsewhere, or when refused, the pipe keeps its
+    size."""
     setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
     if setsize is None:
         return
