@@ -422,6 +422,7 @@ def test_agent_refuses_missing_interface(tmp_path: Path) -> None:
         (["--workers", "2", "--backend", "dumpcap"], "--backend afpacket"),
         (["--workers", "0"], "--workers must be at least 1"),
         (["--report-s", "0"], "--report-s must be above 0"),
+        (["--drain-s", "-1"], "--drain-s must be 0 or more"),
         (["--ring-mb", "0", "--ring", "RING"], "at least 4 KB"),
     ],
 )

@@ -147,6 +147,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--flush-s", type=float, default=2.0, help="longest a record waits before it is sent (2 s)"
     )
+    p.add_argument(
+        "--drain-s",
+        type=float,
+        default=10.0,
+        help="on stop, how long to keep delivering the spool; what is left stays in it for the "
+        "next start (10 s)",
+    )
     add_rules_and_geoip(p, rules_default=[])
     p.add_argument(
         "--local-subnet",
@@ -218,6 +225,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         raise DronewatchError("--flush-s must be above 0")
     if args.report_s <= 0:
         raise DronewatchError("--report-s must be above 0")
+    if args.drain_s < 0:
+        raise DronewatchError("--drain-s must be 0 or more")
     if args.workers < 1:
         raise DronewatchError("--workers must be at least 1")
     if args.buffer_mb < 2:
@@ -281,7 +290,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         config,
         spool,
         Shipper(spool, sender),
-        AgentOptions(flush_s=args.flush_s, report_s=args.report_s),
+        AgentOptions(flush_s=args.flush_s, report_s=args.report_s, drain_s=args.drain_s),
         ring=ring,
     )
     agent.install_signals()
