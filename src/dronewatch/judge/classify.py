@@ -586,6 +586,8 @@ class Classifier:
         # What `FlowFacts.from_flow` reads, raw: the memo is asked before any facts are made.
         # A flow nobody published a fact on (a scan's SYN, most short flows) skips the reads.
         facts_of = [_hashable(meta.get(name)) for name in _FLOW_META] if meta else _NO_FACTS
+        if not queries and facts_of is not _NO_FACTS:
+            facts_of[_DNS_QUERY] = None  # not among the facts: one memo entry for every lookup
         head = (*facts_of, flow.resp_p, flow.proto, flow.service, payload, queries)
         # A flow without a name to a port no rule names: the rules it may match (by link,
         # service or none of those) have no port condition (`_index`), so any such port is one.
@@ -736,6 +738,7 @@ _NO_FACTS = [None] * len(_FLOW_META)
 """What those keys give a flow with an empty meta (read only)."""
 _NAME_META = tuple(_FLOW_META.index(k) for k in (*FACT_NAME_FIELDS, "dns_query"))
 """Where the name facts are among them."""
+_DNS_QUERY = _FLOW_META.index("dns_query")
 
 
 _MISS = object()

@@ -6,6 +6,8 @@ import random
 from dataclasses import replace
 from functools import cache
 
+import pytest
+
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow
 from dronewatch.judge.classify import Classification, Classifier, FlowFacts
 from dronewatch.judge.rulepack import load_packs
@@ -129,3 +131,29 @@ def test_memoised_names_match_the_facts() -> None:
         assert (got and (got.rule_id, got.matched)) == (want and (want.rule_id, want.matched))
         hits += got is not None
     assert hits
+
+
+def test_lookups_of_many_names_are_classified_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup is not traffic to the name looked up (`queries=False`): a flood of DNS flows
+    asking for as many names shares one memo entry, so the rules are consulted once."""
+    clf = Classifier(bundled().ruleset)
+    calls: list[FlowFacts] = []
+    best_for = clf._best_for
+
+    def counted(facts: FlowFacts) -> object:
+        calls.append(facts)
+        return best_for(facts)
+
+    monkeypatch.setattr(clf, "_best_for", counted)
+    results = set()
+    for i in range(200):
+        flow = Flow(
+            "CDNS", IP_PROTO_UDP, bytes([10, 0, 0, 2]), 40000 + i, bytes([10, 0, 0, 1]), 53, 1, 2
+        )
+        flow.service = "dns"
+        flow.add_meta_item("dns_query", f"host{i}.example.org")
+        got = clf.classify(flow, queries=False)
+        results.add(got and got.rule_id)
+    assert len(calls) == 1
+    want = expected(flow, None, False)
+    assert results == {want and want.rule_id}
