@@ -58,7 +58,9 @@ def _kind(database_type: str) -> str | None:
 
 def _open(path: Path) -> tuple[maxminddb.Reader, DatabaseInfo]:
     try:
-        reader = maxminddb.open_database(str(path), maxminddb.MODE_MMAP)
+        # The C reader where the package built it (a lookup takes about 2 µs, against 10 µs
+        # in the pure-Python reader MODE_MMAP would force: a new public address costs two).
+        reader = maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
     except FileNotFoundError:
         raise GeoIPError(f"{path}: no such file") from None
     except (maxminddb.errors.InvalidDatabaseError, ValueError, OSError) as exc:
