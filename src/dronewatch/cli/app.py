@@ -341,6 +341,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 show = not args.no_progress and (args.progress or progress.wants(source))
                 try:
                     result = run_source(source, emit, config, progress=progress if show else None)
+                    progress.done(result.capture.packets)
                 except CaptureError as exc:
                     outcome(None, str(exc))
                     continue
@@ -419,6 +420,7 @@ def _analyze_split(
             records=None if args.quiet else summary.add,
             progress=progress if show else None,
         )
+        progress.done(result.capture.packets)
     except CaptureError as exc:
         outcome(None, str(exc))
         return

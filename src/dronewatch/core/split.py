@@ -264,6 +264,8 @@ class _Streams:
             self.tallies[k] = payload
         elif kind == "totals":
             self.totals[k] = payload
+            if k == 0:  # process 0 read the whole file: the progress line's last share
+                self.count, self.read = payload.stats.packets, self.total or self.read
         elif kind == "error":
             self.errors[k] = payload
         else:  # "crash": a bug; the traceback goes to the log, not to the user's terminal

@@ -22,6 +22,9 @@ class Progress:
         self._start = time.monotonic()
         self._last = 0.0
         self._shown = False
+        self._source: Source | None = None
+        """The source of the last call, and the packets it had read."""
+        self._packets = 0
 
     def wants(self, source: Source) -> bool:
         """True when the source is large (or of unknown size) and worth a progress line."""
@@ -30,6 +33,7 @@ class Progress:
 
     def __call__(self, source: Source, packets: int) -> None:
         now = time.monotonic()
+        self._source, self._packets = source, packets
         if now - self._last < self.interval_s:
             return
         self._last = now
@@ -45,9 +49,17 @@ class Progress:
         self.stream.flush()
         self._shown = True
 
+    def done(self, packets: int) -> None:
+        """The read ended with `packets` read: where lines are written one under another (not a
+        terminal), a last one says so, so a log does not end on a share read midway."""
+        if self._shown and not self.tty and self._source is not None:
+            self._last = 0.0
+            self(self._source, packets)
+
     def close(self) -> None:
         if self._shown and self.tty:
             self.stream.write("\r" + " " * 78 + "\r")
             self.stream.flush()
         self._shown = False
+        self._source = None
         self._start = time.monotonic()

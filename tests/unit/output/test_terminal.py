@@ -96,6 +96,31 @@ def test_progress_line_names_the_source_printably(tmp_path: Path) -> None:
     assert "\\x1b[2J\\x0a10.0.0.2 (phone): CLEAN\\u202e.pcap: " in text
 
 
+def test_progress_lines_in_a_log_end_with_the_whole_read(tmp_path: Path) -> None:
+    """Written to a log (not a terminal), the progress lines end with one for the finished
+    read, even when the last share fell inside the interval between lines; on a terminal the
+    line is cleared instead."""
+    path = tmp_path / "c.pcap"
+    path.write_bytes(pcap_bytes([]))
+    source = FileSource(str(path))
+    stream = io.StringIO()
+    progress = Progress(stream, interval_s=3600.0, tty=False)
+    progress(source, 10)  # the first share is shown
+    progress(source, 20)  # inside the interval: not shown
+    progress.done(30)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and " 10 packets" in lines[0] and " 30 packets" in lines[1]
+    terminal = io.StringIO()
+    progress = Progress(terminal, interval_s=3600.0, tty=True)
+    progress(source, 10)
+    progress.done(30)
+    assert " 30 packets" not in terminal.getvalue()
+    quiet = io.StringIO()
+    Progress(quiet, interval_s=3600.0, tty=False).done(30)  # nothing shown: nothing to end
+    assert quiet.getvalue() == ""
+
+
 @pytest.mark.parametrize("command", ["analyze", "diff", "report"])
 def test_an_error_quoting_a_name_is_one_printable_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
