@@ -283,7 +283,7 @@ def _analyze_one(path: str, args: argparse.Namespace, records_too: bool) -> _Wor
     return records, lines.lines() if lines is not None else {}, result, error
 
 
-_WorkerOutput = tuple[list[Record], dict[str, tuple[str, int]], Any, str | None]
+_WorkerOutput = tuple[list[Record], dict[str, tuple[bytes, int]], Any, str | None]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -385,8 +385,8 @@ def _analyze_parallel(
                 for record in records:
                     summary.add(record)
                 if writer is not None:
-                    for stem, (text, count) in lines.items():
-                        writer.write_lines(stem, text, count)
+                    for stem, (data, count) in lines.items():
+                        writer.write_lines(stem, data, count)
                 outcome(result, error)
                 if args.progress:
                     print(f"dronewatch: {inline(path)}: done", file=sys.stderr)

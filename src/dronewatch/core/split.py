@@ -69,7 +69,7 @@ from dronewatch.core.pipeline import (
 from dronewatch.exceptions import CaptureError
 from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.monitor import FlowEnd, Monitor, Tally
-from dronewatch.output.jsonl import dumps
+from dronewatch.output.jsonl import record_line
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ BATCH = 1024
 PIPE_BYTES = 4 << 20
 """What each process's pipe to the parent is asked to hold (a few batches of record lines)."""
 
-Item = tuple[tuple[int, int, int], str | None, str | None, Any]
-"""(position, log, JSONL line or None, the record or None) for a record; (position, None, None,
-FlowEnd) for a finished flow."""
+Item = tuple[tuple[int, int, int], str | None, bytes | None, Any]
+"""(position, log, JSONL line (`record_line`) or None, the record or None) for a record;
+(position, None, None, FlowEnd) for a finished flow."""
 
 _CONFIG: AnalysisConfig | None = None
 """The configuration a forked process inherits (rule packs and GeoIP loaded once)."""
@@ -93,13 +93,13 @@ def run_split(
     emit: Callable[[Record], None],
     config: AnalysisConfig | None = None,
     *,
-    lines: Callable[[str, str, int], None] | None = None,
+    lines: Callable[[str, bytes, int], None] | None = None,
     records: Callable[[Record], None] | None = None,
     progress: ProgressFn | None = None,
 ) -> RunResult:
     """Analyze the capture file `path` in `processes` processes.
 
-    The records the processes make reach `lines(log, text, count)` as JSONL lines (when given)
+    The records the processes make reach `lines(log, data, count)` as JSONL lines (when given)
     and `records` as records (when given: sending them costs about as much as making them); the
     records the parent makes (egress, capture, devices, alerts, verdicts) reach `emit`. Raises
     CaptureError when the file cannot be read."""
@@ -282,7 +282,7 @@ def _merge(
     inbox: _Inbox,
     emit: Callable[[Record], None],
     config: AnalysisConfig,
-    lines: Callable[[str, str, int], None] | None,
+    lines: Callable[[str, bytes, int], None] | None,
     records: Callable[[Record], None] | None,
     progress: ProgressFn | None,
     source: Any,
@@ -299,7 +299,7 @@ def _merge(
     book = monitor.book
     reported = 0
     for chunk in streams.chunks():
-        by_log: dict[str, list[str]] = {}
+        by_log: dict[str, list[bytes]] = {}
         for _, log, line, obj in chunk:
             if log is None:
                 book(obj)  # what depends on the order; it writes nothing
@@ -314,7 +314,7 @@ def _merge(
                 records(obj)
         if lines is not None:
             for log, text in by_log.items():  # each file's lines in order, one write a chunk
-                lines(log, "".join(text), len(text))
+                lines(log, b"".join(text), len(text))
         if progress is not None and streams.count - reported >= 65536:
             reported = streams.count
             progress(cast(Source, streams), reported)  # what Progress reads: stats, progress()
@@ -378,7 +378,7 @@ def _share(
             (
                 position(),
                 record.log,
-                dumps(record) + "\n" if want_lines else None,
+                record_line(record) if want_lines else None,
                 record if want_records else None,
             )
         )

@@ -68,10 +68,11 @@ def ring_release(
 def new_record(cls: type[_R], members: tuple[object, ...], values: tuple[object, ...], /) -> _R: ...
 def json_record(
     record: object, names: tuple[str, ...], members: tuple[object, ...] = ..., /
-) -> str | None:
+) -> bytes | None:
     """The record's attributes named (given sorted), those that are None left out, as one
-    compact JSON line with json_line's escapes; None for a value it leaves to json; `members`:
-    the names' slot member descriptors, read directly (_jsonline.c)."""
+    compact JSON line with json_line's escapes, UTF-8 with its newline; None for a value it
+    leaves to json; `members`: the names' slot member descriptors, read directly
+    (_jsonline.c)."""
 
 class FrameCounter:
     """Per-flow frame counter of a drone-link follower, which the C walk feeds itself."""

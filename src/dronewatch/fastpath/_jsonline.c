@@ -11,8 +11,9 @@
    fields), read straight from the record's slots instead of by attribute lookup.
 
    The line is put together as UTF-8 in a buffer that starts on the stack (a flow's line is a
-   few hundred bytes), ints and floats written without making their repr objects, and made a
-   str once at the end (ASCII, most lines, is copied as it is). */
+   few hundred bytes), ints and floats written without making their repr objects, and handed
+   back as bytes with its newline, ready for the file (no str made, none encoded again). A lone
+   surrogate, which UTF-8 cannot hold, is escaped as json_line escapes it. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -102,7 +103,9 @@ static int out_string(Out *o, PyObject *s) {
             } else if (c < 0x800) {
                 *w++ = (char)(0xc0 | (c >> 6));
                 *w++ = (char)(0x80 | (c & 0x3f));
-            } else if (c < 0x10000) { /* a lone surrogate too: written back by surrogatepass */
+            } else if (c >= 0xd800 && c <= 0xdfff) {
+                w = escape_u(w, c); /* a lone surrogate: no UTF-8 holds it, JSON's escape does */
+            } else if (c < 0x10000) {
                 *w++ = (char)(0xe0 | (c >> 12));
                 *w++ = (char)(0x80 | ((c >> 6) & 0x3f));
                 *w++ = (char)(0x80 | (c & 0x3f));
@@ -275,8 +278,7 @@ static PyObject *json_record(PyObject *self, PyObject *args) {
         Py_DECREF(value);
     }
     PyObject *line = NULL;
-    if (rc == 1 && out_bytes(&o, "}", 1) == 0)
-        line = PyUnicode_DecodeUTF8(o.buf, o.len, "surrogatepass");
+    if (rc == 1 && out_bytes(&o, "}\n", 2) == 0) line = PyBytes_FromStringAndSize(o.buf, o.len);
     if (o.buf != o.stack) PyMem_Free(o.buf);
     if (rc == 0) Py_RETURN_NONE;
     return line;
@@ -284,9 +286,10 @@ static PyObject *json_record(PyObject *self, PyObject *args) {
 
 static PyMethodDef jsonline_methods[] = {
     {"json_record", json_record, METH_VARARGS,
-     "json_record(record, names[, members]) -> str or None\n\n"
+     "json_record(record, names[, members]) -> bytes or None\n\n"
      "The record's attributes named (given sorted), those that are None left out, as one "
-     "compact JSON line with json_line's escapes; None for a value it leaves to json. "
+     "compact JSON line with json_line's escapes, UTF-8, ending in a newline; None for a "
+     "value it leaves to json. "
      "members: the names' slot member descriptors, read directly."},
     {NULL, NULL, 0, NULL},
 };

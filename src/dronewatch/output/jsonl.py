@@ -14,16 +14,20 @@ from dronewatch.exceptions import DronewatchError
 from dronewatch.fastpath import native
 from dronewatch.judge.alert import Alert, to_ecs, to_ocsf
 
-_LINE_SAFE = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+_LINE_SAFE = {
+    c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0xD800, 0xE000))
+}
 """Characters JSON may hold raw that break a JSONL file's lines or drive a terminal: DEL, the
 C1 controls (NEL U+0085 ends a line for `str.splitlines`, CSI U+009B starts an escape sequence)
-and the line and paragraph separators. JSON escapes C0 controls itself."""
+and the line and paragraph separators; and lone surrogates, which no UTF-8 file holds. JSON
+escapes C0 controls itself."""
 
 
 def json_line(doc: Any) -> str:
-    """`doc` as one compact JSON line with sorted keys: UTF-8 text as it is, but every character
-    that could end the line or reach a terminal as a control escaped (`\\u....`), so the line
-    reads back to the same values and stays one line for any reader."""
+    """`doc` as one compact JSON line with sorted keys: text as it is, but every character that
+    could end the line or reach a terminal as a control, and every lone surrogate, escaped
+    (`\\u....`), so the line is valid UTF-8, reads back to the same values and stays one line
+    for any reader."""
     text = _ENCODE(doc)
     if text.isascii() and "\x7f" not in text:
         return text  # nothing to escape: most lines
@@ -35,10 +39,11 @@ _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=F
 for every call that passes any argument)."""
 
 
-def dumps(record: Record) -> str:
-    """A record as one compact JSON line with sorted keys: `json_line` of its `to_dict`, made by
-    the C extension where it is built (`_fastpath.json_record`), which hands back any record
-    holding a value it does not write (then made here, the same way as without C)."""
+def record_line(record: Record) -> bytes:
+    """A record as one compact JSON line with sorted keys, UTF-8 with its newline, as a file
+    holds it: `json_line` of its `to_dict`, made by the C extension where it is built
+    (`_fastpath.json_record`), which hands back any record holding a value it does not write
+    (then made here, the same way as without C)."""
     cls = type(record)
     fields = _SORTED_FIELDS.get(cls)
     if fields is None:
@@ -47,7 +52,12 @@ def dumps(record: Record) -> str:
         line = _json_record(record, *fields)  # type: ignore[misc]  # names: C is used
         if line is not None:
             return line
-    return json_line(record.to_dict())
+    return (json_line(record.to_dict()) + "\n").encode()
+
+
+def dumps(record: Record) -> str:
+    """A record as one compact JSON line with sorted keys (`record_line`, as text)."""
+    return record_line(record)[:-1].decode()
 
 
 def _sorted_fields(cls: type[Record]) -> tuple[tuple[str, ...], tuple[object, ...]]:
@@ -63,13 +73,14 @@ def _sorted_fields(cls: type[Record]) -> tuple[tuple[str, ...], tuple[object, ..
 _SORTED_FIELDS: dict[type, tuple[tuple[str, ...], tuple[object, ...]]] = {}
 
 _c = native()
-_json_record: Callable[[Record, tuple[str, ...], tuple[object, ...]], str | None] | None = (
+_json_record: Callable[[Record, tuple[str, ...], tuple[object, ...]], bytes | None] | None = (
     _c.json_record if _c is not None else None
 )
 
 
 class JsonlWriter:
-    """Writes each record to `<dir>/<record.log>.jsonl`, opening files on first use."""
+    """Writes each record to `<dir>/<record.log>.jsonl`, opening files on first use; the lines
+    are UTF-8 made by `record_line`, written as they are."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -77,31 +88,32 @@ class JsonlWriter:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DronewatchError(f"cannot create output directory {directory}: {exc}") from None
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, IO[bytes]] = {}
         self.counts: dict[str, int] = {}
 
-    def _open(self, stem: str) -> IO[str]:
+    def _open(self, stem: str) -> IO[bytes]:
         fh = self._files.get(stem)
         if fh is None:
             fh = self._files[stem] = self._new_file(stem)
             self.counts[stem] = 0
         return fh
 
-    def _new_file(self, stem: str) -> IO[str]:
+    def _new_file(self, stem: str) -> IO[bytes]:
         path = self.directory / f"{stem}.jsonl"
         try:
-            return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            return open(path, "wb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise DronewatchError(f"cannot write {path}: {exc}") from None
 
-    def write_lines(self, stem: str, text: str, count: int) -> None:
-        """Append `count` lines already made (by `RecordLines`) to `<stem>.jsonl`."""
+    def write_lines(self, stem: str, lines: bytes, count: int) -> None:
+        """Append `count` lines already made (`record_line`, by `RecordLines` or the processes
+        of a shared capture) to `<stem>.jsonl`."""
         if count:
-            self._open(stem).write(text)
+            self._open(stem).write(lines)
             self.counts[stem] += count
 
     def write(self, record: Record) -> None:
-        self._open(record.log).write(dumps(record) + "\n")  # one write per line, not two
+        self._open(record.log).write(record_line(record))
         self.counts[record.log] += 1
 
     def close(self) -> None:
@@ -121,7 +133,7 @@ class AlertExportWriter(JsonlWriter):
             self._line("alerts.ocsf", to_ocsf(record))
 
     def _line(self, stem: str, doc: dict[str, Any]) -> None:
-        self._open(stem).write(json_line(doc) + "\n")
+        self._open(stem).write((json_line(doc) + "\n").encode())
         self.counts[stem] += 1
 
 
@@ -130,13 +142,13 @@ class RecordLines(AlertExportWriter):
     `analyze --workers` makes them and the parent's writer appends them, in file order."""
 
     def __init__(self) -> None:  # no directory: nothing is written here
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, IO[bytes]] = {}
         self.counts: dict[str, int] = {}
 
-    def _new_file(self, stem: str) -> IO[str]:
-        return io.StringIO()
+    def _new_file(self, stem: str) -> IO[bytes]:
+        return io.BytesIO()
 
-    def lines(self) -> dict[str, tuple[str, int]]:
+    def lines(self) -> dict[str, tuple[bytes, int]]:
         """Per file stem: the text of its lines and how many there are."""
         return {
             stem: (fh.getvalue(), self.counts[stem])  # type: ignore[attr-defined]

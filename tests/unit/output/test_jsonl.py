@@ -15,9 +15,17 @@ from hypothesis import strategies as st
 from dronewatch.analyzers.dhcp import DhcpRecord
 from dronewatch.core.hooks import Record
 from dronewatch.fastpath import _fastpath
-from dronewatch.output.jsonl import AlertExportWriter, dumps, json_line
+from dronewatch.output.jsonl import AlertExportWriter, dumps, json_line, record_line
 
 HOSTILE = "\x1b[2J\r\n\x00\x7f\x85\x9b2J\u2028\u2029\u202e<script>|=\\"
+
+
+def test_json_line_escapes_lone_surrogates() -> None:
+    """A lone surrogate (text decoded with `surrogateescape`, say) is escaped, so the line is
+    valid UTF-8 and reads back to the same text."""
+    line = json_line({"v": "a\udcff\ud83d"})
+    assert line == '{"v":"a\\udcff\\ud83d"}'
+    assert json.loads(line.encode("utf-8")) == {"v": "a\udcff\ud83d"}
 
 
 def test_json_line_escapes_line_breaks_and_c1_controls() -> None:
@@ -108,6 +116,7 @@ def test_record_line_is_json_line_of_its_dict(zeta: Any, alpha: Any, mid: Any, t
     line = dumps(record)
     assert line == json_line(record.to_dict())
     assert line.splitlines() == [line]
+    assert record_line(record) == (line + "\n").encode()  # strict UTF-8: no lone surrogate
 
 
 def test_c_line_writes_what_it_can_and_hands_back_the_rest() -> None:
@@ -117,7 +126,8 @@ def test_c_line_writes_what_it_can_and_hands_back_the_rest() -> None:
     c = _fastpath
     names = ("alpha", "mid", "ts", "zeta")
     record = _Sample(ts=1.5, zeta={"b": [1, (2.0, None)], "a": HOSTILE}, alpha=True, mid=None)
-    assert c.json_record(record, names) == json_line(record.to_dict())
+    line = (json_line(record.to_dict()) + "\n").encode()
+    assert c.json_record(record, names) == line
     assert c.json_record(_Sample(ts=0.0, mid={1: "x"}), names) is None
     assert c.json_record(_Sample(ts=0.0, mid=object()), names) is None
     with pytest.raises(AttributeError):
@@ -125,9 +135,9 @@ def test_c_line_writes_what_it_can_and_hands_back_the_rest() -> None:
     # Read from the slots through their member descriptors: the same line; a descriptor of
     # another class is not trusted (looked up by name instead).
     members = tuple(inspect.getattr_static(_Sample, n) for n in names)
-    assert c.json_record(record, names, members) == json_line(record.to_dict())
+    assert c.json_record(record, names, members) == line
     other = (inspect.getattr_static(_Other, "alpha"),) * len(names)
-    assert c.json_record(record, names, other) == json_line(record.to_dict())
+    assert c.json_record(record, names, other) == line
     with pytest.raises(TypeError, match="one member per name"):
         c.json_record(record, names, members[:1])
 
