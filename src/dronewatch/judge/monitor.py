@@ -3,9 +3,10 @@ traffic that left a device while its local-data mode was on into alerts and per-
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, ClassVar, NamedTuple
@@ -635,9 +636,7 @@ class Monitor:
     def _not_judged(self) -> None:
         """No ground station: a device record for each local host that was considered (the
         busiest first), saying why it was not judged, so the verdict is never silently empty."""
-        busiest = sorted(self._traffic.items(), key=lambda kv: (-kv[1].pkts, kv[0]))
-        hosts = (ip for ip, _ in busiest if not _group_address(ip))  # the busiest few looked at
-        for ip in islice(hosts, NOT_JUDGED_SHOWN):
+        for ip in islice(_busiest_hosts(self._traffic), NOT_JUDGED_SHOWN):
             host = self.devices.host(ip)
             if "ground_station" in host.roles:
                 continue
@@ -713,6 +712,18 @@ class Monitor:
             )
         )
         return alerts
+
+
+def _busiest_hosts(traffic: dict[str, _HostTraffic]) -> Iterator[str]:
+    """The hosts of `traffic` that could be judged (no group address), the most packets first
+    (then by address), taken off a heap as asked for: a scan's tens of thousands of hosts are
+    not sorted to name the busiest few."""
+    heap = [(-t.pkts, ip) for ip, t in traffic.items()]
+    heapq.heapify(heap)
+    while heap:
+        ip = heapq.heappop(heap)[1]
+        if not _group_address(ip):
+            yield ip
 
 
 def _group_address(ip: str) -> bool:

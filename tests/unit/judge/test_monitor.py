@@ -3,7 +3,9 @@ with `--device`, attempts to reach off the device, and lookups of names that are
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 import dpkt
@@ -16,7 +18,14 @@ from dronewatch.exceptions import PolicyError
 from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.alert import NOTE_ATTEMPT, NOTE_LEAK, Alert, is_lookup
 from dronewatch.judge.classify import Classifier
-from dronewatch.judge.monitor import DeviceRecord, FlowEnd, Monitor, VerdictRecord
+from dronewatch.judge.monitor import (
+    DeviceRecord,
+    FlowEnd,
+    Monitor,
+    VerdictRecord,
+    _busiest_hosts,
+    _HostTraffic,
+)
 from dronewatch.judge.policy import Policy, device_spec, with_devices
 from tests.factories import RecordingContext
 
@@ -242,3 +251,19 @@ def test_tallies_of_parts_add_up_to_the_tally_of_the_whole() -> None:
     assert a._replace(ends={}, traffic={}) == b._replace(ends={}, traffic={})
     assert a.ends == b.ends and a.traffic == b.traffic
     assert a.flows == 200 and a.gap_flows == 49 and a.stopped_flows == 34
+
+
+def test_busiest_hosts_come_most_packets_first_without_group_addresses() -> None:
+    """The hosts a verdict-less capture names are the busiest, ties by address, multicast and
+    broadcast left out: taken off a heap, in the order sorting them all gives."""
+    rng = random.Random(5)
+    addresses = [f"10.0.{rng.randrange(4)}.{i}" for i in range(300)]
+    addresses += ["224.0.0.251", "255.255.255.255", "ff02::fb", "0.0.0.0", "fe80::1"]
+    traffic = {ip: _HostTraffic(pkts=rng.randrange(6)) for ip in addresses}
+    want = [
+        ip
+        for ip, _ in sorted(traffic.items(), key=lambda kv: (-kv[1].pkts, kv[0]))
+        if ip not in ("224.0.0.251", "255.255.255.255", "ff02::fb", "0.0.0.0")
+    ]
+    assert list(_busiest_hosts(traffic)) == want
+    assert list(islice(_busiest_hosts(traffic), 20)) == want[:20]
