@@ -126,7 +126,8 @@ def run_split(
             there.close()
             procs.append(proc)
             inbox.add(k, here)
-        return _merge(processes, inbox, emit, config, lines, records, progress, source)
+        with fewer_collections():  # the parent's books grow as one process's would
+            return _merge(processes, inbox, emit, config, lines, records, progress, source)
     finally:
         _CONFIG = None
         inbox.close()
