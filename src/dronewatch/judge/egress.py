@@ -11,6 +11,7 @@ over the same records, so they raise the same alerts whatever order the records 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -258,9 +259,7 @@ class EgressRecord(Record):
         """Where the destination is (None for a lookup)."""
         if self.kind == KIND_LOOKUP:
             return None
-        return GeoInfo(
-            "public", country_code=self.dest_country, asn=self.dest_asn, as_org=self.dest_as_org
-        )
+        return _public_geo(self.dest_country, self.dest_asn, self.dest_as_org)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> EgressRecord:
@@ -268,6 +267,12 @@ class EgressRecord(Record):
         fields = {k: v for k, v in doc.items() if k != "log"}
         fields["evidence"] = dict(fields.get("evidence") or {})
         return cls(**fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_geo(country: str | None, asn: int | None, as_org: str | None) -> GeoInfo:
+    """A public destination's place, made once for each country and AS (frozen, shared)."""
+    return GeoInfo("public", country_code=country, asn=asn, as_org=as_org)
 
 
 def note_of(obs: EgressRecord) -> str:
