@@ -15,9 +15,11 @@ the mDNS analyzer reuses it.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,6 +27,7 @@ from dronewatch.analyzers._dns_rdata import DNS_TYPE_NAMES, TYPE_ANY, render
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
 from dronewatch.core.hooks import ConnRecord, Context, DnsCache, conn, conn_values, make_record
 from dronewatch.exceptions import DecodeError
+from dronewatch.fastpath import native
 
 logger = logging.getLogger(__name__)
 
@@ -231,9 +234,20 @@ def parse_dns_message(data: bytes, *, extra: bool = False, text: bool = False) -
     """Decode a DNS message: header, questions and answers; with `extra`, the other records too;
     with `text`, each record's rendering as Zeek's dns.log answers (`DnsResource.text`).
 
+    Read by the C extension where it is used (`_fastpath.dns_parse`, a few times as fast: a
+    capture of short flows is mostly DNS, and every process sharing a capture reads every DNS
+    flow), else by `_parse_message`: the same objects and errors (a test holds them together).
+
     Raises:
         DecodeError: the header, a question or an answer does not parse.
     """
+    if _c_parse is not None and type(data) is bytes:
+        return _c_parse(data, extra, text)
+    return _parse_message(data, extra=extra, text=text)
+
+
+def _parse_message(data: bytes, *, extra: bool = False, text: bool = False) -> DnsMessage:
+    """`parse_dns_message` in Python."""
     if len(data) < DNS_HEADER_LEN:
         raise DecodeError(f"{len(data)} bytes is shorter than a DNS header")
     trans_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
@@ -262,6 +276,39 @@ def parse_dns_message(data: bytes, *, extra: bool = False, text: bool = False) -
     return DnsMessage(
         trans_id, flags, tuple(questions), tuple(answers), tuple(others), min(nscount, len(others))
     )
+
+
+def _render_text(
+    rtype: int, owner: str, data: bytes, start: int, end: int, names: _Names
+) -> str | None:
+    """`render` of a record the C reader does not render itself, reading names inside its data
+    through the message's table of names (`names`, which the C reader keeps too)."""
+    return render(rtype, owner, data, start, end, lambda at: _read_name(data, at, names)[0])
+
+
+def _c_reader() -> Callable[[bytes, bool, bool], DnsMessage] | None:
+    """The C extension's `dns_parse`, set up with this module's classes, or None without C."""
+    c = native()
+    if c is None:
+        return None
+
+    def members(cls: type) -> tuple[object, ...]:
+        return tuple(inspect.getattr_static(cls, f.name) for f in dataclasses.fields(cls))
+
+    c.dns_setup(
+        DnsQuestion,
+        members(DnsQuestion),
+        DnsResource,
+        members(DnsResource),
+        DnsMessage,
+        members(DnsMessage),
+        _render_text,
+        DecodeError,
+    )
+    return c.dns_parse  # type: ignore[no-any-return]
+
+
+_c_parse = _c_reader()
 
 
 def _norm(name: str) -> str:

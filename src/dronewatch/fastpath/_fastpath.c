@@ -1295,6 +1295,7 @@ static struct PyModuleDef module = {
 int dw_add_ring(PyObject *module); /* _ring.c: the AF_PACKET ring's reader */
 int dw_add_jsonline(PyObject *module); /* _jsonline.c: a record as a JSONL line */
 int dw_add_record(PyObject *module);   /* _record.c: a record made without __init__ */
+int dw_add_dns(PyObject *module);      /* _dns.c: a DNS message read off the wire */
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
 #define INTERN(var, text)                                                                          \
@@ -1321,7 +1322,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (dw_add_counters(m) < 0 || dw_add_ring(m) < 0 || dw_add_jsonline(m) < 0 ||
-        dw_add_record(m) < 0) {
+        dw_add_record(m) < 0 || dw_add_dns(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -9,6 +9,39 @@
 #include <Python.h>
 #include <structmember.h>
 
+/* 0 when each of `members` is a writable object slot of an ancestor of cls; -1 with a
+   TypeError otherwise. */
+int dw_check_members(PyTypeObject *cls, PyObject *members) {
+    Py_ssize_t n = PyTuple_GET_SIZE(members);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyTuple_GET_ITEM(members, i);
+        if (!Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX ||
+            (((PyMemberDescrObject *)d)->d_member->flags & READONLY) ||
+            !PyType_IsSubtype(cls, ((PyDescrObject *)d)->d_type)) {
+            PyErr_Format(PyExc_TypeError, "new_record: member %zd is not a slot of %s", i,
+                         cls->tp_name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* An instance of cls with values[i] in the slot of members[i] (checked by dw_check_members;
+   as many values as members). */
+PyObject *dw_new_record(PyTypeObject *cls, PyObject *members, PyObject *const *values) {
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(members);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyMemberDef *m = ((PyMemberDescrObject *)PyTuple_GET_ITEM(members, i))->d_member;
+        PyObject **slot = (PyObject **)((char *)obj + m->offset);
+        Py_INCREF(values[i]);
+        Py_XSETREF(*slot, values[i]);
+    }
+    return obj;
+}
+
 static PyObject *new_record(PyObject *self, PyObject *args) {
     PyTypeObject *cls;
     PyObject *members, *values;
@@ -21,27 +54,8 @@ static PyObject *new_record(PyObject *self, PyObject *args) {
                      PyTuple_GET_SIZE(values));
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++) { /* each a writable object slot of an ancestor of cls */
-        PyObject *d = PyTuple_GET_ITEM(members, i);
-        if (!Py_IS_TYPE(d, &PyMemberDescr_Type) ||
-            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX ||
-            (((PyMemberDescrObject *)d)->d_member->flags & READONLY) ||
-            !PyType_IsSubtype(cls, ((PyDescrObject *)d)->d_type)) {
-            PyErr_Format(PyExc_TypeError, "new_record: member %zd is not a slot of %s", i,
-                         cls->tp_name);
-            return NULL;
-        }
-    }
-    PyObject *obj = cls->tp_alloc(cls, 0);
-    if (obj == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyMemberDef *m = ((PyMemberDescrObject *)PyTuple_GET_ITEM(members, i))->d_member;
-        PyObject **slot = (PyObject **)((char *)obj + m->offset);
-        PyObject *v = PyTuple_GET_ITEM(values, i);
-        Py_INCREF(v);
-        Py_XSETREF(*slot, v);
-    }
-    return obj;
+    if (dw_check_members(cls, members) < 0) return NULL;
+    return dw_new_record(cls, members, ((PyTupleObject *)values)->ob_item);
 }
 
 static PyMethodDef record_methods[] = {
