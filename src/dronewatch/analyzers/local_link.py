@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import Context
-from dronewatch.geoip.local import LocalNets
 
 FIRST_PAYLOAD_BYTES = 16
 """Bytes of the first payload kept for the rule packs' `payload_prefix`."""
@@ -107,7 +106,7 @@ class LocalLinkAnalyzer:
     def __init__(self, ctx: Context, options: LocalLinkOptions | None = None) -> None:
         self.ctx = ctx
         self.options = options or LocalLinkOptions()
-        self._local = LocalNets()
+        self._local = ctx.local  # the run's local networks: what the monitor takes for local
         self._state: dict[str, _State] = {}  # keyed by flow.uid, dropped in flow_end
 
     def wants(self, flow: Flow) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.fastpath import native
+from dronewatch.geoip.local import LocalNets, builtin_local_nets
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,9 @@ class Context:
     """The uids of the open flows made here only for the facts they publish (a DNS answer names
     the flows after it): another process of a shared capture writes their records
     (`dronewatch.core.split`), so an analyzer reading one may skip making them."""
+    local: LocalNets = dataclasses.field(default_factory=builtin_local_nets)
+    """The local networks of the run: the GeoIP resolver's (built-in ranges, the user's local
+    subnets and drone-link subnets), so an analyzer takes for local what the monitor does."""
 
 
 @runtime_checkable

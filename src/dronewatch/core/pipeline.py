@@ -216,10 +216,10 @@ class Pipeline:
         finished one to `handoff` instead of keeping the books across flows itself."""
         config = config or AnalysisConfig()
         self.emit = emit
-        self.ctx = Context(emit=emit, dns=DnsNameCache())
         resolver = config.resolver
         if resolver is None:
             resolver = NullResolver()
+        self.ctx = Context(emit=emit, dns=DnsNameCache(), local=resolver.local)
         keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
         self.monitor = Monitor(
             self.ctx,

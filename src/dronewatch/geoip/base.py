@@ -6,6 +6,8 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol
 
+from dronewatch.geoip.local import LocalNets
+
 logger = logging.getLogger(__name__)
 
 Scope = Literal["local", "public", "unknown"]
@@ -66,6 +68,10 @@ GEOIP_PUBLIC = GeoInfo("public")
 
 class Resolver(Protocol):
     """Anything that tells where an IP address is: MaxMindResolver, NullResolver or a test fake."""
+
+    local: LocalNets
+    """The local networks it answers `local` for: the one table of the run (the analyzers and
+    the classifier read it too)."""
 
     def lookup(self, ip: str | bytes) -> GeoInfo:
         """Where `ip` (text, or 4/16 packed bytes) is; scope `unknown` for a non-address."""

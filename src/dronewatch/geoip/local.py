@@ -207,3 +207,8 @@ def _reverse_address(name: str) -> IpAddress | None:
 
 
 _BUILTIN = LocalNets()
+
+
+def builtin_local_nets() -> LocalNets:
+    """The built-in local ranges alone (no user subnets), one shared table."""
+    return _BUILTIN

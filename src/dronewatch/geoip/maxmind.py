@@ -21,7 +21,7 @@ import maxminddb.errors
 
 from dronewatch.exceptions import GeoIPError
 from dronewatch.geoip.base import GEOIP_UNKNOWN, GeoInfo
-from dronewatch.geoip.local import LocalNets, parse_address
+from dronewatch.geoip.local import LocalNets, builtin_local_nets, parse_address
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class MaxMindResolver:
     ) -> None:
         """Open the databases given (either may be None). Raises GeoIPError for a file that is
         missing, unreadable, or of the wrong kind."""
-        self.local = local or LocalNets()
+        self.local = local or builtin_local_nets()
         self.databases: list[DatabaseInfo] = []
         self._geo: maxminddb.Reader | None = None
         self._asn: maxminddb.Reader | None = None

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from dronewatch.core.flow import Flow
 from dronewatch.exceptions import GeoIPError
-from dronewatch.geoip.local import LocalNets
+from dronewatch.geoip.local import builtin_local_nets
 from dronewatch.judge.rulepack import (
     LintIssue,
     Rule,
@@ -50,7 +50,7 @@ NAME_NONE = 0
 FACT_NAME_FIELDS = ("sni", "quic_sni", "http_host", "dns_name")
 """Single-valued name facts, in the order they are trusted."""
 
-_LOCAL = LocalNets()
+_LOCAL = builtin_local_nets()
 """The built-in table of local ranges (`dronewatch.geoip.local`), the one the resolver uses too."""
 
 _COMPATIBLE = frozenset(
@@ -126,6 +126,10 @@ class FlowFacts:
     proto: str | None = None
     """tcp, udp, icmp..."""
     resp_ip: str | None = None
+    resp_local: bool | None = None
+    """Whether the responder is on the local network, as the run decides it (the GeoIP
+    resolver's local networks, with the user's subnets: `Monitor.settle` passes its scope);
+    None when the address is unknown. Made from the built-in ranges when not given."""
     asn: int | None = None
     """Autonomous system of the responder, from GeoIP."""
     ja4: str | None = None
@@ -136,6 +140,8 @@ class FlowFacts:
     for flows between two local hosts), or what the caller passes."""
 
     def __post_init__(self) -> None:
+        if self.resp_local is None and self.resp_ip:
+            object.__setattr__(self, "resp_local", is_local_address(self.resp_ip))
         for key in FACT_NAME_FIELDS:
             raw = getattr(self, key)
             if raw is not None:
@@ -145,8 +151,17 @@ class FlowFacts:
             object.__setattr__(self, "dns_query", tuple(n for n in names if n))
 
     @classmethod
-    def from_flow(cls, flow: Flow, *, asn: int | None = None, payload: bytes = b"") -> FlowFacts:
-        """The facts of a flow, from its 5-tuple and what the analyzers put in `flow.meta`."""
+    def from_flow(
+        cls,
+        flow: Flow,
+        *,
+        asn: int | None = None,
+        payload: bytes = b"",
+        resp_local: bool | None = None,
+    ) -> FlowFacts:
+        """The facts of a flow, from its 5-tuple and what the analyzers put in `flow.meta`;
+        `resp_local`: whether the run takes the responder for local (else the built-in
+        ranges decide)."""
         meta = flow.meta
         return cls(
             sni=_meta_str(meta, "sni"),
@@ -159,6 +174,7 @@ class FlowFacts:
             resp_p=flow.resp_p,
             proto=flow.proto_name,
             resp_ip=flow.resp_ip or None,
+            resp_local=resp_local if resp_local is not None else _local_packed(flow.resp_h),
             asn=asn,
             ja4=_meta_str(meta, "ja4"),
             link=_meta_str(meta, "link"),
@@ -296,15 +312,18 @@ def _behaviour(rule_id: str, confidence: float, severity: str, description: str)
     )
 
 
-def behavioural_label(flow: Flow, options: BehaviourOptions | None = None) -> Classification | None:
+def behavioural_label(
+    flow: Flow, options: BehaviourOptions | None = None, *, resp_local: bool | None = None
+) -> Classification | None:
     """A label from a flow's shape alone, for a flow no rule matched.
 
-    None when the responder is on the local network (nothing left the device). TCP/UDP flows that
+    None when the responder is on the local network (nothing left the device; `resp_local`: as
+    the run decides it, else the built-in ranges decide). TCP/UDP flows that
     upload much more than they receive are `behaviour.sustained_upload`; long-lived flows of small,
     spread-out packets are `behaviour.periodic_beacon`; anything else is `behaviour.unclassified`.
     """
     opts = options or BehaviourOptions()
-    if is_local_address(flow.resp_ip):
+    if resp_local if resp_local is not None else is_local_address(flow.resp_ip):
         return None
     if flow.proto_name in ("tcp", "udp"):
         sent, received = flow.orig_bytes, flow.resp_bytes
@@ -447,7 +466,7 @@ class _Compiled:
             if f.service != self.service:
                 return False
             matched["service"] = self.service
-        if self.local and is_local_address(f.resp_ip) is False:
+        if self.local and f.resp_local is False:
             return False
         if self.nets is not None:
             addr = _address(f.resp_ip) if f.resp_ip else None
@@ -578,17 +597,25 @@ class Classifier:
             parent = parent[dot + 1 :]
 
     def classify(
-        self, flow: Flow, *, asn: int | None = None, payload: bytes = b"", queries: bool = True
+        self,
+        flow: Flow,
+        *,
+        asn: int | None = None,
+        payload: bytes = b"",
+        queries: bool = True,
+        resp_local: bool | None = None,
     ) -> Classification | None:
         """The best rule for a flow, or None when no rule matches; `queries=False` leaves the
-        names the flow asked DNS for out of its facts (a lookup is not traffic to the name)."""
+        names the flow asked DNS for out of its facts (a lookup is not traffic to the name);
+        `resp_local`: whether the run takes the responder for local (`FlowFacts.resp_local`)."""
         meta = flow.meta
         # What `FlowFacts.from_flow` reads, raw: the memo is asked before any facts are made.
         # A flow nobody published a fact on (a scan's SYN, most short flows) skips the reads.
         facts_of = [_hashable(meta.get(name)) for name in _FLOW_META] if meta else _NO_FACTS
         if not queries and facts_of is not _NO_FACTS:
             facts_of[_DNS_QUERY] = None  # not among the facts: one memo entry for every lookup
-        head = (*facts_of, flow.resp_p, flow.proto, flow.service, payload, queries)
+        local = resp_local if resp_local is not None else _local_packed(flow.resp_h)
+        head = (*facts_of, flow.resp_p, flow.proto, flow.service, payload, queries, local)
         # A flow without a name to a port no rule names: the rules it may match (by link,
         # service or none of those) have no port condition (`_index`), so any such port is one.
         port: int | None = flow.resp_p
@@ -596,7 +623,6 @@ class Classifier:
             not meta or not any(facts_of[i] is not None for i in _NAME_META)
         ):
             port = None
-        local = _local_packed(flow.resp_h)
         kind = (*facts_of, port, flow.proto, flow.service, payload, queries, local)
         hit = self._by_kind.get(kind, _MISS)
         if hit is not _MISS:
@@ -605,7 +631,7 @@ class Classifier:
         try:
             best = self._by_flow[key]
         except KeyError:
-            facts = FlowFacts.from_flow(flow, asn=asn, payload=payload)
+            facts = FlowFacts.from_flow(flow, asn=asn, payload=payload, resp_local=local)
             if not queries:
                 facts = replace(facts, dns_query=())
             best = self._best_for(facts)
@@ -709,9 +735,11 @@ class Classifier:
         c, matched = best_match
         return c.rule, matched
 
-    def behavioural_label(self, flow: Flow) -> Classification | None:
+    def behavioural_label(
+        self, flow: Flow, *, resp_local: bool | None = None
+    ) -> Classification | None:
         """A behavioural label for a flow no rule matched (see `behavioural_label`)."""
-        return behavioural_label(flow, self.options.behaviour)
+        return behavioural_label(flow, self.options.behaviour, resp_local=resp_local)
 
     behavioural = behavioural_label
 

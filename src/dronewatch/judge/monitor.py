@@ -236,9 +236,11 @@ class Monitor:
         if self.classifier is not None:
             # A lookup is not traffic to the name looked up: that is judged in _dns().
             queries = flow.service not in ("dns", "mdns")
-            cls = self.classifier.classify(flow, asn=resp_geo.asn, queries=queries)
+            cls = self.classifier.classify(
+                flow, asn=resp_geo.asn, queries=queries, resp_local=_LOCAL_SCOPE[resp_geo.scope]
+            )
             if cls is None and not resp_local:
-                cls = self.classifier.behavioural_label(flow)
+                cls = self.classifier.behavioural_label(flow, resp_local=False)
         record = flow_record(flow, cls, resp_geo, orig_geo)
         self.ctx.emit(record)
         if self.evidence is not None:
@@ -506,7 +508,7 @@ class Monitor:
             cls = classify(qname) if classify is not None else None
             if cls is not None and (cls.behavioural or cls.category == "local_link"):
                 continue
-            if cls is None and is_local_name(qname):
+            if cls is None and is_local_name(qname, self.resolver.local):
                 continue  # a name the local network answers: not an attempt to leave
             out.append(  # in field order (`make_record`: one per name a DNS flow asked)
                 make_record(
@@ -712,6 +714,10 @@ class Monitor:
             )
         )
         return alerts
+
+
+_LOCAL_SCOPE: dict[str, bool | None] = {"local": True, "public": False, "unknown": None}
+"""Whether a GeoIP scope is on the local network (the classifier's `resp_local` fact)."""
 
 
 def _busiest_hosts(traffic: dict[str, _HostTraffic]) -> Iterator[str]:

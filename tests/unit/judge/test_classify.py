@@ -544,7 +544,7 @@ def test_check_rule_tests_reports_failing_cases_at_their_lines(tmp_path: Path) -
 def test_flows_memo_key_covers_every_fact() -> None:
     """The flow memo's key reads every `flow.meta` key a fact comes from: a new fact field fails
     here until the key reads it too (the flow's own fields are in the key besides)."""
-    from_flow_fields = {"resp_p", "proto", "resp_ip", "asn", "service", "payload"}
+    from_flow_fields = {"resp_p", "proto", "resp_ip", "resp_local", "asn", "service", "payload"}
     meta_facts = {f.name for f in dataclasses.fields(FlowFacts)} - from_flow_fields
     # `payload` is the caller's, or else meta `first_payload` (the local-link analyzer's).
     assert meta_facts | {"first_payload"} == set(classify_module._FLOW_META)
@@ -568,6 +568,7 @@ def test_flows_memo_sees_every_fact_it_reads() -> None:
         make_rule("t.ip", {"ip": ["198.51.100.0/24"]}),
         make_rule("t.service", {"service": "mqtt"}),
         make_rule("t.asn", {"asn": [64500]}),
+        make_rule("t.local", {"ports": [9999], "local": True}, category="local_link"),
     )
     cases: list[tuple[str | None, dict[str, object]]] = [
         (None, {}),
@@ -586,16 +587,24 @@ def test_flows_memo_sees_every_fact_it_reads() -> None:
         ("t.ip", {"resp_h": ip("198.51.100.7")}),
         ("t.service", {"service": "mqtt"}),
         ("t.asn", {"asn": 64500}),
+        ("t.local", {"resp_p": 9999, "resp_local": True}),
+        (None, {"resp_p": 9999, "resp_local": False}),
     ]
     for expected, case in cases * 2:  # the second round is served from the memo
         flow, change = make_test_flow(), dict(case)
         asn, queries = change.pop("asn", None), change.pop("queries", True)
+        local = change.pop("resp_local", None)
         for key, value in change.items():
             if hasattr(flow, key):
                 setattr(flow, key, value)
             else:
                 flow.meta[key] = value  # type: ignore[assignment]
-        result = clf.classify(flow, asn=asn, queries=bool(queries))  # type: ignore[arg-type]
+        result = clf.classify(
+            flow,
+            asn=asn,  # type: ignore[arg-type]
+            queries=bool(queries),
+            resp_local=local,  # type: ignore[arg-type]
+        )
         assert (result.rule_id if result else None) == expected, case
 
 
