@@ -832,12 +832,13 @@ def owner(key: FlowKey, processes: int) -> int:
     the CRC-32 of the key as the C walk holds it (version, protocol, lower end, higher end, each
     a 16-byte address and a port), modulo `processes`; the C walk computes the same."""
     proto, a, ap, b, bp = key
-    row = _KEY_HEAD[len(a) == 4][proto] + a.ljust(16, b"\0") + _PORT2[ap] + b.ljust(16, b"\0")
-    return crc32(row + _PORT2[bp]) % processes
+    row = _KEY_HEAD[len(a) == 4][proto] + a.ljust(16, b"\0") + _port2(ap) + b.ljust(16, b"\0")
+    return crc32(row + _port2(bp)) % processes
 
 
 _KEY_HEAD = (tuple(bytes((6, p)) for p in range(256)), tuple(bytes((4, p)) for p in range(256)))
-_PORT2 = tuple(p.to_bytes(2, "big") for p in range(65536))
+_port2 = struct.Struct(">H").pack
+"""A port as the key row holds it (two bytes, big-endian)."""
 
 _MAX_WANTS_KNOWN = 4096
 """Protocol and port pairs whose wanting analyzers the engine remembers (`Engine._wanted`): a
