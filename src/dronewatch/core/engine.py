@@ -442,6 +442,11 @@ class Engine:
                     )
         elif proto == IP_PROTO_UDP:
             swap = sport in LIKELY_SERVER_UDP and dport not in LIKELY_SERVER_UDP
+            if not swap and _DNS_PORT in (sport, dport) and _dns_response(pkt.payload):
+                # A flow seen from its first answer (both ends on port 53, say): the server
+                # sent it, so the receiver is the originator, as Zeek's DNS analyzer turns the
+                # flow (a response to a multicast group is left as it came).
+                swap = not _multicast(pkt.dst)
         if swap and pkt.dst == _BROADCAST:
             swap = False  # Zeek never makes the limited broadcast address the originator
         # A flow keeps the addresses, MACs and ports of its packets: one shared object for each
@@ -861,6 +866,19 @@ _CLOSE, _ATTEMPT, _EXPIRE = 0, 1, 2
 flow again."""
 
 _BROADCAST = b"\xff\xff\xff\xff"
+_DNS_PORT = 53
+"""DNS (RFC 1035): the port whose first datagram the originator rule reads (`_dns_response`)."""
+
+
+def _dns_response(payload: bytes) -> bool:
+    """Whether a datagram is a DNS response: a full header (12 bytes) with the QR bit set."""
+    return len(payload) >= 12 and payload[2] & 0x80 != 0
+
+
+def _multicast(addr: bytes) -> bool:
+    """An IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) multicast address, packed."""
+    return (len(addr) == 4 and addr[0] & 0xF0 == 0xE0) or (len(addr) == 16 and addr[0] == 0xFF)
+
 
 LIKELY_SERVER_TCP = frozenset(
     (21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585)

@@ -96,6 +96,27 @@ def test_syn_ack_first_makes_the_receiver_the_originator() -> None:
     assert spy.ended[0].orig_h == ip("192.168.1.3")
 
 
+def test_a_dns_response_first_makes_its_receiver_the_originator() -> None:
+    """Between two servers on port 53, a flow seen from its answer names the querier as the
+    originator (Zeek's `dns.flip` test); a query, a response to a multicast group and a short
+    datagram keep their sender."""
+    header = b"\x64\x65" + b"\x81\x80" + b"\x00\x01" * 2 + b"\x00\x00" * 2
+    query = b"\x64\x65" + b"\x01\x00" + b"\x00\x01" + b"\x00\x00" * 3
+    cases = [
+        (header, "192.0.2.53", "198.51.100.53", "198.51.100.53"),
+        (query, "192.0.2.53", "198.51.100.53", "192.0.2.53"),
+        (header, "192.0.2.53", "224.0.0.251", "192.0.2.53"),
+        (header[:11], "192.0.2.53", "198.51.100.53", "192.0.2.53"),
+    ]
+    for payload, src, dst, originator in cases:
+        eng, spy = engine()
+        eng.process(make_udp(payload, src=src, dst=dst, sport=53, dport=53))
+        eng.finish()
+        (flow,) = spy.ended
+        assert flow.orig_h == ip(originator), (payload, dst)
+        assert flow.history.startswith("^") == (originator != src)
+
+
 def test_closed_flow_ends_after_linger_and_a_new_syn_is_a_new_flow() -> None:
     """A RST closes the flow after the linger time; the same tuple later is a new flow."""
     eng, spy = engine(close_linger_s=2.0, sweep_every_s=1.0)
