@@ -666,7 +666,14 @@ class Classifier:
         hit = self._by_name.get(name, _MISS)
         if hit is not _MISS:
             return _result(hit)  # type: ignore[arg-type]
-        best = self._best_for(FlowFacts(dns_query=(name,)))
+        norm = normalize_name(name)
+        if norm is None or not self._hits(norm):
+            # No rule names it: only the rules without a name, port, link or service condition
+            # can match, and they read nothing of a name alone, so every such name gets the
+            # answer of no facts at all (a flood of lookups of new names: most of them).
+            best = self._best_for(_NO_NAME)
+        else:
+            best = self._best_for(FlowFacts(dns_query=(name,)))
         if len(self._by_name) >= self.options.facts_cache_size:
             self._by_name.clear()
         self._by_name[name] = best
@@ -748,6 +755,9 @@ class Classifier:
         info = getattr(self._hits, "cache_info", None)
         return str(info()) if info is not None else ""
 
+
+_NO_NAME = FlowFacts()
+"""The facts of a name no rule names, as far as the rules can tell (`classify_name`)."""
 
 _FLOW_META = (
     "first_payload",

@@ -157,3 +157,26 @@ def test_lookups_of_many_names_are_classified_once(monkeypatch: pytest.MonkeyPat
     assert len(calls) == 1
     want = expected(flow, None, False)
     assert results == {want and want.rule_id}
+
+
+def test_names_no_rule_names_classify_as_their_facts() -> None:
+    """A name no rule names takes the shortcut of no facts; it, and names near the rules' own
+    (subdomains, other case, a trailing dot, a port, globs' shapes), classify as a fresh set of
+    facts with the name does."""
+    clf = Classifier(bundled().ruleset)
+    fresh = Classifier(bundled().ruleset)
+    rng = random.Random(16)
+    known = [*clf._exact, *clf._suffix, *(tail for tail in clf._globs)]
+    names = ["", ".", "localhost", "printer", "a.b.c.example", "x" * 70 + ".org"]
+    for _ in range(1500):
+        base = rng.choice(known) if rng.random() < 0.7 else f"h{rng.randrange(999)}.example.net"
+        name = rng.choice(("", "api.", "x1.", "cdn-7.")) + base
+        name = rng.choice((name, name.upper(), name + ".", name + ":443", " " + name))
+        names.append(name)
+    named = 0
+    for name in names:
+        got = clf.classify_name(name)
+        want = fresh.classify_facts(FlowFacts(dns_query=(name,)))
+        assert (got and (got.rule_id, got.matched)) == (want and (want.rule_id, want.matched)), name
+        named += got is not None
+    assert named > 100  # the draws reach rules, not only the shortcut
