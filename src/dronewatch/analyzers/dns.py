@@ -74,6 +74,12 @@ _NAME_TYPES = frozenset({DNS_TYPE_CNAME, DNS_TYPE_NS, DNS_TYPE_PTR, DNS_TYPE_DNA
 _ADDRESS_TYPES = frozenset({DNS_TYPE_A, DNS_TYPE_AAAA})
 
 
+def is_dns_response(payload: bytes) -> bool:
+    """Whether a datagram is a DNS response: a full header with the QR bit set (RFC 1035
+    4.1.1); the engine's originator rule reads it (`Engine._start`)."""
+    return len(payload) >= DNS_HEADER_LEN and payload[2] << 8 & DNS_FLAG_QR != 0
+
+
 def dns_type_name(rtype: int) -> str:
     """The mnemonic of a record type, or `TYPE<n>` (RFC 3597) when it has none here."""
     return DNS_TYPE_NAMES.get(rtype) or f"TYPE{rtype}"
@@ -669,6 +675,7 @@ __all__ = [
     "DnsResource",
     "dns_rcode_name",
     "dns_type_name",
+    "is_dns_response",
     "parse_dns_message",
     "subject",
 ]

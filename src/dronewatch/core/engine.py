@@ -15,6 +15,7 @@ from itertools import compress, islice, repeat
 from operator import attrgetter, eq, itemgetter, lt
 from zlib import crc32
 
+from dronewatch.analyzers.dns import DNS_PORT, is_dns_response
 from dronewatch.core import tcp
 from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
 from dronewatch.core.flow import (
@@ -31,6 +32,7 @@ from dronewatch.core.flow import (
 )
 from dronewatch.core.hooks import Analyzer, AnalyzerHooks, Context, find_hooks
 from dronewatch.core.stream import StreamOptions, StreamReaders
+from dronewatch.geoip.local import builtin_local_nets
 
 logger = logging.getLogger(__name__)
 
@@ -442,11 +444,11 @@ class Engine:
                     )
         elif proto == IP_PROTO_UDP:
             swap = sport in LIKELY_SERVER_UDP and dport not in LIKELY_SERVER_UDP
-            if not swap and _DNS_PORT in (sport, dport) and _dns_response(pkt.payload):
+            if not swap and DNS_PORT in (sport, dport) and is_dns_response(pkt.payload):
                 # A flow seen from its first answer (both ends on port 53, say): the server
                 # sent it, so the receiver is the originator, as Zeek's DNS analyzer turns the
                 # flow (a response to a multicast group is left as it came).
-                swap = not _multicast(pkt.dst)
+                swap = builtin_local_nets().reason(pkt.dst) != "multicast"
         if swap and pkt.dst == _BROADCAST:
             swap = False  # Zeek never makes the limited broadcast address the originator
         # A flow keeps the addresses, MACs and ports of its packets: one shared object for each
@@ -866,20 +868,6 @@ _CLOSE, _ATTEMPT, _EXPIRE = 0, 1, 2
 flow again."""
 
 _BROADCAST = b"\xff\xff\xff\xff"
-_DNS_PORT = 53
-"""DNS (RFC 1035): the port whose first datagram the originator rule reads (`_dns_response`)."""
-
-
-def _dns_response(payload: bytes) -> bool:
-    """Whether a datagram is a DNS response: a full header (12 bytes) with the QR bit set."""
-    return len(payload) >= 12 and payload[2] & 0x80 != 0
-
-
-def _multicast(addr: bytes) -> bool:
-    """An IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) multicast address, packed."""
-    return (len(addr) == 4 and addr[0] & 0xF0 == 0xE0) or (len(addr) == 16 and addr[0] == 0xFF)
-
-
 LIKELY_SERVER_TCP = frozenset(
     (21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 465, 502, 514, 563, 585)
     + (587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306)
