@@ -65,7 +65,7 @@ class Agent:
         self.ring = ring
         self.pipeline: Pipeline | None = None
         self.coverage = _Coverage(source.stats.name)
-        self._names = _NameChannel()
+        self._names = _NameChannel(config.checksums)
 
     def _emit(self, record: Record) -> None:
         if isinstance(record, CaptureRecord):
@@ -188,6 +188,8 @@ class _Coverage:
         counted at the end of the last interval (`_unseen`)."""
         self.failures: Counter[str] = Counter()
         """Analyzer failures reported so far (by `analyzer.hook`)."""
+        self.bad_checksums = 0
+        """Packets dropped for a wrong checksum by the end of the last interval."""
 
     def start(self, now: float) -> None:
         self.since = now
@@ -215,6 +217,11 @@ class _Coverage:
             pipe.engine.evicted_flows
             if pipe is not None
             else (final.evicted_flows or 0 if final else self.evicted)
+        )
+        bad = (
+            pipe.decoder.stats.bad_checksums
+            if pipe is not None
+            else (final.bad_checksums or 0 if final else self.bad_checksums)
         )
         unseen = _unseen(pipe, final) if pipe is not None or final else self.unseen
         gap_flows, missed, stopped = (a - b for a, b in zip(unseen, self.unseen, strict=True))
@@ -248,8 +255,10 @@ class _Coverage:
             gap_flows=gap_flows or None,
             missed_bytes=missed or None,
             inspection_stopped=stopped or None,
+            bad_checksums=bad - self.bad_checksums or None,
         )
         self.since = now
+        self.bad_checksums = bad
         self.evicted = evicted
         self.unseen = unseen
         self.failures = failures
@@ -285,12 +294,13 @@ class _NameChannel:
     """DNS responses seen on the side channel: a worker that shares its interface learns every
     name, including those resolved in flows another worker owns."""
 
-    def __init__(self) -> None:
-        self.decoder = Decoder()  # its own: these packets are not counted in the coverage
+    def __init__(self, checksums: str) -> None:
+        # Its own decoder: these packets are not counted in the coverage.
+        self.decoder = Decoder(checksums)
 
     def feed(self, pipe: Pipeline, raw: RawPacket) -> None:
         pkt = self.decoder.decode(raw)
-        if pkt is None or not pkt.payload or pkt.sport != 53:
+        if pkt is None or pkt.bad_checksum or not pkt.payload or pkt.sport != 53:
             return
         try:
             msg = parse_dns_message(pkt.payload)

@@ -104,7 +104,7 @@ def _last_line(stderr: bytes) -> str:
 
 
 def _own(linktype: int, frames: list[tuple[float, bytes, int, int]]) -> list[dict[str, Any]]:
-    decoder = Decoder()
+    decoder = Decoder("ignore")  # evidence is shown as it was captured
     out = []
     for ts, data, wirelen, number in frames:
         pkt = decoder.decode(RawPacket(ts, linktype, data, wirelen, 0, number))

@@ -21,7 +21,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dronewatch.capture import encap
+from dronewatch.capture import checksum, encap
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.encap import (
     ETH_TYPE_MPLS,
@@ -107,14 +107,19 @@ class DecodeStats:
     non_ip: Counter[str] = field(default_factory=Counter)
     malformed: int = 0
     fragments: int = 0
+    bad_checksums: int = 0
+    """IP packets dropped for a wrong IPv4 header, TCP, UDP or ICMP checksum
+    (`capture.checksum`)."""
 
 
 class Decoder:
     """Turns raw frames into `Packet`s; keeps counts of what was not IP."""
 
-    def __init__(self) -> None:
+    def __init__(self, checksums: str = "ignore") -> None:
         self.stats = DecodeStats()
         self.fragments = FragmentReassembler()
+        self.checksums = checksum.MODE_CODES[checksums]
+        """How wrong checksums are taken (`capture.checksum`): IGNORE, AUTO or VERIFY."""
 
     def decode(self, raw: RawPacket) -> Packet | None:
         """A `Packet` for an IP frame or an 802.11 management frame; None for anything else."""
@@ -317,13 +322,19 @@ class Decoder:
         etype = struct.unpack_from("!H", data, hdr + 6)[0]
         return self._ethertype(pkt, data, hdr + 8, etype, 0)
 
-    def _ip(self, pkt: Packet, data: bytes, off: int, depth: int) -> Packet | None:
+    def _ip(
+        self, pkt: Packet, data: bytes, off: int, depth: int, whole: bool = False
+    ) -> Packet | None:
+        """The IP packet at `off`; `whole`: a datagram the fragment reassembler made (its header
+        rebuilt: the fragments' own were checked as they came)."""
         version = data[off] >> 4
         if version == 4:
             vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = _IP4.unpack_from(data, off)
             ihl = (vihl & 0x0F) * 4
             if ihl < 20:
                 self.stats.malformed += 1
+                return None
+            if self.checksums and not whole and not self._header_ok(data, off, ihl, total):
                 return None
             pkt.ip_version = 4
             pkt.src = src
@@ -333,10 +344,11 @@ class Decoder:
             pkt.ip_len = total if total >= ihl else len(data) - off
             l4 = off + ihl
             end = off + pkt.ip_len
+            ends = src, dst
             if frag & 0x3FFF:  # a fragment: decoded once its datagram is whole
                 self.stats.fragments += 1
                 datagram = self.fragments.add(pkt.ts, data, off)
-                return None if datagram is None else self._ip(pkt, datagram, 0, depth)
+                return None if datagram is None else self._ip(pkt, datagram, 0, depth, True)
         elif version == 6:
             _vtf, plen, nxt, _hop, src, dst = _IP6.unpack_from(data, off)
             pkt.ip_version = 6
@@ -345,9 +357,12 @@ class Decoder:
             pkt.ip_len = plen + 40
             end = off + 40 + plen
             l4 = off + 40
+            ends = src, dst
             while True:
                 if nxt in IP6_EXT_HEADERS:
                     nxt2, hlen = data[l4], data[l4 + 1]
+                    if nxt == 43 or nxt == 60:
+                        ends = _ip6_transport_ends(data, l4, nxt, ends)
                     l4 += (hlen + 1) * 8
                     nxt = nxt2
                 elif nxt == IP6_AH:
@@ -357,10 +372,11 @@ class Decoder:
                 elif nxt == IP6_FRAGMENT:  # decoded once its datagram is whole
                     self.stats.fragments += 1
                     datagram = self.fragments.add(pkt.ts, data, off, l4)
-                    return None if datagram is None else self._ip(pkt, datagram, 0, depth)
+                    return None if datagram is None else self._ip(pkt, datagram, 0, depth, True)
                 else:
                     break
             pkt.proto = nxt
+            pkt.src, pkt.dst = ends
         else:
             self.stats.malformed += 1
             return None
@@ -399,7 +415,59 @@ class Decoder:
         pkt.payload = data[start:end]
         # Counted once its transport header was read: a packet cut before it is malformed only.
         self.stats.ip += 1
+        at = _CHECKSUM_AT.get(proto, -1) if self.checksums else -1
+        if at >= 0 and end <= len(data) and end - l4 >= at + 2:  # whole, with its field
+            if not checksum.segment_ok(*ends, proto, data[l4:end], at, self.checksums):
+                self.stats.bad_checksums += 1
+                if proto != IP_PROTO_TCP and proto != IP_PROTO_UDP:
+                    return None  # an ICMP message: no flow letter for it
+                pkt.bad_checksum = True
         return pkt
+
+    def _header_ok(self, data: bytes, off: int, ihl: int, total: int) -> bool:
+        """Whether an IPv4 header's checksum is taken as right (`capture.checksum`); counts the
+        packet dropped when not. In mode `verify`, a total length of 0 (a segment the sender's
+        card was to cut, its checksums unfilled) is wrong too, as in Zeek."""
+        if off + ihl > len(data):
+            return True  # cut by the snap length: cannot be checked
+        if checksum.header_ok(data[off : off + ihl], self.checksums) and not (
+            total == 0 and self.checksums == checksum.VERIFY
+        ):
+            return True
+        self.stats.bad_checksums += 1
+        return False
+
+
+_CHECKSUM_AT = {IP_PROTO_TCP: 16, IP_PROTO_UDP: 6, 1: 2, 58: 2}
+"""Where the checksum field lies in each checked transport header."""
+_HOME_ADDRESS = 0xC9
+"""The Home Address destination option (RFC 6275 6.3): the transport's source address."""
+
+
+def _ip6_transport_ends(
+    data: bytes, at: int, kind: int, ends: tuple[bytes, bytes]
+) -> tuple[bytes, bytes]:
+    """The addresses of an IPv6 packet's transport endpoints past the extension header at `at`
+    (those its checksum covers, RFC 8200 8.1, and its flow is keyed by, as Zeek keys it): a
+    routing header with segments left names the final destination last (type 0 and 2); a Home
+    Address option names the source (RFC 6275 6.3)."""
+    hlen = (data[at + 1] + 1) * 8
+    if kind == 43:
+        rtype, left = data[at + 2], data[at + 3]
+        if left and rtype in (0, 2) and hlen >= 24:
+            return ends[0], data[at + hlen - 16 : at + hlen]
+        return ends
+    i, stop = at + 2, at + hlen
+    while i < stop:
+        opt = data[i]
+        if opt == 0:  # Pad1
+            i += 1
+            continue
+        size = data[i + 1]
+        if opt == _HOME_ADDRESS and size == 16:
+            return data[i + 2 : i + 18], ends[1]
+        i += 2 + size
+    return ends
 
 
 def _encapsulated(data: bytes, proto: int, l4: int, stop: int) -> Inner | None:

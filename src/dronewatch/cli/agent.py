@@ -258,6 +258,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         announce_devices=True,
         analyzers=analyzers,
         engine=engine_options(args),
+        checksums=args.checksums,
     )
     spool_dir = args.spool or default_data_dir() / "spool"
     name = args.name or "agent"

@@ -165,6 +165,7 @@ def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
         resolver=resolver,
         analyzers=analyzers,
         engine=engine_options(args),
+        checksums=args.checksums,
     )
 
 

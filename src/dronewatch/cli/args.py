@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from dronewatch.capture.checksum import CHECKSUM_MODES
 from dronewatch.core.engine import EngineOptions
 from dronewatch.exceptions import ConfigError
 
@@ -53,7 +54,8 @@ capture process."""
 
 def add_engine_options(parser: Any) -> None:
     """`--max-flows N` (`EngineOptions.max_flows`) and the bound on inspection without progress
-    (`--stall-packets N`, `--stall-bytes N`), for `engine_options`."""
+    (`--stall-packets N`, `--stall-bytes N`), for `engine_options`; `--checksums MODE`, the
+    decoder's (`AnalysisConfig.checksums`)."""
     defaults = EngineOptions()
     parser.add_argument(
         "--max-flows",
@@ -76,6 +78,17 @@ def add_engine_options(parser: Any) -> None:
         type=int,
         metavar="N",
         help=f"the same bound in payload bytes (default {defaults.stall_bytes:,}; 0: no bound)",
+    )
+    parser.add_argument(
+        "--checksums",
+        choices=CHECKSUM_MODES,
+        default="ignore",
+        help="packets with a wrong IPv4, TCP, UDP or ICMP checksum: 'ignore' (the default) "
+        "checks none, so no packet is lost to a checksum an anonymiser rewrote (Zeek's -C); "
+        "'auto' drops them, as their receiver did, but keeps those a capture on the sending "
+        "host shows before its network card fills the checksum in (offload); 'verify' drops "
+        "every one (Zeek's default). Dropped packets are counted in the capture record and "
+        "marked C/c in their flow's history",
     )
 
 
@@ -100,8 +113,11 @@ def engine_options(args: argparse.Namespace) -> EngineOptions | None:
 def engine_argv(args: argparse.Namespace) -> list[str]:
     """The engine options given on this command line, as arguments for another dronewatch
     command (`serve -i`'s capture process)."""
-    return [
+    argv = [
         f"--{name.replace('_', '-')}={getattr(args, name)}"
         for name in ENGINE_FLAGS
         if getattr(args, name, None) is not None
     ]
+    if getattr(args, "checksums", "ignore") != "ignore":
+        argv.append(f"--checksums={args.checksums}")
+    return argv

@@ -423,6 +423,7 @@ def _replay_hook(service: Any, args: argparse.Namespace, analyzers: AnalyzerOpti
             evidence=EvidenceOptions(),
             analyzers=analyzers,
             engine=engine_options(args),
+            checksums=args.checksums,
         )
         for path in args.replay:
 
@@ -546,6 +547,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         evidence=EvidenceOptions(),
         analyzers=analyzers,
         engine=engine_options(args),
+        checksums=args.checksums,
     )
     sender: HttpSender | NatsPublisher
     if args.publish:

@@ -305,6 +305,9 @@ class Engine:
             key, flow = self._start(key, pkt, sport, dport, foreign)
         self.current = flow
         from_orig = src == flow.orig_h and sport == flow.orig_p
+        if pkt.bad_checksum:
+            self._bad_checksum(flow, from_orig)
+            return
         plen = pkt.payload_len
         if from_orig:
             flow.orig_pkts += 1
@@ -348,6 +351,19 @@ class Engine:
                         hook(flow, pkt)
             elif flow.followers:
                 self.to_followers(flow, pkt)
+
+    @staticmethod
+    def _bad_checksum(flow: Flow, from_orig: bool) -> None:
+        """A packet of the flow its receiver dropped (`Packet.bad_checksum`): only its letter, as
+        Zeek writes it (`C`/`c` at the 1st, 10th, 100th... of a direction)."""
+        if from_orig:
+            flow.orig_bad_checksums += 1
+            if tcp.scaled(flow.orig_bad_checksums):
+                flow.history = sys.intern(flow.history + "C")
+        else:
+            flow.resp_bad_checksums += 1
+            if tcp.scaled(flow.resp_bad_checksums):
+                flow.history = sys.intern(flow.history + "c")
 
     def to_followers(self, flow: Flow, pkt: Packet) -> None:
         """Hand a packet past a flow's inspected ones to the analyzers that follow the flow (a
@@ -444,7 +460,12 @@ class Engine:
                     )
         elif proto == IP_PROTO_UDP:
             swap = sport in LIKELY_SERVER_UDP and dport not in LIKELY_SERVER_UDP
-            if not swap and DNS_PORT in (sport, dport) and is_dns_response(pkt.payload):
+            if (
+                not swap
+                and DNS_PORT in (sport, dport)
+                and not pkt.bad_checksum
+                and is_dns_response(pkt.payload)
+            ):
                 # A flow seen from its first answer (both ends on port 53, say): the server
                 # sent it, so the receiver is the originator, as Zeek's DNS analyzer turns the
                 # flow (a response to a multicast group is left as it came).
@@ -588,6 +609,10 @@ class Engine:
         flow.orig_payload_bytes, flow.resp_payload_bytes = (
             flow.resp_payload_bytes,
             flow.orig_payload_bytes,
+        )
+        flow.orig_bad_checksums, flow.resp_bad_checksums = (
+            flow.resp_bad_checksums,
+            flow.orig_bad_checksums,
         )
         if flow.tcp is not None:
             tcp.swap_roles(flow.tcp)

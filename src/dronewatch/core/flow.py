@@ -135,6 +135,9 @@ class Packet:
     gap: int = 0
     """In a TCP byte stream handed to an analyzer (`dronewatch.core.stream`): bytes of the
     direction missing right before this payload (the capture lost them); 0 when it follows on."""
+    bad_checksum: bool = False
+    """A TCP segment or UDP datagram whose checksum is wrong (`dronewatch.capture.checksum`): its
+    receiver dropped it, so it only marks its flow's history (`C`/`c`)."""
 
 
 class FrameCounter(Protocol):
@@ -198,10 +201,14 @@ class Flow:
     resp_pkts: int = 0
     resp_bytes: int = 0
     resp_payload_bytes: int = 0
+    orig_bad_checksums: int = 0
+    """Packets the originator sent with a wrong checksum (`Packet.bad_checksum`), not counted."""
+    resp_bad_checksums: int = 0
     history: str = ""
     """Zeek's history letters (originator upper case, responder lower): for TCP S H A D F R T
     Q I as Zeek writes them, for UDP D when the originator sent a datagram and d when the
-    responder did; `^` when the roles were flipped from the order the packets came in."""
+    responder did; `C`/`c` at the 1st, 10th, 100th... packet of a direction with a wrong
+    checksum; `^` when the roles were flipped from the order the packets came in."""
     end_reason: str = ""
     """Why the flow was closed: tcp_close, tcp_attempt (a SYN nobody answered), reuse (a new
     connection on its 5-tuple), idle, active, evicted, eof."""

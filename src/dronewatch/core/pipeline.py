@@ -81,6 +81,10 @@ class CaptureRecord(Record):
     """Flows whose inspection stopped because every analyzer reading them waited for an answer
     that did not come (`EngineOptions.stall_packets`; each flow's record says why); in a live
     interval's record, those that ended in it. None (left out) when none did."""
+    bad_checksums: int | None = None
+    """IP packets with a wrong IPv4 header, TCP, UDP or ICMP checksum, dropped as their receiver
+    drops them (`dronewatch.capture.checksum`; a TCP or UDP one marks its flow's history with
+    `C`/`c`). None (left out) when none was, or when checksums were not checked."""
 
 
 @dataclass(slots=True)
@@ -101,6 +105,8 @@ class AnalysisConfig:
     Both give the same records."""
     analyzers: AnalyzerOptions = field(default_factory=AnalyzerOptions)
     """The analyzers' tunables (`--analyzer-option ANALYZER.FIELD=VALUE`)."""
+    checksums: str = "ignore"
+    """How wrong checksums are taken (`dronewatch.capture.checksum`: ignore, auto, verify)."""
 
 
 @dataclass(slots=True)
@@ -121,13 +127,14 @@ class RunTotals:
     fragments: int
     analyzer_errors: dict[str, int]
     evicted_flows: int
+    bad_checksums: int = 0
 
 
 def merge_totals(shares: list[RunTotals]) -> RunTotals:
     """The totals of one capture read by several processes, each making its own flows
     (`dronewatch.core.split`); the first is process 0's. What every process reads alike (the
-    source, link types, frames that are not IP, fragments) is taken once; what each counted of
-    its own flows is added up."""
+    source, link types, frames that are not IP, fragments, bad checksums) is taken once; what
+    each counted of its own flows is added up."""
     first = shares[0]
     started = [t for t in shares if t.first_ts is not None]
     lead = min(started, key=lambda t: t.first_frame) if started else first
@@ -148,6 +155,7 @@ def merge_totals(shares: list[RunTotals]) -> RunTotals:
         fragments=first.fragments,
         analyzer_errors=dict(errors),
         evicted_flows=sum(t.evicted_flows for t in shares),
+        bad_checksums=first.bad_checksums,
     )
 
 
@@ -178,6 +186,7 @@ def finish_run(totals: RunTotals, monitor: Monitor, emit: Callable[[Record], Non
         gap_flows=monitor.gap_flows or None,
         missed_bytes=monitor.missed_bytes or None,
         inspection_stopped=monitor.stopped_flows or None,
+        bad_checksums=totals.bad_checksums or None,
     )
     emit(record)
     alerts = monitor.finish(
@@ -237,7 +246,7 @@ class Pipeline:
             config.engine,
             share=share,
         )
-        self.decoder = Decoder()
+        self.decoder = Decoder(config.checksums)
         self.linktypes: Counter[int] = Counter()
         self._bulk_ok = config.bulk
         self._bulk: BulkRunner | None = None
@@ -286,6 +295,7 @@ class Pipeline:
             fragments=decoder.stats.fragments,
             analyzer_errors=engine.failures.as_record() or {},
             evicted_flows=engine.evicted_flows,
+            bad_checksums=decoder.stats.bad_checksums,
         )
 
 

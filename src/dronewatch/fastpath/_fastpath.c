@@ -236,6 +236,7 @@ typedef struct {
      * packet is then the decoder's to make). */
     long long dst_mac_at, src_mac_at;
     int vlan, tunnelled;
+    int checksums; /* how wrong checksums are taken: CK_IGNORE, CK_AUTO, CK_VERIFY (set per walk) */
 } Row;
 
 /* ---- link and encapsulation headers ---------------------------------------------------------
@@ -415,6 +416,54 @@ static int udp_tunnel(const uint8_t *fr, long long at, long long stop, int dport
     return 1;
 }
 
+/* ---- checksums -----------------------------------------------------------------------------
+ * As `dronewatch.capture.checksum` decides (its docstring says why): a packet whose checksum is
+ * wrong, or that cannot be taken as one left unfilled for the sender's card (mode auto), goes to
+ * the per-packet decoder, which counts it and marks its flow. Only whole packets are checked. */
+#define CK_IGNORE 0
+#define CK_AUTO 1
+#define CK_VERIFY 2
+
+/* The sum of `n` bytes as big-endian 32-bit words (an odd tail padded with zeros), to be folded
+ * by `fold`: 2**16 is 1 modulo 0xFFFF, so this is the 16-bit one's complement sum's residue. */
+static uint64_t sum_words(const uint8_t *p, long long n, uint64_t acc) {
+    while (n >= 4) {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        acc += __builtin_bswap32(w);
+        p += 4;
+        n -= 4;
+    }
+    if (n >= 2) acc += (uint32_t)(p[0] << 8 | p[1]), p += 2, n -= 2;
+    if (n) acc += (uint32_t)p[0] << 8;
+    return acc;
+}
+
+/* The one's complement sum (RFC 1071): 0 only for no bits set, else 1..0xFFFF. */
+static unsigned fold(uint64_t acc) {
+    while (acc >> 16) acc = (acc & 0xFFFF) + (acc >> 16);
+    return (unsigned)acc;
+}
+
+/* Whether the IPv4 header at `l3` is taken as right. */
+static int header_ok(const uint8_t *fr, long long l3, long long ihl, int mode) {
+    if (fold(sum_words(fr + l3, ihl, 0)) == 0xFFFF) return 1;
+    return mode == CK_AUTO && fr[l3 + 10] == 0 && fr[l3 + 11] == 0;
+}
+
+/* Whether the TCP (6) or UDP (17) message from `l4` to `end` is taken as right; `addrs`: its
+ * source and destination addresses, `alen` bytes each. */
+static int segment_ok(const uint8_t *fr, long long l4, long long end, const uint8_t *addrs,
+                      int alen, int proto, int mode) {
+    long long len = end - l4;
+    unsigned field = be16(fr + l4 + (proto == 6 ? 16 : 6));
+    if (proto == 17 && field == 0 && alen == 4) return 1; /* no checksum (RFC 768) */
+    uint64_t pseudo = sum_words(addrs, 2 * alen, 0) + (uint64_t)proto;
+    if (fold(sum_words(fr + l4, len, pseudo + (uint64_t)len)) == 0xFFFF) return 1;
+    if (mode != CK_AUTO) return 0;
+    return field == 0 || field == fold(pseudo + (uint64_t)len) || field == fold(pseudo);
+}
+
 /* The IP packet at `l3` (version from its first nibble), taken apart when it carries an
  * encapsulated one: then the row is the inner packet's. */
 static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth, Row *r) {
@@ -430,6 +479,9 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
     if (v4) {
         long long total = be16(fr + l3 + 2);
         ip_len = total >= ihl ? total : cap - l3; /* TSO captures may say 0 */
+        if (r->checksums && l3 + ihl <= cap &&
+            (!header_ok(fr, l3, ihl, r->checksums) || (total == 0 && r->checksums == CK_VERIFY)))
+            return;
     } else {
         ip_len = (long long)be16(fr + l3 + 4) + 40;
     }
@@ -465,6 +517,9 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
     if (end < start) end = start;
     r->payload_len = end - start;
     r->payload_at = start;
+    if (r->checksums && end <= cap && end - l4 >= (tcp ? 18 : 8) &&
+        !segment_ok(fr, l4, end, fr + l3 + (v4 ? 12 : 8), v4 ? 4 : 16, proto, r->checksums))
+        return;
     long long stop = end < cap ? end : cap;
     r->has_payload = stop > start;
     r->payload_stop = stop > start ? stop : start;
@@ -1093,14 +1148,15 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     Table t = {0};
     PyObject *handle, *follow, *sweep;
     /* This process's share of a shared capture, and the port whose flows every process makes. */
-    int share_k = 0, share_n = 1, share_port = -1;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOO|iii", &buf, &at_b, &cap_b, &ts_b,
+    int share_k = 0, share_n = 1, share_port = -1, checksums = CK_IGNORE;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOO|iiii", &buf, &at_b, &cap_b, &ts_b,
                           &linktype, &eng.next_sweep, &eng.ended, &t.limit, &t.active_s,
                           &t.linger_s, &t.lookup, &handle, &follow, &sweep, &t.counted_cb,
-                          &t.skipped_cb, &share_k, &share_n, &share_port))
+                          &t.skipped_cb, &share_k, &share_n, &share_port, &checksums))
         return NULL;
-    if (share_n < 1 || share_k < 0 || share_k >= share_n) {
-        PyErr_SetString(PyExc_ValueError, "walk: share index out of range");
+    if (share_n < 1 || share_k < 0 || share_k >= share_n || checksums < CK_IGNORE ||
+        checksums > CK_VERIFY) {
+        PyErr_SetString(PyExc_ValueError, "walk: share index or checksum mode out of range");
         PyBuffer_Release(&buf);
         PyBuffer_Release(&at_b);
         PyBuffer_Release(&cap_b);
@@ -1119,6 +1175,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     if (table_init(&t, 1024) < 0) goto done;
     long long soft = 0; /* bumped when Python may have touched a flow not known here: re-read all */
     Row r;
+    r.checksums = checksums;
     for (Py_ssize_t i = 0; i < n; i++) {
         double now = ts[i];
         long long cap = caps[i];

@@ -46,6 +46,7 @@ def walk(
     share_k: int = 0,
     share_n: int = 1,
     share_port: int = -1,
+    checksums: int = 0,
     /,
 ) -> float: ...
 def linktypes() -> tuple[int, ...]: ...

@@ -146,6 +146,7 @@ class BulkRunner:
             counted,
             skipped,
             *shared,
+            pipe.decoder.checksums,
         )
 
 

@@ -354,6 +354,7 @@ class _Report:
             problems = [
                 f"drops {drops}",
                 f"malformed {rec.malformed:,}",
+                f"wrong checksums {rec.bad_checksums or 0:,}",
                 f"cut by the snap length {rec.truncated:,}",
                 f"flows evicted {cap.evicted:,}",
                 f"flows with content gaps {rec.gap_flows or 0:,} ({rec.missed_bytes or 0:,} bytes)",

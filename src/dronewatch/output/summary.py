@@ -326,6 +326,8 @@ def _capture_line(cap: CaptureRecord) -> str:
         line += f", {_n(cap.truncated)} cut by snap length"
     if cap.malformed:
         line += f", {_n(cap.malformed)} malformed"
+    if cap.bad_checksums:
+        line += f", {_n(cap.bad_checksums)} with a wrong checksum (dropped, as their receiver did)"
     if cap.evicted_flows:
         line += f", {_n(cap.evicted_flows)} flows evicted from a full flow table"
     if cap.gap_flows:

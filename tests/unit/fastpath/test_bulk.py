@@ -17,6 +17,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
 from dronewatch.capture.base import RawPacket
+from dronewatch.capture.checksum import CHECKSUM_MODES
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine, EngineOptions
@@ -45,21 +46,26 @@ def classifier() -> Classifier:
     return Classifier.load()
 
 
-def config(bulk: bool, engine: EngineOptions | None = None) -> AnalysisConfig:
+def config(
+    bulk: bool, engine: EngineOptions | None = None, checksums: str = "ignore"
+) -> AnalysisConfig:
     return AnalysisConfig(
         policy=Policy().with_ldm(True),
         classifier=classifier(),
         resolver=MaxMindResolver.bundled(),
         engine=engine,
         bulk=bulk,
+        checksums=checksums,
     )
 
 
-def both(path: Path, engine: EngineOptions | None = None) -> tuple[RunResult, RunResult]:
+def both(
+    path: Path, engine: EngineOptions | None = None, checksums: str = "ignore"
+) -> tuple[RunResult, RunResult]:
     """Analyze `path` on both paths and assert they agree; return (per-packet, bulk) results."""
     got: dict[bool, list[Record]] = {False: [], True: []}
     results = {
-        bulk: run_source(FileSource(str(path)), got[bulk].append, config(bulk, engine))
+        bulk: run_source(FileSource(str(path)), got[bulk].append, config(bulk, engine, checksums))
         for bulk in (False, True)
     }
     assert got[True] == got[False]
@@ -283,15 +289,17 @@ def test_random_traffic_same_on_both_paths(
         min_size=1,
         max_size=60,
     ),
+    checksums=st.sampled_from(CHECKSUM_MODES),
 )
 def test_damaged_frames_same_on_both_paths(
     tmp_path: Path,
     linktype: int,
     frames: list[tuple[int, int, list[tuple[int, int]], int | None]],
+    checksums: str,
 ) -> None:
     """Frames of every link type and carrier with bytes overwritten at random (lengths, flags,
-    versions, EtherTypes) and cut anywhere: the walk reads, counts or hands over each as the
-    decoder decides."""
+    versions, EtherTypes, so checksums too) and cut anywhere: the walk reads, counts or hands
+    over each as the decoder decides, in every `--checksums` mode."""
     out = []
     for n, (index, wrap, flips, cut) in enumerate(frames):
         data = bytearray(frame(linktype, wrap, body(index, n % 2 == 0, "PA", 12), cut))
@@ -301,7 +309,7 @@ def test_damaged_frames_same_on_both_paths(
         out.append((1000.0 + n * 0.01, bytes(data)))
     path = tmp_path / "damaged.pcap"
     write_capture(path, out, linktype, False)
-    both(path, EngineOptions(inspect_packets=1))
+    both(path, EngineOptions(inspect_packets=1), checksums)
 
 
 @functools.cache
