@@ -156,6 +156,9 @@ class Case:
     trace: Path
     baselines: dict[str, list[Path]] = field(default_factory=dict)
     """Baseline files by compared log (`mqtt` has three)."""
+    checksums: str = "verify"
+    """How dronewatch takes wrong checksums for this trace (`--checksums`): as the Zeek run did,
+    `verify` (Zeek's default) or `ignore` (its `-C`, or `ignore_checksums` set)."""
 
 
 _EXEC_TRACE = re.compile(r"\$\{?TRACES\}?/([^\s;|&)]+)")
@@ -165,6 +168,14 @@ _ALTERS_INPUT = re.compile(r"\bprotocol_data_in\b|\bcreate_packetfilter\b")
 filter that drops traffic (NetControl's packetfilter: as a capture filter, `-f`, does)."""
 _RUNS_ZEEK = re.compile(r"(?<![\w./-])zeek(?![\w-])")
 """A test line that runs zeek itself (not zeek-cut)."""
+_IGNORES_CHECKSUMS = re.compile(r"(?<!\S)-[A-Za-z]*C[A-Za-z]*(?!\S)|ignore_checksums\s*=\s*T")
+"""A Zeek run that checks no checksums: `-C` (alone or among other one-letter flags) on its
+command line, or `ignore_checksums` set in its script."""
+
+
+def zeek_checksums(exec_line: str, script: str) -> str:
+    """dronewatch's `--checksums` for a trace as one Zeek test ran it."""
+    return "ignore" if _IGNORES_CHECKSUMS.search(exec_line + "\n" + script) else "verify"
 
 
 def btest_cases(btest: Path) -> tuple[list[Case], Counter[str]]:
@@ -208,7 +219,8 @@ def btest_cases(btest: Path) -> tuple[list[Case], Counter[str]]:
         if not trace.is_file():
             left_out["trace not in the checkout"] += 1
             continue
-        case = by_trace.setdefault(traces[0], Case(traces[0], trace))
+        checks = zeek_checksums(execs[0], script.read_text(errors="replace"))
+        case = by_trace.setdefault(traces[0], Case(traces[0], trace, checksums=checks))
         # Of several tests of one trace, the one closest to Zeek's defaults gives each log: a
         # run with all of Zeek's base scripts before a bare one (-b: fewer analyzers, so fewer
         # likely server ports and services), then the one whose script does least.
@@ -248,11 +260,12 @@ def _test_script(btest: Path, baseline: str) -> Path | None:
 
 
 def set_cases(directory: Path) -> list[Case]:
-    """A copied set: DIR/<name>/trace names the capture, the rest are baseline logs."""
+    """A copied set: DIR/<name>/trace names the capture, DIR/<name>/checksums how the Zeek run
+    took checksums (`Case.checksums`), the rest are baseline logs."""
     cases = []
     for sub in sorted(p for p in directory.iterdir() if (p / "trace").is_file()):
         trace = ROOT / (sub / "trace").read_text().strip()
-        case = Case(sub.name, trace)
+        case = Case(sub.name, trace, checksums=(sub / "checksums").read_text().strip())
         for log, files in BASELINE_FILES.items():
             found = [sub / f for f in files if (sub / f).is_file()]
             if found:
@@ -274,14 +287,15 @@ def encapsulations(records: dict[str, list[Rec]]) -> list[str]:
     return sorted(found)
 
 
-def run_dronewatch(trace: Path) -> dict[str, list[Rec]]:
-    """dronewatch's records of one trace, by log, as `dronewatch analyze` writes them."""
+def run_dronewatch(trace: Path, checksums: str = "ignore") -> dict[str, list[Rec]]:
+    """dronewatch's records of one trace, by log, as `dronewatch analyze --checksums` writes
+    them."""
     records: dict[str, list[Rec]] = defaultdict(list)
 
     def emit(record: Record) -> None:
         records[record.log].append(record.to_dict())
 
-    run_source(FileSource(str(trace)), emit, AnalysisConfig())
+    run_source(FileSource(str(trace)), emit, AnalysisConfig(checksums=checksums))
     return records
 
 
@@ -985,7 +999,7 @@ class Encapsulated(Exception):
 
 def compare_case(case: Case) -> dict[str, Tally]:
     """Run dronewatch over one trace and compare each log Zeek wrote for it."""
-    records = run_dronewatch(case.trace)
+    records = run_dronewatch(case.trace, case.checksums)
     encaps = encapsulations(records)
     if encaps:
         raise Encapsulated(", ".join(encaps))
