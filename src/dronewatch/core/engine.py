@@ -32,6 +32,7 @@ from dronewatch.core.flow import (
 )
 from dronewatch.core.hooks import Analyzer, AnalyzerHooks, Context, find_hooks
 from dronewatch.core.stream import StreamOptions, StreamReaders
+from dronewatch.fastpath import native
 from dronewatch.geoip.local import builtin_local_nets
 
 logger = logging.getLogger(__name__)
@@ -912,9 +913,15 @@ def flow_uid(key: FlowKey, first_ts: float) -> str:
     """A Zeek-like flow id, stable for the same capture: derived from the key and first time.
 
     "C" and the first 17 characters of the base32 text (RFC 4648) of the SHA-1 of the key and
-    the time: those are the digest's first 85 bits, 5 to a character, read here 10 at a time
-    (`base64.b32encode` is written in Python, and a flood of new flows makes a uid per packet)."""
+    the time (`flow_uid_py`; where the C extension is used, its `flow_uid` makes the same text:
+    a flood of new flows makes a uid per packet)."""
     proto, a, ap, b, bp = key
+    return _flow_uid(proto, a, ap, b, bp, first_ts)
+
+
+def flow_uid_py(proto: int, a: bytes, ap: int, b: bytes, bp: int, first_ts: float) -> str:
+    """`flow_uid` in Python: the digest's first 85 bits, 5 to a character, read 10 at a time
+    (`base64.b32encode` is written in Python)."""
     digest = _sha1(_PACK_PORTS(proto, ap, bp) + a + b + _PACK_TS(first_ts)).digest()
     n = int.from_bytes(digest[:11], "big") >> 3
     two = _B32_PAIRS
@@ -941,6 +948,7 @@ _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 """The base32 alphabet (RFC 4648), by 5-bit value."""
 _B32_PAIRS = tuple(hi + lo for hi in _B32 for lo in _B32)
 """Two base32 characters by their 10-bit value."""
+_flow_uid = flow_uid_py if (_c := native()) is None else _c.flow_uid
 
 
 def conn_state(flow: Flow) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from dronewatch.core.community_id import community_id
+from dronewatch.core.community_id import community_hash_py, community_id
+from dronewatch.fastpath import _fastpath
 from tests.factories import ip
 
 
@@ -98,3 +101,23 @@ def test_flows_of_the_spec_captures_carry_the_spec_ids() -> None:
     assert ids == {
         str(row["communityid"]) for row in _spec_rows("community_id_baseline_deflt.json")
     }
+
+
+def test_c_and_python_hashes_agree() -> None:
+    """The C extension's Community ID hash and the Python twin's are the same text, with and
+    without ports, for IPv4 and IPv6 and any seed; a malformed address is refused in C."""
+    rng = random.Random(5)
+    for _ in range(3000):
+        size = rng.choice((4, 16))
+        args = (
+            rng.randrange(65536),
+            rng.randbytes(size),
+            rng.randbytes(size),
+            rng.randrange(256),
+            rng.randrange(65536),
+            rng.randrange(65536),
+            rng.random() < 0.5,
+        )
+        assert _fastpath.community_hash(*args) == community_hash_py(*args)
+    with pytest.raises(ValueError, match="4 or 16 bytes"):
+        _fastpath.community_hash(0, b"\x01" * 5, b"\x01" * 4, 6, 1, 2, True)

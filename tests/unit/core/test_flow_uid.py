@@ -7,7 +7,10 @@ import hashlib
 import random
 import struct
 
-from dronewatch.core.engine import FlowKey, flow_uid
+import pytest
+
+from dronewatch.core.engine import FlowKey, flow_uid, flow_uid_py
+from dronewatch.fastpath import _fastpath
 
 
 def uid_by_base64(key: FlowKey, first_ts: float) -> str:
@@ -28,3 +31,25 @@ def test_uid_is_the_base32_of_the_digest() -> None:
         full: FlowKey = (*key, rng.randrange(65536))
         ts = rng.random() * 2e9
         assert flow_uid(full, ts) == uid_by_base64(full, ts)
+
+
+def test_c_and_python_uids_agree() -> None:
+    """The C extension's uid and the Python twin's are the same text, for IPv4 and IPv6 keys,
+    odd times (negative, zero, subnormal, huge) included; a malformed key is refused in C."""
+    rng = random.Random(7)
+    times = [0.0, -1.5, 5e-324, 1.7e308, 1733500000.123456]
+    for i in range(3000):
+        size = rng.choice((4, 16))
+        key: FlowKey = (
+            rng.randrange(256),
+            rng.randbytes(size),
+            rng.randrange(65536),
+            rng.randbytes(size),
+            rng.randrange(65536),
+        )
+        ts = times[i] if i < len(times) else rng.random() * 2e9
+        assert _fastpath.flow_uid(*key, ts) == flow_uid_py(*key, ts) == uid_by_base64(key, ts)
+    with pytest.raises(ValueError, match="4 or 16 bytes"):
+        _fastpath.flow_uid(6, b"\x01\x02\x03", 1, b"\x01\x02\x03\x04", 2, 0.0)
+    with pytest.raises(ValueError, match="16-bit ports"):
+        _fastpath.flow_uid(6, b"\x01\x02\x03\x04", 70000, b"\x01\x02\x03\x04", 2, 0.0)
