@@ -75,7 +75,9 @@ def json_record(
     leaves to json; `members`: the names' slot member descriptors, read directly
     (_jsonline.c)."""
 
-def flow_uid(proto: int, a: bytes, a_port: int, b: bytes, b_port: int, first_ts: float, /) -> str: ...
+def flow_uid(
+    proto: int, a: bytes, a_port: int, b: bytes, b_port: int, first_ts: float, /
+) -> str: ...
 def community_hash(
     seed: int, saddr: bytes, daddr: bytes, proto: int, sport: int, dport: int, ports: bool, /
 ) -> str: ...
