@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MAX_INPUT 64 /* the longest input of either: 1 + 2 + 2 + 16 + 16 + 8 bytes */
+#define HASHED_MAX 64 /* the longest input of either: 1 + 2 + 2 + 16 + 16 + 8 bytes */
 
 static uint32_t rol(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
 
@@ -58,7 +58,7 @@ static void sha1_block(uint32_t h[5], const unsigned char *block) {
     h[4] += e;
 }
 
-/* The digest of a message of at most MAX_INPUT bytes (one or two blocks once padded). */
+/* The digest of a message of at most HASHED_MAX bytes (one or two blocks once padded). */
 static void sha1(const unsigned char *msg, size_t len, unsigned char out[20]) {
     uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
     unsigned char buf[128];
@@ -106,7 +106,7 @@ static PyObject *flow_uid(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "flow_uid: a protocol byte and two 16-bit ports");
         return NULL;
     }
-    unsigned char in[MAX_INPUT], digest[20];
+    unsigned char in[HASHED_MAX], digest[20];
     size_t len = 0;
     in[len++] = (unsigned char)proto;
     put16(in, &len, a_port);
@@ -139,7 +139,7 @@ static PyObject *community_hash(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "community_hash: a 16-bit seed and ports, a protocol byte");
         return NULL;
     }
-    unsigned char in[MAX_INPUT], digest[21];
+    unsigned char in[HASHED_MAX], digest[21];
     size_t len = 0;
     put16(in, &len, seed);
     if (put_address(in, &len, "community_hash", saddr) < 0 ||
