@@ -173,12 +173,13 @@ captures = Table(
     Column("gap_flows", BigInteger),
     Column("missed_bytes", BigInteger),
     Column("inspection_stopped", BigInteger),
+    Column("bad_checksums", BigInteger),
 )
 """Coverage reports. `open_flows` (since `open_since`): flows the agent held open, not yet
 judged, when it cut the report; `analyzer_errors`: failed analyzer hook calls in the interval;
 `evicted_flows`: flows its full flow table ended early in the interval; `gap_flows` (with
 `missed_bytes`) and `inspection_stopped`: flows ended in it with content gaps, or whose
-inspection stopped."""
+inspection stopped; `bad_checksums`: packets it dropped unread for a wrong checksum."""
 
 ingest_batches = Table(
     "ingest_batches",

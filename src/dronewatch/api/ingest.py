@@ -111,6 +111,7 @@ class Ingestor:
                         "gap_flows": cap.get("gap_flows"),
                         "missed_bytes": cap.get("missed_bytes"),
                         "inspection_stopped": cap.get("inspection_stopped"),
+                        "bad_checksums": cap.get("bad_checksums"),
                     },
                 )
             stations = [

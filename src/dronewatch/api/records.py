@@ -66,6 +66,7 @@ COUNT_FIELDS = frozenset(
         "gap_flows",
         "missed_bytes",
         "inspection_stopped",
+        "bad_checksums",
         "orig_pkts",
         "resp_pkts",
         "orig_bytes",

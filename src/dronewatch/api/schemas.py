@@ -279,6 +279,11 @@ class Coverage(BaseModel):
         description="flows whose inspection stopped: their analyzers waited for an answer that "
         "never came (counted, not read)",
     )
+    bad_checksums: int = Field(
+        default=0,
+        description="packets dropped unread for a wrong IPv4, TCP, UDP or ICMP checksum (an "
+        "agent run with --checksums auto or verify), as their receivers dropped them",
+    )
 
 
 class VerdictOut(BaseModel):

@@ -863,8 +863,8 @@ class Store:
 
     def coverage(self, start: float | None, end: float | None) -> dict[str, Any]:
         """Packets, drops, completeness, analyzer failures, flows never judged, flows evicted
-        from a full flow table, and flows with content gaps or stopped inspection, of the
-        captures overlapping a window."""
+        from a full flow table, flows with content gaps or stopped inspection, and packets
+        dropped for a wrong checksum, of the captures overlapping a window."""
         c = db.captures.c
         conds = []
         if start is not None:
@@ -884,6 +884,7 @@ class Store:
                     c.gap_flows,
                     c.missed_bytes,
                     c.inspection_stopped,
+                    c.bad_checksums,
                 ).where(*conds)
             ).all()
             lost = self._flows_never_judged(conn, start, end)
@@ -905,6 +906,7 @@ class Store:
             "gap_flows": sum(int(r[7] or 0) for r in rows),
             "missed_bytes": sum(int(r[8] or 0) for r in rows),
             "inspection_stopped": sum(int(r[9] or 0) for r in rows),
+            "bad_checksums": sum(int(r[10] or 0) for r in rows),
         }
 
     def _flows_never_judged(self, conn: Connection, start: float | None, end: float | None) -> int:

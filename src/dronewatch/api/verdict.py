@@ -49,6 +49,7 @@ def device_verdict(
             gap_flows=coverage["gap_flows"],
             missed_bytes=coverage["missed_bytes"],
             stopped_flows=coverage["inspection_stopped"],
+            bad_checksums=coverage["bad_checksums"],
         ),
     )
     return {

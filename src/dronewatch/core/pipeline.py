@@ -195,6 +195,7 @@ def finish_run(totals: RunTotals, monitor: Monitor, emit: Callable[[Record], Non
         analyzer_errors=sum(errors.values()),
         linktypes=record.linktypes,
         evicted_flows=totals.evicted_flows,
+        bad_checksums=totals.bad_checksums,
     )
     return RunResult(record, alerts)
 

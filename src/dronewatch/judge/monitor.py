@@ -568,11 +568,13 @@ class Monitor:
         analyzer_errors: int = 0,
         linktypes: dict[str, int] | None = None,
         evicted_flows: int = 0,
+        bad_checksums: int = 0,
     ) -> list[Alert]:
         """Emit devices, alerts and one verdict per ground station; returns the alerts.
         `analyzer_errors`: failed analyzer hook calls, and `evicted_flows`: flows the full flow
-        table ended early, each of which leaves a verdict incomplete; `linktypes`: the capture's
-        link types by name, which tell a capture made on the device."""
+        table ended early, each of which leaves a verdict incomplete; `bad_checksums`: packets
+        dropped unread for a wrong checksum, which each verdict names; `linktypes`: the
+        capture's link types by name, which tell a capture made on the device."""
         stations = {h.ip: h for h in self.devices.ground_stations()}
         self._declared(stations)
         if not stations:
@@ -584,7 +586,7 @@ class Monitor:
         by_host = self._book.by_host()
         aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
         alerts: list[Alert] = []
-        coverage = (drops, complete, analyzer_errors, evicted_flows)
+        coverage = (drops, complete, analyzer_errors, evicted_flows, bad_checksums)
         for ip, host in sorted(stations.items()):
             alerts.extend(self._verdict(ip, host, by_host.get(ip, []), aircraft, coverage))
         return alerts
@@ -655,11 +657,12 @@ class Monitor:
         host: Host,
         entries: list[Egress],
         aircraft: tuple[str, ...],
-        coverage: tuple[int | None, bool, int, int],
+        coverage: tuple[int | None, bool, int, int, int],
     ) -> list[Alert]:
         """The verdict of one ground station from its egress entries, and its alerts;
-        `coverage`: the capture's drops, completeness, analyzer failures and evicted flows."""
-        drops, complete, analyzer_errors, evicted = coverage
+        `coverage`: the capture's drops, completeness, analyzer failures, evicted flows and
+        packets dropped for a wrong checksum."""
+        drops, complete, analyzer_errors, evicted, bad_checksums = coverage
         policy = self._named.get(ip) or self._policy(ip, host.mac)
         name = policy.name or host.hostname
         judgement = judge_device(entries, policy, name)
@@ -681,6 +684,7 @@ class Monitor:
                 gap_flows=traffic.gap_flows,
                 missed_bytes=traffic.missed_bytes,
                 stopped_flows=traffic.stopped_flows,
+                bad_checksums=bad_checksums,
             ),
             judgement.allowed_bytes,
         )

@@ -49,6 +49,12 @@ class Coverage:
     """The device's flows whose inspection stopped: every analyzer reading one waited for an
     answer that did not come (`EngineOptions.stall_packets`); the rest of the flow was counted,
     not read. Said in the sentence; it does not make a verdict incomplete."""
+    bad_checksums: int = 0
+    """Packets dropped unread for a wrong IPv4, TCP, UDP or ICMP checksum (`--checksums auto` or
+    `verify`; `dronewatch.capture.checksum`): their receivers dropped them too, so what they
+    carried arrived nowhere (data sent again comes in a packet that is read). Said in the
+    sentence, so a capture whose checksums the capturing host never filled in (checked with
+    `verify`) shows why its own packets are missing; it does not make a verdict incomplete."""
 
     @property
     def full(self) -> bool:
@@ -103,6 +109,11 @@ class Coverage:
             text += (
                 f", inspection stopped on {self.stopped_flows:,} flows (their analyzers waited for "
                 "an answer that never came)"
+            )
+        if self.bad_checksums:
+            text += (
+                f", {self.bad_checksums:,} packets with a wrong checksum dropped unread (as their "
+                "receivers dropped them)"
             )
         return text
 

@@ -470,6 +470,7 @@ def coverage_report(
     source: str = "live:eth1",
     evicted_flows: int | None = None,
     unseen: tuple[int, int, int] | None = None,
+    bad_checksums: int | None = None,
 ) -> dict[str, object]:
     """An agent's coverage record of [start, end] with `open_flows` held open at its end and
     `evicted_flows` ended early by its full flow table."""
@@ -494,6 +495,7 @@ def coverage_report(
         gap_flows=unseen[0] if unseen else None,
         missed_bytes=unseen[1] if unseen else None,
         inspection_stopped=unseen[2] if unseen else None,
+        bad_checksums=bad_checksums,
     )
     return {"log": record.log, **record.to_dict()}
 
@@ -537,6 +539,26 @@ def test_content_gaps_and_stopped_inspections_are_named_in_the_window(api: Api) 
     assert "inspection stopped on 2 flows" in lossy["msg"]
     calm = api.get(url, params={"start": 1000, "end": 1009}).json()
     assert "content gaps" not in calm["msg"] and calm["coverage"]["gap_flows"] == 0, calm
+
+
+def test_packets_dropped_for_wrong_checksums_are_named_in_the_window(api: Api) -> None:
+    """An agent run with `--checksums auto` or `verify` counts the packets it dropped unread for
+    a wrong checksum in each coverage report: the service stores the count, and a window over
+    that report names it in its coverage and its sentence (it stays clean: their receivers
+    dropped them too); a window over the other reports does not."""
+    phone = api.device(PHONE)
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    reports = [
+        coverage_report(1000.0, 1010.0, 50),
+        coverage_report(1010.0, 1020.0, 9_000, bad_checksums=1_234),
+        coverage_report(1020.0, 1030.0, 40, bad_checksums=6),
+    ]
+    assert api.ingest(reports, batch="checksums").status_code == 200
+    both = api.get(url, params={"start": 1005, "end": 1025}).json()
+    assert both["verdict"] == "clean" and both["coverage"]["bad_checksums"] == 1_240, both
+    assert "1,240 packets with a wrong checksum dropped unread" in both["msg"], both
+    calm = api.get(url, params={"start": 1000, "end": 1009}).json()
+    assert calm["coverage"]["bad_checksums"] == 0 and "checksum" not in calm["msg"], calm
 
 
 def test_flows_open_when_an_agent_was_killed_make_the_window_incomplete(api: Api) -> None:

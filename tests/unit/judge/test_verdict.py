@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import dpkt
 import pytest
 
 from dronewatch.analyzers.dns import DnsAnalyzer
@@ -31,6 +34,8 @@ CLEAN_CAPTURE = PCAPS / "scenarios" / "dji_fly_ldm_on_clean.pcap"
         (Coverage(100, 0, captures=2, gaps=((10.0, 40.0),)), INCOMPLETE, "1 coverage gaps (30 s"),
         (Coverage(100, 0, evicted_flows=1_500), INCOMPLETE, "1,500 flows evicted from a full"),
         (Coverage(100, 0, captures=1, evicted_flows=7), INCOMPLETE, "7 flows evicted from a full"),
+        (Coverage(100, 0, bad_checksums=2_345), CLEAN, "2,345 packets with a wrong checksum"),
+        (Coverage(100, 3, bad_checksums=1), INCOMPLETE, "1 packets with a wrong checksum dropped"),
     ],
 )
 def test_nothing_left_is_clean_only_with_full_coverage(
@@ -100,3 +105,41 @@ def test_attempts_are_named_and_leave_the_verdict_clean() -> None:
     assert v.msg.startswith(
         "LDM on: 5,000 bytes to 1 destinations in 1 categories; attempted to reach host0.example"
     )
+
+
+def _with_one_corrupt_datagram(src: Path, dst: Path) -> None:
+    """`src` with one byte changed in its first UDP payload that carries a checksum, so that
+    datagram's checksum is wrong, every other frame as it was."""
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink())
+        done = False
+        for ts, frame in reader:
+            ip = dpkt.ethernet.Ethernet(frame).data
+            udp = ip.data if isinstance(ip, dpkt.ip.IP) else None
+            if not done and isinstance(udp, dpkt.udp.UDP) and udp.data and udp.sum:
+                frame = frame[:-1] + bytes([frame[-1] ^ 0x5A])
+                done = True
+            writer.writepkt(frame, ts)
+    assert done
+
+
+def test_packets_dropped_for_a_wrong_checksum_are_named(tmp_path: Path) -> None:
+    """The clean LDM-on scenario with one datagram's checksum broken: with `--checksums verify`
+    that packet is dropped unread, as its receiver dropped it, and each verdict names it and
+    stays clean; with `ignore` (the default) it is read and no verdict speaks of checksums."""
+    broken = tmp_path / "one_bad_checksum.pcap"
+    _with_one_corrupt_datagram(capture(CLEAN_CAPTURE), broken)
+
+    def verdicts(checksums: str) -> list[VerdictRecord]:
+        records: list[Record] = []
+        config = AnalysisConfig(policy=Policy().with_ldm(True), checksums=checksums)
+        result = run_source(FileSource(str(broken)), records.append, config)
+        assert result.capture.bad_checksums == (1 if checksums == "verify" else None)
+        return [r for r in records if isinstance(r, VerdictRecord)]
+
+    checked = verdicts("verify")
+    assert checked and {v.verdict for v in checked} == {CLEAN}
+    assert all("1 packets with a wrong checksum dropped unread" in v.msg for v in checked)
+    ignored = verdicts("ignore")
+    assert ignored and all("checksum" not in v.msg for v in ignored)
