@@ -5,8 +5,9 @@ A receiver drops a packet whose checksum is wrong, so its bytes never reached an
 checking on (`--checksums auto` or `verify`), such a packet is counted
 (`DecodeStats.bad_checksums`) and, for TCP and UDP, marked with a `C`/`c` letter in its flow's
 history at the 1st, 10th, 100th... one of a direction, as Zeek writes it; nothing else of it is
-read. A packet cut by the snap length
-cannot be checked and is taken as it is.
+read. In a tunnel every IPv4 header is checked, the innermost transport, and the UDP checksum of
+a VXLAN or Geneve datagram (`tunnel_ok`), whose packet inside is dropped with it. A packet cut
+by the snap length cannot be checked and is taken as it is.
 
 A capture taken on the sending host itself sees its packets before the network card fills
 their checksums in (checksum offload). Such a checksum holds what the sender's stack left for
@@ -91,3 +92,15 @@ def segment_ok(
         or value == ones_sum(pseudo_header(src, dst, proto, len(segment)))
         or value == ones_sum(pseudo_header(src, dst, proto, 0))
     )
+
+
+def tunnel_ok(src: bytes, dst: bytes, datagram: bytes, mode: int) -> bool:
+    """Whether the UDP datagram of a tunnel (VXLAN, Geneve: `datagram` is its header and
+    payload, whole) is taken as right. A checksum of 0 means none was computed, over IPv6 too:
+    VXLAN is sent so (RFC 7348 5), and a tunnel may send zero UDP checksums over IPv6 (RFC 6935,
+    RFC 8926 3.3); Zeek takes a VXLAN one so. Any other value is checked as a UDP checksum is
+    (`segment_ok`); a wrong one was dropped by the decapsulating receiver, so nothing inside
+    the datagram was delivered."""
+    if datagram[6:8] == b"\0\0":
+        return True
+    return segment_ok(src, dst, 17, datagram, 6, mode)

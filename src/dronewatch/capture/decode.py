@@ -384,6 +384,12 @@ class Decoder:
         if depth < MAX_ENCAPSULATIONS and (proto == IP_PROTO_GRE or proto == IP_PROTO_UDP):
             inner = _encapsulated(data, proto, l4, min(end, len(data)))
             if inner is not None:
+                if (
+                    proto == IP_PROTO_UDP
+                    and self.checksums
+                    and not self._tunnel_ok(data, l4, end, ends)
+                ):
+                    return None
                 return self._inner(pkt, data, inner, depth)
         if proto == IP_PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _PORTS_TCP.unpack_from(data, l4)
@@ -433,6 +439,17 @@ class Decoder:
         if checksum.header_ok(data[off : off + ihl], self.checksums) and not (
             total == 0 and self.checksums == checksum.VERIFY
         ):
+            return True
+        self.stats.bad_checksums += 1
+        return False
+
+    def _tunnel_ok(self, data: bytes, l4: int, end: int, ends: tuple[bytes, bytes]) -> bool:
+        """Whether a tunnel's UDP datagram (VXLAN, Geneve) is taken as right
+        (`capture.checksum.tunnel_ok`); counts the packet dropped when not: its decapsulating
+        receiver dropped it, so the packet inside was never delivered (no flow is made of it)."""
+        if end > len(data) or end - l4 < 8:
+            return True  # cut by the snap length: cannot be checked
+        if checksum.tunnel_ok(*ends, data[l4:end], self.checksums):
             return True
         self.stats.bad_checksums += 1
         return False

@@ -496,6 +496,11 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
             if (dport == UDP_VXLAN || dport == UDP_GENEVE)
                 found = udp_tunnel(fr, l4 + 8, stop, dport, &at, &inner);
         }
+        /* A tunnel's datagram whose UDP checksum is wrong (0: none computed, over IPv6 too, RFC
+           6935) goes to the decoder, which decides (capture.checksum.tunnel_ok). */
+        if (found && proto == 17 && r->checksums && end <= cap && be16(fr + l4 + 6) != 0 &&
+            !segment_ok(fr, l4, end, fr + l3 + (v4 ? 12 : 8), v4 ? 4 : 16, 17, r->checksums))
+            return;
         if (found) {
             r->tunnelled = 1;
             if (inner == ETH_TEB) ethernet(fr, cap, at, depth + 1, r);

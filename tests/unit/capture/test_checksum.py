@@ -11,9 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scapy.compat import raw
+from scapy.contrib.geneve import GENEVE
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
 
 from dronewatch.capture.checksum import CHECKSUM_MODES, ones_sum, pseudo_header
 from dronewatch.capture.files import FileSource
@@ -284,3 +286,74 @@ def test_ipv4_header_checksums(tmp_path: Path, checksums: str) -> None:
     }[checksums]
     assert ports == expected
     assert (result.capture.bad_checksums or 0) == 4 - len(expected)
+
+
+# ---- a tunnel's own UDP checksum ---------------------------------------------------------------
+
+
+def tunnelled(version: int, tunnel: str, kind: str, n: int) -> list[bytes]:
+    """Five UDP datagrams of one inner flow, each in a VXLAN or Geneve datagram over IPv4 or
+    IPv6; the fourth one's outer UDP checksum is of `kind` (`corrupt`: the field itself changed,
+    so the inner datagram stays right), the others right."""
+    outer_src, outer_dst = (
+        ("192.0.2.1", "192.0.2.2") if version == 4 else ("2001:db8::1", "2001:db8::2")
+    )
+    outer = IP(src=outer_src, dst=outer_dst) if version == 4 else IPv6(src=outer_src, dst=outer_dst)
+    head = VXLAN(vni=7) if tunnel == "vxlan" else GENEVE(vni=7, proto=0x6558)
+    port = 4789 if tunnel == "vxlan" else 6081
+    inner = Ether(src="02:00:00:00:00:04", dst="02:00:00:00:00:03") / IP(
+        src="10.9.0.2", dst="198.51.100.9"
+    )
+    data = [
+        raw(
+            eth()
+            / outer
+            / UDP(sport=50000, dport=port)
+            / head
+            / inner
+            / UDP(sport=41000 + n, dport=9000)
+            / b"payload"
+        )
+        for _ in range(5)
+    ]
+    frame = bytearray(data[-2])
+    field = 14 + (20 if version == 4 else 40) + 6
+    if kind == "corrupt":
+        frame[field] ^= 0x5A
+    else:
+        frame = bytearray(with_checksum(bytes(frame), version, kind))
+    data[-2] = bytes(frame)
+    return data
+
+
+TUNNEL_CASES = [(v, t, k) for v in (4, 6) for t in ("vxlan", "geneve") for k in KINDS]
+
+
+@pytest.mark.parametrize("checksums", CHECKSUM_MODES)
+def test_a_tunnels_udp_checksum(tmp_path: Path, checksums: str) -> None:
+    """A VXLAN or Geneve datagram whose own UDP checksum is wrong was dropped by the host that
+    takes the tunnel apart, so the packet inside reached no one: `auto` and `verify` drop it (no
+    flow counts it), as Zeek does; 0 means none was computed, over IPv6 too (RFC 6935); an
+    offloading sender's value is kept in `auto`. Both paths agree, the walk counting the flows'
+    later datagrams itself."""
+    frames = []
+    for n, (v, t, k) in enumerate(TUNNEL_CASES):
+        frames += [(1_700_000_000.0 + n + i / 100, f) for i, f in enumerate(tunnelled(v, t, k, n))]
+    path = tmp_path / "tunnels.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    result, records = run(path, checksums)
+    assert result.bulk_packets > 0
+    by_port = {f["orig_p"]: f for f in flows(records)}
+    dropped = 0
+    for n, (v, t, k) in enumerate(TUNNEL_CASES):
+        kept = (
+            checksums == "ignore"
+            or k in ("right", "zero")
+            or (checksums == "auto" and k in ("pseudo", "pseudo0"))
+        )
+        dropped += not kept
+        got = by_port[41000 + n]
+        assert got["orig_pkts"] == 5 - (not kept) and got["tunnel"] == t, (v, t, k)
+        assert "C" not in str(got["history"]), (v, t, k)  # the inner datagram was never seen
+    assert (result.capture.bad_checksums or 0) == dropped
+    assert dropped > 0 or checksums == "ignore"
