@@ -745,13 +745,15 @@ class Engine:
         self._timer_kinds.pop(key, None)
         self.flows_ended += 1
         flow.end_reason = reason
+        # The flow is ending from here on: records its stream's last bytes make are its own
+        # (`record_flow`) and fall where its end does (`position`), as its end hooks' records.
+        self.ending = flow
         if flow.stream is not None:
             self.streams.end(flow)
         t = flow.tcp
         if t is not None:
             flow.orig_payload_bytes = tcp.size(t, 0)
             flow.resp_payload_bytes = tcp.size(t, tcp.BLOCK)
-        self.ending = flow
         read = flow.inspected > 0
         if self.foreign and flow.uid in self.foreign:
             self._end_hooks(flow, self._on_end_foreign if read else self._on_end_foreign_unread)

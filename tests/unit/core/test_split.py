@@ -247,3 +247,51 @@ def test_pipes_to_the_parent_hold_several_batches() -> None:
     finally:
         here.close()
         there.close()
+
+
+def _http_at_the_end(sport: int, answered: bool, t0: float) -> list[tuple[float, bytes]]:
+    """An HTTP flow still open at the capture's end: a GET left unanswered (its record is made by
+    the analyzer's `flow_end`), or answered with a body whose middle segment the capture missed,
+    so the last segment waits above the hole until the flow ends (its record is made as the
+    stream layer gives the hole up, before any `flow_end`)."""
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    back = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+    def up(t: float, flags: str, seq: int, payload: bytes = b"") -> tuple[float, bytes]:
+        seg = (
+            eth / IP(src=PHONE, dst=CLOUD) / TCP(sport=sport, dport=80, flags=flags, seq=seq, ack=1)
+        )
+        return t, raw(seg / payload if payload else seg)
+
+    def down(t: float, flags: str, seq: int, payload: bytes = b"") -> tuple[float, bytes]:
+        seg = back / IP(src=CLOUD, dst=PHONE) / TCP(sport=80, dport=sport, flags=flags, seq=seq)
+        return t, raw(seg / payload if payload else seg)
+
+    request = b"GET /db HTTP/1.1\r\nHost: tiles.example\r\n\r\n"
+    frames = [up(t0, "S", 0), down(t0 + 0.01, "SA", 0), up(t0 + 0.02, "A", 1)]
+    frames.append(up(t0 + 0.03, "PA", 1, request))
+    if answered:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n"
+        frames.append(down(t0 + 0.04, "A", 1, head + b"a" * 10))
+        # b"b" * 10 from 1 + len(head) + 10 is lost; the last ten wait above the hole.
+        frames.append(down(t0 + 0.06, "PA", 1 + len(head) + 20, b"c" * 10))
+    return frames
+
+
+def test_records_a_flows_last_bytes_make_fall_where_it_ends(tmp_path: Path) -> None:
+    """Two HTTP flows end with the capture, the first made (unanswered) writing its record in
+    its analyzer's `flow_end`, the second as its stream's held bytes are given up: shared by
+    processes that each make one of them, the records come in one process's order, each at
+    its own flow's end."""
+    first_key = _key_of(PHONE, 41000, CLOUD, 80, 6)
+    sport = next(
+        p
+        for p in range(41001, 42000)
+        if owner(_key_of(PHONE, p, CLOUD, 80, 6), 2) != owner(first_key, 2)
+    )
+    frames = sorted(_http_at_the_end(41000, False, 1.0) + _http_at_the_end(sport, True, 2.0))
+    path = tmp_path / "ends.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    records = assert_same(path, 2)
+    http = [r.to_dict() for r in records if r.log == "http"]
+    assert [(h["orig_p"], h.get("response_body_len")) for h in http] == [(41000, 0), (sport, 30)]
