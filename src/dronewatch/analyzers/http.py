@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
+from dronewatch.core.flow import IP_PROTO_TCP, TCP_SYN, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
 
@@ -334,20 +334,37 @@ class HttpAnalyzer:
 
     def packet(self, flow: Flow, pkt: Packet) -> None:
         """Read each direction's bytes in order: heads, bodies, the lines between."""
-        if flow.proto != IP_PROTO_TCP or not pkt.payload:
+        if flow.proto != IP_PROTO_TCP or not (pkt.payload or pkt.skipped):
             return
         from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
         state = self._state.get(flow.uid)
         if state is None:
+            if not pkt.payload:
+                return
             state = self._begin(flow, pkt.payload, from_orig)
             if state is None:
                 return
         side = state.orig if from_orig else state.resp
         requests = state.requests
+        if pkt.skipped:
+            self._gap(side, pkt.skipped)  # a body's bytes passed over: counted as a gap's are
         if pkt.gap:
             self._gap(side, pkt.gap)
+        if not pkt.payload:
+            return  # the flow's end says how much of a body was passed over
         self._read(flow, state, side, from_orig, bytes(pkt.payload), pkt.ts)
         self._wait_or_read(flow, state, from_orig and state.requests == requests)
+        if (
+            side.mode == _BODY
+            and side.inflate is None
+            and side.remaining > 1
+            and not side.buf
+            and not pkt.tcp_flags & TCP_SYN  # its first byte is the one after the SYN's number
+        ):
+            # The rest of a body of known length, but its last byte, is not read: only its end
+            # matters (where the next message starts), so the stream layer may pass over it.
+            end = pkt.tcp_seq + len(pkt.payload) + side.remaining - 1
+            flow.pass_over(self.name, from_orig, end)
 
     def _wait_or_read(self, flow: Flow, state: _HttpState, idle: bool) -> None:
         """Say whether the analyzer waits (`Flow.wait`): a request is read whole and its

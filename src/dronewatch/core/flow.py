@@ -135,6 +135,10 @@ class Packet:
     gap: int = 0
     """In a TCP byte stream handed to an analyzer (`dronewatch.core.stream`): bytes of the
     direction missing right before this payload (the capture lost them); 0 when it follows on."""
+    skipped: int = 0
+    """In a TCP byte stream: bytes of the direction passed over right before this payload (and
+    before `gap`), undelivered because its reader said it needs none of them (`Flow.pass_over`);
+    a delivery with an empty payload says it at the flow's end."""
     bad_checksum: bool = False
     """A TCP segment or UDP datagram whose checksum is wrong (`dronewatch.capture.checksum`): its
     receiver dropped it, so it only marks its flow's history (`C`/`c`)."""
@@ -248,6 +252,8 @@ class Flow:
     inspection: str = ""
     """Why the engine stopped inspecting the flow early ("" while it did not): which analyzers
     waited for what, for how many packets and bytes (`Engine`); the rest was only counted."""
+    pass_request: tuple[str, bool, int] | None = field(default=None, repr=False, compare=False)
+    """An analyzer's `pass_over` not yet taken up by the stream layer."""
 
     @property
     def duration_s(self) -> float:
@@ -320,6 +326,14 @@ class Flow:
                 raise ValueError(f"Flow.wait: sender {sender!r} is not 'orig', 'resp' or ''")
             self.waiting = (*(w for w in self.waiting if w[0] != analyzer), entry)
             self.stalled = self.stalled_bytes = 0
+
+    def pass_over(self, analyzer: str, from_orig: bool, seq: int) -> None:
+        """The named analyzer, reading this TCP flow's byte stream, needs none of the
+        direction's bytes before sequence number `seq` (a body of known length whose end it
+        waits for). While it is the flow's only reader, the stream layer delivers nothing below
+        `seq` and says how many bytes it passed over (`Packet.skipped`); the C walk counts those
+        segments itself (`dronewatch.core.stream`)."""
+        self.pass_request = (analyzer, from_orig, seq & 0xFFFFFFFF)
 
     def stop_waiting(self, analyzer: str) -> None:
         """The named analyzer got what it waited for (`wait`) and reads the flow again."""

@@ -15,6 +15,15 @@ first byte after the SYN (or after the start the connection state chose without 
 Each delivery is a copy of the segment's `Packet` (the original itself when nothing changed)
 with the delivered bytes as payload, so its `ts` and `frame` are those of the segment the
 bytes came in.
+
+A reader that needs none of the next bytes of a direction (the body of an HTTP message of known
+length, whose end it waits for) says so with `Flow.pass_over`; while it is the flow's only
+stream reader, the layer then delivers nothing below that point: it moves on as far as the
+connection state has seen the direction's bytes in order (`tcp.SEEN`: captured, or acknowledged
+past a hole), and the next delivery's `Packet.skipped` says how many bytes were passed over
+(the flow's end delivers an empty payload to say it). The C walk counts such segments of a
+followed flow itself (`tcp.SKIP`), and the layer's state comes out the same whichever path ran,
+because it moves on by the connection state only.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ class _Held:
 class Direction:
     """One direction's reassembly state."""
 
-    __slots__ = ("next", "held", "held_bytes", "gap", "missed")
+    __slots__ = ("next", "held", "held_bytes", "gap", "missed", "skip_to", "skipped")
 
     def __init__(self) -> None:
         self.next = 1
@@ -62,10 +71,15 @@ class Direction:
         """Bytes given up and not reported yet (reported with the next delivery)."""
         self.missed = 0
         """Bytes given up so far."""
+        self.skip_to = 0
+        """Bytes below this relative sequence number are passed over, not delivered (0: none)."""
+        self.skipped = 0
+        """Bytes passed over and not reported yet (reported with the next delivery)."""
 
 
-Delivery = tuple[Packet, bytes, int, int]
-"""(segment the bytes came in, bytes, relative sequence number of the first byte, gap before)."""
+Delivery = tuple[Packet, bytes, int, int, int]
+"""(segment the bytes came in, bytes, relative sequence number of the first byte, gap before,
+bytes passed over before)."""
 
 
 class TcpStream:
@@ -117,6 +131,42 @@ class TcpStream:
                 d.next = upto
         return out
 
+    def pass_over(self, from_orig: bool, seen: int) -> list[Delivery]:
+        """Move a direction being passed over on to `seen` (how far the connection state saw its
+        bytes in order), at most to the end of the pass: what was held below is dropped, and what
+        then follows on is delivered."""
+        d = self.orig if from_orig else self.resp
+        if not d.skip_to:
+            return []
+        target = min(seen, d.skip_to)
+        out: list[Delivery] = []
+        if target > d.next:
+            d.skipped += target - d.next
+            d.next = target
+            self._drain(d, out)
+        if d.next >= d.skip_to:
+            d.skip_to = 0
+        return out
+
+    def skip(self, from_orig: bool, upto: int) -> bool:
+        """Pass over the direction's bytes below relative sequence number `upto`; False when it
+        is not ahead of what was delivered."""
+        d = self.orig if from_orig else self.resp
+        if upto <= d.next:
+            return False
+        d.skip_to = upto
+        return True
+
+    def skip_mark(self, from_orig: bool) -> int:
+        """Where the direction's pass ends (0: none)."""
+        return (self.orig if from_orig else self.resp).skip_to
+
+    def take_skipped(self, from_orig: bool) -> int:
+        """Bytes passed over and not reported yet, now reported."""
+        d = self.orig if from_orig else self.resp
+        n, d.skipped = d.skipped, 0
+        return n
+
     def flush(self, from_orig: bool) -> list[Delivery]:
         """Everything still held in a direction, holes given up (the flow ends or is no longer
         read)."""
@@ -147,8 +197,9 @@ class TcpStream:
 
     def _take(self, d: Direction, pkt: Packet, data: bytes, rel: int) -> Delivery:
         gap, d.gap = d.gap, 0
+        skipped, d.skipped = d.skipped, 0
         d.next = rel + len(data)
-        return (pkt, data, rel, gap)
+        return (pkt, data, rel, gap, skipped)
 
     def _drain(self, d: Direction, out: list[Delivery]) -> None:
         """Deliver the held segments that now follow on."""
@@ -227,7 +278,12 @@ class StreamReaders:
             return
         p = 0 if peer_is_orig else tcp.BLOCK
         if t[p + tcp.FLAGS] & tcp.F_INIT:
-            self._deliver(flow, peer_is_orig, stream.acked(peer_is_orig, t[p + tcp.AREL]))
+            self._catch_up(flow, peer_is_orig)
+            upto = t[p + tcp.AREL]
+            self._deliver(flow, peer_is_orig, stream.acked(peer_is_orig, upto))
+            k = tcp.ACKED + (0 if peer_is_orig else 1)
+            if upto > t[k]:
+                t[k] = upto  # the walk counts only segments whose ACK gives up nothing more
 
     def end(self, flow: Flow) -> None:
         """The flow ends: what its stream still holds goes to its readers, holes given up."""
@@ -259,16 +315,51 @@ class StreamReaders:
         if stream is None:
             stream = flow.stream = TcpStream(self._options)
         e = 0 if from_orig else tcp.BLOCK
+        self._catch_up(flow, from_orig)
         rel = tcp.rel_seq(t, e, pkt.tcp_seq) + (1 if pkt.tcp_flags & TCP_SYN else 0)
         if rel < 0:
             return  # before the start of the stream: Zeek does not deliver it either
         self._deliver(flow, from_orig, stream.add(from_orig, rel, pkt.payload, pkt))
 
+    def _catch_up(self, flow: Flow, from_orig: bool) -> None:
+        """A direction being passed over moves on as far as the connection state saw its bytes
+        in order (segments the C walk counted, or that came before this one)."""
+        stream, t = flow.stream, flow.tcp
+        if stream is None or t is None or not stream.skip_mark(from_orig):
+            return
+        seen = t[(0 if from_orig else tcp.BLOCK) + tcp.SEEN]
+        self._deliver(flow, from_orig, stream.pass_over(from_orig, seen))
+        t[tcp.SKIP + (0 if from_orig else 1)] = stream.skip_mark(from_orig)
+
+    def _take_request(self, flow: Flow) -> None:
+        """An analyzer's `Flow.pass_over`, taken up while it is the flow's only reader of the
+        direction (no other stream reader, no follower reading segments)."""
+        request, flow.pass_request = flow.pass_request, None
+        stream, t = flow.stream, flow.tcp
+        if request is None or stream is None or t is None:
+            return
+        name, from_orig, seq = request
+        if any(f != name for f in flow.followers):
+            return
+        if [self._hook_names[h] for h in self._readers(flow)] != [name]:
+            return
+        upto = tcp.rel_seq(t, 0 if from_orig else tcp.BLOCK, seq)
+        if stream.skip(from_orig, upto):
+            t[tcp.SKIP + (0 if from_orig else 1)] = upto
+
     def _flush(self, flow: Flow, hooks: Hooks | None = None) -> None:
-        stream = flow.stream
-        if stream is not None:
-            for from_orig in (True, False):
-                self._deliver(flow, from_orig, stream.flush(from_orig), hooks)
+        stream, t = flow.stream, flow.tcp
+        if stream is None:
+            return
+        for from_orig in (True, False):
+            self._catch_up(flow, from_orig)
+            self._deliver(flow, from_orig, stream.flush(from_orig), hooks)
+            skipped = stream.take_skipped(from_orig)
+            if skipped and t is not None:
+                # Passed over to the end, nothing delivered after: say how much, with no bytes.
+                self._report_skipped(flow, from_orig, skipped, hooks)
+            if t is not None:
+                t[tcp.SKIP + (0 if from_orig else 1)] = 0
 
     def _deliver(
         self, flow: Flow, from_orig: bool, deliveries: list[Delivery], to: Hooks | None = None
@@ -276,20 +367,53 @@ class StreamReaders:
         """Bytes to the readers, each as a copy of the segment it came in (the segment itself
         when nothing changed)."""
         t = flow.tcp
-        for seg, data, rel, gap in deliveries:
+        for seg, data, rel, gap, skipped in deliveries:
             hooks = self._readers(flow) if to is None else to
             if not hooks or t is None:
                 return
             pkt = seg
-            if gap or len(data) != len(seg.payload):
+            if gap or skipped or len(data) != len(seg.payload):
                 e = 0 if from_orig else tcp.BLOCK
-                pkt = _segment_copy(seg, data, (t[e + tcp.START] + rel) & 0xFFFFFFFF, gap)
+                seq = (t[e + tcp.START] + rel) & 0xFFFFFFFF
+                pkt = _segment_copy(seg, data, seq, gap, skipped)
             for hook in hooks:
                 hook(flow, pkt)
+            if flow.pass_request is not None:
+                self._take_request(flow)
+
+    def _report_skipped(self, flow: Flow, from_orig: bool, skipped: int, to: Hooks | None) -> None:
+        """Tell the readers of a direction passed over to its end how many bytes that was: an
+        empty delivery from that end at the flow's last time."""
+        hooks = self._readers(flow) if to is None else to
+        t = flow.tcp
+        if not hooks or t is None:
+            return
+        e = 0 if from_orig else tcp.BLOCK
+        src, sport = (flow.orig_h, flow.orig_p) if from_orig else (flow.resp_h, flow.resp_p)
+        dst, dport = (flow.resp_h, flow.resp_p) if from_orig else (flow.orig_h, flow.orig_p)
+        pkt = Packet(
+            ts=flow.last_ts,
+            frame=0,
+            wirelen=0,
+            caplen=0,
+            linktype=0,
+            ip_version=4 if len(src) == 4 else 6,
+            src=src,
+            dst=dst,
+            proto=flow.proto,
+            sport=sport,
+            dport=dport,
+            tcp_seq=(t[e + tcp.START] + t[e + tcp.SEEN]) & 0xFFFFFFFF,
+            skipped=skipped,
+        )
+        for hook in hooks:
+            hook(flow, pkt)
 
 
-def _segment_copy(seg: Packet, data: bytes, seq: int, gap: int) -> Packet:
-    """`seg` carrying `data` from sequence number `seq`, `gap` bytes missing before it."""
+def _segment_copy(seg: Packet, data: bytes, seq: int, gap: int, skipped: int = 0) -> Packet:
+    """`seg` carrying `data` from sequence number `seq`, `gap` bytes missing before it and
+    `skipped` passed over before those."""
     copy = copy_module.copy(seg)
     copy.payload, copy.payload_len, copy.tcp_seq, copy.gap = data, len(data), seq, gap
+    copy.skipped = skipped
     return copy

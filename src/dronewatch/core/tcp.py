@@ -96,7 +96,16 @@ SYN_TS = MISSED + 1
 """Capture time of the SYN that opened an attempt (EV_ATTEMPT), as a double's bits (0: none): the
 engine ends an attempt nobody answered at its first packet `close_linger_s` after it, so the C
 walk hands over the packets from then on and counts the ones before."""
-SIZE = SYN_TS + 1
+SKIP = SYN_TS + 1
+"""Two slots, the originator's byte stream then the responder's: the relative sequence number
+below which the stream layer passes over the direction's bytes without delivering them (a body
+its one reader does not read: `dronewatch.core.stream`), 0 for none. The C walk counts a
+followed flow's in-order segments that end at or below it itself."""
+ACKED = SKIP + 2
+"""Two slots, likewise: how far the stream layer has given up the direction's holes on the
+peer's acknowledgements (`StreamReaders.acked`); the C walk counts a passed-over segment only
+when its ACK would give up nothing more, as the engine's would not."""
+SIZE = ACKED + 2
 
 M_PARTIAL = 1 << 32
 """MASK bit: the connection began without a SYN from its originator (Zeek's is_partial)."""
@@ -180,6 +189,8 @@ def swap_roles(t: array[int]) -> None:
     orig = t[0:BLOCK]
     t[0:BLOCK] = t[BLOCK : 2 * BLOCK]
     t[BLOCK : 2 * BLOCK] = orig
+    for pair in (SKIP, ACKED):
+        t[pair], t[pair + 1] = t[pair + 1], t[pair]
 
 
 class _Segment:

@@ -63,7 +63,9 @@ static const char LETTERS[] = "SsHhAaDdFfRr";
 #define T_MASK 37  /* history mask and M_PARTIAL */
 #define T_MISSED 38 /* bytes of the connection's content gaps */
 #define T_SYN_TS 39 /* time of an attempt's SYN, a double's bits (0: none) */
-#define T_SIZE 40
+#define T_SKIP 40  /* two slots, orig's and resp's stream: passed over below this (0: none) */
+#define T_ACKED 42 /* two slots: how far the stream layer gave up each stream's holes */
+#define T_SIZE 44
 #define F_INIT 1   /* the endpoint's sequence numbers are set */
 #define F_SEEN 2   /* the endpoint sent a segment */
 #define F_ACTIVE 4 /* the endpoint's state is not INACTIVE */
@@ -1110,6 +1112,28 @@ static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now
     return 1;
 }
 
+/* Whether a countable segment of a flow whose one follower reads its byte stream is one the
+ * stream layer passes over (`dronewatch.core.stream`, `T_SKIP`): every byte of it below its
+ * direction's mark, its sender's content still followed for gaps (`T_SEEN` says how far the
+ * layer may pass over), and its ACK gives up no hole of the peer's stream that the layer has not
+ * given up already (`T_ACKED`: the engine hands `StreamReaders.acked` each payload segment). */
+static int tcp_passed_over(const Entry *e, const Row *r, int from_orig) {
+    if (!e->has_tcp || e->followers != 1) return 0;
+    const int64_t *T = e->tcp.buf;
+    int k = from_orig ? 0 : 1, s = from_orig ? 0 : T_BLOCK, q = T_BLOCK - s;
+    int64_t mark = T[T_SKIP + k];
+    if (!mark || (T[s + T_FLAGS] & F_SKIP)) return 0;
+    int64_t rel = T[s + T_LREL] + (int32_t)(r->seq - (uint32_t)T[s + T_LAST]);
+    if (rel + r->payload_len > mark) return 0;
+    if ((r->flags & TCP_ACK) && (T[q + T_FLAGS] & F_ACTIVE)) {
+        int64_t upto = T[q + T_AREL];
+        int32_t d = (int32_t)(r->ack - (uint32_t)T[q + T_ACK]);
+        if (d > 0 && upto + d >= 0 && !(r->ack == 0 && d > TOO_LARGE_SEQ_DELTA)) upto += d;
+        if (upto > T[T_ACKED + (1 - k)]) return 0;
+    }
+    return 1;
+}
+
 /* The sequence numbers of a counted segment, as `dronewatch.core.tcp.segment` writes them: the
  * peer's acknowledged bytes (its numbering set as if from a SYN while it is inactive) and its
  * content gaps, the sender's highest byte, or one more retransmission, and how far its bytes
@@ -1238,7 +1262,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                     else go_python = 1;
                 }
             } else if (e->followers) {
-                if (r.tcp) go_python = 1;
+                if (r.tcp) go_python = !tcp_passed_over(e, &r, from_orig);
                 else if (e->counters != NULL) to_count = 1;
                 else if (r.tunnelled) go_python = 1; /* the decoder makes its packet */
                 else to_follow = 1;

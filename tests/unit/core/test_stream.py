@@ -101,7 +101,7 @@ def test_bounded_buffer_gives_up_the_hole() -> None:
     pkt = conv.send(b"x")
     assert s.add(True, 5, b"aaaaaa", pkt) == []
     out = s.add(True, 11, b"bbbbbb", pkt)
-    assert [(data, rel, gap) for _, data, rel, gap in out] == [
+    assert [(data, rel, gap) for _, data, rel, gap, _ in out] == [
         (b"aaaaaa", 5, 4),
         (b"bbbbbb", 11, 0),
     ]
@@ -145,3 +145,63 @@ def test_stream_is_let_go_when_no_stream_reader_is_left() -> None:
         eng.process(pkt)
     (flow,) = eng.flows.values()
     assert flow.stream is None
+
+
+class Passer(StreamReader):
+    """A stream reader that, after its first delivery from the server, needs none of the next
+    `n` bytes: it says so (`Flow.pass_over`) and keeps what it is told was passed over."""
+
+    name = "passer"
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.skipped: list[tuple[bool, int, bytes]] = []
+
+    def packet(self, flow: Flow, pkt: Packet) -> None:
+        from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
+        if pkt.skipped:
+            self.skipped.append((from_orig, pkt.skipped, bytes(pkt.payload)))
+        first = not from_orig and not self.got[False]
+        super().packet(flow, pkt)
+        if first:
+            flow.follow(self.name)
+            flow.pass_over(self.name, False, pkt.tcp_seq + len(pkt.payload) + self.n)
+
+
+def test_a_reader_may_pass_over_bytes_it_does_not_need() -> None:
+    """A reader that needs none of the next 12 bytes gets the bytes after them, told how many
+    were passed over; a segment lost inside the pass and acknowledged counts as passed over,
+    not as a gap; a segment that arrives early inside it is dropped."""
+    conv = TcpConversation()
+    hs = conv.handshake()
+    head = conv.reply(b"HEAD|")
+    a = conv.reply(b"aaaa")
+    conv.reply(b"bbbb")  # lost, acknowledged below
+    c = conv.reply(b"cccc")
+    tail = conv.reply(b"dd|tail")
+    ack = conv.ack(from_client=True)
+    passer = Passer(12)
+    eng = Engine([passer], RecordingContext(), EngineOptions(inspect_packets=1))  # type: ignore[list-item]
+    for pkt in (*hs, head, c, a, ack, tail):
+        eng.process(pkt)
+    eng.finish()
+    assert bytes(passer.got[False]) == b"HEAD|dd|tail"
+    assert passer.skipped == [(False, 12, b"dd|tail")]
+    assert passer.gaps == []
+
+
+def test_a_pass_over_to_the_end_is_told_at_the_end() -> None:
+    """A flow that ends inside a pass: its reader is told how many bytes were passed over with an
+    empty delivery (no payload) as the flow ends."""
+    conv = TcpConversation()
+    hs = conv.handshake()
+    head = conv.reply(b"HEAD|")
+    body = [conv.reply(b"x" * 100) for _ in range(3)]
+    passer = Passer(1000)
+    eng = Engine([passer], RecordingContext(), EngineOptions(inspect_packets=1))  # type: ignore[list-item]
+    for pkt in (*hs, head, *body):
+        eng.process(pkt)
+    eng.finish()
+    assert bytes(passer.got[False]) == b"HEAD|"
+    assert passer.skipped == [(False, 300, b"")]

@@ -126,7 +126,7 @@ def test_long_flows_are_counted_in_bulk(tmp_path: Path) -> None:
     ref, bulk = both(path)
     assert ref.capture.packets == len(frames)
     # All but the first inspected packets of each flow skip the per-packet path.
-    assert bulk.bulk_packets > 0.8 * len(frames)
+    assert bulk.bulk_packets > 0.7 * len(frames)  # 0.32 when every body segment was handed over
     assert [a.bytes_out for a in bulk.alerts] == [a.bytes_out for a in ref.alerts]
 
 
@@ -449,3 +449,79 @@ def test_no_c_switch_runs_every_packet_one_by_one(monkeypatch: pytest.MonkeyPatc
     without: list[Record] = []
     assert run_source(FileSource(str(path)), without.append, config(True)).bulk_packets == 0
     assert without == with_c
+
+
+def http_keep_alive(lose: int | None = None) -> list[tuple[float, bytes]]:
+    """A keep-alive HTTP connection: a GET answered with a 150,000-byte body in 1,448-byte
+    segments (the client acknowledging every second one), then a second GET and its short
+    answer, then the close; `lose`: the index of a body segment the capture misses (its bytes
+    acknowledged all the same)."""
+    sport, c, s = 40100, 1000, 5000
+    t = 2000.0
+    frames: list[tuple[float, bytes]] = []
+
+    def up(flags: str, payload: bytes = b"") -> None:
+        nonlocal t, c
+        t += 0.001
+        seg = (
+            ETH() / IP(src=PHONE, dst=CLOUD) / TCP(sport=sport, dport=80, flags=flags, seq=c, ack=s)
+        )
+        frames.append((t, raw(seg / payload if payload else seg)))
+        c += len(payload) + (1 if "S" in flags or "F" in flags else 0)
+
+    def down(flags: str, payload: bytes = b"", keep: bool = True) -> None:
+        nonlocal t, s
+        t += 0.001
+        seg = (
+            ETH() / IP(src=CLOUD, dst=PHONE) / TCP(sport=80, dport=sport, flags=flags, seq=s, ack=c)
+        )
+        if keep:
+            frames.append((t, raw(seg / payload if payload else seg)))
+        s += len(payload) + (1 if "S" in flags or "F" in flags else 0)
+
+    up("S")
+    down("SA")
+    up("A")
+    for n, (path, body) in enumerate(
+        ((b"/tiles/1", bytes(range(256)) * 585 + b"x" * 240), (b"/db", b"ok"))
+    ):
+        up("PA", b"GET " + path + b" HTTP/1.1\r\nHost: tiles.example\r\n\r\n")
+        message = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        for i in range(0, len(message), 1448):
+            down(
+                "PA" if i + 1448 >= len(message) else "A",
+                message[i : i + 1448],
+                keep=n or i // 1448 != lose,
+            )
+            if (i // 1448) % 2:
+                up("A")
+        up("A")
+    up("FA")
+    down("FA")
+    up("A")
+    return frames
+
+
+@pytest.mark.parametrize(("lose", "counted"), [(None, 0.7), (60, 0.7), (20, 0.3)])
+def test_http_bodies_are_passed_over_by_the_walk(
+    tmp_path: Path, lose: int | None, counted: float
+) -> None:
+    """Past the inspected packets, the body of an HTTP response of known length is passed over
+    (`Flow.pass_over`): the C walk counts its segments itself, the second request on the
+    connection is read where the body ends, and the records are the per-packet path's, a lost
+    segment inside the body included (counted in the body's length, as a gap's bytes are). A
+    segment lost while the flow is still inspected (20) leaves the stream waiting at the hole
+    until the client's next request gives it up (its bare ACKs do not), so the walk hands the
+    body over as before (about 0.32 of the packets counted in C when nothing was passed over)."""
+    frames = http_keep_alive(lose)
+    path = tmp_path / "keepalive.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    got: list[Record] = []
+    ref, bulk = both(path)
+    run_source(FileSource(str(path)), got.append, config(True))
+    http = [r.to_dict() for r in got if r.log == "http"]
+    assert [(h["uri"], h["response_body_len"]) for h in http] == [("/tiles/1", 150_000), ("/db", 2)]
+    # Past the inspected packets (32), the walk counts the body's segments, the client's ACKs too.
+    assert bulk.bulk_packets > counted * len(frames)
+    flow = next(r.to_dict() for r in got if r.log == "flows")
+    assert flow["missed_bytes"] == (1448 if lose is not None else 0)
