@@ -114,6 +114,12 @@ class TlsRecord(ConnRecord):
 _OLD_VERSIONS = frozenset((0x0002, 0x0300, 0x0301, 0x0302, 0x0303))
 """Versions before TLS 1.3: application data does not mean the handshake is over."""
 _START = re.compile(rb"\x16\x03[\x00-\x04]..[\x01\x02]", re.DOTALL)
+_HTTP_REQUEST = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/1\.[01]\r?\n")
+"""A client's first line that is an HTTP/1 request (RFC 9112 3). A whole request head without
+an `Upgrade` header (a WebSocket, RFC 6455, may carry TLS) and of another method than CONNECT
+(a tunnel) starts no TLS on the connection, so the analyzer stops looking."""
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_UPGRADE = re.compile(rb"\nupgrade[ \t]*:", re.IGNORECASE)
 """A handshake record carrying a ClientHello (1) or ServerHello (2): where TLS starts after a
 plaintext exchange (STARTTLS)."""
 
@@ -259,6 +265,17 @@ class TlsAnalyzer:
             elif not (state.client_done if from_orig else state.server_done):
                 d.full = True
         if not d.started:
+            if from_orig and not d.pre and not d.lost:
+                request = _HTTP_REQUEST.match(data)
+                end = _HEAD_END.search(data) if request is not None else None
+                if (
+                    request is not None
+                    and end is not None
+                    and request[1] != b"CONNECT"
+                    and _UPGRADE.search(data, 0, end.start()) is None
+                ):
+                    self._finish(flow, state)  # plain HTTP: no TLS will start
+                    return
             data = self._find_start(d, data, from_orig)
             if not d.started:
                 self._check_given_up(flow, state)

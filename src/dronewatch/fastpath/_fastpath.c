@@ -1112,13 +1112,14 @@ static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now
     return 1;
 }
 
-/* Whether a countable segment of a flow whose one follower reads its byte stream is one the
- * stream layer passes over (`dronewatch.core.stream`, `T_SKIP`): every byte of it below its
- * direction's mark, its sender's content still followed for gaps (`T_SEEN` says how far the
- * layer may pass over), and its ACK gives up no hole of the peer's stream that the layer has not
- * given up already (`T_ACKED`: the engine hands `StreamReaders.acked` each payload segment). */
+/* Whether a countable segment of a flow whose one reader (its follower, or while it is inspected
+ * its one inspector) reads its byte stream is one the stream layer passes over
+ * (`dronewatch.core.stream`, `T_SKIP`): every byte of it below its direction's mark, its
+ * sender's content still followed for gaps (`T_SEEN` says how far the layer may pass over), and
+ * its ACK gives up no hole of the peer's stream that the layer has not given up already
+ * (`T_ACKED`: the engine hands `StreamReaders.acked` each payload segment). */
 static int tcp_passed_over(const Entry *e, const Row *r, int from_orig) {
-    if (!e->has_tcp || e->followers != 1) return 0;
+    if (!e->has_tcp || e->followers > 1) return 0;
     const int64_t *T = e->tcp.buf;
     int k = from_orig ? 0 : 1, s = from_orig ? 0 : T_BLOCK, q = T_BLOCK - s;
     int64_t mark = T[T_SKIP + k];
@@ -1259,7 +1260,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             if (e->inspected < t.limit) {
                 if (e->inspectors) {
                     if (e->native_inspect && !r.tcp) to_count = 1;
-                    else go_python = 1;
+                    /* Its one inspector reads the byte stream and passes over these bytes:
+                       the row is counted below, as a settled flow's. */
+                    else go_python = !(r.tcp && e->inspectors == 1 &&
+                                       tcp_passed_over(e, &r, from_orig));
                 }
             } else if (e->followers) {
                 if (r.tcp) go_python = !tcp_passed_over(e, &r, from_orig);

@@ -295,8 +295,8 @@ def test_imap_starttls_capture() -> None:
 
 
 def test_plain_http_is_left_alone() -> None:
-    """A flow another protocol was recognised on gets no state; an HTTP flow is still looked
-    at (a CONNECT tunnel may carry TLS) but gives no record."""
+    """A flow another protocol was recognised on gets no state; an HTTP flow gets one (a CONNECT
+    tunnel may carry TLS; a plain request ends it at once, below) but gives no record."""
     ctx = RecordingContext()
     analyzer = TlsAnalyzer(ctx)
     pkt = make_packet(b"GET / HTTP/1.1\r\n\r\n", dport=80)
@@ -308,6 +308,32 @@ def test_plain_http_is_left_alone() -> None:
     other.service = "mqtt"
     analyzer.packet(other, pkt)
     assert "COTHER" not in analyzer._state and flow.uid in analyzer._state
+    assert ctx.records == []
+
+
+@pytest.mark.parametrize(
+    ("first", "looks_on"),
+    [
+        (b"GET /tiles/1 HTTP/1.1\r\nHost: a.example\r\n\r\n", False),
+        (b"POST /log HTTP/1.0\nContent-Length: 3\n\nabc", False),
+        (b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", True),
+        (b"GET /ws HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\n\r\n", True),
+        (b"GET /tiles/1 HTTP/1.1\r\nHost: a.exa", True),  # the head is not whole yet
+        (b"EHLO mail.example\r\n", True),  # STARTTLS may follow
+    ],
+)
+def test_a_plain_http_request_ends_the_search_for_tls(first: bytes, looks_on: bool) -> None:
+    """A client whose first bytes are a whole HTTP request head, not a CONNECT and without an
+    Upgrade header (a WebSocket may carry TLS), starts no TLS: the analyzer stops looking at the
+    flow (declines it, no record). Anything else may still lead to TLS."""
+    ctx = RecordingContext()
+    analyzer = TlsAnalyzer(ctx)
+    pkt = make_packet(first, dport=80)
+    flow = make_flow(pkt)
+    flow.inspector_names, flow.inspectors = ("tls",), (analyzer.packet,)
+    analyzer.packet(flow, pkt)
+    assert ("tls" in flow.inspector_names) is looks_on
+    analyzer.flow_end(flow)
     assert ctx.records == []
 
 
