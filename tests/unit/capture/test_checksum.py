@@ -5,6 +5,7 @@ checksum traces (`pcaps/third_party/zeek/chksums/`, the `core.checksums` test's)
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -237,18 +238,29 @@ def kept_in(mode: str, version: int, proto: str, kind: str) -> bool:
 CASES = [(v, p, k) for v in (4, 6) for p in ("tcp", "udp") for k in KINDS]
 
 
+def run_cases(
+    path: Path,
+    cases: list[tuple[int, str, str]],
+    make: Callable[[int, str, str, int], list[bytes]],
+    checksums: str,
+) -> tuple[RunResult, dict[object, dict[str, object]]]:
+    """One flow per case (`make(version, what, kind, n)`), a second apart, written to `path` and
+    analyzed on both paths (`run`); the flows' records by originator port. The walk must have
+    counted packets of them itself, so its checks are held too."""
+    frames = []
+    for n, (v, what, k) in enumerate(cases):
+        frames += [(1_700_000_000.0 + n + i / 100, f) for i, f in enumerate(make(v, what, k, n))]
+    path.write_bytes(pcap_bytes(frames))
+    result, records = run(path, checksums)
+    assert result.bulk_packets > 0
+    return result, {f["orig_p"]: f for f in flows(records)}
+
+
 @pytest.mark.parametrize("checksums", CHECKSUM_MODES)
 def test_every_kind_of_checksum(tmp_path: Path, checksums: str) -> None:
     """One flow per kind of checksum, IPv4 and IPv6, TCP and UDP: each mode keeps and drops
     what the module says, on both paths, and a dropped packet marks its flow."""
-    frames = []
-    for n, (v, p, k) in enumerate(CASES):
-        frames += [(1_700_000_000.0 + n + i / 100, f) for i, f in enumerate(flow(v, p, k, n))]
-    path = tmp_path / "kinds.pcap"
-    path.write_bytes(pcap_bytes(frames))
-    result, records = run(path, checksums)
-    assert result.bulk_packets > 0  # the walk counted packets of these flows itself
-    by_port = {f["orig_p"]: f for f in flows(records)}
+    result, by_port = run_cases(tmp_path / "kinds.pcap", CASES, flow, checksums)
     dropped = 0
     for n, (v, p, k) in enumerate(CASES):
         got = by_port[40000 + n]
@@ -336,14 +348,7 @@ def test_a_tunnels_udp_checksum(tmp_path: Path, checksums: str) -> None:
     flow counts it), as Zeek does; 0 means none was computed, over IPv6 too (RFC 6935); an
     offloading sender's value is kept in `auto`. Both paths agree, the walk counting the flows'
     later datagrams itself."""
-    frames = []
-    for n, (v, t, k) in enumerate(TUNNEL_CASES):
-        frames += [(1_700_000_000.0 + n + i / 100, f) for i, f in enumerate(tunnelled(v, t, k, n))]
-    path = tmp_path / "tunnels.pcap"
-    path.write_bytes(pcap_bytes(frames))
-    result, records = run(path, checksums)
-    assert result.bulk_packets > 0
-    by_port = {f["orig_p"]: f for f in flows(records)}
+    result, by_port = run_cases(tmp_path / "tunnels.pcap", TUNNEL_CASES, tunnelled, checksums)
     dropped = 0
     for n, (v, t, k) in enumerate(TUNNEL_CASES):
         kept = (
