@@ -250,7 +250,8 @@ class _Report:
         return f'<p class="{cls}" id="answer">{esc(text)}</p>'
 
     def caveats(self, i: int, v: VerdictRecord) -> list[str]:
-        """What limits a verdict: drops, damage, evictions, snap length, analyzer errors."""
+        """What limits a verdict: drops, damage, evictions, content gaps, stopped inspections,
+        checksum drops, snap length, analyzer errors."""
         cap = self.data.captures[i]
         rec = cap.record
         out = []
@@ -271,6 +272,11 @@ class _Report:
             out.append(
                 f"inspection stopped on {rec.inspection_stopped:,} flows (their analyzers waited "
                 "for an answer that never came)"
+            )
+        if rec is not None and rec.bad_checksums:
+            out.append(
+                f"{rec.bad_checksums:,} packets with a wrong checksum dropped unread (as their "
+                "receivers dropped them)"
             )
         if rec is not None and rec.truncated:
             out.append(f"{rec.truncated:,} packets cut by the snap length")

@@ -216,3 +216,24 @@ def test_report_names_the_device_or_says_how(tmp_path: Path) -> None:
     html = out.read_text()
     assert "No ground station was recognised" not in html
     assert "141.142.220.118" in report_data(html)["verdicts"][0]["device_ip"]
+
+
+def test_checksum_drops_are_a_caveat_of_each_verdict(tmp_path: Path) -> None:
+    """With `--checksums verify`, a capture with datagrams whose checksum is wrong: the report
+    lists the dropped packets among each device's coverage caveats and in the capture's
+    coverage; with the default (`ignore`) no verdict does, and the capture counts none."""
+    from tests.unit.judge.test_verdict import CLEAN_CAPTURE, _with_one_corrupt_datagram
+
+    broken = tmp_path / "one_bad_checksum.pcap"
+    _with_one_corrupt_datagram(CLEAN_CAPTURE, broken)
+    checked, ignored = tmp_path / "checked.html", tmp_path / "ignored.html"
+    args = ["report", "--no-progress", "--ldm", "on"]
+    assert main([*args, "--checksums", "verify", "-o", str(checked), str(broken)]) == 0
+    assert main([*args, "-o", str(ignored), str(broken)]) == 0
+    html = checked.read_text(encoding="utf-8")
+    caveat = "1 packets with a wrong checksum dropped unread (as their receivers dropped them)"
+    verdicts = report_data(html)["verdicts"]
+    assert verdicts and html.count(f"<li>{esc(caveat)}</li>") == len(verdicts)
+    assert "wrong checksums 1" in html
+    plain = ignored.read_text(encoding="utf-8")
+    assert "dropped unread" not in plain and "wrong checksums 0" in plain
