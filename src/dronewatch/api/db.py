@@ -137,9 +137,13 @@ flows = Table(
     Column("scope", String(16)),
     Column("bytes_out", BigInteger, nullable=False),
     Column("bytes_in", BigInteger, nullable=False),
+    Column("end_reason", String(16)),
     Column("doc", JSON, nullable=False),
     Index("ix_flows_device_ts", "device_ip", "ts"),
 )
+"""Flows as agents sent them (`doc`), with the fields the service queries as columns:
+`end_reason` counts a device's evicted flows (reading it out of `doc` in SQL fails on
+PostgreSQL for a document with an escaped NUL anywhere in it)."""
 
 egress = Table(
     "egress",

@@ -116,8 +116,10 @@ class Ingestor:
                 )
             stations = [
                 {
-                    "ip": d.get("ip"),
-                    "mac": d.get("mac"),
+                    # An empty address is none: a station known by its MAC alone, not one
+                    # more device at the address "" (the column holds each address once).
+                    "ip": d.get("ip") or None,
+                    "mac": d.get("mac") or None,
                     "hostname": d.get("hostname"),
                     "roles": d.get("roles", []),
                 }
@@ -186,6 +188,7 @@ class Ingestor:
                     "uid": f["uid"],
                     "agent": agent,
                     "device_ip": device_ip,
+                    "end_reason": f.get("end_reason"),
                     "ts": float(f["ts"]),
                     "last_ts": last,
                     "resp_h": f["orig_h"] if inbound else f["resp_h"],

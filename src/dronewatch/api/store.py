@@ -718,7 +718,7 @@ class Store:
             conds.append(f.last_ts >= start)
         if end is not None:
             conds.append(f.ts < end)
-        evicted = func.sum(case((f.doc["end_reason"].as_string() == "evicted", 1), else_=0))
+        evicted = func.sum(case((f.end_reason == "evicted", 1), else_=0))
         q = select(func.count(), func.max(f.last_ts), evicted).where(*conds)
         with self.engine.connect() as conn:
             row = conn.execute(q).one()

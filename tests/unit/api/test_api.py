@@ -664,3 +664,52 @@ def test_device_declarations_are_checked(
     """A network with an address, a malformed network or name, or nothing to name: refused."""
     resp = api.post("/api/v1/devices", json=body)
     assert resp.status_code == status and says in resp.text, resp.text
+
+
+def test_a_flow_with_a_nul_anywhere_is_read_back(api: Api) -> None:
+    """A flow record whose strings hold NUL (a hostile rule id and server name): it is
+    stored, the overview counts it among the device's evicted flows, its verdict and its flows
+    read back, on every
+    backend (PostgreSQL refuses to read a field out of a JSON document with an escaped NUL, so
+    the service reads `end_reason` from a column of its own)."""
+    phone = api.device(PHONE)
+    flow = next(dict(r) for r in records_of("dji_fly_ldm_off.pcap") if r["log"] == "flows")
+    flow.update(
+        uid="CnulInItsStrings1",
+        rule_id="rule\x00id",
+        server_name="a\x00.example",
+        end_reason="evicted",
+        orig_h=PHONE,
+        ts=5000.0,
+    )
+    resp = api.ingest([flow], batch="nul")
+    assert resp.status_code == 200, resp.text[:500]
+    verdict = api.get(f"/api/v1/devices/{phone['id']}/verdict", params={"start": 4000})
+    assert verdict.status_code == 200, verdict.text[:300]
+    overview = api.get("/api/v1/overview", params={"start": 4000})
+    assert overview.status_code == 200, overview.text[:300]
+    (card,) = [d for d in overview.json()["devices"] if d["device"]["ip"] == PHONE]
+    assert card["evicted_flows"] == 1, card
+    flows = api.get(f"/api/v1/devices/{phone['id']}/flows")
+    assert flows.status_code == 200 and any(
+        f.get("server_name") == "a\x00.example" for f in flows.json()["items"]
+    ), flows.text[:300]
+
+
+def test_stations_without_an_address_are_known_by_their_mac(api: Api) -> None:
+    """Two ground stations an agent reports with an empty address and their own MACs are two
+    devices, each without an address (the column holds an address once: "" would clash)."""
+    station = {
+        "log": "devices",
+        "ts": 1.0,
+        "ip": "",
+        "hostname": None,
+        "vendor_oui": None,
+        "roles": ["ground_station"],
+        "reasons": ["named by the user"],
+    }
+    batch = [{**station, "mac": "02:00:00:00:00:0a"}, {**station, "mac": "02:00:00:00:00:0b"}]
+    resp = api.ingest(batch, batch="no-address")
+    assert resp.status_code == 200, resp.text[:300]
+    macs = {d["mac"]: d["ip"] for d in api.get("/api/v1/devices").json()}
+    assert macs.get("02:00:00:00:00:0a", "?") is None and macs.get("02:00:00:00:00:0b", "?") is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import inspect
 
@@ -47,5 +48,30 @@ def test_an_unreadable_database_is_a_storage_error(tmp_path: Path) -> None:
     try:
         with pytest.raises(StorageError, match="migrating"):
             migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def test_flows_stored_before_0010_get_their_end_reason(tmp_path: Path) -> None:
+    """Flows stored at 0009 get the `end_reason` column filled from their documents, read in
+    Python (a NUL escaped in a document does not stop it)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        command.upgrade(_config(engine), "0009")
+        doc = '{"uid": "C1", "end_reason": "evicted", "server_name": "a\\u0000.example"}'
+        with engine.begin() as conn:
+            for uid, text in (("C1", doc), ("C2", '{"uid": "C2"}')):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO flows (uid, agent, device_ip, ts, last_ts, resp_h, resp_p,"
+                        " proto, bytes_out, bytes_in, doc) VALUES (:uid, 'a', '10.0.0.2', 1, 2,"
+                        " '203.0.113.1', 443, 'tcp', 0, 0, :doc)"
+                    ),
+                    {"uid": uid, "doc": text.replace("C1", uid)},
+                )
+        migrate(engine)
+        with engine.connect() as conn:
+            got = dict(conn.execute(sa.text("SELECT uid, end_reason FROM flows")).all())
+        assert got == {"C1": "evicted", "C2": None}
     finally:
         engine.dispose()
