@@ -114,14 +114,14 @@ class TlsRecord(ConnRecord):
 _OLD_VERSIONS = frozenset((0x0002, 0x0300, 0x0301, 0x0302, 0x0303))
 """Versions before TLS 1.3: application data does not mean the handshake is over."""
 _START = re.compile(rb"\x16\x03[\x00-\x04]..[\x01\x02]", re.DOTALL)
+"""A handshake record carrying a ClientHello (1) or ServerHello (2): where TLS starts after a
+plaintext exchange (STARTTLS)."""
 _HTTP_REQUEST = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/1\.[01]\r?\n")
 """A client's first line that is an HTTP/1 request (RFC 9112 3). A whole request head without
 an `Upgrade` header (a WebSocket, RFC 6455, may carry TLS) and of another method than CONNECT
 (a tunnel) starts no TLS on the connection, so the analyzer stops looking."""
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _UPGRADE = re.compile(rb"\nupgrade[ \t]*:", re.IGNORECASE)
-"""A handshake record carrying a ClientHello (1) or ServerHello (2): where TLS starts after a
-plaintext exchange (STARTTLS)."""
 
 
 class _Direction:

@@ -101,21 +101,36 @@ class Coverage:
         if self.analyzer_errors:
             text += f", {self.analyzer_errors:,} analyzer failures (inspection incomplete)"
         if self.gap_flows:
-            text += (
-                f", {self.gap_flows:,} TCP flows with content gaps ({self.missed_bytes:,} bytes "
-                "acknowledged but not captured)"
-            )
+            text += ", " + gaps_text(self.gap_flows, self.missed_bytes)
         if self.stopped_flows:
-            text += (
-                f", inspection stopped on {self.stopped_flows:,} flows (their analyzers waited for "
-                "an answer that never came)"
-            )
+            text += ", " + stopped_text(self.stopped_flows)
         if self.bad_checksums:
-            text += (
-                f", {self.bad_checksums:,} packets with a wrong checksum dropped unread (as their "
-                "receivers dropped them)"
-            )
+            text += ", " + checksums_text(self.bad_checksums)
         return text
+
+
+def gaps_text(flows: int, missed_bytes: int) -> str:
+    """What content gaps kept from view, as a verdict and the report say it."""
+    return (
+        f"{flows:,} TCP flows with content gaps ({missed_bytes:,} bytes acknowledged but not "
+        "captured)"
+    )
+
+
+def stopped_text(flows: int) -> str:
+    """Flows whose inspection stopped, as a verdict and the report say it."""
+    return (
+        f"inspection stopped on {flows:,} flows (their analyzers waited for an answer that never "
+        "came)"
+    )
+
+
+def checksums_text(packets: int) -> str:
+    """Packets dropped for a wrong checksum, as a verdict and the report say it."""
+    return (
+        f"{packets:,} packets with a wrong checksum dropped unread (as their receivers dropped "
+        "them)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

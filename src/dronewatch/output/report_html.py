@@ -31,6 +31,7 @@ from dronewatch.judge.alert import (
     utc_time,
 )
 from dronewatch.judge.monitor import VerdictRecord
+from dronewatch.judge.verdict import checksums_text, gaps_text, stopped_text
 from dronewatch.output.diff import DiffRow
 from dronewatch.output.report import DestinationFacts, ReportCollector
 from dronewatch.output.terminal import printable
@@ -264,20 +265,11 @@ class _Report:
         if cap.evicted:
             out.append(f"{cap.evicted:,} flows evicted from a full flow table")
         if rec is not None and rec.gap_flows:
-            out.append(
-                f"{rec.gap_flows:,} TCP flows with content gaps ({rec.missed_bytes or 0:,} bytes "
-                "acknowledged but not captured)"
-            )
+            out.append(gaps_text(rec.gap_flows, rec.missed_bytes or 0))
         if rec is not None and rec.inspection_stopped:
-            out.append(
-                f"inspection stopped on {rec.inspection_stopped:,} flows (their analyzers waited "
-                "for an answer that never came)"
-            )
+            out.append(stopped_text(rec.inspection_stopped))
         if rec is not None and rec.bad_checksums:
-            out.append(
-                f"{rec.bad_checksums:,} packets with a wrong checksum dropped unread (as their "
-                "receivers dropped them)"
-            )
+            out.append(checksums_text(rec.bad_checksums))
         if rec is not None and rec.truncated:
             out.append(f"{rec.truncated:,} packets cut by the snap length")
         if rec is not None and rec.analyzer_errors:

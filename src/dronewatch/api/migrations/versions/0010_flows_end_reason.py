@@ -19,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 BATCH = 5000
-"""Documents read and written back at once while filling the column."""
+"""Documents read, and their column written, a page at a time while filling it."""
 
 
 def upgrade() -> None:
@@ -29,11 +29,21 @@ def upgrade() -> None:
     flows = sa.table(
         "flows", sa.column("uid", sa.String), sa.column("doc"), sa.column("end_reason")
     )
-    # The documents are parsed here, not in SQL: any document reads back, NUL or not.
-    rows = conn.execute(sa.select(flows.c.uid, sa.cast(flows.c.doc, sa.Text))).all()
-    for start in range(0, len(rows), BATCH):
+    # The documents are parsed here, not in SQL (any document reads back, NUL or not), a page
+    # of them at a time, in uid order.
+    last = ""
+    while True:
+        rows = conn.execute(
+            sa.select(flows.c.uid, sa.cast(flows.c.doc, sa.Text))
+            .where(flows.c.uid > last)
+            .order_by(flows.c.uid)
+            .limit(BATCH)
+        ).all()
+        if not rows:
+            return
+        last = rows[-1][0]
         values = []
-        for uid, text in rows[start : start + BATCH]:
+        for uid, text in rows:
             reason = json.loads(text).get("end_reason") if text else None
             if isinstance(reason, str):
                 # As the column type stores it (`db.nul_free`, cut to its length).
