@@ -122,7 +122,7 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
+def request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
     """(method, target, version) of a request line; version b"" for HTTP/0.9; None if not one."""
     parts = line.split()
     if len(parts) == 3 and parts[2].startswith(b"HTTP/"):  # `HTTP/1.` too, as Zeek takes it
@@ -146,7 +146,7 @@ def parse_request_head(head: bytes) -> HttpRequestHead:
             HTTP/0.9 request) with a token for a method.
     """
     lines = _lines(head)
-    parsed = _request_line(lines[0])
+    parsed = request_line(lines[0])
     if parsed is None:
         raise DecodeError("not an HTTP request line")
     method, target, version = parsed
@@ -423,7 +423,7 @@ class HttpAnalyzer:
                 lines = data[: self.options.max_head_bytes].split(b"\n")[:-1]
                 simple_ok = flow.resp_p in HTTP_PORTS
                 ok = any(
-                    (parsed := _request_line(one.removesuffix(b"\r"))) is not None
+                    (parsed := request_line(one.removesuffix(b"\r"))) is not None
                     and (bool(parsed[2]) or simple_ok)
                     for one in lines
                 )
@@ -584,7 +584,7 @@ class HttpAnalyzer:
                     buf.clear()  # not a start line, and no line end yet: pass over it
                 return None
             line = bytes(buf[:end]).removesuffix(b"\r")
-            if from_orig and (parsed := _request_line(line)) is not None and not parsed[2]:
+            if from_orig and (parsed := request_line(line)) is not None and not parsed[2]:
                 # HTTP/0.9: the request is this one line and its response a bare body; header
                 # lines after it (a request line that lost its version) are read with it.
                 after = _header_follows(bytes(buf[end + 1 :]))
@@ -597,7 +597,7 @@ class HttpAnalyzer:
                 buf.clear()
                 self._request(flow, state, line, ts)
                 return rest
-            if (from_orig and _request_line(line) is not None) or (
+            if (from_orig and request_line(line) is not None) or (
                 not from_orig and _is_status_line(line)
             ):
                 side.head_at = 0
@@ -808,4 +808,5 @@ __all__ = [
     "host_without_port",
     "parse_request_head",
     "parse_response_head",
+    "request_line",
 ]

@@ -25,6 +25,7 @@ from dronewatch.analyzers._tls_hello import (
     tls_cipher_name,
     tls_version_name,
 )
+from dronewatch.analyzers.http import request_line
 from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -116,11 +117,11 @@ _OLD_VERSIONS = frozenset((0x0002, 0x0300, 0x0301, 0x0302, 0x0303))
 _START = re.compile(rb"\x16\x03[\x00-\x04]..[\x01\x02]", re.DOTALL)
 """A handshake record carrying a ClientHello (1) or ServerHello (2): where TLS starts after a
 plaintext exchange (STARTTLS)."""
-_HTTP_REQUEST = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/1\.[01]\r?\n")
-"""A client's first line that is an HTTP/1 request (RFC 9112 3). A whole request head without
-an `Upgrade` header (a WebSocket, RFC 6455, may carry TLS) and of another method than CONNECT
-(a tunnel) starts no TLS on the connection, so the analyzer stops looking."""
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+"""The end of an HTTP head. A client whose first bytes are a whole HTTP/1 request head (its
+line as the HTTP analyzer reads one, `http.request_line`), of another method than CONNECT (a
+tunnel) and without an `Upgrade` header (a WebSocket, RFC 6455, may carry TLS), starts no TLS
+on the connection, so the analyzer stops looking."""
 _UPGRADE = re.compile(rb"\nupgrade[ \t]*:", re.IGNORECASE)
 
 
@@ -266,12 +267,14 @@ class TlsAnalyzer:
                 d.full = True
         if not d.started:
             if from_orig and not d.pre and not d.lost:
-                request = _HTTP_REQUEST.match(data)
+                line, newline, _ = data.partition(b"\n")
+                request = request_line(line.removesuffix(b"\r")) if newline else None
                 end = _HEAD_END.search(data) if request is not None else None
                 if (
                     request is not None
                     and end is not None
-                    and request[1] != b"CONNECT"
+                    and request[2]  # a version: not an HTTP/0.9 line (`EHLO x` is one)
+                    and request[0] != b"CONNECT"
                     and _UPGRADE.search(data, 0, end.start()) is None
                 ):
                     self._finish(flow, state)  # plain HTTP: no TLS will start
