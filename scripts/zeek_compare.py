@@ -167,11 +167,30 @@ _ALTERS_INPUT = re.compile(r"\bprotocol_data_in\b|\bcreate_packetfilter\b")
 """A test whose script changes what Zeek reads: it hands an analyzer bytes of its own
 (`zeek::protocol_data_in`: the records are the test's, not the trace's), or installs a packet
 filter that drops traffic (NetControl's packetfilter: as a capture filter, `-f`, does)."""
+_MARKS_CONNS = re.compile(r"\bReporter::limit_reached_weird\b")
+"""A test whose script marks connections itself: an analyzer limit it reports by hand puts
+Zeek's `X` into the conn history, whatever the trace holds."""
 _RUNS_ZEEK = re.compile(r"(?<![\w./-])zeek(?![\w-])")
 """A test line that runs zeek itself (not zeek-cut)."""
 _IGNORES_CHECKSUMS = re.compile(r"(?<!\S)-[A-Za-z]*C[A-Za-z]*(?!\S)|ignore_checksums\s*=\s*T")
 """A Zeek run that checks no checksums: `-C` (alone or among other one-letter flags) on its
 command line, or `ignore_checksums` set in its script."""
+
+
+_ZEEK_ARGS = re.compile(r"(?<![\w./-])zeek(?![\w-])([^|;&>]*)")
+"""A run of zeek on a test line and its arguments (up to a pipe, a redirection or the next
+command)."""
+_ASSIGNS = re.compile(r"(?<!\S)[A-Za-z_][\w:]*=(?!=)")
+"""A `name=value` argument: Zeek reads it as `redef name = value`."""
+
+
+def redefines(exec_line: str) -> bool:
+    """Whether a Zeek run changes a setting from its command line: `-e` code, a `redef`, or a
+    `name=value` argument (Zeek's short form of `redef name = value`, such as
+    `dns_max_queries=3`). An assignment before `zeek` sets the environment, not Zeek."""
+    if re.search(r"\s-e\s", exec_line) or "redef" in exec_line:
+        return True
+    return any(_ASSIGNS.search(m.group(1)) for m in _ZEEK_ARGS.finditer(exec_line))
 
 
 def zeek_checksums(exec_line: str, script: str) -> str:
@@ -210,11 +229,14 @@ def btest_cases(btest: Path) -> tuple[list[Case], Counter[str]]:
         if re.search(r"\s-f\s", execs[0]) or "restricted_filter" in execs[0]:
             left_out["capture filter"] += 1
             continue
-        if re.search(r"\s-e\s", execs[0]) or "redef" in execs[0]:
+        if redefines(execs[0]):
             left_out["redefines on the command line"] += 1
             continue
         if _ALTERS_INPUT.search(script.read_text(errors="replace")):
             left_out["the test feeds or drops packets itself"] += 1
+            continue
+        if _MARKS_CONNS.search(script.read_text(errors="replace")):
+            left_out["the test marks connections itself"] += 1
             continue
         trace = btest / "Traces" / traces[0].strip("'\"")
         if not trace.is_file():

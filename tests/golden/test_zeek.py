@@ -230,6 +230,7 @@ def test_tests_that_feed_or_drop_packets_are_left_out(tmp_path: Path) -> None:
         "plain": "",
         "feeds": 'event e() { zeek::protocol_data_in(True, b"GET / HTTP/1.0\\r\\n\\r\\n"); }\n',
         "drops": "event NetControl::init() { local f = NetControl::create_packetfilter(); }\n",
+        "marks": "event http_request(c: connection) { Reporter::limit_reached_weird(\"w\", c, 1); }\n",
     }
     head = "# @TEST-EXEC: zeek -r $TRACES/t.pcap %INPUT\n# @TEST-EXEC: btest-diff http.log\n"
     for name, body in scripts.items():
@@ -241,3 +242,23 @@ def test_tests_that_feed_or_drop_packets_are_left_out(tmp_path: Path) -> None:
     cases, left_out = tool.btest_cases(tmp_path)
     assert [c.baselines["http"][0].parent.name for c in cases] == ["t.plain"]
     assert left_out["the test feeds or drops packets itself"] == 2
+    assert left_out["the test marks connections itself"] == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "redefines"),
+    [
+        ("zeek -r $TRACES/t.pcap %INPUT >out", False),
+        ("zeek -br $TRACES/t.pcap dns_max_queries=3 %INPUT", True),
+        ("zeek -C -r $TRACES/t.pcap %INPUT NCP::max_frame_size=150 >out", True),
+        ("zeek -r $TRACES/t.pcap -e 'print 1' %INPUT", True),
+        ("zeek -r $TRACES/t.pcap %INPUT 'redef x = 1;'", True),
+        ("ZEEK_DNS_FAKE=1 zeek -r $TRACES/t.pcap %INPUT", False),  # the environment
+        ("zeek -r $TRACES/t.pcap %INPUT >out && grep a=b out", False),
+        ("zeek -r $TRACES/t.pcap %INPUT | zeek-cut a=b", False),
+    ],
+)
+def test_command_line_redefinitions_are_recognised(line: str, redefines: bool) -> None:
+    """`name=value` after `zeek` is Zeek's short form of `redef`: such a run measures Zeek
+    configured away from its defaults, and is left out as `-e` and `redef` are."""
+    assert _tool().redefines("# @TEST-EXEC: " + line) is redefines
