@@ -230,7 +230,7 @@ def test_tests_that_feed_or_drop_packets_are_left_out(tmp_path: Path) -> None:
         "plain": "",
         "feeds": 'event e() { zeek::protocol_data_in(True, b"GET / HTTP/1.0\\r\\n\\r\\n"); }\n',
         "drops": "event NetControl::init() { local f = NetControl::create_packetfilter(); }\n",
-        "marks": "event http_request(c: connection) { Reporter::limit_reached_weird(\"w\", c, 1); }\n",
+        "marks": 'event http_request(c: connection) { Reporter::limit_reached_weird("w", c); }\n',
     }
     head = "# @TEST-EXEC: zeek -r $TRACES/t.pcap %INPUT\n# @TEST-EXEC: btest-diff http.log\n"
     for name, body in scripts.items():

@@ -8,6 +8,13 @@ PUBLISH (topic, QoS, payload length; MQTT 5 topic aliases resolved per direction
 publishes are summarised: one record per (direction, topic) with a count and the payload bytes,
 written when the flow ends. The flow's meta gets `mqtt_client_id` and `mqtt_topics` for the rules.
 
+Where the C extension is built, a followed flow keeps its publish counts in a C `MqttCounter`
+(`dronewatch/fastpath/_mqtt.c`), and once the broker has answered, a segment that holds only
+whole packets this analyzer would merely count (PUBLISHes of topics it knows, without an alias;
+acknowledgements, pings) is counted there without reaching `packet`: by the stream layer, or by
+the C walk itself (`dronewatch.core.stream`). The counter refuses anything else, which is read
+here; the records are the same either way.
+
 Layout facts: MQTT 3.1.1 (OASIS, 2014) sections 2 and 3; MQTT 5.0 (OASIS, 2019) sections 1.5,
 2.2, 3.1, 3.3 and 3.8 (properties, variable byte integers, topic alias property 0x23).
 """
@@ -17,11 +24,15 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
+from dronewatch.fastpath import native
+
+if TYPE_CHECKING:
+    from dronewatch.fastpath._fastpath import MqttCounter
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +279,8 @@ class _Topic:
     publishes: int = 0
     payload_bytes: int = 0
     kind: str = "publish"
+    index: int = -1
+    """Its entry in the flow's `MqttCounter`, which then holds its publish counts (-1: none)."""
 
 
 @dataclass(slots=True)
@@ -291,6 +304,8 @@ class _State:
     dropped_topics: int = 0
     answered: bool = False
     """The broker's side sent payload: from then on the analyzer never waits."""
+    counter: MqttCounter | None = None
+    """The C counter of the flow's publishes, where the extension is built."""
 
 
 class MqttAnalyzer:
@@ -330,6 +345,18 @@ class MqttAnalyzer:
         self._feed(flow, pkt, state, 0 if from_orig else 1)
         if flow.uid in self._state:  # not given up
             self._wait_or_read(flow, state, from_orig, state.dirs[0].lost != lost)
+        if state.counter is not None:
+            self._offer(state)
+
+    @staticmethod
+    def _offer(state: _State) -> None:
+        """Let the counter take a direction's next segments while it is at a packet boundary with
+        nothing buffered, the broker having answered (no wait to keep)."""
+        counter = state.counter
+        assert counter is not None
+        settled = state.answered and bool(state.level)
+        for side, d in enumerate(state.dirs):
+            counter.ready(side, settled and not d.buf and not d.skip)
 
     def _wait_or_read(self, flow: Flow, state: _State, from_orig: bool, lost: bool) -> None:
         """Say whether the analyzer waits (`Flow.wait`): its CONNECT is read and the broker
@@ -366,16 +393,23 @@ class MqttAnalyzer:
         state = _State(level)
         self._state[flow.uid] = state
         if level:
-            self._confirm(flow)
+            self._confirm(flow, state)
         return state
 
-    def _confirm(self, flow: Flow) -> None:
+    def _confirm(self, flow: Flow, state: _State) -> None:
         flow.service = "mqtt"
         if self.options.follow_flow:
-            flow.follow(self.name)
+            fastpath = native()
+            if fastpath is not None:
+                state.counter = fastpath.MqttCounter()
+                state.counter.level = state.level
+            flow.follow(self.name, state.counter)
 
     def _give_up(self, flow: Flow) -> None:
-        self._state.pop(flow.uid, None)
+        state = self._state.pop(flow.uid, None)
+        if state is not None and state.counter is not None:
+            state.counter.ready(0, False)
+            state.counter.ready(1, False)
         self._rejected.add(flow.uid)
         flow.decline(self.name)
 
@@ -436,10 +470,12 @@ class MqttAnalyzer:
                 raise DecodeError("no CONNECT first")
             c = parse_connect(body)
             state.level = c.level
-            self._confirm(flow)
+            self._confirm(flow, state)
         if kind == CONNECT and side == 0:
             c = parse_connect(body)
             state.level = c.level
+            if state.counter is not None:
+                state.counter.level = c.level
             flow.add_meta("mqtt_client_id", c.client_id)
             self.ctx.emit(
                 MqttRecord(
@@ -484,7 +520,13 @@ class MqttAnalyzer:
                 state.dropped_topics += 1
                 return
             entry = state.topics[key] = _Topic(ts, kind=kind)
+            if kind == "publish" and state.counter is not None:
+                entry.index = state.counter.topic(side, topic)
             flow.add_meta_item("mqtt_topics", topic)
+        if entry.index >= 0:
+            assert state.counter is not None
+            state.counter.add(entry.index, qos, size)
+            return
         entry.qos = max(entry.qos, qos)
         if kind == "publish":
             entry.publishes += 1
@@ -497,6 +539,9 @@ class MqttAnalyzer:
             return
         version = VERSION_NAMES.get(state.level, str(state.level))
         for (kind, direction, topic), t in state.topics.items():
+            if t.index >= 0:
+                assert state.counter is not None
+                t.publishes, t.payload_bytes, t.qos = state.counter.counts(t.index)
             self.ctx.emit(
                 MqttRecord(
                     ts=t.first_ts,

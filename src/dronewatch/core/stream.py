@@ -24,6 +24,14 @@ past a hole), and the next delivery's `Packet.skipped` says how many bytes were 
 (the flow's end delivers an empty payload to say it). The C walk counts such segments of a
 followed flow itself (`tcp.SKIP`), and the layer's state comes out the same whichever path ran,
 because it moves on by the connection state only.
+
+A follower that keeps its counts in a frame counter (`Flow.follow(name, counter)`: an MQTT
+flow's `MqttCounter`), as the flow's one follower, has each segment that starts where the layer
+stands, with nothing held or to report, offered to the counter first: what the counter takes
+(whole packets its reader would only count) is not delivered, and the layer moves past it; what
+it refuses goes to the reader as usual. The C walk offers the same segments of such a flow to
+the same counter itself (`tcp.FEED`: where the layer stands, published after each call into the
+layer and moved on by the walk), so the counts come out the same whichever path ran.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dronewatch.core import tcp
-from dronewatch.core.flow import TCP_ACK, TCP_SYN, Flow, Packet
+from dronewatch.core.flow import TCP_ACK, TCP_SYN, Flow, FrameCounter, Packet
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +169,21 @@ class TcpStream:
         """Where the direction's pass ends (0: none)."""
         return (self.orig if from_orig else self.resp).skip_to
 
+    def feed_at(self, from_orig: bool) -> int:
+        """Where a counter may take the direction's next bytes: where the layer stands, when it
+        holds nothing, has no hole or pass to report and passes nothing over (0: not now)."""
+        d = self.orig if from_orig else self.resp
+        if d.held or d.gap or d.skipped or d.skip_to:
+            return 0
+        return d.next
+
+    def fed(self, from_orig: bool, upto: int) -> None:
+        """A counter took the direction's bytes below relative sequence number `upto`, starting
+        where `feed_at` said."""
+        d = self.orig if from_orig else self.resp
+        if upto > d.next:
+            d.next = upto
+
     def take_skipped(self, from_orig: bool) -> int:
         """Bytes passed over and not reported yet, now reported."""
         d = self.orig if from_orig else self.resp
@@ -259,6 +282,8 @@ class StreamReaders:
         elif flow.inspected >= self._inspect and not any(n in self.names for n in flow.followers):
             self._flush(flow, streams)
             flow.stream = None
+        if flow.counters:
+            self._publish(flow)
 
     def follow(self, flow: Flow, pkt: Packet) -> None:
         """A TCP segment past the inspected ones, for the analyzers that follow the flow."""
@@ -269,7 +294,10 @@ class StreamReaders:
             else:
                 self._followers[name](flow, pkt)
         if streams:
-            self._add(flow, pkt, pkt.src == flow.orig_h and pkt.sport == flow.orig_p)
+            from_orig = pkt.src == flow.orig_h and pkt.sport == flow.orig_p
+            self._add(flow, pkt, from_orig, self._counter(flow))
+        if flow.counters:
+            self._publish(flow)
 
     def acked(self, flow: Flow, pkt: Packet, peer_is_orig: bool) -> None:
         """A segment with an ACK: holes in the peer's stream it acknowledges are given up."""
@@ -278,15 +306,21 @@ class StreamReaders:
             return
         p = 0 if peer_is_orig else tcp.BLOCK
         if t[p + tcp.FLAGS] & tcp.F_INIT:
+            if flow.counters:
+                self._sync(flow)
             self._catch_up(flow, peer_is_orig)
             upto = t[p + tcp.AREL]
             self._deliver(flow, peer_is_orig, stream.acked(peer_is_orig, upto))
             k = tcp.ACKED + (0 if peer_is_orig else 1)
             if upto > t[k]:
                 t[k] = upto  # the walk counts only segments whose ACK gives up nothing more
+            if flow.counters:
+                self._publish(flow)
 
     def end(self, flow: Flow) -> None:
         """The flow ends: what its stream still holds goes to its readers, holes given up."""
+        if flow.counters:
+            self._sync(flow)
         self._flush(flow)
         flow.stream = None
 
@@ -306,8 +340,11 @@ class StreamReaders:
             return self._cut(flow.inspectors)[1]
         return tuple(self._followers[n] for n in flow.followers if n in self.names)
 
-    def _add(self, flow: Flow, pkt: Packet, from_orig: bool) -> None:
-        """A segment's bytes into the flow's stream, and what follows on to the readers."""
+    def _add(
+        self, flow: Flow, pkt: Packet, from_orig: bool, counter: FrameCounter | None = None
+    ) -> None:
+        """A segment's bytes into the flow's stream, and what follows on to the readers (offered
+        to the flow's one follower's `counter` first, when it starts where the layer stands)."""
         t = flow.tcp
         if t is None:
             return
@@ -315,11 +352,48 @@ class StreamReaders:
         if stream is None:
             stream = flow.stream = TcpStream(self._options)
         e = 0 if from_orig else tcp.BLOCK
+        if flow.counters:
+            self._sync(flow)
         self._catch_up(flow, from_orig)
         rel = tcp.rel_seq(t, e, pkt.tcp_seq) + (1 if pkt.tcp_flags & TCP_SYN else 0)
         if rel < 0:
             return  # before the start of the stream: Zeek does not deliver it either
+        if counter is not None and rel == stream.feed_at(from_orig):
+            if counter.feed(pkt.payload, from_orig) >= 0:
+                stream.fed(from_orig, rel + len(pkt.payload))
+                return
         self._deliver(flow, from_orig, stream.add(from_orig, rel, pkt.payload, pkt))
+
+    def _counter(self, flow: Flow) -> FrameCounter | None:
+        """The frame counter of the flow's one follower, when it reads the byte stream."""
+        counters = flow.counters
+        if len(counters) != 1 or flow.followers[0] not in self.names:
+            return None
+        return counters[0]
+
+    @staticmethod
+    def _sync(flow: Flow) -> None:
+        """The layer moves past what the C walk's counter took since it last stood somewhere
+        (`tcp.FEED`, moved on by the walk)."""
+        t, stream = flow.tcp, flow.stream
+        if t is None or stream is None:
+            return
+        if t[tcp.FEED]:
+            stream.fed(True, t[tcp.FEED])
+        if t[tcp.FEED + 1]:
+            stream.fed(False, t[tcp.FEED + 1])
+
+    def _publish(self, flow: Flow) -> None:
+        """Where each direction stands, for the C walk to offer the counter what follows
+        (`tcp.FEED`; 0 when no counter may take it)."""
+        t, stream = flow.tcp, flow.stream
+        if t is None:
+            return
+        if stream is None or self._counter(flow) is None:
+            t[tcp.FEED] = t[tcp.FEED + 1] = 0
+            return
+        t[tcp.FEED] = stream.feed_at(True)
+        t[tcp.FEED + 1] = stream.feed_at(False)
 
     def _catch_up(self, flow: Flow, from_orig: bool) -> None:
         """A direction being passed over moves on as far as the connection state saw its bytes

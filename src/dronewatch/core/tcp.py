@@ -105,7 +105,12 @@ ACKED = SKIP + 2
 """Two slots, likewise: how far the stream layer has given up the direction's holes on the
 peer's acknowledgements (`StreamReaders.acked`); the C walk counts a passed-over segment only
 when its ACK would give up nothing more, as the engine's would not."""
-SIZE = ACKED + 2
+FEED = ACKED + 2
+"""Two slots, likewise: the relative sequence number from which the flow's one follower's frame
+counter may count the direction's next in-order segments without their being delivered (an MQTT
+flow's `MqttCounter`: `dronewatch.core.stream`), 0 for none. The stream layer sets it to where it
+stands; the C walk moves it on past each segment the counter took."""
+SIZE = FEED + 2
 
 M_PARTIAL = 1 << 32
 """MASK bit: the connection began without a SYN from its originator (Zeek's is_partial)."""
@@ -189,7 +194,7 @@ def swap_roles(t: array[int]) -> None:
     orig = t[0:BLOCK]
     t[0:BLOCK] = t[BLOCK : 2 * BLOCK]
     t[BLOCK : 2 * BLOCK] = orig
-    for pair in (SKIP, ACKED):
+    for pair in (SKIP, ACKED, FEED):
         t[pair], t[pair + 1] = t[pair + 1], t[pair]
 
 

@@ -65,7 +65,8 @@ static const char LETTERS[] = "SsHhAaDdFfRr";
 #define T_SYN_TS 39 /* time of an attempt's SYN, a double's bits (0: none) */
 #define T_SKIP 40  /* two slots, orig's and resp's stream: passed over below this (0: none) */
 #define T_ACKED 42 /* two slots: how far the stream layer gave up each stream's holes */
-#define T_SIZE 44
+#define T_FEED 44  /* two slots: where a follower's counter may take each stream's next bytes */
+#define T_SIZE 46
 #define F_INIT 1   /* the endpoint's sequence numbers are set */
 #define F_SEEN 2   /* the endpoint sent a segment */
 #define F_ACTIVE 4 /* the endpoint's state is not INACTIVE */
@@ -1118,20 +1119,48 @@ static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now
  * sender's content still followed for gaps (`T_SEEN` says how far the layer may pass over), and
  * its ACK gives up no hole of the peer's stream that the layer has not given up already
  * (`T_ACKED`: the engine hands `StreamReaders.acked` each payload segment). */
+static int tcp_acks_no_hole(const int64_t *T, const Row *r, int from_orig);
+
 static int tcp_passed_over(const Entry *e, const Row *r, int from_orig) {
     if (!e->has_tcp || e->followers > 1) return 0;
     const int64_t *T = e->tcp.buf;
-    int k = from_orig ? 0 : 1, s = from_orig ? 0 : T_BLOCK, q = T_BLOCK - s;
+    int k = from_orig ? 0 : 1, s = from_orig ? 0 : T_BLOCK;
     int64_t mark = T[T_SKIP + k];
     if (!mark || (T[s + T_FLAGS] & F_SKIP)) return 0;
     int64_t rel = T[s + T_LREL] + (int32_t)(r->seq - (uint32_t)T[s + T_LAST]);
     if (rel + r->payload_len > mark) return 0;
+    return tcp_acks_no_hole(T, r, from_orig);
+}
+
+/* Whether a segment's ACK gives up no hole of the peer's stream that the stream layer has not
+ * given up already (`T_ACKED`: the engine hands `StreamReaders.acked` each payload segment). */
+static int tcp_acks_no_hole(const int64_t *T, const Row *r, int from_orig) {
+    int k = from_orig ? 0 : 1, q = from_orig ? T_BLOCK : 0;
     if ((r->flags & TCP_ACK) && (T[q + T_FLAGS] & F_ACTIVE)) {
         int64_t upto = T[q + T_AREL];
         int32_t d = (int32_t)(r->ack - (uint32_t)T[q + T_ACK]);
         if (d > 0 && upto + d >= 0 && !(r->ack == 0 && d > TOO_LARGE_SEQ_DELTA)) upto += d;
         if (upto > T[T_ACKED + (1 - k)]) return 0;
     }
+    return 1;
+}
+
+/* Whether a countable segment of a followed flow was taken by its one follower's frame counter
+ * (an MQTT flow's: `T_FEED`): all of its bytes captured, starting where the stream layer stands
+ * with nothing held, its ACK giving up no hole, and the counter counted its packets (it refuses
+ * whatever its analyzer is to read). The mark then moves past it. */
+static int tcp_fed(Entry *e, const Row *r, const uint8_t *payload, Py_ssize_t captured,
+                   int from_orig) {
+    if (!e->has_tcp || e->followers != 1 || e->counters == NULL) return 0;
+    if (r->payload_len <= 0 || captured != r->payload_len) return 0;
+    int64_t *T = e->tcp.buf;
+    int k = from_orig ? 0 : 1, s = from_orig ? 0 : T_BLOCK;
+    int64_t at = T[T_FEED + k];
+    if (!at || T[s + T_LREL] + (int32_t)(r->seq - (uint32_t)T[s + T_LAST]) != at) return 0;
+    if (!tcp_acks_no_hole(T, r, from_orig)) return 0;
+    dw_FrameCounter *c = (dw_FrameCounter *)PyTuple_GET_ITEM(e->counters, 0);
+    if (c->feed(c, payload, captured, from_orig) < 0) return 0;
+    T[T_FEED + k] = at + r->payload_len;
     return 1;
 }
 
@@ -1266,7 +1295,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                                        tcp_passed_over(e, &r, from_orig));
                 }
             } else if (e->followers) {
-                if (r.tcp) go_python = !tcp_passed_over(e, &r, from_orig);
+                if (r.tcp)
+                    go_python = !tcp_fed(e, &r, b + at[i] + r.payload_at,
+                                         (Py_ssize_t)(r.payload_stop - r.payload_at), from_orig) &&
+                                !tcp_passed_over(e, &r, from_orig);
                 else if (e->counters != NULL) to_count = 1;
                 else if (r.tunnelled) go_python = 1; /* the decoder makes its packet */
                 else to_follow = 1;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -20,8 +21,12 @@ from dronewatch.analyzers.mqtt import (
     split_packet,
 )
 from dronewatch.exceptions import DecodeError
+from dronewatch.fastpath import native
 from tests.factories import RecordingContext, capture_records, make_flow, make_packet
 from tests.pcaps import PCAPS
+
+if TYPE_CHECKING:
+    from dronewatch.fastpath._fastpath import MqttCounter
 
 
 def s(text: str) -> bytes:
@@ -248,3 +253,118 @@ def test_fuzz_decoders_raise_only_decode_error(data: bytes, first: int, level: i
 def test_fuzz_analyzer_raises_nothing(segments: list[tuple[bool, bytes]]) -> None:
     """After a real CONNECT, arbitrary segments both ways raise nothing from the analyzer."""
     feed([(True, connect("fuzz", level=5)), *segments])
+
+
+_TOPICS = ("a/b", "thing/product/1/osd", "é/ü")
+_PROPS = (b"\x01\x01", b"\x02\x00\x00\x00\x10", b"\x23\x00\x02", b"\x26" + s("k") + s("v"), b"\x7f")
+"""MQTT 5 properties: payload format, expiry interval, topic alias, user property, unknown."""
+_PUBLISH = st.tuples(
+    st.just("publish"),
+    st.sampled_from([*_TOPICS, "other", ""]),
+    st.binary(max_size=40),
+    st.integers(0, 3),
+    st.lists(st.sampled_from(_PROPS), max_size=3).map(b"".join),
+)
+"""A PUBLISH's (topic, payload, QoS, properties): known topics, others, QoS 3, aliases."""
+_OTHER = st.one_of(
+    st.sampled_from([b"\x40\x02\x00\x01", b"\xc0\x00", b"\xd0\x00", b"\x82\x03\x00\x01\x00"]),
+    st.binary(min_size=1, max_size=8),
+)
+"""PUBACK, PINGREQ, PINGRESP, SUBSCRIBE, or arbitrary bytes."""
+Part = tuple[str, str, bytes, int, bytes] | bytes
+
+
+def _segment(parts: list[Part], level: int) -> bytes:
+    out = b""
+    for part in parts:
+        if isinstance(part, bytes):
+            out += part
+            continue
+        _, topic, payload, qos, props = part
+        body = s(topic) + (b"\x00\x01" if qos else b"")
+        if level == 5:
+            body += varint(len(props)) + props
+        out += packet(0x30 | (qos << 1), body + payload)
+    return out
+
+
+def _counter(level: int, side: int) -> MqttCounter:
+    fastpath = native()
+    if fastpath is None:
+        pytest.skip("the C extension is not built")
+    counter = fastpath.MqttCounter()
+    counter.level = level
+    counter.ready(side, True)
+    return counter
+
+
+def test_c_counter_takes_whole_publishes_of_known_topics_only() -> None:
+    """Whole PUBLISHes of known topics (and acknowledgements) are taken; a packet cut at the
+    segment's end, an unknown topic, a CONNECT from the client, or a direction not ready are
+    refused, changing nothing."""
+    counter = _counter(5, 0)
+    osd = counter.topic(0, "a/b")
+    two = publish("a/b", b"12345", level=5) + publish("a/b", b"67", qos=1, level=5)
+    assert counter.feed(two + b"\x40\x02\x00\x01", True) == 3
+    assert counter.counts(osd) == (2, 7, 1)
+    for refused in (two[:-1], publish("c/d", b"x", level=5), connect("c", 5)):
+        assert counter.feed(refused, True) == -1
+    counter.ready(0, False)
+    assert counter.feed(two, True) == -1
+    assert counter.counts(osd) == (2, 7, 1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.one_of(_PUBLISH, _OTHER), min_size=1, max_size=5),
+    st.sampled_from([3, 4, 5]),
+    st.booleans(),
+)
+def test_c_counter_counts_what_the_analyzer_would(
+    parts: list[Part], level: int, from_orig: bool
+) -> None:
+    """`MqttCounter.feed` takes a segment only when the analyzer, reading it from a packet
+    boundary, would merely count its packets, and counts them as the analyzer does; anything
+    else it refuses whole, changing nothing."""
+    data = _segment(parts, level)
+    side = 0 if from_orig else 1
+    counter = _counter(level, side)
+    index = {t: counter.topic(side, t) for t in _TOPICS}
+    taken = counter.feed(data, from_orig)
+    got = {t: counter.counts(i) for t, i in index.items()}
+    # The analyzer's reading of the same bytes, packet by packet from the boundary.
+    expect = {t: [0, 0, 0] for t in _TOPICS}
+    pos, packets, whole = 0, 0, True
+    while pos < len(data):
+        try:
+            split = split_packet(data[pos:])
+        except DecodeError:
+            split = None
+        if split is None:
+            whole = False
+            break
+        first, at, end = split
+        kind = first >> 4
+        if kind == 3:
+            try:
+                p = parse_publish(first, data[pos + at : pos + end], level)
+            except DecodeError:
+                whole = False
+                break
+            if p.topic not in expect or p.topic_alias is not None:
+                whole = False
+                break
+            counts = expect[p.topic]
+            counts[0] += 1
+            counts[1] += p.payload_len
+            counts[2] = max(counts[2], p.qos)
+        elif side == 0 and kind in (1, 8):
+            whole = False
+            break
+        pos += end
+        packets += 1
+    if taken >= 0:
+        assert whole and taken == packets
+        assert got == {t: tuple(v) for t, v in expect.items()}
+    else:
+        assert got == dict.fromkeys(_TOPICS, (0, 0, 0))

@@ -16,6 +16,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
+from dronewatch.analyzers.mqtt import MqttRecord
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.checksum import CHECKSUM_MODES
 from dronewatch.capture.decode import Decoder
@@ -525,3 +526,117 @@ def test_http_bodies_are_passed_over_by_the_walk(
     assert bulk.bulk_packets > counted * len(frames)
     flow = next(r.to_dict() for r in got if r.log == "flows")
     assert flow["missed_bytes"] == (1448 if lose is not None else 0)
+
+
+MQTT_TWISTS = ("lost", "swapped", "split", "merged", "new_topic", "alias", "retransmitted")
+
+
+def mqtt_session(twist: str | None = None, level: int = 4) -> list[tuple[float, bytes]]:
+    """An MQTT telemetry connection (3.1.1, or 5.0 with a property on every publish): CONNECT,
+    CONNACK, SUBSCRIBE, then 300 OSD publishes a tenth of a second apart with the broker's ACKs,
+    a QoS 1 event and its PUBACK every 50th, a PINGREQ and PINGRESP, then the close. `twist`:
+    what happens past the inspected packets: `lost` (a publish the capture misses, its bytes
+    acknowledged), `swapped` (two publishes captured in the wrong order), `split` (a publish cut
+    over two segments), `merged` (two publishes in one segment), `new_topic` (a topic first seen
+    late), `alias` (5.0: a topic alias set, then used), `retransmitted` (a publish sent twice)."""
+    from tests.unit.analyzers.test_mqtt import connect, packet, publish, s
+
+    sport, c, b = 41883, 1000, 9000
+    t = 3000.0
+    frames: list[tuple[float, bytes]] = []
+    held: list[tuple[float, bytes]] = []
+
+    def seg(up: bool, flags: str, payload: bytes = b"", seq: int | None = None) -> bytes:
+        src, dst, sp, dp = (PHONE, CLOUD, sport, 1883) if up else (CLOUD, PHONE, 1883, sport)
+        tcp = TCP(sport=sp, dport=dp, flags=flags, seq=seq if seq is not None else (c if up else b))
+        tcp.ack = b if up else c
+        frame = ETH() / IP(src=src, dst=dst) / tcp
+        return raw(frame / payload if payload else frame)
+
+    def send(up: bool, flags: str, payload: bytes = b"", keep: bool = True) -> None:
+        nonlocal t, c, b
+        t += 0.1 if up and payload else 0.001
+        if keep:
+            frames.append((t, seg(up, flags, payload)))
+        if up:
+            c += len(payload) + (1 if "S" in flags or "F" in flags else 0)
+        else:
+            b += len(payload) + (1 if "S" in flags or "F" in flags else 0)
+
+    props = b"\x01\x01" if level == 5 else b""  # payload format indicator: UTF-8
+    osd = "thing/product/1581F5FHD22AB00D0123/osd"
+    send(True, "S")
+    send(False, "SA")
+    send(True, "A")
+    send(True, "PA", connect("pilot2-rc-5YSZL9A00100AB", level))
+    send(False, "PA", packet(0x20, b"\x00\x00" + (b"\x00" if level == 5 else b"")))
+    subscribe = b"\x00\x01" + (b"\x00" if level == 5 else b"") + s("thing/product/5YS/services")
+    send(True, "PA", packet(0x82, subscribe + b"\x01"))
+    for i in range(300):
+        body = b'{"seq":%d,"lat":47.39,"lon":8.54,"height":%d}' % (i, 100 + i % 7)
+        message = publish(osd, body, level=level, props=props)
+        if i % 50 == 49:
+            message = publish("thing/product/5YS/events", b"{}", qos=1, level=level, props=props)
+        if i == 120 and twist == "new_topic":
+            message = publish("thing/product/5YS/state", body, level=level, props=props)
+        if i in (120, 121) and twist == "alias":
+            alias = b"\x23\x00\x07"  # topic alias 7: set with the topic, then used alone
+            message = publish(osd if i == 120 else "", body, level=level, props=props + alias)
+        if i == 120 and twist == "merged":
+            message += publish(osd, body, level=level, props=props)
+        if i == 120 and twist == "split":
+            send(True, "A", message[:9])
+            send(True, "PA", message[9:])
+        elif i == 120 and twist == "swapped":
+            held.append((t + 0.1, seg(True, "PA", message)))
+            send(True, "PA", message, keep=False)
+        elif i == 121 and twist == "swapped":
+            send(True, "PA", message)
+            frames.append((t + 0.0005, held.pop()[1]))
+        elif i == 120 and twist == "retransmitted":
+            send(True, "PA", message)
+            frames.append((t + 0.05, seg(True, "PA", message, seq=c - len(message))))
+        else:
+            send(True, "PA", message, keep=not (i == 120 and twist == "lost"))
+        if i % 50 == 49:
+            send(False, "PA", packet(0x40, b"\x00\x01"))  # PUBACK
+        elif i % 2:
+            send(False, "A")
+    send(True, "PA", b"\xc0\x00")  # PINGREQ
+    send(False, "PA", b"\xd0\x00")  # PINGRESP
+    send(True, "FA")
+    send(False, "FA")
+    send(True, "A")
+    return sorted(frames)
+
+
+@pytest.mark.parametrize(
+    ("twist", "level"),
+    [(None, 4), (None, 5), *((twist, 5 if twist == "alias" else 4) for twist in MQTT_TWISTS)],
+)
+def test_mqtt_publishes_are_counted_by_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, twist: str | None, level: int
+) -> None:
+    """Past the inspected packets, the segments of a followed MQTT flow that hold only packets
+    its analyzer would merely count go to the flow's C counter (`MqttCounter`) in the walk
+    itself; whatever it refuses (a new topic, an alias, a packet cut over segments, bytes after a
+    hole or out of order, a retransmission) reaches the analyzer. The records are the per-packet
+    path's and those of the analyzer alone, without the extension."""
+    frames = mqtt_session(twist, level)
+    path = tmp_path / "mqtt.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    got: list[Record] = []
+    ref, bulk = both(path)
+    run_source(FileSource(str(path)), got.append, config(True))
+    monkeypatch.setenv(NO_C_ENV, "1")
+    alone: list[Record] = []
+    run_source(FileSource(str(path)), alone.append, config(False))
+    assert got == alone
+    mqtt = {(r.msg_type, r.topic): r for r in got if isinstance(r, MqttRecord)}
+    osd = mqtt[("publish", "thing/product/1581F5FHD22AB00D0123/osd")]
+    # 294 OSD publishes (the aliased two resolved to their topic), give or take the twist's.
+    extra = {"lost": -1, "new_topic": -1, "merged": 1}.get(twist or "", 0)
+    assert osd.publishes == 294 + extra
+    assert mqtt[("publish", "thing/product/5YS/events")].publishes == 6
+    # The OSD publishes past the inspected packets are counted in C.
+    assert bulk.bulk_packets > 0.8 * len(frames)
