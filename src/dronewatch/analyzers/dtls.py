@@ -115,6 +115,17 @@ def dtls_records(datagram: bytes) -> tuple[list[DtlsRecordHeader], int]:
     return out, 0
 
 
+def may_precede_handshake(first: int) -> bool:
+    """Whether a datagram with this first byte may come before a DTLS handshake on its flow.
+
+    DTLS shares a flow with STUN, ZRTP, TURN channels, QUIC and RTP by the first byte (RFC 7983,
+    updated by RFC 9443): 0-3 STUN, 16-19 ZRTP, 20-63 DTLS, 64-79 TURN channel data, 80-127 and
+    192-255 QUIC, 128-191 RTP and RTCP. Before a handshake come ICE's STUN checks (WebRTC), DTLS
+    records (a handshake whose start the capture missed), or data relayed in a TURN channel;
+    ZRTP keys media without DTLS, and RTP is keyed by a handshake already done (DTLS-SRTP)."""
+    return first <= 3 or 20 <= first <= 79
+
+
 def starts_handshake(datagram: bytes) -> bool:
     """Whether a datagram begins with a plaintext DTLS handshake record (epoch 0) carrying the
     start of a ClientHello, a ServerHello or a HelloVerifyRequest."""
@@ -229,7 +240,9 @@ class DtlsAnalyzer:
                 flow.decline(self.name)  # another protocol was recognised on it
                 return
             if not starts_handshake(pkt.payload):
-                return  # STUN, RTP or anything else before the handshake
+                if not may_precede_handshake(pkt.payload[0]):
+                    flow.decline(self.name)
+                return  # STUN, a DTLS record of a handshake out of view, TURN channel data
             state = self._state[flow.uid] = _DtlsState()
         if state.emitted:
             return

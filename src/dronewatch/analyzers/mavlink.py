@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from dronewatch.analyzers._probe import Misses
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -749,6 +750,8 @@ class MavlinkAnalyzer:
         self.options = options or MavlinkOptions()
         self._state: dict[str, _MavState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()  # flows probed without a valid frame
+        self._misses = Misses(self.options.probe_packets)
+        """UDP datagrams that start with no MAVLink magic, of flows not probed yet (`Misses`)."""
         self._counter = counter_type("MavlinkCounter", MavlinkCounter)
 
     def wants(self, flow: Flow) -> bool:
@@ -778,7 +781,11 @@ class MavlinkAnalyzer:
                 flow.proto == IP_PROTO_TCP
                 and (flow.resp_p in MAVLINK_TCP_PORTS or flow.orig_p in MAVLINK_TCP_PORTS)
             ):
+                if flow.proto == IP_PROTO_UDP:
+                    # A MAVLink datagram starts with a frame: these count towards the probe.
+                    self._misses.miss(flow, self.name)
                 return
+            self._misses.drop(flow)
             counter = self._counter(MAVLINK_CRC_EXTRAS, self.options.max_ids)
             state = self._state[flow.uid] = _MavState(counter)
         counter = state.counter
@@ -818,6 +825,7 @@ class MavlinkAnalyzer:
     def flow_end(self, flow: Flow) -> None:
         """Write the flow's record if it carried MAVLink, and drop its state."""
         self._rejected.discard(flow.uid)
+        self._misses.drop(flow)
         state = self._state.pop(flow.uid, None)
         if state is None or state.first_ts is None:
             return

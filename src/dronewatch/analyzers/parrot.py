@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from dronewatch.analyzers._probe import Misses
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -602,6 +603,8 @@ class ParrotAnalyzer:
         self.options = options or ParrotOptions()
         self._state: dict[str, _ParrotState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()
+        self._misses = Misses(self.options.probe_packets)
+        """Datagrams of flows on no Parrot port nor learned ARSDK end (`Misses`)."""
         self._arsdk_ends: dict[tuple[bytes, int], None] = {}  # learned from discovery
         self._counter = counter_type("ArsdkCounter", ArsdkCounter)
 
@@ -641,7 +644,13 @@ class ParrotAnalyzer:
                 flow.decline(self.name)  # another protocol was recognised on it
                 return
             protocol = self._protocol(flow)
-            if protocol is None or flow.uid in self._rejected:
+            if protocol is None:
+                # ARSDK ends are learned from a discovery exchange that comes before the data: a
+                # flow that keeps to other ports for `probe_packets` datagrams is no Parrot's.
+                if flow.proto == IP_PROTO_UDP:
+                    self._misses.miss(flow, self.name)
+                return
+            if flow.uid in self._rejected:
                 return
             state = self._state[flow.uid] = _ParrotState(protocol)
             if protocol == "arsdk":
@@ -794,6 +803,7 @@ class ParrotAnalyzer:
     def flow_end(self, flow: Flow) -> None:
         """Write the flow's record if it carried a Parrot protocol, and drop its state."""
         self._rejected.discard(flow.uid)
+        self._misses.drop(flow)
         state = self._state.pop(flow.uid, None)
         if state is None or state.first_ts is None:
             return

@@ -413,7 +413,14 @@ class QuicAnalyzer:
             return
         if state is None:
             if not _is_quic_long_header(pkt.payload):
-                if flow.resp_p in self.options.ports:
+                if pkt.payload[0] & 0xC0 != 0xC0:
+                    # A client opens a QUIC connection with long-header packets whose fixed bit
+                    # is set (RFC 9000 17.2; the short header of 17.3 only once the handshake is
+                    # done, the fixed bit greased only after the server allowed it, RFC 9287):
+                    # its Initial is out of view, or this is no QUIC. A long header of a version
+                    # without Initial keys may be followed by one of a version negotiated.
+                    flow.decline(self.name)
+                elif flow.resp_p in self.options.ports:
                     self._unhandled_version(flow, pkt)
                 return
             state = self._state[flow.uid] = _QuicState(self.options.max_crypto_bytes)

@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from dronewatch.analyzers._probe import Misses
 from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -338,6 +339,8 @@ class TelloAnalyzer:
         self.options = options or TelloOptions()
         self._state: dict[str, _TelloState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()
+        self._misses = Misses(self.options.probe_packets)
+        """Datagrams of flows on no Tello port nor learned video end (`Misses`)."""
         self._drones: dict[bytes, None] = {}  # addresses of recognised Tellos, oldest first
         self._video_ends: dict[tuple[bytes, int], None] = {}  # from conn_req handshakes
 
@@ -362,6 +365,9 @@ class TelloAnalyzer:
         elif self._video_ends and self._is_video(flow):
             channel = "video"
         else:
+            # A video end is learned from a handshake that comes before the video: a flow that
+            # keeps to other ports for `probe_packets` datagrams is no Tello's.
+            self._misses.miss(flow, self.name)
             return
         if flow.uid in self._rejected:
             return
@@ -473,6 +479,7 @@ class TelloAnalyzer:
     def flow_end(self, flow: Flow) -> None:
         """Write the flow's record if it was a Tello flow, and drop its state."""
         self._rejected.discard(flow.uid)
+        self._misses.drop(flow)
         state = self._state.pop(flow.uid, None)
         if state is None or state.first_ts is None:
             return

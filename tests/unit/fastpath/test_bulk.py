@@ -640,3 +640,21 @@ def test_mqtt_publishes_are_counted_by_the_walk(
     assert mqtt[("publish", "thing/product/5YS/events")].publishes == 6
     # The OSD publishes past the inspected packets are counted in C.
     assert bulk.bulk_packets > 0.8 * len(frames)
+
+
+def test_an_unknown_udp_flow_leaves_inspection_early(tmp_path: Path) -> None:
+    """A phone's RTP call to a public address (no protocol any analyzer reads): QUIC and DTLS
+    give it up at its first datagram, MAVLink, Tello and Parrot after their probe, so the C walk
+    counts the rest instead of the first 32 going to every UDP analyzer; same records."""
+    rtp = bytes.fromhex("80600001") + bytes(8) + b"\x00" * 160
+    frames = [
+        (
+            1000.0 + i * 0.02,
+            raw(ETH() / IP(src=PHONE, dst=CLOUD) / UDP(sport=40000, dport=5004) / rtp),
+        )
+        for i in range(200)
+    ]
+    path = tmp_path / "rtp.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    _, bulk = both(path)
+    assert bulk.bulk_packets >= 200 - 8  # 168 while each analyzer waited for the 32nd datagram
