@@ -503,7 +503,8 @@ class MavlinkOptions:
     """Tunables of the MAVLink analyzer."""
 
     probe_packets: int = 8
-    """Payload packets read for a checksum-valid frame before a flow is given up."""
+    """Payload packets read for a checksum-valid frame before a flow is given up (over UDP,
+    datagrams that start with no MAVLink magic count too)."""
     top_messages: int = 20
     """Most frequent message types listed in `msg_counts`."""
     max_ids: int = 32

@@ -477,7 +477,8 @@ class ParrotOptions:
     """Tunables of the Parrot analyzer."""
 
     probe_packets: int = 8
-    """Payload packets read on a Parrot port before an unrecognised flow is given up."""
+    """Payload packets read before an unrecognised flow is given up: on a Parrot port, or (UDP)
+    on none and no ARSDK end learned (discovery names the ends before the data flows)."""
     max_names: int = 64
     """Distinct command names (and config keys) kept per flow."""
     max_endpoints: int = 64

@@ -269,7 +269,8 @@ class TelloOptions:
     max_commands: int = 64
     """Commands (and responses) listed per flow, first ones first."""
     probe_packets: int = 8
-    """Datagrams read on a Tello port before an unrecognised flow is given up."""
+    """Datagrams read before an unrecognised flow is given up: on a Tello port, or on none and no
+    video end learned (the handshake that names one comes before the video)."""
     max_hosts: int = 64
     """Tello addresses and video endpoints remembered to recognise their video flows."""
     follow_flow: bool = True
