@@ -61,6 +61,7 @@ static const char LETTERS[] = "SsHhAaDdFfRr";
 #define T_BLOCK 18
 #define T_FAST 36  /* 1 while the segments without SYN, FIN or RST may be counted here */
 #define T_MASK 37  /* history mask and M_PARTIAL */
+#define HIST_ACK_PKT 0x20 /* the mask's bit of a bare ACK (the responder's 16 bits higher) */
 #define T_MISSED 38 /* bytes of the connection's content gaps */
 #define T_SYN_TS 39 /* time of an attempt's SYN, a double's bits (0: none) */
 #define T_SKIP 40  /* two slots, orig's and resp's stream: passed over below this (0: none) */
@@ -657,6 +658,7 @@ typedef struct {
     uint8_t key[KEY_LEN];
     uint8_t used, checked, orig_low, inspectors, followers;
     uint16_t letters; /* the history letters the flow has (`LETTERS`) */
+    uint8_t history_h;  /* its history is "H" alone (an ACK or data then flips the flow) */
     uint8_t native_inspect; /* the inspectors are the followers, and `counters` is set */
     PyObject *counters; /* the followers' frame counters (strong), when every follower has one */
     uint64_t hash;
@@ -1018,6 +1020,8 @@ static int check(Table *t, Entry *e) {
             if (at != NULL) letters |= (uint16_t)(1u << (at - LETTERS));
         }
     }
+    e->history_h = PyUnicode_Check(hist) && PyUnicode_GET_LENGTH(hist) == 1 &&
+                   PyUnicode_READ_CHAR(hist, 0) == 'H';
     Py_DECREF(hist);
     e->letters = letters;
     e->checked = 1;
@@ -1120,6 +1124,36 @@ static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now
  * its ACK gives up no hole of the peer's stream that the layer has not given up already
  * (`T_ACKED`: the engine hands `StreamReaders.acked` each payload segment). */
 static int tcp_acks_no_hole(const int64_t *T, const Row *r, int from_orig);
+
+/* Whether the first bare ACK of an end (its `A` or `a`) may be written here, as
+ * `dronewatch.core.tcp` writes it: Zeek's CheckHistory sets the end's ACK bit in the history
+ * mask and adds the letter, nothing else, unless the history is "H" alone (the flow then flips:
+ * the engine's) or the mask has the bit already (no letter). The rest of the segment is any
+ * countable segment's (`tcp_countable`, `tcp_count`). */
+static int tcp_ack_letter(const Entry *e, int from_orig) {
+    if (!e->has_tcp || e->history_h) return 0;
+    const int64_t *T = e->tcp.buf;
+    return !(T[T_MASK] & ((int64_t)HIST_ACK_PKT << (from_orig ? 0 : 16)));
+}
+
+/* Write an end's first bare-ACK letter to the flow (mask bit, then the history, interned as the
+ * engine interns it): 0, or -1 with an exception set. */
+static int write_ack_letter(Entry *e, int from_orig) {
+    PyObject *old = PyObject_GetAttr(e->flow, s_history);
+    if (old == NULL) return -1;
+    PyObject *letter = PyUnicode_FromOrdinal(from_orig ? 'A' : 'a');
+    PyObject *now = letter != NULL ? PyUnicode_Concat(old, letter) : NULL;
+    Py_DECREF(old);
+    Py_XDECREF(letter);
+    if (now == NULL) return -1;
+    PyUnicode_InternInPlace(&now);
+    int rc = PyObject_SetAttr(e->flow, s_history, now);
+    Py_DECREF(now);
+    if (rc < 0) return -1;
+    ((int64_t *)e->tcp.buf)[T_MASK] |= (int64_t)HIST_ACK_PKT << (from_orig ? 0 : 16);
+    e->letters |= from_orig ? HAS_A : HAS_a;
+    return 0;
+}
 
 static int tcp_passed_over(const Entry *e, const Row *r, int from_orig) {
     if (!e->has_tcp || e->followers > 1) return 0;
@@ -1276,12 +1310,15 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             if (got < 0) goto done;
             go_python = got == 0 || now - e->first_ts > t.active_s;
         }
-        int from_orig = 0, to_follow = 0, to_count = 0;
+        int from_orig = 0, to_follow = 0, to_count = 0, ack_letter = 0;
         if (!go_python) {
             from_orig = r.low == e->orig_low;
-            if (r.letter) { /* a new history letter is the engine's to write */
+            if (r.letter) { /* a new history letter is the engine's to write, but a bare ACK's */
                 int bit = r.letter == 1 ? (from_orig ? HAS_D : HAS_d) : (from_orig ? HAS_A : HAS_a);
-                go_python = !(e->letters & bit);
+                if (!(e->letters & bit)) {
+                    ack_letter = r.letter == 2 && r.tcp && tcp_ack_letter(e, from_orig);
+                    go_python = !ack_letter;
+                }
             }
             if (!go_python && r.tcp) go_python = !tcp_countable(e, &r, from_orig, now, t.linger_s);
         }
@@ -1312,6 +1349,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             continue;
         }
         /* Count the row. */
+        if (ack_letter && write_ack_letter(e, from_orig) < 0) goto done;
         if (r.tcp) tcp_count(e, &r, from_orig);
         if (from_orig) {
             e->o_pkts++;

@@ -658,3 +658,34 @@ def test_an_unknown_udp_flow_leaves_inspection_early(tmp_path: Path) -> None:
     path.write_bytes(pcap_bytes(frames))
     _, bulk = both(path)
     assert bulk.bulk_packets >= 200 - 8  # 168 while each analyzer waited for the 32nd datagram
+
+
+def test_first_bare_acks_are_written_by_the_walk(tmp_path: Path) -> None:
+    """The first bare ACK of each end only adds its history letter (`A`, `a`): the walk writes
+    the letter and counts the segment itself; the SYNs, the FINs and what follows a close still
+    go to the engine. Same records and histories as the per-packet path."""
+    frames: list[tuple[float, bytes]] = []
+    for n in range(20):
+        sport, t = 42000 + n, 1000.0 + n
+        up = ETH() / IP(src=PHONE, dst=CLOUD)
+        down = ETH() / IP(src=CLOUD, dst=PHONE)
+        for dt, side, flags, seq, ack in (
+            (0.000, up, "S", 100, 0),
+            (0.001, down, "SA", 500, 101),
+            (0.002, up, "A", 101, 501),  # the originator's first bare ACK: A
+            (0.003, down, "A", 501, 101),  # the responder's: a
+            (0.004, up, "A", 101, 501),  # no letter: counted as before
+            (0.005, up, "FA", 101, 501),
+            (0.006, down, "FA", 501, 102),
+            (0.007, up, "A", 102, 502),
+        ):
+            sp, dp = (sport, 443) if side is up else (443, sport)
+            tcp = TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
+            frames.append((t + dt, raw(side / tcp)))
+    path = tmp_path / "handshakes.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    got: list[Record] = []
+    _, bulk = both(path)
+    run_source(FileSource(str(path)), got.append, config(True))
+    assert {r.to_dict()["history"] for r in got if r.log == "flows"} == {"ShAaFf"}
+    assert bulk.bulk_packets == 3 * 20  # 1 a flow while the walk handed new letters over
