@@ -42,7 +42,8 @@ def test_unanswered_attempt_counted_in_bulk_and_ended_alike(tmp_path: Path) -> N
     ref, none_in_bulk = _run(path, False)
     got, in_bulk = _run(path, True)
     assert got == ref
-    assert none_in_bulk == 0 and in_bulk == 98 - 32  # past the inspected payload packets
+    # The bare ACK (its `A` written by the walk) and the data past the inspected packets.
+    assert none_in_bulk == 0 and in_bulk == 1 + 98 - 32
     flows = [r for r in got if isinstance(r, FlowRecord)]
     assert [f.end_reason for f in flows][0] == "tcp_attempt" and len(flows) == 2
     assert flows[0].orig_pkts == 2 + 98  # SYN, ACK, the data before 1005.0
