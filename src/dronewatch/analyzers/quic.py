@@ -48,6 +48,8 @@ QUIC_MAX_CID = 20
 """Longest connection ID in versions 1 and 2 (RFC 9000 17.2)."""
 
 QUIC_FIXED_BIT = 0x40
+_OPENING_BITS = 0x80 | QUIC_FIXED_BIT
+"""The bits of a client's first packet on a connection: a long header with the fixed bit set."""
 """The second bit of the first byte, 1 in every packet of versions 1 and 2 (RFC 9000 17.2) and
 of their drafts; required of a packet of an unknown version before it is taken for QUIC."""
 QUIC_VERSION_NEGOTIATION = 0x00000000
@@ -413,7 +415,7 @@ class QuicAnalyzer:
             return
         if state is None:
             if not _is_quic_long_header(pkt.payload):
-                if pkt.payload[0] & 0xC0 != 0xC0:
+                if pkt.payload[0] & _OPENING_BITS != _OPENING_BITS:
                     # A client opens a QUIC connection with long-header packets whose fixed bit
                     # is set (RFC 9000 17.2; the short header of 17.3 only once the handshake is
                     # done, the fixed bit greased only after the server allowed it, RFC 9287):
@@ -455,8 +457,8 @@ class QuicAnalyzer:
             version, dcid, scid = parse_invariant_header(pkt.payload)
         except DecodeError:
             return
-        if version == QUIC_VERSION_NEGOTIATION or not pkt.payload[0] & QUIC_FIXED_BIT:
-            return  # a server's packet, or not QUIC: every version sets the fixed bit
+        if version == QUIC_VERSION_NEGOTIATION:
+            return  # a server's packet (`packet` declined one without the fixed bit already)
         state = self._state[flow.uid] = _QuicState(0)
         state.done = state.emitted = True
         flow.decline(self.name)
