@@ -579,16 +579,34 @@ class Engine:
     def _tcp(self, key: FlowKey, flow: Flow, pkt: Packet, from_orig: bool) -> None:
         """The connection state (`dronewatch.core.tcp`), and when to look at the flow again."""
         history = flow.history
-        events = tcp.segment(
-            flow,
-            from_orig,
-            pkt.tcp_flags,
-            pkt.tcp_seq,
-            pkt.tcp_ack,
-            pkt.payload_len,
-            pkt.ts,
-            self._flip,
-        )
+        if _tcp_segment_c is not None:
+            # The same accounting in C (`_fastpath.tcp_segment`), which turns the state's roles
+            # round itself where Python would call `_flip`.
+            assert flow.tcp is not None
+            events, flow.history, flow.last_ts, flipped = _tcp_segment_c(
+                flow.tcp,
+                from_orig,
+                pkt.tcp_flags,
+                pkt.tcp_seq,
+                pkt.tcp_ack,
+                pkt.payload_len,
+                pkt.ts,
+                flow.last_ts,
+                history,
+            )
+            if flipped:
+                self._flip(flow, tcp_state=False)
+        else:
+            events = tcp.segment(
+                flow,
+                from_orig,
+                pkt.tcp_flags,
+                pkt.tcp_seq,
+                pkt.tcp_ack,
+                pkt.payload_len,
+                pkt.ts,
+                self._flip,
+            )
         if flow.history is not history:
             flow.history = sys.intern(flow.history)  # a few hundred histories, shared by all
         if events & tcp.EV_CLOSED:
@@ -600,8 +618,9 @@ class Engine:
         if events & tcp.EV_ATTEMPT and key not in self._timers:
             self._timers[key] = pkt.ts
 
-    def _flip(self, flow: Flow) -> None:
-        """Swap a flow's roles (Zeek flips a connection it finds began with the responder)."""
+    def _flip(self, flow: Flow, *, tcp_state: bool = True) -> None:
+        """Swap a flow's roles (Zeek flips a connection it finds began with the responder);
+        `tcp_state`: its TCP state's too (False: the C state machine swapped them)."""
         flow.orig_h, flow.resp_h = flow.resp_h, flow.orig_h
         flow.orig_p, flow.resp_p = flow.resp_p, flow.orig_p
         flow.orig_mac, flow.resp_mac = flow.resp_mac, flow.orig_mac
@@ -615,7 +634,7 @@ class Engine:
             flow.resp_bad_checksums,
             flow.orig_bad_checksums,
         )
-        if flow.tcp is not None:
+        if flow.tcp is not None and tcp_state:
             tcp.swap_roles(flow.tcp)
         if flow.stream is not None:
             flow.stream.flip()
@@ -951,6 +970,8 @@ _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _B32_PAIRS = tuple(hi + lo for hi in _B32 for lo in _B32)
 """Two base32 characters by their 10-bit value."""
 _flow_uid = flow_uid_py if (_c := native()) is None else _c.flow_uid
+_tcp_segment_c = None if _c is None else _c.tcp_segment
+"""`tcp.segment` in C where the extension is built (`_tcp.c`, held to it by the tests)."""
 
 
 def conn_state(flow: Flow) -> str:

@@ -1457,6 +1457,7 @@ int dw_add_jsonline(PyObject *module); /* _jsonline.c: a record as a JSONL line 
 int dw_add_record(PyObject *module);   /* _record.c: a record made without __init__ */
 int dw_add_dns(PyObject *module);      /* _dns.c: a DNS message read off the wire */
 int dw_add_flowid(PyObject *module);   /* _flowid.c: a flow's uid and Community ID hash */
+int dw_add_tcp(PyObject *module);      /* _tcp.c: one TCP segment's accounting */
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
 #define INTERN(var, text)                                                                          \
@@ -1483,7 +1484,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (dw_add_counters(m) < 0 || dw_add_ring(m) < 0 || dw_add_jsonline(m) < 0 ||
-        dw_add_record(m) < 0 || dw_add_dns(m) < 0 || dw_add_flowid(m) < 0) {
+        dw_add_record(m) < 0 || dw_add_dns(m) < 0 || dw_add_flowid(m) < 0 || dw_add_tcp(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,6 +1,7 @@
 """Types of the C extension `dronewatch.fastpath._fastpath` (fastpath/_fastpath.c)."""
 
 import mmap
+from array import array
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -81,6 +82,20 @@ def flow_uid(
 def community_hash(
     seed: int, saddr: bytes, daddr: bytes, proto: int, sport: int, dport: int, ports: bool, /
 ) -> str: ...
+def tcp_segment(
+    t: array[int],
+    from_orig: bool,
+    flags: int,
+    seq: int,
+    ack: int,
+    plen: int,
+    ts: float,
+    last_ts: float,
+    history: str,
+    /,
+) -> tuple[int, str, float, int]:
+    """One segment accounted on the TCP state `t` as dronewatch.core.tcp.segment does: (events,
+    history, last_ts, flipped); on a flip the state's endpoint blocks are swapped here (_tcp.c)."""
 
 class FrameCounter:
     """Per-flow frame counter of a drone-link follower, which the C walk feeds itself."""
