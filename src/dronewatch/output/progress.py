@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TextIO
 
@@ -20,7 +21,9 @@ class Progress:
         self.interval_s = interval_s
         self.tty = stream.isatty() if tty is None else tty
         self._start = time.monotonic()
-        self._last = 0.0
+        self._last = -math.inf
+        """When the last line was written (the first share is always shown: `monotonic` may
+        count from the machine's boot, less than `interval_s` ago)."""
         self._shown = False
         self._source: Source | None = None
         """The source of the last call, and the packets it had read."""
@@ -53,7 +56,7 @@ class Progress:
         """The read ended with `packets` read: where lines are written one under another (not a
         terminal), a last one says so, so a log does not end on a share read midway."""
         if self._shown and not self.tty and self._source is not None:
-            self._last = 0.0
+            self._last = -math.inf
             self(self._source, packets)
 
     def close(self) -> None:
