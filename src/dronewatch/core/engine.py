@@ -609,14 +609,29 @@ class Engine:
             )
         if flow.history is not history:
             flow.history = sys.intern(flow.history)  # a few hundred histories, shared by all
+        if events:
+            self.tcp_timers(key, flow, events, pkt.ts)
+
+    def tcp_timers(self, key: FlowKey, flow: Flow, events: int, ts: float) -> None:
+        """Set the flow's timer for what a segment at `ts` did (`tcp.EV_*`): end a closed
+        connection `close_linger_s` after its last packet, look at a half-closed one again,
+        end an attempt nobody answers. The C walk calls this for the segments it accounts."""
         if events & tcp.EV_CLOSED:
             self._timers[key] = flow.last_ts
             self._timer_kinds[key] = _CLOSE
+            self._mirror_due(key, flow)
         elif events & tcp.EV_HALF_CLOSED and key not in self._timer_kinds:  # none, or an attempt
             self._timers[key] = flow.last_ts
             self._timer_kinds[key] = _EXPIRE
+            self._mirror_due(key, flow)
         if events & tcp.EV_ATTEMPT and key not in self._timers:
-            self._timers[key] = pkt.ts
+            self._timers[key] = ts
+
+    def _mirror_due(self, key: FlowKey, flow: Flow) -> None:
+        """Write when the flow's close or expire timer is due into its TCP state (`tcp.DUE`),
+        where the C walk reads it."""
+        if flow.tcp is not None:
+            tcp.set_due(flow.tcp, self._due_at(key))
 
     def _flip(self, flow: Flow, *, tcp_state: bool = True) -> None:
         """Swap a flow's roles (Zeek flips a connection it finds began with the responder);
@@ -670,6 +685,7 @@ class Engine:
             return True
         self._timers[key] = due  # looked at again `session_s` after this look
         self._timer_kinds[key] = _EXPIRE
+        self._mirror_due(key, flow)
         return False
 
     def _sweep(self, now: float) -> None:

@@ -11,11 +11,15 @@ capture missed count, retransmissions do not), and the history letters follow Ze
 `G`/`g` at the 1st, 10th, 100th... content gap). It also finds the content gaps of every TCP flow,
 analysed or not: bytes the peer acknowledged that the capture never showed (`missed_bytes`).
 
-The array is shared with the C walk (`dronewatch.fastpath._fastpath`), which updates the first
-`C_SLOTS` slots and the gap slots (SEEN, GAPS, MISSED) itself for the segments it counts
-(segments without SYN, FIN or RST of a flow whose `FAST` slot is set, that meet no held range and
-write no letter); everything else goes through `segment`. The layout is
-therefore fixed: change it here and in `_fastpath.c` together.
+The array is shared with the C extension (`dronewatch.fastpath._fastpath`): `_tcp.c` is
+`segment` in C (the engine runs it where the extension is built; this module's `segment` stays
+the reference, held equal by tests/unit/core/test_tcp_c.py), and the C walk updates the first
+`C_SLOTS` slots and the gap slots (SEEN, GAPS, MISSED) itself for the data segments it counts
+(of a flow whose `FAST` slot is set, that meet no held range and write no letter) and runs the
+whole of `_tcp.c` on the segments without payload that change the state (SYN, FIN, RST, a new
+letter, a closed connection's ACK) unless the engine must act (a timer due: `DUE`, a reuse, a
+flip, a stream's hole). The layout is therefore fixed: change it here, in `_tcp.c` and in
+`_fastpath.c` together.
 """
 
 from __future__ import annotations
@@ -110,7 +114,11 @@ FEED = ACKED + 2
 counter may count the direction's next in-order segments without their being delivered (an MQTT
 flow's `MqttCounter`: `dronewatch.core.stream`), 0 for none. The stream layer sets it to where it
 stands; the C walk moves it on past each segment the counter took."""
-SIZE = FEED + 2
+DUE = FEED + 2
+"""Capture time (a double's bits; 0: none) from which the engine's close or expire timer of the
+connection is due (`Engine.tcp_timers`): the C walk, which accounts a closed connection's
+segments itself, hands its packets to the engine from then on."""
+SIZE = DUE + 1
 
 M_PARTIAL = 1 << 32
 """MASK bit: the connection began without a SYN from its originator (Zeek's is_partial)."""
@@ -416,6 +424,11 @@ def _gap(s: _Segment, p: int, n: int, report: bool) -> None:
     t[p + GAPS] += 1
     if scaled(t[p + GAPS]):
         s.flow.history += "G" if p == 0 else "g"
+
+
+def set_due(t: array[int], at: float) -> None:
+    """Store the time the connection's close or expire timer is due (`DUE`)."""
+    t[DUE] = _BITS.unpack(_DOUBLE.pack(at))[0]
 
 
 def missed_bytes(t: array[int] | None) -> int:

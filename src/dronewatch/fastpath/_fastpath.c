@@ -10,12 +10,15 @@
  * the packets of settled flows to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
  * kept here have been written to their `Flow` objects, so Python code always sees exact counts.
- * A TCP segment is counted here only when it changes nothing but the sequence numbers of a settled
- * connection (`dronewatch.core.tcp`: no SYN, FIN or RST, no new history letter, no retransmission
- * that writes a `T`), and its sequence and acknowledgement numbers are written to the flow's TCP
- * state here as `dronewatch.core.tcp.segment` writes them, content gaps included (a segment that
- * meets data held above a hole, or whose ACK writes a gap letter, goes to Python); every other
- * segment goes to Python, and so does an unanswered attempt's from its linger on.
+ * A TCP data segment is counted here when it changes nothing but the sequence numbers of a settled
+ * connection (`dronewatch.core.tcp`: no new history letter, no retransmission that writes a `T`,
+ * no data held above a hole), its sequence and acknowledgement numbers written to the flow's TCP
+ * state here as `dronewatch.core.tcp.segment` writes them, content gaps included. A segment
+ * without payload that changes the state (SYN, FIN, RST, a new letter, a closed connection's
+ * ACK) is accounted here by the TCP state machine itself (`_tcp.c`, `tcp_state_path`) unless the
+ * engine must act on it (its timer is due, it reuses the 5-tuple, it flips the flow, its ACK
+ * gives up a hole of a reassembled stream); the timers a close calls for are set by the engine
+ * (`timers`). Every other segment goes to Python.
  * A datagram of a drone link whose followers all keep their state in frame counters
  * (`_counters.h`) is fed to those counters here, without a call into Python.
  * In one of several processes sharing a capture (`dronewatch.core.split`), the rows of flows
@@ -26,7 +29,9 @@
  * `Flow` state the engine keeps.
  */
 #include "_counters.h"
+#include "_tcp.h"
 
+#include <math.h>
 #include <string.h>
 
 #define KEY_LEN 38 /* version, protocol, lower end (16-byte address, port), higher end */
@@ -67,7 +72,8 @@ static const char LETTERS[] = "SsHhAaDdFfRr";
 #define T_SKIP 40  /* two slots, orig's and resp's stream: passed over below this (0: none) */
 #define T_ACKED 42 /* two slots: how far the stream layer gave up each stream's holes */
 #define T_FEED 44  /* two slots: where a follower's counter may take each stream's next bytes */
-#define T_SIZE 46
+#define T_DUE 46   /* when the engine's close or expire timer is due, a double's bits (0: none) */
+#define T_SIZE 47
 #define F_INIT 1   /* the endpoint's sequence numbers are set */
 #define F_SEEN 2   /* the endpoint sent a segment */
 #define F_ACTIVE 4 /* the endpoint's state is not INACTIVE */
@@ -80,7 +86,7 @@ static const char LETTERS[] = "SsHhAaDdFfRr";
 #define S_CLOSED 5
 #define TOO_LARGE_SEQ_DELTA 1048576
 
-static PyObject *s_tcp;
+static PyObject *s_tcp, *s_stream;
 static PyObject *s_first_ts, *s_last_ts, *s_inspected, *s_inspectors, *s_followers, *s_history,
     *s_counters, *s_inspector_names,
     *s_orig_h, *s_orig_p, *s_orig_pkts, *s_resp_pkts, *s_orig_bytes, *s_resp_bytes,
@@ -658,7 +664,6 @@ typedef struct {
     uint8_t key[KEY_LEN];
     uint8_t used, checked, orig_low, inspectors, followers;
     uint16_t letters; /* the history letters the flow has (`LETTERS`) */
-    uint8_t history_h;  /* its history is "H" alone (an ACK or data then flips the flow) */
     uint8_t native_inspect; /* the inspectors are the followers, and `counters` is set */
     PyObject *counters; /* the followers' frame counters (strong), when every follower has one */
     uint64_t hash;
@@ -669,6 +674,7 @@ typedef struct {
     long long o_pkts, r_pkts, o_bytes, r_bytes, o_plen, r_plen, new_inspected;
     int dirty;
     int has_tcp;   /* `tcp` holds the flow's TCP state (written here in place) */
+    int has_stream; /* the flow's byte streams are reassembled (`Flow.stream`) */
     Py_buffer tcp;
 } Entry;
 
@@ -685,7 +691,7 @@ typedef struct {
     long long limit;
     double active_s;
     double linger_s; /* EngineOptions.close_linger_s: an unanswered attempt ends this after its SYN */
-    PyObject *lookup, *counted_cb, *skipped_cb;
+    PyObject *lookup, *counted_cb, *skipped_cb, *timers_cb;
     struct {
         int kind; /* Row.kind */
         long long n;
@@ -999,6 +1005,10 @@ static int check(Table *t, Entry *e) {
     } else {
         Py_DECREF(state);
     }
+    PyObject *stream = PyObject_GetAttr(f, s_stream);
+    if (stream == NULL) return -1;
+    e->has_stream = stream != Py_None;
+    Py_DECREF(stream);
     int ins = read_len(f, s_inspectors), fol = read_len(f, s_followers);
     if (ins < 0 || fol < 0 || read_double(f, s_first_ts, &e->first_ts) < 0) return -1;
     e->inspectors = (uint8_t)ins;
@@ -1020,8 +1030,6 @@ static int check(Table *t, Entry *e) {
             if (at != NULL) letters |= (uint16_t)(1u << (at - LETTERS));
         }
     }
-    e->history_h = PyUnicode_Check(hist) && PyUnicode_GET_LENGTH(hist) == 1 &&
-                   PyUnicode_READ_CHAR(hist, 0) == 'H';
     Py_DECREF(hist);
     e->letters = letters;
     e->checked = 1;
@@ -1090,6 +1098,25 @@ static int tcp_gap_ack(int64_t *T, int q, uint32_t ack, int apply) {
     return 0;
 }
 
+/* Whether the engine has a timer of the connection due at `now`, which it acts on at the
+ * flow's next packet: an attempt nobody answered ends at its first packet past the linger after
+ * its SYN (`T_SYN_TS`), a closed connection at its close timer (`T_DUE`, which the engine
+ * writes: `Engine.tcp_timers`). */
+static int tcp_timer_due(const int64_t *T, double now, double linger_s) {
+    if (T[T_SYN_TS] && (T[T_STATE] == S_SYN_SENT || T[T_STATE] == S_SYN_ACK_SENT) &&
+        T[T_BLOCK + T_STATE] == S_INACTIVE) {
+        double syn_ts;
+        memcpy(&syn_ts, &T[T_SYN_TS], sizeof syn_ts);
+        if (now >= syn_ts + linger_s) return 1;
+    }
+    if (T[T_DUE]) {
+        double due;
+        memcpy(&due, &T[T_DUE], sizeof due);
+        if (now >= due) return 1;
+    }
+    return 0;
+}
+
 /* Whether a TCP segment without SYN, FIN or RST may be counted here: the connection is settled
  * (`T_FAST`), its sender has sent before, it is not the retransmission that writes a `T`, its
  * bytes do not meet data held above a hole, and its ACK writes no gap letter. */
@@ -1098,13 +1125,7 @@ static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now
     int64_t *T = e->tcp.buf;
     int s = from_orig ? 0 : T_BLOCK;
     if (!T[T_FAST] || !(T[s + T_FLAGS] & F_SEEN)) return 0;
-    if (T[T_SYN_TS] && (T[T_STATE] == S_SYN_SENT || T[T_STATE] == S_SYN_ACK_SENT) &&
-        T[T_BLOCK + T_STATE] == S_INACTIVE) {
-        /* An attempt nobody answered: the engine ends it at its first packet past the linger. */
-        double syn_ts;
-        memcpy(&syn_ts, &T[T_SYN_TS], sizeof syn_ts);
-        if (now >= syn_ts + linger_s) return 0;
-    }
+    if (tcp_timer_due(T, now, linger_s)) return 0;
     if (r->payload_len > 0) {
         int32_t d = (int32_t)(r->seq + (uint32_t)r->payload_len - (uint32_t)T[s + T_LAST]);
         if (d <= 0 && tcp_scaled(T[s + T_RXMIT] + 1)) return 0;
@@ -1124,36 +1145,6 @@ static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now
  * its ACK gives up no hole of the peer's stream that the layer has not given up already
  * (`T_ACKED`: the engine hands `StreamReaders.acked` each payload segment). */
 static int tcp_acks_no_hole(const int64_t *T, const Row *r, int from_orig);
-
-/* Whether the first bare ACK of an end (its `A` or `a`) may be written here, as
- * `dronewatch.core.tcp` writes it: Zeek's CheckHistory sets the end's ACK bit in the history
- * mask and adds the letter, nothing else, unless the history is "H" alone (the flow then flips:
- * the engine's) or the mask has the bit already (no letter). The rest of the segment is any
- * countable segment's (`tcp_countable`, `tcp_count`). */
-static int tcp_ack_letter(const Entry *e, int from_orig) {
-    if (!e->has_tcp || e->history_h) return 0;
-    const int64_t *T = e->tcp.buf;
-    return !(T[T_MASK] & ((int64_t)HIST_ACK_PKT << (from_orig ? 0 : 16)));
-}
-
-/* Write an end's first bare-ACK letter to the flow (mask bit, then the history, interned as the
- * engine interns it): 0, or -1 with an exception set. */
-static int write_ack_letter(Entry *e, int from_orig) {
-    PyObject *old = PyObject_GetAttr(e->flow, s_history);
-    if (old == NULL) return -1;
-    PyObject *letter = PyUnicode_FromOrdinal(from_orig ? 'A' : 'a');
-    PyObject *now = letter != NULL ? PyUnicode_Concat(old, letter) : NULL;
-    Py_DECREF(old);
-    Py_XDECREF(letter);
-    if (now == NULL) return -1;
-    PyUnicode_InternInPlace(&now);
-    int rc = PyObject_SetAttr(e->flow, s_history, now);
-    Py_DECREF(now);
-    if (rc < 0) return -1;
-    ((int64_t *)e->tcp.buf)[T_MASK] |= (int64_t)HIST_ACK_PKT << (from_orig ? 0 : 16);
-    e->letters |= from_orig ? HAS_A : HAS_a;
-    return 0;
-}
 
 static int tcp_passed_over(const Entry *e, const Row *r, int from_orig) {
     if (!e->has_tcp || e->followers > 1) return 0;
@@ -1234,6 +1225,81 @@ static void tcp_count(Entry *e, const Row *r, int from_orig) {
     }
 }
 
+/* A TCP segment without payload that the counting above leaves (a SYN, FIN or RST; the first bare
+ * ACK of an end, which writes its letter; an ACK that writes a gap letter; any segment of a
+ * closed connection), accounted here by the TCP state machine (`_tcp.c`, as the engine runs it:
+ * `Engine._tcp`) when that changes nothing the engine must do itself: the flow's timers are not
+ * due (`tcp_timer_due`), the segment starts no new connection on the 5-tuple
+ * (`dw_tcp_reuse`), it gives up no hole of a reassembled stream (a SYN, FIN or RST's ACK is
+ * the stream layer's: `tcp_acks_no_hole`), and it does not turn the flow round (the state
+ * machine runs on a copy, kept only then). The history and last packet time are written to the
+ * flow; the timers a close or an attempt calls for are set by the engine (`timers_cb`,
+ * `Engine.tcp_timers`). 1 when taken (the caller counts the packet, not its time), 0 to hand the
+ * segment to the engine, -1 with an exception set. */
+static int tcp_state_path(Table *t, Entry *e, const Row *r, int from_orig, double now) {
+    if (!e->has_tcp || r->payload_len != 0) return 0;
+    int64_t *T = e->tcp.buf;
+    if (tcp_timer_due(T, now, t->linger_s) || dw_tcp_reuse(T, r->flags, r->seq)) return 0;
+    if (r->control && e->has_stream && !tcp_acks_no_hole(T, r, from_orig)) return 0;
+    if (flush(t) < 0) return -1; /* the flow's last_ts as the engine would read it */
+    double last;
+    if (read_double(e->flow, s_last_ts, &last) < 0) return -1;
+    PyObject *hist = PyObject_GetAttr(e->flow, s_history);
+    if (hist == NULL) return -1;
+    Py_ssize_t hlen, len;
+    const char *h = PyUnicode_Check(hist) ? PyUnicode_AsUTF8AndSize(hist, &hlen) : NULL;
+    char small[64 + DW_HISTORY_ROOM], *text = small;
+    int rc = -1;
+    if (h == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "walk: Flow.history is no str");
+        goto out;
+    }
+    if (hlen > 64 && (text = PyMem_Malloc(hlen + DW_HISTORY_ROOM)) == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    memcpy(text, h, hlen);
+    len = hlen;
+    int64_t scratch[T_SIZE];
+    memcpy(scratch, T, sizeof scratch);
+    double was = last;
+    int flipped;
+    int events = dw_tcp_segment(scratch, from_orig, r->flags, r->seq, r->ack, 0, now, &last, text,
+                                &len, &flipped);
+    if (flipped) {
+        rc = 0;
+        goto out;
+    }
+    memcpy(T, scratch, sizeof scratch);
+    if (len != hlen || memcmp(text, h, hlen) != 0) {
+        PyObject *now_hist = PyUnicode_FromStringAndSize(text, len);
+        if (now_hist == NULL) goto out;
+        PyUnicode_InternInPlace(&now_hist); /* as the engine interns histories */
+        int set = PyObject_SetAttr(e->flow, s_history, now_hist);
+        Py_DECREF(now_hist);
+        if (set < 0) goto out;
+    }
+    if (last != was) {
+        PyObject *v = PyFloat_FromDouble(last);
+        if (v == NULL) goto out;
+        int set = PyObject_SetAttr(e->flow, s_last_ts, v);
+        Py_DECREF(v);
+        if (set < 0) goto out;
+    }
+    if (events) {
+        PyObject *res = PyObject_CallFunction(t->timers_cb, "y#id", (const char *)e->key,
+                                              (Py_ssize_t)KEY_LEN, events, now);
+        if (res == NULL) goto out;
+        Py_DECREF(res);
+    }
+    e->checked = 0; /* its letters and state are read again at its next row */
+    rc = 1;
+out:
+    if (text != small) PyMem_Free(text);
+    Py_DECREF(hist);
+    return rc;
+}
+
 static PyObject *walk(PyObject *self, PyObject *args) {
     Py_buffer buf, at_b, cap_b, ts_b;
     int linktype;
@@ -1242,10 +1308,11 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     PyObject *handle, *follow, *sweep;
     /* This process's share of a shared capture, and the port whose flows every process makes. */
     int share_k = 0, share_n = 1, share_port = -1, checksums = CK_IGNORE;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOO|iiii", &buf, &at_b, &cap_b, &ts_b,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOOO|iiii", &buf, &at_b, &cap_b, &ts_b,
                           &linktype, &eng.next_sweep, &eng.ended, &t.limit, &t.active_s,
                           &t.linger_s, &t.lookup, &handle, &follow, &sweep, &t.counted_cb,
-                          &t.skipped_cb, &share_k, &share_n, &share_port, &checksums))
+                          &t.skipped_cb, &t.timers_cb, &share_k, &share_n, &share_port,
+                          &checksums))
         return NULL;
     if (share_n < 1 || share_k < 0 || share_k >= share_n || checksums < CK_IGNORE ||
         checksums > CK_VERIFY) {
@@ -1300,8 +1367,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             continue;
         }
         Entry *e = NULL;
-        /* SYN, FIN and RST change the connection's state: the engine's (`dronewatch.core.tcp`). */
-        int go_python = r.control || r.same;
+        int go_python = r.same; /* which end sent it cannot be told */
         if (!go_python) {
             e = table_get(&t, r.key);
             if (e == NULL) goto done;
@@ -1310,17 +1376,28 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             if (got < 0) goto done;
             go_python = got == 0 || now - e->first_ts > t.active_s;
         }
-        int from_orig = 0, to_follow = 0, to_count = 0, ack_letter = 0;
+        int from_orig = 0, to_follow = 0, to_count = 0, by_state = 0;
         if (!go_python) {
             from_orig = r.low == e->orig_low;
-            if (r.letter) { /* a new history letter is the engine's to write, but a bare ACK's */
+            /* SYN, FIN and RST change the connection's state, and a bare ACK may write a letter:
+               the state machine's. A new data letter is the engine's (the first data each way). */
+            by_state = r.control;
+            if (!by_state && r.letter) {
                 int bit = r.letter == 1 ? (from_orig ? HAS_D : HAS_d) : (from_orig ? HAS_A : HAS_a);
                 if (!(e->letters & bit)) {
-                    ack_letter = r.letter == 2 && r.tcp && tcp_ack_letter(e, from_orig);
-                    go_python = !ack_letter;
+                    if (r.letter == 2 && r.tcp)
+                        by_state = 1;
+                    else
+                        go_python = 1;
                 }
             }
-            if (!go_python && r.tcp) go_python = !tcp_countable(e, &r, from_orig, now, t.linger_s);
+            if (!go_python && !by_state && r.tcp)
+                by_state = !tcp_countable(e, &r, from_orig, now, t.linger_s);
+            if (by_state) {
+                int taken = tcp_state_path(&t, e, &r, from_orig, now);
+                if (taken < 0) goto done;
+                go_python = !taken;
+            }
         }
         if (!go_python && r.has_payload) {
             if (e->inspected < t.limit) {
@@ -1349,8 +1426,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             continue;
         }
         /* Count the row. */
-        if (ack_letter && write_ack_letter(e, from_orig) < 0) goto done;
-        if (r.tcp) tcp_count(e, &r, from_orig);
+        if (r.tcp && !by_state) tcp_count(e, &r, from_orig);
         if (from_orig) {
             e->o_pkts++;
             e->o_bytes += r.ip_len;
@@ -1364,12 +1440,15 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             e->inspected++;
             e->new_inspected++;
         }
+        /* The state machine wrote the flow's last packet time itself (a closed connection's
+           does not move). */
+        double row_last = by_state ? -INFINITY : now;
         if (!e->dirty) {
             e->dirty = 1;
-            e->last_ts = now;
+            e->last_ts = row_last;
             t.dirty[t.ndirty++] = e;
-        } else if (now > e->last_ts) {
-            e->last_ts = now;
+        } else if (row_last > e->last_ts) {
+            e->last_ts = row_last;
         }
         if (!t.has_latest || now > t.latest) t.latest = now;
         t.has_latest = 1;
@@ -1435,8 +1514,8 @@ static PyMethodDef methods[] = {
      "link type linktype, as columns; ifaces: (link type, timestamp scale, offset) per interface."},
     {"walk", walk, METH_VARARGS,
      "walk(buf, data_at, caplen, ts, linktype, next_sweep, ended, limit, active_s, linger_s, lookup, "
-     "handle, follow, sweep, counted, skipped[, share_k, share_n, share_port]) -> next sweep "
-     "time\n\n"
+     "handle, follow, sweep, counted, skipped, timers[, share_k, share_n, share_port, checksums]) "
+     "-> next sweep time\n\n"
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "
      "dronewatch.fastpath.bulk). share_k of share_n: skip the rows of the flows another "
@@ -1463,6 +1542,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
 #define INTERN(var, text)                                                                          \
     if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
     INTERN(s_tcp, "tcp");
+    INTERN(s_stream, "stream");
     INTERN(s_first_ts, "first_ts");
     INTERN(s_last_ts, "last_ts");
     INTERN(s_inspected, "inspected");
@@ -1491,7 +1571,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     /* The Flow attributes read or written above by name; dronewatch.fastpath checks at import
        that Flow still has each of them. */
     PyObject *fields = PyTuple_Pack(
-        17, s_first_ts, s_last_ts, s_inspected, s_inspectors, s_followers, s_history, s_counters,
+        18, s_stream, s_first_ts, s_last_ts, s_inspected, s_inspectors, s_followers, s_history, s_counters,
         s_inspector_names, s_orig_h, s_orig_p, s_orig_pkts, s_resp_pkts, s_orig_bytes,
         s_resp_bytes, s_orig_payload_bytes, s_resp_payload_bytes, s_tcp);
     if (fields == NULL || PyModule_AddObject(m, "FLOW_FIELDS", fields) < 0) {

@@ -44,6 +44,7 @@ def walk(
     sweep: Callable[[float, int], tuple[float, int]],
     counted: Callable[[int, float], None],
     skipped: Callable[[dict[str, int]], None],
+    timers: Callable[[bytes, int, float], None],
     share_k: int = 0,
     share_n: int = 1,
     share_port: int = -1,
@@ -96,6 +97,9 @@ def tcp_segment(
 ) -> tuple[int, str, float, int]:
     """One segment accounted on the TCP state `t` as dronewatch.core.tcp.segment does: (events,
     history, last_ts, flipped); on a flip the state's endpoint blocks are swapped here (_tcp.c)."""
+
+def tcp_reuse(t: array[int], flags: int, seq: int, /) -> bool:
+    """Whether the segment starts a new connection on the flow's 5-tuple (tcp.is_reuse)."""
 
 class FrameCounter:
     """Per-flow frame counter of a drone-link follower, which the C walk feeds itself."""

@@ -8,12 +8,17 @@
    fields. At most one flip happens per segment (a SYN-ACK-only history turned round by an ACK or
    data, or a SYN seen after its SYN-ACK: the first has no SYN, the second has one).
 
+   The C walk (_fastpath.c) runs the same code (`dw_tcp_segment`, `dw_tcp_reuse`: _tcp.h) on the
+   segments it accounts without the engine.
+
    The slot layout and the constants are dronewatch.core.tcp's; change them there and here
    together (tests/unit/core/test_tcp_c.py holds this code to the Python one). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_tcp.h"
 
 /* Endpoint states. */
 #define INACTIVE 0
@@ -50,7 +55,8 @@
 #define SKIP 40
 #define ACKED 42
 #define FEED 44
-#define SIZE 46
+#define DUE 46
+#define SIZE 47
 
 #define M_PARTIAL ((int64_t)1 << 32)
 #define F_INIT 1
@@ -79,7 +85,6 @@
 #define EV_REJECTED 4
 #define EV_HALF_CLOSED 8
 
-#define HISTORY_ROOM 16 /* letters one segment may add, with room to spare (at most 6) */
 
 typedef struct {
     int64_t *t;
@@ -396,32 +401,9 @@ static int unsettled(const int64_t *t) {
     return 0;
 }
 
-static PyObject *tcp_segment(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    int from_orig, flags;
-    long long seq_in, ack_in, plen;
-    double ts, last_ts;
-    PyObject *hist_in;
-    if (!PyArg_ParseTuple(args, "w*piLLLddU", &buf, &from_orig, &flags, &seq_in, &ack_in, &plen,
-                          &ts, &last_ts, &hist_in))
-        return NULL;
-    PyObject *result = NULL;
-    char small[64 + HISTORY_ROOM], *hist = small;
-    if (buf.len < (Py_ssize_t)(SIZE * sizeof(int64_t)) || buf.itemsize != sizeof(int64_t)) {
-        PyErr_SetString(PyExc_ValueError, "tcp_segment: not a TCP state array");
-        goto done;
-    }
-    Py_ssize_t hlen;
-    const char *h = PyUnicode_AsUTF8AndSize(hist_in, &hlen);
-    if (h == NULL) goto done;
-    if (hlen > 64 && (hist = PyMem_Malloc(hlen + HISTORY_ROOM)) == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    memcpy(hist, h, hlen);
-    int64_t *t = buf.buf;
-    int64_t seq = seq_in, ack = ack_in;
-    Seg s = {t, from_orig, from_orig ? 0 : BLOCK, from_orig ? BLOCK : 0, hist, hlen, 0};
+int dw_tcp_segment(int64_t *t, int from_orig, int flags, int64_t seq, int64_t ack, int64_t plen,
+                   double ts, double *last_ts, char *hist, Py_ssize_t *hlen, int *flipped) {
+    Seg s = {t, from_orig, from_orig ? 0 : BLOCK, from_orig ? BLOCK : 0, hist, *hlen, 0};
     int syn = flags & TCP_SYN, fin = flags & TCP_FIN, rst = flags & TCP_RST, ackf = flags & TCP_ACK;
     partial(t, from_orig, syn, ackf);
     int64_t seg_len = plen + (syn ? 1 : 0) + (fin ? 1 : 0);
@@ -432,7 +414,7 @@ static PyObject *tcp_segment(PyObject *self, PyObject *args) {
     int64_t rel = rel_seq(t, s.e, seq);
     history(&s, flags, rel, plen);
     int e = s.e, p = s.p; /* after a flip, the sender's block */
-    if (!(t[DID_CLOSE] && t[BLOCK + DID_CLOSE]) && ts > last_ts) last_ts = ts;
+    if (!(t[DID_CLOSE] && t[BLOCK + DID_CLOSE]) && ts > *last_ts) *last_ts = ts;
     if (fin) t[e + FIN_CNT] += 1;
     int64_t upto = 0;
     if (ackf) {
@@ -455,16 +437,78 @@ static PyObject *tcp_segment(PyObject *self, PyObject *args) {
     if (plen && !rst && rel >= 0) seen(t, e, rel + (syn ? 1 : 0), plen);
     if (events & EV_ATTEMPT) memcpy(&t[SYN_TS], &ts, sizeof ts);
     t[FAST] = unsettled(t) ? 0 : 1;
+    *hlen = s.len;
+    *flipped = s.flipped;
+    return events;
+}
+
+int dw_tcp_reuse(const int64_t *t, int flags, int64_t seq) {
+    if (!(flags & TCP_SYN)) return 0;
+    int e = 0;
+    if (flags & TCP_ACK) {
+        if (t[STATE] != INACTIVE) return 0; /* not a half-open connection */
+        e = BLOCK;
+    }
+    if (!(t[DID_CLOSE] || t[BLOCK + DID_CLOSE])) {
+        if (seq == t[e + START]) return 0;
+        if (!(flags & TCP_ACK) && t[e + STATE] == SYN_ACK_SENT && t[BLOCK + STATE] == INACTIVE &&
+            seq == t[BLOCK + START])
+            return 0; /* a SYN and SYN-ACK seen in reverse order */
+    }
+    return 1;
+}
+
+static PyObject *tcp_segment(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    int from_orig, flags;
+    long long seq, ack, plen;
+    double ts, last_ts;
+    PyObject *hist_in;
+    if (!PyArg_ParseTuple(args, "w*piLLLddU", &buf, &from_orig, &flags, &seq, &ack, &plen, &ts,
+                          &last_ts, &hist_in))
+        return NULL;
+    PyObject *result = NULL;
+    char small[64 + DW_HISTORY_ROOM], *hist = small;
+    if (buf.len < (Py_ssize_t)(SIZE * sizeof(int64_t)) || buf.itemsize != sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "tcp_segment: not a TCP state array");
+        goto done;
+    }
+    Py_ssize_t hlen, len;
+    const char *h = PyUnicode_AsUTF8AndSize(hist_in, &hlen);
+    if (h == NULL) goto done;
+    if (hlen > 64 && (hist = PyMem_Malloc(hlen + DW_HISTORY_ROOM)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(hist, h, hlen);
+    len = hlen;
+    int flipped;
+    int events = dw_tcp_segment(buf.buf, from_orig, flags, seq, ack, plen, ts, &last_ts, hist, &len,
+                                &flipped);
     PyObject *hist_out;
-    if (s.len == hlen && memcmp(hist, h, hlen) == 0) {
+    if (len == hlen && memcmp(hist, h, hlen) == 0) {
         hist_out = Py_NewRef(hist_in);
     } else {
-        hist_out = PyUnicode_FromStringAndSize(hist, s.len);
+        hist_out = PyUnicode_FromStringAndSize(hist, len);
         if (hist_out == NULL) goto done;
     }
-    result = Py_BuildValue("iNdi", events, hist_out, last_ts, s.flipped);
+    result = Py_BuildValue("iNdi", events, hist_out, last_ts, flipped);
 done:
     if (hist != small) PyMem_Free(hist);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+static PyObject *tcp_reuse(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    int flags;
+    long long seq;
+    if (!PyArg_ParseTuple(args, "y*iL", &buf, &flags, &seq)) return NULL;
+    PyObject *result = NULL;
+    if (buf.len < (Py_ssize_t)(SIZE * sizeof(int64_t)) || buf.itemsize != sizeof(int64_t))
+        PyErr_SetString(PyExc_ValueError, "tcp_reuse: not a TCP state array");
+    else
+        result = PyBool_FromLong(dw_tcp_reuse(buf.buf, flags, seq));
     PyBuffer_Release(&buf);
     return result;
 }
@@ -475,6 +519,9 @@ static PyMethodDef tcp_methods[] = {
      "history, last_ts, flipped)\n\n"
      "Account one TCP segment on the state array t as dronewatch.core.tcp.segment does; on a "
      "flip the endpoint blocks of t are swapped here and flipped is 1."},
+    {"tcp_reuse", tcp_reuse, METH_VARARGS,
+     "tcp_reuse(t, flags, seq) -> whether the segment starts a new connection on the flow's "
+     "5-tuple (dronewatch.core.tcp.is_reuse)."},
     {NULL, NULL, 0, NULL},
 };
 

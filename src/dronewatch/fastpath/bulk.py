@@ -21,10 +21,14 @@ sweep; within a segment a settled flow can only gain packets and bytes, which co
 Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goes over the
 rows in C: it keeps the counts of settled flows itself and writes them to the flows before any
 Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
-counters. A TCP segment is counted in C only when it changes nothing but the sequence numbers
-of a settled connection (`dronewatch.core.tcp`, content gaps included); control segments, new
-history letters, retransmissions, segments that meet data held above a hole, and an unanswered
-attempt's segments from `close_linger_s` after its SYN (the engine ends it there) go to the
+counters. A TCP data segment is counted in C when it changes nothing but the sequence numbers
+of a settled connection (`dronewatch.core.tcp`, content gaps included); a segment without
+payload that changes the connection's state (SYN, FIN, RST, a new history letter, an ACK after
+the close) is accounted in C by the TCP state machine (`_tcp.c`), which the engine also runs;
+the engine sets the timers a close calls for (`Engine.tcp_timers`). Segments of a flow whose
+timer is due (an unanswered attempt `close_linger_s` after its SYN, a closed connection at its
+close timer), a SYN that reuses the 5-tuple, a segment that flips the flow or gives up a hole
+of a reassembled stream, new data letters, retransmissions and data held above a hole go to the
 engine. A drone link
 whose followers all keep their state in C frame counters (`Flow.counters`) has its datagrams fed
 to them there, without a call into Python. Without the extension (no compiler at install time,
@@ -123,6 +127,10 @@ class BulkRunner:
         def skipped(counts: dict[str, int]) -> None:
             stats.non_ip.update(counts)
 
+        def timers(key: bytes, events: int, ts: float) -> None:
+            k = flow_key(key)
+            engine.tcp_timers(k, engine.flows[k], events, ts)
+
         opts = engine.options
         share = engine.share
         shared = (
@@ -145,6 +153,7 @@ class BulkRunner:
             sweep,
             counted,
             skipped,
+            timers,
             *shared,
             pipe.decoder.checksums,
         )

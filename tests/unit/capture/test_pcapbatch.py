@@ -106,7 +106,7 @@ def test_walk_refuses_arrays_that_disagree() -> None:
     def never(*args: object) -> None:
         raise AssertionError("no row may be walked")
 
-    args = (1, 0.0, 0, 32, 1800.0, 5.0, never, never, never, never, never, never)
+    args = (1, 0.0, 0, 32, 1800.0, 5.0, never, never, never, never, never, never, never)
     with pytest.raises(ValueError, match="different lengths"):
         _fastpath.walk(b"x" * 64, at, np.array([1, 2], dtype=np.int64), np.zeros(1), *args)
     with pytest.raises(ValueError, match="outside the buffer"):

@@ -69,6 +69,8 @@ class Twins:
     def segment(
         self, from_orig: bool, flags: int, seq: int, ack: int, plen: int, ts: float
     ) -> None:
+        assert _c is not None and self.py.tcp is not None and self.c.tcp is not None
+        assert _c.tcp_reuse(self.c.tcp, flags, seq) == tcp.is_reuse(self.py.tcp, flags, seq)
         py_events = tcp.segment(self.py, from_orig, flags, seq, ack, plen, ts, self._flip)
         assert _c is not None
         events, history, last_ts, flipped = _c.tcp_segment(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -660,10 +661,12 @@ def test_an_unknown_udp_flow_leaves_inspection_early(tmp_path: Path) -> None:
     assert bulk.bulk_packets >= 200 - 8  # 168 while each analyzer waited for the 32nd datagram
 
 
-def test_first_bare_acks_are_written_by_the_walk(tmp_path: Path) -> None:
-    """The first bare ACK of each end only adds its history letter (`A`, `a`): the walk writes
-    the letter and counts the segment itself; the SYNs, the FINs and what follows a close still
-    go to the engine. Same records and histories as the per-packet path."""
+def test_control_segments_are_accounted_by_the_walk(tmp_path: Path) -> None:
+    """The walk runs the TCP state machine itself on the segments without payload that change a
+    connection's state (the SYN-ACK, the first bare ACK of each end, the FINs, the ACK after the
+    close): of each connection only its first segment, which makes the flow, goes to the engine,
+    which sets the close timers the FINs call for when the walk asks. Same records and histories
+    as the per-packet path."""
     frames: list[tuple[float, bytes]] = []
     for n in range(20):
         sport, t = 42000 + n, 1000.0 + n
@@ -687,5 +690,61 @@ def test_first_bare_acks_are_written_by_the_walk(tmp_path: Path) -> None:
     got: list[Record] = []
     _, bulk = both(path)
     run_source(FileSource(str(path)), got.append, config(True))
-    assert {r.to_dict()["history"] for r in got if r.log == "flows"} == {"ShAaFf"}
-    assert bulk.bulk_packets == 3 * 20  # 1 a flow while the walk handed new letters over
+    ended = flows(got)
+    assert {(f["history"], f["conn_state"], f["end_reason"]) for f in ended} == {
+        ("ShAaFf", "SF", "tcp_close")
+    }
+    assert {f["duration_s"] for f in ended} == {0.006}  # the ACK after both FINs is not counted
+    assert bulk.bulk_packets == 7 * 20  # 1 a flow when the engine ran the state machine
+
+
+def flows(records: list[Record]) -> list[dict[str, Any]]:
+    """The flows records among `records`, as dicts."""
+    return [r.to_dict() for r in records if r.log == "flows"]
+
+
+def test_walk_hands_over_at_the_close_timer_and_on_reuse(tmp_path: Path) -> None:
+    """What the walk leaves to the engine after a close: a segment once the close timer is due
+    (the engine ends the flow there and the segment starts a new one), a SYN that reuses the
+    5-tuple, a half-closed connection looked at again (`session_s`), a reset."""
+    up = ETH() / IP(src=PHONE, dst=CLOUD)
+    down = ETH() / IP(src=CLOUD, dst=PHONE)
+    frames: list[tuple[float, bytes]] = []
+
+    def conn(sport: int, t: float, steps: tuple[tuple[float, bool, str, int, int], ...]) -> None:
+        for dt, is_up, flags, seq, ack in steps:
+            sp, dp = (sport, 443) if is_up else (443, sport)
+            tcp = TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
+            frames.append((t + dt, raw((up if is_up else down) / tcp)))
+
+    hello = ((0.0, True, "S", 100, 0), (0.001, False, "SA", 500, 101), (0.002, True, "A", 101, 501))
+    closed = ((0.003, True, "FA", 101, 501), (0.004, False, "FA", 501, 102))
+    # An ACK within the linger (counted in the flow), then one past it: a new flow.
+    conn(40000, 1000.0, (*hello, *closed, (1.0, True, "A", 102, 502), (9.0, True, "A", 102, 502)))
+    # A new SYN on the 5-tuple of a closed connection: reuse, a new flow at once.
+    conn(40001, 1000.0, (*hello, *closed, (0.5, True, "S", 9000, 0)))
+    # One end closes; the other keeps sending ACKs past session_s: looked at again and again.
+    half = tuple((2.0 * k, False, "A", 501, 102) for k in range(1, 12))
+    conn(40002, 1000.0, (*hello, (0.003, True, "FA", 101, 501), *half))
+    # A reset, then the peer's ACKs.
+    conn(40003, 1000.0, (*hello, (0.003, True, "R", 101, 0), (0.5, False, "A", 501, 101)))
+    frames.sort()
+    path = tmp_path / "closes.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    # Sweeps far apart: the timers act at the flows' own packets, not at a sweep before them.
+    engine = EngineOptions(sweep_every_s=100.0)
+    per_packet, bulk = both(path, engine)
+    assert bulk.bulk_packets > 0
+    got: list[Record] = []
+    run_source(FileSource(str(path)), got.append, config(True, engine))
+    ends = sorted((f["orig_p"], f["end_reason"]) for f in flows(got))
+    assert ends == [
+        (40000, "eof"),  # the lone ACK past the linger: a flow of its own
+        (40000, "tcp_close"),  # with the ACK within the linger
+        (40001, "eof"),  # the new SYN, unanswered (no sweep came to end the attempt)
+        (40001, "reuse"),
+        (40002, "eof"),  # still sending when the capture ends
+        (40003, "tcp_close"),
+    ]
+    half = next(f for f in flows(got) if f["orig_p"] == 40002)
+    assert (half["resp_pkts"], half["duration_s"]) == (12, 22.0)

@@ -62,6 +62,9 @@ class Engine:
         for kind, n in counts.items():
             self.not_ip[kind] = self.not_ip.get(kind, 0) + n
 
+    def timers(self, key: bytes, events: int, ts: float) -> None:
+        raise AssertionError("no TCP connection closes here")
+
     def walk(self, frames: list[bytes], linktype: int = 1) -> None:
         buf = b"".join(frames)
         at = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.int64)
@@ -69,7 +72,7 @@ class Engine:
         ts = np.arange(len(frames), dtype=np.float64) + 1000.0
         _fastpath.walk(
             buf, at, caplen, ts, linktype, 1e18, 0, LIMIT, 1800.0, 5.0, self.lookup, self.handle,
-            self.follow, self.sweep, self.count, self.skipped,
+            self.follow, self.sweep, self.count, self.skipped, self.timers,
         )  # fmt: skip
 
 
