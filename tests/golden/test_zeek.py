@@ -58,6 +58,9 @@ KNOWN: dict[tuple[str, str], str] = {
     ("dns_sshfp-trunc.pcap", "rtt"): "Zeek times a response only when it carries an answer "
     "record Zeek logs (an NXDOMAIN here has none); dronewatch times every answered query",
     ("dnssec_nsec.pcap", "rtt"): "as dns_sshfp-trunc.pcap: a NOERROR response without answers",
+    ("http_connect-with-smtp.pcap", "host"): "a CONNECT without a Host header: Zeek's host is "
+    "the header's only (unset), dronewatch's the CONNECT authority (where the tunnel goes, "
+    "what egress is judged by)",
     ("tunnels_gre-within-gre.pcap", "tunnel"): "GRE inside GRE: Zeek names the inner tunnel "
     "(10.10.11.2-10.10.13.2) as the connections' parent, dronewatch the outermost one "
     "(72.205.54.70-86.106.164.150), the mirror session a collector receives",
@@ -74,7 +77,7 @@ Field `*`: a Zeek record dronewatch has no record for; `+`: the other way round.
 FLOOR = {
     "conn": 96.9,
     "dns": 97.8,
-    "http": 100.0,
+    "http": 99.8,
     "ssl": 100.0,
     "quic": 100.0,
     "dhcp": 100.0,

@@ -123,10 +123,17 @@ def _text(raw: bytes) -> str:
 
 
 def request_line(line: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """(method, target, version) of a request line; version b"" for HTTP/0.9; None if not one."""
+    """(method, target, version) of a request line; version b"" for HTTP/0.9; None if not one.
+
+    A target with whitespace inside (`CONNECT mail.example:25 / HTTP/1.0`, which RFC 9112 3
+    forbids but proxies and servers accept) is everything between the method and the version,
+    as Zeek reads it (`HTTP_Analyzer::ParseRequest`): a request a server answered is logged,
+    not missed for a space a client put in it."""
     parts = line.split()
-    if len(parts) == 3 and parts[2].startswith(b"HTTP/"):  # `HTTP/1.` too, as Zeek takes it
-        method, target, version = parts
+    if len(parts) >= 3 and parts[-1].startswith(b"HTTP/"):  # `HTTP/1.` too, as Zeek takes it
+        method, version = parts[0], parts[-1]
+        rest = line.strip()[len(method) :]
+        target = rest[: len(rest) - len(version)].strip()
     elif len(parts) == 2 and _VERSION.fullmatch(parts[1]):
         method, target, version = parts[0], b"", parts[1]  # no target (Zeek logs it empty)
     elif len(parts) == 2 and not parts[1].startswith(b"HTTP/"):
@@ -208,8 +215,9 @@ def _split_target(method: str, uri: str) -> tuple[str | None, str | None]:
     """The authority and the path (with query) of a request target (RFC 9112 3.2)."""
     if uri.startswith("/"):
         return None, uri
-    if method == "CONNECT":
-        return uri, None
+    if method == "CONNECT":  # the authority (what follows a space in a lax target is not)
+        words = uri.split(maxsplit=1)
+        return (words[0] if words else None), None
     scheme, sep, rest = uri.partition("://")
     if sep and scheme.isalpha():
         authority, slash, path = rest.partition("/")

@@ -371,6 +371,40 @@ def test_connect_tunnel_is_not_parsed() -> None:
     assert "http_path" not in conn.flow.meta
 
 
+def test_connect_with_a_space_in_its_target_is_read() -> None:
+    """`CONNECT host:25 / HTTP/1.0` (a spammer's tunnel through an open proxy, Zeek's
+    `http/connect-with-smtp.pcap`): the target is everything between the method and the
+    version, as Zeek reads it; the CONNECT's authority names where the tunnel goes. On a port
+    that is no HTTP port, the request line alone makes the flow HTTP."""
+    conn = Conn(port=8240)
+    conn.send(b"CONNECT mail.example.net:25 / HTTP/1.0\r\nUser-Agent: x\r\n\r\n")
+    conn.reply(b"HTTP/1.0 200 Connection established\r\n\r\n")
+    conn.send(b"HELO example\r\n")
+    (rec,) = conn.end()
+    assert (rec.method, rec.uri, rec.host, rec.status_code) == (
+        "CONNECT",
+        "mail.example.net:25 /",
+        "mail.example.net:25",
+        200,
+    )
+    assert conn.flow.service == "http"
+    assert conn.flow.meta["http_host"] == "mail.example.net"
+
+
+@pytest.mark.parametrize(
+    ("line", "target"),
+    [
+        (b"GET /a b HTTP/1.1", b"/a b"),
+        (b"GET  /spaced   HTTP/1.1", b"/spaced"),
+        (b"POST /x y z HTTP/1.0", b"/x y z"),
+    ],
+)
+def test_request_target_with_whitespace(line: bytes, target: bytes) -> None:
+    """A target with spaces inside is kept whole, the version read from the line's end."""
+    head = parse_request_head(line)
+    assert (head.uri.encode(), head.version) == (target, line.split()[-1].decode())
+
+
 def test_oversized_head_is_dropped() -> None:
     """A head over max_head_bytes is dropped; a later request on the connection is read."""
     conn = Conn(HttpOptions(max_head_bytes=64))
