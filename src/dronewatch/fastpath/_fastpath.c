@@ -1225,9 +1225,9 @@ static void tcp_count(Entry *e, const Row *r, int from_orig) {
     }
 }
 
-/* A TCP segment without payload that the counting above leaves (a SYN, FIN or RST; the first bare
- * ACK of an end, which writes its letter; an ACK that writes a gap letter; any segment of a
- * closed connection), accounted here by the TCP state machine (`_tcp.c`, as the engine runs it:
+/* A TCP segment that the counting above leaves (a SYN, FIN or RST; the first bare ACK of an end,
+ * which writes its letter; an ACK that writes a gap letter; any segment of a closed connection;
+ * the data of a flow nobody reads any more that retransmits or meets a hole), accounted here by the TCP state machine (`_tcp.c`, as the engine runs it:
  * `Engine._tcp`) when that changes nothing the engine must do itself: the flow's timers are not
  * due (`tcp_timer_due`), the segment starts no new connection on the 5-tuple
  * (`dw_tcp_reuse`), it gives up no hole of a reassembled stream (a SYN, FIN or RST's ACK is
@@ -1237,7 +1237,11 @@ static void tcp_count(Entry *e, const Row *r, int from_orig) {
  * `Engine.tcp_timers`). 1 when taken (the caller counts the packet, not its time), 0 to hand the
  * segment to the engine, -1 with an exception set. */
 static int tcp_state_path(Table *t, Entry *e, const Row *r, int from_orig, double now) {
-    if (!e->has_tcp || r->payload_len != 0) return 0;
+    if (!e->has_tcp) return 0;
+    /* Data only of a flow nobody reads any more: past its inspected packets, no follower, no
+       byte stream kept (then the engine only counts it and runs the state machine). */
+    if (r->payload_len != 0 && (e->inspected < t->limit || e->followers || e->has_stream))
+        return 0;
     int64_t *T = e->tcp.buf;
     if (tcp_timer_due(T, now, t->linger_s) || dw_tcp_reuse(T, r->flags, r->seq)) return 0;
     if (r->control && e->has_stream && !tcp_acks_no_hole(T, r, from_orig)) return 0;
@@ -1264,8 +1268,8 @@ static int tcp_state_path(Table *t, Entry *e, const Row *r, int from_orig, doubl
     memcpy(scratch, T, sizeof scratch);
     double was = last;
     int flipped;
-    int events = dw_tcp_segment(scratch, from_orig, r->flags, r->seq, r->ack, 0, now, &last, text,
-                                &len, &flipped);
+    int events = dw_tcp_segment(scratch, from_orig, r->flags, r->seq, r->ack, r->payload_len, now,
+                                &last, text, &len, &flipped);
     if (flipped) {
         rc = 0;
         goto out;

@@ -698,6 +698,57 @@ def test_control_segments_are_accounted_by_the_walk(tmp_path: Path) -> None:
     assert bulk.bulk_packets == 7 * 20  # 1 a flow when the engine ran the state machine
 
 
+def test_unread_data_that_retransmits_or_meets_a_hole_is_accounted_by_the_walk(
+    tmp_path: Path,
+) -> None:
+    """Past its inspected packets, a flow nobody follows only has its counters and its TCP state
+    to keep: the walk runs the state machine itself on the data segments its plain counting
+    leaves (the retransmission that writes `T`, data above a hole, the ACK that reveals the gap
+    and writes `G`). Only the SYN and the inspected payload packets reach the engine."""
+    up = ETH() / IP(src=PHONE, dst=CLOUD)
+    down = ETH() / IP(src=CLOUD, dst=PHONE)
+    frames: list[tuple[float, bytes]] = []
+    t = 1000.0
+
+    def send(is_up: bool, flags: str, seq: int, ack: int, data: bytes = b"") -> None:
+        nonlocal t
+        t += 0.001
+        sp, dp = (41000, 7000) if is_up else (7000, 41000)
+        frames.append(
+            (
+                t,
+                raw(
+                    (up if is_up else down)
+                    / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack)
+                    / data
+                ),
+            )
+        )
+
+    send(True, "S", 100, 0)
+    send(False, "SA", 900, 101)
+    seq = 101
+    for n in range(40):  # 32 inspected, then 8 only counted
+        send(True, "PA", seq, 901, bytes([n % 250 + 1]) * 500)
+        seq += 500
+        send(False, "A", 901, seq)
+    send(True, "PA", seq - 500, 901, b"\x01" * 500)  # a retransmission: T
+    send(True, "PA", seq + 500, 901, b"\x02" * 500)  # above a hole of 500 bytes
+    send(False, "A", 901, seq + 1000)  # past the hole: a gap, G
+    send(True, "FA", seq + 1000, 901)
+    send(False, "FA", 901, seq + 1001)
+    send(True, "A", seq + 1001, 902)
+    path = tmp_path / "unread.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    _, bulk = both(path)
+    got: list[Record] = []
+    run_source(FileSource(str(path)), got.append, config(True))
+    (flow,) = flows(got)
+    assert "T" in flow["history"] and "G" in flow["history"]
+    assert flow["missed_bytes"] == 500
+    assert bulk.bulk_packets == len(frames) - 1 - 32
+
+
 def flows(records: list[Record]) -> list[dict[str, Any]]:
     """The flows records among `records`, as dicts."""
     return [r.to_dict() for r in records if r.log == "flows"]
