@@ -13,8 +13,9 @@ left as recorded, which no reader in the benchmark verifies.
 With --shapes it builds, instead, one capture per traffic shape (bench/shapes.py) under
 bench/data/shapes/, each --packets long (by default 1M, and 250,000 SYNs for the SYN scan), from
 fixed seeds: one-way TCP, TLS without ServerHello, sequence gaps, long flows, floods of short
-flows, 802.11 with and without radiotap, pcapng with VLAN tags (and the same frames as pcap), a
-SYN scan.
+flows, 802.11 with and without radiotap, pcapng with VLAN tags (and the same frames as pcap), the
+same mix from remote mirrors (ERSPAN II over GRE, VXLAN), sessions joined mid-stream (no SYN,
+often no ClientHello), a SYN scan.
 
     .venv/bin/python bench/make_capture.py --shapes all          # every shape, ~10 s each
     .venv/bin/python bench/make_capture.py --shapes syn_scan,seq_gaps --packets 100000

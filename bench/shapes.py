@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +145,34 @@ def seq_gap_flows(rng: random.Random, pool: Pool) -> Flows:
         up = int(min(rng.lognormvariate(10, 1.5), 20e6)) if rng.random() < 0.3 else 600
         down = int(min(rng.lognormvariate(11, 1.5), 20e6))
         yield t, tls_session(rng, pool, net, t, client, name, port, alpn, up, down, imp)
+
+
+def mid_stream_flows(rng: random.Random, pool: Pool) -> Flows:
+    """Sessions the capture joins after they opened (a mirror port enabled mid-session, a ring
+    buffer's later file): TLS both ways, HTTP downloads and MQTT telemetry, each with its first
+    1-4 packets (inside the handshake) or 5-60 packets (past it) never seen, so most flows start
+    without a SYN and many without a ClientHello."""
+    net = Net(rng, 3000, (10, 40))
+    t = BASE_TS
+    while True:
+        t += rng.expovariate(6.0)
+        client = net.client()
+        kind = rng.choices(("tls", "http", "mqtt"), weights=(60, 30, 10))[0]
+        if kind == "http":
+            packets = http_session(rng, pool, net, t, client, Impair())
+        elif kind == "mqtt":
+            packets = mqtt_telemetry(rng, net, t, client, rng.randrange(50, 400))
+        else:
+            name, port, alpn = rng.choice(TLS_NAMES[:-1])
+            up = int(min(rng.lognormvariate(10, 1.5), 20e6)) if rng.random() < 0.3 else 600
+            down = int(min(rng.lognormvariate(11, 1.5), 20e6))
+            packets = tls_session(rng, pool, net, t, client, name, port, alpn, up, down, Impair())
+        cut = rng.randint(1, 4) if rng.random() < 0.5 else rng.randint(5, 60)
+        packets = in_time_order(packets)
+        for _ in range(cut):
+            if next(packets, None) is None:
+                break
+        yield t, packets
 
 
 def long_flows(rng: random.Random, pool: Pool) -> Flows:
@@ -278,10 +307,47 @@ def on_drone_link(frame: bytes) -> bool:
     )
 
 
-def bench_mix(writer: wire.PcapWriter, packets: int) -> None:
-    """The scenario sessions of bench.pcap (bench/make_capture.py), each repetition a phone on
-    its own VLAN (802.1Q, VIDs 100-107), every fifth behind a provider tag too (802.1ad QinQ,
-    outer VIDs 2000-2003); drone-link frames on interface 1 and the rest on interface 0 (pcapng)."""
+Wrap = Callable[[bytes, int, int], bytes]
+"""How a frame of the bench mix reaches the capture, given its repetition and frame number."""
+
+
+def vlan_tags(frame: bytes, rep: int, n: int) -> bytes:
+    """Each repetition a phone on its own VLAN (802.1Q, VIDs 100-107), every fifth behind a
+    provider tag too (802.1ad QinQ, outer VIDs 2000-2003)."""
+    host = (rep % 65000) + 1
+    vid = 100 + host % 8
+    tags = [0x8100_0000 | vid] if rep % 5 else [0x88A8_0000 | 2000 + host % 4, 0x8100_0000 | vid]
+    return frame[:12] + b"".join(t.to_bytes(4, "big") for t in tags) + frame[12:]
+
+
+COLLECTOR = bytes([192, 0, 2, 50])
+"""The host that receives the remote mirror sessions (RFC 5737 documentation address)."""
+_COLLECTOR_MAC = bytes.fromhex("02c0000232ff")
+_SWITCH_MAC = bytes.fromhex("02c000020001")
+
+
+def remote_mirror(frame: bytes, rep: int, n: int) -> bytes:
+    """The frame as a remote mirror sends it to a collector: repetitions alternate between a
+    switch's ERSPAN type II session over GRE (GRE with a sequence number, protocol 0x88BE; the
+    ERSPAN header's session id 7, its index the frame's number) and a VXLAN overlay (RFC 7348,
+    UDP 4789, VNI 5001), each from its own source address."""
+    if rep % 2:
+        erspan = struct.pack("!HHI", 0x1000 | 0, 7, n & 0xFFFFF)  # version 1 (type II), VLAN 0
+        gre = struct.pack("!HHI", 0x1000, 0x88BE, n & 0xFFFFFFFF)  # S bit: a sequence number
+        packet = wire.ip4(bytes([192, 0, 2, 11]), COLLECTOR, 47, gre + erspan + frame, n)
+    else:
+        vxlan = struct.pack("!II", 0x08000000, 5001 << 8)
+        sport = 49152 + (n % 16384)  # a hash of the inner flow, as VTEPs pick it
+        packet = wire.ip4(
+            bytes([192, 0, 2, 12]), COLLECTOR, 17, wire.udp(sport, 4789, vxlan + frame), n
+        )
+    return wire.ether(_COLLECTOR_MAC, _SWITCH_MAC, b"\x08\x00", packet)
+
+
+def bench_mix(writer: wire.PcapWriter, packets: int, wrap: Wrap) -> None:
+    """The scenario sessions of bench.pcap (bench/make_capture.py), each repetition a phone of
+    its own address, its frames as `wrap` gives them; drone-link frames on interface 1 and the
+    rest on interface 0 (pcapng)."""
     from make_capture import load_sessions, rewrite
 
     session = load_sessions()
@@ -290,15 +356,10 @@ def bench_mix(writer: wire.PcapWriter, packets: int) -> None:
     while written < packets:
         rep += 1
         host = (rep % 65000) + 1
-        vid = 100 + host % 8
-        tags = (
-            [0x8100_0000 | vid] if rep % 5 else [0x88A8_0000 | 2000 + host % 4, 0x8100_0000 | vid]
-        )
-        tagged = b"".join(t.to_bytes(4, "big") for t in tags)
         for ts, frame in session:
             frame = rewrite(frame, host)
             iface = 1 if on_drone_link(frame) else 0
-            writer.write(BASE_TS + rep * span + ts, frame[:12] + tagged + frame[12:], iface)
+            writer.write(BASE_TS + rep * span + ts, wrap(frame, rep, written), iface)
             written += 1
             if written >= packets:
                 break
@@ -314,6 +375,8 @@ class Shape:
     linktype: int = wire.LINKTYPE_ETHERNET
     flows: Callable[[random.Random, Pool], Flows] | None = None
     radio: Radio | None = None
+    wrap: Wrap = vlan_tags
+    """With neither flows nor radio: how the bench mix's frames are framed."""
     packets: int = 1_000_000
     """Packets a capture of the shape has unless asked otherwise."""
 
@@ -365,6 +428,16 @@ SHAPES: dict[str, Shape] = {
         ),
         Shape("vlan_pcap", "the same tagged frames as classic pcap (VLAN apart from pcapng)"),
         Shape(
+            "tunnels",
+            "the bench mix from remote mirrors: ERSPAN II over GRE and VXLAN, alternately",
+            wrap=remote_mirror,
+        ),
+        Shape(
+            "mid_stream",
+            "TLS, HTTP and MQTT joined mid-session: no SYN, often no ClientHello",
+            flows=mid_stream_flows,
+        ),
+        Shape(
             "syn_scan",
             "one SYN per flow to random hosts and ports, 20,000 a second (250,000 SYNs)",
             flows=syn_scan,
@@ -374,7 +447,7 @@ SHAPES: dict[str, Shape] = {
 }
 
 
-SEEDS = {"wifi_dot11": "wifi_radiotap", "vlan_pcap": "pcapng_vlan"}
+SEEDS = {"wifi_dot11": "wifi_radiotap", "vlan_pcap": "pcapng_vlan", "tunnels": "pcapng_vlan"}
 """Shapes built from the same random draws as another: the same traffic, another framing."""
 
 
@@ -401,7 +474,7 @@ def build(name: str, out: Path, packets: int, seed: int = 1) -> int:
         elif shape.radio is not None:
             started = interleave(wifi_flows(rng, pool, shape.radio), packets, writer.write, name)
         else:
-            bench_mix(writer, packets)
+            bench_mix(writer, packets, shape.wrap)
             started = 0
         writer.close()
     return started
