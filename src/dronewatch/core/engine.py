@@ -579,34 +579,18 @@ class Engine:
     def _tcp(self, key: FlowKey, flow: Flow, pkt: Packet, from_orig: bool) -> None:
         """The connection state (`dronewatch.core.tcp`), and when to look at the flow again."""
         history = flow.history
+        seg = (from_orig, pkt.tcp_flags, pkt.tcp_seq, pkt.tcp_ack, pkt.payload_len, pkt.ts)
         if _tcp_segment_c is not None:
             # The same accounting in C (`_fastpath.tcp_segment`), which turns the state's roles
             # round itself where Python would call `_flip`.
             assert flow.tcp is not None
             events, flow.history, flow.last_ts, flipped = _tcp_segment_c(
-                flow.tcp,
-                from_orig,
-                pkt.tcp_flags,
-                pkt.tcp_seq,
-                pkt.tcp_ack,
-                pkt.payload_len,
-                pkt.ts,
-                flow.last_ts,
-                history,
+                flow.tcp, *seg, flow.last_ts, history
             )
             if flipped:
                 self._flip(flow, tcp_state=False)
         else:
-            events = tcp.segment(
-                flow,
-                from_orig,
-                pkt.tcp_flags,
-                pkt.tcp_seq,
-                pkt.tcp_ack,
-                pkt.payload_len,
-                pkt.ts,
-                self._flip,
-            )
+            events = tcp.segment(flow, *seg, self._flip)
         if flow.history is not history:
             flow.history = sys.intern(flow.history)  # a few hundred histories, shared by all
         if events:
