@@ -13,12 +13,12 @@ analysed or not: bytes the peer acknowledged that the capture never showed (`mis
 
 The array is shared with the C extension (`dronewatch.fastpath._fastpath`): `_tcp.c` is
 `segment` in C (the engine runs it where the extension is built; this module's `segment` stays
-the reference, held equal by tests/unit/core/test_tcp_c.py), and the C walk updates the first
-`C_SLOTS` slots and the gap slots (SEEN, GAPS, MISSED) itself for the data segments it counts
-(of a flow whose `FAST` slot is set, that meet no held range and write no letter) and runs the
-whole of `_tcp.c` on the segments without payload that change the state (SYN, FIN, RST, a new
-letter, a closed connection's ACK) unless the engine must act (a timer due: `DUE`, a reuse, a
-flip, a stream's hole). The layout is therefore fixed: change it here, in `_tcp.c` and in
+the reference, held equal by tests/unit/core/test_tcp_c.py), and the C walk runs `_tcp.c` on
+the segments it accounts without the engine: in place on the data segments it counts (of a
+flow whose `FAST` slot is set, that meet no held range and write no letter), on a copy kept
+only when the engine has nothing to do on the segments that change the state (SYN, FIN, RST, a
+new letter, a closed connection's ACK; not when a timer is due: `DUE`, a reuse, a flip, a
+stream's hole). The layout is therefore fixed: change it here, in `_tcp.c` and in
 `_fastpath.c` together.
 """
 

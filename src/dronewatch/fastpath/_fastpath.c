@@ -12,8 +12,8 @@
  * kept here have been written to their `Flow` objects, so Python code always sees exact counts.
  * A TCP data segment is counted here when it changes nothing but the sequence numbers of a settled
  * connection (`dronewatch.core.tcp`: no new history letter, no retransmission that writes a `T`,
- * no data held above a hole), its sequence and acknowledgement numbers written to the flow's TCP
- * state here as `dronewatch.core.tcp.segment` writes them, content gaps included. A segment
+ * no data held above a hole), its sequence and acknowledgement numbers and content gaps written
+ * to the flow's TCP state by the engine's own TCP state machine (`_tcp.c`). A segment
  * without payload that changes the state (SYN, FIN, RST, a new letter, a closed connection's
  * ACK) is accounted here by the TCP state machine itself (`_tcp.c`, `tcp_state_path`) unless the
  * engine must act on it (its timer is due, it reuses the 5-tuple, it flips the flow, its ACK
@@ -1077,10 +1077,10 @@ static int tcp_scaled(int64_t n) {
     return n == 1;
 }
 
-/* What an ACK does to the content gaps of the peer (block `q`), as `dronewatch.core.tcp._acked`
- * does it: -1 when Python must do it (a held range below, a FIN, a letter to write); else, with
- * `apply`, SEEN moves to what it acknowledges and a gap is counted. */
-static int tcp_gap_ack(int64_t *T, int q, uint32_t ack, int apply) {
+/* Whether an ACK may write a gap letter in the peer's content (block `q`, as
+ * `dronewatch.core.tcp._acked` finds gaps): -1 when it may (or a held range or a FIN makes it
+ * worth the whole state machine's look: `tcp_state_path`), else 0. */
+static int tcp_gap_ack(const int64_t *T, int q, uint32_t ack) {
     if (!(T[q + T_FLAGS] & F_ACTIVE)) return 0; /* the peer is numbered from this ACK */
     int64_t upto = T[q + T_AREL] + (int32_t)(ack - (uint32_t)T[q + T_ACK]);
     if (upto <= T[q + T_SEEN]) return 0;
@@ -1088,13 +1088,6 @@ static int tcp_gap_ack(int64_t *T, int q, uint32_t ack, int apply) {
     if (upto <= 2 && (T[T_MASK] & M_PARTIAL)) return 0;
     int report = !(T[q + T_FLAGS] & F_SKIP) && tcp_clean(T);
     if (report && tcp_scaled(T[q + T_GAPS] + 1)) return -1;
-    if (apply) {
-        if (report) {
-            T[T_MISSED] += upto - T[q + T_SEEN];
-            T[q + T_GAPS]++;
-        }
-        T[q + T_SEEN] = upto;
-    }
     return 0;
 }
 
@@ -1134,7 +1127,7 @@ static int tcp_countable(const Entry *e, const Row *r, int from_orig, double now
             if (T[s + T_HELD] || (rel >= 0 && rel > T[s + T_SEEN])) return 0; /* a hole */
         }
     }
-    if ((r->flags & TCP_ACK) && tcp_gap_ack(T, T_BLOCK - s, r->ack, 0) < 0) return 0;
+    if ((r->flags & TCP_ACK) && tcp_gap_ack(T, T_BLOCK - s, r->ack) < 0) return 0;
     return 1;
 }
 
@@ -1189,40 +1182,17 @@ static int tcp_fed(Entry *e, const Row *r, const uint8_t *payload, Py_ssize_t ca
     return 1;
 }
 
-/* The sequence numbers of a counted segment, as `dronewatch.core.tcp.segment` writes them: the
- * peer's acknowledged bytes (its numbering set as if from a SYN while it is inactive) and its
- * content gaps, the sender's highest byte, or one more retransmission, and how far its bytes
- * were seen in order. */
-static void tcp_count(Entry *e, const Row *r, int from_orig) {
-    int64_t *T = e->tcp.buf;
-    int s = from_orig ? 0 : T_BLOCK, q = T_BLOCK - s;
-    if (!(T[s + T_FLAGS] & F_SKIP) && r->payload_len > 0) {
-        int64_t rel = T[s + T_LREL] + (int32_t)(r->seq - (uint32_t)T[s + T_LAST]);
-        if (rel >= 0 && rel + r->payload_len > T[s + T_SEEN]) T[s + T_SEEN] = rel + r->payload_len;
-    }
-    if (r->flags & TCP_ACK) {
-        tcp_gap_ack(T, q, r->ack, 1);
-        if (!(T[q + T_FLAGS] & F_ACTIVE)) {
-            uint32_t start = r->ack - 1;
-            T[q + T_START] = T[q + T_ACK] = T[q + T_LAST] = start;
-            T[q + T_AREL] = T[q + T_LREL] = 0;
-            T[q + T_FLAGS] |= F_INIT;
-        } else {
-            int32_t d = (int32_t)(r->ack - (uint32_t)T[q + T_ACK]);
-            if (d > 0 && T[q + T_AREL] + d >= 0 && !(r->ack == 0 && d > TOO_LARGE_SEQ_DELTA)) {
-                T[q + T_ACK] = r->ack;
-                T[q + T_AREL] += d;
-            }
-        }
-    }
-    uint32_t end = r->seq + (uint32_t)r->payload_len;
-    int32_t d = (int32_t)(end - (uint32_t)T[s + T_LAST]);
-    if (d > 0) {
-        T[s + T_LAST] = end;
-        T[s + T_LREL] += d;
-    } else if (r->payload_len > 0) {
-        T[s + T_RXMIT]++;
-    }
+/* A counted segment's sequence numbers, acknowledgements and content gaps, written by the TCP
+ * state machine itself (`_tcp.c`, the engine's): `tcp_countable` found that it writes no letter,
+ * raises no event and turns nothing round, so the history stays as it is and the flow's last
+ * packet time is the caller's to move (it is not closed). */
+static void tcp_count(Entry *e, const Row *r, int from_orig, double now) {
+    char none[DW_HISTORY_ROOM];
+    Py_ssize_t len = 0;
+    double last = now;
+    int flipped;
+    dw_tcp_segment(e->tcp.buf, from_orig, r->flags, r->seq, r->ack, r->payload_len, now, &last,
+                   none, &len, &flipped);
 }
 
 /* A TCP segment that the counting above leaves (a SYN, FIN or RST; the first bare ACK of an end,
@@ -1430,7 +1400,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             continue;
         }
         /* Count the row. */
-        if (r.tcp && !by_state) tcp_count(e, &r, from_orig);
+        if (r.tcp && !by_state) tcp_count(e, &r, from_orig, now);
         if (from_orig) {
             e->o_pkts++;
             e->o_bytes += r.ip_len;
