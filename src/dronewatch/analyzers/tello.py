@@ -30,6 +30,7 @@ from dronewatch.analyzers._probe import Misses
 from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
+from dronewatch.fastpath import counter_type
 from dronewatch.judge.devices import AIRCRAFT_PORTS
 
 logger = logging.getLogger(__name__)
@@ -254,12 +255,54 @@ def _remember(table: dict[_K, None], key: _K, limit: int) -> None:
 
 
 def _int(value: str | None) -> int | None:
+    """`round(float(value))`, or None for no value or one that is no finite number."""
     if value is None:
         return None
     try:
         return round(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number; nan; inf
         return None
+
+
+class TelloStateCounter:
+    """The SDK state strings of one Tello state flow, counted, and the last values they gave.
+
+    The Python twin of the C `TelloStateCounter`, which the bulk path feeds itself; the tests
+    hold both to the same results. A datagram that is not a state string counts nothing."""
+
+    __slots__ = ("battery", "height", "packets", "temp_high", "temp_low", "tof")
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.battery: int | None = None
+        self.height: int | None = None
+        self.tof: int | None = None
+        self.temp_low: int | None = None
+        self.temp_high: int | None = None
+
+    def feed(self, data: bytes, from_orig: bool = True) -> int:
+        """Count one datagram: 1 for a state string, -1 for anything else (either direction
+        counts the same)."""
+        try:
+            fields = parse_tello_state(data)
+        except DecodeError:
+            return -1
+        self.packets += 1
+        for attr, key in _STATE_VALUES:
+            value = _int(fields.get(key))
+            if value is not None:
+                setattr(self, attr, value)
+        return 1
+
+
+_STATE_VALUES = (
+    ("battery", "bat"),
+    ("height", "h"),
+    ("tof", "tof"),
+    ("temp_low", "templ"),
+    ("temp_high", "temph"),
+)
+"""The counter's attribute for each state-string field kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,8 +363,10 @@ class _TelloState:
     verbs: Counter[str] = field(default_factory=Counter)
     responses: list[str] = field(default_factory=list)
     last_verb: str | None = None
-    values: dict[str, int] = field(default_factory=dict)
-    state_packets: int = 0
+    battery: int | None = None
+    """The last answer to `battery?` (SDK flows)."""
+    counter: TelloStateCounter | None = None
+    """A state flow's state strings (`TelloStateCounter`, or its C twin)."""
     packets: int = 0
     crc_errors: int = 0
     messages: Counter[str] = field(default_factory=Counter)
@@ -341,6 +386,7 @@ class TelloAnalyzer:
         self._state: dict[str, _TelloState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()
         self._misses = Misses(self.options.probe_packets)
+        self._counter = counter_type("TelloStateCounter", TelloStateCounter)
         """Datagrams of flows on no Tello port nor learned video end (`Misses`)."""
         self._drones: dict[bytes, None] = {}  # addresses of recognised Tellos, oldest first
         self._video_ends: dict[tuple[bytes, int], None] = {}  # from conn_req handshakes
@@ -406,13 +452,20 @@ class TelloAnalyzer:
         )
 
     def _recognise(
-        self, flow: Flow, state: _TelloState, channel: str, ts: float, follow: bool = True
+        self,
+        flow: Flow,
+        state: _TelloState,
+        channel: str,
+        ts: float,
+        follow: bool = True,
+        counter: TelloStateCounter | None = None,
     ) -> None:
         if state.first_ts is not None:
             return
         state.first_ts = ts
         state.channel = channel
-        flow.recognise_link("tello", self.name if follow and self.options.follow_flow else None)
+        following = follow and self.options.follow_flow
+        flow.recognise_link("tello", self.name if following else None, counter)
         if channel in ("sdk", "binary"):
             drone = flow.resp_h if flow.resp_p in TELLO_SDK_PORTS else flow.orig_h
             _remember(self._drones, drone, self.options.max_hosts)
@@ -436,7 +489,7 @@ class TelloAnalyzer:
             if len(state.responses) < limit:
                 state.responses.append(text[:64])
             if state.last_verb == "battery?" and text.isdigit():
-                state.values["bat"] = int(text)
+                state.battery = int(text)
             state.last_verb = None
 
     def _binary(self, flow: Flow, state: _TelloState, pkt: Packet) -> None:
@@ -466,16 +519,13 @@ class TelloAnalyzer:
             state.messages[packet.name] += 1
 
     def _state_string(self, flow: Flow, state: _TelloState, pkt: Packet) -> None:
-        try:
-            fields = parse_tello_state(pkt.payload)
-        except DecodeError:
-            return
-        self._recognise(flow, state, "state", pkt.ts)
-        state.state_packets += 1
-        for key in ("bat", "h", "tof", "templ", "temph"):
-            value = _int(fields.get(key))
-            if value is not None:
-                state.values[key] = value
+        """A datagram of a state flow: counted by the flow's counter (all that happens once the
+        flow is recognised and followed: the bulk path may feed a C counter itself)."""
+        counter = state.counter
+        if counter is None:
+            counter = state.counter = self._counter()
+        if counter.feed(pkt.payload) >= 0:
+            self._recognise(flow, state, "state", pkt.ts, counter=counter)
 
     def flow_end(self, flow: Flow) -> None:
         """Write the flow's record if it was a Tello flow, and drop its state."""
@@ -484,8 +534,10 @@ class TelloAnalyzer:
         state = self._state.pop(flow.uid, None)
         if state is None or state.first_ts is None:
             return
-        values = state.values
         channel = state.channel
+        # A state flow: what its state strings said (its counter); an SDK flow: the battery
+        # its answers gave.
+        read = state.counter if channel == "state" else None
         sdk, binary = channel == "sdk", channel == "binary"
         video = channel == "video"
         self.ctx.emit(
@@ -496,12 +548,12 @@ class TelloAnalyzer:
                 commands=tuple(state.commands) if sdk else None,
                 command_counts=dict(state.verbs.most_common()) if sdk else None,
                 responses=tuple(state.responses) if sdk else None,
-                battery_pct=values.get("bat"),
-                height_cm=values.get("h"),
-                tof_cm=values.get("tof"),
-                temp_low_c=values.get("templ"),
-                temp_high_c=values.get("temph"),
-                state_packets=state.state_packets if channel == "state" else None,
+                battery_pct=read.battery if read is not None else state.battery,
+                height_cm=read.height if read is not None else None,
+                tof_cm=read.tof if read is not None else None,
+                temp_low_c=read.temp_low if read is not None else None,
+                temp_high_c=read.temp_high if read is not None else None,
+                state_packets=read.packets if read is not None else None,
                 video_packets=flow.orig_pkts + flow.resp_pkts if video else None,
                 video_bytes=flow.orig_payload_bytes + flow.resp_payload_bytes if video else None,
                 packets=state.packets if binary else None,
@@ -520,6 +572,7 @@ __all__ = [
     "TelloOptions",
     "TelloPacket",
     "TelloRecord",
+    "TelloStateCounter",
     "parse_tello_packet",
     "parse_tello_state",
     "parse_tello_text",

@@ -75,11 +75,13 @@ int dw_add_counters(PyObject *module) {
     dw_ArsdkCounterType.tp_base = &dw_FrameCounterType;
     dw_MavlinkCounterType.tp_base = &dw_FrameCounterType;
     dw_MqttCounterType.tp_base = &dw_FrameCounterType;
+    dw_TelloStateCounterType.tp_base = &dw_FrameCounterType;
     if (add_type(module, &dw_FrameCounterType, "FrameCounter") < 0 ||
         add_type(module, &dw_DumlCounterType, "DumlCounter") < 0 ||
         add_type(module, &dw_ArsdkCounterType, "ArsdkCounter") < 0 ||
         add_type(module, &dw_MavlinkCounterType, "MavlinkCounter") < 0 ||
-        add_type(module, &dw_MqttCounterType, "MqttCounter") < 0)
+        add_type(module, &dw_MqttCounterType, "MqttCounter") < 0 ||
+        add_type(module, &dw_TelloStateCounterType, "TelloStateCounter") < 0)
         return -1;
     return 0;
 }

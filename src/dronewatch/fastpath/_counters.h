@@ -31,6 +31,7 @@ extern PyTypeObject dw_DumlCounterType;
 extern PyTypeObject dw_ArsdkCounterType;
 extern PyTypeObject dw_MavlinkCounterType;
 extern PyTypeObject dw_MqttCounterType;
+extern PyTypeObject dw_TelloStateCounterType;
 
 /* The indexes of the bits set in `bits` (n bits, least significant first in each byte), as a
  * frozenset of ints; NULL with an exception set on failure. */

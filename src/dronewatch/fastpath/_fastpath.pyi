@@ -154,6 +154,17 @@ class MavlinkCounter(FrameCounter):
     def __init__(self, crc_extras: dict[int, int], max_ids: int = 32) -> None: ...
     def scan(self, data: bytes | bytearray, whole: bool, from_orig: bool = True) -> int: ...
 
+class TelloStateCounter(FrameCounter):
+    """Twin of dronewatch.analyzers.tello.TelloStateCounter (src/dronewatch/fastpath/_tello.c)."""
+
+    packets: int
+    battery: int | None
+    height: int | None
+    tof: int | None
+    temp_low: int | None
+    temp_high: int | None
+    def __init__(self) -> None: ...
+
 class MqttCounter(FrameCounter):
     """The PUBLISH counts of one MQTT flow (src/dronewatch/fastpath/_mqtt.c); the analyzer
     (dronewatch.analyzers.mqtt) reads whatever `feed` refuses."""

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dronewatch.analyzers import dji_wifi, mavlink, parrot
+from dronewatch.analyzers import dji_wifi, mavlink, parrot, tello
 from dronewatch.analyzers.parrot import ARSDK_CLASSES, ARSDK_COMMANDS, arsdk_command_name
 from tests.unit.analyzers import test_mavlink as mav_frames
 from tests.unit.analyzers.test_dji_wifi import duml
@@ -287,3 +287,100 @@ def test_mavlink_counter_reads_a_captured_heartbeat() -> None:
         _fastpath.MavlinkCounter({1 << 24: 1})
     with pytest.raises(ValueError, match="max_ids"):
         _fastpath.MavlinkCounter({}, -1)
+
+
+tello_value = st.one_of(
+    st.integers(-300, 300).map(str),
+    st.sampled_from(
+        [
+            "",
+            "87",
+            "-0",
+            "+5",
+            "007",
+            "2.5",
+            "3.5",
+            "-2.5",
+            "1e3",
+            "1e400",
+            "-1e400",
+            "inf",
+            "nan",
+            "1_0",
+            "0x10",
+            " 12 ",
+            "12 ",
+            "1.",
+            ".5",
+            "9" * 16,
+            "9" * 40,
+            "1e-400",
+            "x",
+        ]
+    ),
+)
+tello_key = st.sampled_from(
+    ["bat", "h", "tof", "templ", "temph", "pitch", "roll", "yaw", "mid", "agz", "bat ", "foo"]
+)
+tello_good_piece = st.builds(
+    lambda k, v, pad: f"{pad}{k}:{v}{pad}", tello_key, tello_value, st.sampled_from(["", " ", "  "])
+)
+tello_piece = st.one_of(  # mostly well formed: one bad piece refuses the whole datagram
+    tello_good_piece,
+    tello_good_piece,
+    tello_good_piece,
+    st.sampled_from(["", " ", "novalue", ":5", "a:b:c"]),
+)
+tello_datagram = st.one_of(
+    st.builds(
+        lambda core, pieces, end, lead, tail: (
+            (lead + core + ";".join(pieces) + end).encode() + tail
+        ),
+        st.sampled_from(["", "pitch:0;roll:0;yaw:0;", "mid:-1;x:0;"]),  # three known keys, two
+        st.lists(tello_piece, min_size=0, max_size=8),
+        st.sampled_from(["", ";", ";\r\n"]),
+        st.sampled_from(["", " ", "\t", "\x00"]),
+        st.sampled_from(
+            [b"", b"", b"", b"\x00", b"\r\n", b"\x7f", b"\xc3\xa9", b"\x01", b" " * 600]
+        ),
+    ),
+    st.binary(max_size=40),
+)
+
+
+def tello_state(c: object) -> tuple[object, ...]:
+    names = ("packets", "battery", "height", "tof", "temp_low", "temp_high")
+    return tuple((name, getattr(c, name)) for name in names)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(tello_datagram, min_size=1, max_size=6))
+def test_tello_state_counters_agree(datagrams: list[bytes]) -> None:
+    """State strings well formed or not (values no number, out of range, halves, keys repeated,
+    pieces without a key, non-ASCII, control bytes, too long): the same count and values."""
+    twin, c = tello.TelloStateCounter(), _fastpath.TelloStateCounter()
+    for data in datagrams:
+        assert c.feed(data) == twin.feed(data)
+        assert tello_state(c) == tello_state(twin)
+
+
+def test_tello_state_counter_reads_a_state_string() -> None:
+    """Not only the twins agree: the SDK's state string gives its values, rounded as Python rounds
+    (halves to even), and a value that is no finite number keeps the one before."""
+    c = _fastpath.TelloStateCounter()
+    line = b"mid:-1;x:0;y:0;z:0;pitch:0;roll:0;yaw:0;vgx:0;vgy:0;vgz:0;templ:62;temph:64;"
+    assert c.feed(line + b"tof:10;h:2.5;bat:87;baro:183.41;time:0;agx:-6.00;\r\n") == 1
+    assert tello_state(c)[1:] == (
+        ("battery", 87),
+        ("height", 2),
+        ("tof", 10),
+        ("temp_low", 62),
+        ("temp_high", 64),
+    )
+    assert c.feed(b"pitch:0;roll:0;bat:inf;h:3.5;") == 1
+    assert (c.packets, c.battery, c.height) == (2, 87, 4)
+    assert c.feed(b"pitch:0;roll:0;") == -1  # two known fields: not a state string
+    assert c.feed(b"pitch:0;roll:0;yaw;") == -1  # a piece without a key
+    assert c.packets == 2
+    with pytest.raises(TypeError):
+        _fastpath.TelloStateCounter(1)
