@@ -173,6 +173,9 @@ LOCAL_NAME_SUFFIXES: tuple[str, ...] = (
     "private",  # RFC 6762 appendix G
 )
 """DNS zones whose names are answered on the local network, never by the internet."""
+_LOCAL_ZONES = frozenset(LOCAL_NAME_SUFFIXES)
+_LOCAL_ZONE_ENDINGS = tuple("." + zone for zone in LOCAL_NAME_SUFFIXES)
+"""The zones, and the endings of the names in them (one `endswith` call tries them all)."""
 
 
 def is_local_name(name: str, nets: LocalNets | None = None) -> bool:
@@ -182,7 +185,7 @@ def is_local_name(name: str, nets: LocalNets | None = None) -> bool:
     text = name.strip().rstrip(".").lower()
     if not text or "." not in text:
         return True
-    if any(text == zone or text.endswith("." + zone) for zone in LOCAL_NAME_SUFFIXES):
+    if text in _LOCAL_ZONES or text.endswith(_LOCAL_ZONE_ENDINGS):
         return True
     addr = _reverse_address(text)
     return addr is not None and (nets or _BUILTIN).is_local(addr)
