@@ -44,6 +44,15 @@ STRICT_ANALYZERS_ENV = "DRONEWATCH_STRICT_ANALYZERS"
 the test suite sets it, so an analyzer that raises fails every test that reaches it."""
 
 
+_Readers = tuple[
+    tuple[str, ...],
+    tuple[Callable[[Flow, Packet], None], ...],
+    tuple[tuple[str, Callable[[Flow], None]], ...],
+]
+"""The names of the analyzers that want a flow, their packet hooks, and the end hooks it calls
+once inspected (`Engine._readers_of`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
     """Flow-table tunables."""
@@ -158,10 +167,9 @@ class Engine:
         self.first_ts: float | None = None
         self._shared: dict[bytes, bytes] = {}
         """One object per address or MAC value seen, for the flows to share."""
-        self._inspector_sets: dict[
-            tuple[str, ...], tuple[tuple[str, ...], tuple[Callable[[Flow, Packet], None], ...]]
-        ] = {}
-        """The (names, hooks) tuples of each set of analyzers that want a flow, shared."""
+        self._inspector_sets: dict[tuple[bool, tuple[str, ...]], _Readers] = {}
+        """The (names, packet hooks, end hooks) of each set of analyzers that want a flow (and
+        whether the flow is made for its facts only), shared by the flows."""
         self.inspection_stopped = 0
         """Flows whose inspection stopped because their analyzers waited too long
         (`EngineOptions.stall_packets`)."""
@@ -224,17 +232,22 @@ class Engine:
         """The analyzers' own `flow_end` hooks, unguarded: `_end_hooks` calls them all in one
         `try` (a flood of short flows ends a flow per packet, and every analyzer has the hook)."""
         readers = share.readers if share is not None else frozenset()
-        self._on_end_foreign = tuple((name, hook) for name, hook in self._on_end if name in readers)
-        """Those of the analyzers that read the flows made for their facts (`Share.readers`)."""
-        unread = frozenset(h.name for h in registered if h.packet is None or h.flow_start)
-        self._on_end_unread = tuple((name, hook) for name, hook in self._on_end if name in unread)
+        self._readers = readers
+        """The analyzers that read the flows made for their facts (`Share.readers`)."""
+        self._unread = frozenset(h.name for h in registered if h.packet is None or h.flow_start)
+        """The analyzers whose `flow_end` every flow needs, whether or not they were handed its
+        packets: those without a `packet` hook, or with a `flow_start` hook."""
+        self._on_end_unread = tuple(
+            (name, hook) for name, hook in self._on_end if name in self._unread
+        )
         self._on_end_foreign_unread = tuple(
-            (name, hook) for name, hook in self._on_end_foreign if name in unread
+            (name, hook) for name, hook in self._on_end_unread if name in readers
         )
         """The `flow_end` hooks a flow no payload packet was inspected of still needs (a scan's
-        SYN, a refused connection): those of the analyzers without a `packet` hook, or with a
-        `flow_start` hook. A packet hook never handed one of the flow's packets has nothing of it
-        to write or drop (`FlowEndHook`), and a flood of such flows ends one per packet."""
+        SYN, a refused connection). A packet hook never handed one of the flow's packets has
+        nothing of it to write or drop (`FlowEndHook`), and a flood of such flows ends one per
+        packet; a flow that was inspected calls those and the hooks of the analyzers that
+        wanted it (`Flow.end_hooks`)."""
         self._on_frame: list[Callable[[Packet], None]] = [
             guard.frame(h.name, h.frame) for h in registered if h.frame is not None
         ]
@@ -519,12 +532,14 @@ class Engine:
             names = tuple(name for name in names if name in split.readers)
             self.foreign.add(flow.uid)
             self.foreign_flows += 1
-        # Flows wanted by the same analyzers share one pair of tuples: memory per flow counts.
-        shared = self._inspector_sets.get(names)
+        # Flows wanted by the same analyzers share their tuples: memory per flow counts.
+        made_for_facts = split is not None and foreign
+        shared = self._inspector_sets.get((made_for_facts, names))
         if shared is None:
-            hooks = tuple(hook for name, _, hook in self._on_packet if name in names)
-            shared = self._inspector_sets[names] = (names, hooks)
-        flow.inspector_names, flow.inspectors = shared
+            shared = self._inspector_sets[made_for_facts, names] = self._readers_of(
+                names, made_for_facts
+            )
+        flow.inspector_names, flow.inspectors, flow.end_hooks = shared
         name = self.ctx.dns.name_for(resp_h)
         if name:
             flow.add_meta("dns_name", name)
@@ -544,6 +559,20 @@ class Engine:
             for _, hook in self._on_start:
                 hook(flow, pkt)
         return key, flow
+
+    def _readers_of(self, names: tuple[str, ...], made_for_facts: bool) -> _Readers:
+        """The packet hooks of the analyzers named (the ones that want a flow), and the
+        `flow_end` hooks the flow calls once any of its packets was inspected: theirs, and those
+        every flow needs (`_unread`; of a flow made for its facts, the readers' only), in the
+        order the analyzers were registered."""
+        hooks = tuple(hook for name, _, hook in self._on_packet if name in names)
+        ends = tuple(
+            (name, hook)
+            for name, hook in self._on_end
+            if name in names
+            or (name in self._unread and (not made_for_facts or name in self._readers))
+        )
+        return names, hooks, ends
 
     def _wanted(self, flow: Flow) -> tuple[str, ...]:
         """The names of the analyzers that want a new flow, in order. A `wants` that declared the
@@ -775,11 +804,11 @@ class Engine:
             flow.resp_payload_bytes = tcp.size(t, tcp.BLOCK)
         read = flow.inspected > 0
         if self.foreign and flow.uid in self.foreign:
-            self._end_hooks(flow, self._on_end_foreign if read else self._on_end_foreign_unread)
+            self._end_hooks(flow, flow.end_hooks if read else self._on_end_foreign_unread)
             self.foreign.discard(flow.uid)
             self.not_owned += flow.orig_pkts + flow.resp_pkts
         else:
-            self._end_hooks(flow, self._on_end if read else self._on_end_unread)
+            self._end_hooks(flow, flow.end_hooks if read else self._on_end_unread)
         self.ending = None
 
     def _end_hooks(

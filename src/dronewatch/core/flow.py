@@ -224,6 +224,13 @@ class Flow:
     """The packet hooks of the analyzers that want this flow (`wants`), set by the engine."""
     inspector_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
     """The names of those analyzers, in the same order."""
+    end_hooks: tuple[tuple[str, Callable[[Flow], None]], ...] = field(
+        default=(), repr=False, compare=False
+    )
+    """The `flow_end` hooks (name, hook) the flow's end calls if any of its packets was
+    inspected: those of the analyzers that wanted it, and of those that keep flows without
+    being handed their packets; set by the engine with `inspectors` (declines do not change
+    it: an analyzer handed a packet may keep something of the flow)."""
     followers: tuple[str, ...] = ()
     """Analyzers that see every payload packet of the flow, past the inspected ones (drone links,
     long-lived DNS): set with `follow`."""

@@ -207,9 +207,10 @@ class FlowEndHook(Protocol):
     """Called once when a flow ends (close, idle or active timeout, eviction, end of capture).
 
     An analyzer with a `packet` hook and no `flow_start` hook is called only for the flows of
-    which it could have been handed a packet (at least one payload packet was inspected): what
-    it keeps of a flow comes from its packets, so it has nothing to write or drop for the
-    others (a scan's SYNs, refused connections), and the engine spares it the call."""
+    which it could have been handed a packet (it wanted the flow, and at least one payload
+    packet was inspected): what it keeps of a flow comes from its packets, so it has nothing to
+    write or drop for the others (a scan's SYNs, refused connections, the UDP flows of an
+    analyzer of TCP), and the engine spares it the call."""
 
     def flow_end(self, flow: Flow) -> None: ...
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from dronewatch.analyzers.dns import DnsAnalyzer
+from dronewatch.analyzers.dji_wifi import DjiWifiAnalyzer
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import STRICT_ANALYZERS_ENV
 from dronewatch.core.flow import Flow
@@ -64,15 +64,15 @@ def test_violation_counts_leaks_and_lookups() -> None:
     assert got.msg.startswith("LDM on: 150 bytes to 2 destinations in 2 categories; 1 vendor")
 
 
-def _broken_flow_end(self: DnsAnalyzer, flow: Flow) -> None:
-    raise RuntimeError("dns analyzer bug")
+def _broken_flow_end(self: DjiWifiAnalyzer, flow: Flow) -> None:
+    raise RuntimeError("dji_wifi analyzer bug")
 
 
 def test_a_failing_analyzer_leaves_a_clean_capture_incomplete(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The LDM-on clean scenario is clean; with the DNS analyzer failing it is incomplete and
-    says how many analyzer calls failed."""
+    """The LDM-on clean scenario is clean; with the analyzer of its DJI Wi-Fi link failing it is
+    incomplete and says how many analyzer calls failed."""
 
     def verdicts() -> list[VerdictRecord]:
         records: list[Record] = []
@@ -82,7 +82,7 @@ def test_a_failing_analyzer_leaves_a_clean_capture_incomplete(
 
     assert {v.verdict for v in verdicts()} == {CLEAN}
     monkeypatch.delenv(STRICT_ANALYZERS_ENV)
-    monkeypatch.setattr(DnsAnalyzer, "flow_end", _broken_flow_end)
+    monkeypatch.setattr(DjiWifiAnalyzer, "flow_end", _broken_flow_end)
     broken = verdicts()
     assert broken and {v.verdict for v in broken} == {INCOMPLETE}
     assert all("analyzer failures (inspection incomplete)" in v.msg for v in broken)

@@ -58,7 +58,7 @@ def test_failed_analyzer_is_shown_under_the_capture_and_the_verdicts(
     lines = summary().splitlines()
     capture = lines.index(next(ln for ln in lines if ln.startswith("Capture ")))
     assert lines[capture + 1] == (
-        "  INSPECTION INCOMPLETE: analyzers failed (dns.flow_end 3); their records and facts "
+        "  INSPECTION INCOMPLETE: analyzers failed (dns.flow_end 1); their records and facts "
         "may be missing (the log has the first failure of each)"
     )
     verdicts = lines.index("Verdicts:")
