@@ -18,7 +18,7 @@ from dronewatch.core.pipeline import AnalysisConfig
 from dronewatch.exceptions import CaptureError, DronewatchError, PolicyError
 from dronewatch.judge.alert import VIOLATION_NOTES
 from dronewatch.judge.policy import load_policy
-from dronewatch.output.jsonl import AlertExportWriter
+from dronewatch.output.jsonl import FILE_BUFFER_BYTES, AlertExportWriter
 from dronewatch.output.progress import Progress
 from dronewatch.output.summary import MAX_ALERTS, MAX_DEVICES, SummaryCollector
 from dronewatch.output.terminal import SafeFormatter, inline
@@ -298,7 +298,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for flag in ("top", "devices", "alerts"):
         if getattr(args, flag) < 1:
             raise PolicyError(f"--{flag} {getattr(args, flag)}: must be at least 1")
-    writer = AlertExportWriter(args.out) if args.out else None
+    # Files are read to their end: large output buffers. From stdin (a live pipe, perhaps) the
+    # default, so records reach the files a few KB at a time.
+    buffer_bytes = None if "-" in args.files else FILE_BUFFER_BYTES
+    writer = AlertExportWriter(args.out, buffer_bytes) if args.out else None
     summary = SummaryCollector(top_flows=args.top, max_devices=args.devices, max_alerts=args.alerts)
 
     keep = None if args.quiet else summary.add  # --quiet prints no summary: nothing to keep

@@ -78,12 +78,21 @@ _json_record: Callable[[Record, tuple[str, ...], tuple[object, ...]], bytes | No
 )
 
 
+FILE_BUFFER_BYTES = 1 << 20
+"""The output buffer of each file when the records come from capture files, which are read to
+their end: fewer, larger writes (2-3 % of a DNS-heavy capture's time went to the system calls
+of the default buffer). Records read from stdin, perhaps a live pipe, keep the default, so
+they reach the files a few KB at a time rather than a MB."""
+
+
 class JsonlWriter:
     """Writes each record to `<dir>/<record.log>.jsonl`, opening files on first use; the lines
-    are UTF-8 made by `record_line`, written as they are."""
+    are UTF-8 made by `record_line`, written as they are, through a buffer of `buffer_bytes` per
+    file (None: Python's default, a few KB)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, buffer_bytes: int | None = None) -> None:
         self.directory = directory
+        self.buffer_bytes = buffer_bytes if buffer_bytes is not None else -1
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -101,7 +110,7 @@ class JsonlWriter:
     def _new_file(self, stem: str) -> IO[bytes]:
         path = self.directory / f"{stem}.jsonl"
         try:
-            return open(path, "wb")  # noqa: SIM115 - closed in close()
+            return open(path, "wb", buffering=self.buffer_bytes)  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise DronewatchError(f"cannot write {path}: {exc}") from None
 
