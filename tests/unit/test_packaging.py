@@ -78,3 +78,26 @@ def test_c_path_runs_without_numpy_or_unneeded_dpkt() -> None:
             env={**base, **env},
         ).stdout
         assert out.split("\n")[: len(cases)] == [imported for _, imported in cases], env
+
+
+def test_the_installed_command_freezes_what_the_run_leaves() -> None:
+    """The console script is `cli`: it returns `main`'s exit code and leaves the objects of the
+    run frozen, so the interpreter's collection at exit skips them."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "scripts"
+    ]
+    assert scripts["dronewatch"] == "dronewatch.cli.app:cli"
+    code = (
+        "import gc, sys; from dronewatch.cli.app import cli\n"
+        "sys.argv = ['dronewatch', 'analyze', '--quiet', '--no-progress', sys.argv[1]]\n"
+        "print(cli(), gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "pcaps" / "lab" / "dns.pcap")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.split() == ["0", "True"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -552,5 +553,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def cli() -> int:
+    """The `dronewatch` command as installed: `main`, then every object the run left frozen
+    (`gc.freeze`), so that the interpreter's last collection at exit does not walk the flows,
+    records and rule packs one by one (0.14 s after a capture of 250,000 flows, 0.04 s after a
+    small one): they go with the process. Files are closed by the commands themselves, not at
+    exit. Tests call `main`, whose process goes on."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
