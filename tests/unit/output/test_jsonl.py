@@ -55,25 +55,27 @@ def test_any_text_is_one_line_that_reads_back(text: str) -> None:
     assert json.loads(line) == {"t": text}
 
 
+def _dhcp(i: int, hostname: str | None = None) -> DhcpRecord:
+    return DhcpRecord(
+        ts=1.0 + i,
+        uid=f"C{i}",
+        orig_h="0.0.0.0",
+        orig_p=68,
+        resp_h="255.255.255.255",
+        resp_p=67,
+        msg_type="DISCOVER",
+        trans_id=i,
+        client_mac="02:00:00:00:00:01",
+        hostname=hostname,
+    )
+
+
 def test_writer_keeps_a_hostile_hostname_on_its_line(tmp_path: Path) -> None:
     """A DHCP record whose hostname holds every line separator is one line of dhcp.jsonl, and
     reading the file line by line gives the hostname back exactly."""
     writer = AlertExportWriter(tmp_path)
     for i in range(2):
-        writer.write(
-            DhcpRecord(
-                ts=1.0 + i,
-                uid=f"C{i}",
-                orig_h="0.0.0.0",
-                orig_p=68,
-                resp_h="255.255.255.255",
-                resp_p=67,
-                msg_type="DISCOVER",
-                trans_id=i,
-                client_mac="02:00:00:00:00:01",
-                hostname=HOSTILE,
-            )
-        )
+        writer.write(_dhcp(i, HOSTILE))
     writer.close()
     lines = (tmp_path / "dhcp.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(ln)["hostname"] for ln in lines] == [HOSTILE, HOSTILE]
@@ -109,20 +111,6 @@ _VALUES = st.recursive(
     ),  # left to json
     max_leaves=12,
 )
-
-
-def _dhcp(i: int) -> DhcpRecord:
-    return DhcpRecord(
-        ts=1.0 + i,
-        uid=f"C{i}",
-        orig_h="0.0.0.0",
-        orig_p=68,
-        resp_h="255.255.255.255",
-        resp_p=67,
-        msg_type="DISCOVER",
-        trans_id=i,
-        client_mac="02:00:00:00:00:01",
-    )
 
 
 @pytest.mark.parametrize("buffer_bytes", [None, FILE_BUFFER_BYTES])
