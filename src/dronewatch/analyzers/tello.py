@@ -264,6 +264,16 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+_STATE_VALUES = (
+    ("battery", "bat"),
+    ("height", "h"),
+    ("tof", "tof"),
+    ("temp_low", "templ"),
+    ("temp_high", "temph"),
+)
+"""The counter's attribute for each state-string field kept."""
+
+
 class TelloStateCounter:
     """The SDK state strings of one Tello state flow, counted, and the last values they gave.
 
@@ -293,16 +303,6 @@ class TelloStateCounter:
             if value is not None:
                 setattr(self, attr, value)
         return 1
-
-
-_STATE_VALUES = (
-    ("battery", "bat"),
-    ("height", "h"),
-    ("tof", "tof"),
-    ("temp_low", "templ"),
-    ("temp_high", "temph"),
-)
-"""The counter's attribute for each state-string field kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,8 +386,9 @@ class TelloAnalyzer:
         self._state: dict[str, _TelloState] = {}  # keyed by flow.uid, dropped in flow_end
         self._rejected: set[str] = set()
         self._misses = Misses(self.options.probe_packets)
-        self._counter = counter_type("TelloStateCounter", TelloStateCounter)
         """Datagrams of flows on no Tello port nor learned video end (`Misses`)."""
+        self._counter = counter_type("TelloStateCounter", TelloStateCounter)
+        """The state flows' counter type: the C one where the extension is built."""
         self._drones: dict[bytes, None] = {}  # addresses of recognised Tellos, oldest first
         self._video_ends: dict[tuple[bytes, int], None] = {}  # from conn_req handshakes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -13,6 +14,8 @@ from dronewatch.core.hooks import Record, field_names
 from dronewatch.exceptions import DronewatchError
 from dronewatch.fastpath import native
 from dronewatch.judge.alert import Alert, to_ecs, to_ocsf
+
+logger = logging.getLogger(__name__)
 
 _LINE_SAFE = {
     c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, *range(0xD800, 0xE000))
@@ -88,7 +91,11 @@ they reach the files a few KB at a time rather than a MB."""
 class JsonlWriter:
     """Writes each record to `<dir>/<record.log>.jsonl`, opening files on first use; the lines
     are UTF-8 made by `record_line`, written as they are, through a buffer of `buffer_bytes` per
-    file (None: Python's default, a few KB)."""
+    file (None: Python's default, a few KB).
+
+    A file that cannot be written (a full disk, a removed directory) is reported at once in the
+    log and stops the writing of every file (a later line could land after a cut one); `close`
+    then raises DronewatchError saying which file, why, and how many records were not written."""
 
     def __init__(self, directory: Path, buffer_bytes: int | None = None) -> None:
         self.directory = directory
@@ -99,6 +106,10 @@ class JsonlWriter:
             raise DronewatchError(f"cannot create output directory {directory}: {exc}") from None
         self._files: dict[str, IO[bytes]] = {}
         self.counts: dict[str, int] = {}
+        self.error: str | None = None
+        """Why writing stopped (the first file that could not be written), or None."""
+        self.not_written = 0
+        """Records given after writing stopped, and those in the write that failed."""
 
     def _open(self, stem: str) -> IO[bytes]:
         fh = self._files.get(stem)
@@ -108,27 +119,47 @@ class JsonlWriter:
         return fh
 
     def _new_file(self, stem: str) -> IO[bytes]:
-        path = self.directory / f"{stem}.jsonl"
+        return open(self.directory / f"{stem}.jsonl", "wb", buffering=self.buffer_bytes)  # noqa: SIM115 - closed in close()
+
+    def _put(self, stem: str, data: bytes, count: int) -> None:
+        """Append `count` lines (`data`) to `<stem>.jsonl`, unless writing stopped."""
+        if self.error is not None:
+            self.not_written += count
+            return
         try:
-            return open(path, "wb", buffering=self.buffer_bytes)  # noqa: SIM115 - closed in close()
+            self._open(stem).write(data)
         except OSError as exc:
-            raise DronewatchError(f"cannot write {path}: {exc}") from None
+            self._stop(stem, exc, count)
+            return
+        self.counts[stem] += count
+
+    def _stop(self, stem: str, exc: OSError, count: int) -> None:
+        self.error = f"cannot write {self.directory / f'{stem}.jsonl'}: {exc.strerror or exc}"
+        self.not_written += count
+        logger.error("%s; no more records are written", self.error)
 
     def write_lines(self, stem: str, lines: bytes, count: int) -> None:
         """Append `count` lines already made (`record_line`, by `RecordLines` or the processes
         of a shared capture) to `<stem>.jsonl`."""
         if count:
-            self._open(stem).write(lines)
-            self.counts[stem] += count
+            self._put(stem, lines, count)
 
     def write(self, record: Record) -> None:
-        self._open(record.log).write(record_line(record))
-        self.counts[record.log] += 1
+        self._put(record.log, record_line(record), 1)
 
     def close(self) -> None:
-        for fh in self._files.values():
-            fh.close()
+        """Close every file; DronewatchError if any record could not be written."""
+        for stem, fh in self._files.items():
+            try:
+                fh.close()  # writes what its buffer holds
+            except OSError as exc:
+                if self.error is None:
+                    self.error = f"cannot write {self.directory / f'{stem}.jsonl'}: "
+                    self.error += str(exc.strerror or exc)
         self._files.clear()
+        if self.error is not None:
+            lost = f" ({self.not_written:,} records not written, and the lines still buffered)"
+            raise DronewatchError(self.error + (lost if self.not_written else ""))
 
 
 class AlertExportWriter(JsonlWriter):
@@ -142,8 +173,7 @@ class AlertExportWriter(JsonlWriter):
             self._line("alerts.ocsf", to_ocsf(record))
 
     def _line(self, stem: str, doc: dict[str, Any]) -> None:
-        self._open(stem).write((json_line(doc) + "\n").encode())
-        self.counts[stem] += 1
+        self._put(stem, (json_line(doc) + "\n").encode(), 1)
 
 
 class RecordLines(AlertExportWriter):
@@ -153,6 +183,8 @@ class RecordLines(AlertExportWriter):
     def __init__(self) -> None:  # no directory: nothing is written here
         self._files: dict[str, IO[bytes]] = {}
         self.counts: dict[str, int] = {}
+        self.error: str | None = None
+        self.not_written = 0
 
     def _new_file(self, stem: str) -> IO[bytes]:
         return io.BytesIO()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
+import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 
 from dronewatch.analyzers.dhcp import DhcpRecord
 from dronewatch.core.hooks import Record
+from dronewatch.exceptions import DronewatchError
 from dronewatch.fastpath import _fastpath
 from dronewatch.output.jsonl import (
     FILE_BUFFER_BYTES,
@@ -134,7 +138,6 @@ def test_analyze_buffers_files_but_not_stdin(
 ) -> None:
     """`analyze FILE` writes through the large buffers; `analyze -` (perhaps a live pipe) keeps
     the default, so its records reach the files a few KB at a time."""
-    import io
     import sys
 
     from dronewatch.cli import app
@@ -197,3 +200,59 @@ def test_c_line_writes_what_it_can_and_hands_back_the_rest() -> None:
 @dataclass(frozen=True, slots=True)
 class _Other(Record):
     alpha: Any = None
+
+
+class _FullDisk(io.BytesIO):
+    """A file on a disk that holds `room` bytes: writing past them fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def test_a_full_disk_stops_the_writer_and_says_what_was_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first write that fails is logged at once; nothing more is written to any file (no
+    line lands after a cut one); `close` raises a DronewatchError naming the file, the reason and
+    the records not written."""
+    files: dict[str, _FullDisk] = {}
+
+    class Writer(AlertExportWriter):
+        def _new_file(self, stem: str) -> IO[bytes]:
+            files[stem] = _FullDisk(1_000)
+            return files[stem]
+
+    writer = Writer(tmp_path)
+    line = len(record_line(_dhcp(0)))
+    for i in range(10):
+        writer.write(_dhcp(i))
+    assert writer.counts["dhcp"] == 1_000 // line
+    assert "dhcp.jsonl: No space left on device; no more records are written" in caplog.text
+    assert writer.not_written == 10 - 1_000 // line
+    with pytest.raises(
+        DronewatchError, match=r"dhcp\.jsonl: No space left on device \(\d+ records"
+    ):
+        writer.close()
+
+
+def test_analyze_on_a_full_disk_ends_with_an_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`analyze --out` whose files cannot be written: exit code 2, one line saying why, no
+    traceback, and the summary's records still counted by the run."""
+    from dronewatch.cli import app
+
+    monkeypatch.setattr(AlertExportWriter, "_new_file", lambda self, stem: _FullDisk(100))
+    capture = Path(__file__).parents[3] / "pcaps" / "lab" / "dns.pcap"
+    assert (
+        app.main(["analyze", "--quiet", "--no-progress", "--out", str(tmp_path), str(capture)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "records not written" in err
+    assert "Traceback" not in err
