@@ -14,7 +14,7 @@ from typing import Any
 
 from dronewatch.agent.shipper import Shipper
 from dronewatch.agent.spool import Spool
-from dronewatch.analyzers.dns import parse_dns_message, remember_answers
+from dronewatch.analyzers.dns import learn_answers, read_message
 from dronewatch.capture.base import CoverageMark, RawPacket
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.live import SIDE_CHANNEL, LiveSource
@@ -303,8 +303,8 @@ class _NameChannel:
         if pkt is None or pkt.bad_checksum or not pkt.payload or pkt.sport != 53:
             return
         try:
-            msg = parse_dns_message(pkt.payload)
+            msg = read_message(pkt.payload, text=False)
         except DecodeError:
             return
         if msg.is_response:
-            remember_answers(pipe.ctx.dns, msg, None, pkt.ts)
+            learn_answers(pipe.ctx.dns, msg, pkt.ts)

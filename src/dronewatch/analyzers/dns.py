@@ -501,6 +501,9 @@ class DnsAnalyzer:
     def __init__(self, ctx: Context, options: DnsOptions | None = None) -> None:
         self.ctx = ctx
         self.options = options or DnsOptions()
+        self.facts_need_flows = not self.options.follow_flow
+        """Without following its flows the analyzer reads only their first packets, so another
+        process's DNS flows are made here for it (`FactsHook`)."""
         self._state: dict[str, _DnsState] = {}  # keyed by flow.uid, dropped in flow_end
 
     def wants(self, flow: Flow) -> bool:
@@ -532,6 +535,21 @@ class DnsAnalyzer:
         if not framed:
             self._failed(flow, state, "DNS over TCP length prefix shorter than a header")
 
+    def facts(self, pkt: Packet) -> None:
+        """A datagram of a DNS flow another process of `analyze --workers` makes: an answer's
+        names go to this process's name cache as they would if it made the flow (`learn_answers`
+        does not look at the flow's queries), and nothing is written. What the flow's earlier
+        messages would change is not known here: past `max_failures` undecodable messages the
+        flow's owner gives it up, and this process still learns from a valid answer on it."""
+        if not pkt.payload:
+            return
+        try:
+            msg = read_message(pkt.payload, text=False)
+        except DecodeError:
+            return
+        if msg.is_response:
+            learn_answers(self.ctx.dns, msg, pkt.ts)
+
     def flow_end(self, flow: Flow) -> None:
         """Write out the queries that were never answered, and drop the flow's state."""
         state = self._state.pop(flow.uid, None)
@@ -554,9 +572,7 @@ class DnsAnalyzer:
         # written by another process (no answer text to render, no record to make).
         facts_only = bool(self.ctx.facts_only) and flow.uid in self.ctx.facts_only
         try:
-            msg = parse_dns_message(data, text=not facts_only)
-            if msg.opcode == DNS_OPCODE_UPDATE:  # the update section is needed
-                msg = parse_dns_message(data, extra=True, text=not facts_only)
+            msg = read_message(data, text=not facts_only)
         except DecodeError as exc:
             self._failed(flow, state, str(exc))
             return
@@ -608,10 +624,10 @@ class DnsAnalyzer:
             if asked is None or waiting.query is None or waiting.query == asked:
                 query = self._take(state, msg.trans_id, i)
                 break
-        name = query.query if query is not None else asked
-        self._remember(msg, name, ts)
+        learn_answers(self.ctx.dns, msg, ts)
         if facts_only:
             return
+        name = query.query if query is not None else asked
         qtype = query.qtype if query is not None else asked_type
         answers: list[str] = []
         ttls: list[int] = []
@@ -645,9 +661,6 @@ class DnsAnalyzer:
             )
         )
 
-    def _remember(self, msg: DnsMessage, name: str | None, ts: float) -> None:
-        remember_answers(self.ctx.dns, msg, name, ts)
-
     def _emit_unanswered(self, flow: Flow, trans_id: int, query: _Pending) -> None:
         self.ctx.emit(
             DnsRecord(
@@ -676,14 +689,29 @@ __all__ = [
     "dns_rcode_name",
     "dns_type_name",
     "is_dns_response",
+    "learn_answers",
     "parse_dns_message",
+    "read_message",
     "subject",
 ]
 
 
-def remember_answers(cache: DnsCache, msg: DnsMessage, name: str | None, ts: float) -> None:
-    """Map the addresses a response resolved, through any CNAME chain, to the asked name (the
-    first answer's name when the question is not known)."""
+def read_message(data: bytes, *, text: bool = True) -> DnsMessage:
+    """A DNS message as the analyzer reads it: an UPDATE with its update section (`subject`).
+    DecodeError when it is not one."""
+    msg = parse_dns_message(data, text=text)
+    if msg.opcode == DNS_OPCODE_UPDATE:
+        msg = parse_dns_message(data, extra=True, text=text)
+    return msg
+
+
+def learn_answers(cache: DnsCache, msg: DnsMessage, ts: float) -> None:
+    """What a response teaches the name cache, from the response alone: its addresses under its
+    own subject (`subject`: the name asked; without a question, the first answer's name). The
+    same whoever reads it (the analyzer on its flow, another process of `analyze --workers`, an
+    agent's side channel), so every reader learns the same names in the same order: the
+    addresses it resolved, through any CNAME chain, map to that name."""
+    name = subject(msg)[0]
     if name is None:
         if not msg.answers:
             return

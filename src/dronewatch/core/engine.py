@@ -234,6 +234,19 @@ class Engine:
         readers = share.readers if share is not None else frozenset()
         self._readers = readers
         """The analyzers that read the flows made for their facts (`Share.readers`)."""
+        by_name = {h.name: h for h in registered}
+        facts = [by_name.get(name) for name in sorted(readers)]
+        self._facts: tuple[Callable[[Packet], None], ...] | None = (
+            tuple(guard.facts(h.name, h.facts) for h in facts if h is not None and h.facts)
+            if readers
+            and all(
+                h is not None and h.facts is not None and not _needs_flows(self.analyzers, h.name)
+                for h in facts
+            )
+            else None
+        )
+        """The readers' `facts` hooks, when every reader reads another process's UDP datagrams
+        without their flows (`FactsHook`); None: those flows are made here for them."""
         self._unread = frozenset(h.name for h in registered if h.packet is None or h.flow_start)
         """The analyzers whose `flow_end` every flow needs, whether or not they were handed its
         packets: those without a `packet` hook, or with a `flow_start` hook."""
@@ -316,6 +329,13 @@ class Engine:
                     self.not_owned += 1
                     return  # another process's flow
                 foreign = making == _FOR_FACTS
+                if foreign and proto == IP_PROTO_UDP and self._facts is not None:
+                    # Read for its facts without its flow (`FactsHook`): the flow is its owner's.
+                    self.not_owned += 1
+                    if not pkt.bad_checksum:  # a packet its receiver dropped says nothing
+                        for read in self._facts:
+                            read(pkt)
+                    return
             key, flow = self._start(key, pkt, sport, dport, foreign)
         self.current = flow
         from_orig = src == flow.orig_h and sport == flow.orig_p
@@ -806,7 +826,9 @@ class Engine:
         if self.foreign and flow.uid in self.foreign:
             self._end_hooks(flow, flow.end_hooks if read else self._on_end_foreign_unread)
             self.foreign.discard(flow.uid)
-            self.not_owned += flow.orig_pkts + flow.resp_pkts
+            self.not_owned += (
+                flow.orig_pkts + flow.resp_pkts + flow.orig_bad_checksums + flow.resp_bad_checksums
+            )
         else:
             self._end_hooks(flow, flow.end_hooks if read else self._on_end_unread)
         self.ending = None
@@ -908,6 +930,11 @@ class Share:
 
 
 _MINE, _FOR_FACTS, _NOT_MINE = 0, 1, 2
+
+
+def _needs_flows(analyzers: Iterable[Analyzer], name: str) -> bool:
+    """Whether the analyzer `name` asks for the flows of its facts to be made (`FactsHook`)."""
+    return any(a.name == name and getattr(a, "facts_need_flows", False) is True for a in analyzers)
 
 
 def owner(key: FlowKey, processes: int) -> int:
@@ -1105,6 +1132,18 @@ class AnalyzerFailures:
                     raise
 
         return packet
+
+    def facts(self, analyzer: str, fn: Callable[[Packet], None]) -> Callable[[Packet], None]:
+        """`fn`, with its failures counted."""
+
+        def facts(pkt: Packet) -> None:
+            try:
+                fn(pkt)
+            except Exception:
+                if self.failed(analyzer, "facts", f"on frame {pkt.frame}"):
+                    raise
+
+        return facts
 
     def frame(self, analyzer: str, fn: Callable[[Packet], None]) -> Callable[[Packet], None]:
         """`fn`, with its failures counted."""

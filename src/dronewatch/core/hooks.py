@@ -216,6 +216,19 @@ class FlowEndHook(Protocol):
 
 
 @runtime_checkable
+class FactsHook(Protocol):
+    """Called in a process that shares a capture file with others (`analyze --workers`,
+    `dronewatch.core.split`) for each UDP datagram of another process's flow on
+    `Share.every_port`, by the analyzers named in `Share.readers`, instead of the process making
+    that flow for them: read the datagram for the facts the analyzer gives other flows (a DNS
+    answer's names, for the flows after it) and write nothing. An analyzer whose facts depend on
+    the flow's earlier packets under its options sets the attribute `facts_need_flows` to True:
+    the process then makes those flows for it, as it does for TCP (the hook is not called)."""
+
+    def facts(self, pkt: Packet) -> None: ...
+
+
+@runtime_checkable
 class FrameHook(Protocol):
     """Called for frames that are not IP (802.11 management frames)."""
 
@@ -234,6 +247,7 @@ HOOKS: dict[str, type[Any]] = {
     "wants": WantsHook,
     "packet": PacketHook,
     "flow_end": FlowEndHook,
+    "facts": FactsHook,
     "frame": FrameHook,
     "done": DoneHook,
 }
@@ -251,6 +265,7 @@ class AnalyzerHooks:
     """The ports `wants` looks at (`WantsHook`); None: it may read more, ask it every flow."""
     packet: Callable[[Flow, Packet], None] | None
     flow_end: Callable[[Flow], None] | None
+    facts: Callable[[Packet], None] | None
     frame: Callable[[Packet], None] | None
     done: Callable[[], None] | None
 
@@ -292,6 +307,7 @@ def find_hooks(analyzer: object) -> AnalyzerHooks:
         wants_ports=_wants_ports(name, cls),
         packet=analyzer.packet if isinstance(analyzer, PacketHook) else None,
         flow_end=analyzer.flow_end if isinstance(analyzer, FlowEndHook) else None,
+        facts=analyzer.facts if isinstance(analyzer, FactsHook) else None,
         frame=analyzer.frame if isinstance(analyzer, FrameHook) else None,
         done=analyzer.done if isinstance(analyzer, DoneHook) else None,
     )

@@ -6,8 +6,12 @@ Each of N forked processes reads the whole file but makes only the flows whose k
 for are made, so every process ends flows at the same packets as one process would). What
 crosses flows is seen by every process or kept by the parent:
 
-- DNS answers name the flows that follow them (`DnsNameCache`): the DNS flows (port 53) are made
-  by every process, and written by their owner only (`Share.every_port`, `Engine.foreign`);
+- DNS answers name the flows that follow them (`DnsNameCache`): every process reads every DNS
+  answer (`Share.every_port`), its owner on the flow it makes and writes, the others without
+  the flow (the DNS analyzer's `facts`, `FactsHook`: the cache learns from a response alone,
+  `learn_answers`, so all learn the same names in the same order); DNS over TCP, whose stream
+  must be read in order, is made by every process for its answers and written by its owner
+  only (`Engine.foreign`);
 - the books across flows (hosts, ground stations, what left each device, DHCP names, the
   verdicts) are kept by the parent: each process settles its own flows (classified,
   geolocated, their records made: `Monitor.settle`), keeps the counts that do not depend on
@@ -22,12 +26,15 @@ frame, then a sweep's flows in the order they were made); the parent merges the 
 streams by it, writes the records, keeps the books with the `FlowEnd`s in that order, then
 writes the capture record (`merge_totals`), devices, alerts and verdicts.
 
-Two things differ from one process, both only past a bound: the DNS name cache's least
+Three things differ from one process, each only past a bound: the DNS name cache's least
 recently used entry goes first, and each process touches it for its own flows, so past
-`DNSCACHE_MAX_ENTRIES` addresses a name may be kept by one and not the other; and each process's
+`DNSCACHE_MAX_ENTRIES` addresses a name may be kept by one and not the other; each process's
 flow table holds up to `max_flows` of its own flows (memory per process stays bounded as for
 one), so a flood that fills a table ends other flows early than one process's table would (the
-capture record's `evicted_flows` counts them).
+capture record's `evicted_flows` counts them); and a UDP flow on port 53 whose first
+`DnsOptions.max_failures` messages are not DNS is given up by its owner's DNS analyzer, while
+the other processes, reading its datagrams without the flow, still learn from a valid answer
+that comes later on it.
 """
 
 from __future__ import annotations

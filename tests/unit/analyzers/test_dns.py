@@ -306,6 +306,37 @@ def test_a_flow_read_for_its_facts_feeds_the_cache_and_writes_nothing() -> None:
     assert [r.query for r in dns_records(ctx)] == ["api.mapbox.com"]
 
 
+def test_another_process_reads_an_answer_without_its_flow() -> None:
+    """`facts` (a DNS datagram of another process's flow, `FactsHook`) names the answer's
+    addresses as the analyzer reading the flow does, and writes nothing; a query, a datagram
+    that is not DNS and an empty one teach nothing."""
+    answers = [
+        cname_rr("mydjiflight.dji.com", "edge-1.cdn.example"),
+        a_rr("edge-1.cdn.example", "47.88.0.13"),
+    ]
+    answer = answer_bytes(7, "mydjiflight.dji.com", answers)
+    ctx, analyzer, flow = setup()
+    analyzer.packet(flow, from_client(query_bytes(7, "mydjiflight.dji.com")))
+    analyzer.packet(flow, from_server(answer))
+    other = RecordingContext()
+    facts = DnsAnalyzer(other)
+    for payload in (query_bytes(7, "mydjiflight.dji.com"), b"\x00" * 5, b""):
+        facts.facts(from_client(payload))
+    assert other.dns.name_for(ip("47.88.0.13")) is None
+    facts.facts(from_server(answer))
+    assert other.records == []
+    assert other.dns.name_for(ip("47.88.0.13")) == ctx.dns.name_for(ip("47.88.0.13"))
+    assert other.dns.name_for(ip("47.88.0.13")) == "mydjiflight.dji.com"
+
+
+def test_facts_need_the_flows_only_when_they_are_not_followed() -> None:
+    """Read to its end, a DNS flow's answers do not depend on its earlier packets; read for its
+    first packets only, they do, and another process makes the flow (`FactsHook`)."""
+    ctx = RecordingContext()
+    assert DnsAnalyzer(ctx).facts_need_flows is False
+    assert DnsAnalyzer(ctx, DnsOptions(follow_flow=False)).facts_need_flows is True
+
+
 def test_aaaa_answer() -> None:
     """An AAAA answer is logged as IPv6 text and remembered by its 16 bytes."""
     ctx, analyzer, flow = setup()
@@ -521,6 +552,27 @@ def test_answer_without_question_section() -> None:
     analyzer.packet(flow, from_server(empty))
     assert [(r.query, r.qtype_name) for r in dns_records(ctx)] == [(None, None), (None, None)]
     assert ctx.dns.name_for(ip("198.51.100.8")) == "a.example"
+
+
+def test_the_cache_learns_an_answer_from_the_answer_alone() -> None:
+    """An answer without a question, after its query: the record pairs them (the query's name),
+    while the cache names the addresses after the answer's first record, as a process that did
+    not see the query does (`learn_answers`)."""
+    ctx, analyzer, flow = setup()
+    analyzer.packet(flow, from_client(query_bytes(3, "asked.example")))
+    reply = bytes(
+        dpkt.dns.DNS(
+            id=3,
+            op=dpkt.dns.DNS_QR,
+            qd=[],
+            an=[a_rr("owner.example", "198.51.100.7")],
+            ns=[],
+            ar=[],
+        )
+    )
+    analyzer.packet(flow, from_server(reply))
+    assert [r.query for r in dns_records(ctx)] == ["asked.example"]
+    assert ctx.dns.name_for(ip("198.51.100.7")) == "owner.example"
 
 
 def test_cname_loop_ends() -> None:

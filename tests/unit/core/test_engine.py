@@ -14,8 +14,10 @@ from dronewatch.core.engine import (
     STRICT_ANALYZERS_ENV,
     Engine,
     EngineOptions,
+    Share,
     conn_state,
     flow_uid,
+    owner,
 )
 from dronewatch.core.flow import TCP_ACK, TCP_RST, TCP_SYN, Flow, Packet
 from tests.factories import RecordingContext, ip, make_packet, make_udp
@@ -313,6 +315,47 @@ def test_every_hook_kind_is_counted(
         "broken.packet": 2,
         "broken.wants": 1,
     }
+
+
+def test_another_processs_udp_flow_is_read_for_its_facts_without_the_flow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sharing a capture (`Share`), the engine hands another process's UDP datagrams on
+    `every_port` to the readers' `facts` hooks (`FactsHook`) and makes no flow of them, counting
+    them as not its own; its TCP flows there are still made for the readers; a failing `facts`
+    is counted as any hook is."""
+    monkeypatch.delenv(STRICT_ANALYZERS_ENV)
+    seen: list[bytes] = []
+
+    class Reader:
+        name = "reader"
+
+        def packet(self, flow: Flow, pkt: Packet) -> None:
+            seen.append(b"flow:" + pkt.payload)
+
+        def facts(self, pkt: Packet) -> None:
+            seen.append(pkt.payload)
+            if pkt.payload == b"boom":
+                raise RuntimeError("facts")
+
+    share = Share(index=0, processes=2, every_port=53, readers=frozenset({"reader"}))
+    eng = Engine([Reader()], RecordingContext(), share=share)  # type: ignore[list-item]
+    datagrams, segments = [], []
+    for sport in range(40000, 40100):
+        udp = make_udp(b"x", sport=sport, dport=53)
+        tcp = make_packet(b"y", sport=sport, dport=53)
+        if owner((17, udp.src, sport, udp.dst, 53), 2) != 0:
+            datagrams.append(udp)
+        if owner((6, tcp.src, sport, tcp.dst, 53), 2) != 0:
+            segments.append(tcp)
+    for pkt in (*datagrams, *segments, replace(datagrams[0], payload=b"boom")):
+        eng.process(pkt)
+    assert datagrams and segments
+    assert seen.count(b"x") == len(datagrams) and seen.count(b"flow:y") == len(segments)
+    assert eng.foreign_flows == len(segments) == len(eng.flows)
+    assert all(flow.proto == 6 for flow in eng.flows.values())
+    assert eng.not_owned == len(datagrams) + 1
+    assert eng.failures.as_record() == {"reader.facts": 1}
 
 
 def test_max_flows_evicts_the_most_idle() -> None:

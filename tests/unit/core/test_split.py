@@ -17,6 +17,8 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from dronewatch.analyzers import AnalyzerOptions
+from dronewatch.analyzers.dns import DnsOptions
 from dronewatch.capture.files import FileSource
 from dronewatch.core import split as split_module
 from dronewatch.core.engine import EngineOptions, owner
@@ -36,33 +38,38 @@ PHONE, RESOLVER, CLOUD = "10.77.0.2", "10.77.0.1", "47.88.0.13"
 
 
 @functools.cache
-def config(engine: EngineOptions | None = None) -> AnalysisConfig:
+def config(
+    engine: EngineOptions | None = None,
+    analyzers: AnalyzerOptions | None = None,
+    checksums: str = "ignore",
+) -> AnalysisConfig:
     return AnalysisConfig(
         policy=Policy().with_ldm(True),
         classifier=Classifier.load(),
         resolver=MaxMindResolver.bundled(),
         engine=engine,
+        analyzers=analyzers or AnalyzerOptions(),
+        checksums=checksums,
     )
 
 
-def one(path: Path, engine: EngineOptions | None = None) -> tuple[list[Record], RunResult]:
+def one(path: Path, cfg: AnalysisConfig) -> tuple[list[Record], RunResult]:
     got: list[Record] = []
-    return got, run_source(FileSource(str(path)), got.append, config(engine))
+    return got, run_source(FileSource(str(path)), got.append, cfg)
 
 
-def shared(
-    path: Path, processes: int, engine: EngineOptions | None = None
-) -> tuple[list[Record], RunResult]:
+def shared(path: Path, processes: int, cfg: AnalysisConfig) -> tuple[list[Record], RunResult]:
     """The records in the order they reach the caller: the processes' (`records`) and the
     parent's own (`emit`) into one list."""
     got: list[Record] = []
-    result = run_split(str(path), processes, got.append, config(engine), records=got.append)
+    result = run_split(str(path), processes, got.append, cfg, records=got.append)
     return got, result
 
 
-def assert_same(path: Path, processes: int, engine: EngineOptions | None = None) -> list[Record]:
-    ref, ref_result = one(path, engine)
-    got, result = shared(path, processes, engine)
+def assert_same(path: Path, processes: int, cfg: AnalysisConfig | None = None) -> list[Record]:
+    cfg = cfg or config()
+    ref, ref_result = one(path, cfg)
+    got, result = shared(path, processes, cfg)
     assert [r.log for r in got] == [r.log for r in ref]
     assert got == ref
     assert result.alerts == ref_result.alerts
@@ -90,7 +97,7 @@ def test_the_sample_has_flows_of_every_process() -> None:
     busy = [
         p
         for p in SAMPLE
-        if len({owner(_key(f), 3) for f in one(p)[0] if isinstance(f, FlowRecord)}) == 3
+        if len({owner(_key(f), 3) for f in one(p, config())[0] if isinstance(f, FlowRecord)}) == 3
     ]
     assert len(busy) >= 10
 
@@ -124,7 +131,7 @@ def test_random_traffic_shared_as_one_process_writes_it(
     engine = EngineOptions(
         inspect_packets=2, udp_idle_s=10.0, tcp_idle_s=20.0, active_s=30.0, sweep_every_s=1.0
     )
-    assert_same(path, processes, engine)
+    assert_same(path, processes, config(engine))
 
 
 def _key(f: FlowRecord) -> tuple[int, bytes, int, bytes, int]:
@@ -177,6 +184,82 @@ def test_a_dns_answer_names_a_flow_another_process_makes(tmp_path: Path) -> None
     assert flows[443].server_name == "flysafe-api.dji.com"
     assert flows[443].vendor == "DJI"
     assert sum(1 for r in records if r.log == "dns") == 1
+
+
+def _dns_over_tcp(sport: int) -> list[tuple[float, bytes]]:
+    """The lookup of `_lookup_then_upload` over TCP: handshake, query, answer (each message
+    after its two-byte length), then the upload."""
+    eth = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    back = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    udp = _lookup_then_upload(sport)
+    query, answer = (bytes(Ether(data)[UDP].payload) for _, data in udp[:2])
+
+    def seg(out: bool, flags: str, seq: int, ack: int, data: bytes = b"") -> bytes:
+        ip = IP(src=PHONE, dst=RESOLVER) if out else IP(src=RESOLVER, dst=PHONE)
+        ports = (sport, 53) if out else (53, sport)
+        tcp = TCP(sport=ports[0], dport=ports[1], flags=flags, seq=seq, ack=ack)
+        return raw((eth if out else back) / ip / tcp / data)
+
+    q, a = len(query).to_bytes(2, "big") + query, len(answer).to_bytes(2, "big") + answer
+    frames = [
+        (0.90, seg(True, "S", 100, 0)),
+        (0.91, seg(False, "SA", 500, 101)),
+        (0.92, seg(True, "A", 101, 501)),
+        (0.93, seg(True, "PA", 101, 501, q)),
+        (0.95, seg(False, "PA", 501, 101 + len(q), a)),
+    ]
+    return frames + udp[2:]
+
+
+def _bad_checksums(frames: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
+    """The frames, and after them a copy of every port-53 frame with a wrong transport
+    checksum."""
+    out = list(frames)
+    for ts, data in frames:
+        pkt = Ether(data)
+        layer = pkt[UDP] if UDP in pkt else pkt[TCP]
+        if 53 in (layer.sport, layer.dport):
+            layer.chksum = (Ether(raw(pkt))[type(layer)].chksum + 1) & 0xFFFF
+            out.append((ts + 0.001, raw(pkt)))
+    return sorted(out, key=lambda f: f[0])
+
+
+@pytest.mark.parametrize(
+    ("transport", "dns", "checksums"),
+    [
+        ("udp", DnsOptions(), "ignore"),  # read for its answers only (`FactsHook`)
+        ("udp", DnsOptions(follow_flow=False), "ignore"),  # the DNS flow made in both
+        ("tcp", DnsOptions(), "ignore"),  # a TCP flow is always made: its stream is read
+        ("udp", DnsOptions(), "verify"),
+        ("tcp", DnsOptions(), "verify"),
+    ],
+)
+def test_another_process_learns_a_dns_answer_however_it_came(
+    tmp_path: Path, transport: str, dns: DnsOptions, checksums: str
+) -> None:
+    """However the other process reads the DNS flow (without the flow, or making it for the
+    DNS analyzer), the upload it names gets the name, and the counts of the capture record are
+    one process's (a packet with a wrong checksum is counted once, by the flow's owner)."""
+    upload = _key_of(PHONE, 40000, CLOUD, 443, 6)
+    proto = 17 if transport == "udp" else 6
+    sport = next(
+        p
+        for p in range(33000, 34000)
+        if owner(_key_of(PHONE, p, RESOLVER, 53, proto), 2) != owner(upload, 2)
+    )
+    frames = _lookup_then_upload(sport) if transport == "udp" else _dns_over_tcp(sport)
+    good = len(frames)
+    if checksums == "verify":
+        frames = _bad_checksums(frames)
+    path = tmp_path / "lookup.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    records = assert_same(path, 2, config(None, AnalyzerOptions(dns=dns), checksums))
+    flows = {f.resp_p: f for f in records if isinstance(f, FlowRecord)}
+    assert flows[443].server_name == "flysafe-api.dji.com"
+    assert [r.query for r in records if r.log == "dns"] == ["flysafe-api.dji.com"]
+    capture = next(r for r in records if r.log == "capture")
+    assert capture.ip_packets == len(frames)
+    assert (capture.bad_checksums or 0) == len(frames) - good
 
 
 def _key_of(a: str, ap: int, b: str, bp: int, proto: int) -> tuple[int, bytes, int, bytes, int]:
