@@ -273,18 +273,23 @@ class Engine:
         """Network time of the latest packet."""
         return self._now
 
-    def process(self, pkt: Packet) -> None:
-        """Account one decoded packet."""
+    def _arrive(self, ts: float, frame: int) -> None:
+        """Count a packet handled here, at time `ts`, frame `frame`: the first one, the clock,
+        and a sweep when one is due."""
         self.packets += 1
-        ts = pkt.ts
-        self.frame = pkt.frame
+        self.frame = frame
         if self.first_ts is None:
             self.first_ts = ts
-            self.first_frame = pkt.frame
+            self.first_frame = frame
         if ts > self._now:
             self._now = ts
         if ts >= self._next_sweep:
             self._sweep(ts)
+
+    def process(self, pkt: Packet) -> None:
+        """Account one decoded packet."""
+        ts = pkt.ts
+        self._arrive(ts, pkt.frame)
         if pkt.ip_version == 0:
             self.current = None
             if self.share is None or self.share.index == 0:
@@ -330,11 +335,7 @@ class Engine:
                     return  # another process's flow
                 foreign = making == _FOR_FACTS
                 if foreign and proto == IP_PROTO_UDP and self._facts is not None:
-                    # Read for its facts without its flow (`FactsHook`): the flow is its owner's.
-                    self.not_owned += 1
-                    if not pkt.bad_checksum:  # a packet its receiver dropped says nothing
-                        for read in self._facts:
-                            read(pkt)
+                    self._read_facts(pkt)
                     return
             key, flow = self._start(key, pkt, sport, dport, foreign)
         self.current = flow
@@ -385,6 +386,26 @@ class Engine:
                         hook(flow, pkt)
             elif flow.followers:
                 self.to_followers(flow, pkt)
+
+    @property
+    def reads_facts(self) -> bool:
+        """Whether another process's UDP datagrams on `Share.every_port` are read without their
+        flows (`FactsHook`): then the C walk hands them to `read_facts`."""
+        return self._facts is not None
+
+    def read_facts(self, pkt: Packet) -> None:
+        """Account a UDP datagram of another process's flow on `Share.every_port` (the C walk's,
+        its checksums good), as `process` accounts it: read for its facts without its flow."""
+        self._arrive(pkt.ts, pkt.frame)
+        self._read_facts(pkt)
+
+    def _read_facts(self, pkt: Packet) -> None:
+        """The datagram to the readers' `facts` hooks; the flow is its owner's."""
+        self.not_owned += 1
+        facts = self._facts
+        if facts is not None and not pkt.bad_checksum:  # a packet its receiver dropped says nothing
+            for read in facts:
+                read(pkt)
 
     @staticmethod
     def _bad_checksum(flow: Flow, from_orig: bool) -> None:

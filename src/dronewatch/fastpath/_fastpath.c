@@ -1292,13 +1292,16 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     Engine eng = {0};
     Table t = {0};
     PyObject *handle, *follow, *sweep;
-    /* This process's share of a shared capture, and the port whose flows every process makes. */
+    /* This process's share of a shared capture, and the port whose flows every process makes;
+       `facts`: where another process's UDP datagram on that port goes (None: the engine makes
+       its flow, through `handle`). */
     int share_k = 0, share_n = 1, share_port = -1, checksums = CK_IGNORE;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOOO|iiii", &buf, &at_b, &cap_b, &ts_b,
+    PyObject *facts = Py_None;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOOO|iiiiO", &buf, &at_b, &cap_b, &ts_b,
                           &linktype, &eng.next_sweep, &eng.ended, &t.limit, &t.active_s,
                           &t.linger_s, &t.lookup, &handle, &follow, &sweep, &t.counted_cb,
                           &t.skipped_cb, &t.timers_cb, &share_k, &share_n, &share_port,
-                          &checksums))
+                          &checksums, &facts))
         return NULL;
     if (share_n < 1 || share_k < 0 || share_k >= share_n || checksums < CK_IGNORE ||
         checksums > CK_VERIFY) {
@@ -1352,12 +1355,30 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                 after_call(&t, &eng, PyObject_CallFunction(sweep, "dn", now, i), NULL) < 0)
                 goto done;
         }
-        if (share_n > 1 && be16(r.key + 18) != share_port && be16(r.key + 36) != share_port &&
-            (int)(key_crc(r.key) % (uint32_t)share_n) != share_k) {
-            /* Another process's flow: only its time counts here (the sweeps above, `latest`). */
-            if (!t.has_latest || now > t.latest) t.latest = now;
-            t.has_latest = 1;
-            continue;
+        if (share_n > 1) {
+            int on_port = be16(r.key + 18) == share_port || be16(r.key + 36) == share_port;
+            if ((!on_port || (facts != Py_None && !r.tcp)) &&
+                (int)(key_crc(r.key) % (uint32_t)share_n) != share_k) {
+                if (!on_port) {
+                    /* Another process's flow: only its time counts here (the sweeps above,
+                       `latest`). */
+                    if (!t.has_latest || now > t.latest) t.latest = now;
+                    t.has_latest = 1;
+                    continue;
+                }
+                if (!r.tunnelled && !r.same) {
+                    /* Another process's UDP datagram on the shared port, its checksums good:
+                       read for its facts without its flow (`Engine.read_facts`), which touches
+                       no flow (the counts held here need not be written first). */
+                    PyObject *res = PyObject_CallFunction(
+                        facts, "ny#iLLLLLLi", i, (const char *)r.key, (Py_ssize_t)KEY_LEN,
+                        r.low, r.ip_len, r.payload_at, r.payload_stop, r.payload_len,
+                        r.dst_mac_at, r.src_mac_at, r.vlan);
+                    if (res == NULL) goto done;
+                    Py_DECREF(res);
+                    continue;
+                }
+            }
         }
         Entry *e = NULL;
         int go_python = r.same; /* which end sent it cannot be told */
@@ -1507,13 +1528,16 @@ static PyMethodDef methods[] = {
      "link type linktype, as columns; ifaces: (link type, timestamp scale, offset) per interface."},
     {"walk", walk, METH_VARARGS,
      "walk(buf, data_at, caplen, ts, linktype, next_sweep, ended, limit, active_s, linger_s, lookup, "
-     "handle, follow, sweep, counted, skipped, timers[, share_k, share_n, share_port, checksums]) "
+     "handle, follow, sweep, counted, skipped, timers[, share_k, share_n, share_port, checksums, "
+     "facts]) "
      "-> next sweep time\n\n"
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "
      "dronewatch.fastpath.bulk). share_k of share_n: skip the rows of the flows another "
      "process of a shared capture makes (dronewatch.core.engine.owner; those with port "
-     "share_port at one end excepted), their times only making sweeps."},
+     "share_port at one end excepted), their times only making sweeps; facts (if not None) "
+     "is handed another process's UDP datagrams on share_port, for what they teach without "
+     "their flows."},
     {"linktypes", linktypes, METH_NOARGS,
      "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},

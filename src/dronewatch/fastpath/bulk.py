@@ -109,10 +109,19 @@ class BulkRunner:
             # Whether a flow may have changed: not for a frame that is not IP.
             return engine.next_sweep, engine.flows_ended, pkt is not None and pkt.ip_version != 0
 
-        def follow(i: int, flow: Flow, *row: int) -> tuple[float, int]:
+        def follow(i: int, flow: Flow, from_orig: int, *row: int) -> tuple[float, int]:
             engine.frame = first + i
-            to_followers(flow, follower_packet(batch, i, flow, *row))
+            if from_orig:
+                ends = flow.orig_h, flow.resp_h, flow.orig_p, flow.resp_p
+            else:
+                ends = flow.resp_h, flow.orig_h, flow.resp_p, flow.orig_p
+            to_followers(flow, row_packet(batch, i, *ends, *row))
             return engine.next_sweep, engine.flows_ended
+
+        def facts(i: int, key: bytes, low: int, *row: int) -> None:
+            _, a, ap, b, bp = flow_key(key)
+            stats.ip += 1
+            engine.read_facts(row_packet(batch, i, *((a, b, ap, bp) if low else (b, a, bp, ap)), *row))
 
         def sweep(ts: float, i: int) -> tuple[float, int]:
             engine.frame = first + i
@@ -156,14 +165,17 @@ class BulkRunner:
             timers,
             *shared,
             pipe.decoder.checksums,
+            facts if share is not None and engine.reads_facts else None,
         )
 
 
-def follower_packet(
+def row_packet(
     batch: PcapBatch,
     i: int,
-    flow: Flow,
-    from_orig: int,
+    src: bytes,
+    dst: bytes,
+    sport: int,
+    dport: int,
     ip_len: int,
     payload_at: int,
     payload_stop: int,
@@ -173,12 +185,11 @@ def follower_packet(
     vlan: int,
 ) -> Packet:
     """The `Packet` the per-packet decoder makes of row `i`, a UDP datagram seen directly (not
-    out of an encapsulation: the walk hands those to the decoder), from what the walk read: where
-    its payload and MACs are (-1: no MAC), its first VLAN tag (-1: none)."""
+    out of an encapsulation: the walk hands those to the decoder) from `src`:`sport` to
+    `dst`:`dport`, from what the walk read: where its payload and MACs are (-1: no MAC), its
+    first VLAN tag (-1: none)."""
     raw = batch.raw(i)
     frame = raw.data
-    src, dst = (flow.orig_h, flow.resp_h) if from_orig else (flow.resp_h, flow.orig_h)
-    sport, dport = (flow.orig_p, flow.resp_p) if from_orig else (flow.resp_p, flow.orig_p)
     return Packet(
         ts=raw.ts,
         frame=raw.frame,
