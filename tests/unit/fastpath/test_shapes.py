@@ -1,5 +1,6 @@
 """Every traffic shape of the benchmark (bench/shapes.py), built small, gives the same records on
-the bulk path (the C walk) as on the per-packet path: the speed of each shape is measured on the
+the bulk path (the C walk) as on the per-packet path, and shared by two processes
+(`analyze --workers 2`) as one process writes them: the speed of each shape is measured on the
 records the slow path writes too."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from tests.pcaps import ROOT
+from tests.unit.core.test_split import assert_same
 from tests.unit.fastpath.test_bulk import both
 
 PACKETS = 12_000
@@ -42,3 +44,13 @@ def test_every_shape_same_on_both_paths(name: str, tmp_path: Path) -> None:
     assert per_packet.capture.packets == PACKETS
     if name not in NEW_FLOW_EVERY_PACKET:
         assert bulk.bulk_packets > PACKETS // 4  # the walk took a share of it, not nothing
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES.SHAPES))
+def test_every_shape_shared_by_two_processes_as_one_writes_it(name: str, tmp_path: Path) -> None:
+    """Records, alerts and the capture record of two processes, merged, are one process's (each
+    process reading the other's DNS answers without their flows, `FactsHook`)."""
+    path = SHAPES.path_of(name, tmp_path)
+    SHAPES.build(name, path, PACKETS)
+    records = assert_same(path, 2)
+    assert sum(1 for r in records if r.log == "flows") > 1
