@@ -14,7 +14,7 @@ from typing import Any
 
 from dronewatch.agent.shipper import Shipper
 from dronewatch.agent.spool import Spool
-from dronewatch.analyzers.dns import learn_answers, read_message
+from dronewatch.analyzers.dns import learn_datagram
 from dronewatch.capture.base import CoverageMark, RawPacket
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.live import SIDE_CHANNEL, LiveSource
@@ -22,7 +22,7 @@ from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.capture.ring import PcapRing
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, CaptureRecord, Pipeline, RunResult
-from dronewatch.exceptions import CaptureError, DecodeError
+from dronewatch.exceptions import CaptureError
 from dronewatch.transport.replay import Batcher
 
 logger = logging.getLogger(__name__)
@@ -302,9 +302,4 @@ class _NameChannel:
         pkt = self.decoder.decode(raw)
         if pkt is None or pkt.bad_checksum or not pkt.payload or pkt.sport != 53:
             return
-        try:
-            msg = read_message(pkt.payload, text=False)
-        except DecodeError:
-            return
-        if msg.is_response:
-            learn_answers(pipe.ctx.dns, msg, pkt.ts)
+        learn_datagram(pipe.ctx.dns, pkt.payload, pkt.ts)

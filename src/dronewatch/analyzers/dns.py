@@ -541,14 +541,8 @@ class DnsAnalyzer:
         does not look at the flow's queries), and nothing is written. What the flow's earlier
         messages would change is not known here: past `max_failures` undecodable messages the
         flow's owner gives it up, and this process still learns from a valid answer on it."""
-        if not pkt.payload:
-            return
-        try:
-            msg = read_message(pkt.payload, text=False)
-        except DecodeError:
-            return
-        if msg.is_response:
-            learn_answers(self.ctx.dns, msg, pkt.ts)
+        if pkt.payload:
+            learn_datagram(self.ctx.dns, pkt.payload, pkt.ts)
 
     def flow_end(self, flow: Flow) -> None:
         """Write out the queries that were never answered, and drop the flow's state."""
@@ -690,6 +684,7 @@ __all__ = [
     "dns_type_name",
     "is_dns_response",
     "learn_answers",
+    "learn_datagram",
     "parse_dns_message",
     "read_message",
     "subject",
@@ -703,6 +698,17 @@ def read_message(data: bytes, *, text: bool = True) -> DnsMessage:
     if msg.opcode == DNS_OPCODE_UPDATE:
         msg = parse_dns_message(data, extra=True, text=text)
     return msg
+
+
+def learn_datagram(cache: DnsCache, payload: bytes, ts: float) -> None:
+    """What one datagram teaches the name cache read on its own, without its flow
+    (`learn_answers` of the DNS response it holds; anything else teaches nothing)."""
+    try:
+        msg = read_message(payload, text=False)
+    except DecodeError:
+        return
+    if msg.is_response:
+        learn_answers(cache, msg, ts)
 
 
 def learn_answers(cache: DnsCache, msg: DnsMessage, ts: float) -> None:

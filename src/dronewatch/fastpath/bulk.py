@@ -120,8 +120,9 @@ class BulkRunner:
 
         def facts(i: int, key: bytes, low: int, *row: int) -> None:
             _, a, ap, b, bp = flow_key(key)
+            ends = (a, b, ap, bp) if low else (b, a, bp, ap)
             stats.ip += 1
-            engine.read_facts(row_packet(batch, i, *((a, b, ap, bp) if low else (b, a, bp, ap)), *row))
+            engine.read_facts(row_packet(batch, i, *ends, *row))
 
         def sweep(ts: float, i: int) -> tuple[float, int]:
             engine.frame = first + i

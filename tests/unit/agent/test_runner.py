@@ -95,3 +95,55 @@ def test_interval_records_count_what_their_ended_flows_kept_from_view() -> None:
     got = [(r.gap_flows, r.missed_bytes, r.inspection_stopped) for r in (first, second, last)]
     assert got == [(2, 3_000, 1), (None, None, None), (3, 500, None)]
     assert (final.capture.gap_flows, final.capture.missed_bytes) == (5, 3_500)
+
+
+def test_a_shared_interfaces_side_channel_names_addresses_as_the_dns_analyzer_does() -> None:
+    """A DNS response on the side channel (`SIDE_CHANNEL`, a worker sharing its interface with
+    others) teaches this worker's name cache what the DNS analyzer would on the flow
+    (`learn_answers`: the asked name, through the CNAME chain); a query, a datagram from another
+    port and a wrong checksum teach nothing."""
+    from scapy.compat import raw
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from dronewatch.agent.runner import _NameChannel
+    from dronewatch.capture.base import RawPacket
+    from dronewatch.capture.live import SIDE_CHANNEL
+
+    answer = DNS(
+        id=9,
+        qr=1,
+        qd=DNSQR(qname="mydjiflight.dji.com"),
+        an=[
+            DNSRR(rrname="mydjiflight.dji.com", type="CNAME", rdata="edge.cdn.example"),
+            DNSRR(rrname="edge.cdn.example", rdata="47.88.0.13"),
+        ],
+    )
+    ip = IP(src="10.77.0.1", dst="10.77.0.2")
+
+    def datagram(sport: int, dns: DNS, chksum: int | None = None) -> RawPacket:
+        data = raw(Ether() / ip / UDP(sport=sport, dport=33000, chksum=chksum) / dns)
+        return RawPacket(1.0, 1, data, len(data), SIDE_CHANNEL, 1)
+
+    pipe = Pipeline(lambda record: None)
+    channel = _NameChannel("verify")
+    addr = bytes((47, 88, 0, 13))
+    channel.feed(pipe, datagram(53, DNS(id=9, qd=DNSQR(qname="mydjiflight.dji.com"))))
+    channel.feed(pipe, datagram(5353, answer))
+    channel.feed(pipe, datagram(53, answer, chksum=0x1234))
+    assert pipe.ctx.dns.name_for(addr) is None
+    channel.feed(pipe, datagram(53, answer))
+    assert pipe.ctx.dns.name_for(addr) == "mydjiflight.dji.com"
+    # Records in another order: still the asked name (before, the first record's owner).
+    reordered = DNS(
+        id=10,
+        qr=1,
+        qd=DNSQR(qname="flysafe-api.dji.com"),
+        an=[
+            DNSRR(rrname="edge2.cdn.example", rdata="47.88.0.14"),
+            DNSRR(rrname="flysafe-api.dji.com", type="CNAME", rdata="edge2.cdn.example"),
+        ],
+    )
+    channel.feed(pipe, datagram(53, reordered))
+    assert pipe.ctx.dns.name_for(bytes((47, 88, 0, 14))) == "flysafe-api.dji.com"
