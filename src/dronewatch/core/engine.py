@@ -274,8 +274,7 @@ class Engine:
         return self._now
 
     def _arrive(self, ts: float, frame: int) -> None:
-        """Count a packet handled here, at time `ts`, frame `frame`: the first one, the clock,
-        and a sweep when one is due."""
+        """Count a packet handled here, at time `ts`, frame `frame`: the first one, the clock."""
         self.packets += 1
         self.frame = frame
         if self.first_ts is None:
@@ -283,13 +282,13 @@ class Engine:
             self.first_frame = frame
         if ts > self._now:
             self._now = ts
-        if ts >= self._next_sweep:
-            self._sweep(ts)
 
     def process(self, pkt: Packet) -> None:
         """Account one decoded packet."""
         ts = pkt.ts
         self._arrive(ts, pkt.frame)
+        if ts >= self._next_sweep:
+            self._sweep(ts)
         if pkt.ip_version == 0:
             self.current = None
             if self.share is None or self.share.index == 0:
@@ -395,7 +394,9 @@ class Engine:
 
     def read_facts(self, pkt: Packet) -> None:
         """Account a UDP datagram of another process's flow on `Share.every_port` (the C walk's,
-        its checksums good), as `process` accounts it: read for its facts without its flow."""
+        its checksums good), as `process` accounts it: read for its facts without its flow. The
+        walk made the sweep its time called for (`sweep_at`) before handing it over, and this
+        touches no flow, so the walk's counts need not be written to the flows first."""
         self._arrive(pkt.ts, pkt.frame)
         self._read_facts(pkt)
 
