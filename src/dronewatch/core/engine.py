@@ -234,17 +234,13 @@ class Engine:
         readers = share.readers if share is not None else frozenset()
         self._readers = readers
         """The analyzers that read the flows made for their facts (`Share.readers`)."""
-        by_name = {h.name: h for h in registered}
-        facts = [by_name.get(name) for name in sorted(readers)]
-        self._facts: tuple[Callable[[Packet], None], ...] | None = (
-            tuple(guard.facts(h.name, h.facts) for h in facts if h is not None and h.facts)
-            if readers
-            and all(
-                h is not None and h.facts is not None and not _needs_flows(self.analyzers, h.name)
-                for h in facts
-            )
-            else None
-        )
+        hooks = [h for h in registered if h.name in readers]
+        facts = [
+            guard.facts(h.name, h.facts)
+            for h in hooks
+            if h.facts is not None and not _needs_flows(self.analyzers, h.name)
+        ]
+        self._facts = tuple(facts) if readers and len(facts) == len(readers) else None
         """The readers' `facts` hooks, when every reader reads another process's UDP datagrams
         without their flows (`FactsHook`); None: those flows are made here for them."""
         self._unread = frozenset(h.name for h in registered if h.packet is None or h.flow_start)
