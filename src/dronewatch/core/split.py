@@ -75,10 +75,8 @@ from dronewatch.core.pipeline import (
 )
 from dronewatch.exceptions import CaptureError
 from dronewatch.geoip.null import NullResolver
-from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import FlowEnd, Monitor, Tally
 from dronewatch.output.jsonl import record_line
-from dronewatch.output.summary import FlowSummary, SummaryCollector
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +102,13 @@ def run_split(
     *,
     lines: Callable[[str, bytes, int], None] | None = None,
     records: Callable[[Record], None] | None = None,
-    summary: SummaryCollector | None = None,
     progress: ProgressFn | None = None,
 ) -> RunResult:
     """Analyze the capture file `path` in `processes` processes.
 
     The records the processes make reach `lines(log, data, count)` as JSONL lines (when given)
-    and `records` as records (when given: sending them costs about as much as making them); with
-    `summary` (the terminal summary `records` adds them to), each process sums up its flow
-    records itself instead (`FlowSummary`: its devices' totals and largest flows) and the parent
-    merges the sums into `summary` at the end, which then holds what adding every flow record
-    would have given; the records the parent makes (egress, capture, devices, alerts, verdicts)
-    reach `emit`. Raises
+    and `records` as records (when given: sending them costs about as much as making them); the
+    records the parent makes (egress, capture, devices, alerts, verdicts) reach `emit`. Raises
     CaptureError when the file cannot be read."""
     global _CONFIG
     if processes < 2:
@@ -132,15 +125,7 @@ def run_split(
             _widen(here)
             proc = ctx.Process(
                 target=_work,
-                args=(
-                    path,
-                    k,
-                    processes,
-                    there,
-                    lines is not None,
-                    records is not None,
-                    summary.flows.top_flows if summary is not None and records is not None else 0,
-                ),
+                args=(path, k, processes, there, lines is not None, records is not None),
                 name=f"dronewatch-share-{k}",
                 daemon=True,
             )
@@ -149,7 +134,7 @@ def run_split(
             procs.append(proc)
             inbox.add(k, here)
         with fewer_collections():  # the parent's books grow as one process's would
-            return _merge(processes, inbox, emit, config, lines, records, summary, progress, source)
+            return _merge(processes, inbox, emit, config, lines, records, progress, source)
     finally:
         _CONFIG = None
         inbox.close()
@@ -230,8 +215,6 @@ class _Streams:
         self.totals: list[RunTotals | None] = [None] * processes
         self.tallies: list[Tally | None] = [None] * processes
         """Each process's counts across its flows (`Monitor.tally_state`)."""
-        self.flows: list[FlowSummary | None] = [None] * processes
-        """Each process's sums of its flow records for the summary (`run_split`'s `summary`)."""
         self.errors: list[str | None] = [None] * processes
         self.done = [False] * processes
         self.stats: Any = None
@@ -287,8 +270,6 @@ class _Streams:
                 self.count, self.read = packets, read
         elif kind == "tally":
             self.tallies[k] = payload
-        elif kind == "flows":
-            self.flows[k] = payload
         elif kind == "totals":
             self.totals[k] = payload
             if k == 0:  # process 0 read the whole file: the progress line's last share
@@ -311,7 +292,6 @@ def _merge(
     config: AnalysisConfig,
     lines: Callable[[str, bytes, int], None] | None,
     records: Callable[[Record], None] | None,
-    summary: SummaryCollector | None,
     progress: ProgressFn | None,
     source: Any,
 ) -> RunResult:
@@ -352,8 +332,6 @@ def _merge(
     for tally in streams.tallies:
         if tally is not None:
             monitor.add_tally(tally)
-    if summary is not None:
-        summary.add_flows(part for part in streams.flows if part is not None)
     totals = [t for t in streams.totals if t is not None]
     return finish_run(merge_totals(totals), monitor, emit)
 
@@ -371,19 +349,12 @@ def _size(path: str) -> int | None:
 
 
 def _work(
-    path: str,
-    k: int,
-    processes: int,
-    conn: Connection,
-    want_lines: bool,
-    want_records: bool,
-    top_flows: int,
+    path: str, k: int, processes: int, conn: Connection, want_lines: bool, want_records: bool
 ) -> None:
-    """Process k: its flows of the capture, sent to the parent as tagged items (`top_flows`: its
-    flow records summed up here instead, `FlowSummary`; 0: sent as records)."""
+    """Process k: its flows of the capture, sent to the parent as tagged items."""
     try:
         with fewer_collections():
-            _share(path, k, processes, conn, want_lines, want_records, top_flows)
+            _share(path, k, processes, conn, want_lines, want_records)
     except CaptureError as exc:
         conn.send_bytes(pickle.dumps(("error", str(exc))))
     except BaseException:
@@ -393,18 +364,11 @@ def _work(
 
 
 def _share(
-    path: str,
-    k: int,
-    processes: int,
-    conn: Connection,
-    want_lines: bool,
-    want_records: bool,
-    top_flows: int = 0,
+    path: str, k: int, processes: int, conn: Connection, want_lines: bool, want_records: bool
 ) -> None:
     config = _CONFIG or AnalysisConfig()
     source = open_source(path)
     items: list[Item] = []
-    flows = FlowSummary(top_flows) if want_records and top_flows > 0 else None
     send = conn.send_bytes
     state = [0, 0]  # packets and bytes read (process 0: the parent's progress)
 
@@ -418,21 +382,12 @@ def _share(
         flow = record_flow()
         if flow is not None and foreign and flow.uid in foreign:
             return  # a flow made for its facts: its owner writes it
-        keep = want_records
-        if flows is not None and isinstance(record, FlowRecord):
-            # Summed up here (the parent merges the sums): where it falls, then the process and
-            # its count here (two flow records of one packet, an eviction and a reuse, share a
-            # place; the merge puts the lower process first).
-            flows.add(record, (*position(), k, flows.count))
-            if not want_lines:
-                return
-            keep = False
         items.append(
             (
                 position(),
                 record.log,
                 record_line(record) if want_lines else None,
-                record if keep else None,
+                record if want_records else None,
             )
         )
         if len(items) >= BATCH:
@@ -458,7 +413,5 @@ def _share(
     feed_source(pipe, source, config, progress if k == 0 else None, 65536)
     totals = pipe.end(source.stats)
     flush()
-    if flows is not None:
-        send(pickle.dumps(("flows", flows), pickle.HIGHEST_PROTOCOL))
     send(pickle.dumps(("tally", pipe.monitor.tally_state()), pickle.HIGHEST_PROTOCOL))
     send(pickle.dumps(("totals", totals), pickle.HIGHEST_PROTOCOL))

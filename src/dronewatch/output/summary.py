@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO, cast
 
@@ -42,15 +42,6 @@ def _primary(ips: Counter[str]) -> str:
 MAX_IPS = 64
 """Addresses kept per device (`DeviceSummary.ips`)."""
 
-Order = int | tuple[int, ...]
-"""When a flow record came: its count in one process, or where it falls in the capture (with
-its count in the process that made it) in a process of a shared capture (`FlowSummary.merge`)."""
-
-
-def _later_first(order: Order) -> Order:
-    """`order` turned round, so that of two flows as large the earlier one ranks higher."""
-    return -order if isinstance(order, int) else tuple(-x for x in order)
-
 
 @dataclass(slots=True)
 class DeviceSummary:
@@ -70,12 +61,7 @@ class DeviceSummary:
     pkts_in: int = 0
     bytes_out: int = 0
     bytes_in: int = 0
-    top: list[tuple[int, Order, FlowRecord]] = field(default_factory=list)
-    """The largest flows: (bytes out and in, `_later_first` of the flow's order, record)."""
-    first: Order = 0
-    """When the device's first flow came (`Order`)."""
-    ip_firsts: dict[str, tuple[Order, int]] = field(default_factory=dict)
-    """When each kept address's first flow came, and its flows (`FlowSummary.merge`)."""
+    top: list[tuple[int, int, FlowRecord]] = field(default_factory=list)
 
 
 MAX_DEVICES = 20
@@ -87,101 +73,6 @@ MAX_ALERTS = 50
 
 _VERDICT_RANK = {VIOLATION: 0, INCOMPLETE: 1, CLEAN: 2, NOT_APPLICABLE: 3}
 """The order the summary lists verdicts in: what needs attention first."""
-
-
-class FlowSummary:
-    """Every device's totals and largest flows, from the flow records in the order they come.
-
-    `SummaryCollector` keeps one. A process of a shared capture (`analyze --workers`,
-    `dronewatch.core.split`) keeps one of its own flows, each added with where it falls in the
-    capture, and sends it instead of the records; the parent merges them (`merge`) into what one
-    summary fed every flow in capture order holds: the devices in the order of their first
-    flows, each device's first `MAX_IPS` addresses in the order they first sent, its largest
-    flows, the earlier first among flows as large."""
-
-    def __init__(self, top_flows: int = 15) -> None:
-        self.top_flows = top_flows
-        self.devices: dict[str, DeviceSummary] = {}
-        self.count = 0
-        """Flow records added."""
-
-    def add(self, rec: FlowRecord, order: Order | None = None) -> None:
-        """Count one flow record; `order`: when it came (by default its count)."""
-        self.count += 1
-        if order is None:
-            order = self.count
-        # One device per MAC (its DHCP, link-local and routable addresses together); per address
-        # when the capture has no usable MAC (raw IP, loopback).
-        mac = rec.orig_mac if rec.orig_mac and rec.orig_mac != _ZERO_MAC else None
-        key = mac or rec.orig_h
-        dev = self.devices.get(key)
-        if dev is None:
-            dev = DeviceSummary(ip=rec.orig_h, mac=rec.orig_mac, first=order)
-            self.devices[key] = dev
-        ip = rec.orig_h
-        seen = dev.ip_firsts.get(ip)
-        if seen is not None or len(dev.ips) < MAX_IPS:
-            dev.ips[ip] += rec.orig_bytes + 1
-            dev.ip_firsts[ip] = (order, 1) if seen is None else (seen[0], seen[1] + 1)
-        else:
-            dev.unlisted_flows += 1
-        dev.flows += 1
-        dev.pkts_out += rec.orig_pkts
-        dev.pkts_in += rec.resp_pkts
-        dev.bytes_out += rec.orig_bytes
-        dev.bytes_in += rec.resp_bytes
-        item = (rec.orig_bytes + rec.resp_bytes, _later_first(order), rec)
-        if len(dev.top) < self.top_flows:
-            heapq.heappush(dev.top, item)
-        else:
-            heapq.heappushpop(dev.top, item)
-
-    def merge(self, parts: Iterable[FlowSummary]) -> None:
-        """Take in the summaries of other processes' flows, added with where each falls in the
-        capture (this one empty, or added so too): then this one holds what one summary fed
-        all of their flows in that order would."""
-        devices: dict[str, list[DeviceSummary]] = {}
-        for part in (self, *parts):
-            self.count += part.count if part is not self else 0
-            for key, dev in part.devices.items():
-                devices.setdefault(key, []).append(dev)
-        merged = [(min(d.first for d in devs), key, devs) for key, devs in devices.items()]
-        merged.sort(key=lambda m: m[0])
-        self.devices = {key: self._merged(devs) for _, key, devs in merged}
-
-    def _merged(self, devs: list[DeviceSummary]) -> DeviceSummary:
-        """One device's summaries from several processes, as one process's."""
-        if len(devs) == 1:
-            return devs[0]
-        devs.sort(key=lambda d: d.first)
-        out = DeviceSummary(ip=devs[0].ip, mac=devs[0].mac, first=devs[0].first)
-        # The addresses one process would have kept: the first MAX_IPS to send (each process
-        # kept its own first ones, and an address among the first of all is among the first of
-        # the process that saw it); the flows of the others go uncounted by address.
-        firsts: dict[str, tuple[Order, int, int]] = {}
-        for dev in devs:
-            out.unlisted_flows += dev.unlisted_flows
-            out.flows += dev.flows
-            out.pkts_out += dev.pkts_out
-            out.pkts_in += dev.pkts_in
-            out.bytes_out += dev.bytes_out
-            out.bytes_in += dev.bytes_in
-            for ip, (first, flows) in dev.ip_firsts.items():
-                had = firsts.get(ip)
-                sent = dev.ips[ip]
-                if had is None:
-                    firsts[ip] = (first, flows, sent)
-                else:
-                    firsts[ip] = (min(had[0], first), had[1] + flows, had[2] + sent)
-        ordered = sorted(firsts.items(), key=lambda kv: kv[1][0])
-        for ip, (first, flows, sent) in ordered[:MAX_IPS]:
-            out.ips[ip] = sent
-            out.ip_firsts[ip] = (first, flows)
-        out.unlisted_flows += sum(flows for _, (_, flows, _) in ordered[MAX_IPS:])
-        top = [item for dev in devs for item in dev.top]
-        out.top = heapq.nlargest(self.top_flows, top, key=lambda t: (t[0], t[1]))
-        heapq.heapify(out.top)
-        return out
 
 
 class SummaryCollector:
@@ -197,9 +88,10 @@ class SummaryCollector:
         self.max_alerts = max_alerts
         self.alerts_seen = 0
         self.verdicts_seen: Counter[str] = Counter()
-        self.flows = FlowSummary(top_flows)
+        self.devices: dict[str, DeviceSummary] = {}
         self.captures: list[CaptureRecord] = []
         self.logs: Counter[str] = Counter()
+        self._seq = 0
         self._hostnames: dict[str, str] = {}
         self.verdicts: list[VerdictRecord] = []
         self.alerts: list[Alert] = []
@@ -207,15 +99,10 @@ class SummaryCollector:
         self.not_judged: list[DeviceRecord] = []
         """Local hosts considered and not taken for ground stations (when none was)."""
 
-    @property
-    def devices(self) -> dict[str, DeviceSummary]:
-        """Every device's totals and largest flows, by MAC (by address without one)."""
-        return self.flows.devices
-
     def add(self, record: Record) -> None:
         self.logs[record.log] += 1
         if isinstance(record, FlowRecord):
-            self.flows.add(record)
+            self._flow(record)
         elif isinstance(record, CaptureRecord):
             self.captures.append(record)
         elif isinstance(record, VerdictRecord):
@@ -256,12 +143,30 @@ class SummaryCollector:
         ranked = sorted(self.verdicts, key=lambda v: _VERDICT_RANK.get(v.verdict, 0))
         return ranked[: self.max_devices]
 
-    def add_flows(self, parts: Iterable[FlowSummary]) -> None:
-        """The flows other processes summarised themselves (`FlowSummary.merge`), as if their
-        records had been added here."""
-        before = self.flows.count
-        self.flows.merge(parts)
-        self.logs[FlowRecord.log] += self.flows.count - before
+    def _flow(self, rec: FlowRecord) -> None:
+        # One device per MAC (its DHCP, link-local and routable addresses together); per address
+        # when the capture has no usable MAC (raw IP, loopback).
+        mac = rec.orig_mac if rec.orig_mac and rec.orig_mac != _ZERO_MAC else None
+        key = mac or rec.orig_h
+        dev = self.devices.get(key)
+        if dev is None:
+            dev = DeviceSummary(ip=rec.orig_h, mac=rec.orig_mac)
+            self.devices[key] = dev
+        if rec.orig_h in dev.ips or len(dev.ips) < MAX_IPS:
+            dev.ips[rec.orig_h] += rec.orig_bytes + 1
+        else:
+            dev.unlisted_flows += 1
+        dev.flows += 1
+        dev.pkts_out += rec.orig_pkts
+        dev.pkts_in += rec.resp_pkts
+        dev.bytes_out += rec.orig_bytes
+        dev.bytes_in += rec.resp_bytes
+        self._seq += 1
+        item = (rec.orig_bytes + rec.resp_bytes, -self._seq, rec)
+        if len(dev.top) < self.top_flows:
+            heapq.heappush(dev.top, item)
+        else:
+            heapq.heappushpop(dev.top, item)
 
     def render(self, stream: TextIO) -> None:
         """Print captures, then devices by bytes sent, each with its largest flows; wire text
@@ -288,7 +193,7 @@ class SummaryCollector:
                 f"{_n(dev.pkts_out)}/{_n(dev.pkts_in)} packets out/in, "
                 f"{_bytes(dev.bytes_out)} out, {_bytes(dev.bytes_in)} in\n"
             )
-            rows = [r for _, _, r in sorted(dev.top, key=lambda t: (t[0], t[1]), reverse=True)]
+            rows = [r for _, _, r in sorted(dev.top, key=lambda t: (-t[0], -t[1]))]
             table = [
                 (
                     "PROTO",

@@ -8,8 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from dronewatch.analyzers.dns import DnsAnalyzer
 from dronewatch.capture.files import FileSource
@@ -22,7 +20,7 @@ from dronewatch.judge.alert import Alert
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import VerdictRecord
 from dronewatch.judge.policy import Policy
-from dronewatch.output.summary import _SEV, MAX_IPS, FlowSummary, SummaryCollector, _bytes
+from dronewatch.output.summary import _SEV, MAX_IPS, SummaryCollector, _bytes
 from tests.golden.test_golden import config as golden_config
 from tests.pcaps import PCAPS, THIRD_PARTY, capture
 from tests.unit.core.test_pipeline import flood_capture
@@ -156,91 +154,3 @@ def test_a_site_of_devices_prints_a_page_and_counts_the_rest() -> None:
     assert lines[start + 6].startswith(
         "  ... and 295 more verdicts (145 clean, 150 not applicable): --devices N lists more"
     )
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    flows=st.lists(
-        st.tuples(
-            st.integers(0, 2),  # the sending device's MAC (2: none, the address names it)
-            st.integers(0, 99),  # its address: past MAX_IPS of one MAC, some go uncounted
-            st.sampled_from([0, 10, 100, 1000]),  # bytes out: many flows as large as others
-            st.integers(0, 2),  # the process that made it
-            st.booleans(),  # at the place of the one before, when the same process made it
-        ),
-        min_size=1,
-        max_size=400,
-    ),
-    top=st.integers(1, 6),
-)
-def test_processes_summaries_merged_are_one_summary(
-    flows: list[tuple[int, int, int, int, bool]], top: int
-) -> None:
-    """Flows summed up by the processes that made them (`FlowSummary`, each added with where it
-    falls in the capture) and merged give one summary fed them all in order: the devices in
-    the order of their first flows, their first MAX_IPS addresses in order with their bytes,
-    the flows of the others counted, the totals, and the largest flows with the earlier first
-    among flows as large."""
-    seen: list[Record] = []
-    run_source(FileSource(str(VIOLATION)), seen.append, golden_config(ldm=True))
-    base = next(r for r in seen if isinstance(r, FlowRecord))
-    one = FlowSummary(top)
-    parts = [FlowSummary(top) for _ in range(3)]
-    frame, last = 0, -1
-    for i, (mac, host, sent, k, same_place) in enumerate(flows):
-        # Two flow records at one place (an eviction, then a reuse, of one packet) come from
-        # the process that handled the packet.
-        frame += 0 if same_place and k == last else 1
-        last = k
-        rec = replace(
-            base,
-            uid=f"C{i}",
-            orig_mac=f"02:00:00:00:00:{mac:02x}" if mac < 2 else None,
-            orig_h=f"10.1.{mac}.{host}",
-            orig_bytes=sent,
-            resp_bytes=i % 2,  # flows of one size but for their answer
-        )
-        one.add(rec)
-        parts[k].add(rec, (frame, 2, 0, k, parts[k].count))
-    merged = FlowSummary(top)
-    merged.merge(parts)
-
-    def view(s: FlowSummary) -> list[tuple[object, ...]]:
-        return [
-            (
-                key,
-                d.ip,
-                d.mac,
-                list(d.ips.items()),
-                [(ip, n) for ip, (_, n) in d.ip_firsts.items()],
-                d.unlisted_flows,
-                (d.flows, d.pkts_out, d.pkts_in, d.bytes_out, d.bytes_in),
-                [r.uid for _, _, r in sorted(d.top, key=lambda t: (t[0], t[1]), reverse=True)],
-            )
-            for key, d in s.devices.items()
-        ]
-
-    assert merged.count == one.count == len(flows)
-    assert view(merged) == view(one)
-
-
-def test_processes_summaries_merged_past_max_ips() -> None:
-    """One MAC sending from more than MAX_IPS addresses, its flows made by three processes in
-    turn: the merged summary keeps the first MAX_IPS addresses and counts the flows of the
-    others, as one summary does."""
-    seen: list[Record] = []
-    run_source(FileSource(str(VIOLATION)), seen.append, golden_config(ldm=True))
-    base = next(r for r in seen if isinstance(r, FlowRecord))
-    one, parts = FlowSummary(3), [FlowSummary(3) for _ in range(3)]
-    for i in range(300):
-        rec = replace(base, uid=f"C{i}", orig_h=f"10.2.{i % 100}.{i % 7}", orig_bytes=i % 5)
-        one.add(rec)
-        k = (i * 7) % 3
-        parts[k].add(rec, (i + 1, 2, 0, k, parts[k].count))
-    merged = FlowSummary(3)
-    merged.merge(parts)
-    [dev] = merged.devices.values()
-    [ref] = one.devices.values()
-    assert len(ref.ips) == MAX_IPS and ref.unlisted_flows > 0
-    assert list(dev.ips.items()) == list(ref.ips.items())
-    assert dev.unlisted_flows == ref.unlisted_flows and dev.flows == ref.flows == 300
