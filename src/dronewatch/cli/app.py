@@ -423,6 +423,7 @@ def _analyze_split(
             config,
             lines=writer.write_lines if writer is not None else None,
             records=None if args.quiet else summary.add,
+            summary=None if args.quiet else summary,
             progress=progress if show else None,
         )
         progress.done(result.capture.packets)

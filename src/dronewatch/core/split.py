@@ -45,7 +45,7 @@ import os
 import pickle
 import traceback
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from operator import itemgetter
@@ -77,6 +77,7 @@ from dronewatch.exceptions import CaptureError
 from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.monitor import FlowEnd, Monitor, Tally
 from dronewatch.output.jsonl import record_line
+from dronewatch.output.summary import SummaryCollector
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +103,17 @@ def run_split(
     *,
     lines: Callable[[str, bytes, int], None] | None = None,
     records: Callable[[Record], None] | None = None,
+    summary: SummaryCollector | None = None,
     progress: ProgressFn | None = None,
 ) -> RunResult:
     """Analyze the capture file `path` in `processes` processes.
 
     The records the processes make reach `lines(log, data, count)` as JSONL lines (when given)
-    and `records` as records (when given: sending them costs about as much as making them); the
-    records the parent makes (egress, capture, devices, alerts, verdicts) reach `emit`. Raises
+    and `records` as records (when given: sending them costs about as much as making them); when
+    `records` adds them to the terminal summary `summary`, the records of the logs it only
+    counts (`SummaryCollector.reads`) are counted by the processes instead and the counts added
+    to it at the end; the records the parent makes (egress, capture, devices, alerts, verdicts)
+    reach `emit`. Raises
     CaptureError when the file cannot be read."""
     global _CONFIG
     if processes < 2:
@@ -125,7 +130,15 @@ def run_split(
             _widen(here)
             proc = ctx.Process(
                 target=_work,
-                args=(path, k, processes, there, lines is not None, records is not None),
+                args=(
+                    path,
+                    k,
+                    processes,
+                    there,
+                    lines is not None,
+                    records is not None,
+                    summary is not None,
+                ),
                 name=f"dronewatch-share-{k}",
                 daemon=True,
             )
@@ -134,7 +147,7 @@ def run_split(
             procs.append(proc)
             inbox.add(k, here)
         with fewer_collections():  # the parent's books grow as one process's would
-            return _merge(processes, inbox, emit, config, lines, records, progress, source)
+            return _merge(processes, inbox, emit, config, lines, records, summary, progress, source)
     finally:
         _CONFIG = None
         inbox.close()
@@ -215,6 +228,8 @@ class _Streams:
         self.totals: list[RunTotals | None] = [None] * processes
         self.tallies: list[Tally | None] = [None] * processes
         """Each process's counts across its flows (`Monitor.tally_state`)."""
+        self.counted: list[Counter[str] | None] = [None] * processes
+        """Each process's records by log that the summary only counts (`run_split`)."""
         self.errors: list[str | None] = [None] * processes
         self.done = [False] * processes
         self.stats: Any = None
@@ -270,6 +285,8 @@ class _Streams:
                 self.count, self.read = packets, read
         elif kind == "tally":
             self.tallies[k] = payload
+        elif kind == "counted":
+            self.counted[k] = payload
         elif kind == "totals":
             self.totals[k] = payload
             if k == 0:  # process 0 read the whole file: the progress line's last share
@@ -292,6 +309,7 @@ def _merge(
     config: AnalysisConfig,
     lines: Callable[[str, bytes, int], None] | None,
     records: Callable[[Record], None] | None,
+    summary: SummaryCollector | None,
     progress: ProgressFn | None,
     source: Any,
 ) -> RunResult:
@@ -332,6 +350,10 @@ def _merge(
     for tally in streams.tallies:
         if tally is not None:
             monitor.add_tally(tally)
+    if summary is not None:
+        for counts in streams.counted:
+            if counts is not None:
+                summary.add_counts(counts)
     totals = [t for t in streams.totals if t is not None]
     return finish_run(merge_totals(totals), monitor, emit)
 
@@ -349,12 +371,19 @@ def _size(path: str) -> int | None:
 
 
 def _work(
-    path: str, k: int, processes: int, conn: Connection, want_lines: bool, want_records: bool
+    path: str,
+    k: int,
+    processes: int,
+    conn: Connection,
+    want_lines: bool,
+    want_records: bool,
+    for_summary: bool,
 ) -> None:
-    """Process k: its flows of the capture, sent to the parent as tagged items."""
+    """Process k: its flows of the capture, sent to the parent as tagged items (`for_summary`:
+    the records are for the terminal summary, which only counts most logs)."""
     try:
         with fewer_collections():
-            _share(path, k, processes, conn, want_lines, want_records)
+            _share(path, k, processes, conn, want_lines, want_records, for_summary)
     except CaptureError as exc:
         conn.send_bytes(pickle.dumps(("error", str(exc))))
     except BaseException:
@@ -364,11 +393,19 @@ def _work(
 
 
 def _share(
-    path: str, k: int, processes: int, conn: Connection, want_lines: bool, want_records: bool
+    path: str,
+    k: int,
+    processes: int,
+    conn: Connection,
+    want_lines: bool,
+    want_records: bool,
+    for_summary: bool = False,
 ) -> None:
     config = _CONFIG or AnalysisConfig()
     source = open_source(path)
     items: list[Item] = []
+    counted: Counter[str] | None = Counter() if want_records and for_summary else None
+    reads = SummaryCollector.reads
     send = conn.send_bytes
     state = [0, 0]  # packets and bytes read (process 0: the parent's progress)
 
@@ -382,12 +419,18 @@ def _share(
         flow = record_flow()
         if flow is not None and foreign and flow.uid in foreign:
             return  # a flow made for its facts: its owner writes it
+        keep = want_records
+        if counted is not None and not reads(record):
+            counted[record.log] += 1  # all the summary takes of it
+            if not want_lines:
+                return
+            keep = False
         items.append(
             (
                 position(),
                 record.log,
                 record_line(record) if want_lines else None,
-                record if want_records else None,
+                record if keep else None,
             )
         )
         if len(items) >= BATCH:
@@ -413,5 +456,7 @@ def _share(
     feed_source(pipe, source, config, progress if k == 0 else None, 65536)
     totals = pipe.end(source.stats)
     flush()
+    if counted is not None:
+        send(pickle.dumps(("counted", counted), pickle.HIGHEST_PROTOCOL))
     send(pickle.dumps(("tally", pipe.monitor.tally_state()), pickle.HIGHEST_PROTOCOL))
     send(pickle.dumps(("totals", totals), pickle.HIGHEST_PROTOCOL))

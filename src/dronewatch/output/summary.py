@@ -75,6 +75,11 @@ _VERDICT_RANK = {VIOLATION: 0, INCOMPLETE: 1, CLEAN: 2, NOT_APPLICABLE: 3}
 """The order the summary lists verdicts in: what needs attention first."""
 
 
+_READ_TYPES = (FlowRecord, CaptureRecord, VerdictRecord, Alert, DeviceRecord)
+_READ_LOGS = frozenset({"remoteid", "dji_droneid", "dhcp"})
+"""What `SummaryCollector.add` reads of beyond a log's count: these record types and logs."""
+
+
 class SummaryCollector:
     """Consumes records and keeps bounded totals for the terminal summary: every device's totals
     and largest flows, and of the alerts and verdicts only those it will list (the others
@@ -99,10 +104,22 @@ class SummaryCollector:
         self.not_judged: list[DeviceRecord] = []
         """Local hosts considered and not taken for ground stations (when none was)."""
 
+    @staticmethod
+    def reads(record: Record) -> bool:
+        """Whether `add` reads more of a record than its log's count: a process of a shared
+        capture sends the parent those and counts the others itself (`add_counts`)."""
+        return isinstance(record, _READ_TYPES) or record.log in _READ_LOGS
+
+    def add_counts(self, counts: Counter[str]) -> None:
+        """Records by log that were counted elsewhere, as if each had been added here."""
+        self.logs.update(counts)
+
     def add(self, record: Record) -> None:
         self.logs[record.log] += 1
         if isinstance(record, FlowRecord):
             self._flow(record)
+        elif not self.reads(record):
+            return
         elif isinstance(record, CaptureRecord):
             self.captures.append(record)
         elif isinstance(record, VerdictRecord):

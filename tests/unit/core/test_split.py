@@ -4,6 +4,7 @@ the records, alerts and coverage of one process, in its order."""
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.policy import Policy
+from dronewatch.output.summary import SummaryCollector
 from tests.pcaps import PCAPS, THIRD_PARTY, all_captures
 from tests.unit.capture.captures import pcap_bytes
 from tests.unit.fastpath.test_bulk import EVENTS, LINKTYPES, body, frame, write_capture
@@ -378,3 +380,37 @@ def test_records_a_flows_last_bytes_make_fall_where_it_ends(tmp_path: Path) -> N
     records = assert_same(path, 2)
     http = [r.to_dict() for r in records if r.log == "http"]
     assert [(h["orig_p"], h.get("response_body_len")) for h in http] == [(41000, 0), (sport, 30)]
+
+
+@pytest.mark.parametrize(
+    "capture",
+    [
+        PCAPS / "scenarios" / "dji_fly_ldm_on_violation.pcap",
+        PCAPS / "lab" / "dns.pcap",
+        THIRD_PARTY / "zeek" / "dhcp" / "dhcp.pcap",
+    ],
+    ids=lambda p: p.name,
+)
+def test_the_summary_of_shared_processes_is_one_process_summary(capture: Path) -> None:
+    """With the terminal summary as the records' taker, the processes send it only the records
+    it reads (flows, DHCP names, broadcasts) and count the others themselves: the summary
+    printed is one process's, its count of every log included."""
+    cfg = config()
+    ref = SummaryCollector()
+    run_source(FileSource(str(capture)), ref.add, cfg)
+    got = SummaryCollector()
+    handed: list[Record] = []
+
+    def take(record: Record) -> None:
+        handed.append(record)
+        got.add(record)
+
+    run_split(str(capture), 2, got.add, cfg, records=take, summary=got)
+    assert all(SummaryCollector.reads(r) for r in handed)
+    assert got.logs == ref.logs and sum(got.logs.values()) > len(handed)
+    outs = []
+    for collector in (ref, got):
+        out = io.StringIO()
+        collector.render(out)
+        outs.append(out.getvalue())
+    assert outs[0] == outs[1]
