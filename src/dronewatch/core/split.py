@@ -49,7 +49,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 try:
     import fcntl
@@ -121,6 +121,7 @@ def run_split(
     config = config or AnalysisConfig()
     source = open_source(path)  # a file that cannot be opened fails here, in the parent
     _CONFIG = config
+    wants = _Wants(lines is not None, records is not None, summary is not None)
     ctx = multiprocessing.get_context("fork")
     inbox = _Inbox()
     procs = []
@@ -130,15 +131,7 @@ def run_split(
             _widen(here)
             proc = ctx.Process(
                 target=_work,
-                args=(
-                    path,
-                    k,
-                    processes,
-                    there,
-                    lines is not None,
-                    records is not None,
-                    summary is not None,
-                ),
+                args=(path, k, processes, there, wants),
                 name=f"dronewatch-share-{k}",
                 daemon=True,
             )
@@ -370,20 +363,22 @@ def _size(path: str) -> int | None:
         return None
 
 
-def _work(
-    path: str,
-    k: int,
-    processes: int,
-    conn: Connection,
-    want_lines: bool,
-    want_records: bool,
-    for_summary: bool,
-) -> None:
-    """Process k: its flows of the capture, sent to the parent as tagged items (`for_summary`:
-    the records are for the terminal summary, which only counts most logs)."""
+class _Wants(NamedTuple):
+    """What the parent takes of a process's records."""
+
+    lines: bool
+    """Their JSONL lines (`record_line`)."""
+    records: bool
+    """The records themselves."""
+    for_summary: bool
+    """The records are for the terminal summary, which only counts most logs."""
+
+
+def _work(path: str, k: int, processes: int, conn: Connection, wants: _Wants) -> None:
+    """Process k: its flows of the capture, sent to the parent as tagged items."""
     try:
         with fewer_collections():
-            _share(path, k, processes, conn, want_lines, want_records, for_summary)
+            _share(path, k, processes, conn, wants)
     except CaptureError as exc:
         conn.send_bytes(pickle.dumps(("error", str(exc))))
     except BaseException:
@@ -392,19 +387,12 @@ def _work(
         conn.close()
 
 
-def _share(
-    path: str,
-    k: int,
-    processes: int,
-    conn: Connection,
-    want_lines: bool,
-    want_records: bool,
-    for_summary: bool = False,
-) -> None:
+def _share(path: str, k: int, processes: int, conn: Connection, wants: _Wants) -> None:
+    want_lines, want_records = wants.lines, wants.records
     config = _CONFIG or AnalysisConfig()
     source = open_source(path)
     items: list[Item] = []
-    counted: Counter[str] | None = Counter() if want_records and for_summary else None
+    counted: Counter[str] | None = Counter() if want_records and wants.for_summary else None
     reads = SummaryCollector.reads
     send = conn.send_bytes
     state = [0, 0]  # packets and bytes read (process 0: the parent's progress)
