@@ -75,9 +75,10 @@ from dronewatch.core.pipeline import (
 )
 from dronewatch.exceptions import CaptureError
 from dronewatch.geoip.null import NullResolver
+from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import FlowEnd, Monitor, Tally
 from dronewatch.output.jsonl import record_line
-from dronewatch.output.summary import SummaryCollector
+from dronewatch.output.summary import FlowRow, SummaryCollector
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +111,10 @@ def run_split(
 
     The records the processes make reach `lines(log, data, count)` as JSONL lines (when given)
     and `records` as records (when given: sending them costs about as much as making them); when
-    `records` adds them to the terminal summary `summary`, the records of the logs it only
-    counts (`SummaryCollector.reads`) are counted by the processes instead and the counts added
-    to it at the end; the records the parent makes (egress, capture, devices, alerts, verdicts)
+    `records` adds them to the terminal summary `summary`, it gets of each flow record what the
+    summary reads (`FlowRow`), and the records of the logs it only counts
+    (`SummaryCollector.reads`) are counted by the processes instead and the counts added to it
+    at the end; the records the parent makes (egress, capture, devices, alerts, verdicts)
     reach `emit`. Raises
     CaptureError when the file cannot be read."""
     global _CONFIG
@@ -407,18 +409,21 @@ def _share(path: str, k: int, processes: int, conn: Connection, wants: _Wants) -
         flow = record_flow()
         if flow is not None and foreign and flow.uid in foreign:
             return  # a flow made for its facts: its owner writes it
-        keep = want_records
-        if counted is not None and not reads(record):
-            counted[record.log] += 1  # all the summary takes of it
-            if not want_lines:
-                return
-            keep = False
+        taken: Any = record if want_records else None
+        if counted is not None:
+            if isinstance(record, FlowRecord):
+                taken = FlowRow.of(record)  # what the summary reads of it
+            elif not reads(record):
+                counted[record.log] += 1  # all the summary takes of it
+                if not want_lines:
+                    return
+                taken = None
         items.append(
             (
                 position(),
                 record.log,
                 record_line(record) if want_lines else None,
-                record if keep else None,
+                taken,
             )
         )
         if len(items) >= BATCH:

@@ -6,7 +6,8 @@ import heapq
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TextIO, cast
+from operator import attrgetter
+from typing import NamedTuple, TextIO, cast
 
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import CaptureRecord
@@ -20,7 +21,7 @@ _ZERO_MAC = "00:00:00:00:00:00"
 _PLACEHOLDER_IPS = ("0.0.0.0", "::")
 
 
-def _category(rec: FlowRecord) -> str:
+def _category(rec: FlowRecord | FlowRow) -> str:
     """`category (vendor)` of a classified flow, `-` otherwise."""
     if not rec.category:
         return "-"
@@ -61,7 +62,7 @@ class DeviceSummary:
     pkts_in: int = 0
     bytes_out: int = 0
     bytes_in: int = 0
-    top: list[tuple[int, int, FlowRecord]] = field(default_factory=list)
+    top: list[tuple[int, int, FlowRecord | FlowRow]] = field(default_factory=list)
 
 
 MAX_DEVICES = 20
@@ -75,7 +76,39 @@ _VERDICT_RANK = {VIOLATION: 0, INCOMPLETE: 1, CLEAN: 2, NOT_APPLICABLE: 3}
 """The order the summary lists verdicts in: what needs attention first."""
 
 
-_READ_TYPES = (FlowRecord, CaptureRecord, VerdictRecord, Alert, DeviceRecord)
+class FlowRow(NamedTuple):
+    """What the summary reads of a flow record (`SummaryCollector.add` takes either): what a
+    process of a shared capture sends the parent for the summary instead of the record's 45
+    fields."""
+
+    orig_mac: str | None
+    orig_h: str
+    orig_pkts: int
+    resp_pkts: int
+    orig_bytes: int
+    resp_bytes: int
+    proto: str
+    resp_h: str
+    resp_p: int
+    service: str | None
+    link: str | None
+    server_name: str | None
+    category: str | None
+    vendor: str | None
+    duration_s: float
+
+    @property
+    def log(self) -> str:
+        return FlowRecord.log
+
+    @classmethod
+    def of(cls, record: FlowRecord) -> FlowRow:
+        return cls._make(_ROW_FIELDS(record))
+
+
+_ROW_FIELDS = attrgetter(*FlowRow._fields)
+
+_READ_TYPES = (FlowRecord, FlowRow, CaptureRecord, VerdictRecord, Alert, DeviceRecord)
 _READ_LOGS = frozenset({"remoteid", "dji_droneid", "dhcp"})
 """What `SummaryCollector.add` reads of beyond a log's count: these record types and logs."""
 
@@ -105,7 +138,7 @@ class SummaryCollector:
         """Local hosts considered and not taken for ground stations (when none was)."""
 
     @staticmethod
-    def reads(record: Record) -> bool:
+    def reads(record: Record | FlowRow) -> bool:
         """Whether `add` reads more of a record than its log's count: a process of a shared
         capture sends the parent those and counts the others itself (`add_counts`)."""
         return isinstance(record, _READ_TYPES) or record.log in _READ_LOGS
@@ -114,9 +147,9 @@ class SummaryCollector:
         """Records by log that were counted elsewhere, as if each had been added here."""
         self.logs.update(counts)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record | FlowRow) -> None:
         self.logs[record.log] += 1
-        if isinstance(record, FlowRecord):
+        if isinstance(record, (FlowRecord, FlowRow)):
             self._flow(record)
         elif not self.reads(record):
             return
@@ -160,7 +193,7 @@ class SummaryCollector:
         ranked = sorted(self.verdicts, key=lambda v: _VERDICT_RANK.get(v.verdict, 0))
         return ranked[: self.max_devices]
 
-    def _flow(self, rec: FlowRecord) -> None:
+    def _flow(self, rec: FlowRecord | FlowRow) -> None:
         # One device per MAC (its DHCP, link-local and routable addresses together); per address
         # when the capture has no usable MAC (raw IP, loopback).
         mac = rec.orig_mac if rec.orig_mac and rec.orig_mac != _ZERO_MAC else None

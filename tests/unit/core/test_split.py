@@ -31,7 +31,7 @@ from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.policy import Policy
-from dronewatch.output.summary import SummaryCollector
+from dronewatch.output.summary import FlowRow, SummaryCollector
 from tests.pcaps import PCAPS, THIRD_PARTY, all_captures
 from tests.unit.capture.captures import pcap_bytes
 from tests.unit.fastpath.test_bulk import EVENTS, LINKTYPES, body, frame, write_capture
@@ -393,8 +393,9 @@ def test_records_a_flows_last_bytes_make_fall_where_it_ends(tmp_path: Path) -> N
 )
 def test_the_summary_of_shared_processes_is_one_process_summary(capture: Path) -> None:
     """With the terminal summary as the records' taker, the processes send it only the records
-    it reads (flows, DHCP names, broadcasts) and count the others themselves: the summary
-    printed is one process's, its count of every log included."""
+    it reads (of each flow record what it reads, `FlowRow`; DHCP names, broadcasts) and count
+    the others themselves: the summary printed is one process's, its count of every log
+    included."""
     cfg = config()
     ref = SummaryCollector()
     run_source(FileSource(str(capture)), ref.add, cfg)
@@ -407,6 +408,8 @@ def test_the_summary_of_shared_processes_is_one_process_summary(capture: Path) -
 
     run_split(str(capture), 2, got.add, cfg, records=take, summary=got)
     assert all(SummaryCollector.reads(r) for r in handed)
+    assert any(isinstance(r, FlowRow) for r in handed)
+    assert not any(isinstance(r, FlowRecord) for r in handed)
     assert got.logs == ref.logs and sum(got.logs.values()) > len(handed)
     outs = []
     for collector in (ref, got):
