@@ -83,7 +83,9 @@ class QuicOptions:
     """Tunables of the QUIC analyzer."""
 
     max_initial_packets: int = 8
-    """Initial packets per flow to try to decrypt before giving up."""
+    """Initial packets per flow to try to decrypt before giving up; and datagrams read before a
+    client's first Initial of a version with keys (after long headers of other versions, or
+    from the server alone: that Initial out of view), past which the flow is given up."""
     max_crypto_bytes: int = 64 * 1024
     """Highest CRYPTO stream offset kept while reassembling the ClientHello."""
     ports: tuple[int, ...] = (443, 853, 784)
@@ -398,6 +400,8 @@ class QuicAnalyzer:
         self.ctx = ctx
         self.options = options or QuicOptions()
         self._state: dict[str, _QuicState] = {}  # keyed by flow.uid, dropped in flow_end
+        self._before: dict[str, int] = {}
+        """Datagrams read of each flow before its first Initial of a version with keys."""
 
     def wants(self, flow: Flow) -> bool:
         """QUIC runs over UDP."""
@@ -407,9 +411,13 @@ class QuicAnalyzer:
         """Decrypt the client's Initial packets until the ClientHello is complete."""
         if flow.proto != IP_PROTO_UDP or not pkt.payload:
             return
-        if pkt.src != flow.orig_h or pkt.sport != flow.orig_p:
-            return  # server Initials use other keys and carry no ClientHello
         state = self._state.get(flow.uid)
+        if pkt.src != flow.orig_h or pkt.sport != flow.orig_p:
+            # Server Initials use other keys and carry no ClientHello; before the client's, the
+            # server speaking says that Initial is out of view.
+            if state is None:
+                self._wait_for_initial(flow)
+            return
         if state is None and flow.service and flow.service != "quic":
             flow.decline(self.name)  # another protocol was recognised on it
             return
@@ -424,8 +432,11 @@ class QuicAnalyzer:
                     flow.decline(self.name)
                 elif flow.resp_p in self.options.ports:
                     self._unhandled_version(flow, pkt)
+                else:
+                    self._wait_for_initial(flow)
                 return
             state = self._state[flow.uid] = _QuicState(self.options.max_crypto_bytes)
+            self._before.pop(flow.uid, None)
         if state.done:
             return
         hello: ClientHello | None = None
@@ -443,8 +454,21 @@ class QuicAnalyzer:
             state.crypto.chunks.clear()
             flow.decline(self.name)
 
+    def _wait_for_initial(self, flow: Flow) -> None:
+        """Count a datagram that leaves the flow without a client Initial of a version with keys
+        (a long header of another version, which a version negotiation may follow; the server
+        speaking); the `max_initial_packets`-th gives the flow up: that Initial is not coming
+        into view (Zeek's analyzer stops at such a flow's first packet)."""
+        seen = self._before.get(flow.uid, 0) + 1
+        if seen >= self.options.max_initial_packets:
+            del self._before[flow.uid]
+            flow.decline(self.name)
+        else:
+            self._before[flow.uid] = seen
+
     def flow_end(self, flow: Flow) -> None:
         """Log a connection whose ClientHello was never complete, and drop the flow's state."""
+        self._before.pop(flow.uid, None)
         state = self._state.pop(flow.uid, None)
         if state is not None and state.decrypted and not state.emitted:
             self._emit(flow, state, None)

@@ -1,6 +1,7 @@
 """UDP analyzers give up a flow that shows no sign of their protocol, on the evidence the
-protocol's format gives (QUIC, DTLS) or after `probe_packets` datagrams (MAVLink, Tello, Parrot),
-instead of reading every datagram up to the engine's inspection bound."""
+protocol's format gives (QUIC, DTLS) or after `probe_packets` datagrams (MAVLink, Tello, Parrot;
+QUIC after `max_initial_packets` of a version it cannot read), instead of reading every datagram
+up to the engine's inspection bound."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def datagrams_until_declined(make: Analyzer, payload: bytes, port: int, most: in
         (QuicAnalyzer, RTP[:1].replace(b"\x80", b"\x40") + RTP[1:], 443, 1),  # short header
         (QuicAnalyzer, b"\x68\x01\x0d" + bytes(20), 8080, 1),  # no QUIC at all
         (QuicAnalyzer, RTP, 5004, 1),  # the high bit, but no fixed bit
-        (QuicAnalyzer, b"\xc0\x1a\x2a\x3a\x4a" + bytes(20), 9999, 41),  # a version to negotiate
+        # A version to negotiate: a client Initial of a version with keys may follow, within
+        # `max_initial_packets` datagrams.
+        (QuicAnalyzer, b"\xc0\x1a\x2a\x3a\x4a" + bytes(20), 9999, 8),
         (DtlsAnalyzer, RTP, 5004, 1),  # RTP is keyed by a handshake already done
         (DtlsAnalyzer, b"\x5a\xc3\x00\x00" + bytes(10), 19798, 1),  # no RFC 7983 range
         (DtlsAnalyzer, STUN, 3478, 41),  # ICE checks come before the handshake

@@ -371,6 +371,43 @@ def test_unknown_versions_elsewhere_or_malformed_are_not_logged(
     assert ctx.records == []
 
 
+@pytest.mark.parametrize("server", [False, True])
+def test_a_flow_without_an_initial_in_view_is_given_up(server: bool) -> None:
+    """Off QUIC's ports, client long headers of a version without keys, or the server speaking
+    before any client Initial: after `max_initial_packets` such datagrams the analyzer gives
+    the flow up (bounded inspection); a version negotiated within them is still read."""
+    ctx = RecordingContext()
+    analyzer = QuicAnalyzer(ctx, QuicOptions(max_initial_packets=3))
+    first = make_udp(UNKNOWN_VERSION_DATAGRAM, src=CLIENT, dst=SERVER, sport=50000, dport=5000)
+    flow = make_flow(first)
+    flow.inspector_names = ("quic",)
+
+    def datagram(i: int) -> Packet:
+        if server:
+            return make_udp(b"\xc0" * 40, src=SERVER, dst=CLIENT, sport=5000, dport=50000)
+        return make_udp(UNKNOWN_VERSION_DATAGRAM, src=CLIENT, dst=SERVER, sport=50000, dport=5000)
+
+    for i in range(2):
+        analyzer.packet(flow, datagram(i))
+    assert flow.inspector_names == ("quic",)
+    analyzer.packet(flow, datagram(2))
+    assert flow.inspector_names == () and analyzer._before == {}
+    # Within the bound, a client Initial of version 1 (after a version negotiation) is read.
+    ctx2 = RecordingContext()
+    reader = QuicAnalyzer(ctx2, QuicOptions(max_initial_packets=3))
+    flow2 = make_flow(first, uid="CTWO")
+    flow2.inspector_names = ("quic",)
+    for i in range(2):
+        reader.packet(flow2, datagram(i))
+    reader.packet(
+        flow2,
+        make_udp(RFC9001_CLIENT_INITIAL, src=CLIENT, dst=SERVER, sport=50000, dport=5000, ts=20.0),
+    )
+    reader.flow_end(flow2)
+    assert flow2.service == "quic" and reader._before == {}
+    assert [r.server_name for r in ctx2.of("quic")] == ["example.com"]
+
+
 def test_parse_invariant_header_allows_long_connection_ids() -> None:
     """The version-independent header allows connection IDs of up to 255 bytes (RFC 8999)."""
     datagram = b"\xc0\xfa\xce\xb0\x02\x30" + bytes(range(48)) + b"\x00" + bytes(4)
