@@ -1153,27 +1153,25 @@ class AnalyzerFailures:
 
     def facts(self, analyzer: str, fn: Callable[[Packet], None]) -> Callable[[Packet], None]:
         """`fn`, with its failures counted."""
-
-        def facts(pkt: Packet) -> None:
-            try:
-                fn(pkt)
-            except Exception:
-                if self.failed(analyzer, "facts", f"on frame {pkt.frame}"):
-                    raise
-
-        return facts
+        return self._of_packet(analyzer, "facts", fn)
 
     def frame(self, analyzer: str, fn: Callable[[Packet], None]) -> Callable[[Packet], None]:
         """`fn`, with its failures counted."""
+        return self._of_packet(analyzer, "frame", fn)
 
-        def frame(pkt: Packet) -> None:
+    def _of_packet(
+        self, analyzer: str, hook: str, fn: Callable[[Packet], None]
+    ) -> Callable[[Packet], None]:
+        """A hook called with a packet and no flow, with its failures counted under `hook`."""
+
+        def guarded(pkt: Packet) -> None:
             try:
                 fn(pkt)
             except Exception:
-                if self.failed(analyzer, "frame", f"on frame {pkt.frame}"):
+                if self.failed(analyzer, hook, f"on frame {pkt.frame}"):
                     raise
 
-        return frame
+        return guarded
 
     def done(self, analyzer: str, fn: Callable[[], None]) -> Callable[[], None]:
         """`fn`, with its failures counted."""
