@@ -5,9 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,6 +12,9 @@ os.environ.setdefault("TZ", "UTC")
 # Spools and data directories of the agents, replays and services the tests start stay out of the
 # home directory, and a run never delivers another run's leftovers.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="dronewatch-test-data-")
+# The validated rule packs are cached (`rulepack.load_packs`) in a directory of the run's own: the
+# bundled packs are parsed once per run, by whichever test or process loads them first.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dronewatch-test-cache-")
 # An exception in an analyzer's hook is raised, not counted (dronewatch.core.engine): an analyzer
 # that raises fails every test that reaches it. Tests that make one raise on purpose unset it.
 os.environ.setdefault("DRONEWATCH_STRICT_ANALYZERS", "1")
@@ -33,34 +33,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when the run was asked to rewrite golden files."""
     return bool(request.config.getoption("--update-golden"))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _bundled_rule_packs_parsed_once() -> Iterator[None]:
-    """`Classifier.load()` without user pack directories (as `Service.open` and `analyze` call it
-    in most tests) parses the bundled packs once per worker, not once per call: that parse was a
-    fifth of the suite's time. It returns a new Classifier over the same (frozen) rule set,
-    parsed again whenever a pack file is added, removed or changed (name, size, mtime) or the
-    bundled directory moves. Loads with user directories, and the tests of the loading itself
-    (`rulepack.load_packs`, `check_packs`), run the parse every time."""
-    from dronewatch.judge import classify, rulepack
-
-    real = classify.load_packs
-    parsed: dict[tuple[Any, ...], rulepack.RuleSet] = {}
-
-    def load_packs(dirs: Sequence[Path] = (), *, bundled: bool = True) -> rulepack.RuleSet:
-        directory = rulepack.bundled_rules_dir()
-        if dirs or not bundled or not directory.is_dir():
-            return real(dirs, bundled=bundled)
-        stats = [(p.name, p.stat()) for p in rulepack.pack_files(directory)]
-        key = (directory, *((name, st.st_mtime_ns, st.st_size) for name, st in stats))
-        if key not in parsed:
-            parsed[key] = real(dirs, bundled=bundled)
-        return parsed[key]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(classify, "load_packs", load_packs)
-        yield
 
 
 def is_system(nodeid: str) -> bool:

@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dronewatch.exceptions import PolicyError
@@ -48,7 +47,7 @@ def _timestamp(value: object) -> float:
 
 
 class WindowModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     start: float
     end: float | None = None
 
@@ -59,7 +58,7 @@ class WindowModel(BaseModel):
 
 
 class _PolicyFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     ldm: bool | None = None
     scope: Scope | None = None
     ldm_windows: list[WindowModel] | None = None
@@ -130,7 +129,7 @@ class DeviceModel(_PolicyFields):
 
 
 class PolicyModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     defaults: _PolicyFields = Field(default_factory=_PolicyFields)
     devices: list[DeviceModel] = Field(default_factory=list)
 
@@ -332,6 +331,8 @@ def _merge(defaults: _PolicyFields, dev: _PolicyFields, **ident: object) -> Devi
 
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy file; errors name the file and the field."""
+    import yaml  # only here: a policy file is the one YAML the runtime reads
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:

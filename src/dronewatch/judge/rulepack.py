@@ -8,20 +8,33 @@ match) and carries its own positive and negative test cases. See docs/rules.md.
 Errors are reported with the file and line of the offending YAML node: packs are parsed with
 PyYAML's composer so that every node keeps its start mark, and pydantic error locations such as
 `rules.3.match.sni` are walked back down the node tree.
+
+Validating every pack is a fifth of a second of start-up for every command (PyYAML, pydantic's
+validators); `load_packs` keeps the rule set it validated in the user's cache directory, under
+a digest of everything that made it (each pack file's name and bytes, this module's source, the
+versions of dronewatch, pydantic and Python), and reads it back while none of those changed. A
+cache file is read only when the user owns it and its directory and no one else may write them;
+packs with any issue are never cached (their errors are reported at every load).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.resources
 import ipaddress
 import logging
+import os
+import pickle
 import re
+import stat
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-import yaml
+import pydantic
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -35,7 +48,12 @@ from pydantic import (
     model_validator,
 )
 
+from dronewatch import __version__
 from dronewatch.exceptions import RulePackError
+from dronewatch.paths import default_cache_dir
+
+if TYPE_CHECKING:
+    import yaml  # imported where a pack is parsed: a cached rule set needs no YAML
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +258,7 @@ Port = Annotated[StrictInt, Field(ge=0, le=65535)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class MatchSpec(_Model):
@@ -479,6 +497,8 @@ def _walk_lines(
     node: yaml.Node, path: LinePath, lines: dict[LinePath, int], dupes: list[tuple[int, str]]
 ) -> None:
     """Record the 1-based line of every node under `node`, keyed by its data path."""
+    import yaml
+
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -535,6 +555,8 @@ class _Document:
 
 def _compose(text: str) -> _Document | None:
     """Parse one YAML document, keeping the lines of its nodes; None for an empty document."""
+    import yaml
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when built with it
     try:
         node = loader.get_single_node()
@@ -557,6 +579,8 @@ class _ParsedPack:
 
 def _parse_pack(path: Path, issues: list[LintIssue]) -> _ParsedPack | None:
     """Validate one pack file; record what is wrong in `issues`; return its valid rules."""
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -677,11 +701,89 @@ def load_packs(dirs: Sequence[Path] = (), *, bundled: bool = True) -> RuleSet:
         RulePackLintError: (a RulePackError) with every issue, when any pack is invalid or a
             rule id is defined twice.
     """
+    directories = ([bundled_rules_dir()] if bundled else []) + list(dirs)
+    digest = _digest(directories)
+    path = default_cache_dir() / f"rules-{digest}.pickle" if digest else None
+    if path is not None:
+        cached = _read_cached(path)
+        if cached is not None:
+            logger.debug("loaded %d rules from the cache %s", len(cached.rules), path)
+            return cached
     ruleset, issues = check_packs(dirs, bundled=bundled)
     if issues:
         raise RulePackLintError(issues)
     logger.debug("loaded %d rules from %d packs", len(ruleset.rules), len(ruleset.packs))
+    if path is not None:
+        _write_cached(path, ruleset)
     return ruleset
+
+
+_CACHE_KEEP = 16
+"""Cached rule sets kept (the newest): one per set of packs in use, old ones removed."""
+
+
+def _digest(directories: Sequence[Path]) -> str | None:
+    """The digest a rule set is cached under: of every input that made it (the name and bytes of
+    each pack file, in load order, this module's source, the versions of dronewatch, pydantic and
+    Python). None where a directory cannot be read or holds no pack (`check_packs` reports it)."""
+    h = hashlib.sha256()
+    try:
+        h.update(Path(__file__).read_bytes())
+        for part in (__version__, pydantic.VERSION, sys.version):
+            h.update(part.encode() + b"\0")
+        for directory in directories:
+            files = pack_files(directory)
+            if not files:
+                return None
+            for path in files:
+                data = path.read_bytes()
+                h.update(f"{path.resolve()}\0{len(data)}\0".encode())
+                h.update(data)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _private(st: os.stat_result) -> bool:
+    """Owned by this user and writable by no one else: safe to read a pickle from."""
+    return st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _read_cached(path: Path) -> RuleSet | None:
+    """The rule set cached at `path`; None when there is none, or it cannot be trusted or read."""
+    try:
+        if not _private(os.stat(path.parent)):
+            return None
+        with open(path, "rb") as fh:
+            if not _private(os.fstat(fh.fileno())):
+                return None
+            ruleset = pickle.load(fh)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a damaged file is made again, never fatal
+        logger.debug("rule cache %s not read: %s", path, exc)
+        return None
+    return ruleset if isinstance(ruleset, RuleSet) else None
+
+
+def _write_cached(path: Path, ruleset: RuleSet) -> None:
+    """Keep `ruleset` at `path` (written whole, then renamed), and the newest few others; a cache
+    that cannot be written is only logged."""
+    directory = path.parent
+    tmp = directory / f".{path.name}.{os.getpid()}"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            pickle.dump(ruleset, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        others = [p for p in directory.glob("rules-*.pickle") if p != path]
+        others.sort(key=lambda p: p.stat().st_mtime_ns)
+        for old in others[: max(0, len(others) - (_CACHE_KEEP - 1))]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:
+        logger.debug("rule cache %s not written: %s", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 __all__ = [
