@@ -702,8 +702,7 @@ def load_packs(dirs: Sequence[Path] = (), *, bundled: bool = True) -> RuleSet:
             rule id is defined twice.
     """
     directories = ([bundled_rules_dir()] if bundled else []) + list(dirs)
-    digest = _digest(directories)
-    path = default_cache_dir() / f"rules-{digest}.pickle" if digest else None
+    path = _cache_path(directories)
     if path is not None:
         cached = _read_cached(path)
         if cached is not None:
@@ -720,6 +719,18 @@ def load_packs(dirs: Sequence[Path] = (), *, bundled: bool = True) -> RuleSet:
 
 _CACHE_KEEP = 16
 """Cached rule sets kept (the newest): one per set of packs in use, old ones removed."""
+
+
+def _cache_path(directories: Sequence[Path]) -> Path | None:
+    """Where the rule set of these directories is cached; None where it is not (no digest, no
+    home directory to keep a cache in)."""
+    digest = _digest(directories)
+    if digest is None:
+        return None
+    try:
+        return default_cache_dir() / f"rules-{digest}.pickle"
+    except RuntimeError:  # Path.home(): no home directory (a service account without one)
+        return None
 
 
 def _digest(directories: Sequence[Path]) -> str | None:

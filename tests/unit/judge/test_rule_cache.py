@@ -156,3 +156,19 @@ def test_only_the_newest_cached_sets_are_kept(
     kept = {p.read_bytes() for p in cached_files(cache)}
     load_packs([packs])
     assert {p.read_bytes() for p in cached_files(cache)} == kept
+
+
+def test_no_home_directory_loads_without_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, validations: list[int]
+) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    packs = tmp_path / "packs"
+    write(packs, "sample.yaml", HEADER + GOOD_RULE)
+    assert load_packs([packs]).get("acme.cloud.api") is not None
+    assert load_packs([packs]).get("acme.cloud.api") is not None
+    assert len(validations) == 2
