@@ -18,7 +18,6 @@ from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig
 from dronewatch.exceptions import CaptureError, DronewatchError, PolicyError
 from dronewatch.judge.alert import VIOLATION_NOTES
-from dronewatch.judge.policy import load_policy
 from dronewatch.output.jsonl import FILE_BUFFER_BYTES, AlertExportWriter
 from dronewatch.output.progress import Progress
 from dronewatch.output.summary import MAX_ALERTS, MAX_DEVICES, SummaryCollector
@@ -130,7 +129,12 @@ def analysis_config(args: argparse.Namespace) -> AnalysisConfig:
     from dronewatch.judge.rulepack import CATEGORIES
 
     analyzers = analyzer_options(args.analyzer_option)
-    policy = with_devices(load_policy(args.policy) if args.policy else Policy(), args.device)
+    policy = Policy()
+    if args.policy:
+        from dronewatch.judge.policy_file import load_policy  # pydantic and PyYAML: only here
+
+        policy = load_policy(args.policy)
+    policy = with_devices(policy, args.device)
     windows = parse_windows(args.ldm_window)
     if args.ldm is not None:
         policy = policy.with_ldm(args.ldm == "on")

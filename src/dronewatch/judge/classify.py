@@ -844,7 +844,7 @@ def check_rule_tests(ruleset: RuleSet, classifier: Classifier | None = None) -> 
 
 
 def _case_text(case: RuleCase) -> str:
-    items: Iterable[tuple[str, object]] = case.model_dump(exclude_none=True).items()
+    items: Iterable[tuple[str, object]] = case.facts().items()
     return ", ".join(f"{k}={v}" for k, v in items)
 
 

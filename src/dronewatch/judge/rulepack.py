@@ -20,6 +20,7 @@ packs with any issue are never cached (their errors are reported at every load).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.resources
 import ipaddress
@@ -30,23 +31,9 @@ import re
 import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
-
-import pydantic
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-    model_validator,
-)
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 from dronewatch import __version__
 from dronewatch.exceptions import RulePackError
@@ -240,48 +227,75 @@ def _rule_id(value: str) -> str:
     return value
 
 
-HostPattern = Annotated[StrictStr, AfterValidator(_host_pattern)]
-PathPattern = Annotated[StrictStr, AfterValidator(_path_pattern)]
-MqttFilter = Annotated[StrictStr, AfterValidator(_mqtt_filter)]
-PortSpec = Annotated[str, BeforeValidator(_port_spec)]
-Cidr = Annotated[StrictStr, AfterValidator(_cidr)]
-IpText = Annotated[StrictStr, AfterValidator(_ip_address)]
-Ja4 = Annotated[StrictStr, AfterValidator(_ja4)]
-HexBytes = Annotated[StrictStr, AfterValidator(_hex)]
-LinkName = Annotated[StrictStr, AfterValidator(_link)]
-RuleId = Annotated[StrictStr, AfterValidator(_rule_id)]
-Text = Annotated[StrictStr, Field(min_length=1)]
-Port = Annotated[StrictInt, Field(ge=0, le=65535)]
+class _Pydantic:
+    """pydantic metadata of a field (`Field(min_length=1)`, `AfterValidator(check)`...), named
+    here and made only when a pack is validated (`_adapter`): the rule types are plain
+    dataclasses, so a rule set read from the cache needs nothing of pydantic, whose import is a
+    tenth of a second of every command's start-up."""
+
+    __slots__ = ("args", "kwargs", "name")
+
+    def __init__(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.name, self.args, self.kwargs = name, args, kwargs
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        import pydantic
+
+        return handler(Annotated[source, getattr(pydantic, self.name)(*self.args, **self.kwargs)])
+
+
+def _after(check: Any) -> _Pydantic:
+    return _Pydantic("AfterValidator", check)
+
+
+StrictStr = Annotated[str, _Pydantic("Strict")]
+StrictInt = Annotated[int, _Pydantic("Strict")]
+StrictBool = Annotated[bool, _Pydantic("Strict")]
+HostPattern = Annotated[StrictStr, _after(_host_pattern)]
+PathPattern = Annotated[StrictStr, _after(_path_pattern)]
+MqttFilter = Annotated[StrictStr, _after(_mqtt_filter)]
+PortSpec = Annotated[str, _Pydantic("BeforeValidator", _port_spec)]
+Cidr = Annotated[StrictStr, _after(_cidr)]
+IpText = Annotated[StrictStr, _after(_ip_address)]
+Ja4 = Annotated[StrictStr, _after(_ja4)]
+HexBytes = Annotated[StrictStr, _after(_hex)]
+LinkName = Annotated[StrictStr, _after(_link)]
+RuleId = Annotated[StrictStr, _after(_rule_id)]
+Text = Annotated[StrictStr, _Pydantic("Field", min_length=1)]
+Port = Annotated[StrictInt, _Pydantic("Field", ge=0, le=65535)]
+NonEmpty = _Pydantic("Field", min_length=1)
+"""A list condition, when given, names at least one value."""
 
 
 # --- schema -----------------------------------------------------------------------------------
 
+_FORBID: dict[str, Any] = {"extra": "forbid"}
+"""pydantic's configuration of every type below: a key the schema does not name is an error."""
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-
-class MatchSpec(_Model):
+@dataclass(frozen=True, slots=True)
+class MatchSpec:
     """Conditions on a flow: every condition given must hold; in a list, any value may match."""
 
-    host: list[HostPattern] | None = Field(default=None, min_length=1)
+    __pydantic_config__: ClassVar[dict[str, Any]] = _FORBID
+    host: Annotated[list[HostPattern] | None, NonEmpty] = None
     """Any destination name: SNI, QUIC SNI, HTTP Host, the DNS name of the responder, a query."""
-    sni: list[HostPattern] | None = Field(default=None, min_length=1)
-    dns_name: list[HostPattern] | None = Field(default=None, min_length=1)
+    sni: Annotated[list[HostPattern] | None, NonEmpty] = None
+    dns_name: Annotated[list[HostPattern] | None, NonEmpty] = None
     """The responder's name from the DNS cache, or a name the flow asked DNS for."""
-    http_host: list[HostPattern] | None = Field(default=None, min_length=1)
-    quic_sni: list[HostPattern] | None = Field(default=None, min_length=1)
-    http_path: list[PathPattern] | None = Field(default=None, min_length=1)
+    http_host: Annotated[list[HostPattern] | None, NonEmpty] = None
+    quic_sni: Annotated[list[HostPattern] | None, NonEmpty] = None
+    http_path: Annotated[list[PathPattern] | None, NonEmpty] = None
     """Path prefixes (matched at a `/` boundary) or globs (`*` crosses `/`); query ignored."""
-    mqtt_topic: list[MqttFilter] | None = Field(default=None, min_length=1)
+    mqtt_topic: Annotated[list[MqttFilter] | None, NonEmpty] = None
     """MQTT filters with `+` (one level) and `#` (the rest), against `mqtt_topics`."""
-    ports: list[PortSpec] | None = Field(default=None, min_length=1)
+    ports: Annotated[list[PortSpec] | None, NonEmpty] = None
     """Responder ports: integers or `"low-high"` ranges."""
     proto: Literal["tcp", "udp"] | None = None
-    ip: list[Cidr] | None = Field(default=None, min_length=1)
+    ip: Annotated[list[Cidr] | None, NonEmpty] = None
     """Responder address in one of these networks."""
-    asn: list[StrictInt] | None = Field(default=None, min_length=1)
-    ja4: list[Ja4] | None = Field(default=None, min_length=1)
+    asn: Annotated[list[StrictInt] | None, NonEmpty] = None
+    ja4: Annotated[list[Ja4] | None, NonEmpty] = None
     payload_prefix: HexBytes | None = None
     """The first payload bytes, as hex; only known when the caller passes the payload."""
     link: LinkName | None = None
@@ -291,18 +305,14 @@ class MatchSpec(_Model):
     local: StrictBool = False
     """The rule describes a local drone-link flow: it never matches a public responder."""
 
-    @model_validator(mode="after")
-    def _has_condition(self) -> MatchSpec:
+    def __post_init__(self) -> None:
         if not self.conditions():
             raise ValueError("match needs at least one condition (a rule must not match all)")
-        return self
 
     def conditions(self) -> list[str]:
         """Names of the conditions given (`local` is a guard, not a condition)."""
         return [
-            name
-            for name in type(self).model_fields
-            if name != "local" and getattr(self, name) is not None
+            f.name for f in fields(self) if f.name != "local" and getattr(self, f.name) is not None
         ]
 
     def name_conditions(self) -> list[str]:
@@ -310,9 +320,11 @@ class MatchSpec(_Model):
         return [name for name in NAME_FIELDS if getattr(self, name) is not None]
 
 
-class RuleCase(_Model):
+@dataclass(frozen=True, slots=True)
+class RuleCase:
     """Facts of one flow for a rule's test: the fields a classifier reads off a flow."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _FORBID
     sni: StrictStr | None = None
     quic_sni: StrictStr | None = None
     http_host: StrictStr | None = None
@@ -329,29 +341,35 @@ class RuleCase(_Model):
     service: StrictStr | None = None
     payload: HexBytes | None = None
 
-    @model_validator(mode="after")
-    def _not_empty(self) -> RuleCase:
-        if not self.model_fields_set:
+    def __post_init__(self) -> None:
+        if not self.facts():
             raise ValueError("a test case needs at least one flow fact")
-        return self
+
+    def facts(self) -> dict[str, Any]:
+        """The facts the case gives, by name, in field order."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
 
-class RuleTests(_Model):
+@dataclass(frozen=True, slots=True)
+class RuleTests:
     """A rule's own test cases: flows that must classify to it, and flows that must not."""
 
-    match: list[RuleCase] = Field(min_length=1)
-    no_match: list[RuleCase] = Field(min_length=1)
+    __pydantic_config__: ClassVar[dict[str, Any]] = _FORBID
+    match: Annotated[list[RuleCase], NonEmpty]
+    no_match: Annotated[list[RuleCase], NonEmpty]
 
 
-class Rule(_Model):
-    """One classification rule."""
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One classification rule (`validate_rule` makes one of a pack's mapping)."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _FORBID
     id: RuleId
     vendor: Text
     app: Text
     """The app(s) the rule is about, or `any` for a vendor-wide rule."""
     category: Category
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: Annotated[float, _Pydantic("Field", ge=0.0, le=1.0)]
     evidence: Evidence
     """E (seen literally in a cited source), E-w (weak source), I (inferred)."""
     source: Text
@@ -365,31 +383,44 @@ class Rule(_Model):
     """For a local drone-link rule: which end the responder (the port matched) is. A flow the rule
     matches then names its ground station and its aircraft (dronewatch.judge.devices)."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_severity(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "severity" not in data:
-            # An unknown category is reported on its own; do not add a missing-severity error.
-            default = DEFAULT_SEVERITY.get(str(data.get("category")), "medium")
-            return {**data, "severity": default}
-        return data
-
-    @model_validator(mode="after")
-    def _local_consistent(self) -> Rule:
+    def __post_init__(self) -> None:
         if self.match.local and self.match.name_conditions():
             raise ValueError("a local rule (local: true) cannot match on destination names")
         if self.match.local != (self.category == "local_link"):
             raise ValueError("category local_link and local: true go together")
         if self.responder is not None and not self.match.local:
             raise ValueError("responder (aircraft or ground_station) is for local rules only")
-        return self
 
 
-class _PackHeader(_Model):
-    pack: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+@dataclass(frozen=True, slots=True)
+class _PackHeader:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _FORBID
+    pack: Annotated[StrictStr, _Pydantic("Field", pattern=r"^[a-z][a-z0-9_-]*$")]
     version: StrictInt | StrictStr
     description: Text
-    rules: list[Any] = Field(min_length=1)
+    rules: Annotated[list[Any], NonEmpty]
+
+
+@functools.cache
+def _adapter(cls: type) -> Any:
+    """The pydantic validator of one of the types above, made at its first use."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
+
+
+def _with_severity(data: Any) -> Any:
+    """A rule's mapping with the severity of its category where it sets none (an unknown
+    category is reported on its own: no missing-severity error is added)."""
+    if isinstance(data, dict) and "severity" not in data:
+        return {**data, "severity": DEFAULT_SEVERITY.get(str(data.get("category")), "medium")}
+    return data
+
+
+def validate_rule(data: Any) -> Rule:
+    """The rule of a pack's mapping, validated (pydantic's ValidationError when it is not)."""
+    rule: Rule = _adapter(Rule).validate_python(_with_severity(data))
+    return rule
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -531,7 +562,7 @@ def _line_of(loc: Sequence[str | int], lines: Mapping[LinePath, int]) -> int:
 def _message(err: Mapping[str, Any]) -> str:
     loc = ".".join(str(p) for p in err["loc"] if _is_path_part(p))
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"{loc}: unknown key {str(err['loc'][-1])!r}"
     if kind == "missing":
         return f"{loc}: missing required key {str(err['loc'][-1])!r}"
@@ -580,6 +611,7 @@ class _ParsedPack:
 def _parse_pack(path: Path, issues: list[LintIssue]) -> _ParsedPack | None:
     """Validate one pack file; record what is wrong in `issues`; return its valid rules."""
     import yaml
+    from pydantic import ValidationError
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -607,7 +639,7 @@ def _parse_pack(path: Path, issues: list[LintIssue]) -> _ParsedPack | None:
         issues.append(LintIssue(path, 1, "a pack is a mapping with pack, version, rules"))
         return None
     try:
-        header = _PackHeader.model_validate(data)
+        header: _PackHeader = _adapter(_PackHeader).validate_python(data)
     except ValidationError as exc:
         for err in exc.errors():
             issues.append(LintIssue(path, _line_of(err["loc"], lines), _message(err)))
@@ -615,7 +647,7 @@ def _parse_pack(path: Path, issues: list[LintIssue]) -> _ParsedPack | None:
     rules: list[tuple[Rule, RuleOrigin]] = []
     for i, raw in enumerate(header.rules):
         try:
-            rule = Rule.model_validate(raw)
+            rule = validate_rule(raw)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ("rules", i, *err["loc"])
@@ -740,7 +772,7 @@ def _digest(directories: Sequence[Path]) -> str | None:
     h = hashlib.sha256()
     try:
         h.update(Path(__file__).read_bytes())
-        for part in (__version__, pydantic.VERSION, sys.version):
+        for part in (__version__, _pydantic_version(), sys.version):
             h.update(part.encode() + b"\0")
         for directory in directories:
             files = pack_files(directory)
@@ -753,6 +785,16 @@ def _digest(directories: Sequence[Path]) -> str | None:
     except OSError:
         return None
     return h.hexdigest()
+
+
+def _pydantic_version() -> str:
+    """The installed pydantic's version, read without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pydantic")
+    except PackageNotFoundError:
+        return ""
 
 
 def _private(st: os.stat_result) -> bool:

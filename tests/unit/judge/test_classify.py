@@ -22,7 +22,7 @@ from dronewatch.judge.classify import (
     normalize_name,
     topic_matches,
 )
-from dronewatch.judge.rulepack import Rule, RuleSet, load_packs
+from dronewatch.judge.rulepack import Rule, RuleSet, load_packs, validate_rule
 from tests.factories import ip
 
 
@@ -41,7 +41,7 @@ def make_rule(rule_id: str, match: dict[str, object], **fields: object) -> Rule:
         "tests": {"match": [{"sni": "placeholder"}], "no_match": [{"sni": "placeholder"}]},
     }
     data.update(fields)
-    return Rule.model_validate(data)
+    return validate_rule(data)
 
 
 def classifier(*rules: Rule) -> Classifier:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dronewatch.exceptions import PolicyError
-from dronewatch.judge.policy import DevicePolicy, load_policy, parse_windows
+from dronewatch.judge.policy import DevicePolicy, parse_windows
+from dronewatch.judge.policy_file import load_policy
 
 POLICY = """
 defaults:

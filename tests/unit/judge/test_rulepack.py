@@ -11,12 +11,12 @@ from dronewatch.exceptions import RulePackError
 from dronewatch.judge.rulepack import (
     CATEGORIES,
     LintIssue,
-    Rule,
     RulePackLintError,
     bundled_rules_dir,
     check_packs,
     load_packs,
     parse_port_spec,
+    validate_rule,
 )
 
 HEADER = """\
@@ -263,7 +263,7 @@ def _rule(**changes: object) -> dict[str, object]:
         ({"match": {"ports": [9003], "local": True}}, "local_link and local: true"),
         ({"category": "local_link", "match": {"host": ["x.acme.example"], "local": True}}, "names"),
         ({"tests": {"match": [{}], "no_match": [{"sni": "x"}]}}, "at least one flow fact"),
-        ({"tests": {"match": [{"sni": "a"}], "no_match": [{"colour": "x"}]}}, "Extra inputs"),
+        ({"tests": {"match": [{"sni": "a"}], "no_match": [{"colour": "x"}]}}, "no_match.0.colour"),
         ({"tests": {"match": [{"resp_ip": "10.0.0"}], "no_match": [{"sni": "x"}]}}, "IP address"),
         ({"match": {"host": ["  "]}}, "empty host pattern"),
         ({"match": {"host": [".bad!.example"]}}, "invalid label"),
@@ -277,13 +277,13 @@ def _rule(**changes: object) -> dict[str, object]:
 def test_schema_rejects(changes: dict[str, object], needle: str) -> None:
     """Each malformed rule field is rejected with a message naming the problem."""
     with pytest.raises(ValueError) as info:
-        Rule.model_validate(_rule(**changes))
+        validate_rule(_rule(**changes))
     assert needle in str(info.value)
 
 
 def test_patterns_are_normalised() -> None:
     """Host patterns are lower-cased, ports and CIDRs put in canonical form."""
-    rule = Rule.model_validate(
+    rule = validate_rule(
         _rule(
             match={
                 "host": ["API.Acme.Example.", ".Acme.Example", "Light-*.Acme.Example"],
@@ -315,7 +315,7 @@ def test_bundled_rules_dir_holds_the_packs() -> None:
 def test_policy_accepts_exactly_the_rule_categories(tmp_path: Path) -> None:
     """A policy may allow every rule category, and nothing else."""
     from dronewatch.exceptions import PolicyError
-    from dronewatch.judge.policy import load_policy
+    from dronewatch.judge.policy_file import load_policy
 
     good = tmp_path / "good.yaml"
     good.write_text(f"defaults:\n  allowed_categories: [{', '.join(CATEGORIES)}]\n")
