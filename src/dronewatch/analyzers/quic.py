@@ -18,12 +18,6 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
 from dronewatch.analyzers._tls_hello import ClientHello, fingerprints, parse_client_hello
 from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
@@ -127,6 +121,11 @@ class InitialKeys:
 
 
 def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
+    # `cryptography` is imported where an Initial is first decrypted, not with the analyzer: a
+    # capture without QUIC (a drone's Wi-Fi link) never needs it, and it is 20 ms of start-up.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
     # RFC 8446 7.1 HkdfLabel: uint16 length, opaque label<7..255>, opaque context<0..255>.
     full = b"tls13 " + label
     info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
@@ -226,6 +225,10 @@ def decrypt_initial(
     `pos` is where the packet starts in `datagram`. The packet number is the truncated one, which
     is the real one for the first packets of a connection.
     """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     pn_offset, end = header.pn_offset, header.end
     # RFC 9001 5.4.2: the sample starts 4 bytes after the packet number field starts.
     sample = datagram[pn_offset + 4 : pn_offset + 20]
