@@ -19,7 +19,8 @@ of a paired record counts once; a Zeek record without a partner counts each of i
 disagreement. Records only dronewatch wrote are counted apart (`extra`).
 
 The logs: conn (dronewatch flows), dns (dronewatch's dns and, for mDNS, its per-message
-mdns_messages records), http, ssl (dronewatch tls), quic, dhcp (dronewatch's
+mdns_messages records), http, ssl (dronewatch tls, and for the TLS of a QUIC connection its
+quic record, without `established`), quic, dhcp (dronewatch's
 per-message records folded into Zeek's per-transaction ones by the tool) and mqtt (Zeek's
 mqtt_connect, mqtt_publish and mqtt_subscribe logs), and tunnel (one line per tunnel of
 dronewatch's flows). A connection that came through a tunnel is compared by its inner endpoints,
@@ -689,9 +690,21 @@ HTTP_FIELDS = (
 )
 
 
+def _or_none(v: Any) -> Any:
+    """An empty value as an unset one (a connection ID dronewatch did not see is `""`)."""
+    return v or None
+
+
 def _zero_len(v: Any) -> Any:
     # Zeek logs 0 for an absent body; dronewatch leaves the field out.
     return 0 if v is None else int(v)
+
+
+def _established_z(rec: Rec) -> Any:
+    """Zeek's `established`, but not of a QUIC connection: dronewatch's quic record has none
+    (the TLS handshake ends in QUIC Handshake packets, which Initial keys do not open; Zeek
+    logs F for every one)."""
+    return SKIP if rec.get("_quic") else zf("established", _bool)(rec)
 
 
 SSL_FIELDS = (
@@ -699,7 +712,7 @@ SSL_FIELDS = (
     Field("version", zf("version", _tls_version), df("version", _tls_version)),
     Field("cipher", zf("cipher"), df("cipher")),
     Field("server_name", zf("server_name"), df("server_name")),
-    Field("established", zf("established", _bool), df("established", _bool)),
+    Field("established", _established_z, df("established", _bool)),
 )
 
 QUIC_FIELDS = (
@@ -709,6 +722,7 @@ QUIC_FIELDS = (
     Field("client_scid", zf("client_scid"), df("scid")),
     Field("server_name", zf("server_name"), df("server_name")),
     Field("client_protocol", zf("client_protocol"), df("alpn", lambda v: v[0] if v else None)),
+    Field("server_scid", zf("server_scid", _or_none), df("server_scid", _or_none)),
 )
 
 DHCP_FIELDS = (
@@ -740,17 +754,21 @@ MQTT_FIELDS = (
 
 def zeek_records(log: str, files: list[Path]) -> list[Rec]:
     """The baseline's records of `log`, folded where the tool compares folded ones (mqtt). The
-    ssl records of QUIC connections (Zeek logs their TLS handshake in ssl.log too) are left to
-    the quic comparison: dronewatch writes a quic record for them, not a tls one."""
+    ssl records of QUIC connections (Zeek logs their TLS handshake in ssl.log too; dronewatch
+    in the connection's quic record) are marked `_quic`: `dw_records` pairs them with the quic
+    records."""
     if log == "conn":
         return _zeek_conn(files)
     if log == "tunnel":
         tunnels = sorted(set(zeek_tunnels(files).values()))
         return [{"tunnel_type": t[0], "_ends": t[1:]} for t in tunnels]
     if log == "ssl":
-        quic = files[0].parent / "quic.log"
-        skip = {r.get("uid") for r in read_zeek_log(quic)} if quic.is_file() else set()
-        return [r for f in files for r in read_zeek_log(f) if r.get("uid") not in skip]
+        quic = _quic_uids(files[0].parent)
+        return [
+            {**r, "_quic": True} if r.get("uid") in quic else r
+            for f in files
+            for r in read_zeek_log(f)
+        ]
     if log != "mqtt":
         return [r for f in files for r in read_zeek_log(f)]
     out: list[Rec] = []
@@ -783,12 +801,34 @@ def zeek_records(log: str, files: list[Path]) -> list[Rec]:
     return out
 
 
+def _quic_uids(directory: Path) -> set[Any]:
+    """The uids of a baseline's QUIC connections: those of its quic.log, and those its conn.log
+    (or a cut of it) gives the service `quic` (a baseline may keep the ssl.log alone)."""
+    uids: set[Any] = set()
+    for name in ("quic.log", "conn.log", "conn.log.cut"):
+        path = directory / name
+        if not path.is_file():
+            continue
+        for r in read_zeek_log(path):
+            if name == "quic.log" or "quic" in str(r.get("service") or "").split(","):
+                uids.add(r.get("uid"))
+    uids.discard(None)
+    return uids
+
+
 def dw_records(log: str, records: dict[str, list[Rec]]) -> list[Rec]:
     """dronewatch's records that compare with Zeek's `log`."""
     if log == "conn":
         return records.get("flows", [])
     if log == "ssl":
-        return records.get("tls", [])
+        # The TLS of a QUIC connection is in its quic record (`tls_version`), when its client
+        # Initials decrypted (a version without keys shows no TLS, and Zeek logs no ssl).
+        quic = [
+            {**r, "version": r.get("tls_version")}
+            for r in records.get("quic", [])
+            if r.get("version") in ("1", "2")
+        ]
+        return records.get("tls", []) + quic
     if log == "tunnel":
         return _dw_tunnels(records.get("flows", []))
     if log == "dns":  # Zeek's DNS analyzer reads mDNS too: one dns.log line per message

@@ -22,6 +22,9 @@ from tests.pcaps import GOLDEN, ROOT, THIRD_PARTY, capture
 BASELINES = GOLDEN / "zeek_baselines"
 
 KNOWN: dict[tuple[str, str], str] = {
+    ("quic_interop_quic-go_quic-go_retry.pcap", "+"): "a connection answered with a Retry is two "
+    "quic records in both (the attempt, then the handshake) and one ssl record in Zeek's "
+    "ssl.log: the attempt's TLS is one dronewatch writes alone",
     ("communityid_sctp.pcap", "orig_bytes"): "Zeek reads no SCTP header, so no payload bytes "
     "(unknown_transport; its ports, 0, are mapped as a spelling); dronewatch reads them",
     ("communityid_sctp.pcap", "resp_bytes"): "as orig_bytes",

@@ -1,9 +1,10 @@
-"""QUIC: decrypt the client's Initial packets and read the TLS ClientHello into quic.jsonl.
+"""QUIC: decrypt the Initial packets of both ends and read the TLS hellos into quic.jsonl.
 
 Initial packets are encrypted, but with keys anyone can derive from the Destination Connection
 ID the client chose (RFC 9001 section 5.2, RFC 9369 section 3.3 for version 2), so the server
-name, ALPN offer and JA4 fingerprint are visible to a passive observer. Only the first few
-Initial packets of a flow are decrypted.
+name, ALPN offer and JA4 fingerprint of the client's ClientHello, and the TLS version and cipher
+suite of the server's ServerHello, are visible to a passive observer. Only the first few Initial
+packets of each end are decrypted.
 
 A client's long-header packet of a version the analyzer has no keys for (a draft, a vendor's
 own version, a future one), sent to one of QUIC's ports, is logged with what the
@@ -18,7 +19,17 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dronewatch.analyzers._tls_hello import ClientHello, fingerprints, parse_client_hello
+from dronewatch.analyzers._tls_hello import (
+    TLS_HANDSHAKE_CLIENT_HELLO,
+    TLS_HANDSHAKE_SERVER_HELLO,
+    ClientHello,
+    ServerHello,
+    fingerprints,
+    parse_client_hello,
+    parse_server_hello,
+    tls_cipher_name,
+    tls_version_name,
+)
 from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -79,9 +90,10 @@ class QuicOptions:
     max_initial_packets: int = 8
     """Initial packets per flow to try to decrypt before giving up; and datagrams read before a
     client's first Initial of a version with keys (after long headers of other versions, or
-    from the server alone: that Initial out of view), past which the flow is given up."""
+    from the server alone: that Initial out of view), past which the flow is given up; and
+    datagrams of the server read for its ServerHello."""
     max_crypto_bytes: int = 64 * 1024
-    """Highest CRYPTO stream offset kept while reassembling the ClientHello."""
+    """Highest CRYPTO stream offset kept while reassembling a hello."""
     ports: tuple[int, ...] = (443, 853, 784)
     """UDP server ports where a client's long-header packet of a version the analyzer cannot
     decrypt is logged with its version and connection IDs (HTTP/3, DNS over QUIC, as Zeek's
@@ -90,9 +102,12 @@ class QuicOptions:
 
 @dataclass(frozen=True, slots=True)
 class QuicRecord(ConnRecord):
-    """The ClientHello of a QUIC connection, read from the client's Initial packets.
+    """The TLS handshake of a QUIC connection: the ClientHello, read from the client's Initial
+    packets, and what the server chose in its ServerHello, read from the server's.
 
-    `ts` is the time of the first client Initial packet that decrypted.
+    `ts` is the time of the first client Initial packet that decrypted. The record is written
+    once the server's ServerHello is read, or its Initials were given up (not in view, not
+    decrypting), or when the flow ends.
     """
 
     log: ClassVar[str] = "quic"
@@ -109,6 +124,13 @@ class QuicRecord(ConnRecord):
     """Application protocols the client offered (`h3`)."""
     ja4: str | None = None
     """FoxIO JA4 fingerprint of the ClientHello, with the `q` prefix."""
+    server_scid: str = ""
+    """Source Connection ID the server chose, hex, from its first Initial that decrypted."""
+    tls_version: str | None = None
+    """TLS version the server chose in its ServerHello (`TLSv1.3`); None when no ServerHello
+    was read (the server's Initials not in view)."""
+    cipher: str | None = None
+    """Cipher suite the server chose in its ServerHello: IANA name when known, else hex."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +156,22 @@ def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
 
 def client_initial_keys(dcid: bytes, version: int) -> InitialKeys:
     """Keys protecting the client's Initial packets, derived from the client-chosen DCID."""
+    return _initial_keys(dcid, version, b"client in")
+
+
+def server_initial_keys(dcid: bytes, version: int) -> InitialKeys:
+    """Keys protecting the server's Initial packets, derived from the same client-chosen DCID
+    (RFC 9001 5.2: `server in`)."""
+    return _initial_keys(dcid, version, b"server in")
+
+
+def _initial_keys(dcid: bytes, version: int, side: bytes) -> InitialKeys:
     params = _VERSIONS.get(version)
     if params is None:
         raise DecodeError(f"quic: no Initial keys for version 0x{version:08x}")
     # HKDF-Extract is HMAC with the salt as key (RFC 5869 2.2).
     initial_secret = hmac.new(params.salt, dcid, hashlib.sha256).digest()
-    secret = _expand_label(initial_secret, b"client in", 32)
+    secret = _expand_label(initial_secret, side, 32)
     key_label, iv_label, hp_label = params.labels
     return InitialKeys(
         key=_expand_label(secret, key_label, 16),
@@ -317,14 +349,37 @@ class _CryptoStream:
         data = self.contiguous()
         if len(data) < 4:
             return None
-        needed = 4 + int.from_bytes(data[1:4], "big")
-        if needed > self.limit:
-            raise DecodeError(f"quic: handshake message of {needed} bytes")
+        needed = self._needed(data, 0)
         if len(data) < needed:
-            if data[0] != 1:
+            if data[0] != TLS_HANDSHAKE_CLIENT_HELLO:
                 raise DecodeError(f"quic: CRYPTO stream starts with handshake type {data[0]}")
             return None
         return parse_client_hello(data[:needed])
+
+    def server_hello(self) -> ServerHello | None:
+        """The server's ServerHello, once all of it is there: the first message of its Initial
+        stream, or the one after a HelloRetryRequest (RFC 8446 4.1.4; QUIC carries both, and
+        the client's second ClientHello, in Initial packets, RFC 9001 4.1.4)."""
+        data = self.contiguous()
+        pos = 0
+        while len(data) - pos >= 4:
+            if data[pos] != TLS_HANDSHAKE_SERVER_HELLO:
+                raise DecodeError(f"quic: server's CRYPTO stream holds handshake type {data[pos]}")
+            needed = self._needed(data, pos)
+            if len(data) - pos < needed:
+                return None
+            hello = parse_server_hello(data[pos : pos + needed])
+            if not hello.hello_retry_request:
+                return hello
+            pos += needed
+        return None
+
+    def _needed(self, data: bytes, pos: int) -> int:
+        """Bytes of the handshake message at `pos`, its header included."""
+        needed = 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
+        if pos + needed > self.limit:
+            raise DecodeError(f"quic: handshake message of {needed} bytes")
+        return needed
 
 
 class _QuicState:
@@ -334,12 +389,20 @@ class _QuicState:
         "version",
         "dcid",
         "scid",
+        "dcids",
         "keys",
         "crypto",
         "tried",
         "ts",
         "decrypted",
         "done",
+        "hello",
+        "server_crypto",
+        "server_seen",
+        "server_scid",
+        "server_hello",
+        "server_done",
+        "retried",
         "emitted",
     )
 
@@ -348,8 +411,11 @@ class _QuicState:
         self.dcid = b""
         """DCID whose keys decrypted the first Initial packet."""
         self.scid = b""
-        self.keys: dict[tuple[bytes, int], InitialKeys] = {}
-        """Keys derived so far, by (DCID, version)."""
+        self.dcids: dict[bytes, None] = {}
+        """Every DCID whose keys decrypted a client Initial, in order (a Retry adds one): the
+        server's Initials are protected with keys from one of them."""
+        self.keys: dict[tuple[bytes, int, bool], InitialKeys] = {}
+        """Keys derived so far, by (DCID, version, whether the server's)."""
         self.crypto = _CryptoStream(limit)
         self.tried = 0
         """Initial packets we tried to decrypt."""
@@ -357,12 +423,24 @@ class _QuicState:
         """Time of the first Initial packet that decrypted."""
         self.decrypted = False
         self.done = False
+        """The client's side is read: its ClientHello, or given up."""
+        self.hello: ClientHello | None = None
+        self.server_crypto = _CryptoStream(limit)
+        self.server_seen = 0
+        """Datagrams of the server read for its ServerHello."""
+        self.server_scid = b""
+        self.server_hello: ServerHello | None = None
+        self.server_done = False
+        """The server's side is read: its ServerHello, or given up."""
+        self.retried = False
+        """This attempt follows a Retry (a client takes one Retry per connection)."""
         self.emitted = False
 
-    def keys_for(self, dcid: bytes, version: int) -> InitialKeys:
-        keys = self.keys.get((dcid, version))
+    def keys_for(self, dcid: bytes, version: int, server: bool = False) -> InitialKeys:
+        keys = self.keys.get((dcid, version, server))
         if keys is None:
-            keys = self.keys[(dcid, version)] = client_initial_keys(dcid, version)
+            derive = server_initial_keys if server else client_initial_keys
+            keys = self.keys[(dcid, version, server)] = derive(dcid, version)
         return keys
 
 
@@ -411,15 +489,17 @@ class QuicAnalyzer:
         return flow.proto == IP_PROTO_UDP
 
     def packet(self, flow: Flow, pkt: Packet) -> None:
-        """Decrypt the client's Initial packets until the ClientHello is complete."""
+        """Decrypt the client's Initial packets until the ClientHello is complete, and the
+        server's until its ServerHello is."""
         if flow.proto != IP_PROTO_UDP or not pkt.payload:
             return
         state = self._state.get(flow.uid)
         if pkt.src != flow.orig_h or pkt.sport != flow.orig_p:
-            # Server Initials use other keys and carry no ClientHello; before the client's, the
-            # server speaking says that Initial is out of view.
+            # Before the client's Initial, the server speaking says that Initial is out of view.
             if state is None:
                 self._wait_for_initial(flow)
+            elif not state.server_done:
+                self._server_datagram(flow, state, pkt)
             return
         if state is None and flow.service and flow.service != "quic":
             flow.decline(self.name)  # another protocol was recognised on it
@@ -450,12 +530,101 @@ class QuicAnalyzer:
             state.done = True
         if hello is not None:
             state.done = True
-            self._publish(flow, state, hello)
+            state.hello = hello
+            self._publish(flow, hello)
         elif state.tried >= self.options.max_initial_packets:
             state.done = True
         if state.done:
             state.crypto.chunks.clear()
+            if not state.decrypted:
+                state.server_done = True  # no client Initial decrypted: nothing to log
+            self._settle(flow, state)
+
+    def _settle(self, flow: Flow, state: _QuicState) -> None:
+        """Once both sides are read, log the handshake and let the flow go; with the client's
+        side read, wait for the server's Initial (a flow seen one way stops being inspected
+        after the engine's `stall_packets`, and its record is written when it ends)."""
+        if not state.done:
+            return
+        if state.server_done:
+            if state.decrypted and not state.emitted:
+                self._emit(flow, state)
             flow.decline(self.name)
+        else:
+            flow.wait(self.name, "the server's Initial", "resp")
+
+    def _server_datagram(self, flow: Flow, state: _QuicState, pkt: Packet) -> None:
+        """Walk the coalesced packets of a server datagram; the CRYPTO data of its Initial
+        packets goes to the server's stream, until its ServerHello is there. Up to
+        `max_initial_packets` datagrams are read (a Retry, Handshake and 1-RTT packets carry
+        no ServerHello)."""
+        state.server_seen += 1
+        datagram = pkt.payload
+        pos = 0
+        try:
+            while pos < len(datagram):
+                try:
+                    header = parse_long_header(datagram, pos)
+                except DecodeError:
+                    break  # short header packet, padding or junk: nothing more to read
+                if header.is_initial:
+                    self._server_initial(state, header, datagram, pos)
+                elif header.packet_type == _VERSIONS[header.version].retry_type:
+                    self._retry(flow, state, header)
+                    return
+                pos = header.end
+            hello = state.server_crypto.server_hello()
+        except DecodeError as exc:
+            logger.debug("%s: no QUIC ServerHello: %s", flow.uid, exc)
+            hello = None
+            state.server_done = True
+        if hello is not None:
+            state.server_hello = hello
+            state.server_done = True
+        elif state.server_seen >= self.options.max_initial_packets:
+            state.server_done = True
+        if state.server_done:
+            state.server_crypto.chunks.clear()
+            self._settle(flow, state)
+
+    def _retry(self, flow: Flow, state: _QuicState, header: LongHeader) -> None:
+        """A Retry ends the handshake attempt (RFC 9000 17.2.5): its record is written, with no
+        server side, and the client's next Initials, sent toward the Retry's source CID and
+        protected, as the server's are, with keys from it (RFC 9001 5.2), are a new attempt
+        of their own record (as Zeek logs them)."""
+        if state.server_seen > 1 or state.retried or not state.decrypted:
+            # A Retry is the server's first packet, and one per connection (RFC 9000 17.2.5.2):
+            # a client drops another, and so does the analyzer.
+            return
+        if not state.emitted:
+            self._emit(flow, state)
+        again = self._state[flow.uid] = _QuicState(self.options.max_crypto_bytes)
+        again.dcids[header.scid] = None
+        again.retried = True
+        flow.stop_waiting(self.name)
+
+    def _server_initial(
+        self, state: _QuicState, header: LongHeader, datagram: bytes, pos: int
+    ) -> None:
+        """Decrypt a server Initial with the keys of the DCIDs the client used, the newest first
+        (after a Retry both ends take the keys of the client's new DCID, RFC 9001 5.2)."""
+        if header.version != state.version:
+            return  # a version the client did not open with (its keys would be other ones)
+        for dcid in reversed(state.dcids):
+            try:
+                _, frames = decrypt_initial(
+                    datagram, header, state.keys_for(dcid, header.version, True), pos
+                )
+            except DecodeError:
+                continue
+            break
+        else:
+            logger.debug("quic server Initial at offset %d does not decrypt", pos)
+            return
+        if not state.server_scid:
+            state.server_scid = header.scid
+        for offset, data in crypto_frames(frames):
+            state.server_crypto.add(offset, data)
 
     def _wait_for_initial(self, flow: Flow) -> None:
         """Count a datagram that leaves the flow without a client Initial of a version with keys
@@ -474,7 +643,7 @@ class QuicAnalyzer:
         self._before.pop(flow.uid, None)
         state = self._state.pop(flow.uid, None)
         if state is not None and state.decrypted and not state.emitted:
-            self._emit(flow, state, None)
+            self._emit(flow, state)
 
     def _unhandled_version(self, flow: Flow, pkt: Packet) -> None:
         """Log a client's long-header packet of a version without Initial keys: its version and
@@ -487,7 +656,7 @@ class QuicAnalyzer:
         if version == QUIC_VERSION_NEGOTIATION:
             return  # a server's packet (`packet` declined one without the fixed bit already)
         state = self._state[flow.uid] = _QuicState(0)
-        state.done = state.emitted = True
+        state.done = state.server_done = state.emitted = True
         flow.decline(self.name)
         self.ctx.emit(
             QuicRecord(
@@ -533,23 +702,26 @@ class QuicAnalyzer:
         if not state.decrypted:
             state.decrypted, state.ts = True, ts
             state.version, state.dcid, state.scid = header.version, dcid, header.scid
+        state.dcids[dcid] = None
         for offset, data in crypto_frames(frames):
             state.crypto.add(offset, data)
 
-    def _publish(self, flow: Flow, state: _QuicState, hello: ClientHello) -> None:
+    def _publish(self, flow: Flow, hello: ClientHello) -> None:
+        """What the ClientHello tells the flow, as soon as it is read (the record waits for
+        the server's side)."""
         flow.service = "quic"
-        version = _VERSIONS[state.version].name
-        flow.add_meta("quic_version", version)
+        state = self._state[flow.uid]
+        flow.add_meta("quic_version", _VERSIONS[state.version].name)
         if hello.server_name:
             flow.add_meta("quic_sni", hello.server_name)
             flow.add_meta("sni", hello.server_name)
         for protocol in hello.alpn:
             flow.add_meta_item("quic_alpn", protocol)
         flow.add_meta("ja4", fingerprints(hello, "q").ja4)
-        self._emit(flow, state, hello)
 
-    def _emit(self, flow: Flow, state: _QuicState, hello: ClientHello | None) -> None:
+    def _emit(self, flow: Flow, state: _QuicState) -> None:
         state.emitted = True
+        hello, server = state.hello, state.server_hello
         self.ctx.emit(
             QuicRecord(
                 ts=state.ts,
@@ -560,6 +732,9 @@ class QuicAnalyzer:
                 server_name=hello.server_name if hello else None,
                 alpn=hello.alpn if hello else (),
                 ja4=fingerprints(hello, "q").ja4 if hello else None,
+                server_scid=state.server_scid.hex(),
+                tls_version=tls_version_name(server.version) if server else None,
+                cipher=tls_cipher_name(server.cipher_suite) if server else None,
             )
         )
 
@@ -575,4 +750,5 @@ __all__ = [
     "decrypt_initial",
     "parse_invariant_header",
     "parse_long_header",
+    "server_initial_keys",
 ]

@@ -1,9 +1,10 @@
 """Decode link, network and transport headers into `Packet`s.
 
 Link types: Ethernet (Ethernet II, or IEEE 802.3 with LLC/SNAP) with 802.1Q/QinQ (1), BSD NULL
-and LOOP (0, 108), raw IP (12, 14, 101, 228, 229), Linux SLL (113) and SLL2 (276), 802.11 (105)
-and 802.11 with radiotap (127). IP fragments are reassembled (`capture.fragments`) and the whole
-datagram decoded once it is complete.
+and LOOP (0, 108), raw IP (12, 14, 101, 228, 229), Linux SLL (113) and SLL2 (276), PPP (9, 50:
+a modem's or a cellular link's capture), 802.11 (105) and 802.11 with radiotap (127). IP
+fragments are reassembled (`capture.fragments`) and the whole datagram decoded once it is
+complete.
 A frame too short for its headers is counted as malformed, never raised.
 
 Encapsulations (`capture.encap`) are taken off and the inner packet is decoded as if seen
@@ -42,8 +43,10 @@ IP_PROTO_SCTP = 132
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
+LINKTYPE_PPP = 9
 LINKTYPE_RAW_OPENBSD = 12
 LINKTYPE_RAW_14 = 14
+LINKTYPE_PPP_HDLC = 50
 LINKTYPE_RAW = 101
 LINKTYPE_IEEE802_11 = 105
 LINKTYPE_LOOP = 108
@@ -56,8 +59,10 @@ LINKTYPE_LINUX_SLL2 = 276
 LINKTYPE_NAMES = {
     LINKTYPE_NULL: "null",
     LINKTYPE_ETHERNET: "ethernet",
+    LINKTYPE_PPP: "ppp",
     LINKTYPE_RAW_OPENBSD: "raw",
     LINKTYPE_RAW_14: "raw",
+    LINKTYPE_PPP_HDLC: "ppp-hdlc",
     LINKTYPE_RAW: "raw",
     LINKTYPE_IEEE802_11: "802.11",
     LINKTYPE_LOOP: "loop",
@@ -144,6 +149,8 @@ class Decoder:
                 return self._radiotap(pkt, data)
             if lt == LINKTYPE_IEEE802_11:
                 return self._dot11(pkt, data, False)
+            if lt == LINKTYPE_PPP or lt == LINKTYPE_PPP_HDLC:
+                return self._ppp(pkt, data)
         except (struct.error, IndexError):
             self.stats.malformed += 1
             return None
@@ -232,6 +239,24 @@ class Decoder:
         if hatype == 1 and alen == 6:
             pkt.src_mac = addr[:6]
         return self._ethertype(pkt, data, 20, proto, 0)
+
+    def _ppp(self, pkt: Packet, data: bytes) -> Packet | None:
+        """PPP (RFC 1661), with the HDLC-like framing of RFC 1662 (address 0xff, control 0x03)
+        or without it, the protocol field in one byte when compressed (RFC 1661 6.5: its first
+        byte is odd); or Cisco HDLC (address 0x0f or 0x8f, control 0, an EtherType), which
+        link type 50 also holds."""
+        first = data[0]
+        if first == 0x0F or first == 0x8F:
+            return self._ethertype(pkt, data, 4, _U16.unpack_from(data, 2)[0], 0)
+        off = 2 if first == 0xFF and data[1] == 0x03 else 0
+        if data[off] & 1:
+            proto, off = data[off], off + 1
+        else:
+            proto, off = _U16.unpack_from(data, off)[0], off + 2
+        if proto == PPP_IP or proto == PPP_IP6:
+            return self._ip(pkt, data, off, 0)
+        self.stats.non_ip[f"ppp-0x{proto:04x}"] += 1  # LCP, IPCP, CHAP...: the link's control
+        return None
 
     def _null(self, pkt: Packet, data: bytes, lt: int) -> Packet | None:
         if lt == LINKTYPE_LOOP:

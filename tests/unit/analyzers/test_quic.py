@@ -427,9 +427,13 @@ def test_hello_over_two_datagrams_out_of_order() -> None:
     analyzer.packet(flow, from_client(second, ts=1.0))
     assert ctx.records == [] and "quic_sni" not in flow.meta
     analyzer.packet(flow, from_client(first, ts=2.0))
+    assert flow.meta["quic_sni"] == "example.com"  # the flow knows at once
+    assert ctx.records == []  # the record waits for the server's side
+    analyzer.flow_end(flow)
     [rec] = ctx.of("quic")
     assert isinstance(rec, QuicRecord)
     assert rec.server_name == "example.com" and rec.ts == 1.0
+    assert rec.tls_version is None and rec.cipher is None and rec.server_scid == ""
 
 
 def test_crypto_frames_out_of_order_in_one_packet() -> None:

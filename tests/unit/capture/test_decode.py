@@ -345,3 +345,34 @@ def test_vlan_tags_in_cooked_and_802_11_frames() -> None:
     for linktype, wrap in ((113, "sll_vlan"), (127, "vlan_in_snap")):
         _, pkt = decode(LINK_WRAPS[linktype][wrap](INNER), linktype)
         assert pkt is not None and pkt.dport == 443 and pkt.vlan in (9, 12)
+
+
+@pytest.mark.parametrize(
+    ("linktype", "head"),
+    [
+        (9, b"\xff\x03\x00\x21"),  # RFC 1662 HDLC-like framing, IPv4
+        (9, b"\x00\x21"),  # no address and control (RFC 1661 alone)
+        (9, b"\x21"),  # protocol field compressed to one byte (RFC 1661 6.5)
+        (50, b"\xff\x03\x00\x21"),  # link type 50, PPP in HDLC-like framing
+        (50, b"\x0f\x00\x08\x00"),  # link type 50, Cisco HDLC: an EtherType
+    ],
+)
+def test_ppp_links(linktype: int, head: bytes) -> None:
+    """PPP captures (a modem's, a cellular link's) lead to the IP packet, however framed."""
+    dec, pkt = decode(head + raw(UDP_PAYLOAD), linktype)
+    assert pkt is not None and pkt.dport == 443 and pkt.payload == b"hello"
+    assert ip_str(pkt.src) == "192.168.1.3" and pkt.tunnel is None
+    assert not dec.stats.non_ip and dec.stats.malformed == 0
+
+
+def test_ppp_ipv6_control_and_truncated_frames() -> None:
+    """IPv6 over PPP (0x0057) is read; the link's control protocols (LCP 0xc021) are counted
+    as not IP, by protocol; a frame too short for its header is malformed, not raised."""
+    v6 = IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=5, dport=53) / b"q"
+    _, pkt = decode(b"\xff\x03\x00\x57" + raw(v6), 9)
+    assert pkt is not None and pkt.ip_version == 6 and pkt.dport == 53
+    dec, none = decode(b"\xff\x03\xc0\x21\x01\x01\x00\x04", 9)
+    assert none is None and dec.stats.non_ip == {"ppp-0xc021": 1}
+    dec, none = decode(b"\xff\x03", 9)
+    assert none is None and dec.stats.malformed == 1
+    assert LINKTYPE_NAMES[9] == "ppp" and LINKTYPE_NAMES[50] == "ppp-hdlc"
