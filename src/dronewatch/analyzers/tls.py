@@ -4,10 +4,16 @@ The hellos are plaintext, so the server name, ALPN offer, versions and the JA3/J
 fingerprints are visible without decrypting anything. A hello may be cut over several TCP
 segments, which the stream layer (`dronewatch.core.stream`) hands over in order; each direction
 is buffered, within a fixed budget, until the hello can be read.
+
+TLS may start after a plaintext exchange (STARTTLS: SMTP, IMAP, FTP's `AUTH TLS`), or travel
+base64-encoded in the security exchange of FTP's RFC 2228 (`AUTH GSSAPI`, then the client's
+`ADAT` commands and the server's `335`/`235 ADAT=` replies): GSI, GridFTP's security, sends its
+TLS handshake that way, and the analyzer reads it from the decoded tokens.
 """
 
 from __future__ import annotations
 
+import binascii
 import logging
 import re
 from dataclasses import dataclass
@@ -123,17 +129,33 @@ line as the HTTP analyzer reads one, `http.request_line`), of another method tha
 tunnel) and without an `Upgrade` header (a WebSocket, RFC 6455, may carry TLS), starts no TLS
 on the connection, so the analyzer stops looking."""
 _UPGRADE = re.compile(rb"\nupgrade[ \t]*:", re.IGNORECASE)
+_ADAT = (re.compile(rb"(?:^|\n)ADAT "), re.compile(rb"(?:^|\n)[23]35 ADAT="))
+"""Where an RFC 2228 security exchange starts: a client's ADAT command, a server's reply
+carrying ADAT data (335: more needed, 235: done)."""
 
 
 class _Direction:
     """One direction of a flow: where its TLS starts, its hello, and the record headers since."""
 
-    __slots__ = ("pre", "started", "hello", "full", "header", "ctype", "left", "encrypted", "lost")
+    __slots__ = (
+        "pre",
+        "started",
+        "adat",
+        "hello",
+        "full",
+        "header",
+        "ctype",
+        "left",
+        "encrypted",
+        "lost",
+    )
 
     def __init__(self) -> None:
         self.pre = bytearray()
         """Bytes before TLS started (a STARTTLS protocol's), while looking for the start."""
         self.started = False
+        self.adat: bytearray | None = None
+        """The direction's TLS travels in RFC 2228 ADAT tokens: the line read so far."""
         self.hello = bytearray()
         """The direction's TLS bytes while its hello is incomplete."""
         self.full = False
@@ -265,6 +287,10 @@ class TlsAnalyzer:
                 d.pre.clear()
             elif not (state.client_done if from_orig else state.server_done):
                 d.full = True
+        if d.adat is not None or (not d.started and not d.lost):
+            tokens = self._adat(d, data, from_orig)
+            if tokens is not None:
+                data = tokens
         if not d.started:
             if from_orig and not d.pre and not d.lost:
                 line, newline, _ = data.partition(b"\n")
@@ -329,6 +355,44 @@ class TlsAnalyzer:
             state.server_done = True
         if state.client_done and state.server_done and not (state.client or state.server):
             self._finish(flow, state)
+
+    def _adat(self, d: _Direction, data: bytes, from_orig: bool) -> bytes | None:
+        """The TLS bytes of the ADAT tokens in `data` (RFC 2228: a client's `ADAT <base64>`, a
+        server's `335 ADAT=<base64>` or `235 ADAT=<base64>`), the lines decoded as they end;
+        None when the direction's TLS does not travel that way. Other lines of the exchange
+        (a reply without data, a command after it) carry none."""
+        if d.adat is None:
+            seen = bytes(d.pre) + data  # the tail kept of the plaintext so far, a line cut there
+            found = _ADAT[0 if from_orig else 1].search(seen)
+            if found is None:
+                return None
+            d.adat = bytearray(seen[found.start() :].lstrip(b"\n"))
+            d.pre.clear()
+        else:
+            d.adat += data
+        out = bytearray()
+        buf = d.adat
+        while True:
+            end = buf.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(buf[:end]).rstrip(b"\r")
+            del buf[: end + 1]
+            token = line[5:] if from_orig and line.startswith(b"ADAT ") else None
+            if not from_orig and line[:9] in (b"335 ADAT=", b"235 ADAT="):
+                token = line[9:]
+            if token is None:
+                continue
+            try:
+                out += binascii.a2b_base64(token, strict_mode=True)
+            except (binascii.Error, ValueError):
+                d.lost = True  # not base64: the tokens are not followed
+                buf.clear()
+                break
+        if len(buf) > self.options.max_buffer_bytes:
+            buf.clear()
+            d.lost = True
+        return bytes(out)
 
     def _find_start(self, d: _Direction, data: bytes, from_orig: bool) -> bytes:
         """Where the direction's TLS begins: at its first byte, or at a hello record after a

@@ -3,6 +3,7 @@ and the tls.jsonl records."""
 
 from __future__ import annotations
 
+import base64
 import ssl
 from pathlib import Path
 
@@ -430,3 +431,69 @@ def test_fuzz_any_delivery_order_reads_the_hello(order: list[int], repeats: list
     run.feed(*hs, *(pieces[i] for i in [*order, *repeats]))
     [rec] = run.finish()
     assert rec.ja4 == "t13d1516h2_8daaf6152771_e5627efa2ab1"
+
+
+def adat_lines(from_client: bool, data: bytes, *, done: bool = False) -> bytes:
+    """One flight of TLS records as an RFC 2228 ADAT token: a client's `ADAT` command, a
+    server's `335 ADAT=` reply (`235` when the exchange is done)."""
+    token = base64.b64encode(data)
+    if from_client:
+        return b"ADAT " + token + b"\r\n"
+    return (b"235" if done else b"335") + b" ADAT=" + token + b"\r\n"
+
+
+def test_tls_in_ftp_adat_tokens_is_read(certdir: Path) -> None:
+    """GSI's security exchange (GridFTP): after `AUTH GSSAPI`, the TLS handshake travels
+    base64-encoded in ADAT commands and replies, each line cut over segments here; the
+    analyzer reads the hellos from the decoded tokens and follows the records to the end."""
+    run = Run()
+    run.conv = TcpConversation(server=("203.0.113.10", 2811))
+    run.feed(
+        *run.conv.handshake(),
+        run.conv.reply(b"220 GridFTP Server ready.\r\n"),
+        run.conv.send(b"AUTH GSSAPI\r\n"),
+        run.conv.reply(b"334 Using authentication type; ADAT must follow.\r\n"),
+    )
+    flights = full_handshake(certdir, ssl.TLSVersion.TLSv1_2)[:4]
+    for i, (from_client, data) in enumerate(flights):
+        line = adat_lines(from_client, data, done=i == len(flights) - 1)
+        for part in (line[:7], line[7:100], line[100:]):  # a line cut anywhere
+            run.feed(run.conv.send(part) if from_client else run.conv.reply(part))
+    [rec] = run.records()
+    assert rec.server_name == "drone.example" and rec.version == "TLSv1.2"
+    assert rec.established and rec.cipher is not None
+    assert run.flow.service == "tls"
+
+
+def test_an_ftp_session_without_adat_gives_no_tls() -> None:
+    """A plain FTP session (no ADAT, a reply that names none) is not taken for TLS; a token
+    that is not base64 stops the direction's reading."""
+    run = Run()
+    run.conv = TcpConversation(server=("203.0.113.10", 21))
+    run.feed(
+        *run.conv.handshake(),
+        run.conv.reply(b"220 ready\r\n"),
+        run.conv.send(b"USER anonymous\r\n"),
+        run.conv.reply(b"331 ADAT is not a word here\r\n"),
+        run.conv.send(b"ADAT !!!not base64!!!\r\n"),
+        run.conv.reply(b"335 ADAT=FgMB\r\n"),
+    )
+    assert run.finish() == []
+
+
+def test_gridftp_capture() -> None:
+    """Zeek's globus-url-copy.pcap (its GridFTP test's ssl.log): the control channel's TLS,
+    read from its ADAT tokens, and the data channel's, read directly."""
+    path = capture(THIRD_PARTY / "zeek" / "globus-url-copy.pcap")
+    records: list[TlsRecord] = []
+    run_source(
+        FileSource(str(path)),
+        lambda r: records.append(r) if isinstance(r, TlsRecord) else None,
+        AnalysisConfig(),
+    )
+    by_port = {r.resp_p: r for r in records}
+    assert sorted(by_port) == [2811, 55968]
+    control = by_port[2811]
+    assert (control.version, control.cipher) == ("TLSv1.0", "TLS_RSA_WITH_AES_256_CBC_SHA")
+    assert control.established
+    assert by_port[55968].cipher == "TLS_RSA_WITH_NULL_SHA"
