@@ -6,19 +6,25 @@ segments, which the stream layer (`dronewatch.core.stream`) hands over in order;
 is buffered, within a fixed budget, until the hello can be read.
 
 TLS may start after a plaintext exchange (STARTTLS: SMTP, IMAP, FTP's `AUTH TLS`), or travel
-base64-encoded in the security exchange of FTP's RFC 2228 (`AUTH GSSAPI`, then the client's
-`ADAT` commands and the server's `335`/`235 ADAT=` replies): GSI, GridFTP's security, sends its
-TLS handshake that way, and the analyzer reads it from the decoded tokens.
+in another protocol's framing (`dronewatch.analyzers._envelope`): base64-encoded in the
+security exchange of FTP's RFC 2228 (GSI, GridFTP's security), or in the frames of a WebSocket
+(a tunnel: wstunnel); the analyzer reads it from what the framing carries.
 """
 
 from __future__ import annotations
 
-import binascii
 import logging
 import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dronewatch.analyzers._envelope import (
+    AdatTokens,
+    WebSocketFrames,
+    adat_start,
+    websocket_accepted,
+    websocket_request,
+)
 from dronewatch.analyzers._tls_hello import (
     TLS_HANDSHAKE_CLIENT_HELLO,
     ClientHello,
@@ -129,9 +135,6 @@ line as the HTTP analyzer reads one, `http.request_line`), of another method tha
 tunnel) and without an `Upgrade` header (a WebSocket, RFC 6455, may carry TLS), starts no TLS
 on the connection, so the analyzer stops looking."""
 _UPGRADE = re.compile(rb"\nupgrade[ \t]*:", re.IGNORECASE)
-_ADAT = (re.compile(rb"(?:^|\n)ADAT "), re.compile(rb"(?:^|\n)[23]35 ADAT="))
-"""Where an RFC 2228 security exchange starts: a client's ADAT command, a server's reply
-carrying ADAT data (335: more needed, 235: done)."""
 
 
 class _Direction:
@@ -140,7 +143,7 @@ class _Direction:
     __slots__ = (
         "pre",
         "started",
-        "adat",
+        "envelope",
         "hello",
         "full",
         "header",
@@ -154,8 +157,8 @@ class _Direction:
         self.pre = bytearray()
         """Bytes before TLS started (a STARTTLS protocol's), while looking for the start."""
         self.started = False
-        self.adat: bytearray | None = None
-        """The direction's TLS travels in RFC 2228 ADAT tokens: the line read so far."""
+        self.envelope: AdatTokens | WebSocketFrames | None = None
+        """The framing the direction's TLS travels in (`_envelope`), once found."""
         self.hello = bytearray()
         """The direction's TLS bytes while its hello is incomplete."""
         self.full = False
@@ -193,6 +196,7 @@ class _TlsState:
         "retry",
         "retry_done",
         "answered",
+        "websocket",
     )
 
     def __init__(self) -> None:
@@ -223,6 +227,8 @@ class _TlsState:
         """Stop looking for a second ClientHello: read, or the next message is another."""
         self.answered = False
         """The responder's side sent payload: from then on the analyzer never waits."""
+        self.websocket = False
+        """The client asked to switch to WebSocket (RFC 6455 4.1); the server's `101` does."""
 
     def retry_pending(self) -> bool:
         """A second ClientHello has begun and is not whole yet (its record is not lost)."""
@@ -287,12 +293,20 @@ class TlsAnalyzer:
                 d.pre.clear()
             elif not (state.client_done if from_orig else state.server_done):
                 d.full = True
-        if d.adat is not None or (not d.started and not d.lost):
-            tokens = self._adat(d, data, from_orig)
-            if tokens is not None:
-                data = tokens
+        if d.envelope is None and not d.started and not d.lost:
+            data = self._open_envelope(state, d, data, from_orig)
+        elif d.envelope is not None:
+            carried = d.envelope.feed(data)
+            if carried is None:
+                d.lost = True  # the framing cannot be followed: nor the records in it
+                d.envelope = None
+                if not (state.client_done if from_orig else state.server_done):
+                    d.full = True
+                data = b""
+            else:
+                data = carried
         if not d.started:
-            if from_orig and not d.pre and not d.lost:
+            if from_orig and not d.pre and not d.lost and d.envelope is None:
                 line, newline, _ = data.partition(b"\n")
                 request = request_line(line.removesuffix(b"\r")) if newline else None
                 end = _HEAD_END.search(data) if request is not None else None
@@ -356,43 +370,37 @@ class TlsAnalyzer:
         if state.client_done and state.server_done and not (state.client or state.server):
             self._finish(flow, state)
 
-    def _adat(self, d: _Direction, data: bytes, from_orig: bool) -> bytes | None:
-        """The TLS bytes of the ADAT tokens in `data` (RFC 2228: a client's `ADAT <base64>`, a
-        server's `335 ADAT=<base64>` or `235 ADAT=<base64>`), the lines decoded as they end;
-        None when the direction's TLS does not travel that way. Other lines of the exchange
-        (a reply without data, a command after it) carry none."""
-        if d.adat is None:
-            seen = bytes(d.pre) + data  # the tail kept of the plaintext so far, a line cut there
-            found = _ADAT[0 if from_orig else 1].search(seen)
-            if found is None:
-                return None
-            d.adat = bytearray(seen[found.start() :].lstrip(b"\n"))
+    def _open_envelope(
+        self, state: _TlsState, d: _Direction, data: bytes, from_orig: bool
+    ) -> bytes:
+        """Before a direction's TLS starts: whether its bytes from here on travel in a framing
+        (`_envelope`): an RFC 2228 ADAT token's line (in what is kept of the plaintext and
+        `data`), or WebSocket frames after the head of a request asking for it (the client's)
+        and of the `101` answering it (the server's), each head the direction's first bytes.
+        What the framing carries of `data` when one starts, else `data`."""
+        if not d.pre and looks_like_handshake(data[:3]):
+            return data  # TLS from the first byte (most flows): no framing to look for
+        at = adat_start(bytes(d.pre) + data, from_orig)
+        if at >= 0:
+            seen = bytes(d.pre) + data
             d.pre.clear()
-        else:
-            d.adat += data
-        out = bytearray()
-        buf = d.adat
-        while True:
-            end = buf.find(b"\n")
-            if end < 0:
-                break
-            line = bytes(buf[:end]).rstrip(b"\r")
-            del buf[: end + 1]
-            token = line[5:] if from_orig and line.startswith(b"ADAT ") else None
-            if not from_orig and line[:9] in (b"335 ADAT=", b"235 ADAT="):
-                token = line[9:]
-            if token is None:
-                continue
-            try:
-                out += binascii.a2b_base64(token, strict_mode=True)
-            except (binascii.Error, ValueError):
-                d.lost = True  # not base64: the tokens are not followed
-                buf.clear()
-                break
-        if len(buf) > self.options.max_buffer_bytes:
-            buf.clear()
-            d.lost = True
-        return bytes(out)
+            d.envelope = AdatTokens(from_orig, self.options.max_buffer_bytes)
+            return d.envelope.feed(seen[at:]) or b""
+        if d.pre or (not from_orig and not state.websocket):
+            return data
+        end = _HEAD_END.search(data)
+        if end is None:
+            return data
+        head = data[: end.end()]
+        if from_orig:
+            if websocket_request(head):
+                state.websocket = True
+                d.envelope = WebSocketFrames()  # the client's frames follow its request
+                return d.envelope.feed(data[end.end() :]) or b""
+        elif websocket_accepted(head):
+            d.envelope = WebSocketFrames()
+            return d.envelope.feed(data[end.end() :]) or b""
+        return data
 
     def _find_start(self, d: _Direction, data: bytes, from_orig: bool) -> bytes:
         """Where the direction's TLS begins: at its first byte, or at a hello record after a

@@ -497,3 +497,65 @@ def test_gridftp_capture() -> None:
     assert (control.version, control.cipher) == ("TLSv1.0", "TLS_RSA_WITH_AES_256_CBC_SHA")
     assert control.established
     assert by_port[55968].cipher == "TLS_RSA_WITH_NULL_SHA"
+
+
+def ws_frames(from_client: bool, data: bytes) -> bytes:
+    """TLS records in one WebSocket binary frame: masked from the client (RFC 6455 5.3)."""
+    mask = b"\x5a\x13\xc7\x02" if from_client else b""
+    head = bytes([0x82, (0x80 if mask else 0) | 126]) + len(data).to_bytes(2, "big")
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return head + mask + data
+
+
+def test_tls_in_a_websocket_tunnel_is_read(certdir: Path) -> None:
+    """A WebSocket upgrade answered by 101, then a TLS handshake in binary frames (a tunnel,
+    as wstunnel makes), frames cut over segments: the inner handshake is read, its server name
+    the tunnel's real destination."""
+    run = Run()
+    run.conv = TcpConversation(server=("203.0.113.10", 8888))
+    run.feed(
+        *run.conv.handshake(),
+        run.conv.send(
+            b"GET /v1/events HTTP/1.1\r\nHost: relay.example\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+        run.conv.reply(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        ),
+    )
+    for from_client, data in full_handshake(certdir, ssl.TLSVersion.TLSv1_3):
+        framed = ws_frames(from_client, data)
+        for part in (framed[:3], framed[3:50], framed[50:]):
+            run.feed(run.conv.send(part) if from_client else run.conv.reply(part))
+    [rec] = run.records()
+    assert rec.server_name == "drone.example" and rec.version == "TLSv1.3"
+    assert rec.established
+
+
+def test_a_websocket_without_the_101_is_not_read_as_frames(certdir: Path) -> None:
+    """A WebSocket request the server refuses (400): no frames follow, nothing is read as TLS."""
+    run = Run()
+    run.conv = TcpConversation(server=("203.0.113.10", 8888))
+    client_hello = full_handshake(certdir, ssl.TLSVersion.TLSv1_3)[0][1]
+    run.feed(
+        *run.conv.handshake(),
+        run.conv.send(b"GET / HTTP/1.1\r\nHost: r\r\nUpgrade: websocket\r\n\r\n"),
+        run.conv.reply(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+        run.conv.reply(ws_frames(False, client_hello[:40])),
+    )
+    assert run.finish() == []
+
+
+def test_wstunnel_capture() -> None:
+    """Zeek's websocket/wstunnel-https.pcap (its wstunnel-https test's ssl.log): the TLS inside
+    the tunnel, its server name `zeek.org`."""
+    path = capture(THIRD_PARTY / "zeek" / "websocket" / "wstunnel-https.pcap")
+    records: list[TlsRecord] = []
+    run_source(
+        FileSource(str(path)),
+        lambda r: records.append(r) if isinstance(r, TlsRecord) else None,
+        AnalysisConfig(),
+    )
+    [rec] = records
+    assert rec.server_name == "zeek.org" and rec.resp_p == 8888 and rec.version == "TLSv1.3"
