@@ -22,6 +22,9 @@ from tests.pcaps import GOLDEN, ROOT, THIRD_PARTY, capture
 BASELINES = GOLDEN / "zeek_baselines"
 
 KNOWN: dict[tuple[str, str], str] = {
+    ("websocket_wstunnel-http.pcap", "status_code"): "Zeek puts the status of the response inside "
+    "the WebSocket (301) on the upgrade's record and leaves the inner request's unset; "
+    "dronewatch writes each exchange's own (101, then 301)",
     ("quic_interop_quic-go_quic-go_retry.pcap", "+"): "a connection answered with a Retry is two "
     "quic records in both (the attempt, then the handshake) and one ssl record in Zeek's "
     "ssl.log: the attempt's TLS is one dronewatch writes alone",
@@ -80,7 +83,7 @@ Field `*`: a Zeek record dronewatch has no record for; `+`: the other way round.
 FLOOR = {
     "conn": 96.9,
     "dns": 97.8,
-    "http": 99.8,
+    "http": 99.6,
     "ssl": 100.0,
     "quic": 100.0,
     "dhcp": 100.0,

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from dronewatch.analyzers._envelope import WebSocketFrames
 from dronewatch.core.flow import IP_PROTO_TCP, TCP_SYN, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -293,7 +294,17 @@ class _Exchange:
 class _Side:
     """One direction: what it expects next, and the bytes of a line or head not yet whole."""
 
-    __slots__ = ("is_orig", "buf", "mode", "remaining", "current", "head_at", "inflate", "inflated")
+    __slots__ = (
+        "is_orig",
+        "buf",
+        "mode",
+        "remaining",
+        "current",
+        "head_at",
+        "inflate",
+        "inflated",
+        "frames",
+    )
 
     def __init__(self, is_orig: bool) -> None:
         self.is_orig = is_orig
@@ -307,12 +318,15 @@ class _Side:
         self.inflate: Any = None
         """A zlib decompressor for a compressed body (its bytes are counted decompressed)."""
         self.inflated = 0
+        self.frames: WebSocketFrames | None = None
+        """After a switch to WebSocket: the frames the direction's HTTP travels in (a tunnel,
+        wstunnel), read until what they carry is not HTTP."""
 
 
 class _HttpState:
     """What the analyzer keeps about one HTTP connection."""
 
-    __slots__ = ("orig", "resp", "pending", "requests")
+    __slots__ = ("orig", "resp", "pending", "requests", "requests_in_frames")
 
     def __init__(self) -> None:
         self.orig = _Side(True)
@@ -320,6 +334,8 @@ class _HttpState:
         self.pending: deque[_Exchange] = deque()
         """Exchanges whose response is not read yet, oldest first."""
         self.requests = 0
+        self.requests_in_frames = False
+        """The client's WebSocket frames were found to carry HTTP requests."""
 
 
 class HttpAnalyzer:
@@ -360,10 +376,14 @@ class HttpAnalyzer:
             self._gap(side, pkt.gap)
         if not pkt.payload:
             return  # the flow's end says how much of a body was passed over
-        self._read(flow, state, side, from_orig, bytes(pkt.payload), pkt.ts)
+        data = bytes(pkt.payload)
+        if side.frames is not None:
+            data = self._unframe(state, side, data, bool(pkt.gap or pkt.skipped))
+        self._read(flow, state, side, from_orig, data, pkt.ts)
         self._wait_or_read(flow, state, from_orig and state.requests == requests)
         if (
             side.mode == _BODY
+            and side.frames is None  # a body in frames does not end at a sequence number
             and side.inflate is None
             and side.remaining > 1
             and not side.buf
@@ -373,6 +393,38 @@ class HttpAnalyzer:
             # matters (where the next message starts), so the stream layer may pass over it.
             end = pkt.tcp_seq + len(pkt.payload) + side.remaining - 1
             flow.pass_over(self.name, from_orig, end)
+
+    @staticmethod
+    def _unframe(state: _HttpState, side: _Side, data: bytes, lost: bool) -> bytes:
+        """What a WebSocket's frames carry of `data`. The first bytes the client's frames carry
+        must start a request, or the tunnel carries another protocol (TLS, SSH) and neither
+        direction is read any more; so is it when frames cannot be followed (bytes lost, a
+        compressed frame)."""
+        frames = side.frames
+        assert frames is not None
+        carried = None if lost else frames.feed(data)
+        if (
+            carried is not None
+            and side.is_orig
+            and side.mode == _HEAD
+            and not side.buf
+            and carried
+            and not state.requests_in_frames
+        ):
+            line = carried.split(b"\n", 1)[0].removesuffix(b"\r")
+            parsed = request_line(line) if b"\n" in carried else None
+            if not _may_start(line, True) or (
+                b"\n" in carried and (parsed is None or not parsed[2])  # HTTP/1.x only
+            ):
+                carried = None
+            else:
+                state.requests_in_frames = True
+        if carried is None:
+            for one in (state.orig, state.resp):
+                one.frames, one.mode = None, _TUNNEL
+                one.buf.clear()
+            return b""
+        return carried
 
     def _wait_or_read(self, flow: Flow, state: _HttpState, idle: bool) -> None:
         """Say whether the analyzer waits (`Flow.wait`): a request is read whole and its
@@ -691,7 +743,20 @@ class HttpAnalyzer:
             flow.follow(self.name)
         method = exchange.request.method if exchange.request is not None else ""
         side.inflate, side.inflated = _inflater(head.headers), 0
-        if code == 101 or (method == "CONNECT" and code < 300):
+        if (
+            code == 101
+            and exchange.request is not None
+            and exchange.request.headers.get("upgrade", "").lower() == "websocket"
+            and head.headers.get("upgrade", "").lower() == "websocket"
+        ):
+            # A WebSocket (RFC 6455): its frames may carry HTTP (a tunnel, wstunnel), read on
+            # from them; `_unframe` stops at the first frames that carry something else.
+            for one in (side, state.orig):
+                one.mode, one.frames, one.remaining = _HEAD, WebSocketFrames(), 0
+                one.current, one.inflate = None, None
+                one.buf.clear()
+            self._finish(flow, state, exchange)
+        elif code == 101 or (method == "CONNECT" and code < 300):
             side.mode = _TUNNEL  # another protocol (or a tunnel) follows
             state.orig.mode = _TUNNEL
             self._finish(flow, state, exchange)

@@ -17,10 +17,13 @@ from dronewatch.analyzers.http import (
     parse_response_head,
 )
 from dronewatch.analyzers.tls import TlsAnalyzer
+from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine
 from dronewatch.core.flow import Flow, Packet
+from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.exceptions import DecodeError
 from tests.factories import RecordingContext
+from tests.pcaps import THIRD_PARTY, capture
 from tests.unit.analyzers.test_tls_hello import record as tls_record
 from tests.unit.analyzers.test_tls_hello import spec_hello
 from tests.unit.core.tcpconv import TcpConversation
@@ -685,3 +688,83 @@ def test_tls_off_the_http_ports_or_answered_in_tls_is_not_http() -> None:
     assert _tls_then(443, BAD_REQUEST)[0] == []
     records, flow = _tls_then(80, tls_record(b"\x02\x00\x00\x00"))
     assert records == [] and flow.service == "tls"
+
+
+UPGRADE = (
+    b"GET /v1/events HTTP/1.1\r\nHost: relay.example:8888\r\nUpgrade: websocket\r\n"
+    b"Connection: upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+
+
+def ws_frame(data: bytes, *, masked: bool) -> bytes:
+    """One WebSocket binary frame (RFC 6455 5.2), masked as a client's are."""
+    mask = b"\x37\xfa\x21\x3d" if masked else b""
+    head = bytes([0x82, (0x80 if masked else 0) | 126]) + len(data).to_bytes(2, "big")
+    if masked:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return head + mask + data
+
+
+def test_http_inside_a_websocket_tunnel_is_read() -> None:
+    """A WebSocket (the upgrade answered by 101) whose frames carry HTTP, as wstunnel's do: the
+    inner request and its response are a record of their own, the tunnel's real destination in
+    its host; frames cut over segments."""
+    conn = Conn()
+    conn.send(UPGRADE)
+    conn.reply(SWITCHED)
+    inner = ws_frame(GET, masked=True)
+    conn.send(inner[:5], inner[5:60], inner[60:])
+    answer = ws_frame(OK, masked=False)
+    conn.reply(answer[:3], answer[3:])
+    outer, tunnelled = conn.records()
+    assert (outer.status_code, outer.host) == (101, "relay.example:8888")
+    assert tunnelled.host == "Statistical-Report.djiservice.org:8080"
+    assert (tunnelled.status_code, tunnelled.response_body_len) == (200, len(OK_BODY))
+    assert tunnelled.uri == "/api/report/config?app=dji_fly"
+
+
+@pytest.mark.parametrize(
+    "carried",
+    [
+        b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",  # TLS records (wstunnel-https)
+        b"SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6\r\n",  # SSH: a line, not an HTTP/1.x request
+    ],
+)
+def test_a_websocket_carrying_another_protocol_is_left(carried: bytes) -> None:
+    """Frames whose first bytes are not an HTTP/1.x request: the tunnel carries another
+    protocol; the analyzer reads neither direction any more (even a later request-like line)."""
+    conn = Conn()
+    conn.send(UPGRADE)
+    conn.reply(SWITCHED)
+    conn.send(ws_frame(carried, masked=True))
+    conn.send(ws_frame(GET, masked=True))
+    conn.reply(ws_frame(OK, masked=False))
+    [outer] = conn.end()
+    assert outer.status_code == 101
+
+
+def test_a_refused_upgrade_is_not_read_as_frames() -> None:
+    """An upgrade to WebSocket refused (426), then plain requests: read as HTTP."""
+    conn = Conn()
+    conn.send(UPGRADE)
+    conn.reply(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
+    conn.send(GET)
+    conn.reply(OK)
+    assert [r.status_code for r in conn.records()] == [426, 200]
+
+
+def test_wstunnel_http_capture() -> None:
+    """Zeek's websocket/wstunnel-http.pcap: curl through a wstunnel WebSocket; the request in
+    the frames (host zeek.org, curl's agent, the 301 answer) as Zeek's http.log has it."""
+    path = capture(THIRD_PARTY / "zeek" / "websocket" / "wstunnel-http.pcap")
+    records: list[HttpRecord] = []
+    run_source(
+        FileSource(str(path)),
+        lambda r: records.append(r) if isinstance(r, HttpRecord) else None,
+        AnalysisConfig(),
+    )
+    outer, tunnelled = records
+    assert (outer.host, outer.uri, outer.status_code) == ("localhost:8888", "/v1/events", 101)
+    assert (tunnelled.host, tunnelled.uri) == ("zeek.org", "/")
+    assert (tunnelled.user_agent, tunnelled.status_code) == ("curl/7.81.0", 301)
