@@ -27,6 +27,7 @@ TLS_EXT_SUPPORTED_GROUPS = 0x000A
 TLS_EXT_EC_POINT_FORMATS = 0x000B
 TLS_EXT_SIGNATURE_ALGORITHMS = 0x000D
 TLS_EXT_ALPN = 0x0010
+TLS_EXT_EARLY_DATA = 0x002A
 TLS_EXT_SUPPORTED_VERSIONS = 0x002B
 
 TLS_MAX_HELLO = 1 << 16
@@ -394,6 +395,17 @@ def parse_server_hello(data: bytes) -> ServerHello:
         selected_version=selected,
         alpn=alpn,
     )
+
+
+def under_way(data: bytes) -> bool:
+    """Whether `data` starts with the header of a record a TLS session sends once its handshake
+    is over (RFC 8446 5.1, RFC 5246 6.2.1): application data (23), an alert (21) or a
+    ChangeCipherSpec (20), of version 3.1 to 3.4 (TLS 1.0 to 1.3's record layer; the 3.0 of
+    SSL 3 left out, an old client's hello is one) and a length a record may have."""
+    if len(data) < 5 or data[0] not in (20, 21, 23) or data[1] != 3 or not 1 <= data[2] <= 4:
+        return False
+    length = data[3] << 8 | data[4]
+    return 0 < length <= TLS_MAX_RECORD
 
 
 def looks_like_handshake(data: bytes) -> bool:

@@ -503,8 +503,8 @@ class MavlinkOptions:
     """Tunables of the MAVLink analyzer."""
 
     probe_packets: int = 8
-    """Payload packets read for a checksum-valid frame before a flow is given up (over UDP,
-    datagrams that start with no MAVLink magic count too)."""
+    """Payload packets read for a checksum-valid frame before a flow is given up (datagrams and
+    segments that start with no MAVLink magic count too)."""
     top_messages: int = 20
     """Most frequent message types listed in `msg_counts`."""
     max_ids: int = 32
@@ -782,9 +782,10 @@ class MavlinkAnalyzer:
                 flow.proto == IP_PROTO_TCP
                 and (flow.resp_p in MAVLINK_TCP_PORTS or flow.orig_p in MAVLINK_TCP_PORTS)
             ):
-                if flow.proto == IP_PROTO_UDP:
-                    # A MAVLink datagram starts with a frame: these count towards the probe.
-                    self._misses.miss(flow, self.name)
+                # A MAVLink datagram starts with a frame, and so does a TCP stream's first segment
+                # and most later ones (a sender writes whole frames): these count towards the
+                # probe, for a TCP flow seen from its middle too.
+                self._misses.miss(flow, self.name)
                 return
             self._misses.drop(flow)
             counter = self._counter(MAVLINK_CRC_EXTRAS, self.options.max_ids)

@@ -26,6 +26,7 @@ from dronewatch.analyzers._envelope import (
     websocket_request,
 )
 from dronewatch.analyzers._tls_hello import (
+    TLS_EXT_EARLY_DATA,
     TLS_HANDSHAKE_CLIENT_HELLO,
     ClientHello,
     ServerHello,
@@ -36,6 +37,7 @@ from dronewatch.analyzers._tls_hello import (
     server_hello_from_records,
     tls_cipher_name,
     tls_version_name,
+    under_way,
 )
 from dronewatch.analyzers.http import request_line
 from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
@@ -54,6 +56,21 @@ class TlsOptions:
     for a hello after a plaintext exchange (STARTTLS)."""
     max_records: int = 64
     """Records read after both hellos while waiting for the handshake to end."""
+    hello_answer_packets: int = 2
+    """Payload packets a client that offers no early data may send after its ClientHello
+    before the server's first flight must have come into view: a TLS client sends nothing
+    between the two but an alert (RFC 8446 2, 4.1.1; TLS 1.2 the same), so more from it says
+    that flight went by out of view (a one-way mirror, a lost direction) and the flow's
+    inspection stops at the next one (`Flow.wait`'s `within`). The engine's
+    `stall_packets`, when lower, and for a client that offers early data (0-RTT), bound it
+    instead. 0: only the engine's bound."""
+
+    def __post_init__(self) -> None:
+        value = self.hello_answer_packets
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"TlsOptions.hello_answer_packets={value!r}: must be a whole number, 0 or more"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +322,14 @@ class TlsAnalyzer:
                 data = b""
             else:
                 data = carried
+        other = state.resp if from_orig else state.orig
+        if not (d.started or d.pre or d.lost or other.started or d.envelope is not None):
+            if under_way(data):
+                # The first TLS bytes in view are a record of a session under way (application
+                # data, an alert, a ChangeCipherSpec), no hello before them: the capture began
+                # after the handshake, which no later byte of the connection repeats.
+                self._finish(flow, state)
+                return
         if not d.started:
             if from_orig and not d.pre and not d.lost and d.envelope is None:
                 line, newline, _ = data.partition(b"\n")
@@ -336,7 +361,9 @@ class TlsAnalyzer:
             # A ClientHello and nothing from the server: only its ServerHello lets the analyzer
             # read on (a client sends little before it; a second ClientHello is read in step).
             if state.client is not None and not state.retry_pending():
-                flow.wait(self.name, "ServerHello", "resp")
+                early = TLS_EXT_EARLY_DATA in state.client.extensions
+                within = 0 if early else self.options.hello_answer_packets
+                flow.wait(self.name, "ServerHello", "resp", within)
             else:
                 flow.stop_waiting(self.name)
         if state.client_done and state.server_done and (state.client or state.server):

@@ -438,8 +438,9 @@ class Engine:
         Only while every reader waits does the packet count; one still reading starts the count
         again. A packet from the end a reader waits for does not count (it may be the answer,
         held by the stream layer above a hole) and goes to the readers. Once they were handed
-        `stall_packets` packets, or `stall_bytes` bytes, the next packet stops the inspection
-        instead (`_stop_inspection`). Both paths hand every payload
+        `stall_packets` packets (fewer when every reader's protocol says its answer comes
+        sooner, `Flow.wait`'s `within`), or `stall_bytes` bytes, the next packet stops the
+        inspection instead (`_stop_inspection`). Both paths hand every payload
         packet of an inspected or followed flow here (a frame counter's datagrams excepted: a
         drone link's follower never waits), so both stop a flow at the same packet."""
         waiting = flow.waiting
@@ -450,7 +451,12 @@ class Engine:
         if any(w[2] == sender for w in waiting):
             return False
         opts = self.options
-        if (opts.stall_packets and flow.stalled >= opts.stall_packets) or (
+        limit = opts.stall_packets
+        if limit:
+            for w in waiting:
+                if w[3] and w[3] < limit:
+                    limit = w[3]
+        if (limit and flow.stalled >= limit) or (
             opts.stall_bytes and flow.stalled_bytes >= opts.stall_bytes
         ):
             self._stop_inspection(flow)
@@ -464,7 +470,7 @@ class Engine:
         packets (their `flow_end` still comes, and writes what they read), its byte streams are
         let go, and the flow's `inspection` says who waited for what, over how many packets and
         bytes. With no inspector and no follower left, the C walk counts the rest of the flow."""
-        waits = "; ".join(f"{name} waited for {what}" for name, what, _ in flow.waiting)
+        waits = "; ".join(f"{name} waited for {what}" for name, what, _, _ in flow.waiting)
         flow.inspection = f"stopped: {waits} ({flow.stalled} packets, {flow.stalled_bytes} bytes)"
         for name in (*flow.inspector_names, *flow.followers):
             flow.decline(name)

@@ -247,10 +247,11 @@ class Flow:
     """A TCP flow's connection state (`dronewatch.core.tcp`), shared with the C walk."""
     stream: TcpStream | None = field(default=None, repr=False, compare=False)
     """A TCP flow's byte streams while an analyzer reads them (`dronewatch.core.stream`)."""
-    waiting: tuple[tuple[str, str, str], ...] = field(default=(), repr=False, compare=False)
+    waiting: tuple[tuple[str, str, str, int], ...] = field(default=(), repr=False, compare=False)
     """The analyzers reading the flow that wait for something before they can read on, each
-    with what it waits for ("ServerHello") and from which end ("orig", "resp" or ""): set with
-    `wait`, cleared with `stop_waiting`."""
+    with what it waits for ("ServerHello"), from which end ("orig", "resp" or ""), and within
+    how many packets of the other end it must come (0: the engine's bound): set with `wait`,
+    cleared with `stop_waiting`."""
     stalled: int = field(default=0, repr=False, compare=False)
     """Payload packets handed over in a row while every analyzer reading the flow waited (the
     engine's bound, `EngineOptions.stall_packets`)."""
@@ -316,7 +317,7 @@ class Flow:
         if self.waiting:
             self.stop_waiting(analyzer)
 
-    def wait(self, analyzer: str, what: str, sender: str = "") -> None:
+    def wait(self, analyzer: str, what: str, sender: str = "", within: int = 0) -> None:
         """The named analyzer can read no further until `what` comes (a handshake's answer, the
         other direction, bytes past a gap): it is waiting, not reading. While every analyzer
         reading the flow waits, the engine counts the payload packets it hands over, and past
@@ -326,8 +327,15 @@ class Flow:
 
         `sender`: the end `what` must come from ("orig" or "resp"; "" for either). That end's
         packets do not count: they may be what it waits for, held by the stream layer until a
-        hole before them is filled (a lost segment retransmitted)."""
-        entry = (analyzer, what, sender)
+        hole before them is filled (a lost segment retransmitted).
+
+        `within`: where the protocol says `what` must come before the other end sends more than
+        this many payload packets (a TLS client sends nothing but its hello before the server's
+        first flight), a bound below the engine's; the inspection stops at the next one. 0:
+        the engine's bound alone. Never a bound when the engine has none (`stall_packets` 0)."""
+        if within < 0:
+            raise ValueError(f"Flow.wait: within {within!r} is negative")
+        entry = (analyzer, what, sender, within)
         if entry not in self.waiting:
             if sender not in ("", "orig", "resp"):
                 raise ValueError(f"Flow.wait: sender {sender!r} is not 'orig', 'resp' or ''")

@@ -413,6 +413,32 @@ def test_tcp_frames_split_and_merged_across_segments() -> None:
     assert flow.sticky
 
 
+def test_a_tcp_flow_on_another_port_without_magic_is_given_up() -> None:
+    """Off MAVLink's TCP ports, segments that start with no magic count towards the probe, as
+    datagrams do: a TCP flow seen from its middle (an encrypted stream) is declined after
+    `probe_packets` of them instead of being read to the engine's inspection bound; one whose
+    segments start with frames is read."""
+    ctx = RecordingContext()
+    analyzer = MavlinkAnalyzer(ctx, MavlinkOptions(probe_packets=3))
+
+    def segment(payload: bytes, seq: int) -> Packet:
+        return make_packet(
+            payload, src="10.0.0.2", dst="10.0.0.9", sport=40000, dport=8883, tcp_seq=seq
+        )
+
+    flow = make_flow(segment(b"\x17\x03\x03junk", 1))
+    flow.inspector_names = ("mavlink",)
+    for i in range(2):
+        analyzer.packet(flow, segment(b"\x17\x03\x03junk", 1 + 100 * i))
+    assert flow.inspector_names == ("mavlink",)
+    analyzer.packet(flow, segment(b"\x17\x03\x03junk", 301))
+    assert flow.inspector_names == ()
+    framed = make_flow(segment(heartbeat(), 1), uid="CFRAMED")
+    framed.inspector_names = ("mavlink",)
+    analyzer.packet(framed, segment(heartbeat(seq=0) + heartbeat(seq=1), 1))
+    assert framed.service == "mavlink"
+
+
 def test_tcp_retransmission_not_counted_twice() -> None:
     """A retransmitted segment, whole or overlapping, adds no frame: the engine's stream layer
     hands the analyzer each byte once."""

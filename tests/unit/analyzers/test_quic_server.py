@@ -134,7 +134,7 @@ def test_the_servers_hello_is_read_from_its_initial(
     ex = Exchange(certdir, version, cipher=cipher)
     flow, records, analyzer, ctx = run(ex.client, [])
     assert records == []  # the ClientHello alone: waiting for the server
-    assert flow.waiting == (("quic", "the server's Initial", "resp"),)
+    assert flow.waiting == (("quic", "the server's Initial", "resp", 0),)
     assert flow.meta["quic_sni"] == "drone.example"
     for datagram in ex.server:
         analyzer.packet(flow, from_server(datagram))

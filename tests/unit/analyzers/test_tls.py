@@ -16,6 +16,7 @@ from dronewatch.analyzers._tls_hello import (
     client_hello_from_records,
     ja3_hash,
     ja4,
+    under_way,
 )
 from dronewatch.analyzers.tls import TlsAnalyzer, TlsOptions, TlsRecord
 from dronewatch.capture.files import FileSource
@@ -559,3 +560,27 @@ def test_wstunnel_capture() -> None:
     )
     [rec] = records
     assert rec.server_name == "zeek.org" and rec.resp_p == 8888 and rec.version == "TLSv1.3"
+
+
+def test_a_session_seen_from_its_middle_is_let_go_at_once() -> None:
+    """A connection whose first TLS bytes in view are a record of a session under way
+    (application data, no hello before it: the capture began after the handshake) is let go at
+    its first segment, not read to the engine's bound; a hello answered by an alert is not such
+    a session, and is read (and written) as before."""
+    run = Run()
+    run.feed(run.conv.send(b"\x17\x03\x03\x01\x00" + bytes(256)))
+    assert run.flow.inspector_names == ()
+    assert run.finish() == []
+    assert under_way(b"\x17\x03\x03\x40\x00") and under_way(b"\x15\x03\x01\x00\x02")
+    assert not under_way(b"\x16\x03\x01\x00\x05")  # a handshake: a hello may be in it
+    assert not under_way(b"\x17\x03\x00\x00\x05")  # SSL 3's record layer
+    assert not under_way(b"\x17\x03\x03\x60\x00")  # longer than a record may be
+    assert not under_way(b"\x17\x03\x03")
+    answered = Run()
+    answered.feed(
+        *answered.conv.handshake(),
+        answered.conv.send(record(spec_hello())),
+        answered.conv.reply(b"\x15\x03\x03\x00\x02\x02\x28"),  # handshake_failure
+    )
+    [rec] = answered.finish()
+    assert rec.server_name == "example.org" and rec.version is None

@@ -11,10 +11,11 @@ import pytest
 from scapy.compat import raw
 from scapy.layers.inet import IP, TCP, UDP
 
+from dronewatch.analyzers._tls_hello import TLS_EXT_EARLY_DATA
 from dronewatch.analyzers.dtls import DtlsAnalyzer
 from dronewatch.analyzers.http import HttpAnalyzer, HttpRecord
 from dronewatch.analyzers.mqtt import MqttAnalyzer, MqttRecord
-from dronewatch.analyzers.tls import TlsAnalyzer, TlsRecord
+from dronewatch.analyzers.tls import TlsAnalyzer, TlsOptions, TlsRecord
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine, EngineOptions
 from dronewatch.core.flow import TCP_ACK, Flow, Packet
@@ -31,7 +32,15 @@ from tests.unit.analyzers.test_dtls import record as dtls_record
 from tests.unit.analyzers.test_mqtt import connect as mqtt_connect
 from tests.unit.analyzers.test_mqtt import publish as mqtt_publish
 from tests.unit.analyzers.test_tls import full_handshake
-from tests.unit.analyzers.test_tls_hello import make_certificate, record, spec_hello
+from tests.unit.analyzers.test_tls_hello import (
+    SPEC_CIPHERS,
+    client_hello_msg,
+    ext,
+    make_certificate,
+    record,
+    spec_hello,
+    vec,
+)
 from tests.unit.capture.captures import pcap_bytes
 from tests.unit.core.tcpconv import TcpConversation
 from tests.unit.fastpath.test_bulk import CLOUD, ETH, PHONE, both, config
@@ -64,14 +73,22 @@ def stalled_tls(segments: int) -> list[Packet]:
     return packets
 
 
+ENGINE_BOUND_ONLY = TlsOptions(hello_answer_packets=0)
+"""TLS without its own bound after a ClientHello: the engine's alone stops a flow."""
+
+
 def run(
-    packets: list[Packet], options: EngineOptions | None = None, *, http: bool = False
+    packets: list[Packet],
+    options: EngineOptions | None = None,
+    *,
+    http: bool = False,
+    tls: TlsOptions = ENGINE_BOUND_ONLY,
 ) -> tuple[Flow, list[Record]]:
     """The packets through an engine with the TLS analyzer (and HTTP's): the flow, and every
     record."""
 
     def make(ctx: RecordingContext) -> list[Analyzer]:
-        return [TlsAnalyzer(ctx), *([HttpAnalyzer(ctx)] if http else [])]
+        return [TlsAnalyzer(ctx, tls), *([HttpAnalyzer(ctx)] if http else [])]
 
     return run_with(make, packets, options)
 
@@ -97,6 +114,31 @@ def test_client_hello_without_server_hello_stops_after_the_bound(
     # The TLS record is still written at the flow's end, with what the hello said.
     (tls,) = [r for r in records if isinstance(r, TlsRecord)]
     assert tls.server_name == "example.org" and not tls.established
+
+
+def test_a_tls_client_that_sends_on_after_its_hello_stops_sooner() -> None:
+    """A TLS client sends nothing between its ClientHello and the server's first flight but an
+    alert: past `hello_answer_packets` more packets from it (uploads, here) the flight went by
+    out of view, and the flow stops there, well before the engine's bound; a client offering
+    early data (0-RTT) is held to the engine's bound alone, as is every client with the TLS
+    bound off (0)."""
+    flow, records = run(stalled_tls(20), tls=TlsOptions())
+    assert flow.inspection == "stopped: tls waited for ServerHello (2 packets, 2400 bytes)"
+    (tls,) = [r for r in records if isinstance(r, TlsRecord)]
+    assert tls.server_name == "example.org"
+    engine_only, _ = run(stalled_tls(20), tls=ENGINE_BOUND_ONLY)
+    assert engine_only.inspection.endswith("(12 packets, 14400 bytes)")
+    # The same with a hello that offers early data (extension 42, empty in a ClientHello).
+    conv = TcpConversation()
+    sni = ext(0x0000, vec(2, b"\x00" + vec(2, b"example.org")))
+    hello = client_hello_msg(SPEC_CIPHERS, [sni, ext(TLS_EXT_EARLY_DATA)])
+    early = [*conv.handshake(), conv.send(record(hello))]
+    for _ in range(20):
+        early += [conv.send(upload()), conv.ack(from_client=False)]
+    zero_rtt, _ = run(early, tls=TlsOptions())
+    assert zero_rtt.inspection.endswith("(12 packets, 14400 bytes)")
+    with pytest.raises(ValueError, match="hello_answer_packets=-1"):
+        TlsOptions(hello_answer_packets=-1)
 
 
 def test_stalled_flow_records_change_only_by_the_field() -> None:
@@ -327,8 +369,12 @@ def test_wait_names_a_known_end() -> None:
     )
     with pytest.raises(ValueError, match="sender 'server'"):
         flow.wait("tls", "ServerHello", "server")
+    with pytest.raises(ValueError, match="within -1"):
+        flow.wait("tls", "ServerHello", "resp", -1)
     flow.wait("tls", "ServerHello", "resp")
-    assert flow.waiting == (("tls", "ServerHello", "resp"),)
+    assert flow.waiting == (("tls", "ServerHello", "resp", 0),)
+    flow.wait("tls", "ServerHello", "resp", 2)
+    assert flow.waiting == (("tls", "ServerHello", "resp", 2),)
     flow.decline("tls")
     assert flow.waiting == ()
 
