@@ -33,9 +33,9 @@ KNOWN: dict[tuple[str, str], str] = {
     ("communityid_sctp.pcap", "resp_bytes"): "as orig_bytes",
     ("http_get.pcap", "history"): "the test script calls Reporter::limit_reached_weird, which "
     "writes an X into Zeek's history",
-    ("ntp_misordered-ntp.pcap", "originator"): "Zeek's NTP analyzer turns a flow round when its "
-    "first datagram is a server's reply (mode 4); dronewatch has no NTP analyzer",
-    ("ntp_misordered-ntp.pcap", "orig_bytes"): "as above (the roles are swapped)",
+    ("ntp_misordered-ntp.pcap", "orig_bytes"): "Zeek's NTP analyzer turns the flow round (its "
+    "first datagram is a server's reply) after the connection counted that datagram, so the "
+    "reply's bytes stay the new originator's; dronewatch turns it before counting",
     ("ntp_misordered-ntp.pcap", "resp_bytes"): "as above",
     ("ntp_misordered-ntp.pcap", "conn_state"): "as above",
     ("ntp_misordered-ntp.pcap", "history"): "as above",

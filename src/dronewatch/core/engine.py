@@ -528,6 +528,15 @@ class Engine:
                 # sent it, so the receiver is the originator, as Zeek's DNS analyzer turns the
                 # flow (a response to a multicast group is left as it came).
                 swap = builtin_local_nets().reason(pkt.dst) != "multicast"
+            elif (
+                not swap
+                and sport == NTP_PORT
+                and not pkt.bad_checksum
+                and is_ntp_server_reply(pkt.payload)
+            ):
+                # The same for NTP (both ends on port 123): a server-mode message answers a
+                # client's, whose sender is the originator, as Zeek's NTP analyzer turns it.
+                swap = True
         if swap and pkt.dst == _BROADCAST:
             swap = False  # Zeek never makes the limited broadcast address the originator
         # A flow keeps the addresses, MACs and ports of its packets: one shared object for each
@@ -1002,6 +1011,15 @@ LIKELY_SERVER_TCP = frozenset(
 )
 """TCP ports Zeek's analyzers register as servers' (its default `likely_server_ports`): a flow
 that starts without a SYN from one of them to a port that is not one is turned round."""
+NTP_PORT = 123
+
+
+def is_ntp_server_reply(payload: bytes) -> bool:
+    """Whether a datagram is an NTP server's reply: a whole 48-byte header of version 1 to 4 in
+    mode 4, server (RFC 5905 7.3); the engine's originator rule reads it (`Engine._start`)."""
+    return len(payload) >= 48 and payload[0] & 0x07 == 4 and 1 <= payload[0] >> 3 & 0x07 <= 4
+
+
 LIKELY_SERVER_UDP = frozenset(
     (53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152, 3389, 3544, 4011, 4754)
     + (4789, 5060, 5072, 5353, 5355, 6081, 20000)

@@ -119,6 +119,31 @@ def test_a_dns_response_first_makes_its_receiver_the_originator() -> None:
         assert flow.history.startswith("^") == (originator != src)
 
 
+def test_an_ntp_server_reply_first_makes_its_receiver_the_originator() -> None:
+    """Between two hosts on port 123, a flow seen from a server's reply (mode 4) names the
+    client as the originator (Zeek's `ntp/misordered-ntp.pcap`); a client's request (mode 3),
+    a symmetric peer's message (mode 1) and a short datagram keep their sender."""
+
+    def ntp(mode: int, version: int = 4) -> bytes:
+        return bytes([version << 3 | mode]) + bytes(47)
+
+    cases = [
+        (ntp(4), "17.253.4.253"),
+        (ntp(4, version=3), "17.253.4.253"),
+        (ntp(3), "192.168.1.95"),
+        (ntp(1), "192.168.1.95"),
+        (ntp(4)[:40], "192.168.1.95"),
+    ]
+    for payload, sender in cases:
+        receiver = "192.168.1.95" if sender != "192.168.1.95" else "17.253.4.253"
+        eng, spy = engine()
+        eng.process(make_udp(payload, src=sender, dst=receiver, sport=123, dport=123))
+        eng.finish()
+        (flow,) = spy.ended
+        expected = receiver if payload[0] & 7 == 4 and len(payload) == 48 else sender
+        assert flow.orig_h == ip(expected), payload[:1]
+
+
 def test_closed_flow_ends_after_linger_and_a_new_syn_is_a_new_flow() -> None:
     """A RST closes the flow after the linger time; the same tuple later is a new flow."""
     eng, spy = engine(close_linger_s=2.0, sweep_every_s=1.0)
