@@ -6,12 +6,15 @@ import functools
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from dronewatch.capture.decode import Decoder
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Dot11Frame, Flow, Packet
 from dronewatch.core.hooks import Context, Record
+
+R = TypeVar("R", bound=Record)
 
 
 def ip(text: str) -> bytes:
@@ -113,6 +116,20 @@ def capture_records(path: Path, make: Callable[[Context], object]) -> list[Recor
         engine.process(pkt)
     engine.finish()
     return ctx.records
+
+
+def pipeline_records(path: Path, kind: type[R]) -> list[R]:
+    """The records of one kind the whole analysis (`run_source`, every analyzer, the judge)
+    writes for a capture, in the order written."""
+    from dronewatch.core.pipeline import AnalysisConfig, run_source
+
+    out: list[R] = []
+    run_source(
+        FileSource(str(path)),
+        lambda r: out.append(r) if isinstance(r, kind) else None,
+        AnalysisConfig(),
+    )
+    return out
 
 
 @functools.lru_cache(maxsize=16)

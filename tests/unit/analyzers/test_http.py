@@ -17,12 +17,10 @@ from dronewatch.analyzers.http import (
     parse_response_head,
 )
 from dronewatch.analyzers.tls import TlsAnalyzer
-from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine
 from dronewatch.core.flow import Flow, Packet
-from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.exceptions import DecodeError
-from tests.factories import RecordingContext
+from tests.factories import RecordingContext, pipeline_records
 from tests.pcaps import THIRD_PARTY, capture
 from tests.unit.analyzers.test_tls_hello import record as tls_record
 from tests.unit.analyzers.test_tls_hello import spec_hello
@@ -487,17 +485,7 @@ Zeek finds behind each POST's body."""
 
 def capture_http(path: str) -> list[HttpRecord]:
     """The http records of one of the copied Zeek captures."""
-    from dronewatch.capture.files import FileSource
-    from dronewatch.core.pipeline import AnalysisConfig, run_source
-    from tests.pcaps import THIRD_PARTY, capture
-
-    out: list[HttpRecord] = []
-    run_source(
-        FileSource(str(capture(THIRD_PARTY / "zeek" / path))),
-        lambda r: out.append(r) if isinstance(r, HttpRecord) else None,
-        AnalysisConfig(),
-    )
-    return out
+    return pipeline_records(capture(THIRD_PARTY / "zeek" / path), HttpRecord)
 
 
 @pytest.mark.parametrize(("variant", "uri"), sorted(SMUGGLED.items()))
@@ -757,14 +745,7 @@ def test_a_refused_upgrade_is_not_read_as_frames() -> None:
 def test_wstunnel_http_capture() -> None:
     """Zeek's websocket/wstunnel-http.pcap: curl through a wstunnel WebSocket; the request in
     the frames (host zeek.org, curl's agent, the 301 answer) as Zeek's http.log has it."""
-    path = capture(THIRD_PARTY / "zeek" / "websocket" / "wstunnel-http.pcap")
-    records: list[HttpRecord] = []
-    run_source(
-        FileSource(str(path)),
-        lambda r: records.append(r) if isinstance(r, HttpRecord) else None,
-        AnalysisConfig(),
-    )
-    outer, tunnelled = records
+    outer, tunnelled = capture_http("websocket/wstunnel-http.pcap")
     assert (outer.host, outer.uri, outer.status_code) == ("localhost:8888", "/v1/events", 101)
     assert (tunnelled.host, tunnelled.uri) == ("zeek.org", "/")
     assert (tunnelled.user_agent, tunnelled.status_code) == ("curl/7.81.0", 301)

@@ -19,11 +19,9 @@ from dronewatch.analyzers._tls_hello import (
     under_way,
 )
 from dronewatch.analyzers.tls import TlsAnalyzer, TlsOptions, TlsRecord
-from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import Engine
 from dronewatch.core.flow import IP_PROTO_UDP, TCP_SYN, Flow, Packet
-from dronewatch.core.pipeline import AnalysisConfig, run_source
-from tests.factories import RecordingContext, make_flow, make_packet
+from tests.factories import RecordingContext, make_flow, make_packet, pipeline_records
 from tests.pcaps import THIRD_PARTY, capture
 from tests.unit.analyzers.test_tls_hello import make_certificate, real_handshake, record, spec_hello
 from tests.unit.core.tcpconv import TcpConversation
@@ -284,12 +282,8 @@ def test_starttls_hello_after_plaintext_is_found(tls13: tuple[bytes, bytes]) -> 
 
 def test_imap_starttls_capture() -> None:
     """Zeek's tls/imap-starttls.pcap: the TLS after IMAP STARTTLS gives an established record."""
-    path = capture(THIRD_PARTY / "zeek" / "tls" / "imap-starttls.pcap")
-    records: list[TlsRecord] = []
-    run_source(
-        FileSource(str(path)),
-        lambda r: records.append(r) if isinstance(r, TlsRecord) else None,
-        AnalysisConfig(),
+    records = pipeline_records(
+        capture(THIRD_PARTY / "zeek" / "tls" / "imap-starttls.pcap"), TlsRecord
     )
     [rec] = records
     assert rec.resp_p == 143 and rec.established
@@ -485,13 +479,7 @@ def test_an_ftp_session_without_adat_gives_no_tls() -> None:
 def test_gridftp_capture() -> None:
     """Zeek's globus-url-copy.pcap (its GridFTP test's ssl.log): the control channel's TLS,
     read from its ADAT tokens, and the data channel's, read directly."""
-    path = capture(THIRD_PARTY / "zeek" / "globus-url-copy.pcap")
-    records: list[TlsRecord] = []
-    run_source(
-        FileSource(str(path)),
-        lambda r: records.append(r) if isinstance(r, TlsRecord) else None,
-        AnalysisConfig(),
-    )
+    records = pipeline_records(capture(THIRD_PARTY / "zeek" / "globus-url-copy.pcap"), TlsRecord)
     by_port = {r.resp_p: r for r in records}
     assert sorted(by_port) == [2811, 55968]
     control = by_port[2811]
@@ -551,12 +539,8 @@ def test_a_websocket_without_the_101_is_not_read_as_frames(certdir: Path) -> Non
 def test_wstunnel_capture() -> None:
     """Zeek's websocket/wstunnel-https.pcap (its wstunnel-https test's ssl.log): the TLS inside
     the tunnel, its server name `zeek.org`."""
-    path = capture(THIRD_PARTY / "zeek" / "websocket" / "wstunnel-https.pcap")
-    records: list[TlsRecord] = []
-    run_source(
-        FileSource(str(path)),
-        lambda r: records.append(r) if isinstance(r, TlsRecord) else None,
-        AnalysisConfig(),
+    records = pipeline_records(
+        capture(THIRD_PARTY / "zeek" / "websocket" / "wstunnel-https.pcap"), TlsRecord
     )
     [rec] = records
     assert rec.server_name == "zeek.org" and rec.resp_p == 8888 and rec.version == "TLSv1.3"
