@@ -17,9 +17,6 @@ from __future__ import annotations
 import binascii
 import re
 
-_ADAT_START = (re.compile(rb"(?:^|\n)ADAT "), re.compile(rb"(?:^|\n)[23]35 ADAT="))
-"""Where the exchange's first token begins: a client's ADAT command, a server's reply with ADAT
-data."""
 _UPGRADE_WEBSOCKET = re.compile(rb"\nupgrade[ \t]*:[ \t]*websocket[ \t]*\r?\n", re.IGNORECASE)
 _SWITCHING = re.compile(rb"HTTP/1\.1 101[ \r]")
 
@@ -31,11 +28,20 @@ _WS_CONTROL = frozenset({WS_CLOSE, WS_PING, WS_PONG})
 
 def adat_start(seen: bytes, from_client: bool) -> int:
     """Where the first ADAT token's line starts in a direction's plaintext `seen`; -1 when none
-    does."""
-    found = _ADAT_START[0 if from_client else 1].search(seen)
-    if found is None:
-        return -1
-    return found.start() + (1 if seen[found.start() : found.start() + 1] == b"\n" else 0)
+    does. (A search for the literal first: every segment of a flow whose TLS has not started is
+    looked at, most of them binary.)"""
+    needle = b"ADAT " if from_client else b" ADAT="
+    at = seen.find(needle)
+    while at >= 0:
+        start = at if from_client else at - 3  # a reply: `335 ADAT=` or `235 ADAT=`
+        if (
+            start >= 0
+            and (start == 0 or seen[start - 1] == 0x0A)
+            and (from_client or seen[start : start + 3] in (b"335", b"235"))
+        ):
+            return start
+        at = seen.find(needle, at + 1)
+    return -1
 
 
 class AdatTokens:

@@ -407,9 +407,9 @@ class TlsAnalyzer:
         What the framing carries of `data` when one starts, else `data`."""
         if not d.pre and looks_like_handshake(data[:3]):
             return data  # TLS from the first byte (most flows): no framing to look for
-        at = adat_start(bytes(d.pre) + data, from_orig)
+        seen = bytes(d.pre) + data if d.pre else data
+        at = adat_start(seen, from_orig)
         if at >= 0:
-            seen = bytes(d.pre) + data
             d.pre.clear()
             d.envelope = AdatTokens(from_orig, self.options.max_buffer_bytes)
             return d.envelope.feed(seen[at:]) or b""
