@@ -8,17 +8,14 @@
 
 Each envelope takes a direction's bytes as they come, in order, and gives the bytes it carries;
 `None` once it cannot follow them (a token that is not base64, a compressed or unknown frame),
-for good. The reader of the carried bytes (the TLS analyzer) bounds what it keeps; an envelope
-keeps at most one line or one frame header.
+and from then on, for good. The reader of the carried bytes (the TLS or HTTP analyzer) bounds
+what it keeps; an envelope keeps at most one line or one frame header.
 """
 
 from __future__ import annotations
 
 import binascii
-import re
-
-_UPGRADE_WEBSOCKET = re.compile(rb"\nupgrade[ \t]*:[ \t]*websocket[ \t]*\r?\n", re.IGNORECASE)
-_SWITCHING = re.compile(rb"HTTP/1\.1 101[ \r]")
+from collections.abc import Mapping
 
 WS_CONTINUATION, WS_TEXT, WS_BINARY = 0x0, 0x1, 0x2
 WS_CLOSE, WS_PING, WS_PONG = 0x8, 0x9, 0xA
@@ -49,15 +46,18 @@ class AdatTokens:
     anywhere over segments). Lines without a token (a reply that carries none, a command after
     the exchange) give nothing."""
 
-    __slots__ = ("from_client", "limit", "line")
+    __slots__ = ("from_client", "limit", "line", "lost")
 
     def __init__(self, from_client: bool, limit: int) -> None:
         self.from_client = from_client
         self.limit = limit
         """Longest line kept while its end is awaited."""
         self.line = bytearray()
+        self.lost = False
 
     def feed(self, data: bytes) -> bytes | None:
+        if self.lost:
+            return None
         out = bytearray()
         buf = self.line
         buf += data
@@ -77,23 +77,23 @@ class AdatTokens:
             try:
                 out += binascii.a2b_base64(token, strict_mode=True)
             except (binascii.Error, ValueError):
-                buf.clear()
+                self._lose()
                 return None
         if len(buf) > self.limit:
-            buf.clear()
+            self._lose()
             return None
         return bytes(out)
 
+    def _lose(self) -> None:
+        self.lost = True
+        self.line.clear()
 
-def websocket_request(head: bytes) -> bool:
-    """Whether an HTTP/1.1 request head asks to switch to WebSocket (RFC 6455 4.1)."""
-    return _UPGRADE_WEBSOCKET.search(head) is not None
 
-
-def websocket_accepted(head: bytes) -> bool:
-    """Whether an HTTP response head switches the connection to WebSocket (`101`, RFC 6455
-    4.2.2)."""
-    return _SWITCHING.match(head) is not None and _UPGRADE_WEBSOCKET.search(head) is not None
+def names_websocket(headers: Mapping[str, str]) -> bool:
+    """Whether an HTTP head's `Upgrade` header (by lower-case name, as the HTTP analyzer parses
+    heads) names WebSocket: a request asking to switch (RFC 6455 4.1), or with status 101 the
+    answer that switches (4.2.2). The header is a list of protocols (RFC 9110 7.8)."""
+    return any(p.strip().lower() == "websocket" for p in headers.get("upgrade", "").split(","))
 
 
 class WebSocketFrames:
@@ -102,7 +102,7 @@ class WebSocketFrames:
     (compressed by an extension, permessage-deflate) or of an unknown opcode cannot be
     followed."""
 
-    __slots__ = ("head", "left", "mask", "at", "data")
+    __slots__ = ("head", "left", "mask", "at", "data", "lost")
 
     def __init__(self) -> None:
         self.head = bytearray()
@@ -115,8 +115,11 @@ class WebSocketFrames:
         """Payload bytes of the current frame read so far (where in the key the next one is)."""
         self.data = False
         """The current frame carries data (its payload is handed on)."""
+        self.lost = False
 
     def feed(self, data: bytes) -> bytes | None:
+        if self.lost:
+            return None
         out = bytearray()
         pos, size = 0, len(data)
         while pos < size:
@@ -138,6 +141,8 @@ class WebSocketFrames:
             first, second = head[0], head[1]
             opcode = first & 0x0F
             if first & 0x70 or (opcode not in _WS_DATA and opcode not in _WS_CONTROL):
+                self.lost = True
+                head.clear()
                 return None
             length = second & 0x7F
             at = 2

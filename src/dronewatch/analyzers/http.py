@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dronewatch.analyzers._envelope import WebSocketFrames
+from dronewatch.analyzers._envelope import WebSocketFrames, names_websocket
 from dronewatch.core.flow import IP_PROTO_TCP, TCP_SYN, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -746,8 +746,8 @@ class HttpAnalyzer:
         if (
             code == 101
             and exchange.request is not None
-            and exchange.request.headers.get("upgrade", "").lower() == "websocket"
-            and head.headers.get("upgrade", "").lower() == "websocket"
+            and names_websocket(exchange.request.headers)
+            and names_websocket(head.headers)
         ):
             # A WebSocket (RFC 6455): its frames may carry HTTP (a tunnel, wstunnel), read on
             # from them; `_unframe` stops at the first frames that carry something else.

@@ -531,7 +531,7 @@ class QuicAnalyzer:
         if hello is not None:
             state.done = True
             state.hello = hello
-            self._publish(flow, hello)
+            self._publish(flow, state)
         elif state.tried >= self.options.max_initial_packets:
             state.done = True
         if state.done:
@@ -706,11 +706,12 @@ class QuicAnalyzer:
         for offset, data in crypto_frames(frames):
             state.crypto.add(offset, data)
 
-    def _publish(self, flow: Flow, hello: ClientHello) -> None:
+    def _publish(self, flow: Flow, state: _QuicState) -> None:
         """What the ClientHello tells the flow, as soon as it is read (the record waits for
         the server's side)."""
+        hello = state.hello
+        assert hello is not None
         flow.service = "quic"
-        state = self._state[flow.uid]
         flow.add_meta("quic_version", _VERSIONS[state.version].name)
         if hello.server_name:
             flow.add_meta("quic_sni", hello.server_name)

@@ -18,13 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dronewatch.analyzers._envelope import (
-    AdatTokens,
-    WebSocketFrames,
-    adat_start,
-    websocket_accepted,
-    websocket_request,
-)
+from dronewatch.analyzers._envelope import AdatTokens, WebSocketFrames, adat_start, names_websocket
 from dronewatch.analyzers._tls_hello import (
     TLS_EXT_EARLY_DATA,
     TLS_HANDSHAKE_CLIENT_HELLO,
@@ -39,7 +33,7 @@ from dronewatch.analyzers._tls_hello import (
     tls_version_name,
     under_way,
 )
-from dronewatch.analyzers.http import request_line
+from dronewatch.analyzers.http import parse_request_head, parse_response_head, request_line
 from dronewatch.core.flow import IP_PROTO_TCP, Flow, Packet
 from dronewatch.core.hooks import ConnRecord, Context, conn
 from dronewatch.exceptions import DecodeError
@@ -312,7 +306,7 @@ class TlsAnalyzer:
                 d.full = True
         if d.envelope is None and not d.started and not d.lost:
             data = self._open_envelope(state, d, data, from_orig)
-        elif d.envelope is not None:
+        if d.envelope is not None:
             carried = d.envelope.feed(data)
             if carried is None:
                 d.lost = True  # the framing cannot be followed: nor the records in it
@@ -403,8 +397,9 @@ class TlsAnalyzer:
         """Before a direction's TLS starts: whether its bytes from here on travel in a framing
         (`_envelope`): an RFC 2228 ADAT token's line (in what is kept of the plaintext and
         `data`), or WebSocket frames after the head of a request asking for it (the client's)
-        and of the `101` answering it (the server's), each head the direction's first bytes.
-        What the framing carries of `data` when one starts, else `data`."""
+        and of the `101` answering it (the server's), each head the direction's first bytes
+        (read as the HTTP analyzer reads heads). When one starts, `d.envelope` is set and the
+        bytes from where it starts are returned, for it to read; else `data`."""
         if not d.pre and looks_like_handshake(data[:3]):
             return data  # TLS from the first byte (most flows): no framing to look for
         seen = bytes(d.pre) + data if d.pre else data
@@ -412,22 +407,25 @@ class TlsAnalyzer:
         if at >= 0:
             d.pre.clear()
             d.envelope = AdatTokens(from_orig, self.options.max_buffer_bytes)
-            return d.envelope.feed(seen[at:]) or b""
+            return seen[at:]
         if d.pre or (not from_orig and not state.websocket):
             return data
         end = _HEAD_END.search(data)
-        if end is None:
+        if end is None or (from_orig and _UPGRADE.search(data, 0, end.start()) is None):
+            return data  # no head, or a request that asks for no switch (most HTTP)
+        try:
+            if from_orig:
+                switch = names_websocket(parse_request_head(data[: end.start()]).headers)
+                state.websocket = switch
+            else:
+                answer = parse_response_head(data[: end.start()])
+                switch = answer.status_code == 101 and names_websocket(answer.headers)
+        except DecodeError:
+            return data  # not an HTTP head
+        if not switch:
             return data
-        head = data[: end.end()]
-        if from_orig:
-            if websocket_request(head):
-                state.websocket = True
-                d.envelope = WebSocketFrames()  # the client's frames follow its request
-                return d.envelope.feed(data[end.end() :]) or b""
-        elif websocket_accepted(head):
-            d.envelope = WebSocketFrames()
-            return d.envelope.feed(data[end.end() :]) or b""
-        return data
+        d.envelope = WebSocketFrames()  # the direction's frames follow its head
+        return data[end.end() :]
 
     def _find_start(self, d: _Direction, data: bytes, from_orig: bool) -> bytes:
         """Where the direction's TLS begins: at its first byte, or at a hello record after a

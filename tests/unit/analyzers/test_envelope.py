@@ -19,8 +19,7 @@ from dronewatch.analyzers._envelope import (
     AdatTokens,
     WebSocketFrames,
     adat_start,
-    websocket_accepted,
-    websocket_request,
+    names_websocket,
 )
 
 
@@ -94,16 +93,15 @@ def test_frames_that_cannot_be_followed(bad: bytes) -> None:
     good."""
     reader = WebSocketFrames()
     assert reader.feed(frame(WS_BINARY, b"ok") + bad) is None
+    assert reader.feed(frame(WS_BINARY, b"later")) is None  # for good
 
 
-def test_upgrade_heads() -> None:
-    """A request asking for WebSocket, and the 101 that switches, are told from the rest."""
-    ask = b"GET /v1/events HTTP/1.1\r\nhost: x\r\nUpgrade: websocket\r\nconnection: upgrade\r\n\r\n"
-    assert websocket_request(ask)
-    assert not websocket_request(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n")
-    yes = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
-    assert websocket_accepted(yes)
-    assert not websocket_accepted(yes.replace(b"101", b"400"))
+def test_upgrade_names_websocket() -> None:
+    """An Upgrade header (a list of protocols, any case) naming WebSocket is told from others."""
+    assert names_websocket({"upgrade": "websocket"})
+    assert names_websocket({"upgrade": "h2c, WebSocket"})
+    assert not names_websocket({"upgrade": "h2c"})
+    assert not names_websocket({"connection": "upgrade"})
 
 
 def test_adat_tokens_lines_cut_anywhere() -> None:
@@ -119,7 +117,9 @@ def test_adat_tokens_lines_cut_anywhere() -> None:
     server = b"334 ADAT must follow\r\n335 ADAT=" + base64.b64encode(one) + b"\r\n"
     server += b"235 ADAT=" + base64.b64encode(two) + b"\r\n"
     assert AdatTokens(False, 4096).feed(server) == one + two
-    assert AdatTokens(True, 4096).feed(b"ADAT not*base64\r\n") is None
+    bad = AdatTokens(True, 4096)
+    assert bad.feed(b"ADAT not*base64\r\n") is None
+    assert bad.feed(b"ADAT " + base64.b64encode(one) + b"\r\n") is None  # for good
     assert AdatTokens(True, 100).feed(b"ADAT " + b"A" * 200) is None
 
 

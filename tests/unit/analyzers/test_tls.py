@@ -460,9 +460,10 @@ def test_tls_in_ftp_adat_tokens_is_read(certdir: Path) -> None:
     assert run.flow.service == "tls"
 
 
-def test_an_ftp_session_without_adat_gives_no_tls() -> None:
+def test_an_ftp_session_without_adat_gives_no_tls(certdir: Path) -> None:
     """A plain FTP session (no ADAT, a reply that names none) is not taken for TLS; a token
-    that is not base64 stops the direction's reading."""
+    that is not base64, even the direction's first, stops its reading for good (a valid token
+    after it is not read)."""
     run = Run()
     run.conv = TcpConversation(server=("203.0.113.10", 21))
     run.feed(
@@ -473,6 +474,8 @@ def test_an_ftp_session_without_adat_gives_no_tls() -> None:
         run.conv.send(b"ADAT !!!not base64!!!\r\n"),
         run.conv.reply(b"335 ADAT=FgMB\r\n"),
     )
+    client_hello = full_handshake(certdir, ssl.TLSVersion.TLSv1_2)[0][1]
+    run.feed(run.conv.send(adat_lines(True, client_hello)))
     assert run.finish() == []
 
 
