@@ -702,13 +702,15 @@ def read_message(data: bytes, *, text: bool = True) -> DnsMessage:
 
 def learn_datagram(cache: DnsCache, payload: bytes, ts: float) -> None:
     """What one datagram teaches the name cache read on its own, without its flow
-    (`learn_answers` of the DNS response it holds; anything else teaches nothing)."""
+    (`learn_answers` of the DNS response it holds; anything else teaches nothing, and a query,
+    half of what another process of `analyze --workers` hands here, is not parsed)."""
+    if not is_dns_response(payload):
+        return
     try:
         msg = read_message(payload, text=False)
     except DecodeError:
         return
-    if msg.is_response:
-        learn_answers(cache, msg, ts)
+    learn_answers(cache, msg, ts)
 
 
 def learn_answers(cache: DnsCache, msg: DnsMessage, ts: float) -> None:
