@@ -574,23 +574,31 @@ class DnsAnalyzer:
         flow.service = "dns"
         if self.options.follow_flow:
             flow.follow(self.name)
-        if msg.opcode == DNS_OPCODE_UPDATE:
-            name = subject(msg)[0]
-            if name:
-                flow.add_meta_item("dns_query", name)
-        for question in msg.questions if msg.opcode != DNS_OPCODE_UPDATE else ():
-            name = _norm(question.name)
-            if name:
-                flow.add_meta_item("dns_query", name)
+        about = subject(msg)  # the first question's name (an UPDATE's changed name), once
+        if about[0]:
+            flow.add_meta_item("dns_query", about[0])
+        if msg.opcode != DNS_OPCODE_UPDATE:
+            for question in msg.questions[1:]:
+                name = _norm(question.name)
+                if name:
+                    flow.add_meta_item("dns_query", name)
         if msg.is_response:
-            self._answer(flow, state, msg, ts, facts_only)
+            self._answer(flow, state, msg, ts, about, facts_only)
         else:
-            self._query(flow, state, msg, ts)
+            self._query(flow, state, msg, ts, about)
 
-    def _query(self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float) -> None:
+    def _query(
+        self,
+        flow: Flow,
+        state: _DnsState,
+        msg: DnsMessage,
+        ts: float,
+        about: tuple[str | None, int | None],
+    ) -> None:
         """Keep a query until its answer comes; a query sent again under its id is kept apart,
-        as Zeek keeps it (two records, the first answer going to the first send)."""
-        name, qtype = subject(msg)
+        as Zeek keeps it (two records, the first answer going to the first send). `about`: the
+        message's `subject`."""
+        name, qtype = about
         if state.waiting >= self.options.max_pending:
             oldest = min(state.pending, key=lambda tid: state.pending[tid][0].ts)
             self._emit_unanswered(flow, oldest, self._take(state, oldest, 0))
@@ -608,9 +616,15 @@ class DnsAnalyzer:
         return query
 
     def _answer(
-        self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float, facts_only: bool = False
+        self,
+        flow: Flow,
+        state: _DnsState,
+        msg: DnsMessage,
+        ts: float,
+        about: tuple[str | None, int | None],
+        facts_only: bool = False,
     ) -> None:
-        asked, asked_type = subject(msg)
+        asked, asked_type = about
         query: _Pending | None = None
         for i, waiting in enumerate(state.pending.get(msg.trans_id, ())):
             # The first query sent under this id, of the name answered: an answer with a
@@ -618,7 +632,7 @@ class DnsAnalyzer:
             if asked is None or waiting.query is None or waiting.query == asked:
                 query = self._take(state, msg.trans_id, i)
                 break
-        learn_answers(self.ctx.dns, msg, ts)
+        learn_answers(self.ctx.dns, msg, ts, asked)
         if facts_only:
             return
         name = query.query if query is not None else asked
@@ -713,30 +727,32 @@ def learn_datagram(cache: DnsCache, payload: bytes, ts: float) -> None:
     learn_answers(cache, msg, ts)
 
 
-def learn_answers(cache: DnsCache, msg: DnsMessage, ts: float) -> None:
+def learn_answers(cache: DnsCache, msg: DnsMessage, ts: float, asked: str | None = None) -> None:
     """What a response teaches the name cache, from the response alone: its addresses under its
     own subject (`subject`: the name asked; without a question, the first answer's name). The
     same whoever reads it (the analyzer on its flow, another process of `analyze --workers`, an
     agent's side channel), so every reader learns the same names in the same order: the
-    addresses it resolved, through any CNAME chain, map to that name."""
-    name = subject(msg)[0]
+    addresses it resolved, through any CNAME chain, map to that name. `asked`: the subject's
+    name where the caller has read it (None: read here)."""
+    answers = msg.answers
+    if not answers:
+        return  # nothing to learn (most answers of a flood of lookups of new names)
+    name = asked if asked is not None else subject(msg)[0]
     if name is None:
-        if not msg.answers:
-            return
-        name = _norm(msg.answers[0].name)
+        name = _norm(answers[0].name)
     if not name:
         return
     targets: dict[str, list[str]] = {}
-    for rr in msg.answers:
+    for rr in answers:
         if rr.rtype == DNS_TYPE_CNAME and rr.value is not None:
             targets.setdefault(_norm(rr.name), []).append(_norm(rr.value))
     chain = {name}
-    todo = [name]
+    todo = [name] if targets else []  # without a CNAME the chain is the name alone
     while todo:  # each name enters once, so cycles end
         for target in targets.get(todo.pop(), ()):
             if target not in chain:
                 chain.add(target)
                 todo.append(target)
-    for rr in msg.answers:
+    for rr in answers:
         if rr.rtype in (DNS_TYPE_A, DNS_TYPE_AAAA) and rr.value and _norm(rr.name) in chain:
             cache.remember(rr.rdata, name, ts)

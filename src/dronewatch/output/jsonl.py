@@ -145,7 +145,17 @@ class JsonlWriter:
             self._put(stem, lines, count)
 
     def write(self, record: Record) -> None:
-        self._put(record.log, record_line(record), 1)
+        stem = record.log
+        fh = self._files.get(stem)
+        if fh is None or self.error is not None:
+            self._put(stem, record_line(record), 1)  # its file opened, or counted as not written
+            return
+        try:
+            fh.write(record_line(record))
+        except OSError as exc:
+            self._stop(stem, exc, 1)
+            return
+        self.counts[stem] += 1
 
     def close(self) -> None:
         """Close every file; DronewatchError if any record could not be written."""
@@ -167,7 +177,7 @@ class AlertExportWriter(JsonlWriter):
     Detection Finding (`alerts.ocsf.jsonl`)."""
 
     def write(self, record: Record) -> None:
-        super().write(record)
+        JsonlWriter.write(self, record)
         if isinstance(record, Alert):
             self._line("alerts.ecs", to_ecs(record))
             self._line("alerts.ocsf", to_ocsf(record))
