@@ -308,26 +308,13 @@ class FileSource:
 
 @dataclass(slots=True)
 class PcapngBatch(PcapBatch):
-    """A run of pcapng enhanced packet blocks, whose interfaces all have the batch's link type."""
+    """A run of pcapng enhanced packet blocks, whose interfaces all have the batch's link type
+    (each packet's interface in `ifaces`)."""
 
-    ifaces: memoryview[int] | None = None
-    """The interface of each packet (a column, where `iface` is one for the whole batch)."""
     last_ts: float = 0.0
     """The time of the last packet (a simple packet block after it takes that time)."""
     next_pos: int = 0
     """Where the block after the run starts in `buf`."""
-
-    def raw(self, i: int) -> RawPacket:
-        """Packet `i` as the per-block reader yields it."""
-        start = self.data_at[i]
-        return RawPacket(
-            self.ts[i],
-            self.linktype,
-            self.buf[start : start + self.caplen[i]],
-            self.wirelen[i],
-            self.ifaces[i] if self.ifaces is not None else self.iface,
-            self.first_frame + i + 1,
-        )
 
 
 def read_pcapng_batch(

@@ -41,6 +41,9 @@ class PcapBatch:
     """Records cut by the snap length."""
     iface: int = 0
     """Index of the interface the records came from (live capture)."""
+    ifaces: memoryview[int] | None = None
+    """The interface of each record, a column (a pcapng run of several), where `iface` is not
+    one for the whole batch."""
 
     def __len__(self) -> int:
         return len(self.data_at)
@@ -53,7 +56,7 @@ class PcapBatch:
             self.linktype,
             self.buf[start : start + self.caplen[i]],
             self.wirelen[i],
-            self.iface,
+            self.ifaces[i] if self.ifaces is not None else self.iface,
             self.first_frame + i + 1,
         )
 

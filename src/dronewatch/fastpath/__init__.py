@@ -7,16 +7,21 @@ drone-link analyzers count frames with their Python twins: the records are the s
 This module is the one place that decides which path runs (`native()`).
 
 The C walk reads and writes a few `Flow` attributes by name (`FLOW_FIELDS`); importing this
-module checks that `Flow` still has each of them, so a rename fails at once, not mid-capture.
+module checks that `Flow` still has each of them, so a rename fails at once, not mid-capture. It
+also makes the decoder's `Packet` of the rows it hands to Python, filling every field
+(`PACKET_FIELDS`): importing this module gives it the class's slots, and fails when the two lists
+of fields differ.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 from types import ModuleType
 from typing import TypeVar, cast
 
-from dronewatch.core.flow import Flow
+from dronewatch.core.flow import Flow, Packet
 
 try:
     from dronewatch.fastpath import _fastpath as _built
@@ -39,8 +44,24 @@ def check_flow_fields(module: ModuleType) -> None:
         )
 
 
+def setup_packets(module: ModuleType) -> None:
+    """Give the C walk the `Packet` class and its slots; ImportError if the fields the walk fills
+    are not exactly `Packet`'s."""
+    fields = {f.name for f in dataclasses.fields(Packet)}
+    if set(module.PACKET_FIELDS) != fields:
+        raise ImportError(
+            "dronewatch.fastpath._fastpath fills the Packet fields "
+            f"{sorted(module.PACKET_FIELDS)}, Packet has {sorted(fields)}: change the C walk "
+            "with the Packet class"
+        )
+    module.packet_setup(
+        Packet, tuple(inspect.getattr_static(Packet, name) for name in module.PACKET_FIELDS)
+    )
+
+
 if _built is not None:
     check_flow_fields(_built)
+    setup_packets(_built)
 
 
 def native() -> ModuleType | None:

@@ -9,7 +9,8 @@
  * of the kinds the decoder only counts (802.11 control frames, encrypted data, ARP...), and adds
  * the packets of settled flows to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
- * kept here have been written to their `Flow` objects, so Python code always sees exact counts.
+ * kept here have been written to their `Flow` objects, so Python code always sees exact counts;
+ * a row read whole here goes with the decoder's `Packet` of it, made here (`row_packet`).
  * A TCP data segment is counted here when it changes nothing but the sequence numbers of a settled
  * connection (`dronewatch.core.tcp`: no new history letter, no retransmission that writes a `T`,
  * no data held above a hole), its sequence and acknowledgement numbers and content gaps written
@@ -1286,9 +1287,104 @@ out:
     return rc;
 }
 
+/* ---- the per-packet decoder's `Packet` of a row ---------------------------------------------
+ * A row the walk read whole (`ROW_IP`, not out of an encapsulation) that goes to Python is handed
+ * over as the `Packet` the per-packet decoder would make of its frame, made here from what the
+ * walk read: the decoder is not run again on it. `packet_setup` gives the class and the member
+ * descriptors of its fields, in the order of `PACKET_FIELDS` (dronewatch.fastpath checks at import
+ * that they are every field of `Packet`); the tests hold the two paths' records equal. */
+int dw_check_members(PyTypeObject *cls, PyObject *members);
+PyObject *dw_new_record(PyTypeObject *cls, PyObject *members, PyObject *const *values);
+
+static const char *const PACKET_FIELDS[] = {
+    "ts", "frame", "wirelen", "caplen", "linktype", "iface", "src_mac", "dst_mac", "vlan",
+    "ip_version", "src", "dst", "proto", "sport", "dport", "ip_len", "tcp_flags", "tcp_seq",
+    "tcp_ack", "payload", "payload_len", "fragment", "dot11", "tunnel", "raw", "gap", "skipped",
+    "bad_checksum",
+};
+#define PACKET_NFIELDS ((int)(sizeof(PACKET_FIELDS) / sizeof(PACKET_FIELDS[0])))
+static PyTypeObject *packet_cls;
+static PyObject *packet_members;
+
+static PyObject *packet_setup(PyObject *self, PyObject *args) {
+    PyTypeObject *cls;
+    PyObject *members;
+    if (!PyArg_ParseTuple(args, "O!O!:packet_setup", &PyType_Type, &cls, &PyTuple_Type, &members))
+        return NULL;
+    if (PyTuple_GET_SIZE(members) != PACKET_NFIELDS) {
+        PyErr_Format(PyExc_TypeError, "packet_setup: %d members expected", PACKET_NFIELDS);
+        return NULL;
+    }
+    if (dw_check_members(cls, members) < 0) return NULL;
+    Py_INCREF(cls);
+    Py_INCREF(members);
+    Py_XSETREF(packet_cls, cls);
+    Py_XSETREF(packet_members, members);
+    Py_RETURN_NONE;
+}
+
+/* Where a row's frame came from: the batch's columns and numbering. */
+typedef struct {
+    const uint8_t *buf;
+    const int64_t *at, *caps, *wire;
+    const int64_t *ifaces; /* each row's interface (a pcapng run), or NULL: `iface` for all */
+    const double *ts;
+    long long first_frame;
+    int linktype, iface;
+} Frames;
+
+static PyObject *bytes_at(const uint8_t *p, long long n) {
+    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+}
+
+/* The `Packet` of row `i`, read by `parse` into `r` (ROW_IP, not tunnelled). */
+static PyObject *row_packet(const Frames *f, Py_ssize_t i, const Row *r) {
+    const uint8_t *fr = f->buf + f->at[i];
+    long long cap = f->caps[i];
+    int alen = r->key[0] == 4 ? 4 : 16;
+    const uint8_t *src = r->low ? r->key + 2 : r->key + 20, *dst = r->low ? r->key + 20 : r->key + 2;
+    PyObject *v[PACKET_NFIELDS];
+    v[0] = PyFloat_FromDouble(f->ts[i]);
+    v[1] = PyLong_FromLongLong(f->first_frame + i + 1);
+    v[2] = PyLong_FromLongLong(f->wire[i]);
+    v[3] = PyLong_FromLongLong(cap);
+    v[4] = PyLong_FromLong(f->linktype);
+    v[5] = f->ifaces != NULL ? PyLong_FromLongLong(f->ifaces[i]) : PyLong_FromLong(f->iface);
+    v[6] = bytes_at(fr + (r->src_mac_at >= 0 ? r->src_mac_at : 0), r->src_mac_at >= 0 ? 6 : 0);
+    v[7] = bytes_at(fr + (r->dst_mac_at >= 0 ? r->dst_mac_at : 0), r->dst_mac_at >= 0 ? 6 : 0);
+    v[8] = r->vlan >= 0 ? PyLong_FromLong(r->vlan) : Py_NewRef(Py_None);
+    v[9] = PyLong_FromLong(r->key[0]);
+    v[10] = bytes_at(src, alen);
+    v[11] = bytes_at(dst, alen);
+    v[12] = PyLong_FromLong(r->key[1]);
+    v[13] = PyLong_FromLong(be16(src + 16));
+    v[14] = PyLong_FromLong(be16(dst + 16));
+    v[15] = PyLong_FromLongLong(r->ip_len);
+    v[16] = PyLong_FromLong(r->flags);
+    v[17] = PyLong_FromUnsignedLong(r->seq);
+    v[18] = PyLong_FromUnsignedLong(r->ack);
+    v[19] = bytes_at(fr + r->payload_at, r->payload_stop - r->payload_at);
+    v[20] = PyLong_FromLongLong(r->payload_len);
+    v[21] = Py_NewRef(Py_False);
+    v[22] = Py_NewRef(Py_None);
+    v[23] = Py_NewRef(Py_None);
+    v[24] = bytes_at(fr, cap);
+    v[25] = PyLong_FromLong(0);
+    v[26] = PyLong_FromLong(0);
+    v[27] = Py_NewRef(Py_False);
+    PyObject *pkt = NULL;
+    int ok = 1;
+    for (int k = 0; k < PACKET_NFIELDS; k++) ok &= v[k] != NULL;
+    if (ok) pkt = dw_new_record(packet_cls, packet_members, v);
+    for (int k = 0; k < PACKET_NFIELDS; k++) Py_XDECREF(v[k]);
+    return pkt;
+}
+
 static PyObject *walk(PyObject *self, PyObject *args) {
-    Py_buffer buf, at_b, cap_b, ts_b;
-    int linktype;
+    Py_buffer buf, at_b, cap_b, wire_b, ts_b, iface_b = {0};
+    int linktype, iface = 0;
+    long long first_frame;
+    PyObject *iface_o; /* the interface of every row (an int), or a column of them */
     Engine eng = {0};
     Table t = {0};
     PyObject *handle, *follow, *sweep;
@@ -1297,19 +1393,26 @@ static PyObject *walk(PyObject *self, PyObject *args) {
        its flow, through `handle`). */
     int share_k = 0, share_n = 1, share_port = -1, checksums = CK_IGNORE;
     PyObject *facts = Py_None;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*idLLddOOOOOOO|iiiiO", &buf, &at_b, &cap_b, &ts_b,
-                          &linktype, &eng.next_sweep, &eng.ended, &t.limit, &t.active_s,
-                          &t.linger_s, &t.lookup, &handle, &follow, &sweep, &t.counted_cb,
-                          &t.skipped_cb, &t.timers_cb, &share_k, &share_n, &share_port,
-                          &checksums, &facts))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*iLOdLLddOOOOOOO|iiiiO", &buf, &at_b, &cap_b,
+                          &wire_b, &ts_b, &linktype, &first_frame, &iface_o, &eng.next_sweep,
+                          &eng.ended, &t.limit, &t.active_s, &t.linger_s, &t.lookup, &handle,
+                          &follow, &sweep, &t.counted_cb, &t.skipped_cb, &t.timers_cb, &share_k,
+                          &share_n, &share_port, &checksums, &facts))
         return NULL;
-    if (share_n < 1 || share_k < 0 || share_k >= share_n || checksums < CK_IGNORE ||
-        checksums > CK_VERIFY) {
-        PyErr_SetString(PyExc_ValueError, "walk: share index or checksum mode out of range");
+    if (PyLong_Check(iface_o)) iface = (int)PyLong_AsLong(iface_o);
+    else if (PyObject_GetBuffer(iface_o, &iface_b, PyBUF_SIMPLE) < 0) iface_b.obj = NULL;
+    if (PyErr_Occurred() || share_n < 1 || share_k < 0 || share_k >= share_n ||
+        checksums < CK_IGNORE || checksums > CK_VERIFY || packet_cls == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError,
+                            packet_cls == NULL ? "walk: packet_setup was not called"
+                                               : "walk: share index or checksum mode out of range");
         PyBuffer_Release(&buf);
         PyBuffer_Release(&at_b);
         PyBuffer_Release(&cap_b);
+        PyBuffer_Release(&wire_b);
         PyBuffer_Release(&ts_b);
+        if (iface_b.obj != NULL) PyBuffer_Release(&iface_b);
         return NULL;
     }
     PyObject *result = NULL;
@@ -1317,7 +1420,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     const int64_t *at = at_b.buf, *caps = cap_b.buf;
     const double *ts = ts_b.buf;
     Py_ssize_t n = at_b.len / (Py_ssize_t)sizeof(int64_t);
-    if (cap_b.len != at_b.len || ts_b.len != at_b.len) {
+    const Frames frames = {b,  at, caps, wire_b.buf, iface_b.obj != NULL ? iface_b.buf : NULL,
+                           ts, first_frame, linktype, iface};
+    if (cap_b.len != at_b.len || ts_b.len != at_b.len || wire_b.len != at_b.len ||
+        (iface_b.obj != NULL && iface_b.len != at_b.len)) {
         PyErr_SetString(PyExc_ValueError, "walk: arrays of different lengths");
         goto done;
     }
@@ -1345,7 +1451,8 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         if (r.ok != ROW_IP) { /* the per-packet decoder's; an IP packet of it may touch any flow */
             int touched;
             if (flush(&t) < 0 ||
-                after_call(&t, &eng, PyObject_CallFunction(handle, "n", i), &touched) < 0)
+                after_call(&t, &eng, PyObject_CallFunction(handle, "nO", i, Py_None), &touched) <
+                    0)
                 goto done;
             if (touched) soft++;
             continue;
@@ -1370,10 +1477,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                     /* Another process's UDP datagram on the shared port, its checksums good:
                        read for its facts without its flow (`Engine.read_facts`), which touches
                        no flow (the counts held here need not be written first). */
-                    PyObject *res = PyObject_CallFunction(
-                        facts, "ny#iLLLLLLi", i, (const char *)r.key, (Py_ssize_t)KEY_LEN,
-                        r.low, r.ip_len, r.payload_at, r.payload_stop, r.payload_len,
-                        r.dst_mac_at, r.src_mac_at, r.vlan);
+                    PyObject *pkt = row_packet(&frames, i, &r);
+                    if (pkt == NULL) goto done;
+                    PyObject *res = PyObject_CallFunction(facts, "nO", i, pkt);
+                    Py_DECREF(pkt);
                     if (res == NULL) goto done;
                     Py_DECREF(res);
                     continue;
@@ -1433,9 +1540,16 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             }
         }
         if (go_python) {
-            if (flush(&t) < 0 ||
-                after_call(&t, &eng, PyObject_CallFunction(handle, "n", i), NULL) < 0)
+            /* The decoder's packet, made here (out of an encapsulation: the decoder's to make). */
+            PyObject *pkt = r.tunnelled ? Py_NewRef(Py_None) : row_packet(&frames, i, &r);
+            if (pkt == NULL) goto done;
+            if (flush(&t) < 0) {
+                Py_DECREF(pkt);
                 goto done;
+            }
+            PyObject *res = PyObject_CallFunction(handle, "nO", i, pkt);
+            Py_DECREF(pkt);
+            if (after_call(&t, &eng, res, NULL) < 0) goto done;
             if (e != NULL) e->checked = 0; /* the flow may have changed */
             continue;
         }
@@ -1478,13 +1592,14 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         if (to_follow) {
             PyObject *flow = e->flow;
             Py_INCREF(flow);
-            if (flush(&t) < 0) {
+            PyObject *pkt = row_packet(&frames, i, &r);
+            if (pkt == NULL || flush(&t) < 0) {
+                Py_XDECREF(pkt);
                 Py_DECREF(flow);
                 goto done;
             }
-            PyObject *res = PyObject_CallFunction(follow, "nOiLLLLLLi", i, flow, from_orig, r.ip_len,
-                                                  r.payload_at, r.payload_stop, r.payload_len,
-                                                  r.dst_mac_at, r.src_mac_at, r.vlan);
+            PyObject *res = PyObject_CallFunction(follow, "nOO", i, flow, pkt);
+            Py_DECREF(pkt);
             Py_DECREF(flow);
             if (after_call(&t, &eng, res, NULL) < 0) goto done;
             e->checked = 0; /* a follower may have declined */
@@ -1504,7 +1619,9 @@ done:
     PyBuffer_Release(&buf);
     PyBuffer_Release(&at_b);
     PyBuffer_Release(&cap_b);
+    PyBuffer_Release(&wire_b);
     PyBuffer_Release(&ts_b);
+    if (iface_b.obj != NULL) PyBuffer_Release(&iface_b);
     return result;
 }
 
@@ -1527,17 +1644,22 @@ static PyMethodDef methods[] = {
      "The pcapng enhanced packet blocks that lie whole in buf from pos on, of interfaces of "
      "link type linktype, as columns; ifaces: (link type, timestamp scale, offset) per interface."},
     {"walk", walk, METH_VARARGS,
-     "walk(buf, data_at, caplen, ts, linktype, next_sweep, ended, limit, active_s, linger_s, lookup, "
-     "handle, follow, sweep, counted, skipped, timers[, share_k, share_n, share_port, checksums, "
-     "facts]) "
+     "walk(buf, data_at, caplen, wirelen, ts, linktype, first_frame, iface, next_sweep, ended, "
+     "limit, active_s, linger_s, lookup, handle, follow, sweep, counted, skipped, timers[, "
+     "share_k, share_n, share_port, checksums, facts]) "
      "-> next sweep time\n\n"
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "
-     "dronewatch.fastpath.bulk). share_k of share_n: skip the rows of the flows another "
+     "dronewatch.fastpath.bulk), with the decoder's Packet of each row read whole here "
+     "(packet_setup; None for a row the decoder must read). share_k of share_n: skip the rows of the flows another "
      "process of a shared capture makes (dronewatch.core.engine.owner; those with port "
      "share_port at one end excepted), their times only making sweeps; facts (if not None) "
      "is handed another process's UDP datagrams on share_port, for what they teach without "
      "their flows."},
+    {"packet_setup", packet_setup, METH_VARARGS,
+     "packet_setup(cls, members)\n\n"
+     "The Packet class walk hands rows over as, and the member descriptors of its fields in the "
+     "order of PACKET_FIELDS."},
     {"linktypes", linktypes, METH_NOARGS,
      "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},
@@ -1593,6 +1715,17 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         s_resp_bytes, s_orig_payload_bytes, s_resp_payload_bytes, s_tcp);
     if (fields == NULL || PyModule_AddObject(m, "FLOW_FIELDS", fields) < 0) {
         Py_XDECREF(fields);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *packet_fields = PyTuple_New(PACKET_NFIELDS);
+    for (int k = 0; packet_fields != NULL && k < PACKET_NFIELDS; k++) {
+        PyObject *name = PyUnicode_InternFromString(PACKET_FIELDS[k]);
+        if (name == NULL) Py_CLEAR(packet_fields);
+        else PyTuple_SET_ITEM(packet_fields, k, name);
+    }
+    if (packet_fields == NULL || PyModule_AddObject(m, "PACKET_FIELDS", packet_fields) < 0) {
+        Py_XDECREF(packet_fields);
         Py_DECREF(m);
         return NULL;
     }

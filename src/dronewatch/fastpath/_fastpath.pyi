@@ -8,12 +8,14 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from dronewatch.core.flow import Flow
+from dronewatch.core.flow import Flow, Packet
 
 _R = TypeVar("_R")
 
 FLOW_FIELDS: tuple[str, ...]
 """The Flow attributes the walk reads or writes by name."""
+PACKET_FIELDS: tuple[str, ...]
+"""The Packet fields the walk fills, in the order `packet_setup` takes their members."""
 
 def record_fields(
     buf: bytes | mmap.mmap, pos: int, limit: int, big_endian: bool, nano: bool, /
@@ -31,16 +33,19 @@ def walk(
     buf: bytes | mmap.mmap,
     data_at: memoryview[int] | npt.NDArray[np.int64],
     caplen: memoryview[int] | npt.NDArray[np.int64],
+    wirelen: memoryview[int] | npt.NDArray[np.int64],
     ts: memoryview[float] | npt.NDArray[np.float64],
     linktype: int,
+    first_frame: int,
+    iface: int,
     next_sweep: float,
     ended: int,
     limit: int,
     active_s: float,
     linger_s: float,
     lookup: Callable[[bytes], Flow | None],
-    handle: Callable[[int], tuple[float, int, bool]],
-    follow: Callable[[int, Flow, int, int, int, int, int, int, int, int], tuple[float, int]],
+    handle: Callable[[int, Packet | None], tuple[float, int, bool]],
+    follow: Callable[[int, Flow, Packet], tuple[float, int]],
     sweep: Callable[[float, int], tuple[float, int]],
     counted: Callable[[int, float], None],
     skipped: Callable[[dict[str, int]], None],
@@ -49,8 +54,10 @@ def walk(
     share_n: int = 1,
     share_port: int = -1,
     checksums: int = 0,
+    facts: Callable[[int, Packet], None] | None = None,
     /,
 ) -> float: ...
+def packet_setup(cls: type[Packet], members: tuple[object, ...], /) -> None: ...
 def linktypes() -> tuple[int, ...]: ...
 def ring_fields(
     ring: mmap.mmap | bytearray,

@@ -21,7 +21,10 @@ sweep; within a segment a settled flow can only gain packets and bytes, which co
 Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goes over the
 rows in C: it keeps the counts of settled flows itself and writes them to the flows before any
 Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
-counters. A TCP data segment is counted in C when it changes nothing but the sequence numbers
+counters. A row it read whole (a TCP or UDP packet seen directly) comes with the `Packet` the
+per-packet decoder would make of it, made in C, so the decoder runs only on the frames the walk
+does not read (encapsulated packets, fragments, IPv6 extension headers, frames that are not IP).
+A TCP data segment is counted in C when it changes nothing but the sequence numbers
 of a settled connection (`dronewatch.core.tcp`, content gaps included); a segment without
 payload that changes the connection's state (SYN, FIN, RST, a new history letter, an ACK after
 the close) is accounted in C by the TCP state machine (`_tcp.c`), which the engine also runs;
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.core.engine import FlowKey
-from dronewatch.core.flow import IP_PROTO_UDP, Flow, Packet
+from dronewatch.core.flow import Flow, Packet
 from dronewatch.fastpath import native
 
 if TYPE_CHECKING:
@@ -102,27 +105,24 @@ class BulkRunner:
         def lookup(key: bytes) -> Flow | None:
             return get(flow_key(key))
 
-        def handle(i: int) -> tuple[float, int, bool]:
-            pkt = decode(raw(i))
+        def handle(i: int, pkt: Packet | None) -> tuple[float, int, bool]:
+            if pkt is None:  # a row the walk did not read whole: the decoder's
+                pkt = decode(raw(i))
+            else:  # the decoder's packet, made by the walk
+                stats.ip += 1
             if pkt is not None:
                 process(pkt)
             # Whether a flow may have changed: not for a frame that is not IP.
             return engine.next_sweep, engine.flows_ended, pkt is not None and pkt.ip_version != 0
 
-        def follow(i: int, flow: Flow, from_orig: int, *row: int) -> tuple[float, int]:
+        def follow(i: int, flow: Flow, pkt: Packet) -> tuple[float, int]:
             engine.frame = first + i
-            if from_orig:
-                ends = flow.orig_h, flow.resp_h, flow.orig_p, flow.resp_p
-            else:
-                ends = flow.resp_h, flow.orig_h, flow.resp_p, flow.orig_p
-            to_followers(flow, row_packet(batch, i, *ends, *row))
+            to_followers(flow, pkt)
             return engine.next_sweep, engine.flows_ended
 
-        def facts(i: int, key: bytes, low: int, *row: int) -> None:
-            _, a, ap, b, bp = flow_key(key)
-            ends = (a, b, ap, bp) if low else (b, a, bp, ap)
+        def facts(i: int, pkt: Packet) -> None:
             stats.ip += 1
-            engine.read_facts(row_packet(batch, i, *ends, *row))
+            engine.read_facts(pkt)
 
         def sweep(ts: float, i: int) -> tuple[float, int]:
             engine.frame = first + i
@@ -150,8 +150,11 @@ class BulkRunner:
             batch.buf,
             batch.data_at,
             batch.caplen,
+            batch.wirelen,
             batch.ts,
             batch.linktype,
+            batch.first_frame,
+            batch.iface if batch.ifaces is None else batch.ifaces,
             engine.next_sweep,
             engine.flows_ended,
             opts.inspect_packets,
@@ -168,47 +171,3 @@ class BulkRunner:
             pipe.decoder.checksums,
             facts if share is not None and engine.reads_facts else None,
         )
-
-
-def row_packet(
-    batch: PcapBatch,
-    i: int,
-    src: bytes,
-    dst: bytes,
-    sport: int,
-    dport: int,
-    ip_len: int,
-    payload_at: int,
-    payload_stop: int,
-    payload_len: int,
-    dst_mac_at: int,
-    src_mac_at: int,
-    vlan: int,
-) -> Packet:
-    """The `Packet` the per-packet decoder makes of row `i`, a UDP datagram seen directly (not
-    out of an encapsulation: the walk hands those to the decoder) from `src`:`sport` to
-    `dst`:`dport`, from what the walk read: where its payload and MACs are (-1: no MAC), its
-    first VLAN tag (-1: none)."""
-    raw = batch.raw(i)
-    frame = raw.data
-    return Packet(
-        ts=raw.ts,
-        frame=raw.frame,
-        wirelen=raw.wirelen,
-        caplen=len(frame),
-        linktype=raw.linktype,
-        iface=raw.iface,
-        src_mac=frame[src_mac_at : src_mac_at + 6] if src_mac_at >= 0 else b"",
-        dst_mac=frame[dst_mac_at : dst_mac_at + 6] if dst_mac_at >= 0 else b"",
-        vlan=vlan if vlan >= 0 else None,
-        ip_version=4 if len(src) == 4 else 6,
-        src=src,
-        dst=dst,
-        proto=IP_PROTO_UDP,
-        sport=sport,
-        dport=dport,
-        ip_len=ip_len,
-        payload=frame[payload_at:payload_stop],
-        payload_len=payload_len,
-        raw=frame,
-    )

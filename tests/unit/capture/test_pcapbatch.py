@@ -106,8 +106,13 @@ def test_walk_refuses_arrays_that_disagree() -> None:
     def never(*args: object) -> None:
         raise AssertionError("no row may be walked")
 
-    args = (1, 0.0, 0, 32, 1800.0, 5.0, never, never, never, never, never, never, never)
+    args = (1, 0, 0, 0.0, 0, 32, 1800.0, 5.0, never, never, never, never, never, never, never)
+    one = np.array([1], dtype=np.int64)
     with pytest.raises(ValueError, match="different lengths"):
-        _fastpath.walk(b"x" * 64, at, np.array([1, 2], dtype=np.int64), np.zeros(1), *args)
+        _fastpath.walk(b"x" * 64, at, np.array([1, 2], dtype=np.int64), one, np.zeros(1), *args)
+    with pytest.raises(ValueError, match="different lengths"):  # the wire lengths' column
+        _fastpath.walk(b"x" * 64, at, one, np.array([1, 2], dtype=np.int64), np.zeros(1), *args)
+    with pytest.raises(ValueError, match="different lengths"):  # the interfaces' column
+        _fastpath.walk(b"x" * 64, at, one, one, np.zeros(1), 1, 0, np.zeros(2, np.int64), *args[3:])
     with pytest.raises(ValueError, match="outside the buffer"):
-        _fastpath.walk(b"x" * 64, at, np.array([65], dtype=np.int64), np.zeros(1), *args)
+        _fastpath.walk(b"x" * 64, at, np.array([65], dtype=np.int64), one, np.zeros(1), *args)

@@ -429,6 +429,63 @@ def test_followers_get_the_decoders_packets(
     assert bulk == ref
 
 
+def tcp_exchange() -> tuple[Packet, ...]:
+    """A TCP connection over IPv4 and one over IPv6 (handshake, data both ways with options,
+    a push, the close), and a datagram to another port: what the walk reads whole."""
+    out: list[Packet] = []
+    for ip, back in (
+        (IP(src=PHONE, dst="10.77.0.9"), IP(src="10.77.0.9", dst=PHONE)),
+        (IPv6(src="fd00::2", dst="fd00::9"), IPv6(src="fd00::9", dst="fd00::2")),
+    ):
+        c, s = 1000, 5000
+        out += [
+            ip / TCP(sport=40000, dport=8883, flags="S", seq=c, options=[("MSS", 1460)]),
+            back / TCP(sport=8883, dport=40000, flags="SA", seq=s, ack=c + 1),
+            ip / TCP(sport=40000, dport=8883, flags="A", seq=c + 1, ack=s + 1),
+            ip / TCP(sport=40000, dport=8883, flags="PA", seq=c + 1, ack=s + 1) / b"\x10hello",
+            back / TCP(sport=8883, dport=40000, flags="A", seq=s + 1, ack=c + 7) / (b"w" * 40),
+            ip / TCP(sport=40000, dport=8883, flags="FA", seq=c + 7, ack=s + 41),
+            back / TCP(sport=8883, dport=40000, flags="FA", seq=s + 41, ack=c + 8),
+            ip / UDP(sport=40001, dport=9999) / b"datagram",
+        ]
+    return tuple(out)
+
+
+def handed(path: Path, bulk: bool, monkeypatch: pytest.MonkeyPatch) -> dict[int, Packet]:
+    """The packets the engine is handed, by frame, on one path."""
+    seen: dict[int, DecodedPacket] = {}
+    real = Engine.process
+
+    def spy(self: Engine, pkt: DecodedPacket) -> None:
+        seen[pkt.frame] = pkt
+        real(self, pkt)
+
+    monkeypatch.setattr(Engine, "process", spy)
+    run_source(FileSource(str(path)), lambda record: None, config(bulk))
+    monkeypatch.setattr(Engine, "process", real)
+    return seen  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("linktype", "wrap"), CARRYING_DNS)
+def test_the_walk_hands_over_the_decoders_packets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linktype: int, wrap: str
+) -> None:
+    """Every packet the C walk hands to the engine (a flow's first packets, TCP control
+    segments, what its analyzers read) is the packet the per-packet decoder makes of its frame,
+    every field of it, in every link type and carrier, TCP and UDP over IPv4 and IPv6, whether
+    the walk made it or the decoder did (an encapsulated packet)."""
+    frames = [
+        (1000.0 + i * 0.01, LINK_WRAPS[linktype][wrap](p))
+        for i, p in enumerate((*tcp_exchange(), *dns_exchange(3)))
+    ]
+    path = tmp_path / "mixed.pcapng"
+    write_capture(path, frames, linktype, ng=True)
+    ref = handed(path, False, monkeypatch)
+    bulk = handed(path, True, monkeypatch)
+    assert len(bulk) > 12 and set(bulk) <= set(ref)
+    assert {frame: ref[frame] for frame in bulk} == bulk
+
+
 def test_flow_cut_by_active_timeout_within_a_segment(tmp_path: Path) -> None:
     """Packets counted in bulk reach their flow before a later packet of it ends the flow."""
     frames = [

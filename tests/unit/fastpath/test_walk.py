@@ -40,7 +40,7 @@ class Engine:
     def lookup(self, key: bytes) -> Flow:
         return self.flow
 
-    def handle(self, i: int) -> tuple[float, int, bool]:
+    def handle(self, i: int, pkt: object) -> tuple[float, int, bool]:
         # As `Engine.process` does for a payload packet of a flow that nobody inspects.
         self.handled.append(i)
         self.flow.orig_pkts += 1
@@ -71,8 +71,8 @@ class Engine:
         caplen = np.array([len(f) for f in frames], dtype=np.int64)
         ts = np.arange(len(frames), dtype=np.float64) + 1000.0
         _fastpath.walk(
-            buf, at, caplen, ts, linktype, 1e18, 0, LIMIT, 1800.0, 5.0, self.lookup, self.handle,
-            self.follow, self.sweep, self.count, self.skipped, self.timers,
+            buf, at, caplen, caplen, ts, linktype, 0, 0, 1e18, 0, LIMIT, 1800.0, 5.0, self.lookup,
+            self.handle, self.follow, self.sweep, self.count, self.skipped, self.timers,
         )  # fmt: skip
 
 
