@@ -18,6 +18,9 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <math.h>
+#include <string.h>
+
 #define MAX_DEPTH 32
 #define STACK_BYTES 2048
 
@@ -148,7 +151,48 @@ static int out_long(Out *o, PyObject *v) { /* int.__repr__, which json writes fo
     return out_bytes(o, p, end - p);
 }
 
+/* float.__repr__ of `d` written into `text` the short way, where it is a decimal of at most six
+   places between 1e-4 and 2**32 in size (capture times to the microsecond, durations, round
+   trips, confidences: most floats of a record); its length, or 0 where that does not apply.
+
+   repr writes the shortest digits that read back as `d` (the nearest to `d` among them), in
+   fixed notation at these sizes. The candidate C = n / 10**6, n the nearest integer to
+   |d| * 10**6, written with its trailing zeros dropped (j decimals, ".0" for none), reads back
+   as `d` when `d` is the double nearest to C: when |C - |d|| is below half the gap from |d| to
+   its next double on either side (checked, with a margin, on the exact residual fma gives).
+   No shorter string reads back as `d`: it would be a multiple of 10**-(j-1), at least 10**-j
+   away from C, and two strings that read back as `d` lie within one gap of each other, which is
+   checked to be below half of 10**-j. So C's text is repr's. */
+static int short_float(char *text, double d) {
+    double a = fabs(d);
+    if (!(a >= 1e-4 && a < 4294967296.0)) return 0;
+    double n = nearbyint(a * 1e6);
+    double up = nextafter(a, INFINITY) - a, down = a - nextafter(a, 0.0);
+    double gap = up < down ? up : down;
+    if (fabs(fma(a, 1e6, -n)) >= 0.4999 * gap * 1e6) return 0; /* not the nearest to C */
+    unsigned long long u = (unsigned long long)n, whole = u / 1000000ULL;
+    unsigned fraction = (unsigned)(u % 1000000ULL);
+    int places = 6;
+    while (places && fraction % 10 == 0) fraction /= 10, places--;
+    static const double TENTHS[7] = {1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6};
+    if (up >= 0.5 * TENTHS[places]) return 0; /* a shorter string might read back as d */
+    char digits[24], *end = digits + sizeof digits, *p = end;
+    for (int k = 0; k < (places ? places : 1); k++, fraction /= 10)
+        *--p = (char)('0' + fraction % 10);
+    *--p = '.';
+    do {
+        *--p = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    if (d < 0) *--p = '-';
+    memcpy(text, p, (size_t)(end - p));
+    return (int)(end - p);
+}
+
 static int out_float(Out *o, double d) { /* float.__repr__, as json writes a finite float */
+    char quick[24];
+    int n = short_float(quick, d);
+    if (n) return out_bytes(o, quick, n);
     char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (text == NULL) return -1;
     int rc = out_bytes(o, text, (Py_ssize_t)strlen(text));

@@ -6,6 +6,7 @@ import errno
 import inspect
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,37 @@ def test_record_line_is_json_line_of_its_dict(zeta: Any, alpha: Any, mid: Any, t
     assert line == json_line(record.to_dict())
     assert line.splitlines() == [line]
     assert record_line(record) == (line + "\n").encode()  # strict UTF-8: no lone surrogate
+
+
+_TIMES = st.builds(  # a decimal's nearest double, and its neighbours, which are not
+    lambda sec, micro, sign, places, steps: _step(sign * round(sec + micro / 1e6, places), steps),
+    st.integers(0, 2**33),
+    st.integers(0, 999_999),
+    st.sampled_from((1, -1)),
+    st.integers(0, 9),
+    st.sampled_from((0, 0, 0, -1, 1, -2, 2)),
+) | st.builds(  # either side of the sizes and powers of two where the short way stops
+    lambda base, steps: _step(base, steps),
+    st.sampled_from((1e-4, 1e-3, 0.5, 1.0, 2.0**20, 2.0**31, 2.0**32, 2.0**33)),
+    st.integers(-4, 4),
+)
+
+
+def _step(x: float, steps: int) -> float:
+    """The float `steps` doubles above `x` (below, for a negative count)."""
+    for _ in range(abs(steps)):
+        x = math.nextafter(x, math.inf if steps > 0 else -math.inf)
+    return x
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_TIMES)
+def test_c_line_writes_capture_times_as_repr(ts: float) -> None:
+    """Capture times, durations and round trips, decimals of a few places (written the short
+    way in C where that gives repr's digits), and the floats either side of where that stops,
+    come out as `json.dumps` writes them."""
+    assert dumps(_Sample(ts=ts)) == json_line(_Sample(ts=ts).to_dict())
+    assert json.loads(dumps(_Sample(ts=ts)))["ts"] == ts
 
 
 def test_c_line_writes_what_it_can_and_hands_back_the_rest() -> None:
