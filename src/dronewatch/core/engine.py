@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import logging
@@ -30,7 +31,7 @@ from dronewatch.core.flow import (
     Flow,
     Packet,
 )
-from dronewatch.core.hooks import Analyzer, AnalyzerHooks, Context, find_hooks
+from dronewatch.core.hooks import Analyzer, AnalyzerHooks, Context, find_hooks, make_record
 from dronewatch.core.stream import StreamOptions, StreamReaders
 from dronewatch.fastpath import native
 from dronewatch.geoip.local import builtin_local_nets
@@ -557,21 +558,26 @@ class Engine:
             orig_h, orig_p, resp_h, resp_p = src, sport, dst, dport
             orig_mac, resp_mac = src_mac, dst_mac
         key = (key[0], share(key[1], key[1]), _PORTS[key[2]], share(key[3], key[3]), _PORTS[key[4]])
-        flow = Flow(
-            uid=flow_uid(key, pkt.ts),
-            proto=pkt.proto,
-            orig_h=orig_h,
-            orig_p=orig_p,
-            resp_h=resp_h,
-            resp_p=resp_p,
-            first_ts=pkt.ts,
-            last_ts=pkt.ts,
-            orig_mac=orig_mac,
-            resp_mac=resp_mac,
-            vlan=pkt.vlan,
-            tunnel=pkt.tunnel,
-            iface=pkt.iface,
-            first_frame=pkt.frame,
+        ts = pkt.ts
+        flow = make_record(  # `_FLOW_GIVEN`, then every other field's default: no __init__
+            Flow,
+            (
+                _flow_uid(key[0], key[1], key[2], key[3], key[4], ts),  # uid (`flow_uid`)
+                proto,
+                orig_h,
+                orig_p,
+                resp_h,
+                resp_p,
+                ts,  # first_ts
+                ts,  # last_ts
+                orig_mac,
+                resp_mac,
+                pkt.vlan,
+                pkt.tunnel,
+                pkt.iface,
+                pkt.frame,  # first_frame
+                *_FLOW_DEFAULTS,
+            ),
         )
         if proto == IP_PROTO_TCP:
             flow.tcp = tcp.new_state()
@@ -986,6 +992,36 @@ _port2 = struct.Struct(">H").pack
 _MAX_WANTS_KNOWN = 4096
 """Protocol and port pairs whose wanting analyzers the engine remembers (`Engine._wanted`): a
 few per declared port, so the bound is reached only by odd protocols."""
+
+_FLOW_GIVEN = (
+    "uid", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "first_ts", "last_ts", "orig_mac",
+    "resp_mac", "vlan", "tunnel", "iface", "first_frame",
+)  # fmt: skip
+"""The fields of a `Flow` `Engine._start` gives, its first ones, in order."""
+
+
+def _flow_defaults() -> tuple[object, ...]:
+    """The value of every other field of a new `Flow`, in order: its default, shared by every
+    flow (no field holds a mutable container of its own from the start: `meta`'s factory gives
+    the one shared empty mapping). ImportError when `Flow` no longer starts with `_FLOW_GIVEN`
+    or a factory makes a new object per flow."""
+    fields = dataclasses.fields(Flow)
+    if tuple(f.name for f in fields[: len(_FLOW_GIVEN)]) != _FLOW_GIVEN:
+        raise ImportError(f"Flow's first fields are no longer {_FLOW_GIVEN}: change Engine._start")
+    values: list[object] = []
+    for f in fields[len(_FLOW_GIVEN) :]:
+        if f.default is not dataclasses.MISSING:
+            values.append(f.default)
+        elif f.default_factory is not dataclasses.MISSING and (
+            f.default_factory() is f.default_factory()
+        ):
+            values.append(f.default_factory())
+        else:
+            raise ImportError(f"Flow.{f.name} has no default every flow may share: see _start")
+    return tuple(values)
+
+
+_FLOW_DEFAULTS = _flow_defaults()
 
 _PORTS = tuple(range(65536))
 """One int object per port number, shared by every flow's key and fields."""
