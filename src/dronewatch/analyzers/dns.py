@@ -21,7 +21,7 @@ import logging
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeAlias
 
 from dronewatch.analyzers._dns_rdata import DNS_TYPE_NAMES, TYPE_ANY, render
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet, ip_str
@@ -322,7 +322,11 @@ def _norm(name: str) -> str:
     return name.lower().rstrip(".")
 
 
-def subject(msg: DnsMessage) -> tuple[str | None, int | None]:
+Subject: TypeAlias = "tuple[str | None, int | None]"
+"""What a message is about (`subject`): a name and a record type, either unknown (None)."""
+
+
+def subject(msg: DnsMessage) -> Subject:
     """What a message is about: the name and type of its first question; for an UPDATE
     (RFC 2136), whose question section names only the zone, the name its prerequisites or
     updates change (as Zeek logs it), with no type."""
@@ -588,12 +592,7 @@ class DnsAnalyzer:
             self._query(flow, state, msg, ts, about)
 
     def _query(
-        self,
-        flow: Flow,
-        state: _DnsState,
-        msg: DnsMessage,
-        ts: float,
-        about: tuple[str | None, int | None],
+        self, flow: Flow, state: _DnsState, msg: DnsMessage, ts: float, about: Subject
     ) -> None:
         """Keep a query until its answer comes; a query sent again under its id is kept apart,
         as Zeek keeps it (two records, the first answer going to the first send). `about`: the
@@ -621,7 +620,7 @@ class DnsAnalyzer:
         state: _DnsState,
         msg: DnsMessage,
         ts: float,
-        about: tuple[str | None, int | None],
+        about: Subject,
         facts_only: bool = False,
     ) -> None:
         asked, asked_type = about
