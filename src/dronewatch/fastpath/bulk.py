@@ -23,7 +23,8 @@ rows in C: it keeps the counts of settled flows itself and writes them to the fl
 Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
 counters. A row it read whole (a TCP or UDP packet seen directly) comes with the `Packet` the
 per-packet decoder would make of it, made in C, so the decoder runs only on the frames the walk
-does not read (encapsulated packets, fragments, IPv6 extension headers, frames that are not IP).
+does not read (encapsulated packets, fragments, IPv6 extension headers, packets a checksum mode
+drops, frames that are not IP).
 A TCP data segment is counted in C when it changes nothing but the sequence numbers
 of a settled connection (`dronewatch.core.tcp`, content gaps included); a segment without
 payload that changes the connection's state (SYN, FIN, RST, a new history letter, an ACK after
