@@ -562,7 +562,7 @@ class Engine:
         flow = make_record(  # `_FLOW_GIVEN`, then every other field's default: no __init__
             Flow,
             (
-                _flow_uid(key[0], key[1], key[2], key[3], key[4], ts),  # uid (`flow_uid`)
+                flow_uid(key, ts),  # uid
                 proto,
                 orig_h,
                 orig_p,

@@ -49,13 +49,12 @@ R = TypeVar("R")
 
 def make_record(cls: type[R], values: tuple[Any, ...]) -> R:
     """The record of `cls` (a slots dataclass: a record, a `Flow`) with these field values, in
-    field order: equal to `cls(*values)`,
-    made by the C extension where it is used (`_fastpath.new_record` stores each value in its
-    slot), without the frozen dataclass's `__init__`, which sets every field through
-    `object.__setattr__` (a flow's record has 45: about 5 microseconds, and a flood of short
-    flows makes one per flow). A class with a `__post_init__`, or a field that is not a slot of
-    its own, is made by `cls(*values)`. TypeError when the count of values is not the count of
-    fields."""
+    field order: equal to `cls(*values)`, made by the C extension where it is used
+    (`_fastpath.new_record` stores each value in its slot), without the dataclass's `__init__`,
+    which sets every field in turn (a frozen one through `object.__setattr__`: a flow's record
+    has 45, about 5 microseconds, and a flood of short flows makes one per flow). A class with
+    a `__post_init__`, or a field that is not a slot of its own, is made by `cls(*values)`.
+    TypeError when the count of values is not the count of fields."""
     make = _MAKERS.get(cls)
     if make is None:
         make = _MAKERS[cls] = _maker(cls)

@@ -1342,7 +1342,8 @@ static PyObject *row_packet(const Frames *f, Py_ssize_t i, const Row *r) {
     const uint8_t *fr = f->buf + f->at[i];
     long long cap = f->caps[i];
     int alen = r->key[0] == 4 ? 4 : 16;
-    const uint8_t *src = r->low ? r->key + 2 : r->key + 20, *dst = r->low ? r->key + 20 : r->key + 2;
+    const uint8_t *lower = r->key + 2, *higher = r->key + 20;
+    const uint8_t *src = r->low ? lower : higher, *dst = r->low ? higher : lower;
     PyObject *v[PACKET_NFIELDS];
     v[0] = PyFloat_FromDouble(f->ts[i]);
     v[1] = PyLong_FromLongLong(f->first_frame + i + 1);
@@ -1651,8 +1652,8 @@ static PyMethodDef methods[] = {
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "
      "dronewatch.fastpath.bulk), with the decoder's Packet of each row read whole here "
-     "(packet_setup; None for a row the decoder must read). share_k of share_n: skip the rows of the flows another "
-     "process of a shared capture makes (dronewatch.core.engine.owner; those with port "
+     "(packet_setup; None for a row the decoder must read). share_k of share_n: skip the rows "
+     "of the flows another process of a shared capture makes (dronewatch.core.engine.owner; those with port "
      "share_port at one end excepted), their times only making sweeps; facts (if not None) "
      "is handed another process's UDP datagrams on share_port, for what they teach without "
      "their flows."},
