@@ -696,6 +696,7 @@ typedef struct {
 typedef struct {
     Entry *slots;
     size_t cap, used;
+    size_t *occupied; /* the indices of the `used` slots in use, so a clear touches only those */
     Entry **dirty;
     size_t ndirty;
     long long counted; /* rows counted here, reported at the end of the walk */
@@ -715,9 +716,14 @@ typedef struct {
 static int table_init(Table *t, size_t cap) {
     t->slots = PyMem_Calloc(cap, sizeof(Entry));
     t->dirty = PyMem_Malloc(cap * sizeof(Entry *));
-    if (t->slots == NULL || t->dirty == NULL) {
+    t->occupied = PyMem_Malloc(cap * sizeof(size_t));
+    if (t->slots == NULL || t->dirty == NULL || t->occupied == NULL) {
         PyMem_Free(t->slots);
         PyMem_Free(t->dirty);
+        PyMem_Free(t->occupied);
+        t->slots = NULL;
+        t->dirty = NULL;
+        t->occupied = NULL;
         PyErr_NoMemory();
         return -1;
     }
@@ -727,16 +733,16 @@ static int table_init(Table *t, size_t cap) {
     return 0;
 }
 
+/* Drop every entry (and its references), touching only the slots in use: a flood of flows
+ * ending one sweep at a time clears a table of a few live entries thousands of times. */
 static void table_clear(Table *t) {
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->slots[i].used) {
-            Py_CLEAR(t->slots[i].flow);
-            Py_CLEAR(t->slots[i].counters);
-            if (t->slots[i].has_tcp) PyBuffer_Release(&t->slots[i].tcp);
-            t->slots[i].has_tcp = 0;
-        }
+    for (size_t k = 0; k < t->used; k++) {
+        Entry *e = &t->slots[t->occupied[k]];
+        Py_CLEAR(e->flow);
+        Py_CLEAR(e->counters);
+        if (e->has_tcp) PyBuffer_Release(&e->tcp);
+        memset(e, 0, sizeof(Entry));
     }
-    memset(t->slots, 0, t->cap * sizeof(Entry));
     t->used = 0;
     t->ndirty = 0;
 }
@@ -746,6 +752,7 @@ static void table_free(Table *t) {
     table_clear(t);
     PyMem_Free(t->slots);
     PyMem_Free(t->dirty);
+    PyMem_Free(t->occupied);
     t->slots = NULL;
 }
 
@@ -884,22 +891,26 @@ static int report(Table *t) {
 static int table_grow(Table *t) {
     if (flush(t) < 0) return -1;
     Entry *old = t->slots;
-    size_t old_cap = t->cap;
+    size_t old_cap = t->cap, old_used = t->used, *old_occupied = t->occupied;
     PyMem_Free(t->dirty);
     if (table_init(t, old_cap * 2) < 0) {
-        t->slots = old; /* keep the old table so it is freed with its references */
+        /* keep the old table so it is freed with its references */
+        t->slots = old;
         t->cap = old_cap;
+        t->used = old_used;
+        t->occupied = old_occupied;
         t->dirty = PyMem_Malloc(old_cap * sizeof(Entry *));
         return -1;
     }
-    for (size_t i = 0; i < old_cap; i++) {
-        if (!old[i].used) continue;
-        size_t j = old[i].hash & (t->cap - 1);
+    for (size_t k = 0; k < old_used; k++) {
+        Entry *o = &old[old_occupied[k]];
+        size_t j = o->hash & (t->cap - 1);
         while (t->slots[j].used) j = (j + 1) & (t->cap - 1);
-        t->slots[j] = old[i];
-        t->used++;
+        t->slots[j] = *o;
+        t->occupied[t->used++] = j;
     }
     PyMem_Free(old);
+    PyMem_Free(old_occupied);
     return 0;
 }
 
@@ -916,7 +927,7 @@ static Entry *table_get(Table *t, const uint8_t *key) {
     e->used = 1;
     e->hash = h;
     memcpy(e->key, key, KEY_LEN);
-    t->used++;
+    t->occupied[t->used++] = j;
     return e;
 }
 
