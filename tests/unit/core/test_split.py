@@ -8,6 +8,7 @@ import io
 import logging
 import multiprocessing
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, Pipeline, RunResult, run_source
 from dronewatch.core.split import run_split
 from dronewatch.exceptions import CaptureError
+from dronewatch.fastpath import native
 from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.flowlog import FlowRecord
@@ -92,6 +94,38 @@ SAMPLE = [
 @pytest.mark.parametrize("capture", [pytest.param(p, id=str(p.relative_to(PCAPS))) for p in SAMPLE])
 def test_shared_processes_write_what_one_writes(capture: Path, processes: int) -> None:
     assert_same(capture, processes)
+
+
+@pytest.mark.skipif(native() is None, reason="the C extension is not built")
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([4, 6]),
+    st.integers(0, 255),
+    st.binary(min_size=16, max_size=16),
+    st.integers(0, 65535),
+    st.binary(min_size=16, max_size=16),
+    st.integers(0, 65535),
+)
+def test_the_walk_hashes_a_key_as_owner_does(
+    version: int, proto: int, low: bytes, low_port: int, high: bytes, high_port: int
+) -> None:
+    """The C walk picks a row's process by the CRC-32 of its key row, eight bytes a step: zlib's,
+    which `owner` takes, for any key."""
+    size = 4 if version == 4 else 16
+    a, b = low[:size], high[:size]
+    row = (
+        bytes((version, proto))
+        + a.ljust(16, b"\0")
+        + low_port.to_bytes(2, "big")
+        + b.ljust(16, b"\0")
+        + high_port.to_bytes(2, "big")
+    )
+    module = native()
+    assert module is not None
+    crc = module.key_crc(row)
+    assert crc == zlib.crc32(row)
+    for processes in (2, 3, 7):
+        assert owner((proto, a, low_port, b, high_port), processes) == crc % processes
 
 
 def test_the_sample_has_flows_of_every_process() -> None:
