@@ -171,6 +171,27 @@ filter that drops traffic (NetControl's packetfilter: as a capture filter, `-f`,
 _MARKS_CONNS = re.compile(r"\bReporter::limit_reached_weird\b")
 """A test whose script marks connections itself: an analyzer limit it reports by hand puts
 Zeek's `X` into the conn history, whatever the trace holds."""
+_REDEF = re.compile(r"^\s*redef\s+([\w:]+)", re.MULTILINE)
+"""A `redef` in a test's script, and what it redefines."""
+_LOGGING_ONLY = re.compile(
+    r"^(record|enum)$|^Log(Ascii)?::|^Weird::|^X509::|::logged_commands$"
+    r"|::default_capture_password$|^SSL::log_include_|^HTTP::log_server_header_names$"
+    r"|^SSL::root_certs$|^SSL::ssl_cache_intermediate_ca$"
+)
+"""Settings a test may redefine and leave Zeek's analysis and the compared fields as they are:
+log formats and field names, fields added to a log (`redef record ... &log`), names declared
+(`redef enum`), what logs that are not compared hold (FTP commands, passwords, certificate
+subjects, server header names, x509.log's caching, weirds) and certificate validation (ssl.log's
+validation status, not compared). Any other setting (a limit, a threshold, a timeout, a set of
+ports, keys to decrypt with, DPD's tracking of removed services in conn.log's `service`) makes
+the run Zeek configured away from its defaults, as a redefinition on the command line does."""
+
+
+def sets_analysis(script: str) -> bool:
+    """Whether a test's script redefines a setting of Zeek's analysis (`_LOGGING_ONLY`)."""
+    return any(not _LOGGING_ONLY.search(name) for name in _REDEF.findall(script))
+
+
 _RUNS_ZEEK = re.compile(r"(?<![\w./-])zeek(?![\w-])")
 """A test line that runs zeek itself (not zeek-cut)."""
 _IGNORES_CHECKSUMS = re.compile(r"(?<!\S)-[A-Za-z]*C[A-Za-z]*(?!\S)|ignore_checksums\s*=\s*T")
@@ -232,6 +253,9 @@ def btest_cases(btest: Path) -> tuple[list[Case], Counter[str]]:
             continue
         if redefines(execs[0]):
             left_out["redefines on the command line"] += 1
+            continue
+        if sets_analysis(script.read_text(errors="replace")):
+            left_out["redefines an analysis setting in its script"] += 1
             continue
         if _ALTERS_INPUT.search(script.read_text(errors="replace")):
             left_out["the test feeds or drops packets itself"] += 1

@@ -230,8 +230,9 @@ def test_spellings_are_mapped_values_are_not() -> None:
 
 
 def test_tests_that_feed_or_drop_packets_are_left_out(tmp_path: Path) -> None:
-    """A btest whose script hands an analyzer bytes of its own (`protocol_data_in`) or installs a
-    NetControl packet filter is not a baseline of the trace: it is left out, and counted."""
+    """A btest whose script hands an analyzer bytes of its own (`protocol_data_in`), installs a
+    NetControl packet filter, marks connections or sets an analysis limit is not a baseline of
+    the trace as Zeek reads it by default: it is left out, and counted."""
     tool = _tool()
     (tmp_path / "Traces").mkdir()
     (tmp_path / "Traces" / "t.pcap").write_bytes(b"")
@@ -240,6 +241,7 @@ def test_tests_that_feed_or_drop_packets_are_left_out(tmp_path: Path) -> None:
         "feeds": 'event e() { zeek::protocol_data_in(True, b"GET / HTTP/1.0\\r\\n\\r\\n"); }\n',
         "drops": "event NetControl::init() { local f = NetControl::create_packetfilter(); }\n",
         "marks": 'event http_request(c: connection) { Reporter::limit_reached_weird("w", c); }\n',
+        "limits": "redef HTTP::max_pending_requests = 5;\n",
     }
     head = "# @TEST-EXEC: zeek -r $TRACES/t.pcap %INPUT\n# @TEST-EXEC: btest-diff http.log\n"
     for name, body in scripts.items():
@@ -252,6 +254,7 @@ def test_tests_that_feed_or_drop_packets_are_left_out(tmp_path: Path) -> None:
     assert [c.baselines["http"][0].parent.name for c in cases] == ["t.plain"]
     assert left_out["the test feeds or drops packets itself"] == 2
     assert left_out["the test marks connections itself"] == 1
+    assert left_out["redefines an analysis setting in its script"] == 1
 
 
 @pytest.mark.parametrize(
@@ -271,3 +274,27 @@ def test_command_line_redefinitions_are_recognised(line: str, redefines: bool) -
     """`name=value` after `zeek` is Zeek's short form of `redef`: such a run measures Zeek
     configured away from its defaults, and is left out as `-e` and `redef` are."""
     assert _tool().redefines("# @TEST-EXEC: " + line) is redefines
+
+
+@pytest.mark.parametrize(
+    ("script", "sets"),
+    [
+        ("@load base/protocols/http\n", False),
+        ("redef LogAscii::use_json = T;\nredef Log::default_scope_sep = \"_\";\n", False),
+        ("redef record UnknownProtocol::Info$protocol_id_num += { &log };\n", False),
+        ('redef FTP::logged_commands += { "USER" };\nredef enum Notice::Type += { X };\n', False),
+        ("redef SSL::log_include_server_certificate_subject_issuer=T;\n", False),
+        ("redef X509::relog_known_certificates_after = 0secs;\n", False),
+        ("  redef size_threshold = 2;\n", True),  # GridFTP's threshold, in its module
+        ("redef SSL::secrets += { [\"a\"] = \"b\" };\n", True),
+        ("redef udp_inactivity_timeout = 24hrs;\n", True),
+        ("redef likely_server_ports += { 53/udp };\n", True),
+        ("redef DPD::track_removed_services_in_connection = T;\n", True),
+        ("# redef size_threshold = 2;\n", False),  # a comment
+    ],
+)
+def test_script_redefinitions_of_analysis_settings_are_recognised(script: str, sets: bool) -> None:
+    """A test whose script sets a limit, threshold, timeout, port set or keys measures Zeek
+    configured away from its defaults, as one that sets it on the command line does; a test
+    that only changes how or what it logs (of logs not compared) is kept."""
+    assert _tool().sets_analysis(script) is sets
