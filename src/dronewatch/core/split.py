@@ -39,6 +39,7 @@ that comes later on it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -127,6 +128,7 @@ def run_split(
     ctx = multiprocessing.get_context("fork")
     inbox = _Inbox()
     procs = []
+    gc.freeze()  # the objects made so far out of the processes' collections: no copy-on-write
     try:
         for k in range(processes):
             here, there = ctx.Pipe(duplex=False)
@@ -145,6 +147,7 @@ def run_split(
             return _merge(processes, inbox, emit, config, lines, records, summary, progress, source)
     finally:
         _CONFIG = None
+        gc.unfreeze()
         inbox.close()
         for proc in procs:
             if proc.is_alive():
