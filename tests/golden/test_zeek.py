@@ -280,13 +280,13 @@ def test_command_line_redefinitions_are_recognised(line: str, redefines: bool) -
     ("script", "sets"),
     [
         ("@load base/protocols/http\n", False),
-        ("redef LogAscii::use_json = T;\nredef Log::default_scope_sep = \"_\";\n", False),
+        ('redef LogAscii::use_json = T;\nredef Log::default_scope_sep = "_";\n', False),
         ("redef record UnknownProtocol::Info$protocol_id_num += { &log };\n", False),
         ('redef FTP::logged_commands += { "USER" };\nredef enum Notice::Type += { X };\n', False),
         ("redef SSL::log_include_server_certificate_subject_issuer=T;\n", False),
         ("redef X509::relog_known_certificates_after = 0secs;\n", False),
         ("  redef size_threshold = 2;\n", True),  # GridFTP's threshold, in its module
-        ("redef SSL::secrets += { [\"a\"] = \"b\" };\n", True),
+        ('redef SSL::secrets += { ["a"] = "b" };\n', True),
         ("redef udp_inactivity_timeout = 24hrs;\n", True),
         ("redef likely_server_ports += { 53/udp };\n", True),
         ("redef DPD::track_removed_services_in_connection = T;\n", True),

@@ -36,7 +36,7 @@ from typing import ClassVar
 
 from dronewatch.analyzers.remoteid import SUBTYPE_BEACON, SUBTYPE_PROBE_RESP, vendor_elements
 from dronewatch.core.flow import Packet, mac_str
-from dronewatch.core.hooks import Context, Record
+from dronewatch.core.hooks import Context, FrameInterest, Record
 from dronewatch.exceptions import DecodeError
 
 logger = logging.getLogger(__name__)
@@ -178,6 +178,8 @@ class DjiDroneIdAnalyzer:
     """Collect DJI DroneID beacons per transmitter into dji_droneid.jsonl records."""
 
     name = "dji_droneid"
+    frame_interest = FrameInterest(frozenset({DJI_OUI}))
+    """Beacons and probe responses with a DJI vendor element."""
 
     def __init__(self, ctx: Context, options: DjiDroneIdOptions | None = None) -> None:
         self.ctx = ctx

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dronewatch.core.flow import Packet, mac_str
-from dronewatch.core.hooks import Context, Record
+from dronewatch.core.hooks import Context, FrameInterest, Record
 from dronewatch.exceptions import DecodeError
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,8 @@ class RemoteIdAnalyzer:
     """Collect Remote ID broadcasts per transmitter into remoteid.jsonl records."""
 
     name = "remoteid"
+    frame_interest = FrameInterest(frozenset(ODID_OUIS), action=True)
+    """Beacons and probe responses with an ASTM F3411 element, and NAN action frames."""
 
     def __init__(self, ctx: Context, options: RemoteIdOptions | None = None) -> None:
         self.ctx = ctx

@@ -31,7 +31,14 @@ from dronewatch.core.flow import (
     Flow,
     Packet,
 )
-from dronewatch.core.hooks import Analyzer, AnalyzerHooks, Context, find_hooks, make_record
+from dronewatch.core.hooks import (
+    Analyzer,
+    AnalyzerHooks,
+    Context,
+    FrameInterest,
+    find_hooks,
+    make_record,
+)
 from dronewatch.core.stream import StreamOptions, StreamReaders
 from dronewatch.fastpath import native
 from dronewatch.geoip.local import builtin_local_nets
@@ -261,6 +268,16 @@ class Engine:
         self._on_frame: list[Callable[[Packet], None]] = [
             guard.frame(h.name, h.frame) for h in registered if h.frame is not None
         ]
+        interest: FrameInterest | None = FrameInterest()
+        for h in registered:
+            if h.frame is not None:
+                declared = h.frame_interest
+                interest = None if interest is None or declared is None else interest | declared
+        if share is not None and share.index != 0:
+            interest = FrameInterest()  # the frame hooks run in process 0 of a shared capture only
+        self.frame_interest = interest
+        """The 802.11 management frames the frame hooks read (`FrameInterest`); the C walk counts
+        the others itself. None: a hook declared none, so every one goes to them."""
         self._on_done: list[Callable[[], None]] = [
             guard.done(h.name, h.done) for h in registered if h.done is not None
         ]

@@ -230,9 +230,28 @@ class FactsHook(Protocol):
 
 @runtime_checkable
 class FrameHook(Protocol):
-    """Called for frames that are not IP (802.11 management frames)."""
+    """Called for frames that are not IP (802.11 management frames).
+
+    An analyzer whose hook reads only some of them says which in the class attribute
+    `frame_interest` (`FrameInterest`); the C walk then counts the others itself, as the
+    decoder and the engine would, without a call (a monitor-mode capture is mostly beacons of
+    access points). Without it, every management frame reaches the hook."""
 
     def frame(self, pkt: Packet) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FrameInterest:
+    """The 802.11 management frames a `frame` hook reads; it passes over every other one."""
+
+    vendor_ouis: frozenset[bytes] = frozenset()
+    """Beacons and probe responses that carry a vendor-specific element (ID 221) whose OUI (its
+    first 3 bytes) is one of these."""
+    action: bool = False
+    """Action frames (subtype 13)."""
+
+    def __or__(self, other: FrameInterest) -> FrameInterest:
+        return FrameInterest(self.vendor_ouis | other.vendor_ouis, self.action or other.action)
 
 
 @runtime_checkable
@@ -267,6 +286,8 @@ class AnalyzerHooks:
     flow_end: Callable[[Flow], None] | None
     facts: Callable[[Packet], None] | None
     frame: Callable[[Packet], None] | None
+    frame_interest: FrameInterest | None
+    """The frames `frame` reads (`FrameHook`); None: every management frame."""
     done: Callable[[], None] | None
 
 
@@ -309,10 +330,13 @@ def find_hooks(analyzer: object) -> AnalyzerHooks:
         flow_end=analyzer.flow_end if isinstance(analyzer, FlowEndHook) else None,
         facts=analyzer.facts if isinstance(analyzer, FactsHook) else None,
         frame=analyzer.frame if isinstance(analyzer, FrameHook) else None,
+        frame_interest=_frame_interest(name, cls),
         done=analyzer.done if isinstance(analyzer, DoneHook) else None,
     )
     if all(getattr(found, hook) is None for hook in HOOKS):
         raise ValueError(f"analyzer {name!r} implements no hook; hooks are {', '.join(HOOKS)}")
+    if found.frame is None and found.frame_interest is not None:
+        raise ValueError(f"analyzer {name!r}: `frame_interest` without a 'frame' method")
     if found.wants is None and found.wants_ports is not None:
         raise ValueError(f"analyzer {name!r}: `wants_ports` without a 'wants' method")
     if found.wants is not None and found.packet is None:
@@ -333,6 +357,20 @@ def _wants_ports(name: str, cls: type) -> frozenset[int] | None:
     ):
         raise ValueError(f"analyzer {name!r}: `wants_ports` must be a frozenset of port numbers")
     return ports
+
+
+def _frame_interest(name: str, cls: type) -> FrameInterest | None:
+    """The class's `frame_interest` declaration (`FrameHook`), checked; None without one."""
+    interest = getattr(cls, "frame_interest", None)
+    if interest is None:
+        return None
+    if not isinstance(interest, FrameInterest) or not all(
+        isinstance(oui, bytes) and len(oui) == 3 for oui in interest.vendor_ouis
+    ):
+        raise ValueError(
+            f"analyzer {name!r}: `frame_interest` must be a FrameInterest of 3-byte OUIs"
+        )
+    return interest
 
 
 def _helpers(name: str, cls: type) -> frozenset[str]:

@@ -243,13 +243,16 @@ done:
 }
 
 /* What the walk makes of one frame: an IP packet it reads (`ROW_IP`), a frame that is not IP of
- * a kind it counts (`ROW_SKIP`: the per-packet decoder would only add one to `non_ip[kind]`), or
- * anything else, handed to the per-packet decoder (`ROW_PYTHON`). */
-enum { ROW_PYTHON = 0, ROW_IP = 1, ROW_SKIP = 2 };
+ * a kind it counts (`ROW_SKIP`: the per-packet decoder would only add one to `non_ip[kind]`), an
+ * 802.11 management frame (`ROW_MGMT`: the decoder counts it and hands it to the engine, whose
+ * frame hooks may read it), or anything else, handed to the per-packet decoder (`ROW_PYTHON`). */
+enum { ROW_PYTHON = 0, ROW_IP = 1, ROW_SKIP = 2, ROW_MGMT = 3 };
 
 typedef struct {
     int ok;        /* ROW_* */
-    int kind;      /* ROW_SKIP: which `non_ip` count (`SKIP_*`, or SKIP_ETHERTYPE | EtherType) */
+    int kind;      /* ROW_SKIP, ROW_MGMT: which `non_ip` count (`SKIP_*`, SKIP_ETHERTYPE | EtherType,
+                      SKIP_DOT11_MGMT | subtype) */
+    long long mgmt_at, mgmt_len; /* ROW_MGMT: where the management frame starts, its length */
     int tcp, control, same, low, letter, has_payload, flags;
     uint32_t seq, ack; /* a TCP segment's sequence and acknowledgement numbers */
     uint8_t key[KEY_LEN];
@@ -301,7 +304,8 @@ typedef struct {
 enum {
     SKIP_ARP = 1, SKIP_DOT11_CTRL, SKIP_DOT11_OTHER, SKIP_DOT11_NULL, SKIP_DOT11_PROTECTED,
     SKIP_DOT11_NON_SNAP, SKIP_MPLS_NON_IP, SKIP_PPPOE_NON_IP,
-    SKIP_ETHERTYPE = 0x10000 /* | the EtherType: "ethertype-0x%04x" */
+    SKIP_ETHERTYPE = 0x10000, /* | the EtherType: "ethertype-0x%04x" */
+    SKIP_DOT11_MGMT = 0x20000 /* | the subtype: "dot11-mgmt-%d" */
 };
 static const char *const SKIP_NAMES[] = {
     NULL, "arp", "dot11-ctrl", "dot11-other", "dot11-null", "dot11-protected", "dot11-non-snap",
@@ -579,7 +583,15 @@ static void dot11(const uint8_t *fr, long long base, long long cap, Row *r) {
     long long len = cap - base;
     if (len < 2) return;
     int fc0 = fr[base], fc1 = fr[base + 1], type = (fc0 >> 2) & 3, subtype = fc0 >> 4;
-    if (type == 0) return;
+    if (type == 0) {
+        if (len >= 24) { /* shorter: the decoder's malformed count */
+            r->ok = ROW_MGMT;
+            r->kind = SKIP_DOT11_MGMT | subtype;
+            r->mgmt_at = base;
+            r->mgmt_len = len;
+        }
+        return;
+    }
     if (type != 2) {
         skip(r, type == 1 ? SKIP_DOT11_CTRL : SKIP_DOT11_OTHER);
         return;
@@ -700,6 +712,7 @@ typedef struct {
     Entry **dirty;
     size_t ndirty;
     long long counted; /* rows counted here, reported at the end of the walk */
+    long long frames_counted; /* of them, 802.11 management frames (engine packets, not IP) */
     double latest;     /* the latest time of those rows and of the rows of other processes */
     int has_latest;
     long long limit;
@@ -878,6 +891,7 @@ static int report_skipped(Table *t) {
         int kind = t->skipped[k].kind;
         char name[24];
         if (kind & SKIP_ETHERTYPE) snprintf(name, sizeof name, "ethertype-0x%04x", kind & 0xFFFF);
+        else if (kind & SKIP_DOT11_MGMT) snprintf(name, sizeof name, "dot11-mgmt-%d", kind & 0xF);
         else snprintf(name, sizeof name, "%s", SKIP_NAMES[kind]);
         PyObject *n = PyLong_FromLongLong(t->skipped[k].n);
         if (n == NULL || PyDict_SetItemString(counts, name, n) < 0) {
@@ -900,8 +914,10 @@ static int report_skipped(Table *t) {
 static int report(Table *t) {
     if (report_skipped(t) < 0) return -1;
     if (!t->counted && !t->has_latest) return 0;
-    PyObject *r = PyObject_CallFunction(t->counted_cb, "Ld", t->counted, t->latest);
+    PyObject *r =
+        PyObject_CallFunction(t->counted_cb, "LdL", t->counted, t->latest, t->frames_counted);
     t->counted = 0;
+    t->frames_counted = 0;
     t->has_latest = 0;
     if (r == NULL) return -1;
     Py_DECREF(r);
@@ -1412,6 +1428,27 @@ static PyObject *row_packet(const Frames *f, Py_ssize_t i, const Row *r) {
     return pkt;
 }
 
+/* Whether an 802.11 management frame (`f`, `len` bytes, from its frame control field on) may be
+ * read by the engine's frame hooks (`dronewatch.core.hooks.FrameInterest`): an action frame
+ * when they read them (`action`); a beacon or probe response with a vendor-specific element
+ * (ID 221) of one of the `n` OUIs at `ouis` (3 bytes each), its elements walked as
+ * `dronewatch.analyzers.remoteid.vendor_elements` walks them (after the 24-byte header and the
+ * 12 fixed bytes). */
+static int mgmt_wanted(const uint8_t *f, long long len, int subtype, const uint8_t *ouis,
+                       Py_ssize_t n, int action) {
+    if (subtype == 13) return action;
+    if (subtype != 5 && subtype != 8) return 0;
+    for (long long pos = 36; pos + 2 <= len;) {
+        long long end = pos + 2 + f[pos + 1];
+        if (end > len) break;
+        if (f[pos] == 221 && f[pos + 1] >= 4)
+            for (Py_ssize_t k = 0; k < n; k++)
+                if (memcmp(f + pos + 2, ouis + 3 * k, 3) == 0) return 1;
+        pos = end;
+    }
+    return 0;
+}
+
 static PyObject *walk(PyObject *self, PyObject *args) {
     Py_buffer buf, at_b, cap_b, wire_b, ts_b, iface_b = {0};
     int linktype, iface = 0;
@@ -1425,14 +1462,30 @@ static PyObject *walk(PyObject *self, PyObject *args) {
        its flow, through `handle`). */
     int share_k = 0, share_n = 1, share_port = -1, checksums = CK_IGNORE;
     PyObject *facts = Py_None;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*iLOdLLddOOOOOOO|iiiiO", &buf, &at_b, &cap_b,
+    /* The management frames the engine's frame hooks may read (`mgmt_wanted`; None: any), and
+       whether the engine has had a packet (until then every management frame goes to it: the
+       first packet sets the capture's start). */
+    PyObject *frame_ouis = Py_None;
+    int frame_action = 1, started = 0;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*iLOdLLddOOOOOOO|iiiiOOii", &buf, &at_b, &cap_b,
                           &wire_b, &ts_b, &linktype, &first_frame, &iface_o, &eng.next_sweep,
                           &eng.ended, &t.limit, &t.active_s, &t.linger_s, &t.lookup, &handle,
                           &follow, &sweep, &t.counted_cb, &t.skipped_cb, &t.timers_cb, &share_k,
-                          &share_n, &share_port, &checksums, &facts))
+                          &share_n, &share_port, &checksums, &facts, &frame_ouis, &frame_action,
+                          &started))
         return NULL;
     if (PyLong_Check(iface_o)) iface = (int)PyLong_AsLong(iface_o);
     else if (PyObject_GetBuffer(iface_o, &iface_b, PyBUF_SIMPLE) < 0) iface_b.obj = NULL;
+    const uint8_t *ouis = NULL;
+    Py_ssize_t nouis = 0;
+    if (frame_ouis != Py_None) {
+        if (PyBytes_Check(frame_ouis) && PyBytes_GET_SIZE(frame_ouis) % 3 == 0) {
+            ouis = (const uint8_t *)PyBytes_AS_STRING(frame_ouis);
+            nouis = PyBytes_GET_SIZE(frame_ouis) / 3;
+        } else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "walk: frame_ouis must be bytes of 3-byte OUIs");
+        }
+    }
     if (PyErr_Occurred() || share_n < 1 || share_k < 0 || share_k >= share_n ||
         checksums < CK_IGNORE || checksums > CK_VERIFY || packet_cls == NULL) {
         if (!PyErr_Occurred())
@@ -1480,6 +1533,27 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         }
         parse(b + at[i], cap, linktype, &r);
         if (r.ok == ROW_SKIP && count_skipped(&t, r.kind)) continue;
+        if (r.ok == ROW_MGMT) {
+            /* A management frame no frame hook reads (a monitor-mode capture is mostly beacons):
+               counted here as the decoder and the engine count it, after the sweep its time
+               calls for. The others, and any until the engine has had a packet, go to them. */
+            if (frame_ouis != Py_None && started &&
+                !mgmt_wanted(b + at[i] + r.mgmt_at, r.mgmt_len, r.kind & 0xF, ouis, nouis,
+                             frame_action)) {
+                if (now >= eng.next_sweep &&
+                    (flush(&t) < 0 ||
+                     after_call(&t, &eng, PyObject_CallFunction(sweep, "dn", now, i), NULL) < 0))
+                    goto done;
+                if (count_skipped(&t, r.kind)) {
+                    t.frames_counted++;
+                    t.counted++;
+                    if (!t.has_latest || now > t.latest) t.latest = now;
+                    t.has_latest = 1;
+                    continue;
+                }
+            }
+            started = 1; /* the decoder makes its packet, which reaches the engine */
+        }
         if (r.ok != ROW_IP) { /* the per-packet decoder's; an IP packet of it may touch any flow */
             int touched;
             if (flush(&t) < 0 ||
@@ -1692,7 +1766,7 @@ static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(buf, data_at, caplen, wirelen, ts, linktype, first_frame, iface, next_sweep, ended, "
      "limit, active_s, linger_s, lookup, handle, follow, sweep, counted, skipped, timers[, "
-     "share_k, share_n, share_port, checksums, facts]) "
+     "share_k, share_n, share_port, checksums, facts, frame_ouis, frame_action, started]) "
      "-> next sweep time\n\n"
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "
@@ -1701,7 +1775,11 @@ static PyMethodDef methods[] = {
      "of the flows another process of a shared capture makes (dronewatch.core.engine.owner; those with port "
      "share_port at one end excepted), their times only making sweeps; facts (if not None) "
      "is handed another process's UDP datagrams on share_port, for what they teach without "
-     "their flows."},
+     "their flows. frame_ouis (bytes of 3-byte OUIs; None: every frame is read) and "
+     "frame_action: the 802.11 management frames the engine's frame hooks read (beacons and "
+     "probe responses with a vendor element of one of the OUIs, action frames); the others "
+     "are counted here once started (the engine has had a packet). counted(n, latest, frames): "
+     "rows counted here, the latest time, and how many of them were management frames."},
     {"packet_setup", packet_setup, METH_VARARGS,
      "packet_setup(cls, members)\n\n"
      "The Packet class walk hands rows over as, and the member descriptors of its fields in the "

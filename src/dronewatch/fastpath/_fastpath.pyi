@@ -47,7 +47,7 @@ def walk(
     handle: Callable[[int, Packet | None], tuple[float, int, bool]],
     follow: Callable[[int, Flow, Packet], tuple[float, int]],
     sweep: Callable[[float, int], tuple[float, int]],
-    counted: Callable[[int, float], None],
+    counted: Callable[[int, float, int], None],
     skipped: Callable[[dict[str, int]], None],
     timers: Callable[[bytes, int, float], None],
     share_k: int = 0,
@@ -55,8 +55,12 @@ def walk(
     share_port: int = -1,
     checksums: int = 0,
     facts: Callable[[int, Packet], None] | None = None,
+    frame_ouis: bytes | None = None,
+    frame_action: bool = True,
+    started: bool = False,
     /,
 ) -> float: ...
+def key_crc(key: bytes, /) -> int: ...
 def packet_setup(cls: type[Packet], members: tuple[object, ...], /) -> None: ...
 def linktypes() -> tuple[int, ...]: ...
 def ring_fields(

@@ -7,10 +7,12 @@ flows to their counters. It reads every link type the decoder reads but BSD loop
 families (Ethernet with VLAN tags, Linux SLL and SLL2, raw IP, 802.11 with or without radiotap),
 and takes the inner packet out of the encapsulations the decoder takes apart (ERSPAN, GRE,
 VXLAN, Geneve, MPLS, PPPoE). Frames that are not IP and that the decoder would only count (802.11
-control frames, encrypted or null data, ARP, other EtherTypes) are counted there too. Every other
-packet (a flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension
-headers, 802.11 management frames, and anything too short) goes through the per-packet decoder
-and `Engine.process` in capture order.
+control frames, encrypted or null data, ARP, other EtherTypes) are counted there too, and so are
+the 802.11 management frames no frame hook reads (`FrameInterest`: beacons without a drone
+vendor's element), once the engine has had a packet. Every other packet (a flow's first packets,
+followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, the management frames a
+frame hook reads, and anything too short) goes through the per-packet decoder and
+`Engine.process` in capture order.
 A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
 left once the engine stops it, so from then on its packets are counted here like a settled flow's.
 
@@ -78,6 +80,11 @@ class BulkRunner:
         self.pipe = pipeline
         self.bulk_packets = 0
         """Packets counted in bulk (the rest went through the per-packet path)."""
+        interest = pipeline.engine.frame_interest
+        self._frame_ouis = None if interest is None else b"".join(sorted(interest.vendor_ouis))
+        """The OUIs of the vendor elements of the 802.11 management frames the engine's frame
+        hooks read (`FrameInterest`); None: every management frame goes to them."""
+        self._frame_action = interest is None or interest.action
 
     def run(self, batch: PcapBatch) -> None:
         pipe = self.pipe
@@ -130,9 +137,9 @@ class BulkRunner:
             engine.sweep_at(ts)
             return engine.next_sweep, engine.flows_ended
 
-        def counted(n: int, latest: float) -> None:
+        def counted(n: int, latest: float, frames: int) -> None:
             engine.count_bulk(n, latest)
-            stats.ip += n
+            stats.ip += n - frames  # the management frames are in `skipped`'s counts
             self.bulk_packets += n
 
         def skipped(counts: dict[str, int]) -> None:
@@ -171,4 +178,7 @@ class BulkRunner:
             *shared,
             pipe.decoder.checksums,
             facts if share is not None and engine.reads_facts else None,
+            self._frame_ouis,
+            self._frame_action,
+            engine.first_ts is not None,
         )

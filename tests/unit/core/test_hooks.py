@@ -7,9 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dronewatch.analyzers import default_analyzers
-from dronewatch.core.engine import Engine
+from dronewatch.analyzers.dji_droneid import DJI_OUI
+from dronewatch.analyzers.remoteid import ODID_OUIS, WFA_OUI
+from dronewatch.capture.base import RawPacket
+from dronewatch.capture.decode import Decoder
+from dronewatch.core.engine import Engine, Share
 from dronewatch.core.flow import IP_PROTO_TCP, IP_PROTO_UDP, Flow, Packet
-from dronewatch.core.hooks import HOOKS, Record, find_hooks
+from dronewatch.core.hooks import HOOKS, FrameInterest, Record, find_hooks
 from dronewatch.core.pipeline import Pipeline
 from dronewatch.judge.evidence import EvidenceKeeper
 from tests.factories import RecordingContext, make_flow, make_packet
@@ -265,3 +269,131 @@ def test_engine_asks_a_declared_wants_once_per_protocol_and_declared_ports() -> 
     engine.finish()
     assert dns.seen == set(range(20000, 20500))
     assert dns.asked == 2  # (udp, other, 53) and (udp, other, other)
+
+
+class Framed(Good):
+    """An analyzer that reads beacons of one vendor."""
+
+    name = "framed"
+    frame_interest = FrameInterest(frozenset({b"\x26\x37\x12"}))
+
+    def frame(self, pkt: Packet) -> None:
+        pass
+
+
+def test_frame_interest_must_be_ouis_next_to_frame() -> None:
+    """A `frame_interest` that is not a FrameInterest of 3-byte OUIs, or one without `frame`,
+    is refused: the C walk would count frames the hook reads."""
+
+    class Wrong(Framed):
+        name = "wrong"
+        frame_interest = FrameInterest(frozenset({b"\x26\x37"}))
+
+    class Plain(Framed):
+        name = "plain"
+        frame_interest = frozenset({b"\x26\x37\x12"})  # type: ignore[assignment]
+
+    class Alone(Good):
+        name = "alone"
+        frame_interest = FrameInterest(action=True)
+
+    for bad in (Wrong(), Plain()):
+        with pytest.raises(ValueError, match="`frame_interest` must be a FrameInterest"):
+            find_hooks(bad)
+    with pytest.raises(ValueError, match="`frame_interest` without a 'frame'"):
+        find_hooks(Alone())
+
+
+def test_the_engine_reads_the_frames_its_hooks_declared() -> None:
+    """The engine's `frame_interest` is the union of its frame hooks' declarations; None when
+    one declared nothing (every management frame reaches it); none at all in a process of a
+    shared capture other than the first, whose frame hooks do not run."""
+
+    class Undeclared(Good):
+        name = "undeclared"
+
+        def frame(self, pkt: Packet) -> None:
+            pass
+
+    built_in = Engine(default_analyzers(RecordingContext()), RecordingContext()).frame_interest
+    assert built_in is not None and built_in.action
+    assert built_in.vendor_ouis == {b"\x26\x37\x12", b"\xfa\x0b\xbc", b"\x90\x3a\xe6"}
+    assert Engine([Framed(), Good()], RecordingContext()).frame_interest == Framed.frame_interest
+    assert Engine([Framed(), Undeclared()], RecordingContext()).frame_interest is None
+    assert Engine([Good()], RecordingContext()).frame_interest == FrameInterest()
+    other = Engine([Undeclared()], RecordingContext(), share=Share(1, 2))
+    assert other.frame_interest == FrameInterest()
+
+
+def _element(eid: int, data: bytes) -> bytes:
+    return bytes([eid, len(data)]) + data
+
+
+_OUIS = sorted({DJI_OUI, *ODID_OUIS, WFA_OUI})
+"""The vendor element OUIs the built-in frame hooks compare (their own constants)."""
+
+
+def _wanted(frame: bytes, interest: FrameInterest) -> bool:
+    """Whether a management frame is in `interest`, read from the 802.11 layout."""
+    subtype = frame[0] >> 4
+    if subtype == 13:
+        return interest.action
+    if subtype not in (5, 8):
+        return False
+    pos = 36
+    while pos + 2 <= len(frame):
+        end = pos + 2 + frame[pos + 1]
+        if end > len(frame):
+            return False
+        if frame[pos] == 221 and frame[pos + 1] >= 4:
+            if frame[pos + 2 : pos + 5] in interest.vendor_ouis:
+                return True
+        pos = end
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subtype=st.integers(0, 15),
+    elements=st.lists(
+        st.one_of(
+            st.tuples(st.integers(0, 255), st.binary(max_size=40)),
+            st.tuples(
+                st.just(221),
+                st.builds(
+                    lambda oui, rest: oui + rest,
+                    st.one_of(st.sampled_from(_OUIS), st.binary(min_size=3, max_size=3)),
+                    st.binary(max_size=60),
+                ),
+            ),
+        ),
+        max_size=6,
+    ),
+    tail=st.binary(max_size=3),
+)
+def test_declared_frame_interest_is_all_that_frame_reads(
+    subtype: int, elements: list[tuple[int, bytes]], tail: bytes
+) -> None:
+    """Every built-in frame hook that declares `frame_interest` writes nothing, at once or at
+    the end, for a management frame outside it, whatever its elements hold: what lets the C
+    walk count such frames without handing them over."""
+    head = bytes([subtype << 4, 0, 0, 0]) + b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x07" * 2
+    frame = (
+        head
+        + b"\x00" * 10
+        + b"\x64\x00\x01\x04"
+        + b"".join(_element(e, d) for e, d in elements)
+        + tail
+    )
+    pkt = Decoder().decode(RawPacket(1000.0, 105, frame, len(frame), 0, 1))
+    assert pkt is not None and pkt.dot11 is not None
+    for analyzer in default_analyzers(ctx := RecordingContext()):
+        hooks = find_hooks(analyzer)
+        if hooks.frame is None or hooks.frame_interest is None:
+            continue
+        if _wanted(frame, hooks.frame_interest):
+            continue
+        hooks.frame(pkt)
+        if hooks.done is not None:
+            hooks.done()
+        assert ctx.records == [], hooks.name

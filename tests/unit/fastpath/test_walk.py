@@ -35,7 +35,9 @@ class Engine:
         self.handled: list[int] = []
         self.followed: list[int] = []
         self.counted = 0
+        self.frames = 0
         self.not_ip: dict[str, int] = {}
+        self.swept: list[int] = []
 
     def lookup(self, key: bytes) -> Flow:
         return self.flow
@@ -52,11 +54,13 @@ class Engine:
         self.followed.append(i)
         return 1e18, 0
 
-    def sweep(self, ts: float) -> tuple[float, int]:
-        raise AssertionError("no sweep is due")
+    def sweep(self, ts: float, i: int) -> tuple[float, int]:
+        self.swept.append(i)
+        return 1e18, 0
 
-    def count(self, n: int, latest: float) -> None:
+    def count(self, n: int, latest: float, frames: int) -> None:
         self.counted += n
+        self.frames += frames
 
     def skipped(self, counts: dict[str, int]) -> None:
         for kind, n in counts.items():
@@ -65,14 +69,23 @@ class Engine:
     def timers(self, key: bytes, events: int, ts: float) -> None:
         raise AssertionError("no TCP connection closes here")
 
-    def walk(self, frames: list[bytes], linktype: int = 1) -> None:
+    def walk(
+        self,
+        frames: list[bytes],
+        linktype: int = 1,
+        interest: tuple[bytes | None, bool, bool] = (None, True, False),
+        next_sweep: float = 1e18,
+    ) -> None:
+        """`interest`: the management frames the frame hooks read (OUIs, action frames) and
+        whether the engine has had a packet."""
         buf = b"".join(frames)
         at = np.cumsum([0] + [len(f) for f in frames[:-1]]).astype(np.int64)
         caplen = np.array([len(f) for f in frames], dtype=np.int64)
         ts = np.arange(len(frames), dtype=np.float64) + 1000.0
         _fastpath.walk(
-            buf, at, caplen, caplen, ts, linktype, 0, 0, 1e18, 0, LIMIT, 1800.0, 5.0, self.lookup,
-            self.handle, self.follow, self.sweep, self.count, self.skipped, self.timers,
+            buf, at, caplen, caplen, ts, linktype, 0, 0, next_sweep, 0, LIMIT, 1800.0, 5.0,
+            self.lookup, self.handle, self.follow, self.sweep, self.count, self.skipped,
+            self.timers, 0, 1, -1, 0, None, *interest,
         )  # fmt: skip
 
 
@@ -132,6 +145,58 @@ def test_frames_that_are_not_ip_are_counted_by_kind_in_c() -> None:
     eng = Engine(flow(LIMIT))
     eng.walk([raw(Ether(type=0x9000 + n) / b"x") for n in range(40)])
     assert len(eng.not_ip) == 32 and eng.handled == list(range(32, 40))
+
+
+def beacon(*elements: bytes, subtype: int = 8) -> bytes:
+    """A management frame of `subtype` (8: beacon, 5: probe response, 13: action) whose body,
+    after the 12 fixed bytes, holds `elements` (built with `element`)."""
+    head = bytes([subtype << 4, 0, 0, 0]) + b"\xff" * 6 + AP + AP + b"\x00\x00"
+    return head + b"\x00" * 8 + b"\x64\x00\x01\x04" + b"".join(elements)
+
+
+def element(eid: int, data: bytes) -> bytes:
+    return bytes([eid, len(data)]) + data
+
+
+DJI, ODID = b"\x26\x37\x12", b"\xfa\x0b\xbc"
+AP = b"\x02\x00\x00\x00\x00\x07"
+
+
+def test_management_frames_no_frame_hook_reads_are_counted_in_c() -> None:
+    """Of the 802.11 management frames, the walk hands over only those the frame hooks read
+    (`FrameInterest`): beacons and probe responses with a vendor element of one of their OUIs,
+    action frames when they read them, every frame when a hook declared nothing, and any until
+    the engine has had a packet (its first sets the capture's start); it counts the others
+    under the decoder's names, as packets the engine saw, after the sweep their time calls
+    for."""
+    frames = [
+        radiotap(beacon(element(0, b"home"), element(221, b"\x00\x50\xf2\x02\x01"))),  # WMM
+        radiotap(beacon(element(221, DJI + b"\x10\x58"))),
+        radiotap(beacon(element(221, ODID + b"\x0d\x00"), subtype=5)),  # a probe response
+        radiotap(beacon(subtype=13)),  # an action frame
+        radiotap(beacon(element(221, DJI[:2]))),  # too short an element: no OUI
+        radiotap(beacon(element(0, b"x"), b"\xdd\x09" + DJI)),  # an element cut by the end
+        radiotap(beacon(subtype=4)),  # a probe request
+    ]
+    eng = Engine(flow(LIMIT))
+    eng.walk(frames, linktype=127, interest=(DJI + ODID, True, True))
+    assert eng.handled == [1, 2, 3]
+    assert eng.not_ip == {"dot11-mgmt-8": 3, "dot11-mgmt-4": 1}
+    assert (eng.counted, eng.frames) == (4, 4)
+    eng = Engine(flow(LIMIT))
+    eng.walk(frames, linktype=127, interest=(ODID, False, True))
+    assert eng.handled == [2] and eng.frames == 6
+    eng = Engine(flow(LIMIT))
+    eng.walk(frames, linktype=127, interest=(b"", False, False))  # the engine has had none
+    assert eng.handled == [0] and eng.frames == 6
+    eng = Engine(flow(LIMIT))
+    eng.walk(frames, linktype=127)  # a frame hook that declared nothing: every one to it
+    assert eng.handled == list(range(7)) and eng.frames == 0 and eng.not_ip == {}
+    eng = Engine(flow(LIMIT))
+    eng.walk(frames[:1] * 3, linktype=127, interest=(b"", False, True), next_sweep=1001.0)
+    assert eng.swept == [1] and eng.handled == [] and eng.frames == 3
+    with pytest.raises(ValueError, match="3-byte OUIs"):
+        eng.walk(frames, linktype=127, interest=(DJI[:2], False, True))
 
 
 def test_followed_packets_reach_the_followers_with_exact_counts() -> None:
