@@ -39,7 +39,6 @@ that comes later on it.
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import os
@@ -128,7 +127,6 @@ def run_split(
     ctx = multiprocessing.get_context("fork")
     inbox = _Inbox()
     procs = []
-    gc.freeze()  # the objects made so far out of the processes' collections: no copy-on-write
     try:
         for k in range(processes):
             here, there = ctx.Pipe(duplex=False)
@@ -147,7 +145,6 @@ def run_split(
             return _merge(processes, inbox, emit, config, lines, records, summary, progress, source)
     finally:
         _CONFIG = None
-        gc.unfreeze()
         inbox.close()
         for proc in procs:
             if proc.is_alive():
