@@ -49,14 +49,17 @@ class AnalyzerOptions:
 
 def default_analyzers(ctx: Context, options: AnalyzerOptions | None = None) -> list[Analyzer]:
     """Every built-in analyzer, in dispatch order (the commonest protocols first), each with its
-    options from `options` (default: the analyzers' own defaults)."""
+    options from `options` (default: the analyzers' own defaults). DNS and mDNS, which read their
+    own ports only, come before QUIC and DTLS, which read every UDP flow: a lookup is named by
+    its first datagram, and they let a flow another analyzer named go at once, so they are not
+    handed the rest of it (the answer, in a flood of lookups)."""
     o = options or AnalyzerOptions()
     return [
         TlsAnalyzer(ctx, o.tls),
-        QuicAnalyzer(ctx, o.quic),
-        DtlsAnalyzer(ctx, o.dtls),
         DnsAnalyzer(ctx, o.dns),
         MdnsAnalyzer(ctx, o.mdns),
+        QuicAnalyzer(ctx, o.quic),
+        DtlsAnalyzer(ctx, o.dtls),
         HttpAnalyzer(ctx, o.http),
         DhcpAnalyzer(ctx),
         MqttAnalyzer(ctx, o.mqtt),

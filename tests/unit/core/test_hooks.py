@@ -156,10 +156,10 @@ def test_every_default_analyzer_registers() -> None:
     assert [h.name for h in registered] == [
         "evidence",
         "tls",
-        "quic",
-        "dtls",
         "dns",
         "mdns",
+        "quic",
+        "dtls",
         "http",
         "dhcp",
         "mqtt",
