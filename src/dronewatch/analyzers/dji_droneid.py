@@ -34,8 +34,7 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dronewatch.analyzers.remoteid import SUBTYPE_BEACON, SUBTYPE_PROBE_RESP, vendor_elements
-from dronewatch.core.flow import Packet, mac_str
+from dronewatch.core.flow import SUBTYPE_BEACON, SUBTYPE_PROBE_RESP, Packet, mac_str
 from dronewatch.core.hooks import Context, FrameInterest, Record
 from dronewatch.exceptions import DecodeError
 
@@ -190,7 +189,7 @@ class DjiDroneIdAnalyzer:
         f = pkt.dot11
         if f is None or f.subtype not in (SUBTYPE_BEACON, SUBTYPE_PROBE_RESP):
             return
-        for head, rest in vendor_elements(f.body, 12):
+        for head, rest in f.vendor_elements():
             if head[:3] != DJI_OUI:
                 continue
             try:

@@ -28,7 +28,13 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from dronewatch.core.flow import Packet, mac_str
+from dronewatch.core.flow import (
+    SUBTYPE_ACTION,
+    SUBTYPE_BEACON,
+    SUBTYPE_PROBE_RESP,
+    Packet,
+    mac_str,
+)
 from dronewatch.core.hooks import Context, FrameInterest, Record
 from dronewatch.exceptions import DecodeError
 
@@ -40,7 +46,6 @@ WFA_OUI = b"\x50\x6f\x9a"
 MESSAGE_SIZE = 25
 MSG_BASIC_ID, MSG_LOCATION, MSG_AUTH, MSG_SELF_ID, MSG_SYSTEM, MSG_OPERATOR_ID = range(6)
 MSG_PACK = 0xF
-SUBTYPE_PROBE_RESP, SUBTYPE_BEACON, SUBTYPE_ACTION = 5, 8, 13
 
 ID_TYPES = {
     0: "none",
@@ -180,21 +185,6 @@ def decode_pack(data: bytes, pos: int = 0) -> OdidMessages:
     return out
 
 
-def vendor_elements(body: bytes, start: int) -> list[tuple[bytes, bytes]]:
-    """(OUI + type byte, rest) of every vendor-specific element from `start` on."""
-    out = []
-    pos = start
-    while pos + 2 <= len(body):
-        eid, length = body[pos], body[pos + 1]
-        end = pos + 2 + length
-        if end > len(body):
-            break
-        if eid == 221 and length >= 4:
-            out.append((body[pos + 2 : pos + 6], body[pos + 6 : end]))
-        pos = end
-    return out
-
-
 def ssid_of(body: bytes) -> str | None:
     """The SSID element of a beacon body (after its 12 fixed bytes)."""
     pos = 12
@@ -294,7 +284,7 @@ class RemoteIdAnalyzer:
     def _beacon(self, pkt: Packet) -> None:
         assert pkt.dot11 is not None
         body = pkt.dot11.body
-        for head, rest in vendor_elements(body, 12):
+        for head, rest in pkt.dot11.vendor_elements():
             oui = ODID_OUIS.get(head[:3])
             if oui is None or head[3] != ODID_VENDOR_TYPE or not rest:
                 continue

@@ -63,6 +63,30 @@ class Dot11Frame:
     rssi_dbm: int | None = None
     freq_mhz: int | None = None
 
+    def vendor_elements(self) -> list[tuple[bytes, bytes]]:
+        """(OUI + type byte, rest) of every vendor-specific element (ID 221, at least 4 bytes)
+        of a beacon or probe response, after its 12 fixed bytes; the walk stops at an element
+        cut by the frame's end."""
+        body, out, pos = self.body, [], DOT11_FIXED_BYTES
+        while pos + 2 <= len(body):
+            eid, length = body[pos], body[pos + 1]
+            end = pos + 2 + length
+            if end > len(body):
+                break
+            if eid == DOT11_VENDOR_ELEMENT and length >= 4:
+                out.append((body[pos + 2 : pos + 6], body[pos + 6 : end]))
+            pos = end
+        return out
+
+
+SUBTYPE_PROBE_RESP, SUBTYPE_BEACON, SUBTYPE_ACTION = 5, 8, 13
+"""802.11 management subtypes (IEEE 802.11 9.2.4.1.3)."""
+DOT11_FIXED_BYTES = 12
+"""A beacon's or probe response's fixed fields (timestamp, interval, capabilities) before its
+elements."""
+DOT11_VENDOR_ELEMENT = 221
+"""The vendor-specific element ID; its first 3 bytes are the vendor's OUI."""
+
 
 TUNNEL_KINDS = ("erspan_i", "erspan_ii", "erspan_iii", "gre", "vxlan", "geneve", "mpls", "pppoe")
 """The encapsulations the decoder removes (`Tunnel.kind`)."""

@@ -11,7 +11,14 @@ from operator import attrgetter
 from types import MemberDescriptorType
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from dronewatch.core.flow import Flow, Packet
+from dronewatch.core.flow import (
+    SUBTYPE_ACTION,
+    SUBTYPE_BEACON,
+    SUBTYPE_PROBE_RESP,
+    Dot11Frame,
+    Flow,
+    Packet,
+)
 from dronewatch.fastpath import native
 from dronewatch.geoip.local import LocalNets, builtin_local_nets
 
@@ -249,6 +256,15 @@ class FrameInterest:
     first 3 bytes) is one of these."""
     action: bool = False
     """Action frames (subtype 13)."""
+
+    def reads(self, frame: Dot11Frame) -> bool:
+        """Whether the hook reads `frame`: the rule the C walk applies before counting a
+        management frame itself (`_fastpath.c`'s `mgmt_wanted`, held to this by a test)."""
+        if frame.subtype == SUBTYPE_ACTION:
+            return self.action
+        if frame.subtype not in (SUBTYPE_BEACON, SUBTYPE_PROBE_RESP):
+            return False
+        return any(head[:3] in self.vendor_ouis for head, _ in frame.vendor_elements())
 
     def __or__(self, other: FrameInterest) -> FrameInterest:
         return FrameInterest(self.vendor_ouis | other.vendor_ouis, self.action or other.action)

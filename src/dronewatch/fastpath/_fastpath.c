@@ -1428,12 +1428,11 @@ static PyObject *row_packet(const Frames *f, Py_ssize_t i, const Row *r) {
     return pkt;
 }
 
-/* Whether an 802.11 management frame (`f`, `len` bytes, from its frame control field on) may be
- * read by the engine's frame hooks (`dronewatch.core.hooks.FrameInterest`): an action frame
- * when they read them (`action`); a beacon or probe response with a vendor-specific element
- * (ID 221) of one of the `n` OUIs at `ouis` (3 bytes each), its elements walked as
- * `dronewatch.analyzers.remoteid.vendor_elements` walks them (after the 24-byte header and the
- * 12 fixed bytes). */
+/* Whether an 802.11 management frame (`f`, `len` bytes, from its frame control field on) is read
+ * by the engine's frame hooks: `dronewatch.core.hooks.FrameInterest.reads` (an action frame when
+ * `action`; a beacon or probe response with a vendor-specific element of one of the `n` OUIs at
+ * `ouis`, 3 bytes each, its elements walked as `Dot11Frame.vendor_elements` walks them after the
+ * 24-byte header and the 12 fixed bytes), held equal to it by a test. */
 static int mgmt_wanted(const uint8_t *f, long long len, int subtype, const uint8_t *ouis,
                        Py_ssize_t n, int action) {
     if (subtype == 13) return action;

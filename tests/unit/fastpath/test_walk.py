@@ -6,12 +6,17 @@ from socket import AF_INET6, inet_pton
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.compat import raw
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
+from dronewatch.capture.base import RawPacket
+from dronewatch.capture.decode import Decoder
 from dronewatch.core.flow import Flow
+from dronewatch.core.hooks import FrameInterest
 from dronewatch.fastpath import _fastpath
 from tests.unit.capture.links import ACK, BEACON, ETHERNET, dot11, radiotap
 
@@ -197,6 +202,54 @@ def test_management_frames_no_frame_hook_reads_are_counted_in_c() -> None:
     assert eng.swept == [1] and eng.handled == [] and eng.frames == 3
     with pytest.raises(ValueError, match="3-byte OUIs"):
         eng.walk(frames, linktype=127, interest=(DJI[:2], False, True))
+
+
+_MGMT_FRAME = st.builds(
+    lambda subtype, elements, tail: (
+        beacon(*(element(e, d) for e, d in elements), subtype=subtype) + tail
+    ),
+    st.sampled_from([0, 4, 5, 8, 8, 8, 11, 12, 13, 14]),
+    st.lists(
+        st.one_of(
+            st.tuples(st.integers(0, 255), st.binary(max_size=12)),
+            st.tuples(
+                st.just(221),
+                st.builds(
+                    bytes.__add__,
+                    st.sampled_from([DJI, ODID, b"\x00\x50\xf2", DJI[:2]]),
+                    st.binary(max_size=8),
+                ),
+            ),
+        ),
+        max_size=5,
+    ),
+    st.binary(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(_MGMT_FRAME, min_size=1, max_size=8),
+    ouis=st.sampled_from([DJI + ODID, ODID, DJI, b""]),
+    action=st.booleans(),
+)
+def test_the_walk_hands_over_the_management_frames_the_interest_reads(
+    frames: list[bytes], ouis: bytes, action: bool
+) -> None:
+    """The C walk's rule (`mgmt_wanted`) is `FrameInterest.reads`, on any management frame,
+    elements whole, cut or too short: it hands over exactly the frames the declaration reads."""
+    interest = FrameInterest(frozenset(ouis[i : i + 3] for i in range(0, len(ouis), 3)), action)
+    decoder = Decoder()
+    read = []
+    for i, frame in enumerate(frames):
+        pkt = decoder.decode(RawPacket(1000.0 + i, 105, frame, len(frame), 0, i + 1))
+        assert pkt is not None and pkt.dot11 is not None
+        if interest.reads(pkt.dot11):
+            read.append(i)
+    eng = Engine(flow(LIMIT))
+    eng.walk(frames, linktype=105, interest=(ouis, action, True))
+    assert eng.handled == read
+    assert eng.frames == len(frames) - len(read)
 
 
 def test_followed_packets_reach_the_followers_with_exact_counts() -> None:
