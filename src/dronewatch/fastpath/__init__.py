@@ -9,8 +9,9 @@ This module is the one place that decides which path runs (`native()`).
 The C walk reads and writes a few `Flow` attributes by name (`FLOW_FIELDS`); importing this
 module checks that `Flow` still has each of them, so a rename fails at once, not mid-capture. It
 also makes the decoder's `Packet` of the rows it hands to Python, filling every field
-(`PACKET_FIELDS`): importing this module gives it the class's slots, and fails when the two lists
-of fields differ.
+(`PACKET_FIELDS`), with the `Tunnel` of a packet out of an encapsulation: importing this module
+gives it the classes and `Packet`'s slots, and fails when the two lists of fields, or the C walk's
+encapsulations and `TUNNEL_KINDS`, differ.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 from types import ModuleType
 from typing import TypeVar, cast
 
-from dronewatch.core.flow import Flow, Packet
+from dronewatch.core.flow import TUNNEL_KINDS, Flow, Packet, Tunnel
 
 try:
     from dronewatch.fastpath import _fastpath as _built
@@ -45,8 +46,9 @@ def check_flow_fields(module: ModuleType) -> None:
 
 
 def setup_packets(module: ModuleType) -> None:
-    """Give the C walk the `Packet` class and its slots; ImportError if the fields the walk fills
-    are not exactly `Packet`'s."""
+    """Give the C walk the `Packet` class and its slots, and the `Tunnel` class; ImportError if
+    the fields the walk fills are not exactly `Packet`'s, or the encapsulations it names not
+    exactly `TUNNEL_KINDS`."""
     fields = {f.name for f in dataclasses.fields(Packet)}
     if set(module.PACKET_FIELDS) != fields:
         raise ImportError(
@@ -54,8 +56,16 @@ def setup_packets(module: ModuleType) -> None:
             f"{sorted(module.PACKET_FIELDS)}, Packet has {sorted(fields)}: change the C walk "
             "with the Packet class"
         )
+    if set(module.TUNNEL_KINDS) != set(TUNNEL_KINDS):
+        raise ImportError(
+            "dronewatch.fastpath._fastpath names the tunnels "
+            f"{sorted(module.TUNNEL_KINDS)}, Tunnel.kind is one of {sorted(TUNNEL_KINDS)}: "
+            "change the C walk with the decoder"
+        )
     module.packet_setup(
-        Packet, tuple(inspect.getattr_static(Packet, name) for name in module.PACKET_FIELDS)
+        Packet,
+        tuple(inspect.getattr_static(Packet, name) for name in module.PACKET_FIELDS),
+        Tunnel,
     )
 
 

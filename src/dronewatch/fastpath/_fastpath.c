@@ -257,11 +257,15 @@ typedef struct {
     uint32_t seq, ack; /* a TCP segment's sequence and acknowledgement numbers */
     uint8_t key[KEY_LEN];
     long long ip_len, payload_len, payload_at, payload_stop;
-    /* What else the decoder's `Packet` holds, for a followed datagram: where its MACs are (-1:
-     * none), its first VLAN tag (-1: none), and whether it came out of an encapsulation (its
-     * packet is then the decoder's to make). */
+    /* What else the decoder's `Packet` holds: where its MACs are (-1: none) and its VLAN tag (-1:
+     * none), as `dronewatch.capture.decode` sets them (an encapsulation forgets the outer frame's
+     * tag, and with an outer IP header its MACs); the outermost encapsulation it came out of
+     * (`Tunnel`): its kind (`TUN_*`, 0: seen directly), identifier (-1: none), the VLAN tag of the
+     * frame it came in (-1: none) and where its outer addresses lie (`tun_alen` bytes each from
+     * `tun_addr_at`, the source then the destination; 0: none, MPLS and PPPoE). */
     long long dst_mac_at, src_mac_at;
-    int vlan, tunnelled;
+    int vlan, tun_kind, tun_vlan, tun_alen;
+    long long tun_ident, tun_addr_at;
     int checksums; /* how wrong checksums are taken: CK_IGNORE, CK_AUTO, CK_VERIFY (set per walk) */
 } Row;
 
@@ -321,6 +325,29 @@ static inline void skip(Row *r, int kind) {
     r->kind = kind;
 }
 
+/* The encapsulations taken off, by the names `Tunnel.kind` gives them (`TUNNEL_NAMES`). */
+enum { TUN_GRE = 1, TUN_ERSPAN_I, TUN_ERSPAN_II, TUN_ERSPAN_III, TUN_VXLAN, TUN_GENEVE, TUN_MPLS,
+       TUN_PPPOE, TUN_KINDS };
+static const char *const TUNNEL_NAMES[TUN_KINDS] = {
+    NULL, "gre", "erspan_i", "erspan_ii", "erspan_iii", "vxlan", "geneve", "mpls", "pppoe",
+};
+
+/* The packet is taken out of an encapsulation of kind `kind`, identified by `ident` (-1: none):
+ * note the outermost one (its outer addresses `alen` bytes each from `addr_at`), and forget what
+ * the outer headers set that the inner ones may not: the VLAN tag, and with an outer IP header
+ * (`alen` > 0) the MACs (`Decoder._enter`). */
+static void enter(Row *r, int kind, long long ident, long long addr_at, int alen) {
+    if (!r->tun_kind) {
+        r->tun_kind = kind;
+        r->tun_ident = ident;
+        r->tun_vlan = r->vlan;
+        r->tun_addr_at = addr_at;
+        r->tun_alen = alen;
+    }
+    r->vlan = -1;
+    if (alen) r->dst_mac_at = r->src_mac_at = -1;
+}
+
 static void ethertype(const uint8_t *fr, long long cap, long long off, int etype, int depth, Row *r);
 static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth, Row *r);
 
@@ -348,10 +375,13 @@ static void mpls(const uint8_t *fr, long long cap, long long off, int depth, Row
         off += 4;
     } while (!(entry & 0x100));
     if (cap < off + 1) return;
-    r->tunnelled = 1;
     int version = fr[off] >> 4;
-    if (version != 4 && version != 6) skip(r, SKIP_MPLS_NON_IP);
-    else ip_packet(fr, cap, off, depth + 1, r);
+    if (version != 4 && version != 6) {
+        skip(r, SKIP_MPLS_NON_IP);
+        return;
+    }
+    enter(r, TUN_MPLS, entry >> 12, 0, 0); /* the bottom label, the service's */
+    ip_packet(fr, cap, off, depth + 1, r);
 }
 
 /* A PPPoE session header (RFC 2516) and the PPP protocol, maybe compressed to one byte. */
@@ -369,9 +399,12 @@ static void pppoe(const uint8_t *fr, long long cap, long long off, int depth, Ro
         proto = be16(fr + off + 6);
         at = off + 8;
     }
-    r->tunnelled = 1;
-    if (proto != 0x21 && proto != 0x57) skip(r, SKIP_PPPOE_NON_IP);
-    else ip_packet(fr, cap, at, depth + 1, r);
+    if (proto != 0x21 && proto != 0x57) {
+        skip(r, SKIP_PPPOE_NON_IP);
+        return;
+    }
+    enter(r, TUN_PPPOE, be16(fr + off + 2), 0, 0); /* the session id */
+    ip_packet(fr, cap, at, depth + 1, r);
 }
 
 static void ethertype(const uint8_t *fr, long long cap, long long off, int etype, int depth,
@@ -389,28 +422,40 @@ static void ethertype(const uint8_t *fr, long long cap, long long off, int etype
     else skip(r, etype == ETH_ARP ? SKIP_ARP : SKIP_ETHERTYPE | etype);
 }
 
-/* Where the packet inside a GRE header at `at` starts and what it is (`*inner`), when the
- * headers lie before `stop`: plain GRE (RFC 2784/2890) of IP, MPLS or Ethernet, ERSPAN type I,
- * II or III. 0 for any other GRE packet, which is then the packet itself. */
-static int gre(const uint8_t *fr, long long at, long long stop, long long *inner_at, int *inner) {
+/* What an encapsulation header says of the packet inside: where it starts (`at`), what it is
+ * (`inner`: an EtherType, ETH_TEB for an Ethernet frame, INNER_IP for an IP packet), and what
+ * `Tunnel` keeps of the header: its kind (`TUN_*`), identifier (-1: none) and the original VLAN an
+ * ERSPAN header names (0: none). */
+typedef struct {
+    long long at, ident;
+    int inner, kind, vlan;
+} Inner;
+
+/* The packet inside a GRE header at `at`, when the headers lie before `stop`: plain GRE (RFC
+ * 2784/2890) of IP, MPLS or Ethernet (its key, when present), ERSPAN type I (its GRE key), II or
+ * III (the session id). 0 for any other GRE packet, which is then the packet itself. */
+static int gre(const uint8_t *fr, long long at, long long stop, Inner *in) {
     if (at + 4 > stop) return 0;
     int flags = be16(fr + at), ptype = be16(fr + at + 2);
     if (flags & 0x4007) return 0; /* routing present, or a version other than 0 */
-    long long end = at + 4 + (flags & 0x8000 ? 4 : 0) + (flags & 0x2000 ? 4 : 0) +
-                    (flags & 0x1000 ? 4 : 0); /* checksum, key, sequence number */
+    long long key_at = at + (flags & 0x8000 ? 8 : 4); /* after the checksum */
+    long long end = key_at + (flags & 0x2000 ? 4 : 0) + (flags & 0x1000 ? 4 : 0); /* key, seq */
     if (end > stop) return 0;
+    in->ident = flags & 0x2000 ? (long long)be32(fr + key_at) : -1;
+    in->vlan = 0;
     if (ptype == ETH_IP || ptype == ETH_IP6 || ptype == ETH_TEB || ptype == ETH_MPLS ||
         ptype == ETH_MPLS_MC) {
-        *inner_at = end, *inner = ptype;
+        in->at = end, in->inner = ptype, in->kind = TUN_GRE;
         return 1;
     }
     if (ptype == ETH_ERSPAN) {
         if (!(flags & 0x1000)) { /* type I: no ERSPAN header */
-            *inner_at = end, *inner = ETH_TEB;
+            in->at = end, in->inner = ETH_TEB, in->kind = TUN_ERSPAN_I;
             return 1;
         }
         if (end + 8 > stop || fr[end] >> 4 != 1) return 0; /* type II header, version 1 */
-        *inner_at = end + 8, *inner = ETH_TEB;
+        in->at = end + 8, in->inner = ETH_TEB, in->kind = TUN_ERSPAN_II;
+        in->ident = be16(fr + end + 2) & 0x3FF, in->vlan = be16(fr + end) & 0xFFF;
         return 1;
     }
     if (ptype == ETH_ERSPAN_III) {
@@ -420,26 +465,29 @@ static int gre(const uint8_t *fr, long long at, long long stop, long long *inner
         long long len = last & 1 ? 20 : 12; /* O: a platform-specific subheader follows */
         if (fr[end] >> 4 != 2 || end + len > stop) return 0;
         if (frame_type != 0 && frame_type != 2) return 0;
-        *inner_at = end + len, *inner = frame_type == 0 ? ETH_TEB : INNER_IP;
+        in->at = end + len, in->inner = frame_type == 0 ? ETH_TEB : INNER_IP;
+        in->kind = TUN_ERSPAN_III;
+        in->ident = be16(fr + end + 2) & 0x3FF, in->vlan = be16(fr + end) & 0xFFF;
         return 1;
     }
     return 0;
 }
 
-/* The same for a VXLAN (RFC 7348) or Geneve (RFC 8926) header at `at`, a datagram to `dport`. */
-static int udp_tunnel(const uint8_t *fr, long long at, long long stop, int dport,
-                      long long *inner_at, int *inner) {
+/* The same for a VXLAN (RFC 7348) or Geneve (RFC 8926) header at `at`, a datagram to `dport`
+ * (the VNI its identifier). */
+static int udp_tunnel(const uint8_t *fr, long long at, long long stop, int dport, Inner *in) {
     if (at + 8 > stop) return 0;
+    in->ident = be32(fr + at + 4) >> 8, in->vlan = 0;
     if (dport == UDP_VXLAN) {
         if (!(fr[at] & 0x08)) return 0; /* I: the VNI is valid */
-        *inner_at = at + 8, *inner = ETH_TEB;
+        in->at = at + 8, in->inner = ETH_TEB, in->kind = TUN_VXLAN;
         return 1;
     }
     int first = fr[at], ptype = be16(fr + at + 2);
     long long end = at + 8 + (first & 0x3F) * 4; /* version 0, options in 4-byte words */
     if (first >> 6 || end > stop || (ptype != ETH_IP && ptype != ETH_IP6 && ptype != ETH_TEB))
         return 0;
-    *inner_at = end, *inner = ptype;
+    in->at = end, in->inner = ptype, in->kind = TUN_GENEVE;
     return 1;
 }
 
@@ -515,13 +563,14 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
     long long l4 = l3 + ihl, end = l3 + ip_len;
     /* A whole packet (neither a fragment nor a first fragment) that carries another one. */
     if (!(frag & 0x2000) && depth < MAX_ENCAPSULATIONS && (proto == IP_GRE || proto == 17)) {
-        long long stop = end < cap ? end : cap, at;
-        int inner, found = 0;
-        if (proto == IP_GRE) found = gre(fr, l4, stop, &at, &inner);
+        long long stop = end < cap ? end : cap;
+        Inner in;
+        int found = 0;
+        if (proto == IP_GRE) found = gre(fr, l4, stop, &in);
         else if (l4 + 8 <= stop) {
             int dport = be16(fr + l4 + 2);
             if (dport == UDP_VXLAN || dport == UDP_GENEVE)
-                found = udp_tunnel(fr, l4 + 8, stop, dport, &at, &inner);
+                found = udp_tunnel(fr, l4 + 8, stop, dport, &in);
         }
         /* A tunnel's datagram whose UDP checksum is wrong (0: none computed, over IPv6 too, RFC
            6935) goes to the decoder, which decides (capture.checksum.tunnel_ok). */
@@ -529,10 +578,11 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
             !segment_ok(fr, l4, end, fr + l3 + (v4 ? 12 : 8), v4 ? 4 : 16, 17, r->checksums))
             return;
         if (found) {
-            r->tunnelled = 1;
-            if (inner == ETH_TEB) ethernet(fr, cap, at, depth + 1, r);
-            else if (inner == INNER_IP) ip_packet(fr, cap, at, depth + 1, r);
-            else ethertype(fr, cap, at, inner, depth + 1, r);
+            enter(r, in.kind, in.ident, l3 + (v4 ? 12 : 8), v4 ? 4 : 16);
+            if (in.vlan) r->vlan = in.vlan;
+            if (in.inner == ETH_TEB) ethernet(fr, cap, in.at, depth + 1, r);
+            else if (in.inner == INNER_IP) ip_packet(fr, cap, in.at, depth + 1, r);
+            else ethertype(fr, cap, in.at, in.inner, depth + 1, r);
             return;
         }
     }
@@ -643,7 +693,7 @@ static void parse(const uint8_t *fr, long long cap, int lt, Row *r) {
     r->ok = ROW_PYTHON;
     r->dst_mac_at = r->src_mac_at = -1;
     r->vlan = -1;
-    r->tunnelled = 0;
+    r->tun_kind = 0;
     switch (lt) {
     case LT_ETHERNET:
         ethernet(fr, cap, 0, 0, r);
@@ -1335,11 +1385,12 @@ out:
 }
 
 /* ---- the per-packet decoder's `Packet` of a row ---------------------------------------------
- * A row the walk read whole (`ROW_IP`, not out of an encapsulation) that goes to Python is handed
- * over as the `Packet` the per-packet decoder would make of its frame, made here from what the
- * walk read: the decoder is not run again on it. `packet_setup` gives the class and the member
- * descriptors of its fields, in the order of `PACKET_FIELDS` (dronewatch.fastpath checks at import
- * that they are every field of `Packet`); the tests hold the two paths' records equal. */
+ * A row the walk read whole (`ROW_IP`, seen directly or out of an encapsulation) that goes to
+ * Python is handed over as the `Packet` the per-packet decoder would make of its frame, made here
+ * from what the walk read: the decoder is not run again on it. `packet_setup` gives the class and
+ * the member descriptors of its fields, in the order of `PACKET_FIELDS` (dronewatch.fastpath checks
+ * at import that they are every field of `Packet`), the `Tunnel` class and its kinds' names
+ * (checked to be `TUNNEL_KINDS`); the tests hold the two paths' packets and records equal. */
 int dw_check_members(PyTypeObject *cls, PyObject *members);
 PyObject *dw_new_record(PyTypeObject *cls, PyObject *members, PyObject *const *values);
 
@@ -1352,21 +1403,31 @@ static const char *const PACKET_FIELDS[] = {
 #define PACKET_NFIELDS ((int)(sizeof(PACKET_FIELDS) / sizeof(PACKET_FIELDS[0])))
 static PyTypeObject *packet_cls;
 static PyObject *packet_members;
+static PyObject *tunnel_cls;
+static PyObject *tunnel_kinds[TUN_KINDS]; /* the names, as `TUNNEL_NAMES` (index 0 unused) */
 
 static PyObject *packet_setup(PyObject *self, PyObject *args) {
     PyTypeObject *cls;
-    PyObject *members;
-    if (!PyArg_ParseTuple(args, "O!O!:packet_setup", &PyType_Type, &cls, &PyTuple_Type, &members))
+    PyObject *members, *tunnel;
+    if (!PyArg_ParseTuple(args, "O!O!O!:packet_setup", &PyType_Type, &cls, &PyTuple_Type,
+                          &members, &PyType_Type, &tunnel))
         return NULL;
     if (PyTuple_GET_SIZE(members) != PACKET_NFIELDS) {
         PyErr_Format(PyExc_TypeError, "packet_setup: %d members expected", PACKET_NFIELDS);
         return NULL;
     }
     if (dw_check_members(cls, members) < 0) return NULL;
+    for (int k = 1; k < TUN_KINDS; k++) {
+        if (tunnel_kinds[k] == NULL &&
+            (tunnel_kinds[k] = PyUnicode_InternFromString(TUNNEL_NAMES[k])) == NULL)
+            return NULL;
+    }
     Py_INCREF(cls);
     Py_INCREF(members);
+    Py_INCREF(tunnel);
     Py_XSETREF(packet_cls, cls);
     Py_XSETREF(packet_members, members);
+    Py_XSETREF(tunnel_cls, tunnel);
     Py_RETURN_NONE;
 }
 
@@ -1384,7 +1445,24 @@ static PyObject *bytes_at(const uint8_t *p, long long n) {
     return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
 }
 
-/* The `Packet` of row `i`, read by `parse` into `r` (ROW_IP, not tunnelled). */
+/* The `Tunnel` of a row read out of an encapsulation (`r->tun_kind` set). */
+static PyObject *row_tunnel(const uint8_t *fr, const Row *r) {
+    PyObject *src = bytes_at(fr + r->tun_addr_at, r->tun_alen);
+    PyObject *dst = bytes_at(fr + r->tun_addr_at + r->tun_alen, r->tun_alen);
+    PyObject *vlan = r->tun_vlan >= 0 ? PyLong_FromLong(r->tun_vlan) : Py_NewRef(Py_None);
+    PyObject *ident = r->tun_ident >= 0 ? PyLong_FromLongLong(r->tun_ident) : Py_NewRef(Py_None);
+    PyObject *tunnel = NULL;
+    if (src != NULL && dst != NULL && vlan != NULL && ident != NULL)
+        tunnel = PyObject_CallFunctionObjArgs(tunnel_cls, tunnel_kinds[r->tun_kind], src, dst,
+                                              vlan, ident, NULL);
+    Py_XDECREF(src);
+    Py_XDECREF(dst);
+    Py_XDECREF(vlan);
+    Py_XDECREF(ident);
+    return tunnel;
+}
+
+/* The `Packet` of row `i`, read by `parse` into `r` (ROW_IP). */
 static PyObject *row_packet(const Frames *f, Py_ssize_t i, const Row *r) {
     const uint8_t *fr = f->buf + f->at[i];
     long long cap = f->caps[i];
@@ -1415,7 +1493,7 @@ static PyObject *row_packet(const Frames *f, Py_ssize_t i, const Row *r) {
     v[20] = PyLong_FromLongLong(r->payload_len);
     v[21] = Py_NewRef(Py_False);
     v[22] = Py_NewRef(Py_None);
-    v[23] = Py_NewRef(Py_None);
+    v[23] = r->tun_kind ? row_tunnel(fr, r) : Py_NewRef(Py_None);
     v[24] = bytes_at(fr, cap);
     v[25] = PyLong_FromLong(0);
     v[26] = PyLong_FromLong(0);
@@ -1578,7 +1656,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                     t.has_latest = 1;
                     continue;
                 }
-                if (!r.tunnelled && !r.same) {
+                if (!r.same) {
                     /* Another process's UDP datagram on the shared port, its checksums good:
                        read for its facts without its flow (`Engine.read_facts`), which touches
                        no flow (the counts held here need not be written first). */
@@ -1640,13 +1718,12 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                                          (Py_ssize_t)(r.payload_stop - r.payload_at), from_orig) &&
                                 !tcp_passed_over(e, &r, from_orig);
                 else if (e->counters != NULL) to_count = 1;
-                else if (r.tunnelled) go_python = 1; /* the decoder makes its packet */
                 else to_follow = 1;
             }
         }
         if (go_python) {
-            /* The decoder's packet, made here (out of an encapsulation: the decoder's to make). */
-            PyObject *pkt = r.tunnelled ? Py_NewRef(Py_None) : row_packet(&frames, i, &r);
+            /* The decoder's packet, made here. */
+            PyObject *pkt = row_packet(&frames, i, &r);
             if (pkt == NULL) goto done;
             if (flush(&t) < 0) {
                 Py_DECREF(pkt);
@@ -1780,9 +1857,10 @@ static PyMethodDef methods[] = {
      "are counted here once started (the engine has had a packet). counted(n, latest, frames): "
      "rows counted here, the latest time, and how many of them were management frames."},
     {"packet_setup", packet_setup, METH_VARARGS,
-     "packet_setup(cls, members)\n\n"
-     "The Packet class walk hands rows over as, and the member descriptors of its fields in the "
-     "order of PACKET_FIELDS."},
+     "packet_setup(cls, members, tunnel)\n\n"
+     "The Packet class walk hands rows over as, the member descriptors of its fields in the "
+     "order of PACKET_FIELDS, and the Tunnel class of the packets out of an encapsulation "
+     "(kinds named as TUNNEL_KINDS)."},
     {"linktypes", linktypes, METH_NOARGS,
      "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},
@@ -1849,6 +1927,17 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     }
     if (packet_fields == NULL || PyModule_AddObject(m, "PACKET_FIELDS", packet_fields) < 0) {
         Py_XDECREF(packet_fields);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *kinds = PyTuple_New(TUN_KINDS - 1);
+    for (int k = 1; kinds != NULL && k < TUN_KINDS; k++) {
+        PyObject *name = PyUnicode_InternFromString(TUNNEL_NAMES[k]);
+        if (name == NULL) Py_CLEAR(kinds);
+        else PyTuple_SET_ITEM(kinds, k - 1, name);
+    }
+    if (kinds == NULL || PyModule_AddObject(m, "TUNNEL_KINDS", kinds) < 0) {
+        Py_XDECREF(kinds);
         Py_DECREF(m);
         return NULL;
     }

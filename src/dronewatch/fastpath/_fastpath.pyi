@@ -8,7 +8,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from dronewatch.core.flow import Flow, Packet
+from dronewatch.core.flow import Flow, Packet, Tunnel
 
 _R = TypeVar("_R")
 
@@ -16,6 +16,8 @@ FLOW_FIELDS: tuple[str, ...]
 """The Flow attributes the walk reads or writes by name."""
 PACKET_FIELDS: tuple[str, ...]
 """The Packet fields the walk fills, in the order `packet_setup` takes their members."""
+TUNNEL_KINDS: tuple[str, ...]
+"""The encapsulations the walk takes off, as it names them (`Tunnel.kind`)."""
 
 def record_fields(
     buf: bytes | mmap.mmap, pos: int, limit: int, big_endian: bool, nano: bool, /
@@ -61,7 +63,9 @@ def walk(
     /,
 ) -> float: ...
 def key_crc(key: bytes, /) -> int: ...
-def packet_setup(cls: type[Packet], members: tuple[object, ...], /) -> None: ...
+def packet_setup(
+    cls: type[Packet], members: tuple[object, ...], tunnel: type[Tunnel], /
+) -> None: ...
 def linktypes() -> tuple[int, ...]: ...
 def ring_fields(
     ring: mmap.mmap | bytearray,

@@ -23,10 +23,10 @@ sweep; within a segment a settled flow can only gain packets and bytes, which co
 Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goes over the
 rows in C: it keeps the counts of settled flows itself and writes them to the flows before any
 Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
-counters. A row it read whole (a TCP or UDP packet seen directly) comes with the `Packet` the
-per-packet decoder would make of it, made in C, so the decoder runs only on the frames the walk
-does not read (encapsulated packets, fragments, IPv6 extension headers, packets a checksum mode
-drops, frames that are not IP).
+counters. A row it read whole (a TCP or UDP packet, seen directly or out of the encapsulations
+above, with its `Tunnel`) comes with the `Packet` the per-packet decoder would make of it, made in
+C, so the decoder runs only on the frames the walk does not read (fragments, IPv6 extension
+headers, packets a checksum mode drops, frames that are not IP).
 A TCP data segment is counted in C when it changes nothing but the sequence numbers
 of a settled connection (`dronewatch.core.tcp`, content gaps included); a segment without
 payload that changes the connection's state (SYN, FIN, RST, a new history letter, an ACK after

@@ -133,6 +133,37 @@ def test_tagged_and_encapsulated_datagrams_are_counted_in_c() -> None:
     assert f.orig_pkts == len(carriers) and f.orig_bytes == len(carriers) * len(inner)
 
 
+def test_encapsulated_packets_are_handed_over_as_the_decoder_makes_them() -> None:
+    """A packet out of an encapsulation that goes to the engine (a flow's inspected packets) is
+    made in C, its `Tunnel` too (the outermost encapsulation's kind, identifier, outer addresses
+    and VLAN tag), equal to the decoder's packet of its frame: the decoder does not run on it."""
+    # Not "nested_four": one encapsulation more than the decoder takes off, the decoder's to read.
+    carriers = [
+        "erspan_i", "erspan_ii", "erspan_iii", "erspan_iii_ip", "gre_key_checksum", "gre6_teb",
+        "gre_mpls", "vxlan", "geneve6_options", "geneve_ip", "mpls", "pppoe",
+        "pppoe_compressed_protocol", "nested_three",
+    ]  # fmt: skip
+    inner = IP(src=PHONE, dst=DRONE) / UDP(sport=50000, dport=9003) / b"frame"
+    frames = [ETHERNET[name](inner) for name in carriers]
+    f = flow(0)
+    f.inspectors = ("dji_wifi",)  # read by an analyzer: every packet goes to the engine
+    eng = Engine(f)
+    packets: list[object] = []
+    eng.handle = lambda i, pkt: packets.append(pkt) or (1e18, 0, True)  # type: ignore[method-assign]
+    eng.walk(frames)
+    kinds = [pkt.tunnel.kind for pkt in packets]  # type: ignore[attr-defined]
+    assert kinds == [
+        "erspan_i", "erspan_ii", "erspan_iii", "erspan_iii", "gre", "gre", "gre", "vxlan",
+        "geneve", "geneve", "mpls", "pppoe", "pppoe", "vxlan",
+    ]  # fmt: skip
+    decoder = Decoder()  # the rows' times and frame numbers, as `Engine.walk` numbers them
+    decoded = [
+        decoder.decode(RawPacket(1000.0 + i, 1, data, len(data), 0, i + 1))
+        for i, data in enumerate(frames)
+    ]
+    assert packets == decoded
+
+
 def test_frames_that_are_not_ip_are_counted_by_kind_in_c() -> None:
     """Frames the decoder only counts are counted in C under the decoder's names; a management
     frame, or one too short for its headers, goes to Python; past 32 kinds in one walk, new
