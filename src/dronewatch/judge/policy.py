@@ -18,6 +18,7 @@ A policy file is YAML:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -78,11 +79,8 @@ class DevicePolicy:
             return True
         for dest in self.allowed_destinations:
             if "/" in dest:
-                try:
-                    if ipaddress.ip_address(ip) in ipaddress.ip_network(dest, strict=False):
-                        return True
-                except ValueError:
-                    continue
+                if in_network(ip, dest):
+                    return True
             elif dest == ip:
                 return True
             elif name and (
@@ -134,7 +132,7 @@ class Policy:
                 return dev
         name = hostname.lower() if hostname else None
         for dev in self.devices:
-            if (dev.hostname and name == dev.hostname) or (dev.net and _in_net(ip, dev.net)):
+            if (dev.hostname and name == dev.hostname) or (dev.net and in_network(ip, dev.net)):
                 return dev
         return self.defaults
 
@@ -157,11 +155,21 @@ class Policy:
         )
 
 
-def _in_net(ip: str, net: str) -> bool:
+@functools.lru_cache(maxsize=65536)
+def in_network(ip: str, net: str) -> bool:
+    """Whether address `ip` lies in network `net` (CIDR, host bits allowed); False when either is
+    not one, or they are of different IP versions. Memoised: every flow's end asks it of its host
+    and each declared network (`Policy.for_device`), and a capture has few hosts and networks."""
     try:
-        return ipaddress.ip_address(ip) in ipaddress.ip_network(net)
+        return ipaddress.ip_address(ip) in _network(net)
     except ValueError:
         return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(net: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """`net` parsed (ValueError when it is no network): a policy names a few."""
+    return ipaddress.ip_network(net, strict=False)
 
 
 def device_spec(text: str) -> dict[str, str]:

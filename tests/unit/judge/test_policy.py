@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dronewatch.exceptions import PolicyError
-from dronewatch.judge.policy import DevicePolicy, parse_windows
+from dronewatch.judge.policy import DevicePolicy, Policy, in_network, parse_windows
 from dronewatch.judge.policy_file import load_policy
 
 POLICY = """
@@ -71,6 +71,25 @@ def test_exemptions() -> None:
     assert dev.allows("other", "api.mapbox.com", "1.1.1.1")
     assert not dev.allows("flight_log", "mydjiflight.dji.com", "47.88.0.5")
     assert not dev.allows("other", "evilskypixel.com", "1.1.1.1")
+
+
+def test_devices_declared_by_network() -> None:
+    """A device declared by its network matches every host in it, of its IP version only; an
+    exemption by CIDR allows host bits; text that is no address or network matches nothing,
+    asked once or again (the answers are memoised)."""
+    phones = DevicePolicy(name="phones", ldm=True, net="10.64.0.0/16")
+    drone = DevicePolicy(name="drone", ip="10.64.0.9")
+    policy = Policy(devices=[phones, drone])
+    for _ in range(2):
+        assert policy.for_device("10.64.3.4", None) is phones
+        assert policy.for_device("10.64.0.9", None) is drone  # its address wins over a network
+        assert policy.for_device("10.65.0.1", None) is policy.defaults
+        assert policy.for_device("fd00::1", None) is policy.defaults
+        assert policy.for_device("not an address", None) is policy.defaults
+    assert in_network("192.168.1.77", "192.168.1.5/24")
+    assert not in_network("::ffff:10.64.0.1", "10.64.0.0/16")
+    assert not in_network("10.64.0.1", "10.64.0.0/33")
+    assert not in_network("10.64.0.1", "phones")
 
 
 @pytest.mark.parametrize(
