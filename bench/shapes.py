@@ -297,6 +297,76 @@ def syn_scan(rng: random.Random, pool: Pool) -> Flows:
         yield t, iter(((t, wire.ether(wire.mac_for(dst), GATEWAY_MAC, wire.ETH_IP4, ip)),))
 
 
+def icmp_flows(rng: random.Random, pool: Pool) -> Flows:
+    """ICMP and ICMPv6 as a site's network carries them: monitoring pings (echo request and
+    reply every second for minutes, IPv4 and IPv6), neighbour solicitations and advertisements,
+    router advertisements to all nodes, traceroutes (time exceeded from each hop) and
+    unreachable ports answered to UDP probes."""
+    net = Net(rng, 2_000, (10, 70))
+    router6 = bytes.fromhex("fe800000000000000000000000000001")
+    all_nodes = bytes.fromhex("ff020000000000000000000000000001")
+
+    def v6(client: bytes) -> bytes:
+        return bytes.fromhex("fd00000000000070") + bytes(4) + client
+
+    def frame4(src: bytes, dst: bytes, message: bytes, ttl: int = 64) -> bytes:
+        ip = wire.ip4(src, dst, 1, message, rng.getrandbits(16), ttl)
+        return wire.ether(wire.mac_for(dst), wire.mac_for(src), wire.ETH_IP4, ip)
+
+    def frame6(src: bytes, dst: bytes, kind: int, rest: bytes, payload: bytes) -> bytes:
+        message = wire.icmp6(src, dst, kind, 0, rest, payload)
+        ip = wire.ip6(src, dst, 58, message, 255 if kind >= 133 else 64)
+        return wire.ether(wire.mac_for(dst[-4:]), wire.mac_for(src[-4:]), wire.ETH_IP6, ip)
+
+    def ping(t: float, client: bytes, target: bytes, count: int, six: bool) -> Packets:
+        ident, data = rng.getrandbits(16), pool.take(56)
+        for seq in range(count):
+            rest = struct.pack("!HH", ident, seq)
+            at = t + seq + rng.uniform(0, 0.002)
+            rtt = rng.uniform(0.0005, 0.04)
+            if six:
+                yield at, frame6(v6(client), v6(target), 128, rest, data)
+                yield at + rtt, frame6(v6(target), v6(client), 129, rest, data)
+            else:
+                yield at, frame4(client, target, wire.icmp4(8, 0, rest, data))
+                yield at + rtt, frame4(target, client, wire.icmp4(0, 0, rest, data))
+
+    def neighbours(t: float, client: bytes, target: bytes) -> Packets:
+        option = bytes([1, 1]) + wire.mac_for(client)
+        yield t, frame6(v6(client), v6(target), 135, bytes(4), v6(target) + option)
+        yield t + 0.0003, frame6(v6(target), v6(client), 136, b"\x60" + bytes(3), v6(target))
+
+    def adverts(t: float) -> Packets:
+        for n in range(600):  # every few seconds, to all nodes
+            body = bytes([64, 0]) + struct.pack("!HII", 1800, 0, 0)
+            yield t + n * 4, frame6(router6, all_nodes, 134, body[:4], body[4:])
+
+    def traceroute(t: float, client: bytes, target: bytes) -> Packets:
+        for hop in range(1, rng.randint(8, 16)):
+            probe = wire.udp(rng.randrange(33434, 33534), 33434 + hop, bytes(32))
+            sent = wire.ip4(client, target, 17, probe, rng.getrandbits(16), hop)
+            router = bytes([10, 70, 255, hop])
+            quoted = sent[:28]
+            at = t + hop * 0.05
+            yield at, wire.ether(GATEWAY_MAC, wire.mac_for(client), wire.ETH_IP4, sent)
+            yield at + 0.01, frame4(router, client, wire.icmp4(11, 0, bytes(4), quoted))
+        yield t + 1, frame4(target, client, wire.icmp4(3, 3, bytes(4), bytes(28)))
+
+    yield BASE_TS, adverts(BASE_TS)
+    t = BASE_TS
+    while True:
+        t += rng.expovariate(400.0)
+        kind = rng.choices(("ping", "ping6", "nd", "trace"), weights=(30, 10, 55, 5))[0]
+        client = net.client()
+        if kind in ("ping", "ping6"):
+            target = bytes([10, 70, rng.randrange(8), rng.randrange(1, 255)])
+            yield t, ping(t, client, target, rng.randint(5, 300), kind == "ping6")
+        elif kind == "nd":
+            yield t, neighbours(t, client, net.client())
+        else:
+            yield t, traceroute(t, client, net.public())
+
+
 def on_drone_link(frame: bytes) -> bool:
     """Whether an Ethernet frame of the bench mix is on a drone link: an aircraft's 192.168.x.x
     address, or a phone's drone-link address as `make_capture.rewrite` gives it (10.100/10.101)."""
@@ -436,6 +506,11 @@ SHAPES: dict[str, Shape] = {
             "mid_stream",
             "TLS, HTTP and MQTT joined mid-session: no SYN, often no ClientHello",
             flows=mid_stream_flows,
+        ),
+        Shape(
+            "icmp",
+            "ICMP and ICMPv6: pings for minutes, neighbour discovery, router adverts, traceroutes",
+            flows=icmp_flows,
         ),
         Shape(
             "syn_scan",

@@ -104,6 +104,23 @@ def udp6(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> byte
     return data[:6] + csum.to_bytes(2, "big") + data[8:]
 
 
+def icmp4(kind: int, code: int, rest: bytes, payload: bytes) -> bytes:
+    """An ICMP message (RFC 792): type, code, checksum, the 4 bytes its type defines, payload."""
+    data = bytes([kind, code, 0, 0]) + rest + payload
+    padded = data + b"\x00" * (len(data) & 1)
+    csum = _fold(sum(struct.unpack(f"!{len(padded) // 2}H", padded)))
+    return data[:2] + csum.to_bytes(2, "big") + data[4:]
+
+
+def icmp6(src: bytes, dst: bytes, kind: int, code: int, rest: bytes, payload: bytes) -> bytes:
+    """An ICMPv6 message (RFC 4443), its checksum over the IPv6 pseudo-header (RFC 8200 8.1)."""
+    data = bytes([kind, code, 0, 0]) + rest + payload
+    padded = data + b"\x00" * (len(data) & 1)
+    total = sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+    total += sum(struct.unpack("!16H", src + dst)) + len(data) + 58
+    return data[:2] + _fold(total).to_bytes(2, "big") + data[4:]
+
+
 def ether(dst: bytes, src: bytes, etype: bytes, body: bytes, tags: Sequence[int] = ()) -> bytes:
     """An Ethernet frame; `tags` are TPID << 16 | TCI, outermost first (802.1ad 0x88A8, 802.1Q
     0x8100)."""

@@ -7,7 +7,7 @@
  * headers of each one (taking off the encapsulations of remote mirrors and overlays: ERSPAN, GRE,
  * VXLAN, Geneve, MPLS, PPPoE, as the per-packet decoder does), counts the frames that are not IP
  * of the kinds the decoder only counts (802.11 control frames, encrypted data, ARP...), and adds
- * the packets of settled flows to per-flow counters kept here;
+ * the packets of settled flows (TCP, UDP, ICMP and ICMPv6) to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
  * kept here have been written to their `Flow` objects, so Python code always sees exact counts;
  * a row read whole here goes with the decoder's `Packet` of it, made here (`row_packet`).
@@ -250,6 +250,8 @@ enum { ROW_PYTHON = 0, ROW_IP = 1, ROW_SKIP = 2, ROW_MGMT = 3 };
 
 typedef struct {
     int ok;        /* ROW_* */
+    int icmp;      /* an ICMP or ICMPv6 message: its type and code stand in for the ports */
+    int sport, dport; /* the decoder's ports (an ICMP message's type and code) */
     int kind;      /* ROW_SKIP, ROW_MGMT: which `non_ip` count (`SKIP_*`, SKIP_ETHERTYPE | EtherType,
                       SKIP_DOT11_MGMT | subtype) */
     long long mgmt_at, mgmt_len; /* ROW_MGMT: where the management frame starts, its length */
@@ -331,6 +333,12 @@ enum { TUN_GRE = 1, TUN_ERSPAN_I, TUN_ERSPAN_II, TUN_ERSPAN_III, TUN_VXLAN, TUN_
 static const char *const TUNNEL_NAMES[TUN_KINDS] = {
     NULL, "gre", "erspan_i", "erspan_ii", "erspan_iii", "vxlan", "geneve", "mpls", "pppoe",
 };
+
+/* ICMP (`icmp_pair[0]`) and ICMPv6 (`[1]`) message types by their counterpart's (-1: none), as
+ * `dronewatch.core.community_id` pairs them, given by `icmp_setup`; until then every ICMP message
+ * goes to the decoder. */
+static int icmp_pair[2][256];
+static int icmp_ready;
 
 /* The packet is taken out of an encapsulation of kind `kind`, identified by `ident` (-1: none):
  * note the outermost one (its outer addresses `alen` bytes each from `addr_at`), and forget what
@@ -586,16 +594,28 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
             return;
         }
     }
-    int tcp = proto == 6;
-    if (!tcp && proto != 17) return;
-    if (cap < l4 + (tcp ? 14 : 6)) return;
+    int tcp = proto == 6, icmp = proto == 1 || proto == 58;
+    if (!tcp && proto != 17 && !(icmp && icmp_ready)) return;
+    if (icmp && r->checksums) return; /* its checksum: the decoder's to check */
+    if (cap < l4 + (tcp ? 14 : icmp ? 4 : 6)) return;
     const uint8_t *t = fr + l4;
-    int sport = t[0] << 8 | t[1], dport = t[2] << 8 | t[3];
+    /* ICMP: the type and code stand in for the ports, as the decoder has them; the flow's key
+       pairs a request's type with its reply's (`icmp_pair`), and a message without a
+       counterpart is keyed in its own direction (`Engine.process`). */
+    int sport = icmp ? t[0] : t[0] << 8 | t[1], dport = icmp ? t[1] : t[2] << 8 | t[3];
+    int key_dport = dport, ordered = 1;
+    if (icmp) {
+        int pair = icmp_pair[proto == 58][sport];
+        if (pair >= 0) key_dport = pair;
+        else ordered = 0;
+    }
+    r->icmp = icmp;
+    r->sport = sport, r->dport = dport;
     int flags = tcp ? t[13] : 0;
     r->seq = tcp ? be32(t + 4) : 0;
     r->ack = tcp ? be32(t + 8) : 0;
     r->ip_len = ip_len;
-    long long start = l4 + (tcp ? (t[12] >> 4) * 4 : 8);
+    long long start = l4 + (tcp ? (t[12] >> 4) * 4 : icmp ? 4 : 8);
     if (end < start) end = start;
     r->payload_len = end - start;
     r->payload_at = start;
@@ -609,10 +629,10 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
     memcpy(src, fr + l3 + (v4 ? 12 : 8), v4 ? 4 : 16);
     memcpy(dst, fr + l3 + (v4 ? 16 : 24), v4 ? 4 : 16);
     src[16] = sport >> 8, src[17] = sport & 0xFF;
-    dst[16] = dport >> 8, dst[17] = dport & 0xFF;
+    dst[16] = key_dport >> 8, dst[17] = key_dport & 0xFF;
     int cmp = memcmp(src, dst, 18);
     r->same = cmp == 0;
-    r->low = cmp <= 0;
+    r->low = ordered ? cmp <= 0 : 1;
     r->key[0] = (uint8_t)version;
     r->key[1] = (uint8_t)proto;
     memcpy(r->key + 2, r->low ? src : dst, 18);
@@ -620,8 +640,9 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
     r->tcp = tcp;
     r->flags = flags;
     r->control = tcp && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
-    /* The history letter the row may add: data (D/d), else an ACK (A/a); a UDP datagram's is D/d. */
-    r->letter = tcp ? (r->payload_len > 0 ? 1 : ((flags & TCP_ACK) ? 2 : 0)) : 1;
+    /* The history letter the row may add: data (D/d), else an ACK (A/a); a UDP datagram's is D/d;
+       an ICMP message adds none. */
+    r->letter = tcp ? (r->payload_len > 0 ? 1 : ((flags & TCP_ACK) ? 2 : 0)) : icmp ? 0 : 1;
     r->ok = ROW_IP;
 }
 
@@ -1431,6 +1452,31 @@ static PyObject *packet_setup(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *icmp_setup(PyObject *self, PyObject *args) {
+    PyObject *maps[2];
+    if (!PyArg_ParseTuple(args, "O!O!:icmp_setup", &PyDict_Type, &maps[0], &PyDict_Type, &maps[1]))
+        return NULL;
+    int pair[2][256];
+    for (int k = 0; k < 2; k++) {
+        for (int type = 0; type < 256; type++) pair[k][type] = -1;
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(maps[k], &pos, &key, &value)) {
+            long type = PyLong_Check(key) ? PyLong_AsLong(key) : -1;
+            long other = PyLong_Check(value) ? PyLong_AsLong(value) : -1;
+            if (type < 0 || type > 255 || other < 0 || other > 255) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "icmp_setup: types are 0..255");
+                return NULL;
+            }
+            pair[k][type] = (int)other;
+        }
+    }
+    memcpy(icmp_pair, pair, sizeof pair);
+    icmp_ready = 1;
+    Py_RETURN_NONE;
+}
+
 /* Where a row's frame came from: the batch's columns and numbering. */
 typedef struct {
     const uint8_t *buf;
@@ -1483,8 +1529,8 @@ static PyObject *row_packet(const Frames *f, Py_ssize_t i, const Row *r) {
     v[10] = bytes_at(src, alen);
     v[11] = bytes_at(dst, alen);
     v[12] = PyLong_FromLong(r->key[1]);
-    v[13] = PyLong_FromLong(be16(src + 16));
-    v[14] = PyLong_FromLong(be16(dst + 16));
+    v[13] = PyLong_FromLong(r->sport);
+    v[14] = PyLong_FromLong(r->dport);
     v[15] = PyLong_FromLongLong(r->ip_len);
     v[16] = PyLong_FromLong(r->flags);
     v[17] = PyLong_FromUnsignedLong(r->seq);
@@ -1647,7 +1693,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         }
         if (share_n > 1) {
             int on_port = be16(r.key + 18) == share_port || be16(r.key + 36) == share_port;
-            if ((!on_port || (facts != Py_None && !r.tcp)) &&
+            if ((!on_port || (facts != Py_None && r.key[1] == 17)) &&
                 (int)(key_crc(r.key) % (uint32_t)share_n) != share_k) {
                 if (!on_port) {
                     /* Another process's flow: only its time counts here (the sweeps above,
@@ -1737,14 +1783,16 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         }
         /* Count the row. */
         if (r.tcp && !by_state) tcp_count(e, &r, from_orig, now);
+        /* ICMP's payload bytes are those past its 8-byte header, as Zeek counts them. */
+        long long plen = !r.icmp ? r.payload_len : r.payload_len > 4 ? r.payload_len - 4 : 0;
         if (from_orig) {
             e->o_pkts++;
             e->o_bytes += r.ip_len;
-            e->o_plen += r.payload_len;
+            e->o_plen += plen;
         } else {
             e->r_pkts++;
             e->r_bytes += r.ip_len;
-            e->r_plen += r.payload_len;
+            e->r_plen += plen;
         }
         if (r.has_payload && e->inspected < t.limit) {
             e->inspected++;
@@ -1861,6 +1909,11 @@ static PyMethodDef methods[] = {
      "The Packet class walk hands rows over as, the member descriptors of its fields in the "
      "order of PACKET_FIELDS, and the Tunnel class of the packets out of an encapsulation "
      "(kinds named as TUNNEL_KINDS)."},
+    {"icmp_setup", icmp_setup, METH_VARARGS,
+     "icmp_setup(pairs4, pairs6)\n\n"
+     "The ICMP and ICMPv6 message types the walk keys with their counterpart's, as "
+     "{type: counterpart}: a request and its reply are one flow. Until it is called, every ICMP "
+     "message goes to the decoder."},
     {"linktypes", linktypes, METH_NOARGS,
      "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},

@@ -2,17 +2,19 @@
 
 Most packets of a long flow only add to its counters: after the first `inspect_packets` payload
 packets, no analyzer looks at them unless it follows the flow. This path reads the link, IP and
-transport headers of a whole batch, finds each packet's flow, and adds the packets of settled
-flows to their counters. It reads every link type the decoder reads but BSD loopback's non-IP
-families (Ethernet with VLAN tags, Linux SLL and SLL2, raw IP, 802.11 with or without radiotap),
-and takes the inner packet out of the encapsulations the decoder takes apart (ERSPAN, GRE,
-VXLAN, Geneve, MPLS, PPPoE). Frames that are not IP and that the decoder would only count (802.11
-control frames, encrypted or null data, ARP, other EtherTypes) are counted there too, and so are
-the 802.11 management frames no frame hook reads (`FrameInterest`: beacons without a drone
-vendor's element), once the engine has had a packet. Every other packet (a flow's first packets,
-followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, the management frames a
-frame hook reads, and anything too short) goes through the per-packet decoder and
-`Engine.process` in capture order.
+transport headers of a whole batch, finds each packet's flow, and adds the packets of settled flows
+to their counters: TCP, UDP, and ICMP and ICMPv6 (keyed as the engine keys them, a request with its
+reply, their payload counted past the 8-byte header; with `--checksums` other than `ignore` an ICMP
+message goes to the decoder, which checks its checksum). It reads every link type the decoder reads
+but BSD loopback's non-IP families (Ethernet with VLAN tags, Linux SLL and SLL2, raw IP, 802.11 with
+or without radiotap), and takes the inner packet out of the encapsulations the decoder takes apart
+(ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE). Frames that are not IP and that the decoder would only
+count (802.11 control frames, encrypted or null data, ARP, other EtherTypes) are counted there too,
+and so are the 802.11 management frames no frame hook reads (`FrameInterest`: beacons without a
+drone vendor's element), once the engine has had a packet. Every other packet (a flow's first
+packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, the management frames a
+frame hook reads, and anything too short) goes through the per-packet decoder and `Engine.process`
+in capture order.
 A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
 left once the engine stops it, so from then on its packets are counted here like a settled flow's.
 
@@ -20,13 +22,13 @@ Flows are only touched between two sweeps of the flow table (the engine's idle c
 `sweep_every_s` of capture time), so a batch is cut into segments at the packets that trigger a
 sweep; within a segment a settled flow can only gain packets and bytes, which commute.
 
-Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goes over the
-rows in C: it keeps the counts of settled flows itself and writes them to the flows before any
-Python code runs (a handed-over packet, a follower, a sweep), so Python always sees exact
-counters. A row it read whole (a TCP or UDP packet, seen directly or out of the encapsulations
-above, with its `Tunnel`) comes with the `Packet` the per-packet decoder would make of it, made in
-C, so the decoder runs only on the frames the walk does not read (fragments, IPv6 extension
-headers, packets a checksum mode drops, frames that are not IP).
+Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goes over the rows in
+C: it keeps the counts of settled flows itself and writes them to the flows before any Python code
+runs (a handed-over packet, a follower, a sweep), so Python always sees exact counters. A row it
+read whole (a TCP, UDP or ICMP packet, seen directly or out of the encapsulations above, with its
+`Tunnel`) comes with the `Packet` the per-packet decoder would make of it, made in C, so the decoder
+runs only on the frames the walk does not read (fragments, IPv6 extension headers, packets a
+checksum mode drops, frames that are not IP).
 A TCP data segment is counted in C when it changes nothing but the sequence numbers
 of a settled connection (`dronewatch.core.tcp`, content gaps included); a segment without
 payload that changes the connection's state (SYN, FIN, RST, a new history letter, an ACK after
@@ -47,6 +49,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dronewatch.capture.pcapbatch import PcapBatch
+from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
 from dronewatch.core.engine import FlowKey
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.fastpath import native
@@ -75,6 +78,7 @@ class BulkRunner:
         if module is None:
             raise RuntimeError("the bulk path needs the C extension (dronewatch.fastpath.native)")
         self._walk_c = module.walk
+        module.icmp_setup(ICMP4_PAIRS, ICMP6_PAIRS)  # the engine's pairs, the walk's too
         self._walked = frozenset(module.linktypes())
         """The link types the C walk reads."""
         self.pipe = pipeline

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.compat import raw
 from scapy.layers.dns import DNS, DNSQR, DNSRR
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
@@ -161,12 +161,13 @@ def test_damaged_file_same_on_both_paths(tmp_path: Path) -> None:
     assert bulk.capture.errors == ref.capture.errors
 
 
-# Random traffic: a few flows of each kind, packets at random gaps that cross the sweep, idle and
-# active timeouts, with every TCP flag pattern, non-IP frames and fragments; in every link type
-# the walk reads, each packet in a frame of that link type drawn at random (VLAN tags, 802.11
-# data, control and management frames, ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE, nested ones, and
-# headers that must be left alone: `tests.unit.capture.links`), sometimes cut short by the snap
-# length; written as pcap, or as pcapng with two interfaces and simple packet blocks.
+# Random traffic: a few flows of each kind (TCP, UDP, ICMP, ICMPv6), packets at random gaps that
+# cross the sweep, idle and active timeouts, with every TCP flag pattern, non-IP frames and
+# fragments; in every link type the walk reads, each packet in a frame of that link type drawn at
+# random (VLAN tags, 802.11 data, control and management frames, ERSPAN, GRE, VXLAN, Geneve, MPLS,
+# PPPoE, nested ones, and headers that must be left alone: `tests.unit.capture.links`), sometimes
+# cut short by the snap length; written as pcap, or as pcapng with two interfaces and simple packet
+# blocks.
 FLOWS = [
     ("tcp", 4, 40001),
     ("tcp", 4, 40001),
@@ -176,7 +177,15 @@ FLOWS = [
     ("udp", 4, 9003),
     ("udp", 6, 50000),
     ("udp", 4, 53),
+    ("icmp", 4, 0),
+    ("icmp", 6, 0),
 ]
+ICMP_TYPES = {  # (type, code) by the event's flags: requests and replies, messages without a pair
+    4: {"A": (8, 0), "PA": (0, 0), "S": (13, 0), "SA": (14, 0), "R": (3, 1), "F": (11, 0)},
+    6: {"A": (128, 0), "PA": (129, 0), "S": (135, 0), "SA": (136, 0), "R": (1, 4), "F": (2, 0)},
+}
+"""ICMP and ICMPv6 messages of the random flows: paired types (echo, timestamp, neighbour
+discovery) make one flow of both directions, the others one flow each way."""
 EVENTS = st.lists(
     st.tuples(
         st.integers(0, len(FLOWS) + 1),  # flow index; the last two: ARP, IPv4 fragment
@@ -209,6 +218,12 @@ def body(index: int, out: bool, flags: str, size: int) -> Packet:
         src, dst = dst, src
     l3 = IP(src=src, dst=dst) if version == 4 else IPv6(src=src, dst=dst)
     sport, dport = (port, 443) if out else (443, port)
+    if proto == "icmp":
+        kind, code = ICMP_TYPES[version].get(flags, (8, 0) if version == 4 else (128, 0))
+        message = bytes([kind, code, 0, 0, 0x12, 0x34, 0, size]) + b"p" * size
+        if version == 4:
+            return l3 / ICMP(message)
+        return IPv6(src=src, dst=dst, nh=58) / message  # its checksum left 0: ignored here
     if proto == "udp":
         sport, dport = (port, port + 1) if out else (port + 1, port)
         l4 = UDP(sport=sport, dport=dport)
@@ -431,7 +446,8 @@ def test_followers_get_the_decoders_packets(
 
 def tcp_exchange() -> tuple[Packet, ...]:
     """A TCP connection over IPv4 and one over IPv6 (handshake, data both ways with options,
-    a push, the close), and a datagram to another port: what the walk reads whole."""
+    a push, the close), a datagram to another port, ICMP and ICMPv6 echoes and an unreachable
+    port: what the walk reads whole."""
     out: list[Packet] = []
     for ip, back in (
         (IP(src=PHONE, dst="10.77.0.9"), IP(src="10.77.0.9", dst=PHONE)),
@@ -448,6 +464,13 @@ def tcp_exchange() -> tuple[Packet, ...]:
             back / TCP(sport=8883, dport=40000, flags="FA", seq=s + 41, ack=c + 8),
             ip / UDP(sport=40001, dport=9999) / b"datagram",
         ]
+    out += [  # ICMP echo both ways, a message without a pair, and ICMPv6's
+        IP(src=PHONE, dst="10.77.0.9") / ICMP(type=8, id=7, seq=1) / b"ping",
+        IP(src="10.77.0.9", dst=PHONE) / ICMP(type=0, id=7, seq=1) / b"ping",
+        IP(src="10.77.0.1", dst=PHONE) / ICMP(type=3, code=1) / (b"\x45" + bytes(27)),
+        IPv6(src="fd00::2", dst="fd00::9") / ICMPv6EchoRequest(id=7, data=b"ping"),
+        IPv6(src="fd00::9", dst="fd00::2") / ICMPv6EchoReply(id=7, data=b"ping"),
+    ]
     return tuple(out)
 
 
