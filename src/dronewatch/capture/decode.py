@@ -89,6 +89,8 @@ LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
 IP6_EXT_HEADERS = frozenset((0, 43, 60, 135, 139, 140))
 IP6_FRAGMENT = 44
 IP6_AH = 51
+IP6_READ_PAST = IP6_EXT_HEADERS | {IP6_FRAGMENT, IP6_AH}
+"""The IPv6 next headers the decoder reads past (or reassembles) to the transport header."""
 IP_PROTO_GRE = 47
 
 # Radiotap fields before "antenna signal" (bit 5), as (alignment, size) (radiotap.org/fields):

@@ -334,11 +334,14 @@ static const char *const TUNNEL_NAMES[TUN_KINDS] = {
     NULL, "gre", "erspan_i", "erspan_ii", "erspan_iii", "vxlan", "geneve", "mpls", "pppoe",
 };
 
-/* ICMP (`icmp_pair[0]`) and ICMPv6 (`[1]`) message types by their counterpart's (-1: none), as
- * `dronewatch.core.community_id` pairs them, given by `icmp_setup`; until then every ICMP message
- * goes to the decoder. */
+/* What the decoder and the engine decide of IP protocols, given by `protocols_setup` (until then
+ * every packet goes to the decoder): ICMP (`icmp_pair[0]`) and ICMPv6 (`[1]`) message types by
+ * their counterpart's (-1: none), as `dronewatch.core.community_id` pairs them; the IPv6 next
+ * headers the decoder reads past or reassembles (`ip6_skipped`: extension headers, fragments,
+ * AH), whose packets go to it. */
 static int icmp_pair[2][256];
-static int icmp_ready;
+static uint8_t ip6_skipped[256];
+static int protocols_ready;
 
 /* The packet is taken out of an encapsulation of kind `kind`, identified by `ident` (-1: none):
  * note the outermost one (its outer addresses `alen` bytes each from `addr_at`), and forget what
@@ -595,14 +598,20 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
         }
     }
     int tcp = proto == 6, icmp = proto == 1 || proto == 58;
-    if (!tcp && proto != 17 && !(icmp && icmp_ready)) return;
+    if (!tcp && proto != 17 && !protocols_ready) return;
+    /* A protocol whose header the decoder does not read (ESP, VRRP, OSPF, IGMP, PIM, GRE that
+       carries nothing taken off...): a flow of its addresses alone, ports 0, no payload. SCTP's
+       ports and an IPv6 extension header are the decoder's to read. */
+    int portless = !tcp && !icmp && proto != 17 && proto != 132 && (v4 || !ip6_skipped[proto]);
     if (icmp && r->checksums) return; /* its checksum: the decoder's to check */
-    if (cap < l4 + (tcp ? 14 : icmp ? 4 : 6)) return;
+    if (!tcp && !icmp && proto != 17 && !portless) return;
+    if (!portless && cap < l4 + (tcp ? 14 : icmp ? 4 : 6)) return;
     const uint8_t *t = fr + l4;
     /* ICMP: the type and code stand in for the ports, as the decoder has them; the flow's key
        pairs a request's type with its reply's (`icmp_pair`), and a message without a
        counterpart is keyed in its own direction (`Engine.process`). */
-    int sport = icmp ? t[0] : t[0] << 8 | t[1], dport = icmp ? t[1] : t[2] << 8 | t[3];
+    int sport = portless ? 0 : icmp ? t[0] : t[0] << 8 | t[1];
+    int dport = portless ? 0 : icmp ? t[1] : t[2] << 8 | t[3];
     int key_dport = dport, ordered = 1;
     if (icmp) {
         int pair = icmp_pair[proto == 58][sport];
@@ -615,11 +624,11 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
     r->seq = tcp ? be32(t + 4) : 0;
     r->ack = tcp ? be32(t + 8) : 0;
     r->ip_len = ip_len;
-    long long start = l4 + (tcp ? (t[12] >> 4) * 4 : icmp ? 4 : 8);
-    if (end < start) end = start;
+    long long start = portless ? l4 : l4 + (tcp ? (t[12] >> 4) * 4 : icmp ? 4 : 8);
+    if (end < start || portless) end = start;
     r->payload_len = end - start;
     r->payload_at = start;
-    if (r->checksums && end <= cap && end - l4 >= (tcp ? 18 : 8) &&
+    if (!portless && r->checksums && end <= cap && end - l4 >= (tcp ? 18 : 8) &&
         !segment_ok(fr, l4, end, fr + l3 + (v4 ? 12 : 8), v4 ? 4 : 16, proto, r->checksums))
         return;
     long long stop = end < cap ? end : cap;
@@ -641,8 +650,8 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
     r->flags = flags;
     r->control = tcp && (flags & (TCP_SYN | TCP_FIN | TCP_RST)) != 0;
     /* The history letter the row may add: data (D/d), else an ACK (A/a); a UDP datagram's is D/d;
-       an ICMP message adds none. */
-    r->letter = tcp ? (r->payload_len > 0 ? 1 : ((flags & TCP_ACK) ? 2 : 0)) : icmp ? 0 : 1;
+       an ICMP message, or a protocol without ports, adds none. */
+    r->letter = tcp ? (r->payload_len > 0 ? 1 : ((flags & TCP_ACK) ? 2 : 0)) : proto == 17;
     r->ok = ROW_IP;
 }
 
@@ -1452,10 +1461,27 @@ static PyObject *packet_setup(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *icmp_setup(PyObject *self, PyObject *args) {
-    PyObject *maps[2];
-    if (!PyArg_ParseTuple(args, "O!O!:icmp_setup", &PyDict_Type, &maps[0], &PyDict_Type, &maps[1]))
+static PyObject *protocols_setup(PyObject *self, PyObject *args) {
+    PyObject *maps[2], *skipped;
+    if (!PyArg_ParseTuple(args, "O!O!O:protocols_setup", &PyDict_Type, &maps[0], &PyDict_Type,
+                          &maps[1], &skipped))
         return NULL;
+    uint8_t skip6[256] = {0};
+    PyObject *it = PyObject_GetIter(skipped), *item;
+    if (it == NULL) return NULL;
+    while ((item = PyIter_Next(it)) != NULL) {
+        long header = PyLong_Check(item) ? PyLong_AsLong(item) : -1;
+        Py_DECREF(item);
+        if (header < 0 || header > 255) {
+            Py_DECREF(it);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "protocols_setup: next headers are 0..255");
+            return NULL;
+        }
+        skip6[header] = 1;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
     int pair[2][256];
     for (int k = 0; k < 2; k++) {
         for (int type = 0; type < 256; type++) pair[k][type] = -1;
@@ -1466,14 +1492,15 @@ static PyObject *icmp_setup(PyObject *self, PyObject *args) {
             long other = PyLong_Check(value) ? PyLong_AsLong(value) : -1;
             if (type < 0 || type > 255 || other < 0 || other > 255) {
                 if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_ValueError, "icmp_setup: types are 0..255");
+                    PyErr_SetString(PyExc_ValueError, "protocols_setup: types are 0..255");
                 return NULL;
             }
             pair[k][type] = (int)other;
         }
     }
     memcpy(icmp_pair, pair, sizeof pair);
-    icmp_ready = 1;
+    memcpy(ip6_skipped, skip6, sizeof skip6);
+    protocols_ready = 1;
     Py_RETURN_NONE;
 }
 
@@ -1909,11 +1936,11 @@ static PyMethodDef methods[] = {
      "The Packet class walk hands rows over as, the member descriptors of its fields in the "
      "order of PACKET_FIELDS, and the Tunnel class of the packets out of an encapsulation "
      "(kinds named as TUNNEL_KINDS)."},
-    {"icmp_setup", icmp_setup, METH_VARARGS,
-     "icmp_setup(pairs4, pairs6)\n\n"
+    {"protocols_setup", protocols_setup, METH_VARARGS,
+     "protocols_setup(icmp_pairs4, icmp_pairs6, ip6_skipped)\n\n"
      "The ICMP and ICMPv6 message types the walk keys with their counterpart's, as "
-     "{type: counterpart}: a request and its reply are one flow. Until it is called, every ICMP "
-     "message goes to the decoder."},
+     "{type: counterpart} (a request and its reply are one flow), and the IPv6 next headers the "
+     "decoder reads past or reassembles. Until it is called, every packet goes to the decoder."},
     {"linktypes", linktypes, METH_NOARGS,
      "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},

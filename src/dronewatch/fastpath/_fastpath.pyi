@@ -2,7 +2,7 @@
 
 import mmap
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import numpy as np
@@ -66,7 +66,9 @@ def key_crc(key: bytes, /) -> int: ...
 def packet_setup(
     cls: type[Packet], members: tuple[object, ...], tunnel: type[Tunnel], /
 ) -> None: ...
-def icmp_setup(pairs4: dict[int, int], pairs6: dict[int, int], /) -> None: ...
+def protocols_setup(
+    icmp_pairs4: dict[int, int], icmp_pairs6: dict[int, int], ip6_skipped: Iterable[int], /
+) -> None: ...
 def linktypes() -> tuple[int, ...]: ...
 def ring_fields(
     ring: mmap.mmap | bytearray,

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dronewatch.capture.decode import IP6_READ_PAST
 from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
 from dronewatch.core.engine import FlowKey
@@ -78,7 +79,8 @@ class BulkRunner:
         if module is None:
             raise RuntimeError("the bulk path needs the C extension (dronewatch.fastpath.native)")
         self._walk_c = module.walk
-        module.icmp_setup(ICMP4_PAIRS, ICMP6_PAIRS)  # the engine's pairs, the walk's too
+        # The engine's ICMP pairs and the decoder's IPv6 headers: the walk's too.
+        module.protocols_setup(ICMP4_PAIRS, ICMP6_PAIRS, IP6_READ_PAST)
         self._walked = frozenset(module.linktypes())
         """The link types the C walk reads."""
         self.pipe = pipeline

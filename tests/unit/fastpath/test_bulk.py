@@ -161,13 +161,13 @@ def test_damaged_file_same_on_both_paths(tmp_path: Path) -> None:
     assert bulk.capture.errors == ref.capture.errors
 
 
-# Random traffic: a few flows of each kind (TCP, UDP, ICMP, ICMPv6), packets at random gaps that
-# cross the sweep, idle and active timeouts, with every TCP flag pattern, non-IP frames and
-# fragments; in every link type the walk reads, each packet in a frame of that link type drawn at
-# random (VLAN tags, 802.11 data, control and management frames, ERSPAN, GRE, VXLAN, Geneve, MPLS,
-# PPPoE, nested ones, and headers that must be left alone: `tests.unit.capture.links`), sometimes
-# cut short by the snap length; written as pcap, or as pcapng with two interfaces and simple packet
-# blocks.
+# Random traffic: a few flows of each kind (TCP, UDP, ICMP, ICMPv6, ESP, VRRP), packets at random
+# gaps that cross the sweep, idle and active timeouts, with every TCP flag pattern, non-IP frames
+# and fragments; in every link type the walk reads, each packet in a frame of that link type drawn
+# at random (VLAN tags, 802.11 data, control and management frames, ERSPAN, GRE, VXLAN, Geneve,
+# MPLS, PPPoE, nested ones, and headers that must be left alone: `tests.unit.capture.links`),
+# sometimes cut short by the snap length; written as pcap, or as pcapng with two interfaces and
+# simple packet blocks.
 FLOWS = [
     ("tcp", 4, 40001),
     ("tcp", 4, 40001),
@@ -179,6 +179,9 @@ FLOWS = [
     ("udp", 4, 53),
     ("icmp", 4, 0),
     ("icmp", 6, 0),
+    ("esp", 4, 50),
+    ("esp", 6, 50),
+    ("vrrp", 4, 112),
 ]
 ICMP_TYPES = {  # (type, code) by the event's flags: requests and replies, messages without a pair
     4: {"A": (8, 0), "PA": (0, 0), "S": (13, 0), "SA": (14, 0), "R": (3, 1), "F": (11, 0)},
@@ -218,12 +221,17 @@ def body(index: int, out: bool, flags: str, size: int) -> Packet:
         src, dst = dst, src
     l3 = IP(src=src, dst=dst) if version == 4 else IPv6(src=src, dst=dst)
     sport, dport = (port, 443) if out else (443, port)
+    if proto in ("esp", "vrrp"):  # protocols without ports: the flow of the two addresses
+        if version == 4:
+            return IP(src=src, dst=dst, proto=port) / (b"p" * size)
+        return IPv6(src=src, dst=dst, nh=port) / (b"p" * size)
     if proto == "icmp":
         kind, code = ICMP_TYPES[version].get(flags, (8, 0) if version == 4 else (128, 0))
         message = bytes([kind, code, 0, 0, 0x12, 0x34, 0, size]) + b"p" * size
+        # Its checksum left 0 (the random traffic takes checksums as they come).
         if version == 4:
-            return l3 / ICMP(message)
-        return IPv6(src=src, dst=dst, nh=58) / message  # its checksum left 0: ignored here
+            return IP(src=src, dst=dst, proto=1) / message
+        return IPv6(src=src, dst=dst, nh=58) / message
     if proto == "udp":
         sport, dport = (port, port + 1) if out else (port + 1, port)
         l4 = UDP(sport=sport, dport=dport)
