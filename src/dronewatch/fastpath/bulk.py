@@ -3,18 +3,19 @@
 Most packets of a long flow only add to its counters: after the first `inspect_packets` payload
 packets, no analyzer looks at them unless it follows the flow. This path reads the link, IP and
 transport headers of a whole batch, finds each packet's flow, and adds the packets of settled flows
-to their counters: TCP, UDP, and ICMP and ICMPv6 (keyed as the engine keys them, a request with its
+to their counters: TCP, UDP, ICMP and ICMPv6 (keyed as the engine keys them, a request with its
 reply, their payload counted past the 8-byte header; with `--checksums` other than `ignore` an ICMP
-message goes to the decoder, which checks its checksum). It reads every link type the decoder reads
-but BSD loopback's non-IP families (Ethernet with VLAN tags, Linux SLL and SLL2, raw IP, 802.11 with
-or without radiotap), and takes the inner packet out of the encapsulations the decoder takes apart
-(ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE). Frames that are not IP and that the decoder would only
-count (802.11 control frames, encrypted or null data, ARP, other EtherTypes) are counted there too,
-and so are the 802.11 management frames no frame hook reads (`FrameInterest`: beacons without a
-drone vendor's element), once the engine has had a packet. Every other packet (a flow's first
-packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, the management frames a
-frame hook reads, and anything too short) goes through the per-packet decoder and `Engine.process`
-in capture order.
+message goes to the decoder, which checks its checksum), and the IP protocols without ports (ESP,
+VRRP, IGMP...: the two addresses, no payload, as the decoder keys them). It reads every link type
+the decoder reads but BSD loopback's non-IP families (Ethernet with VLAN tags, Linux SLL and SLL2,
+raw IP, 802.11 with or without radiotap), and takes the inner packet out of the encapsulations the
+decoder takes apart (ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE). Frames that are not IP and that the
+decoder would only count (802.11 control frames, encrypted or null data, ARP, other EtherTypes) are
+counted there too, and so are the 802.11 management frames no frame hook reads (`FrameInterest`:
+beacons without a drone vendor's element), once the engine has had a packet. Every other packet (a
+flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, SCTP, the
+management frames a frame hook reads, and anything too short) goes through the per-packet decoder
+and `Engine.process` in capture order.
 A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
 left once the engine stops it, so from then on its packets are counted here like a settled flow's.
 
@@ -25,10 +26,10 @@ sweep; within a segment a settled flow can only gain packets and bytes, which co
 Where the C extension (`dronewatch.fastpath._fastpath`) is built, its `walk` goes over the rows in
 C: it keeps the counts of settled flows itself and writes them to the flows before any Python code
 runs (a handed-over packet, a follower, a sweep), so Python always sees exact counters. A row it
-read whole (a TCP, UDP or ICMP packet, seen directly or out of the encapsulations above, with its
-`Tunnel`) comes with the `Packet` the per-packet decoder would make of it, made in C, so the decoder
-runs only on the frames the walk does not read (fragments, IPv6 extension headers, packets a
-checksum mode drops, frames that are not IP).
+read whole (a TCP, UDP, ICMP or portless packet, seen directly or out of the encapsulations above,
+with its `Tunnel`) comes with the `Packet` the per-packet decoder would make of it, made in C, so
+the decoder runs only on the frames the walk does not read (fragments, IPv6 extension headers, SCTP,
+packets a checksum mode drops, frames that are not IP).
 A TCP data segment is counted in C when it changes nothing but the sequence numbers
 of a settled connection (`dronewatch.core.tcp`, content gaps included); a segment without
 payload that changes the connection's state (SYN, FIN, RST, a new history letter, an ACK after

@@ -504,8 +504,8 @@ def test_the_walk_hands_over_the_decoders_packets(
     """Every packet the C walk hands to the engine (a flow's first packets, TCP control
     segments, what its analyzers read) is the packet the per-packet decoder makes of its frame,
     every field of it (an encapsulated packet's `Tunnel` too), in every link type and carrier,
-    TCP and UDP over IPv4 and IPv6, whether the walk made it or the decoder did (a carrier the
-    walk leaves to the decoder)."""
+    TCP, UDP and ICMP over IPv4 and IPv6, whether the walk made it or the decoder did (a carrier
+    the walk leaves to the decoder)."""
     frames = [
         (1000.0 + i * 0.01, LINK_WRAPS[linktype][wrap](p))
         for i, p in enumerate((*tcp_exchange(), *dns_exchange(3)))
