@@ -300,6 +300,8 @@ class _NameChannel:
 
     def feed(self, pipe: Pipeline, raw: RawPacket) -> None:
         pkt = self.decoder.decode(raw)
-        if pkt is None or pkt.bad_checksum or not pkt.payload or pkt.sport != 53:
+        if pkt is None:
             return
-        learn_datagram(pipe.ctx.dns, pkt.payload, pkt.ts)
+        for one in (pkt, *self.decoder.more) if self.decoder.more else (pkt,):
+            if not one.bad_checksum and one.payload and one.sport == 53:
+                learn_datagram(pipe.ctx.dns, one.payload, one.ts)

@@ -29,6 +29,7 @@ from dronewatch.capture.encap import (
     ETH_TYPE_MPLS_MULTICAST,
     ETH_TYPE_PPPOE_SESSION,
     ETH_TYPE_TEB,
+    INNER_DOT11,
     INNER_IP,
     MAX_ENCAPSULATIONS,
     PPP_IP,
@@ -83,6 +84,10 @@ VLAN_TYPES = frozenset((ETH_TYPE_8021Q, ETH_TYPE_8021AD, ETH_TYPE_QINQ_OLD))
 ETH_MAX_LENGTH = 1500
 """A type field up to this is an IEEE 802.3 length: an LLC header follows, not an EtherType."""
 LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
+DOT11_QOS_AMSDU = 0x80
+"""In the first byte of a QoS data frame's QoS Control field: the body is an A-MSDU."""
+_AMSDU_HEADER = 14
+"""An A-MSDU subframe's header: destination and source address, then the MSDU's length."""
 """An LLC/SNAP header with an EtherType after it (RFC 1042: IP over IEEE 802 networks)."""
 
 # IPv6 extension headers that are skipped to reach the transport header (RFC 8200 4.1).
@@ -127,9 +132,16 @@ class Decoder:
         self.fragments = FragmentReassembler()
         self.checksums = checksum.MODE_CODES[checksums]
         """How wrong checksums are taken (`capture.checksum`): IGNORE, AUTO or VERIFY."""
+        self.more: list[Packet] | None = None
+        """The other packets of the frame `decode` read last, in their order after the one it
+        returned (the MSDUs of an 802.11 A-MSDU, `_amsdu`); None for every other frame. Whoever
+        takes a frame's packet takes these too (`Pipeline.feed`)."""
 
     def decode(self, raw: RawPacket) -> Packet | None:
-        """A `Packet` for an IP frame or an 802.11 management frame; None for anything else."""
+        """A `Packet` for an IP frame or an 802.11 management frame; None for anything else. A
+        frame that carries several packets (an 802.11 A-MSDU) gives the first, the rest in
+        `more`."""
+        self.more = None
         lt = raw.linktype
         data = raw.data
         pkt = Packet(raw.ts, raw.frame, raw.wirelen, len(data), lt, raw.iface)
@@ -150,7 +162,7 @@ class Decoder:
             if lt == LINKTYPE_IEEE802_11_RADIOTAP:
                 return self._radiotap(pkt, data)
             if lt == LINKTYPE_IEEE802_11:
-                return self._dot11(pkt, data, False)
+                return self._dot11(pkt, data, 0)
             if lt == LINKTYPE_PPP or lt == LINKTYPE_PPP_HDLC:
                 return self._ppp(pkt, data)
         except (struct.error, IndexError):
@@ -217,11 +229,16 @@ class Decoder:
             pkt.src_mac = pkt.dst_mac = pkt.src = pkt.dst = b""
             pkt.ip_version = pkt.proto = pkt.sport = pkt.dport = pkt.ip_len = 0
 
-    def _inner(self, pkt: Packet, data: bytes, inner: Inner, depth: int) -> Packet | None:
-        """The packet inside an IP-level encapsulation (GRE, ERSPAN, VXLAN, Geneve)."""
+    def _inner(
+        self, pkt: Packet, data: bytes, inner: Inner, depth: int, stop: int
+    ) -> Packet | None:
+        """The packet inside an IP-level encapsulation (GRE, ERSPAN, VXLAN, Geneve) whose outer
+        packet ends at `stop`."""
         self._enter(pkt, inner.kind, inner.ident, True)
         if inner.vlan:
             pkt.vlan = inner.vlan
+        if inner.inner == INNER_DOT11:  # the frame ends where its carrier does
+            return self._dot11(pkt, data[inner.at : stop], depth + 1)
         if inner.inner == ETH_TYPE_TEB:
             return self._ethernet(pkt, data, inner.at, depth + 1)
         if inner.inner == INNER_IP:
@@ -298,13 +315,14 @@ class Decoder:
         frame = data[rlen:]
         if flags & RADIOTAP_FLAGS_FCS:
             frame = frame[:-4]
-        out = self._dot11(pkt, frame, True)
+        out = self._dot11(pkt, frame, 0)
         if out is not None and out.dot11 is not None:
             out.dot11.rssi_dbm = rssi
             out.dot11.freq_mhz = freq
         return out
 
-    def _dot11(self, pkt: Packet, data: bytes, _radiotap: bool) -> Packet | None:
+    def _dot11(self, pkt: Packet, data: bytes, depth: int) -> Packet | None:
+        """The 802.11 frame `data` (its MAC header first, no FCS)."""
         fc0 = data[0]
         fc1 = data[1]
         ftype = (fc0 >> 2) & 3
@@ -325,7 +343,9 @@ class Decoder:
         to_ds = fc1 & 1
         from_ds = fc1 & 2
         hdr = 30 if (to_ds and from_ds) else 24
+        amsdu = False
         if subtype & 0x8:  # QoS data
+            amsdu = len(data) > hdr and bool(data[hdr] & DOT11_QOS_AMSDU)
             hdr += 2
             if fc1 & 0x80:  # +HTC
                 hdr += 4
@@ -342,12 +362,50 @@ class Decoder:
             pkt.dst_mac, pkt.src_mac = addr3, addr2
         else:
             pkt.dst_mac, pkt.src_mac = addr1, addr2
+        if amsdu:
+            return self._amsdu(pkt, data, hdr, depth)
         # LLC/SNAP: AA AA 03 00 00 00 then the EtherType.
         if data[hdr : hdr + 6] != LLC_SNAP:
             self.stats.non_ip["dot11-non-snap"] += 1
             return None
         etype = struct.unpack_from("!H", data, hdr + 6)[0]
-        return self._ethertype(pkt, data, hdr + 8, etype, 0)
+        return self._ethertype(pkt, data, hdr + 8, etype, depth)
+
+    def _amsdu(self, pkt: Packet, data: bytes, off: int, depth: int) -> Packet | None:
+        """The MSDUs of the A-MSDU at `off` (IEEE 802.11-2020 9.3.2.2.2): subframes of
+        destination and source address, length and MSDU (LLC/SNAP, then what its EtherType
+        says), each but the last padded to a multiple of 4 bytes. A packet for each: the first
+        returned, the others in `more`, each with its subframe's addresses. A subframe the
+        capture cut short (a snap length) gives what was captured of it and ends the frame; one
+        that cannot be read is counted as malformed and ends it too."""
+        end = len(data)
+        packets: list[Packet] = []
+        sub: Packet | None = pkt
+        while off + _AMSDU_HEADER <= end:
+            length = _U16.unpack_from(data, off + 12)[0]
+            msdu = off + _AMSDU_HEADER
+            if sub is None:  # every subframe after the first: a packet of the same frame
+                sub = Packet(pkt.ts, pkt.frame, pkt.wirelen, pkt.caplen, pkt.linktype, pkt.iface)
+                sub.raw, sub.tunnel = pkt.raw, pkt.tunnel
+            sub.dst_mac, sub.src_mac = data[off : off + 6], data[off + 6 : off + 12]
+            body = data[msdu : msdu + length]
+            if body[:6] != LLC_SNAP or len(body) < 8:
+                self.stats.non_ip["dot11-non-snap"] += 1
+            else:
+                try:
+                    found = self._ethertype(sub, body, 8, _U16.unpack_from(body, 6)[0], depth)
+                except (struct.error, IndexError):
+                    self.stats.malformed += 1
+                    break
+                if found is not None:
+                    packets.append(found)
+            sub = None
+            off = msdu + length + (-(_AMSDU_HEADER + length) % 4)
+        if not packets:
+            return None
+        if len(packets) > 1:
+            self.more = packets[1:]
+        return packets[0]
 
     def _ip(
         self, pkt: Packet, data: bytes, off: int, depth: int, whole: bool = False
@@ -417,7 +475,7 @@ class Decoder:
                     and not self._tunnel_ok(data, l4, end, ends)
                 ):
                     return None
-                return self._inner(pkt, data, inner, depth)
+                return self._inner(pkt, data, inner, depth, min(end, len(data)))
         if proto == IP_PROTO_TCP:
             sport, dport, seq, ack, doff, flags = _PORTS_TCP.unpack_from(data, l4)
             pkt.sport = sport

@@ -1,13 +1,14 @@
 """Encapsulation headers: what carries a packet from a remote mirror, an overlay or an access link.
 
 GRE (RFC 2784, keys and sequence numbers RFC 2890), ERSPAN types I, II and III over GRE
-(draft-foschiano-erspan-03), VXLAN (RFC 7348) and Geneve (RFC 8926) over UDP, MPLS label stacks
-(RFC 3032) and PPPoE sessions (RFC 2516). Each function reads one header and says where the inner
-packet starts and what it is (`Inner`), or None when the header is not one it reads: the decoder
-then judges the outer packet as it is (a GRE packet of a protocol not listed here stays a GRE
-packet, a datagram to UDP 4789 without the VXLAN "valid VNI" flag stays a datagram). VXLAN and
-Geneve are recognised on their well-known destination ports only. The C walk
-(`fastpath/_fastpath.c`) reads the same headers by the same rules.
+(draft-foschiano-erspan-03), 802.11 frames over GRE (Aruba access points' tunnels to their
+controller, which a controller's mirror carries), VXLAN (RFC 7348) and Geneve (RFC 8926) over
+UDP, MPLS label stacks (RFC 3032) and PPPoE sessions (RFC 2516). Each function reads one header
+and says where the inner packet starts and what it is (`Inner`), or None when the header is not
+one it reads: the decoder then judges the outer packet as it is (a GRE packet of a protocol not
+listed here stays a GRE packet, a datagram to UDP 4789 without the VXLAN "valid VNI" flag stays a
+datagram). VXLAN and Geneve are recognised on their well-known destination ports only. The C
+walk (`fastpath/_fastpath.c`) reads the same headers by the same rules.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ ETH_TYPE_PPPOE_SESSION = 0x8864
 
 INNER_IP = 0
 """`Inner.inner` for an IP packet whose version is its first nibble (ERSPAN III frame type 2)."""
+INNER_DOT11 = 1
+"""`Inner.inner` for an 802.11 frame without radiotap or FCS (GRE from an Aruba access point)."""
 
 GRE_INNER = frozenset(
     (ETH_TYPE_IP, ETH_TYPE_IP6, ETH_TYPE_TEB, ETH_TYPE_MPLS, ETH_TYPE_MPLS_MULTICAST)
@@ -82,9 +85,17 @@ class Inner(NamedTuple):
     """The original VLAN an ERSPAN header names (0: none)."""
 
 
+def is_aruba_wlan(ptype: int) -> bool:
+    """Whether a GRE protocol type is one an Aruba access point gives the 802.11 frames it
+    tunnels to its controller: 0x8200 to 0x8370 by steps of 0x10, and 0x9000 (the types
+    Wireshark's GRE dissector names Aruba WLAN; Zeek's reads them as 802.11 too)."""
+    return ptype == 0x9000 or (0x8200 <= ptype <= 0x8370 and not ptype & 0xF)
+
+
 def gre(data: bytes, at: int, stop: int) -> Inner | None:
     """The packet inside the GRE header at `at` (the header and any ERSPAN header lying before
-    `stop`): plain GRE of IP, MPLS or Ethernet, or ERSPAN; None for anything else."""
+    `stop`): plain GRE of IP, MPLS, Ethernet or 802.11 (`is_aruba_wlan`), or ERSPAN; None for
+    anything else."""
     if at + 4 > stop:
         return None
     flags, ptype = _GRE.unpack_from(data, at)
@@ -97,6 +108,8 @@ def gre(data: bytes, at: int, stop: int) -> Inner | None:
     key = _U32.unpack_from(data, key_at)[0] if flags & GRE_KEY else None
     if ptype in GRE_INNER:
         return Inner("gre", key, end, ptype)
+    if is_aruba_wlan(ptype):
+        return Inner("gre", key, end, INNER_DOT11)
     if ptype == ETH_TYPE_ERSPAN:
         if not flags & GRE_SEQUENCE:
             return Inner("erspan_i", key, end, ETH_TYPE_TEB)

@@ -255,9 +255,13 @@ class Pipeline:
     def feed(self, raw: RawPacket) -> None:
         """Analyze one raw packet."""
         self.linktypes[raw.linktype] += 1
-        pkt = self.decoder.decode(raw)
+        decoder = self.decoder
+        pkt = decoder.decode(raw)
         if pkt is not None:
             self.engine.process(pkt)
+            if decoder.more:  # the frame's other packets (an 802.11 A-MSDU's)
+                for pkt in decoder.more:
+                    self.engine.process(pkt)
 
     def feed_batch(self, batch: PcapBatch) -> None:
         """Analyze a batch of packets (the blocks of a live capture ring) through the bulk path,
@@ -339,7 +343,8 @@ def feed_source(
     be taken; returns how many packets were counted in bulk."""
     if (config is None or config.bulk) and c_enabled() and isinstance(source, FileSource):
         return _run_batches(pipe, source, progress, progress_every)
-    decode = pipe.decoder.decode
+    decoder = pipe.decoder
+    decode = decoder.decode
     process = pipe.engine.process
     linktypes = pipe.linktypes
     count = 0
@@ -349,6 +354,9 @@ def feed_source(
         pkt = decode(raw)
         if pkt is not None:
             process(pkt)
+            if decoder.more:  # the frame's other packets (an 802.11 A-MSDU's)
+                for pkt in decoder.more:
+                    process(pkt)
         if progress is not None and count % progress_every == 0:
             progress(source, count)
     return 0

@@ -5,7 +5,7 @@
  * `block_fields` does the same for the enhanced packet blocks of a pcapng section.
  * `walk` goes over the rows of a `PcapBatch` in capture order, reads the link, IP and transport
  * headers of each one (taking off the encapsulations of remote mirrors and overlays: ERSPAN, GRE,
- * VXLAN, Geneve, MPLS, PPPoE, as the per-packet decoder does), counts the frames that are not IP
+ * VXLAN, Geneve, MPLS, PPPoE, 802.11 in an Aruba GRE tunnel, as the per-packet decoder does), counts the frames that are not IP
  * of the kinds the decoder only counts (802.11 control frames, encrypted data, ARP...), and adds
  * the packets of settled flows (TCP, UDP, ICMP and ICMPv6) to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
@@ -301,6 +301,7 @@ typedef struct {
 #define ETH_MPLS_MC 0x8848
 #define ETH_PPPOE 0x8864
 #define INNER_IP 0 /* an IP packet whose version is its first nibble */
+#define INNER_DOT11 1 /* an 802.11 frame, no radiotap or FCS (GRE from an Aruba access point) */
 #define IP_GRE 47
 #define UDP_VXLAN 4789
 #define UDP_GENEVE 6081
@@ -361,6 +362,7 @@ static void enter(Row *r, int kind, long long ident, long long addr_at, int alen
 
 static void ethertype(const uint8_t *fr, long long cap, long long off, int etype, int depth, Row *r);
 static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth, Row *r);
+static void dot11(const uint8_t *fr, long long base, long long cap, int depth, Row *r);
 
 /* An LLC/SNAP header with an EtherType after it (RFC 1042: IP over IEEE 802 networks). */
 static const uint8_t LLC_SNAP[6] = {0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00};
@@ -443,8 +445,9 @@ typedef struct {
 } Inner;
 
 /* The packet inside a GRE header at `at`, when the headers lie before `stop`: plain GRE (RFC
- * 2784/2890) of IP, MPLS or Ethernet (its key, when present), ERSPAN type I (its GRE key), II or
- * III (the session id). 0 for any other GRE packet, which is then the packet itself. */
+ * 2784/2890) of IP, MPLS, Ethernet or 802.11 (Aruba's types, `encap.is_aruba_wlan`; its key,
+ * when present), ERSPAN type I (its GRE key), II or III (the session id). 0 for any other GRE
+ * packet, which is then the packet itself. */
 static int gre(const uint8_t *fr, long long at, long long stop, Inner *in) {
     if (at + 4 > stop) return 0;
     int flags = be16(fr + at), ptype = be16(fr + at + 2);
@@ -457,6 +460,10 @@ static int gre(const uint8_t *fr, long long at, long long stop, Inner *in) {
     if (ptype == ETH_IP || ptype == ETH_IP6 || ptype == ETH_TEB || ptype == ETH_MPLS ||
         ptype == ETH_MPLS_MC) {
         in->at = end, in->inner = ptype, in->kind = TUN_GRE;
+        return 1;
+    }
+    if (ptype == 0x9000 || (ptype >= 0x8200 && ptype <= 0x8370 && !(ptype & 0xF))) {
+        in->at = end, in->inner = INNER_DOT11, in->kind = TUN_GRE;
         return 1;
     }
     if (ptype == ETH_ERSPAN) {
@@ -591,7 +598,8 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
         if (found) {
             enter(r, in.kind, in.ident, l3 + (v4 ? 12 : 8), v4 ? 4 : 16);
             if (in.vlan) r->vlan = in.vlan;
-            if (in.inner == ETH_TEB) ethernet(fr, cap, in.at, depth + 1, r);
+            if (in.inner == INNER_DOT11) dot11(fr, in.at, stop, depth + 1, r);
+            else if (in.inner == ETH_TEB) ethernet(fr, cap, in.at, depth + 1, r);
             else if (in.inner == INNER_IP) ip_packet(fr, cap, in.at, depth + 1, r);
             else ethertype(fr, cap, in.at, in.inner, depth + 1, r);
             return;
@@ -657,8 +665,9 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
 
 /* An 802.11 frame from `base` to `cap`: a data frame's LLC/SNAP header leads to its EtherType;
  * control frames, null-function and protected (encrypted, unreadable) data and data without
- * LLC/SNAP are counted; management frames (beacons...) go to the decoder and its analyzers. */
-static void dot11(const uint8_t *fr, long long base, long long cap, Row *r) {
+ * LLC/SNAP are counted; management frames (beacons...) go to the decoder and its analyzers, and
+ * so does an A-MSDU, which carries several packets (`Decoder._amsdu`). */
+static void dot11(const uint8_t *fr, long long base, long long cap, int depth, Row *r) {
     static const uint8_t SNAP[6] = {0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00};
     long long len = cap - base;
     if (len < 2) return;
@@ -681,11 +690,15 @@ static void dot11(const uint8_t *fr, long long base, long long cap, Row *r) {
     int to_ds = fc1 & 1, from_ds = fc1 & 2;
     r->dst_mac_at = base + (to_ds && !from_ds ? 16 : 4);
     r->src_mac_at = base + (from_ds && !to_ds ? 16 : 10);
-    if (subtype & 0x8) hdr += (fc1 & 0x80) ? 6 : 2;  /* QoS control, and +HTC */
+    /* QoS control (its A-MSDU Present bit), and +HTC */
+    int amsdu = (subtype & 0x8) && len > hdr && (fr[base + hdr] & 0x80);
+    if (subtype & 0x8) hdr += (fc1 & 0x80) ? 6 : 2;
     if (subtype & 0x4) skip(r, SKIP_DOT11_NULL);
     else if (fc1 & 0x40) skip(r, SKIP_DOT11_PROTECTED);
+    else if (amsdu) return; /* the decoder's */
     else if (len < hdr + 6 || memcmp(fr + base + hdr, SNAP, 6) != 0) skip(r, SKIP_DOT11_NON_SNAP);
-    else if (len >= hdr + 8) ethertype(fr, cap, base + hdr + 8, be16(fr + base + hdr + 6), 0, r);
+    else if (len >= hdr + 8)
+        ethertype(fr, cap, base + hdr + 8, be16(fr + base + hdr + 6), depth, r);
 }
 
 /* A radiotap header (radiotap.org): its length, and the Flags field for a trailing FCS. The
@@ -715,7 +728,7 @@ static void radiotap(const uint8_t *fr, long long cap, Row *r) {
     if ((present & (1u << 5)) && off + 1 > cap) return; /* antenna signal */
     long long base = rlen < cap ? rlen : cap, end = cap;
     if (flags & 0x10) end = end - base >= 4 ? end - 4 : base; /* the frame ends with its FCS */
-    dot11(fr, base, end, r);
+    dot11(fr, base, end, 0, r);
 }
 
 /* The headers of one frame of link type `lt`. */
@@ -758,7 +771,7 @@ static void parse(const uint8_t *fr, long long cap, int lt, Row *r) {
         radiotap(fr, cap, r);
         break;
     case LT_IEEE802_11:
-        dot11(fr, 0, cap, r);
+        dot11(fr, 0, cap, 0, r);
         break;
     }
 }

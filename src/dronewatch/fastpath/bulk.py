@@ -9,13 +9,14 @@ message goes to the decoder, which checks its checksum), and the IP protocols wi
 VRRP, IGMP...: the two addresses, no payload, as the decoder keys them). It reads every link type
 the decoder reads but BSD loopback's non-IP families (Ethernet with VLAN tags, Linux SLL and SLL2,
 raw IP, 802.11 with or without radiotap), and takes the inner packet out of the encapsulations the
-decoder takes apart (ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE). Frames that are not IP and that the
+decoder takes apart (ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE, 802.11 in GRE from an Aruba access
+point). Frames that are not IP and that the
 decoder would only count (802.11 control frames, encrypted or null data, ARP, other EtherTypes) are
 counted there too, and so are the 802.11 management frames no frame hook reads (`FrameInterest`:
 beacons without a drone vendor's element), once the engine has had a packet. Every other packet (a
 flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, SCTP, the
-management frames a frame hook reads, and anything too short) goes through the per-packet decoder
-and `Engine.process` in capture order.
+management frames a frame hook reads, 802.11 A-MSDUs, whose several packets the decoder makes, and
+anything too short) goes through the per-packet decoder and `Engine.process` in capture order.
 A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
 left once the engine stops it, so from then on its packets are counted here like a settled flow's.
 
@@ -101,19 +102,24 @@ class BulkRunner:
             self._walk(batch)
             return
         # A link type the walk does not read: every packet one by one.
-        decode, process, raw = pipe.decoder.decode, engine.process, batch.raw
+        decoder = pipe.decoder
+        decode, process, raw = decoder.decode, engine.process, batch.raw
         for i in range(len(batch)):
             pkt = decode(raw(i))
             if pkt is not None:
                 process(pkt)
+                if decoder.more:  # the frame's other packets (an 802.11 A-MSDU's)
+                    for pkt in decoder.more:
+                        process(pkt)
 
     def _walk(self, batch: PcapBatch) -> None:
         """The batch through the C walk; Python sees only the rows it hands back."""
         pipe = self.pipe
         engine = pipe.engine
-        decode, process, to_followers = pipe.decoder.decode, engine.process, engine.to_followers
+        decoder = pipe.decoder
+        decode, process, to_followers = decoder.decode, engine.process, engine.to_followers
         get = engine.flows.get
-        stats = pipe.decoder.stats
+        stats = decoder.stats
         raw = batch.raw
         first = batch.first_frame + 1  # row i is frame first + i
 
@@ -123,6 +129,11 @@ class BulkRunner:
         def handle(i: int, pkt: Packet | None) -> tuple[float, int, bool]:
             if pkt is None:  # a row the walk did not read whole: the decoder's
                 pkt = decode(raw(i))
+                if pkt is not None and decoder.more:  # an 802.11 A-MSDU's packets
+                    process(pkt)
+                    for pkt in decoder.more:
+                        process(pkt)
+                    return engine.next_sweep, engine.flows_ended, True
             else:  # the decoder's packet, made by the walk
                 stats.ip += 1
             if pkt is not None:

@@ -27,7 +27,7 @@ from scapy.layers.l2 import (
 )
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.layers.vxlan import VXLAN
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 
 MIRROR, COLLECTOR = "192.0.2.10", "192.0.2.20"
 MIRROR6, COLLECTOR6 = "2001:db8:ffff::10", "2001:db8:ffff::20"
@@ -112,6 +112,8 @@ ETHERNET: dict[str, Wrap] = {
     "gre_version_1": lambda b: raw(_outer4(GRE(version=1, proto=ethertype(b))) / b),
     "gre_routing": lambda b: raw(_outer4(GRE(routing_present=1, proto=ethertype(b))) / b),
     "gre_mpls": lambda b: raw(_outer4(GRE(proto=0x8847)) / MPLS(label=44, s=1) / b),
+    "gre_aruba": lambda b: _aruba(dot11(raw(b), ethertype(b), ds=2, qos=True)),
+    "gre_aruba_amsdu": lambda b: _aruba(_amsdu(b)),
     "vxlan": lambda b: raw(
         _outer4(UDP(sport=49152, dport=4789)) / VXLAN(vni=4242) / eth(type=ethertype(b)) / b
     ),
@@ -239,9 +241,11 @@ def dot11(
     protected: bool = False,
     null: bool = False,
     snap: bool = True,
+    amsdu: bool = False,
 ) -> bytes:
     """An 802.11 data frame (IEEE 802.11-2020 9.3.2.1): frame control, duration, addresses 1-3,
-    sequence control, address 4 (to and from DS), QoS control, HT control; then LLC/SNAP."""
+    sequence control, address 4 (to and from DS), QoS control, HT control; then LLC/SNAP, or
+    with `amsdu` (QoS) the A-MSDU subframes `body` (`amsdu_subframes`)."""
     subtype = (0x8 if qos else 0) | (0x4 if null else 0)
     fc = bytes([(2 << 2) | (subtype << 4), ds | (0x40 if protected else 0) | (0x80 if htc else 0)])
     a1, a2, a3 = {
@@ -254,9 +258,38 @@ def dot11(
     if ds == 3:
         header += OTHER
     if qos:
-        header += b"\x00\x00" + (b"\x00\x00\x00\x00" if htc else b"")
+        header += (b"\x80\x00" if amsdu else b"\x00\x00") + (b"\x00\x00\x00\x00" if htc else b"")
+    if amsdu:
+        return header + body
     llc = b"\xaa\xaa\x03\x00\x00\x00" + etype.to_bytes(2, "big") if snap else b"\x42\x42\x03"
     return header + llc + body
+
+
+def msdu(body: Packet) -> bytes:
+    """An MSDU of an A-MSDU: LLC/SNAP, then the packet."""
+    return b"\xaa\xaa\x03\x00\x00\x00" + ethertype(body).to_bytes(2, "big") + raw(body)
+
+
+def amsdu_subframes(*msdus: bytes, da: bytes = STATION, sa: bytes = OTHER) -> bytes:
+    """A-MSDU subframes (IEEE 802.11-2020 9.3.2.2.2): destination, source, the MSDU's length, the
+    MSDU; each but the last padded to a multiple of 4 bytes."""
+    out = b""
+    for i, data in enumerate(msdus):
+        sub = da + sa + len(data).to_bytes(2, "big") + data
+        out += sub if i == len(msdus) - 1 else sub + b"\x00" * (-len(sub) % 4)
+    return out
+
+
+def _amsdu(body: Packet) -> bytes:
+    """A from-DS A-MSDU: a subframe that is not LLC/SNAP (counted), then the packet's."""
+    return dot11(
+        amsdu_subframes(b"\x42\x42\x03\x00\x00", msdu(body)), 0, ds=2, qos=True, amsdu=True
+    )
+
+
+def _aruba(frame: bytes) -> bytes:
+    """An 802.11 frame in GRE from an Aruba access point (protocol type 0x8240)."""
+    return raw(_outer4(GRE(proto=0x8240) / Raw(frame)))
 
 
 ACK = b"\xd4\x00\x00\x00" + ACCESS_POINT
@@ -273,6 +306,7 @@ DOT11: dict[str, Wrap] = {
     "protected": lambda b: dot11(raw(b), ethertype(b), protected=True),
     "null": lambda b: dot11(b"", 0, null=True, qos=True),
     "non_snap": lambda b: dot11(raw(b), ethertype(b), snap=False),
+    "amsdu": _amsdu,
     "ack": lambda b: ACK,
     "beacon": lambda b: BEACON,
     "other_type": lambda b: b"\x0c\x00" + b"\x00" * 20,
@@ -305,6 +339,7 @@ RADIOTAP: dict[str, Wrap] = {
     "beacon": lambda b: radiotap(BEACON),
     "null": lambda b: radiotap(dot11(b"", 0, null=True)),
     "vlan_in_snap": lambda b: radiotap(dot11(raw(Dot1Q(vlan=9, type=ethertype(b)) / b), 0x8100)),
+    "amsdu_fcs": lambda b: radiotap(_amsdu(b), fcs=True),
 }
 
 LINK_WRAPS: dict[int, dict[str, Wrap]] = {  # the first frame of each: the packet seen directly

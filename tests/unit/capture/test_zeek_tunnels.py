@@ -44,6 +44,8 @@ NAMED: dict[str, set[tuple[Any, ...]]] = {
         ("gre", "172.27.1.66", "66.59.109.137", None, None),
         ("gre", "66.59.109.137", "172.27.1.66", None, None),
     },
+    # 802.11 frames from an Aruba access point (GRE 0x8240, the outer frame on VLAN 22)
+    "gre-aruba-amsdu.pcap": {("gre", "10.226.22.9", "10.102.16.187", 22, None)},
     # GRE inside GRE: the outermost tunnel (Zeek names the inner one, docs/zeek-differences.md)
     "gre-within-gre.pcap": {
         ("gre", "72.205.54.70", "86.106.164.150", None, None),
@@ -138,3 +140,17 @@ def test_linux_cooked_v2_connections_are_zeeks() -> None:
     want = {(m["oh"], int(m["op"]), m["rh"], int(m["rp"])) for m in _CONN_ID.finditer(text)}
     got = {(f.orig_h, f.orig_p, f.resp_h, f.resp_p) for f in flows("linux_dlt_sll2.pcap")}
     assert len(want) == 2 and got == want
+
+
+def test_an_aruba_a_msdu_gives_both_of_its_packets() -> None:
+    """Zeek's Aruba trace: one GRE packet carrying an 802.11 A-MSDU of two TCP segments from
+    157.240.18.16:443 (Zeek's conn.log: 2 packets, 356 IP bytes, `tests/golden/test_zeek.py`);
+    the flow's MACs are the subframes' destination and source, as Wireshark reads them."""
+    (flow,) = flows("gre-aruba-amsdu.pcap")
+    assert (flow.resp_h, flow.resp_p, flow.resp_pkts, flow.resp_bytes) == (
+        "157.240.18.16",
+        443,
+        2,
+        356,
+    )
+    assert (flow.orig_mac, flow.resp_mac) == ("66:15:48:3c:47:e7", "88:e0:f3:7f:ae:c0")

@@ -140,7 +140,7 @@ def test_encapsulated_packets_are_handed_over_as_the_decoder_makes_them() -> Non
     # Not "nested_four": one encapsulation more than the decoder takes off, the decoder's to read.
     carriers = [
         "erspan_i", "erspan_ii", "erspan_iii", "erspan_iii_ip", "gre_key_checksum", "gre6_teb",
-        "gre_mpls", "vxlan", "geneve6_options", "geneve_ip", "mpls", "pppoe",
+        "gre_mpls", "gre_aruba", "vxlan", "geneve6_options", "geneve_ip", "mpls", "pppoe",
         "pppoe_compressed_protocol", "nested_three",
     ]  # fmt: skip
     inner = IP(src=PHONE, dst=DRONE) / UDP(sport=50000, dport=9003) / b"frame"
@@ -153,8 +153,8 @@ def test_encapsulated_packets_are_handed_over_as_the_decoder_makes_them() -> Non
     eng.walk(frames)
     kinds = [pkt.tunnel.kind for pkt in packets]  # type: ignore[attr-defined]
     assert kinds == [
-        "erspan_i", "erspan_ii", "erspan_iii", "erspan_iii", "gre", "gre", "gre", "vxlan",
-        "geneve", "geneve", "mpls", "pppoe", "pppoe", "vxlan",
+        "erspan_i", "erspan_ii", "erspan_iii", "erspan_iii", "gre", "gre", "gre", "gre",
+        "vxlan", "geneve", "geneve", "mpls", "pppoe", "pppoe", "vxlan",
     ]  # fmt: skip
     decoder = Decoder()  # the rows' times and frame numbers, as `Engine.walk` numbers them
     decoded = [
