@@ -122,6 +122,10 @@ class DecodeStats:
     bad_checksums: int = 0
     """IP packets dropped for a wrong IPv4 header, TCP, UDP or ICMP checksum
     (`capture.checksum`)."""
+    encrypted: Counter[bytes] = field(default_factory=Counter)
+    """Protected 802.11 data frames (`dot11-protected` in `non_ip`: a WPA network's, unreadable
+    without its key) by the MAC that sent them, as a readable frame's source is taken: what a
+    device sent that nobody can say did not carry data."""
 
 
 class Decoder:
@@ -352,10 +356,11 @@ class Decoder:
         if subtype & 0x4:  # null function: no body
             self.stats.non_ip["dot11-null"] += 1
             return None
+        addr1, addr2, addr3 = data[4:10], data[10:16], data[16:22]
         if fc1 & 0x40:
             self.stats.non_ip["dot11-protected"] += 1
+            self.stats.encrypted[addr3 if from_ds and not to_ds else addr2] += 1
             return None
-        addr1, addr2, addr3 = data[4:10], data[10:16], data[16:22]
         if from_ds and not to_ds:
             pkt.dst_mac, pkt.src_mac = addr1, addr3
         elif to_ds and not from_ds:

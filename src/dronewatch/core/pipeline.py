@@ -128,6 +128,8 @@ class RunTotals:
     analyzer_errors: dict[str, int]
     evicted_flows: int
     bad_checksums: int = 0
+    encrypted: dict[bytes, int] = field(default_factory=dict)
+    """Protected 802.11 data frames by sender (`DecodeStats.encrypted`)."""
 
 
 def merge_totals(shares: list[RunTotals]) -> RunTotals:
@@ -156,6 +158,7 @@ def merge_totals(shares: list[RunTotals]) -> RunTotals:
         analyzer_errors=dict(errors),
         evicted_flows=sum(t.evicted_flows for t in shares),
         bad_checksums=first.bad_checksums,
+        encrypted=first.encrypted,
     )
 
 
@@ -196,6 +199,7 @@ def finish_run(totals: RunTotals, monitor: Monitor, emit: Callable[[Record], Non
         linktypes=record.linktypes,
         evicted_flows=totals.evicted_flows,
         bad_checksums=totals.bad_checksums,
+        encrypted=totals.encrypted,
     )
     return RunResult(record, alerts)
 
@@ -301,6 +305,7 @@ class Pipeline:
             analyzer_errors=engine.failures.as_record() or {},
             evicted_flows=engine.evicted_flows,
             bad_checksums=decoder.stats.bad_checksums,
+            encrypted=dict(decoder.stats.encrypted),
         )
 
 

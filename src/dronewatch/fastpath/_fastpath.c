@@ -694,8 +694,10 @@ static void dot11(const uint8_t *fr, long long base, long long cap, int depth, R
     int amsdu = (subtype & 0x8) && len > hdr && (fr[base + hdr] & 0x80);
     if (subtype & 0x8) hdr += (fc1 & 0x80) ? 6 : 2;
     if (subtype & 0x4) skip(r, SKIP_DOT11_NULL);
-    else if (fc1 & 0x40) skip(r, SKIP_DOT11_PROTECTED);
-    else if (amsdu) return; /* the decoder's */
+    else if (fc1 & 0x40) {
+        skip(r, SKIP_DOT11_PROTECTED);
+        if (r->src_mac_at + 6 > cap) r->src_mac_at = -1; /* cut off: the decoder's to count */
+    } else if (amsdu) return; /* the decoder's */
     else if (len < hdr + 6 || memcmp(fr + base + hdr, SNAP, 6) != 0) skip(r, SKIP_DOT11_NON_SNAP);
     else if (len >= hdr + 8)
         ethertype(fr, cap, base + hdr + 8, be16(fr + base + hdr + 6), depth, r);
@@ -797,6 +799,7 @@ typedef struct {
 } Entry;
 
 #define MAX_SKIPPED 32 /* kinds of frames that are not IP counted in one walk; more go to Python */
+#define MAX_ENCRYPTED 64 /* senders of protected 802.11 data counted in one walk; more: Python */
 
 typedef struct {
     Entry *slots;
@@ -817,6 +820,11 @@ typedef struct {
         long long n;
     } skipped[MAX_SKIPPED]; /* frames that are not IP counted here, by kind */
     int nskipped;
+    struct {
+        uint8_t mac[6];
+        long long n;
+    } encrypted[MAX_ENCRYPTED]; /* protected 802.11 data frames counted here, by sender */
+    int nencrypted;
 } Table;
 
 static int table_init(Table *t, size_t cap) {
@@ -975,7 +983,27 @@ static int count_skipped(Table *t, int kind) {
     return 1;
 }
 
-/* Hand the counts of frames that are not IP to Python, as {kind name: frames}. */
+/* Count a protected 802.11 data frame (`SKIP_DOT11_PROTECTED`) whose sender's MAC is `mac` (at
+ * `mac_at` in a frame of `cap` bytes), under its kind and its sender (`DecodeStats.encrypted`);
+ * 0 when it cannot be counted here (no room for a new kind or sender, or the address cut off),
+ * and the frame goes to the decoder, which counts both. */
+static int count_encrypted(Table *t, int kind, const uint8_t *fr, long long mac_at, long long cap) {
+    if (mac_at < 0 || mac_at + 6 > cap) return 0;
+    const uint8_t *mac = fr + mac_at;
+    int k = 0;
+    while (k < t->nencrypted && memcmp(t->encrypted[k].mac, mac, 6) != 0) k++;
+    if (k == MAX_ENCRYPTED || !count_skipped(t, kind)) return 0;
+    if (k == t->nencrypted) {
+        memcpy(t->encrypted[k].mac, mac, 6);
+        t->encrypted[k].n = 0;
+        t->nencrypted++;
+    }
+    t->encrypted[k].n++;
+    return 1;
+}
+
+/* Hand the counts of frames that are not IP to Python, as {kind name: frames}, and those of
+ * protected 802.11 data as {sender's MAC: frames}. */
 static int report_skipped(Table *t) {
     if (!t->nskipped) return 0;
     PyObject *counts = PyDict_New();
@@ -995,8 +1023,27 @@ static int report_skipped(Table *t) {
         Py_DECREF(n);
     }
     t->nskipped = 0;
-    PyObject *r = PyObject_CallOneArg(t->skipped_cb, counts);
+    PyObject *senders = PyDict_New();
+    if (senders == NULL) {
+        Py_DECREF(counts);
+        return -1;
+    }
+    for (int k = 0; k < t->nencrypted; k++) {
+        PyObject *mac = PyBytes_FromStringAndSize((const char *)t->encrypted[k].mac, 6);
+        PyObject *n = PyLong_FromLongLong(t->encrypted[k].n);
+        int rc = mac == NULL || n == NULL ? -1 : PyDict_SetItem(senders, mac, n);
+        Py_XDECREF(mac);
+        Py_XDECREF(n);
+        if (rc < 0) {
+            Py_DECREF(counts);
+            Py_DECREF(senders);
+            return -1;
+        }
+    }
+    t->nencrypted = 0;
+    PyObject *r = PyObject_CallFunctionObjArgs(t->skipped_cb, counts, senders, NULL);
     Py_DECREF(counts);
+    Py_DECREF(senders);
     if (r == NULL) return -1;
     Py_DECREF(r);
     return 0;
@@ -1695,7 +1742,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             goto done;
         }
         parse(b + at[i], cap, linktype, &r);
-        if (r.ok == ROW_SKIP && count_skipped(&t, r.kind)) continue;
+        if (r.ok == ROW_SKIP && (r.kind == SKIP_DOT11_PROTECTED
+                                     ? count_encrypted(&t, r.kind, b + at[i], r.src_mac_at, cap)
+                                     : count_skipped(&t, r.kind)))
+            continue;
         if (r.ok == ROW_MGMT) {
             /* A management frame no frame hook reads (a monitor-mode capture is mostly beacons):
                counted here as the decoder and the engine count it, after the sweep its time

@@ -50,7 +50,7 @@ def walk(
     follow: Callable[[int, Flow, Packet], tuple[float, int]],
     sweep: Callable[[float, int], tuple[float, int]],
     counted: Callable[[int, float, int], None],
-    skipped: Callable[[dict[str, int]], None],
+    skipped: Callable[[dict[str, int], dict[bytes, int]], None],
     timers: Callable[[bytes, int, float], None],
     share_k: int = 0,
     share_n: int = 1,

@@ -160,8 +160,9 @@ class BulkRunner:
             stats.ip += n - frames  # the management frames are in `skipped`'s counts
             self.bulk_packets += n
 
-        def skipped(counts: dict[str, int]) -> None:
+        def skipped(counts: dict[str, int], encrypted: dict[bytes, int]) -> None:
             stats.non_ip.update(counts)
+            stats.encrypted.update(encrypted)
 
         def timers(key: bytes, events: int, ts: float) -> None:
             k = flow_key(key)

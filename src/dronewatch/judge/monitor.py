@@ -569,12 +569,15 @@ class Monitor:
         linktypes: dict[str, int] | None = None,
         evicted_flows: int = 0,
         bad_checksums: int = 0,
+        encrypted: dict[bytes, int] | None = None,
     ) -> list[Alert]:
         """Emit devices, alerts and one verdict per ground station; returns the alerts.
         `analyzer_errors`: failed analyzer hook calls, and `evicted_flows`: flows the full flow
         table ended early, each of which leaves a verdict incomplete; `bad_checksums`: packets
-        dropped unread for a wrong checksum, which each verdict names; `linktypes`: the
-        capture's link types by name, which tell a capture made on the device."""
+        dropped unread for a wrong checksum, which each verdict names; `encrypted`: protected
+        802.11 data frames by the MAC that sent them, which leave the verdict of the device
+        that sent them incomplete; `linktypes`: the capture's link types by name, which tell a
+        capture made on the device."""
         stations = {h.ip: h for h in self.devices.ground_stations()}
         self._declared(stations)
         if not stations:
@@ -587,8 +590,11 @@ class Monitor:
         aircraft = tuple(sorted(h.ip for h in self.devices.hosts.values() if "aircraft" in h.roles))
         alerts: list[Alert] = []
         coverage = (drops, complete, analyzer_errors, evicted_flows, bad_checksums)
+        sent_encrypted = {mac_str(mac): n for mac, n in (encrypted or {}).items()}
         for ip, host in sorted(stations.items()):
-            alerts.extend(self._verdict(ip, host, by_host.get(ip, []), aircraft, coverage))
+            alerts.extend(
+                self._verdict(ip, host, by_host.get(ip, []), aircraft, coverage, sent_encrypted)
+            )
         return alerts
 
     def _declared(self, stations: dict[str, Host]) -> None:
@@ -658,12 +664,17 @@ class Monitor:
         entries: list[Egress],
         aircraft: tuple[str, ...],
         coverage: tuple[int | None, bool, int, int, int],
+        encrypted: dict[str, int],
     ) -> list[Alert]:
         """The verdict of one ground station from its egress entries, and its alerts;
         `coverage`: the capture's drops, completeness, analyzer failures, evicted flows and
-        packets dropped for a wrong checksum."""
+        packets dropped for a wrong checksum; `encrypted`: protected 802.11 data frames by the
+        MAC that sent them."""
         drops, complete, analyzer_errors, evicted, bad_checksums = coverage
         policy = self._named.get(ip) or self._policy(ip, host.mac)
+        # Its MAC: the host's, or the one the user named it by when nothing of it was read.
+        mac = host.mac or policy.mac
+        sent_encrypted = encrypted.get(mac.lower(), 0) if mac else 0
         name = policy.name or host.hostname
         judgement = judge_device(entries, policy, name)
         alerts = judgement.alerts
@@ -685,6 +696,8 @@ class Monitor:
                 missed_bytes=traffic.missed_bytes,
                 stopped_flows=traffic.stopped_flows,
                 bad_checksums=bad_checksums,
+                encrypted_frames=sent_encrypted,
+                seen=ip in self._ends or sent_encrypted > 0,
             ),
             judgement.allowed_bytes,
         )

@@ -55,12 +55,19 @@ class Coverage:
     carried arrived nowhere (data sent again comes in a packet that is read). Said in the
     sentence, so a capture whose checksums the capturing host never filled in (checked with
     `verify`) shows why its own packets are missing; it does not make a verdict incomplete."""
+    encrypted_frames: int = 0
+    """Protected 802.11 data frames the device sent (a WPA network's, in a monitor-mode
+    capture made without the network's key): what they carried cannot be read, so they make a
+    verdict incomplete."""
+    seen: bool = True
+    """Whether the capture shows the device at all (an end of a flow, or the sender of
+    encrypted frames): a device the user named that it does not show is not judged clean."""
 
     @property
     def full(self) -> bool:
         """Whether nothing was missed: no drops, no damage, no gap, no analyzer failure, no
-        flow lost with a stopped agent or evicted from a full flow table, and something
-        captured."""
+        flow lost with a stopped agent or evicted from a full flow table, no encrypted frame of
+        the device, something captured, and the device in it (`seen`)."""
         return (
             self.complete
             and not self.drops
@@ -68,7 +75,9 @@ class Coverage:
             and not self.analyzer_errors
             and not self.lost_flows
             and not self.evicted_flows
+            and not self.encrypted_frames
             and self.captures != 0
+            and self.seen
         )
 
     def describe(self) -> str:
@@ -106,6 +115,8 @@ class Coverage:
             text += ", " + stopped_text(self.stopped_flows)
         if self.bad_checksums:
             text += ", " + checksums_text(self.bad_checksums)
+        if self.encrypted_frames:
+            text += ", " + encrypted_text(self.encrypted_frames, "sent by the device ")
         return text
 
 
@@ -122,6 +133,14 @@ def stopped_text(flows: int) -> str:
     return (
         f"inspection stopped on {flows:,} flows (their analyzers waited for an answer that never "
         "came)"
+    )
+
+
+def encrypted_text(frames: int, whose: str = "") -> str:
+    """Protected 802.11 data frames nobody could read, as a verdict and the summary say it."""
+    return (
+        f"{frames:,} encrypted 802.11 data frames {whose}could not be read (a protected network: "
+        "decrypt the capture with the network's key first, or capture on the wired side)"
     )
 
 
@@ -193,17 +212,21 @@ def decide(
         msg = f"LDM on: {'; '.join(parts)} ({cover})"
         return Verdict(VIOLATION, msg, out_bytes, dests, cats, len(dns), len(tried))
     verdict = CLEAN if coverage.full else INCOMPLETE
-    msg = f"LDM on: nothing left the device ({cover})"
+    # Frames it sent that nobody could read: what can be said is of what could be read.
+    nothing = "nothing readable" if coverage.encrypted_frames else "nothing"
+    msg = f"LDM on: {nothing} left the device ({cover})"
     if allowed_bytes:
         msg = (
-            f"LDM on: nothing left the device outside its exemptions "
+            f"LDM on: {nothing} left the device outside its exemptions "
             f"({allowed_bytes:,} bytes to allowed destinations; {cover})"
         )
     if tried:
         msg = (
             f"LDM on: attempted to reach {_names(tried)}; nothing was delivered"
-            + msg.removeprefix("LDM on: nothing left the device")
+            + msg.removeprefix(f"LDM on: {nothing} left the device")
         )
+    elif not coverage.seen:
+        msg = f"LDM on: the capture shows nothing of the device ({cover})"
     if verdict == INCOMPLETE:
         msg += "; coverage is incomplete, so this is not proof"
     return Verdict(verdict, msg, out_bytes, dests, cats, len(dns), len(tried))

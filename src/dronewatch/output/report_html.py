@@ -31,7 +31,7 @@ from dronewatch.judge.alert import (
     utc_time,
 )
 from dronewatch.judge.monitor import VerdictRecord
-from dronewatch.judge.verdict import checksums_text, gaps_text, stopped_text
+from dronewatch.judge.verdict import checksums_text, encrypted_text, gaps_text, stopped_text
 from dronewatch.output.diff import DiffRow
 from dronewatch.output.report import DestinationFacts, ReportCollector
 from dronewatch.output.terminal import printable
@@ -270,6 +270,8 @@ class _Report:
             out.append(stopped_text(rec.inspection_stopped))
         if rec is not None and rec.bad_checksums:
             out.append(checksums_text(rec.bad_checksums))
+        if rec is not None and rec.non_ip.get("dot11-protected"):
+            out.append(encrypted_text(rec.non_ip["dot11-protected"], "in the capture "))
         if rec is not None and rec.truncated:
             out.append(f"{rec.truncated:,} packets cut by the snap length")
         if rec is not None and rec.analyzer_errors:
@@ -353,6 +355,7 @@ class _Report:
                 f"drops {drops}",
                 f"malformed {rec.malformed:,}",
                 f"wrong checksums {rec.bad_checksums or 0:,}",
+                f"encrypted 802.11 data frames {rec.non_ip.get('dot11-protected', 0):,}",
                 f"cut by the snap length {rec.truncated:,}",
                 f"flows evicted {cap.evicted:,}",
                 f"flows with content gaps {rec.gap_flows or 0:,} ({rec.missed_bytes or 0:,} bytes)",

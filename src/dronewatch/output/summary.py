@@ -14,7 +14,7 @@ from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.judge.alert import Alert, is_lookup
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import DeviceRecord, VerdictRecord
-from dronewatch.judge.verdict import CLEAN, INCOMPLETE, NOT_APPLICABLE, VIOLATION
+from dronewatch.judge.verdict import CLEAN, INCOMPLETE, NOT_APPLICABLE, VIOLATION, encrypted_text
 from dronewatch.output.terminal import SafeWriter, inline
 
 _ZERO_MAC = "00:00:00:00:00:00"
@@ -378,6 +378,9 @@ def _capture_line(cap: CaptureRecord) -> str:
         line += f", {_n(cap.malformed)} malformed"
     if cap.bad_checksums:
         line += f", {_n(cap.bad_checksums)} with a wrong checksum (dropped, as their receiver did)"
+    encrypted = cap.non_ip.get("dot11-protected")
+    if encrypted:
+        line += ", " + encrypted_text(encrypted)
     if cap.evicted_flows:
         line += f", {_n(cap.evicted_flows)} flows evicted from a full flow table"
     if cap.gap_flows:

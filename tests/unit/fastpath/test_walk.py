@@ -18,7 +18,7 @@ from dronewatch.capture.decode import Decoder
 from dronewatch.core.flow import Flow
 from dronewatch.core.hooks import FrameInterest
 from dronewatch.fastpath import _fastpath
-from tests.unit.capture.links import ACK, BEACON, ETHERNET, dot11, radiotap
+from tests.unit.capture.links import ACK, BEACON, ETHERNET, OTHER, STATION, dot11, radiotap
 
 PHONE, DRONE = "192.168.2.20", "192.168.2.1"
 PHONE6, DRONE6 = "fd00::14", "fd00::1"
@@ -42,6 +42,7 @@ class Engine:
         self.counted = 0
         self.frames = 0
         self.not_ip: dict[str, int] = {}
+        self.encrypted: dict[bytes, int] = {}
         self.swept: list[int] = []
 
     def lookup(self, key: bytes) -> Flow:
@@ -67,9 +68,11 @@ class Engine:
         self.counted += n
         self.frames += frames
 
-    def skipped(self, counts: dict[str, int]) -> None:
+    def skipped(self, counts: dict[str, int], encrypted: dict[bytes, int]) -> None:
         for kind, n in counts.items():
             self.not_ip[kind] = self.not_ip.get(kind, 0) + n
+        for mac, n in encrypted.items():
+            self.encrypted[mac] = self.encrypted.get(mac, 0) + n
 
     def timers(self, key: bytes, events: int, ts: float) -> None:
         raise AssertionError("no TCP connection closes here")
@@ -181,6 +184,30 @@ def test_frames_that_are_not_ip_are_counted_by_kind_in_c() -> None:
     eng = Engine(flow(LIMIT))
     eng.walk([raw(Ether(type=0x9000 + n) / b"x") for n in range(40)])
     assert len(eng.not_ip) == 32 and eng.handled == list(range(32, 40))
+
+
+def test_protected_802_11_data_is_counted_by_its_sender_in_c() -> None:
+    """Protected (encrypted) 802.11 data frames are counted in C by the MAC that sent them, as
+    the decoder counts them (`DecodeStats.encrypted`): the station of a to-DS frame, the source
+    address of a from-DS one. Past 64 senders in one walk, or when the address is cut off, the
+    frame goes to the decoder."""
+    eng = Engine(flow(LIMIT))
+    up = radiotap(dot11(b"secret", 0x0800, protected=True))
+    down = radiotap(dot11(b"secret", 0x0800, ds=2, qos=True, protected=True), fcs=True)
+    eng.walk([up, up, down], linktype=127)
+    assert eng.not_ip == {"dot11-protected": 3} and not eng.handled
+    assert eng.encrypted == {STATION: 2, OTHER: 1}
+    eng = Engine(flow(LIMIT))
+    many = [
+        dot11(b"s", 0, protected=True).replace(STATION, bytes([2, 0, 0, 0, 0, n]))
+        for n in range(70)
+    ]
+    eng.walk([*many, dot11(b"", 0, protected=True)[:14]], linktype=105)
+    assert len(eng.encrypted) == 64 and eng.handled == [64, 65, 66, 67, 68, 69, 70]
+    decoder = Decoder()
+    for data in many:
+        decoder.decode(RawPacket(0.0, 105, data, len(data), 0, 1))
+    assert decoder.stats.encrypted == {bytes([2, 0, 0, 0, 0, n]): 1 for n in range(70)}
 
 
 def beacon(*elements: bytes, subtype: int = 8) -> bytes:

@@ -15,7 +15,7 @@ from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig, run_source
 from dronewatch.judge.alert import NOTE_ATTEMPT, NOTE_DNS, NOTE_LEAK
 from dronewatch.judge.monitor import VerdictRecord
-from dronewatch.judge.policy import Policy
+from dronewatch.judge.policy import Policy, with_devices
 from dronewatch.judge.verdict import CLEAN, INCOMPLETE, VIOLATION, Coverage, Sent, decide
 from tests.pcaps import PCAPS, capture
 
@@ -36,6 +36,14 @@ CLEAN_CAPTURE = PCAPS / "scenarios" / "dji_fly_ldm_on_clean.pcap"
         (Coverage(100, 0, captures=1, evicted_flows=7), INCOMPLETE, "7 flows evicted from a full"),
         (Coverage(100, 0, bad_checksums=2_345), CLEAN, "2,345 packets with a wrong checksum"),
         (Coverage(100, 3, bad_checksums=1), INCOMPLETE, "1 packets with a wrong checksum dropped"),
+        (
+            Coverage(0, 0, encrypted_frames=129),
+            INCOMPLETE,
+            "nothing readable left the device (0 packets inspected, 0 drops, 129 encrypted 802.11 "
+            "data frames sent by the device could not be read",
+        ),
+        (Coverage(0, 0, seen=False), INCOMPLETE, "the capture shows nothing of the device (0 p"),
+        (Coverage(0, 0), CLEAN, "nothing left the device (0 packets inspected, 0 drops)"),
     ],
 )
 def test_nothing_left_is_clean_only_with_full_coverage(
@@ -143,3 +151,30 @@ def test_packets_dropped_for_a_wrong_checksum_are_named(tmp_path: Path) -> None:
     assert all("1 packets with a wrong checksum dropped unread" in v.msg for v in checked)
     ignored = verdicts("ignore")
     assert ignored and all("checksum" not in v.msg for v in ignored)
+
+
+WPA_CAPTURE = PCAPS / "third_party" / "wsensing2021" / "Attack_De-Authentication_01.pcapng"
+"""A monitor-mode capture of a drone's protected Wi-Fi: every data frame is encrypted."""
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_device_whose_frames_are_encrypted_is_not_judged_clean(bulk: bool) -> None:
+    """A device named by its MAC in a capture of a protected network: the 129 encrypted data
+    frames it sent (what `tshark -Y "wlan.fc.protected==1 && wlan.sa==6c:ad:f8:7e:54:c3"`
+    counts) could have carried anything, so its verdict is incomplete and says why; a MAC the
+    capture does not show is incomplete too, never clean. Both paths count the same."""
+    records: list[Record] = []
+    policy = with_devices(Policy().with_ldm(True), ["6c:ad:f8:7e:54:c3", "02:00:00:00:00:99"])
+    run_source(
+        FileSource(str(capture(WPA_CAPTURE))),
+        records.append,
+        AnalysisConfig(policy=policy, bulk=bulk),
+    )
+    verdicts = {r.device_ip: r for r in records if isinstance(r, VerdictRecord)}
+    sent = verdicts["6c:ad:f8:7e:54:c3"]
+    assert sent.verdict == INCOMPLETE and sent.msg.startswith(
+        "LDM on: nothing readable left the device (0 packets inspected, 0 drops, 129 encrypted "
+    )
+    absent = verdicts["02:00:00:00:00:99"]
+    assert absent.verdict == INCOMPLETE
+    assert absent.msg.startswith("LDM on: the capture shows nothing of the device")
