@@ -46,6 +46,8 @@ NAMED: dict[str, set[tuple[Any, ...]]] = {
     },
     # 802.11 frames from an Aruba access point (GRE 0x8240, the outer frame on VLAN 22)
     "gre-aruba-amsdu.pcap": {("gre", "10.226.22.9", "10.102.16.187", 22, None)},
+    # plain 802.11 data frames (GRE 0x8200, the outer frame on VLAN 300): 27 flows of a station
+    "gre-aruba.pcap": {("gre", "10.3.34.171", "10.33.10.23", 300, None)},
     # GRE inside GRE: the outermost tunnel (Zeek names the inner one, docs/zeek-differences.md)
     "gre-within-gre.pcap": {
         ("gre", "72.205.54.70", "86.106.164.150", None, None),
