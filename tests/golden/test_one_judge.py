@@ -23,7 +23,7 @@ from dronewatch.geoip.maxmind import MaxMindResolver
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.egress import MAX_UIDS
 from dronewatch.judge.monitor import VerdictRecord
-from dronewatch.judge.policy import Policy
+from dronewatch.judge.policy import Policy, with_devices
 from dronewatch.transport.replay import Batcher, batch_id
 from tests.pcaps import PCAPS, all_captures
 
@@ -180,3 +180,41 @@ def test_service_judges_a_full_flow_table_as_analyze_does(
     assert capture["evicted_flows"] > 0
     _, verdicts = served(tmp_path, records, 500, False, migrated_sqlite)
     assert verdicts == want and sorted(want.values()) == ["incomplete", "violation"]
+
+
+def test_service_judges_a_device_whose_frames_are_encrypted_as_analyze_does(
+    tmp_path: Path, migrated_sqlite: Path
+) -> None:
+    """A monitor-mode capture of a protected network, its phone named by its MAC: analyze calls
+    the verdict incomplete (129 encrypted frames it sent), and so does the service the records
+    are replayed into, with the phone declared there by the same MAC."""
+    mac = "6c:ad:f8:7e:54:c3"
+    capture = PCAPS / "third_party/wsensing2021/Attack_De-Authentication_01.pcapng"
+    records: list[dict[str, Any]] = []
+    verdicts: dict[str, VerdictRecord] = {}
+
+    def emit(record: Record) -> None:
+        if isinstance(record, VerdictRecord):
+            verdicts[record.device_ip] = record
+        batcher(record)
+
+    batcher = Batcher(lambda _batch, batch: records.extend(batch), size=1 << 30)
+    policy = with_devices(Policy().with_ldm(True), [mac])
+    run_source(FileSource(str(capture)), emit, AnalysisConfig(policy=policy))
+    batcher.flush()
+    (cap,) = [r for r in records if r["log"] == "capture"]
+    assert cap["encrypted"][mac] == 129
+    shutil.copyfile(migrated_sqlite, tmp_path / migrated_sqlite.name)
+    service = Service.open(Settings(data_dir=tmp_path))
+    try:
+        device = service.store.create_device({"mac": mac}, by="test")
+        service.store.set_ldm(device["id"], True, 0.0, by="test")
+        service.ingest(batch_id(records), "test", records, discovered_ldm=True)
+        device = service.store.get_device(device["id"])
+        served = device_verdict(service.store, device, [], None, None)
+    finally:
+        service.close()
+    assert verdicts[mac].verdict == served["verdict"] == "incomplete"
+    assert served["coverage"]["encrypted_frames"] == 129
+    assert "129 encrypted 802.11 data frames sent by the device" in served["msg"]
+    assert "129 encrypted 802.11 data frames sent by the device" in verdicts[mac].msg

@@ -20,8 +20,15 @@ from dronewatch.capture.decode import Decoder
 from dronewatch.capture.live import SIDE_CHANNEL, LiveSource
 from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.capture.ring import PcapRing
+from dronewatch.core.flow import mac_str
 from dronewatch.core.hooks import Record
-from dronewatch.core.pipeline import AnalysisConfig, CaptureRecord, Pipeline, RunResult
+from dronewatch.core.pipeline import (
+    AnalysisConfig,
+    CaptureRecord,
+    Pipeline,
+    RunResult,
+    encrypted_senders,
+)
 from dronewatch.exceptions import CaptureError
 from dronewatch.transport.replay import Batcher
 
@@ -190,6 +197,8 @@ class _Coverage:
         """Analyzer failures reported so far (by `analyzer.hook`)."""
         self.bad_checksums = 0
         """Packets dropped for a wrong checksum by the end of the last interval."""
+        self.encrypted: Counter[str] = Counter()
+        """Encrypted 802.11 data frames by sender MAC by the end of the last interval."""
 
     def start(self, now: float) -> None:
         self.since = now
@@ -222,6 +231,11 @@ class _Coverage:
             pipe.decoder.stats.bad_checksums
             if pipe is not None
             else (final.bad_checksums or 0 if final else self.bad_checksums)
+        )
+        encrypted = (
+            Counter({mac_str(mac): n for mac, n in pipe.decoder.stats.encrypted.items()})
+            if pipe is not None
+            else Counter(final.encrypted or {} if final else self.encrypted)
         )
         unseen = _unseen(pipe, final) if pipe is not None or final else self.unseen
         gap_flows, missed, stopped = (a - b for a, b in zip(unseen, self.unseen, strict=True))
@@ -256,9 +270,11 @@ class _Coverage:
             missed_bytes=missed or None,
             inspection_stopped=stopped or None,
             bad_checksums=bad - self.bad_checksums or None,
+            encrypted=encrypted_senders(encrypted - self.encrypted),
         )
         self.since = now
         self.bad_checksums = bad
+        self.encrypted = encrypted
         self.evicted = evicted
         self.unseen = unseen
         self.failures = failures

@@ -178,12 +178,14 @@ captures = Table(
     Column("missed_bytes", BigInteger),
     Column("inspection_stopped", BigInteger),
     Column("bad_checksums", BigInteger),
+    Column("encrypted", Text),
 )
 """Coverage reports. `open_flows` (since `open_since`): flows the agent held open, not yet
 judged, when it cut the report; `analyzer_errors`: failed analyzer hook calls in the interval;
 `evicted_flows`: flows its full flow table ended early in the interval; `gap_flows` (with
 `missed_bytes`) and `inspection_stopped`: flows ended in it with content gaps, or whose
-inspection stopped; `bad_checksums`: packets it dropped unread for a wrong checksum."""
+inspection stopped; `bad_checksums`: packets it dropped unread for a wrong checksum;
+`encrypted`: the protected 802.11 data frames it could not read, by sender MAC (JSON)."""
 
 ingest_batches = Table(
     "ingest_batches",

@@ -15,6 +15,7 @@ flow or observation already stored is not counted twice even when it arrives in 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,9 @@ class Ingestor:
                         "missed_bytes": cap.get("missed_bytes"),
                         "inspection_stopped": cap.get("inspection_stopped"),
                         "bad_checksums": cap.get("bad_checksums"),
+                        "encrypted": json.dumps(cap["encrypted"], sort_keys=True)
+                        if cap.get("encrypted")
+                        else None,
                     },
                 )
             stations = [

@@ -67,6 +67,7 @@ COUNT_FIELDS = frozenset(
         "missed_bytes",
         "inspection_stopped",
         "bad_checksums",
+        "encrypted",
         "orig_pkts",
         "resp_pkts",
         "orig_bytes",

@@ -284,6 +284,11 @@ class Coverage(BaseModel):
         description="packets dropped unread for a wrong IPv4, TCP, UDP or ICMP checksum (an "
         "agent run with --checksums auto or verify), as their receivers dropped them",
     )
+    encrypted_frames: int = Field(
+        default=0,
+        description="protected 802.11 data frames the device sent that no capture could read (a "
+        "monitor-mode agent on a protected network): the verdict cannot be clean",
+    )
 
 
 class VerdictOut(BaseModel):

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import json
 import logging
 import math
 import secrets
@@ -112,6 +113,15 @@ def coverage_gaps(
     if end - at > slack_s:
         gaps.append([at, end])
     return [g for g in gaps if g[1] > g[0]]
+
+
+def _sent_encrypted(stored: str | None, mac: str) -> int:
+    """The encrypted 802.11 data frames a capture's `encrypted` (JSON: sender MAC -> frames)
+    holds of `mac`."""
+    if not stored:
+        return 0
+    count = json.loads(stored).get(mac.lower(), 0)
+    return count if isinstance(count, int) else 0
 
 
 class Store:
@@ -861,10 +871,13 @@ class Store:
         conn.execute(insert(db.captures).values(**values, received_at=time.time()))
         return True
 
-    def coverage(self, start: float | None, end: float | None) -> dict[str, Any]:
+    def coverage(
+        self, start: float | None, end: float | None, mac: str | None = None
+    ) -> dict[str, Any]:
         """Packets, drops, completeness, analyzer failures, flows never judged, flows evicted
-        from a full flow table, flows with content gaps or stopped inspection, and packets
-        dropped for a wrong checksum, of the captures overlapping a window."""
+        from a full flow table, flows with content gaps or stopped inspection, packets dropped
+        for a wrong checksum, and the encrypted 802.11 data frames the device of MAC `mac` sent,
+        of the captures overlapping a window."""
         c = db.captures.c
         conds = []
         if start is not None:
@@ -885,6 +898,7 @@ class Store:
                     c.missed_bytes,
                     c.inspection_stopped,
                     c.bad_checksums,
+                    c.encrypted,
                 ).where(*conds)
             ).all()
             lost = self._flows_never_judged(conn, start, end)
@@ -907,6 +921,7 @@ class Store:
             "missed_bytes": sum(int(r[8] or 0) for r in rows),
             "inspection_stopped": sum(int(r[9] or 0) for r in rows),
             "bad_checksums": sum(int(r[10] or 0) for r in rows),
+            "encrypted_frames": sum(_sent_encrypted(r[11], mac) for r in rows) if mac else 0,
         }
 
     def _flows_never_judged(self, conn: Connection, start: float | None, end: float | None) -> int:

@@ -24,7 +24,7 @@ def device_verdict(
     hi = end if end is not None else float("inf")
     ldm = ldm_on_during(windows, lo, hi)
     dests = store.egress_summary(device["ip"], start, end) if device["ip"] else []
-    coverage = store.coverage(start, end)
+    coverage = store.coverage(start, end, device.get("mac"))
     verdict = decide(
         ldm,
         [
@@ -50,6 +50,7 @@ def device_verdict(
             missed_bytes=coverage["missed_bytes"],
             stopped_flows=coverage["inspection_stopped"],
             bad_checksums=coverage["bad_checksums"],
+            encrypted_frames=coverage["encrypted_frames"],
         ),
     )
     return {

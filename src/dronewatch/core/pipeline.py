@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -16,6 +16,7 @@ from dronewatch.capture.pcapbatch import PcapBatch
 from dronewatch.core.collector import fewer_collections
 from dronewatch.core.dnscache import DnsNameCache
 from dronewatch.core.engine import Engine, EngineOptions, Share
+from dronewatch.core.flow import mac_str
 from dronewatch.core.hooks import Analyzer, Context, Record
 from dronewatch.fastpath import c_enabled
 from dronewatch.fastpath.bulk import BulkRunner
@@ -85,6 +86,25 @@ class CaptureRecord(Record):
     """IP packets with a wrong IPv4 header, TCP, UDP or ICMP checksum, dropped as their receiver
     drops them (`dronewatch.capture.checksum`; a TCP or UDP one marks its flow's history with
     `C`/`c`). None (left out) when none was, or when checksums were not checked."""
+    encrypted: dict[str, int] | None = None
+    """Protected 802.11 data frames (`dot11-protected` in `non_ip`), by the MAC that sent them
+    (`DecodeStats.encrypted`; the `MAX_ENCRYPTED_SENDERS` that sent most): a device that sent any
+    is never judged clean, since what they carried could not be read. None (left out) when the
+    capture has none."""
+
+
+MAX_ENCRYPTED_SENDERS = 1000
+"""Senders of encrypted 802.11 frames a capture record lists (a busy monitor-mode capture hears
+many networks); `analyze`'s verdicts read every sender."""
+
+
+def encrypted_senders(counts: Mapping[str, int]) -> dict[str, int] | None:
+    """A capture record's `encrypted` of counts by sender MAC (text): the senders that sent
+    most (`MAX_ENCRYPTED_SENDERS`), the most first; None when there are none."""
+    busiest = sorted(
+        ((mac, n) for mac, n in counts.items() if n > 0), key=lambda kv: (-kv[1], kv[0])
+    )
+    return dict(busiest[:MAX_ENCRYPTED_SENDERS]) or None
 
 
 @dataclass(slots=True)
@@ -190,6 +210,7 @@ def finish_run(totals: RunTotals, monitor: Monitor, emit: Callable[[Record], Non
         missed_bytes=monitor.missed_bytes or None,
         inspection_stopped=monitor.stopped_flows or None,
         bad_checksums=totals.bad_checksums or None,
+        encrypted=encrypted_senders({mac_str(m): n for m, n in totals.encrypted.items()}),
     )
     emit(record)
     alerts = monitor.finish(

@@ -97,6 +97,24 @@ def test_interval_records_count_what_their_ended_flows_kept_from_view() -> None:
     assert (final.capture.gap_flows, final.capture.missed_bytes) == (5, 3_500)
 
 
+def test_interval_records_count_the_encrypted_frames_sent_since_the_last_one() -> None:
+    """Each coverage record has the encrypted 802.11 data frames each MAC sent in its interval
+    (None when none), and the last record the rest of the run's: the service sums them by MAC."""
+    pipe = Pipeline(lambda record: None)
+    source = _Live()
+    coverage = _Coverage("wlan0mon")
+    phone, other = bytes.fromhex("0c84dc000002"), bytes.fromhex("aabbcc000001")
+    pipe.decoder.stats.encrypted.update({phone: 10, other: 1})
+    first = coverage.interval(source, pipe)
+    second = coverage.interval(source, pipe)
+    pipe.decoder.stats.encrypted.update({phone: 5})
+    final = pipe.finish(source.stats)
+    last = coverage.interval(source, None, final=final.capture)
+    assert first.encrypted == {"0c:84:dc:00:00:02": 10, "aa:bb:cc:00:00:01": 1}
+    assert second.encrypted is None and last.encrypted == {"0c:84:dc:00:00:02": 5}
+    assert final.capture.encrypted == {"0c:84:dc:00:00:02": 15, "aa:bb:cc:00:00:01": 1}
+
+
 def test_a_shared_interfaces_side_channel_names_addresses_as_the_dns_analyzer_does() -> None:
     """A DNS response on the side channel (`SIDE_CHANNEL`, a worker sharing its interface with
     others) teaches this worker's name cache what the DNS analyzer would on the flow

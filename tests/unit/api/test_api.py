@@ -471,6 +471,7 @@ def coverage_report(
     evicted_flows: int | None = None,
     unseen: tuple[int, int, int] | None = None,
     bad_checksums: int | None = None,
+    encrypted: dict[str, int] | None = None,
 ) -> dict[str, object]:
     """An agent's coverage record of [start, end] with `open_flows` held open at its end and
     `evicted_flows` ended early by its full flow table."""
@@ -496,6 +497,7 @@ def coverage_report(
         missed_bytes=unseen[1] if unseen else None,
         inspection_stopped=unseen[2] if unseen else None,
         bad_checksums=bad_checksums,
+        encrypted=encrypted,
     )
     return {"log": record.log, **record.to_dict()}
 
@@ -559,6 +561,31 @@ def test_packets_dropped_for_wrong_checksums_are_named_in_the_window(api: Api) -
     assert "1,240 packets with a wrong checksum dropped unread" in both["msg"], both
     calm = api.get(url, params={"start": 1000, "end": 1009}).json()
     assert calm["coverage"]["bad_checksums"] == 0 and "checksum" not in calm["msg"], calm
+
+
+def test_encrypted_frames_a_device_sent_make_its_window_incomplete(api: Api) -> None:
+    """A monitor-mode agent on a protected network counts, in each coverage report, the
+    encrypted 802.11 data frames each MAC sent: a window over a report that holds frames the
+    device sent (by its MAC) is incomplete and says how many, as `analyze` says it; another
+    device's frames, or a window over the other reports, leave it clean."""
+    phone = api.device(PHONE, mac="0C:84:DC:00:00:02")
+    other = api.device("10.77.0.3", mac="0c:84:dc:00:00:03")
+    reports = [
+        coverage_report(1000.0, 1010.0, 50),
+        coverage_report(
+            1010.0, 1020.0, 60, encrypted={"0c:84:dc:00:00:02": 129, "aa:bb:cc:00:00:01": 7}
+        ),
+    ]
+    assert api.ingest(reports, batch="encrypted").status_code == 200
+    url = f"/api/v1/devices/{phone['id']}/verdict"
+    over = api.get(url, params={"start": 1005, "end": 1015}).json()
+    assert over["verdict"] == "incomplete" and over["coverage"]["encrypted_frames"] == 129, over
+    assert over["msg"].startswith("LDM on: nothing readable left the device (110 packets"), over
+    assert "129 encrypted 802.11 data frames sent by the device could not be read" in over["msg"]
+    before = api.get(url, params={"start": 1000, "end": 1009}).json()
+    assert before["verdict"] == "clean" and before["coverage"]["encrypted_frames"] == 0, before
+    theirs = api.get(f"/api/v1/devices/{other['id']}/verdict", params={"start": 1005}).json()
+    assert theirs["verdict"] == "clean" and theirs["coverage"]["encrypted_frames"] == 0, theirs
 
 
 def test_flows_open_when_an_agent_was_killed_make_the_window_incomplete(api: Api) -> None:
