@@ -5,7 +5,8 @@
  * `block_fields` does the same for the enhanced packet blocks of a pcapng section.
  * `walk` goes over the rows of a `PcapBatch` in capture order, reads the link, IP and transport
  * headers of each one (taking off the encapsulations of remote mirrors and overlays: ERSPAN, GRE,
- * VXLAN, Geneve, MPLS, PPPoE, 802.11 in an Aruba GRE tunnel, as the per-packet decoder does), counts the frames that are not IP
+ * VXLAN, Geneve, MPLS, PPPoE, 802.11 in an Aruba GRE tunnel, as the per-packet decoder does; the
+ * packets of an 802.11 A-MSDU each as a row of its own), counts the frames that are not IP
  * of the kinds the decoder only counts (802.11 control frames, encrypted data, ARP...), and adds
  * the packets of settled flows (TCP, UDP, ICMP and ICMPv6) to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
@@ -245,8 +246,10 @@ done:
 /* What the walk makes of one frame: an IP packet it reads (`ROW_IP`), a frame that is not IP of
  * a kind it counts (`ROW_SKIP`: the per-packet decoder would only add one to `non_ip[kind]`), an
  * 802.11 management frame (`ROW_MGMT`: the decoder counts it and hands it to the engine, whose
- * frame hooks may read it), or anything else, handed to the per-packet decoder (`ROW_PYTHON`). */
-enum { ROW_PYTHON = 0, ROW_IP = 1, ROW_SKIP = 2, ROW_MGMT = 3 };
+ * frame hooks may read it), an 802.11 A-MSDU (`ROW_AMSDU`: several packets, one a subframe, each
+ * read as a row of its own, `msdu`), or anything else, handed to the per-packet decoder
+ * (`ROW_PYTHON`). */
+enum { ROW_PYTHON = 0, ROW_IP = 1, ROW_SKIP = 2, ROW_MGMT = 3, ROW_AMSDU = 4 };
 
 typedef struct {
     int ok;        /* ROW_* */
@@ -255,6 +258,8 @@ typedef struct {
     int kind;      /* ROW_SKIP, ROW_MGMT: which `non_ip` count (`SKIP_*`, SKIP_ETHERTYPE | EtherType,
                       SKIP_DOT11_MGMT | subtype) */
     long long mgmt_at, mgmt_len; /* ROW_MGMT: where the management frame starts, its length */
+    long long amsdu_at, amsdu_end; /* ROW_AMSDU: where its subframes start and end */
+    int amsdu_depth;               /* ROW_AMSDU: the encapsulations taken off before it */
     int tcp, control, same, low, letter, has_payload, flags;
     uint32_t seq, ack; /* a TCP segment's sequence and acknowledgement numbers */
     uint8_t key[KEY_LEN];
@@ -665,8 +670,8 @@ static void ip_packet(const uint8_t *fr, long long cap, long long l3, int depth,
 
 /* An 802.11 frame from `base` to `cap`: a data frame's LLC/SNAP header leads to its EtherType;
  * control frames, null-function and protected (encrypted, unreadable) data and data without
- * LLC/SNAP are counted; management frames (beacons...) go to the decoder and its analyzers, and
- * so does an A-MSDU, which carries several packets (`Decoder._amsdu`). */
+ * LLC/SNAP are counted; management frames (beacons...) go to the decoder and its analyzers; an
+ * A-MSDU, which carries several packets, is a `ROW_AMSDU` (its subframes: `msdu`). */
 static void dot11(const uint8_t *fr, long long base, long long cap, int depth, Row *r) {
     static const uint8_t SNAP[6] = {0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00};
     long long len = cap - base;
@@ -697,8 +702,10 @@ static void dot11(const uint8_t *fr, long long base, long long cap, int depth, R
     else if (fc1 & 0x40) {
         skip(r, SKIP_DOT11_PROTECTED);
         if (r->src_mac_at + 6 > cap) r->src_mac_at = -1; /* cut off: the decoder's to count */
-    } else if (amsdu) return; /* the decoder's */
-    else if (len < hdr + 6 || memcmp(fr + base + hdr, SNAP, 6) != 0) skip(r, SKIP_DOT11_NON_SNAP);
+    } else if (amsdu) {
+        r->ok = ROW_AMSDU;
+        r->amsdu_at = base + hdr, r->amsdu_end = cap, r->amsdu_depth = depth;
+    } else if (len < hdr + 6 || memcmp(fr + base + hdr, SNAP, 6) != 0) skip(r, SKIP_DOT11_NON_SNAP);
     else if (len >= hdr + 8)
         ethertype(fr, cap, base + hdr + 8, be16(fr + base + hdr + 6), depth, r);
 }
@@ -731,6 +738,38 @@ static void radiotap(const uint8_t *fr, long long cap, Row *r) {
     long long base = rlen < cap ? rlen : cap, end = cap;
     if (flags & 0x10) end = end - base >= 4 ? end - 4 : base; /* the frame ends with its FCS */
     dot11(fr, base, end, 0, r);
+}
+
+/* The subframe at `at` of an A-MSDU that ends at `end` (IEEE 802.11-2020 9.3.2.2.2: destination,
+ * source, length, the MSDU, each but the last padded to a multiple of 4 bytes), read into `r` (a
+ * copy of its frame's row, which keeps the frame's tunnel) as the decoder reads it
+ * (`Decoder._amsdu`): the subframe's addresses are the packet's MACs, then LLC/SNAP and what its
+ * EtherType says, the MSDU's end the packet's. Returns where the next subframe starts, or -1 when
+ * this one is cut off (by the snap length: the decoder's to read). */
+static long long msdu(const uint8_t *fr, long long at, long long end, int depth, Row *r) {
+    static const uint8_t SNAP[6] = {0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00};
+    int length = be16(fr + at + 12);
+    long long body = at + 14, stop = body + length;
+    if (stop > end) return -1;
+    r->ok = ROW_PYTHON;
+    r->dst_mac_at = at, r->src_mac_at = at + 6;
+    r->vlan = -1;
+    if (length >= 8 && memcmp(fr + body, SNAP, 6) == 0)
+        ethertype(fr, stop, body + 8, be16(fr + body + 6), depth, r);
+    return stop + (4 - (14 + length) % 4) % 4;
+}
+
+/* How many packets the A-MSDU row `r` carries when the walk can read every one of them (each
+ * subframe whole and an IP packet it reads, `ROW_IP`); 0 when it cannot, and the frame goes to
+ * the decoder (a subframe that is not IP, cut off, or one the walk hands over). */
+static int amsdu_parts(const uint8_t *fr, const Row *r) {
+    int parts = 0;
+    for (long long at = r->amsdu_at; at + 14 <= r->amsdu_end; parts++) {
+        Row sub = *r;
+        at = msdu(fr, at, r->amsdu_end, r->amsdu_depth, &sub);
+        if (at < 0 || sub.ok != ROW_IP) return 0;
+    }
+    return parts;
 }
 
 /* The headers of one frame of link type `lt`. */
@@ -1742,6 +1781,15 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             goto done;
         }
         parse(b + at[i], cap, linktype, &r);
+        /* An A-MSDU: each of its packets a row of its own, all of this frame (`parts`). */
+        int parts = 1;
+        Row whole = r;
+        long long sub_at = -1;
+        if (r.ok == ROW_AMSDU) {
+            parts = amsdu_parts(b + at[i], &r);
+            if (parts) sub_at = r.amsdu_at;
+            else parts = 1, r.ok = ROW_PYTHON;
+        }
         if (r.ok == ROW_SKIP && (r.kind == SKIP_DOT11_PROTECTED
                                      ? count_encrypted(&t, r.kind, b + at[i], r.src_mac_at, cap)
                                      : count_skipped(&t, r.kind)))
@@ -1767,7 +1815,8 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             }
             started = 1; /* the decoder makes its packet, which reaches the engine */
         }
-        if (r.ok != ROW_IP) { /* the per-packet decoder's; an IP packet of it may touch any flow */
+        if (r.ok != ROW_IP && r.ok != ROW_AMSDU) {
+            /* the per-packet decoder's; an IP packet of it may touch any flow */
             int touched;
             if (flush(&t) < 0 ||
                 after_call(&t, &eng, PyObject_CallFunction(handle, "nO", i, Py_None), &touched) <
@@ -1776,153 +1825,162 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             if (touched) soft++;
             continue;
         }
-        if (now >= eng.next_sweep) {
-            if (flush(&t) < 0 ||
-                after_call(&t, &eng, PyObject_CallFunction(sweep, "dn", now, i), NULL) < 0)
-                goto done;
-        }
-        if (share_n > 1) {
-            int on_port = be16(r.key + 18) == share_port || be16(r.key + 36) == share_port;
-            if ((!on_port || (facts != Py_None && r.key[1] == 17)) &&
-                (int)(key_crc(r.key) % (uint32_t)share_n) != share_k) {
-                if (!on_port) {
-                    /* Another process's flow: only its time counts here (the sweeps above,
-                       `latest`). */
-                    if (!t.has_latest || now > t.latest) t.latest = now;
-                    t.has_latest = 1;
-                    continue;
+        for (int part = 0; part < parts; part++) {
+            if (sub_at >= 0) { /* the packet of the A-MSDU's next subframe */
+                r = whole;
+                sub_at = msdu(b + at[i], sub_at, whole.amsdu_end, whole.amsdu_depth, &r);
+            }
+            if (now >= eng.next_sweep) {
+                if (flush(&t) < 0 ||
+                    after_call(&t, &eng, PyObject_CallFunction(sweep, "dn", now, i), NULL) < 0)
+                    goto done;
+            }
+            if (share_n > 1) {
+                int on_port = be16(r.key + 18) == share_port || be16(r.key + 36) == share_port;
+                if ((!on_port || (facts != Py_None && r.key[1] == 17)) &&
+                    (int)(key_crc(r.key) % (uint32_t)share_n) != share_k) {
+                    if (!on_port) {
+                        /* Another process's flow: only its time counts here (the sweeps above,
+                           `latest`). */
+                        if (!t.has_latest || now > t.latest) t.latest = now;
+                        t.has_latest = 1;
+                        continue;
+                    }
+                    if (!r.same) {
+                        /* Another process's UDP datagram on the shared port, its checksums good:
+                           read for its facts without its flow (`Engine.read_facts`), which touches
+                           no flow (the counts held here need not be written first). */
+                        PyObject *pkt = row_packet(&frames, i, &r);
+                        if (pkt == NULL) goto done;
+                        PyObject *res = PyObject_CallFunction(facts, "nO", i, pkt);
+                        Py_DECREF(pkt);
+                        if (res == NULL) goto done;
+                        Py_DECREF(res);
+                        continue;
+                    }
                 }
-                if (!r.same) {
-                    /* Another process's UDP datagram on the shared port, its checksums good:
-                       read for its facts without its flow (`Engine.read_facts`), which touches
-                       no flow (the counts held here need not be written first). */
-                    PyObject *pkt = row_packet(&frames, i, &r);
-                    if (pkt == NULL) goto done;
-                    PyObject *res = PyObject_CallFunction(facts, "nO", i, pkt);
+            }
+            Entry *e = NULL;
+            int go_python = r.same; /* which end sent it cannot be told */
+            if (!go_python) {
+                e = table_get(&t, r.key);
+                if (e == NULL) goto done;
+                int got = (e->checked && e->epoch == soft) ? 1 : check(&t, e);
+                e->epoch = soft;
+                if (got < 0) goto done;
+                go_python = got == 0 || now - e->first_ts > t.active_s;
+            }
+            int from_orig = 0, to_follow = 0, to_count = 0, by_state = 0;
+            if (!go_python) {
+                from_orig = r.low == e->orig_low;
+                /* SYN, FIN and RST change the connection's state, and a bare ACK may write a
+                   letter: the state machine's. A new data letter is the engine's (the first data
+                   each way). */
+                by_state = r.control;
+                if (!by_state && r.letter) {
+                    int bit = r.letter == 1 ? (from_orig ? HAS_D : HAS_d)
+                                            : (from_orig ? HAS_A : HAS_a);
+                    if (!(e->letters & bit)) {
+                        if (r.letter == 2 && r.tcp)
+                            by_state = 1;
+                        else
+                            go_python = 1;
+                    }
+                }
+                if (!go_python && !by_state && r.tcp)
+                    by_state = !tcp_countable(e, &r, from_orig, now, t.linger_s);
+                if (by_state) {
+                    int taken = tcp_state_path(&t, e, &r, from_orig, now);
+                    if (taken < 0) goto done;
+                    go_python = !taken;
+                }
+            }
+            if (!go_python && r.has_payload) {
+                if (e->inspected < t.limit) {
+                    if (e->inspectors) {
+                        if (e->native_inspect && !r.tcp) to_count = 1;
+                        /* Its one inspector reads the byte stream and passes over these bytes:
+                           the row is counted below, as a settled flow's. */
+                        else go_python = !(r.tcp && e->inspectors == 1 &&
+                                           tcp_passed_over(e, &r, from_orig));
+                    }
+                } else if (e->followers) {
+                    if (r.tcp)
+                        go_python =
+                            !tcp_fed(e, &r, b + at[i] + r.payload_at,
+                                     (Py_ssize_t)(r.payload_stop - r.payload_at), from_orig) &&
+                            !tcp_passed_over(e, &r, from_orig);
+                    else if (e->counters != NULL) to_count = 1;
+                    else to_follow = 1;
+                }
+            }
+            if (go_python) {
+                /* The decoder's packet, made here. */
+                PyObject *pkt = row_packet(&frames, i, &r);
+                if (pkt == NULL) goto done;
+                if (flush(&t) < 0) {
                     Py_DECREF(pkt);
-                    if (res == NULL) goto done;
-                    Py_DECREF(res);
-                    continue;
+                    goto done;
                 }
-            }
-        }
-        Entry *e = NULL;
-        int go_python = r.same; /* which end sent it cannot be told */
-        if (!go_python) {
-            e = table_get(&t, r.key);
-            if (e == NULL) goto done;
-            int got = (e->checked && e->epoch == soft) ? 1 : check(&t, e);
-            e->epoch = soft;
-            if (got < 0) goto done;
-            go_python = got == 0 || now - e->first_ts > t.active_s;
-        }
-        int from_orig = 0, to_follow = 0, to_count = 0, by_state = 0;
-        if (!go_python) {
-            from_orig = r.low == e->orig_low;
-            /* SYN, FIN and RST change the connection's state, and a bare ACK may write a letter:
-               the state machine's. A new data letter is the engine's (the first data each way). */
-            by_state = r.control;
-            if (!by_state && r.letter) {
-                int bit = r.letter == 1 ? (from_orig ? HAS_D : HAS_d) : (from_orig ? HAS_A : HAS_a);
-                if (!(e->letters & bit)) {
-                    if (r.letter == 2 && r.tcp)
-                        by_state = 1;
-                    else
-                        go_python = 1;
-                }
-            }
-            if (!go_python && !by_state && r.tcp)
-                by_state = !tcp_countable(e, &r, from_orig, now, t.linger_s);
-            if (by_state) {
-                int taken = tcp_state_path(&t, e, &r, from_orig, now);
-                if (taken < 0) goto done;
-                go_python = !taken;
-            }
-        }
-        if (!go_python && r.has_payload) {
-            if (e->inspected < t.limit) {
-                if (e->inspectors) {
-                    if (e->native_inspect && !r.tcp) to_count = 1;
-                    /* Its one inspector reads the byte stream and passes over these bytes:
-                       the row is counted below, as a settled flow's. */
-                    else go_python = !(r.tcp && e->inspectors == 1 &&
-                                       tcp_passed_over(e, &r, from_orig));
-                }
-            } else if (e->followers) {
-                if (r.tcp)
-                    go_python = !tcp_fed(e, &r, b + at[i] + r.payload_at,
-                                         (Py_ssize_t)(r.payload_stop - r.payload_at), from_orig) &&
-                                !tcp_passed_over(e, &r, from_orig);
-                else if (e->counters != NULL) to_count = 1;
-                else to_follow = 1;
-            }
-        }
-        if (go_python) {
-            /* The decoder's packet, made here. */
-            PyObject *pkt = row_packet(&frames, i, &r);
-            if (pkt == NULL) goto done;
-            if (flush(&t) < 0) {
+                PyObject *res = PyObject_CallFunction(handle, "nO", i, pkt);
                 Py_DECREF(pkt);
-                goto done;
+                if (after_call(&t, &eng, res, NULL) < 0) goto done;
+                if (e != NULL) e->checked = 0; /* the flow may have changed */
+                continue;
             }
-            PyObject *res = PyObject_CallFunction(handle, "nO", i, pkt);
-            Py_DECREF(pkt);
-            if (after_call(&t, &eng, res, NULL) < 0) goto done;
-            if (e != NULL) e->checked = 0; /* the flow may have changed */
-            continue;
-        }
-        /* Count the row. */
-        if (r.tcp && !by_state) tcp_count(e, &r, from_orig, now);
-        /* ICMP's payload bytes are those past its 8-byte header, as Zeek counts them. */
-        long long plen = !r.icmp ? r.payload_len : r.payload_len > 4 ? r.payload_len - 4 : 0;
-        if (from_orig) {
-            e->o_pkts++;
-            e->o_bytes += r.ip_len;
-            e->o_plen += plen;
-        } else {
-            e->r_pkts++;
-            e->r_bytes += r.ip_len;
-            e->r_plen += plen;
-        }
-        if (r.has_payload && e->inspected < t.limit) {
-            e->inspected++;
-            e->new_inspected++;
-        }
-        /* The state machine wrote the flow's last packet time itself (a closed connection's
-           does not move). */
-        double row_last = by_state ? -INFINITY : now;
-        if (!e->dirty) {
-            e->dirty = 1;
-            e->last_ts = row_last;
-            t.dirty[t.ndirty++] = e;
-        } else if (row_last > e->last_ts) {
-            e->last_ts = row_last;
-        }
-        if (!t.has_latest || now > t.latest) t.latest = now;
-        t.has_latest = 1;
-        t.counted++;
-        if (to_count) { /* what the followers' packet hooks would do, done here */
-            const uint8_t *payload = b + at[i] + r.payload_at;
-            Py_ssize_t len = (Py_ssize_t)(r.payload_stop - r.payload_at);
-            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(e->counters); k++) {
-                dw_FrameCounter *c = (dw_FrameCounter *)PyTuple_GET_ITEM(e->counters, k);
-                c->feed(c, payload, len, from_orig);
+            /* Count the row. */
+            if (r.tcp && !by_state) tcp_count(e, &r, from_orig, now);
+            /* ICMP's payload bytes are those past its 8-byte header, as Zeek counts them. */
+            long long plen = !r.icmp ? r.payload_len : r.payload_len > 4 ? r.payload_len - 4 : 0;
+            if (from_orig) {
+                e->o_pkts++;
+                e->o_bytes += r.ip_len;
+                e->o_plen += plen;
+            } else {
+                e->r_pkts++;
+                e->r_bytes += r.ip_len;
+                e->r_plen += plen;
             }
-        }
-        if (to_follow) {
-            PyObject *flow = e->flow;
-            Py_INCREF(flow);
-            PyObject *pkt = row_packet(&frames, i, &r);
-            if (pkt == NULL || flush(&t) < 0) {
-                Py_XDECREF(pkt);
+            if (r.has_payload && e->inspected < t.limit) {
+                e->inspected++;
+                e->new_inspected++;
+            }
+            /* The state machine wrote the flow's last packet time itself (a closed connection's
+               does not move). */
+            double row_last = by_state ? -INFINITY : now;
+            if (!e->dirty) {
+                e->dirty = 1;
+                e->last_ts = row_last;
+                t.dirty[t.ndirty++] = e;
+            } else if (row_last > e->last_ts) {
+                e->last_ts = row_last;
+            }
+            if (!t.has_latest || now > t.latest) t.latest = now;
+            t.has_latest = 1;
+            t.counted++;
+            if (to_count) { /* what the followers' packet hooks would do, done here */
+                const uint8_t *payload = b + at[i] + r.payload_at;
+                Py_ssize_t len = (Py_ssize_t)(r.payload_stop - r.payload_at);
+                for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(e->counters); k++) {
+                    dw_FrameCounter *c = (dw_FrameCounter *)PyTuple_GET_ITEM(e->counters, k);
+                    c->feed(c, payload, len, from_orig);
+                }
+            }
+            if (to_follow) {
+                PyObject *flow = e->flow;
+                Py_INCREF(flow);
+                PyObject *pkt = row_packet(&frames, i, &r);
+                if (pkt == NULL || flush(&t) < 0) {
+                    Py_XDECREF(pkt);
+                    Py_DECREF(flow);
+                    goto done;
+                }
+                PyObject *res = PyObject_CallFunction(follow, "nOO", i, flow, pkt);
+                Py_DECREF(pkt);
                 Py_DECREF(flow);
-                goto done;
+                if (after_call(&t, &eng, res, NULL) < 0) goto done;
+                e->checked = 0; /* a follower may have declined */
             }
-            PyObject *res = PyObject_CallFunction(follow, "nOO", i, flow, pkt);
-            Py_DECREF(pkt);
-            Py_DECREF(flow);
-            if (after_call(&t, &eng, res, NULL) < 0) goto done;
-            e->checked = 0; /* a follower may have declined */
         }
     }
     if (flush(&t) < 0 || report(&t) < 0) goto done;

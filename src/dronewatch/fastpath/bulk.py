@@ -15,8 +15,9 @@ decoder would only count (802.11 control frames, encrypted or null data, ARP, ot
 counted there too, and so are the 802.11 management frames no frame hook reads (`FrameInterest`:
 beacons without a drone vendor's element), once the engine has had a packet. Every other packet (a
 flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, SCTP, the
-management frames a frame hook reads, 802.11 A-MSDUs, whose several packets the decoder makes, and
-anything too short) goes through the per-packet decoder and `Engine.process` in capture order.
+management frames a frame hook reads, an 802.11 A-MSDU with a subframe the walk does not read, and
+anything too short) goes through the per-packet decoder and `Engine.process` in capture order; the
+packets of an A-MSDU the walk reads whole are rows of their own.
 A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
 left once the engine stops it, so from then on its packets are counted here like a settled flow's.
 

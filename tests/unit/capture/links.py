@@ -114,6 +114,7 @@ ETHERNET: dict[str, Wrap] = {
     "gre_mpls": lambda b: raw(_outer4(GRE(proto=0x8847)) / MPLS(label=44, s=1) / b),
     "gre_aruba": lambda b: _aruba(dot11(raw(b), ethertype(b), ds=2, qos=True)),
     "gre_aruba_amsdu": lambda b: _aruba(_amsdu(b)),
+    "gre_aruba_amsdu_two": lambda b: _aruba(_amsdu_two(b)),
     "vxlan": lambda b: raw(
         _outer4(UDP(sport=49152, dport=4789)) / VXLAN(vni=4242) / eth(type=ethertype(b)) / b
     ),
@@ -287,6 +288,11 @@ def _amsdu(body: Packet) -> bytes:
     )
 
 
+def _amsdu_two(body: Packet) -> bytes:
+    """A from-DS A-MSDU of the packet twice (every subframe IP: the C walk reads it)."""
+    return dot11(amsdu_subframes(msdu(body), msdu(body)), 0, ds=2, qos=True, amsdu=True)
+
+
 def _aruba(frame: bytes) -> bytes:
     """An 802.11 frame in GRE from an Aruba access point (protocol type 0x8240)."""
     return raw(_outer4(GRE(proto=0x8240) / Raw(frame)))
@@ -307,6 +313,7 @@ DOT11: dict[str, Wrap] = {
     "null": lambda b: dot11(b"", 0, null=True, qos=True),
     "non_snap": lambda b: dot11(raw(b), ethertype(b), snap=False),
     "amsdu": _amsdu,
+    "amsdu_two": _amsdu_two,
     "ack": lambda b: ACK,
     "beacon": lambda b: BEACON,
     "other_type": lambda b: b"\x0c\x00" + b"\x00" * 20,
@@ -340,6 +347,7 @@ RADIOTAP: dict[str, Wrap] = {
     "null": lambda b: radiotap(dot11(b"", 0, null=True)),
     "vlan_in_snap": lambda b: radiotap(dot11(raw(Dot1Q(vlan=9, type=ethertype(b)) / b), 0x8100)),
     "amsdu_fcs": lambda b: radiotap(_amsdu(b), fcs=True),
+    "amsdu_two_fcs": lambda b: radiotap(_amsdu_two(b), fcs=True),
 }
 
 LINK_WRAPS: dict[int, dict[str, Wrap]] = {  # the first frame of each: the packet seen directly

@@ -18,7 +18,17 @@ from dronewatch.capture.decode import Decoder
 from dronewatch.core.flow import Flow
 from dronewatch.core.hooks import FrameInterest
 from dronewatch.fastpath import _fastpath
-from tests.unit.capture.links import ACK, BEACON, ETHERNET, OTHER, STATION, dot11, radiotap
+from tests.unit.capture.links import (
+    ACK,
+    BEACON,
+    ETHERNET,
+    OTHER,
+    STATION,
+    amsdu_subframes,
+    dot11,
+    msdu,
+    radiotap,
+)
 
 PHONE, DRONE = "192.168.2.20", "192.168.2.1"
 PHONE6, DRONE6 = "fd00::14", "fd00::1"
@@ -184,6 +194,41 @@ def test_frames_that_are_not_ip_are_counted_by_kind_in_c() -> None:
     eng = Engine(flow(LIMIT))
     eng.walk([raw(Ether(type=0x9000 + n) / b"x") for n in range(40)])
     assert len(eng.not_ip) == 32 and eng.handled == list(range(32, 40))
+
+
+def test_the_packets_of_an_a_msdu_are_rows_of_their_own() -> None:
+    """An A-MSDU whose subframes are all IP packets the walk reads is read in C, each packet a
+    row of its own: a read flow's packets are handed over made as the decoder makes them (its
+    first, then `more`, with the subframes' MACs and the tunnel of an Aruba GRE frame), a
+    settled flow's are counted; an A-MSDU with a subframe that is not IP, or one cut short, goes
+    to the decoder whole."""
+    datagrams = [
+        IP(src=PHONE, dst=DRONE) / UDP(sport=50000, dport=9003) / (b"v" * n) for n in (1, 2, 3)
+    ]
+    subframes = amsdu_subframes(*(msdu(p) for p in datagrams), sa=bytes.fromhex("02000000aa01"))
+    frames = [
+        dot11(subframes, 0, ds=2, qos=True, amsdu=True),
+        ETHERNET["gre_aruba_amsdu_two"](datagrams[0]),
+    ]
+    f = flow(0)
+    f.inspectors = ("dji_wifi",)
+    eng = Engine(f)
+    packets: list[object] = []
+    eng.handle = lambda i, pkt: packets.append(pkt) or (1e18, 0, True)  # type: ignore[method-assign]
+    for linktype, frame in ((105, frames[0]), (1, frames[1])):
+        packets.clear()
+        eng.walk([frame], linktype=linktype)
+        decoder = Decoder()
+        first = decoder.decode(RawPacket(1000.0, linktype, frame, len(frame), 0, 1))
+        assert first is not None and decoder.more
+        assert packets == [first, *decoder.more]
+    eng = Engine(flow(LIMIT))
+    eng.walk([frames[0], frames[0]], linktype=105)
+    assert (eng.counted, eng.handled) == (6, [])
+    eng = Engine(flow(LIMIT))
+    mixed = dot11(amsdu_subframes(msdu(datagrams[0]), msdu(ARP())), 0, ds=2, qos=True, amsdu=True)
+    eng.walk([mixed, frames[0][:-2]], linktype=105)
+    assert (eng.counted, eng.handled) == (0, [0, 1])
 
 
 def test_protected_802_11_data_is_counted_by_its_sender_in_c() -> None:
