@@ -1763,7 +1763,7 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     }
     if (table_init(&t, 1024) < 0) goto done;
     long long soft = 0; /* bumped when Python may have touched a flow not known here: re-read all */
-    Row r;
+    Row r, whole; /* a row, and the A-MSDU row its subframes are read from */
     r.checksums = checksums;
     for (Py_ssize_t i = 0; i < n; i++) {
         double now = ts[i];
@@ -1783,11 +1783,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         parse(b + at[i], cap, linktype, &r);
         /* An A-MSDU: each of its packets a row of its own, all of this frame (`parts`). */
         int parts = 1;
-        Row whole = r;
         long long sub_at = -1;
         if (r.ok == ROW_AMSDU) {
             parts = amsdu_parts(b + at[i], &r);
-            if (parts) sub_at = r.amsdu_at;
+            if (parts) sub_at = r.amsdu_at, whole = r;
             else parts = 1, r.ok = ROW_PYTHON;
         }
         if (r.ok == ROW_SKIP && (r.kind == SKIP_DOT11_PROTECTED
