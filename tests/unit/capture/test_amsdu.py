@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP
@@ -27,7 +29,7 @@ from dronewatch.core.pipeline import run_source
 from dronewatch.judge.flowlog import FlowRecord
 from tests.unit.capture.captures import pcap_bytes
 from tests.unit.capture.links import _aruba, amsdu_subframes, dot11, msdu, radiotap
-from tests.unit.fastpath.test_bulk import both
+from tests.unit.fastpath.test_bulk import both, write_capture
 
 PHONE, CLOUD = "10.77.0.2", "47.88.0.13"
 SIZES = (0, 1, 2, 3, 6)
@@ -180,3 +182,54 @@ def test_records_are_the_same_on_both_paths(tmp_path: Path) -> None:
     flows = [r for r in records if isinstance(r, FlowRecord)]
     assert sorted(r.orig_pkts + r.resp_pkts for r in flows) == [2, len(session)]
     assert bulk.capture.ip_packets == len(packets)
+
+
+def subframe(kind: int, size: int, n: int) -> bytes:
+    """An MSDU of kind `kind`: a TCP segment or a UDP datagram of one of a few flows, ARP, or a
+    frame without LLC/SNAP."""
+    up = IP(src=PHONE, dst=CLOUD)
+    if kind == 0:
+        return msdu(up / UDP(sport=40000 + n % 3, dport=9000) / (b"u" * size))
+    if kind == 1:
+        return msdu(up / TCP(sport=41000, dport=443, flags="PA", seq=1 + n * 64) / (b"t" * size))
+    if kind == 2:
+        return msdu(ARP(psrc=PHONE))
+    return b"\x42\x42\x03" + b"\x00" * size
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    link=st.sampled_from(sorted(LINKS)),
+    frames=st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(st.sampled_from([0, 0, 1, 1, 2, 3]), st.integers(0, 40)), max_size=5
+            ),
+            st.lists(st.tuples(st.integers(0, 160), st.integers(0, 255)), max_size=2),
+            st.one_of(st.none(), st.integers(0, 200)),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_any_a_msdu_gives_the_same_records_on_both_paths(
+    tmp_path: Path,
+    link: str,
+    frames: list[tuple[list[tuple[int, int]], list[tuple[int, int]], int | None]],
+) -> None:
+    """A-MSDUs of any make (IP packets, ARP, frames without LLC/SNAP, every padding, none at
+    all), bytes overwritten and cut anywhere: the C walk reads the ones it can whole and hands
+    the rest to the decoder, and the records are the per-packet path's."""
+    linktype, wrap = LINKS[link]
+    out = []
+    for n, (parts, flips, cut) in enumerate(frames):
+        data = bytearray(wrap(frame_of(*(subframe(k, size, n) for k, size in parts))))
+        for at, value in flips:
+            if at < len(data):
+                data[at] = value
+        out.append((1000.0 + n * 0.01, bytes(data if cut is None else data[:cut])))
+    path = tmp_path / "amsdu.pcap"
+    write_capture(path, out, linktype, False)
+    both(path, EngineOptions(inspect_packets=1))
