@@ -84,11 +84,11 @@ VLAN_TYPES = frozenset((ETH_TYPE_8021Q, ETH_TYPE_8021AD, ETH_TYPE_QINQ_OLD))
 ETH_MAX_LENGTH = 1500
 """A type field up to this is an IEEE 802.3 length: an LLC header follows, not an EtherType."""
 LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
+"""An LLC/SNAP header with an EtherType after it (RFC 1042: IP over IEEE 802 networks)."""
 DOT11_QOS_AMSDU = 0x80
 """In the first byte of a QoS data frame's QoS Control field: the body is an A-MSDU."""
 _AMSDU_HEADER = 14
 """An A-MSDU subframe's header: destination and source address, then the MSDU's length."""
-"""An LLC/SNAP header with an EtherType after it (RFC 1042: IP over IEEE 802 networks)."""
 
 # IPv6 extension headers that are skipped to reach the transport header (RFC 8200 4.1).
 IP6_EXT_HEADERS = frozenset((0, 43, 60, 135, 139, 140))
