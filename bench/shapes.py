@@ -449,6 +449,8 @@ class Shape:
     """With neither flows nor radio: how the bench mix's frames are framed."""
     packets: int = 1_000_000
     """Packets a capture of the shape has unless asked otherwise."""
+    amsdu: int = 1
+    """With a radio: the packets of a drone's downlink stream to an 802.11 A-MSDU."""
 
 
 SHAPES: dict[str, Shape] = {
@@ -490,6 +492,13 @@ SHAPES: dict[str, Shape] = {
             "the same 802.11 frames without radiotap (link type 105)",
             linktype=wire.LINKTYPE_IEEE802_11,
             radio=bare_radio,
+        ),
+        Shape(
+            "wifi_amsdu",
+            "the same 802.11 mix, drones' downlinks aggregated 3 packets to an A-MSDU (802.11n)",
+            linktype=wire.LINKTYPE_IEEE802_11_RADIOTAP,
+            radio=radiotap_radio,
+            amsdu=3,
         ),
         Shape(
             "pcapng_vlan",
@@ -547,7 +556,8 @@ def build(name: str, out: Path, packets: int, seed: int = 1) -> int:
         if shape.flows is not None:
             started = interleave(shape.flows(rng, pool), packets, writer.write, name)
         elif shape.radio is not None:
-            started = interleave(wifi_flows(rng, pool, shape.radio), packets, writer.write, name)
+            flows = wifi_flows(rng, pool, shape.radio, shape.amsdu)
+            started = interleave(flows, packets, writer.write, name)
         else:
             bench_mix(writer, packets, shape.wrap)
             started = 0

@@ -23,10 +23,15 @@ CHANNEL, FREQ = 6, 2437
 class Bss:
     """One access point on the monitored channel and the stations talking through it."""
 
-    def __init__(self, rng: random.Random, radio: Radio, bssid: bytes, ssid: str) -> None:
+    def __init__(
+        self, rng: random.Random, radio: Radio, bssid: bytes, ssid: str, amsdu: int = 1
+    ) -> None:
         self.rng, self.radio, self.bssid, self.ssid = rng, radio, bssid, ssid
         self.signal = rng.randrange(-75, -35)
         self._seq: dict[bytes, int] = {}
+        self.amsdu = amsdu
+        """Packets of a stream (`stream`) sent in one A-MSDU (1: each in a frame of its own)."""
+        self._held: dict[tuple[bytes, bool], list[bytes]] = {}
 
     def _next(self, mac: bytes) -> int:
         self._seq[mac] = n = self._seq.get(mac, 0) + 1
@@ -45,6 +50,28 @@ class Bss:
             frame = wire.dot11_data(
                 False, sta, self.bssid, self.bssid, self._next(self.bssid), body, protected
             )
+        yield ts, self.radio(frame, ts, self.signal)
+        if self.rng.random() < 0.8:
+            ack = wire.dot11_ack(sta if to_ap else self.bssid)
+            yield ts + 0.00005, self.radio(ack, ts + 0.00005, self.signal)
+
+    def stream(self, ts: float, sta: bytes, to_ap: bool, body: bytes) -> Packets:
+        """A packet of a steady stream (video, telemetry): with `amsdu` above 1, held until that
+        many of the stream's direction are there, then sent as one A-MSDU (802.11n aggregation)
+        with its ACK; else as `data` sends it."""
+        if self.amsdu < 2:
+            yield from self.data(ts, sta, to_ap, body)
+            return
+        held = self._held.setdefault((sta, to_ap), [])
+        held.append(body)
+        if len(held) < self.amsdu:
+            return
+        src, dst = (sta, self.bssid) if to_ap else (self.bssid, sta)
+        subframes = wire.amsdu_subframes([(dst, src, body) for body in held])
+        held.clear()
+        a1, a2 = (self.bssid, sta) if to_ap else (sta, self.bssid)
+        seq = self._next(sta if to_ap else self.bssid)
+        frame = wire.dot11_data(to_ap, a1, a2, self.bssid, seq, subframes, amsdu=True)
         yield ts, self.radio(frame, ts, self.signal)
         if self.rng.random() < 0.8:
             ack = wire.dot11_ack(sta if to_ap else self.bssid)
@@ -76,11 +103,12 @@ def ticks(rng: random.Random, t: float, until: float, period: float) -> Iterator
         t += period * rng.uniform(0.9, 1.1)
 
 
-def wifi_flows(rng: random.Random, pool: Pool, radio: Radio) -> Flows:
+def wifi_flows(rng: random.Random, pool: Pool, radio: Radio, amsdu: int = 1) -> Flows:
     """Monitor mode on channel 6 at a flying field: drone Wi-Fi sessions one after another (Tello
     SDK and video, a DJI Wi-Fi DUML link, a Parrot Bebop's ARSDK and video stream, MAVLink over an
     ESP8266 bridge whose beacons carry Remote ID), each AP's beacons, ACKs, and a neighbouring
-    WPA2 network's beacons and protected data."""
+    WPA2 network's beacons and protected data. `amsdu`: the drones' video and telemetry
+    downlinks sent that many packets to an A-MSDU (`Bss.stream`)."""
     home = Bss(rng, radio, bytes.fromhex("a0b1c2000001"), "Field-Office")
     yield BASE_TS, home.beacons(BASE_TS, float("inf"))
     yield BASE_TS, neighbour(rng, pool, home, BASE_TS)
@@ -92,15 +120,17 @@ def wifi_flows(rng: random.Random, pool: Pool, radio: Radio) -> Flows:
         tail = rng.randbytes(3)
         phone = bytes.fromhex("da7e11") + rng.randbytes(3)
         if kind == "tello":
-            ap = Bss(rng, radio, bytes.fromhex("60601f") + tail, f"TELLO-{tail.hex().upper()}")
+            ap = Bss(
+                rng, radio, bytes.fromhex("60601f") + tail, f"TELLO-{tail.hex().upper()}", amsdu
+            )
             yield t, ap.beacons(t, until)
             yield from tello_session(rng, pool, ap, phone, t, until)
         elif kind == "dji":
-            ap = Bss(rng, radio, bytes.fromhex("60601f") + tail, f"Spark-{tail.hex()}")
+            ap = Bss(rng, radio, bytes.fromhex("60601f") + tail, f"Spark-{tail.hex()}", amsdu)
             yield t, ap.beacons(t, until)
             yield from dji_wifi_session(rng, pool, ap, phone, t, until)
         elif kind == "parrot":
-            ap = Bss(rng, radio, bytes.fromhex("903ae6") + tail, f"Bebop2-{tail.hex()}")
+            ap = Bss(rng, radio, bytes.fromhex("903ae6") + tail, f"Bebop2-{tail.hex()}", amsdu)
             yield t, ap.beacons(t, until)
             yield from parrot_session(rng, pool, ap, phone, t, until)
         else:
@@ -145,7 +175,7 @@ def tello_session(
 
     def video() -> Packets:
         for i, ts in enumerate(ticks(rng, t + 1.0, until, 1 / 250)):
-            yield from ap.data(
+            yield from ap.stream(
                 ts, phone, False, snap_udp(drone, app, 62512, 11111, pool.take(1460), i)
             )
 
@@ -172,7 +202,7 @@ def dji_wifi_session(
 
     def video() -> Packets:
         for i, ts in enumerate(ticks(rng, t + 1.0, until, 1 / 300)):
-            yield from ap.data(
+            yield from ap.stream(
                 ts, phone, False, snap_udp(aircraft, app, 9004, port + 1, pool.take(1400), i)
             )
 
@@ -199,7 +229,7 @@ def parrot_session(
                 frame = wire.arnetworkal(2, 127, i // 30, event)
             else:
                 frame = wire.arnetworkal(3, 125, i, pool.take(1000))
-            yield from ap.data(ts, phone, False, snap_udp(drone, app, 54321, 43210, frame, i))
+            yield from ap.stream(ts, phone, False, snap_udp(drone, app, 54321, 43210, frame, i))
 
     yield t, c2d()
     yield t, d2c()

@@ -413,12 +413,31 @@ def radiotap(frame: bytes, tsft: int, freq: int, signal: int, rate: int = 108) -
 
 
 def dot11_data(
-    to_ds: bool, a1: bytes, a2: bytes, a3: bytes, seq: int, body: bytes, protected: bool = False
+    to_ds: bool,
+    a1: bytes,
+    a2: bytes,
+    a3: bytes,
+    seq: int,
+    body: bytes,
+    protected: bool = False,
+    amsdu: bool = False,
 ) -> bytes:
-    """A QoS data frame (one DS bit set) carrying `body` (LLC/SNAP and the packet)."""
+    """A QoS data frame (one DS bit set) carrying `body` (LLC/SNAP and the packet; with
+    `amsdu`, A-MSDU subframes, `amsdu_subframes`, and the QoS Control field's A-MSDU Present
+    bit set)."""
     fc1 = (0x01 if to_ds else 0x02) | (0x40 if protected else 0)
     head = bytes([0x88, fc1]) + b"\x30\x00" + a1 + a2 + a3
-    return head + struct.pack("<HH", (seq & 0xFFF) << 4, 0) + body
+    return head + struct.pack("<HH", (seq & 0xFFF) << 4, 0x80 if amsdu else 0) + body
+
+
+def amsdu_subframes(msdus: list[tuple[bytes, bytes, bytes]]) -> bytes:
+    """A-MSDU subframes (IEEE 802.11-2020 9.3.2.2.2) of (destination, source, MSDU): the two
+    addresses, the MSDU's length and the MSDU, each but the last padded to a multiple of 4."""
+    out = b""
+    for i, (da, sa, msdu) in enumerate(msdus):
+        sub = da + sa + struct.pack("!H", len(msdu)) + msdu
+        out += sub if i == len(msdus) - 1 else sub + b"\x00" * (-len(sub) % 4)
+    return out
 
 
 def dot11_ack(ra: bytes) -> bytes:
