@@ -15,6 +15,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from dronewatch.capture.base import RawPacket
 from dronewatch.capture.decode import Decoder
+from dronewatch.capture.encap import is_aruba_wlan
 from dronewatch.core.flow import Flow
 from dronewatch.core.hooks import FrameInterest
 from dronewatch.fastpath import _fastpath
@@ -144,6 +145,30 @@ def test_tagged_and_encapsulated_datagrams_are_counted_in_c() -> None:
     assert (eng.handled, eng.counted) == ([], len(carriers))
     assert len(set(keys)) == 1 and keys[0][:2] == bytes([4, 17])
     assert f.orig_pkts == len(carriers) and f.orig_bytes == len(carriers) * len(inner)
+
+
+def test_the_walk_and_the_decoder_take_the_same_gre_types_for_802_11() -> None:
+    """The GRE protocol types that carry an Aruba access point's 802.11 frames are one rule in
+    Python (`encap.is_aruba_wlan`) and the same rule written in C: for every type from 0x8000 to
+    0x9FFF, the walk reads the frame inside as 802.11 exactly when the decoder does."""
+    template = ETHERNET["gre_aruba"](IP(src=PHONE, dst=DRONE) / UDP(sport=50000, dport=9003))
+    at = 14 + 20 + 2  # the GRE header's protocol type
+    assert template[at : at + 2] == b"\x82\x40"
+    walked, decoded = set(), set()
+    for ptype in range(0x8000, 0xA000):
+        frame = template[:at] + ptype.to_bytes(2, "big") + template[at + 2 :]
+        keys: list[bytes] = []
+        eng = Engine(flow(LIMIT))
+        f = eng.flow
+        eng.lookup = lambda key, keys=keys, f=f: keys.append(key) or f  # type: ignore[method-assign]
+        eng.walk([frame])
+        if any(key[1] == 17 for key in keys):
+            walked.add(ptype)
+        pkt = Decoder().decode(RawPacket(0.0, 1, frame, len(frame), 0, 1))
+        if pkt is not None and pkt.proto == 17:
+            decoded.add(ptype)
+    assert walked == decoded == {t for t in range(0x8000, 0xA000) if is_aruba_wlan(t)}
+    assert len(walked) == 25  # 0x8200 to 0x8370 by 0x10, and 0x9000
 
 
 def test_encapsulated_packets_are_handed_over_as_the_decoder_makes_them() -> None:
