@@ -21,6 +21,7 @@ from dronewatch.core.hooks import Analyzer, Context, Record
 from dronewatch.fastpath import c_enabled
 from dronewatch.fastpath.bulk import BulkRunner
 from dronewatch.geoip.base import Resolver
+from dronewatch.geoip.local import LocalNets
 from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.alert import Alert
 from dronewatch.judge.classify import Classifier
@@ -253,7 +254,11 @@ class Pipeline:
         self.emit = emit
         resolver = config.resolver
         if resolver is None:
-            resolver = NullResolver()
+            # No databases, but the policy's local subnets are local all the same (a device
+            # declared by its address joins them: `with_devices`), as with a resolver the
+            # command line makes.
+            subnets = config.policy.local_subnets
+            resolver = NullResolver(LocalNets(subnets) if subnets else None)
         self.ctx = Context(emit=emit, dns=DnsNameCache(), local=resolver.local)
         keeper = EvidenceKeeper(config.evidence) if config.evidence is not None else None
         self.monitor = Monitor(

@@ -65,6 +65,10 @@ GEOIP_UNKNOWN = GeoInfo("unknown")
 GEOIP_PUBLIC = GeoInfo("public")
 """A public address that no open database knows anything about."""
 
+GEOIP_CONFIGURED = GeoInfo("local", local_reason="configured")
+"""An address the user's configuration puts on the local network whatever its scope (a device
+declared by its MAC sends from it: `Policy.declared_macs`)."""
+
 
 class Resolver(Protocol):
     """Anything that tells where an IP address is: MaxMindResolver, NullResolver or a test fake."""

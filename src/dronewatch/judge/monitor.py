@@ -13,7 +13,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
 from dronewatch.core.hooks import Context, Record, make_record
-from dronewatch.geoip.base import GeoInfo, Resolver
+from dronewatch.geoip.base import GEOIP_CONFIGURED, GeoInfo, Resolver
 from dronewatch.geoip.local import is_local_name
 from dronewatch.judge.alert import NOTE_LEAK, Alert
 from dronewatch.judge.classify import Classification, Classifier
@@ -196,6 +196,7 @@ class Monitor:
         self._announced: set[str] = set()
         self.evidence = evidence
         self.policy = policy
+        self._declared_macs = policy.declared_macs
         self.classifier = classifier
         self.resolver = resolver
         self.devices = DeviceBook()
@@ -230,6 +231,13 @@ class Monitor:
         egress observations written; what the books across flows need of it."""
         resp_geo = self.resolver.lookup(flow.resp_h)
         orig_geo = self.resolver.lookup(flow.orig_h)
+        if self._declared_macs:
+            # An end whose frames come from a device declared by its MAC is that device, on the
+            # local network whatever its address (a phone's global IPv6 addresses).
+            if flow.orig_mac in self._declared_macs and orig_geo.scope != "local":
+                orig_geo = GEOIP_CONFIGURED
+            if flow.resp_mac in self._declared_macs and resp_geo.scope != "local":
+                resp_geo = GEOIP_CONFIGURED
         orig_local = orig_geo.scope == "local"
         resp_local = resp_geo.scope == "local"
         cls = None

@@ -141,6 +141,18 @@ class Policy:
         return self.for_device(ip, mac, hostname).declared
 
     @property
+    def declared_macs(self) -> frozenset[bytes]:
+        """The MACs of the devices declared by their MAC, as frames carry them (6 bytes). Every
+        address a frame from one of them carries is the device's, on the local network whatever
+        its scope (`Monitor.settle`): a phone on an IPv6 network sends from global addresses,
+        temporary ones among them (RFC 8981), which a declaration by address cannot follow."""
+        return frozenset(
+            bytes.fromhex(dev.mac.replace(":", "").replace("-", ""))
+            for dev in self.devices
+            if dev.mac and dev.declared
+        )
+
+    @property
     def local_subnets(self) -> tuple[str, ...]:
         nets = list(self.defaults.local_subnets)
         for dev in self.devices:

@@ -18,6 +18,7 @@ from dronewatch.exceptions import PolicyError
 from dronewatch.geoip.null import NullResolver
 from dronewatch.judge.alert import NOTE_ATTEMPT, NOTE_LEAK, Alert, is_lookup
 from dronewatch.judge.classify import Classifier
+from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import (
     DeviceRecord,
     FlowEnd,
@@ -28,6 +29,7 @@ from dronewatch.judge.monitor import (
 )
 from dronewatch.judge.policy import Policy, device_spec, with_devices
 from tests.factories import RecordingContext
+from tests.pcaps import THIRD_PARTY
 
 LINKTYPE_RAW = 101
 """Bare IP packets, as PCAPdroid and other VPN-based phone captures write them."""
@@ -270,3 +272,42 @@ def test_busiest_hosts_come_most_packets_first_without_group_addresses() -> None
     ]
     assert list(_busiest_hosts(traffic)) == want
     assert list(islice(_busiest_hosts(traffic), 20)) == want[:20]
+
+
+NETALYZR_V6 = THIRD_PARTY / "zeek" / "ipv6-fragmented-dns.pcap"
+"""A host on a global IPv6 address (2001:470:1f11:81f::/64, a tunnel broker's) looking up names
+at a public resolver: what a phone on an IPv6 network looks like (Zeek's trace, BSD)."""
+NETALYZR_MAC = "c4:2c:03:3b:6c:aa"
+NETALYZR_IP = "2001:470:1f11:81f:d138:5f55:6d4:1fe2"
+
+
+def _judged(recs: dict[str, list[Record]]) -> tuple[list[tuple[object, ...]], list[object]]:
+    verdicts = [
+        (v.device_ip, v.device_mac, v.verdict, v.msg, v.bytes_out, v.packets)
+        for v in recs["verdicts"]
+        if isinstance(v, VerdictRecord)
+    ]
+    alerts = [replace(a, id="") for a in recs.get("alerts", []) if isinstance(a, Alert)]
+    return verdicts, alerts
+
+
+def test_a_device_named_by_its_mac_is_judged_at_any_address() -> None:
+    """A device declared by its MAC whose address is global (a phone on an IPv6 network, where
+    temporary addresses change daily) is the device wherever its frames come from: judged as
+    the same device declared by its address is, on a real capture. Before, nothing of it counted
+    as having left (its address is not a local one) and the verdict said the capture showed
+    nothing of the device."""
+    by_mac = run(NETALYZR_V6, with_devices(ldm_on(), [NETALYZR_MAC]))
+    by_ip = run(NETALYZR_V6, with_devices(ldm_on(), [NETALYZR_IP]))
+    verdicts, alerts = _judged(by_mac)
+    assert verdicts == _judged(by_ip)[0]
+    assert alerts == _judged(by_ip)[1]
+    ((ip, mac, verdict, msg, bytes_out, packets),) = verdicts
+    assert (ip, mac, verdict) == (NETALYZR_IP, NETALYZR_MAC, "violation")
+    assert bytes_out > 0 and packets > 0
+    assert "txtpadding_323.n1.netalyzr.icsi.berkeley.edu" in msg
+    flows = [f for f in by_mac["flows"] if isinstance(f, FlowRecord)]
+    assert {f.orig_scope for f in flows} == {"local"}  # the host's end, as the address gives it
+    assert {f.resp_scope for f in flows} == {"public"}
+    # Undeclared, the host's global address is not a local one: nothing is judged.
+    assert "verdicts" not in run(NETALYZR_V6, ldm_on())
