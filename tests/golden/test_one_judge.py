@@ -218,3 +218,64 @@ def test_service_judges_a_device_whose_frames_are_encrypted_as_analyze_does(
     assert served["coverage"]["encrypted_frames"] == 129
     assert "129 encrypted 802.11 data frames sent by the device" in served["msg"]
     assert "129 encrypted 802.11 data frames sent by the device" in verdicts[mac].msg
+
+
+@pytest.mark.parametrize(
+    ("capture", "mac", "agent_told"),
+    [
+        # A phone at a private IPv4 address: the agent needs no declaration to see it.
+        ("scenarios/dji_fly_ldm_on_violation.pcap", "ae:3f:52:8c:77:02", False),
+        # A host at a global IPv6 address (Zeek's trace): the agent is given `--device MAC`.
+        ("third_party/zeek/ipv6-fragmented-dns.pcap", "c4:2c:03:3b:6c:aa", True),
+    ],
+)
+def test_service_judges_a_device_declared_by_its_mac_as_analyze_does(
+    tmp_path: Path, migrated_sqlite: Path, capture: str, mac: str, agent_told: bool
+) -> None:
+    """A device declared in the service by its MAC alone (no address) is judged on what its
+    addresses sent, as `analyze --device MAC` judges it: the same verdict, the same alerts.
+    Before, the service looked the device up by address only, found none, and called it clean."""
+    config = AnalysisConfig(
+        policy=with_devices(Policy().with_ldm(True), [mac]),
+        classifier=Classifier.load(),
+        resolver=MaxMindResolver.bundled(),
+    )
+    verdicts: dict[str, VerdictRecord] = {}
+    want: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+
+    def emit(record: Record) -> None:
+        if isinstance(record, VerdictRecord):
+            verdicts[record.device_ip] = record
+
+    result = run_source(FileSource(str(PCAPS / capture)), emit, config)
+    want = [a.to_dict() for a in result.alerts if a.device_mac == mac]
+    (verdict,) = [v for v in verdicts.values() if v.device_mac == mac]
+    assert verdict.verdict == "violation" and want
+    agent = AnalysisConfig(
+        policy=with_devices(Policy().with_ldm(True), [mac] if agent_told else []),
+        classifier=Classifier.load(),
+        resolver=MaxMindResolver.bundled(),
+    )
+    batcher = Batcher(lambda _batch, batch: records.extend(batch), size=1 << 30)
+    run_source(FileSource(str(PCAPS / capture)), batcher, agent)
+    batcher.flush()
+    records = [r for r in records if r["log"] not in ("alerts", "verdicts")]  # as agents send
+    shutil.copyfile(migrated_sqlite, tmp_path / migrated_sqlite.name)
+    service = Service.open(Settings(data_dir=tmp_path))
+    try:
+        device = service.store.create_device({"mac": mac}, by="test")
+        service.store.set_ldm(device["id"], True, 0.0, by="test")
+        service.ingest(batch_id(records), "test", records, discovered_ldm=True)
+        device = service.store.get_device(device["id"])
+        store = service.store
+        alerts = store.list_alerts(AlertFilter(device=mac), since=None, cursor=None, limit=1000)
+        served = device_verdict(store, device, alerts, None, None)
+        flows = store.flows_for(store.device_hosts(device), None, None, 1000)
+    finally:
+        service.close()
+    assert served["verdict"] == "violation"
+    assert served["destinations"] and flows
+    assert {a["id"]: {k: a.get(k) for k in ORDER_FREE} for a in alerts} == {
+        a["id"]: {k: a.get(k) for k in ORDER_FREE} for a in want
+    }

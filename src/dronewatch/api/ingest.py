@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from dronewatch.api import db
-from dronewatch.api.store import Store
+from dronewatch.api.store import Store, host_mac
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.egress import EgressBook, EgressRecord, judge_device
 from dronewatch.judge.policy import DevicePolicy, Policy, ldm_windows
@@ -225,6 +225,10 @@ class Ingestor:
             devices = _DeviceCache(self.store, conn)
             if device.get("ip"):
                 hosts = [str(device["ip"])]
+            elif device.get("mac") and not (device.get("net") or device.get("hostname")):
+                # Declared by its MAC alone: every address its observations came from (a
+                # phone's IPv4 and IPv6 addresses, its temporary IPv6 ones).
+                hosts = self.store.egress_hosts(conn, str(device["mac"]))
             elif device.get("net") or device.get("hostname"):
                 seen = [(d["ip"], d["mac"], d["hostname"]) for d in self.store.list_in(conn)]
                 seen += [(ip, None, None) for ip in self.store.egress_hosts(conn)]
@@ -248,12 +252,15 @@ class Ingestor:
     ) -> None:
         """Fold every observation of a device again into its alerts, store the alerts that
         changed and remove those the judge no longer raises."""
-        device = devices.claim(host_ip)
+        docs = self.store.egress_of(conn, host_ip)
+        # Found by its MAC too, as its observations carry it: a device declared by its MAC
+        # alone has no address of its own to be found by.
+        device = devices.claim(host_ip, host_mac(docs))
         if device is None:
             return
         policy = device_policy(device, devices.changes(device["id"]))
         book = EgressBook()
-        for doc in self.store.egress_of(conn, host_ip):
+        for doc in docs:
             obs = EgressRecord.from_dict(doc)
             book.add(obs, policy.ldm_on(obs.ts, obs.last_ts))
         name = device.get("name") or device.get("hostname")

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from dronewatch.api import db
 from dronewatch.exceptions import DronewatchError
@@ -446,10 +447,25 @@ class Store:
         row = conn.execute(select(db.devices).where(db.devices.c.id == device_id)).mappings().one()
         return self._device(conn, row)
 
-    def egress_hosts(self, conn: Connection) -> list[str]:
-        """Every local host that has egress observations."""
+    def egress_hosts(self, conn: Connection, mac: str | None = None) -> list[str]:
+        """Every local host that has egress observations; with `mac`, those whose latest
+        observation naming a MAC names that one (the addresses of a device known by its MAC:
+        a phone's IPv4 and IPv6 addresses)."""
         c = db.egress.c
-        return [str(r[0]) for r in conn.execute(select(c.host_ip).distinct())]
+        hosts = [str(r[0]) for r in conn.execute(select(c.host_ip).distinct())]
+        if mac is None:
+            return hosts
+        return [ip for ip in hosts if host_mac(self.egress_of(conn, ip)) == mac.lower()]
+
+    def device_hosts(self, device: dict[str, Any]) -> list[str]:
+        """The addresses a device's traffic is stored under: its own, or, declared by its MAC
+        alone, every address its observations came from."""
+        if device.get("ip"):
+            return [str(device["ip"])]
+        if not device.get("mac"):
+            return []
+        with self.engine.connect() as conn:
+            return self.egress_hosts(conn, str(device["mac"]))
 
     @staticmethod
     def _ldm(conn: Connection, device_id: int, on: bool, at: float, by: str) -> None:
@@ -790,14 +806,17 @@ class Store:
 
     def flows_for(
         self,
-        device_ip: str,
+        device_ips: Sequence[str],
         start: float | None,
         end: float | None,
         limit: int,
         cursor: tuple[float, str] | None = None,
     ) -> list[dict[str, Any]]:
+        """The flows of a device (at any of its addresses, `device_hosts`), in time order."""
+        if not device_ips:
+            return []
         f = db.flows.c
-        conds = [f.device_ip == device_ip]
+        conds: list[ColumnElement[bool]] = [f.device_ip.in_(list(device_ips))]
         if start is not None:
             conds.append(f.last_ts >= start)
         if end is not None:
@@ -813,11 +832,14 @@ class Store:
         return [dict(r) for r in rows]
 
     def egress_summary(
-        self, device_ip: str, start: float | None, end: float | None
+        self, device_ips: Sequence[str], start: float | None, end: float | None
     ) -> list[dict[str, Any]]:
-        """Off-device traffic of a device in a window, by destination and category."""
+        """Off-device traffic of a device (at any of its addresses) in a window, by destination
+        and category."""
+        if not device_ips:
+            return []
         f = db.flows.c
-        conds = [f.device_ip == device_ip, f.scope == "public"]
+        conds: list[ColumnElement[bool]] = [f.device_ip.in_(list(device_ips)), f.scope == "public"]
         if start is not None:
             conds.append(f.last_ts >= start)
         if end is not None:
@@ -1021,6 +1043,15 @@ class Store:
                 device_id = int(res.inserted_primary_key[0])  # type: ignore[index]
                 self._ldm(conn, device_id, ldm, 0.0, by)
         return added
+
+
+def host_mac(docs: Sequence[dict[str, Any]]) -> str | None:
+    """The MAC a host's egress observations came from (the latest that names one)."""
+    for doc in reversed(docs):
+        mac = doc.get("host_mac")
+        if mac:
+            return str(mac).lower()
+    return None
 
 
 def _device_cond(device: str) -> Any:

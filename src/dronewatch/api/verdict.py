@@ -23,7 +23,7 @@ def device_verdict(
     lo = start if start is not None else float("-inf")
     hi = end if end is not None else float("inf")
     ldm = ldm_on_during(windows, lo, hi)
-    dests = store.egress_summary(device["ip"], start, end) if device["ip"] else []
+    dests = store.egress_summary(store.device_hosts(device), start, end)
     coverage = store.coverage(start, end, device.get("mac"))
     verdict = decide(
         ldm,

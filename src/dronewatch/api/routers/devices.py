@@ -141,7 +141,8 @@ def device_flows(
         except ValueError:
             raise HTTPException(400, "cursor must be the next_cursor of a previous page") from None
     limit = min(limit, request.app.state.settings.max_page)
-    items = _store(request).flows_for(device["ip"], start, end, limit + 1, cur)
+    store = _store(request)
+    items = store.flows_for(store.device_hosts(device), start, end, limit + 1, cur)
     more = len(items) > limit
     items = items[:limit]
     nxt = f"{items[-1]['ts']}:{items[-1]['uid']}" if more else None
