@@ -15,7 +15,10 @@ import threading
 def server(cert: str, key: str, port: int) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
-    sock = socket.create_server(("0.0.0.0", port), reuse_port=True)
+    # IPv4 and IPv6 alike (the IPv6 lab's cloud is at a global address).
+    sock = socket.create_server(
+        ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=True
+    )
     print("ready", flush=True)
 
     def handle(conn: socket.socket) -> None:

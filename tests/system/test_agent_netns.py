@@ -43,6 +43,11 @@ DRONEWATCH = Path(sys.executable).parent / "dronewatch"
 PHONE_IP = "10.200.0.2"
 CLOUD_IP = "198.51.100.10"
 SNI = "flysafe-api.dji.com"
+PHONE6 = "2001:db8:1::10"
+"""The phone on an IPv6 network: a global address (documentation range: not local by itself)."""
+ROUTER6 = "2001:db8:1::1"
+CLOUD6 = "2001:db8:2::20"
+PHONE_MAC = "02:dd:00:00:00:10"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("dumpcap") is None,
@@ -60,6 +65,7 @@ class Lab:
     cloud: str
     bridge: str
     tmp: Path
+    cloud_ip: str = CLOUD_IP
 
     def in_ns(self, ns: str, *args: str) -> list[str]:
         return ["ip", "netns", "exec", ns, *args]
@@ -73,7 +79,7 @@ class Lab:
                 "-m",
                 "tests.netns_peer",
                 "client",
-                CLOUD_IP,
+                self.cloud_ip,
                 "443",
                 SNI,
                 str(size),
@@ -114,9 +120,25 @@ def _cert(tmp: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """phone (10.200.0.2) and cloud (198.51.100.10) namespaces on a bridge in this namespace."""
+    yield from _lab(tmp_path, v6=False)
+
+
+@pytest.fixture
+def lab6(tmp_path: Path) -> Iterator[Lab]:
+    """The same on IPv6: the phone at a global address (2001:db8:1::10/64, MAC `PHONE_MAC`), the
+    cloud's router at 2001:db8:1::1 and the cloud at 2001:db8:2::20 behind it; the kernels find
+    each other by Neighbor Discovery on the bridge, as on a site's network."""
+    yield from _lab(tmp_path, v6=True)
+
+
+def _lab(tmp_path: Path, v6: bool) -> Iterator[Lab]:
     s = uuid.uuid4().hex[:6]
     phone, cloud, br = f"dwph{s}", f"dwcl{s}", f"dwbr{s}"
     made: list[list[str]] = []
+    if v6:
+        phone_addrs, cloud_addrs = [f"{PHONE6}/64"], [f"{ROUTER6}/64", f"{CLOUD6}/128"]
+    else:
+        phone_addrs, cloud_addrs = [f"{PHONE_IP}/24"], ["10.200.0.1/24", f"{CLOUD_IP}/32"]
     try:
         for ns in (phone, cloud):
             sh("ip", "netns", "add", ns)
@@ -124,17 +146,23 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         sh("ip", "link", "add", br, "type", "bridge")
         made.append(["ip", "link", "del", br])
         for ns, host_if, addrs in (
-            (phone, f"dwp{s}", [f"{PHONE_IP}/24"]),
-            (cloud, f"dwc{s}", ["10.200.0.1/24", f"{CLOUD_IP}/32"]),
+            (phone, f"dwp{s}", phone_addrs),
+            (cloud, f"dwc{s}", cloud_addrs),
         ):
             sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
             sh("ip", "link", "set", host_if, "master", br, "up")
+            if ns == phone and v6:
+                sh("ip", "-n", ns, "link", "set", "eth0", "address", PHONE_MAC)
             for addr in addrs:
-                sh("ip", "-n", ns, "addr", "add", addr, "dev", "eth0")
+                # No Duplicate Address Detection: the address is usable at once.
+                sh("ip", "-n", ns, "addr", "add", addr, "dev", "eth0", *(("nodad",) if v6 else ()))
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "link", "set", br, "up")
-        sh("ip", "-n", phone, "route", "add", "198.51.100.0/24", "via", "10.200.0.1")
+        if v6:
+            sh("ip", "-n", phone, "-6", "route", "add", "2001:db8:2::/64", "via", ROUTER6)
+        else:
+            sh("ip", "-n", phone, "route", "add", "198.51.100.0/24", "via", "10.200.0.1")
         cert, key = _cert(tmp_path)
         server = subprocess.Popen(
             [
@@ -157,7 +185,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         )
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         try:
-            yield Lab(phone, cloud, br, tmp_path)
+            yield Lab(phone, cloud, br, tmp_path, CLOUD6 if v6 else CLOUD_IP)
         finally:
             server.terminate()
             server.wait(5)
@@ -255,6 +283,34 @@ def test_agent_raises_alert_for_real_upload(lab: Lab) -> None:
         with live.client() as c:
             (ev,) = c.get(f"/api/v1/alerts/{alert['id']}/evidence").json()
         assert ev["frames"] and ev["uid"] == alert["uids"][0]  # type: ignore[index]
+
+
+def test_agent_alerts_for_a_phone_at_a_global_ipv6_address(lab6: Lab) -> None:
+    """A phone on an IPv6 network sends from a global address that no table of local ranges
+    holds; the agent is told nothing of it, the service knows it by its MAC. The kernels'
+    Neighbor Discovery on the bridge shows the address on the link, so the agent takes the
+    phone's end for local and the upload for something that left it: the service raises the
+    alert on the device it declared."""
+    for live in run_service(sqlite_settings(lab6.tmp / "svc")):
+        with live.client() as c:
+            dev = c.post("/api/v1/devices", json={"mac": PHONE_MAC, "name": "pilot-phone"}).json()
+            c.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": True, "at": 0}).raise_for_status()
+        agent = start_agent(lab6, live.url, live.key("agent", "sensor"), lab6.tmp / "spool")
+        try:
+            lab6.upload()
+            alerts = wait_for_alerts(live, 1)
+        finally:
+            log = stop_agent(agent)
+        alerts = wait_for_alerts(live, 1)
+        assert len(alerts) == 1, log
+        alert = alerts[0]
+        assert (alert["device_ip"], alert["device_mac"], alert["dest_name"], alert["dest_ip"]) == (
+            PHONE6,
+            PHONE_MAC,
+            SNI,
+            CLOUD6,
+        )
+        assert int(str(alert["bytes_out"])) > 100_000
 
 
 def test_agent_ldm_off_stores_flows_without_alert(lab: Lab) -> None:

@@ -271,6 +271,9 @@ class _Coverage:
             inspection_stopped=stopped or None,
             bad_checksums=bad - self.bad_checksums or None,
             encrypted=encrypted_senders(encrypted - self.encrypted),
+            on_link=(pipe.ctx.on_link.cidrs() or None)
+            if pipe is not None
+            else (final.on_link if final else None),
         )
         self.since = now
         self.bad_checksums = bad

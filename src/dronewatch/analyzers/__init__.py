@@ -14,6 +14,7 @@ from dronewatch.analyzers.local_link import LocalLinkAnalyzer, LocalLinkOptions
 from dronewatch.analyzers.mavlink import MavlinkAnalyzer, MavlinkOptions
 from dronewatch.analyzers.mdns import MdnsAnalyzer, MdnsOptions
 from dronewatch.analyzers.mqtt import MqttAnalyzer, MqttOptions
+from dronewatch.analyzers.ndp import NdpAnalyzer
 from dronewatch.analyzers.parrot import ParrotAnalyzer, ParrotOptions
 from dronewatch.analyzers.quic import QuicAnalyzer, QuicOptions
 from dronewatch.analyzers.remoteid import RemoteIdAnalyzer, RemoteIdOptions
@@ -72,4 +73,5 @@ def default_analyzers(ctx: Context, options: AnalyzerOptions | None = None) -> l
         RemoteIdAnalyzer(ctx, o.remoteid),
         DjiDroneIdAnalyzer(ctx, o.dji_droneid),
         LocalLinkAnalyzer(ctx, o.local_link),
+        NdpAnalyzer(ctx),
     ]

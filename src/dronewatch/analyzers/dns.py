@@ -545,7 +545,7 @@ class DnsAnalyzer:
         does not look at the flow's queries), and nothing is written. What the flow's earlier
         messages would change is not known here: past `max_failures` undecodable messages the
         flow's owner gives it up, and this process still learns from a valid answer on it."""
-        if pkt.payload:
+        if pkt.payload and pkt.proto == IP_PROTO_UDP:  # not another reader's (ICMPv6 ND)
             learn_datagram(self.ctx.dns, pkt.payload, pkt.ts)
 
     def flow_end(self, flow: Flow) -> None:

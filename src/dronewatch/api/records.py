@@ -68,6 +68,7 @@ COUNT_FIELDS = frozenset(
         "inspection_stopped",
         "bad_checksums",
         "encrypted",
+        "on_link_refused",
         "orig_pkts",
         "resp_pkts",
         "orig_bytes",

@@ -248,9 +248,10 @@ class Engine:
             for h in hooks
             if h.facts is not None and not _needs_flows(self.analyzers, h.name)
         ]
-        self._facts = tuple(facts) if readers and len(facts) == len(readers) else None
-        """The readers' `facts` hooks, when every reader reads another process's UDP datagrams
-        without their flows (`FactsHook`); None: those flows are made here for them."""
+        self._facts = tuple(facts) if hooks and len(facts) == len(hooks) else None
+        """The readers' `facts` hooks, when every reader run reads another process's UDP
+        datagrams and ICMPv6 messages without their flows (`FactsHook`); None: those flows are
+        made here for them."""
         self._unread = frozenset(h.name for h in registered if h.packet is None or h.flow_start)
         """The analyzers whose `flow_end` every flow needs, whether or not they were handed its
         packets: those without a `packet` hook, or with a `flow_start` hook."""
@@ -347,7 +348,7 @@ class Engine:
                     self.not_owned += 1
                     return  # another process's flow
                 foreign = making == _FOR_FACTS
-                if foreign and proto == IP_PROTO_UDP and self._facts is not None:
+                if foreign and proto != IP_PROTO_TCP and self._facts is not None:
                     self._read_facts(pkt)
                     return
             key, flow = self._start(key, pkt, sport, dport, foreign)
@@ -972,17 +973,29 @@ class Share:
     every_port: int | None = None
     readers: frozenset[str] = frozenset()
     """The analyzers that read another process's flows made here for their facts (the DNS
-    analyzer, which feeds the name cache): the other analyzers never see them."""
+    analyzer, which feeds the name cache; Neighbor Discovery's, which feeds the on-link table):
+    the other analyzers never see them."""
+    every_icmp6: frozenset[int] = frozenset()
+    """ICMPv6 types whose messages every process reads for their facts, as the datagrams on
+    `every_port` (Neighbor Discovery's: what is on the link)."""
 
     def making(self, key: FlowKey) -> int:
         """Whether this process makes the flow of `key`: `_MINE`, `_FOR_FACTS` (another's flow
-        on `every_port`) or `_NOT_MINE`."""
+        on `every_port`, or of an `every_icmp6` type) or `_NOT_MINE`."""
         if owner(key, self.processes) == self.index:
             return _MINE
         port = self.every_port
         if port is not None and key[0] in (IP_PROTO_TCP, IP_PROTO_UDP) and port in (key[2], key[4]):
             return _FOR_FACTS
+        types = self.every_icmp6
+        if types and key[0] == IP_PROTO_ICMP6 and (key[2] in types or key[4] in types):
+            return _FOR_FACTS
         return _NOT_MINE
+
+    @property
+    def icmp6_mask(self) -> int:
+        """`every_icmp6` as the C walk takes it: bit t - 128 for each type t (128-191)."""
+        return sum(1 << (t - 128) for t in self.every_icmp6 if 128 <= t < 192)
 
 
 _MINE, _FOR_FACTS, _NOT_MINE = 0, 1, 2

@@ -21,6 +21,7 @@ from dronewatch.core.flow import (
 )
 from dronewatch.fastpath import native
 from dronewatch.geoip.local import LocalNets, builtin_local_nets
+from dronewatch.geoip.onlink import OnLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,9 @@ class Context:
     local: LocalNets = dataclasses.field(default_factory=builtin_local_nets)
     """The local networks of the run: the GeoIP resolver's (built-in ranges, the user's local
     subnets and drone-link subnets), so an analyzer takes for local what the monitor does."""
+    on_link: OnLink = dataclasses.field(default_factory=OnLink)
+    """The IPv6 prefixes and addresses the capture showed on its link (Neighbor Discovery,
+    `dronewatch.analyzers.ndp`): local too, for the monitor, whatever their scope."""
 
 
 @runtime_checkable

@@ -92,6 +92,15 @@ class CaptureRecord(Record):
     (`DecodeStats.encrypted`; the `MAX_ENCRYPTED_SENDERS` that sent most): a device that sent any
     is never judged clean, since what they carried could not be read. None (left out) when the
     capture has none."""
+    on_link: tuple[str, ...] | None = None
+    """The IPv6 prefixes and addresses (CIDR; an address as /128) Neighbor Discovery showed on
+    the capture's link (`dronewatch.analyzers.ndp`): an end of a flow at one of them is a host of
+    the site's network, local whatever its scope (a phone's global address). None (left out)
+    when none was shown."""
+    on_link_refused: dict[str, int] | None = None
+    """Prefixes router advertisements named that were too short to be taken as the link's
+    (`dronewatch.geoip.onlink.MIN_PREFIX`: a rogue or mistaken advertisement), with the times
+    named. None (left out) when none was."""
 
 
 MAX_ENCRYPTED_SENDERS = 1000
@@ -151,6 +160,9 @@ class RunTotals:
     bad_checksums: int = 0
     encrypted: dict[bytes, int] = field(default_factory=dict)
     """Protected 802.11 data frames by sender (`DecodeStats.encrypted`)."""
+    on_link: tuple[str, ...] = ()
+    """What Neighbor Discovery showed on the link (`OnLink.cidrs`)."""
+    on_link_refused: dict[str, int] = field(default_factory=dict)
 
 
 def merge_totals(shares: list[RunTotals]) -> RunTotals:
@@ -180,6 +192,8 @@ def merge_totals(shares: list[RunTotals]) -> RunTotals:
         evicted_flows=sum(t.evicted_flows for t in shares),
         bad_checksums=first.bad_checksums,
         encrypted=first.encrypted,
+        on_link=first.on_link,  # every process reads every Neighbor Discovery message
+        on_link_refused=first.on_link_refused,
     )
 
 
@@ -212,6 +226,8 @@ def finish_run(totals: RunTotals, monitor: Monitor, emit: Callable[[Record], Non
         inspection_stopped=monitor.stopped_flows or None,
         bad_checksums=totals.bad_checksums or None,
         encrypted=encrypted_senders({mac_str(m): n for m, n in totals.encrypted.items()}),
+        on_link=totals.on_link or None,
+        on_link_refused=dict(totals.on_link_refused) or None,
     )
     emit(record)
     alerts = monitor.finish(
@@ -332,6 +348,8 @@ class Pipeline:
             evicted_flows=engine.evicted_flows,
             bad_checksums=decoder.stats.bad_checksums,
             encrypted=dict(decoder.stats.encrypted),
+            on_link=self.ctx.on_link.cidrs(),
+            on_link_refused=dict(self.ctx.on_link.refused),
         )
 
 

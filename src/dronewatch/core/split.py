@@ -57,6 +57,7 @@ except ImportError:  # not on this platform: pipes keep their size
     fcntl = None  # type: ignore[assignment]
 
 from dronewatch.analyzers.dns import DNS_PORT, DnsAnalyzer
+from dronewatch.analyzers.ndp import ND_TYPES, NdpAnalyzer
 from dronewatch.capture.base import Source
 from dronewatch.capture.files import open_source
 from dronewatch.core.collector import fewer_collections
@@ -434,8 +435,9 @@ def _share(path: str, k: int, processes: int, conn: Connection, wants: _Wants) -
         if len(items) >= BATCH:
             flush()
 
-    # DNS answers name the flows after them: every process reads every DNS flow.
-    share = Share(k, processes, DNS_PORT, frozenset({DnsAnalyzer.name}))
+    # DNS answers name the flows after them, Neighbor Discovery says which addresses are on the
+    # link: every process reads every DNS flow and every Neighbor Discovery message.
+    share = Share(k, processes, DNS_PORT, frozenset({DnsAnalyzer.name, NdpAnalyzer.name}), ND_TYPES)
     pipe = Pipeline(emit, config, share=share, handoff=handoff)
 
     engine = pipe.engine

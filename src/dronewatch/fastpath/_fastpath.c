@@ -1698,6 +1698,11 @@ static int mgmt_wanted(const uint8_t *f, long long len, int subtype, const uint8
     return 0;
 }
 
+/* Whether ICMPv6 type t is one of `mask`'s (bit t - 128, types 128-191). */
+static int icmp6_shared(int t, unsigned long long mask) {
+    return t >= 128 && t < 192 && (mask >> (t - 128)) & 1;
+}
+
 static PyObject *walk(PyObject *self, PyObject *args) {
     Py_buffer buf, at_b, cap_b, wire_b, ts_b, iface_b = {0};
     int linktype, iface = 0;
@@ -1711,17 +1716,20 @@ static PyObject *walk(PyObject *self, PyObject *args) {
        its flow, through `handle`). */
     int share_k = 0, share_n = 1, share_port = -1, checksums = CK_IGNORE;
     PyObject *facts = Py_None;
+    /* The ICMPv6 types whose messages every process reads too (`Share.icmp6_mask`: bit t - 128
+       for type t), handed to `facts` as the datagrams on share_port are. */
+    unsigned long long share_icmp6 = 0;
     /* The management frames the engine's frame hooks may read (`mgmt_wanted`; None: any), and
        whether the engine has had a packet (until then every management frame goes to it: the
        first packet sets the capture's start). */
     PyObject *frame_ouis = Py_None;
     int frame_action = 1, started = 0;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*iLOdLLddOOOOOOO|iiiiOOii", &buf, &at_b, &cap_b,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*iLOdLLddOOOOOOO|iiiiOOiiK", &buf, &at_b, &cap_b,
                           &wire_b, &ts_b, &linktype, &first_frame, &iface_o, &eng.next_sweep,
                           &eng.ended, &t.limit, &t.active_s, &t.linger_s, &t.lookup, &handle,
                           &follow, &sweep, &t.counted_cb, &t.skipped_cb, &t.timers_cb, &share_k,
                           &share_n, &share_port, &checksums, &facts, &frame_ouis, &frame_action,
-                          &started))
+                          &started, &share_icmp6))
         return NULL;
     if (PyLong_Check(iface_o)) iface = (int)PyLong_AsLong(iface_o);
     else if (PyObject_GetBuffer(iface_o, &iface_b, PyBUF_SIMPLE) < 0) iface_b.obj = NULL;
@@ -1836,7 +1844,12 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             }
             if (share_n > 1) {
                 int on_port = be16(r.key + 18) == share_port || be16(r.key + 36) == share_port;
-                if ((!on_port || (facts != Py_None && r.key[1] == 17)) &&
+                /* An ICMPv6 message of a type every process reads (as `Share.making`: either
+                   end's "port", its type or its pair's, is one of them). */
+                int by_type = r.key[1] == 58 && (icmp6_shared(be16(r.key + 18), share_icmp6) ||
+                                                 icmp6_shared(be16(r.key + 36), share_icmp6));
+                if (by_type) on_port = 1;
+                if ((!on_port || (facts != Py_None && (r.key[1] == 17 || by_type))) &&
                     (int)(key_crc(r.key) % (uint32_t)share_n) != share_k) {
                     if (!on_port) {
                         /* Another process's flow: only its time counts here (the sweeps above,
@@ -2037,16 +2050,18 @@ static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS,
      "walk(buf, data_at, caplen, wirelen, ts, linktype, first_frame, iface, next_sweep, ended, "
      "limit, active_s, linger_s, lookup, handle, follow, sweep, counted, skipped, timers[, "
-     "share_k, share_n, share_port, checksums, facts, frame_ouis, frame_action, started]) "
+     "share_k, share_n, share_port, checksums, facts, frame_ouis, frame_action, started, "
+     "share_icmp6]) "
      "-> next sweep time\n\n"
      "Walk the rows of a batch in order, counting the packets of settled flows and the frames "
      "that are not IP here and handing every other row to the call backs (see "
      "dronewatch.fastpath.bulk), with the decoder's Packet of each row read whole here "
      "(packet_setup; None for a row the decoder must read). share_k of share_n: skip the rows "
      "of the flows another process of a shared capture makes (dronewatch.core.engine.owner; those with port "
-     "share_port at one end excepted), their times only making sweeps; facts (if not None) "
-     "is handed another process's UDP datagrams on share_port, for what they teach without "
-     "their flows. frame_ouis (bytes of 3-byte OUIs; None: every frame is read) and "
+     "share_port at one end, and the ICMPv6 messages of share_icmp6's types (bit t - 128), "
+     "excepted), their times only making sweeps; facts (if not None) is handed another "
+     "process's UDP datagrams on share_port and those ICMPv6 messages, for what they teach "
+     "without their flows. frame_ouis (bytes of 3-byte OUIs; None: every frame is read) and "
      "frame_action: the 802.11 management frames the engine's frame hooks read (beacons and "
      "probe responses with a vendor element of one of the OUIs, action frames); the others "
      "are counted here once started (the engine has had a packet). counted(n, latest, frames): "

@@ -60,6 +60,7 @@ def walk(
     frame_ouis: bytes | None = None,
     frame_action: bool = True,
     started: bool = False,
+    share_icmp6: int = 0,
     /,
 ) -> float: ...
 def key_crc(key: bytes, /) -> int: ...

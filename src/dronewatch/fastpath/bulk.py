@@ -174,6 +174,7 @@ class BulkRunner:
         shared = (
             (0, 1, -1) if share is None else (share.index, share.processes, share.every_port or -1)
         )
+        icmp6 = 0 if share is None else share.icmp6_mask
         self._walk_c(
             batch.buf,
             batch.data_at,
@@ -201,4 +202,5 @@ class BulkRunner:
             self._frame_ouis,
             self._frame_action,
             engine.first_ts is not None,
+            icmp6,
         )

@@ -24,6 +24,7 @@ GEOIP_LOCAL_REASONS = (
     "broadcast",
     "unspecified",
     "ula",
+    "on-link",
 )
 """Every `GeoInfo.local_reason`, the most specific first."""
 
@@ -64,6 +65,10 @@ GEOIP_UNKNOWN = GeoInfo("unknown")
 
 GEOIP_PUBLIC = GeoInfo("public")
 """A public address that no open database knows anything about."""
+
+GEOIP_ON_LINK = GeoInfo("local", local_reason="on-link")
+"""A global IPv6 address the capture showed on its link (Neighbor Discovery:
+`dronewatch.geoip.onlink`)."""
 
 GEOIP_CONFIGURED = GeoInfo("local", local_reason="configured")
 """An address the user's configuration puts on the local network whatever its scope (a device

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from dronewatch.core.flow import Flow, ip_str, mac_str
 from dronewatch.core.hooks import Context, Record, make_record
-from dronewatch.geoip.base import GEOIP_CONFIGURED, GeoInfo, Resolver
+from dronewatch.geoip.base import GEOIP_CONFIGURED, GEOIP_ON_LINK, GeoInfo, Resolver
 from dronewatch.geoip.local import is_local_name
 from dronewatch.judge.alert import NOTE_LEAK, Alert
 from dronewatch.judge.classify import Classification, Classifier
@@ -238,6 +238,14 @@ class Monitor:
                 orig_geo = GEOIP_CONFIGURED
             if flow.resp_mac in self._declared_macs and resp_geo.scope != "local":
                 resp_geo = GEOIP_CONFIGURED
+        on_link = self.ctx.on_link
+        if on_link:
+            # A global IPv6 address Neighbor Discovery showed on the capture's link is a host
+            # of the site's network (`dronewatch.analyzers.ndp`).
+            if orig_geo.scope == "public" and flow.orig_h in on_link:
+                orig_geo = GEOIP_ON_LINK
+            if resp_geo.scope == "public" and flow.resp_h in on_link:
+                resp_geo = GEOIP_ON_LINK
         orig_local = orig_geo.scope == "local"
         resp_local = resp_geo.scope == "local"
         cls = None

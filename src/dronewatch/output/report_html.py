@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from dronewatch.geoip.onlink import on_link_text
 from dronewatch.judge.alert import (
     NOTE_ATTEMPT,
     NOTE_DNS,
@@ -364,6 +365,9 @@ class _Report:
             if rec.analyzer_errors:
                 errors = ", ".join(f"{k} {n}" for k, n in sorted(rec.analyzer_errors.items()))
                 problems.append(f"analyzer errors {errors}")
+            on_link = on_link_text(rec.on_link, rec.on_link_refused)
+            if on_link:
+                problems.append(on_link)
             state = "complete" if rec.complete else "damaged: " + "; ".join(rec.errors)
             rows.append(
                 (

@@ -11,6 +11,7 @@ from typing import NamedTuple, TextIO, cast
 
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import CaptureRecord
+from dronewatch.geoip.onlink import on_link_text
 from dronewatch.judge.alert import Alert, is_lookup
 from dronewatch.judge.flowlog import FlowRecord
 from dronewatch.judge.monitor import DeviceRecord, VerdictRecord
@@ -393,6 +394,9 @@ def _capture_line(cap: CaptureRecord) -> str:
             f", inspection stopped on {_n(cap.inspection_stopped)} flows (their analyzers waited "
             "for an answer that never came)"
         )
+    on_link = on_link_text(cap.on_link, cap.on_link_refused)
+    if on_link:
+        line += f"\n  {inline(on_link)}"
     for err in cap.errors:
         line += f"\n  DAMAGED: {inline(err)} (records before it kept)"
     if cap.analyzer_errors:

@@ -172,6 +172,7 @@ def test_every_default_analyzer_registers() -> None:
         "remoteid",
         "dji_droneid",
         "local_link",
+        "ndp",
         "monitor",
     ]
     assert all(any(getattr(h, hook) is not None for hook in HOOKS) for h in registered)

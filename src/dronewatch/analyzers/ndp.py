@@ -1,0 +1,114 @@
+"""IPv6 Neighbor Discovery (RFC 4861): which global addresses are on the capture's link.
+
+Neighbor Discovery messages never cross a router (3.1): their source and unicast destination
+are addresses of the link. Router Advertisements name the link's prefixes too (a Prefix
+Information option with the on-link or autonomous flag, 4.6.2), Neighbor Solicitations and
+Advertisements an address on the link (their target, 4.3 and 4.4). What they name goes to the
+run's on-link table (`Context.on_link`, `dronewatch.geoip.onlink`), which the monitor reads
+when a flow ends: a phone on an IPv6 network sends from a global address, and that end of its
+flows is then local, so what it sends to the internet counts as having left it.
+
+The analyzer follows every Neighbor Discovery flow to its end (they are few and small), and in a
+process sharing a capture reads the messages of the others' flows too (`facts`), so every
+process learns what one process would, at the same packet. It writes no record of its own; the
+capture record lists what was learned (`on_link`). The hop limit of 255 that RFC 4861 asks a
+receiver to check (a message from off the link has less) is not read: the decoder keeps no hop
+limit.
+"""
+
+from __future__ import annotations
+
+from dronewatch.core.flow import Flow, Packet
+from dronewatch.core.hooks import Context
+from dronewatch.geoip.onlink import MIN_PREFIX
+
+IP_PROTO_ICMP6 = 58
+ND_ROUTER_ADVERT = 134
+ND_NEIGHBOR_SOLICIT = 135
+ND_NEIGHBOR_ADVERT = 136
+ND_TYPES = frozenset({133, ND_ROUTER_ADVERT, ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT, 137})
+"""The Neighbor Discovery message types (router solicitation to redirect, RFC 4861 4): the
+ICMPv6 types whose flows this analyzer reads (as ports, the engine keys ICMP flows by type)."""
+
+RA_FIXED = 12
+"""A Router Advertisement's fields after the ICMPv6 header (hop limit, flags, router lifetime,
+reachable time, retransmission timer), before its options (4.2)."""
+TARGET_AT = 4
+"""Where a solicitation's or advertisement's target address starts after the ICMPv6 header
+(after 4 reserved or flag bytes, 4.3 and 4.4)."""
+OPT_PREFIX_INFO = 3
+PREFIX_ON_LINK = 0x80
+PREFIX_AUTONOMOUS = 0x40
+
+
+def _routable(addr: bytes) -> bool:
+    """Whether a target is a unicast address worth learning: not unspecified, multicast,
+    loopback or link-local (those are local by the built-in table already)."""
+    return not (addr == bytes(16) or addr[0] == 0xFF or addr == bytes(15) + b"\x01") and not (
+        addr[0] == 0xFE and addr[1] & 0xC0 == 0x80
+    )
+
+
+def learn(ctx: Context, pkt: Packet) -> None:
+    """What one Neighbor Discovery message says is on the link, into `ctx.on_link`: its source
+    and a unicast destination (the messages never cross a router, 3.1: a node sends them from
+    and to addresses of the link), the target of a solicitation or an advertisement, the
+    prefixes of a router advertisement. A message cut short says what it holds whole; a
+    malformed option ends the walk (4.6: a zero length is invalid)."""
+    on_link, local = ctx.on_link, ctx.local
+    for addr in (pkt.src, pkt.dst):
+        if len(addr) == 16 and _routable(addr) and local.reason(addr) is None:
+            on_link.add_host(addr)
+    kind, body = pkt.sport, pkt.payload
+    if kind == ND_NEIGHBOR_SOLICIT or kind == ND_NEIGHBOR_ADVERT:
+        target = body[TARGET_AT : TARGET_AT + 16]
+        if len(target) == 16 and _routable(target) and local.reason(target) is None:
+            on_link.add_host(target)
+        return
+    if kind != ND_ROUTER_ADVERT:
+        return
+    pos = RA_FIXED
+    while pos + 2 <= len(body):
+        size = body[pos + 1] * 8
+        if size == 0 or pos + size > len(body):
+            return
+        if body[pos] == OPT_PREFIX_INFO and size == 32:
+            length, flags = body[pos + 2], body[pos + 3]
+            valid = int.from_bytes(body[pos + 4 : pos + 8], "big")
+            prefix = body[pos + 16 : pos + 32]
+            # A prefix too short is refused and said (`OnLink.add_prefix`), whatever it is.
+            if (
+                flags & (PREFIX_ON_LINK | PREFIX_AUTONOMOUS)
+                and valid
+                and (length < MIN_PREFIX or (_routable(prefix) and local.reason(prefix) is None))
+            ):
+                on_link.add_prefix(prefix, length)
+        pos += size
+
+
+class NdpAnalyzer:
+    """Learn the on-link IPv6 prefixes and addresses Neighbor Discovery names (`learn`)."""
+
+    name = "ndp"
+    wants_ports = ND_TYPES
+    """The ports `wants` reads (`WantsHook`): an ICMPv6 flow's are its message types."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def wants(self, flow: Flow) -> bool:
+        """ICMPv6 flows of Neighbor Discovery messages."""
+        return flow.proto == IP_PROTO_ICMP6 and (flow.orig_p in ND_TYPES or flow.resp_p in ND_TYPES)
+
+    def packet(self, flow: Flow, pkt: Packet) -> None:
+        """Learn from the message, and follow the flow: every later message of it too."""
+        if pkt.proto != IP_PROTO_ICMP6 or pkt.sport not in ND_TYPES or pkt.bad_checksum:
+            return
+        if not flow.followers or self.name not in flow.followers:
+            flow.follow(self.name)
+        learn(self.ctx, pkt)
+
+    def facts(self, pkt: Packet) -> None:
+        """A message of another process's flow (`analyze --workers`): learned alike."""
+        if pkt.proto == IP_PROTO_ICMP6 and pkt.sport in ND_TYPES and not pkt.bad_checksum:
+            learn(self.ctx, pkt)

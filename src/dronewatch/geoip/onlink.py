@@ -1,0 +1,134 @@
+"""The IPv6 addresses a capture itself shows to be on the capture's link.
+
+A phone on an IPv6 network sends from global addresses (SLAAC, RFC 4862, and temporary ones,
+RFC 8981): no fixed table of local ranges knows them, so without this its flows to the internet
+would run between two public addresses and nothing would count as having left it. IPv6 Neighbor
+Discovery (RFC 4861) says on the wire which addresses are on the link:
+
+- its messages never cross a router (3.1): their source and unicast destination are on it;
+- a Router Advertisement's Prefix Information option with the on-link (L) or autonomous (A) flag
+  names the link's prefix (4.6.2): every address in it is a host of the link;
+- a Neighbor Solicitation asks for the link-layer address of an address on the link (7.2.2, a
+  node never solicits an off-link one; Duplicate Address Detection solicits the sender's own
+  tentative address, 5.4.2 of RFC 4862), and a Neighbor Advertisement answers for its sender's
+  own address (7.2.4): their target addresses are on the link.
+
+The table is per run (`Context.on_link`): what one capture teaches never reaches another. It
+is bounded, and refuses a prefix shorter than `MIN_PREFIX` (a rogue or mistaken advertisement
+of ::/1 would otherwise make the whole internet local and hide everything that leaves).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+logger = logging.getLogger(__name__)
+
+MIN_PREFIX = 48
+"""The shortest prefix taken from a Router Advertisement: a site's whole allocation (RFC 6177);
+an on-link prefix is a /64 in practice (RFC 4862 5.5.3 with RFC 4291's 64-bit interface ids)."""
+
+MAX_HOSTS = 4096
+"""Addresses learned from Neighbor Discovery targets, at most (then no more are learned)."""
+
+MAX_PREFIXES = 64
+"""Prefixes learned from Router Advertisements, at most."""
+
+
+class OnLink:
+    """The IPv6 prefixes and addresses Neighbor Discovery showed on the capture's link."""
+
+    __slots__ = ("_hosts", "_prefixes", "_masks", "refused", "full")
+
+    def __init__(self) -> None:
+        self._hosts: set[bytes] = set()
+        self._prefixes: dict[tuple[int, int], int] = {}
+        """(network as an integer, prefix length) -> mask, in the order learned."""
+        self._masks: tuple[tuple[int, int], ...] = ()
+        """(network, mask) of each prefix, for `__contains__`."""
+        self.refused: dict[str, int] = {}
+        """Advertised prefixes too short to be taken (`MIN_PREFIX`), CIDR text -> times."""
+        self.full = 0
+        """Addresses and prefixes not learned because the table was full."""
+
+    def __bool__(self) -> bool:
+        return bool(self._hosts or self._prefixes)
+
+    def __contains__(self, addr: bytes) -> bool:
+        """Whether the 16-byte address is on the link as far as the capture showed so far."""
+        if len(addr) != 16:
+            return False
+        if addr in self._hosts:
+            return True
+        if self._masks:
+            n = int.from_bytes(addr, "big")
+            for net, mask in self._masks:
+                if n & mask == net:
+                    return True
+        return False
+
+    def add_host(self, addr: bytes) -> None:
+        """A Neighbor Discovery target: the address is on the link."""
+        if addr in self:
+            return
+        if len(self._hosts) >= MAX_HOSTS:
+            self.full += 1
+            return
+        self._hosts.add(addr)
+
+    def add_prefix(self, prefix: bytes, length: int) -> bool:
+        """A Router Advertisement's on-link or autonomous prefix; False when refused (too short,
+        or the table full)."""
+        if not MIN_PREFIX <= length <= 128 or len(prefix) != 16:
+            text = f"{ipaddress.IPv6Address(prefix)}/{length}" if len(prefix) == 16 else "?"
+            if text not in self.refused:
+                logger.warning(
+                    "a router advertisement names %s on the link: shorter than /%d, not taken "
+                    "(a rogue or mistaken advertisement would make every address local)",
+                    text,
+                    MIN_PREFIX,
+                )
+            self.refused[text] = self.refused.get(text, 0) + 1
+            return False
+        mask = ((1 << length) - 1) << (128 - length)
+        net = int.from_bytes(prefix, "big") & mask
+        if (net, length) in self._prefixes:
+            return True
+        if len(self._prefixes) >= MAX_PREFIXES:
+            self.full += 1
+            return False
+        self._prefixes[net, length] = mask
+        self._masks = (*self._masks, (net, mask))
+        return True
+
+    def cidrs(self) -> tuple[str, ...]:
+        """What was learned, as CIDR text: the prefixes in the order learned, then the
+        addresses not in any of them (as /128), sorted."""
+        nets = tuple(f"{ipaddress.IPv6Address(net)}/{length}" for net, length in self._prefixes)
+        hosts = sorted(h for h in self._hosts if not self._in_prefix(h))
+        return nets + tuple(f"{ipaddress.IPv6Address(h)}/128" for h in hosts)
+
+    def _in_prefix(self, addr: bytes) -> bool:
+        n = int.from_bytes(addr, "big")
+        return any(n & mask == net for net, mask in self._masks)
+
+
+SHOWN = 4
+"""Prefixes and addresses a summary names (the capture record lists them all)."""
+
+
+def on_link_text(cidrs: tuple[str, ...] | None, refused: dict[str, int] | None) -> str:
+    """What a capture showed on its link, for a summary or a report: "" when nothing."""
+    parts = []
+    if cidrs:
+        named = ", ".join(cidrs[:SHOWN])
+        more = f" and {len(cidrs) - SHOWN:,} more" if len(cidrs) > SHOWN else ""
+        parts.append(f"IPv6 on the link (Neighbor Discovery), taken as local: {named}{more}")
+    if refused:
+        parts.append(
+            "router advertisements named "
+            + ", ".join(sorted(refused))
+            + f" on the link, not taken (shorter than /{MIN_PREFIX}: rogue or mistaken)"
+        )
+    return "; ".join(parts)
