@@ -30,7 +30,9 @@ MIN_PREFIX = 48
 an on-link prefix is a /64 in practice (RFC 4862 5.5.3 with RFC 4291's 64-bit interface ids)."""
 
 MAX_HOSTS = 4096
-"""Addresses learned from Neighbor Discovery targets, at most (then no more are learned)."""
+"""Addresses learned one by one, at most: past it the one named least recently goes (a live
+sensor runs for weeks while phones change their temporary addresses every day; the prefixes
+routers advertise cover those anyway)."""
 
 MAX_PREFIXES = 64
 """Prefixes learned from Router Advertisements, at most."""
@@ -42,7 +44,8 @@ class OnLink:
     __slots__ = ("_hosts", "_prefixes", "_masks", "refused", "full")
 
     def __init__(self) -> None:
-        self._hosts: set[bytes] = set()
+        self._hosts: dict[bytes, None] = {}
+        """The addresses, least recently named first."""
         self._prefixes: dict[tuple[int, int], int] = {}
         """(network as an integer, prefix length) -> mask, in the order learned."""
         self._masks: tuple[tuple[int, int], ...] = ()
@@ -50,7 +53,7 @@ class OnLink:
         self.refused: dict[str, int] = {}
         """Advertised prefixes too short to be taken (`MIN_PREFIX`), CIDR text -> times."""
         self.full = 0
-        """Addresses and prefixes not learned because the table was full."""
+        """Addresses let go and prefixes not taken because the table was full."""
 
     def __bool__(self) -> bool:
         return bool(self._hosts or self._prefixes)
@@ -69,13 +72,16 @@ class OnLink:
         return False
 
     def add_host(self, addr: bytes) -> None:
-        """A Neighbor Discovery target: the address is on the link."""
-        if addr in self:
+        """An address Neighbor Discovery named: it is on the link."""
+        hosts = self._hosts
+        if addr in hosts:
+            del hosts[addr]  # named again: the most recent now
+        elif self._masks and self._in_prefix(addr):
             return
-        if len(self._hosts) >= MAX_HOSTS:
+        elif len(hosts) >= MAX_HOSTS:
+            del hosts[next(iter(hosts))]
             self.full += 1
-            return
-        self._hosts.add(addr)
+        hosts[addr] = None
 
     def add_prefix(self, prefix: bytes, length: int) -> bool:
         """A Router Advertisement's on-link or autonomous prefix; False when refused (too short,

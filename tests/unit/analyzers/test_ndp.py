@@ -259,13 +259,21 @@ def test_a_rogue_prefix_is_refused_and_said(tmp_path: Path, rogue: str) -> None:
 
 
 def test_the_table_is_bounded() -> None:
-    """Past `MAX_HOSTS` addresses nothing more is learned, and it is counted."""
+    """Past `MAX_HOSTS` addresses the one named least recently goes (a live sensor runs for
+    weeks; temporary addresses change daily), and it is counted."""
     table = OnLink()
-    for i in range(MAX_HOSTS + 10):
-        table.add_host(ipaddress.IPv6Address(f"2001:db8::{i:x}").packed)
+
+    def addr(i: int) -> bytes:
+        return ipaddress.IPv6Address(f"2001:db8::{i:x}").packed
+
+    for i in range(MAX_HOSTS):
+        table.add_host(addr(i))
+    table.add_host(addr(0))  # named again: kept over the others
+    for i in range(MAX_HOSTS, MAX_HOSTS + 10):
+        table.add_host(addr(i))
     assert table.full == 10
-    assert ipaddress.IPv6Address("2001:db8::1").packed in table
-    assert ipaddress.IPv6Address(f"2001:db8::{MAX_HOSTS + 5:x}").packed not in table
+    assert addr(0) in table and addr(MAX_HOSTS + 9) in table
+    assert all(addr(i) not in table for i in range(1, 11)) and addr(11) in table
     assert table.add_prefix(ipaddress.IPv6Address("2001:db8:1::").packed, 64)
     assert ipaddress.IPv6Address("2001:db8:1::99").packed in table
     assert not table.add_prefix(ipaddress.IPv6Address("2001::").packed, MIN_PREFIX - 1)
