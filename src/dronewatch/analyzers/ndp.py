@@ -1,9 +1,10 @@
 """IPv6 Neighbor Discovery (RFC 4861): which global addresses are on the capture's link.
 
-Neighbor Discovery messages never cross a router (3.1): their source and unicast destination
-are addresses of the link. Router Advertisements name the link's prefixes too (a Prefix
-Information option with the on-link or autonomous flag, 4.6.2), Neighbor Solicitations and
-Advertisements an address on the link (their target, 4.3 and 4.4). What they name goes to the
+Neighbor Discovery messages never cross a router (3.1): their source is an address of the link.
+Router Advertisements name the link's prefixes too (a Prefix Information option with the
+on-link or autonomous flag, 4.6.2), and a Duplicate Address Detection solicitation the address
+its sender is taking (RFC 4862 5.4.2). What a proxy may say for addresses beyond the link (an
+advertisement's target, RFC 4389) is not taken. What they name goes to the
 run's on-link table (`Context.on_link`, `dronewatch.geoip.onlink`), which the monitor reads
 when a flow ends: a phone on an IPv6 network sends from a global address, and that end of its
 flows is then local, so what it sends to the internet counts as having left it.
@@ -34,8 +35,9 @@ RA_FIXED = 12
 """A Router Advertisement's fields after the ICMPv6 header (hop limit, flags, router lifetime,
 reachable time, retransmission timer), before its options (4.2)."""
 TARGET_AT = 4
-"""Where a solicitation's or advertisement's target address starts after the ICMPv6 header
-(after 4 reserved or flag bytes, 4.3 and 4.4)."""
+"""Where a solicitation's target address starts after the ICMPv6 header (after 4 reserved
+bytes, 4.3)."""
+UNSPECIFIED = bytes(16)
 OPT_PREFIX_INFO = 3
 PREFIX_ON_LINK = 0x80
 PREFIX_AUTONOMOUS = 0x40
@@ -51,16 +53,19 @@ def _routable(addr: bytes) -> bool:
 
 def learn(ctx: Context, pkt: Packet) -> None:
     """What one Neighbor Discovery message says is on the link, into `ctx.on_link`: its source
-    and a unicast destination (the messages never cross a router, 3.1: a node sends them from
-    and to addresses of the link), the target of a solicitation or an advertisement, the
-    prefixes of a router advertisement. A message cut short says what it holds whole; a
-    malformed option ends the walk (4.6: a zero length is invalid)."""
+    (a node sends them from an address of its own on the link: they never cross a router, 3.1),
+    the target of a Duplicate Address Detection solicitation (sent from the unspecified address
+    for the sender's own tentative address, RFC 4862 5.4.2), and the prefixes of a router
+    advertisement. Not the target of another solicitation or of an advertisement, nor a unicast
+    destination: a proxy (RFC 4389) answers for addresses beyond the link, and a host that
+    takes an address for on-link by mistake solicits it; taking those for local would hide what
+    goes to them. A message cut short says what it holds whole; a malformed option ends the
+    walk (4.6: a zero length is invalid)."""
     on_link, local = ctx.on_link, ctx.local
-    for addr in (pkt.src, pkt.dst):
-        if len(addr) == 16 and _routable(addr) and local.reason(addr) is None:
-            on_link.add_host(addr)
-    kind, body = pkt.sport, pkt.payload
-    if kind == ND_NEIGHBOR_SOLICIT or kind == ND_NEIGHBOR_ADVERT:
+    src, kind, body = pkt.src, pkt.sport, pkt.payload
+    if len(src) == 16 and _routable(src) and local.reason(src) is None:
+        on_link.add_host(src)
+    if kind == ND_NEIGHBOR_SOLICIT and src == UNSPECIFIED:
         target = body[TARGET_AT : TARGET_AT + 16]
         if len(target) == 16 and _routable(target) and local.reason(target) is None:
             on_link.add_host(target)

@@ -5,13 +5,15 @@ RFC 8981): no fixed table of local ranges knows them, so without this its flows 
 would run between two public addresses and nothing would count as having left it. IPv6 Neighbor
 Discovery (RFC 4861) says on the wire which addresses are on the link:
 
-- its messages never cross a router (3.1): their source and unicast destination are on it;
+- its messages never cross a router (3.1): their source is an address of a node on the link;
+- a Duplicate Address Detection solicitation names the address its sender is taking (RFC 4862
+  5.4.2);
 - a Router Advertisement's Prefix Information option with the on-link (L) or autonomous (A) flag
-  names the link's prefix (4.6.2): every address in it is a host of the link;
-- a Neighbor Solicitation asks for the link-layer address of an address on the link (7.2.2, a
-  node never solicits an off-link one; Duplicate Address Detection solicits the sender's own
-  tentative address, 5.4.2 of RFC 4862), and a Neighbor Advertisement answers for its sender's
-  own address (7.2.4): their target addresses are on the link.
+  names the link's prefix (4.6.2): every address in it is a host of the link.
+
+An advertisement's target and another solicitation's are not taken: a proxy (RFC 4389) answers
+for addresses beyond the link, and a host that takes an address for on-link by mistake
+solicits it; taking those for local would hide what goes to them.
 
 The table is per run (`Context.on_link`): what one capture teaches never reaches another. It
 is bounded, and refuses a prefix shorter than `MIN_PREFIX` (a rogue or mistaken advertisement

@@ -20,7 +20,7 @@ from scapy.layers.inet6 import (
     IPv6,
 )
 from scapy.layers.l2 import Ether
-from scapy.utils import wrpcap
+from scapy.utils import rdpcap, wrpcap
 
 from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import owner
@@ -78,9 +78,10 @@ def _local(addr: ipaddress.IPv6Address) -> bool:
 
 def tshark_on_link(path: Path) -> tuple[str, ...]:
     """What RFC 4861 says is on the link, from tshark's decoding of the Neighbor Discovery
-    messages: their global source and unicast destination, solicitation and advertisement
-    targets, and the prefixes of Prefix Information options with L or A set and a valid
-    lifetime, of /48 or longer; addresses inside a prefix are left out, as the record does."""
+    messages: their global source, the target of a solicitation from the unspecified address
+    (Duplicate Address Detection), and the prefixes of Prefix Information options with L or A
+    set and a valid lifetime, of /48 or longer; addresses inside a prefix are left out, as the
+    record does."""
     fields = (
         "icmpv6.type",
         "ipv6.src",
@@ -104,8 +105,11 @@ def tshark_on_link(path: Path) -> tuple[str, ...]:
     hosts: list[ipaddress.IPv6Address] = []
     nets: list[ipaddress.IPv6Network] = []
     for line in out.splitlines():
-        kind, src, dst, ns, na, prefixes, lengths, ls, as_, valids = line.split("\t")
-        for text in (src, dst, ns, na):
+        kind, src, _dst, ns, _na, prefixes, lengths, ls, as_, valids = line.split("\t")
+        taken = [src.split(";")[0]]
+        if src.split(";")[0] == "::":
+            taken.append(ns)  # Duplicate Address Detection: the sender's own tentative address
+        for text in taken:
             for one in filter(None, text.split(";")):
                 addr = ipaddress.IPv6Address(one)
                 if not _local(addr):
@@ -229,6 +233,29 @@ def test_a_phone_at_a_global_address_is_local_once_the_link_shows_it(
         assert (flow.orig_scope, flow.resp_scope) == ("local", "public")
         hosts = {getattr(e, "host_ip", None) for e in recs.get("egress", [])}
         assert PHONE in hosts
+
+
+def test_what_a_proxy_may_say_is_not_taken(tmp_path: Path) -> None:
+    """A router that proxies Neighbor Discovery (RFC 4389) advertises the cloud's address as if
+    on the link, and a host that takes it for on-link solicits it: neither makes the cloud
+    local (that would hide the upload); the phone's own advertisement makes the phone local."""
+    path = tmp_path / "proxy.pcap"
+    sport = phone_on_ipv6(path)
+    frames = list(rdpcap(str(path)))
+    proxy = [
+        Ether(src=ROUTER_MAC, dst=PHONE_MAC)
+        / IPv6(src=ROUTER_LL, dst=PHONE, hlim=255)
+        / ICMPv6ND_NA(tgt=CLOUD, R=1, S=1),
+        Ether(src=PHONE_MAC, dst="33:33:ff:10:84:e5")
+        / IPv6(src=PHONE, dst="ff02::1:ff10:84e5", hlim=255)
+        / ICMPv6ND_NS(tgt=CLOUD),
+    ]
+    for i, f in enumerate(proxy):
+        f.time = frames[0].time - 1 + i * 0.1
+    wrpcap(str(path), proxy + frames)
+    recs = records(path)
+    assert recs["capture"][0].on_link == (f"{PHONE}/128",)  # type: ignore[attr-defined]
+    assert (upload(recs, sport).orig_scope, upload(recs, sport).resp_scope) == ("local", "public")
 
 
 def test_without_neighbor_discovery_a_global_address_stays_public(tmp_path: Path) -> None:
