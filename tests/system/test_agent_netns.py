@@ -48,6 +48,8 @@ PHONE6 = "2001:db8:1::10"
 ROUTER6 = "2001:db8:1::1"
 CLOUD6 = "2001:db8:2::20"
 PHONE_MAC = "02:dd:00:00:00:10"
+PHONE_PUBLIC4 = "192.0.2.10"
+"""The phone on a site whose hosts have public IPv4 addresses (documentation range)."""
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("dumpcap") is None,
@@ -123,20 +125,24 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     yield from _lab(tmp_path, v6=False)
 
 
-@pytest.fixture
-def lab6(tmp_path: Path) -> Iterator[Lab]:
-    """The same on IPv6: the phone at a global address (2001:db8:1::10/64, MAC `PHONE_MAC`), the
-    cloud's router at 2001:db8:1::1 and the cloud at 2001:db8:2::20 behind it; the kernels find
-    each other by Neighbor Discovery on the bridge, as on a site's network."""
-    yield from _lab(tmp_path, v6=True)
+@pytest.fixture(params=["ipv6", "public-ipv4"])
+def public_lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
+    """The phone (MAC `PHONE_MAC`) at an address no table of local ranges holds: a global IPv6
+    one (2001:db8:1::10/64, the cloud's router at 2001:db8:1::1, the cloud at 2001:db8:2::20
+    behind it), or a public IPv4 one (192.0.2.10/24, the router at 192.0.2.1, the cloud at
+    198.51.100.10); the kernels find each other by Neighbor Discovery or ARP on the bridge, as
+    on a site's network."""
+    yield from _lab(tmp_path, v6=request.param == "ipv6", public=True)
 
 
-def _lab(tmp_path: Path, v6: bool) -> Iterator[Lab]:
+def _lab(tmp_path: Path, v6: bool, public: bool = False) -> Iterator[Lab]:
     s = uuid.uuid4().hex[:6]
     phone, cloud, br = f"dwph{s}", f"dwcl{s}", f"dwbr{s}"
     made: list[list[str]] = []
     if v6:
         phone_addrs, cloud_addrs = [f"{PHONE6}/64"], [f"{ROUTER6}/64", f"{CLOUD6}/128"]
+    elif public:
+        phone_addrs, cloud_addrs = [f"{PHONE_PUBLIC4}/24"], ["192.0.2.1/24", f"{CLOUD_IP}/32"]
     else:
         phone_addrs, cloud_addrs = [f"{PHONE_IP}/24"], ["10.200.0.1/24", f"{CLOUD_IP}/32"]
     try:
@@ -151,7 +157,7 @@ def _lab(tmp_path: Path, v6: bool) -> Iterator[Lab]:
         ):
             sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
             sh("ip", "link", "set", host_if, "master", br, "up")
-            if ns == phone and v6:
+            if ns == phone and public:
                 sh("ip", "-n", ns, "link", "set", "eth0", "address", PHONE_MAC)
             for addr in addrs:
                 # No Duplicate Address Detection: the address is usable at once.
@@ -161,6 +167,8 @@ def _lab(tmp_path: Path, v6: bool) -> Iterator[Lab]:
         sh("ip", "link", "set", br, "up")
         if v6:
             sh("ip", "-n", phone, "-6", "route", "add", "2001:db8:2::/64", "via", ROUTER6)
+        elif public:
+            sh("ip", "-n", phone, "route", "add", "198.51.100.0/24", "via", "192.0.2.1")
         else:
             sh("ip", "-n", phone, "route", "add", "198.51.100.0/24", "via", "10.200.0.1")
         cert, key = _cert(tmp_path)
@@ -285,12 +293,14 @@ def test_agent_raises_alert_for_real_upload(lab: Lab) -> None:
         assert ev["frames"] and ev["uid"] == alert["uids"][0]  # type: ignore[index]
 
 
-def test_agent_alerts_for_a_phone_at_a_global_ipv6_address(lab6: Lab) -> None:
-    """A phone on an IPv6 network sends from a global address that no table of local ranges
-    holds; the agent is told nothing of it, the service knows it by its MAC. The kernels'
-    Neighbor Discovery on the bridge shows the address on the link, so the agent takes the
-    phone's end for local and the upload for something that left it: the service raises the
-    alert on the device it declared."""
+def test_agent_alerts_for_a_phone_at_a_public_address(public_lab: Lab) -> None:
+    """A phone on an IPv6 network sends from a global address, and a site may give its hosts
+    public IPv4 addresses: no table of local ranges holds them. The agent is told nothing of
+    the phone, the service knows it by its MAC. The kernels' Neighbor Discovery or ARP on the
+    bridge shows the address on the link, so the agent takes the phone's end for local and the
+    upload for something that left it: the service raises the alert on the device it declared."""
+    lab6 = public_lab
+    phone_ip = PHONE6 if lab6.cloud_ip == CLOUD6 else PHONE_PUBLIC4
     for live in run_service(sqlite_settings(lab6.tmp / "svc")):
         with live.client() as c:
             dev = c.post("/api/v1/devices", json={"mac": PHONE_MAC, "name": "pilot-phone"}).json()
@@ -305,10 +315,10 @@ def test_agent_alerts_for_a_phone_at_a_global_ipv6_address(lab6: Lab) -> None:
         assert len(alerts) == 1, log
         alert = alerts[0]
         assert (alert["device_ip"], alert["device_mac"], alert["dest_name"], alert["dest_ip"]) == (
-            PHONE6,
+            phone_ip,
             PHONE_MAC,
             SNI,
-            CLOUD6,
+            lab6.cloud_ip,
         )
         assert int(str(alert["bytes_out"])) > 100_000
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.core.hooks import Context
-from dronewatch.geoip.onlink import MIN_PREFIX
+from dronewatch.geoip.onlink import MIN_PREFIX, learn_host
 
 IP_PROTO_ICMP6 = 58
 ND_ROUTER_ADVERT = 134
@@ -43,14 +43,6 @@ PREFIX_ON_LINK = 0x80
 PREFIX_AUTONOMOUS = 0x40
 
 
-def _routable(addr: bytes) -> bool:
-    """Whether a target is a unicast address worth learning: not unspecified, multicast,
-    loopback or link-local (those are local by the built-in table already)."""
-    return not (addr == bytes(16) or addr[0] == 0xFF or addr == bytes(15) + b"\x01") and not (
-        addr[0] == 0xFE and addr[1] & 0xC0 == 0x80
-    )
-
-
 def learn(ctx: Context, pkt: Packet) -> None:
     """What one Neighbor Discovery message says is on the link, into `ctx.on_link`: its source
     (a node sends them from an address of its own on the link: they never cross a router, 3.1),
@@ -63,12 +55,9 @@ def learn(ctx: Context, pkt: Packet) -> None:
     walk (4.6: a zero length is invalid)."""
     on_link, local = ctx.on_link, ctx.local
     src, kind, body = pkt.src, pkt.sport, pkt.payload
-    if len(src) == 16 and _routable(src) and local.reason(src) is None:
-        on_link.add_host(src)
+    learn_host(on_link, local, src)  # never the unspecified address: local already
     if kind == ND_NEIGHBOR_SOLICIT and src == UNSPECIFIED:
-        target = body[TARGET_AT : TARGET_AT + 16]
-        if len(target) == 16 and _routable(target) and local.reason(target) is None:
-            on_link.add_host(target)
+        learn_host(on_link, local, body[TARGET_AT : TARGET_AT + 16])
         return
     if kind != ND_ROUTER_ADVERT:
         return
@@ -85,7 +74,7 @@ def learn(ctx: Context, pkt: Packet) -> None:
             if (
                 flags & (PREFIX_ON_LINK | PREFIX_AUTONOMOUS)
                 and valid
-                and (length < MIN_PREFIX or (_routable(prefix) and local.reason(prefix) is None))
+                and (length < MIN_PREFIX or local.reason(prefix) is None)
             ):
                 on_link.add_prefix(prefix, length)
         pos += size

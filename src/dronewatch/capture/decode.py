@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dronewatch.capture import checksum, encap
@@ -140,6 +141,9 @@ class Decoder:
         """The other packets of the frame `decode` read last, in their order after the one it
         returned (the MSDUs of an 802.11 A-MSDU, `_amsdu`); None for every other frame. Whoever
         takes a frame's packet takes these too (`Pipeline.feed`)."""
+        self.on_arp: Callable[[bytes], None] | None = None
+        """Where the address an ARP request shows on the link goes (`_arp`): the run's on-link
+        table (`dronewatch.geoip.onlink`), set by the pipeline; None: ARP is only counted."""
 
     def decode(self, raw: RawPacket) -> Packet | None:
         """A `Packet` for an IP frame or an 802.11 management frame; None for anything else. A
@@ -200,8 +204,26 @@ class Decoder:
                 return self._mpls(pkt, data, off, depth)
             if etype == ETH_TYPE_PPPOE_SESSION:
                 return self._pppoe(pkt, data, off, depth)
-        self.stats.non_ip["arp" if etype == ETH_TYPE_ARP else f"ethertype-0x{etype:04x}"] += 1
+        if etype == ETH_TYPE_ARP:
+            self.stats.non_ip["arp"] += 1
+            if self.on_arp is not None:
+                self._arp(data, off)
+            return None
+        self.stats.non_ip[f"ethertype-0x{etype:04x}"] += 1
         return None
+
+    def _arp(self, data: bytes, off: int) -> None:
+        """An ARP message (RFC 826) over Ethernet for IPv4: a request's sender address is its
+        sender's own, on the link; a probe (RFC 5227: sender address 0.0.0.0) asks for the
+        address its sender is taking. A reply may be a proxy's for an address beyond the link,
+        and a request's target is what its sender takes for on-link, maybe by mistake: neither
+        is taken. Anything else, or a message cut short, says nothing."""
+        head = data[off : off + 8]
+        if head != _ARP_ETHERNET_IPV4_REQUEST or len(data) < off + 28:
+            return
+        sender = data[off + 14 : off + 18]
+        assert self.on_arp is not None
+        self.on_arp(data[off + 24 : off + 28] if sender == _ARP_UNSPECIFIED else sender)
 
     def _mpls(self, pkt: Packet, data: bytes, off: int, depth: int) -> Packet | None:
         label, off = encap.mpls(data, off)
@@ -544,6 +566,11 @@ class Decoder:
         self.stats.bad_checksums += 1
         return False
 
+
+_ARP_ETHERNET_IPV4_REQUEST = bytes.fromhex("0001080006040001")
+"""An ARP header's first 8 bytes for a request resolving IPv4 over Ethernet (RFC 826: hardware
+type 1, protocol 0x0800, address lengths 6 and 4, operation 1)."""
+_ARP_UNSPECIFIED = bytes(4)
 
 _CHECKSUM_AT = {IP_PROTO_TCP: 16, IP_PROTO_UDP: 6, 1: 2, 58: 2}
 """Where the checksum field lies in each checked transport header."""

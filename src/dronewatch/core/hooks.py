@@ -165,8 +165,9 @@ class Context:
     """The local networks of the run: the GeoIP resolver's (built-in ranges, the user's local
     subnets and drone-link subnets), so an analyzer takes for local what the monitor does."""
     on_link: OnLink = dataclasses.field(default_factory=OnLink)
-    """The IPv6 prefixes and addresses the capture showed on its link (Neighbor Discovery,
-    `dronewatch.analyzers.ndp`): local too, for the monitor, whatever their scope."""
+    """The prefixes and addresses the capture showed on its link (IPv6 Neighbor Discovery,
+    `dronewatch.analyzers.ndp`; ARP, `Decoder.on_arp`): local too, for the monitor, whatever
+    their scope (`dronewatch.geoip.onlink`)."""
 
 
 @runtime_checkable

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar
 
 from dronewatch.analyzers import AnalyzerOptions, default_analyzers
@@ -23,6 +24,7 @@ from dronewatch.fastpath.bulk import BulkRunner
 from dronewatch.geoip.base import Resolver
 from dronewatch.geoip.local import LocalNets
 from dronewatch.geoip.null import NullResolver
+from dronewatch.geoip.onlink import learn_host
 from dronewatch.judge.alert import Alert
 from dronewatch.judge.classify import Classifier
 from dronewatch.judge.evidence import EvidenceKeeper, EvidenceOptions
@@ -93,10 +95,10 @@ class CaptureRecord(Record):
     is never judged clean, since what they carried could not be read. None (left out) when the
     capture has none."""
     on_link: tuple[str, ...] | None = None
-    """The IPv6 prefixes and addresses (CIDR; an address as /128) Neighbor Discovery showed on
-    the capture's link (`dronewatch.analyzers.ndp`): an end of a flow at one of them is a host of
-    the site's network, local whatever its scope (a phone's global address). None (left out)
-    when none was shown."""
+    """The prefixes and addresses (CIDR; an address as /32 or /128) the link's protocols showed
+    on the capture's link (IPv6 Neighbor Discovery, ARP: `dronewatch.geoip.onlink`): an end of a
+    flow at one of them is a host of the site's network, local whatever its scope (a phone's
+    global IPv6 address, a site's public IPv4 one). None (left out) when none was shown."""
     on_link_refused: dict[str, int] | None = None
     """Prefixes router advertisements named that were too short to be taken as the link's
     (`dronewatch.geoip.onlink.MIN_PREFIX`: a rogue or mistaken advertisement), with the times
@@ -161,7 +163,7 @@ class RunTotals:
     encrypted: dict[bytes, int] = field(default_factory=dict)
     """Protected 802.11 data frames by sender (`DecodeStats.encrypted`)."""
     on_link: tuple[str, ...] = ()
-    """What Neighbor Discovery showed on the link (`OnLink.cidrs`)."""
+    """What the link's protocols showed on it (`OnLink.cidrs`)."""
     on_link_refused: dict[str, int] = field(default_factory=dict)
 
 
@@ -294,6 +296,9 @@ class Pipeline:
             share=share,
         )
         self.decoder = Decoder(config.checksums)
+        # An ARP request shows its sender on the link (`Decoder._arp`): the same table as the
+        # Neighbor Discovery analyzer's.
+        self.decoder.on_arp = partial(learn_host, self.ctx.on_link, self.ctx.local)
         self.linktypes: Counter[int] = Counter()
         self._bulk_ok = config.bulk
         self._bulk: BulkRunner | None = None

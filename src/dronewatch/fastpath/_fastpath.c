@@ -7,7 +7,7 @@
  * headers of each one (taking off the encapsulations of remote mirrors and overlays: ERSPAN, GRE,
  * VXLAN, Geneve, MPLS, PPPoE, 802.11 in an Aruba GRE tunnel, as the per-packet decoder does; the
  * packets of an 802.11 A-MSDU each as a row of its own), counts the frames that are not IP
- * of the kinds the decoder only counts (802.11 control frames, encrypted data, ARP...), and adds
+ * of the kinds the decoder only counts (802.11 control frames, encrypted data...), and adds
  * the packets of settled flows (TCP, UDP, ICMP and ICMPv6) to per-flow counters kept here;
  * every other row goes back to Python (`handle`, `follow`, `sweep`) in order, after the counters
  * kept here have been written to their `Flow` objects, so Python code always sees exact counts;
@@ -1797,9 +1797,12 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             if (parts) sub_at = r.amsdu_at, whole = r;
             else parts = 1, r.ok = ROW_PYTHON;
         }
-        if (r.ok == ROW_SKIP && (r.kind == SKIP_DOT11_PROTECTED
-                                     ? count_encrypted(&t, r.kind, b + at[i], r.src_mac_at, cap)
-                                     : count_skipped(&t, r.kind)))
+        /* Counted here, but an ARP message: the decoder reads what a request shows on the link
+           (`Decoder.on_arp`), in every process of a shared capture. */
+        if (r.ok == ROW_SKIP && r.kind != SKIP_ARP &&
+            (r.kind == SKIP_DOT11_PROTECTED
+                 ? count_encrypted(&t, r.kind, b + at[i], r.src_mac_at, cap)
+                 : count_skipped(&t, r.kind)))
             continue;
         if (r.ok == ROW_MGMT) {
             /* A management frame no frame hook reads (a monitor-mode capture is mostly beacons):

@@ -11,13 +11,14 @@ the decoder reads but BSD loopback's non-IP families (Ethernet with VLAN tags, L
 raw IP, 802.11 with or without radiotap), and takes the inner packet out of the encapsulations the
 decoder takes apart (ERSPAN, GRE, VXLAN, Geneve, MPLS, PPPoE, 802.11 in GRE from an Aruba access
 point). Frames that are not IP and that the
-decoder would only count (802.11 control frames, encrypted or null data, ARP, other EtherTypes) are
+decoder would only count (802.11 control frames, encrypted or null data, other EtherTypes) are
 counted there too, and so are the 802.11 management frames no frame hook reads (`FrameInterest`:
 beacons without a drone vendor's element), once the engine has had a packet. Every other packet (a
 flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, SCTP, the
-management frames a frame hook reads, an 802.11 A-MSDU with a subframe the walk does not read, and
-anything too short) goes through the per-packet decoder and `Engine.process` in capture order; the
-packets of an A-MSDU the walk reads whole are rows of their own.
+management frames a frame hook reads, an 802.11 A-MSDU with a subframe the walk does not read, ARP,
+whose requests show addresses on the link, and anything too short) goes through the per-packet
+decoder and `Engine.process` in capture order; the packets of an A-MSDU the walk reads whole are
+rows of their own.
 A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
 left once the engine stops it, so from then on its packets are counted here like a settled flow's.
 

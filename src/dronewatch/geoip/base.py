@@ -67,7 +67,7 @@ GEOIP_PUBLIC = GeoInfo("public")
 """A public address that no open database knows anything about."""
 
 GEOIP_ON_LINK = GeoInfo("local", local_reason="on-link")
-"""A global IPv6 address the capture showed on its link (Neighbor Discovery:
+"""A public address the capture showed on its link (IPv6 Neighbor Discovery, ARP:
 `dronewatch.geoip.onlink`)."""
 
 GEOIP_CONFIGURED = GeoInfo("local", local_reason="configured")

@@ -1,19 +1,23 @@
-"""The IPv6 addresses a capture itself shows to be on the capture's link.
+"""The addresses a capture itself shows to be on the capture's link.
 
 A phone on an IPv6 network sends from global addresses (SLAAC, RFC 4862, and temporary ones,
-RFC 8981): no fixed table of local ranges knows them, so without this its flows to the internet
-would run between two public addresses and nothing would count as having left it. IPv6 Neighbor
-Discovery (RFC 4861) says on the wire which addresses are on the link:
+RFC 8981), and a site may give its hosts public IPv4 addresses: no fixed table of local ranges
+knows them, so without this a phone's flows to the internet would run between two public
+addresses and nothing would count as having left it. The link's own protocols say on the wire
+which addresses are on it, and the analyzers read them into this table:
 
-- its messages never cross a router (3.1): their source is an address of a node on the link;
-- a Duplicate Address Detection solicitation names the address its sender is taking (RFC 4862
-  5.4.2);
-- a Router Advertisement's Prefix Information option with the on-link (L) or autonomous (A) flag
-  names the link's prefix (4.6.2): every address in it is a host of the link.
+- IPv6 Neighbor Discovery (RFC 4861, `dronewatch.analyzers.ndp`): its messages never cross a
+  router (3.1), so their source is an address of a node on the link; a Duplicate Address
+  Detection solicitation names the address its sender is taking (RFC 4862 5.4.2); a Router
+  Advertisement's Prefix Information option with the on-link (L) or autonomous (A) flag names
+  the link's prefix (4.6.2): every address in it is a host of the link;
+- ARP (RFC 826, read by the decoder, `Decoder.on_arp`): a request's sender address is its
+  sender's own, and a probe's target (RFC 5227, from 0.0.0.0) the address its sender is taking.
 
-An advertisement's target and another solicitation's are not taken: a proxy (RFC 4389) answers
-for addresses beyond the link, and a host that takes an address for on-link by mistake
-solicits it; taking those for local would hide what goes to them.
+What a proxy may say for addresses beyond the link is not taken (a Neighbor Advertisement's
+target, RFC 4389; an ARP reply, proxy ARP), nor an address a host asks for (another
+solicitation's target, an ARP request's): a host that takes an address for on-link by mistake
+asks for it, and taking those for local would hide what goes to them.
 
 The table is per run (`Context.on_link`): what one capture teaches never reaches another. It
 is bounded, and refuses a prefix shorter than `MIN_PREFIX` (a rogue or mistaken advertisement
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+
+from dronewatch.geoip.local import LocalNets
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +47,8 @@ MAX_PREFIXES = 64
 
 
 class OnLink:
-    """The IPv6 prefixes and addresses Neighbor Discovery showed on the capture's link."""
+    """The IPv6 prefixes, and the IPv6 and IPv4 addresses, the link's protocols showed on the
+    capture's link."""
 
     __slots__ = ("_hosts", "_prefixes", "_masks", "refused", "full")
 
@@ -61,12 +68,11 @@ class OnLink:
         return bool(self._hosts or self._prefixes)
 
     def __contains__(self, addr: bytes) -> bool:
-        """Whether the 16-byte address is on the link as far as the capture showed so far."""
-        if len(addr) != 16:
-            return False
+        """Whether the address (4 or 16 bytes) is on the link as far as the capture showed so
+        far."""
         if addr in self._hosts:
             return True
-        if self._masks:
+        if self._masks and len(addr) == 16:
             n = int.from_bytes(addr, "big")
             for net, mask in self._masks:
                 if n & mask == net:
@@ -78,7 +84,7 @@ class OnLink:
         hosts = self._hosts
         if addr in hosts:
             del hosts[addr]  # named again: the most recent now
-        elif self._masks and self._in_prefix(addr):
+        elif self._masks and len(addr) == 16 and self._in_prefix(addr):
             return
         elif len(hosts) >= MAX_HOSTS:
             del hosts[next(iter(hosts))]
@@ -112,14 +118,21 @@ class OnLink:
 
     def cidrs(self) -> tuple[str, ...]:
         """What was learned, as CIDR text: the prefixes in the order learned, then the
-        addresses not in any of them (as /128), sorted."""
+        addresses not in any of them (as /32 or /128), sorted."""
         nets = tuple(f"{ipaddress.IPv6Address(net)}/{length}" for net, length in self._prefixes)
-        hosts = sorted(h for h in self._hosts if not self._in_prefix(h))
-        return nets + tuple(f"{ipaddress.IPv6Address(h)}/128" for h in hosts)
+        hosts = sorted(h for h in self._hosts if len(h) == 4 or not self._in_prefix(h))
+        return nets + tuple(f"{ipaddress.ip_address(h)}/{len(h) * 8}" for h in hosts)
 
     def _in_prefix(self, addr: bytes) -> bool:
         n = int.from_bytes(addr, "big")
         return any(n & mask == net for net, mask in self._masks)
+
+
+def learn_host(on_link: OnLink, local: LocalNets, addr: bytes) -> None:
+    """An address the link's protocols showed on the link, into `on_link` unless it is local
+    already (private, link-local, multicast, unspecified...: `local`)."""
+    if len(addr) in (4, 16) and local.reason(addr) is None:
+        on_link.add_host(addr)
 
 
 SHOWN = 4
@@ -132,7 +145,7 @@ def on_link_text(cidrs: tuple[str, ...] | None, refused: dict[str, int] | None) 
     if cidrs:
         named = ", ".join(cidrs[:SHOWN])
         more = f" and {len(cidrs) - SHOWN:,} more" if len(cidrs) > SHOWN else ""
-        parts.append(f"IPv6 on the link (Neighbor Discovery), taken as local: {named}{more}")
+        parts.append(f"on the link (Neighbor Discovery, ARP), taken as local: {named}{more}")
     if refused:
         parts.append(
             "router advertisements named "

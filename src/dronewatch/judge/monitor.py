@@ -240,8 +240,8 @@ class Monitor:
                 resp_geo = GEOIP_CONFIGURED
         on_link = self.ctx.on_link
         if on_link:
-            # A global IPv6 address Neighbor Discovery showed on the capture's link is a host
-            # of the site's network (`dronewatch.analyzers.ndp`).
+            # A public address the link's protocols showed on the capture's link is a host of
+            # the site's network (IPv6 Neighbor Discovery, ARP: `dronewatch.geoip.onlink`).
             if orig_geo.scope == "public" and flow.orig_h in on_link:
                 orig_geo = GEOIP_ON_LINK
             if resp_geo.scope == "public" and flow.resp_h in on_link:
