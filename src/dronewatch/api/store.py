@@ -452,10 +452,15 @@ class Store:
         observation naming a MAC names that one (the addresses of a device known by its MAC:
         a phone's IPv4 and IPv6 addresses)."""
         c = db.egress.c
-        hosts = [str(r[0]) for r in conn.execute(select(c.host_ip).distinct())]
+        q = select(c.host_ip).distinct()
         if mac is None:
-            return hosts
-        return [ip for ip in hosts if host_mac(self.egress_of(conn, ip)) == mac.lower()]
+            return [str(r[0]) for r in conn.execute(q)]
+        mac = mac.lower()
+        # The hosts with an observation from the MAC (in the database), then those whose
+        # latest one names it (an address a device left to another is the other's now).
+        q = q.where(c.doc["host_mac"].as_string() == mac)
+        hosts = [str(r[0]) for r in conn.execute(q)]
+        return [ip for ip in hosts if host_mac(self.egress_of(conn, ip)) == mac]
 
     def device_hosts(self, device: dict[str, Any]) -> list[str]:
         """The addresses a device's traffic is stored under: its own, or, declared by its MAC

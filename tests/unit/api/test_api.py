@@ -740,3 +740,33 @@ def test_stations_without_an_address_are_known_by_their_mac(api: Api) -> None:
     assert resp.status_code == 200, resp.text[:300]
     macs = {d["mac"]: d["ip"] for d in api.get("/api/v1/devices").json()}
     assert macs.get("02:00:00:00:00:0a", "?") is None and macs.get("02:00:00:00:00:0b", "?") is None
+
+
+def test_a_device_declared_by_its_mac_is_judged_at_every_address(api: Api) -> None:
+    """A device declared by its MAC alone is judged on what it sent from every address its
+    observations came from (a phone's IPv4 address and its IPv6 one here), on every LDM change;
+    an address whose observations came from another MAC is not its."""
+    mac = "ae:3f:52:8c:77:02"
+    v6 = "2001:db8:1::a4b2"
+    records = [dict(r) for r in records_of("dji_fly_ldm_off.pcap")]
+    again = [{**r, "host_ip": v6, "uid": r["uid"] + "6"} for r in records if r["log"] == "egress"]
+    stranger = [
+        {**r, "host_ip": "10.77.0.99", "host_mac": "02:00:00:00:00:99", "uid": r["uid"] + "9"}
+        for r in records
+        if r["log"] == "egress"
+    ]
+    dev = api.post("/api/v1/devices", json={"name": "pilot", "mac": mac}).json()
+    assert again and api.ingest([*records, *again, *stranger]).status_code == 200
+    assert all_alerts(api) == []  # LDM off
+    api.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": True, "at": 0.0}).raise_for_status()
+    alerts = all_alerts(api, device=mac)
+    assert {(a["device_ip"], a["dest_name"]) for a in alerts} == {
+        (ip, dest) for ip in (PHONE, v6) for dest in LDM_OFF_DESTS
+    }
+    assert {a["device_mac"] for a in all_alerts(api)} == {mac}
+    verdict = api.get(f"/api/v1/devices/{dev['id']}/verdict").json()
+    assert verdict["verdict"] == "violation" and verdict["destinations"], verdict
+    flows = api.get(f"/api/v1/devices/{dev['id']}/flows").json()["items"]
+    assert flows and {f["orig_h"] for f in flows} == {PHONE}
+    api.put(f"/api/v1/devices/{dev['id']}/ldm", json={"on": False, "at": 0.0}).raise_for_status()
+    assert all_alerts(api) == []

@@ -204,13 +204,14 @@ def test_encapsulated_packets_are_handed_over_as_the_decoder_makes_them() -> Non
 
 def test_frames_that_are_not_ip_are_counted_by_kind_in_c() -> None:
     """Frames the decoder only counts are counted in C under the decoder's names; a management
-    frame, or one too short for its headers, goes to Python; past 32 kinds in one walk, new
-    kinds go to Python too."""
+    frame, an ARP message (the decoder reads what a request shows on the link) or a frame too
+    short for its headers goes to Python; past 32 kinds in one walk, new kinds go to Python
+    too."""
     eng = Engine(flow(LIMIT))
     lldp = raw(Ether(type=0x88CC) / (b"\x00" * 30))
     arp = raw(Ether() / ARP())
     eng.walk([arp, lldp, arp, raw(Ether())[:10]])
-    assert eng.not_ip == {"arp": 2, "ethertype-0x88cc": 1} and eng.handled == [3]
+    assert eng.not_ip == {"ethertype-0x88cc": 1} and eng.handled == [0, 2, 3]
     eng = Engine(flow(LIMIT))
     wifi = [radiotap(ACK), radiotap(BEACON), radiotap(ACK, fcs=True)]
     wifi += [radiotap(dot11(b"secret", 0x0800, protected=True)), radiotap(b"\x08")]

@@ -131,8 +131,6 @@ def device_flows(
 ) -> Any:
     """The device's flows in a time window, oldest first."""
     device = _device(request, device_id)
-    if not device["ip"]:
-        return {"items": [], "next_cursor": None}
     cur = None
     if cursor:
         ts, _, uid = cursor.partition(":")
