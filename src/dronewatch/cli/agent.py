@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_device, add_engine_options, add_rules_and_geoip, engine_options
+from dronewatch.cli.args import (
+    LOCAL_SUBNET_HELP,
+    add_device,
+    add_engine_options,
+    add_rules_and_geoip,
+    engine_options,
+)
 from dronewatch.exceptions import DronewatchError
 from dronewatch.output.terminal import inline
 
@@ -160,7 +166,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="CIDR",
-        help="extra subnet that counts as the devices' local network; repeatable",
+        help=LOCAL_SUBNET_HELP,
     )
     p.add_argument(
         "--log-format",

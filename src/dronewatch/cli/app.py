@@ -12,7 +12,13 @@ from typing import Any
 
 from dronewatch import __version__
 from dronewatch.cli.analyzer_options import add_analyzer_option, analyzer_options
-from dronewatch.cli.args import add_device, add_engine_options, add_rules_and_geoip, engine_options
+from dronewatch.cli.args import (
+    LOCAL_SUBNET_HELP,
+    add_device,
+    add_engine_options,
+    add_rules_and_geoip,
+    engine_options,
+)
 from dronewatch.cli.report import register as report_register
 from dronewatch.core.hooks import Record
 from dronewatch.core.pipeline import AnalysisConfig
@@ -113,7 +119,7 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="CIDR",
-        help="extra subnet that counts as the device's local network; repeatable",
+        help=LOCAL_SUBNET_HELP,
     )
     add_rules_and_geoip(g, rules_default=[])
 

@@ -41,10 +41,18 @@ def add_device(parser: Any) -> None:
         default=[],
         metavar="IP|MAC|CIDR|NAME",
         help="the device under test, judged whether or not it is recognised as a ground "
-        "station: an IP or MAC address, every host of a network, or the host name a device "
+        "station: an IP address, a MAC address (the device at every address its frames come "
+        "from: a phone's global IPv6 ones), every host of a network, or the host name a device "
         "gave in DHCP; repeatable (like a device of --policy, under its defaults)",
     )
 
+
+LOCAL_SUBNET_HELP = (
+    "extra subnet that counts as the devices' local network; repeatable (private ranges are "
+    "local without it, and so are the addresses the capture's IPv6 Neighbor Discovery and ARP "
+    "show on its link)"
+)
+"""`--local-subnet`'s help, on `analyze` and `agent` alike."""
 
 ENGINE_FLAGS = ("max_flows", "stall_packets", "stall_bytes")
 """The `EngineOptions` fields the command line sets, each as `--FIELD` (dashes for
