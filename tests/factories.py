@@ -132,6 +132,25 @@ def pipeline_records(path: Path, kind: type[R]) -> list[R]:
     return out
 
 
+def records_by_log(path: Path, processes: int = 1, *, bulk: bool = True) -> dict[str, list[Record]]:
+    """Every record the whole analysis writes for a capture, by log: in one process (`bulk`:
+    through the C walk, else packet by packet) or shared by `processes` (`run_split`)."""
+    from dronewatch.core.pipeline import AnalysisConfig, run_source
+    from dronewatch.core.split import run_split
+
+    out: dict[str, list[Record]] = {}
+
+    def emit(r: Record) -> None:
+        out.setdefault(r.log, []).append(r)
+
+    config = AnalysisConfig(bulk=bulk)
+    if processes == 1:
+        run_source(FileSource(str(path)), emit, config)
+    else:
+        run_split(str(path), processes, emit, config, records=emit)
+    return out
+
+
 @functools.lru_cache(maxsize=16)
 def decoded(path: Path) -> tuple[Packet, ...]:
     """A capture's packets as the decoder gives them, decoded once per test process (the engine

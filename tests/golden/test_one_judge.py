@@ -3,8 +3,10 @@ for the same capture, whatever the batch size and whatever order the batches arr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,23 @@ def test_service_judges_a_full_flow_table_as_analyze_does(
     assert verdicts == want and sorted(want.values()) == ["incomplete", "violation"]
 
 
+@contextlib.contextmanager
+def declared_by_mac(
+    tmp_path: Path, migrated: Path, mac: str, records: list[dict[str, Any]]
+) -> Iterator[tuple[Service, dict[str, Any]]]:
+    """A new service over a copy of the `migrated` database, a device declared there by `mac`
+    alone with LDM on, and `records` ingested in one batch: (the service, the device)."""
+    shutil.copyfile(migrated, tmp_path / migrated.name)
+    service = Service.open(Settings(data_dir=tmp_path))
+    try:
+        device = service.store.create_device({"mac": mac}, by="test")
+        service.store.set_ldm(device["id"], True, 0.0, by="test")
+        service.ingest(batch_id(records), "test", records, discovered_ldm=True)
+        yield service, service.store.get_device(device["id"])
+    finally:
+        service.close()
+
+
 def test_service_judges_a_device_whose_frames_are_encrypted_as_analyze_does(
     tmp_path: Path, migrated_sqlite: Path
 ) -> None:
@@ -204,16 +223,8 @@ def test_service_judges_a_device_whose_frames_are_encrypted_as_analyze_does(
     batcher.flush()
     (cap,) = [r for r in records if r["log"] == "capture"]
     assert cap["encrypted"][mac] == 129
-    shutil.copyfile(migrated_sqlite, tmp_path / migrated_sqlite.name)
-    service = Service.open(Settings(data_dir=tmp_path))
-    try:
-        device = service.store.create_device({"mac": mac}, by="test")
-        service.store.set_ldm(device["id"], True, 0.0, by="test")
-        service.ingest(batch_id(records), "test", records, discovered_ldm=True)
-        device = service.store.get_device(device["id"])
+    with declared_by_mac(tmp_path, migrated_sqlite, mac, records) as (service, device):
         served = device_verdict(service.store, device, [], None, None)
-    finally:
-        service.close()
     assert verdicts[mac].verdict == served["verdict"] == "incomplete"
     assert served["coverage"]["encrypted_frames"] == 129
     assert "129 encrypted 802.11 data frames sent by the device" in served["msg"]
@@ -261,19 +272,11 @@ def test_service_judges_a_device_declared_by_its_mac_as_analyze_does(
     run_source(FileSource(str(PCAPS / capture)), batcher, agent)
     batcher.flush()
     records = [r for r in records if r["log"] not in ("alerts", "verdicts")]  # as agents send
-    shutil.copyfile(migrated_sqlite, tmp_path / migrated_sqlite.name)
-    service = Service.open(Settings(data_dir=tmp_path))
-    try:
-        device = service.store.create_device({"mac": mac}, by="test")
-        service.store.set_ldm(device["id"], True, 0.0, by="test")
-        service.ingest(batch_id(records), "test", records, discovered_ldm=True)
-        device = service.store.get_device(device["id"])
+    with declared_by_mac(tmp_path, migrated_sqlite, mac, records) as (service, device):
         store = service.store
         alerts = store.list_alerts(AlertFilter(device=mac), since=None, cursor=None, limit=1000)
         served = device_verdict(store, device, alerts, None, None)
         flows = store.flows_for(store.device_hosts(device), None, None, 1000)
-    finally:
-        service.close()
     assert served["verdict"] == "violation"
     assert served["destinations"] and flows
     assert {a["id"]: {k: a.get(k) for k in ORDER_FREE} for a in alerts} == {

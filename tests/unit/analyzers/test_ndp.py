@@ -22,14 +22,13 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap, wrpcap
 
-from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import owner
 from dronewatch.core.flow import IP_PROTO_TCP
 from dronewatch.core.hooks import Record
-from dronewatch.core.pipeline import AnalysisConfig, CaptureRecord, run_source
-from dronewatch.core.split import run_split
+from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.geoip.onlink import MAX_HOSTS, MIN_PREFIX, OnLink
 from dronewatch.judge.flowlog import FlowRecord
+from tests.factories import records_by_log as records
 from tests.pcaps import THIRD_PARTY
 
 ZEEK_BASELINES = Path(__file__).resolve().parents[2] / "golden" / "zeek_baselines"
@@ -47,20 +46,6 @@ ROUTER_LL = "fe80::1"
 PHONE = "2a02:8109:a1c0:1:a4b2:11ff:fe22:3344"
 """A phone's global address (SLAAC in the site's /64)."""
 CLOUD = "2606:4700::6810:84e5"
-
-
-def records(path: Path, processes: int = 1, *, bulk: bool = True) -> dict[str, list[Record]]:
-    out: dict[str, list[Record]] = {}
-
-    def emit(r: Record) -> None:
-        out.setdefault(r.log, []).append(r)
-
-    config = AnalysisConfig(bulk=bulk)
-    if processes == 1:
-        run_source(FileSource(str(path)), emit, config)
-    else:
-        run_split(str(path), processes, emit, config, records=emit)
-    return out
 
 
 def capture_record(path: Path, processes: int = 1, *, bulk: bool = True) -> CaptureRecord:

@@ -13,13 +13,12 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import wrpcap
 
-from dronewatch.capture.files import FileSource
 from dronewatch.core.engine import owner
 from dronewatch.core.flow import IP_PROTO_TCP
 from dronewatch.core.hooks import Record
-from dronewatch.core.pipeline import AnalysisConfig, CaptureRecord, run_source
-from dronewatch.core.split import run_split
+from dronewatch.core.pipeline import CaptureRecord
 from dronewatch.judge.flowlog import FlowRecord
+from tests.factories import records_by_log as records
 
 ROUTER_MAC, PHONE_MAC = "02:00:00:00:01:01", "02:00:00:00:01:10"
 ROUTER, PHONE = "192.0.2.1", "192.0.2.10"
@@ -27,20 +26,6 @@ ROUTER, PHONE = "192.0.2.1", "192.0.2.10"
 local ranges holds either)."""
 CLOUD = "198.51.100.10"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
-
-
-def records(path: Path, processes: int = 1, *, bulk: bool = True) -> dict[str, list[Record]]:
-    out: dict[str, list[Record]] = {}
-
-    def emit(r: Record) -> None:
-        out.setdefault(r.log, []).append(r)
-
-    config = AnalysisConfig(bulk=bulk)
-    if processes == 1:
-        run_source(FileSource(str(path)), emit, config)
-    else:
-        run_split(str(path), processes, emit, config, records=emit)
-    return out
 
 
 def site(path: Path, arp: list[Ether]) -> int:
