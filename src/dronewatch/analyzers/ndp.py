@@ -43,6 +43,26 @@ PREFIX_ON_LINK = 0x80
 PREFIX_AUTONOMOUS = 0x40
 
 
+def kept(pkt: Packet) -> bool:
+    """Whether a receiver keeps the message, as far as the packet shows (RFC 4861 6.1 and 7.1.1;
+    the hop limit of 255 is not kept by the decoder): ICMP code 0, a router advertisement from a
+    link-local address, a solicitation or advertisement long enough for its target."""
+    if pkt.dport != 0:  # the decoder's ICMP "port": the code
+        return False
+    kind = pkt.sport
+    if kind == ND_ROUTER_ADVERT:
+        src = pkt.src
+        return (
+            len(src) == 16
+            and src[0] == 0xFE
+            and src[1] & 0xC0 == 0x80
+            and (pkt.payload_len >= RA_FIXED)
+        )
+    if kind == ND_NEIGHBOR_SOLICIT or kind == ND_NEIGHBOR_ADVERT:
+        return pkt.payload_len >= TARGET_AT + 16
+    return True
+
+
 def learn(ctx: Context, pkt: Packet) -> None:
     """What one Neighbor Discovery message says is on the link, into `ctx.on_link`: its source
     (a node sends them from an address of its own on the link: they never cross a router, 3.1),
@@ -51,8 +71,10 @@ def learn(ctx: Context, pkt: Packet) -> None:
     advertisement. Not the target of another solicitation or of an advertisement, nor a unicast
     destination: a proxy (RFC 4389) answers for addresses beyond the link, and a host that
     takes an address for on-link by mistake solicits it; taking those for local would hide what
-    goes to them. A message cut short says what it holds whole; a malformed option ends the
-    walk (4.6: a zero length is invalid)."""
+    goes to them. A message a receiver must discard (`kept`) says nothing; one cut short says
+    what it holds whole; a malformed option ends the walk (4.6: a zero length is invalid)."""
+    if not kept(pkt):
+        return
     on_link, local = ctx.on_link, ctx.local
     src, kind, body = pkt.src, pkt.sport, pkt.payload
     learn_host(on_link, local, src)  # never the unspecified address: local already

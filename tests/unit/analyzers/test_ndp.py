@@ -63,11 +63,13 @@ def _local(addr: ipaddress.IPv6Address) -> bool:
 
 def tshark_on_link(path: Path) -> tuple[str, ...]:
     """What RFC 4861 says is on the link, from tshark's decoding of the Neighbor Discovery
-    messages: their global source, the target of a solicitation from the unspecified address
+    messages a receiver keeps (code 0, a router advertisement from a link-local address): their
+    global source, the target of a solicitation from the unspecified address
     (Duplicate Address Detection), and the prefixes of Prefix Information options with L or A
     set and a valid lifetime, of /48 or longer; addresses inside a prefix are left out, as the
     record does."""
     fields = (
+        "icmpv6.code",
         "icmpv6.type",
         "ipv6.src",
         "ipv6.dst",
@@ -90,7 +92,10 @@ def tshark_on_link(path: Path) -> tuple[str, ...]:
     hosts: list[ipaddress.IPv6Address] = []
     nets: list[ipaddress.IPv6Network] = []
     for line in out.splitlines():
-        kind, src, _dst, ns, _na, prefixes, lengths, ls, as_, valids = line.split("\t")
+        code, kind, src, _dst, ns, _na, prefixes, lengths, ls, as_, valids = line.split("\t")
+        source = ipaddress.IPv6Address(src.split(";")[0])
+        if code.split(";")[0] != "0" or (kind.split(";")[0] == "134" and not source.is_link_local):
+            continue  # a receiver discards it (RFC 4861 6.1)
         taken = [src.split(";")[0]]
         if src.split(";")[0] == "::":
             taken.append(ns)  # Duplicate Address Detection: the sender's own tentative address
@@ -290,3 +295,25 @@ def test_the_table_is_bounded() -> None:
     assert ipaddress.IPv6Address("2001:db8:1::99").packed in table
     assert not table.add_prefix(ipaddress.IPv6Address("2001::").packed, MIN_PREFIX - 1)
     assert ipaddress.IPv6Address("2001:db9::1").packed not in table
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # A router advertisement must come from a link-local address (RFC 4861 6.1.2).
+        Ether(src=ROUTER_MAC, dst="33:33:00:00:00:01")
+        / IPv6(src="2a02:8109:a1c0:1::1", dst="ff02::1", hlim=255)
+        / ICMPv6ND_RA()
+        / ICMPv6NDOptPrefixInfo(prefix="2a02:8109:a1c0:1::", prefixlen=64),
+        # ICMP code 0 only (7.1.1).
+        Ether(src=PHONE_MAC, dst=ROUTER_MAC)
+        / IPv6(src=PHONE, dst=ROUTER_LL, hlim=255)
+        / ICMPv6ND_NA(code=1, tgt=PHONE),
+    ],
+    ids=["ra-from-a-global-address", "na-with-code-1"],
+)
+def test_a_message_a_receiver_discards_says_nothing(tmp_path: Path, message: Ether) -> None:
+    path = tmp_path / "bad.pcap"
+    message.time = 1_699_999_999
+    wrpcap(str(path), [message])
+    assert records(path)["capture"][0].on_link is None  # type: ignore[attr-defined]
