@@ -425,6 +425,31 @@ static void pppoe(const uint8_t *fr, long long cap, long long off, int depth, Ro
     ip_packet(fr, cap, at, depth + 1, r);
 }
 
+/* The built-in local IPv4 ranges (`dronewatch.geoip.local.GEOIP_LOCAL_V4`, given by
+ * `protocols_setup`): an ARP request for an address in them shows nothing the on-link table
+ * would take (`geoip.onlink.learn_host`), so it is only counted here. */
+#define MAX_LOCAL4 32
+static uint32_t local4_net[MAX_LOCAL4], local4_mask[MAX_LOCAL4];
+static int nlocal4;
+
+static int local4(uint32_t a) {
+    for (int k = 0; k < nlocal4; k++)
+        if ((a & local4_mask[k]) == local4_net[k]) return 1;
+    return 0;
+}
+
+/* Whether an ARP message may show an address on the link that the on-link table takes: a
+ * request for IPv4 over Ethernet (RFC 826: hardware 1, protocol 0x0800, lengths 6 and 4,
+ * operation 1) whose sender address, or for a probe (RFC 5227, sender 0.0.0.0) whose target,
+ * is not local already. The decoder reads those (`Decoder._arp`); the others are counted. */
+static int arp_shows_public(const uint8_t *fr, long long cap, long long off) {
+    static const uint8_t request[8] = {0, 1, 8, 0, 6, 4, 0, 1};
+    if (cap < off + 28 || memcmp(fr + off, request, 8) != 0) return 0;
+    uint32_t a = be32(fr + off + 14);
+    if (a == 0) a = be32(fr + off + 24);
+    return !local4(a);
+}
+
 static void ethertype(const uint8_t *fr, long long cap, long long off, int etype, int depth,
                       Row *r) {
     while (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) { /* 802.1Q, QinQ */
@@ -437,7 +462,10 @@ static void ethertype(const uint8_t *fr, long long cap, long long off, int etype
     else if (depth < MAX_ENCAPSULATIONS && (etype == ETH_MPLS || etype == ETH_MPLS_MC))
         mpls(fr, cap, off, depth, r);
     else if (depth < MAX_ENCAPSULATIONS && etype == ETH_PPPOE) pppoe(fr, cap, off, depth, r);
-    else skip(r, etype == ETH_ARP ? SKIP_ARP : SKIP_ETHERTYPE | etype);
+    else if (etype == ETH_ARP) {
+        if (arp_shows_public(fr, cap, off)) r->ok = ROW_PYTHON;
+        else skip(r, SKIP_ARP);
+    } else skip(r, SKIP_ETHERTYPE | etype);
 }
 
 /* What an encapsulation header says of the packet inside: where it starts (`at`), what it is
@@ -1561,10 +1589,31 @@ static PyObject *packet_setup(PyObject *self, PyObject *args) {
 }
 
 static PyObject *protocols_setup(PyObject *self, PyObject *args) {
-    PyObject *maps[2], *skipped;
-    if (!PyArg_ParseTuple(args, "O!O!O:protocols_setup", &PyDict_Type, &maps[0], &PyDict_Type,
-                          &maps[1], &skipped))
+    PyObject *maps[2], *skipped, *locals = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O|O:protocols_setup", &PyDict_Type, &maps[0], &PyDict_Type,
+                          &maps[1], &skipped, &locals))
         return NULL;
+    uint32_t nets[MAX_LOCAL4], masks[MAX_LOCAL4];
+    int n4 = 0;
+    if (locals != NULL) {
+        PyObject *seq = PySequence_Fast(locals, "protocols_setup: local4 is a sequence");
+        if (seq == NULL) return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        for (Py_ssize_t k = 0; k < n; k++) {
+            unsigned long net = 0, mask = 0;
+            PyObject *pair = PySequence_Fast_GET_ITEM(seq, k);
+            if (k >= MAX_LOCAL4 || !PyArg_ParseTuple(pair, "kk", &net, &mask) ||
+                net > 0xFFFFFFFFUL || mask > 0xFFFFFFFFUL) {
+                Py_DECREF(seq);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError,
+                                    "protocols_setup: local4 is up to 32 (net, mask) of IPv4");
+                return NULL;
+            }
+            nets[n4] = (uint32_t)net, masks[n4++] = (uint32_t)mask;
+        }
+        Py_DECREF(seq);
+    }
     uint8_t skip6[256] = {0};
     PyObject *it = PyObject_GetIter(skipped), *item;
     if (it == NULL) return NULL;
@@ -1599,6 +1648,9 @@ static PyObject *protocols_setup(PyObject *self, PyObject *args) {
     }
     memcpy(icmp_pair, pair, sizeof pair);
     memcpy(ip6_skipped, skip6, sizeof skip6);
+    memcpy(local4_net, nets, sizeof nets);
+    memcpy(local4_mask, masks, sizeof masks);
+    nlocal4 = n4;
     protocols_ready = 1;
     Py_RETURN_NONE;
 }
@@ -1797,12 +1849,9 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             if (parts) sub_at = r.amsdu_at, whole = r;
             else parts = 1, r.ok = ROW_PYTHON;
         }
-        /* Counted here, but an ARP message: the decoder reads what a request shows on the link
-           (`Decoder.on_arp`), in every process of a shared capture. */
-        if (r.ok == ROW_SKIP && r.kind != SKIP_ARP &&
-            (r.kind == SKIP_DOT11_PROTECTED
-                 ? count_encrypted(&t, r.kind, b + at[i], r.src_mac_at, cap)
-                 : count_skipped(&t, r.kind)))
+        if (r.ok == ROW_SKIP && (r.kind == SKIP_DOT11_PROTECTED
+                                     ? count_encrypted(&t, r.kind, b + at[i], r.src_mac_at, cap)
+                                     : count_skipped(&t, r.kind)))
             continue;
         if (r.ok == ROW_MGMT) {
             /* A management frame no frame hook reads (a monitor-mode capture is mostly beacons):
@@ -2075,10 +2124,12 @@ static PyMethodDef methods[] = {
      "order of PACKET_FIELDS, and the Tunnel class of the packets out of an encapsulation "
      "(kinds named as TUNNEL_KINDS)."},
     {"protocols_setup", protocols_setup, METH_VARARGS,
-     "protocols_setup(icmp_pairs4, icmp_pairs6, ip6_skipped)\n\n"
+     "protocols_setup(icmp_pairs4, icmp_pairs6, ip6_skipped[, local4])\n\n"
      "The ICMP and ICMPv6 message types the walk keys with their counterpart's, as "
      "{type: counterpart} (a request and its reply are one flow), and the IPv6 next headers the "
-     "decoder reads past or reassembles. Until it is called, every packet goes to the decoder."},
+     "decoder reads past or reassembles; local4: the built-in local IPv4 ranges as (net, mask) "
+     "integers, whose ARP requests are counted here (the others go to the decoder, which reads "
+     "what they show on the link). Until it is called, every packet goes to the decoder."},
     {"linktypes", linktypes, METH_NOARGS,
      "linktypes() -> the link types whose frames walk reads."},
     {NULL, NULL, 0, NULL},

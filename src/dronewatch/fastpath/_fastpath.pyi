@@ -2,7 +2,7 @@
 
 import mmap
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -68,7 +68,11 @@ def packet_setup(
     cls: type[Packet], members: tuple[object, ...], tunnel: type[Tunnel], /
 ) -> None: ...
 def protocols_setup(
-    icmp_pairs4: dict[int, int], icmp_pairs6: dict[int, int], ip6_skipped: Iterable[int], /
+    icmp_pairs4: dict[int, int],
+    icmp_pairs6: dict[int, int],
+    ip6_skipped: Iterable[int],
+    local4: Sequence[tuple[int, int]] = (),
+    /,
 ) -> None: ...
 def linktypes() -> tuple[int, ...]: ...
 def ring_fields(

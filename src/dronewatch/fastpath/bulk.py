@@ -15,8 +15,9 @@ decoder would only count (802.11 control frames, encrypted or null data, other E
 counted there too, and so are the 802.11 management frames no frame hook reads (`FrameInterest`:
 beacons without a drone vendor's element), once the engine has had a packet. Every other packet (a
 flow's first packets, followed flows, TCP SYN/FIN/RST, fragments, IPv6 extension headers, SCTP, the
-management frames a frame hook reads, an 802.11 A-MSDU with a subframe the walk does not read, ARP,
-whose requests show addresses on the link, and anything too short) goes through the per-packet
+management frames a frame hook reads, an 802.11 A-MSDU with a subframe the walk does not read, an
+ARP request for an address not in the built-in local ranges, which the decoder reads for what it
+shows on the link, and anything too short) goes through the per-packet
 decoder and `Engine.process` in capture order; the packets of an A-MSDU the walk reads whole are
 rows of their own.
 A flow whose analyzers all waited too long (`EngineOptions.stall_packets`) has no inspector
@@ -58,6 +59,7 @@ from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
 from dronewatch.core.engine import FlowKey
 from dronewatch.core.flow import Flow, Packet
 from dronewatch.fastpath import native
+from dronewatch.geoip.local import builtin_local_v4
 
 if TYPE_CHECKING:
     from dronewatch.core.pipeline import Pipeline
@@ -83,8 +85,9 @@ class BulkRunner:
         if module is None:
             raise RuntimeError("the bulk path needs the C extension (dronewatch.fastpath.native)")
         self._walk_c = module.walk
-        # The engine's ICMP pairs and the decoder's IPv6 headers: the walk's too.
-        module.protocols_setup(ICMP4_PAIRS, ICMP6_PAIRS, IP6_READ_PAST)
+        # The engine's ICMP pairs, the decoder's IPv6 headers and the built-in local ranges
+        # (ARP requests for their addresses show nothing new on the link): the walk's too.
+        module.protocols_setup(ICMP4_PAIRS, ICMP6_PAIRS, IP6_READ_PAST, builtin_local_v4())
         self._walked = frozenset(module.linktypes())
         """The link types the C walk reads."""
         self.pipe = pipeline

@@ -212,6 +212,12 @@ def _reverse_address(name: str) -> IpAddress | None:
 _BUILTIN = LocalNets()
 
 
+def builtin_local_v4() -> tuple[tuple[int, int], ...]:
+    """`GEOIP_LOCAL_V4` as (network, netmask) integers (for the C walk: `fastpath.bulk`)."""
+    nets = (ipaddress.IPv4Network(cidr) for cidr, _ in GEOIP_LOCAL_V4)
+    return tuple((int(n.network_address), int(n.netmask)) for n in nets)
+
+
 def builtin_local_nets() -> LocalNets:
     """The built-in local ranges alone (no user subnets), one shared table."""
     return _BUILTIN

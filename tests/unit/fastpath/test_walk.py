@@ -14,11 +14,13 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from dronewatch.capture.base import RawPacket
-from dronewatch.capture.decode import Decoder
+from dronewatch.capture.decode import IP6_READ_PAST, Decoder
 from dronewatch.capture.encap import is_aruba_wlan
+from dronewatch.core.community_id import ICMP4_PAIRS, ICMP6_PAIRS
 from dronewatch.core.flow import Flow
 from dronewatch.core.hooks import FrameInterest
 from dronewatch.fastpath import _fastpath
+from dronewatch.geoip.local import builtin_local_v4
 from tests.unit.capture.links import (
     ACK,
     BEACON,
@@ -204,14 +206,18 @@ def test_encapsulated_packets_are_handed_over_as_the_decoder_makes_them() -> Non
 
 def test_frames_that_are_not_ip_are_counted_by_kind_in_c() -> None:
     """Frames the decoder only counts are counted in C under the decoder's names; a management
-    frame, an ARP message (the decoder reads what a request shows on the link) or a frame too
-    short for its headers goes to Python; past 32 kinds in one walk, new kinds go to Python
-    too."""
+    frame, an ARP request for an address outside the built-in local ranges (the decoder reads
+    what it shows on the link) or a frame too short for its headers goes to Python; past 32
+    kinds in one walk, new kinds go to Python too."""
+    _fastpath.protocols_setup(ICMP4_PAIRS, ICMP6_PAIRS, IP6_READ_PAST, builtin_local_v4())
     eng = Engine(flow(LIMIT))
     lldp = raw(Ether(type=0x88CC) / (b"\x00" * 30))
-    arp = raw(Ether() / ARP())
-    eng.walk([arp, lldp, arp, raw(Ether())[:10]])
-    assert eng.not_ip == {"ethertype-0x88cc": 1} and eng.handled == [0, 2, 3]
+    arp = raw(Ether() / ARP(psrc="10.0.0.2", pdst="10.0.0.1"))
+    public = raw(Ether() / ARP(psrc="192.0.2.2", pdst="192.0.2.1"))
+    probe = raw(Ether() / ARP(psrc="0.0.0.0", pdst="192.0.2.2"))
+    reply = raw(Ether() / ARP(op=2, psrc="192.0.2.1", pdst="192.0.2.2"))
+    eng.walk([arp, lldp, arp, raw(Ether())[:10], public, probe, reply])
+    assert eng.not_ip == {"arp": 3, "ethertype-0x88cc": 1} and eng.handled == [3, 4, 5]
     eng = Engine(flow(LIMIT))
     wifi = [radiotap(ACK), radiotap(BEACON), radiotap(ACK, fcs=True)]
     wifi += [radiotap(dot11(b"secret", 0x0800, protected=True)), radiotap(b"\x08")]
