@@ -217,6 +217,17 @@ def test_new_alert_arrives_live(browser: Any, live: LiveService, mode: str) -> N
     context.close()
 
 
+CHART_WARM_PIXELS = """() => {
+  const c = document.querySelector("#chart .uplot canvas");
+  const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let warm = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i] - d[i + 2] > 60) warm++;
+  return warm;
+}"""
+"""How many pixels of the report's chart are warm (red well above blue): a category's fill,
+not the grid, the text or the local-data-mode shade."""
+
+
 def open_report(browser: Any, report: Path, width: int) -> tuple[Any, Any, list[str], list[str]]:
     """A report file opened with the network off, with what it asked for and what it logged."""
     context = browser.new_context(viewport={"width": width, "height": 900}, offline=True)
@@ -247,6 +258,10 @@ def test_report_opens_offline_with_no_request(browser: Any, tmp_path: Path) -> N
     expect(page.locator("#answer")).to_contain_text("Yes: 1 of 2")
     expect(page.locator("#evidence")).to_contain_text("mydjiflight.dji.com")
     assert page.locator("#timeline-view option").count() == 2  # all devices, and the phone
+    # The chart draws the upload's bytes (telemetry, #E69F00 at 55 %: warm pixels): the capture
+    # is six seconds, one bucket, which a stepped series drew as nothing on a range of years.
+    warm = page.evaluate(CHART_WARM_PIXELS)
+    assert warm > 10_000, warm
     expect(page.locator(".map circle").first).to_have_attribute("fill", "#E69F00")
     width = page.evaluate(
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"

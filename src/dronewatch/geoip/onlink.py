@@ -145,7 +145,7 @@ def on_link_text(cidrs: tuple[str, ...] | None, refused: dict[str, int] | None) 
     if cidrs:
         named = ", ".join(cidrs[:SHOWN])
         more = f" and {len(cidrs) - SHOWN:,} more" if len(cidrs) > SHOWN else ""
-        parts.append(f"on the link (Neighbor Discovery, ARP), taken as local: {named}{more}")
+        parts.append(f"shown on the link by Neighbor Discovery or ARP, local: {named}{more}")
     if refused:
         parts.append(
             "router advertisements named "

@@ -64,6 +64,16 @@ var DronewatchTimeline = (function () {
     var n = data.times.length;
     var raw = data.series.map(function (s) { return s.bytes; });
     var stack = stacked(data.series, n);
+    var times = data.times;
+    // A stepped series holds each bucket's value until the next time: the last bucket needs a
+    // time after it (the range's end) to be drawn at all, and a capture of a few seconds is one
+    // bucket. Without it the last bucket is missing and a lone one leaves the chart empty (and
+    // uPlot widens a one-point range to years).
+    var end = data.end != null ? data.end : n ? data.times[n - 1] + (data.step || 1) : null;
+    if (n && end != null && end > data.times[n - 1]) {
+      times = data.times.concat([end]);
+      stack = stack.map(function (s) { return s.concat([s[n - 1]]); });
+    }
     var fg = cssVar("--fg", "#1b1f24");
     var grid = cssVar("--line", "#d0d7de");
     var shade = cssVar("--ldm-shade", "rgba(10,125,50,0.12)");
@@ -123,7 +133,7 @@ var DronewatchTimeline = (function () {
     };
     el.replaceChildren();
     el.setAttribute("aria-label", describe(data));
-    var plot = new uPlot(options, [data.times].concat(stack), el);
+    var plot = new uPlot(options, [times].concat(stack), el);
     if (typeof ResizeObserver !== "undefined") {
       var ro = new ResizeObserver(function () {
         var w = Math.max(280, el.clientWidth);
