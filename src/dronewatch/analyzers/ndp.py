@@ -4,10 +4,10 @@ Neighbor Discovery messages never cross a router (3.1): their source is an addre
 Router Advertisements name the link's prefixes too (a Prefix Information option with the
 on-link or autonomous flag, 4.6.2), and a Duplicate Address Detection solicitation the address
 its sender is taking (RFC 4862 5.4.2). What a proxy may say for addresses beyond the link (an
-advertisement's target, RFC 4389) is not taken. What they name goes to the
-run's on-link table (`Context.on_link`, `dronewatch.geoip.onlink`), which the monitor reads
-when a flow ends: a phone on an IPv6 network sends from a global address, and that end of its
-flows is then local, so what it sends to the internet counts as having left it.
+advertisement's target, RFC 4389) is not taken. What they name goes to the run's on-link table
+(`Context.on_link`, `dronewatch.geoip.onlink`), which the monitor reads when a flow ends: a
+phone on an IPv6 network sends from a global address, and that end of its flows is then local,
+so what it sends to the internet counts as having left it.
 
 The analyzer follows every Neighbor Discovery flow to its end (they are few and small), and in a
 process sharing a capture reads the messages of the others' flows too (`facts`), so every
@@ -52,12 +52,8 @@ def kept(pkt: Packet) -> bool:
     kind = pkt.sport
     if kind == ND_ROUTER_ADVERT:
         src = pkt.src
-        return (
-            len(src) == 16
-            and src[0] == 0xFE
-            and src[1] & 0xC0 == 0x80
-            and (pkt.payload_len >= RA_FIXED)
-        )
+        link_local = len(src) == 16 and src[0] == 0xFE and src[1] & 0xC0 == 0x80
+        return link_local and pkt.payload_len >= RA_FIXED
     if kind == ND_NEIGHBOR_SOLICIT or kind == ND_NEIGHBOR_ADVERT:
         return pkt.payload_len >= TARGET_AT + 16
     return True
@@ -79,7 +75,9 @@ def learn(ctx: Context, pkt: Packet) -> None:
     src, kind, body = pkt.src, pkt.sport, pkt.payload
     learn_host(on_link, local, src)  # never the unspecified address: local already
     if kind == ND_NEIGHBOR_SOLICIT and src == UNSPECIFIED:
-        learn_host(on_link, local, body[TARGET_AT : TARGET_AT + 16])
+        target = body[TARGET_AT : TARGET_AT + 16]
+        if len(target) == 16:  # not cut by the snap length
+            learn_host(on_link, local, target)
         return
     if kind != ND_ROUTER_ADVERT:
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -317,3 +318,21 @@ def test_a_message_a_receiver_discards_says_nothing(tmp_path: Path, message: Eth
     message.time = 1_699_999_999
     wrpcap(str(path), [message])
     assert records(path)["capture"][0].on_link is None  # type: ignore[attr-defined]
+
+
+def test_a_solicitation_cut_by_the_snap_length_names_no_address(tmp_path: Path) -> None:
+    """A Duplicate Address Detection solicitation cut 4 bytes into its target: the 4 bytes left
+    are not taken for an IPv4 address, nor anything else."""
+    dad = (
+        Ether(src=PHONE_MAC, dst="33:33:ff:22:33:44")
+        / IPv6(src="::", dst="ff02::1:ff22:3344", hlim=255)
+        / ICMPv6ND_NS(tgt=PHONE)
+    )
+    data = bytes(dad)[: 14 + 40 + 8 + 4]
+    path = tmp_path / "cut.pcap"
+    with path.open("wb") as fh:  # caplen below the frame's length: cut by the snap length
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 66, 1))
+        fh.write(struct.pack("<IIII", 1_700_000_000, 0, len(data), len(bytes(dad))) + data)
+    for bulk in (True, False):
+        cap = records(path, bulk=bulk)["capture"][0]
+        assert isinstance(cap, CaptureRecord) and cap.on_link is None and cap.truncated == 1
